@@ -1,0 +1,45 @@
+# orchd: every target creates .venv and installs what it needs; nothing is installed by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest()[:12])')
+
+.PHONY: help venv test lint check demo bench clean
+
+help:
+	@echo "make demo   - run orchd on a throw-away site and say what it did"
+	@echo "make test   - run the test suite"
+	@echo "make lint   - ruff, mypy (strict), import-linter layer contracts, generated docs"
+	@echo "make check  - lint + test (what CI runs)"
+	@echo "make bench  - benchmarks; results go to docs/BENCHMARKS.md"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orchd needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check orchd tests tools
+	$(BIN)/ruff format --check orchd tests tools
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python tools/gen_docs.py --check
+
+check: lint test
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" sh tools/demo.sh
+
+bench: $(STAMP)
+	$(BIN)/python tools/bench/append.py --write docs/BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,5 @@
+"""Entry point for ``python -m orchd``."""
+
+from orchd.cli import main
+
+main()

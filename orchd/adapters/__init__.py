@@ -1,0 +1,1 @@
+"""Adapters: all I/O, one module per outside thing (adapters layer)."""

@@ -1,0 +1,5 @@
+"""The SQLite ledger adapter (adapters layer)."""
+
+from .store import SqliteLedger
+
+__all__ = ["SqliteLedger"]

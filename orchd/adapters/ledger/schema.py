@@ -1,0 +1,129 @@
+"""Ledger schema: versioned migrations, each applied in one transaction (adapters layer).
+
+``PRAGMA application_id`` marks a file as an orchd ledger; ``PRAGMA user_version`` is the number
+of the last migration applied. Projection tables can be dropped and rebuilt from ``events``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+APPLICATION_ID = 0x4F524348  # "ORCH"
+
+PROJECTION_DDL = """
+CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    key TEXT NOT NULL,
+    job_type TEXT NOT NULL,
+    source TEXT,
+    params TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    submitted_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    eligible_at TEXT,
+    cause TEXT,
+    last_run_id TEXT,
+    UNIQUE (origin, key)
+);
+CREATE INDEX jobs_by_state ON jobs (state, priority DESC, submitted_at);
+CREATE INDEX jobs_by_source ON jobs (source);
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    leased_at TEXT NOT NULL,
+    lease_expires_at TEXT NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    exit_code INTEGER,
+    pid INTEGER
+);
+CREATE INDEX runs_by_job ON runs (job_id, attempt);
+CREATE TABLE heads (
+    origin TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    hlc TEXT NOT NULL
+);
+"""
+
+PROJECTION_TABLES = {"jobs": "job_id", "runs": "run_id", "heads": "origin"}
+
+_V1 = (
+    """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE events (
+    origin TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    hlc TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    type TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    job_id TEXT,
+    hash TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (origin, seq),
+    UNIQUE (origin, idempotency_key)
+) WITHOUT ROWID;
+CREATE INDEX events_by_job ON events (job_id) WHERE job_id IS NOT NULL;
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TABLE leases (
+    run_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+"""
+    + PROJECTION_DDL
+)
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _script(sql: str) -> Migration:
+    def run(conn: sqlite3.Connection) -> None:
+        statement = ""
+        for line in sql.splitlines(keepends=True):
+            statement += line
+            if sqlite3.complete_statement(statement):
+                conn.execute(statement)
+                statement = ""
+
+    return run
+
+
+MIGRATIONS: Sequence[tuple[str, Migration]] = (("events, projections and leases", _script(_V1)),)
+
+
+def latest() -> int:
+    return len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, Migration]]) -> None:
+    """Apply each pending migration in its own ``BEGIN IMMEDIATE`` transaction."""
+    for number, (_name, step) in enumerate(migrations, start=1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+                conn.execute("ROLLBACK")
+                continue
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {number:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,390 @@
+"""The SQLite ledger: the event log of one site and its projections (adapters layer).
+
+WAL journal, ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` transaction per append. Opening checks
+the file before SQLite writes to it, runs ``PRAGMA quick_check`` and re-verifies the newest events
+of every chain; anything wrong is refused, never repaired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlite_utils import Database
+
+from orchd.core import chain, events, hlc, ids
+from orchd.core.chain import Head, Stored
+from orchd.core.events import Draft, Event
+from orchd.core.ports import Clock, Entropy, VerifyReport
+from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, RunView
+from orchd.errors import (
+    LedgerCorrupt,
+    NotInitialized,
+    OrchdError,
+    ProjectionMismatch,
+    SchemaTooNew,
+    SiteExists,
+    StateConflict,
+    StorageError,
+)
+
+from . import projector, schema
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+TAIL_CHECK = 64  # newest events per origin re-verified at every open
+_INDEX_COLUMNS = ("event_id", "hlc", "occurred_at", "type", "idempotency_key", "prev_hash", "job_id")
+_EVENT_COLUMNS = ("origin", "seq", *_INDEX_COLUMNS, "hash", "body")
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})"
+)
+_CORRUPT_MARKERS = ("not a database", "malformed", "corrupt")
+
+
+@contextlib.contextmanager
+def translated(path: Path) -> Iterator[None]:
+    """Turn SQLite and OS failures into orchd errors naming ``path``."""
+    try:
+        yield
+    except OrchdError:
+        raise
+    except sqlite3.IntegrityError as exc:
+        raise StateConflict(detail=f"the ledger refused the change ({exc})") from exc
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if any(marker in text for marker in _CORRUPT_MARKERS):
+            raise LedgerCorrupt(path=path, detail=text) from exc
+        raise StorageError(path=path, detail=text) from exc
+    except OSError as exc:
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+
+
+def check_file(path: Path) -> None:
+    """Refuse a path that is not an existing, non-empty SQLite file, before SQLite opens it."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        raise NotInitialized(path=path.parent) from None
+    except OSError as exc:
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+    if not header:
+        raise LedgerCorrupt(path=path, detail="the file is empty (0 bytes)")
+    if header != SQLITE_MAGIC:
+        raise LedgerCorrupt(path=path, detail="not a SQLite database")
+
+
+def _connect(path: Path, mode: str) -> Database:
+    conn = sqlite3.connect(
+        f"file:{quote(str(path))}?mode={mode}", uri=True, isolation_level=None, timeout=30
+    )
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return Database(conn)
+
+
+class SqliteLedger:
+    """The ``Ledger`` port over one SQLite file."""
+
+    def __init__(self, db: Database, path: Path, clock: Clock, entropy: Entropy) -> None:
+        self._db = db
+        self.path = path
+        self._clock = clock
+        self._entropy = entropy
+        self._site_id = self._meta("site_id")
+
+    # --- opening and creating -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, clock: Clock, entropy: Entropy) -> SqliteLedger:
+        """Open an existing ledger, checking it first; never creates one."""
+        check_file(path)
+        db = _connect(path, "rw")
+        try:
+            with translated(path):
+                _check_database(db, path)
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                schema.migrate(db.conn, schema.MIGRATIONS)
+                ledger = cls(db, path, clock, entropy)
+                ledger._verify_tails()
+        except BaseException:
+            db.close()
+            raise
+        return ledger
+
+    @classmethod
+    def create(
+        cls, path: Path, site_id: str, clock: Clock, entropy: Entropy, first: Draft
+    ) -> SqliteLedger:
+        """Create a new ledger at ``path`` (which must not exist) holding ``first``.
+
+        The ledger is built under a temporary name and linked into place, so a crash leaves
+        either no ledger or a complete one, and an existing file is never overwritten.
+        """
+        staging = path.with_name(path.name + ".creating")
+        with translated(path):
+            _remove_staging(staging)
+            db = _connect(staging, "rwc")
+            try:
+                db.execute(f"PRAGMA application_id = {schema.APPLICATION_ID:d}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                schema.migrate(db.conn, schema.MIGRATIONS)
+                db.execute("INSERT INTO meta (key, value) VALUES ('site_id', ?)", [site_id])
+                cls(db, staging, clock, entropy).append([first])
+            finally:
+                db.close()
+            staging.chmod(0o640)
+            _fsync(staging)
+            try:
+                _link(staging, path)
+            finally:
+                _remove_staging(staging)
+            _fsync(path.parent)
+        return cls.open(path, clock, entropy)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def site_id(self) -> str:
+        return self._site_id
+
+    # --- writing --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with translated(self.path):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.conn.rollback()
+                raise
+            self._db.execute("COMMIT")
+
+    def append(self, drafts: Sequence[Draft]) -> list[Event]:
+        with self._transaction():
+            recorded = self._recorded({d.idempotency_key for d in drafts})
+            head, clock = self._own_head()
+            now_ms = self._clock.now_ms()
+            result: list[Event] = []
+            fresh: list[Event] = []
+            for draft in drafts:
+                if draft.idempotency_key in recorded:
+                    result.append(recorded[draft.idempotency_key])
+                    continue
+                clock = hlc.tick(clock, now_ms)
+                event = events.seal(
+                    draft,
+                    event_id=ids.new_id(now_ms, self._entropy.token(ids.ENTROPY_BYTES)),
+                    origin=self._site_id,
+                    seq=head.seq + 1,
+                    clock=clock,
+                    occurred_at_ms=now_ms,
+                    prev_hash=head.hash,
+                )
+                head = Head(seq=event.seq, hash=event.hash)
+                recorded[draft.idempotency_key] = event
+                fresh.append(event)
+                result.append(event)
+            projector.project(self._db, fresh)
+            self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
+        return result
+
+    def _recorded(self, keys: set[str]) -> dict[str, Event]:
+        found: dict[str, Event] = {}
+        listed = sorted(keys)
+        for start in range(0, len(listed), 500):
+            chunk = listed[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for key, body, digest in self._db.execute(
+                "SELECT idempotency_key, body, hash FROM events "
+                f"WHERE origin = ? AND idempotency_key IN ({marks})",
+                [self._site_id, *chunk],
+            ):
+                found[key] = events.parse(body, digest)
+        return found
+
+    def _own_head(self) -> tuple[Head, hlc.Hlc]:
+        row = self._db.execute(
+            "SELECT seq, hash, hlc FROM heads WHERE origin = ?", [self._site_id]
+        ).fetchone()
+        if row is None:
+            return chain.START, hlc.ZERO
+        return Head(seq=row[0], hash=row[1]), hlc.parse(row[2])
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str:
+        with translated(self.path):
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        if row is None:
+            raise LedgerCorrupt(path=self.path, detail=f"meta {key!r} is missing")
+        return str(row[0])
+
+    def job(self, job_id: str) -> JobView | None:
+        with translated(self.path):
+            return projector.load_job(self._db, job_id)
+
+    def job_by_key(self, key: str) -> JobView | None:
+        return self._one_job("origin = ? AND key = ?", [self._site_id, key])
+
+    def _one_job(self, where: str, params: list[str]) -> JobView | None:
+        found = self._select_jobs(where, params, limit=1)
+        return found[0] if found else None
+
+    def jobs_with_prefix(self, prefix: str, limit: int) -> list[JobView]:
+        return self._select_jobs("job_id >= ? AND job_id < ?", [prefix, prefix + "\x7f"], limit)
+
+    def jobs(self, *, state: str | None, source: str | None) -> Iterator[JobView]:
+        where = ["1 = 1"]
+        params: list[str] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        yield from self._select_jobs(" AND ".join(where), params, limit=-1)
+
+    def _select_jobs(self, where: str, params: list[str], limit: int) -> list[JobView]:
+        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY job_id LIMIT ?"
+        with translated(self.path):
+            rows = self._db.execute(sql, [*params, limit]).fetchall()
+        return [JobView(**dict(zip(JOB_COLUMNS, row, strict=True))) for row in rows]
+
+    def runs_of(self, job_id: str) -> list[RunView]:
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE job_id = ? ORDER BY attempt"
+        with translated(self.path):
+            rows = self._db.execute(sql, [job_id]).fetchall()
+        return [RunView(**dict(zip(RUN_COLUMNS, row, strict=True))) for row in rows]
+
+    def events_of(self, job_id: str) -> list[Event]:
+        sql = "SELECT body, hash FROM events WHERE job_id = ? ORDER BY hlc, origin, seq"
+        with translated(self.path):
+            return [events.parse(b, h) for b, h in self._db.execute(sql, [job_id])]
+
+    # --- verifying and rebuilding ---------------------------------------------------------
+
+    def _stored(self, origin: str, after_seq: int = 0) -> Iterator[Stored]:
+        cursor = self._db.conn.execute(
+            f"SELECT origin, seq, hash, body, {', '.join(_INDEX_COLUMNS)} FROM events "
+            "WHERE origin = ? AND seq > ? ORDER BY seq",
+            [origin, after_seq],
+        )
+        for origin_, seq, digest, body, *rest in cursor:
+            yield Stored(
+                origin=origin_, seq=seq, body=body, hash=digest,
+                columns=dict(zip(_INDEX_COLUMNS, rest, strict=True)),
+            )  # fmt: skip
+
+    def _origins(self) -> list[str]:
+        sql = "SELECT DISTINCT origin FROM events ORDER BY origin"
+        return [row[0] for row in self._db.execute(sql)]
+
+    def _start_of_tail(self, origin: str, length: int) -> Head:
+        row = self._db.execute(
+            "SELECT seq, hash FROM events WHERE origin = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+            [origin, length],
+        ).fetchone()
+        return chain.START if row is None else Head(seq=row[0], hash=row[1])
+
+    def _verify_tails(self) -> None:
+        """Re-verify the newest events of every chain and that the heads agree with them."""
+        for origin in self._origins():
+            start = self._start_of_tail(origin, TAIL_CHECK)
+            head = chain.verify(origin, self._stored(origin, start.seq), start)
+            self._check_head(origin, head)
+
+    def _check_head(self, origin: str, head: Head) -> None:
+        row = self._db.execute("SELECT seq, hash FROM heads WHERE origin = ?", [origin]).fetchone()
+        if row is None or (row[0], row[1]) != (head.seq, head.hash):
+            raise ProjectionMismatch(
+                table="heads", detail=f"origin {origin!r} head {row!r}, events end at {head.seq}"
+            )
+
+    def verify(self) -> VerifyReport:
+        with translated(self.path):
+            self._db.execute("BEGIN")  # one read snapshot for the whole check
+            try:
+                verified = {}
+                for origin in self._origins():
+                    head = chain.verify(origin, self._stored(origin))
+                    self._check_head(origin, head)
+                    verified[origin] = head.seq
+                rebuilt = self._rebuild_into(_memory_projection())
+                self._compare(rebuilt)
+                digest = projector.digest(self._db)
+                count = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+            finally:
+                self._db.execute("ROLLBACK")
+        return VerifyReport(origins=verified, events=count, projection_digest=digest)
+
+    def _compare(self, rebuilt: Database) -> None:
+        difference = projector.first_difference(self._db, rebuilt)
+        if difference is not None:
+            raise ProjectionMismatch(table=difference[0], detail=difference[1])
+
+    def _rebuild_into(self, target: Database, chunk: int = 5000) -> Database:
+        cursor = self._db.conn.execute("SELECT body, hash FROM events ORDER BY origin, seq")
+        while batch := cursor.fetchmany(chunk):
+            projector.project(target, [events.parse(body, digest) for body, digest in batch])
+        return target
+
+    def rebuild(self) -> str:
+        with self._transaction():
+            for table in schema.PROJECTION_TABLES:
+                self._db.execute(f"DELETE FROM {table}")
+            self._rebuild_into(self._db)
+            return projector.digest(self._db)
+
+
+def _check_database(db: Database, path: Path) -> None:
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    if app_id != schema.APPLICATION_ID:
+        raise LedgerCorrupt(path=path, detail="a SQLite database, but not an orchd ledger")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > schema.latest():
+        raise SchemaTooNew(path=path, found=version, known=schema.latest())
+    result = db.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        raise LedgerCorrupt(path=path, detail=f"quick_check: {result}")
+
+
+def _memory_projection() -> Database:
+    db = Database(sqlite3.connect(":memory:", isolation_level=None))
+    db.conn.executescript(schema.PROJECTION_DDL)
+    return db
+
+
+def _event_row(event: Event) -> tuple[object, ...]:
+    columns = chain.index_columns(event)
+    indexed = (columns[name] for name in _INDEX_COLUMNS)
+    return (event.origin, event.seq, *indexed, event.hash, event.body)
+
+
+def _link(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` atomically, failing if ``target`` exists (no overwrite)."""
+    try:
+        target.hardlink_to(source)
+    except FileExistsError:
+        raise SiteExists(path=target.parent) from None
+
+
+def _remove_staging(staging: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        staging.with_name(staging.name + suffix).unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,72 @@
+"""The ``orchd`` command line (entry layer): one module per command group."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchd import __version__
+from orchd.errors import InternalError, OrchdError
+
+from .context import Config
+
+
+def report(error: OrchdError) -> None:
+    """Print an error and its hint to stderr, the way every orchd command does."""
+    click.echo(f"orchd: error: {error.message}", err=True)
+    if error.hint_text:
+        click.echo(f"hint: {error.hint_text}", err=True)
+
+
+class OrchdGroup(click.Group):
+    """Turns orchd errors into a message, a hint and the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except OrchdError as error:
+            report(error)
+            ctx.exit(error.exit_code)
+        except Exception as exc:  # the edge: anything unexpected is a bug, said plainly
+            traceback.print_exc()
+            error = InternalError(detail=f"{type(exc).__name__}: {exc}")
+            report(error)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=OrchdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orchd")
+@click.option(
+    "--state-dir",
+    envvar="ORCHD_STATE_DIR",
+    default="/var/lib/orchd",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of this site's ledger, lock and spool [env ORCHD_STATE_DIR].",
+)
+@click.option(
+    "--policy-dir",
+    envvar="ORCHD_POLICY_DIR",
+    default="/etc/orchd/policies",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of policy files (*.yaml) [env ORCHD_POLICY_DIR].",
+)
+@click.pass_context
+def cli(ctx: click.Context, state_dir: Path, policy_dir: Path) -> None:
+    """orchd: an offline-first job orchestrator for air-gapped sites."""
+    ctx.obj = Config(state_dir=state_dir.absolute(), policy_dir=policy_dir.absolute())
+
+
+def main() -> None:
+    cli(prog_name="orchd")
+
+
+from . import jobs, ledger, site  # noqa: E402  (commands register themselves on ``cli``)
+
+__all__ = ["cli", "jobs", "ledger", "main", "site"]

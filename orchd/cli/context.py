@@ -1,0 +1,83 @@
+"""What every command needs: the configuration and an open site (entry layer).
+
+``with_site`` is to orchd what borg's ``with_repository`` is to borg: the decorator that opens the
+ledger (taking the site lock when the command writes) and closes it afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import click
+
+from orchd.adapters.ledger import SqliteLedger
+from orchd.adapters.sitelock import SiteLock
+from orchd.adapters.system import OsEntropy, SystemClock, local_actor
+from orchd.core.events import Actor
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+LEDGER_FILE = "ledger.db"
+LOCK_FILE = "orchd.lock"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    state_dir: Path
+    policy_dir: Path
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.state_dir / LEDGER_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / LOCK_FILE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Site:
+    config: Config
+    ledger: SqliteLedger
+    clock: SystemClock
+    entropy: OsEntropy
+
+    def actor(self, *scopes: str) -> Actor:
+        return local_actor(*scopes)
+
+
+@contextmanager
+def open_site(config: Config, *, write: bool) -> Iterator[Site]:
+    with ExitStack() as stack:
+        if write:
+            stack.enter_context(SiteLock(config.lock_path))
+        clock, entropy = SystemClock(), OsEntropy()
+        ledger = SqliteLedger.open(config.ledger_path, clock, entropy)
+        stack.callback(ledger.close)
+        yield Site(config=config, ledger=ledger, clock=clock, entropy=entropy)
+
+
+def with_site(
+    *, write: bool
+) -> Callable[[Callable[Concatenate[Site, P], R]], Callable[P, R]]:
+    """Run the command with an open ``Site``; ``write`` takes the site lock first."""
+
+    def decorate(command: Callable[Concatenate[Site, P], R]) -> Callable[P, R]:
+        @functools.wraps(command)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            config = click.get_current_context().find_object(Config)
+            if config is None:
+                raise click.UsageError("orchd commands run under the orchd group")
+            with open_site(config, write=write) as site:
+                return command(site, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+

@@ -1,0 +1,112 @@
+"""``orchd jobs``: submit, list and show jobs (entry layer)."""
+
+from __future__ import annotations
+
+import click
+
+from orchd.core.machines import JOB
+from orchd.ops import jobs as job_ops
+
+from . import cli
+from .context import Site, with_site
+from .output import emit_json, event_json, job_json, run_json, table
+
+
+@cli.group()
+def jobs() -> None:
+    """Submit and inspect jobs."""
+
+
+@jobs.command()
+@click.argument("job_type")
+@click.option("--source", help="The source the job works for (rate-limited as a unit).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A job parameter.")
+@click.option("--key", help="Idempotency key: submitting the same key again changes nothing.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@with_site(write=True)
+def submit(
+    site: Site,
+    job_type: str,
+    source: str | None,
+    params: tuple[str, ...],
+    key: str | None,
+    priority: int,
+) -> None:
+    """Submit a job of JOB_TYPE; prints its id."""
+    request = job_ops.SubmitRequest(
+        job_type=job_type,
+        source=source,
+        params=job_ops.parse_params(params),
+        key=key,
+        priority=priority,
+    )
+    actor = site.actor(job_ops.SUBMIT_SCOPE)
+    result = job_ops.submit(site.ledger, site.clock, site.entropy, actor, request)
+    click.echo(result.job.job_id)
+    if result.created:
+        click.echo(f"submitted {result.job.job_type} job, {result.job.state}", err=True)
+    else:
+        click.echo(f"already submitted with key {key!r}: nothing changed", err=True)
+
+
+@jobs.command(name="list")
+@click.option("--state", type=click.Choice(sorted(JOB.states)), help="Only jobs in this state.")
+@click.option("--source", help="Only jobs of this source.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@with_site(write=False)
+def list_(site: Site, state: str | None, source: str | None, as_json: bool) -> None:
+    """List jobs, oldest first."""
+    found = job_ops.list_jobs(site.ledger, state=state, source=source)
+    if as_json:
+        emit_json([job_json(job) for job in found])
+        return
+    table(
+        ("ID", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"),
+        (
+            (j.job_id, j.job_type, j.source, j.state, j.priority, j.attempts, j.submitted_at)
+            for j in found
+        ),
+    )
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the job, its runs and events.")
+@with_site(write=False)
+def show(site: Site, job_id: str, as_json: bool) -> None:
+    """Show one job (by id or a unique prefix of 6+ characters), its runs and history."""
+    detail = job_ops.show(site.ledger, job_id)
+    if as_json:
+        emit_json(
+            {
+                "job": job_json(detail.job),
+                "runs": [run_json(r) for r in detail.runs],
+                "events": [event_json(e) for e in detail.history],
+            }
+        )
+        return
+    for name, value in job_json(detail.job).items():
+        click.echo(f"{name + ':':14} {value if value is not None else '-'}")
+    click.echo("\nruns:")
+    table(
+        ("RUN", "ATTEMPT", "STATE", "STARTED", "ENDED", "EXIT"),
+        (
+            (r.run_id, r.attempt, r.state, r.started_at, r.ended_at, r.exit_code)
+            for r in detail.runs
+        ),
+    )
+    click.echo("\nhistory:")
+    table(
+        ("SEQ", "AT", "TYPE", "BY", "DETAIL"),
+        (
+            (e.seq, e.occurred_at, e.type, e.actor.user, _detail(e.payload))
+            for e in detail.history
+        ),
+    )
+
+
+def _detail(payload: object) -> str:
+    if not isinstance(payload, dict):
+        return ""
+    shown = ("state", "from", "to", "outcome", "job_state", "cause", "exit_code")
+    return " ".join(f"{k}={payload[k]}" for k in shown if k in payload)

@@ -1,0 +1,40 @@
+"""Rendering results: JSON for scripts, aligned text for people (entry layer)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+from orchd.core.events import Event
+from orchd.core.projection import JobView, RunView
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def job_json(job: JobView) -> dict[str, Any]:
+    fields = {name: getattr(job, name) for name in JobView.__dataclass_fields__}
+    fields["params"] = json.loads(job.params)
+    return fields
+
+
+def run_json(run: RunView) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in RunView.__dataclass_fields__}
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    value = json.loads(event.body)
+    value["hash"] = event.hash
+    return dict(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Print rows as columns aligned to their widest cell."""
+    cells = [list(headers), *([("-" if c is None else str(c)) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,79 @@
+"""Canonical JSON: the one byte form of every hashed or signed object (core layer).
+
+Rules (see docs/ARCHITECTURE.md, "Canonical JSON"): objects with string keys sorted by code point,
+arrays, strings and integers only (no floats, booleans or null; an absent value is an absent key),
+integers within +-(2**53 - 1), no insignificant whitespace, UTF-8 without escapes beyond those JSON
+requires. ``decode`` accepts only bytes that ``encode`` would have produced.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchd.errors import NotCanonical
+
+MAX_INT = 2**53 - 1
+Json = dict[str, Any] | list[Any] | str | int
+
+
+def _check(value: object, path: str) -> None:
+    if isinstance(value, str):
+        return
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        raise NotCanonical(detail=f"{path}: {type(value).__name__} is not allowed")
+    if isinstance(value, int):
+        if not -MAX_INT <= value <= MAX_INT:
+            raise NotCanonical(detail=f"{path}: integer {value} is outside +-(2**53 - 1)")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotCanonical(detail=f"{path}: key {key!r} is not a string")
+            _check(item, f"{path}.{key}")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]")
+        return
+    raise NotCanonical(detail=f"{path}: {type(value).__name__} is not allowed")
+
+
+def encode(value: object) -> bytes:
+    """The canonical bytes of ``value``; raises NotCanonical for values outside the rules."""
+    _check(value, "$")
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise NotCanonical(detail=f"string is not valid Unicode ({exc.reason})") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise NotCanonical(detail="an object repeats a key")
+    return result
+
+
+def _no_float(text: str) -> Any:
+    raise NotCanonical(detail=f"number {text} is not an integer")
+
+
+def decode(data: bytes) -> Any:
+    """Parse canonical bytes; anything ``encode`` would not produce byte for byte is refused."""
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_no_float,
+            parse_constant=_no_float,
+        )
+    except UnicodeDecodeError:
+        raise NotCanonical(detail="not UTF-8") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise NotCanonical(detail=f"not JSON ({exc})") from None
+    if encode(value) != data:
+        raise NotCanonical(detail="valid JSON, but not in canonical form")
+    return value

@@ -1,0 +1,202 @@
+"""The event envelope, its canonical bytes and the per-origin hash chain (core layer).
+
+Every ledger record, bundle line and audit line is one envelope (docs/ARCHITECTURE.md, "Event
+envelope"). ``hash = sha256(prev_hash || canonical_bytes(envelope))`` with the raw 32-byte
+``prev_hash``, all zero before an origin's first event; the envelope holds every field but ``hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchd.core import canonical, hlc, ids, timefmt
+from orchd.core.names import check_name, check_text
+from orchd.errors import MalformedEvent, OrchdError
+
+SCHEMA_VERSION = 1
+ZERO_HASH = "0" * 64
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_REQUIRED = {
+    "schema", "event_id", "origin", "seq", "hlc", "occurred_at", "type", "actor",
+    "idempotency_key", "prev_hash", "payload",
+}  # fmt: skip
+_OPTIONAL = {"reason", "ticket"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Actor:
+    """Who caused an event: the OS identity and the scopes the action used."""
+
+    uid: int
+    user: str
+    scopes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uid": self.uid, "user": self.user, "scopes": sorted(self.scopes)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Draft:
+    """An event an operation asks to record; the ledger seals it with origin, seq, time, chain."""
+
+    type: str
+    actor: Actor
+    idempotency_key: str
+    payload: Mapping[str, Any]
+    reason: str | None = None
+    ticket: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """A sealed event: the envelope fields, its canonical ``body`` and its chain ``hash``."""
+
+    schema: int
+    event_id: str
+    origin: str
+    seq: int
+    hlc: str
+    occurred_at: str
+    type: str
+    actor: Actor
+    idempotency_key: str
+    prev_hash: str
+    payload: Mapping[str, Any]
+    reason: str | None = None
+    ticket: str | None = None
+    body: bytes = field(repr=False, compare=False)
+    hash: str = ""
+
+
+def chain_hash(prev_hash: str, body: bytes) -> str:
+    """``sha256(prev_hash || body)`` as lower-case hex, ``prev_hash`` taken as raw 32 bytes."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+
+
+def envelope(
+    draft: Draft,
+    *,
+    event_id: str,
+    origin: str,
+    seq: int,
+    clock: hlc.Hlc,
+    occurred_at_ms: int,
+    prev_hash: str,
+) -> dict[str, Any]:
+    """The envelope of ``draft`` once the ledger has placed it in the chain."""
+    fields: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "event_id": event_id,
+        "origin": origin,
+        "seq": seq,
+        "hlc": clock.encode(),
+        "occurred_at": timefmt.format_ms(occurred_at_ms),
+        "type": draft.type,
+        "actor": draft.actor.to_json(),
+        "idempotency_key": draft.idempotency_key,
+        "prev_hash": prev_hash,
+        "payload": dict(draft.payload),
+    }
+    if draft.reason is not None:
+        fields["reason"] = draft.reason
+    if draft.ticket is not None:
+        fields["ticket"] = draft.ticket
+    return fields
+
+
+def seal(draft: Draft, **placement: Any) -> Event:
+    """Place ``draft`` in the chain (see ``envelope`` for the arguments) and hash it."""
+    fields = envelope(draft, **placement)
+    _check_fields(fields)  # never write what a reader would refuse
+    body = canonical.encode(fields)
+    return _from_fields(fields, body, chain_hash(fields["prev_hash"], body))
+
+
+def parse(body: bytes, stored_hash: str | None = None) -> Event:
+    """Rebuild an event from its canonical bytes, checking every field; the hash is recomputed."""
+    try:
+        fields = canonical.decode(body)
+    except OrchdError as exc:
+        raise MalformedEvent(where="", detail=exc.message) from None
+    if not isinstance(fields, dict):
+        raise MalformedEvent(where="", detail="an event is a JSON object")
+    where = f" {fields.get('origin')!r}/{fields.get('seq')!r}"
+    try:
+        _check_fields(fields)
+    except MalformedEvent as exc:
+        raise MalformedEvent(where=where, detail=exc.fields["detail"]) from None
+    except OrchdError as exc:
+        raise MalformedEvent(where=where, detail=exc.message) from None
+    computed = chain_hash(fields["prev_hash"], body)
+    if stored_hash is not None and stored_hash != computed:
+        raise MalformedEvent(where=where, detail="stored hash does not match its bytes")
+    return _from_fields(fields, body, computed)
+
+
+def _from_fields(fields: dict[str, Any], body: bytes, digest: str) -> Event:
+    actor = fields["actor"]
+    return Event(
+        schema=fields["schema"],
+        event_id=fields["event_id"],
+        origin=fields["origin"],
+        seq=fields["seq"],
+        hlc=fields["hlc"],
+        occurred_at=fields["occurred_at"],
+        type=fields["type"],
+        actor=Actor(uid=actor["uid"], user=actor["user"], scopes=tuple(actor["scopes"])),
+        idempotency_key=fields["idempotency_key"],
+        prev_hash=fields["prev_hash"],
+        payload=fields["payload"],
+        reason=fields.get("reason"),
+        ticket=fields.get("ticket"),
+        body=body,
+        hash=digest,
+    )
+
+
+def _fail(detail: str) -> MalformedEvent:
+    return MalformedEvent(where="", detail=detail)
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    keys = set(fields)
+    if missing := _REQUIRED - keys:
+        raise _fail(f"missing {', '.join(sorted(missing))}")
+    if unknown := keys - _REQUIRED - _OPTIONAL:
+        raise _fail(f"unknown field {', '.join(sorted(unknown))}")
+    if fields["schema"] != SCHEMA_VERSION:
+        raise _fail(f"schema {fields['schema']!r} is not {SCHEMA_VERSION}; upgrade orchd")
+    ids.check_id(fields["event_id"], "event id")
+    check_name("site id", fields["origin"])
+    if not isinstance(fields["seq"], int) or fields["seq"] < 1:
+        raise _fail("seq must be a positive integer")
+    hlc.parse(fields["hlc"])
+    timefmt.parse_canonical(fields["occurred_at"])
+    check_name("event type", fields["type"])
+    _check_actor(fields["actor"])
+    check_name("idempotency key", fields["idempotency_key"])
+    if not isinstance(fields["prev_hash"], str) or not _HEX64.fullmatch(fields["prev_hash"]):
+        raise _fail("prev_hash must be 64 lower-case hex digits")
+    if not isinstance(fields["payload"], dict):
+        raise _fail("payload must be an object")
+    if "reason" in fields:
+        check_text("reason", fields["reason"])
+    if "ticket" in fields:
+        check_name("ticket", fields["ticket"])
+
+
+def _check_actor(actor: object) -> None:
+    if not isinstance(actor, dict) or set(actor) != {"uid", "user", "scopes"}:
+        raise _fail("actor must be an object with exactly uid, user and scopes")
+    if not isinstance(actor["uid"], int) or actor["uid"] < 0:
+        raise _fail("actor.uid must be a non-negative integer")
+    check_name("user", actor["user"])
+    scopes = actor["scopes"]
+    if not isinstance(scopes, list) or scopes != sorted(set(scopes)):
+        raise _fail("actor.scopes must be a sorted list without repeats")
+    for scope in scopes:
+        check_name("scope", scope)

@@ -1,0 +1,76 @@
+"""What a name of each kind may look like (core layer): one table, used by every input check."""
+
+from __future__ import annotations
+
+import re
+
+from orchd.errors import InvalidName
+
+_NAMES: dict[str, tuple[re.Pattern[str], str]] = {
+    "site id": (
+        re.compile(r"[a-z][a-z0-9-]{0,62}"),
+        "1-63 characters: a lower-case letter, then a-z, 0-9 or -",
+    ),
+    "job type": (
+        re.compile(r"[a-z][a-z0-9_-]{0,62}"),
+        "1-63 characters: a lower-case letter, then a-z, 0-9, _ or -",
+    ),
+    "source": (
+        re.compile(r"[a-z][a-z0-9_.-]{0,62}"),
+        "1-63 characters: a lower-case letter, then a-z, 0-9, _, . or -",
+    ),
+    "parameter name": (
+        re.compile(r"[a-z][a-z0-9_]{0,63}"),
+        "1-64 characters: a lower-case letter, then a-z, 0-9 or _",
+    ),
+    "idempotency key": (
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+=/-]{0,199}"),
+        "1-200 characters: letters, digits and _ . : @ + = / -, starting with a letter or digit",
+    ),
+    "job key": (
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+=/-]{0,127}"),
+        "1-128 characters: letters, digits and _ . : @ + = / -, starting with a letter or digit",
+    ),
+    "event type": (
+        re.compile(r"[a-z][a-z_]{0,31}\.[a-z][a-z_]{0,31}"),
+        "two dotted lower-case words, e.g. job.submitted",
+    ),
+    "scope": (
+        re.compile(r"[a-z][a-z0-9_-]{0,31}(:[a-z][a-z0-9_-]{0,31})?"),
+        "a word or word:word in lower case, e.g. orch:operate",
+    ),
+    "ticket": (
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:#/-]{0,63}"),
+        "1-64 characters: letters, digits and _ . : # / -, e.g. SEC-1234",
+    ),
+    "user": (
+        re.compile(r"[A-Za-z0-9_.@-][A-Za-z0-9_.@$-]{0,63}"),
+        "a login name of up to 64 characters",
+    ),
+}
+
+MAX_TEXT = 1000
+
+
+def check_name(kind: str, value: object) -> str:
+    """Return ``value`` if it is a valid name of ``kind``; otherwise raise InvalidName."""
+    pattern, expected = _NAMES[kind]
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return value
+    raise InvalidName(what=kind, value=value, expected=expected)
+
+
+def check_text(kind: str, value: object, max_chars: int = MAX_TEXT) -> str:
+    """Free text (a reason, a parameter value): printable, one line, non-empty, bounded."""
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= max_chars
+        and value.isprintable()
+        and value.strip() == value
+    ):
+        return value
+    raise InvalidName(
+        what=kind,
+        value=value,
+        expected=f"1-{max_chars} printable characters on one line, no leading or trailing space",
+    )

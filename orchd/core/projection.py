@@ -1,0 +1,235 @@
+"""The fold from events to the ``jobs`` and ``runs`` projections (core layer).
+
+``apply`` takes one event and the current rows it touches and returns the new rows. The ledger
+runs it when it appends and again when it rebuilds; both must give the same rows. A job and its
+runs are changed only by events of the job's own origin, and only as the state machines allow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchd.core import canonical, ids, timefmt
+from orchd.core.events import Event
+from orchd.core.machines import JOB, RUN
+from orchd.core.names import check_name, check_text
+from orchd.errors import MalformedEvent, OrchdError, StateConflict
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobView:
+    job_id: str
+    origin: str
+    key: str
+    job_type: str
+    source: str | None
+    params: str  # canonical JSON object of str -> str
+    priority: int
+    state: str
+    attempts: int
+    submitted_at: str
+    updated_at: str
+    eligible_at: str | None
+    cause: str | None
+    last_run_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunView:
+    run_id: str
+    job_id: str
+    origin: str
+    attempt: int
+    state: str
+    leased_at: str
+    lease_expires_at: str
+    started_at: str | None
+    ended_at: str | None
+    exit_code: int | None
+    pid: int | None
+
+
+JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(JobView))
+RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(RunView))
+Rows = tuple[JobView | None, RunView | None]
+
+_TIME = "time"
+_ID = "id"
+
+
+def subjects(event: Event) -> tuple[str | None, str | None]:
+    """The job id and run id an event touches, so the caller can load their rows."""
+    job_id, run_id = event.payload.get("job_id"), event.payload.get("run_id")
+    return (job_id if isinstance(job_id, str) else None, run_id if isinstance(run_id, str) else None)
+
+
+def apply(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    """The rows after ``event``: ``(job, run)``, each None where the event does not change it."""
+    handler = _HANDLERS.get(event.type)
+    if handler is None:
+        raise _bad(event, "unknown event type; a newer orchd may know it")
+    try:
+        return handler(event, job, run)
+    except (MalformedEvent, StateConflict):
+        raise
+    except OrchdError as exc:
+        raise _bad(event, exc.message) from None
+
+
+def _bad(event: Event, detail: str) -> MalformedEvent:
+    return MalformedEvent(where=f" {event.origin!r}/{event.seq} ({event.type})", detail=detail)
+
+
+def _fields(event: Event, required: Mapping[str, Any], optional: Mapping[str, Any]) -> None:
+    """Check the payload has exactly these keys with values of these kinds."""
+    payload = event.payload
+    if missing := set(required) - set(payload):
+        raise _bad(event, f"payload lacks {', '.join(sorted(missing))}")
+    if unknown := set(payload) - set(required) - set(optional):
+        raise _bad(event, f"payload has unknown {', '.join(sorted(unknown))}")
+    for name, kind in {**required, **optional}.items():
+        if name in payload:
+            _check_kind(event, name, payload[name], kind)
+
+
+def _check_kind(event: Event, name: str, value: Any, kind: Any) -> None:
+    if kind == _TIME:
+        timefmt.parse_canonical(value)
+    elif kind == _ID:
+        ids.check_id(value, name)
+    elif isinstance(kind, str):
+        check_name(kind, value)
+    elif not isinstance(value, kind) or isinstance(value, bool):
+        raise _bad(event, f"payload {name} must be {kind.__name__}")
+
+
+def _owned(event: Event, job: JobView | None) -> JobView:
+    if job is None:
+        raise _bad(event, f"unknown job {event.payload['job_id']}")
+    if job.origin != event.origin:
+        raise _bad(event, f"job {job.job_id} belongs to {job.origin!r}")
+    return job
+
+
+def _site_initialized(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    _fields(event, {"site_id": "site id", "orchd_version": str}, {})
+    if event.payload["site_id"] != event.origin:
+        raise _bad(event, "site_id differs from the event's origin")
+    return None, None
+
+
+def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    _fields(
+        event,
+        {"job_id": _ID, "job_type": "job type", "key": "idempotency key", "params": dict,
+         "priority": int, "state": str},
+        {"source": "source"},
+    )  # fmt: skip
+    p = event.payload
+    if job is not None:
+        raise _bad(event, f"job {p['job_id']} already exists")
+    for name, value in p["params"].items():
+        check_name("parameter name", name)
+        if not isinstance(value, str):
+            raise _bad(event, f"parameter {name} must be a string")
+    new = JobView(
+        job_id=p["job_id"], origin=event.origin, key=p["key"], job_type=p["job_type"],
+        source=p.get("source"), params=canonical.encode(p["params"]).decode(),
+        priority=p["priority"], state=JOB.begin(p["job_id"], p["state"]), attempts=0,
+        submitted_at=event.occurred_at, updated_at=event.occurred_at, eligible_at=None,
+        cause=None, last_run_id=None,
+    )  # fmt: skip
+    return new, None
+
+
+def _job_transitioned(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    _fields(
+        event,
+        {"job_id": _ID, "from": str, "to": str},
+        {"cause": "parameter name", "eligible_at": _TIME},
+    )
+    job = _move_job(event, _owned(event, job), event.payload["to"])
+    return dataclasses.replace(
+        job, cause=event.payload.get("cause"), eligible_at=event.payload.get("eligible_at")
+    ), None
+
+
+def _move_job(event: Event, job: JobView, to_state: str, *, check_from: bool = True) -> JobView:
+    if check_from and event.payload["from"] != job.state:
+        raise _bad(event, f"job {job.job_id} is {job.state}, not {event.payload['from']}")
+    state = JOB.advance(job.job_id, job.state, to_state)
+    return dataclasses.replace(job, state=state, updated_at=event.occurred_at)
+
+
+def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    _fields(
+        event, {"run_id": _ID, "job_id": _ID, "attempt": int, "lease_expires_at": _TIME}, {}
+    )
+    p = event.payload
+    job = _owned(event, job)
+    if run is not None:
+        raise _bad(event, f"run {p['run_id']} already exists")
+    if p["attempt"] != job.attempts + 1:
+        raise _bad(event, f"attempt {p['attempt']} does not follow {job.attempts}")
+    job = _move_job(event, job, "running", check_from=False)
+    new_run = RunView(
+        run_id=p["run_id"], job_id=job.job_id, origin=event.origin, attempt=p["attempt"],
+        state=RUN.begin(p["run_id"], "leased"), leased_at=event.occurred_at,
+        lease_expires_at=p["lease_expires_at"], started_at=None, ended_at=None,
+        exit_code=None, pid=None,
+    )  # fmt: skip
+    job = dataclasses.replace(job, attempts=p["attempt"], last_run_id=p["run_id"], cause=None)
+    return job, new_run
+
+
+def _owned_run(event: Event, run: RunView | None) -> RunView:
+    if run is None or run.job_id != event.payload["job_id"]:
+        raise _bad(event, f"unknown run {event.payload['run_id']} of this job")
+    if run.origin != event.origin:
+        raise _bad(event, f"run {run.run_id} belongs to {run.origin!r}")
+    return run
+
+
+def _run_started(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    _fields(event, {"run_id": _ID, "job_id": _ID}, {"pid": int})
+    run = _owned_run(event, run)
+    state = RUN.advance(run.run_id, run.state, "running")
+    return None, dataclasses.replace(
+        run, state=state, started_at=event.occurred_at, pid=event.payload.get("pid")
+    )
+
+
+def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    _fields(
+        event,
+        {"run_id": _ID, "job_id": _ID, "outcome": str},
+        {"job_state": str, "exit_code": int, "eligible_at": _TIME, "cause": "parameter name"},
+    )
+    p = event.payload
+    run = _owned_run(event, run)
+    ended = dataclasses.replace(
+        run,
+        state=RUN.advance(run.run_id, run.state, p["outcome"]),
+        ended_at=event.occurred_at,
+        exit_code=p.get("exit_code"),
+    )
+    job = _owned(event, job)
+    if "job_state" not in p:  # the job already moved on (e.g. cancelled while running)
+        return None, ended
+    job = _move_job(event, job, p["job_state"], check_from=False)
+    job = dataclasses.replace(job, eligible_at=p.get("eligible_at"), cause=p.get("cause"))
+    return job, ended
+
+
+_HANDLERS = {
+    "site.initialized": _site_initialized,
+    "job.submitted": _job_submitted,
+    "job.transitioned": _job_transitioned,
+    "run.leased": _run_leased,
+    "run.started": _run_started,
+    "run.ended": _run_ended,
+}
+EVENT_TYPES = frozenset(_HANDLERS)

@@ -1,0 +1,43 @@
+"""UTC instants as canonical RFC 3339 strings with millisecond precision and a ``Z`` (core layer)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from orchd.errors import InvalidTime
+
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_ms(at: datetime) -> int:
+    """Milliseconds since the Unix epoch of an aware datetime (sub-millisecond part dropped)."""
+    if at.tzinfo is None:
+        raise InvalidTime(value=str(at))
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def format_ms(ms: int) -> str:
+    """``2026-01-31T12:00:00.000Z``: the one way orchd writes an instant."""
+    at = from_ms(ms)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def format_at(at: datetime) -> str:
+    return format_ms(to_ms(at))
+
+
+def parse_canonical(text: str) -> int:
+    """Parse a canonical instant to epoch milliseconds; anything else is an error."""
+    if not isinstance(text, str) or not _CANONICAL.fullmatch(text):
+        raise InvalidTime(value=text)
+    try:
+        at = datetime.strptime(text[:-5], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidTime(value=text) from None
+    return to_ms(at) + int(text[-4:-1])

@@ -1,0 +1,223 @@
+"""The one exception tree of orchd (base layer: standard library only).
+
+Each class's docstring is its one-line user message, a ``str.format`` template filled from the
+keyword arguments it is raised with; ``hint`` (also a template) tells the operator what to do next.
+Exit codes come from fixed ranges, one per branch; ``docs/EXIT_CODES.md`` is generated from this
+tree and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class OrchdError(Exception):
+    """orchd failed: {detail}"""
+
+    exit_code: ClassVar[int] = 1
+    hint: ClassVar[str | None] = None
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        template = (self.__doc__ or type(self).__name__).strip().splitlines()[0]
+        return template.format(**self.fields)
+
+    @property
+    def hint_text(self) -> str | None:
+        return None if self.hint is None else self.hint.format(**self.fields)
+
+
+# --- 10-29: bad input -------------------------------------------------------------------------
+
+
+class BadInput(OrchdError):
+    """invalid input: {detail}"""
+
+    exit_code = 10
+
+
+class InvalidName(BadInput):
+    """invalid {what} {value!r}: {expected}"""
+
+    exit_code = 11
+
+
+class InvalidParam(BadInput):
+    """invalid --param {value!r}: {expected}"""
+
+    exit_code = 12
+    hint = "write each parameter as --param key=value, key in lower case (a-z, 0-9, _)"
+
+
+class InvalidTime(BadInput):
+    """invalid time {value!r}: expected UTC RFC 3339 with a Z, e.g. 2026-01-31T12:00:00.000Z"""
+
+    exit_code = 13
+
+
+class MalformedEvent(BadInput):
+    """malformed event{where}: {detail}"""
+
+    exit_code = 14
+
+
+class NotCanonical(BadInput):
+    """not canonical JSON: {detail}"""
+
+    exit_code = 15
+
+
+# --- 30-49: state conflicts -------------------------------------------------------------------
+
+
+class StateConflict(OrchdError):
+    """the request conflicts with the current state: {detail}"""
+
+    exit_code = 30
+
+
+class NotInitialized(StateConflict):
+    """no orchd site at {path}"""
+
+    exit_code = 31
+    hint = "create one with 'orchd init --site-id ID', or point --state-dir / ORCHD_STATE_DIR at it"
+
+
+class SiteExists(StateConflict):
+    """an orchd site already exists at {path}"""
+
+    exit_code = 32
+    hint = "orchd never overwrites a site; choose another --state-dir or remove it deliberately"
+
+
+class SiteLocked(StateConflict):
+    """the site at {path} is in use by another writer (pid {pid})"""
+
+    exit_code = 33
+    hint = "wait for that process to finish, or stop it (if it is the daemon: systemctl stop orchd)"
+
+
+class JobNotFound(StateConflict):
+    """no job {job_id!r} in this ledger"""
+
+    exit_code = 34
+    hint = "list jobs with 'orchd jobs list'"
+
+
+class AmbiguousId(StateConflict):
+    """{prefix!r} matches {count} jobs"""
+
+    exit_code = 35
+    hint = "give more characters of the job id"
+
+
+class IdempotencyConflict(StateConflict):
+    """idempotency key {key!r} was already used for a different request ({detail})"""
+
+    exit_code = 36
+    hint = "reuse a key only to repeat the same request; pick a new key for a new one"
+
+
+class InvalidTransition(StateConflict):
+    """{machine} {subject} cannot go from {from_state} to {to_state}"""
+
+    exit_code = 37
+
+
+class SchemaTooNew(StateConflict):
+    """the ledger at {path} has schema version {found}; this orchd knows up to {known}"""
+
+    exit_code = 38
+    hint = "upgrade orchd; never open a newer ledger with an older orchd"
+
+
+# --- 50-69: integrity failures ----------------------------------------------------------------
+
+
+class IntegrityFailure(OrchdError):
+    """integrity check failed: {detail}"""
+
+    exit_code = 50
+
+
+class LedgerCorrupt(IntegrityFailure):
+    """the ledger at {path} is unusable: {detail}"""
+
+    exit_code = 51
+    hint = (
+        "orchd will not repair or re-create it; keep this file for inspection, restore the "
+        "state dir from your last backup or rebuild it from bundles (orchd init --restore)"
+    )
+
+
+class ChainBroken(IntegrityFailure):
+    """event chain of origin {origin!r} is broken at seq {seq}: {detail}"""
+
+    exit_code = 52
+    hint = (
+        "the ledger was changed outside orchd; keep it for inspection and restore from a "
+        "backup or from bundles"
+    )
+
+
+class ProjectionMismatch(IntegrityFailure):
+    """projection {table!r} differs from a rebuild of the event log: {detail}"""
+
+    exit_code = 53
+    hint = "if the event chain verifies, 'orchd ledger rebuild' re-derives the projections"
+
+
+# --- 70-89: refusals --------------------------------------------------------------------------
+
+
+class Refused(OrchdError):
+    """refused: {detail}"""
+
+    exit_code = 70
+
+
+class PermissionRefused(Refused):
+    """refused: {detail}"""
+
+    exit_code = 71
+    hint = "run as the orchd service user (or root), or through the daemon's control socket"
+
+
+# --- 90-99: wrapped OS and SQLite failures ----------------------------------------------------
+
+
+class SystemFailure(OrchdError):
+    """operating system failure: {detail}"""
+
+    exit_code = 90
+
+
+class StorageError(SystemFailure):
+    """storage failure at {path}: {detail}"""
+
+    exit_code = 91
+    hint = "check free space, permissions and the health of the disk; nothing was recorded"
+
+
+class InternalError(OrchdError):
+    """internal error (a bug in orchd): {detail}"""
+
+    exit_code = 99
+    hint = "please report it with the command you ran; the ledger was left as it was"
+
+
+def all_error_classes() -> list[type[OrchdError]]:
+    """Every class of the tree, depth first, in definition order."""
+    found: list[type[OrchdError]] = []
+
+    def walk(cls: type[OrchdError]) -> None:
+        found.append(cls)
+        for sub in cls.__subclasses__():
+            walk(sub)
+
+    walk(OrchdError)
+    return found

@@ -1,0 +1,160 @@
+"""Submitting, listing and showing jobs (ops layer)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from orchd.core import ids
+from orchd.core.events import Actor, Draft, Event
+from orchd.core.machines import JOB
+from orchd.core.names import check_name
+from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.projection import JobView, RunView
+from orchd.errors import (
+    AmbiguousId,
+    IdempotencyConflict,
+    InvalidName,
+    InvalidParam,
+    JobNotFound,
+)
+
+SUBMIT_SCOPE = "orch:operate"
+READ_SCOPE = "orch:read"
+MAX_PARAMS = 64
+MAX_PARAM_VALUE = 1024
+PRIORITY_RANGE = range(-1000, 1001)
+MIN_PREFIX = 6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitRequest:
+    job_type: str
+    source: str | None
+    params: dict[str, str]
+    key: str | None
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Submitted:
+    job: JobView
+    created: bool  # False: the key was already used for this same request
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDetail:
+    job: JobView
+    runs: list[RunView]
+    history: list[Event]
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """``["k=v", ...]`` to a dict; names checked, values printable, no name given twice."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidParam(value=pair, expected="key=value")
+        try:
+            check_name("parameter name", name)
+        except InvalidName as exc:
+            raise InvalidParam(value=pair, expected=exc.fields["expected"]) from None
+        if name in params:
+            raise InvalidParam(value=pair, expected=f"{name} is given more than once")
+        if len(value) > MAX_PARAM_VALUE or not value.isprintable():
+            raise InvalidParam(
+                value=pair, expected=f"a value of at most {MAX_PARAM_VALUE} printable characters"
+            )
+        params[name] = value
+    if len(params) > MAX_PARAMS:
+        raise InvalidParam(value=pairs[-1], expected=f"at most {MAX_PARAMS} parameters")
+    return params
+
+
+def _check(request: SubmitRequest) -> None:
+    check_name("job type", request.job_type)
+    if request.source is not None:
+        check_name("source", request.source)
+    if request.key is not None:
+        check_name("job key", request.key)
+    if request.priority not in PRIORITY_RANGE:
+        raise InvalidName(
+            what="priority", value=request.priority, expected="an integer from -1000 to 1000"
+        )
+
+
+def _same_request(job: JobView, request: SubmitRequest) -> list[str]:
+    differences = []
+    if job.job_type != request.job_type:
+        differences.append(f"type {job.job_type}")
+    if job.source != request.source:
+        differences.append(f"source {job.source or '(none)'}")
+    if json.loads(job.params) != request.params:
+        differences.append(f"params {job.params}")
+    if job.priority != request.priority:
+        differences.append(f"priority {job.priority}")
+    return differences
+
+
+def submit(
+    ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, request: SubmitRequest
+) -> Submitted:
+    """Record a new job, or return the job this key already made for the same request."""
+    _check(request)
+    if request.key is not None and (known := ledger.job_by_key(request.key)) is not None:
+        if differences := _same_request(known, request):
+            raise IdempotencyConflict(
+                key=request.key, detail=f"job {known.job_id} has " + ", ".join(differences)
+            )
+        return Submitted(job=known, created=False)
+    job_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
+    key = request.key or job_id
+    payload: dict[str, object] = {
+        "job_id": job_id,
+        "job_type": request.job_type,
+        "key": key,
+        "params": request.params,
+        "priority": request.priority,
+        "state": "queued",
+    }
+    if request.source is not None:
+        payload["source"] = request.source
+    draft = Draft(
+        type="job.submitted", actor=actor, idempotency_key=f"job.submitted:{key}", payload=payload
+    )
+    ledger.append([draft])
+    job = ledger.job(job_id)
+    if job is None:  # the append succeeded, so the projection must hold it
+        raise JobNotFound(job_id=job_id)
+    return Submitted(job=job, created=True)
+
+
+def list_jobs(ledger: Ledger, *, state: str | None, source: str | None) -> Iterator[JobView]:
+    if state is not None and state not in JOB.states:
+        raise InvalidName(what="state", value=state, expected=", ".join(sorted(JOB.states)))
+    if source is not None:
+        check_name("source", source)
+    return ledger.jobs(state=state, source=source)
+
+
+def find(ledger: Ledger, ident: str) -> JobView:
+    """A job by its full id or a unique prefix of at least six characters."""
+    job = ledger.job(ident) if ids.is_id(ident) else None
+    if job is not None:
+        return job
+    prefix = ident.upper()
+    if len(prefix) < MIN_PREFIX or not set(prefix) <= set(ids.ALPHABET):
+        raise JobNotFound(job_id=ident)
+    matches = ledger.jobs_with_prefix(prefix, limit=2)
+    if not matches:
+        raise JobNotFound(job_id=ident)
+    if len(matches) > 1:
+        raise AmbiguousId(prefix=ident, count="several")
+    return matches[0]
+
+
+def show(ledger: Ledger, ident: str) -> JobDetail:
+    job = find(ledger, ident)
+    return JobDetail(job=job, runs=ledger.runs_of(job.job_id), history=ledger.events_of(job.job_id))

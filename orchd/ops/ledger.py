@@ -1,0 +1,18 @@
+"""Verifying and rebuilding the ledger (ops layer)."""
+
+from __future__ import annotations
+
+from orchd.core.ports import Ledger, VerifyReport
+
+VERIFY_SCOPE = "orch:read"
+REBUILD_SCOPE = "orch:admin"
+
+
+def verify(ledger: Ledger) -> VerifyReport:
+    """Check every chain end to end and that the projections equal a rebuild."""
+    return ledger.verify()
+
+
+def rebuild(ledger: Ledger) -> str:
+    """Re-derive the projections from the event log; the events themselves are not touched."""
+    return ledger.rebuild()
