@@ -1,4 +1,7 @@
-"""The site lock: one writer per state dir, an ``flock`` on a file holding its pid (adapters layer)."""
+"""The site lock: one writer per state dir, an ``flock`` on a file holding its pid.
+
+Adapters layer.
+"""
 
 from __future__ import annotations
 

@@ -34,9 +34,9 @@ class OrchdGroup(click.Group):
             ctx.exit(error.exit_code)
         except Exception as exc:  # the edge: anything unexpected is a bug, said plainly
             traceback.print_exc()
-            error = InternalError(detail=f"{type(exc).__name__}: {exc}")
-            report(error)
-            ctx.exit(error.exit_code)
+            bug = InternalError(detail=f"{type(exc).__name__}: {exc}")
+            report(bug)
+            ctx.exit(bug.exit_code)
 
 
 @click.group(cls=OrchdGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 
@@ -63,9 +63,7 @@ def open_site(config: Config, *, write: bool) -> Iterator[Site]:
         yield Site(config=config, ledger=ledger, clock=clock, entropy=entropy)
 
 
-def with_site(
-    *, write: bool
-) -> Callable[[Callable[Concatenate[Site, P], R]], Callable[P, R]]:
+def with_site(*, write: bool) -> Callable[[Callable[Concatenate[Site, P], R]], Callable[P, R]]:
     """Run the command with an open ``Site``; ``write`` takes the site lock first."""
 
     def decorate(command: Callable[Concatenate[Site, P], R]) -> Callable[P, R]:
@@ -80,4 +78,3 @@ def with_site(
         return wrapper
 
     return decorate
-

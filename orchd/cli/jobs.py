@@ -98,10 +98,7 @@ def show(site: Site, job_id: str, as_json: bool) -> None:
     click.echo("\nhistory:")
     table(
         ("SEQ", "AT", "TYPE", "BY", "DETAIL"),
-        (
-            (e.seq, e.occurred_at, e.type, e.actor.user, _detail(e.payload))
-            for e in detail.history
-        ),
+        ((e.seq, e.occurred_at, e.type, e.actor.user, _detail(e.payload)) for e in detail.history),
     )
 
 

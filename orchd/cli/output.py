@@ -17,13 +17,13 @@ def emit_json(value: Any) -> None:
 
 
 def job_json(job: JobView) -> dict[str, Any]:
-    fields = {name: getattr(job, name) for name in JobView.__dataclass_fields__}
+    fields = job._asdict()
     fields["params"] = json.loads(job.params)
     return fields
 
 
 def run_json(run: RunView) -> dict[str, Any]:
-    return {name: getattr(run, name) for name in RunView.__dataclass_fields__}
+    return run._asdict()
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -37,4 +37,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     cells = [list(headers), *([("-" if c is None else str(c)) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )

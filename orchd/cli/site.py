@@ -29,8 +29,6 @@ def init(config: Config, site_id: str) -> None:
     with SiteLock(config.lock_path):
         if config.ledger_path.exists() or config.ledger_path.is_symlink():
             raise SiteExists(path=config.state_dir)
-        ledger = SqliteLedger.create(
-            config.ledger_path, site_id, SystemClock(), OsEntropy(), first
-        )
+        ledger = SqliteLedger.create(config.ledger_path, site_id, SystemClock(), OsEntropy(), first)
         ledger.close()
     click.echo(f"initialized site {site_id!r} in {config.state_dir}", err=True)

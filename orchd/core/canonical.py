@@ -14,39 +14,47 @@ from typing import Any
 from orchd.errors import NotCanonical
 
 MAX_INT = 2**53 - 1
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 Json = dict[str, Any] | list[Any] | str | int
 
 
 def _check(value: object, path: str) -> None:
     if isinstance(value, str):
         return
-    if isinstance(value, bool) or value is None or isinstance(value, float):
+    if isinstance(value, bool) or not isinstance(value, int | dict | list | tuple):
         raise NotCanonical(detail=f"{path}: {type(value).__name__} is not allowed")
     if isinstance(value, int):
         if not -MAX_INT <= value <= MAX_INT:
             raise NotCanonical(detail=f"{path}: integer {value} is outside +-(2**53 - 1)")
-        return
-    if isinstance(value, dict):
+    elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotCanonical(detail=f"{path}: key {key!r} is not a string")
-            _check(item, f"{path}.{key}")
-        return
-    if isinstance(value, list | tuple):
+            if not isinstance(item, str):
+                _check(item, f"{path}.{key}")
+    else:
         for index, item in enumerate(value):
             _check(item, f"{path}[{index}]")
-        return
-    raise NotCanonical(detail=f"{path}: {type(value).__name__} is not allowed")
+
+
+def check(value: object) -> None:
+    """Raise NotCanonical unless ``value`` holds only what canonical JSON allows."""
+    _check(value, "$")
+
+
+def dump(value: object) -> bytes:
+    """The canonical bytes of an already checked value (see ``encode``)."""
+    text = _ENCODER.encode(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise NotCanonical(detail=f"string is not valid Unicode ({exc.reason})") from None
 
 
 def encode(value: object) -> bytes:
     """The canonical bytes of ``value``; raises NotCanonical for values outside the rules."""
     _check(value, "$")
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise NotCanonical(detail=f"string is not valid Unicode ({exc.reason})") from None
+    return dump(value)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from orchd.core import canonical, hlc, ids, timefmt
 from orchd.core.names import check_name, check_text
@@ -35,8 +36,17 @@ class Actor:
     user: str
     scopes: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        if type(self.uid) is not int or self.uid < 0:
+            raise _fail("actor.uid must be a non-negative integer")
+        check_name("user", self.user)
+        if not isinstance(self.scopes, tuple) or list(self.scopes) != sorted(set(self.scopes)):
+            raise _fail("actor.scopes must be sorted, without repeats")
+        for scope in self.scopes:
+            check_name("scope", scope)
+
     def to_json(self) -> dict[str, Any]:
-        return {"uid": self.uid, "user": self.user, "scopes": sorted(self.scopes)}
+        return {"uid": self.uid, "user": self.user, "scopes": list(self.scopes)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,8 +61,7 @@ class Draft:
     ticket: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class Event(NamedTuple):
     """A sealed event: the envelope fields, its canonical ``body`` and its chain ``hash``."""
 
     schema: int
@@ -66,10 +75,15 @@ class Event:
     idempotency_key: str
     prev_hash: str
     payload: Mapping[str, Any]
-    reason: str | None = None
-    ticket: str | None = None
-    body: bytes = field(repr=False, compare=False)
-    hash: str = ""
+    reason: str | None
+    ticket: str | None
+    body: bytes
+    hash: str
+
+
+@lru_cache(maxsize=256)
+def _actor_bytes(actor: Actor) -> bytes:
+    return canonical.encode(actor.to_json())
 
 
 def chain_hash(prev_hash: str, body: bytes) -> str:
@@ -108,12 +122,66 @@ def envelope(
     return fields
 
 
-def seal(draft: Draft, **placement: Any) -> Event:
-    """Place ``draft`` in the chain (see ``envelope`` for the arguments) and hash it."""
-    fields = envelope(draft, **placement)
-    _check_fields(fields)  # never write what a reader would refuse
-    body = canonical.encode(fields)
-    return _from_fields(fields, body, chain_hash(fields["prev_hash"], body))
+def seal(
+    draft: Draft,
+    *,
+    event_id: str,
+    origin: str,
+    seq: int,
+    clock: hlc.Hlc,
+    occurred_at_ms: int,
+    prev_hash: str,
+) -> Event:
+    """Place ``draft`` in the chain and hash it.
+
+    The placement comes from the ledger itself; the draft's own fields are checked here, so
+    nothing is written that ``parse`` would refuse. The body is ``canonical.encode(envelope(...))``
+    written out in its key order: every value spliced in as text is a checked name, id, hash or
+    time that needs no JSON escaping (a unit test holds the two equal).
+    """
+    check_name("event type", draft.type)
+    check_name("idempotency key", draft.idempotency_key)
+    if draft.reason is not None:
+        check_text("reason", draft.reason)
+    if draft.ticket is not None:
+        check_name("ticket", draft.ticket)
+    if type(seq) is not int or seq < 1:
+        raise _fail("seq must be a positive integer")
+    payload = dict(draft.payload)
+    canonical.check(payload)
+    clock_text, at_text = clock.encode(), timefmt.format_ms(occurred_at_ms)
+    body = b"".join(
+        (
+            b'{"actor":',
+            _actor_bytes(draft.actor),
+            f',"event_id":"{event_id}","hlc":"{clock_text}",'
+            f'"idempotency_key":"{draft.idempotency_key}","occurred_at":"{at_text}",'
+            f'"origin":"{origin}","payload":'.encode(),
+            canonical.dump(payload),
+            f',"prev_hash":"{prev_hash}"'.encode(),
+            b"" if draft.reason is None else b',"reason":' + canonical.dump(draft.reason),
+            f',"schema":{SCHEMA_VERSION},"seq":{seq:d}'.encode(),
+            b"" if draft.ticket is None else f',"ticket":"{draft.ticket}"'.encode(),
+            f',"type":"{draft.type}"}}'.encode(),
+        )
+    )
+    return Event(
+        schema=SCHEMA_VERSION,
+        event_id=event_id,
+        origin=origin,
+        seq=seq,
+        hlc=clock_text,
+        occurred_at=at_text,
+        type=draft.type,
+        actor=draft.actor,
+        idempotency_key=draft.idempotency_key,
+        prev_hash=prev_hash,
+        payload=payload,
+        reason=draft.reason,
+        ticket=draft.ticket,
+        body=body,
+        hash=chain_hash(prev_hash, body),
+    )
 
 
 def parse(body: bytes, stored_hash: str | None = None) -> Event:
@@ -192,11 +260,6 @@ def _check_fields(fields: dict[str, Any]) -> None:
 def _check_actor(actor: object) -> None:
     if not isinstance(actor, dict) or set(actor) != {"uid", "user", "scopes"}:
         raise _fail("actor must be an object with exactly uid, user and scopes")
-    if not isinstance(actor["uid"], int) or actor["uid"] < 0:
-        raise _fail("actor.uid must be a non-negative integer")
-    check_name("user", actor["user"])
-    scopes = actor["scopes"]
-    if not isinstance(scopes, list) or scopes != sorted(set(scopes)):
-        raise _fail("actor.scopes must be a sorted list without repeats")
-    for scope in scopes:
-        check_name("scope", scope)
+    if not isinstance(actor["scopes"], list):
+        raise _fail("actor.scopes must be a list")
+    Actor(uid=actor["uid"], user=actor["user"], scopes=tuple(actor["scopes"]))

@@ -14,6 +14,7 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ENTROPY_BYTES = 10
 _ID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _MAX_MS = (1 << 48) - 1
+_PAIRS = [first + second for first in ALPHABET for second in ALPHABET]
 
 
 def new_id(at_ms: int, entropy: bytes) -> str:
@@ -23,11 +24,9 @@ def new_id(at_ms: int, entropy: bytes) -> str:
     if len(entropy) != ENTROPY_BYTES:
         raise ValueError(f"ids need {ENTROPY_BYTES} bytes of entropy, got {len(entropy)}")
     number = (at_ms << 80) | int.from_bytes(entropy, "big")
-    chars = []
-    for _ in range(26):
-        chars.append(ALPHABET[number & 31])
-        number >>= 5
-    return "".join(reversed(chars))
+    # 26 characters of 5 bits carry 130 bits: two leading zero bits, then the 128-bit number,
+    # written ten bits (two characters) at a time.
+    return "".join(_PAIRS[(number >> shift) & 1023] for shift in range(120, -1, -10))
 
 
 def id_time_ms(value: str) -> int:

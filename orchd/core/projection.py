@@ -7,20 +7,19 @@ runs are changed only by events of the job's own origin, and only as the state m
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchd.core import canonical, ids, timefmt
 from orchd.core.events import Event
 from orchd.core.machines import JOB, RUN
-from orchd.core.names import check_name, check_text
+from orchd.core.names import check_name
 from orchd.errors import MalformedEvent, OrchdError, StateConflict
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JobView:
+class JobView(NamedTuple):
+    """A row of the ``jobs`` projection (a tuple in column order, as SQLite returns it)."""
+
     job_id: str
     origin: str
     key: str
@@ -37,8 +36,9 @@ class JobView:
     last_run_id: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunView:
+class RunView(NamedTuple):
+    """A row of the ``runs`` projection."""
+
     run_id: str
     job_id: str
     origin: str
@@ -52,18 +52,21 @@ class RunView:
     pid: int | None
 
 
-JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(JobView))
-RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(RunView))
+JOB_COLUMNS = JobView._fields
+RUN_COLUMNS = RunView._fields
 Rows = tuple[JobView | None, RunView | None]
 
-_TIME = "time"
-_ID = "id"
+_TIME = object()  # payload kinds beside names and Python types
+_ID = object()
 
 
 def subjects(event: Event) -> tuple[str | None, str | None]:
     """The job id and run id an event touches, so the caller can load their rows."""
     job_id, run_id = event.payload.get("job_id"), event.payload.get("run_id")
-    return (job_id if isinstance(job_id, str) else None, run_id if isinstance(run_id, str) else None)
+    return (
+        job_id if isinstance(job_id, str) else None,
+        run_id if isinstance(run_id, str) else None,
+    )
 
 
 def apply(event: Event, job: JobView | None, run: RunView | None) -> Rows:
@@ -86,23 +89,23 @@ def _bad(event: Event, detail: str) -> MalformedEvent:
 def _fields(event: Event, required: Mapping[str, Any], optional: Mapping[str, Any]) -> None:
     """Check the payload has exactly these keys with values of these kinds."""
     payload = event.payload
-    if missing := set(required) - set(payload):
+    if missing := [name for name in required if name not in payload]:
         raise _bad(event, f"payload lacks {', '.join(sorted(missing))}")
-    if unknown := set(payload) - set(required) - set(optional):
-        raise _bad(event, f"payload has unknown {', '.join(sorted(unknown))}")
-    for name, kind in {**required, **optional}.items():
-        if name in payload:
-            _check_kind(event, name, payload[name], kind)
+    for name, value in payload.items():
+        kind = required.get(name) or optional.get(name)
+        if kind is None:
+            raise _bad(event, f"payload has unknown {name}")
+        _check_kind(event, name, value, kind)
 
 
 def _check_kind(event: Event, name: str, value: Any, kind: Any) -> None:
-    if kind == _TIME:
+    if kind is _TIME:
         timefmt.parse_canonical(value)
-    elif kind == _ID:
+    elif kind is _ID:
         ids.check_id(value, name)
     elif isinstance(kind, str):
         check_name(kind, value)
-    elif not isinstance(value, kind) or isinstance(value, bool):
+    elif type(value) is not kind:
         raise _bad(event, f"payload {name} must be {kind.__name__}")
 
 
@@ -152,8 +155,8 @@ def _job_transitioned(event: Event, job: JobView | None, run: RunView | None) ->
         {"cause": "parameter name", "eligible_at": _TIME},
     )
     job = _move_job(event, _owned(event, job), event.payload["to"])
-    return dataclasses.replace(
-        job, cause=event.payload.get("cause"), eligible_at=event.payload.get("eligible_at")
+    return job._replace(
+        cause=event.payload.get("cause"), eligible_at=event.payload.get("eligible_at")
     ), None
 
 
@@ -161,13 +164,11 @@ def _move_job(event: Event, job: JobView, to_state: str, *, check_from: bool = T
     if check_from and event.payload["from"] != job.state:
         raise _bad(event, f"job {job.job_id} is {job.state}, not {event.payload['from']}")
     state = JOB.advance(job.job_id, job.state, to_state)
-    return dataclasses.replace(job, state=state, updated_at=event.occurred_at)
+    return job._replace(state=state, updated_at=event.occurred_at)
 
 
 def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
-    _fields(
-        event, {"run_id": _ID, "job_id": _ID, "attempt": int, "lease_expires_at": _TIME}, {}
-    )
+    _fields(event, {"run_id": _ID, "job_id": _ID, "attempt": int, "lease_expires_at": _TIME}, {})
     p = event.payload
     job = _owned(event, job)
     if run is not None:
@@ -181,7 +182,7 @@ def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
         lease_expires_at=p["lease_expires_at"], started_at=None, ended_at=None,
         exit_code=None, pid=None,
     )  # fmt: skip
-    job = dataclasses.replace(job, attempts=p["attempt"], last_run_id=p["run_id"], cause=None)
+    job = job._replace(attempts=p["attempt"], last_run_id=p["run_id"], cause=None)
     return job, new_run
 
 
@@ -197,8 +198,8 @@ def _run_started(event: Event, job: JobView | None, run: RunView | None) -> Rows
     _fields(event, {"run_id": _ID, "job_id": _ID}, {"pid": int})
     run = _owned_run(event, run)
     state = RUN.advance(run.run_id, run.state, "running")
-    return None, dataclasses.replace(
-        run, state=state, started_at=event.occurred_at, pid=event.payload.get("pid")
+    return None, run._replace(
+        state=state, started_at=event.occurred_at, pid=event.payload.get("pid")
     )
 
 
@@ -210,8 +211,7 @@ def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     )
     p = event.payload
     run = _owned_run(event, run)
-    ended = dataclasses.replace(
-        run,
+    ended = run._replace(
         state=RUN.advance(run.run_id, run.state, p["outcome"]),
         ended_at=event.occurred_at,
         exit_code=p.get("exit_code"),
@@ -220,7 +220,7 @@ def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     if "job_state" not in p:  # the job already moved on (e.g. cancelled while running)
         return None, ended
     job = _move_job(event, job, p["job_state"], check_from=False)
-    job = dataclasses.replace(job, eligible_at=p.get("eligible_at"), cause=p.get("cause"))
+    job = job._replace(eligible_at=p.get("eligible_at"), cause=p.get("cause"))
     return job, ended
 
 

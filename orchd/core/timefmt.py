@@ -1,9 +1,10 @@
-"""UTC instants as canonical RFC 3339 strings with millisecond precision and a ``Z`` (core layer)."""
+"""UTC instants as canonical RFC 3339 strings, millisecond precision, ``Z`` (core layer)."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from orchd.errors import InvalidTime
 
@@ -22,6 +23,7 @@ def from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
+@lru_cache(maxsize=4096)
 def format_ms(ms: int) -> str:
     """``2026-01-31T12:00:00.000Z``: the one way orchd writes an instant."""
     at = from_ms(ms)
@@ -32,12 +34,17 @@ def format_at(at: datetime) -> str:
     return format_ms(to_ms(at))
 
 
-def parse_canonical(text: str) -> int:
+def parse_canonical(text: object) -> int:
     """Parse a canonical instant to epoch milliseconds; anything else is an error."""
     if not isinstance(text, str) or not _CANONICAL.fullmatch(text):
         raise InvalidTime(value=text)
+    return _parse(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> int:
     try:
-        at = datetime.strptime(text[:-5], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        at = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidTime(value=text) from None
-    return to_ms(at) + int(text[-4:-1])
+    return to_ms(at)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import zip_longest
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
@@ -34,51 +34,60 @@ def _upsert_sql(table: str, columns: Sequence[str], key: str) -> str:
 _JOB_UPSERT = _upsert_sql("jobs", JOB_COLUMNS, "job_id")
 _RUN_UPSERT = _upsert_sql("runs", RUN_COLUMNS, "run_id")
 _HEAD_UPSERT = _upsert_sql("heads", ("origin", "seq", "hash", "hlc"), "origin")
+_COLUMNS = {"jobs": JOB_COLUMNS, "runs": RUN_COLUMNS}
+_CHUNK = 500
+V = TypeVar("V", JobView, RunView)
 
 
 def load_job(db: Database, job_id: str) -> JobView | None:
-    row = db.execute(f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE job_id = ?", [job_id])
-    found = row.fetchone()
-    return None if found is None else JobView(**dict(zip(JOB_COLUMNS, found, strict=True)))
+    return _load(db, "jobs", JobView, {job_id}).get(job_id)
 
 
 def load_run(db: Database, run_id: str) -> RunView | None:
-    row = db.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id])
-    found = row.fetchone()
-    return None if found is None else RunView(**dict(zip(RUN_COLUMNS, found, strict=True)))
+    return _load(db, "runs", RunView, {run_id}).get(run_id)
 
 
-def project(db: Database, batch: Iterable[Event]) -> None:
+def _load(db: Database, table: str, view: type[V], keys: set[str]) -> dict[str, V]:
+    """The rows of ``table`` with these primary keys, as views; absent keys are left out."""
+    columns = _COLUMNS[table]
+    found: dict[str, V] = {}
+    listed = sorted(keys)
+    for start in range(0, len(listed), _CHUNK):
+        chunk = listed[start : start + _CHUNK]
+        sql = (
+            f"SELECT {', '.join(columns)} FROM {table} "
+            f"WHERE {columns[0]} IN ({', '.join('?' for _ in chunk)})"
+        )
+        for row in db.execute(sql, chunk):
+            found[row[0]] = view._make(row)
+    return found
+
+
+def project(db: Database, batch: Sequence[Event]) -> None:
     """Fold ``batch`` into the projection tables of ``db`` (inside the caller's transaction)."""
-    jobs: dict[str, JobView | None] = {}
-    runs: dict[str, RunView | None] = {}
+    touched = [projection.subjects(event) for event in batch]
+    jobs: dict[str, JobView | None] = dict.fromkeys({j for j, _ in touched if j})
+    runs: dict[str, RunView | None] = dict.fromkeys({r for _, r in touched if r})
+    jobs.update(_load(db, "jobs", JobView, set(jobs)))
+    runs.update(_load(db, "runs", RunView, set(runs)))
     heads: dict[str, tuple[int, str, str]] = {}
-    for event in batch:
-        job_id, run_id = projection.subjects(event)
-        job = _cached(jobs, job_id, lambda k: load_job(db, k))
-        run = _cached(runs, run_id, lambda k: load_run(db, k))
+    changed_jobs: set[str] = set()
+    changed_runs: set[str] = set()
+    for event, (job_id, run_id) in zip(batch, touched, strict=True):
+        job = jobs[job_id] if job_id else None
+        run = runs[run_id] if run_id else None
         new_job, new_run = projection.apply(event, job, run)
         if new_job is not None:
             jobs[new_job.job_id] = new_job
+            changed_jobs.add(new_job.job_id)
         if new_run is not None:
             runs[new_run.run_id] = new_run
+            changed_runs.add(new_run.run_id)
         heads[event.origin] = (event.seq, event.hash, event.hlc)
     conn = db.conn
-    conn.executemany(_JOB_UPSERT, [_values(j, JOB_COLUMNS) for j in jobs.values() if j])
-    conn.executemany(_RUN_UPSERT, [_values(r, RUN_COLUMNS) for r in runs.values() if r])
+    conn.executemany(_JOB_UPSERT, [j for k in sorted(changed_jobs) if (j := jobs[k])])
+    conn.executemany(_RUN_UPSERT, [r for k in sorted(changed_runs) if (r := runs[k])])
     conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
-
-
-def _cached(cache: dict[str, Any], key: str | None, load: Any) -> Any:
-    if key is None:
-        return None
-    if key not in cache:
-        cache[key] = load(key)
-    return cache[key]
-
-
-def _values(view: JobView | RunView, columns: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(getattr(view, c) for c in columns)
 
 
 def rows(db: Database, table: str) -> Iterator[tuple[Any, ...]]:
@@ -106,4 +115,3 @@ def first_difference(live: Database, rebuilt: Database) -> tuple[str, str] | Non
                 key = (a or b or ("?",))[0]
                 return table, f"row {index} (key {key!r}): stored {a!r}, rebuilt {b!r}"
     return None
-

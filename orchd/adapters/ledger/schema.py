@@ -64,7 +64,7 @@ CREATE TABLE meta (
 CREATE TABLE events (
     origin TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    event_id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL,
     hlc TEXT NOT NULL,
     occurred_at TEXT NOT NULL,
     type TEXT NOT NULL,
@@ -75,7 +75,7 @@ CREATE TABLE events (
     body BLOB NOT NULL,
     PRIMARY KEY (origin, seq),
     UNIQUE (origin, idempotency_key)
-) WITHOUT ROWID;
+);
 CREATE INDEX events_by_job ON events (job_id) WHERE job_id IS NOT NULL;
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;

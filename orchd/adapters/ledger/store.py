@@ -36,7 +36,15 @@ from . import projector, schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 TAIL_CHECK = 64  # newest events per origin re-verified at every open
-_INDEX_COLUMNS = ("event_id", "hlc", "occurred_at", "type", "idempotency_key", "prev_hash", "job_id")
+_INDEX_COLUMNS = (
+    "event_id",
+    "hlc",
+    "occurred_at",
+    "type",
+    "idempotency_key",
+    "prev_hash",
+    "job_id",
+)
 _EVENT_COLUMNS = ("origin", "seq", *_INDEX_COLUMNS, "hash", "body")
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
@@ -175,14 +183,15 @@ class SqliteLedger:
             now_ms = self._clock.now_ms()
             result: list[Event] = []
             fresh: list[Event] = []
-            for draft in drafts:
+            entropy = self._entropy.token(ids.ENTROPY_BYTES * len(drafts))  # one call a batch
+            for index, draft in enumerate(drafts):
                 if draft.idempotency_key in recorded:
                     result.append(recorded[draft.idempotency_key])
                     continue
                 clock = hlc.tick(clock, now_ms)
                 event = events.seal(
                     draft,
-                    event_id=ids.new_id(now_ms, self._entropy.token(ids.ENTROPY_BYTES)),
+                    event_id=ids.new_id(now_ms, entropy[index * 10 : index * 10 + 10]),
                     origin=self._site_id,
                     seq=head.seq + 1,
                     clock=clock,
@@ -257,13 +266,13 @@ class SqliteLedger:
         sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY job_id LIMIT ?"
         with translated(self.path):
             rows = self._db.execute(sql, [*params, limit]).fetchall()
-        return [JobView(**dict(zip(JOB_COLUMNS, row, strict=True))) for row in rows]
+        return [JobView._make(row) for row in rows]
 
     def runs_of(self, job_id: str) -> list[RunView]:
         sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE job_id = ? ORDER BY attempt"
         with translated(self.path):
             rows = self._db.execute(sql, [job_id]).fetchall()
-        return [RunView(**dict(zip(RUN_COLUMNS, row, strict=True))) for row in rows]
+        return [RunView._make(row) for row in rows]
 
     def events_of(self, job_id: str) -> list[Event]:
         sql = "SELECT body, hash FROM events WHERE job_id = ? ORDER BY hlc, origin, seq"

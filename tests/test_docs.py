@@ -1,0 +1,69 @@
+"""The documents derived from code stay true: exit codes, the CLI reference, the error tree."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from pathlib import Path
+
+import pytest
+from pytest_socket import SocketBlockedError
+
+from orchd import errors
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BRANCH_RANGES = {
+    errors.BadInput: range(10, 30),
+    errors.StateConflict: range(30, 50),
+    errors.IntegrityFailure: range(50, 70),
+    errors.Refused: range(70, 90),
+    errors.SystemFailure: range(90, 99),
+}
+
+
+def _gen_docs():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "tools" / "gen_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["EXIT_CODES.md", "CLI.md"])
+def test_generated_docs_are_current(name: str) -> None:
+    render = _gen_docs().GENERATED[name]
+    assert (ROOT / "docs" / name).read_text() == render(), "run: python tools/gen_docs.py"
+
+
+def test_every_command_is_documented() -> None:
+    text = (ROOT / "docs" / "CLI.md").read_text()
+    for path, _command in _gen_docs()._walk(__import__("orchd.cli").cli.cli, ("orchd",)):
+        assert f"## `{' '.join(path)}`" in text
+
+
+def test_exit_codes_are_unique_and_in_their_branch_range() -> None:
+    classes = errors.all_error_classes()
+    codes = [cls.exit_code for cls in classes]
+    assert len(codes) == len(set(codes))
+    for cls in classes:
+        for branch, allowed in BRANCH_RANGES.items():
+            if issubclass(cls, branch):
+                assert cls.exit_code in allowed, cls
+        assert cls.exit_code not in (0, 2)
+        assert (cls.__doc__ or "").strip(), f"{cls.__name__} has no message"
+
+
+def test_message_and_hint_are_filled_from_fields() -> None:
+    error = errors.SiteLocked(path="/var/lib/orchd", pid=4242)
+    assert error.message == "the site at /var/lib/orchd is in use by another writer (pid 4242)"
+    assert error.hint_text is not None and "systemctl stop orchd" in error.hint_text
+    assert str(error) == error.message
+
+
+def test_the_suite_has_no_network_but_unix_sockets_work(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="socket"), pytest.raises(SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(tmp_path / "s"))
+        assert server.getsockname().endswith("/s")

@@ -1,0 +1,143 @@
+"""Append throughput of job-lifecycle events, beside the raw SQLite ceiling, in one run.
+
+    python tools/bench/append.py [--events N] [--batch B] [--repeat R] [--write docs/BENCHMARKS.md]
+
+orchd: ``SqliteLedger.append`` of batches of B events, each job's lifecycle being four events
+(job.submitted, run.leased, run.started, run.ended), sealed, hash-chained and projected.
+Ceiling: plain ``sqlite3`` ``executemany`` of the same number of rows of the same size into a
+table of the same columns, in one transaction. Both on the same disk, WAL, synchronous=FULL.
+Runs alternate between the two so drift in the machine affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from orchd.adapters.ledger import SqliteLedger
+from orchd.adapters.system import OsEntropy, SystemClock, local_actor
+from orchd.core import ids
+from orchd.core.events import Draft
+from orchd.core.timefmt import format_ms
+from orchd.ops import site
+
+ACTOR = local_actor("orch:operate")
+
+
+def lifecycle(job_id: str, run_id: str, expires: str) -> list[Draft]:
+    def draft(kind: str, key: str, payload: dict[str, object]) -> Draft:
+        return Draft(type=kind, actor=ACTOR, idempotency_key=f"{key}:{job_id}", payload=payload)
+
+    ids_ = {"job_id": job_id, "run_id": run_id}
+    return [
+        draft("job.submitted", "job.submitted", {
+            "job_id": job_id, "job_type": "feed-refresh", "source": "nvd", "key": job_id,
+            "params": {"window": "24h"}, "priority": 0, "state": "queued"}),
+        draft("run.leased", "run.leased:1", {**ids_, "attempt": 1, "lease_expires_at": expires}),
+        draft("run.started", "run.started:1", {**ids_, "pid": 4242}),
+        draft("run.ended", "run.ended:1", {
+            **ids_, "outcome": "succeeded", "job_state": "succeeded", "exit_code": 0}),
+    ]  # fmt: skip
+
+
+def make_drafts(count: int) -> list[Draft]:
+    now, entropy = SystemClock().now_ms(), OsEntropy()
+    expires = format_ms(now + 60_000)
+    drafts: list[Draft] = []
+    while len(drafts) < count:
+        job = ids.new_id(now, entropy.token(10))
+        run = ids.new_id(now, entropy.token(10))
+        drafts += lifecycle(job, run, expires)
+    return drafts[:count]
+
+
+def run_orchd(folder: Path, drafts: list[Draft], batch: int) -> tuple[float, list[tuple]]:
+    clock, entropy = SystemClock(), OsEntropy()
+    first = site.initialized("bench", ACTOR, "bench")
+    ledger = SqliteLedger.create(folder / "ledger.db", "bench", clock, entropy, first)
+    started = time.perf_counter()
+    for start in range(0, len(drafts), batch):
+        ledger.append(drafts[start : start + batch])
+    elapsed = time.perf_counter() - started
+    rows = ledger._db.execute("SELECT * FROM events WHERE seq > 1").fetchall()
+    ledger.close()
+    return elapsed, rows
+
+
+def run_raw(folder: Path, rows: list[tuple]) -> float:
+    conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    marks = ", ".join("?" for _ in rows[0])
+    conn.execute(f"CREATE TABLE events ({', '.join(f'c{i}' for i in range(len(rows[0])))})")
+    started = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany(f"INSERT INTO events VALUES ({marks})", rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+def measure(events: int, batch: int, repeat: int) -> dict[str, list[float]]:
+    rates: dict[str, list[float]] = {"orchd": [], "raw": []}
+    for round_ in range(repeat):
+        drafts = make_drafts(events)
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+            elapsed, rows = run_orchd(Path(tmp), drafts, batch)
+            rates["orchd"].append(events / elapsed)
+            rates["raw"].append(events / run_raw(Path(tmp), rows))
+        print(f"round {round_ + 1}: orchd {rates['orchd'][-1]:,.0f}/s, "
+              f"raw {rates['raw'][-1]:,.0f}/s", file=sys.stderr)  # fmt: skip
+    return rates
+
+
+def report(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
+    def cells(values: list[float]) -> str:
+        return f"{statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f}"
+
+    ratio = statistics.median(rates["orchd"]) / statistics.median(rates["raw"])
+    return "\n".join([
+        "## Ledger append throughput (job-lifecycle events)",
+        "",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
+        f"- command: `python tools/bench/append.py --events {args.events} --batch {args.batch} "
+        f"--repeat {args.repeat}`",
+        f"- {args.events} events per round ({args.events // 4} jobs x submit, lease, start, end), "
+        f"orchd in batches of {args.batch}; ceiling in one transaction; {args.repeat} rounds",
+        "",
+        "| writer | median events/s | min | max |",
+        "| --- | --- | --- | --- |",
+        f"| orchd `SqliteLedger.append` | {cells(rates['orchd'])} |",
+        f"| raw `sqlite3` executemany (ceiling) | {cells(rates['raw'])} |",
+        "",
+        f"Ratio orchd / ceiling (medians): **{ratio:.2f}** (goal: at least 0.20).",
+        "",
+    ])  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--write", type=Path, help="write the results as Markdown here")
+    args = parser.parse_args()
+    text = report(measure(args.events, args.batch, args.repeat), args)
+    print(text)
+    if args.write:
+        header = "# Benchmarks\n\nWritten by `make bench` (tools/bench/); rerun it to update.\n\n"
+        args.write.write_text(header + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
