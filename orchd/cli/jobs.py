@@ -85,7 +85,7 @@ def show(site: Site, job_id: str, as_json: bool) -> None:
             }
         )
         return
-    for name, value in job_json(detail.job).items():
+    for name, value in detail.job._asdict().items():
         click.echo(f"{name + ':':14} {value if value is not None else '-'}")
     click.echo("\nruns:")
     table(

@@ -108,7 +108,8 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
         "## Ledger append throughput (job-lifecycle events)",
         "",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
+        f"{platform.release()}, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}",
         f"- command: `python tools/bench/append.py --events {args.events} --batch {args.batch} "
         f"--repeat {args.repeat}`",
         f"- {args.events} events per round ({args.events // 4} jobs x submit, lease, start, end), "
