@@ -7,6 +7,7 @@ entropy. Ids sort by creation time as plain strings; equal milliseconds sort by 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from orchd.errors import InvalidName
 
@@ -23,10 +24,14 @@ def new_id(at_ms: int, entropy: bytes) -> str:
         raise ValueError(f"time {at_ms} ms is outside the id range")
     if len(entropy) != ENTROPY_BYTES:
         raise ValueError(f"ids need {ENTROPY_BYTES} bytes of entropy, got {len(entropy)}")
-    number = (at_ms << 80) | int.from_bytes(entropy, "big")
-    # 26 characters of 5 bits carry 130 bits: two leading zero bits, then the 128-bit number,
-    # written ten bits (two characters) at a time.
-    return "".join(_PAIRS[(number >> shift) & 1023] for shift in range(120, -1, -10))
+    random = int.from_bytes(entropy, "big")
+    return _time_part(at_ms) + "".join(_PAIRS[(random >> s) & 1023] for s in range(70, -1, -10))
+
+
+@lru_cache(maxsize=64)
+def _time_part(at_ms: int) -> str:
+    """The first ten characters: the 48-bit time with two leading zero bits, 5 bits a char."""
+    return "".join(ALPHABET[(at_ms >> shift) & 31] for shift in range(45, -1, -5))
 
 
 def id_time_ms(value: str) -> int:

@@ -114,7 +114,13 @@ def latest() -> int:
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, Migration]]) -> None:
-    """Apply each pending migration in its own ``BEGIN IMMEDIATE`` transaction."""
+    """Apply each pending migration in its own ``BEGIN IMMEDIATE`` transaction.
+
+    Each transaction re-reads the version, so concurrent openers apply a migration once; an
+    up-to-date ledger is not write-locked at all.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= len(migrations):
+        return
     for number, (_name, step) in enumerate(migrations, start=1):
         conn.execute("BEGIN IMMEDIATE")
         try:

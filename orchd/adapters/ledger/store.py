@@ -92,6 +92,7 @@ def _connect(path: Path, mode: str) -> Database:
     )
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache (KiB when negative)
     return Database(conn)
 
 
@@ -327,8 +328,8 @@ class SqliteLedger:
                     head = chain.verify(origin, self._stored(origin))
                     self._check_head(origin, head)
                     verified[origin] = head.seq
-                rebuilt = self._rebuild_into(_memory_projection())
-                self._compare(rebuilt)
+                with contextlib.closing(_memory_projection()) as rebuilt:
+                    self._compare(self._rebuild_into(rebuilt))
                 digest = projector.digest(self._db)
                 count = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
             finally:

@@ -1,0 +1,128 @@
+"""The SQLite ledger adapter: all-or-nothing batches, idempotency, migrations, rebuild."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from orchd.adapters.ledger import SqliteLedger, schema
+from orchd.core.events import Actor, Draft
+from orchd.errors import InvalidTransition, MalformedEvent, StorageError
+from orchd.ops import site
+from tests.fakes import CountingEntropy, FakeClock
+
+ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
+JOB_A = "01KB0000000000000000000001"
+JOB_B = "01KB0000000000000000000002"
+
+
+def submitted(job_id: str, key: str | None = None) -> Draft:
+    key = key or job_id
+    return Draft(
+        type="job.submitted",
+        actor=ACTOR,
+        idempotency_key=f"job.submitted:{key}",
+        payload={"job_id": job_id, "job_type": "feed-refresh", "key": key, "params": {},
+                 "priority": 0, "state": "queued"},
+    )  # fmt: skip
+
+
+def moved(job_id: str, from_state: str, to_state: str) -> Draft:
+    return Draft(
+        type="job.transitioned",
+        actor=ACTOR,
+        idempotency_key=f"job.transitioned:{job_id}:{to_state}",
+        payload={"job_id": job_id, "from": from_state, "to": to_state},
+    )
+
+
+@pytest.fixture
+def ledger(tmp_path: Path):  # type: ignore[no-untyped-def]
+    first = site.initialized("hq", ACTOR, "test")
+    made = SqliteLedger.create(tmp_path / "ledger.db", "hq", FakeClock(), CountingEntropy(), first)
+    yield made
+    made.close()
+
+
+def event_count(ledger: SqliteLedger) -> int:
+    return ledger.verify().events
+
+
+def test_a_batch_with_one_bad_event_leaves_the_ledger_as_it_was(ledger: SqliteLedger) -> None:
+    before = ledger.verify()
+    with pytest.raises(InvalidTransition):
+        ledger.append([submitted(JOB_A), moved(JOB_A, "queued", "succeeded")])
+    after = ledger.verify()
+    assert after == before
+    assert ledger.job(JOB_A) is None
+
+
+def test_a_malformed_payload_is_refused_before_anything_is_written(ledger: SqliteLedger) -> None:
+    bad = Draft(type="job.submitted", actor=ACTOR, idempotency_key="k", payload={"job_id": JOB_B})
+    with pytest.raises(MalformedEvent, match="payload lacks"):
+        ledger.append([submitted(JOB_A), bad])
+    assert event_count(ledger) == 1
+
+
+def test_a_recorded_idempotency_key_returns_the_recorded_event(ledger: SqliteLedger) -> None:
+    first = ledger.append([submitted(JOB_A, key="nightly")])
+    again = ledger.append([submitted(JOB_A, key="nightly")])
+    assert again == first
+    assert event_count(ledger) == 2
+
+
+def test_a_key_repeated_inside_one_batch_is_recorded_once(ledger: SqliteLedger) -> None:
+    events = ledger.append([submitted(JOB_A), submitted(JOB_A)])
+    assert events[0] == events[1]
+    assert event_count(ledger) == 2
+
+
+def test_events_chain_and_sequence_across_batches(ledger: SqliteLedger) -> None:
+    (one,) = ledger.append([submitted(JOB_A)])
+    (two,) = ledger.append([moved(JOB_A, "queued", "throttled")])
+    assert (one.seq, two.seq) == (2, 3)
+    assert two.prev_hash == one.hash
+    assert two.hlc > one.hlc  # the clock did not move; the logical counter did
+
+
+def test_rebuild_gives_the_same_projection_digest(ledger: SqliteLedger) -> None:
+    ledger.append([submitted(JOB_A), submitted(JOB_B), moved(JOB_B, "queued", "cancelled")])
+    before = ledger.verify().projection_digest
+    assert ledger.rebuild() == before
+    job = ledger.job(JOB_B)
+    assert job is not None and job.state == "cancelled"
+
+
+def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half_done (x)")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        schema.migrate(conn, schema.MIGRATIONS)
+        with pytest.raises(sqlite3.OperationalError):
+            schema.migrate(conn, [*schema.MIGRATIONS, ("broken", broken)])
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.latest()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert "half_done" not in tables
+
+
+def test_migrations_are_applied_once(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        schema.migrate(conn, schema.MIGRATIONS)
+        schema.migrate(conn, schema.MIGRATIONS)  # a second run must not re-create tables
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.latest()
+
+
+def test_creating_where_the_directory_is_missing_is_a_storage_error(tmp_path: Path) -> None:
+    first = site.initialized("hq", ACTOR, "test")
+    with pytest.raises(StorageError):
+        SqliteLedger.create(
+            tmp_path / "absent" / "ledger.db", "hq", FakeClock(), CountingEntropy(), first
+        )
