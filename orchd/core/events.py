@@ -88,7 +88,9 @@ def _actor_bytes(actor: Actor) -> bytes:
 
 def chain_hash(prev_hash: str, body: bytes) -> str:
     """``sha256(prev_hash || body)`` as lower-case hex, ``prev_hash`` taken as raw 32 bytes."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+    hasher = hashlib.sha256(bytes.fromhex(prev_hash))
+    hasher.update(body)
+    return hasher.hexdigest()
 
 
 def envelope(
@@ -145,8 +147,12 @@ def seal(
         check_text("reason", draft.reason)
     if draft.ticket is not None:
         check_name("ticket", draft.ticket)
-    if type(seq) is not int or seq < 1:
-        raise _fail("seq must be a positive integer")
+    if type(seq) is not int or not 1 <= seq <= canonical.MAX_INT:
+        raise _fail("seq must be a positive integer up to 2**53 - 1")
+    ids.check_id(event_id, "event id")
+    check_name("site id", origin)
+    if not _HEX64.fullmatch(prev_hash):
+        raise _fail("prev_hash must be 64 lower-case hex digits")
     payload = dict(draft.payload)
     canonical.check(payload)
     clock_text, at_text = clock.encode(), timefmt.format_ms(occurred_at_ms)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from orchd.errors import MalformedEvent
 
-_TEXT = re.compile(r"(\d{13})-(\d{6})")
+_TEXT = re.compile(r"([0-9]{13})-([0-9]{6})")
 _MAX_LOGICAL = 999_999
+MAX_WALL_MS = 10**13 - 1  # 13 digits: until the year 2286
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -23,6 +24,8 @@ class Hlc:
     logical: int
 
     def encode(self) -> str:
+        if not (0 <= self.wall_ms <= MAX_WALL_MS and 0 <= self.logical <= _MAX_LOGICAL):
+            raise MalformedEvent(where="", detail=f"hlc {self} is outside its text form")
         return f"{self.wall_ms:013d}-{self.logical:06d}"
 
 

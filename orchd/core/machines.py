@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from orchd.errors import InvalidTransition
 
@@ -60,7 +61,7 @@ class Machine:
 
 
 def _table(rows: dict[str, set[str]]) -> Mapping[str, frozenset[str]]:
-    return {state: frozenset(targets) for state, targets in rows.items()}
+    return MappingProxyType({state: frozenset(targets) for state, targets in rows.items()})
 
 
 JOB = Machine(

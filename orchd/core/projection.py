@@ -154,17 +154,18 @@ def _job_transitioned(event: Event, job: JobView | None, run: RunView | None) ->
         {"job_id": _ID, "from": str, "to": str},
         {"cause": "parameter name", "eligible_at": _TIME},
     )
-    job = _move_job(event, _owned(event, job), event.payload["to"])
-    return job._replace(
-        cause=event.payload.get("cause"), eligible_at=event.payload.get("eligible_at")
-    ), None
-
-
-def _move_job(event: Event, job: JobView, to_state: str, *, check_from: bool = True) -> JobView:
-    if check_from and event.payload["from"] != job.state:
+    job = _owned(event, job)
+    if event.payload["from"] != job.state:
         raise _bad(event, f"job {job.job_id} is {job.state}, not {event.payload['from']}")
+    p = event.payload
+    moved = _move_job(event, job, p["to"], cause=p.get("cause"), eligible_at=p.get("eligible_at"))
+    return moved, None
+
+
+def _move_job(event: Event, job: JobView, to_state: str, **changes: Any) -> JobView:
+    """The job in ``to_state`` as the table allows, with ``changes`` to its other columns."""
     state = JOB.advance(job.job_id, job.state, to_state)
-    return job._replace(state=state, updated_at=event.occurred_at)
+    return job._replace(state=state, updated_at=event.occurred_at, **changes)
 
 
 def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
@@ -175,14 +176,21 @@ def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
         raise _bad(event, f"run {p['run_id']} already exists")
     if p["attempt"] != job.attempts + 1:
         raise _bad(event, f"attempt {p['attempt']} does not follow {job.attempts}")
-    job = _move_job(event, job, "running", check_from=False)
+    job = _move_job(
+        event,
+        job,
+        "running",
+        attempts=p["attempt"],
+        last_run_id=p["run_id"],
+        cause=None,
+        eligible_at=None,
+    )
     new_run = RunView(
         run_id=p["run_id"], job_id=job.job_id, origin=event.origin, attempt=p["attempt"],
         state=RUN.begin(p["run_id"], "leased"), leased_at=event.occurred_at,
         lease_expires_at=p["lease_expires_at"], started_at=None, ended_at=None,
         exit_code=None, pid=None,
     )  # fmt: skip
-    job = job._replace(attempts=p["attempt"], last_run_id=p["run_id"], cause=None)
     return job, new_run
 
 
@@ -219,9 +227,8 @@ def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     job = _owned(event, job)
     if "job_state" not in p:  # the job already moved on (e.g. cancelled while running)
         return None, ended
-    job = _move_job(event, job, p["job_state"], check_from=False)
-    job = job._replace(eligible_at=p.get("eligible_at"), cause=p.get("cause"))
-    return job, ended
+    changes = {"eligible_at": p.get("eligible_at"), "cause": p.get("cause")}
+    return _move_job(event, job, p["job_state"], **changes), ended
 
 
 _HANDLERS = {

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from orchd.errors import InvalidTime
 
-_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -27,7 +27,10 @@ def from_ms(ms: int) -> datetime:
 def format_ms(ms: int) -> str:
     """``2026-01-31T12:00:00.000Z``: the one way orchd writes an instant."""
     at = from_ms(ms)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return (
+        f"{at.year:04d}-{at.month:02d}-{at.day:02d}T"
+        f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{ms % 1000:03d}Z"
+    )
 
 
 def format_at(at: datetime) -> str:

@@ -96,6 +96,10 @@ def _connect(path: Path, mode: str) -> Database:
     return Database(conn)
 
 
+class _KeyRecorded(Exception):
+    """An idempotency key of the batch is already in the ledger (internal signal)."""
+
+
 class SqliteLedger:
     """The ``Ledger`` port over one SQLite file."""
 
@@ -178,16 +182,24 @@ class SqliteLedger:
             self._db.execute("COMMIT")
 
     def append(self, drafts: Sequence[Draft]) -> list[Event]:
+        try:
+            return self._append(drafts, recorded={})
+        except _KeyRecorded:  # rare: look the keys up, then append only what is new
+            keys = {draft.idempotency_key for draft in drafts}
+            with translated(self.path):
+                recorded = self._recorded(keys)
+            return self._append(drafts, recorded)
+
+    def _append(self, drafts: Sequence[Draft], recorded: dict[str, Event]) -> list[Event]:
+        """One transaction: seal what ``recorded`` lacks, insert, project, commit."""
         with self._transaction():
-            recorded = self._recorded({d.idempotency_key for d in drafts})
             head, clock = self._own_head()
             now_ms = self._clock.now_ms()
-            result: list[Event] = []
-            fresh: list[Event] = []
             entropy = self._entropy.token(ids.ENTROPY_BYTES * len(drafts))  # one call a batch
+            by_key = dict(recorded)
+            fresh: list[Event] = []
             for index, draft in enumerate(drafts):
-                if draft.idempotency_key in recorded:
-                    result.append(recorded[draft.idempotency_key])
+                if draft.idempotency_key in by_key:
                     continue
                 clock = hlc.tick(clock, now_ms)
                 event = events.seal(
@@ -200,12 +212,16 @@ class SqliteLedger:
                     prev_hash=head.hash,
                 )
                 head = Head(seq=event.seq, hash=event.hash)
-                recorded[draft.idempotency_key] = event
+                by_key[draft.idempotency_key] = event
                 fresh.append(event)
-                result.append(event)
+            try:
+                self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
+            except sqlite3.IntegrityError as exc:
+                if "idempotency_key" in str(exc):
+                    raise _KeyRecorded from None
+                raise
             projector.project(self._db, fresh)
-            self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
-        return result
+        return [by_key[draft.idempotency_key] for draft in drafts]
 
     def _recorded(self, keys: set[str]) -> dict[str, Event]:
         found: dict[str, Event] = {}

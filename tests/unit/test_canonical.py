@@ -1,0 +1,198 @@
+"""Canonical JSON: one byte form per value, and decode refuses every other form."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sealed import PROPERTY
+
+from orchd.core import canonical
+from orchd.errors import NotCanonical
+
+MAX_INT = 2**53 - 1
+SAFE_INTS = st.integers(min_value=-MAX_INT, max_value=MAX_INT)
+UNSAFE_INTS = st.integers(min_value=MAX_INT + 1) | st.integers(max_value=-MAX_INT - 1)
+# st.text() never draws lone surrogates, so every drawn string is valid Unicode.
+VALUES = st.recursive(
+    st.text() | SAFE_INTS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=20,
+)
+OBJECTS = st.dictionaries(st.text(max_size=6), VALUES, min_size=2, max_size=4)
+
+
+def loose(value: object, **options: object) -> bytes:
+    """JSON bytes of ``value`` as a non-canonical writer could produce them."""
+    return json.dumps(value, ensure_ascii=False, **options).encode("utf-8")
+
+
+# --- round trip and byte stability ------------------------------------------------------------
+
+
+@PROPERTY
+@given(VALUES)
+def test_decode_of_encode_gives_the_value_back(value):
+    assert canonical.decode(canonical.encode(value)) == value
+
+
+@PROPERTY
+@given(VALUES)
+def test_encoding_is_stable_through_a_round_trip(value):
+    data = canonical.encode(value)
+    assert canonical.encode(canonical.decode(data)) == data
+
+
+@PROPERTY
+@given(OBJECTS)
+def test_key_insertion_order_does_not_change_the_bytes(value):
+    backwards = dict(reversed(list(value.items())))
+    assert canonical.encode(backwards) == canonical.encode(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"b": 1, "a": [2, "x"], "B": {}}, b'{"B":{},"a":[2,"x"],"b":1}'),
+        ({"\u00e9": 1, "z": 2, "\U0001f600": 3}, b'{"z":2,"\xc3\xa9":1,"\xf0\x9f\x98\x80":3}'),
+        ("Z\u00fcrich \u2603", b'"Z\xc3\xbcrich \xe2\x98\x83"'),
+        ('quote " backslash \\ newline \n', b'"quote \\" backslash \\\\ newline \\n"'),
+        ("\x01\x1f\x7f", b'"\\u0001\\u001f\x7f"'),
+        ((1, -2, MAX_INT, -MAX_INT), b"[1,-2,9007199254740991,-9007199254740991]"),
+        ([], b"[]"),
+        ({}, b"{}"),
+        ("", b'""'),
+        (0, b"0"),
+    ],
+)
+def test_known_encodings(value, expected):
+    assert canonical.encode(value) == expected
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        False,
+        None,
+        1.0,
+        float("nan"),
+        MAX_INT + 1,
+        -MAX_INT - 1,
+        {1: "integer key"},
+        {"nested": [{"deep": None}]},
+        "lone \ud800 surrogate",
+        {"\udc00": "surrogate key"},
+        b"bytes",
+        {"a", "set"},
+    ],
+)
+def test_encode_refuses_values_outside_the_rules(value):
+    with pytest.raises(NotCanonical):
+        canonical.encode(value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b'{"a": 1}', id="space-after-colon"),
+        pytest.param(b'{"a":1, "b":2}', id="space-after-comma"),
+        pytest.param(b" 1", id="leading-space"),
+        pytest.param(b"1\n", id="trailing-newline"),
+        pytest.param(b'{"b":1,"a":2}', id="unsorted-keys"),
+        pytest.param(b'{"a":1,"a":1}', id="duplicate-key"),
+        pytest.param(b"1.0", id="float"),
+        pytest.param(b"1e3", id="exponent"),
+        pytest.param(b"-0", id="negative-zero"),
+        pytest.param(b"01", id="leading-zero"),
+        pytest.param(b"NaN", id="nan"),
+        pytest.param(b"Infinity", id="infinity"),
+        pytest.param(b"true", id="true"),
+        pytest.param(b"false", id="false"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b'{"a":null}', id="null-member"),
+        pytest.param(b"9007199254740992", id="int-above-max"),
+        pytest.param(b"-9007199254740992", id="int-below-min"),
+        pytest.param(b'"\\ud800"', id="escaped-lone-surrogate"),
+        pytest.param(b'{"\\udc00":1}', id="escaped-lone-surrogate-key"),
+        pytest.param(b'"\xed\xa0\x80"', id="utf8-encoded-surrogate"),
+        pytest.param(b'"\xff"', id="invalid-utf8"),
+        pytest.param(b'"\xc3"', id="truncated-utf8"),
+        pytest.param(b'"\\u00e9"', id="needless-escape"),
+        pytest.param(b'"\\/"', id="escaped-slash"),
+        pytest.param(b"\xef\xbb\xbf1", id="byte-order-mark"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"[1,]", id="trailing-comma"),
+    ],
+)
+def test_decode_refuses_non_canonical_bytes(data):
+    with pytest.raises(NotCanonical):
+        canonical.decode(data)
+
+
+@pytest.mark.parametrize("data", [b"9007199254740991", b"-9007199254740991"])
+def test_decode_accepts_the_largest_safe_integers(data):
+    assert canonical.decode(data) == int(data)
+
+
+@PROPERTY
+@given(VALUES, st.sampled_from([b" ", b"\n", b"\t", b"\r"]), st.booleans())
+def test_decode_refuses_surrounding_whitespace(value, space, before):
+    data = canonical.encode(value)
+    with pytest.raises(NotCanonical):
+        canonical.decode(space + data if before else data + space)
+
+
+@PROPERTY
+@given(OBJECTS)
+def test_decode_refuses_loose_separators(value):
+    with pytest.raises(NotCanonical):
+        canonical.decode(loose(value, sort_keys=True))  # json's default ", " and ": "
+
+
+@PROPERTY
+@given(OBJECTS)
+def test_decode_refuses_keys_out_of_order(value):
+    backwards = dict(sorted(value.items(), reverse=True))
+    with pytest.raises(NotCanonical):
+        canonical.decode(loose(backwards, separators=(",", ":")))
+
+
+@PROPERTY
+@given(st.text(), VALUES, VALUES)
+def test_decode_refuses_a_repeated_key(key, first, second):
+    member = canonical.encode(key) + b":"
+    data = b"{" + member + canonical.encode(first) + b"," + member + canonical.encode(second) + b"}"
+    with pytest.raises(NotCanonical):
+        canonical.decode(data)
+
+
+@PROPERTY
+@given(UNSAFE_INTS)
+def test_integers_beyond_the_safe_range_are_refused_both_ways(number):
+    with pytest.raises(NotCanonical):
+        canonical.encode(number)
+    with pytest.raises(NotCanonical):
+        canonical.decode(str(number).encode())
+
+
+@PROPERTY
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_decode_refuses_every_float(number):
+    with pytest.raises(NotCanonical):
+        canonical.decode(repr(number).encode())
+
+
+@PROPERTY
+@given(st.text(), st.integers(min_value=0xD800, max_value=0xDFFF), st.text())
+def test_lone_surrogates_are_refused_both_ways(head, surrogate, tail):
+    text = head + chr(surrogate) + tail
+    with pytest.raises(NotCanonical):
+        canonical.encode(text)
+    with pytest.raises(NotCanonical):
+        canonical.decode(json.dumps(text).encode("ascii"))  # "\udXXX" escapes
