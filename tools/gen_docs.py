@@ -66,19 +66,20 @@ def cli_reference() -> str:
         "is missing here. Data goes to stdout, messages to stderr; exit codes: EXIT_CODES.md.",
         "",
     ]
-    for path, command in _walk(cli, ("orchd",)):
-        ctx = click.Context(
-            command, info_name=" ".join(path), terminal_width=100, max_content_width=100
-        )
-        lines += [f"## `{' '.join(path)}`", "", "```", command.get_help(ctx), "```", ""]
+    for ctx in _walk(cli):
+        lines += [f"## `{ctx.command_path}`", "", "```", ctx.command.get_help(ctx), "```", ""]
     return "\n".join(lines)
 
 
-def _walk(command: click.Command, path: tuple[str, ...]):  # type: ignore[no-untyped-def]
-    yield path, command
+def _walk(command: click.Command, parent: click.Context | None = None):  # type: ignore[no-untyped-def]
+    """Every command's context, as click builds it when the command runs (settings inherited)."""
+    name = "orchd" if parent is None else command.name
+    settings = {"terminal_width": 100, "max_content_width": 100, **command.context_settings}
+    ctx = click.Context(command, parent=parent, info_name=name, **settings)
+    yield ctx
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from _walk(command.commands[name], (*path, name))
+        for sub in sorted(command.commands):
+            yield from _walk(command.commands[sub], ctx)
 
 
 GENERATED = {"EXIT_CODES.md": exit_codes, "CLI.md": cli_reference}
