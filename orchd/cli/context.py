@@ -16,6 +16,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import click
 
 from orchd.adapters.ledger import SqliteLedger
+from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
 from orchd.core.events import Actor
@@ -53,17 +54,24 @@ class Site:
 
 
 @contextmanager
-def open_site(config: Config, *, write: bool) -> Iterator[Site]:
+def open_site(config: Config, *, write: bool, repair: bool = False) -> Iterator[Site]:
+    """The site's ledger, opened after its checks; ``write`` holds the site lock throughout.
+
+    ``repair`` (for ``ledger rebuild``) opens a ledger whose projections are damaged.
+    """
+    check_file(config.ledger_path)  # no site: say so before creating a lock file anywhere
     with ExitStack() as stack:
         if write:
             stack.enter_context(SiteLock(config.lock_path))
         clock, entropy = SystemClock(), OsEntropy()
-        ledger = SqliteLedger.open(config.ledger_path, clock, entropy)
+        ledger = SqliteLedger.open(config.ledger_path, clock, entropy, check_heads=not repair)
         stack.callback(ledger.close)
         yield Site(config=config, ledger=ledger, clock=clock, entropy=entropy)
 
 
-def with_site(*, write: bool) -> Callable[[Callable[Concatenate[Site, P], R]], Callable[P, R]]:
+def with_site(
+    *, write: bool, repair: bool = False
+) -> Callable[[Callable[Concatenate[Site, P], R]], Callable[P, R]]:
     """Run the command with an open ``Site``; ``write`` takes the site lock first."""
 
     def decorate(command: Callable[Concatenate[Site, P], R]) -> Callable[P, R]:
@@ -72,7 +80,7 @@ def with_site(*, write: bool) -> Callable[[Callable[Concatenate[Site, P], R]], C
             config = click.get_current_context().find_object(Config)
             if config is None:
                 raise click.UsageError("orchd commands run under the orchd group")
-            with open_site(config, write=write) as site:
+            with open_site(config, write=write, repair=repair) as site:
                 return command(site, *args, **kwargs)
 
         return wrapper

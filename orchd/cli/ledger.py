@@ -39,7 +39,7 @@ def verify(site: Site, as_json: bool) -> None:
 
 
 @ledger.command()
-@with_site(write=True)
+@with_site(write=True, repair=True)
 def rebuild(site: Site) -> None:
     """Re-derive every projection from the event log (the events are not touched)."""
     digest = ledger_ops.rebuild(site.ledger)

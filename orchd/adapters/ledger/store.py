@@ -90,9 +90,13 @@ def _connect(path: Path, mode: str) -> Database:
     conn = sqlite3.connect(
         f"file:{quote(str(path))}?mode={mode}", uri=True, isolation_level=None, timeout=30
     )
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache (KiB when negative)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache (KiB when negative)
+    except BaseException:
+        conn.close()
+        raise
     return Database(conn)
 
 
@@ -113,21 +117,34 @@ class SqliteLedger:
     # --- opening and creating -------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, clock: Clock, entropy: Entropy) -> SqliteLedger:
-        """Open an existing ledger, checking it first; never creates one."""
+    def open(
+        cls, path: Path, clock: Clock, entropy: Entropy, *, check_heads: bool = True
+    ) -> SqliteLedger:
+        """Open an existing ledger, checking it first; never creates one.
+
+        ``check_heads=False`` skips comparing the ``heads`` projection with the chains (which
+        are still verified), so that ``rebuild`` can repair a damaged projection.
+        """
         check_file(path)
-        db = _connect(path, "rw")
-        try:
-            with translated(path):
+        sidecars = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+        new_sidecars = [p for p in sidecars if not p.exists()]
+        with translated(path):
+            try:
+                db = _connect(path, "rw")
+            except BaseException:
+                _remove_unused(new_sidecars)
+                raise
+            try:
                 _check_database(db, path)
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = FULL")
                 schema.migrate(db.conn, schema.MIGRATIONS)
                 ledger = cls(db, path, clock, entropy)
-                ledger._verify_tails()
-        except BaseException:
-            db.close()
-            raise
+                ledger._verify_tails(check_heads)
+            except BaseException:
+                db.close()
+                _remove_unused(new_sidecars)
+                raise
         return ledger
 
     @classmethod
@@ -321,12 +338,13 @@ class SqliteLedger:
         ).fetchone()
         return chain.START if row is None else Head(seq=row[0], hash=row[1])
 
-    def _verify_tails(self) -> None:
+    def _verify_tails(self, check_heads: bool) -> None:
         """Re-verify the newest events of every chain and that the heads agree with them."""
         for origin in self._origins():
             start = self._start_of_tail(origin, TAIL_CHECK)
             head = chain.verify(origin, self._stored(origin, start.seq), start)
-            self._check_head(origin, head)
+            if check_heads:
+                self._check_head(origin, head)
 
     def _check_head(self, origin: str, head: Head) -> None:
         row = self._db.execute("SELECT seq, hash FROM heads WHERE origin = ?", [origin]).fetchone()
@@ -401,6 +419,17 @@ def _link(source: Path, target: Path) -> None:
         target.hardlink_to(source)
     except FileExistsError:
         raise SiteExists(path=target.parent) from None
+
+
+def _remove_unused(created: list[Path]) -> None:
+    """Leave a refused ledger's directory as it was: drop the WAL files a failed open created.
+
+    They did not exist before the open, and nothing is removed once the ``-wal`` holds data.
+    """
+    if any(p.name.endswith("-wal") and p.exists() and p.stat().st_size > 0 for p in created):
+        return
+    for sidecar in created:
+        sidecar.unlink(missing_ok=True)
 
 
 def _remove_staging(staging: Path) -> None:

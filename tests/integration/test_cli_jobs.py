@@ -1,0 +1,326 @@
+"""``orchd jobs submit``, ``list`` and ``show`` through the CLI on a real SQLite ledger."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+from orchd.core.events import Draft
+
+if TYPE_CHECKING:
+    from conftest import Orchd
+
+ID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+# Job ids the tests choose, so prefixes are unique or shared by construction, not by the clock.
+JOB_A = "01KB0000000000000000000001"
+JOB_B = "01KB0000000000000000000002"
+JOB_C = "01KC0000000000000000000003"
+RUN_C = "01KC0000000000000000000004"
+
+
+# --- submit -------------------------------------------------------------------------------------
+
+
+def test_submit_prints_only_the_new_job_id_on_stdout(site: Orchd) -> None:
+    result = site.ok(
+        "jobs",
+        "submit",
+        "feed-refresh",
+        "--source",
+        "nvd",
+        "--param",
+        "since=2025-01-01",
+        "--priority",
+        "5",
+    )
+
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert ID.fullmatch(lines[0])
+    assert result.stderr == "submitted feed-refresh job, queued\n"
+    job = json.loads(site.ok("jobs", "show", lines[0], "--json").stdout)["job"]
+    assert job["job_id"] == lines[0]
+    assert job["key"] == lines[0]  # no --key: the job id is the key
+    assert (job["job_type"], job["source"], job["state"]) == ("feed-refresh", "nvd", "queued")
+    assert (job["params"], job["priority"]) == ({"since": "2025-01-01"}, 5)
+    assert site.event_count() == 2
+
+
+def test_each_submit_without_a_key_makes_a_new_job(site: Orchd) -> None:
+    first, second = site.submit("feed-refresh"), site.submit("feed-refresh")
+    assert first != second
+    assert [j["job_id"] for j in site.jobs()] == sorted([first, second])
+    assert site.event_count() == 3
+
+
+def test_resubmitting_with_the_same_key_returns_the_same_job_and_appends_nothing(
+    site: Orchd,
+) -> None:
+    first = site.submit(
+        "feed-refresh", "--key", "nightly/2025-11-27", "--param", "a=1", "--param", "b=2"
+    )
+    count = site.event_count()
+
+    again = site.ok(
+        "jobs",
+        "submit",
+        "feed-refresh",
+        "--key",
+        "nightly/2025-11-27",
+        "--param",
+        "b=2",
+        "--param",
+        "a=1",
+    )
+
+    assert again.stdout == f"{first}\n"
+    assert "already submitted with key 'nightly/2025-11-27': nothing changed" in again.stderr
+    assert site.event_count() == count == 2
+    assert [j["job_id"] for j in site.jobs()] == [first]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ("feed-refresh", "--param", "a=2"),
+        ("feed-refresh", "--param", "a=1", "--param", "b=1"),
+        ("feed-refresh",),
+        ("feed-refresh", "--param", "a=1", "--priority", "1"),
+        ("feed-refresh", "--param", "a=1", "--source", "nvd"),
+        ("mirror-sync", "--param", "a=1"),
+    ],
+    ids=["other-value", "extra-param", "no-params", "priority", "source", "type"],
+)
+def test_a_key_reused_for_a_different_request_is_refused(
+    site: Orchd, changed: tuple[str, ...]
+) -> None:
+    first = site.submit("feed-refresh", "--key", "k1", "--param", "a=1")
+
+    result = site.fails(36, "jobs", "submit", *changed, "--key", "k1")
+
+    assert "idempotency key 'k1' was already used for a different request" in result.stderr
+    assert f"job {first} has" in result.stderr
+    assert "hint: reuse a key only to repeat the same request" in result.stderr
+    assert site.event_count() == 2
+    assert site.jobs() == [json.loads(site.ok("jobs", "show", first, "--json").stdout)["job"]]
+    assert site.jobs()[0]["params"] == {"a": "1"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        ("novalue",),
+        ("=value",),
+        ("Upper=1",),
+        ("1st=x",),
+        ("with-dash=x",),
+        ("bell=\x07",),
+        ("line=a\nb",),
+        ("long=" + "x" * 1025,),
+        ("a=1", "a=2"),
+    ],
+    ids=[
+        "no-equals",
+        "no-name",
+        "upper",
+        "digit-first",
+        "dash",
+        "control",
+        "newline",
+        "long",
+        "twice",
+    ],
+)
+def test_a_malformed_param_is_refused_and_nothing_is_recorded(
+    site: Orchd, params: tuple[str, ...]
+) -> None:
+    args = [arg for param in params for arg in ("--param", param)]
+
+    result = site.fails(12, "jobs", "submit", "feed-refresh", *args)
+
+    assert f"orchd: error: invalid --param {params[-1]!r}" in result.stderr
+    assert "hint: write each parameter as --param key=value" in result.stderr
+    assert site.event_count() == 1
+
+
+def test_too_many_params_are_refused(site: Orchd) -> None:
+    args = [arg for n in range(65) for arg in ("--param", f"p{n}=v")]
+    result = site.fails(12, "jobs", "submit", "feed-refresh", *args)
+    assert "at most 64 parameters" in result.stderr
+    assert site.event_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("Feed",), "job type"),
+        (("feed", "--source", "NVD"), "source"),
+        (("feed", "--key", "-k"), "job key"),
+        (("feed", "--priority", "1001"), "priority"),
+    ],
+)
+def test_a_bad_name_is_refused_and_nothing_is_recorded(
+    site: Orchd, args: tuple[str, ...], what: str
+) -> None:
+    result = site.fails(11, "jobs", "submit", *args)
+    assert f"orchd: error: invalid {what} " in result.stderr
+    assert site.event_count() == 1
+
+
+# --- list ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded(site: Orchd) -> Orchd:
+    """Three jobs: A queued (source nvd), B cancelled (source nvd), C running (no source)."""
+    leased = Draft(
+        type="run.leased",
+        actor=site.submitted(JOB_C).actor,
+        idempotency_key=f"run.leased:{RUN_C}",
+        payload={
+            "run_id": RUN_C,
+            "job_id": JOB_C,
+            "attempt": 1,
+            "lease_expires_at": "2030-01-01T00:00:00.000Z",
+        },
+    )
+    site.append(
+        [
+            site.submitted(JOB_A, source="nvd", n="1"),
+            site.submitted(JOB_B, source="nvd", n="2"),
+            site.submitted(JOB_C, n="3"),
+            site.transitioned(JOB_B, "queued", "cancelled"),
+            leased,
+        ]
+    )
+    return site
+
+
+def ids_of(jobs: list[dict[str, object]]) -> list[object]:
+    return [job["job_id"] for job in jobs]
+
+
+def test_list_json_holds_every_job_oldest_first(seeded: Orchd) -> None:
+    jobs = seeded.jobs()
+    assert ids_of(jobs) == [JOB_A, JOB_B, JOB_C]
+    first = jobs[0]
+    assert (first["job_type"], first["source"], first["params"]) == (
+        "feed-refresh",
+        "nvd",
+        {"n": "1"},
+    )
+    assert [job["state"] for job in jobs] == ["queued", "cancelled", "running"]
+    assert [job["attempts"] for job in jobs] == [0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (("--state", "queued"), [JOB_A]),
+        (("--state", "cancelled"), [JOB_B]),
+        (("--state", "running"), [JOB_C]),
+        (("--state", "succeeded"), []),
+        (("--source", "nvd"), [JOB_A, JOB_B]),
+        (("--source", "osv"), []),
+        (("--source", "nvd", "--state", "cancelled"), [JOB_B]),
+        (("--source", "nvd", "--state", "running"), []),
+    ],
+)
+def test_list_filters_by_state_and_source(
+    seeded: Orchd, filters: tuple[str, ...], expected: list[str]
+) -> None:
+    assert ids_of(seeded.jobs(*filters)) == expected
+    text = seeded.ok("jobs", "list", *filters).stdout.splitlines()
+    assert text[0].split() == ["ID", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"]
+    assert [line.split()[0] for line in text[1:]] == expected
+
+
+def test_list_text_shows_one_aligned_row_per_job(seeded: Orchd) -> None:
+    header, *rows = seeded.ok("jobs", "list").stdout.splitlines()
+    assert [row.split()[:6] for row in rows] == [
+        [JOB_A, "feed-refresh", "nvd", "queued", "0", "0"],
+        [JOB_B, "feed-refresh", "nvd", "cancelled", "0", "0"],
+        [JOB_C, "feed-refresh", "-", "running", "0", "1"],
+    ]
+    state_column = header.index("STATE")
+    assert {row[state_column:].split()[0] for row in rows} == {"queued", "cancelled", "running"}
+
+
+def test_list_on_a_site_without_jobs_prints_only_the_header(site: Orchd) -> None:
+    assert site.ok("jobs", "list").stdout.splitlines() == [
+        "ID  TYPE  SOURCE  STATE  PRIO  TRIES  SUBMITTED"
+    ]
+    assert site.jobs() == []
+
+
+def test_an_unknown_state_filter_is_a_usage_error(site: Orchd) -> None:
+    result = site.fails(2, "jobs", "list", "--state", "finished")
+    assert "Invalid value for '--state'" in result.stderr
+    assert "orchd: error:" not in result.stderr
+
+
+def test_a_malformed_source_filter_is_refused(site: Orchd) -> None:
+    result = site.fails(11, "jobs", "list", "--source", "NVD")
+    assert "invalid source 'NVD'" in result.stderr
+
+
+# --- show ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ident", [JOB_C, "01KC00", "01kc00", JOB_C.lower(), JOB_C[:20]])
+def test_show_finds_a_job_by_id_or_unique_prefix(seeded: Orchd, ident: str) -> None:
+    detail = json.loads(seeded.ok("jobs", "show", ident, "--json").stdout)
+    assert detail["job"]["job_id"] == JOB_C
+
+
+def test_show_json_holds_the_job_its_runs_and_its_events(seeded: Orchd) -> None:
+    detail = json.loads(seeded.ok("jobs", "show", JOB_C, "--json").stdout)
+
+    assert sorted(detail) == ["events", "job", "runs"]
+    assert detail["job"] == seeded.jobs("--state", "running")[0]
+    assert [(r["run_id"], r["attempt"], r["state"]) for r in detail["runs"]] == [
+        (RUN_C, 1, "leased")
+    ]
+    events = detail["events"]
+    assert [e["type"] for e in events] == ["job.submitted", "run.leased"]
+    assert [e["seq"] for e in events] == [4, 6]
+    assert all(e["origin"] == "hq" and re.fullmatch(r"[0-9a-f]{64}", e["hash"]) for e in events)
+    assert events[1]["payload"]["run_id"] == RUN_C
+
+
+def test_show_text_lists_fields_runs_and_history(seeded: Orchd) -> None:
+    lines = seeded.ok("jobs", "show", JOB_B).stdout.splitlines()
+
+    fields = dict(line.split(None, 1) for line in lines[: lines.index("")])
+    assert fields["job_id:"] == JOB_B
+    assert (fields["state:"], fields["source:"], fields["eligible_at:"]) == (
+        "cancelled",
+        "nvd",
+        "-",
+    )
+    assert "runs:" in lines
+    history = lines[lines.index("history:") + 1 :]
+    assert history[0].split() == ["SEQ", "AT", "TYPE", "BY", "DETAIL"]
+    assert [row.split()[0::2][:2] for row in history[1:]] == [
+        ["3", "job.submitted"],
+        ["5", "job.transitioned"],
+    ]
+    assert history[2].endswith("from=queued to=cancelled")
+
+
+def test_an_ambiguous_prefix_is_refused(seeded: Orchd) -> None:
+    result = seeded.fails(35, "jobs", "show", "01KB00")
+    assert "orchd: error: '01KB00' matches several jobs" in result.stderr
+    assert "hint: give more characters of the job id" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "ident", ["01KD0000000000000000000009", "01KD00", "01KB0", "01KB00!", "nothing", ""]
+)
+def test_an_unknown_job_is_refused(seeded: Orchd, ident: str) -> None:
+    result = seeded.fails(34, "jobs", "show", ident, "--json")
+    assert f"orchd: error: no job {ident!r} in this ledger" in result.stderr
+    assert "hint: list jobs with 'orchd jobs list'" in result.stderr
