@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -134,12 +134,68 @@ def seal(
     occurred_at_ms: int,
     prev_hash: str,
 ) -> Event:
-    """Place ``draft`` in the chain and hash it.
+    """Place ``draft`` in the chain after ``(seq - 1, prev_hash)`` and hash it.
 
-    The placement comes from the ledger itself; the draft's own fields are checked here, so
-    nothing is written that ``parse`` would refuse. The body is ``canonical.encode(envelope(...))``
-    written out in its key order: every value spliced in as text is a checked name, id, hash or
-    time that needs no JSON escaping (a unit test holds the two equal).
+    Every field is checked, so nothing is sealed that ``parse`` would refuse.
+    """
+    _check_placement(origin, seq, prev_hash)
+    ids.check_id(event_id, "event id")
+    return _sealed(draft, event_id, origin, seq, clock.encode(), occurred_at_ms, prev_hash)
+
+
+def seal_batch(
+    drafts: Sequence[Draft],
+    *,
+    origin: str,
+    after: tuple[int, str],
+    clock: hlc.Hlc,
+    now_ms: int,
+    entropy: bytes,
+) -> list[Event]:
+    """Seal ``drafts`` one after another from the chain head ``after = (seq, hash)``.
+
+    ``clock`` is the origin's last HLC; each event ticks it at ``now_ms``. ``entropy`` holds
+    ``ids.ENTROPY_BYTES`` bytes per draft for the event ids. The placement is checked once.
+    """
+    seq, prev_hash = after
+    _check_placement(origin, seq + 1, prev_hash)
+    if seq + len(drafts) > canonical.MAX_INT:
+        raise _fail("seq must be a positive integer up to 2**53 - 1")
+    if len(entropy) != ids.ENTROPY_BYTES * len(drafts):
+        raise ValueError("seal_batch needs ids.ENTROPY_BYTES of entropy per draft")
+    sealed = []
+    step = ids.ENTROPY_BYTES
+    for index, draft in enumerate(drafts):
+        clock = hlc.tick(clock, now_ms)
+        event_id = ids.new_id(now_ms, entropy[index * step : index * step + step])
+        event = _sealed(draft, event_id, origin, seq + 1, clock.encode(), now_ms, prev_hash)
+        sealed.append(event)
+        seq, prev_hash = event.seq, event.hash
+    return sealed
+
+
+def _check_placement(origin: str, seq: int, prev_hash: str) -> None:
+    if type(seq) is not int or not 1 <= seq <= canonical.MAX_INT:
+        raise _fail("seq must be a positive integer up to 2**53 - 1")
+    check_name("site id", origin)
+    if not isinstance(prev_hash, str) or not _HEX64.fullmatch(prev_hash):
+        raise _fail("prev_hash must be 64 lower-case hex digits")
+
+
+def _sealed(
+    draft: Draft,
+    event_id: str,
+    origin: str,
+    seq: int,
+    clock_text: str,
+    occurred_at_ms: int,
+    prev_hash: str,
+) -> Event:
+    """The event of a checked placement: the draft's own fields are checked here.
+
+    The body is ``canonical.encode(envelope(...))`` written out in its key order: every value
+    spliced in as text is a checked name, id, hash or time that needs no JSON escaping (unit
+    tests hold the two equal).
     """
     check_name("event type", draft.type)
     check_name("idempotency key", draft.idempotency_key)
@@ -147,15 +203,9 @@ def seal(
         check_text("reason", draft.reason)
     if draft.ticket is not None:
         check_name("ticket", draft.ticket)
-    if type(seq) is not int or not 1 <= seq <= canonical.MAX_INT:
-        raise _fail("seq must be a positive integer up to 2**53 - 1")
-    ids.check_id(event_id, "event id")
-    check_name("site id", origin)
-    if not _HEX64.fullmatch(prev_hash):
-        raise _fail("prev_hash must be 64 lower-case hex digits")
     payload = dict(draft.payload)
     canonical.check(payload)
-    clock_text, at_text = clock.encode(), timefmt.format_ms(occurred_at_ms)
+    at_text = timefmt.format_ms(occurred_at_ms)
     body = b"".join(
         (
             b'{"actor":',

@@ -209,28 +209,20 @@ class SqliteLedger:
 
     def _append(self, drafts: Sequence[Draft], recorded: dict[str, Event]) -> list[Event]:
         """One transaction: seal what ``recorded`` lacks, insert, project, commit."""
+        todo: dict[str, Draft] = {}
+        for draft in drafts:
+            if draft.idempotency_key not in recorded:
+                todo.setdefault(draft.idempotency_key, draft)  # a key twice: recorded once
         with self._transaction():
             head, clock = self._own_head()
-            now_ms = self._clock.now_ms()
-            entropy = self._entropy.token(ids.ENTROPY_BYTES * len(drafts))  # one call a batch
-            by_key = dict(recorded)
-            fresh: list[Event] = []
-            for index, draft in enumerate(drafts):
-                if draft.idempotency_key in by_key:
-                    continue
-                clock = hlc.tick(clock, now_ms)
-                event = events.seal(
-                    draft,
-                    event_id=ids.new_id(now_ms, entropy[index * 10 : index * 10 + 10]),
-                    origin=self._site_id,
-                    seq=head.seq + 1,
-                    clock=clock,
-                    occurred_at_ms=now_ms,
-                    prev_hash=head.hash,
-                )
-                head = Head(seq=event.seq, hash=event.hash)
-                by_key[draft.idempotency_key] = event
-                fresh.append(event)
+            fresh = events.seal_batch(
+                list(todo.values()),
+                origin=self._site_id,
+                after=(head.seq, head.hash),
+                clock=clock,
+                now_ms=self._clock.now_ms(),
+                entropy=self._entropy.token(ids.ENTROPY_BYTES * len(todo)),
+            )
             try:
                 self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
             except sqlite3.IntegrityError as exc:
@@ -238,6 +230,7 @@ class SqliteLedger:
                     raise _KeyRecorded from None
                 raise
             projector.project(self._db, fresh)
+        by_key = {**recorded, **{event.idempotency_key: event for event in fresh}}
         return [by_key[draft.idempotency_key] for draft in drafts]
 
     def _recorded(self, keys: set[str]) -> dict[str, Event]:
