@@ -140,7 +140,7 @@ def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Ro
             raise _bad(event, f"parameter {name} must be a string")
     new = JobView(
         job_id=p["job_id"], origin=event.origin, key=p["key"], job_type=p["job_type"],
-        source=p.get("source"), params=canonical.encode(p["params"]).decode(),
+        source=p.get("source"), params=canonical.dump(p["params"]).decode(),
         priority=p["priority"], state=JOB.begin(p["job_id"], p["state"]), attempts=0,
         submitted_at=event.occurred_at, updated_at=event.occurred_at, eligible_at=None,
         cause=None, last_run_id=None,

@@ -28,7 +28,7 @@ CREATE TABLE jobs (
     cause TEXT,
     last_run_id TEXT,
     UNIQUE (origin, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX jobs_by_state ON jobs (state, priority DESC, submitted_at);
 CREATE INDEX jobs_by_source ON jobs (source);
 CREATE TABLE runs (
@@ -43,14 +43,14 @@ CREATE TABLE runs (
     ended_at TEXT,
     exit_code INTEGER,
     pid INTEGER
-);
+) WITHOUT ROWID;
 CREATE INDEX runs_by_job ON runs (job_id, attempt);
 CREATE TABLE heads (
     origin TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL,
     hlc TEXT NOT NULL
-);
+) WITHOUT ROWID;
 """
 
 PROJECTION_TABLES = {"jobs": "job_id", "runs": "run_id", "heads": "origin"}
