@@ -29,6 +29,7 @@ from orchd.core.timefmt import format_ms
 from orchd.ops import site
 
 ACTOR = local_actor("orch:operate")
+NOTES = "<!-- notes: kept when make bench rewrites the results above -->"
 
 
 def lifecycle(job_id: str, run_id: str, expires: str) -> list[Draft]:
@@ -147,7 +148,9 @@ def main() -> int:
     print(text)
     if args.write:
         header = "# Benchmarks\n\nWritten by `make bench` (tools/bench/); rerun it to update.\n\n"
-        args.write.write_text(header + text)
+        old = args.write.read_text() if args.write.exists() else ""
+        notes = old[old.index(NOTES) :] if NOTES in old else NOTES + "\n"
+        args.write.write_text(header + text + "\n" + notes)
     return 0
 
 
