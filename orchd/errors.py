@@ -71,6 +71,13 @@ class NotCanonical(BadInput):
     exit_code = 15
 
 
+class PolicyInvalid(BadInput):
+    """policy {file}:{line}: {key}: {problem}"""
+
+    exit_code = 16
+    hint = "fix the policy file; every key is documented in policies/README.md"
+
+
 # --- 30-49: state conflicts -------------------------------------------------------------------
 
 

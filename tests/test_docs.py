@@ -30,10 +30,20 @@ def _gen_docs():  # type: ignore[no-untyped-def]
     return module
 
 
-@pytest.mark.parametrize("name", ["EXIT_CODES.md", "CLI.md"])
+@pytest.mark.parametrize("name", ["docs/EXIT_CODES.md", "docs/CLI.md", "policies/README.md"])
 def test_generated_docs_are_current(name: str) -> None:
     render = _gen_docs().GENERATED[name]
-    assert (ROOT / "docs" / name).read_text() == render(), "run: python tools/gen_docs.py"
+    assert (ROOT / name).read_text() == render(), "run: python tools/gen_docs.py"
+
+
+def test_every_policy_key_the_loader_accepts_is_documented() -> None:
+    from orchd.adapters.policy_files import SECTIONS
+
+    text = (ROOT / "policies" / "README.md").read_text()
+    for section, keys in SECTIONS.items():
+        assert f"## {section} keys" in text
+        for name in keys:
+            assert f"| `{name}` |" in text, f"{section}.{name} is not in policies/README.md"
 
 
 def test_every_command_is_documented() -> None:

@@ -15,7 +15,7 @@ import click
 from orchd.cli import cli
 from orchd.errors import OrchdError, all_error_classes
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
 
 RANGES = (
     ("0", "success"),
@@ -82,7 +82,43 @@ def _walk(command: click.Command, parent: click.Context | None = None):  # type:
             yield from _walk(command.commands[sub], ctx)
 
 
-GENERATED = {"EXIT_CODES.md": exit_codes, "CLI.md": cli_reference}
+POLICY_PREAMBLE = """# Policies
+
+orchd reads every `*.yaml` file of its policy directory (`--policy-dir`, env `ORCHD_POLICY_DIR`,
+default `/etc/orchd/policies`) in name order and merges them: a source, job type or schedule may be
+defined in one file only, and one file at most sets `concurrency`. Files are YAML read with the safe
+loader; aliases (`*name`) and merge keys (`<<`) are refused, and so is any key not listed here.
+Every error names the file, the line and the key, and says what was expected
+(`orchd policy check` shows it without starting anything).
+
+Names: sources and job types are lower-case words (a-z, 0-9, `_`, `-`; sources may also hold `.`),
+up to 63 characters. Text values are one printable line. `examples/` holds a complete policy for a
+vulnerability-operations site.
+
+This page is generated from the loader's own key tables by `tools/gen_docs.py`; a test keeps it
+equal to them, so a key the loader accepts is always documented here.
+"""
+
+
+def policy_reference() -> str:
+    from orchd.adapters.policy_files import SECTIONS
+
+    lines = [POLICY_PREAMBLE]
+    for section, keys in SECTIONS.items():
+        lines += [f"## {section} keys", "", "| key | type | default | example | meaning |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for name, key in keys.items():
+            cells = (f"`{name}`", key.kind, key.default, f"`{key.example}`", key.doc)
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+GENERATED = {
+    "docs/EXIT_CODES.md": exit_codes,
+    "docs/CLI.md": cli_reference,
+    "policies/README.md": policy_reference,
+}
 
 
 def main() -> int:
@@ -91,7 +127,7 @@ def main() -> int:
     args = parser.parse_args()
     stale = []
     for name, render in GENERATED.items():
-        path, text = DOCS / name, render()
+        path, text = ROOT / name, render()
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(name)

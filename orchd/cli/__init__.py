@@ -67,6 +67,6 @@ def main() -> None:
     cli(prog_name="orchd")
 
 
-from . import jobs, ledger, site  # noqa: E402  (commands register themselves on ``cli``)
+from . import backfill, jobs, ledger, policy, site  # noqa: E402  (commands register on cli)
 
-__all__ = ["cli", "jobs", "ledger", "main", "site"]
+__all__ = ["backfill", "cli", "jobs", "ledger", "main", "policy", "site"]

@@ -107,3 +107,14 @@ def _detail(payload: object) -> str:
         return ""
     shown = ("state", "from", "to", "outcome", "job_state", "cause", "exit_code")
     return " ".join(f"{k}={payload[k]}" for k in shown if k in payload)
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--reason", required=True, help="Why (1-256 printable characters); kept in the log.")
+@with_site(write=True)
+def cancel(site: Site, job_id: str, reason: str) -> None:
+    """Cancel a job that has not finished (by id or a unique prefix)."""
+    job = job_ops.cancel(site.ledger, site.actor(job_ops.CANCEL_SCOPE), job_id, reason)
+    click.echo(job.job_id)
+    click.echo(f"cancelled {job.job_type} job", err=True)

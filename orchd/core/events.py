@@ -217,7 +217,7 @@ def _sealed(
             f',"prev_hash":"{prev_hash}"'.encode(),
             b"" if draft.reason is None else b',"reason":' + canonical.dump(draft.reason),
             f',"schema":{SCHEMA_VERSION},"seq":{seq:d}'.encode(),
-            b"" if draft.ticket is None else f',"ticket":"{draft.ticket}"'.encode(),
+            b"" if draft.ticket is None else b',"ticket":' + canonical.dump(draft.ticket),
             f',"type":"{draft.type}"}}'.encode(),
         )
     )

@@ -40,8 +40,8 @@ _NAMES: dict[str, tuple[re.Pattern[str], str]] = {
         "a word or word:word in lower case, e.g. orch:operate",
     ),
     "ticket": (
-        re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:#/-]{0,63}"),
-        "1-64 characters: letters, digits and _ . : # / -, e.g. SEC-1234",
+        re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,128}"),
+        "1-128 printable characters without spaces, e.g. SEC-1234",
     ),
     "user": (
         re.compile(r"[A-Za-z0-9_.@-][A-Za-z0-9_.@$-]{0,63}"),
@@ -49,13 +49,13 @@ _NAMES: dict[str, tuple[re.Pattern[str], str]] = {
     ),
 }
 
-MAX_TEXT = 1000
+MAX_TEXT = 256
 
 
 def check_name(kind: str, value: object) -> str:
     """Return ``value`` if it is a valid name of ``kind``; otherwise raise InvalidName."""
     pattern, expected = _NAMES[kind]
-    if isinstance(value, str) and pattern.fullmatch(value):
+    if isinstance(value, str) and pattern.fullmatch(value) and value.isprintable():
         return value
     raise InvalidName(what=kind, value=value, expected=expected)
 

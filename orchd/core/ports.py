@@ -25,6 +25,14 @@ class Entropy(Protocol):
         ...
 
 
+class SlotLister(Protocol):
+    def __call__(
+        self, expression: str, timezone: str, after_ms: int, until_ms: int, *, limit: int
+    ) -> list[int]:
+        """Every slot t (epoch ms) of the schedule with after_ms < t <= until_ms, in order."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyReport:
     origins: dict[str, int]  # origin -> verified head seq

@@ -34,6 +34,8 @@ class JobView(NamedTuple):
     eligible_at: str | None
     cause: str | None
     last_run_id: str | None
+    schedule: str | None = None  # the schedule and slot a scheduled or backfilled job is for
+    slot_at: str | None = None
 
 
 class RunView(NamedTuple):
@@ -129,7 +131,7 @@ def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Ro
         event,
         {"job_id": _ID, "job_type": "job type", "key": "idempotency key", "params": dict,
          "priority": int, "state": str},
-        {"source": "source"},
+        {"source": "source", "schedule": "job key", "slot_at": _TIME},
     )  # fmt: skip
     p = event.payload
     if job is not None:
@@ -143,7 +145,7 @@ def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Ro
         source=p.get("source"), params=canonical.dump(p["params"]).decode(),
         priority=p["priority"], state=JOB.begin(p["job_id"], p["state"]), attempts=0,
         submitted_at=event.occurred_at, updated_at=event.occurred_at, eligible_at=None,
-        cause=None, last_run_id=None,
+        cause=None, last_run_id=None, schedule=p.get("schedule"), slot_at=p.get("slot_at"),
     )  # fmt: skip
     return new, None
 

@@ -51,3 +51,17 @@ def _parse(text: str) -> int:
     except ValueError:
         raise InvalidTime(value=text) from None
     return to_ms(at)
+
+
+def parse_operator(text: str) -> int:
+    """An instant an operator typed: ISO 8601 with a zone (``Z`` or ``+02:00``), to epoch ms.
+
+    Seconds and fractions are optional; a time without a zone is refused rather than guessed.
+    """
+    try:
+        at = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise InvalidTime(value=text) from None
+    if at.tzinfo is None:
+        raise InvalidTime(value=text)
+    return to_ms(at)

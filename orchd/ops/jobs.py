@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from orchd.core import ids
 from orchd.core.events import Actor, Draft, Event
 from orchd.core.machines import JOB
-from orchd.core.names import check_name
+from orchd.core.names import check_name, check_text
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import JobView, RunView
 from orchd.errors import (
@@ -158,3 +158,24 @@ def find(ledger: Ledger, ident: str) -> JobView:
 def show(ledger: Ledger, ident: str) -> JobDetail:
     job = find(ledger, ident)
     return JobDetail(job=job, runs=ledger.runs_of(job.job_id), history=ledger.events_of(job.job_id))
+
+
+CANCEL_SCOPE = "orch:operate"
+
+
+def cancel(ledger: Ledger, actor: Actor, ident: str, reason: str) -> JobView:
+    """Cancel a job that has not finished; the reason is kept in the event."""
+    check_text("reason", reason)
+    job = find(ledger, ident)
+    draft = Draft(
+        type="job.transitioned",
+        actor=actor,
+        idempotency_key=f"job.cancelled:{job.job_id}",
+        payload={"job_id": job.job_id, "from": job.state, "to": "cancelled", "cause": "operator"},
+        reason=reason,
+    )
+    ledger.append([draft])
+    cancelled = ledger.job(job.job_id)
+    if cancelled is None:  # the append succeeded, so the projection must hold it
+        raise JobNotFound(job_id=job.job_id)
+    return cancelled

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 APPLICATION_ID = 0x4F524348  # "ORCH"
 
+# The projection tables as migration 1 created them; later migrations alter them, so a rebuild
+# into a fresh database runs the migrations rather than this text.
 PROJECTION_DDL = """
 CREATE TABLE jobs (
     job_id TEXT PRIMARY KEY,
@@ -106,7 +108,15 @@ def _script(sql: str) -> Migration:
     return run
 
 
-MIGRATIONS: Sequence[tuple[str, Migration]] = (("events, projections and leases", _script(_V1)),)
+_V2 = """
+ALTER TABLE jobs ADD COLUMN schedule TEXT;
+ALTER TABLE jobs ADD COLUMN slot_at TEXT;
+"""
+
+MIGRATIONS: Sequence[tuple[str, Migration]] = (
+    ("events, projections and leases", _script(_V1)),
+    ("jobs remember their schedule slot", _script(_V2)),
+)
 
 
 def latest() -> int:

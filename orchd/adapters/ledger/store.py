@@ -396,7 +396,7 @@ def _check_database(db: Database, path: Path) -> None:
 
 def _memory_projection() -> Database:
     db = Database(sqlite3.connect(":memory:", isolation_level=None))
-    db.conn.executescript(schema.PROJECTION_DDL)
+    schema.migrate(db.conn, schema.MIGRATIONS)  # the same tables as the ledger's
     return db
 
 
