@@ -1,0 +1,95 @@
+"""``orchd backfill`` and ``orchd jobs cancel``: audited operator actions on a real ledger."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import Orchd
+
+from orchd.adapters import slots
+from orchd.core import timefmt
+from orchd.core.policy import slot_key
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
+WINDOW = ("--from", "2026-11-20T00:00Z", "--to", "2026-11-20T03:15Z")
+WHY = ("--reason", "nvd mirror was down", "--ticket", "SEC-4711")
+
+
+def backfill(site: Orchd, *args: str) -> list[dict[str, str]]:
+    result = site.ok("--policy-dir", str(EXAMPLES), "backfill", "nvd-hourly", *args, "--json")
+    return list(json.loads(result.stdout))
+
+
+def test_dry_run_lists_the_slot_function_keys_and_changes_nothing(site: Orchd) -> None:
+    before = site.event_count()
+    rows = backfill(site, *WINDOW, *WHY, "--dry-run")
+    expected = slots.slots(
+        "15 * * * *", "UTC", timefmt.parse_operator("2026-11-20T00:00Z") - 1,
+        timefmt.parse_operator("2026-11-20T03:15Z"), limit=100,
+    )  # fmt: skip
+    assert [r["key"] for r in rows] == [slot_key("nvd-hourly", at) for at in expected]
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"new"}
+    assert site.event_count() == before
+
+
+def test_backfill_creates_each_missing_slot_once_with_reason_and_ticket(site: Orchd) -> None:
+    first = backfill(site, "--from", "2026-11-20T00:00Z", "--to", "2026-11-20T01:15Z", *WHY)
+    assert [r["status"] for r in first] == ["created", "created"]
+    again = backfill(site, *WINDOW, *WHY)
+    assert [r["status"] for r in again] == ["exists", "exists", "created", "created"]
+    assert [r["job"] for r in again[:2]] == [r["job"] for r in first]
+    jobs = site.jobs()
+    assert len(jobs) == 4
+    assert {j["schedule"] for j in jobs} == {"nvd-hourly"}
+    assert {j["key"] for j in jobs} == {r["key"] for r in again}
+    shown = json.loads(site.ok("jobs", "show", first[0]["job"], "--json").stdout)
+    event = shown["events"][0]
+    assert (event["reason"], event["ticket"]) == ("nvd mirror was down", "SEC-4711")
+    assert event["actor"]["scopes"] == ["orch:backfill"]
+    assert shown["job"]["params"] == {"window": "24h"} and shown["job"]["priority"] == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (("nvd-hourly", *WINDOW, "--reason", "r"), 2, "--ticket"),
+        (("nvd-hourly", *WINDOW, "--reason", "r", "--ticket", "SEC 1"), 11, "invalid ticket"),
+        (("nvd-hourly", *WINDOW, "--reason", " padded", "--ticket", "T"), 11, "invalid reason"),
+        (("nvd-weekly", *WINDOW, *WHY), 11, "invalid schedule"),
+        (("nvd-hourly", "--from", "2026-11-20T03:00Z", "--to", "2026-11-20T01:00Z", *WHY), 10,
+         "--to is before --from"),
+        (("nvd-hourly", "--from", "2026-11-20T00:00", "--to", "2026-11-20T01:00Z", *WHY), 13,
+         "invalid time"),
+        (("nvd-hourly", "--from", "2020-01-01T00:00Z", "--to", "2026-01-01T00:00Z", *WHY), 10,
+         "narrow"),
+    ],
+)  # fmt: skip
+def test_bad_backfill_requests_change_nothing(
+    site: Orchd, args: tuple[str, ...], code: int, words: str
+) -> None:
+    before = site.event_count()
+    result = site.fails(code, "--policy-dir", str(EXAMPLES), "backfill", *args)
+    assert words in result.stderr
+    assert site.event_count() == before
+
+
+def test_cancel_records_the_reason_and_is_idempotent(site: Orchd) -> None:
+    job_id = site.submit("feed-refresh", "--source", "nvd")
+    site.ok("jobs", "cancel", job_id, "--reason", "superseded by the nightly run")
+    count = site.event_count()
+    site.ok("jobs", "cancel", job_id, "--reason", "superseded by the nightly run")
+    assert site.event_count() == count
+    shown = json.loads(site.ok("jobs", "show", job_id, "--json").stdout)
+    assert shown["job"]["state"] == "cancelled" and shown["job"]["cause"] == "operator"
+    assert shown["events"][-1]["reason"] == "superseded by the nightly run"
+
+
+def test_a_finished_job_cannot_be_cancelled(site: Orchd) -> None:
+    job_id = site.submit("feed-refresh")
+    site.ok("jobs", "cancel", job_id, "--reason", "first")
+    other = site.submit("feed-refresh")
+    site.append([site.transitioned(other, "queued", "cancelled")])
+    result = site.fails(37, "jobs", "cancel", other, "--reason", "again")
+    assert "cannot go from cancelled to cancelled" in result.stderr
