@@ -289,7 +289,9 @@ SCHEDULE_KEYS = {
     "job_type": key(name("job type"), "job type", REQUIRED, "feed-refresh",
                     "the job type each slot creates", required=True),
     "cron": key(cron, "five-field cron", REQUIRED, '"15 * * * *"',
-                "minute hour day month weekday, in the schedule's time zone", required=True),
+                "minute hour day month weekday, in the schedule's time zone; weekdays by "
+                "name (mon-fri), since crontab and APScheduler number them differently; "
+                "day of month and weekday not both", required=True),
     "source": key(name("source"), "source", "none", "nvd", "the source the jobs work for"),
     "timezone": key(timezone, "IANA time zone", "UTC", "Europe/Berlin",
                     "the zone the cron fields are read in"),

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, available_timezones
 from apscheduler.triggers.cron import CronTrigger
 
 from orchd.core import timefmt
+from orchd.core.policy import slot_key
 from orchd.errors import BadInput, InvalidName
 
 _PROBE_MS = 6 * 3_600_000
@@ -78,11 +79,6 @@ def slots(expression: str, timezone: str, after_ms: int, until_ms: int, *, limit
             if len(found) > limit:
                 raise _too_many(expression, timezone, after_ms, until_ms, limit, at_ms)
     return found
-
-
-def slot_key(schedule: str, slot_ms: int) -> str:
-    """The idempotency key of a schedule's slot, e.g. ``nightly@2026-01-31T01:30:00.000Z``."""
-    return f"{schedule}@{timefmt.format_ms(slot_ms)}"
 
 
 def _fire_times(trigger: CronTrigger, start_ms: int, end_ms: int, offset_ms: int) -> Iterator[int]:
