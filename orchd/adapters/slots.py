@@ -36,6 +36,8 @@ from orchd.core import timefmt
 from orchd.core.policy import slot_key
 from orchd.errors import BadInput, InvalidName
 
+__all__ = ["check_cron", "slot_key", "slots"]  # slot_key lives in the core
+
 _PROBE_MS = 6 * 3_600_000
 _ONE_MS = timedelta(milliseconds=1)
 _FIRST_MS = -86_400_000  # 1969-12-31T00:00:00.000Z: APScheduler's years are 1970 to 9999
