@@ -60,7 +60,16 @@ class Ledger(Protocol):
 
     def jobs_with_prefix(self, prefix: str, limit: int) -> list[JobView]: ...
 
-    def jobs(self, *, state: str | None, source: str | None) -> Iterator[JobView]: ...
+    def jobs(
+        self,
+        *,
+        state: str | None,
+        source: str | None,
+        job_type: str | None = None,
+        updated_since: str | None = None,
+    ) -> Iterator[JobView]: ...
+
+    def replays_of(self, job_id: str) -> list[JobView]: ...
 
     def runs_of(self, job_id: str) -> list[RunView]: ...
 

@@ -36,6 +36,7 @@ class JobView(NamedTuple):
     last_run_id: str | None
     schedule: str | None = None  # the schedule and slot a scheduled or backfilled job is for
     slot_at: str | None = None
+    replay_of: str | None = None  # the finished job this one runs again
 
 
 class RunView(NamedTuple):
@@ -131,7 +132,7 @@ def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Ro
         event,
         {"job_id": _ID, "job_type": "job type", "key": "idempotency key", "params": dict,
          "priority": int, "state": str},
-        {"source": "source", "schedule": "job key", "slot_at": _TIME},
+        {"source": "source", "schedule": "job key", "slot_at": _TIME, "replay_of": _ID},
     )  # fmt: skip
     p = event.payload
     if job is not None:
@@ -146,6 +147,7 @@ def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Ro
         priority=p["priority"], state=JOB.begin(p["job_id"], p["state"]), attempts=0,
         submitted_at=event.occurred_at, updated_at=event.occurred_at, eligible_at=None,
         cause=None, last_run_id=None, schedule=p.get("schedule"), slot_at=p.get("slot_at"),
+        replay_of=p.get("replay_of"),
     )  # fmt: skip
     return new, None
 

@@ -113,9 +113,15 @@ ALTER TABLE jobs ADD COLUMN schedule TEXT;
 ALTER TABLE jobs ADD COLUMN slot_at TEXT;
 """
 
+_V3 = """
+ALTER TABLE jobs ADD COLUMN replay_of TEXT;
+CREATE INDEX jobs_by_replay_of ON jobs (replay_of) WHERE replay_of IS NOT NULL;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
+    ("jobs remember what they replay", _script(_V3)),
 )
 
 

@@ -278,16 +278,22 @@ class SqliteLedger:
     def jobs_with_prefix(self, prefix: str, limit: int) -> list[JobView]:
         return self._select_jobs("job_id >= ? AND job_id < ?", [prefix, prefix + "\x7f"], limit)
 
-    def jobs(self, *, state: str | None, source: str | None) -> Iterator[JobView]:
-        where = ["1 = 1"]
-        params: list[str] = []
-        if state is not None:
-            where.append("state = ?")
-            params.append(state)
-        if source is not None:
-            where.append("source = ?")
-            params.append(source)
-        yield from self._select_jobs(" AND ".join(where), params, limit=-1)
+    def jobs(
+        self,
+        *,
+        state: str | None,
+        source: str | None,
+        job_type: str | None = None,
+        updated_since: str | None = None,
+    ) -> Iterator[JobView]:
+        filters = {"state = ?": state, "source = ?": source, "job_type = ?": job_type,
+                   "updated_at >= ?": updated_since}  # fmt: skip
+        used = {sql: value for sql, value in filters.items() if value is not None}
+        where = " AND ".join(["1 = 1", *used])
+        yield from self._select_jobs(where, list(used.values()), limit=-1)
+
+    def replays_of(self, job_id: str) -> list[JobView]:
+        return self._select_jobs("replay_of = ?", [job_id], limit=-1)
 
     def _select_jobs(self, where: str, params: list[str], limit: int) -> list[JobView]:
         sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY job_id LIMIT ?"

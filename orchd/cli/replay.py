@@ -1,0 +1,55 @@
+"""``orchd replay``: run finished or dead-lettered jobs again (entry layer)."""
+
+from __future__ import annotations
+
+import click
+
+from orchd.ops import replay as replay_ops
+
+from . import cli
+from .context import Site, with_site
+from .output import emit_json, table
+
+
+@cli.command()
+@click.argument("job_ids", nargs=-1)
+@click.option("--type", "job_type", help="Replay the jobs of this type (with --since).")
+@click.option("--state", default="dead", show_default=True, help="With --type: their state.")
+@click.option("--since", help="With --type: changed at or after this instant, with its zone.")
+@click.option("--reason", required=True, help="Why (1-256 printable characters).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@with_site(write=True)
+def replay(
+    site: Site, job_ids: tuple[str, ...], job_type: str | None, state: str, since: str | None,
+    reason: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Replay JOB_IDS, or every --type job in --state since --since, as new jobs.
+
+    A replay runs one priority step higher and names the job it replays; a job whose earlier
+    replay has not finished is skipped.
+    """
+    if bool(job_ids) == bool(job_type):
+        raise click.UsageError("give job ids, or --type with --since, not both")
+    if job_type is not None:
+        if since is None:
+            raise click.UsageError("--type needs --since")
+        chosen = replay_ops.select(site.ledger, job_type=job_type, state=state, since=since)
+        job_ids = tuple(job.job_id for job in chosen)
+    if not job_ids:
+        if as_json:
+            emit_json([])
+        click.echo("nothing to replay", err=True)
+        return
+    actor = site.actor(replay_ops.SCOPE)
+    outcomes = replay_ops.replay(site.ledger, site.clock, site.entropy, actor, job_ids, reason)
+    rows = [
+        {"job": o.original.job_id, "replay": o.replay.job_id if o.replay else None,
+         "skipped": o.skipped}
+        for o in outcomes
+    ]  # fmt: skip
+    if as_json:
+        emit_json(rows)
+    else:
+        table(("JOB", "REPLAY", "SKIPPED"), [tuple(r.values()) for r in rows])
+    made = sum(r["replay"] is not None for r in rows)
+    click.echo(f"{made} replayed, {len(rows) - made} skipped", err=True)

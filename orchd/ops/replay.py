@@ -1,0 +1,97 @@
+"""Replay: run finished or dead-lettered jobs again, as new jobs, audited (ops layer).
+
+A replay is a new job of the same type, source and params with ``replay_of`` naming the original,
+one priority step higher. The original is never moved (terminal states absorb). A job whose
+earlier replay has not finished is not replayed again, so repeating a command is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from orchd.core import ids, timefmt
+from orchd.core.events import Actor, Draft
+from orchd.core.machines import JOB
+from orchd.core.names import check_name, check_text
+from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.projection import JobView
+from orchd.errors import BadInput, InvalidName
+
+from .jobs import PRIORITY_RANGE, find
+
+SCOPE = "orch:operate"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    original: JobView
+    replay: JobView | None  # None: skipped, see ``skipped``
+    skipped: str | None = None
+
+
+def select(ledger: Ledger, *, job_type: str, state: str, since: str) -> list[JobView]:
+    """Finished jobs of a type and state whose last change was at or after ``since``."""
+    check_name("job type", job_type)
+    if state not in JOB.terminal:
+        expected = "a finished state: " + ", ".join(sorted(JOB.terminal))
+        raise InvalidName(what="state", value=state, expected=expected)
+    since_text = timefmt.format_ms(timefmt.parse_operator(since))
+    return list(ledger.jobs(state=state, source=None, job_type=job_type, updated_since=since_text))
+
+
+def replay(
+    ledger: Ledger,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    idents: Sequence[str],
+    reason: str,
+) -> list[Outcome]:
+    """Replay each job (ids or unique prefixes) in one transaction; skip pending replays."""
+    check_text("reason", reason)
+    if not idents:
+        raise BadInput(detail="no job to replay")
+    originals = [find(ledger, ident) for ident in idents]
+    plans = [_plan(ledger, job) for job in originals]
+    drafts = [_draft(job, n, clock, entropy, actor, reason) for job, n, _ in plans if n]
+    created = {e.payload["replay_of"]: e.payload["job_id"] for e in ledger.append(drafts)}
+    return [
+        Outcome(original=job, replay=ledger.job(created[job.job_id]) if n else None, skipped=why)
+        for job, n, why in plans
+    ]
+
+
+def _plan(ledger: Ledger, job: JobView) -> tuple[JobView, int, str | None]:
+    """(job, number of this replay or 0 to skip, why skipped)."""
+    if job.state not in JOB.terminal:
+        return job, 0, f"still {job.state}; only finished jobs are replayed"
+    earlier = ledger.replays_of(job.job_id)
+    pending = [r.job_id for r in earlier if r.state not in JOB.terminal]
+    if pending:
+        return job, 0, f"its replay {pending[0]} has not finished"
+    return job, len(earlier) + 1, None
+
+
+def _draft(job: JobView, number: int, clock: Clock, entropy: Entropy, actor: Actor,
+           reason: str) -> Draft:  # fmt: skip
+    key = f"replay:{job.job_id}:{number}"
+    payload: dict[str, object] = {
+        "job_id": ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
+        "job_type": job.job_type,
+        "key": key,
+        "params": json.loads(job.params),
+        "priority": min(job.priority + 1, PRIORITY_RANGE.stop - 1),
+        "state": "queued",
+        "replay_of": job.job_id,
+    }
+    if job.source is not None:
+        payload["source"] = job.source
+    return Draft(
+        type="job.submitted",
+        actor=actor,
+        idempotency_key=f"job.submitted:{key}",
+        payload=payload,
+        reason=reason,
+    )
