@@ -67,6 +67,6 @@ def main() -> None:
     cli(prog_name="orchd")
 
 
-from . import backfill, jobs, ledger, policy, replay, site  # noqa: E402  (they register on cli)
+from . import backfill, jobs, ledger, policy, replay, site, status  # noqa: E402 (register)
 
-__all__ = ["backfill", "cli", "jobs", "ledger", "main", "policy", "replay", "site"]
+__all__ = ["backfill", "cli", "jobs", "ledger", "main", "policy", "replay", "site", "status"]

@@ -295,6 +295,29 @@ class SqliteLedger:
     def replays_of(self, job_id: str) -> list[JobView]:
         return self._select_jobs("replay_of = ?", [job_id], limit=-1)
 
+    def state_counts(self) -> dict[str, int]:
+        sql = "SELECT state, count(*) FROM jobs GROUP BY state"
+        with translated(self.path):
+            return dict(self._db.execute(sql).fetchall())
+
+    def last_successes(self) -> list[tuple[str | None, str, str]]:
+        """(source, job type, when its newest job succeeded), for every pair that succeeded."""
+        sql = (
+            "SELECT source, job_type, max(updated_at) FROM jobs WHERE state = 'succeeded' "
+            "GROUP BY source, job_type ORDER BY source, job_type"
+        )
+        with translated(self.path):
+            return [(row[0], row[1], row[2]) for row in self._db.execute(sql)]
+
+    def recent_runs(self, states: Sequence[str], limit: int) -> list[RunView]:
+        marks = ", ".join("?" for _ in states)
+        sql = (
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE state IN ({marks}) "
+            "ORDER BY ended_at DESC, run_id LIMIT ?"
+        )
+        with translated(self.path):
+            return [RunView._make(row) for row in self._db.execute(sql, [*states, limit])]
+
     def _select_jobs(self, where: str, params: list[str], limit: int) -> list[JobView]:
         sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY job_id LIMIT ?"
         with translated(self.path):

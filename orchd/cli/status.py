@@ -1,0 +1,73 @@
+"""``orchd status``: the site at a glance (entry layer)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import click
+
+from orchd.ops import status as status_ops
+
+from . import cli
+from .context import Site, with_site
+from .output import emit_json, job_json, run_json, table
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@with_site(write=False)
+def status(site: Site, as_json: bool) -> None:
+    """Queues by state, running and throttled jobs, recent failures, freshness per source."""
+    now = status_ops.status(site.ledger, site.clock)
+    if as_json:
+        emit_json(
+            {
+                "site_id": now.site_id,
+                "now": now.now,
+                "states": now.states,
+                "running": [job_json(j) for j in now.running],
+                "throttled": [job_json(j) for j in now.throttled],
+                "dead": [job_json(j) for j in now.dead],
+                "failures": [run_json(r) for r in now.failures],
+                "freshness": [dataclasses.asdict(f) for f in now.freshness],
+            }
+        )
+        return
+    click.echo(f"site {now.site_id} at {now.now}")
+    click.echo("jobs: " + "  ".join(f"{state} {count}" for state, count in now.states.items()))
+    _section(
+        "running",
+        ("JOB", "TYPE", "SOURCE", "TRY", "SINCE"),
+        [(j.job_id, j.job_type, j.source, j.attempts, j.updated_at) for j in now.running],
+    )
+    _section(
+        "throttled",
+        ("JOB", "TYPE", "SOURCE", "CAUSE", "ELIGIBLE AT"),
+        [(j.job_id, j.job_type, j.source, j.cause, j.eligible_at) for j in now.throttled],
+    )
+    _section(
+        "dead (newest first)",
+        ("JOB", "TYPE", "SOURCE", "TRIES", "AT"),
+        [(j.job_id, j.job_type, j.source, j.attempts, j.updated_at) for j in now.dead],
+    )
+    _section(
+        "recent failures",
+        ("RUN", "JOB", "STATE", "EXIT", "ENDED"),
+        [(r.run_id, r.job_id, r.state, r.exit_code, r.ended_at) for r in now.failures],
+    )
+    fresh = [(f.source, f.job_type, f.last_success_at, _age(f.age_s)) for f in now.freshness]
+    _section("freshness (last success)", ("SOURCE", "TYPE", "AT", "AGE"), fresh)
+
+
+def _section(title: str, headers: tuple[str, ...], rows: Sequence[Sequence[object]]) -> None:
+    click.echo(f"\n{title}: {len(rows)}")
+    if rows:
+        table(headers, rows)
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
