@@ -39,6 +39,9 @@ orchd jobs cancel "$osv" --reason "covered by osv-nightly"
 say "the queue"
 orchd jobs list
 
+say "the site at a glance"
+orchd status
+
 say "one job, with its history"
 orchd jobs show "$vex"
 
