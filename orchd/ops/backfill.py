@@ -17,6 +17,8 @@ from orchd.core.ports import Clock, Entropy, Ledger, SlotLister
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
 
+from .jobs import submitted_draft
+
 SCOPE = "orch:backfill"
 MAX_SLOTS = 10_000
 
@@ -92,23 +94,17 @@ def _draft(
 ) -> Draft:
     job_type = policy.job_types[schedule.job_type]
     defaults = {k: v for k, v in job_type.params.items() if v is not None}
-    payload: dict[str, object] = {
-        "job_id": ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
-        "job_type": job_type.name,
-        "key": slot.key,
-        "params": {**defaults, **schedule.params},
-        "priority": job_type.priority,
-        "state": "waiting" if job_type.after else "queued",
-        "schedule": schedule.name,
-        "slot_at": timefmt.format_ms(slot.at_ms),
-    }
-    if schedule.source is not None:
-        payload["source"] = schedule.source
-    return Draft(
-        type="job.submitted",
-        actor=actor,
-        idempotency_key=f"job.submitted:{slot.key}",
-        payload=payload,
+    return submitted_draft(
+        actor,
+        job_id=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
+        job_type=job_type.name,
+        key=slot.key,
+        params={**defaults, **schedule.params},
+        priority=job_type.priority,
+        state="waiting" if job_type.after else "queued",
         reason=request.reason,
         ticket=request.ticket,
+        source=schedule.source,
+        schedule=schedule.name,
+        slot_at=timefmt.format_ms(slot.at_ms),
     )

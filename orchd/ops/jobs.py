@@ -111,24 +111,53 @@ def submit(
         return Submitted(job=known, created=False)
     job_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
     key = request.key or job_id
-    payload: dict[str, object] = {
-        "job_id": job_id,
-        "job_type": request.job_type,
-        "key": key,
-        "params": request.params,
-        "priority": request.priority,
-        "state": "queued",
-    }
-    if request.source is not None:
-        payload["source"] = request.source
-    draft = Draft(
-        type="job.submitted", actor=actor, idempotency_key=f"job.submitted:{key}", payload=payload
+    draft = submitted_draft(
+        actor,
+        job_id=job_id,
+        job_type=request.job_type,
+        key=key,
+        params=request.params,
+        priority=request.priority,
+        source=request.source,
     )
     ledger.append([draft])
     job = ledger.job(job_id)
     if job is None:  # the append succeeded, so the projection must hold it
         raise JobNotFound(job_id=job_id)
     return Submitted(job=job, created=True)
+
+
+def submitted_draft(
+    actor: Actor,
+    *,
+    job_id: str,
+    job_type: str,
+    key: str,
+    params: dict[str, str],
+    priority: int,
+    state: str = "queued",
+    reason: str | None = None,
+    ticket: str | None = None,
+    **optional: str | None,
+) -> Draft:
+    """The ``job.submitted`` event of a new job; ``optional`` fields that are None are left out."""
+    payload: dict[str, object] = {
+        "job_id": job_id,
+        "job_type": job_type,
+        "key": key,
+        "params": params,
+        "priority": priority,
+        "state": state,
+        **{name: value for name, value in optional.items() if value is not None},
+    }
+    return Draft(
+        type="job.submitted",
+        actor=actor,
+        idempotency_key=f"job.submitted:{key}",
+        payload=payload,
+        reason=reason,
+        ticket=ticket,
+    )
 
 
 def list_jobs(ledger: Ledger, *, state: str | None, source: str | None) -> Iterator[JobView]:

@@ -19,7 +19,7 @@ from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
 
-from .jobs import PRIORITY_RANGE, find
+from .jobs import PRIORITY_RANGE, find, submitted_draft
 
 SCOPE = "orch:operate"
 
@@ -77,21 +77,14 @@ def _plan(ledger: Ledger, job: JobView) -> tuple[JobView, int, str | None]:
 def _draft(job: JobView, number: int, clock: Clock, entropy: Entropy, actor: Actor,
            reason: str) -> Draft:  # fmt: skip
     key = f"replay:{job.job_id}:{number}"
-    payload: dict[str, object] = {
-        "job_id": ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
-        "job_type": job.job_type,
-        "key": key,
-        "params": json.loads(job.params),
-        "priority": min(job.priority + 1, PRIORITY_RANGE.stop - 1),
-        "state": "queued",
-        "replay_of": job.job_id,
-    }
-    if job.source is not None:
-        payload["source"] = job.source
-    return Draft(
-        type="job.submitted",
-        actor=actor,
-        idempotency_key=f"job.submitted:{key}",
-        payload=payload,
+    return submitted_draft(
+        actor,
+        job_id=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
+        job_type=job.job_type,
+        key=key,
+        params=json.loads(job.params),
+        priority=min(job.priority + 1, PRIORITY_RANGE.stop - 1),
         reason=reason,
+        source=job.source,
+        replay_of=job.job_id,
     )
