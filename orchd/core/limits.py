@@ -214,7 +214,7 @@ def _bucket(state: State, target: Target, burst: int, now_ms: int) -> Bucket:
 def _on_day(state: State, now_ms: int) -> State:
     """The state counting the current UTC day (never an earlier one than it counts already)."""
     day = max(state.day, utc_day(now_ms))
-    return replace(state, day=day)
+    return state if day == state.day else replace(state, day=day, started=_empty())
 
 
 def _quota_blocks(target: Target, quota: Quota, state: State, now_ms: int) -> Iterator[_Block]:
