@@ -21,6 +21,7 @@ import yaml
 
 from orchd.adapters.slots import check_cron
 from orchd.core import policy as model
+from orchd.core.limits import parse_rate
 from orchd.core.names import check_name, check_text
 from orchd.errors import OrchdError, PolicyInvalid
 
@@ -28,7 +29,6 @@ MAX_FILE_BYTES = 1 << 20
 _INT = "tag:yaml.org,2002:int"
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
-_RATE = re.compile(r"([1-9][0-9]{0,8})/(s|sec|second|min|minute|h|hour|d|day)")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
@@ -122,8 +122,7 @@ def absolute_path(node: yaml.Node, at: At) -> str:
 
 def rate(node: yaml.Node, at: At) -> str:
     value: str = _scalar(node, at, _STR, "a rate such as 10/hour")
-    if not _RATE.fullmatch(value):
-        raise at.error(f"{value!r} is not a rate; expected N/s, N/min, N/hour or N/day")
+    _checked(at, lambda: parse_rate(value))
     return value
 
 

@@ -327,3 +327,19 @@ def pick(candidates: Iterable[Candidate], state: State, limits: Limits, now_ms: 
         else:
             throttled.append((candidate, decision))
     return admitted, throttled, state
+
+
+def from_policy(concurrency: int, quotas: Mapping[Target, Any]) -> Limits:
+    """The limits a policy sets: its global cap and each quota (``core.policy.Quota``)."""
+    return Limits(
+        concurrency=concurrency,
+        quotas={
+            target: Quota(
+                rate=None if quota.rate is None else parse_rate(quota.rate),
+                burst=quota.burst,
+                concurrency=quota.concurrency,
+                daily=quota.daily,
+            )
+            for target, quota in quotas.items()
+        },
+    )

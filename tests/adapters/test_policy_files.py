@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchd.adapters import policy_files
+from orchd.core.limits import Quota, Rate, from_policy
 from orchd.core.policy import Backoff
 from orchd.errors import PolicyInvalid
 
@@ -50,6 +51,12 @@ def test_the_examples_load_into_a_complete_policy(tmp_path: Path) -> None:
     assert policy.job_types["rescan"].params == {"scope": None}
     assert policy.schedules["osv-nightly"].timezone == "Europe/Berlin"
     assert policy.quotas[("source", "nvd")].rate == "12/hour"
+    limits = from_policy(policy.concurrency, policy.quotas)
+    assert limits.concurrency == 4
+    assert limits.quotas[("source", "nvd")] == Quota(
+        rate=Rate(tokens=12, period_ms=3_600_000), burst=3, concurrency=1
+    )
+    assert limits.quotas[("job_type", "feed-refresh")].daily == 200
 
 
 def test_defaults_fill_what_a_file_leaves_out(tmp_path: Path) -> None:
@@ -96,7 +103,7 @@ MISTAKES = {
                                    "quotas[0].target", "unknown source"),
     "quota without limits": (GOOD.replace(", rate: 10/hour}", "}"), 11, "quotas[0]",
                              "at least one"),
-    "bad rate": (GOOD.replace("10/hour", "10/fortnight"), 11, "quotas[0].rate", "not a rate"),
+    "bad rate": (GOOD.replace("10/hour", "10/fortnight"), 11, "quotas[0].rate", "invalid rate"),
     "burst without rate": (GOOD.replace("rate: 10/hour", "concurrency: 1, burst: 2"), 11,
                            "quotas[0].burst", "burst needs a rate"),
     "key given twice": (GOOD.replace("version: 1\n", "version: 1\nversion: 1\n"), 2, "version",
