@@ -39,6 +39,9 @@ orchd jobs cancel "$osv" --reason "covered by osv-nightly"
 say "the queue"
 orchd jobs list
 
+say "pause the ghsa source while its mirror re-syncs"
+orchd sources pause ghsa --reason "mirror re-sync"
+
 say "the site at a glance"
 orchd status
 

@@ -67,6 +67,17 @@ def main() -> None:
     cli(prog_name="orchd")
 
 
-from . import backfill, jobs, ledger, policy, replay, site, status  # noqa: E402 (register)
+from . import backfill, jobs, ledger, policy, replay, site, sources, status  # noqa: E402
 
-__all__ = ["backfill", "cli", "jobs", "ledger", "main", "policy", "replay", "site", "status"]
+__all__ = [
+    "backfill",
+    "cli",
+    "jobs",
+    "ledger",
+    "main",
+    "policy",
+    "replay",
+    "site",
+    "sources",
+    "status",
+]

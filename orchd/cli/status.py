@@ -31,6 +31,7 @@ def status(site: Site, as_json: bool) -> None:
                 "dead": [job_json(j) for j in now.dead],
                 "failures": [run_json(r) for r in now.failures],
                 "freshness": [dataclasses.asdict(f) for f in now.freshness],
+                "paused": [p._asdict() for p in now.paused],
             }
         )
         return
@@ -58,6 +59,8 @@ def status(site: Site, as_json: bool) -> None:
     )
     fresh = [(f.source, f.job_type, f.last_success_at, _age(f.age_s)) for f in now.freshness]
     _section("freshness (last success)", ("SOURCE", "TYPE", "AT", "AGE"), fresh)
+    paused = [(p.source, p.paused_at, p.reason) for p in now.paused]
+    _section("paused sources", ("SOURCE", "SINCE", "REASON"), paused)
 
 
 def _section(title: str, headers: tuple[str, ...], rows: Sequence[Sequence[object]]) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchd.core.events import Draft, Event
-from orchd.core.projection import JobView, RunView
+from orchd.core.projection import JobView, PauseView, RunView
 
 
 class Clock(Protocol):
@@ -70,6 +70,8 @@ class Ledger(Protocol):
     ) -> Iterator[JobView]: ...
 
     def replays_of(self, job_id: str) -> list[JobView]: ...
+
+    def pauses(self) -> list[PauseView]: ...
 
     def state_counts(self) -> dict[str, int]: ...
 

@@ -55,6 +55,33 @@ class RunView(NamedTuple):
     pid: int | None
 
 
+class PauseView(NamedTuple):
+    """A row of ``source_pauses``: a source an origin's operators paused, and why."""
+
+    origin: str
+    source: str
+    paused_at: str
+    reason: str
+
+
+PAUSE_TYPES = frozenset({"source.paused", "source.resumed"})
+
+
+def apply_pause(event: Event, paused: PauseView | None) -> PauseView | None:
+    """The pause of ``(event.origin, source)`` after a ``source.paused`` or ``.resumed`` event."""
+    _fields(event, {"source": "source"}, {})
+    source = event.payload["source"]
+    if event.reason is None:
+        raise _bad(event, "pausing or resuming a source needs a reason")
+    if event.type == "source.paused":
+        if paused is not None:
+            raise _bad(event, f"source {source} is already paused")
+        return PauseView(event.origin, source, event.occurred_at, event.reason)
+    if paused is None:
+        raise _bad(event, f"source {source} is not paused")
+    return None
+
+
 JOB_COLUMNS = JobView._fields
 RUN_COLUMNS = RunView._fields
 Rows = tuple[JobView | None, RunView | None]

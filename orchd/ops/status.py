@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from orchd.core import timefmt
 from orchd.core.machines import JOB
 from orchd.core.ports import Clock, Ledger
-from orchd.core.projection import JobView, RunView
+from orchd.core.projection import JobView, PauseView, RunView
 
 SCOPE = "orch:read"
 RECENT = 10
@@ -30,6 +30,7 @@ class Status:
     throttled: list[JobView]  # with eligible_at and cause
     dead: list[JobView]  # the most recently dead first, at most RECENT
     failures: list[RunView]  # the most recent failed or timed-out runs, at most RECENT
+    paused: list[PauseView]
     freshness: list[Freshness]
 
 
@@ -49,6 +50,7 @@ def status(ledger: Ledger, clock: Clock) -> Status:
         dead=dead[::-1][:RECENT],
         failures=ledger.recent_runs(("failed", "timed_out"), RECENT),
         freshness=[_freshness(row, now_ms) for row in ledger.last_successes()],
+        paused=ledger.pauses(),
     )
 
 

@@ -16,7 +16,7 @@ from sqlite_utils import Database
 
 from orchd.core import projection
 from orchd.core.events import Event
-from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, RunView
+from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, PauseView, RunView
 
 from .schema import PROJECTION_TABLES
 
@@ -74,6 +74,10 @@ def project(db: Database, batch: Sequence[Event]) -> None:
     changed_jobs: set[str] = set()
     changed_runs: set[str] = set()
     for event, (job_id, run_id) in zip(batch, touched, strict=True):
+        heads[event.origin] = (event.seq, event.hash, event.hlc)
+        if event.type in projection.PAUSE_TYPES:
+            _project_pause(db, event)
+            continue
         job = jobs[job_id] if job_id else None
         run = runs[run_id] if run_id else None
         new_job, new_run = projection.apply(event, job, run)
@@ -83,11 +87,22 @@ def project(db: Database, batch: Sequence[Event]) -> None:
         if new_run is not None:
             runs[new_run.run_id] = new_run
             changed_runs.add(new_run.run_id)
-        heads[event.origin] = (event.seq, event.hash, event.hlc)
     conn = db.conn
     conn.executemany(_JOB_UPSERT, [j for k in sorted(changed_jobs) if (j := jobs[k])])
     conn.executemany(_RUN_UPSERT, [r for k in sorted(changed_runs) if (r := runs[k])])
     conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
+
+
+def _project_pause(db: Database, event: Event) -> None:
+    """Pauses are rare: each is read and written on its own."""
+    where = "origin = ? AND source = ?"
+    key = [event.origin, event.payload.get("source")]
+    row = db.execute(f"SELECT * FROM source_pauses WHERE {where}", key).fetchone()
+    paused = projection.apply_pause(event, None if row is None else PauseView._make(row))
+    if paused is None:
+        db.execute(f"DELETE FROM source_pauses WHERE {where}", key)
+    else:
+        db.execute("INSERT INTO source_pauses VALUES (?, ?, ?, ?)", list(paused))
 
 
 def rows(db: Database, table: str) -> Iterator[tuple[Any, ...]]:

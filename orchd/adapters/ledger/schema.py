@@ -55,7 +55,12 @@ CREATE TABLE heads (
 ) WITHOUT ROWID;
 """
 
-PROJECTION_TABLES = {"jobs": "job_id", "runs": "run_id", "heads": "origin"}
+PROJECTION_TABLES = {
+    "jobs": "job_id",
+    "runs": "run_id",
+    "heads": "origin",
+    "source_pauses": "origin, source",
+}
 
 _V1 = (
     """
@@ -118,10 +123,21 @@ ALTER TABLE jobs ADD COLUMN replay_of TEXT;
 CREATE INDEX jobs_by_replay_of ON jobs (replay_of) WHERE replay_of IS NOT NULL;
 """
 
+_V4 = """
+CREATE TABLE source_pauses (
+    origin TEXT NOT NULL,
+    source TEXT NOT NULL,
+    paused_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (origin, source)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
     ("jobs remember what they replay", _script(_V3)),
+    ("paused sources", _script(_V4)),
 )
 
 

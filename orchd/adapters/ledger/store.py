@@ -20,7 +20,7 @@ from orchd.core import chain, events, hlc, ids
 from orchd.core.chain import Head, Stored
 from orchd.core.events import Draft, Event
 from orchd.core.ports import Clock, Entropy, VerifyReport
-from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, RunView
+from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, PauseView, RunView
 from orchd.errors import (
     LedgerCorrupt,
     NotInitialized,
@@ -294,6 +294,12 @@ class SqliteLedger:
 
     def replays_of(self, job_id: str) -> list[JobView]:
         return self._select_jobs("replay_of = ?", [job_id], limit=-1)
+
+    def pauses(self) -> list[PauseView]:
+        """The sources this site's operators paused."""
+        sql = "SELECT * FROM source_pauses WHERE origin = ? ORDER BY source"
+        with translated(self.path):
+            return [PauseView._make(row) for row in self._db.execute(sql, [self._site_id])]
 
     def state_counts(self) -> dict[str, int]:
         sql = "SELECT state, count(*) FROM jobs GROUP BY state"
