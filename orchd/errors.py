@@ -78,6 +78,15 @@ class PolicyInvalid(BadInput):
     hint = "fix the policy file; every key is documented in policies/README.md"
 
 
+class PolicyMissing(BadInput):
+    """no policy directory at {path}"""
+
+    exit_code = 17
+    hint = (
+        "create it with the site's *.yaml policies, or point --policy-dir / ORCHD_POLICY_DIR at it"
+    )
+
+
 # --- 30-49: state conflicts -------------------------------------------------------------------
 
 

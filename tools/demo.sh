@@ -42,6 +42,10 @@ orchd jobs list
 say "pause the ghsa source while its mirror re-syncs"
 orchd sources pause ghsa --reason "mirror re-sync"
 
+say "slow the nvd feed down on this site until further notice, then look at the quotas"
+orchd quota set source:nvd --rate 2/hour --reason "upstream rate limit" --ticket SEC-4712
+orchd quota show
+
 say "the site at a glance"
 orchd status
 

@@ -23,7 +23,7 @@ from orchd.adapters.slots import check_cron
 from orchd.core import policy as model
 from orchd.core.limits import parse_rate
 from orchd.core.names import check_name, check_text
-from orchd.errors import OrchdError, PolicyInvalid
+from orchd.errors import OrchdError, PolicyInvalid, PolicyMissing
 
 MAX_FILE_BYTES = 1 << 20
 _INT = "tag:yaml.org,2002:int"
@@ -346,7 +346,7 @@ SECTIONS: Mapping[str, Mapping[str, Key]] = {
 def load(directory: Path) -> model.Policy:
     """Every ``*.yaml`` of ``directory``, in name order, checked and merged into one policy."""
     if not directory.is_dir():
-        raise PolicyInvalid(file=directory, line=0, key="-", problem="not a directory")
+        raise PolicyMissing(path=directory)
     documents = [_document(path) for path in sorted(directory.glob("*.yaml"))]
     return _build(_merge(documents))
 

@@ -67,7 +67,7 @@ def main() -> None:
     cli(prog_name="orchd")
 
 
-from . import backfill, jobs, ledger, policy, replay, site, sources, status  # noqa: E402
+from . import backfill, jobs, ledger, policy, quota, replay, site, sources, status  # noqa: E402
 
 __all__ = [
     "backfill",
@@ -76,6 +76,7 @@ __all__ = [
     "ledger",
     "main",
     "policy",
+    "quota",
     "replay",
     "site",
     "sources",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchd.core.events import Draft, Event
-from orchd.core.projection import JobView, PauseView, RunView
+from orchd.core.projection import JobView, OverrideView, PauseView, RunView
 
 
 class Clock(Protocol):
@@ -72,6 +72,8 @@ class Ledger(Protocol):
     def replays_of(self, job_id: str) -> list[JobView]: ...
 
     def pauses(self) -> list[PauseView]: ...
+
+    def overrides(self) -> list[OverrideView]: ...
 
     def state_counts(self) -> dict[str, int]: ...
 

@@ -82,6 +82,58 @@ def apply_pause(event: Event, paused: PauseView | None) -> PauseView | None:
     return None
 
 
+class OverrideView(NamedTuple):
+    """A row of ``quota_overrides``: the winning set or reset for one target and site."""
+
+    kind: str  # "source" or "job_type"
+    name: str
+    site: str  # a site id, or "*" for every site
+    action: str  # "set" or "reset"
+    hlc: str
+    origin: str
+    rate: str | None
+    burst: int | None
+    concurrency: int | None
+    daily: int | None
+    changed_at: str
+    reason: str
+    ticket: str
+
+
+QUOTA_TYPES = frozenset({"quota.set", "quota.reset"})
+_QUOTA_FIELDS = {"rate": str, "burst": int, "concurrency": int, "daily": int}
+
+
+def override_key(event: Event) -> tuple[str, str, str]:
+    p = event.payload
+    return (str(p.get("kind")), str(p.get("name")), str(p.get("site")))
+
+
+def apply_override(event: Event, current: OverrideView | None) -> OverrideView | None:
+    """The override after ``event``: between events for the same target and site, the highest
+    ``(hlc, origin)`` wins whatever order they arrive in. None: ``current`` stays."""
+    optional = _QUOTA_FIELDS if event.type == "quota.set" else {}
+    _fields(event, {"kind": str, "name": str, "site": str}, optional)
+    kind, name, site = override_key(event)
+    if kind not in ("source", "job_type"):
+        raise _bad(event, f"quota target kind {kind!r} is not source or job_type")
+    check_name(kind.replace("_", " "), name)
+    if site != "*":
+        check_name("site id", site)
+    if event.reason is None or event.ticket is None:
+        raise _bad(event, "a quota change needs a reason and a ticket")
+    if event.type == "quota.set" and not set(_QUOTA_FIELDS) & set(event.payload):
+        raise _bad(event, "quota.set sets none of rate, burst, concurrency, daily")
+    if current is not None and (event.hlc, event.origin) <= (current.hlc, current.origin):
+        return None
+    p = event.payload
+    return OverrideView(
+        kind, name, site, event.type.split(".")[1], event.hlc, event.origin,
+        p.get("rate"), p.get("burst"), p.get("concurrency"), p.get("daily"),
+        event.occurred_at, event.reason, event.ticket,
+    )  # fmt: skip
+
+
 JOB_COLUMNS = JobView._fields
 RUN_COLUMNS = RunView._fields
 Rows = tuple[JobView | None, RunView | None]

@@ -11,7 +11,7 @@ import pytest
 from orchd.adapters import policy_files
 from orchd.core.limits import Quota, Rate, from_policy
 from orchd.core.policy import Backoff
-from orchd.errors import PolicyInvalid
+from orchd.errors import PolicyInvalid, PolicyMissing
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 
@@ -160,7 +160,7 @@ def test_a_name_defined_in_two_files_names_both(tmp_path: Path) -> None:
 
 
 def test_a_missing_directory_and_an_oversized_file_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(PolicyInvalid, match="not a directory"):
+    with pytest.raises(PolicyMissing, match="no policy directory"):
         policy_files.load(tmp_path / "absent")
     write(tmp_path, "version: 1\n" + "# padding\n" * 120_000)
     with pytest.raises(PolicyInvalid, match="larger than"):

@@ -16,7 +16,14 @@ from sqlite_utils import Database
 
 from orchd.core import projection
 from orchd.core.events import Event
-from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, PauseView, RunView
+from orchd.core.projection import (
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    JobView,
+    OverrideView,
+    PauseView,
+    RunView,
+)
 
 from .schema import PROJECTION_TABLES
 
@@ -78,6 +85,9 @@ def project(db: Database, batch: Sequence[Event]) -> None:
         if event.type in projection.PAUSE_TYPES:
             _project_pause(db, event)
             continue
+        if event.type in projection.QUOTA_TYPES:
+            _project_override(db, event)
+            continue
         job = jobs[job_id] if job_id else None
         run = runs[run_id] if run_id else None
         new_job, new_run = projection.apply(event, job, run)
@@ -103,6 +113,17 @@ def _project_pause(db: Database, event: Event) -> None:
         db.execute(f"DELETE FROM source_pauses WHERE {where}", key)
     else:
         db.execute("INSERT INTO source_pauses VALUES (?, ?, ?, ?)", list(paused))
+
+
+def _project_override(db: Database, event: Event) -> None:
+    key = list(projection.override_key(event))
+    row = db.execute(
+        "SELECT * FROM quota_overrides WHERE kind = ? AND name = ? AND site = ?", key
+    ).fetchone()
+    new = projection.apply_override(event, None if row is None else OverrideView._make(row))
+    if new is not None:
+        marks = ", ".join("?" for _ in new)
+        db.execute(f"INSERT OR REPLACE INTO quota_overrides VALUES ({marks})", list(new))
 
 
 def rows(db: Database, table: str) -> Iterator[tuple[Any, ...]]:

@@ -60,6 +60,7 @@ PROJECTION_TABLES = {
     "runs": "run_id",
     "heads": "origin",
     "source_pauses": "origin, source",
+    "quota_overrides": "kind, name, site",
 }
 
 _V1 = (
@@ -133,11 +134,31 @@ CREATE TABLE source_pauses (
 ) WITHOUT ROWID;
 """
 
+_V5 = """
+CREATE TABLE quota_overrides (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    site TEXT NOT NULL,
+    action TEXT NOT NULL,
+    hlc TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    rate TEXT,
+    burst INTEGER,
+    concurrency INTEGER,
+    daily INTEGER,
+    changed_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ticket TEXT NOT NULL,
+    PRIMARY KEY (kind, name, site)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
     ("jobs remember what they replay", _script(_V3)),
     ("paused sources", _script(_V4)),
+    ("quota overrides", _script(_V5)),
 )
 
 

@@ -20,7 +20,14 @@ from orchd.core import chain, events, hlc, ids
 from orchd.core.chain import Head, Stored
 from orchd.core.events import Draft, Event
 from orchd.core.ports import Clock, Entropy, VerifyReport
-from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, PauseView, RunView
+from orchd.core.projection import (
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    JobView,
+    OverrideView,
+    PauseView,
+    RunView,
+)
 from orchd.errors import (
     LedgerCorrupt,
     NotInitialized,
@@ -300,6 +307,12 @@ class SqliteLedger:
         sql = "SELECT * FROM source_pauses WHERE origin = ? ORDER BY source"
         with translated(self.path):
             return [PauseView._make(row) for row in self._db.execute(sql, [self._site_id])]
+
+    def overrides(self) -> list[OverrideView]:
+        """Every quota override recorded here (of any origin), target by target."""
+        sql = "SELECT * FROM quota_overrides ORDER BY kind, name, site"
+        with translated(self.path):
+            return [OverrideView._make(row) for row in self._db.execute(sql)]
 
     def state_counts(self) -> dict[str, int]:
         sql = "SELECT state, count(*) FROM jobs GROUP BY state"

@@ -1,0 +1,106 @@
+"""Quota overrides: an operator's limits win over the policy's until reset (ops layer).
+
+An override names a target (``source:NAME`` or ``job_type:NAME``) and the site it applies to (this
+site, a named peer, or ``*`` for every site). Between overrides of one target and site the highest
+``(hlc, origin)`` wins. Here, a target's effective limits are the policy's, overlaid by the
+every-site override, overlaid by this site's own; a reset removes one level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from orchd.core import ids
+from orchd.core.events import Actor, Draft
+from orchd.core.limits import parse_rate
+from orchd.core.names import check_name, check_text
+from orchd.core.policy import Policy
+from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.projection import OverrideView
+from orchd.errors import InvalidName
+
+SCOPE = "orch:quota"
+FIELDS = ("rate", "burst", "concurrency", "daily")
+EVERY_SITE = "*"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Effective:
+    target: str  # "source:nvd"
+    values: dict[str, str | int | None]  # rate, burst, concurrency, daily
+    origins: dict[str, str]  # field -> "policy", "override (all sites)" or "override (this site)"
+    overrides: list[OverrideView]  # the overrides of this target recorded here, any site
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    kind, _, name = target.partition(":")
+    if kind not in ("source", "job_type") or not name:
+        raise InvalidName(
+            what="quota target", value=target, expected="source:NAME or job_type:NAME"
+        )
+    return kind, check_name(kind.replace("_", " "), name)
+
+
+def effective(policy: Policy, overrides: list[OverrideView], site_id: str) -> list[Effective]:
+    """Every target with a policy quota or an override, and its limits on this site."""
+    targets = {f"{k}:{n}" for k, n in policy.quotas} | {f"{o.kind}:{o.name}" for o in overrides}
+    return [_effective(t, policy, overrides, site_id) for t in sorted(targets)]
+
+
+def _effective(target: str, policy: Policy, overrides: list[OverrideView],
+               site_id: str) -> Effective:  # fmt: skip
+    kind, name = target.split(":", 1)
+    quota = policy.quotas.get((kind, name))
+    values: dict[str, str | int | None] = {f: getattr(quota, f, None) for f in FIELDS}
+    origins = {f: "policy" for f in FIELDS if values[f] is not None}
+    mine = [o for o in overrides if (o.kind, o.name) == (kind, name)]
+    for level, label in ((EVERY_SITE, "override (all sites)"), (site_id, "override (this site)")):
+        for override in mine:
+            if override.site == level and override.action == "set":
+                _overlay(values, origins, override, label)
+    return Effective(target=target, values=values, origins=origins, overrides=mine)
+
+
+def _overlay(values: dict[str, str | int | None], origins: dict[str, str],
+             override: OverrideView, label: str) -> None:  # fmt: skip
+    for name in FIELDS:
+        value = getattr(override, name)
+        if value is not None:
+            values[name], origins[name] = value, label
+
+
+def change(
+    ledger: Ledger,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    *,
+    target: str,
+    site: str,
+    values: Mapping[str, str | int | None] | None,
+    reason: str,
+    ticket: str,
+) -> None:
+    """Record ``quota.set`` with ``values`` (those not None), or ``quota.reset`` when None."""
+    kind, name = parse_target(target)
+    if site != EVERY_SITE:
+        check_name("site id", site)
+    check_text("reason", reason)
+    check_name("ticket", ticket)
+    payload: dict[str, object] = {"kind": kind, "name": name, "site": site}
+    if values is not None:
+        given = {k: v for k, v in values.items() if v is not None}
+        if not given:
+            raise InvalidName(
+                what="quota", value="", expected="at least one of " + ", ".join(FIELDS)
+            )
+        if "rate" in given:
+            parse_rate(given["rate"])
+        payload |= given
+    action = "reset" if values is None else "set"
+    change_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
+    ledger.append([Draft(
+        type=f"quota.{action}", actor=actor, payload=payload, reason=reason, ticket=ticket,
+        idempotency_key=f"quota.{action}:{kind}:{name}:{change_id}",
+    )])  # fmt: skip

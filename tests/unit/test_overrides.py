@@ -1,0 +1,62 @@
+"""Quota overrides merge by the highest (hlc, origin), whatever order the events arrive in."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from sealed import ACTOR, make_id
+
+from orchd.core import events, hlc
+from orchd.core.projection import OverrideView, apply_override
+from orchd.errors import MalformedEvent
+
+
+def override(origin: str, wall_ms: int, rate: str, kind: str = "quota.set") -> events.Event:
+    payload: dict[str, object] = {"kind": "source", "name": "nvd", "site": "*"}
+    if kind == "quota.set":
+        payload["rate"] = rate
+    draft = events.Draft(type=kind, actor=ACTOR, idempotency_key=f"q-{origin}-{wall_ms}",
+                         payload=payload, reason="r", ticket="T-1")  # fmt: skip
+    return events.seal(draft, event_id=make_id(wall_ms % 1000), origin=origin, seq=1,
+                       clock=hlc.Hlc(wall_ms=wall_ms, logical=0), occurred_at_ms=wall_ms,
+                       prev_hash=events.ZERO_HASH)  # fmt: skip
+
+
+def fold(order: list[events.Event]) -> OverrideView | None:
+    current = None
+    for event in order:
+        current = apply_override(event, current) or current
+    return current
+
+
+EVENTS = [
+    override("hq", 1_000, "1/s"),
+    override("enclave-7", 2_000, "2/s"),
+    override("hq", 2_000, "3/s"),  # same hlc as enclave-7's: the origin breaks the tie
+    override("enclave-7", 1_500, "", kind="quota.reset"),
+]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(EVENTS)))
+def test_every_arrival_order_gives_the_same_winner(order: tuple[events.Event, ...]) -> None:
+    winner = fold(list(order))
+    assert winner is not None
+    assert (winner.origin, winner.rate, winner.action) == ("hq", "3/s", "set")
+
+
+def test_a_reset_that_is_newest_wins_over_sets() -> None:
+    winner = fold([*EVENTS, override("hq", 3_000, "", kind="quota.reset")])
+    assert winner is not None and winner.action == "reset" and winner.rate is None
+
+
+def test_a_set_without_values_or_without_a_ticket_is_malformed() -> None:
+    empty = override("hq", 1_000, "1/s")
+    bare = events.Draft(type="quota.set", actor=ACTOR, idempotency_key="k", reason="r",
+                        payload={"kind": "source", "name": "nvd", "site": "*"})  # fmt: skip
+    sealed = events.seal(bare, event_id=make_id(1), origin="hq", seq=1,
+                         clock=hlc.Hlc(wall_ms=1, logical=0), occurred_at_ms=1,
+                         prev_hash=events.ZERO_HASH)  # fmt: skip
+    with pytest.raises(MalformedEvent, match="reason and a ticket"):
+        apply_override(sealed, None)
+    assert apply_override(empty, None) is not None
