@@ -68,7 +68,12 @@ class Key:
 def _scalar(node: yaml.Node, at: At, tag: str, expected: str) -> Any:
     if not isinstance(node, yaml.ScalarNode) or node.tag != tag:
         raise at.error(f"expected {expected}, got {_describe(node)}")
-    return yaml.SafeLoader("").construct_yaml_int(node) if tag == _INT else node.value
+    if tag != _INT:
+        return node.value
+    try:
+        return yaml.SafeLoader("").construct_yaml_int(node)
+    except ValueError:
+        raise at.error(f"{node.value!r} is not an integer") from None
 
 
 def _describe(node: yaml.Node) -> str:
@@ -130,7 +135,7 @@ def timezone(node: yaml.Node, at: At) -> str:
     value: str = _scalar(node, at, _STR, "an IANA time zone such as Europe/Berlin")
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise at.error(f"unknown time zone {value!r}; expected e.g. UTC or Europe/Berlin") from None
     return value
 
@@ -366,9 +371,16 @@ def _document(path: Path) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         raise At(str(path), line, "").error(f"not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise at.error(f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise at.error("nested too deeply") from None
     if node is None:
         raise at.error("the file is empty; it needs at least version: 1")
-    _refuse_aliases(node, at, set())
+    try:
+        _refuse_aliases(node, at, set())
+    except RecursionError:
+        raise at.error("nested too deeply") from None
     document: dict[str, Any] = record(TOP_KEYS)(node, at)
     return document
 

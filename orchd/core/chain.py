@@ -63,6 +63,8 @@ def _step(origin: str, head: Head, row: Stored) -> Head:
         raise broken(f"row of origin {row.origin!r} in this chain")
     if row.seq != expected:
         raise broken(f"seq {expected} is missing (next stored seq is {row.seq})")
+    if not isinstance(row.body, bytes):
+        raise broken(f"the stored body is {type(row.body).__name__}, not bytes")
     try:
         event = events.parse(row.body, row.hash)
     except MalformedEvent as exc:

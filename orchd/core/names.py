@@ -28,8 +28,9 @@ _NAMES: dict[str, tuple[re.Pattern[str], str]] = {
         "1-200 characters: letters, digits and _ . : @ + = / -, starting with a letter or digit",
     ),
     "job key": (
-        re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+=/-]{0,127}"),
-        "1-128 characters: letters, digits and _ . : @ + = / -, starting with a letter or digit",
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+=/-]{0,127}"),
+        "1-128 characters: letters, digits and _ . : + = / -, starting with a letter or digit "
+        "(@ and a replay: prefix are kept for the keys orchd makes)",
     ),
     "event type": (
         re.compile(r"[a-z][a-z_]{0,31}\.[a-z][a-z_]{0,31}"),

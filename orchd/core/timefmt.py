@@ -10,6 +10,7 @@ from orchd.errors import InvalidTime
 
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant the text form holds
 
 
 def to_ms(at: datetime) -> int:
@@ -64,4 +65,7 @@ def parse_operator(text: str) -> int:
         raise InvalidTime(value=text) from None
     if at.tzinfo is None:
         raise InvalidTime(value=text)
-    return to_ms(at)
+    ms = to_ms(at)
+    if not 0 <= ms <= MAX_MS:
+        raise InvalidTime(value=text)
+    return ms

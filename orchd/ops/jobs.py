@@ -79,6 +79,12 @@ def _check(request: SubmitRequest) -> None:
         check_name("source", request.source)
     if request.key is not None:
         check_name("job key", request.key)
+        if request.key.startswith("replay:"):
+            raise InvalidName(
+                what="job key",
+                value=request.key,
+                expected="a key not starting with replay: (orchd's own keys)",
+            )
     if request.priority not in PRIORITY_RANGE:
         raise InvalidName(
             what="priority", value=request.priority, expected="an integer from -1000 to 1000"

@@ -147,6 +147,7 @@ class SqliteLedger:
                 db.execute("PRAGMA synchronous = FULL")
                 schema.migrate(db.conn, schema.MIGRATIONS)
                 ledger = cls(db, path, clock, entropy)
+                ledger._check_own_chain()
                 ledger._verify_tails(check_heads)
             except BaseException:
                 db.close()
@@ -378,6 +379,17 @@ class SqliteLedger:
             [origin, length],
         ).fetchone()
         return chain.START if row is None else Head(seq=row[0], hash=row[1])
+
+    def _check_own_chain(self) -> None:
+        """The site's id (meta) must be the origin of a chain that opens with its creation."""
+        row = self._db.execute(
+            "SELECT type, body FROM events WHERE origin = ? AND seq = 1", [self._site_id]
+        ).fetchone()
+        if row is None or row[0] != "site.initialized":
+            raise LedgerCorrupt(
+                path=self.path,
+                detail=f"site id {self._site_id!r} has no chain opened by site.initialized",
+            )
 
     def _verify_tails(self, check_heads: bool) -> None:
         """Re-verify the newest events of every chain and that the heads agree with them."""
