@@ -27,12 +27,15 @@ class SiteLock:
             raise StorageError(path=self.path, detail=exc.strerror or str(exc)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
             raise SiteLocked(path=self.path.parent, pid=holder) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # e.g. no locks on this file system, or no space for the pid
+            os.close(fd)
+            raise StorageError(path=self.path, detail=exc.strerror or str(exc)) from exc
         self._fd = fd
         return self
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from orchd.adapters import policy_files
+from orchd.core.projection import QUOTA_LIMITS
 from orchd.ops import quota as quota_ops
 
 from . import cli
@@ -63,9 +64,10 @@ def _site(site: Site, named: str | None, all_sites: bool) -> str:
 @quota.command(name="set")
 @click.argument("target")
 @click.option("--rate", help="Token bucket rate, N/s, N/min, N/hour or N/day.")
-@click.option("--burst", type=click.IntRange(min=1), help="Token bucket capacity.")
-@click.option("--concurrency", type=click.IntRange(min=0), help="Runs at once (0 stops all).")
-@click.option("--daily", type=click.IntRange(min=0), help="Runs started per UTC day.")
+@click.option("--burst", type=click.IntRange(*QUOTA_LIMITS["burst"]), help="Bucket capacity.")
+@click.option("--concurrency", type=click.IntRange(*QUOTA_LIMITS["concurrency"]),
+              help="Runs at once (0 stops all).")  # fmt: skip
+@click.option("--daily", type=click.IntRange(*QUOTA_LIMITS["daily"]), help="Runs per UTC day.")
 @_where
 @with_site(write=True)
 def set_(site: Site, /, target: str, rate: str | None, burst: int | None, concurrency: int | None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from orchd.core import canonical, ids, timefmt
+from orchd.core import canonical, ids, limits, timefmt
 from orchd.core.events import Event
 from orchd.core.machines import JOB, RUN
 from orchd.core.names import check_name
@@ -109,6 +109,18 @@ def override_key(event: Event) -> tuple[str, str, str]:
     return (str(p.get("kind")), str(p.get("name")), str(p.get("site")))
 
 
+QUOTA_LIMITS = {"burst": (1, 1_000_000), "concurrency": (0, 10_000), "daily": (0, 10_000_000)}
+
+
+def _check_quota_values(event: Event) -> None:
+    p = event.payload
+    if "rate" in p:
+        limits.parse_rate(p["rate"])
+    for name, (low, high) in QUOTA_LIMITS.items():
+        if name in p and not low <= p[name] <= high:
+            raise _bad(event, f"quota {name} {p[name]} is outside {low} to {high}")
+
+
 def apply_override(event: Event, current: OverrideView | None) -> OverrideView | None:
     """The override after ``event``: between events for the same target and site, the highest
     ``(hlc, origin)`` wins whatever order they arrive in. None: ``current`` stays."""
@@ -124,6 +136,7 @@ def apply_override(event: Event, current: OverrideView | None) -> OverrideView |
         raise _bad(event, "a quota change needs a reason and a ticket")
     if event.type == "quota.set" and not set(_QUOTA_FIELDS) & set(event.payload):
         raise _bad(event, "quota.set sets none of rate, burst, concurrency, daily")
+    _check_quota_values(event)
     if current is not None and (event.hlc, event.origin) <= (current.hlc, current.origin):
         return None
     p = event.payload

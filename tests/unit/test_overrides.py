@@ -9,7 +9,7 @@ from sealed import ACTOR, make_id
 
 from orchd.core import events, hlc
 from orchd.core.projection import OverrideView, apply_override
-from orchd.errors import MalformedEvent
+from orchd.errors import MalformedEvent, OrchdError
 
 
 def override(origin: str, wall_ms: int, rate: str, kind: str = "quota.set") -> events.Event:
@@ -60,3 +60,17 @@ def test_a_set_without_values_or_without_a_ticket_is_malformed() -> None:
     with pytest.raises(MalformedEvent, match="reason and a ticket"):
         apply_override(sealed, None)
     assert apply_override(empty, None) is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("rate", "lots"), ("burst", -5), ("concurrency", -1), ("daily", 10**12)]
+)
+def test_a_set_with_values_out_of_range_is_malformed(field: str, value: object) -> None:
+    draft = events.Draft(type="quota.set", actor=ACTOR, idempotency_key="k", reason="r",
+                         ticket="T", payload={"kind": "source", "name": "nvd", "site": "*",
+                                              field: value})  # fmt: skip
+    sealed = events.seal(draft, event_id=make_id(1), origin="hq", seq=1,
+                         clock=hlc.Hlc(wall_ms=1, logical=0), occurred_at_ms=1,
+                         prev_hash=events.ZERO_HASH)  # fmt: skip
+    with pytest.raises(OrchdError):
+        apply_override(sealed, None)

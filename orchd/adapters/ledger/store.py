@@ -201,10 +201,10 @@ class SqliteLedger:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                self._db.execute("COMMIT")  # a failed COMMIT rolls back too: nothing half-open
             except BaseException:
                 self._db.conn.rollback()
                 raise
-            self._db.execute("COMMIT")
 
     def append(self, drafts: Sequence[Draft]) -> list[Event]:
         try:
