@@ -17,7 +17,6 @@ from orchd.core import timefmt
 
 BUILTIN_PLACEHOLDERS = frozenset({"job_id", "key", "attempt", "source", "job_type"})
 MISFIRE_POLICIES = ("skip", "once", "all")
-QUOTA_KINDS = ("source", "job_type")
 
 
 def _empty() -> Mapping[str, Any]:

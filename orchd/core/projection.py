@@ -335,4 +335,3 @@ _HANDLERS = {
     "run.started": _run_started,
     "run.ended": _run_ended,
 }
-EVENT_TYPES = frozenset(_HANDLERS)

@@ -50,10 +50,6 @@ def load_job(db: Database, job_id: str) -> JobView | None:
     return _load(db, "jobs", JobView, {job_id}).get(job_id)
 
 
-def load_run(db: Database, run_id: str) -> RunView | None:
-    return _load(db, "runs", RunView, {run_id}).get(run_id)
-
-
 def _load(db: Database, table: str, view: type[V], keys: set[str]) -> dict[str, V]:
     """The rows of ``table`` with these primary keys, as views; absent keys are left out."""
     columns = _COLUMNS[table]
