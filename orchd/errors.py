@@ -219,6 +219,13 @@ class StorageError(SystemFailure):
     hint = "check free space, permissions and the health of the disk; nothing was recorded"
 
 
+class SpawnFailed(SystemFailure):
+    """cannot start {argv0}: {detail}"""
+
+    exit_code = 92
+    hint = "check the job type's argv and workdir in the policy, and that the program exists"
+
+
 class InternalError(OrchdError):
     """internal error (a bug in orchd): {detail}"""
 

@@ -12,6 +12,9 @@ class FakeClock:
     def now_ms(self) -> int:
         return self.now
 
+    def monotonic_ms(self) -> int:
+        return self.now
+
     def advance(self, ms: int) -> None:
         self.now += ms
 

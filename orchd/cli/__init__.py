@@ -67,7 +67,18 @@ def main() -> None:
     cli(prog_name="orchd")
 
 
-from . import backfill, jobs, ledger, policy, quota, replay, site, sources, status  # noqa: E402
+from . import (  # noqa: E402
+    backfill,
+    jobs,
+    ledger,
+    policy,
+    quota,
+    replay,
+    site,
+    sources,
+    status,
+    work,
+)  # fmt: skip
 
 __all__ = [
     "backfill",
@@ -81,4 +92,5 @@ __all__ = [
     "site",
     "sources",
     "status",
+    "work",
 ]

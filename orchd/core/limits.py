@@ -295,6 +295,24 @@ def admit(candidate: Candidate, state: State, limits: Limits, now_ms: int) -> De
     )
 
 
+def count_past(candidate: Candidate, state: State, limits: Limits, at_ms: int) -> State:
+    """The state after a run of ``candidate`` that started at ``at_ms`` (rebuilding the state
+    from history, oldest first): it counts for its day and takes a token where one is left;
+    it does not count as running."""
+    today = _on_day(state, at_ms)
+    marks = targets(candidate)
+    counted = replace(today, started=_add(today.started, marks, 1))
+    buckets = dict(counted.buckets)
+    for target in marks:
+        quota = limits.quotas.get(target)
+        if quota is not None and quota.rate is not None:
+            burst = _capacity(quota, quota.rate)
+            taken = try_take(_bucket(counted, target, burst, at_ms), quota.rate, burst, at_ms)
+            if taken is not None:
+                buckets[target] = taken
+    return replace(counted, buckets=MappingProxyType(buckets))
+
+
 def release(candidate: Candidate, state: State) -> State:
     """The state after a run of ``candidate`` ended: it no longer counts as running."""
     return replace(

@@ -5,7 +5,7 @@ Adapters implement them; ops and tests depend only on these Protocols.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +16,10 @@ from orchd.core.projection import JobView, OverrideView, PauseView, RunView
 class Clock(Protocol):
     def now_ms(self) -> int:
         """Wall-clock milliseconds since the Unix epoch."""
+        ...
+
+    def monotonic_ms(self) -> int:
+        """Milliseconds from an arbitrary start that never jump: for timeouts and intervals."""
         ...
 
 
@@ -30,6 +34,46 @@ class SlotLister(Protocol):
         self, expression: str, timezone: str, after_ms: int, until_ms: int, *, limit: int
     ) -> list[int]:
         """Every slot t (epoch ms) of the schedule with after_ms < t <= until_ms, in order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSpec:
+    """One run to start: the command (never through a shell), its environment and directory."""
+
+    run_id: str
+    job_id: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    workdir: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exit:
+    """A run's process ended: its exit code (minus the signal number if a signal killed it)."""
+
+    run_id: str
+    exit_code: int
+    output_tail: bytes  # the last bytes of its stdout and stderr (interleaved)
+
+
+class Executor(Protocol):
+    """Runs commands, each in its own process group, and reports when they end."""
+
+    def start(self, spec: RunSpec) -> int:
+        """Start the run's process; return its pid. Raise SpawnFailed if it cannot start."""
+        ...
+
+    def wait(self, timeout_ms: int) -> list[Exit]:
+        """Block until a run ends or ``timeout_ms`` passes; return the runs that ended."""
+        ...
+
+    def signal(self, run_id: str, *, kill: bool) -> None:
+        """Send SIGTERM (SIGKILL when ``kill``) to the whole process group of a live run."""
+        ...
+
+    def sweep(self, run_ids: Sequence[str]) -> int:
+        """Kill what survives of runs a dead worker started; return how many processes."""
         ...
 
 
@@ -84,6 +128,24 @@ class Ledger(Protocol):
     def runs_of(self, job_id: str) -> list[RunView]: ...
 
     def events_of(self, job_id: str) -> list[Event]: ...
+
+    def pending_jobs(self) -> list[tuple[JobView, int]]:
+        """This site's queued, waiting, throttled and retry_wait jobs, with their arrival seq."""
+        ...
+
+    def open_runs(self) -> list[RunView]: ...
+
+    def leased_since(self, since: str) -> list[tuple[str, str, str | None]]:
+        """(leased_at, job type, source) of this site's runs leased at or after ``since``."""
+        ...
+
+    def upstream_jobs(
+        self, job_type: str, source: str | None, slot_at: str | None, before: str
+    ) -> list[JobView]: ...
+
+    def heartbeat(self, holder: str, expires: dict[str, str], now: str) -> None:
+        """Make the unchained lease rows exactly ``expires`` (run id -> expiry)."""
+        ...
 
     def verify(self) -> VerifyReport:
         """Check every chain and that the projections equal a rebuild; raise on the first fault."""

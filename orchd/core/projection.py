@@ -147,6 +147,8 @@ def apply_override(event: Event, current: OverrideView | None) -> OverrideView |
     )  # fmt: skip
 
 
+MAX_OUTPUT_CHARS = 65536  # the tail of a run's output kept in run.ended
+
 JOB_COLUMNS = JobView._fields
 RUN_COLUMNS = RunView._fields
 Rows = tuple[JobView | None, RunView | None]
@@ -311,9 +313,12 @@ def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     _fields(
         event,
         {"run_id": _ID, "job_id": _ID, "outcome": str},
-        {"job_state": str, "exit_code": int, "eligible_at": _TIME, "cause": "parameter name"},
-    )
+        {"job_state": str, "exit_code": int, "eligible_at": _TIME, "cause": "parameter name",
+         "output": str},
+    )  # fmt: skip
     p = event.payload
+    if len(p.get("output", "")) > MAX_OUTPUT_CHARS:
+        raise _bad(event, f"output is longer than {MAX_OUTPUT_CHARS} characters")
     run = _owned_run(event, run)
     ended = run._replace(
         state=RUN.advance(run.run_id, run.state, p["outcome"]),

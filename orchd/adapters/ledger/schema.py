@@ -153,12 +153,19 @@ CREATE TABLE quota_overrides (
 ) WITHOUT ROWID;
 """
 
+_V6 = """
+CREATE INDEX jobs_by_type ON jobs (job_type, source, slot_at);
+CREATE INDEX runs_open ON runs (state) WHERE state IN ('leased', 'running');
+CREATE INDEX runs_by_leased_at ON runs (leased_at);
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
     ("jobs remember what they replay", _script(_V3)),
     ("paused sources", _script(_V4)),
     ("quota overrides", _script(_V5)),
+    ("indexes for the engine", _script(_V6)),
 )
 
 

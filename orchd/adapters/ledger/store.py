@@ -338,7 +338,7 @@ class SqliteLedger:
         with translated(self.path):
             return [RunView._make(row) for row in self._db.execute(sql, [*states, limit])]
 
-    def _select_jobs(self, where: str, params: list[str], limit: int) -> list[JobView]:
+    def _select_jobs(self, where: str, params: Sequence[str | None], limit: int) -> list[JobView]:
         sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY job_id LIMIT ?"
         with translated(self.path):
             rows = self._db.execute(sql, [*params, limit]).fetchall()
@@ -354,6 +354,72 @@ class SqliteLedger:
         sql = "SELECT body, hash FROM events WHERE job_id = ? ORDER BY hlc, origin, seq"
         with translated(self.path):
             return [events.parse(b, h) for b, h in self._db.execute(sql, [job_id])]
+
+    # --- what the engine reads and the unchained lease rows ---------------------------------
+
+    def pending_jobs(self) -> list[tuple[JobView, int]]:
+        """This site's jobs that have not run yet or wait to run again, with the seq of their
+        ``job.submitted`` event (their arrival order)."""
+        columns = ", ".join(f"j.{name}" for name in JOB_COLUMNS)
+        sql = (
+            f"SELECT {columns}, e.seq FROM jobs j JOIN events e ON e.job_id = j.job_id "
+            "AND e.origin = j.origin AND e.type = 'job.submitted' WHERE j.origin = ? "
+            "AND j.state IN ('queued', 'waiting', 'throttled', 'retry_wait') ORDER BY e.seq"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id]).fetchall()
+        return [(JobView._make(row[:-1]), row[-1]) for row in rows]
+
+    def open_runs(self) -> list[RunView]:
+        """This site's runs still leased or running."""
+        sql = (
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE state IN ('leased', 'running') "
+            "AND origin = ? ORDER BY run_id"
+        )
+        with translated(self.path):
+            return [RunView._make(row) for row in self._db.execute(sql, [self._site_id])]
+
+    def leased_since(self, since: str) -> list[tuple[str, str, str | None]]:
+        """(leased_at, job type, source) of this site's runs leased at or after ``since``."""
+        sql = (
+            "SELECT r.leased_at, j.job_type, j.source FROM runs r JOIN jobs j USING (job_id) "
+            "WHERE r.leased_at >= ? AND r.origin = ? ORDER BY r.leased_at"
+        )
+        with translated(self.path):
+            return [(r[0], r[1], r[2]) for r in self._db.execute(sql, [since, self._site_id])]
+
+    def upstream_jobs(
+        self, job_type: str, source: str | None, slot_at: str | None, before: str
+    ) -> list[JobView]:
+        """The jobs a dependent waits on: of ``job_type`` and the same source and slot; for an
+        unscheduled dependent, the newest one without a slot submitted at or before ``before``."""
+        same_source = "source IS ?"
+        if slot_at is not None:
+            where = f"origin = ? AND job_type = ? AND {same_source} AND slot_at = ?"
+            return self._select_jobs(where, [self._site_id, job_type, source, slot_at], -1)
+        sql = (
+            f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE origin = ? AND job_type = ? "
+            f"AND {same_source} AND slot_at IS NULL AND submitted_at <= ? "
+            "ORDER BY submitted_at DESC, job_id DESC LIMIT 1"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id, job_type, source, before]).fetchall()
+        return [JobView._make(row) for row in rows]
+
+    def heartbeat(self, holder: str, expires: dict[str, str], now: str) -> None:
+        """Make the lease rows exactly ``expires`` (run id -> expiry), held by ``holder``."""
+        with self._transaction():
+            self._db.execute("DELETE FROM leases")
+            self._db.conn.executemany(
+                "INSERT INTO leases (run_id, holder, heartbeat_at, expires_at) VALUES (?, ?, ?, ?)",
+                [(run_id, holder, now, until) for run_id, until in sorted(expires.items())],
+            )
+
+    def leases(self) -> dict[str, tuple[str, str, str]]:
+        """run id -> (holder, last heartbeat, expiry) of the lease rows."""
+        with translated(self.path):
+            rows = self._db.execute("SELECT run_id, holder, heartbeat_at, expires_at FROM leases")
+            return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     # --- verifying and rebuilding ---------------------------------------------------------
 
