@@ -87,6 +87,13 @@ class PolicyMissing(BadInput):
     )
 
 
+class NotInPolicy(BadInput):
+    """{what} {value!r} does not fit the policy: {expected}"""
+
+    exit_code = 18
+    hint = "see the job types, their params and the sources in the policy dir (orchd policy check)"
+
+
 # --- 30-49: state conflicts -------------------------------------------------------------------
 
 

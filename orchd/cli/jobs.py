@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from orchd.adapters import policy_files
 from orchd.core.machines import JOB
 from orchd.ops import jobs as job_ops
 
@@ -22,7 +23,7 @@ def jobs() -> None:
 @click.option("--source", help="The source the job works for (rate-limited as a unit).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A job parameter.")
 @click.option("--key", help="Idempotency key: submitting the same key again changes nothing.")
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--priority", type=int, help="Higher runs first (default: the job type's).")
 @with_site(write=True)
 def submit(
     site: Site,
@@ -30,9 +31,9 @@ def submit(
     source: str | None,
     params: tuple[str, ...],
     key: str | None,
-    priority: int,
+    priority: int | None,
 ) -> None:
-    """Submit a job of JOB_TYPE; prints its id."""
+    """Submit a job of JOB_TYPE (one the policy defines); prints its id."""
     request = job_ops.SubmitRequest(
         job_type=job_type,
         source=source,
@@ -41,7 +42,8 @@ def submit(
         priority=priority,
     )
     actor = site.actor(job_ops.SUBMIT_SCOPE)
-    result = job_ops.submit(site.ledger, site.clock, site.entropy, actor, request)
+    policy = policy_files.load(site.config.policy_dir)
+    result = job_ops.submit(site.ledger, site.clock, site.entropy, actor, policy, request)
     click.echo(result.job.job_id)
     if result.created:
         click.echo(f"submitted {result.job.job_type} job, {result.job.state}", err=True)
@@ -100,12 +102,16 @@ def show(site: Site, job_id: str, as_json: bool) -> None:
         ("SEQ", "AT", "TYPE", "BY", "DETAIL"),
         ((e.seq, e.occurred_at, e.type, e.actor.user, _detail(e.payload)) for e in detail.history),
     )
+    outputs = [e.payload["output"] for e in detail.history if "output" in e.payload]
+    if outputs:
+        click.echo("\noutput of the last run (its tail; the whole is in the run's log file):")
+        click.echo(outputs[-1], nl=not outputs[-1].endswith("\n"))
 
 
 def _detail(payload: object) -> str:
     if not isinstance(payload, dict):
         return ""
-    shown = ("state", "from", "to", "outcome", "job_state", "cause", "exit_code")
+    shown = ("state", "from", "to", "outcome", "job_state", "cause", "exit_code", "eligible_at")
     return " ".join(f"{k}={payload[k]}" for k in shown if k in payload)
 
 

@@ -33,7 +33,7 @@ from fractions import Fraction
 from typing import Literal
 
 from orchd.core.policy import Backoff, JobType, placeholders
-from orchd.errors import InvalidParam
+from orchd.errors import InvalidParam, NotInPolicy
 
 Readiness = Literal["ready", "wait", "upstream_failed"]
 CAUSES_DEAD = ("attempts_exhausted", "not_retryable", "bad_command", "spawn_failed")
@@ -44,14 +44,18 @@ def resolve_params(job_type: JobType, given: Mapping[str, str]) -> dict[str, str
     """The type's defaults overlaid by ``given``; unknown or missing parameters are refused."""
     if unknown := sorted(set(given) - set(job_type.params)):
         declared = ", ".join(sorted(job_type.params)) or "none"
-        raise InvalidParam(
-            value=unknown[0], expected=f"a parameter {job_type.name} declares ({declared})"
+        raise NotInPolicy(
+            what="parameter",
+            value=unknown[0],
+            expected=f"job type {job_type.name} declares {declared}",
         )
     params = {name: value for name, value in job_type.params.items() if value is not None}
     params.update(given)
     if missing := sorted(set(job_type.params) - set(params)):
-        raise InvalidParam(
-            value=f"{missing[0]} (missing)", expected=f"{job_type.name} requires {missing[0]}=..."
+        raise NotInPolicy(
+            what="parameter",
+            value=missing[0],
+            expected=f"job type {job_type.name} requires it: give --param {missing[0]}=VALUE",
         )
     return params
 

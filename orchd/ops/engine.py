@@ -40,7 +40,7 @@ from orchd.core.machines import JOB
 from orchd.core.policy import JobType, Policy
 from orchd.core.ports import Clock, Entropy, Executor, Exit, Ledger, RunSpec
 from orchd.core.projection import JobView
-from orchd.errors import InvalidParam, OrchdError, SpawnFailed
+from orchd.errors import BadInput, InvalidParam, OrchdError, SpawnFailed
 
 from . import quota
 
@@ -195,6 +195,7 @@ class Engine:
         self._enforce_timeouts(mono)
         now_ms = self._clock.now_ms()
         if self._deps_dirty:
+            self._flush()  # dependencies are read from the ledger: record what ended first
             self._settle_dependencies()
         admitted = [] if self._stopping else self._admit(now_ms)
         self._flush()
@@ -320,7 +321,7 @@ class Engine:
         try:
             spec = self._spec(job, job_type, run_id, attempt)
             active.pid = self._executor.start(spec)
-        except (InvalidParam, SpawnFailed) as exc:
+        except (BadInput, SpawnFailed) as exc:
             cause = "spawn_failed" if isinstance(exc, SpawnFailed) else "bad_command"
             del self._active[run_id]
             self._release(job)

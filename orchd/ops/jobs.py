@@ -6,10 +6,11 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from orchd.core import ids
+from orchd.core import ids, outcomes
 from orchd.core.events import Actor, Draft, Event
 from orchd.core.machines import JOB
 from orchd.core.names import check_name, check_text
+from orchd.core.policy import JobType, Policy
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import JobView, RunView
 from orchd.errors import (
@@ -18,6 +19,7 @@ from orchd.errors import (
     InvalidName,
     InvalidParam,
     JobNotFound,
+    NotInPolicy,
 )
 
 SUBMIT_SCOPE = "orch:operate"
@@ -34,7 +36,7 @@ class SubmitRequest:
     source: str | None
     params: dict[str, str]
     key: str | None
-    priority: int = 0
+    priority: int | None = None  # None: the job type's priority
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +75,8 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     return params
 
 
-def _check(request: SubmitRequest) -> None:
+def _check(request: SubmitRequest, policy: Policy) -> JobType:
+    """The request's job type, once the request is well formed and fits the policy."""
     check_name("job type", request.job_type)
     if request.source is not None:
         check_name("source", request.source)
@@ -85,13 +88,27 @@ def _check(request: SubmitRequest) -> None:
                 value=request.key,
                 expected="a key not starting with replay: (orchd's own keys)",
             )
-    if request.priority not in PRIORITY_RANGE:
+    if request.priority is not None and request.priority not in PRIORITY_RANGE:
         raise InvalidName(
             what="priority", value=request.priority, expected="an integer from -1000 to 1000"
         )
+    job_type = policy.job_types.get(request.job_type)
+    if job_type is None:
+        known = ", ".join(sorted(policy.job_types)) or "none (the policy defines no job types)"
+        raise NotInPolicy(what="job type", value=request.job_type, expected=f"one of {known}")
+    if request.source is not None and request.source not in policy.sources:
+        known = ", ".join(sorted(policy.sources)) or "none (the policy declares no sources)"
+        raise NotInPolicy(what="source", value=request.source, expected=f"one of {known}")
+    outcomes.resolve_params(job_type, request.params)
+    return job_type
 
 
-def _same_request(job: JobView, request: SubmitRequest) -> list[str]:
+def initial_state(job_type: JobType) -> str:
+    """A job whose type runs ``after:`` others starts ``waiting``; any other, ``queued``."""
+    return "waiting" if job_type.after else "queued"
+
+
+def _same_request(job: JobView, request: SubmitRequest, priority: int) -> list[str]:
     differences = []
     if job.job_type != request.job_type:
         differences.append(f"type {job.job_type}")
@@ -99,18 +116,29 @@ def _same_request(job: JobView, request: SubmitRequest) -> list[str]:
         differences.append(f"source {job.source or '(none)'}")
     if json.loads(job.params) != request.params:
         differences.append(f"params {job.params}")
-    if job.priority != request.priority:
+    if job.priority != priority:
         differences.append(f"priority {job.priority}")
     return differences
 
 
 def submit(
-    ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, request: SubmitRequest
+    ledger: Ledger,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    policy: Policy,
+    request: SubmitRequest,
 ) -> Submitted:
-    """Record a new job, or return the job this key already made for the same request."""
-    _check(request)
+    """Record a new job, or return the job this key already made for the same request.
+
+    The job type must be one the policy defines, the source one it declares, and the params
+    those the type declares (its required ones given); the rest of the defaults are filled in
+    when a run starts, from the policy then in force.
+    """
+    job_type = _check(request, policy)
+    priority = job_type.priority if request.priority is None else request.priority
     if request.key is not None and (known := ledger.job_by_key(request.key)) is not None:
-        if differences := _same_request(known, request):
+        if differences := _same_request(known, request, priority):
             raise IdempotencyConflict(
                 key=request.key, detail=f"job {known.job_id} has " + ", ".join(differences)
             )
@@ -123,7 +151,8 @@ def submit(
         job_type=request.job_type,
         key=key,
         params=request.params,
-        priority=request.priority,
+        priority=priority,
+        state=initial_state(job_type),
         source=request.source,
     )
     ledger.append([draft])

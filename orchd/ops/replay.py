@@ -1,7 +1,8 @@
 """Replay: run finished or dead-lettered jobs again, as new jobs, audited (ops layer).
 
 A replay is a new job of the same type, source and params with ``replay_of`` naming the original,
-one priority step higher. The original is never moved (terminal states absorb). A job whose
+one priority step higher, for the same schedule slot (so that jobs which run ``after:`` it find
+it); it is queued at once and does not wait on dependencies again. The original is never moved (terminal states absorb). A job whose
 earlier replay has not finished is not replayed again, so repeating a command is harmless.
 """
 
@@ -86,5 +87,7 @@ def _draft(job: JobView, number: int, clock: Clock, entropy: Entropy, actor: Act
         priority=min(job.priority + 1, PRIORITY_RANGE.stop - 1),
         reason=reason,
         source=job.source,
+        schedule=job.schedule,
+        slot_at=job.slot_at,
         replay_of=job.job_id,
     )

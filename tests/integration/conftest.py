@@ -17,6 +17,7 @@ from orchd.cli import cli
 from orchd.core.events import Actor, Draft
 
 ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
+POLICIES = Path(__file__).parent / "policies"
 
 
 class Orchd:
@@ -27,8 +28,9 @@ class Orchd:
         self.ledger_path = state_dir / "ledger.db"
 
     def __call__(self, *args: str) -> Result:
-        # ORCHD_STATE_DIR unset so that only --state-dir can choose the site.
-        runner = CliRunner(env={"ORCHD_STATE_DIR": None})
+        # ORCHD_STATE_DIR unset so that only --state-dir can choose the site; the policy is the
+        # tests' own unless a test passes --policy-dir.
+        runner = CliRunner(env={"ORCHD_STATE_DIR": None, "ORCHD_POLICY_DIR": str(POLICIES)})
         return runner.invoke(cli, ["--state-dir", str(self.state_dir), *args])
 
     def ok(self, *args: str) -> Result:
