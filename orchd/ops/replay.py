@@ -2,8 +2,9 @@
 
 A replay is a new job of the same type, source and params with ``replay_of`` naming the original,
 one priority step higher, for the same schedule slot (so that jobs which run ``after:`` it find
-it); it is queued at once and does not wait on dependencies again. The original is never moved (terminal states absorb). A job whose
-earlier replay has not finished is not replayed again, so repeating a command is harmless.
+it); it is queued at once and does not wait on dependencies again. The original is never moved
+(terminal states absorb). A job whose earlier replay has not finished is not replayed again, so
+repeating a command is harmless.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ in the test's directory, so the test can tell what ran, in which order, and what
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import textwrap
@@ -347,7 +348,7 @@ def test_a_rate_quota_spaces_runs_out(site: Orchd, policy_dir: Path, tmp_path: P
 
     starts = [int(line) / 1e9 for line in trace.read_text().split()]
     assert len(starts) == 3
-    assert all(later - earlier >= 0.9 for earlier, later in zip(starts, starts[1:], strict=False))
+    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(starts))
 
 
 def test_a_paused_source_is_not_run_and_work_still_ends(
