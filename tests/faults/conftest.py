@@ -27,6 +27,7 @@ ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
 
 def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "ORCHD_STATE_DIR"}
+    env["ORCHD_POLICY_DIR"] = str(REPO / "tests" / "policies")  # unless --policy-dir says otherwise
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 

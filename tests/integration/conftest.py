@@ -17,7 +17,7 @@ from orchd.cli import cli
 from orchd.core.events import Actor, Draft
 
 ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
-POLICIES = Path(__file__).parent / "policies"
+POLICIES = Path(__file__).parents[1] / "policies"
 
 
 class Orchd:
