@@ -1,11 +1,21 @@
 #!/bin/sh
 # make demo: orchd on a throw-away site. Grows with each capability; it must always work.
 set -eu
-ORCHD_STATE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/orchd-demo.XXXXXX")
-ORCHD_POLICY_DIR="$(cd "$(dirname "$0")/.." && pwd)/policies/examples"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+DEMO=$(mktemp -d "${TMPDIR:-/tmp}/orchd-demo.XXXXXX")
+trap 'rm -rf "$DEMO"' EXIT
+ORCHD_STATE_DIR="$DEMO/site"
+ORCHD_POLICY_DIR="$DEMO/policies"
 export ORCHD_STATE_DIR ORCHD_POLICY_DIR
-trap 'rm -rf "$ORCHD_STATE_DIR"' EXIT
 say() { printf '\n== %s\n' "$*"; }
+
+# The example policies as shipped, with the job programs replaced by tools/demo/job.sh, which
+# says what it was asked to do and succeeds.
+mkdir -p "$ORCHD_POLICY_DIR" "$DEMO/work"
+for file in "$REPO"/policies/examples/*.yaml; do
+    sed -e "s#/usr/lib/orchd/jobs/#$REPO/tools/demo/jobs/#" -e "s#/var/lib/orchd/work#$DEMO/work#" \
+        "$file" > "$ORCHD_POLICY_DIR/$(basename "$file")"
+done
 
 say "check the example policy of a vulnerability-operations site"
 orchd policy check
@@ -13,10 +23,11 @@ orchd policy check
 say "create site 'hq' in $ORCHD_STATE_DIR"
 orchd init --site-id hq
 
-say "submit three feed refreshes and a VEX ingest"
+say "submit three feed refreshes, the nvd index that waits for the nvd refresh, a VEX ingest"
 for feed in nvd ghsa osv; do
     orchd jobs submit feed-refresh --source "$feed" --param window=24h --key "refresh-$feed-demo"
 done
+index=$(orchd jobs submit feed-index --source nvd)
 vex=$(orchd jobs submit vex-ingest --source vendor-vex --param format=openvex --priority 5)
 
 say "submit the nvd refresh again with the same key: nothing new is recorded"
@@ -43,17 +54,19 @@ say "pause the ghsa source while its mirror re-syncs"
 orchd sources pause ghsa --reason "mirror re-sync"
 
 say "slow the nvd feed down on this site until further notice, then look at the quotas"
-orchd quota set source:nvd --rate 2/hour --reason "upstream rate limit" --ticket SEC-4712
+orchd quota set source:nvd --rate 2/hour --burst 5 --reason "upstream rate limit" --ticket SEC-4712
 orchd quota show
 
-say "the site at a glance"
+say "run the queue in this process until nothing more may run within 5 seconds"
+orchd work --until-idle --max-wait 5
+
+say "the site at a glance: ghsa stays paused, the other feeds are fresh"
 orchd status
 
-say "one job, with its history"
-orchd jobs show "$vex"
+say "the nvd index ran after the nvd refresh; its history and output"
+orchd jobs show "$index"
 
 say "verify every hash chain and that the projections equal a rebuild"
 orchd ledger verify
 
-say "done: a site with 7 jobs (one cancelled), every change audited and the ledger verified"
-echo "   (the engine that runs them comes with the execution-engine issue)"
+say "done: 8 jobs, 6 run, one cancelled, one held by a pause; every step audited and verified"

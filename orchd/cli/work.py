@@ -29,6 +29,13 @@ LOG_DIR = "logs/runs"
     help="Stop once nothing runs and no pending job has a time to run at.",
 )
 @click.option(
+    "--max-wait",
+    type=click.IntRange(0, 86_400),
+    default=60,
+    show_default=True,
+    help="With --until-idle: the longest wait, in seconds, for a retry or a rate limit.",
+)
+@click.option(
     "--kill-grace",
     type=click.IntRange(0, 3600),
     default=engine.KILL_GRACE_MS // 1000,
@@ -37,7 +44,7 @@ LOG_DIR = "logs/runs"
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @with_site(write=True)
-def work(site: Site, until_idle: bool, kill_grace: int, as_json: bool) -> None:
+def work(site: Site, until_idle: bool, max_wait: int, kill_grace: int, as_json: bool) -> None:
     """Run the site's jobs in this process (holding the site lock), as the daemon would.
 
     First ends the runs a dead worker left open (killing what survives of them), then admits
@@ -52,7 +59,11 @@ def work(site: Site, until_idle: bool, kill_grace: int, as_json: bool) -> None:
     )  # fmt: skip
     with _stop_requests() as stopped:
         try:
-            tally = worker.run(until_idle=until_idle, should_stop=lambda: bool(stopped))
+            tally = worker.run(
+                until_idle=until_idle,
+                max_wait_ms=max_wait * 1000,
+                should_stop=lambda: bool(stopped),
+            )
         finally:
             executor.close()
     done = {

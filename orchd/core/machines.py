@@ -8,7 +8,8 @@ Rules:
 - ``advance`` is the only way to change a state and raises InvalidTransition otherwise.
 
 Job states: ``queued`` may run as soon as limits allow; ``waiting`` waits on ``after:``
-dependencies; ``throttled`` is held by a quota or rate limit until a recorded time; ``running``
+dependencies; ``throttled`` is held by a quota or rate limit until a recorded time (it may move to
+``throttled`` again when what holds it changes); ``running``
 has a run leased or running; ``retry_wait`` sleeps out a backoff after a failed run; terminal:
 ``succeeded``, ``dead`` (attempts exhausted or failure not retryable: the dead-letter state),
 ``cancelled`` (by an operator or because an upstream failed).
@@ -71,7 +72,7 @@ JOB = Machine(
         {
             "queued": {"waiting", "throttled", "running", "cancelled"},
             "waiting": {"queued", "cancelled"},
-            "throttled": {"queued", "running", "cancelled"},
+            "throttled": {"throttled", "queued", "running", "cancelled"},
             "running": {"succeeded", "retry_wait", "dead", "cancelled"},
             "retry_wait": {"queued", "running", "cancelled"},
             "succeeded": set(),

@@ -160,11 +160,18 @@ class Engine:
 
     # --- the loop -------------------------------------------------------------------------
 
-    def run(self, *, until_idle: bool, should_stop: Callable[[], bool] = lambda: False) -> Tally:
+    def run(
+        self,
+        *,
+        until_idle: bool,
+        max_wait_ms: int = 60_000,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Tally:
         """Recover, then step until idle (``until_idle``) or until stopped and drained.
 
-        Idle: nothing runs and no pending job has a time at which it may run; jobs that only an
-        event can release (a paused source, a dependency never submitted) do not keep it busy.
+        Idle: nothing runs and no pending job may run within ``max_wait_ms`` (a retry's backoff,
+        a rate limit); jobs that only an event can release (a paused source, a dependency never
+        submitted) do not keep the engine busy.
         """
         self.recover()
         self.load()
@@ -172,13 +179,13 @@ class Engine:
             if should_stop() and not self._stopping:
                 self.stop()
             wake_in = self.step()
-            if wake_in is None and not self._active:
+            if not self._active and (wake_in is None or wake_in > max_wait_ms):
                 if until_idle or self._stopping:
                     return self.tally
-                self.load()  # a long-running worker looks for new work now and then
-            for ended in self._executor.wait(
-                min(MAX_SLEEP_MS, MAX_SLEEP_MS if wake_in is None else wake_in)
-            ):
+                if wake_in is None:
+                    self.load()  # a long-running worker looks for new work now and then
+            sleep_ms = MAX_SLEEP_MS if wake_in is None else min(MAX_SLEEP_MS, wake_in)
+            for ended in self._executor.wait(sleep_ms):
                 self._ended(ended)
 
     def stop(self) -> None:
@@ -264,20 +271,25 @@ class Engine:
         return job, run_id, attempt
 
     def _throttle(self, job: JobView, decision: limits.Decision, now_ms: int) -> None:
+        """Hold the job; record it when what holds it (cause or time) changed."""
         at = decision.eligible_at_ms
         if at is not None:
             self._not_before[job.job_id] = at
-        if job.state == "throttled":
-            return  # already recorded; the engine keeps the newer time in memory
         payload: dict[str, str] = {"cause": decision.cause or "throttled"}
         if at is not None:
             payload["eligible_at"] = timefmt.format_ms(at)
+        if job.state == "throttled" and (job.cause, job.eligible_at) == (
+            payload["cause"],
+            payload.get("eligible_at"),
+        ):
+            return
         if job.state == "retry_wait":
             job = self._transition(job, "queued", {"cause": "retry_due"})
         self._transition(job, "throttled", payload)
 
     def _transition(self, job: JobView, to: str, extra: dict[str, str]) -> JobView:
-        key = f"job.transitioned:{job.job_id}:{job.state}:{to}:{job.attempts}"
+        held = ":".join(extra.get(name, "") for name in ("cause", "eligible_at"))
+        key = f"job.transitioned:{job.job_id}:{job.state}:{to}:{job.attempts}:{held}"
         self._record(
             "job.transitioned", key, {"job_id": job.job_id, "from": job.state, "to": to, **extra}
         )

@@ -46,7 +46,7 @@ def test_the_examples_load_into_a_complete_policy(tmp_path: Path) -> None:
     refresh = policy.job_types["feed-refresh"]
     assert refresh.backoff == Backoff(base_s=60, cap_s=3600, jitter_pct=20)
     assert refresh.retry_on == frozenset({75, 111})
-    assert policy.job_types["vex-ingest"].after == ("feed-refresh",)
+    assert policy.job_types["feed-index"].after == ("feed-refresh",)
     assert policy.job_types["vex-ingest"].retry_on is None
     assert policy.job_types["rescan"].params == {"scope": None}
     assert policy.schedules["osv-nightly"].timezone == "Europe/Berlin"

@@ -25,6 +25,7 @@ JOB_ALLOWED = {
     ("queued", "cancelled"),
     ("waiting", "queued"),
     ("waiting", "cancelled"),
+    ("throttled", "throttled"),
     ("throttled", "queued"),
     ("throttled", "running"),
     ("throttled", "cancelled"),
