@@ -99,7 +99,8 @@ class Engine:
         self._drafts: list[Draft] = []
         self._deps_dirty = True
         self._stopping = False
-        self._next_heartbeat_ms = 0
+        self._next_heartbeat_ms: int | None = None
+        self._leases_held = False
         self._limits = limits.Limits()
         self._state = limits.State()
         self._order: list[tuple[int, int, str]] = []
@@ -215,7 +216,7 @@ class Engine:
         waits = []
         for active in self._active.values():
             waits.append((active.kill_at_ms or active.deadline_ms) - mono)
-        if self._active:
+        if self._next_heartbeat_ms is not None:
             waits.append(self._next_heartbeat_ms - mono)
         if self._drafts:
             waits.append(0)
@@ -449,14 +450,24 @@ class Engine:
         self._executor.signal(active.run_id, kill=False)
 
     def _heartbeat(self, mono: int) -> None:
-        if mono < self._next_heartbeat_ms or not self._active:
+        """Keep one lease row per run older than a heartbeat interval (a younger run's lease is
+        its ``run.leased`` expiry); remove the rows once no run is left."""
+        if not self._active:
+            self._next_heartbeat_ms = None
+            if self._leases_held:
+                self._write_leases({})
             return
-        self._next_heartbeat_ms = mono + self._heartbeat_ms
-        now_ms = self._clock.now_ms()
-        until = timefmt.format_ms(now_ms + LEASE_MS)
-        self._ledger.heartbeat(
-            self._holder, dict.fromkeys(self._active, until), timefmt.format_ms(now_ms)
-        )
+        if self._next_heartbeat_ms is None:
+            self._next_heartbeat_ms = mono + self._heartbeat_ms
+        elif mono >= self._next_heartbeat_ms:
+            self._next_heartbeat_ms = mono + self._heartbeat_ms
+            until = timefmt.format_ms(self._clock.now_ms() + LEASE_MS)
+            self._write_leases(dict.fromkeys(self._active, until))
+
+    def _write_leases(self, expires: dict[str, str]) -> None:
+        now = timefmt.format_ms(self._clock.now_ms())
+        self._ledger.heartbeat(self._holder, expires, now)
+        self._leases_held = bool(expires)
 
     # --- recording ------------------------------------------------------------------------
 
