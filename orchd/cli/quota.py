@@ -72,12 +72,17 @@ def _site(site: Site, named: str | None, all_sites: bool) -> str:
 @with_site(write=True)
 def set_(site: Site, /, target: str, rate: str | None, burst: int | None, concurrency: int | None,
          daily: int | None, **where: Any) -> None:  # fmt: skip
-    """Override TARGET's limits (source:NAME or job_type:NAME) until reset."""
+    """Override TARGET's limits (source:NAME or job_type:NAME) until reset.
+
+    For this site, TARGET must be one the policy defines; for --site or --all-sites it is not
+    checked here (the other sites' policies decide).
+    """
     values = {"rate": rate, "burst": burst, "concurrency": concurrency, "daily": daily}
     applies = _site(site, where.pop("for_site"), where.pop("all_sites"))
     actor = site.actor(quota_ops.SCOPE)
+    policy = policy_files.load(site.config.policy_dir)
     quota_ops.change(site.ledger, site.clock, site.entropy, actor, target=target, site=applies,
-                     values=values, **where)  # fmt: skip
+                     values=values, policy=policy, **where)  # fmt: skip
     click.echo(f"quota override for {target} on {applies} recorded", err=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from orchd.adapters import policy_files
 from orchd.ops import sources as source_ops
 
 from . import cli
@@ -22,9 +23,10 @@ def sources() -> None:
 @REASON
 @with_site(write=True)
 def pause(site: Site, source: str, reason: str) -> None:
-    """Stop starting runs for SOURCE on this site until it is resumed."""
+    """Stop starting runs for SOURCE (one the policy declares) on this site until resumed."""
     actor = site.actor(source_ops.SCOPE)
-    paused = source_ops.pause(site.ledger, site.clock, site.entropy, actor, source, reason)
+    policy = policy_files.load(site.config.policy_dir)
+    paused = source_ops.pause(site.ledger, site.clock, site.entropy, actor, policy, source, reason)
     click.echo(f"paused {source} at {paused.paused_at}", err=True)
 
 

@@ -18,7 +18,7 @@ from orchd.core.names import check_name, check_text
 from orchd.core.policy import Policy
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import OverrideView
-from orchd.errors import InvalidName
+from orchd.errors import InvalidName, NotInPolicy
 
 SCOPE = "orch:quota"
 FIELDS = ("rate", "burst", "concurrency", "daily")
@@ -70,6 +70,14 @@ def _overlay(values: dict[str, str | int | None], origins: dict[str, str],
             values[name], origins[name] = value, label
 
 
+def check_known(policy: Policy, kind: str, name: str) -> None:
+    """Refuse a target this site's policy does not define (a typo would limit nothing)."""
+    known = policy.sources if kind == "source" else policy.job_types
+    if name not in known:
+        listed = ", ".join(f"{kind}:{n}" for n in sorted(known)) or f"none: no {kind} is defined"
+        raise NotInPolicy(what="quota target", value=f"{kind}:{name}", expected=f"one of {listed}")
+
+
 def change(
     ledger: Ledger,
     clock: Clock,
@@ -81,9 +89,16 @@ def change(
     values: Mapping[str, str | int | None] | None,
     reason: str,
     ticket: str,
+    policy: Policy | None = None,
 ) -> None:
-    """Record ``quota.set`` with ``values`` (those not None), or ``quota.reset`` when None."""
+    """Record ``quota.set`` with ``values`` (those not None), or ``quota.reset`` when None.
+
+    With ``policy``, setting an override for this site refuses a target the policy does not
+    define; overrides for other sites (or all) name targets of policies this site cannot see.
+    """
     kind, name = parse_target(target)
+    if policy is not None and values is not None and site == ledger.site_id:
+        check_known(policy, kind, name)
     if site != EVERY_SITE:
         check_name("site id", site)
     check_text("reason", reason)

@@ -9,17 +9,22 @@ from __future__ import annotations
 from orchd.core import ids
 from orchd.core.events import Actor, Draft
 from orchd.core.names import check_name, check_text
+from orchd.core.policy import Policy
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import PauseView
-from orchd.errors import StateConflict
+from orchd.errors import NotInPolicy, StateConflict
 
 SCOPE = "orch:operate"
 
 
-def pause(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, source: str,
-          reason: str) -> PauseView:  # fmt: skip
-    """Pause ``source``; refused if it is paused already (saying since when and why)."""
+def pause(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
+          source: str, reason: str) -> PauseView:  # fmt: skip
+    """Pause ``source``, one the policy declares; refused if it is paused already (saying since
+    when and why). Resuming needs no policy: a source dropped from it can still be resumed."""
     current = _current(ledger, source, reason)
+    if source not in policy.sources:
+        known = ", ".join(sorted(policy.sources)) or "none (the policy declares no sources)"
+        raise NotInPolicy(what="source", value=source, expected=f"one of {known}")
     if current is not None:
         raise StateConflict(
             detail=f"source {source} is already paused since {current.paused_at}: {current.reason}"

@@ -77,3 +77,18 @@ def test_bad_quota_changes_change_nothing(
 def test_show_without_a_policy_directory_says_so(site: Orchd, tmp_path: Path) -> None:
     result = site.fails(17, "--policy-dir", str(tmp_path / "none"), "quota", "show")
     assert "no policy directory at" in result.stderr
+
+
+def test_a_target_this_sites_policy_does_not_define_is_refused(site: Orchd) -> None:
+    count = site.event_count()
+
+    result = site.fails(18, "quota", "set", "source:nvdd", "--rate", "1/s", *WHY)
+
+    assert "quota target 'source:nvdd' does not fit the policy" in result.stderr
+    assert site.event_count() == count
+
+
+def test_a_target_for_other_sites_is_not_checked_against_this_policy(site: Orchd) -> None:
+    site.ok("quota", "set", "source:enclave-feed", "--rate", "1/s", "--site", "enclave-7", *WHY)
+    site.ok("quota", "set", "job_type:enclave-scan", "--daily", "3", "--all-sites", *WHY)
+    site.ok("quota", "reset", "source:gone", *WHY)  # removing an override is always allowed

@@ -50,3 +50,14 @@ def test_a_rebuild_keeps_the_pauses(site: Orchd) -> None:
     site.ok("sources", "pause", "nvd", "--reason", "mirror is re-syncing")
     site.ok("ledger", "rebuild")
     assert [p["source"] for p in status(site)["paused"]] == ["nvd"]  # type: ignore[attr-defined]
+
+
+def test_a_source_the_policy_does_not_declare_is_refused(site: Orchd) -> None:
+    count = site.event_count()
+
+    result = site.fails(18, "sources", "pause", "nvdd", "--reason", "typo")
+
+    assert (
+        "source 'nvdd' does not fit the policy: one of ghsa, nvd, osv, vendor-vex" in result.stderr
+    )
+    assert site.event_count() == count
