@@ -152,17 +152,24 @@ class SubprocessExecutor:
         run.tail += chunk
         del run.tail[: max(0, len(run.tail) - self._tail_cap)]
         try:
-            if run.logged + len(chunk) > self._log_cap and run.logged:
-                os.close(run.log)
-                run.log_path.replace(run.log_path.with_name(run.log_path.name + ".1"))
-                run.log = os.open(
-                    run.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640
+            while chunk:
+                if run.logged >= self._log_cap:
+                    self._rotate(run)
+                part, chunk = (
+                    chunk[: self._log_cap - run.logged],
+                    chunk[self._log_cap - run.logged :],
                 )
-                run.logged = 0
-            os.write(run.log, chunk)
-            run.logged += len(chunk)
+                os.write(run.log, part)
+                run.logged += len(part)
         except OSError:
             pass  # a full or failing log disk must not stop the run; its tail reaches the ledger
+
+    def _rotate(self, run: _Run) -> None:
+        os.close(run.log)
+        run.log_path.replace(run.log_path.with_name(run.log_path.name + ".1"))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        run.log = os.open(run.log_path, flags, 0o640)
+        run.logged = 0
 
     def _reap(self, run: _Run) -> Exit:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -100,6 +100,16 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def gone(pid: int, within_s: float = 10) -> bool:
+    """SIGKILL is delivered at once but acted on a moment later: wait for the process to die."""
+    deadline = time.monotonic() + within_s
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_nothing_of_the_group_outlives_its_leader(
     executor: SubprocessExecutor, tmp_path: Path
 ) -> None:
@@ -108,7 +118,7 @@ def test_nothing_of_the_group_outlives_its_leader(
 
     wait_all(executor, 1)
 
-    assert not alive(int(pid_file.read_text()))
+    assert gone(int(pid_file.read_text()))
 
 
 def test_signal_reaches_the_whole_group(executor: SubprocessExecutor, tmp_path: Path) -> None:
@@ -123,7 +133,7 @@ def test_signal_reaches_the_whole_group(executor: SubprocessExecutor, tmp_path: 
     [ended] = wait_all(executor, 1)
 
     assert ended.exit_code in (-signal.SIGTERM, 128 + signal.SIGTERM)
-    assert not alive(int(pid_file.read_text()))
+    assert gone(int(pid_file.read_text()))
 
 
 def test_sweep_kills_what_a_dead_worker_left_and_only_that(

@@ -209,7 +209,10 @@ def test_a_timeout_kills_the_whole_process_group(
     detail = show(site, job_id)
     [ended] = ended_events(detail)
     assert ended["outcome"] == "timed_out" and ended["job_state"] == "dead"
+    deadline = time.monotonic() + 10  # SIGKILL is acted on a moment after it is sent
     for pid in map(int, pids.read_text().split()):
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert not pid_alive(pid), f"process {pid} of the group survived"
 
 
