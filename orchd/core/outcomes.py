@@ -64,7 +64,7 @@ def render_argv(
     job_type: JobType, params: Mapping[str, str], builtins: Mapping[str, str]
 ) -> tuple[str, ...]:
     """The command line: each template item with its placeholders filled."""
-    values = {**builtins, **params}
+    values = {**params, **builtins}  # a parameter can never stand in for a built-in
     argv = []
     for item in job_type.argv:
         names = placeholders(item)

@@ -40,7 +40,7 @@ from orchd.core.machines import JOB
 from orchd.core.policy import JobType, Policy
 from orchd.core.ports import Clock, Entropy, Executor, Exit, Ledger, RunSpec
 from orchd.core.projection import JobView
-from orchd.errors import BadInput, InvalidParam, OrchdError, SpawnFailed
+from orchd.errors import BadInput, NotInPolicy, OrchdError, SpawnFailed
 
 from . import quota
 
@@ -94,6 +94,9 @@ class Engine:
         self._kill_grace_ms, self._heartbeat_ms = kill_grace_ms, heartbeat_ms
         self.tally = Tally()
         self._pending: dict[str, tuple[JobView, int]] = {}  # job id -> (job, arrival)
+        self._arrivals: dict[
+            str, int
+        ] = {}  # job id -> seq of its job.submitted, kept while it runs
         self._not_before: dict[str, int] = {}  # job id -> wall ms it may be tried again
         self._active: dict[str, _Active] = {}  # run id -> run
         self._drafts: list[Draft] = []
@@ -126,6 +129,7 @@ class Engine:
     def load(self) -> None:
         """Read the pending jobs, the limits (policy and overrides) and today's starts."""
         self._pending = {job.job_id: (job, arrival) for job, arrival in self._ledger.pending_jobs()}
+        self._arrivals.update({job_id: arrival for job_id, (_, arrival) in self._pending.items()})
         self._not_before = {
             job.job_id: timefmt.parse_canonical(job.eligible_at)
             for job, _ in self._pending.values()
@@ -215,7 +219,11 @@ class Engine:
     def _wake_in(self, now_ms: int, mono: int) -> int | None:
         waits = []
         for active in self._active.values():
-            waits.append((active.kill_at_ms or active.deadline_ms) - mono)
+            if active.kill_at_ms is not None:
+                waits.append(active.kill_at_ms - mono)
+            elif active.ending is None:
+                waits.append(active.deadline_ms - mono)
+            # else: SIGKILL was sent; its exit wakes the executor
         if self._next_heartbeat_ms is not None:
             waits.append(self._next_heartbeat_ms - mono)
         if self._drafts:
@@ -274,7 +282,9 @@ class Engine:
     def _throttle(self, job: JobView, decision: limits.Decision, now_ms: int) -> None:
         """Hold the job; record it when what holds it (cause or time) changed."""
         at = decision.eligible_at_ms
-        if at is not None:
+        if at is None:
+            self._not_before.pop(job.job_id, None)  # only an event lifts it: no time to wake at
+        else:
             self._not_before[job.job_id] = at
         payload: dict[str, str] = {"cause": decision.cause or "throttled"}
         if at is not None:
@@ -289,8 +299,11 @@ class Engine:
         self._transition(job, "throttled", payload)
 
     def _transition(self, job: JobView, to: str, extra: dict[str, str]) -> JobView:
-        held = ":".join(extra.get(name, "") for name in ("cause", "eligible_at"))
-        key = f"job.transitioned:{job.job_id}:{job.state}:{to}:{job.attempts}:{held}"
+        if to == "throttled":  # a job may be held again and again, each time a new decision
+            decision = ids.new_id(self._clock.now_ms(), self._entropy.token(ids.ENTROPY_BYTES))
+            key = f"job.throttled:{job.job_id}:{decision}"
+        else:
+            key = f"job.transitioned:{job.job_id}:{job.state}:{to}:{job.attempts}"
         self._record(
             "job.transitioned", key, {"job_id": job.job_id, "from": job.state, "to": to, **extra}
         )
@@ -345,7 +358,8 @@ class Engine:
 
     def _spec(self, job: JobView, job_type: JobType | None, run_id: str, attempt: int) -> RunSpec:
         if job_type is None:
-            raise InvalidParam(value=job.job_type, expected="a job type the policy defines")
+            known = ", ".join(sorted(self._policy.job_types)) or "none"
+            raise NotInPolicy(what="job type", value=job.job_type, expected=f"one of {known}")
         params = outcomes.resolve_params(job_type, canonical.decode(job.params.encode()))
         builtins = {"job_id": job.job_id, "key": job.key, "attempt": str(attempt),
                     "source": job.source or "", "job_type": job.job_type}  # fmt: skip
@@ -405,7 +419,7 @@ class Engine:
               now_ms: int, cause: str | None) -> outcomes.Fate:  # fmt: skip
         job_type = self._policy.job_types.get(job.job_type)
         if job_type is None:
-            return outcomes.Fate(state="dead", cause=cause or "bad_command")
+            return outcomes.Fate(state="dead", cause="bad_command")
         draw = Fraction(int.from_bytes(self._entropy.token(4), "big"), 2**32)
         return outcomes.after_run(job_type, attempt=attempt, outcome=outcome, exit_code=exit_code,
                                   now_ms=now_ms, draw=draw, cause=cause)  # fmt: skip
@@ -418,7 +432,7 @@ class Engine:
             cause=fate.cause,
             eligible_at=timefmt.format_ms(at),
         )
-        arrival = 0 if job.job_id not in self._pending else self._pending[job.job_id][1]
+        arrival = self._arrivals.get(job.job_id, 0)
         self._pending[job.job_id] = (waiting, arrival)
         self._not_before[job.job_id] = at
         self._order.append((-job.priority, arrival, job.job_id))
