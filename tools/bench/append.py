@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import report
 
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
@@ -29,7 +30,7 @@ from orchd.core.timefmt import format_ms
 from orchd.ops import site
 
 ACTOR = local_actor("orch:operate")
-NOTES = "<!-- notes: kept when make bench rewrites the results above -->"
+SECTION = "append"
 
 
 def lifecycle(job_id: str, run_id: str, expires: str) -> list[Draft]:
@@ -102,17 +103,13 @@ def measure(events: int, batches: list[int], repeat: int) -> dict[str, list[floa
     return rates
 
 
-def report(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
-    def cells(values: list[float]) -> str:
-        return f"{statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f}"
-
+def render(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
     ceiling = statistics.median(rates["raw"])
     lines = [
         "## Ledger append throughput (job-lifecycle events)",
         "",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}",
+        f"- machine: {report.machine()}",
+        f"- code: {report.code()}",
         f"- command: `python tools/bench/append.py --events {args.events} "
         f"--batch {','.join(map(str, args.batch))} --repeat {args.repeat}`",
         f"- {args.events} events per round ({args.events // 4} jobs x submit, lease, start, "
@@ -124,13 +121,14 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
         "",
         "| writer | median events/s | min | max | ratio to ceiling (medians) |",
         "| --- | --- | --- | --- | --- |",
-        f"| raw `sqlite3` executemany, one transaction (ceiling) | {cells(rates['raw'])} | 1.00 |",
+        "| raw `sqlite3` executemany, one transaction (ceiling) "
+        f"| {report.cells(rates['raw'])} | 1.00 |",
     ]
     for name, values in rates.items():
         if name != "raw":
             ratio = statistics.median(values) / ceiling
             batch = name.split("/")[1]
-            lines.append(f"| orchd, batches of {batch} | {cells(values)} | {ratio:.2f} |")
+            lines.append(f"| orchd, batches of {batch} | {report.cells(values)} | {ratio:.2f} |")
     lines += ["", "Goal (issue 2): orchd >= 0.20 of the ceiling.", ""]
     return "\n".join(lines)
 
@@ -142,15 +140,12 @@ def main() -> int:
         "--batch", type=lambda text: [int(n) for n in text.split(",")], default=[100, 1000, 10000]
     )
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--write", type=Path, help="write the results as Markdown here")
+    parser.add_argument("--write", type=Path, help="write the results into this Markdown file")
     args = parser.parse_args()
-    text = report(measure(args.events, args.batch, args.repeat), args)
+    text = render(measure(args.events, args.batch, args.repeat), args)
     print(text)
     if args.write:
-        header = "# Benchmarks\n\nWritten by `make bench` (tools/bench/); rerun it to update.\n\n"
-        old = args.write.read_text() if args.write.exists() else ""
-        notes = old[old.index(NOTES) :] if NOTES in old else NOTES + "\n"
-        args.write.write_text(header + text + "\n" + notes)
+        report.write_section(args.write, SECTION, text)
     return 0
 
 

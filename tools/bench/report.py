@@ -1,0 +1,87 @@
+"""What the benchmarks share: machine and code lines, table cells, sections of BENCHMARKS.md.
+
+Each benchmark owns one section of the file, between ``<!-- bench:NAME:start -->`` and
+``<!-- bench:NAME:end -->``. Writing a benchmark's results replaces only what is between its own
+markers; every other section and all text outside the markers (the hand-written notes) is kept.
+A section not yet in the file is added at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import orchd
+
+HEADER = (
+    "# Benchmarks\n\n"
+    "Written by `make bench` (tools/bench/). Each benchmark rewrites only its own section,\n"
+    "between its `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` markers; the notes\n"
+    "outside the markers are written by hand and kept.\n"
+)
+
+
+def machine() -> str:
+    """Architecture, cores, OS, Python and SQLite versions, as one line."""
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def code() -> str:
+    """The orchd measured: its git commit, and whether its files differ from that commit."""
+    root = Path(orchd.__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return f"orchd from {root} (not a git checkout)"
+    changed = git("status", "--porcelain", "--", "orchd")
+    return f"orchd at commit {commit}" + (", with uncommitted changes in orchd/" if changed else "")
+
+
+def cells(values: Sequence[float]) -> str:
+    """``median | min | max`` of rates, as Markdown table cells."""
+    return f"{statistics.median(values):,.0f} | {min(values):,.0f} | {max(values):,.0f}"
+
+
+def verdict(met: bool) -> str:
+    return "**met**" if met else "**not met**"
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
+
+def replace_section(document: str, name: str, body: str) -> str:
+    """``document`` with the section ``name`` holding ``body`` (added at the end if missing)."""
+    start, end = markers(name)
+    section = f"{start}\n{body.strip()}\n{end}"
+    if not document.strip():
+        document = HEADER
+    begin = document.find(start)
+    if begin < 0:
+        return f"{document.rstrip()}\n\n{section}\n"
+    finish = document.find(end, begin)
+    if finish < 0:
+        raise ValueError(f"{start} has no matching {end}")
+    return document[:begin] + section + document[finish + len(end) :]
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Rewrite the section ``name`` of the Markdown file at ``path``, keeping everything else."""
+    old = path.read_text() if path.exists() else ""
+    new = replace_section(old, name, body)
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(new)
+    staging.replace(path)

@@ -1,0 +1,146 @@
+"""Subprocess jobs through orchd's engine beside a bare Python loop, in one run.
+
+    python tools/bench/subprocess_jobs.py [--jobs N] [--concurrency C] [--submit-batch B]
+                                          [--repeat R] [--write docs/BENCHMARKS.md]
+
+orchd: a fresh durable ledger (WAL, synchronous=FULL); N jobs running ``/bin/true`` submitted
+(``job.submitted`` appended in batches of B), then ``Engine.run(until_idle=True)`` with C
+concurrent runs through ``SubprocessExecutor(log_dir)``: each run in its own process group, its
+output through a pipe into ``<log_dir>/<run_id>.log``, every step recorded in the ledger.
+Bare loop: C threads, each running ``subprocess.run(["/bin/true"])`` for its share of the N
+jobs, stdout and stderr into a per-run log file. Each round runs both, so drift in the machine
+affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import report
+from lifecycle import fresh_ledger, run_engine, submit
+
+from orchd.adapters.runner import SubprocessExecutor
+from orchd.adapters.system import OsEntropy, SystemClock, local_actor
+from orchd.ops import engine
+
+SECTION = "subprocess"
+ARGV = ("/bin/true",)
+GOAL = 0.8
+
+
+def run_orchd(folder: Path, count: int, concurrency: int, batch: int) -> float:
+    """Seconds to submit ``count`` jobs and run each one's process to ``succeeded``."""
+    clock, entropy = SystemClock(), OsEntropy()
+    ledger = fresh_ledger(folder, clock, entropy)
+    executor = SubprocessExecutor(folder / "logs")
+    actor = local_actor(engine.SCOPE)
+    started = time.perf_counter()
+    submit(ledger, count, batch, clock, entropy)
+    tally = run_engine(ledger, concurrency, executor, clock, entropy, actor)
+    elapsed = time.perf_counter() - started
+    executor.close()
+    counts = ledger.state_counts()
+    ledger.close()
+    if tally.ended != {"succeeded": count} or counts.get("succeeded") != count:
+        raise SystemExit(f"orchd did not run every job once: {tally}, {counts}")
+    return elapsed
+
+
+def run_bare(folder: Path, count: int, concurrency: int) -> float:
+    """Seconds for ``concurrency`` threads to run ``count`` processes, output to a file each."""
+    log_dir = folder / "logs"
+    log_dir.mkdir()
+    failed: list[int] = []
+
+    def share(first: int) -> None:
+        for number in range(first, count, concurrency):
+            with (log_dir / f"{number}.log").open("ab") as log:
+                done = subprocess.run(
+                    ARGV, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                )
+            if done.returncode != 0:
+                failed.append(number)
+
+    threads = [threading.Thread(target=share, args=(first,)) for first in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if failed:
+        raise SystemExit(f"the bare loop saw {len(failed)} runs fail")
+    return elapsed
+
+
+def measure(args: argparse.Namespace) -> dict[str, list[float]]:
+    rates: dict[str, list[float]] = {"bare": [], "orchd": []}
+    for round_ in range(args.repeat):
+        for name in rates:
+            with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+                if name == "orchd":
+                    elapsed = run_orchd(Path(tmp), args.jobs, args.concurrency, args.submit_batch)
+                else:
+                    elapsed = run_bare(Path(tmp), args.jobs, args.concurrency)
+            rates[name].append(args.jobs / elapsed)
+        shown = ", ".join(f"{name} {values[-1]:,.0f} jobs/s" for name, values in rates.items())
+        print(f"round {round_ + 1}: {shown}", file=sys.stderr)
+    return rates
+
+
+def render(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
+    ratio = statistics.median(rates["orchd"]) / statistics.median(rates["bare"])
+    lines = [
+        "## Subprocess jobs (orchd engine vs a bare Python loop)",
+        "",
+        f"- machine: {report.machine()}",
+        f"- code: {report.code()}",
+        f"- command: `python tools/bench/subprocess_jobs.py --jobs {args.jobs} "
+        f"--concurrency {args.concurrency} --submit-batch {args.submit_batch} "
+        f"--repeat {args.repeat}`",
+        f"- {args.jobs} jobs running `/bin/true`, {args.concurrency} at a time; "
+        f"{args.repeat} rounds, each running the bare loop then orchd",
+        "- orchd: fresh ledger (WAL, synchronous=FULL); `job.submitted` appended in batches of "
+        f"{args.submit_batch} (counted in the time); then `Engine.run(until_idle=True)` through "
+        "`SubprocessExecutor(log_dir)`: a process group per run, output through a pipe into "
+        "`<log_dir>/<run_id>.log`, every job leased, started and ended in the ledger",
+        f'- bare loop: {args.concurrency} threads, each running `subprocess.run(["/bin/true"])` '
+        "for its share of the jobs, stdout and stderr into a log file per run; nothing recorded",
+        "",
+        "| runner | median jobs/s | min | max | ratio to the bare loop (medians) |",
+        "| --- | --- | --- | --- | --- |",
+        f"| bare `subprocess.run` loop, {args.concurrency} threads | "
+        f"{report.cells(rates['bare'])} | 1.00 |",
+        f"| orchd engine, `SubprocessExecutor` | {report.cells(rates['orchd'])} | {ratio:.2f} |",
+        "",
+        f"Goal (issue 3): orchd >= {GOAL:g}x the bare loop: {report.verdict(ratio >= GOAL)} "
+        f"({ratio:.2f}x).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--submit-batch", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--write", type=Path, help="write the results into this Markdown file")
+    args = parser.parse_args()
+    text = render(measure(args), args)
+    print(text)
+    if args.write:
+        report.write_section(args.write, SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
