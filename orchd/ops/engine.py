@@ -94,9 +94,7 @@ class Engine:
         self._kill_grace_ms, self._heartbeat_ms = kill_grace_ms, heartbeat_ms
         self.tally = Tally()
         self._pending: dict[str, tuple[JobView, int]] = {}  # job id -> (job, arrival)
-        self._arrivals: dict[
-            str, int
-        ] = {}  # job id -> seq of its job.submitted, kept while it runs
+        self._arrivals: dict[str, int] = {}  # job id -> its job.submitted seq, kept while it runs
         self._not_before: dict[str, int] = {}  # job id -> wall ms it may be tried again
         self._active: dict[str, _Active] = {}  # run id -> run
         self._drafts: list[Draft] = []
@@ -130,6 +128,7 @@ class Engine:
         """Read the pending jobs, the limits (policy and overrides) and today's starts."""
         self._pending = {job.job_id: (job, arrival) for job, arrival in self._ledger.pending_jobs()}
         self._arrivals.update({job_id: arrival for job_id, (_, arrival) in self._pending.items()})
+        self._waiting = {i for i, (job, _) in self._pending.items() if job.state == "waiting"}
         self._not_before = {
             job.job_id: timefmt.parse_canonical(job.eligible_at)
             for job, _ in self._pending.values()
@@ -206,9 +205,10 @@ class Engine:
         mono = self._clock.monotonic_ms()
         self._enforce_timeouts(mono)
         now_ms = self._clock.now_ms()
-        if self._deps_dirty:
+        if self._deps_dirty and self._waiting:
             self._flush()  # dependencies are read from the ledger: record what ended first
             self._settle_dependencies()
+        self._deps_dirty = False
         admitted = [] if self._stopping else self._admit(now_ms)
         self._flush()
         for job, run_id, attempt in admitted:
@@ -228,10 +228,8 @@ class Engine:
             waits.append(self._next_heartbeat_ms - mono)
         if self._drafts:
             waits.append(0)
-        if not self._stopping:
-            for job, _ in self._pending.values():
-                if job.state in _CANDIDATE_STATES and (at := self._not_before.get(job.job_id)):
-                    waits.append(at - now_ms)
+        if not self._stopping:  # only pending candidates have a time in _not_before
+            waits.extend(at - now_ms for at in self._not_before.values())
         return max(0, min(waits)) if waits else None
 
     # --- admission ------------------------------------------------------------------------
@@ -315,13 +313,14 @@ class Engine:
     # --- dependencies ---------------------------------------------------------------------
 
     def _settle_dependencies(self) -> None:
-        self._deps_dirty = False
-        for job, arrival in list(self._pending.values()):
-            if job.state != "waiting":
-                continue
+        for job_id in sorted(self._waiting):
+            job, arrival = self._pending[job_id]
             job_type = self._policy.job_types.get(job.job_type)
             if job_type is None or not job_type.after:
                 self._transition(job, "queued", {"cause": "no_dependencies"})
+                self._waiting.discard(job_id)
+                self._order.append((-job.priority, arrival, job.job_id))
+                self._order.sort()
                 continue
             upstream = {
                 name: [j.state for j in self._ledger.upstream_jobs(
@@ -333,9 +332,11 @@ class Engine:
                 self._transition(job, "queued", {"cause": "upstream_succeeded"})
                 self._order.append((-job.priority, arrival, job.job_id))
                 self._order.sort()
+                self._waiting.discard(job_id)
             elif verdict == "upstream_failed":
                 self._transition(job, "cancelled", {"cause": "upstream_failed"})
                 del self._pending[job.job_id]
+                self._waiting.discard(job_id)
 
     # --- runs -----------------------------------------------------------------------------
 
@@ -500,7 +501,7 @@ class Engine:
         except OrchdError:
             self._drafts = drafts + self._drafts  # kept for the next try; nothing was recorded
             raise
-        for job_id in {d.payload["job_id"] for d in drafts} & set(self._pending):
+        for job_id in {d.payload["job_id"] for d in drafts if d.payload["job_id"] in self._pending}:
             fresh = self._ledger.job(job_id)
             if fresh is None or fresh.state not in (*_CANDIDATE_STATES, "waiting"):
                 del self._pending[job_id]
