@@ -158,6 +158,20 @@ class SchemaTooNew(StateConflict):
     hint = "upgrade orchd; never open a newer ledger with an older orchd"
 
 
+class ChainGap(StateConflict):
+    """the bundle's events of {origin!r} do not continue this site's copy: {detail}"""
+
+    exit_code = 39
+    hint = "import the bundles in between first (or ask the peer for a full export)"
+
+
+class BundleStale(StateConflict):
+    """the bundle holds nothing this site lacks: {detail}"""
+
+    exit_code = 40
+    hint = "this is an older bundle than the ones already imported; nothing was changed"
+
+
 # --- 50-69: integrity failures ----------------------------------------------------------------
 
 
@@ -194,6 +208,34 @@ class ProjectionMismatch(IntegrityFailure):
     hint = "if the event chain verifies, 'orchd ledger rebuild' re-derives the projections"
 
 
+class SignatureInvalid(IntegrityFailure):
+    """signature check failed: {detail}"""
+
+    exit_code = 54
+    hint = "the file was changed after it was signed, or is not an orchd bundle; do not import it"
+
+
+class BundleMalformed(IntegrityFailure):
+    """bundle is malformed: {detail}"""
+
+    exit_code = 55
+    hint = "the file is damaged or was crafted; ask the exporting site for a new export"
+
+
+class MemberMismatch(IntegrityFailure):
+    """bundle member {member!r} does not match its signed manifest: {detail}"""
+
+    exit_code = 56
+    hint = "the file was changed in transit; ask the exporting site for a new export"
+
+
+class ChainFork(IntegrityFailure):
+    """the bundle's events of {origin!r} contradict this site's copy: {detail}"""
+
+    exit_code = 57
+    hint = "two different histories of one site exist; keep both files for inspection"
+
+
 # --- 70-89: refusals --------------------------------------------------------------------------
 
 
@@ -208,6 +250,26 @@ class PermissionRefused(Refused):
 
     exit_code = 71
     hint = "run as the orchd service user (or root), or through the daemon's control socket"
+
+
+class UntrustedKey(Refused):
+    """key {key_id} is not trusted for site {site!r}: {detail}"""
+
+    exit_code = 72
+    hint = "trust the site's public key first: orchd keys trust SITE PUBKEY_FILE"
+
+
+class BundleRefused(Refused):
+    """bundle refused: {detail}"""
+
+    exit_code = 73
+
+
+class KeyFileUnsafe(Refused):
+    """key file {path} is unsafe: {detail}"""
+
+    exit_code = 74
+    hint = "the key must be a regular file readable by its owner only: chmod 600 it"
 
 
 # --- 90-99: wrapped OS and SQLite failures ----------------------------------------------------

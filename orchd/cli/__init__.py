@@ -69,7 +69,9 @@ def main() -> None:
 
 from . import (  # noqa: E402
     backfill,
+    bundle,
     jobs,
+    keys,
     ledger,
     policy,
     quota,
@@ -82,8 +84,10 @@ from . import (  # noqa: E402
 
 __all__ = [
     "backfill",
+    "bundle",
     "cli",
     "jobs",
+    "keys",
     "ledger",
     "main",
     "policy",

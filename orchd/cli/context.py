@@ -15,6 +15,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 
+from orchd.adapters.keys import KEY_DIR, SITE_KEY
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
@@ -40,6 +41,10 @@ class Config:
     @property
     def lock_path(self) -> Path:
         return self.state_dir / LOCK_FILE
+
+    @property
+    def key_path(self) -> Path:
+        return self.state_dir / KEY_DIR / SITE_KEY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from orchd.core.events import Draft, Event
 from orchd.core.projection import JobView, OverrideView, PauseView, RunView
+from orchd.core.trust import KeyView
 
 
 class Clock(Protocol):
@@ -146,6 +147,12 @@ class Ledger(Protocol):
     def heartbeat(self, holder: str, expires: dict[str, str], now: str) -> None:
         """Make the unchained lease rows exactly ``expires`` (run id -> expiry)."""
         ...
+
+    def trust_key(self, key_id: str) -> KeyView | None: ...
+
+    def trust_keys(self) -> list[KeyView]: ...
+
+    def key_events_of_others(self) -> list[Event]: ...
 
     def verify(self) -> VerifyReport:
         """Check every chain and that the projections equal a rebuild; raise on the first fault."""

@@ -149,6 +149,45 @@ def apply_override(event: Event, current: OverrideView | None) -> OverrideView |
 
 MAX_OUTPUT_CHARS = 65536  # the tail of a run's output kept in run.ended
 
+
+class BundleView(NamedTuple):
+    """A row of ``bundles``: a bundle this site exported or imported."""
+
+    bundle_id: str
+    direction: str  # "export" or "import"
+    site: str  # the recipient ("*": any) of an export, the exporter of an import
+    at: str
+    ranges: str  # canonical JSON {origin: [from_seq, to_seq]}
+
+
+BUNDLE_TYPES = frozenset({"bundle.exported", "bundle.imported"})
+_BUNDLE_FIELDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "bundle.exported": ({"bundle_id": str, "recipient": str, "kind": str, "ranges": dict,
+                         "sha256": str, "size": int}, {}),
+    "bundle.imported": ({"bundle_id": str, "exporter": "site id", "ranges": dict, "events": int},
+                        {}),
+}  # fmt: skip
+
+
+def apply_bundle(event: Event, local: str) -> BundleView | None:
+    """The record of a bundle this site exported or imported; None for another site's."""
+    required, optional = _BUNDLE_FIELDS[event.type]
+    _fields(event, required, optional)
+    p = event.payload
+    for origin, span in p["ranges"].items():
+        check_name("site id", origin)
+        if not (isinstance(span, list) and len(span) == 2 and all(type(n) is int for n in span)
+                and 1 <= span[0] <= span[1]):  # fmt: skip
+            raise _bad(event, f"range of {origin} must be [from_seq, to_seq]")
+    if event.origin != local:
+        return None
+    if event.type == "bundle.exported":
+        return BundleView(p["bundle_id"], "export", p["recipient"], event.occurred_at,
+                          canonical.dump(p["ranges"]).decode())  # fmt: skip
+    return BundleView(p["bundle_id"], "import", p["exporter"], event.occurred_at,
+                      canonical.dump(p["ranges"]).decode())  # fmt: skip
+
+
 JOB_COLUMNS = JobView._fields
 RUN_COLUMNS = RunView._fields
 Rows = tuple[JobView | None, RunView | None]

@@ -25,6 +25,8 @@ RUN_C = "01KC0000000000000000000004"
 
 
 def test_submit_prints_only_the_new_job_id_on_stdout(site: Orchd) -> None:
+    before = site.event_count()
+
     result = site.ok(
         "jobs",
         "submit",
@@ -46,19 +48,21 @@ def test_submit_prints_only_the_new_job_id_on_stdout(site: Orchd) -> None:
     assert job["key"] == lines[0]  # no --key: the job id is the key
     assert (job["job_type"], job["source"], job["state"]) == ("feed-refresh", "nvd", "queued")
     assert (job["params"], job["priority"]) == ({"since": "2025-01-01"}, 5)
-    assert site.event_count() == 2
+    assert site.event_count() == before + 1
 
 
 def test_each_submit_without_a_key_makes_a_new_job(site: Orchd) -> None:
+    before = site.event_count()
     first, second = site.submit("feed-refresh"), site.submit("feed-refresh")
     assert first != second
     assert [j["job_id"] for j in site.jobs()] == sorted([first, second])
-    assert site.event_count() == 3
+    assert site.event_count() == before + 2
 
 
 def test_resubmitting_with_the_same_key_returns_the_same_job_and_appends_nothing(
     site: Orchd,
 ) -> None:
+    before = site.event_count()
     first = site.submit(
         "feed-refresh", "--key", "nightly/2025-11-27", "--param", "a=1", "--param", "b=2"
     )
@@ -78,7 +82,7 @@ def test_resubmitting_with_the_same_key_returns_the_same_job_and_appends_nothing
 
     assert again.stdout == f"{first}\n"
     assert "already submitted with key 'nightly/2025-11-27': nothing changed" in again.stderr
-    assert site.event_count() == count == 2
+    assert site.event_count() == count == before + 1
     assert [j["job_id"] for j in site.jobs()] == [first]
 
 
@@ -98,13 +102,14 @@ def test_a_key_reused_for_a_different_request_is_refused(
     site: Orchd, changed: tuple[str, ...]
 ) -> None:
     first = site.submit("feed-refresh", "--key", "k1", "--param", "a=1")
+    count = site.event_count()
 
     result = site.fails(36, "jobs", "submit", *changed, "--key", "k1")
 
     assert "idempotency key 'k1' was already used for a different request" in result.stderr
     assert f"job {first} has" in result.stderr
     assert "hint: reuse a key only to repeat the same request" in result.stderr
-    assert site.event_count() == 2
+    assert site.event_count() == count
     assert site.jobs() == [json.loads(site.ok("jobs", "show", first, "--json").stdout)["job"]]
     assert site.jobs()[0]["params"] == {"a": "1"}
 
@@ -138,19 +143,21 @@ def test_a_malformed_param_is_refused_and_nothing_is_recorded(
     site: Orchd, params: tuple[str, ...]
 ) -> None:
     args = [arg for param in params for arg in ("--param", param)]
+    before = site.event_count()
 
     result = site.fails(12, "jobs", "submit", "feed-refresh", *args)
 
     assert f"orchd: error: invalid --param {params[-1]!r}" in result.stderr
     assert "hint: write each parameter as --param key=value" in result.stderr
-    assert site.event_count() == 1
+    assert site.event_count() == before
 
 
 def test_too_many_params_are_refused(site: Orchd) -> None:
     args = [arg for n in range(65) for arg in ("--param", f"p{n}=v")]
+    before = site.event_count()
     result = site.fails(12, "jobs", "submit", "feed-refresh", *args)
     assert "at most 64 parameters" in result.stderr
-    assert site.event_count() == 1
+    assert site.event_count() == before
 
 
 @pytest.mark.parametrize(
@@ -165,9 +172,10 @@ def test_too_many_params_are_refused(site: Orchd) -> None:
 def test_a_bad_name_is_refused_and_nothing_is_recorded(
     site: Orchd, args: tuple[str, ...], what: str
 ) -> None:
+    before = site.event_count()
     result = site.fails(11, "jobs", "submit", *args)
     assert f"orchd: error: invalid {what} " in result.stderr
-    assert site.event_count() == 1
+    assert site.event_count() == before
 
 
 # --- list ---------------------------------------------------------------------------------------
@@ -175,7 +183,10 @@ def test_a_bad_name_is_refused_and_nothing_is_recorded(
 
 @pytest.fixture
 def seeded(site: Orchd) -> Orchd:
-    """Three jobs: A queued (source nvd), B cancelled (source nvd), C running (no source)."""
+    """Three jobs: A queued (source nvd), B cancelled (source nvd), C running (no source).
+
+    Its five events are the last of the ledger, in the order appended below.
+    """
     leased = Draft(
         type="run.leased",
         actor=site.submitted(JOB_C).actor,
@@ -286,7 +297,8 @@ def test_show_json_holds_the_job_its_runs_and_its_events(seeded: Orchd) -> None:
     ]
     events = detail["events"]
     assert [e["type"] for e in events] == ["job.submitted", "run.leased"]
-    assert [e["seq"] for e in events] == [4, 6]
+    last = seeded.event_count()
+    assert [e["seq"] for e in events] == [last - 2, last]  # the 3rd and 5th seeded events
     assert all(e["origin"] == "hq" and re.fullmatch(r"[0-9a-f]{64}", e["hash"]) for e in events)
     assert events[1]["payload"]["run_id"] == RUN_C
 
@@ -304,9 +316,10 @@ def test_show_text_lists_fields_runs_and_history(seeded: Orchd) -> None:
     assert "runs:" in lines
     history = lines[lines.index("history:") + 1 :]
     assert history[0].split() == ["SEQ", "AT", "TYPE", "BY", "DETAIL"]
+    last = seeded.event_count()  # B's events are the 2nd and 4th of the five seeded last
     assert [row.split()[0::2][:2] for row in history[1:]] == [
-        ["3", "job.submitted"],
-        ["5", "job.transitioned"],
+        [str(last - 3), "job.submitted"],
+        [str(last - 1), "job.transitioned"],
     ]
     assert history[2].endswith("from=queued to=cancelled")
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from click.testing import CliRunner
 
+from orchd.adapters import keys
 from orchd.cli import cli
 
 if TYPE_CHECKING:
@@ -16,21 +17,32 @@ if TYPE_CHECKING:
 
 
 def ledger_files(state_dir: Path) -> dict[str, bytes]:
-    """Every file of the state dir but the lock (which holds the pid of its last writer)."""
-    return {p.name: p.read_bytes() for p in sorted(state_dir.iterdir()) if p.name != "orchd.lock"}
+    """Every file under the state dir but the lock (which holds the pid of its last writer)."""
+    return {
+        p.relative_to(state_dir).as_posix(): p.read_bytes()
+        for p in sorted(state_dir.rglob("*"))
+        if p.is_file() and p.name != "orchd.lock"
+    }
 
 
 def test_init_creates_a_site_whose_ledger_verifies(orchd: Orchd) -> None:
     result = orchd.ok("init", "--site-id", "hq")
 
+    key_path = orchd.state_dir / "keys" / "site.key"
+    key_id = json.loads(orchd.ok("keys", "show", "--json").stdout)["key_id"]
     assert result.stdout == ""
-    assert f"initialized site 'hq' in {orchd.state_dir}" in result.stderr
-    assert sorted(ledger_files(orchd.state_dir)) == ["ledger.db"]
+    assert result.stderr.splitlines() == [
+        f"initialized site 'hq' in {orchd.state_dir}",
+        f"signing key {key_id} in {key_path}",
+    ]
+    assert sorted(ledger_files(orchd.state_dir)) == ["keys/site.key", "ledger.db"]
     assert orchd.ledger_path.stat().st_mode & 0o777 == 0o640
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    assert keys.read_private(key_path).key_id == key_id
     report = json.loads(orchd.ok("ledger", "verify", "--json").stdout)
     assert report["ok"] is True
-    assert report["origins"] == {"hq": 1}
-    assert report["events"] == 1
+    assert report["origins"] == {"hq": 2}  # site.initialized and key.created
+    assert report["events"] == 2
 
 
 @pytest.mark.parametrize("site_id", ["hq", "enclave-7"])
@@ -40,13 +52,14 @@ def test_a_second_init_is_refused_and_leaves_the_ledger_byte_identical(
     orchd.ok("init", "--site-id", "hq")
     orchd.submit("feed-refresh")
     before = ledger_files(orchd.state_dir)
+    count = orchd.event_count()
 
     result = orchd.fails(32, "init", "--site-id", site_id)
 
     assert f"orchd: error: an orchd site already exists at {orchd.state_dir}\n" in result.stderr
     assert "hint: orchd never overwrites a site" in result.stderr
-    assert ledger_files(orchd.state_dir) == before
-    assert json.loads(orchd.ok("ledger", "verify", "--json").stdout)["origins"] == {"hq": 2}
+    assert ledger_files(orchd.state_dir) == before  # the signing key too
+    assert json.loads(orchd.ok("ledger", "verify", "--json").stdout)["origins"] == {"hq": count}
 
 
 @pytest.mark.parametrize("site_id", ["HQ", "7th", "-hq", "hq_east", "hq.east", "", "h" * 64])
@@ -59,7 +72,8 @@ def test_init_with_a_bad_site_id_is_refused_and_creates_nothing(orchd: Orchd, si
 
 def test_the_longest_site_id_is_accepted(orchd: Orchd) -> None:
     orchd.ok("init", "--site-id", "h" * 63)
-    assert json.loads(orchd.ok("ledger", "verify", "--json").stdout)["origins"] == {"h" * 63: 1}
+    origins = json.loads(orchd.ok("ledger", "verify", "--json").stdout)["origins"]
+    assert origins == {"h" * 63: orchd.event_count()}
 
 
 COMMANDS = [

@@ -28,7 +28,7 @@ def ledger(request: pytest.FixtureRequest, site: Orchd) -> Orchd:
     """A site whose chain ``hq`` holds seq 1..LENGTHS[param]: four CLI jobs, the rest appended."""
     for n in range(4):
         site.submit("feed-refresh", "--param", f"n={n}")
-    extra = LENGTHS[request.param] - 5
+    extra = LENGTHS[request.param] - site.event_count()
     site.append([site.submitted(f"01KB{n:022d}", n=str(n)) for n in range(extra)])
     assert site.event_count() == LENGTHS[request.param]
     return site
@@ -47,11 +47,12 @@ def assert_broken_at(site: Orchd, seq: int, detail: str) -> None:
 
 
 def test_a_fresh_ledger_verifies(site: Orchd) -> None:
+    # A fresh site holds two events: site.initialized and key.created.
     result = site.ok("ledger", "verify")
-    assert result.stdout.splitlines()[0] == "chain hq: seq 1..1 ok"
-    assert result.stdout.splitlines()[-1] == "ok: 1 events verified"
+    assert result.stdout.splitlines()[0] == "chain hq: seq 1..2 ok"
+    assert result.stdout.splitlines()[-1] == "ok: 2 events verified"
     report = json.loads(site.ok("ledger", "verify", "--json").stdout)
-    assert (report["ok"], report["events"], report["origins"]) == (True, 1, {"hq": 1})
+    assert (report["ok"], report["events"], report["origins"]) == (True, 2, {"hq": 2})
     assert re.fullmatch(r"[0-9a-f]{64}", report["projection_digest"])
 
 
@@ -127,12 +128,13 @@ def test_an_edited_projection_is_found_and_rebuild_repairs_it(ledger: Orchd, edi
 
 def test_an_edited_heads_row_is_found_and_rebuild_repairs_it(site: Orchd) -> None:
     site.submit("feed-refresh")
+    count = site.event_count()
     site.tamper(("UPDATE heads SET seq = 1 WHERE origin = ?", ["hq"]))
     result = site.fails(53, "ledger", "verify")
     assert "projection 'heads' differs" in result.stderr
 
     site.ok("ledger", "rebuild")
-    assert json.loads(site.ok("ledger", "verify", "--json").stdout)["origins"] == {"hq": 2}
+    assert json.loads(site.ok("ledger", "verify", "--json").stdout)["origins"] == {"hq": count}
 
 
 def test_rebuild_on_an_intact_ledger_changes_nothing(ledger: Orchd) -> None:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from orchd.core import projection
+from orchd.core import projection, trust
 from orchd.core.events import Event
 from orchd.core.projection import (
     JOB_COLUMNS,
@@ -66,8 +66,9 @@ def _load(db: Database, table: str, view: type[V], keys: set[str]) -> dict[str, 
     return found
 
 
-def project(db: Database, batch: Sequence[Event]) -> None:
-    """Fold ``batch`` into the projection tables of ``db`` (inside the caller's transaction)."""
+def project(db: Database, batch: Sequence[Event], local: str) -> None:
+    """Fold ``batch`` into the projection tables of ``db`` (inside the caller's transaction);
+    ``local`` is this site's id (trust and bundle records apply only from its own events)."""
     touched = [projection.subjects(event) for event in batch]
     jobs: dict[str, JobView | None] = dict.fromkeys({j for j, _ in touched if j})
     runs: dict[str, RunView | None] = dict.fromkeys({r for _, r in touched if r})
@@ -83,6 +84,14 @@ def project(db: Database, batch: Sequence[Event]) -> None:
             continue
         if event.type in projection.QUOTA_TYPES:
             _project_override(db, event)
+            continue
+        if event.type in trust.TRUST_TYPES:
+            _project_trust(db, event, local)
+            continue
+        if event.type in projection.BUNDLE_TYPES:
+            record = projection.apply_bundle(event, local)
+            if record is not None:
+                db.execute("INSERT INTO bundles VALUES (?, ?, ?, ?, ?)", list(record))
             continue
         job = jobs[job_id] if job_id else None
         run = runs[run_id] if run_id else None
@@ -120,6 +129,18 @@ def _project_override(db: Database, event: Event) -> None:
     if new is not None:
         marks = ", ".join("?" for _ in new)
         db.execute(f"INSERT OR REPLACE INTO quota_overrides VALUES ({marks})", list(new))
+
+
+def _project_trust(db: Database, event: Event, local: str) -> None:
+    keys = trust.subject(event)
+    marks = ", ".join("?" for _ in keys)
+    found = {
+        row[0]: trust.KeyView._make(row)
+        for row in db.execute(f"SELECT * FROM trust_keys WHERE key_id IN ({marks})", keys)
+    }
+    changed = trust.apply(event, local, found)
+    for row in (changed or {}).values():
+        db.execute(f"INSERT OR REPLACE INTO trust_keys VALUES ({', '.join('?' * 8)})", list(row))
 
 
 def rows(db: Database, table: str) -> Iterator[tuple[Any, ...]]:

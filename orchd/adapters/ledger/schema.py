@@ -61,6 +61,8 @@ PROJECTION_TABLES = {
     "heads": "origin",
     "source_pauses": "origin, source",
     "quota_overrides": "kind, name, site",
+    "trust_keys": "key_id",
+    "bundles": "bundle_id, direction",
 }
 
 _V1 = (
@@ -159,6 +161,27 @@ CREATE INDEX runs_open ON runs (state) WHERE state IN ('leased', 'running');
 CREATE INDEX runs_by_leased_at ON runs (leased_at);
 """
 
+_V7 = """
+CREATE TABLE trust_keys (
+    key_id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    role TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT,
+    reason TEXT
+) WITHOUT ROWID;
+CREATE TABLE bundles (
+    bundle_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    site TEXT NOT NULL,
+    at TEXT NOT NULL,
+    ranges TEXT NOT NULL,
+    PRIMARY KEY (bundle_id, direction)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -166,6 +189,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("paused sources", _script(_V4)),
     ("quota overrides", _script(_V5)),
     ("indexes for the engine", _script(_V6)),
+    ("trust store and bundles", _script(_V7)),
 )
 
 

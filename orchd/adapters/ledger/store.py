@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,12 +23,15 @@ from orchd.core.ports import Clock, Entropy, VerifyReport
 from orchd.core.projection import (
     JOB_COLUMNS,
     RUN_COLUMNS,
+    BundleView,
     JobView,
     OverrideView,
     PauseView,
     RunView,
 )
+from orchd.core.trust import KeyView
 from orchd.errors import (
+    ChainBroken,
     LedgerCorrupt,
     NotInitialized,
     OrchdError,
@@ -107,6 +110,10 @@ def _connect(path: Path, mode: str) -> Database:
     return Database(conn)
 
 
+class _DryRun(Exception):
+    """Roll back a transaction that did everything (internal signal)."""
+
+
 class _KeyRecorded(Exception):
     """An idempotency key of the batch is already in the ledger (internal signal)."""
 
@@ -157,9 +164,15 @@ class SqliteLedger:
 
     @classmethod
     def create(
-        cls, path: Path, site_id: str, clock: Clock, entropy: Entropy, first: Draft
+        cls,
+        path: Path,
+        site_id: str,
+        clock: Clock,
+        entropy: Entropy,
+        first: Draft,
+        also: Sequence[Draft] = (),
     ) -> SqliteLedger:
-        """Create a new ledger at ``path`` (which must not exist) holding ``first``.
+        """Create a new ledger at ``path`` (which must not exist) holding ``first``, ``also``.
 
         The ledger is built under a temporary name and linked into place, so a crash leaves
         either no ledger or a complete one, and an existing file is never overwritten.
@@ -174,7 +187,7 @@ class SqliteLedger:
                 db.execute("PRAGMA synchronous = FULL")
                 schema.migrate(db.conn, schema.MIGRATIONS)
                 db.execute("INSERT INTO meta (key, value) VALUES ('site_id', ?)", [site_id])
-                cls(db, staging, clock, entropy).append([first])
+                cls(db, staging, clock, entropy).append([first, *also])
             finally:
                 db.close()
             staging.chmod(0o640)
@@ -237,7 +250,7 @@ class SqliteLedger:
                 if "idempotency_key" in str(exc):
                     raise _KeyRecorded from None
                 raise
-            projector.project(self._db, fresh)
+            projector.project(self._db, fresh, self._site_id)
         by_key = {**recorded, **{event.idempotency_key: event for event in fresh}}
         return [by_key[draft.idempotency_key] for draft in drafts]
 
@@ -256,8 +269,11 @@ class SqliteLedger:
         return found
 
     def _own_head(self) -> tuple[Head, hlc.Hlc]:
+        """This site's head, and the clock to tick from: the highest HLC of any origin held
+        here, so that what this site records next orders after everything it has seen."""
         row = self._db.execute(
-            "SELECT seq, hash, hlc FROM heads WHERE origin = ?", [self._site_id]
+            "SELECT seq, hash, (SELECT max(hlc) FROM heads) FROM heads WHERE origin = ?",
+            [self._site_id],
         ).fetchone()
         if row is None:
             return chain.START, hlc.ZERO
@@ -421,6 +437,108 @@ class SqliteLedger:
             rows = self._db.execute("SELECT run_id, holder, heartbeat_at, expires_at FROM leases")
             return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
+    # --- bundles and trust --------------------------------------------------------------------
+
+    def heads(self) -> dict[str, tuple[int, str]]:
+        """origin -> (seq, hash) of the newest event of each origin held here."""
+        with translated(self.path):
+            return {
+                o: (s, h) for o, s, h in self._db.execute("SELECT origin, seq, hash FROM heads")
+            }
+
+    def hashes(self, wanted: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        sql = "SELECT hash FROM events WHERE origin = ? AND seq = ?"
+        found = {}
+        with translated(self.path):
+            for origin, seq in wanted:
+                row = self._db.execute(sql, [origin, seq]).fetchone()
+                if row is not None:
+                    found[(origin, seq)] = row[0]
+        return found
+
+    def bodies(self, origin: str, from_seq: int, to_seq: int) -> Iterator[bytes]:
+        """The canonical bytes of ``origin``'s events from_seq..to_seq, streamed in seq order."""
+        sql = "SELECT body FROM events WHERE origin = ? AND seq BETWEEN ? AND ? ORDER BY seq"
+        with translated(self.path):
+            cursor = self._db.conn.execute(sql, [origin, from_seq, to_seq])
+            while rows := cursor.fetchmany(1000):
+                for (body,) in rows:
+                    yield bytes(body)
+
+    def import_events(
+        self,
+        batches: Iterable[Sequence[Event]],
+        then: Callable[[], Sequence[Draft]],
+        *,
+        dry_run: bool = False,
+    ) -> int:
+        """Record other origins' sealed events and then the drafts ``then()`` gives (once the
+        batches are consumed), all in one transaction. ``dry_run`` does all of it, every check
+        and the projection included, and rolls back.
+
+        ``batches`` may raise while it is consumed: then nothing at all is recorded. Each
+        origin's first event must continue its head here (the chain is checked again).
+        """
+        count = 0
+        with contextlib.suppress(_DryRun), self._transaction():
+            heads = {
+                o: (s, h) for o, s, h in self._db.execute("SELECT origin, seq, hash FROM heads")
+            }
+            for batch in batches:
+                for event in batch:
+                    seq, digest = heads.get(event.origin, (0, chain.START.hash))
+                    if event.origin == self._site_id or (event.seq, event.prev_hash) != (
+                        seq + 1,
+                        digest,
+                    ):
+                        detail = "an imported event does not continue this site's copy"
+                        raise ChainBroken(origin=event.origin, seq=event.seq, detail=detail)
+                    heads[event.origin] = (event.seq, event.hash)
+                self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in batch])
+                projector.project(self._db, batch, self._site_id)
+                count += len(batch)
+            if drafts := then():
+                head, clock = self._own_head()
+                fresh = events.seal_batch(
+                    list(drafts), origin=self._site_id, after=(head.seq, head.hash), clock=clock,
+                    now_ms=self._clock.now_ms(),
+                    entropy=self._entropy.token(ids.ENTROPY_BYTES * len(drafts)),
+                )  # fmt: skip
+                self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
+                projector.project(self._db, fresh, self._site_id)
+            if dry_run:
+                raise _DryRun
+        return count
+
+    def events_of_type(self, event_type: str) -> list[Event]:
+        sql = "SELECT body, hash FROM events WHERE type = ? ORDER BY hlc, origin, seq"
+        with translated(self.path):
+            return [events.parse(b, h) for b, h in self._db.execute(sql, [event_type])]
+
+    def trust_key(self, key_id: str) -> KeyView | None:
+        with translated(self.path):
+            row = self._db.execute("SELECT * FROM trust_keys WHERE key_id = ?", [key_id]).fetchone()
+        return None if row is None else KeyView._make(row)
+
+    def trust_keys(self) -> list[KeyView]:
+        with translated(self.path):
+            rows = self._db.execute("SELECT * FROM trust_keys ORDER BY site, added_at, key_id")
+            return [KeyView._make(row) for row in rows]
+
+    def key_events_of_others(self) -> list[Event]:
+        """Trust decisions other sites recorded (stored and shown, never applied here)."""
+        sql = (
+            "SELECT body, hash FROM events WHERE origin != ? AND type LIKE 'key.%' "
+            "ORDER BY hlc, origin, seq"
+        )
+        with translated(self.path):
+            return [events.parse(b, h) for b, h in self._db.execute(sql, [self._site_id])]
+
+    def bundle_records(self) -> list[BundleView]:
+        with translated(self.path):
+            rows = self._db.execute("SELECT * FROM bundles ORDER BY at, bundle_id")
+            return [BundleView._make(row) for row in rows]
+
     # --- verifying and rebuilding ---------------------------------------------------------
 
     def _stored(self, origin: str, after_seq: int = 0) -> Iterator[Stored]:
@@ -497,7 +615,8 @@ class SqliteLedger:
     def _rebuild_into(self, target: Database, chunk: int = 5000) -> Database:
         cursor = self._db.conn.execute("SELECT body, hash FROM events ORDER BY origin, seq")
         while batch := cursor.fetchmany(chunk):
-            projector.project(target, [events.parse(body, digest) for body, digest in batch])
+            batch_events = [events.parse(body, digest) for body, digest in batch]
+            projector.project(target, batch_events, self._site_id)
         return target
 
     def rebuild(self) -> str:

@@ -1,0 +1,318 @@
+"""Bundle files: a strict ustar subset and bounded zstd members (adapters layer).
+
+Rules (``bundles/FORMAT.md`` is normative):
+- Writing: each member is one 512-byte ustar header (mode 0644, uid/gid 0, mtime 0, empty user
+  and group names, type ``0``) and its data padded to 512 bytes; the archive ends with two zero
+  blocks. Same members, same bytes.
+- Reading never extracts anything and never trusts Python's ``tarfile``: headers are parsed here,
+  only regular-file members (type ``0``) with a plain name, no prefix and no link are accepted, the
+  checksum must hold, and after the two zero blocks the file must end.
+- A bundle file is opened without following a symlink and without blocking (a FIFO named like a
+  bundle is refused at once), and must be a regular file.
+- A member's zstd stream is decompressed 256 input bytes at a time (zstd cannot expand 256 bytes
+  past ~11 MiB), counting output, so a member that expands past its declared size is stopped there
+  with memory flat; the window is capped; the frame must end exactly at the member's end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from orchd.core.bundle import MAX_LINE, MAX_WINDOW
+from orchd.errors import BundleMalformed, MemberMismatch, StorageError
+
+BLOCK = 512
+_READ = 65536
+_FEED = 256
+_MAGIC = b"ustar\x00"
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def header(name: str, size: int) -> bytes:
+    encoded = name.encode("ascii")
+    if len(encoded) >= 100:
+        raise BundleMalformed(detail=f"member name {name!r} is too long")
+    block = bytearray(BLOCK)
+    block[0 : len(encoded)] = encoded
+    block[100:108] = _octal(0o644, 8)
+    block[108:116] = _octal(0, 8)
+    block[116:124] = _octal(0, 8)
+    block[124:136] = _octal(size, 12)
+    block[136:148] = _octal(0, 12)
+    block[148:156] = b" " * 8
+    block[156:157] = b"0"
+    block[257:263] = _MAGIC
+    block[263:265] = b"00"
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def _padding(size: int) -> bytes:
+    return b"\x00" * (-size % BLOCK)
+
+
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    path: Path
+    sha256: str
+    size: int
+    raw_size: int
+    records: int
+
+
+def compress_lines(path: Path, lines: Iterable[bytes], level: int = 3) -> Compressed:
+    """Write ``lines`` (each followed by a newline) as one zstd frame, hashing as it goes."""
+    compressor = zstandard.ZstdCompressor(
+        level=level, write_checksum=True, write_content_size=False
+    )
+    stream = compressor.compressobj()
+    hasher = hashlib.sha256()
+    size = raw = records = 0
+    buffered: list[bytes] = []
+    pending = 0
+    with path.open("wb") as out:
+
+        def emit(chunk: bytes) -> None:
+            nonlocal size
+            if chunk:
+                hasher.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+
+        for line in lines:
+            buffered.append(line)
+            buffered.append(b"\n")
+            pending += len(line) + 1
+            records += 1
+            if pending >= _READ:
+                data = b"".join(buffered)
+                raw += len(data)
+                emit(stream.compress(data))
+                buffered, pending = [], 0
+        data = b"".join(buffered)
+        raw += len(data)
+        emit(stream.compress(data))
+        emit(stream.flush())
+        out.flush()
+        os.fsync(out.fileno())
+    return Compressed(path, hasher.hexdigest(), size, raw, records)
+
+
+def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Path]]) -> None:
+    """The tar: each member's header and data (bytes, or a file's content), then the end."""
+    for name, data in members:
+        if isinstance(data, bytes):
+            out.write(header(name, len(data)))
+            out.write(data)
+            out.write(_padding(len(data)))
+            continue
+        size = data.stat().st_size
+        out.write(header(name, size))
+        with data.open("rb") as source:
+            shutil.copyfileobj(source, out, _READ)
+        out.write(_padding(size))
+    out.write(b"\x00" * (2 * BLOCK))
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, rename it to ``final`` (never replacing a file), fsync the directory."""
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    if final.exists() or final.is_symlink():
+        raise StorageError(path=final, detail="a file of that name exists; choose another --out")
+    os.link(tmp, final)
+    tmp.unlink()
+    directory = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+@contextlib.contextmanager
+def staging_beside(out: Path) -> Iterator[Path]:
+    """A private directory beside ``out`` for an export's temporary files; always removed."""
+    prefix = f".{out.name}.staging-"
+    with contextlib.suppress(OSError):
+        for stale in out.parent.glob(prefix + "*"):  # left by a crashed export
+            shutil.rmtree(stale, ignore_errors=True)
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
+    except OSError as exc:
+        raise StorageError(path=out.parent, detail=exc.strerror or str(exc)) from exc
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def open_bundle(path: Path) -> BinaryIO:
+    """Open a bundle file for reading: no symlink, no FIFO, no device, no directory."""
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise BundleMalformed(detail=f"no file at {path}") from None
+    except OSError as exc:
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+    if stat.S_ISLNK(kind):
+        raise BundleMalformed(detail=f"{path} is a symbolic link; give the file itself")
+    if not stat.S_ISREG(kind):
+        raise BundleMalformed(detail=f"{path} is not a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise BundleMalformed(detail=f"no file at {path}") from None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise BundleMalformed(
+                detail=f"{path} is a symbolic link; give the file itself"
+            ) from None
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise BundleMalformed(detail=f"{path} is not a regular file")
+    os.set_blocking(fd, True)
+    if info.st_size == 0:
+        os.close(fd)
+        raise BundleMalformed(detail=f"{path} is empty (0 bytes)")
+    return os.fdopen(fd, "rb")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    size: int
+
+
+def _read_exactly(source: BinaryIO, size: int, what: str) -> bytes:
+    data = source.read(size)
+    if len(data) != size:
+        raise BundleMalformed(detail=f"the file ends inside {what} (truncated)")
+    return data
+
+
+def _field_octal(raw: bytes, what: str) -> int:
+    text = raw.rstrip(b"\x00 ")
+    if not text or any(c not in b"01234567" for c in text) or b"\x00" in text:
+        raise BundleMalformed(detail=f"tar header {what} is not an octal number")
+    return int(text, 8)
+
+
+def next_entry(source: BinaryIO) -> Entry | None:
+    """The next member's header, or None at the archive's end (which must end the file)."""
+    block = _read_exactly(source, BLOCK, "a tar header")
+    if block == b"\x00" * BLOCK:
+        if _read_exactly(source, BLOCK, "the end of the archive") != b"\x00" * BLOCK:
+            raise BundleMalformed(detail="a zero block is not followed by a second one")
+        if source.read(1):
+            raise BundleMalformed(detail="data follows the end of the archive")
+        return None
+    checksum = _field_octal(block[148:156], "checksum")
+    if checksum != sum(block[:148]) + 8 * 32 + sum(block[156:]):
+        raise BundleMalformed(detail="a tar header's checksum is wrong")
+    if block[257:263] != _MAGIC or block[263:265] != b"00":
+        raise BundleMalformed(detail="not a POSIX ustar archive")
+    field = block[0:100]
+    if b"\x00" not in field:
+        raise BundleMalformed(detail="a member name fills all 100 bytes (at most 99 are allowed)")
+    raw_name, rest = field.split(b"\x00", 1)
+    try:
+        name = raw_name.decode("ascii")
+    except UnicodeDecodeError:
+        raise BundleMalformed(detail="a member name is not ASCII") from None
+    if rest.strip(b"\x00") or block[345:500].strip(b"\x00"):
+        raise BundleMalformed(detail=f"member {name!r} has a NUL inside its name or a prefix")
+    kind = block[156:157]
+    if kind != b"0":
+        what = {
+            b"1": "a hard link",
+            b"2": "a symbolic link",
+            b"3": "a character device",
+            b"4": "a block device",
+            b"5": "a directory",
+            b"6": "a FIFO",
+        }.get(kind, f"of type {kind!r}")
+        raise BundleMalformed(detail=f"member {name!r} is {what}; only regular files are read")
+    if block[157:257].strip(b"\x00"):
+        raise BundleMalformed(detail=f"member {name!r} names a link target")
+    return Entry(name=name, size=_field_octal(block[124:136], "size"))
+
+
+def read_small(source: BinaryIO, entry: Entry, cap: int) -> bytes:
+    if entry.size > cap:
+        raise BundleMalformed(detail=f"member {entry.name!r} is larger than {cap} bytes")
+    data = _read_exactly(source, entry.size, f"member {entry.name!r}")
+    _skip_padding(source, entry.size)
+    return data
+
+
+def _skip_padding(source: BinaryIO, size: int) -> None:
+    if (pad := -size % BLOCK) and _read_exactly(source, pad, "padding").strip(b"\x00"):
+        raise BundleMalformed(detail="a member's padding is not zero")
+
+
+def member_lines(source: BinaryIO, entry: Entry, *, sha256: str, raw_size: int) -> Iterator[bytes]:
+    """The lines of a zstd member, checked against its digest and declared sizes as they come.
+
+    Raises MemberMismatch when the digest, the sizes or the frame do not match; output beyond
+    ``raw_size`` is never produced.
+    """
+    decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
+    hasher = hashlib.sha256()
+    left, produced = entry.size, 0
+    partial = b""
+    try:
+        while left:
+            chunk = _read_exactly(source, min(_READ, left), f"member {entry.name!r}")
+            left -= len(chunk)
+            hasher.update(chunk)
+            for start in range(0, len(chunk), _FEED):
+                if decompressor.eof:
+                    raise MemberMismatch(member=entry.name, detail="data follows its zstd frame")
+                out = decompressor.decompress(chunk[start : start + _FEED])
+                produced += len(out)
+                if produced > raw_size:
+                    raise MemberMismatch(
+                        member=entry.name, detail=f"it expands beyond its declared {raw_size} bytes"
+                    )
+                if out:
+                    *complete, partial = (partial + out).split(b"\n")
+                    if len(partial) > MAX_LINE:
+                        raise MemberMismatch(member=entry.name, detail="a record is too long")
+                    yield from complete
+    except zstandard.ZstdError as exc:
+        raise MemberMismatch(member=entry.name, detail=f"bad zstd data ({exc})") from None
+    if not decompressor.eof or decompressor.unused_data:
+        raise MemberMismatch(
+            member=entry.name, detail="its zstd frame is cut short or followed by data"
+        )
+    if partial:
+        raise MemberMismatch(member=entry.name, detail="its last record lacks a newline")
+    if produced != raw_size:
+        raise MemberMismatch(
+            member=entry.name, detail=f"{produced} bytes, not the declared {raw_size}"
+        )
+    if hasher.hexdigest() != sha256:
+        raise MemberMismatch(member=entry.name, detail="its sha256 differs from the manifest's")
+    _skip_padding(source, entry.size)

@@ -1,0 +1,518 @@
+"""Exporting, inspecting, verifying and importing Offline Kit bundles (adapters layer).
+
+These procedures stream between a bundle file and the ledger, so they live with the I/O; every
+decision they take (what a manifest may say, what an import applies or refuses) is made by the
+pure ``orchd.core.bundle`` and ``orchd.core.trust``. ``bundles/FORMAT.md`` is the specification.
+
+Import order (FORMAT.md, "Import"): open without following links or blocking; read the manifest
+and its signature; check the signature against the trust store before decompressing anything;
+check recipient, clock skew and expiry; plan each origin against this site's copy; then stream
+every member in manifest order, checking its digest, sizes, records and chain while the events go
+into one transaction, which commits only if everything held, together with the
+``bundle.imported`` record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from orchd.core import bundle, canonical, dsse, timefmt, trust
+from orchd.core.bundle import Manifest, Step
+from orchd.core.events import Actor, Draft, Event
+from orchd.core.trust import KeyView
+from orchd.errors import (
+    BundleMalformed,
+    BundleRefused,
+    BundleStale,
+    MalformedEvent,
+    OrchdError,
+    SignatureInvalid,
+    StorageError,
+    UntrustedKey,
+)
+
+from . import bundle_io, keys
+from .ledger import SqliteLedger
+
+SCOPE = "orch:bundle"
+BATCH = 2000
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+DEFAULT_EXPIRY_MS = 30 * 86_400_000
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exported:
+    path: Path
+    manifest: Manifest
+    size: int
+    events: int
+
+
+def export(
+    ledger: SqliteLedger,
+    key: keys.SiteKey,
+    actor: Actor,
+    out: Path,
+    *,
+    recipient: str,
+    now_ms: int,
+    expires_in_ms: int = DEFAULT_EXPIRY_MS,
+    progress: Callable[[str, int], None] = lambda origin, count: None,
+) -> Exported:
+    """Write a full bundle of every origin held here to ``out`` (which must not exist)."""
+    own = ledger.trust_key(key.key_id)
+    if own is None or own.role != "own" or own.site != ledger.site_id:
+        raise UntrustedKey(
+            key_id=key.key_id,
+            site=ledger.site_id,
+            detail="the key file is not this site's current signing key",
+        )
+    heads = ledger.heads()
+    created_at = timefmt.format_ms(now_ms)
+    with bundle_io.staging_beside(out) as staging:
+        ranges, members, files = [], [], []
+        for index, origin in enumerate(sorted(heads)):
+            head_seq, head_hash = heads[origin]
+            made = bundle_io.compress_lines(
+                staging / f"{index}.zst",
+                _counting(ledger.bodies(origin, 1, head_seq), origin, progress),
+            )
+            if made.records != head_seq:
+                raise StorageError(
+                    path=ledger.path,
+                    detail=f"{origin} holds {made.records} events, its head says {head_seq}",
+                )
+            name = bundle.member_name(origin)
+            ranges.append(
+                bundle.Range(
+                    origin=origin,
+                    from_seq=1,
+                    to_seq=head_seq,
+                    prev_hash=bundle.ZERO_HASH,
+                    last_hash=head_hash,
+                    member=name,
+                )
+            )
+            members.append(
+                bundle.Member(
+                    name=name,
+                    sha256=made.sha256,
+                    size=made.size,
+                    raw_size=made.raw_size,
+                    records=made.records,
+                )
+            )
+            files.append((name, made.path))
+        previous = [
+            b.bundle_id
+            for b in ledger.bundle_records()
+            if b.direction == "export" and b.site == recipient
+        ]
+        manifest = Manifest(
+            format=bundle.FORMAT_VERSION,
+            bundle_id=bundle.bundle_id(ledger.site_id, recipient, created_at, ranges),
+            exporter=ledger.site_id,
+            recipient=recipient,
+            created_at=created_at,
+            expires_at=timefmt.format_ms(now_ms + expires_in_ms),
+            kind="full",
+            ranges=tuple(ranges),
+            previous=previous[-1] if previous else "",
+            members=tuple(members),
+            rotation=_rotation_statement(ledger, key),
+        )
+        manifest_bytes = manifest.encode()
+        signature = key.sign(dsse.pae(dsse.MANIFEST_TYPE, manifest_bytes))
+        envelope = dsse.Envelope(
+            payload_type=dsse.MANIFEST_TYPE,
+            payload=manifest_bytes,
+            signatures=(dsse.Signature(key_id=key.key_id, sig=signature),),
+        )
+        tmp = staging / "bundle.orchkit"
+        try:
+            with tmp.open("wb") as handle:
+                bundle_io.write_archive(
+                    handle,
+                    [
+                        ("manifest.json", manifest_bytes),
+                        ("manifest.sig", envelope.encode()),
+                        *files,
+                    ],
+                )
+            size = tmp.stat().st_size
+            bundle_io.publish(tmp, out)
+        except OSError as exc:
+            raise StorageError(path=out, detail=exc.strerror or str(exc)) from exc
+    ledger.append(
+        [
+            Draft(
+                type="bundle.exported",
+                actor=actor,
+                idempotency_key=f"bundle.exported:{manifest.bundle_id}",
+                payload={
+                    "bundle_id": manifest.bundle_id,
+                    "recipient": recipient,
+                    "kind": manifest.kind,
+                    "ranges": {r.origin: [r.from_seq, r.to_seq] for r in ranges},
+                    "sha256": _file_digest(out),
+                    "size": size,
+                },
+            )
+        ]
+    )
+    return Exported(path=out, manifest=manifest, size=size, events=sum(m.records for m in members))
+
+
+def _counting(
+    bodies: Iterator[bytes], origin: str, progress: Callable[[str, int], None]
+) -> Iterator[bytes]:
+    for count, body in enumerate(bodies, start=1):
+        if count % 10_000 == 0:
+            progress(origin, count)
+        yield body
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _rotation_statement(ledger: SqliteLedger, key: keys.SiteKey) -> str | None:
+    """The statement by which the previous key vouched for this one, if the key was rotated."""
+    for event in reversed(ledger.events_of_type("key.rotated")):
+        if event.origin == ledger.site_id and event.payload["new_key_id"] == key.key_id:
+            statement = event.payload["statement"]
+            assert isinstance(statement, str)
+            return statement
+    return None
+
+
+def rotation_statement(site: str, old: keys.SiteKey, new_public_key: bytes) -> str:
+    """A DSSE envelope, signed by ``old``, saying that ``site``'s key is now ``new``."""
+    body = canonical.dump(
+        {
+            "site": site,
+            "old_key_id": old.key_id,
+            "new_key_id": dsse.key_id(new_public_key),
+            "public_key": new_public_key.hex(),
+        }
+    )
+    sig = old.sign(dsse.pae(dsse.ROTATION_TYPE, body))
+    envelope = dsse.Envelope(
+        payload_type=dsse.ROTATION_TYPE,
+        payload=body,
+        signatures=(dsse.Signature(key_id=old.key_id, sig=sig),),
+    )
+    return base64.b64encode(envelope.encode()).decode()
+
+
+# --- reading the signed head of a bundle ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Head:
+    manifest: Manifest
+    manifest_bytes: bytes
+    envelope: dsse.Envelope
+
+
+def read_head(source: BinaryIO) -> Head:
+    """The manifest and its signature envelope: the first two members, nothing decompressed."""
+    first = bundle_io.next_entry(source)
+    if first is None or first.name != "manifest.json":
+        raise BundleMalformed(detail="the first member must be manifest.json")
+    manifest_bytes = bundle_io.read_small(source, first, bundle.MAX_MANIFEST)
+    second = bundle_io.next_entry(source)
+    if second is None or second.name != "manifest.sig":
+        raise SignatureInvalid(
+            detail="the bundle is not signed: manifest.sig must follow the manifest"
+        )
+    raw_envelope = bundle_io.read_small(source, second, bundle.MAX_SIGNATURE_FILE)
+    envelope = dsse.decode(raw_envelope, payload_type=dsse.MANIFEST_TYPE)
+    if envelope.payload != manifest_bytes:
+        raise SignatureInvalid(detail="the signed payload is not the manifest")
+    return Head(
+        manifest=bundle.parse(manifest_bytes), manifest_bytes=manifest_bytes, envelope=envelope
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signer:
+    key: KeyView | None  # the trusted key, or None when it is trusted through a rotation
+    key_id: str
+    followed_rotation: dict[str, str] | None = None  # the new key a trusted old key vouched for
+
+
+def check_signature(ledger: SqliteLedger, head: Head, now: str) -> Signer:
+    """A signature on the manifest by a key this site trusts for the exporter (or by a new key
+    that such a key vouched for in the manifest's rotation statement)."""
+    site = head.manifest.exporter
+    message = dsse.pae(dsse.MANIFEST_TYPE, head.manifest_bytes)
+    errors: list[OrchdError] = []
+    for signature in head.envelope.signatures:
+        row = ledger.trust_key(signature.key_id)
+        try:
+            if row is None and head.manifest.rotation is not None:
+                rotation = _followed_rotation(ledger, head.manifest, signature.key_id, now)
+                public = bytes.fromhex(rotation["public_key"])
+            else:
+                row = trust.check_signer(row, signature.key_id, site, now)
+                public, rotation = bytes.fromhex(row.public_key), None
+            if not keys.verify(public, message, signature.sig):
+                raise SignatureInvalid(
+                    detail=f"the signature by key {signature.key_id} does not match the manifest"
+                )
+            return Signer(key=row, key_id=signature.key_id, followed_rotation=rotation)
+        except (UntrustedKey, SignatureInvalid) as exc:
+            errors.append(exc)
+    raise errors[0]
+
+
+def _followed_rotation(
+    ledger: SqliteLedger, manifest: Manifest, key_id: str, now: str
+) -> dict[str, str]:
+    assert manifest.rotation is not None
+    try:
+        raw = base64.b64decode(manifest.rotation, validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureInvalid(detail="the rotation statement is not base64") from None
+    envelope = dsse.decode(raw, payload_type=dsse.ROTATION_TYPE)
+    try:
+        statement = canonical.decode(envelope.payload)
+    except OrchdError:
+        raise SignatureInvalid(detail="the rotation statement is not canonical JSON") from None
+    wanted = {"site", "old_key_id", "new_key_id", "public_key"}
+    if not isinstance(statement, dict) or set(statement) != wanted:
+        raise SignatureInvalid(
+            detail="the rotation statement must hold " + ", ".join(sorted(wanted))
+        )
+    if not all(
+        isinstance(v, str) and _HEX64.fullmatch(v) for k, v in statement.items() if k != "site"
+    ):
+        raise UntrustedKey(
+            key_id=key_id,
+            site=manifest.exporter,
+            detail="the rotation statement's keys are not 64 hex digits",
+        )
+    if (
+        statement["site"] != manifest.exporter
+        or statement["new_key_id"] != key_id
+        or dsse.key_id(bytes.fromhex(statement["public_key"])) != key_id
+    ):
+        raise UntrustedKey(
+            key_id=key_id,
+            site=manifest.exporter,
+            detail="the rotation statement does not name this key",
+        )
+    old = trust.check_signer(
+        ledger.trust_key(statement["old_key_id"]), statement["old_key_id"], manifest.exporter, now
+    )
+    pae = dsse.pae(dsse.ROTATION_TYPE, envelope.payload)
+    if not any(
+        s.key_id == old.key_id and keys.verify(bytes.fromhex(old.public_key), pae, s.sig)
+        for s in envelope.signatures
+    ):
+        raise SignatureInvalid(detail="the rotation statement is not signed by the old key")
+    return {k: str(v) for k, v in statement.items()}
+
+
+# --- inspect, verify, import ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Report:
+    """What an import did (or, for a dry run or a verify, would do)."""
+
+    manifest: Manifest
+    signer: str
+    steps: list[Step]
+    applied: int = 0
+    by_origin: Counter[str] = field(default_factory=Counter)
+    by_type: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    already: bool = False  # the bundle was imported before: nothing to do
+
+
+def inspect(path: Path) -> Head:
+    """The manifest and signatures, checked for form only (no trust, nothing written)."""
+    with bundle_io.open_bundle(path) as source:
+        return read_head(source)
+
+
+def import_bundle(
+    ledger: SqliteLedger,
+    path: Path,
+    actor: Actor,
+    *,
+    now_ms: int,
+    skew_ms: int = bundle.DEFAULT_SKEW_MS,
+    dry_run: bool = False,
+    allow_expired: bool = False,
+    reason: str | None = None,
+    ticket: str | None = None,
+) -> Report:
+    """Import ``path``, all or nothing (``dry_run``: check everything, write nothing)."""
+    if allow_expired and (reason is None or ticket is None):
+        raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
+    now = timefmt.format_ms(now_ms)
+    with bundle_io.open_bundle(path) as source:
+        head = read_head(source)
+        signer = check_signature(ledger, head, now)
+        manifest = head.manifest
+        bundle.check_envelope(
+            manifest,
+            local=ledger.site_id,
+            now_ms=now_ms,
+            skew_ms=skew_ms,
+            allow_expired=allow_expired,
+        )
+        heads = ledger.heads()
+        steps = bundle.plan(
+            manifest,
+            local=ledger.site_id,
+            heads=heads,
+            hash_at=ledger.hashes(bundle.needed_hashes(manifest)),
+        )
+        report = Report(manifest=manifest, signer=signer.key_id, steps=steps)
+        if all(step.action == "skip" for step in steps):
+            imported = {b.bundle_id for b in ledger.bundle_records() if b.direction == "import"}
+            if manifest.bundle_id in imported:
+                report.already = True
+                return report
+            raise BundleStale(detail="every origin it carries is held here up to or past its range")
+        batches = _events(source, manifest, steps, heads, now_ms + skew_ms, report)
+        try:
+            ledger.import_events(
+                batches,
+                lambda: _records(
+                    manifest,
+                    steps,
+                    signer,
+                    actor,
+                    report,
+                    reason if allow_expired else None,
+                    ticket if allow_expired else None,
+                ),
+                dry_run=dry_run,
+            )
+        except MalformedEvent as exc:  # the fold refused an event the bundle carries
+            raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None
+    return report
+
+
+def verify(
+    ledger: SqliteLedger, path: Path, *, now_ms: int, skew_ms: int = bundle.DEFAULT_SKEW_MS
+) -> Report:
+    """Every check of an import short of applying; raises unless it would be accepted."""
+    return import_bundle(ledger, path, _NOBODY, now_ms=now_ms, skew_ms=skew_ms, dry_run=True)
+
+
+_NOBODY = Actor(uid=0, user="verify", scopes=())
+
+
+def _events(
+    source: BinaryIO,
+    manifest: Manifest,
+    steps: Sequence[Step],
+    heads: dict[str, tuple[int, str]],
+    max_wall_ms: int,
+    report: Report,
+) -> Iterator[list[Event]]:
+    """Stream every member in order, yielding batches of the events to apply."""
+    batch: list[Event] = []
+    for step in steps:
+        member = manifest.member(step.range.member)
+        entry = bundle_io.next_entry(source)
+        if entry is None or entry.name != member.name:
+            found = "the end" if entry is None else repr(entry.name)
+            raise BundleMalformed(detail=f"expected member {member.name!r}, found {found}")
+        if entry.size != member.size:
+            raise BundleMalformed(
+                detail=f"member {member.name!r} has {entry.size} bytes, the "
+                f"manifest says {member.size}"
+            )
+        lines = bundle_io.member_lines(
+            source, entry, sha256=member.sha256, raw_size=member.raw_size
+        )
+        head_hash = heads.get(step.range.origin, (0, bundle.ZERO_HASH))[1]
+        for event in bundle.read_events(step, lines, head_hash=head_hash, max_wall_ms=max_wall_ms):
+            if step.action == "skip":
+                continue
+            report.by_origin[event.origin] += 1
+            report.by_type[event.type] += 1
+            if event.type == "key.revoked":
+                report.warnings.append(
+                    f"site {event.origin} revoked key {event.payload.get('key_id')}: "
+                    f"{event.reason}; review your trust store (orchd keys list)"
+                )
+            batch.append(event)
+            if len(batch) >= BATCH:
+                yield batch
+                report.applied += len(batch)
+                batch = []
+    if bundle_io.next_entry(source) is not None:
+        raise BundleMalformed(detail="a member follows the last one the manifest lists")
+    if batch:
+        yield batch
+        report.applied += len(batch)
+
+
+def _records(
+    manifest: Manifest,
+    steps: Sequence[Step],
+    signer: Signer,
+    actor: Actor,
+    report: Report,
+    reason: str | None,
+    ticket: str | None,
+) -> list[Draft]:
+    applied = {
+        s.range.origin: [s.after_seq + 1, s.range.to_seq] for s in steps if s.action == "apply"
+    }
+    drafts = []
+    if signer.followed_rotation is not None:
+        new = signer.followed_rotation
+        drafts.append(
+            Draft(
+                type="key.trusted",
+                actor=actor,
+                idempotency_key=f"key.trusted:{new['new_key_id']}:rotation",
+                payload={
+                    "site": new["site"],
+                    "key_id": new["new_key_id"],
+                    "public_key": new["public_key"],
+                },
+                reason=f"followed the rotation signed by key {new['old_key_id'][:16]}",
+            )
+        )
+    drafts.append(
+        Draft(
+            type="bundle.imported",
+            actor=actor,
+            idempotency_key=f"bundle.imported:{manifest.bundle_id}",
+            payload={
+                "bundle_id": manifest.bundle_id,
+                "exporter": manifest.exporter,
+                "ranges": applied,
+                "events": report.applied,
+            },
+            reason=reason,
+            ticket=ticket,
+        )
+    )
+    return drafts

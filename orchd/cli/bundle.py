@@ -1,0 +1,230 @@
+"""``orchd bundle``: export, inspect, verify and import Offline Kit bundles (entry layer)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchd.adapters import bundles
+from orchd.core import bundle as bundle_core
+from orchd.core.bundle import ANY_SITE
+from orchd.core.names import check_name, check_text
+from orchd.errors import InvalidName
+
+from . import cli
+from .context import Site, with_site
+from .keys import site_key
+from .output import emit_json
+
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(text: str) -> int:
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise InvalidName(what="duration", value=text, expected="a number and m, h or d, e.g. 30d")
+    return int(match[1]) * _UNIT_MS[match[2]]
+
+
+@cli.group(name="bundle")
+def bundle_() -> None:
+    """Offline Kit state bundles: signed, compressed files carried across the air gap."""
+
+
+@bundle_.command()
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The bundle file to write (must not exist).",
+)
+@click.option("--peer", help="The site it is for (default: any site that trusts this one).")
+@click.option(
+    "--full", is_flag=True, help="Every event held (the default until peers acknowledge bundles)."
+)
+@click.option(
+    "--expires-in",
+    default="30d",
+    show_default=True,
+    help="How long the bundle may be imported: N m, h or d.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@with_site(write=True)
+def export(
+    site: Site, out: Path, peer: str | None, full: bool, expires_in: str, as_json: bool
+) -> None:
+    """Write a signed bundle of the events this site holds, for another site to import."""
+    recipient = ANY_SITE if peer is None else check_name("site id", peer)
+    expires_ms = parse_duration(expires_in)
+    key = site_key(site)
+    show = sys.stderr.isatty() and not as_json
+
+    def progress(origin: str, count: int) -> None:
+        if show:
+            click.echo(f"\r{origin}: {count} events", err=True, nl=False)
+
+    done = bundles.export(
+        site.ledger,
+        key,
+        site.actor(bundles.SCOPE),
+        out,
+        recipient=recipient,
+        now_ms=site.clock.now_ms(),
+        expires_in_ms=expires_ms,
+        progress=progress,
+    )
+    if show:
+        click.echo("", err=True)
+    m = done.manifest
+    summary = {
+        "bundle_id": m.bundle_id,
+        "path": str(done.path),
+        "size": done.size,
+        "events": done.events,
+        "recipient": m.recipient,
+        "kind": m.kind,
+        "expires_at": m.expires_at,
+        "ranges": {r.origin: [r.from_seq, r.to_seq] for r in m.ranges},
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(
+            f"exported {done.events} events of {len(m.ranges)} sites to {out} "
+            f"({done.size} bytes, bundle {m.bundle_id}, expires {m.expires_at})",
+            err=True,
+        )
+
+
+def _manifest_json(head: bundles.Head) -> dict[str, Any]:
+    return {**head.manifest.to_json(), "signatures": [s.key_id for s in head.envelope.signatures]}
+
+
+@bundle_.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def inspect(file: Path, as_json: bool) -> None:
+    """Show a bundle's manifest and signers (form checked, trust not; writes nothing)."""
+    head = bundles.inspect(file)
+    if as_json:
+        emit_json(_manifest_json(head))
+        return
+    m = head.manifest
+    click.echo(f"bundle:     {m.bundle_id} ({m.kind}, format {m.format})")
+    click.echo(f"exporter:   {m.exporter}")
+    click.echo(f"recipient:  {m.recipient}")
+    click.echo(f"created:    {m.created_at}")
+    click.echo(f"expires:    {m.expires_at}")
+    click.echo(f"previous:   {m.previous or '-'}")
+    for s in head.envelope.signatures:
+        click.echo(f"signed by:  key {s.key_id}")
+    for r, member in zip(m.ranges, m.members, strict=True):
+        click.echo(
+            f"  {r.origin}: seq {r.from_seq}..{r.to_seq}  {member.records} events, "
+            f"{member.size} bytes ({member.raw_size} uncompressed)"
+        )
+
+
+def _report_json(report: bundles.Report) -> dict[str, Any]:
+    return {
+        "bundle_id": report.manifest.bundle_id,
+        "exporter": report.manifest.exporter,
+        "signer": report.signer,
+        "already_applied": report.already,
+        "events": report.applied,
+        "by_origin": dict(sorted(report.by_origin.items())),
+        "by_type": dict(sorted(report.by_type.items())),
+        "ranges": {
+            s.range.origin: {
+                "action": s.action,
+                "from_seq": s.after_seq + 1,
+                "to_seq": s.range.to_seq,
+            }
+            for s in report.steps
+        },
+        "warnings": report.warnings,
+    }
+
+
+def _say(report: bundles.Report, verb: str) -> None:
+    if report.already:
+        click.echo(
+            f"bundle {report.manifest.bundle_id} was imported before: nothing to do", err=True
+        )
+        return
+    for step in report.steps:
+        if step.action == "apply":
+            click.echo(
+                f"  {step.range.origin}: seq {step.after_seq + 1}..{step.range.to_seq}", err=True
+            )
+        else:
+            click.echo(f"  {step.range.origin}: held already", err=True)
+    for event_type, count in sorted(report.by_type.items()):
+        click.echo(f"  {count:>8} {event_type}", err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"{verb} {report.applied} events from {report.manifest.exporter} "
+        f"(bundle {report.manifest.bundle_id})",
+        err=True,
+    )
+
+
+@bundle_.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print what an import would do as JSON.")
+@with_site(write=False)
+def verify(site: Site, file: Path, as_json: bool) -> None:
+    """Check FILE as an import would (signature, trust, chains); exit 0 only if it would be
+    accepted here. Writes nothing."""
+    report = bundles.verify(site.ledger, file, now_ms=site.clock.now_ms())
+    if as_json:
+        emit_json(_report_json(report))
+    else:
+        _say(report, "would import")
+
+
+@bundle_.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check everything and say what would change.")
+@click.option("--allow-expired", is_flag=True, help="Import a bundle past its expiry (audited).")
+@click.option("--reason", help="Why an expired bundle is imported (with --allow-expired).")
+@click.option("--ticket", help="Change ticket (with --allow-expired).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@with_site(write=True)
+def import_(
+    site: Site,
+    file: Path,
+    dry_run: bool,
+    allow_expired: bool,
+    reason: str | None,
+    ticket: str | None,
+    as_json: bool,
+) -> None:
+    """Import FILE: every event or none, after every check."""
+    if allow_expired:
+        if reason is None or ticket is None:
+            raise click.UsageError("--allow-expired needs --reason and --ticket")
+        check_name("ticket", ticket)
+        check_text("reason", reason)
+    report = bundles.import_bundle(
+        site.ledger,
+        file,
+        site.actor(bundles.SCOPE),
+        now_ms=site.clock.now_ms(),
+        skew_ms=bundle_core.DEFAULT_SKEW_MS,
+        dry_run=dry_run,
+        allow_expired=allow_expired,
+        reason=reason,
+        ticket=ticket,
+    )
+    if as_json:
+        emit_json({**_report_json(report), "dry_run": dry_run})
+    else:
+        _say(report, "would import" if dry_run else "imported")

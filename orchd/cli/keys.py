@@ -1,0 +1,196 @@
+"""``orchd keys``: this site's signing key and its trust store (entry layer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from orchd.adapters import bundles, keys
+from orchd.core import dsse
+from orchd.errors import StateConflict, StorageError
+from orchd.ops import keys as key_ops
+
+from . import cli
+from .context import Site, with_site
+from .output import emit_json, table
+
+
+@cli.group(name="keys")
+def keys_() -> None:
+    """The site's Ed25519 signing key and the keys it trusts for its peers."""
+
+
+def site_key(site: Site) -> keys.SiteKey:
+    """This site's signing key, finishing a rotation a crash interrupted."""
+    path = site.config.key_path
+    pending = path.with_name(path.name + ".new")
+    own = key_ops.own_key(site.ledger)
+    if pending.exists() and own is not None:
+        candidate = keys.read_private(pending)
+        if candidate.key_id == own.key_id:
+            _retire_current(path)
+            pending.replace(path)
+    key = keys.read_private(path)
+    if own is None or key.key_id != own.key_id:
+        raise StateConflict(
+            detail=f"the key file {path} is not this site's signing key in the ledger "
+            f"({own.key_id if own else 'none recorded'})"
+        )
+    return key
+
+
+def _retire_current(path: Path) -> None:
+    if path.exists():
+        old = keys.read_private(path)
+        retired = path.parent / "retired"
+        retired.mkdir(mode=0o700, exist_ok=True)
+        path.replace(retired / f"{old.key_id}.key")
+
+
+@keys_.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_site(write=False)
+def show(site: Site, as_json: bool) -> None:
+    """This site's signing key: its id and public key."""
+    own = key_ops.own_key(site.ledger)
+    if own is None:
+        raise StateConflict(detail="this site has no signing key recorded")
+    if as_json:
+        emit_json({"site": site.ledger.site_id, "key_id": own.key_id, "public_key": own.public_key})
+        return
+    click.echo(f"site:        {site.ledger.site_id}")
+    click.echo(f"key id:      {own.key_id}")
+    click.echo(f"public key:  {own.public_key}")
+    click.echo(f"since:       {own.added_at}")
+
+
+@keys_.command(name="export-public")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@with_site(write=False)
+def export_public(site: Site, file: Path) -> None:
+    """Write this site's public key (PEM) to FILE, for peers to trust."""
+    own = key_ops.own_key(site.ledger)
+    if own is None:
+        raise StateConflict(detail="this site has no signing key recorded")
+    try:
+        with file.open("xb") as handle:
+            handle.write(keys.public_pem(bytes.fromhex(own.public_key)))
+    except FileExistsError:
+        raise StorageError(path=file, detail="a file of that name exists") from None
+    except OSError as exc:
+        raise StorageError(path=file, detail=exc.strerror or str(exc)) from exc
+    click.echo(f"wrote the public key {own.key_id} of {site.ledger.site_id} to {file}", err=True)
+
+
+@keys_.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@with_site(write=False)
+def list_(site: Site, as_json: bool) -> None:
+    """The trust store, and key changes peers announced (shown, never applied here)."""
+    rows = site.ledger.trust_keys()
+    announced = key_ops.peer_key_events(site.ledger)
+    if as_json:
+        emit_json(
+            {
+                "trusted": [r._asdict() for r in rows],
+                "announced_by_peers": [
+                    {
+                        "origin": e.origin,
+                        "seq": e.seq,
+                        "type": e.type,
+                        "payload": dict(e.payload),
+                        "reason": e.reason,
+                    }
+                    for e in announced
+                ],
+            }
+        )
+        return
+    table(
+        ("KEY", "SITE", "ROLE", "ADDED", "EXPIRES", "REVOKED"),
+        ((r.key_id[:16], r.site, r.role, r.added_at, r.expires_at, r.revoked_at) for r in rows),
+    )
+    if announced:
+        click.echo("\nannounced by peers (not applied here):")
+        table(
+            ("ORIGIN", "SEQ", "TYPE", "KEY", "REASON"),
+            (
+                (
+                    e.origin,
+                    e.seq,
+                    e.type,
+                    str(e.payload.get("key_id", e.payload.get("new_key_id")))[:16],
+                    e.reason,
+                )
+                for e in announced
+            ),
+        )
+
+
+@keys_.command()
+@click.argument("site_id", metavar="SITE")
+@click.argument("pubkey_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--expires", help="Trust until this time (e.g. 2027-06-30T00:00Z).")
+@click.option("--reason", help="Why (1-256 printable characters); kept in the log.")
+@with_site(write=True)
+def trust(
+    site: Site, site_id: str, pubkey_file: Path, expires: str | None, reason: str | None
+) -> None:
+    """Trust the Ed25519 public key in PUBKEY_FILE (PEM) for bundles from SITE."""
+    public = keys.read_public(pubkey_file)
+    row = key_ops.trust(
+        site.ledger,
+        site.clock,
+        site.entropy,
+        site.actor(key_ops.SCOPE),
+        site=site_id,
+        public_key=public,
+        expires=expires,
+        reason=reason,
+    )
+    click.echo(row.key_id)
+    click.echo(
+        f"trusting key {row.key_id} for {site_id}"
+        + (f" until {row.expires_at}" if row.expires_at else ""),
+        err=True,
+    )
+
+
+@keys_.command()
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why (1-256 printable characters).")
+@with_site(write=True)
+def revoke(site: Site, key_id: str, reason: str) -> None:
+    """Stop trusting KEY_ID (as `orchd keys list` shows it, in full)."""
+    row = key_ops.revoke(
+        site.ledger,
+        site.clock,
+        site.entropy,
+        site.actor(key_ops.SCOPE),
+        key_id=key_id,
+        reason=reason,
+    )
+    click.echo(f"revoked key {row.key_id} of {row.site}", err=True)
+
+
+@keys_.command()
+@click.option("--reason", required=True, help="Why (1-256 printable characters).")
+@with_site(write=True)
+def rotate(site: Site, reason: str) -> None:
+    """Replace this site's signing key; the old key signs a statement vouching for the new one,
+    which exports carry, so peers that trust the old key can follow."""
+    old = site_key(site)
+    new = keys.generate()
+    path = site.config.key_path
+    pending = path.with_name(path.name + ".new")
+    pending.unlink(missing_ok=True)
+    keys.write_private(pending, new)
+    statement = bundles.rotation_statement(site.ledger.site_id, old, new.public_key)
+    rotation = key_ops.Rotation(
+        old_key_id=old.key_id, new_public_key=new.public_key, statement=statement
+    )
+    site.ledger.append([key_ops.rotated(site.actor(key_ops.SCOPE), rotation, reason)])
+    site_key(site)  # moves the new key into place, the old one to keys/retired/
+    click.echo(dsse.key_id(new.public_key))
+    click.echo(f"rotated the signing key: {old.key_id[:16]} -> {new.key_id[:16]}", err=True)

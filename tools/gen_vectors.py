@@ -1,0 +1,295 @@
+"""Write the test bundles of bundles/vectors/ (or, with --check, confirm they are current).
+
+Every vector comes from a fixed ledger of site ``hq`` (fixed clock, fixed entropy) and fixed
+test-only keys, so the same orchd writes the same bytes. ``expected.json`` says what an import
+into a site that trusts ``keys/hq.pem`` (and only that) must do with each file.
+
+    python tools/gen_vectors.py            # rewrite bundles/vectors/
+    python tools/gen_vectors.py --check    # exit 1 if any file would change
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from orchd.adapters import bundle_io, keys
+from orchd.adapters.bundles import export
+from orchd.adapters.ledger import SqliteLedger
+from orchd.core import bundle, dsse, timefmt
+from orchd.core.events import Actor, Draft
+from orchd.ops import keys as key_ops
+from orchd.ops import site as site_ops
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = ROOT / "bundles" / "vectors"
+NOW_MS = timefmt.parse_canonical("2026-01-01T00:00:00.000Z")
+EXPIRES_MS = timefmt.parse_canonical("2099-01-01T00:00:00.000Z") - NOW_MS
+ACTOR = Actor(uid=1000, user="vectors", scopes=("orch:admin",))
+
+
+class FixedClock:
+    def __init__(self) -> None:
+        self.now = NOW_MS - 60_000
+
+    def now_ms(self) -> int:
+        self.now += 1
+        return self.now
+
+    def monotonic_ms(self) -> int:
+        return self.now
+
+
+class CountingEntropy:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def token(self, size: int) -> bytes:
+        out = bytearray()
+        while len(out) < size:
+            self.count += 1
+            out += self.count.to_bytes(10, "big")
+        return bytes(out[:size])
+
+
+def test_key(name: str) -> keys.SiteKey:
+    """A test-only key derived from its name: NEVER use these anywhere but tests."""
+    return keys.SiteKey(
+        SigningKey(hashlib.sha256(f"orchd test vector key {name}".encode()).digest())
+    )
+
+
+def hq_ledger(folder: Path) -> SqliteLedger:
+    key = test_key("hq")
+    first = site_ops.initialized("hq", ACTOR, "vectors")
+    ledger = SqliteLedger.create(
+        folder / "ledger.db",
+        "hq",
+        FixedClock(),
+        CountingEntropy(),
+        first,
+        also=[key_ops.created(ACTOR, key.public_key)],
+    )
+    drafts = []
+    for n in range(1, 6):
+        job_id = f"01KE{n:022d}"
+        drafts.append(
+            Draft(
+                type="job.submitted",
+                actor=ACTOR,
+                idempotency_key=f"job.submitted:{job_id}",
+                payload={
+                    "job_id": job_id,
+                    "job_type": "feed-refresh",
+                    "key": job_id,
+                    "params": {"window": "24h"},
+                    "priority": 0,
+                    "state": "queued",
+                    "source": "nvd",
+                },
+            )
+        )
+    ledger.append(drafts)
+    return ledger
+
+
+def sign(manifest: bundle.Manifest, key: keys.SiteKey) -> tuple[bytes, bytes]:
+    data = manifest.encode()
+    sig = key.sign(dsse.pae(dsse.MANIFEST_TYPE, data))
+    envelope = dsse.Envelope(
+        payload_type=dsse.MANIFEST_TYPE,
+        payload=data,
+        signatures=(dsse.Signature(key_id=key.key_id, sig=sig),),
+    )
+    return data, envelope.encode()
+
+
+def archive(members: list[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    bundle_io.write_archive(out, list(members))
+    return out.getvalue()
+
+
+def split(data: bytes) -> list[tuple[str, bytes]]:
+    """The members of a well-formed archive (test helper; trusts its input)."""
+    members, offset = [], 0
+    while data[offset : offset + 512] != b"\0" * 512:
+        head = data[offset : offset + 512]
+        name = head[:100].split(b"\0")[0].decode()
+        size = int(head[124:135], 8)
+        members.append((name, data[offset + 512 : offset + 512 + size]))
+        offset += 512 + size + (-size % 512)
+    return members
+
+
+def with_type(header_block: bytes, flag: bytes) -> bytes:
+    block = bytearray(header_block)
+    block[156:157] = flag
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def build(out: Path) -> dict[str, dict[str, object]]:
+    expected: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = hq_ledger(Path(tmp))
+        good_path = out / "good.orchkit"
+        export(
+            ledger,
+            test_key("hq"),
+            ACTOR,
+            good_path,
+            recipient="*",
+            now_ms=NOW_MS,
+            expires_in_ms=EXPIRES_MS,
+        )
+        ledger.close()
+    good = good_path.read_bytes()
+    expected["good.orchkit"] = {"exit": 0, "events": 7, "why": "a valid full bundle of hq"}
+    members = split(good)
+    manifest = bundle.parse(members[0][1])
+    events = members[2][1]
+
+    def save(name: str, data: bytes, code: int, why: str) -> None:
+        (out / name).write_bytes(data)
+        expected[name] = {"exit": code, "why": why}
+
+    flipped = bytearray(good)
+    flipped[512 + 40] ^= 0x01  # inside the manifest's data
+    save("bad-manifest-bit-flipped.orchkit", bytes(flipped), 54, "one bit of the manifest flipped")
+    flipped = bytearray(good)
+    offset = len(good) - 1024 - (-len(events) % 512) - len(events) + len(events) // 2
+    flipped[offset] ^= 0xFF
+    save(
+        "bad-member-byte-flipped.orchkit",
+        bytes(flipped),
+        56,
+        "one byte of the events member flipped",
+    )
+    data, sig = sign(manifest, test_key("mallory"))
+    save(
+        "bad-untrusted-signer.orchkit",
+        archive([("manifest.json", data), ("manifest.sig", sig), members[2]]),
+        72,
+        "signed by a key nobody trusts",
+    )
+    save("bad-unsigned.orchkit", archive([members[0], members[2]]), 54, "no manifest.sig")
+    save(
+        "bad-truncated.orchkit",
+        good[: len(good) // 2 // 512 * 512],
+        55,
+        "cut at a 512-byte boundary",
+    )
+    save(
+        "bad-trailing-data.orchkit", good + b"\0" * 512, 55, "a block after the end of the archive"
+    )
+    save(
+        "bad-duplicate-member.orchkit",
+        archive([*members, members[2]]),
+        55,
+        "the events member twice",
+    )
+    tar = bytearray(archive(members))
+    start = (
+        512
+        + len(members[0][1])
+        + (-len(members[0][1]) % 512)
+        + 512
+        + len(members[1][1])
+        + (-len(members[1][1]) % 512)
+    )
+    tar[start : start + 512] = with_type(bytes(tar[start : start + 512]), b"2")
+    save("bad-symlink-member.orchkit", bytes(tar), 55, "the events member is a symlink entry")
+    member = manifest.members[0]
+    lying = bundle.Manifest(
+        **{
+            **_fields(manifest),
+            "members": (
+                bundle.Member(
+                    name=member.name,
+                    sha256=member.sha256,
+                    size=member.size,
+                    raw_size=member.raw_size // 2,
+                    records=member.records,
+                ),
+            ),
+        }
+    )
+    data, sig = sign(lying, test_key("hq"))
+    save(
+        "bad-expands-beyond-raw-size.orchkit",
+        archive([("manifest.json", data), ("manifest.sig", sig), members[2]]),
+        56,
+        "signed, but the member expands beyond its declared raw_size",
+    )
+    elsewhere = bundle.Manifest(
+        **{
+            **_fields(manifest),
+            "recipient": "elsewhere",
+            "bundle_id": bundle.bundle_id("hq", "elsewhere", manifest.created_at, manifest.ranges),
+        }
+    )
+    data, sig = sign(elsewhere, test_key("hq"))
+    save(
+        "bad-wrong-recipient.orchkit",
+        archive([("manifest.json", data), ("manifest.sig", sig), members[2]]),
+        73,
+        "addressed to another site",
+    )
+    (out / "keys").mkdir(exist_ok=True)
+    for name in ("hq", "mallory"):
+        (out / "keys" / f"{name}.pem").write_bytes(keys.public_pem(test_key(name).public_key))
+    pae = {
+        "payload_type": "http://example.com/HelloWorld",
+        "body": "hello world",
+        "pae": dsse.pae("http://example.com/HelloWorld", b"hello world").decode(),
+    }
+    (out / "dsse-pae.json").write_text(json.dumps(pae, indent=2) + "\n")
+    return expected
+
+
+def _fields(manifest: bundle.Manifest) -> dict[str, object]:
+    return {name: getattr(manifest, name) for name in bundle.Manifest.__dataclass_fields__}
+
+
+def generate(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    expected = build(out)
+    (out / "expected.json").write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if bundles/vectors is stale")
+    args = parser.parse_args()
+    if not args.check:
+        generate(VECTORS)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "vectors"
+        generate(fresh)
+        stale = [
+            str(path.relative_to(fresh))
+            for path in sorted(fresh.rglob("*"))
+            if path.is_file()
+            and (
+                not (VECTORS / path.relative_to(fresh)).exists()
+                or (VECTORS / path.relative_to(fresh)).read_bytes() != path.read_bytes()
+            )
+        ]
+    if stale:
+        print(f"stale: {', '.join(stale)}; run: python tools/gen_vectors.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
