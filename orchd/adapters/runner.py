@@ -12,7 +12,8 @@ Rules:
 - A run ends when its leader exits. Its process group is then sent SIGKILL before the leader is
   reaped (the unreaped leader keeps the group id from being reused), so nothing the command
   started outlives it unless it left the group on purpose (``setsid``).
-- ``wait`` sleeps in ``select`` on the pipes and on a pidfd per run, so an exit wakes it at once.
+- ``wait`` sleeps in ``select`` on the pipes, on a pidfd per run and on a wake pipe, so an exit
+  (or ``wake()`` from another thread: the spool watcher, the timer, a signal) ends it at once.
 - ``sweep`` finds the processes of runs a dead worker started by the ``ORCHD_RUN_ID`` in their
   environment (``/proc/PID/environ``) and kills their process groups, waiting until they are gone.
 """
@@ -64,6 +65,8 @@ class SubprocessExecutor:
         self._base = base_environment(os.environ)
         self._runs: dict[str, _Run] = {}
         self._selector = selectors.DefaultSelector()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
 
     def log_path(self, run_id: str) -> Path:
         return self.log_dir / f"{run_id}.log"
@@ -106,17 +109,23 @@ class SubprocessExecutor:
         return len(self._runs)
 
     def wait(self, timeout_ms: int) -> list[Exit]:
-        if not self._runs:
-            time.sleep(max(0, timeout_ms) / 1000)
-            return []
         ended = []
         for key, _mask in self._selector.select(max(0, timeout_ms) / 1000):
+            if key.data is None:  # woken: drain the wake pipe
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_read, 4096)
+                continue
             run, what = key.data
             if what == "pipe":
                 self._pump(run)
             elif run.run_id in self._runs:
                 ended.append(self._reap(run))
         return ended
+
+    def wake(self) -> None:
+        """End a ``wait`` early (from any thread or a signal handler)."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_write, b"w")
 
     def signal(self, run_id: str, *, kill: bool) -> None:
         run = self._runs.get(run_id)
@@ -130,6 +139,8 @@ class SubprocessExecutor:
             self.signal(run_id, kill=True)
             self._reap(self._runs[run_id])
         self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
     # --- output and exits -----------------------------------------------------------------
 

@@ -83,6 +83,24 @@ def slots(expression: str, timezone: str, after_ms: int, until_ms: int, *, limit
     return found
 
 
+def first_slots(
+    expression: str, timezone: str, after_ms: int, until_ms: int, *, limit: int
+) -> list[int]:
+    """The first ``limit`` slots t with ``after_ms < t <= until_ms`` (fewer if there are not
+    that many): for the daemon, which works through long windows in pieces."""
+    zone = _zone(timezone)
+    trigger = _trigger(expression)
+    found: list[int] = []
+    for start_ms, end_ms, offset_ms in _stretches(
+        zone, max(after_ms + 1, _FIRST_MS), min(until_ms, _LAST_MS)
+    ):
+        for at_ms in _fire_times(trigger, start_ms, end_ms, offset_ms):
+            found.append(at_ms)
+            if len(found) >= limit:
+                return found
+    return found
+
+
 def _fire_times(trigger: CronTrigger, start_ms: int, end_ms: int, offset_ms: int) -> Iterator[int]:
     """The slots in [start_ms, end_ms], a stretch where the zone's clock is UTC + offset_ms."""
     wall_ms = start_ms + offset_ms

@@ -26,7 +26,11 @@ class OsEntropy:
 
 def local_actor(*scopes: str) -> Actor:
     """The user running this process, acting with ``scopes`` on a site it may write directly."""
-    uid = os.getuid()
+    return actor_for_uid(os.getuid(), *scopes)
+
+
+def actor_for_uid(uid: int, *scopes: str) -> Actor:
+    """The user with ``uid`` (e.g. the owner of a spool file), acting with ``scopes``."""
     try:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:

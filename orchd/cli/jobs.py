@@ -6,11 +6,13 @@ import click
 
 from orchd.adapters import policy_files
 from orchd.core.machines import JOB
+from orchd.core.names import check_name
 from orchd.ops import jobs as job_ops
 
 from . import cli
-from .context import Site, with_site
+from .context import Config, Site, with_site
 from .output import emit_json, event_json, job_json, run_json, table
+from .run import drop_request
 
 
 @cli.group()
@@ -24,8 +26,48 @@ def jobs() -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A job parameter.")
 @click.option("--key", help="Idempotency key: submitting the same key again changes nothing.")
 @click.option("--priority", type=int, help="Higher runs first (default: the job type's).")
-@with_site(write=True)
+@click.option(
+    "--spool",
+    "to_spool",
+    is_flag=True,
+    help="Drop the request into the daemon's spool instead (works while it is down).",
+)
+@click.pass_context
 def submit(
+    ctx: click.Context,
+    job_type: str,
+    source: str | None,
+    params: tuple[str, ...],
+    key: str | None,
+    priority: int | None,
+    to_spool: bool,
+) -> None:
+    """Submit a job of JOB_TYPE (one the policy defines); prints its id (with --spool: the
+    spool file, which the daemon turns into a job)."""
+    if to_spool:
+        config = ctx.find_object(Config)
+        assert config is not None
+        request: dict[str, object] = {
+            "job_type": check_name("job type", job_type),
+            "params": job_ops.parse_params(params),
+        }
+        if source is not None:
+            request["source"] = check_name("source", source)
+        if key is not None:
+            request["key"] = check_name("job key", key)
+        if priority is not None:
+            request["priority"] = priority
+        dropped = drop_request(config.state_dir, request, None)
+        click.echo(str(dropped))
+        click.echo(f"spooled {job_type} request as {dropped.name}", err=True)
+        return
+    ctx.invoke(
+        _submit_now, job_type=job_type, source=source, params=params, key=key, priority=priority
+    )
+
+
+@with_site(write=True)
+def _submit_now(
     site: Site,
     job_type: str,
     source: str | None,
@@ -33,7 +75,6 @@ def submit(
     key: str | None,
     priority: int | None,
 ) -> None:
-    """Submit a job of JOB_TYPE (one the policy defines); prints its id."""
     request = job_ops.SubmitRequest(
         job_type=job_type,
         source=source,

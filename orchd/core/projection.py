@@ -371,7 +371,46 @@ def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     return _move_job(event, job, p["job_state"], **changes), ended
 
 
+AUDIT_TYPES = frozenset({
+    "spool.rejected", "policy.reloaded", "policy.reload_failed", "clock.jumped",
+    "daemon.started", "daemon.stopped",
+})  # fmt: skip
+
+
+def _audit(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    """Events that only record what happened: their payload is flat text and numbers."""
+    for name, value in event.payload.items():
+        check_name("parameter name", name)
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise _bad(event, f"payload {name} must be text or a number")
+        if isinstance(value, str) and len(value) > 4096:
+            raise _bad(event, f"payload {name} is longer than 4096 characters")
+    return None, None
+
+
+SCHEDULE_TYPES = frozenset({"schedule.armed", "schedule.skipped"})
+
+
+def apply_schedule(event: Event, last: str | None) -> str | None:
+    """A schedule's last dealt-with slot after ``event`` (``schedule.armed``/``.skipped``, or a
+    job of one of its slots); None when it does not change."""
+    p = event.payload
+    if event.type == "schedule.armed":
+        _fields(event, {"schedule": "job key", "slot_at": _TIME}, {})
+        slot = p["slot_at"]
+    elif event.type == "schedule.skipped":
+        required = {"schedule": "job key", "first_slot": _TIME, "last_slot": _TIME, "count": int}
+        _fields(event, required, {})
+        if p["count"] < 1 or p["first_slot"] > p["last_slot"]:
+            raise _bad(event, "a skipped range needs count >= 1 and first_slot <= last_slot")
+        slot = p["last_slot"]
+    else:
+        slot = p["slot_at"]
+    return slot if last is None or slot > last else None
+
+
 _HANDLERS = {
+    **dict.fromkeys(AUDIT_TYPES, _audit),
     "site.initialized": _site_initialized,
     "job.submitted": _job_submitted,
     "job.transitioned": _job_transitioned,

@@ -170,30 +170,52 @@ class Engine:
         until_idle: bool,
         max_wait_ms: int = 60_000,
         should_stop: Callable[[], bool] = lambda: False,
+        tick: Callable[[], bool] | None = None,
     ) -> Tally:
         """Recover, then step until idle (``until_idle``) or until stopped and drained.
 
         Idle: nothing runs and no pending job may run within ``max_wait_ms`` (a retry's backoff,
         a rate limit); jobs that only an event can release (a paused source, a dependency never
-        submitted) do not keep the engine busy.
+        submitted) do not keep the engine busy. ``tick`` (the daemon's) runs before every step
+        and returns True when it recorded new jobs.
         """
         self.recover()
         self.load()
         while True:
             if should_stop() and not self._stopping:
                 self.stop()
+            if tick is not None and tick():
+                self.load()
             wake_in = self.step()
             if not self._active and (wake_in is None or wake_in > max_wait_ms):
                 if until_idle or self._stopping:
                     return self.tally
-                if wake_in is None:
+                if wake_in is None and tick is None:
                     self.load()  # a long-running worker looks for new work now and then
             sleep_ms = MAX_SLEEP_MS if wake_in is None else min(MAX_SLEEP_MS, wake_in)
             for ended in self._executor.wait(sleep_ms):
                 self._ended(ended)
 
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Use a reloaded policy from the next step on (runs going on keep their command)."""
+        self._policy = policy
+        self._limits = self._effective_limits()
+        self._deps_dirty = True
+
+    def drain(self) -> None:
+        """Admit nothing more; let the runs going on finish (``stop`` interrupts them)."""
+        self._stopping = True
+
     def stop(self) -> None:
-        """Admit nothing more; ask every running group to stop."""
+        """Admit nothing more; ask every running group to stop (SIGKILL after the grace)."""
         self._stopping = True
         now = self._clock.monotonic_ms()
         for active in self._active.values():

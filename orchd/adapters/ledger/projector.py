@@ -88,6 +88,11 @@ def project(db: Database, batch: Sequence[Event], local: str) -> None:
         if event.type in trust.TRUST_TYPES:
             _project_trust(db, event, local)
             continue
+        if event.type in projection.SCHEDULE_TYPES:
+            _project_schedule(db, event)
+            continue
+        if event.type == "job.submitted" and "schedule" in event.payload:
+            _project_schedule(db, event)
         if event.type in projection.BUNDLE_TYPES:
             record = projection.apply_bundle(event, local)
             if record is not None:
@@ -129,6 +134,16 @@ def _project_override(db: Database, event: Event) -> None:
     if new is not None:
         marks = ", ".join("?" for _ in new)
         db.execute(f"INSERT OR REPLACE INTO quota_overrides VALUES ({marks})", list(new))
+
+
+def _project_schedule(db: Database, event: Event) -> None:
+    key = [event.origin, event.payload.get("schedule")]
+    row = db.execute(
+        "SELECT last_slot FROM schedule_state WHERE origin = ? AND schedule = ?", key
+    ).fetchone()
+    last = projection.apply_schedule(event, None if row is None else row[0])
+    if last is not None:
+        db.execute("INSERT OR REPLACE INTO schedule_state VALUES (?, ?, ?)", [*key, last])
 
 
 def _project_trust(db: Database, event: Event, local: str) -> None:

@@ -63,6 +63,7 @@ PROJECTION_TABLES = {
     "quota_overrides": "kind, name, site",
     "trust_keys": "key_id",
     "bundles": "bundle_id, direction",
+    "schedule_state": "origin, schedule",
 }
 
 _V1 = (
@@ -182,6 +183,15 @@ CREATE TABLE bundles (
 ) WITHOUT ROWID;
 """
 
+_V8 = """
+CREATE TABLE schedule_state (
+    origin TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    last_slot TEXT NOT NULL,
+    PRIMARY KEY (origin, schedule)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -190,6 +200,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("quota overrides", _script(_V5)),
     ("indexes for the engine", _script(_V6)),
     ("trust store and bundles", _script(_V7)),
+    ("schedule state", _script(_V8)),
 )
 
 

@@ -154,8 +154,12 @@ class SqliteLedger:
                 db.execute("PRAGMA synchronous = FULL")
                 schema.migrate(db.conn, schema.MIGRATIONS)
                 ledger = cls(db, path, clock, entropy)
-                ledger._check_own_chain()
-                ledger._verify_tails(check_heads)
+                db.execute("BEGIN")  # one read snapshot: a writer may be appending meanwhile
+                try:
+                    ledger._check_own_chain()
+                    ledger._verify_tails(check_heads)
+                finally:
+                    db.execute("ROLLBACK")
             except BaseException:
                 db.close()
                 _remove_unused(new_sidecars)
@@ -514,6 +518,12 @@ class SqliteLedger:
         sql = "SELECT body, hash FROM events WHERE type = ? ORDER BY hlc, origin, seq"
         with translated(self.path):
             return [events.parse(b, h) for b, h in self._db.execute(sql, [event_type])]
+
+    def schedule_state(self) -> dict[str, str]:
+        """schedule -> the last slot this site dealt with (run, backfilled or skipped)."""
+        sql = "SELECT schedule, last_slot FROM schedule_state WHERE origin = ?"
+        with translated(self.path):
+            return dict(self._db.execute(sql, [self._site_id]).fetchall())
 
     def trust_key(self, key_id: str) -> KeyView | None:
         with translated(self.path):

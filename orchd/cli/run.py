@@ -1,0 +1,349 @@
+"""``orchd run``: the daemon, in the foreground, for systemd ``Type=notify`` (entry layer).
+
+One thread runs everything that touches the ledger: the engine's loop, and before each step the
+daemon's ``tick``: signals, spool intake, due schedule slots, the clock check, systemd's status
+and watchdog. Two helper threads only wake that loop: watchdog's inotify observer on
+``spool/new`` and APScheduler's timer at the next slot. The truth is always re-read: the spool is
+rescanned every ``--rescan`` seconds (and at start), and due slots are computed from the ledger.
+
+Signals: SIGTERM/SIGINT drain (no new run starts; the running ones get ``--grace`` seconds, then
+SIGTERM and SIGKILL; exit 0). SIGHUP reloads the policy: a bad one is refused, logged and
+audited, and the old one stays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from orchd import __version__
+from orchd.adapters import policy_files, slots, spool
+from orchd.adapters.notify import Notifier
+from orchd.adapters.runner import SubprocessExecutor
+from orchd.adapters.system import actor_for_uid
+from orchd.core import timefmt
+from orchd.core.events import Draft
+from orchd.core.policy import Policy
+from orchd.errors import OrchdError
+from orchd.ops import engine, jobs, scheduling
+
+from . import cli
+from .context import Site, with_site
+from .work import LOG_DIR
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+SPOOL_DIR = "spool"
+CLOCK_JUMP_MS = 60_000
+STATUS_EVERY_MS = 10_000
+
+
+class JsonLog:
+    """One JSON object per line on stderr (journald adds time, host and unit)."""
+
+    def __init__(self, level: str) -> None:
+        self.level = LEVELS[level]
+
+    def __call__(self, level: str, message: str, **fields: Any) -> None:
+        if LEVELS[level] >= self.level:
+            record = {"level": level, "msg": message, **fields}
+            sys.stderr.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+            sys.stderr.flush()
+
+
+class _Wake(FileSystemEventHandler):
+    def __init__(self, executor: SubprocessExecutor) -> None:
+        self.executor = executor
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self.executor.wake()
+
+
+class Daemon:
+    def __init__(
+        self,
+        site: Site,
+        policy: Policy,
+        executor: SubprocessExecutor,
+        log: JsonLog,
+        *,
+        grace_s: int,
+        rescan_s: int,
+    ) -> None:
+        self.site, self.policy, self.executor, self.log = site, policy, executor, log
+        self.grace_ms, self.rescan_ms = grace_s * 1000, rescan_s * 1000
+        self.notifier = Notifier(os.environ)
+        self.actor = site.actor(engine.SCOPE, jobs.SUBMIT_SCOPE)
+        self.engine = engine.Engine(
+            site.ledger,
+            policy,
+            site.clock,
+            site.entropy,
+            executor,
+            self.actor,
+            holder=f"{socket.gethostname()}:{os.getpid()}",
+        )
+        self.spool = site.config.state_dir / SPOOL_DIR
+        self.signals: list[int] = []
+        self.drain_started: int | None = None
+        self.last_error = ""
+        self.next_rescan = self.next_status = self.next_watchdog = 0
+        self.schedules_due = True
+        self.clock_seen = (site.clock.now_ms(), site.clock.monotonic_ms())
+        self.timer = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+
+    # --- the loop's tick --------------------------------------------------------------------
+
+    def tick(self) -> bool:
+        """Everything the daemon does before an engine step; True if it recorded new jobs."""
+        mono = self.site.clock.monotonic_ms()
+        self._signals(mono)
+        self._watch_clock(mono)
+        added = False
+        if self.drain_started is None:
+            if mono >= self.next_rescan:
+                self.next_rescan = mono + self.rescan_ms
+                self.schedules_due = True
+            added |= self._intake()
+            if self.schedules_due:
+                self.schedules_due = False
+                added |= self._fire()
+        self._report(mono)
+        return added
+
+    def _signals(self, mono: int) -> None:
+        while self.signals:
+            signum = self.signals.pop(0)
+            if signum == signal.SIGHUP:
+                self._reload()
+            elif self.drain_started is None:
+                self.drain_started = mono
+                self.log("info", "draining", grace_s=self.grace_ms // 1000)
+                self.notifier.stopping()
+                self.engine.drain()
+        if self.drain_started is not None and mono - self.drain_started >= self.grace_ms:
+            self.engine.stop()
+
+    def _reload(self) -> None:
+        try:
+            policy = policy_files.load(self.site.config.policy_dir)
+        except OrchdError as exc:
+            self.last_error = exc.message
+            self.log("error", "policy reload refused; the old policy stays", error=exc.message)
+            self._audit("policy.reload_failed", {"error": exc.message[:4000]})
+            return
+        self.policy = policy
+        self.engine.set_policy(policy)
+        self.schedules_due = True
+        self._audit(
+            "policy.reloaded",
+            {"job_types": len(policy.job_types), "schedules": len(policy.schedules)},
+        )
+        self.log("info", "policy reloaded", schedules=len(policy.schedules))
+
+    def _watch_clock(self, mono: int) -> None:
+        wall = self.site.clock.now_ms()
+        seen_wall, seen_mono = self.clock_seen
+        self.clock_seen = (wall, mono)
+        drift = (wall - seen_wall) - (mono - seen_mono)
+        if abs(drift) > CLOCK_JUMP_MS:
+            self._audit(
+                "clock.jumped",
+                {
+                    "from": timefmt.format_ms(seen_wall),
+                    "to": timefmt.format_ms(wall),
+                    "jump_ms": drift,
+                },
+            )
+            self.log("warning", "wall clock jumped", jump_ms=drift)
+            self.schedules_due = True
+
+    def _report(self, mono: int) -> None:
+        if mono >= self.next_status:
+            self.next_status = mono + STATUS_EVERY_MS
+            status = f"queue {self.engine.queued}, running {self.engine.running}"
+            if self.last_error:
+                status += f", last error: {self.last_error[:200]}"
+            self.notifier.status(status)
+        watchdog = self.notifier.watchdog_ms
+        if watchdog is not None and mono >= self.next_watchdog:
+            self.next_watchdog = mono + watchdog // 2
+            self.notifier.watchdog()
+
+    def _audit(self, event_type: str, payload: dict[str, object]) -> None:
+        now = timefmt.format_ms(self.site.clock.now_ms())
+        draft = Draft(
+            type=event_type,
+            actor=self.actor,
+            payload=payload,
+            idempotency_key=f"{event_type}:{now}:{os.getpid()}",
+        )
+        try:
+            self.site.ledger.append([draft])
+        except OrchdError as exc:
+            self.log("error", "could not record", event=event_type, error=exc.message)
+
+    # --- spool and schedules ----------------------------------------------------------------
+
+    def _intake(self) -> bool:
+        added = False
+        for name in spool.pending(self.spool):
+            claimed = spool.claim(self.spool, name)
+            if claimed is None:
+                continue
+            if claimed.problem is not None:
+                self._reject(claimed, claimed.problem)
+                continue
+            try:
+                self._submit(claimed)
+            except OrchdError as exc:
+                self._reject(claimed, exc.message)
+                continue
+            spool.done(self.spool, name)
+            added = True
+        return added
+
+    def _submit(self, claimed: spool.Claimed) -> None:
+        request = claimed.request or {}
+        params = jobs.parse_params([f"{k}={v}" for k, v in request.get("params", {}).items()])
+        submit = jobs.SubmitRequest(
+            job_type=request["job_type"],
+            source=request.get("source"),
+            params=params,
+            key=request.get("key") or f"spool:{claimed.name}",
+            priority=request.get("priority"),
+        )
+        actor = self.actor if claimed.uid is None else actor_for_uid(claimed.uid, jobs.SUBMIT_SCOPE)
+        done = jobs.submit(
+            self.site.ledger, self.site.clock, self.site.entropy, actor, self.policy, submit
+        )
+        self.log(
+            "info",
+            "spool request recorded",
+            file=claimed.name,
+            job=done.job.job_id,
+            new=done.created,
+        )
+
+    def _reject(self, claimed: spool.Claimed, reason: str) -> None:
+        draft = Draft(
+            type="spool.rejected",
+            actor=self.actor,
+            idempotency_key=f"spool.rejected:{claimed.name}:{claimed.identity}",
+            payload={"file": claimed.name, "reason": reason[:4000]},
+        )
+        self.site.ledger.append([draft])
+        moved = spool.reject(self.spool, claimed.name, reason)
+        self.log(
+            "warning", "spool request rejected", file=claimed.name, moved_to=moved, reason=reason
+        )
+
+    def _fire(self) -> bool:
+        try:
+            created = scheduling.fire(
+                self.site.ledger,
+                self.site.clock,
+                self.site.entropy,
+                self.actor,
+                self.policy,
+                slots.first_slots,
+                grace_ms=self.rescan_ms * 2,
+            )
+        except OrchdError as exc:
+            self.last_error = exc.message
+            self.log("error", "schedules could not fire", error=exc.message)
+            return False
+        self._arm_timer()
+        return created > 0
+
+    def _arm_timer(self) -> None:
+        wake = scheduling.next_wake_ms(self.policy, slots.first_slots, self.site.clock.now_ms())
+        self.timer.remove_all_jobs()
+        if wake is not None:
+            when = datetime.fromtimestamp(wake / 1000, UTC)
+            self.timer.add_job(self._timer_fired, DateTrigger(run_date=when, timezone=UTC))
+
+    def _timer_fired(self) -> None:  # on APScheduler's thread: only wake the loop
+        self.schedules_due = True
+        self.executor.wake()
+
+    # --- running ------------------------------------------------------------------------------
+
+    def serve(self) -> engine.Tally:
+        spool.ensure(self.spool)
+        handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        observer = Observer()
+        observer.schedule(_Wake(self.executor), str(self.spool / "new"), recursive=False)
+        observer.start()
+        self.timer.start()
+        self._audit("daemon.started", {"version": __version__, "pid": os.getpid()})
+        self.notifier.ready(f"ready: site {self.site.ledger.site_id}")
+        self.log("info", "ready", site=self.site.ledger.site_id, pid=os.getpid())
+        try:
+            return self.engine.run(until_idle=False, tick=self.tick)
+        finally:
+            self.timer.shutdown(wait=False)
+            observer.stop()
+            observer.join(timeout=5)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self._audit("daemon.stopped", {"pid": os.getpid()})
+            self.log("info", "stopped")
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals.append(signum)
+        self.executor.wake()
+
+
+@cli.command(name="run")
+@click.option(
+    "--grace",
+    type=click.IntRange(0, 3600),
+    default=30,
+    show_default=True,
+    help="Seconds a draining daemon lets running jobs finish before stopping them.",
+)
+@click.option(
+    "--rescan",
+    type=click.IntRange(1, 3600),
+    default=30,
+    show_default=True,
+    help="Seconds between spool rescans and schedule checks (inotify wakes it sooner).",
+)
+@click.option("--log-level", type=click.Choice(list(LEVELS)), default="info", show_default=True)
+@with_site(write=True)
+def run_(site: Site, grace: int, rescan: int, log_level: str) -> None:
+    """Run the daemon in the foreground: schedules, spool intake and the engine (systemd
+    Type=notify; READY=1 once it serves)."""
+    policy = policy_files.load(site.config.policy_dir)
+    executor = SubprocessExecutor(site.config.state_dir / LOG_DIR)
+    daemon = Daemon(site, policy, executor, JsonLog(log_level), grace_s=grace, rescan_s=rescan)
+    try:
+        daemon.serve()
+    finally:
+        executor.close()
+
+
+def drop_request(state_dir: Path, request: dict[str, Any], name: str | None) -> Path:
+    """For ``jobs submit --spool``: write the request as a spool producer must."""
+    chosen = name or f"{int(time.time() * 1000)}.{os.getpid()}.json"
+    return spool.drop(state_dir / SPOOL_DIR, chosen, request)

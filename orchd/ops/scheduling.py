@@ -1,0 +1,132 @@
+"""Turning schedules into jobs: due slots, misfires, skipped slots (ops layer).
+
+``fire`` is called whenever the daemon's timer (or its periodic check) wakes it. Which slots are
+due comes from the ledger's last dealt-with slot per schedule and the clock port, never from the
+timer itself, so each slot yields one job with the key ``{schedule}@{slot}`` whoever creates it
+(the daemon or ``orchd backfill``), and a restart or a clock jump never runs a slot twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from orchd.core import ids, schedule, timefmt
+from orchd.core.events import Actor, Draft
+from orchd.core.policy import Policy, Schedule, slot_key
+from orchd.core.ports import Clock, Entropy, Ledger, SlotLister
+
+from .jobs import initial_state, submitted_draft
+
+SCOPE = "orch:operate"
+LIST_LIMIT = 10_000
+
+
+def jitter_ms(sched: Schedule, slot_ms: int) -> int:
+    """A slot's fixed delay within the schedule's jitter (the same on every run and site)."""
+    if sched.jitter_s <= 0:
+        return 0
+    digest = hashlib.sha256(slot_key(sched.name, slot_ms).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (sched.jitter_s * 1000 + 1)
+
+
+def fire(
+    ledger: Ledger,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    policy: Policy,
+    slots: SlotLister,
+    *,
+    grace_ms: int,
+) -> int:
+    """Create the jobs of every due slot and record the missed ones; return the jobs created."""
+    now_ms = clock.now_ms()
+    state = ledger.schedule_state()
+    drafts: list[Draft] = []
+    created = 0
+    for name, sched in sorted(policy.schedules.items()):
+        last = state.get(name)
+        if last is None:
+            drafts.append(
+                Draft(
+                    type="schedule.armed",
+                    actor=actor,
+                    idempotency_key=f"schedule.armed:{name}:{timefmt.format_ms(now_ms)}",
+                    payload={"schedule": name, "slot_at": timefmt.format_ms(now_ms)},
+                )
+            )
+            continue
+        listed = _due_slots(sched, slots, timefmt.parse_canonical(last), now_ms)
+        due = schedule.due(
+            listed,
+            now_ms=now_ms,
+            grace_ms=grace_ms,
+            misfire=sched.misfire,
+            catch_up_limit=sched.catch_up_limit,
+        )
+        for skipped in due.skipped:
+            first = timefmt.format_ms(skipped.first_ms)
+            drafts.append(
+                Draft(
+                    type="schedule.skipped",
+                    actor=actor,
+                    idempotency_key=f"schedule.skipped:{name}:{first}",
+                    payload={
+                        "schedule": name,
+                        "first_slot": first,
+                        "last_slot": timefmt.format_ms(skipped.last_ms),
+                        "count": skipped.count,
+                    },
+                )
+            )
+        drafts += [_job(policy, sched, slot, clock, entropy, actor) for slot in due.run]
+        created += len(due.run)
+    if drafts:
+        ledger.append(drafts)
+    return created
+
+
+def _due_slots(sched: Schedule, slots: SlotLister, last_ms: int, now_ms: int) -> list[int]:
+    """The slots after ``last_ms`` whose (jittered) time has come, oldest first."""
+    found: list[int] = []
+    after = last_ms
+    while True:
+        batch = slots(sched.cron, sched.timezone, after, now_ms, limit=LIST_LIMIT)
+        found += batch
+        if len(batch) < LIST_LIMIT:
+            break
+        after = batch[-1]
+    ready = []
+    for slot in found:  # a slot waits out its jitter; the ones after it wait with it
+        if slot + jitter_ms(sched, slot) > now_ms:
+            break
+        ready.append(slot)
+    return ready
+
+
+def _job(
+    policy: Policy, sched: Schedule, slot_ms: int, clock: Clock, entropy: Entropy, actor: Actor
+) -> Draft:
+    job_type = policy.job_types[sched.job_type]
+    return submitted_draft(
+        actor,
+        job_id=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
+        job_type=job_type.name,
+        key=slot_key(sched.name, slot_ms),
+        params=dict(sched.params),
+        priority=job_type.priority,
+        state=initial_state(job_type),
+        source=sched.source,
+        schedule=sched.name,
+        slot_at=timefmt.format_ms(slot_ms),
+    )
+
+
+def next_wake_ms(policy: Policy, slots: SlotLister, now_ms: int) -> int | None:
+    """The earliest instant at which some schedule's next slot (with its jitter) comes due."""
+    wakes = []
+    for sched in policy.schedules.values():
+        upcoming = slots(sched.cron, sched.timezone, now_ms, now_ms + 400 * 86_400_000, limit=1)
+        if upcoming:
+            wakes.append(upcoming[0] + jitter_ms(sched, upcoming[0]))
+    return min(wakes) if wakes else None

@@ -1,0 +1,129 @@
+"""Schedules into jobs (ops.scheduling.fire) on a real ledger, with the clock the test moves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchd.adapters.ledger import SqliteLedger
+from orchd.adapters.slots import first_slots
+from orchd.core import timefmt
+from orchd.core.events import Actor
+from orchd.core.policy import JobType, Policy, Schedule
+from orchd.ops import scheduling
+from orchd.ops import site as site_ops
+from tests.fakes import CountingEntropy, FakeClock
+
+ACTOR = Actor(uid=0, user="orchd", scopes=("orch:operate",))
+T0 = timefmt.parse_canonical("2026-03-01T12:00:00.000Z")
+MINUTE = 60_000
+GRACE = MINUTE
+
+
+def policy(misfire: str, cron: str = "* * * * *", limit: int = 24) -> Policy:
+    return Policy(
+        job_types={"echo": JobType(name="echo", argv=("/bin/true",))},
+        schedules={
+            "tick": Schedule(
+                name="tick", job_type="echo", cron=cron, misfire=misfire, catch_up_limit=limit
+            )
+        },
+    )
+
+
+@pytest.fixture
+def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
+    clock, entropy = FakeClock(T0), CountingEntropy()
+    ledger = SqliteLedger.create(
+        tmp_path / "ledger.db", "hq", clock, entropy, site_ops.initialized("hq", ACTOR, "test")
+    )
+    yield ledger, clock, entropy
+    ledger.close()
+
+
+def fire(setup, rules: Policy) -> int:  # type: ignore[no-untyped-def]
+    ledger, clock, entropy = setup
+    return scheduling.fire(ledger, clock, entropy, ACTOR, rules, first_slots, grace_ms=GRACE)
+
+
+def slots_run(ledger: SqliteLedger) -> list[str]:
+    return sorted(str(j.slot_at) for j in ledger.jobs(state=None, source=None))
+
+
+def skipped(ledger: SqliteLedger) -> list[dict[str, object]]:
+    return [dict(e.payload) for e in ledger.events_of_type("schedule.skipped")]
+
+
+def test_a_new_schedule_is_armed_and_runs_nothing_from_before(setup) -> None:  # type: ignore[no-untyped-def]
+    ledger, clock, _ = setup
+    assert fire(setup, policy("all")) == 0
+    clock.advance(MINUTE)
+    assert fire(setup, policy("all")) == 1
+    assert slots_run(ledger) == ["2026-03-01T12:01:00.000Z"]
+
+
+@pytest.mark.parametrize(
+    ("misfire", "runs", "skipped_count"),
+    [("skip", 1, 4), ("once", 2, 3), ("all", 5, 0)],
+)
+def test_five_slots_missed_while_down_follow_the_misfire_policy(
+    setup,
+    misfire: str,
+    runs: int,
+    skipped_count: int,  # type: ignore[no-untyped-def]
+) -> None:
+    ledger, clock, _ = setup
+    fire(setup, policy(misfire))
+    clock.advance(5 * MINUTE + 30_000)  # down across 12:01 .. 12:05; 12:05 is 30 s old: on time
+
+    assert fire(setup, policy(misfire)) == runs
+
+    assert len(slots_run(ledger)) == runs
+    assert slots_run(ledger)[-1] == "2026-03-01T12:05:00.000Z"
+    if skipped_count:
+        [range_] = skipped(ledger)
+        assert range_["count"] == skipped_count
+        assert range_["first_slot"] == "2026-03-01T12:01:00.000Z"
+    else:
+        assert skipped(ledger) == []
+
+
+def test_firing_again_or_after_the_clock_went_back_creates_nothing(setup) -> None:  # type: ignore[no-untyped-def]
+    ledger, clock, _ = setup
+    fire(setup, policy("all"))
+    clock.advance(3 * MINUTE)
+    assert fire(setup, policy("all")) == 3
+    assert fire(setup, policy("all")) == 0
+    clock.advance(-86_400_000)  # a day back
+    assert fire(setup, policy("all")) == 0
+    clock.advance(86_400_000)
+    assert fire(setup, policy("all")) == 0
+    assert len(slots_run(ledger)) == 3
+
+
+def test_a_jump_of_ten_years_is_one_skipped_range_not_a_storm(setup) -> None:  # type: ignore[no-untyped-def]
+    ledger, clock, _ = setup
+    fire(setup, policy("once", cron="0 * * * *"))
+    clock.advance(10 * 365 * 86_400_000 + 30 * MINUTE)  # the newest slot is 30 min old: missed
+
+    assert fire(setup, policy("once", cron="0 * * * *")) == 1
+
+    [range_] = skipped(ledger)
+    assert range_["count"] > 87_000
+    assert ledger.verify().events < 10
+
+
+def test_a_backfilled_slot_is_not_created_again(setup) -> None:  # type: ignore[no-untyped-def]
+    ledger, clock, entropy = setup
+    fire(setup, policy("all"))
+    clock.advance(2 * MINUTE)
+    from orchd.ops import backfill
+
+    request = backfill.Request(
+        schedule="tick", from_ms=T0, to_ms=T0 + 2 * MINUTE, reason="outage", ticket="OPS-1"
+    )
+    backfill.backfill(ledger, clock, entropy, ACTOR, policy("all"), first_slots, request)
+
+    assert fire(setup, policy("all")) == 0  # the backfill dealt with those slots
+    assert len(slots_run(ledger)) == 3  # 12:00 (both ends included), 12:01, 12:02: once each

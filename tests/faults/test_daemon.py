@@ -1,0 +1,238 @@
+"""``orchd run`` as a real process: READY/STOPPING to systemd, spool intake, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO, child_env
+
+POLICY = """
+version: 1
+sources:
+  nvd: {description: NVD}
+job_types:
+  echo:
+    argv: [/bin/sh, -c, "echo {n}"]
+    params: {n: "0"}
+"""
+
+
+class Daemon:
+    def __init__(self, tmp: Path) -> None:
+        self.state, self.policy = tmp / "site", tmp / "policy"
+        self.policy.mkdir()
+        (self.policy / "site.yaml").write_text(POLICY)
+        self.spool = self.state / "spool"
+        self.notify_path = tmp / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.notify_path))
+        self.notify.settimeout(30)
+        self.proc: subprocess.Popen[str] | None = None
+        assert self.cli("init", "--site-id", "hq").returncode == 0
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "orchd",
+            "--state-dir",
+            str(self.state),
+            "--policy-dir",
+            str(self.policy),
+            *args,
+        ]
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
+        )
+
+    def start(self) -> None:
+        env = {**child_env(), "NOTIFY_SOCKET": str(self.notify_path)}
+        argv = [
+            sys.executable,
+            "-m",
+            "orchd",
+            "--state-dir",
+            str(self.state),
+            "--policy-dir",
+            str(self.policy),
+            "run",
+            "--rescan",
+            "1",
+            "--grace",
+            "2",
+        ]
+        self.log = (self.state.parent / "daemon.log").open("w")  # a pipe nobody reads fills up
+        self.proc = subprocess.Popen(
+            argv, cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=self.log
+        )
+        assert "READY=1" in self.message("READY=1")
+
+    def message(self, wanted: str) -> str:
+        while True:
+            data = self.notify.recv(4096).decode()
+            if wanted in data:
+                return data
+
+    def stop(self) -> tuple[int, str]:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in self.message("STOPPING=1")
+        self.proc.wait(timeout=60)
+        self.log.close()
+        return self.proc.returncode, (self.state.parent / "daemon.log").read_text()
+
+    def jobs(self) -> list[dict[str, object]]:
+        listed = self.cli("jobs", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        found = json.loads(listed.stdout)
+        assert isinstance(found, list)
+        return found
+
+    def events(self, event_type: str) -> list[dict[str, object]]:
+        """Events of a type, read with the ledger adapter (while the daemon holds the lock)."""
+        from orchd.adapters.ledger import SqliteLedger
+        from orchd.adapters.system import OsEntropy, SystemClock
+
+        ledger = SqliteLedger.open(self.state / "ledger.db", SystemClock(), OsEntropy())
+        try:
+            return [dict(e.payload) for e in ledger.events_of_type(event_type)]
+        finally:
+            ledger.close()
+
+    def drop(self, name: str, body: bytes) -> None:
+        tmp = self.spool / "tmp" / name
+        tmp.write_bytes(body)
+        tmp.rename(self.spool / "new" / name)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    made = Daemon(tmp_path)
+    yield made
+    if made.proc is not None and made.proc.poll() is None:
+        made.proc.kill()
+        made.proc.wait(timeout=30)
+    made.notify.close()
+
+
+def wait_until(check, timeout_s: float = 120) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_ready_then_sigterm_drains_and_exits_0(daemon: Daemon) -> None:
+    daemon.start()
+
+    code, err = daemon.stop()
+
+    assert code == 0, err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [line["msg"] for line in lines][-2:] == ["draining", "stopped"]
+    assert [e["pid"] for e in daemon.events("daemon.stopped")]
+
+
+def test_requests_spooled_while_down_and_while_up_become_jobs_exactly_once(
+    daemon: Daemon,
+) -> None:
+    for n in range(20):  # written while the daemon is down
+        done = daemon.cli("jobs", "submit", "echo", "--spool", "--param", f"n={n}")
+        assert done.returncode == 0, done.stderr
+    daemon.start()
+    for n in range(20, 520):  # a burst while it runs
+        daemon.drop(
+            f"burst-{n:04d}.json",
+            json.dumps({"job_type": "echo", "params": {"n": str(n)}}).encode(),
+        )
+
+    wait_until(
+        lambda: not os.listdir(daemon.spool / "new") and not os.listdir(daemon.spool / "cur")
+    )
+    code, err = daemon.stop()
+
+    assert code == 0, err
+    jobs = daemon.jobs()
+    keys = [j["key"] for j in jobs]
+    assert len(jobs) == 520 and len(set(keys)) == 520
+    assert {j["params"]["n"] for j in jobs} == {str(n) for n in range(520)}  # type: ignore[index]
+    assert not os.listdir(daemon.spool / "cur") and not os.listdir(daemon.spool / "new")
+    assert daemon.cli("ledger", "verify").returncode == 0
+
+
+def test_bad_spool_files_are_rejected_with_a_reason_and_the_daemon_keeps_going(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    daemon.start()
+    new = daemon.spool / "new"
+    outside = tmp_path / "secret"
+    outside.write_text('{"job_type": "echo"}')
+    cases = {
+        "not-json": "not JSON",
+        "wrong-field": "unknown field",
+        "too-big": "larger than",
+        "symlink": "symbolic link",
+        "hardlink": "hard link",
+        "fifo": "a FIFO",
+        "directory": "a directory",
+        "unknown-type": "does not fit the policy",
+    }
+    daemon.drop("not-json", b"{nope")
+    daemon.drop("wrong-field", b'{"job_type": "echo", "shell": "rm -rf /"}')
+    daemon.drop("too-big", b'{"job_type": "echo", "params": {"n": "' + b"x" * 70_000 + b'"}}')
+    (new / "symlink").symlink_to(outside)
+    os.link(outside, new / "hardlink")
+    os.mkfifo(new / "fifo")
+    (new / "directory").mkdir()
+    daemon.drop("unknown-type", b'{"job_type": "rm"}')
+    daemon.drop("good", b'{"job_type": "echo", "params": {"n": "7"}}')
+
+    wait_until(lambda: len(daemon.events("spool.rejected")) == len(cases) and daemon.jobs())
+    code, err = daemon.stop()
+
+    assert code == 0, err
+    rejected = daemon.spool / "rejected"
+    for name, fragment in cases.items():
+        assert fragment in (rejected / f"{name}.reason").read_text(), name
+        assert (rejected / name).exists() or (rejected / name).is_symlink(), name
+    assert outside.read_text() == '{"job_type": "echo"}'  # never followed, never moved
+    reasons = {e["file"]: e["reason"] for e in daemon.events("spool.rejected")}
+    assert set(reasons) == set(cases)
+    assert [j["key"] for j in daemon.jobs()] == ["spool:good"]
+
+
+def test_sighup_with_a_broken_policy_keeps_the_old_one(daemon: Daemon) -> None:
+    daemon.start()
+    good = (daemon.policy / "site.yaml").read_text()
+    (daemon.policy / "site.yaml").write_text(good + "\nnonsense: [\n")
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: daemon.events("policy.reload_failed"))
+    daemon.drop("after-reload", b'{"job_type": "echo", "params": {"n": "1"}}')
+    wait_until(lambda: [j["key"] for j in daemon.jobs()] == ["spool:after-reload"])
+
+    (daemon.policy / "site.yaml").write_text(good)
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: daemon.events("policy.reloaded"))
+    code, err = daemon.stop()
+
+    assert code == 0, err
+    assert "site.yaml" in str(daemon.events("policy.reload_failed")[0]["error"])
+
+
+def test_a_second_daemon_fails_fast(daemon: Daemon) -> None:
+    daemon.start()
+
+    second = daemon.cli("run")
+
+    assert second.returncode == 33 and "in use by another writer" in second.stderr
+    assert daemon.stop()[0] == 0
