@@ -112,6 +112,7 @@ class Daemon:
 
     def tick(self) -> bool:
         """Everything the daemon does before an engine step; True if it recorded new jobs."""
+        self._test_stall()
         mono = self.site.clock.monotonic_ms()
         self._signals(mono)
         self._watch_clock(mono)
@@ -126,6 +127,15 @@ class Daemon:
                 added |= self._fire()
         self._report(mono)
         return added
+
+    def _test_stall(self) -> None:
+        """Test-only: with ORCHD_TEST_HOOKS=1, the loop hangs while STATE_DIR/test-stall exists
+        (to show that the systemd watchdog pings stop when the loop does). Off otherwise."""
+        if os.environ.get("ORCHD_TEST_HOOKS") != "1":
+            return
+        stall = self.site.config.state_dir / "test-stall"
+        while stall.exists():
+            time.sleep(0.05)
 
     def _signals(self, mono: int) -> None:
         while self.signals:
@@ -299,7 +309,9 @@ class Daemon:
         self.notifier.ready(f"ready: site {self.site.ledger.site_id}")
         self.log("info", "ready", site=self.site.ledger.site_id, pid=os.getpid())
         try:
-            return self.engine.run(until_idle=False, tick=self.tick)
+            watchdog = self.notifier.watchdog_ms
+            sleep_ms = engine.MAX_SLEEP_MS if watchdog is None else min(1000, watchdog // 4)
+            return self.engine.run(until_idle=False, tick=self.tick, max_sleep_ms=max(1, sleep_ms))
         finally:
             self.timer.shutdown(wait=False)
             observer.stop()

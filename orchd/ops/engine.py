@@ -171,13 +171,15 @@ class Engine:
         max_wait_ms: int = 60_000,
         should_stop: Callable[[], bool] = lambda: False,
         tick: Callable[[], bool] | None = None,
+        max_sleep_ms: int = MAX_SLEEP_MS,
     ) -> Tally:
         """Recover, then step until idle (``until_idle``) or until stopped and drained.
 
         Idle: nothing runs and no pending job may run within ``max_wait_ms`` (a retry's backoff,
         a rate limit); jobs that only an event can release (a paused source, a dependency never
         submitted) do not keep the engine busy. ``tick`` (the daemon's) runs before every step
-        and returns True when it recorded new jobs.
+        and returns True when it recorded new jobs; the loop never sleeps longer than
+        ``max_sleep_ms`` between ticks.
         """
         self.recover()
         self.load()
@@ -192,7 +194,7 @@ class Engine:
                     return self.tally
                 if wake_in is None and tick is None:
                     self.load()  # a long-running worker looks for new work now and then
-            sleep_ms = MAX_SLEEP_MS if wake_in is None else min(MAX_SLEEP_MS, wake_in)
+            sleep_ms = max_sleep_ms if wake_in is None else min(max_sleep_ms, wake_in)
             for ended in self._executor.wait(sleep_ms):
                 self._ended(ended)
 

@@ -54,8 +54,8 @@ class Daemon:
             argv, capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
         )
 
-    def start(self) -> None:
-        env = {**child_env(), "NOTIFY_SOCKET": str(self.notify_path)}
+    def start(self, **extra_env: str) -> None:
+        env = {**child_env(), "NOTIFY_SOCKET": str(self.notify_path), **extra_env}
         argv = [
             sys.executable,
             "-m",
@@ -235,4 +235,32 @@ def test_a_second_daemon_fails_fast(daemon: Daemon) -> None:
     second = daemon.cli("run")
 
     assert second.returncode == 33 and "in use by another writer" in second.stderr
+    assert daemon.stop()[0] == 0
+
+
+def pings(daemon: Daemon, seconds: float) -> int:
+    """How many WATCHDOG=1 arrive within ``seconds``."""
+    count = 0
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        daemon.notify.settimeout(left)
+        try:
+            count += "WATCHDOG=1" in daemon.notify.recv(4096).decode()
+        except TimeoutError:
+            break
+    daemon.notify.settimeout(30)
+    return count
+
+
+def test_watchdog_pings_come_from_the_loop_and_stop_when_it_is_stuck(daemon: Daemon) -> None:
+    daemon.start(WATCHDOG_USEC="400000", ORCHD_TEST_HOOKS="1")
+    assert pings(daemon, 1.5) >= 3
+
+    stall = daemon.state / "test-stall"
+    stall.touch()
+    pings(daemon, 0.5)  # what was sent before the loop reached the stall
+    assert pings(daemon, 1.5) == 0
+
+    stall.unlink()
+    assert pings(daemon, 1.5) >= 3
     assert daemon.stop()[0] == 0
