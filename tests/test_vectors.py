@@ -70,3 +70,22 @@ def test_each_vector_is_imported_or_refused_as_expected(enclave: Path, name: str
         assert result.stdout == ""
         assert result.stderr.startswith("orchd: error: ")
         assert fingerprint(enclave) == before
+
+
+def test_a_damaged_copy_of_an_imported_bundle_is_refused_not_called_a_no_op(
+    enclave: Path, tmp_path: Path
+) -> None:
+    good = VECTORS / "good.orchkit"
+    assert orchd(enclave, "bundle", "import", str(good)).exit_code == 0
+    damaged = tmp_path / "damaged.orchkit"
+    data = bytearray(good.read_bytes())
+    data[-2000] ^= 0x01  # inside the events member
+    damaged.write_bytes(bytes(data))
+    before = fingerprint(enclave)
+
+    result = orchd(enclave, "bundle", "import", str(damaged))
+
+    assert result.exit_code == 56, result.stderr
+    assert fingerprint(enclave) == before
+    again = orchd(enclave, "bundle", "import", str(good))
+    assert again.exit_code == 0 and "imported before" in again.stderr

@@ -390,6 +390,8 @@ def import_bundle(
         )
         report = Report(manifest=manifest, signer=signer.key_id, steps=steps)
         if all(step.action == "skip" for step in steps):
+            for _nothing in _events(source, manifest, steps, heads, now_ms + skew_ms, report):
+                pass  # every member is still checked: a damaged copy is never "already applied"
             imported = {b.bundle_id for b in ledger.bundle_records() if b.direction == "import"}
             if manifest.bundle_id in imported:
                 report.already = True

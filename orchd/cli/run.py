@@ -279,6 +279,8 @@ class Daemon:
             self.last_error = exc.message
             self.log("error", "schedules could not fire", error=exc.message)
             return False
+        if created:
+            self.log("info", "schedule slots due", jobs=created)
         self._arm_timer()
         return created > 0
 
