@@ -68,6 +68,7 @@ def main() -> None:
 
 
 from . import (  # noqa: E402
+    audit,
     backfill,
     bundle,
     jobs,
@@ -84,6 +85,7 @@ from . import (  # noqa: E402
 )  # fmt: skip
 
 __all__ = [
+    "audit",
     "backfill",
     "bundle",
     "cli",

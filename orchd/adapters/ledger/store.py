@@ -514,6 +514,20 @@ class SqliteLedger:
                 raise _DryRun
         return count
 
+    def tail(self, after: int | None, limit: int) -> list[tuple[int, Event]]:
+        """(position, event) in the order this site recorded them (its own and imported ones):
+        the last ``limit`` when ``after`` is None, else those after position ``after``."""
+        if after is None:
+            sql = "SELECT rowid, body, hash FROM events ORDER BY rowid DESC LIMIT ?"
+            params: list[int] = [limit]
+        else:
+            sql = "SELECT rowid, body, hash FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?"
+            params = [after, limit]
+        with translated(self.path):
+            rows = self._db.execute(sql, params).fetchall()
+        found = [(row[0], events.parse(row[1], row[2])) for row in rows]
+        return sorted(found, key=lambda pair: pair[0])
+
     def events_of_type(self, event_type: str) -> list[Event]:
         sql = "SELECT body, hash FROM events WHERE type = ? ORDER BY hlc, origin, seq"
         with translated(self.path):
