@@ -18,7 +18,30 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
 Json = dict[str, Any] | list[Any] | str | int
 
 
+def _fine(value: object) -> bool:
+    """The fast answer: only exact str, int (in range), dict with str keys, list and tuple."""
+    kind = type(value)
+    if kind is str:
+        return True
+    if kind is int:
+        return -MAX_INT <= value <= MAX_INT  # type: ignore[operator]
+    if kind is dict:
+        return all(
+            type(k) is str and (type(v) is str or _fine(v))
+            for k, v in value.items()  # type: ignore[attr-defined]
+        )
+    if kind is list or kind is tuple:
+        return all(type(v) is str or _fine(v) for v in value)  # type: ignore[attr-defined]
+    return False
+
+
 def _check(value: object, path: str) -> None:
+    """Raise NotCanonical naming where ``value`` breaks the rules (fast when it does not)."""
+    if not _fine(value):
+        _explain(value, path)
+
+
+def _explain(value: object, path: str) -> None:
     if isinstance(value, str):
         return
     if isinstance(value, bool) or not isinstance(value, int | dict | list | tuple):
@@ -31,10 +54,10 @@ def _check(value: object, path: str) -> None:
             if not isinstance(key, str):
                 raise NotCanonical(detail=f"{path}: key {key!r} is not a string")
             if not isinstance(item, str):
-                _check(item, f"{path}.{key}")
+                _explain(item, f"{path}.{key}")
     else:
         for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
+            _explain(item, f"{path}[{index}]")
 
 
 def check(value: object) -> None:

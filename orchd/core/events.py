@@ -271,7 +271,7 @@ def _from_fields(fields: dict[str, Any], body: bytes, digest: str) -> Event:
         hlc=fields["hlc"],
         occurred_at=fields["occurred_at"],
         type=fields["type"],
-        actor=Actor(uid=actor["uid"], user=actor["user"], scopes=tuple(actor["scopes"])),
+        actor=_actor(actor),
         idempotency_key=fields["idempotency_key"],
         prev_hash=fields["prev_hash"],
         payload=fields["payload"],
@@ -318,4 +318,17 @@ def _check_actor(actor: object) -> None:
         raise _fail("actor must be an object with exactly uid, user and scopes")
     if not isinstance(actor["scopes"], list):
         raise _fail("actor.scopes must be a list")
-    Actor(uid=actor["uid"], user=actor["user"], scopes=tuple(actor["scopes"]))
+    _actor(actor)
+
+
+def _actor(fields: dict[str, Any]) -> Actor:
+    """The actor of an event; the same few actors recur, so checked ones are remembered."""
+    uid, user, scopes = fields["uid"], fields["user"], fields["scopes"]
+    if type(uid) is int and type(user) is str and all(type(s) is str for s in scopes):
+        return _known_actor(uid, user, tuple(scopes))
+    return Actor(uid=uid, user=user, scopes=tuple(scopes))  # raises, saying what is wrong
+
+
+@lru_cache(maxsize=1024)
+def _known_actor(uid: int, user: str, scopes: tuple[str, ...]) -> Actor:
+    return Actor(uid=uid, user=user, scopes=scopes)
