@@ -99,8 +99,9 @@ def claim(root: Path, name: str) -> Claimed | None:
     cur = root / "cur" / name
     if not NAME.fullmatch(name):
         return Claimed(name, None, "the name is not 1-100 of A-Z a-z 0-9 . _ -", name)
-    with contextlib.suppress(FileNotFoundError):
-        (root / "new" / name).rename(cur)
+    if not (cur.exists() or cur.is_symlink()):  # a rename would replace an unfinished claim
+        with contextlib.suppress(FileNotFoundError):
+            (root / "new" / name).rename(cur)
     try:
         info = os.lstat(cur)
     except FileNotFoundError:
