@@ -94,6 +94,13 @@ class NotInPolicy(BadInput):
     hint = "see the job types, their params and the sources in the policy dir (orchd policy check)"
 
 
+class ConfigInvalid(BadInput):
+    """config {where}: {key}: {problem}"""
+
+    exit_code = 19
+    hint = "fix the daemon configuration; every key is documented in docs/CONFIG.md"
+
+
 # --- 30-49: state conflicts -------------------------------------------------------------------
 
 

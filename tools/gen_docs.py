@@ -114,7 +114,45 @@ def policy_reference() -> str:
     return "\n".join(lines)
 
 
+CONFIG_PREAMBLE = """# orchd configuration
+
+Generated from `CONFIG_KEYS` in `orchd/adapters/config.py` by `tools/gen_docs.py`; a test keeps it
+current.
+
+The daemon's settings come from, in rising precedence: the defaults below; the configuration
+file (`/etc/orchd/orchd.yaml`, or the file named by `--config` / `ORCHD_CONFIG`, which must then
+exist); an environment variable `ORCHD_<KEY>` per key (e.g. `ORCHD_DRAIN_GRACE_S=60`); and the
+command-line flags (`orchd run --grace --rescan --log-level`). The file is YAML, read like a
+policy file: an unknown key, a wrong type or a value out of range is an error naming the file,
+the line and the key (exit 19). Example:
+
+```yaml
+version: 1
+drain_grace_s: 60
+log_level: warning
+```
+
+The control socket, the bundle inbox and outbox, and the bundle size caps get their keys with the
+features that use them (the daemon's control API and the sync issue).
+
+| key | type | default | example | environment | meaning |
+| --- | --- | --- | --- | --- | --- |
+"""
+
+
+def config_reference() -> str:
+    from orchd.adapters.config import CONFIG_KEYS, env_name
+
+    lines = [CONFIG_PREAMBLE.rstrip("\n")]
+    for name, key in CONFIG_KEYS.items():
+        variable = "-" if name == "version" else f"`{env_name(name)}`"
+        cells = (f"`{name}`", key.kind, key.default, f"`{key.example}`", variable, key.doc)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 GENERATED = {
+    "docs/CONFIG.md": config_reference,
     "docs/EXIT_CODES.md": exit_codes,
     "docs/CLI.md": cli_reference,
     "policies/README.md": policy_reference,

@@ -357,6 +357,11 @@ def load(directory: Path) -> model.Policy:
 
 
 def _document(path: Path) -> dict[str, Any]:
+    return read_document(path, TOP_KEYS)
+
+
+def read_document(path: Path, keys: Mapping[str, Key]) -> dict[str, Any]:
+    """One YAML file read as a record of ``keys`` (PolicyInvalid names file, line and key)."""
     at = At(str(path), 1, "")
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -381,7 +386,7 @@ def _document(path: Path) -> dict[str, Any]:
         _refuse_aliases(node, at, set())
     except RecursionError:
         raise at.error("nested too deeply") from None
-    document: dict[str, Any] = record(TOP_KEYS)(node, at)
+    document: dict[str, Any] = record(keys)(node, at)
     return document
 
 

@@ -57,10 +57,25 @@ class OrchdGroup(click.Group):
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory of policy files (*.yaml) [env ORCHD_POLICY_DIR].",
 )
+@click.option(
+    "--config",
+    "config_path",
+    envvar="ORCHD_CONFIG",
+    default="/etc/orchd/orchd.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The daemon configuration file (see docs/CONFIG.md) [env ORCHD_CONFIG].",
+)
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path, policy_dir: Path) -> None:
+def cli(ctx: click.Context, state_dir: Path, policy_dir: Path, config_path: Path) -> None:
     """orchd: an offline-first job orchestrator for air-gapped sites."""
-    ctx.obj = Config(state_dir=state_dir.absolute(), policy_dir=policy_dir.absolute())
+    source = ctx.get_parameter_source("config_path")
+    ctx.obj = Config(
+        state_dir=state_dir.absolute(),
+        policy_dir=policy_dir.absolute(),
+        config_path=config_path.absolute(),
+        config_explicit=source is not None and source.name != "DEFAULT",
+    )
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from orchd.adapters import bundles
-from orchd.core import bundle as bundle_core
 from orchd.core.bundle import ANY_SITE
 from orchd.core.names import check_name, check_text
 from orchd.errors import InvalidName
@@ -183,7 +182,8 @@ def _say(report: bundles.Report, verb: str) -> None:
 def verify(site: Site, file: Path, as_json: bool) -> None:
     """Check FILE as an import would (signature, trust, chains); exit 0 only if it would be
     accepted here. Writes nothing."""
-    report = bundles.verify(site.ledger, file, now_ms=site.clock.now_ms())
+    skew_ms = site.config.settings().clock_skew_s * 1000
+    report = bundles.verify(site.ledger, file, now_ms=site.clock.now_ms(), skew_ms=skew_ms)
     if as_json:
         emit_json(_report_json(report))
     else:
@@ -218,7 +218,7 @@ def import_(
         file,
         site.actor(bundles.SCOPE),
         now_ms=site.clock.now_ms(),
-        skew_ms=bundle_core.DEFAULT_SKEW_MS,
+        skew_ms=site.config.settings().clock_skew_s * 1000,
         dry_run=dry_run,
         allow_expired=allow_expired,
         reason=reason,

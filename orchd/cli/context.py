@@ -7,6 +7,7 @@ ledger (taking the site lock when the command writes) and closes it afterwards.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 
+from orchd.adapters import config
 from orchd.adapters.keys import KEY_DIR, SITE_KEY
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import check_file
@@ -33,6 +35,12 @@ LOCK_FILE = "orchd.lock"
 class Config:
     state_dir: Path
     policy_dir: Path
+    config_path: Path = config.DEFAULT_PATH
+    config_explicit: bool = False  # named by --config or ORCHD_CONFIG: it must exist
+
+    def settings(self) -> config.Settings:
+        """The daemon configuration: defaults < file < ORCHD_* environment (flags come later)."""
+        return config.load(self.config_path, os.environ, explicit=self.config_explicit)
 
     @property
     def ledger_path(self) -> Path:

@@ -31,7 +31,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from orchd import __version__
-from orchd.adapters import policy_files, slots, spool
+from orchd.adapters import config, policy_files, slots, spool
 from orchd.adapters.notify import Notifier
 from orchd.adapters.runner import SubprocessExecutor
 from orchd.adapters.system import actor_for_uid
@@ -80,11 +80,10 @@ class Daemon:
         executor: SubprocessExecutor,
         log: JsonLog,
         *,
-        grace_s: int,
-        rescan_s: int,
+        settings: config.Settings,
     ) -> None:
         self.site, self.policy, self.executor, self.log = site, policy, executor, log
-        self.grace_ms, self.rescan_ms = grace_s * 1000, rescan_s * 1000
+        self.grace_ms, self.rescan_ms = settings.drain_grace_s * 1000, settings.rescan_s * 1000
         self.notifier = Notifier(os.environ)
         self.actor = site.actor(engine.SCOPE, jobs.SUBMIT_SCOPE)
         self.engine = engine.Engine(
@@ -95,6 +94,8 @@ class Daemon:
             executor,
             self.actor,
             holder=f"{socket.gethostname()}:{os.getpid()}",
+            kill_grace_ms=settings.kill_grace_s * 1000,
+            heartbeat_ms=settings.heartbeat_s * 1000,
         )
         self.spool = site.config.state_dir / SPOOL_DIR
         self.signals: list[int] = []
@@ -332,25 +333,24 @@ class Daemon:
 @click.option(
     "--grace",
     type=click.IntRange(0, 3600),
-    default=30,
-    show_default=True,
-    help="Seconds a draining daemon lets running jobs finish before stopping them.",
+    help="Seconds a draining daemon lets running jobs finish (config drain_grace_s).",
 )
 @click.option(
     "--rescan",
     type=click.IntRange(1, 3600),
-    default=30,
-    show_default=True,
-    help="Seconds between spool rescans and schedule checks (inotify wakes it sooner).",
+    help="Seconds between spool rescans and schedule checks (config rescan_s).",
 )
-@click.option("--log-level", type=click.Choice(list(LEVELS)), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(list(LEVELS)), help="Config log_level.")
 @with_site(write=True)
-def run_(site: Site, grace: int, rescan: int, log_level: str) -> None:
+def run_(site: Site, grace: int | None, rescan: int | None, log_level: str | None) -> None:
     """Run the daemon in the foreground: schedules, spool intake and the engine (systemd
-    Type=notify; READY=1 once it serves)."""
+    Type=notify; READY=1 once it serves). Settings: docs/CONFIG.md; flags win."""
+    settings = config.override(
+        site.config.settings(), drain_grace_s=grace, rescan_s=rescan, log_level=log_level
+    )
     policy = policy_files.load(site.config.policy_dir)
     executor = SubprocessExecutor(site.config.state_dir / LOG_DIR)
-    daemon = Daemon(site, policy, executor, JsonLog(log_level), grace_s=grace, rescan_s=rescan)
+    daemon = Daemon(site, policy, executor, JsonLog(settings.log_level), settings=settings)
     try:
         daemon.serve()
     finally:

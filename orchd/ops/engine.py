@@ -46,7 +46,6 @@ from . import quota
 
 SCOPE = "orch:run"
 HEARTBEAT_MS = 10_000
-LEASE_MS = 3 * HEARTBEAT_MS
 KILL_GRACE_MS = 5_000
 MAX_SLEEP_MS = 1_000  # a stop request is noticed within this
 _CANDIDATE_STATES = frozenset({"queued", "throttled", "retry_wait"})
@@ -295,7 +294,7 @@ class Engine:
         attempt = job.attempts + 1
         self._record("run.leased", f"run.leased:{run_id}", {
             "run_id": run_id, "job_id": job.job_id, "attempt": attempt,
-            "lease_expires_at": timefmt.format_ms(now_ms + LEASE_MS),
+            "lease_expires_at": timefmt.format_ms(now_ms + 3 * self._heartbeat_ms),
         })  # fmt: skip
         del self._pending[job.job_id]
         self._not_before.pop(job.job_id, None)
@@ -500,7 +499,7 @@ class Engine:
             self._next_heartbeat_ms = mono + self._heartbeat_ms
         elif mono >= self._next_heartbeat_ms:
             self._next_heartbeat_ms = mono + self._heartbeat_ms
-            until = timefmt.format_ms(self._clock.now_ms() + LEASE_MS)
+            until = timefmt.format_ms(self._clock.now_ms() + 3 * self._heartbeat_ms)
             self._write_leases(dict.fromkeys(self._active, until))
 
     def _write_leases(self, expires: dict[str, str]) -> None:

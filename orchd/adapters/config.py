@@ -1,0 +1,135 @@
+"""The daemon's configuration: defaults < file < environment < flags (adapters layer).
+
+One YAML file (``/etc/orchd/orchd.yaml``, or ``--config`` / ``ORCHD_CONFIG``) read like a policy
+file: composed with the safe loader, every key checked, an unknown key an error naming the file
+and line. Each key may also come from the environment as ``ORCHD_<KEY>`` (upper case), checked
+the same way; command-line flags win over both. A missing default file is no error (every key has
+a default); a file named explicitly must exist. ``CONFIG_KEYS`` is the one list of keys:
+``docs/CONFIG.md`` is generated from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchd.errors import ConfigInvalid, PolicyInvalid
+
+from .policy_files import REQUIRED, At, Key, choice, integer, key, read_document
+
+DEFAULT_PATH = Path("/etc/orchd/orchd.yaml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+CONFIG_KEYS: dict[str, Key] = {
+    "version": key(
+        integer(1, 1), "int", REQUIRED, "1", "configuration format version", required=True
+    ),
+    "drain_grace_s": key(
+        integer(0, 3600),
+        "int",
+        "30",
+        "60",
+        "seconds a draining daemon (SIGTERM) lets running jobs finish before "
+        "stopping them; keep it below systemd's TimeoutStopSec",
+    ),
+    "kill_grace_s": key(
+        integer(0, 3600),
+        "int",
+        "5",
+        "10",
+        "seconds between SIGTERM and SIGKILL for a run that must stop",
+    ),
+    "rescan_s": key(
+        integer(1, 3600),
+        "int",
+        "30",
+        "10",
+        "seconds between spool rescans and schedule checks (inotify and the timer "
+        "wake the daemon sooner); slots up to twice this old count as on time",
+    ),
+    "heartbeat_s": key(
+        integer(1, 3600),
+        "int",
+        "10",
+        "10",
+        "seconds between lease heartbeats of running jobs; a lease lasts 3 of them",
+    ),
+    "clock_skew_s": key(
+        integer(0, 86_400),
+        "int",
+        "300",
+        "120",
+        "how far ahead of this site's clock a bundle's creation time or an "
+        "imported event's clock may be",
+    ),
+    "log_level": key(
+        choice(*LOG_LEVELS),
+        "text",
+        "info",
+        "warning",
+        "the least important log lines written (debug, info, warning, error)",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    drain_grace_s: int = 30
+    kill_grace_s: int = 5
+    rescan_s: int = 30
+    heartbeat_s: int = 10
+    clock_skew_s: int = 300
+    log_level: str = "info"
+
+
+def env_name(name: str) -> str:
+    return f"ORCHD_{name.upper()}"
+
+
+def load(path: Path, environ: Mapping[str, str], *, explicit: bool) -> Settings:
+    """Defaults, overlaid by the file at ``path`` (if it exists, or must when ``explicit``),
+    overlaid by ``ORCHD_<KEY>`` variables of ``environ``."""
+    values: dict[str, Any] = {}
+    if path.exists() or explicit:
+        if not path.is_file():
+            raise ConfigInvalid(where=str(path), key="(file)", problem="no such file")
+        try:
+            document = read_document(path, CONFIG_KEYS)
+        except PolicyInvalid as exc:
+            f = exc.fields
+            raise ConfigInvalid(
+                where=f"{f['file']}:{f['line']}", key=f["key"] or "(file)", problem=f["problem"]
+            ) from None
+        values.update({k: v for k, v in document.items() if not k.startswith("@")})
+    for name, spec in CONFIG_KEYS.items():
+        variable = env_name(name)
+        if name != "version" and variable in environ:
+            values[name] = _from_environment(variable, environ[variable], spec)
+    values.pop("version", None)
+    return Settings(**values)
+
+
+def _from_environment(variable: str, text: str, spec: Key) -> Any:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader) if text.strip() else None
+    except yaml.YAMLError:
+        node = None
+    if node is None or not isinstance(node, yaml.ScalarNode):
+        raise ConfigInvalid(where="environment", key=variable, problem=f"{text!r} is not a value")
+    try:
+        return spec.parse(node, At("environment", 1, variable))
+    except PolicyInvalid as exc:
+        raise ConfigInvalid(
+            where="environment", key=variable, problem=exc.fields["problem"]
+        ) from None
+
+
+def override(settings: Settings, **flags: Any) -> Settings:
+    """``settings`` with the flags that were given (not None)."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    known = {f.name for f in fields(Settings)}
+    return replace(settings, **{k: v for k, v in given.items() if k in known})
