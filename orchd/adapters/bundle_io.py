@@ -32,6 +32,8 @@ import zstandard
 from orchd.core.bundle import MAX_LINE, MAX_WINDOW
 from orchd.errors import BundleMalformed, MemberMismatch, StorageError
 
+from . import files
+
 BLOCK = 512
 _READ = 65536
 _FEED = 256
@@ -139,11 +141,7 @@ def publish(tmp: Path, final: Path) -> None:
         raise StorageError(path=final, detail="a file of that name exists; choose another --out")
     os.link(tmp, final)
     tmp.unlink()
-    directory = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    files.fsync_dir(final.parent)
 
 
 @contextlib.contextmanager

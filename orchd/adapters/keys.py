@@ -27,6 +27,8 @@ from nacl.signing import SigningKey, VerifyKey
 from orchd.core import dsse
 from orchd.errors import BadInput, KeyFileUnsafe, StorageError
 
+from . import files
+
 KEY_DIR = "keys"
 SITE_KEY = "site.key"
 MAX_KEY_FILE = 16 * 1024
@@ -72,19 +74,8 @@ def write_private(path: Path, key: SiteKey) -> None:
     )
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        files.write_new(path, pem, 0o600)
+        files.fsync_dir(path.parent)
     except OSError as exc:
         raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
 

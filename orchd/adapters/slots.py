@@ -70,16 +70,11 @@ def check_cron(expression: str, timezone: str) -> None:
 
 def slots(expression: str, timezone: str, after_ms: int, until_ms: int, *, limit: int) -> list[int]:
     """Every slot t (epoch ms) with ``after_ms < t <= until_ms``, in order; at most ``limit``."""
-    zone = _zone(timezone)
-    trigger = _trigger(expression)
     found: list[int] = []
-    for start_ms, end_ms, offset_ms in _stretches(
-        zone, max(after_ms + 1, _FIRST_MS), min(until_ms, _LAST_MS)
-    ):
-        for at_ms in _fire_times(trigger, start_ms, end_ms, offset_ms):
-            found.append(at_ms)
-            if len(found) > limit:
-                raise _too_many(expression, timezone, after_ms, until_ms, limit, at_ms)
+    for at_ms in _slots(expression, timezone, after_ms, until_ms):
+        found.append(at_ms)
+        if len(found) > limit:
+            raise _too_many(expression, timezone, after_ms, until_ms, limit, at_ms)
     return found
 
 
@@ -88,17 +83,21 @@ def first_slots(
 ) -> list[int]:
     """The first ``limit`` slots t with ``after_ms < t <= until_ms`` (fewer if there are not
     that many): for the daemon, which works through long windows in pieces."""
+    found: list[int] = []
+    for at_ms in _slots(expression, timezone, after_ms, until_ms):
+        found.append(at_ms)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _slots(expression: str, timezone: str, after_ms: int, until_ms: int) -> Iterator[int]:
     zone = _zone(timezone)
     trigger = _trigger(expression)
-    found: list[int] = []
     for start_ms, end_ms, offset_ms in _stretches(
         zone, max(after_ms + 1, _FIRST_MS), min(until_ms, _LAST_MS)
     ):
-        for at_ms in _fire_times(trigger, start_ms, end_ms, offset_ms):
-            found.append(at_ms)
-            if len(found) >= limit:
-                return found
-    return found
+        yield from _fire_times(trigger, start_ms, end_ms, offset_ms)
 
 
 def _fire_times(trigger: CronTrigger, start_ms: int, end_ms: int, offset_ms: int) -> Iterator[int]:

@@ -28,6 +28,8 @@ from typing import Any
 
 from orchd.errors import BadInput, StorageError
 
+from . import files
+
 SUBDIRS = ("tmp", "new", "cur", "rejected")
 MAX_REQUEST = 64 * 1024
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -42,14 +44,6 @@ def ensure(root: Path) -> None:
         raise StorageError(path=root, detail=exc.strerror or str(exc)) from exc
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def drop(root: Path, name: str, request: dict[str, Any]) -> Path:
     """Write a request as a producer must: tmp/NAME, fsync, rename into new/."""
     if not NAME.fullmatch(name):
@@ -58,19 +52,12 @@ def drop(root: Path, name: str, request: dict[str, Any]) -> Path:
     data = json.dumps(request, sort_keys=True).encode()
     tmp, new = root / "tmp" / name, root / "new" / name
     try:
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660
-        )
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        files.write_new(tmp, data, 0o660)
         if new.exists() or (root / "cur" / name).exists():
             tmp.unlink()
             raise BadInput(detail=f"a spool request named {name} is already waiting")
         tmp.rename(new)
-        _fsync_dir(new.parent)
+        files.fsync_dir(new.parent)
     except OSError as exc:
         raise StorageError(path=tmp, detail=exc.strerror or str(exc)) from exc
     return new
@@ -197,7 +184,7 @@ def done(root: Path, name: str) -> None:
     """The request is in the ledger: remove its file."""
     with contextlib.suppress(FileNotFoundError):
         (root / "cur" / name).unlink()
-    _fsync_dir(root / "cur")
+    files.fsync_dir(root / "cur")
 
 
 def reject(root: Path, name: str, reason: str) -> str:
@@ -210,14 +197,9 @@ def reject(root: Path, name: str, reason: str) -> str:
     with contextlib.suppress(FileNotFoundError):
         (root / "cur" / name).rename(root / "rejected" / target)
     reason_path = root / "rejected" / f"{target}.reason"
-    fd = os.open(
-        reason_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660
-    )
-    try:
-        os.write(fd, (reason + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(root / "rejected")
-    _fsync_dir(root / "cur")
+    with contextlib.suppress(FileNotFoundError):  # left by a crash before this reject finished
+        reason_path.unlink()
+    files.write_new(reason_path, (reason + "\n").encode(), 0o660)
+    files.fsync_dir(root / "rejected")
+    files.fsync_dir(root / "cur")
     return target
