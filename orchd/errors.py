@@ -302,6 +302,21 @@ class SpawnFailed(SystemFailure):
     hint = "check the job type's argv and workdir in the policy, and that the program exists"
 
 
+class RemoteRefused(Refused):
+    """the daemon refused: {error}"""
+
+    exit_code = 75  # the table's code; each instance exits with the code the daemon sent
+
+    def __init__(self, *, error: str, code: int, hint: str = "") -> None:
+        super().__init__(error=error)
+        self.exit_code = code  # type: ignore[misc]  # the daemon's error keeps its own exit code
+        self._hint = hint or None
+
+    @property
+    def hint_text(self) -> str | None:
+        return self._hint
+
+
 class InternalError(OrchdError):
     """internal error (a bug in orchd): {detail}"""
 

@@ -19,7 +19,7 @@ import yaml
 
 from orchd.errors import ConfigInvalid, PolicyInvalid
 
-from .policy_files import REQUIRED, At, Key, choice, integer, key, read_document
+from .policy_files import REQUIRED, At, Key, absolute_path, choice, integer, key, read_document
 
 DEFAULT_PATH = Path("/etc/orchd/orchd.yaml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -66,6 +66,14 @@ CONFIG_KEYS: dict[str, Key] = {
         "how far ahead of this site's clock a bundle's creation time or an "
         "imported event's clock may be",
     ),
+    "socket": key(
+        absolute_path,
+        "path",
+        "(empty)",
+        "/run/orchd/orchd.sock",
+        "where the daemon serves its control API; empty: $RUNTIME_DIRECTORY/orchd.sock under "
+        "systemd, else STATE_DIR/orchd.sock",
+    ),
     "log_level": key(
         choice(*LOG_LEVELS),
         "text",
@@ -83,6 +91,7 @@ class Settings:
     rescan_s: int = 30
     heartbeat_s: int = 10
     clock_skew_s: int = 300
+    socket: str = ""
     log_level: str = "info"
 
 

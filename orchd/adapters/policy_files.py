@@ -26,6 +26,7 @@ from orchd.core.names import check_name, check_text
 from orchd.errors import OrchdError, PolicyInvalid, PolicyMissing
 
 MAX_FILE_BYTES = 1 << 20
+AUTHZ_FILE = "authz.yaml"  # who may use the control socket: read by adapters.control, not here
 _INT = "tag:yaml.org,2002:int"
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -349,10 +350,12 @@ SECTIONS: Mapping[str, Mapping[str, Key]] = {
 
 
 def load(directory: Path) -> model.Policy:
-    """Every ``*.yaml`` of ``directory``, in name order, checked and merged into one policy."""
+    """Every ``*.yaml`` of ``directory`` (but ``authz.yaml``), in name order, checked and merged
+    into one policy."""
     if not directory.is_dir():
         raise PolicyMissing(path=directory)
-    documents = [_document(path) for path in sorted(directory.glob("*.yaml"))]
+    paths = sorted(p for p in directory.glob("*.yaml") if p.name != AUTHZ_FILE)
+    documents = [_document(path) for path in paths]
     return _build(_merge(documents))
 
 

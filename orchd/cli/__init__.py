@@ -46,7 +46,8 @@ class OrchdGroup(click.Group):
     envvar="ORCHD_STATE_DIR",
     default="/var/lib/orchd",
     show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    # not checked for readability here: an operator may reach the daemon only through its socket
+    type=click.Path(file_okay=False, readable=False, path_type=Path),
     help="Directory of this site's ledger, lock and spool [env ORCHD_STATE_DIR].",
 )
 @click.option(
@@ -66,8 +67,22 @@ class OrchdGroup(click.Group):
     type=click.Path(dir_okay=False, path_type=Path),
     help="The daemon configuration file (see docs/CONFIG.md) [env ORCHD_CONFIG].",
 )
+@click.option(
+    "--socket",
+    "socket_path",
+    envvar="ORCHD_SOCKET",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The daemon's control socket (default: /run/orchd/orchd.sock, then the state dir's) "
+    "[env ORCHD_SOCKET].",
+)
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path, policy_dir: Path, config_path: Path) -> None:
+def cli(
+    ctx: click.Context,
+    state_dir: Path,
+    policy_dir: Path,
+    config_path: Path,
+    socket_path: Path | None,
+) -> None:
     """orchd: an offline-first job orchestrator for air-gapped sites."""
     source = ctx.get_parameter_source("config_path")
     ctx.obj = Config(
@@ -75,6 +90,7 @@ def cli(ctx: click.Context, state_dir: Path, policy_dir: Path, config_path: Path
         policy_dir=policy_dir.absolute(),
         config_path=config_path.absolute(),
         config_explicit=source is not None and source.name != "DEFAULT",
+        socket_path=socket_path,
     )
 
 

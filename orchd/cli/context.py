@@ -12,17 +12,18 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from orchd.adapters import config
+from orchd.adapters import config, control
 from orchd.adapters.keys import KEY_DIR, SITE_KEY
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
 from orchd.core.events import Actor
+from orchd.errors import RemoteRefused, StorageError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,6 +38,28 @@ class Config:
     policy_dir: Path
     config_path: Path = config.DEFAULT_PATH
     config_explicit: bool = False  # named by --config or ORCHD_CONFIG: it must exist
+    socket_path: Path | None = None  # --socket or ORCHD_SOCKET
+
+    def daemon(self, method: str, url: str, body: dict[str, Any]) -> Any | None:
+        """Ask the running daemon (the reply's JSON), or None when no daemon answers, so the
+        command runs in-process under the site lock instead."""
+        found = control.find_socket(self.socket_path, self.state_dir)
+        if found is None:
+            return None
+        try:
+            status, payload = control.request(found, method, url, body)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None  # a socket left by a daemon that is gone
+        except OSError as exc:
+            raise StorageError(path=found, detail=exc.strerror or str(exc)) from exc
+        if status != 200:
+            error = payload if isinstance(payload, dict) else {}
+            raise RemoteRefused(
+                error=str(error.get("error", f"HTTP {status}")),
+                code=int(error.get("code", 70)),
+                hint=str(error.get("hint", "")),
+            )
+        return payload
 
     def settings(self) -> config.Settings:
         """The daemon configuration: defaults < file < ORCHD_* environment (flags come later)."""

@@ -7,6 +7,7 @@ import click
 from orchd.adapters import policy_files
 from orchd.core.machines import JOB
 from orchd.core.names import check_name
+from orchd.errors import InvalidName
 from orchd.ops import jobs as job_ops
 
 from . import cli
@@ -45,8 +46,8 @@ def submit(
     """Submit a job of JOB_TYPE (one the policy defines); prints its id (with --spool: the
     spool file, which the daemon turns into a job)."""
     if to_spool:
-        config = ctx.find_object(Config)
-        assert config is not None
+        spool_config = ctx.find_object(Config)
+        assert spool_config is not None
         request: dict[str, object] = {
             "job_type": check_name("job type", job_type),
             "params": job_ops.parse_params(params),
@@ -57,9 +58,26 @@ def submit(
             request["key"] = check_name("job key", key)
         if priority is not None:
             request["priority"] = priority
-        dropped = drop_request(config.state_dir, request, None)
+        dropped = drop_request(spool_config.state_dir, request, None)
         click.echo(str(dropped))
         click.echo(f"spooled {job_type} request as {dropped.name}", err=True)
+        return
+    config = ctx.find_object(Config)
+    assert config is not None
+    body = {
+        "job_type": job_type,
+        "source": source,
+        "key": key,
+        "priority": priority,
+        "params": job_ops.parse_params(params),
+    }
+    answer = config.daemon("POST", "/v1/jobs", {k: v for k, v in body.items() if v is not None})
+    if answer is not None:  # the daemon runs: it recorded the job
+        click.echo(answer["job_id"])
+        said = "submitted" if answer["created"] else f"already submitted with key {key!r}:"
+        click.echo(
+            f"{said} {answer['job_type']} job, {answer['state']} (through the daemon)", err=True
+        )
         return
     ctx.invoke(
         _submit_now, job_type=job_type, source=source, params=params, key=key, priority=priority
@@ -159,9 +177,23 @@ def _detail(payload: object) -> str:
 @jobs.command()
 @click.argument("job_id")
 @click.option("--reason", required=True, help="Why (1-256 printable characters); kept in the log.")
-@with_site(write=True)
-def cancel(site: Site, job_id: str, reason: str) -> None:
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
     """Cancel a job that has not finished (by id or a unique prefix)."""
+    config = ctx.find_object(Config)
+    assert config is not None
+    if not job_id.isalnum():
+        raise InvalidName(what="job id", value=job_id, expected="an id or a prefix of 6+ of it")
+    answer = config.daemon("POST", f"/v1/jobs/{job_id}/cancel", {"reason": reason})
+    if answer is not None:
+        click.echo(answer["job_id"])
+        click.echo(f"cancelled {answer['job_type']} job (through the daemon)", err=True)
+        return
+    ctx.invoke(_cancel_now, job_id=job_id, reason=reason)
+
+
+@with_site(write=True)
+def _cancel_now(site: Site, job_id: str, reason: str) -> None:
     job = job_ops.cancel(site.ledger, site.actor(job_ops.CANCEL_SCOPE), job_id, reason)
     click.echo(job.job_id)
     click.echo(f"cancelled {job.job_type} job", err=True)

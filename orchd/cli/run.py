@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import sys
@@ -31,14 +32,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from orchd import __version__
-from orchd.adapters import config, policy_files, slots, spool
+from orchd.adapters import config, control, policy_files, slots, spool
 from orchd.adapters.notify import Notifier
 from orchd.adapters.runner import SubprocessExecutor
 from orchd.adapters.system import actor_for_uid
 from orchd.core import timefmt
 from orchd.core.events import Draft
 from orchd.core.policy import Policy
-from orchd.errors import OrchdError
+from orchd.errors import InvalidParam, OrchdError
 from orchd.ops import engine, jobs, scheduling
 
 from . import cli
@@ -104,6 +105,8 @@ class Daemon:
         self.next_rescan = self.next_status = self.next_watchdog = 0
         self.schedules_due = True
         self.clock_seen = (site.clock.now_ms(), site.clock.monotonic_ms())
+        self.calls: queue.Queue[control.Call] = queue.Queue()
+        self.socket_path = settings_socket(site, settings)
         self.timer = BackgroundScheduler(
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -117,7 +120,7 @@ class Daemon:
         mono = self.site.clock.monotonic_ms()
         self._signals(mono)
         self._watch_clock(mono)
-        added = False
+        added = self._answer_calls()
         if self.drain_started is None:
             if mono >= self.next_rescan:
                 self.next_rescan = mono + self.rescan_ms
@@ -209,6 +212,124 @@ class Daemon:
             self.site.ledger.append([draft])
         except OrchdError as exc:
             self.log("error", "could not record", event=event_type, error=exc.message)
+
+    # --- the control API (on the loop thread) -----------------------------------------------
+
+    def _answer_calls(self) -> bool:
+        added = False
+        while True:
+            try:
+                call = self.calls.get_nowait()
+            except queue.Empty:
+                return added
+            try:
+                status, payload, new = self._route(call)
+            except OrchdError as exc:
+                status, payload, new = (
+                    400 if exc.exit_code < 30 else 409,
+                    control.error_payload(exc),
+                    False,
+                )
+            except Exception as exc:  # a bug must not take the daemon down; the caller is told
+                self.log("error", "api call failed", error=repr(exc))
+                status, payload, new = 500, {"error": f"internal error: {exc!r}", "code": 99}, False
+            call.answer.set_result((status, payload))
+            added |= new
+
+    def _route(self, call: control.Call) -> tuple[int, Any, bool]:
+        parts = [p for p in call.path.split("/") if p]
+        routes: dict[tuple[str, tuple[str, ...]], tuple[str, Any]] = {
+            ("GET", ("v1", "status")): ("orch:read", self._api_status),
+            ("POST", ("v1", "jobs")): ("orch:operate", self._api_submit),
+        }
+        if (
+            call.method == "POST"
+            and len(parts) == 4
+            and parts[:2] == ["v1", "jobs"]
+            and (parts[3] == "cancel")
+        ):
+            scope, action = "orch:operate", self._api_cancel
+        elif (call.method, tuple(parts)) in routes:
+            scope, action = routes[(call.method, tuple(parts))]
+        else:
+            return 404, {"error": f"no {call.method} {call.path}", "code": 10}, False
+        if scope not in call.scopes:
+            self._audit(
+                "api.denied",
+                {
+                    "uid": call.peer.uid,
+                    "gid": call.peer.gid,
+                    "pid": call.peer.pid,
+                    "request": f"{call.method} {call.path}",
+                    "scope": scope,
+                },
+            )
+            self.log("warning", "api call denied", uid=call.peer.uid, scope=scope, path=call.path)
+            return (
+                403,
+                {
+                    "error": f"uid {call.peer.uid} lacks the scope {scope}",
+                    "code": 71,
+                    "hint": "ask an administrator for a grant in authz.yaml",
+                },
+                False,
+            )
+        actor = actor_for_uid(call.peer.uid, scope)
+        return action(call, actor, parts)
+
+    def _api_status(
+        self, call: control.Call, actor: Any, parts: list[str]
+    ) -> tuple[int, Any, bool]:
+        counts = self.site.ledger.state_counts()
+        return (
+            200,
+            {
+                "site": self.site.ledger.site_id,
+                "queue": self.engine.queued,
+                "running": self.engine.running,
+                "jobs": counts,
+            },
+            False,
+        )
+
+    def _api_submit(
+        self, call: control.Call, actor: Any, parts: list[str]
+    ) -> tuple[int, Any, bool]:
+        body = call.body
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise InvalidParam(value=str(params), expected="an object of name: value")
+        request = jobs.SubmitRequest(
+            job_type=str(body.get("job_type", "")),
+            source=body.get("source"),
+            params=jobs.parse_params([f"{k}={v}" for k, v in params.items()]),
+            key=body.get("key"),
+            priority=body.get("priority"),
+        )
+        done = jobs.submit(
+            self.site.ledger, self.site.clock, self.site.entropy, actor, self.policy, request
+        )
+        self.log("info", "api submit", job=done.job.job_id, uid=call.peer.uid, new=done.created)
+        return (
+            200,
+            {
+                "job_id": done.job.job_id,
+                "job_type": done.job.job_type,
+                "state": done.job.state,
+                "created": done.created,
+            },
+            done.created,
+        )
+
+    def _api_cancel(
+        self, call: control.Call, actor: Any, parts: list[str]
+    ) -> tuple[int, Any, bool]:
+        job = jobs.cancel(self.site.ledger, actor, parts[2], str(call.body.get("reason", "")))
+        return 200, {"job_id": job.job_id, "job_type": job.job_type, "state": job.state}, True
+
+    def _enqueue(self, call: control.Call) -> None:  # on a server thread
+        self.calls.put(call)
+        self.executor.wake()
 
     # --- spool and schedules ----------------------------------------------------------------
 
@@ -308,6 +429,10 @@ class Daemon:
         observer.schedule(_Wake(self.executor), str(self.spool / "new"), recursive=False)
         observer.start()
         self.timer.start()
+        server = control.ControlServer(
+            self.socket_path, control.load_authz(self.site.config.policy_dir), self._enqueue
+        )
+        server.start()
         self._audit("daemon.started", {"version": __version__, "pid": os.getpid()})
         self.notifier.ready(f"ready: site {self.site.ledger.site_id}")
         self.log("info", "ready", site=self.site.ledger.site_id, pid=os.getpid())
@@ -316,6 +441,7 @@ class Daemon:
             sleep_ms = engine.MAX_SLEEP_MS if watchdog is None else min(1000, watchdog // 4)
             return self.engine.run(until_idle=False, tick=self.tick, max_sleep_ms=max(1, sleep_ms))
         finally:
+            server.close()
             self.timer.shutdown(wait=False)
             observer.stop()
             observer.join(timeout=5)
@@ -355,6 +481,15 @@ def run_(site: Site, grace: int | None, rescan: int | None, log_level: str | Non
         daemon.serve()
     finally:
         executor.close()
+
+
+def settings_socket(site: Site, settings: config.Settings) -> Path:
+    """Where the daemon listens: the configured path, else $RUNTIME_DIRECTORY (systemd), else the
+    state dir."""
+    if settings.socket:
+        return Path(settings.socket)
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return (Path(runtime) if runtime else site.config.state_dir) / control.SOCKET_NAME
 
 
 def drop_request(state_dir: Path, request: dict[str, Any], name: str | None) -> Path:

@@ -18,7 +18,8 @@ def test_every_setting_has_a_documented_key_and_the_defaults_agree() -> None:
     assert names == set(config.CONFIG_KEYS) - {"version"}
     defaults = config.Settings()
     for name in names:
-        assert str(getattr(defaults, name)) == config.CONFIG_KEYS[name].default, name
+        documented = config.CONFIG_KEYS[name].default
+        assert str(getattr(defaults, name)) == ("" if documented == "(empty)" else documented)
         assert f"`{name}`" in (ROOT / "docs" / "CONFIG.md").read_text()
 
 

@@ -264,3 +264,97 @@ def test_watchdog_pings_come_from_the_loop_and_stop_when_it_is_stuck(daemon: Dae
     stall.unlink()
     assert pings(daemon, 1.5) >= 3
     assert daemon.stop()[0] == 0
+
+
+# --- the control socket -------------------------------------------------------------------------
+
+NOBODY = 65534
+
+
+def as_nobody(
+    socket_path: Path, method: str, url: str, body: dict[str, object]
+) -> tuple[int, object]:
+    """One API call from a forked child running as uid/gid 65534 (its answer through a pipe)."""
+    from orchd.adapters import control
+
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            answer = control.request(socket_path, method, url, body)
+            os.write(write_end, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(child, 0)
+    status, payload = json.loads(data)
+    return status, payload
+
+
+def reachable_by_nobody(daemon: Daemon) -> Path:
+    """The socket, where uid 65534 can reach it: a traversable directory, the socket's group
+    65534 (so a refusal is orchd's 403, not the file system's EACCES)."""
+    path = daemon.state / "orchd.sock"
+    for folder in (daemon.state, *daemon.state.parents):
+        if folder == Path("/"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o011)
+    os.chown(path, 0, NOBODY)
+    return path
+
+
+def test_the_cli_goes_through_the_socket_while_the_daemon_runs(daemon: Daemon) -> None:
+    daemon.start()
+
+    submitted = daemon.cli("jobs", "submit", "echo", "--param", "n=4", "--key", "via-socket")
+
+    assert submitted.returncode == 0, submitted.stderr
+    assert "through the daemon" in submitted.stderr
+    cancelled = daemon.cli("jobs", "cancel", submitted.stdout.strip(), "--reason", "not needed")
+    assert cancelled.returncode in (0, 37), cancelled.stderr  # 37: it had already run
+    assert daemon.stop()[0] == 0
+    assert [j["key"] for j in daemon.jobs()] == ["via-socket"]
+
+
+def test_a_caller_without_the_scope_gets_403_and_is_audited(daemon: Daemon) -> None:
+    daemon.start()
+    path = reachable_by_nobody(daemon)
+
+    status, payload = as_nobody(path, "POST", "/v1/jobs", {"job_type": "echo", "uid": 0})
+
+    assert status == 403, payload
+    assert daemon.stop()[0] == 0
+    [denied] = daemon.events("api.denied")
+    assert denied["uid"] == NOBODY and denied["scope"] == "orch:operate"
+    assert daemon.jobs() == []
+
+
+def test_a_grant_in_authz_yaml_lets_that_user_act_as_itself(daemon: Daemon) -> None:
+    (daemon.policy / "authz.yaml").write_text(
+        f"version: 1\ngrants:\n  - uid: {NOBODY}\n    scopes: [orch:read, orch:operate]\n"
+    )
+    daemon.start()
+    path = reachable_by_nobody(daemon)
+
+    status, payload = as_nobody(
+        path, "POST", "/v1/jobs", {"job_type": "echo", "key": "granted", "actor": {"uid": 0}}
+    )
+
+    assert status == 200, payload
+    assert as_nobody(path, "GET", "/v1/status", {})[0] == 200
+    assert daemon.stop()[0] == 0
+    from orchd.adapters.ledger import SqliteLedger
+    from orchd.adapters.system import OsEntropy, SystemClock
+
+    ledger = SqliteLedger.open(daemon.state / "ledger.db", SystemClock(), OsEntropy())
+    try:
+        [submitted] = list(ledger.events_of_type("job.submitted"))
+    finally:
+        ledger.close()
+    assert submitted.actor.uid == NOBODY  # identity comes from the kernel, not the request body

@@ -1,0 +1,310 @@
+"""The control socket: HTTP/1.1 + JSON over a Unix socket, callers known by SO_PEERCRED
+(adapters layer).
+
+Rules:
+- The daemon listens at one path; the socket is mode 0660 and its directory must let the
+  operators' group traverse it. The peer's uid, gid and pid come from the kernel
+  (``SO_PEERCRED``), never from the request: identity fields in a body are ignored.
+- Scopes come from ``authz.yaml`` in the policy dir (``grants: [{uid|gid|user|group, scopes}]``);
+  without that file only the daemon's own user is granted every scope. uid 0 gets nothing it is
+  not granted.
+- Each request is handed to the daemon's loop thread (which owns the ledger) and answered when the
+  loop has done it; this module never touches the ledger.
+- Bodies are JSON objects of at most 64 KiB; anything else is 400. Errors are JSON
+  ``{"error", "code", "hint"}`` with the orchd exit code, so the CLI can exit as it would have.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from orchd.errors import BadInput, OrchdError, PolicyInvalid
+
+from .policy_files import Key, choice, integer, key, list_of, read_document, record
+
+SCOPES = ("orch:read", "orch:operate", "orch:quota", "orch:backfill", "orch:bundle", "orch:admin")
+MAX_BODY = 64 * 1024
+TIMEOUT_S = 60
+SOCKET_NAME = "orchd.sock"
+
+
+# --- who may do what ----------------------------------------------------------------------------
+
+
+def _optional_name(node: yaml.Node, at: Any) -> str:
+    value = node.value if isinstance(node, yaml.ScalarNode) else None
+    if not isinstance(value, str) or not value:
+        raise at.error("expected a user or group name")
+    return value
+
+
+GRANT_KEYS: dict[str, Key] = {
+    "uid": key(integer(0, 2**32 - 2), "int", "-", "1001", "a user id"),
+    "gid": key(integer(0, 2**32 - 2), "int", "-", "1001", "a group id (primary or supplementary)"),
+    "user": key(_optional_name, "text", "-", "alice", "a user name"),
+    "group": key(_optional_name, "text", "-", "orchd-operators", "a group name"),
+    "scopes": key(
+        list_of(choice(*SCOPES), min_items=1),
+        "list of scopes",
+        "(required)",
+        "[orch:read, orch:operate]",
+        "what the matching callers may do",
+        required=True,
+    ),
+}
+AUTHZ_KEYS: dict[str, Key] = {
+    "version": key(integer(1, 1), "int", "(required)", "1", "format version", required=True),
+    "grants": key(
+        list_of(record(GRANT_KEYS)),
+        "list of grants",
+        "[]",
+        "[{group: orchd-operators, scopes: [orch:read]}]",
+        "who gets which scopes",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+
+    def groups(self) -> set[int]:
+        found = {self.gid}
+        try:
+            user = pwd.getpwuid(self.uid).pw_name
+            found.update(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)
+        except KeyError:
+            pass
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Authz:
+    grants: tuple[dict[str, Any], ...]
+    owner_uid: int  # the daemon's user: all scopes when there is no authz.yaml
+    from_file: bool
+
+    def scopes(self, peer: Peer) -> tuple[str, ...]:
+        if not self.from_file:
+            return SCOPES if peer.uid == self.owner_uid else ()
+        found: set[str] = set()
+        groups = peer.groups()
+        for grant in self.grants:
+            if _matches(grant, peer, groups):
+                found.update(grant["scopes"])
+        return tuple(sorted(found))
+
+
+def _matches(grant: dict[str, Any], peer: Peer, groups: set[int]) -> bool:
+    if "uid" in grant and grant["uid"] != peer.uid:
+        return False
+    if "gid" in grant and grant["gid"] not in groups:
+        return False
+    if "user" in grant:
+        try:
+            if pwd.getpwnam(grant["user"]).pw_uid != peer.uid:
+                return False
+        except KeyError:
+            return False
+    if "group" in grant:
+        try:
+            if grp.getgrnam(grant["group"]).gr_gid not in groups:
+                return False
+        except KeyError:
+            return False
+    return any(k in grant for k in ("uid", "gid", "user", "group"))
+
+
+def load_authz(policy_dir: Path) -> Authz:
+    path = policy_dir / "authz.yaml"
+    if not path.exists():
+        return Authz(grants=(), owner_uid=os.getuid(), from_file=False)
+    document = read_document(path, AUTHZ_KEYS)
+    for grant in document.get("grants", []):
+        if not any(k in grant for k in ("uid", "gid", "user", "group")):
+            raise PolicyInvalid(
+                file=str(path),
+                line=grant["@"].line,
+                key=grant["@"].key,
+                problem="a grant needs uid, gid, user or group",
+            )
+    grants = tuple(
+        {k: v for k, v in g.items() if not k.startswith("@")} for g in document.get("grants", [])
+    )
+    return Authz(grants=grants, owner_uid=os.getuid(), from_file=True)
+
+
+# --- requests handed to the loop ----------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One API request waiting for the loop thread."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: dict[str, Any]
+    peer: Peer
+    scopes: tuple[str, ...]
+    answer: Future[tuple[int, Any]] = field(default_factory=Future)
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+
+class ControlServer:
+    """Serves the socket on its own threads; ``submit`` hands each call to the loop."""
+
+    def __init__(self, path: Path, authz: Authz, submit: Callable[[Call], None]) -> None:
+        self.path, self.authz, self._submit = path, authz, submit
+        if path.is_socket():
+            path.unlink()  # left by a daemon that died; the site lock says none runs now
+        server = _Server(str(path), _handler(self))
+        path.chmod(0o660)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="control", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self.path.is_socket():
+            self.path.unlink()
+
+    def handle(self, call: Call) -> tuple[int, Any]:
+        self._submit(call)
+        try:
+            return call.answer.result(timeout=TIMEOUT_S)
+        except TimeoutError:
+            return 503, {"error": "the daemon did not answer in time", "code": 90}
+
+
+def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "orchd"
+
+        def log_message(self, format: str, *args: Any) -> None:  # the daemon logs calls itself
+            return
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def _serve(self, method: str) -> None:
+            creds = self.request.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+            )
+            pid, uid, gid = struct.unpack("3i", creds)
+            peer = Peer(pid=pid, uid=uid, gid=gid)
+            try:
+                body = self._body()
+            except BadInput as exc:
+                self._reply(400, {"error": exc.message, "code": exc.exit_code})
+                return
+            url = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            call = Call(
+                method=method,
+                path=url.path,
+                query=query,
+                body=body,
+                peer=peer,
+                scopes=server.authz.scopes(peer),
+            )
+            status, payload = server.handle(call)
+            self._reply(status, payload)
+
+        def _body(self) -> dict[str, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                raise BadInput(detail=f"a request body is at most {MAX_BODY} bytes")
+            raw = self.rfile.read(length) if length else b"{}"
+            try:
+                value = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise BadInput(detail="the request body is not JSON") from None
+            if not isinstance(value, dict):
+                raise BadInput(detail="the request body must be a JSON object")
+            return value
+
+        def _reply(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload, sort_keys=True).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def error_payload(exc: OrchdError) -> dict[str, Any]:
+    return {"error": exc.message, "code": exc.exit_code, "hint": exc.hint or ""}
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+class _UnixConnection:
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock.settimeout(TIMEOUT_S + 5)
+        self.sock.connect(str(path))
+
+
+def find_socket(explicit: Path | None, state_dir: Path) -> Path | None:
+    """The daemon's socket: --socket (or ORCHD_SOCKET), then /run/orchd/orchd.sock, then the
+    state dir's; the first that exists (None: no daemon to talk to)."""
+    for candidate in (explicit, Path("/run/orchd") / SOCKET_NAME, state_dir / SOCKET_NAME):
+        if candidate is not None and candidate.is_socket():
+            return candidate
+    return None
+
+
+def request(
+    path: Path, method: str, url: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """One HTTP request over the socket; (status, JSON payload). Raises OSError if unreachable."""
+    data = json.dumps(body or {}).encode()
+    conn = _UnixConnection(path)
+    try:
+        head = (
+            f"{method} {url} HTTP/1.1\r\nHost: orchd\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        conn.sock.sendall(head + data)
+        chunks = []
+        while chunk := conn.sock.recv(65536):
+            chunks.append(chunk)
+    finally:
+        conn.sock.close()
+    raw = b"".join(chunks)
+    header, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1])
+    return status, json.loads(payload) if payload else None
