@@ -194,12 +194,12 @@ def _file_digest(path: Path) -> str:
 
 def _rotation_statement(ledger: SqliteLedger, key: keys.SiteKey) -> str | None:
     """The statement by which the previous key vouched for this one, if the key was rotated."""
-    for event in reversed(ledger.events_of_type("key.rotated")):
-        if event.origin == ledger.site_id and event.payload["new_key_id"] == key.key_id:
-            statement = event.payload["statement"]
-            assert isinstance(statement, str)
-            return statement
-    return None
+    event = ledger.own_event(f"key.rotated:{key.key_id}")  # by its idempotency key: indexed
+    if event is None:
+        return None
+    statement = event.payload["statement"]
+    assert isinstance(statement, str)
+    return statement
 
 
 def rotation_statement(site: str, old: keys.SiteKey, new_public_key: bytes) -> str:

@@ -528,6 +528,11 @@ class SqliteLedger:
         found = [(row[0], events.parse(row[1], row[2])) for row in rows]
         return sorted(found, key=lambda pair: pair[0])
 
+    def own_event(self, idempotency_key: str) -> Event | None:
+        """This site's event recorded under ``idempotency_key``, if any."""
+        with translated(self.path):
+            return self._recorded({idempotency_key}).get(idempotency_key)
+
     def events_of_type(self, event_type: str) -> list[Event]:
         sql = "SELECT body, hash FROM events WHERE type = ? ORDER BY hlc, origin, seq"
         with translated(self.path):
