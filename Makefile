@@ -45,7 +45,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-# About 3 minutes on a 2-core machine; each script rewrites only its own section of $(BENCH_DOC).
+# About 15 minutes on a 2-core machine; each script rewrites only its own section of $(BENCH_DOC).
 bench: $(BENCH_STAMP)
 	$(BIN)/python tools/bench/append.py --events 20000 --batch 100,1000,10000 --repeat 5 \
 		--write $(BENCH_DOC)
@@ -53,6 +53,10 @@ bench: $(BENCH_STAMP)
 		--write $(BENCH_DOC)
 	$(BIN)/python tools/bench/subprocess_jobs.py --jobs 2000 --concurrency 2 --repeat 5 \
 		--write $(BENCH_DOC)
+	(command -v sqlite3 && command -v zstd) >/dev/null || (apt-get update && apt-get install -y sqlite3 zstd); \
+		$(BIN)/python tools/bench/bundles.py --events 100000,300000 --repeat 3 --write $(BENCH_DOC)
+	$(BIN)/python tools/bench/daemon.py --files 1000 --burst 1000 --repeat 3 \
+		--schedule-minutes 2 --idle-seconds 60 --diagnose --write $(BENCH_DOC)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .hypothesis

@@ -426,7 +426,9 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         }
         observer = Observer()
-        observer.schedule(_Wake(self.executor), str(self.spool / "new"), recursive=False)
+        # the whole spool, on one inotify instance: the daemon's own claim (new/ -> cur/) then
+        # pairs at once, where watching new/ alone makes watchdog hold it 0.5 s for its pair
+        observer.schedule(_Wake(self.executor), str(self.spool), recursive=True)
         observer.start()
         self.timer.start()
         server = control.ControlServer(

@@ -125,14 +125,7 @@ class Engine:
 
     def load(self) -> None:
         """Read the pending jobs, the limits (policy and overrides) and today's starts."""
-        self._pending = {job.job_id: (job, arrival) for job, arrival in self._ledger.pending_jobs()}
-        self._arrivals.update({job_id: arrival for job_id, (_, arrival) in self._pending.items()})
-        self._waiting = {i for i, (job, _) in self._pending.items() if job.state == "waiting"}
-        self._not_before = {
-            job.job_id: timefmt.parse_canonical(job.eligible_at)
-            for job, _ in self._pending.values()
-            if job.eligible_at is not None
-        }
+        self.refresh()
         self._limits = self._effective_limits()
         now_ms = self._clock.now_ms()
         state = limits.State(paused=frozenset(p.source for p in self._ledger.pauses()))
@@ -143,6 +136,17 @@ class Engine:
         # runs going on now keep counting
         state = replace(state, running_total=self._state.running_total, running=self._state.running)
         self._state = state
+
+    def refresh(self) -> None:
+        """Read the pending jobs again (new ones were recorded); the limits' counts stay."""
+        self._pending = {job.job_id: (job, arrival) for job, arrival in self._ledger.pending_jobs()}
+        self._arrivals.update({job_id: arrival for job_id, (_, arrival) in self._pending.items()})
+        self._waiting = {i for i, (job, _) in self._pending.items() if job.state == "waiting"}
+        self._not_before = {
+            job.job_id: timefmt.parse_canonical(job.eligible_at)
+            for job, _ in self._pending.values()
+            if job.eligible_at is not None
+        }
         self._reorder()
         self._deps_dirty = True
 
@@ -186,7 +190,7 @@ class Engine:
             if should_stop() and not self._stopping:
                 self.stop()
             if tick is not None and tick():
-                self.load()
+                self.refresh()
             wake_in = self.step()
             if not self._active and (wake_in is None or wake_in > max_wait_ms):
                 if until_idle or self._stopping:
