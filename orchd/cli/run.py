@@ -2,8 +2,9 @@
 
 One thread runs everything that touches the ledger: the engine's loop, and before each step the
 daemon's ``tick``: signals, spool intake, due schedule slots, the clock check, systemd's status
-and watchdog. Two helper threads only wake that loop: watchdog's inotify observer on
-``spool/new`` and APScheduler's timer at the next slot. The truth is always re-read: the spool is
+and watchdog, and the control socket's calls. The other threads only wake that loop or hand it
+work: watchdog's inotify observer on the spool, APScheduler's timer at the next slot, and the
+control socket's server threads. The truth is always re-read: the spool is
 rescanned every ``--rescan`` seconds (and at start), and due slots are computed from the ledger.
 
 Signals: SIGTERM/SIGINT drain (no new run starts; the running ones get ``--grace`` seconds, then
