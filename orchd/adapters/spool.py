@@ -3,9 +3,10 @@
 Rules:
 - ``STATE_DIR/spool/{tmp,new,cur,rejected}``. A producer writes ``tmp/NAME``, fsyncs it and
   renames it into ``new/``; ``drop`` does exactly that (and works while the daemon is down).
-- The daemon claims a file by renaming ``new/NAME`` to ``cur/NAME``, records the request, then
-  removes the file. A file left in ``cur/`` by a crash is taken again first; the job's key (the
-  request's ``key``, else ``spool:NAME``) makes the second recording a no-op.
+- The daemon claims a file by moving ``new/NAME`` to ``cur/NAME`` (a link then an unlink, so
+  that watchers see no half of a move), records the request, then removes the file. A file left
+  in ``cur/`` by a crash is taken again first; the job's key (the request's ``key``, else
+  ``spool:NAME``) makes the second recording a no-op.
 - A name is 1-100 characters of ``A-Z a-z 0-9 . _ -``, not starting with a dot (a producer's
   temporary names in ``new/`` are never touched).
 - What is not a regular file with one link (symlink, hard link, FIFO, device, directory), is over
@@ -86,9 +87,7 @@ def claim(root: Path, name: str) -> Claimed | None:
     cur = root / "cur" / name
     if not NAME.fullmatch(name):
         return Claimed(name, None, "the name is not 1-100 of A-Z a-z 0-9 . _ -", name)
-    if not (cur.exists() or cur.is_symlink()):  # a rename would replace an unfinished claim
-        with contextlib.suppress(FileNotFoundError):
-            (root / "new" / name).rename(cur)
+    _take(root / "new" / name, cur)
     try:
         info = os.lstat(cur)
     except FileNotFoundError:
@@ -114,6 +113,32 @@ def claim(root: Path, name: str) -> Claimed | None:
         return Claimed(name, parse(data), None, identity, info.st_uid)
     except BadInput as exc:
         return Claimed(name, None, exc.fields["detail"], identity)
+
+
+def _take(new: Path, cur: Path) -> None:
+    """Move new/NAME to cur/NAME, never replacing an unfinished claim there.
+
+    A regular file is linked into cur/ and then unlinked from new/: no rename, so inotify
+    reports a create and a delete, never a move whose other half a watcher would wait for. A
+    crash between the two leaves the same file in both; the next claim just finishes the unlink.
+    Anything else (it is rejected anyway) is renamed."""
+    try:
+        mine = os.lstat(new)
+    except FileNotFoundError:
+        return
+    try:
+        there = os.lstat(cur)
+    except FileNotFoundError:
+        there = None
+    if there is not None:
+        if (there.st_ino, there.st_dev) == (mine.st_ino, mine.st_dev):
+            new.unlink()  # a claim that crashed after its link
+        return  # else: an unfinished claim of another file of that name goes first
+    if stat.S_ISREG(mine.st_mode) and mine.st_nlink == 1:
+        os.link(new, cur, follow_symlinks=False)
+        new.unlink()
+    else:
+        new.rename(cur)
 
 
 def _kind_problem(info: os.stat_result) -> str | None:

@@ -3,7 +3,7 @@
 One thread runs everything that touches the ledger: the engine's loop, and before each step the
 daemon's ``tick``: signals, spool intake, due schedule slots, the clock check, systemd's status
 and watchdog, and the control socket's calls. The other threads only wake that loop or hand it
-work: watchdog's inotify observer on the spool, APScheduler's timer at the next slot, and the
+work: watchdog's inotify observer on ``spool/new``, APScheduler's timer at the next slot, and the
 control socket's server threads. The truth is always re-read: the spool is
 rescanned every ``--rescan`` seconds (and at start), and due slots are computed from the ledger.
 
@@ -427,9 +427,9 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         }
         observer = Observer()
-        # the whole spool, on one inotify instance: the daemon's own claim (new/ -> cur/) then
-        # pairs at once, where watching new/ alone makes watchdog hold it 0.5 s for its pair
-        observer.schedule(_Wake(self.executor), str(self.spool), recursive=True)
+        # new/ only: producers' renames arrive as IN_MOVED_TO, and claims (link, unlink) make no
+        # move events, whose unpaired halves watchdog would hold for 0.5 s
+        observer.schedule(_Wake(self.executor), str(self.spool / "new"), recursive=False)
         observer.start()
         self.timer.start()
         server = control.ControlServer(

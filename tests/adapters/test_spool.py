@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,24 @@ def test_drop_refuses_bad_names_and_names_in_use(root: Path) -> None:
     spool.drop(root, "once", {"job_type": "a"})
     with pytest.raises(BadInput, match="already waiting"):
         spool.drop(root, "once", {"job_type": "a"})
+
+
+def test_a_claim_cut_between_its_link_and_its_unlink_is_finished_once(root: Path) -> None:
+    (root / "new" / "x").write_text('{"job_type": "echo"}')
+    os.link(root / "new" / "x", root / "cur" / "x")  # the crash came before the unlink
+
+    claimed = spool.claim(root, "x")
+
+    assert claimed is not None and claimed.problem is None
+    assert not (root / "new" / "x").exists()
+    assert spool.pending(root) == ["x"]  # only in cur/ now, waiting for its record
+
+
+def test_a_hard_link_made_by_a_producer_is_still_refused(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.write_text('{"job_type": "echo"}')
+    os.link(outside, root / "new" / "linked")
+
+    claimed = spool.claim(root, "linked")
+
+    assert claimed is not None and claimed.problem is not None and "hard link" in claimed.problem
