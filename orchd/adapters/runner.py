@@ -105,9 +105,6 @@ class SubprocessExecutor:
         self._selector.register(pidfd, selectors.EVENT_READ, (run, "exit"))
         return process.pid
 
-    def running(self) -> int:
-        return len(self._runs)
-
     def wait(self, timeout_ms: int) -> list[Exit]:
         ended = []
         for key, _mask in self._selector.select(max(0, timeout_ms) / 1000):

@@ -36,7 +36,6 @@ from orchd.core.policy import Backoff, JobType, placeholders
 from orchd.errors import InvalidParam, NotInPolicy
 
 Readiness = Literal["ready", "wait", "upstream_failed"]
-CAUSES_DEAD = ("attempts_exhausted", "not_retryable", "bad_command", "spawn_failed")
 _FINISHED_BADLY = frozenset({"dead", "cancelled"})
 
 

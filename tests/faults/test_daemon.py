@@ -39,37 +39,18 @@ class Daemon:
         self.proc: subprocess.Popen[str] | None = None
         assert self.cli("init", "--site-id", "hq").returncode == 0
 
+    def argv(self, *args: str) -> list[str]:
+        where = ["--state-dir", str(self.state), "--policy-dir", str(self.policy)]
+        return [sys.executable, "-m", "orchd", *where, *args]
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [
-            sys.executable,
-            "-m",
-            "orchd",
-            "--state-dir",
-            str(self.state),
-            "--policy-dir",
-            str(self.policy),
-            *args,
-        ]
         return subprocess.run(
-            argv, capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
+            self.argv(*args), capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
         )
 
     def start(self, **extra_env: str) -> None:
         env = {**child_env(), "NOTIFY_SOCKET": str(self.notify_path), **extra_env}
-        argv = [
-            sys.executable,
-            "-m",
-            "orchd",
-            "--state-dir",
-            str(self.state),
-            "--policy-dir",
-            str(self.policy),
-            "run",
-            "--rescan",
-            "1",
-            "--grace",
-            "2",
-        ]
+        argv = self.argv("run", "--rescan", "1", "--grace", "2")
         self.log = (self.state.parent / "daemon.log").open("w")  # a pipe nobody reads fills up
         self.proc = subprocess.Popen(
             argv, cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=self.log

@@ -37,19 +37,19 @@ schedules:
 ROUNDS = 20
 
 
+def orchd_argv(state: Path, policy: Path, *args: str) -> list[str]:
+    where = ["--state-dir", str(state), "--policy-dir", str(policy)]
+    return [sys.executable, "-m", "orchd", *where, *args]
+
+
 def cli(state: Path, policy: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "orchd",
-        "--state-dir",
-        str(state),
-        "--policy-dir",
-        str(policy),
-        *args,
-    ]
     return subprocess.run(
-        argv, capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
+        orchd_argv(state, policy, *args),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=child_env(),
     )
 
 
@@ -64,18 +64,7 @@ def test_kill_9_of_the_daemon_loses_and_duplicates_nothing(tmp_path: Path) -> No
         (spool / sub).mkdir(parents=True, exist_ok=True)
     chance = random.Random(20261127)
     dropped = 0
-    argv = [
-        sys.executable,
-        "-m",
-        "orchd",
-        "--state-dir",
-        str(state),
-        "--policy-dir",
-        str(policy),
-        "run",
-        "--rescan",
-        "1",
-    ]
+    argv = orchd_argv(state, policy, "run", "--rescan", "1")
     for _ in range(ROUNDS):
         daemon = subprocess.Popen(
             argv, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -435,14 +435,6 @@ class SqliteLedger:
                 [(run_id, holder, now, until) for run_id, until in sorted(expires.items())],
             )
 
-    def leases(self) -> dict[str, tuple[str, str, str]]:
-        """run id -> (holder, last heartbeat, expiry) of the lease rows."""
-        with translated(self.path):
-            rows = self._db.execute("SELECT run_id, holder, heartbeat_at, expires_at FROM leases")
-            return {row[0]: (row[1], row[2], row[3]) for row in rows}
-
-    # --- bundles and trust --------------------------------------------------------------------
-
     def heads(self) -> dict[str, tuple[int, str]]:
         """origin -> (seq, hash) of the newest event of each origin held here."""
         with translated(self.path):
