@@ -21,7 +21,7 @@ from orchd.adapters.keys import KEY_DIR, SITE_KEY
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
-from orchd.adapters.system import OsEntropy, SystemClock, local_actor
+from orchd.adapters.system import OsEntropy, SystemClock, local_actor, site_clock
 from orchd.core.events import Actor
 from orchd.errors import RemoteRefused, StorageError
 
@@ -99,7 +99,7 @@ def open_site(config: Config, *, write: bool, repair: bool = False) -> Iterator[
     with ExitStack() as stack:
         if write:
             stack.enter_context(SiteLock(config.lock_path))
-        clock, entropy = SystemClock(), OsEntropy()
+        clock, entropy = site_clock(config.state_dir), OsEntropy()
         ledger = SqliteLedger.open(config.ledger_path, clock, entropy, check_heads=not repair)
         stack.callback(ledger.close)
         yield Site(config=config, ledger=ledger, clock=clock, entropy=entropy)
