@@ -20,11 +20,12 @@ import grp
 import json
 import os
 import pwd
+import select
 import socket
 import socketserver
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -42,6 +43,9 @@ SCOPES = ("orch:read", "orch:operate", "orch:quota", "orch:backfill", "orch:bund
 MAX_BODY = 64 * 1024
 TIMEOUT_S = 60
 SOCKET_NAME = "orchd.sock"
+ACTIONS_PATH = "/v1/actions/"  # POST /v1/actions/NAME: one action, a JSON body, a JSON reply
+STREAM_PATH = "/v1/stream/"  # GET /v1/stream/NAME?after=N: NDJSON of the action's items, polled
+STREAM_POLL_S = 0.5
 
 
 # --- who may do what ----------------------------------------------------------------------------
@@ -229,6 +233,9 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
                 return
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            if method == "GET" and url.path.startswith(STREAM_PATH):
+                self._stream(peer, url.path.removeprefix(STREAM_PATH), query)
+                return
             call = Call(
                 method=method,
                 path=url.path,
@@ -239,6 +246,40 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             )
             status, payload = server.handle(call)
             self._reply(status, payload)
+
+        def _stream(self, peer: Peer, name: str, query: dict[str, str]) -> None:
+            """Poll action NAME for items after position ``after`` and write each as a line,
+            until the client goes away (or the action fails: the client may reconnect)."""
+            try:
+                after = int(query.get("after", "0"))
+            except ValueError:
+                self._reply(400, {"error": "'after' must be an integer", "code": 10})
+                return
+            started = False
+            while True:
+                scopes = server.authz.scopes(peer)
+                call = Call(method="POST", path=ACTIONS_PATH + name, query={},
+                            body={"after": after}, peer=peer, scopes=scopes)  # fmt: skip
+                status, payload = server.handle(call)
+                if status != 200 or not isinstance(payload, list):
+                    if not started:
+                        self._reply(status, payload)
+                    return
+                if not started:
+                    started, self.close_connection = True, True
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/x-ndjson")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                try:
+                    for item in payload:
+                        self.wfile.write(json.dumps(item).encode() + b"\n")
+                        after = item["position"]
+                    self.wfile.flush()
+                except OSError:
+                    return
+                if _gone(self.connection, STREAM_POLL_S):
+                    return
 
         def _body(self) -> dict[str, Any]:
             length = int(self.headers.get("Content-Length") or 0)
@@ -254,7 +295,7 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             return value
 
         def _reply(self, status: int, payload: Any) -> None:
-            data = json.dumps(payload, sort_keys=True).encode()
+            data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -262,6 +303,12 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
+
+
+def _gone(sock: socket.socket, wait_s: float) -> bool:
+    """True if the client hung up (or sent anything: a stream takes no input) within wait_s."""
+    readable, _, _ = select.select([sock], [], [], wait_s)
+    return bool(readable)
 
 
 def error_payload(exc: OrchdError) -> dict[str, Any]:
@@ -308,3 +355,29 @@ def request(
     header, _, payload = raw.partition(b"\r\n\r\n")
     status = int(header.split(b" ", 2)[1])
     return status, json.loads(payload) if payload else None
+
+
+def stream(path: Path, url: str) -> tuple[int, Iterator[Any]]:
+    """GET a stream: (status, its items as they arrive). Not 200: one item, the error."""
+    conn = _UnixConnection(path)
+    conn.sock.sendall(f"GET {url} HTTP/1.1\r\nHost: orchd\r\nConnection: close\r\n\r\n".encode())
+    conn.sock.settimeout(None)  # a stream is quiet for as long as nothing happens
+    reader = conn.sock.makefile("rb")
+    status = int(reader.readline().split(b" ", 2)[1])
+    while reader.readline() not in (b"\r\n", b"\n", b""):
+        pass
+
+    def items() -> Iterator[Any]:
+        try:
+            if status != 200:
+                body = reader.read()
+                yield json.loads(body) if body else None
+                return
+            for line in reader:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            reader.close()
+            conn.sock.close()
+
+    return status, items()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from orchd.adapters import policy_files, slots
+from orchd.adapters import slots
 from orchd.core import timefmt
 from orchd.core.projection import JobView
 from orchd.ops import backfill as backfill_ops
 
 from . import cli
-from .context import Site, with_site
+from .actions import Request, action, flag, perform, text
+from .context import Config
 from .output import emit_json, table
 
 
@@ -22,30 +23,15 @@ from .output import emit_json, table
 @click.option("--ticket", required=True, help="Change ticket (1-128 characters, no spaces).")
 @click.option("--dry-run", is_flag=True, help="List the slots and what exists; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
-@with_site(write=True)
+@click.pass_obj
 def backfill(
-    site: Site, schedule: str, start: str, end: str, reason: str, ticket: str, dry_run: bool,
+    config: Config, schedule: str, start: str, end: str, reason: str, ticket: str, dry_run: bool,
     as_json: bool,
 ) -> None:  # fmt: skip
     """Create the jobs of every slot of SCHEDULE between --from and --to the ledger lacks."""
-    policy = policy_files.load(site.config.policy_dir)
-    request = backfill_ops.Request(
-        schedule=schedule,
-        from_ms=timefmt.parse_operator(start),
-        to_ms=timefmt.parse_operator(end),
-        reason=reason,
-        ticket=ticket,
-    )
-    if dry_run:
-        planned = backfill_ops.plan(site.ledger, policy, slots.slots, request)
-        created: list[JobView] = []
-    else:
-        actor = site.actor(backfill_ops.SCOPE)
-        planned, created = backfill_ops.backfill(
-            site.ledger, site.clock, site.entropy, actor, policy, slots.slots, request
-        )
-    made = {job.key: job.job_id for job in created}
-    rows = [_row(slot, made, dry_run) for slot in planned]
+    body = {"schedule": schedule, "from": start, "to": end, "reason": reason, "ticket": ticket,
+            "dry_run": dry_run}  # fmt: skip
+    rows = perform(config, "backfill", body)
     if as_json:
         emit_json(rows)
     else:
@@ -53,6 +39,28 @@ def backfill(
     new = sum(r["status"] in ("new", "created") for r in rows)
     verb = "would create" if dry_run else "created"
     click.echo(f"{verb} {new} of {len(rows)} slot jobs for {schedule}", err=True)
+
+
+@action("backfill", backfill_ops.SCOPE, writes=True)
+def _backfill(call: Request) -> list[dict[str, str | None]]:
+    body, site = call.body, call.site
+    request = backfill_ops.Request(
+        schedule=text(body, "schedule", required=True) or "",
+        from_ms=timefmt.parse_operator(text(body, "from", required=True) or ""),
+        to_ms=timefmt.parse_operator(text(body, "to", required=True) or ""),
+        reason=text(body, "reason", required=True) or "",
+        ticket=text(body, "ticket", required=True) or "",
+    )
+    dry_run = flag(body, "dry_run")
+    if dry_run:
+        planned = backfill_ops.plan(site.ledger, call.policy(), slots.slots, request)
+        created: list[JobView] = []
+    else:
+        planned, created = backfill_ops.backfill(
+            site.ledger, site.clock, site.entropy, call.actor, call.policy(), slots.slots, request
+        )
+    made = {job.key: job.job_id for job in created}
+    return [_row(slot, made, dry_run) for slot in planned]
 
 
 def _row(slot: backfill_ops.Slot, made: dict[str, str], dry_run: bool) -> dict[str, str | None]:

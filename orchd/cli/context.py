@@ -40,10 +40,14 @@ class Config:
     config_explicit: bool = False  # named by --config or ORCHD_CONFIG: it must exist
     socket_path: Path | None = None  # --socket or ORCHD_SOCKET
 
+    def stream_path(self) -> Path | None:
+        """The daemon's socket, if one is there (it may be left by a daemon that died)."""
+        return control.find_socket(self.socket_path, self.state_dir)
+
     def daemon(self, method: str, url: str, body: dict[str, Any]) -> Any | None:
         """Ask the running daemon (the reply's JSON), or None when no daemon answers, so the
         command runs in-process under the site lock instead."""
-        found = control.find_socket(self.socket_path, self.state_dir)
+        found = self.stream_path()
         if found is None:
             return None
         try:
@@ -52,14 +56,24 @@ class Config:
             return None  # a socket left by a daemon that is gone
         except OSError as exc:
             raise StorageError(path=found, detail=exc.strerror or str(exc)) from exc
-        if status != 200:
-            error = payload if isinstance(payload, dict) else {}
-            raise RemoteRefused(
-                error=str(error.get("error", f"HTTP {status}")),
-                code=int(error.get("code", 70)),
-                hint=str(error.get("hint", "")),
-            )
+        _check(status, payload)
         return payload
+
+    def stream(self, action: str, after: int) -> Iterator[Any] | None:
+        """The daemon's NDJSON stream of ``action`` from position ``after`` (items as they come,
+        until the daemon stops), or None when no daemon answers."""
+        found = self.stream_path()
+        if found is None:
+            return None
+        try:
+            status, items = control.stream(found, f"{control.STREAM_PATH}{action}?after={after}")
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None
+        except OSError as exc:
+            raise StorageError(path=found, detail=exc.strerror or str(exc)) from exc
+        if status != 200:
+            _check(status, next(items, None))
+        return items
 
     def settings(self) -> config.Settings:
         """The daemon configuration: defaults < file < ORCHD_* environment (flags come later)."""
@@ -76,6 +90,16 @@ class Config:
     @property
     def key_path(self) -> Path:
         return self.state_dir / KEY_DIR / SITE_KEY
+
+
+def _check(status: int, payload: Any) -> None:
+    if status != 200:
+        error = payload if isinstance(payload, dict) else {}
+        raise RemoteRefused(
+            error=str(error.get("error", f"HTTP {status}")),
+            code=int(error.get("code", 70)),
+            hint=str(error.get("hint", "")),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
 
-from orchd.adapters import policy_files
 from orchd.core.machines import JOB
 from orchd.core.names import check_name
 from orchd.errors import InvalidName
 from orchd.ops import jobs as job_ops
 
 from . import cli
-from .context import Config, Site, with_site
+from .actions import Request, action, number, params, perform, text
+from .context import Config
 from .output import emit_json, event_json, job_json, run_json, table
 from .run import drop_request
 
@@ -64,107 +67,100 @@ def submit(
         return
     config = ctx.find_object(Config)
     assert config is not None
-    body = {
-        "job_type": job_type,
-        "source": source,
-        "key": key,
-        "priority": priority,
-        "params": job_ops.parse_params(params),
-    }
-    answer = config.daemon("POST", "/v1/jobs", {k: v for k, v in body.items() if v is not None})
-    if answer is not None:  # the daemon runs: it recorded the job
-        click.echo(answer["job_id"])
-        said = "submitted" if answer["created"] else f"already submitted with key {key!r}:"
-        click.echo(
-            f"{said} {answer['job_type']} job, {answer['state']} (through the daemon)", err=True
-        )
-        return
-    ctx.invoke(
-        _submit_now, job_type=job_type, source=source, params=params, key=key, priority=priority
-    )
-
-
-@with_site(write=True)
-def _submit_now(
-    site: Site,
-    job_type: str,
-    source: str | None,
-    params: tuple[str, ...],
-    key: str | None,
-    priority: int | None,
-) -> None:
-    request = job_ops.SubmitRequest(
-        job_type=job_type,
-        source=source,
-        params=job_ops.parse_params(params),
-        key=key,
-        priority=priority,
-    )
-    actor = site.actor(job_ops.SUBMIT_SCOPE)
-    policy = policy_files.load(site.config.policy_dir)
-    result = job_ops.submit(site.ledger, site.clock, site.entropy, actor, policy, request)
-    click.echo(result.job.job_id)
-    if result.created:
-        click.echo(f"submitted {result.job.job_type} job, {result.job.state}", err=True)
+    body = {"job_type": job_type, "source": source, "key": key, "priority": priority,
+            "params": job_ops.parse_params(params)}  # fmt: skip
+    done = perform(config, "jobs.submit", {k: v for k, v in body.items() if v is not None})
+    click.echo(done["job"]["job_id"])
+    if done["created"]:
+        click.echo(f"submitted {job_type} job, {done['job']['state']}", err=True)
     else:
         click.echo(f"already submitted with key {key!r}: nothing changed", err=True)
+
+
+@action("jobs.submit", job_ops.SUBMIT_SCOPE, writes=True)
+def _submit(call: Request) -> dict[str, Any]:
+    body = call.body
+    request = job_ops.SubmitRequest(
+        job_type=text(body, "job_type", required=True) or "",
+        source=text(body, "source"),
+        params=job_ops.parse_params([f"{k}={v}" for k, v in params(body).items()]),
+        key=text(body, "key"),
+        priority=number(body, "priority"),
+    )
+    site = call.site
+    done = job_ops.submit(site.ledger, site.clock, site.entropy, call.actor, call.policy(), request)
+    return {"job": job_json(done.job), "created": done.created}
 
 
 @jobs.command(name="list")
 @click.option("--state", type=click.Choice(sorted(JOB.states)), help="Only jobs in this state.")
 @click.option("--source", help="Only jobs of this source.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@with_site(write=False)
-def list_(site: Site, state: str | None, source: str | None, as_json: bool) -> None:
+@click.pass_obj
+def list_(config: Config, state: str | None, source: str | None, as_json: bool) -> None:
     """List jobs, oldest first."""
-    found = job_ops.list_jobs(site.ledger, state=state, source=source)
+    body = {"state": state, "source": source}
+    found = perform(config, "jobs.list", {k: v for k, v in body.items() if v is not None})
     if as_json:
-        emit_json([job_json(job) for job in found])
+        emit_json(found)
         return
     table(
         ("ID", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"),
-        (
-            (j.job_id, j.job_type, j.source, j.state, j.priority, j.attempts, j.submitted_at)
-            for j in found
-        ),
+        ((j["job_id"], j["job_type"], j["source"], j["state"], j["priority"], j["attempts"],
+          j["submitted_at"]) for j in found),
+    )  # fmt: skip
+
+
+@action("jobs.list", job_ops.READ_SCOPE, writes=False)
+def _list(call: Request) -> list[dict[str, Any]]:
+    body = call.body
+    found = job_ops.list_jobs(
+        call.site.ledger, state=text(body, "state"), source=text(body, "source")
     )
+    return [job_json(job) for job in found]
 
 
 @jobs.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job, its runs and events.")
-@with_site(write=False)
-def show(site: Site, job_id: str, as_json: bool) -> None:
+@click.pass_obj
+def show(config: Config, job_id: str, as_json: bool) -> None:
     """Show one job (by id or a unique prefix of 6+ characters), its runs and history."""
-    detail = job_ops.show(site.ledger, job_id)
+    detail = perform(config, "jobs.show", {"job_id": job_id})
     if as_json:
-        emit_json(
-            {
-                "job": job_json(detail.job),
-                "runs": [run_json(r) for r in detail.runs],
-                "events": [event_json(e) for e in detail.history],
-            }
-        )
+        emit_json(detail)
         return
-    for name, value in detail.job._asdict().items():
-        click.echo(f"{name + ':':14} {value if value is not None else '-'}")
+    for name, value in detail["job"].items():
+        shown = (
+            json.dumps(value, separators=(",", ":"), sort_keys=True) if name == "params" else value
+        )
+        click.echo(f"{name + ':':14} {shown if value is not None else '-'}")
     click.echo("\nruns:")
     table(
         ("RUN", "ATTEMPT", "STATE", "STARTED", "ENDED", "EXIT"),
-        (
-            (r.run_id, r.attempt, r.state, r.started_at, r.ended_at, r.exit_code)
-            for r in detail.runs
-        ),
-    )
+        ((r["run_id"], r["attempt"], r["state"], r["started_at"], r["ended_at"], r["exit_code"])
+         for r in detail["runs"]),
+    )  # fmt: skip
     click.echo("\nhistory:")
     table(
         ("SEQ", "AT", "TYPE", "BY", "DETAIL"),
-        ((e.seq, e.occurred_at, e.type, e.actor.user, _detail(e.payload)) for e in detail.history),
-    )
-    outputs = [e.payload["output"] for e in detail.history if "output" in e.payload]
+        ((e["seq"], e["occurred_at"], e["type"], e["actor"]["user"], _detail(e["payload"]))
+         for e in detail["events"]),
+    )  # fmt: skip
+    outputs = [e["payload"]["output"] for e in detail["events"] if "output" in e["payload"]]
     if outputs:
         click.echo("\noutput of the last run (its tail; the whole is in the run's log file):")
         click.echo(outputs[-1], nl=not outputs[-1].endswith("\n"))
+
+
+@action("jobs.show", job_ops.READ_SCOPE, writes=False)
+def _show(call: Request) -> dict[str, Any]:
+    detail = job_ops.show(call.site.ledger, text(call.body, "job_id", required=True) or "")
+    return {
+        "job": job_json(detail.job),
+        "runs": [run_json(r) for r in detail.runs],
+        "events": [event_json(e) for e in detail.history],
+    }
 
 
 def _detail(payload: object) -> str:
@@ -184,16 +180,13 @@ def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
     assert config is not None
     if not job_id.isalnum():
         raise InvalidName(what="job id", value=job_id, expected="an id or a prefix of 6+ of it")
-    answer = config.daemon("POST", f"/v1/jobs/{job_id}/cancel", {"reason": reason})
-    if answer is not None:
-        click.echo(answer["job_id"])
-        click.echo(f"cancelled {answer['job_type']} job (through the daemon)", err=True)
-        return
-    ctx.invoke(_cancel_now, job_id=job_id, reason=reason)
+    job = perform(config, "jobs.cancel", {"job_id": job_id, "reason": reason})
+    click.echo(job["job_id"])
+    click.echo(f"cancelled {job['job_type']} job", err=True)
 
 
-@with_site(write=True)
-def _cancel_now(site: Site, job_id: str, reason: str) -> None:
-    job = job_ops.cancel(site.ledger, site.actor(job_ops.CANCEL_SCOPE), job_id, reason)
-    click.echo(job.job_id)
-    click.echo(f"cancelled {job.job_type} job", err=True)
+@action("jobs.cancel", job_ops.CANCEL_SCOPE, writes=True)
+def _cancel(call: Request) -> dict[str, Any]:
+    body = call.body
+    ident, reason = text(body, "job_id", required=True) or "", text(body, "reason") or ""
+    return job_json(job_ops.cancel(call.site.ledger, call.actor, ident, reason))

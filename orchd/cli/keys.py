@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import click
 
 from orchd.adapters import bundles, keys
 from orchd.core import dsse
-from orchd.errors import StateConflict, StorageError
+from orchd.core.names import check_text
+from orchd.errors import BadInput, StateConflict, StorageError
 from orchd.ops import keys as key_ops
 
 from . import cli
-from .context import Site, with_site
+from .actions import Request, action, perform, text
+from .context import Config, Site
 from .output import emit_json, table
+
+_HEX_KEY = re.compile("[0-9a-f]{64}")
 
 
 @cli.group(name="keys")
@@ -50,82 +56,78 @@ def _retire_current(path: Path) -> None:
 
 @keys_.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@with_site(write=False)
-def show(site: Site, as_json: bool) -> None:
+@click.pass_obj
+def show(config: Config, as_json: bool) -> None:
     """This site's signing key: its id and public key."""
-    own = key_ops.own_key(site.ledger)
+    own = perform(config, "keys.show", {})
+    if as_json:
+        emit_json({k: own[k] for k in ("site", "key_id", "public_key")})
+        return
+    click.echo(f"site:        {own['site']}")
+    click.echo(f"key id:      {own['key_id']}")
+    click.echo(f"public key:  {own['public_key']}")
+    click.echo(f"since:       {own['added_at']}")
+
+
+@action("keys.show", "orch:read", writes=False)
+def _show(call: Request) -> dict[str, Any]:
+    own = key_ops.own_key(call.site.ledger)
     if own is None:
         raise StateConflict(detail="this site has no signing key recorded")
-    if as_json:
-        emit_json({"site": site.ledger.site_id, "key_id": own.key_id, "public_key": own.public_key})
-        return
-    click.echo(f"site:        {site.ledger.site_id}")
-    click.echo(f"key id:      {own.key_id}")
-    click.echo(f"public key:  {own.public_key}")
-    click.echo(f"since:       {own.added_at}")
+    return {"site": call.site.ledger.site_id, **own._asdict()}
 
 
 @keys_.command(name="export-public")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@with_site(write=False)
-def export_public(site: Site, file: Path) -> None:
+@click.pass_obj
+def export_public(config: Config, file: Path) -> None:
     """Write this site's public key (PEM) to FILE, for peers to trust."""
-    own = key_ops.own_key(site.ledger)
-    if own is None:
-        raise StateConflict(detail="this site has no signing key recorded")
+    own = perform(config, "keys.show", {})
     try:
         with file.open("xb") as handle:
-            handle.write(keys.public_pem(bytes.fromhex(own.public_key)))
+            handle.write(keys.public_pem(bytes.fromhex(own["public_key"])))
     except FileExistsError:
         raise StorageError(path=file, detail="a file of that name exists") from None
     except OSError as exc:
         raise StorageError(path=file, detail=exc.strerror or str(exc)) from exc
-    click.echo(f"wrote the public key {own.key_id} of {site.ledger.site_id} to {file}", err=True)
+    click.echo(f"wrote the public key {own['key_id']} of {own['site']} to {file}", err=True)
 
 
 @keys_.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@with_site(write=False)
-def list_(site: Site, as_json: bool) -> None:
+@click.pass_obj
+def list_(config: Config, as_json: bool) -> None:
     """The trust store, and key changes peers announced (shown, never applied here)."""
-    rows = site.ledger.trust_keys()
-    announced = key_ops.peer_key_events(site.ledger)
+    found = perform(config, "keys.list", {})
     if as_json:
-        emit_json(
-            {
-                "trusted": [r._asdict() for r in rows],
-                "announced_by_peers": [
-                    {
-                        "origin": e.origin,
-                        "seq": e.seq,
-                        "type": e.type,
-                        "payload": dict(e.payload),
-                        "reason": e.reason,
-                    }
-                    for e in announced
-                ],
-            }
-        )
+        emit_json(found)
         return
     table(
         ("KEY", "SITE", "ROLE", "ADDED", "EXPIRES", "REVOKED"),
-        ((r.key_id[:16], r.site, r.role, r.added_at, r.expires_at, r.revoked_at) for r in rows),
-    )
+        ((r["key_id"][:16], r["site"], r["role"], r["added_at"], r["expires_at"], r["revoked_at"])
+         for r in found["trusted"]),
+    )  # fmt: skip
+    announced = found["announced_by_peers"]
     if announced:
         click.echo("\nannounced by peers (not applied here):")
         table(
             ("ORIGIN", "SEQ", "TYPE", "KEY", "REASON"),
-            (
-                (
-                    e.origin,
-                    e.seq,
-                    e.type,
-                    str(e.payload.get("key_id", e.payload.get("new_key_id")))[:16],
-                    e.reason,
-                )
-                for e in announced
-            ),
-        )
+            ((e["origin"], e["seq"], e["type"],
+              str(e["payload"].get("key_id", e["payload"].get("new_key_id")))[:16], e["reason"])
+             for e in announced),
+        )  # fmt: skip
+
+
+@action("keys.list", "orch:read", writes=False)
+def _list(call: Request) -> dict[str, Any]:
+    return {
+        "trusted": [r._asdict() for r in call.site.ledger.trust_keys()],
+        "announced_by_peers": [
+            {"origin": e.origin, "seq": e.seq, "type": e.type, "payload": dict(e.payload),
+             "reason": e.reason}
+            for e in key_ops.peer_key_events(call.site.ledger)
+        ],
+    }  # fmt: skip
 
 
 @keys_.command()
@@ -133,53 +135,67 @@ def list_(site: Site, as_json: bool) -> None:
 @click.argument("pubkey_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--expires", help="Trust until this time (e.g. 2027-06-30T00:00Z).")
 @click.option("--reason", help="Why (1-256 printable characters); kept in the log.")
-@with_site(write=True)
+@click.pass_obj
 def trust(
-    site: Site, site_id: str, pubkey_file: Path, expires: str | None, reason: str | None
+    config: Config, site_id: str, pubkey_file: Path, expires: str | None, reason: str | None
 ) -> None:
     """Trust the Ed25519 public key in PUBKEY_FILE (PEM) for bundles from SITE."""
-    public = keys.read_public(pubkey_file)
-    row = key_ops.trust(
-        site.ledger,
-        site.clock,
-        site.entropy,
-        site.actor(key_ops.SCOPE),
-        site=site_id,
-        public_key=public,
-        expires=expires,
-        reason=reason,
-    )
-    click.echo(row.key_id)
-    click.echo(
-        f"trusting key {row.key_id} for {site_id}"
-        + (f" until {row.expires_at}" if row.expires_at else ""),
-        err=True,
-    )
+    body = {"site": site_id, "public_key": keys.read_public(pubkey_file).hex(),
+            "expires": expires, "reason": reason}  # fmt: skip
+    row = perform(config, "keys.trust", body)
+    click.echo(row["key_id"])
+    until = f" until {row['expires_at']}" if row["expires_at"] else ""
+    click.echo(f"trusting key {row['key_id']} for {site_id}{until}", err=True)
+
+
+@action("keys.trust", key_ops.SCOPE, writes=True)
+def _trust(call: Request) -> dict[str, Any]:
+    site, body = call.site, call.body
+    public = text(body, "public_key", required=True) or ""
+    if not _HEX_KEY.fullmatch(public):
+        raise BadInput(detail="'public_key' must be 64 lowercase hex digits (an Ed25519 key)")
+    row = key_ops.trust(site.ledger, site.clock, site.entropy, call.actor,
+                        site=text(body, "site", required=True) or "",
+                        public_key=bytes.fromhex(public), expires=text(body, "expires"),
+                        reason=text(body, "reason"))  # fmt: skip
+    return row._asdict()
 
 
 @keys_.command()
 @click.argument("key_id")
 @click.option("--reason", required=True, help="Why (1-256 printable characters).")
-@with_site(write=True)
-def revoke(site: Site, key_id: str, reason: str) -> None:
+@click.pass_obj
+def revoke(config: Config, key_id: str, reason: str) -> None:
     """Stop trusting KEY_ID (as `orchd keys list` shows it, in full)."""
-    row = key_ops.revoke(
-        site.ledger,
-        site.clock,
-        site.entropy,
-        site.actor(key_ops.SCOPE),
-        key_id=key_id,
-        reason=reason,
-    )
-    click.echo(f"revoked key {row.key_id} of {row.site}", err=True)
+    row = perform(config, "keys.revoke", {"key_id": key_id, "reason": reason})
+    click.echo(f"revoked key {row['key_id']} of {row['site']}", err=True)
+
+
+@action("keys.revoke", key_ops.SCOPE, writes=True)
+def _revoke(call: Request) -> dict[str, Any]:
+    site, body = call.site, call.body
+    row = key_ops.revoke(site.ledger, site.clock, site.entropy, call.actor,
+                         key_id=text(body, "key_id", required=True) or "",
+                         reason=text(body, "reason") or "")  # fmt: skip
+    return row._asdict()
 
 
 @keys_.command()
 @click.option("--reason", required=True, help="Why (1-256 printable characters).")
-@with_site(write=True)
-def rotate(site: Site, reason: str) -> None:
+@click.pass_obj
+def rotate(config: Config, reason: str) -> None:
     """Replace this site's signing key; the old key signs a statement vouching for the new one,
     which exports carry, so peers that trust the old key can follow."""
+    done = perform(config, "keys.rotate", {"reason": reason})
+    click.echo(done["new"])
+    click.echo(f"rotated the signing key: {done['old'][:16]} -> {done['new'][:16]}", err=True)
+
+
+@action("keys.rotate", key_ops.SCOPE, writes=True)
+def _rotate(call: Request) -> dict[str, str]:
+    site = call.site
+    reason = text(call.body, "reason") or ""
+    check_text("reason", reason)
     old = site_key(site)
     new = keys.generate()
     path = site.config.key_path
@@ -190,7 +206,6 @@ def rotate(site: Site, reason: str) -> None:
     rotation = key_ops.Rotation(
         old_key_id=old.key_id, new_public_key=new.public_key, statement=statement
     )
-    site.ledger.append([key_ops.rotated(site.actor(key_ops.SCOPE), rotation, reason)])
+    site.ledger.append([key_ops.rotated(call.actor, rotation, reason)])
     site_key(site)  # moves the new key into place, the old one to keys/retired/
-    click.echo(dsse.key_id(new.public_key))
-    click.echo(f"rotated the signing key: {old.key_id[:16]} -> {new.key_id[:16]}", err=True)
+    return {"old": old.key_id, "new": dsse.key_id(new.public_key)}

@@ -7,12 +7,13 @@ from typing import Any
 
 import click
 
-from orchd.adapters import policy_files
 from orchd.core.projection import QUOTA_LIMITS
+from orchd.errors import BadInput
 from orchd.ops import quota as quota_ops
 
 from . import cli
-from .context import Site, with_site
+from .actions import Request, action, number, perform, text
+from .context import Config
 from .output import emit_json, table
 
 
@@ -23,24 +24,31 @@ def quota() -> None:
 
 @quota.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the effective quotas as JSON.")
-@with_site(write=False)
-def show(site: Site, as_json: bool) -> None:
+@click.pass_obj
+def show(config: Config, as_json: bool) -> None:
     """Each target's effective limits on this site, and where each value comes from."""
-    policy = policy_files.load(site.config.policy_dir)
-    found = quota_ops.effective(policy, site.ledger.overrides(), site.ledger.site_id)
+    found = perform(config, "quota.show", {})
     if as_json:
-        emit_json([{"target": e.target, **e.values, "from": e.origins,
-                    "overrides": [o._asdict() for o in e.overrides]} for e in found])  # fmt: skip
+        emit_json(found)
         return
-    rows = [(e.target, *(_cell(e, f) for f in quota_ops.FIELDS)) for e in found]
+    rows = [(e["target"], *(_cell(e, f) for f in quota_ops.FIELDS)) for e in found]
     table(("TARGET", "RATE", "BURST", "CONCURRENCY", "DAILY"), rows)
 
 
-def _cell(effective: quota_ops.Effective, field: str) -> str:
-    value = effective.values[field]
+@action("quota.show", "orch:read", writes=False)
+def _show(call: Request) -> list[dict[str, Any]]:
+    found = quota_ops.effective(
+        call.policy(), call.site.ledger.overrides(), call.site.ledger.site_id
+    )
+    return [{"target": e.target, **e.values, "from": e.origins,
+             "overrides": [o._asdict() for o in e.overrides]} for e in found]  # fmt: skip
+
+
+def _cell(effective: dict[str, Any], field: str) -> str:
+    value = effective[field]
     if value is None:
         return "-"
-    origin = effective.origins[field]
+    origin = effective["from"][field]
     return str(value) if origin == "policy" else f"{value} ({origin.split(' (')[1][:-1]})"
 
 
@@ -55,10 +63,10 @@ def _where(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _site(site: Site, named: str | None, all_sites: bool) -> str:
+def _site(named: str | None, all_sites: bool) -> str | None:
     if named and all_sites:
         raise click.UsageError("give --site or --all-sites, not both")
-    return quota_ops.EVERY_SITE if all_sites else named or site.ledger.site_id
+    return quota_ops.EVERY_SITE if all_sites else named  # None: this site
 
 
 @quota.command(name="set")
@@ -69,31 +77,50 @@ def _site(site: Site, named: str | None, all_sites: bool) -> str:
               help="Runs at once (0 stops all).")  # fmt: skip
 @click.option("--daily", type=click.IntRange(*QUOTA_LIMITS["daily"]), help="Runs per UTC day.")
 @_where
-@with_site(write=True)
-def set_(site: Site, /, target: str, rate: str | None, burst: int | None, concurrency: int | None,
-         daily: int | None, **where: Any) -> None:  # fmt: skip
+@click.pass_obj
+def set_(config: Config, /, target: str, rate: str | None, burst: int | None,
+         concurrency: int | None, daily: int | None, **where: Any) -> None:  # fmt: skip
     """Override TARGET's limits (source:NAME or job_type:NAME) until reset.
 
     For this site, TARGET must be one the policy defines; for --site or --all-sites it is not
     checked here (the other sites' policies decide).
     """
     values = {"rate": rate, "burst": burst, "concurrency": concurrency, "daily": daily}
-    applies = _site(site, where.pop("for_site"), where.pop("all_sites"))
-    actor = site.actor(quota_ops.SCOPE)
-    policy = policy_files.load(site.config.policy_dir)
-    quota_ops.change(site.ledger, site.clock, site.entropy, actor, target=target, site=applies,
-                     values=values, policy=policy, **where)  # fmt: skip
-    click.echo(f"quota override for {target} on {applies} recorded", err=True)
+    site = _site(where.pop("for_site"), where.pop("all_sites"))
+    done = perform(config, "quota.set", {"target": target, "site": site, "values": values, **where})
+    click.echo(f"quota override for {target} on {done['site']} recorded", err=True)
 
 
 @quota.command()
 @click.argument("target")
 @_where
-@with_site(write=True)
-def reset(site: Site, /, target: str, **where: Any) -> None:
+@click.pass_obj
+def reset(config: Config, /, target: str, **where: Any) -> None:
     """Remove TARGET's override for the site, so the policy (or an all-sites override) applies."""
-    applies = _site(site, where.pop("for_site"), where.pop("all_sites"))
-    actor = site.actor(quota_ops.SCOPE)
-    quota_ops.change(site.ledger, site.clock, site.entropy, actor, target=target, site=applies,
-                     values=None, **where)  # fmt: skip
-    click.echo(f"quota override for {target} on {applies} reset", err=True)
+    site = _site(where.pop("for_site"), where.pop("all_sites"))
+    done = perform(config, "quota.reset", {"target": target, "site": site, **where})
+    click.echo(f"quota override for {target} on {done['site']} reset", err=True)
+
+
+@action("quota.set", quota_ops.SCOPE, writes=True)
+def _set(call: Request) -> dict[str, Any]:
+    given = call.body.get("values")
+    if not isinstance(given, dict) or not set(given) <= set(quota_ops.FIELDS):
+        raise BadInput(detail="'values' must be an object of " + ", ".join(quota_ops.FIELDS))
+    values = {"rate": text(given, "rate")} | {f: number(given, f) for f in quota_ops.FIELDS[1:]}
+    return _change(call, values)
+
+
+@action("quota.reset", quota_ops.SCOPE, writes=True)
+def _reset(call: Request) -> dict[str, Any]:
+    return _change(call, None)
+
+
+def _change(call: Request, values: dict[str, str | int | None] | None) -> dict[str, Any]:
+    site, body = call.site, call.body
+    applies = text(body, "site") or site.ledger.site_id
+    quota_ops.change(site.ledger, site.clock, site.entropy, call.actor,
+                     target=text(body, "target", required=True) or "", site=applies, values=values,
+                     reason=text(body, "reason") or "", ticket=text(body, "ticket") or "",
+                     policy=None if values is None else call.policy())  # fmt: skip
+    return {"site": applies}

@@ -7,7 +7,8 @@ import click
 from orchd.ops import replay as replay_ops
 
 from . import cli
-from .context import Site, with_site
+from .actions import Request, action, perform, text, texts
+from .context import Config
 from .output import emit_json, table
 
 
@@ -18,10 +19,10 @@ from .output import emit_json, table
 @click.option("--since", help="With --type: changed at or after this instant, with its zone.")
 @click.option("--reason", required=True, help="Why (1-256 printable characters).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@with_site(write=True)
+@click.pass_obj
 def replay(
-    site: Site, job_ids: tuple[str, ...], job_type: str | None, state: str, since: str | None,
-    reason: str, as_json: bool,
+    config: Config, job_ids: tuple[str, ...], job_type: str | None, state: str,
+    since: str | None, reason: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Replay JOB_IDS, or every --type job in --state since --since, as new jobs.
 
@@ -30,26 +31,40 @@ def replay(
     """
     if bool(job_ids) == bool(job_type):
         raise click.UsageError("give job ids, or --type with --since, not both")
-    if job_type is not None:
-        if since is None:
-            raise click.UsageError("--type needs --since")
-        chosen = replay_ops.select(site.ledger, job_type=job_type, state=state, since=since)
-        job_ids = tuple(job.job_id for job in chosen)
-    if not job_ids:
+    if job_type is not None and since is None:
+        raise click.UsageError("--type needs --since")
+    body = {"job_ids": list(job_ids), "job_type": job_type, "state": state, "since": since,
+            "reason": reason}  # fmt: skip
+    rows = perform(config, "replay", body)
+    if not rows:
         if as_json:
             emit_json([])
         click.echo("nothing to replay", err=True)
         return
-    actor = site.actor(replay_ops.SCOPE)
-    outcomes = replay_ops.replay(site.ledger, site.clock, site.entropy, actor, job_ids, reason)
-    rows = [
-        {"job": o.original.job_id, "replay": o.replay.job_id if o.replay else None,
-         "skipped": o.skipped}
-        for o in outcomes
-    ]  # fmt: skip
     if as_json:
         emit_json(rows)
     else:
         table(("JOB", "REPLAY", "SKIPPED"), [tuple(r.values()) for r in rows])
     made = sum(r["replay"] is not None for r in rows)
     click.echo(f"{made} replayed, {len(rows) - made} skipped", err=True)
+
+
+@action("replay", replay_ops.SCOPE, writes=True)
+def _replay(call: Request) -> list[dict[str, object]]:
+    site, body = call.site, call.body
+    job_ids = tuple(texts(body, "job_ids"))
+    job_type = text(body, "job_type")
+    if job_type is not None:
+        since = text(body, "since", required=True) or ""
+        state = text(body, "state") or "dead"
+        chosen = replay_ops.select(site.ledger, job_type=job_type, state=state, since=since)
+        job_ids = tuple(job.job_id for job in chosen)
+    if not job_ids:
+        return []
+    reason = text(body, "reason") or ""
+    outcomes = replay_ops.replay(site.ledger, site.clock, site.entropy, call.actor, job_ids, reason)
+    return [
+        {"job": o.original.job_id, "replay": o.replay.job_id if o.replay else None,
+         "skipped": o.skipped}
+        for o in outcomes
+    ]  # fmt: skip

@@ -40,10 +40,10 @@ from orchd.adapters.system import actor_for_uid
 from orchd.core import timefmt
 from orchd.core.events import Draft
 from orchd.core.policy import Policy
-from orchd.errors import InvalidParam, OrchdError
+from orchd.errors import OrchdError
 from orchd.ops import engine, jobs, scheduling
 
-from . import cli
+from . import actions, cli
 from .context import Site, with_site
 from .work import LOG_DIR
 
@@ -226,6 +226,8 @@ class Daemon:
             try:
                 status, payload, new = self._route(call)
             except OrchdError as exc:
+                self.log("info", "api call refused", path=call.path, uid=call.peer.uid,
+                         code=exc.exit_code, error=exc.message)  # fmt: skip
                 status, payload, new = (
                     400 if exc.exit_code < 30 else 409,
                     control.error_payload(exc),
@@ -238,23 +240,11 @@ class Daemon:
             added |= new
 
     def _route(self, call: control.Call) -> tuple[int, Any, bool]:
-        parts = [p for p in call.path.split("/") if p]
-        routes: dict[tuple[str, tuple[str, ...]], tuple[str, Any]] = {
-            ("GET", ("v1", "status")): ("orch:read", self._api_status),
-            ("POST", ("v1", "jobs")): ("orch:operate", self._api_submit),
-        }
-        if (
-            call.method == "POST"
-            and len(parts) == 4
-            and parts[:2] == ["v1", "jobs"]
-            and (parts[3] == "cancel")
-        ):
-            scope, action = "orch:operate", self._api_cancel
-        elif (call.method, tuple(parts)) in routes:
-            scope, action = routes[(call.method, tuple(parts))]
-        else:
+        name = call.path.removeprefix(control.ACTIONS_PATH)
+        chosen = actions.ACTIONS.get(name) if call.path.startswith(control.ACTIONS_PATH) else None
+        if chosen is None or call.method != "POST":
             return 404, {"error": f"no {call.method} {call.path}", "code": 10}, False
-        if scope not in call.scopes:
+        if chosen.scope not in call.scopes:
             self._audit(
                 "api.denied",
                 {
@@ -262,71 +252,31 @@ class Daemon:
                     "gid": call.peer.gid,
                     "pid": call.peer.pid,
                     "request": f"{call.method} {call.path}",
-                    "scope": scope,
+                    "scope": chosen.scope,
                 },
             )
-            self.log("warning", "api call denied", uid=call.peer.uid, scope=scope, path=call.path)
+            self.log("warning", "api call denied", uid=call.peer.uid, scope=chosen.scope,
+                     path=call.path)  # fmt: skip
             return (
                 403,
                 {
-                    "error": f"uid {call.peer.uid} lacks the scope {scope}",
+                    "error": f"uid {call.peer.uid} lacks the scope {chosen.scope}",
                     "code": 71,
                     "hint": "ask an administrator for a grant in authz.yaml",
                 },
                 False,
             )
-        actor = actor_for_uid(call.peer.uid, scope)
-        return action(call, actor, parts)
-
-    def _api_status(
-        self, call: control.Call, actor: Any, parts: list[str]
-    ) -> tuple[int, Any, bool]:
-        counts = self.site.ledger.state_counts()
-        return (
-            200,
-            {
-                "site": self.site.ledger.site_id,
-                "queue": self.engine.queued,
-                "running": self.engine.running,
-                "jobs": counts,
-            },
-            False,
+        request = actions.Request(
+            site=self.site,
+            actor=actor_for_uid(call.peer.uid, chosen.scope),
+            policy=lambda: self.policy,
+            body=call.body,
         )
-
-    def _api_submit(
-        self, call: control.Call, actor: Any, parts: list[str]
-    ) -> tuple[int, Any, bool]:
-        body = call.body
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            raise InvalidParam(value=str(params), expected="an object of name: value")
-        request = jobs.SubmitRequest(
-            job_type=str(body.get("job_type", "")),
-            source=body.get("source"),
-            params=jobs.parse_params([f"{k}={v}" for k, v in params.items()]),
-            key=body.get("key"),
-            priority=body.get("priority"),
-        )
-        done = jobs.submit(
-            self.site.ledger, self.site.clock, self.site.entropy, actor, self.policy, request
-        )
-        self.log("info", "api submit", job=done.job.job_id, uid=call.peer.uid, new=done.created)
-        return (
-            200,
-            {
-                "job_id": done.job.job_id,
-                "job_type": done.job.job_type,
-                "state": done.job.state,
-                "created": done.created,
-            },
-            done.created,
-        )
-
-    def _api_cancel(
-        self, call: control.Call, actor: Any, parts: list[str]
-    ) -> tuple[int, Any, bool]:
-        job = jobs.cancel(self.site.ledger, actor, parts[2], str(call.body.get("reason", "")))
-        return 200, {"job_id": job.job_id, "job_type": job.job_type, "state": job.state}, True
+        result = actions.plain(chosen.run(request))
+        self.log("info" if chosen.writes else "debug", "api call", action=name, uid=call.peer.uid)
+        if chosen.writes:
+            self.engine.load()  # the call may have changed jobs, quotas or pauses
+        return 200, result, False
 
     def _enqueue(self, call: control.Call) -> None:  # on a server thread
         self.calls.put(call)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from orchd.adapters import policy_files
 from orchd.ops import sources as source_ops
 
 from . import cli
-from .context import Site, with_site
+from .actions import Request, action, perform, text
+from .context import Config
 
 REASON = click.option("--reason", required=True, help="Why (1-256 printable characters).")
 
@@ -21,21 +21,35 @@ def sources() -> None:
 @sources.command()
 @click.argument("source")
 @REASON
-@with_site(write=True)
-def pause(site: Site, source: str, reason: str) -> None:
+@click.pass_obj
+def pause(config: Config, source: str, reason: str) -> None:
     """Stop starting runs for SOURCE (one the policy declares) on this site until resumed."""
-    actor = site.actor(source_ops.SCOPE)
-    policy = policy_files.load(site.config.policy_dir)
-    paused = source_ops.pause(site.ledger, site.clock, site.entropy, actor, policy, source, reason)
-    click.echo(f"paused {source} at {paused.paused_at}", err=True)
+    paused = perform(config, "sources.pause", {"source": source, "reason": reason})
+    click.echo(f"paused {source} at {paused['paused_at']}", err=True)
 
 
 @sources.command()
 @click.argument("source")
 @REASON
-@with_site(write=True)
-def resume(site: Site, source: str, reason: str) -> None:
+@click.pass_obj
+def resume(config: Config, source: str, reason: str) -> None:
     """Let SOURCE start runs again."""
-    actor = site.actor(source_ops.SCOPE)
-    ended = source_ops.resume(site.ledger, site.clock, site.entropy, actor, source, reason)
-    click.echo(f"resumed {source} (paused since {ended.paused_at})", err=True)
+    ended = perform(config, "sources.resume", {"source": source, "reason": reason})
+    click.echo(f"resumed {source} (paused since {ended['paused_at']})", err=True)
+
+
+@action("sources.pause", source_ops.SCOPE, writes=True)
+def _pause(call: Request) -> dict[str, object]:
+    site, body = call.site, call.body
+    source, reason = text(body, "source", required=True) or "", text(body, "reason") or ""
+    paused = source_ops.pause(site.ledger, site.clock, site.entropy, call.actor, call.policy(),
+                              source, reason)  # fmt: skip
+    return paused._asdict()
+
+
+@action("sources.resume", source_ops.SCOPE, writes=True)
+def _resume(call: Request) -> dict[str, object]:
+    site, body = call.site, call.body
+    source, reason = text(body, "source", required=True) or "", text(body, "reason") or ""
+    ended = source_ops.resume(site.ledger, site.clock, site.entropy, call.actor, source, reason)
+    return ended._asdict()

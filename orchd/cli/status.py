@@ -4,62 +4,87 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from orchd.ops import status as status_ops
 
 from . import cli
-from .context import Site, with_site
+from .actions import Request, action, perform
+from .context import Config
 from .output import emit_json, job_json, run_json, table
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@with_site(write=False)
-def status(site: Site, as_json: bool) -> None:
+@click.pass_obj
+def status(config: Config, as_json: bool) -> None:
     """Queues by state, running and throttled jobs, recent failures, freshness per source."""
-    now = status_ops.status(site.ledger, site.clock)
+    now = perform(config, "status", {})
     if as_json:
-        emit_json(
-            {
-                "site_id": now.site_id,
-                "now": now.now,
-                "states": now.states,
-                "running": [job_json(j) for j in now.running],
-                "throttled": [job_json(j) for j in now.throttled],
-                "dead": [job_json(j) for j in now.dead],
-                "failures": [run_json(r) for r in now.failures],
-                "freshness": [dataclasses.asdict(f) for f in now.freshness],
-                "paused": [p._asdict() for p in now.paused],
-            }
-        )
+        emit_json(now)
         return
-    click.echo(f"site {now.site_id} at {now.now}")
-    click.echo("jobs: " + "  ".join(f"{state} {count}" for state, count in now.states.items()))
+    _show(now)
+
+
+@action("status", status_ops.SCOPE, writes=False)
+def _status(call: Request) -> dict[str, Any]:
+    now = status_ops.status(call.site.ledger, call.site.clock)
+    return {
+        "site_id": now.site_id,
+        "now": now.now,
+        "states": now.states,
+        "running": [job_json(j) for j in now.running],
+        "throttled": [job_json(j) for j in now.throttled],
+        "dead": [job_json(j) for j in now.dead],
+        "failures": [run_json(r) for r in now.failures],
+        "freshness": [dataclasses.asdict(f) for f in now.freshness],
+        "paused": [p._asdict() for p in now.paused],
+    }
+
+
+def _show(now: dict[str, Any]) -> None:
+    click.echo(f"site {now['site_id']} at {now['now']}")
+    click.echo("jobs: " + "  ".join(f"{state} {count}" for state, count in now["states"].items()))
     _section(
         "running",
         ("JOB", "TYPE", "SOURCE", "TRY", "SINCE"),
-        [(j.job_id, j.job_type, j.source, j.attempts, j.updated_at) for j in now.running],
+        [
+            (j["job_id"], j["job_type"], j["source"], j["attempts"], j["updated_at"])
+            for j in now["running"]
+        ],
     )
     _section(
         "throttled",
         ("JOB", "TYPE", "SOURCE", "CAUSE", "ELIGIBLE AT"),
-        [(j.job_id, j.job_type, j.source, j.cause, j.eligible_at) for j in now.throttled],
+        [
+            (j["job_id"], j["job_type"], j["source"], j["cause"], j["eligible_at"])
+            for j in now["throttled"]
+        ],
     )
     _section(
         "dead (newest first)",
         ("JOB", "TYPE", "SOURCE", "TRIES", "AT"),
-        [(j.job_id, j.job_type, j.source, j.attempts, j.updated_at) for j in now.dead],
+        [
+            (j["job_id"], j["job_type"], j["source"], j["attempts"], j["updated_at"])
+            for j in now["dead"]
+        ],
     )
     _section(
         "recent failures",
         ("RUN", "JOB", "STATE", "EXIT", "ENDED"),
-        [(r.run_id, r.job_id, r.state, r.exit_code, r.ended_at) for r in now.failures],
+        [
+            (r["run_id"], r["job_id"], r["state"], r["exit_code"], r["ended_at"])
+            for r in now["failures"]
+        ],
     )
-    fresh = [(f.source, f.job_type, f.last_success_at, _age(f.age_s)) for f in now.freshness]
+    fresh = [
+        (f["source"], f["job_type"], f["last_success_at"], _age(f["age_s"]))
+        for f in now["freshness"]
+    ]
     _section("freshness (last success)", ("SOURCE", "TYPE", "AT", "AGE"), fresh)
-    paused = [(p.source, p.paused_at, p.reason) for p in now.paused]
+    paused = [(p["source"], p["paused_at"], p["reason"]) for p in now["paused"]]
     _section("paused sources", ("SOURCE", "SINCE", "REASON"), paused)
 
 

@@ -290,24 +290,109 @@ def reachable_by_nobody(daemon: Daemon) -> Path:
     return path
 
 
-def test_the_cli_goes_through_the_socket_while_the_daemon_runs(daemon: Daemon) -> None:
-    daemon.start()
+def api_calls(log: str) -> list[str]:
+    """The actions the daemon's log says it answered or refused, in order."""
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return [
+        line.get("action") or line["path"].rsplit("/", 1)[1]
+        for line in lines
+        if line["msg"] in ("api call", "api call refused")
+    ]
 
+
+def test_every_ledger_command_goes_through_the_socket_while_the_daemon_runs(
+    daemon: Daemon,
+) -> None:
+    daemon.start(ORCHD_LOG_LEVEL="debug")
     submitted = daemon.cli("jobs", "submit", "echo", "--param", "n=4", "--key", "via-socket")
-
     assert submitted.returncode == 0, submitted.stderr
-    assert "through the daemon" in submitted.stderr
-    cancelled = daemon.cli("jobs", "cancel", submitted.stdout.strip(), "--reason", "not needed")
-    assert cancelled.returncode in (0, 37), cancelled.stderr  # 37: it had already run
+    job_id = submitted.stdout.strip()
+    daemon.cli("keys", "export-public", str(daemon.state.parent / "own.pem"))
+    commands = [
+        ("jobs", "show", job_id),
+        ("jobs", "list"),
+        ("status",),
+        ("sources", "pause", "nvd", "--reason", "feed maintenance"),
+        ("sources", "resume", "nvd", "--reason", "feed back"),
+        ("quota", "set", "source:nvd", "--rate", "10/min", "--reason", "slow", "--ticket", "T-1"),
+        ("quota", "show"),
+        ("quota", "reset", "source:nvd", "--reason", "normal", "--ticket", "T-2"),
+        ("keys", "show"),
+        ("keys", "list"),
+        ("audit", "tail", "-n", "3"),
+        ("replay", job_id, "--reason", "again"),  # refused (37) unless it has finished
+        ("jobs", "cancel", job_id, "--reason", "not needed"),  # refused (37) if it has finished
+    ]
+    for command in commands:
+        done = daemon.cli(*command)
+        assert done.returncode in (0, 37), (command, done.stderr)
+        assert "locked" not in done.stderr  # a write in-process would meet the daemon's lock
+
+    code, log = daemon.stop()
+
+    assert code == 0, log
+    assert api_calls(log) == [
+        "jobs.submit", "keys.show", "jobs.show", "jobs.list", "status", "sources.pause",
+        "sources.resume", "quota.set", "quota.show", "quota.reset", "keys.show", "keys.list",
+        "audit.tail", "replay", "jobs.cancel",
+    ]  # fmt: skip
+    assert daemon.jobs()[0]["key"] == "via-socket"
+    [quota_set] = daemon.events("quota.set")
+    assert quota_set["rate"] == "10/min"
+
+
+def test_a_quota_change_through_the_api_needs_a_reason_and_a_ticket(daemon: Daemon) -> None:
+    from orchd.adapters import control
+
+    daemon.start()
+    path = daemon.state / "orchd.sock"
+    url = control.ACTIONS_PATH + "quota.set"
+    change = {"target": "source:nvd", "values": {"burst": 3}}
+
+    no_reason = control.request(path, "POST", url, {**change, "ticket": "T-1"})
+    no_ticket = control.request(path, "POST", url, {**change, "reason": "why"})
+    bad_value = control.request(path, "POST", url, {**change, "values": {"burst": "3"}})
+    unknown = control.request(path, "POST", url, {**change, "values": {"speed": 3}})
+    ok = control.request(path, "POST", url, {**change, "reason": "why", "ticket": "T-1"})
+
+    assert [r[0] for r in (no_reason, no_ticket, bad_value, unknown)] == [400] * 4
+    assert "reason" in str(no_reason[1]) and "ticket" in str(no_ticket[1])
+    assert ok[0] == 200, ok
     assert daemon.stop()[0] == 0
-    assert [j["key"] for j in daemon.jobs()] == ["via-socket"]
+    assert [e["burst"] for e in daemon.events("quota.set")] == [3]
+
+
+def test_audit_tail_follow_streams_events_from_the_daemon(daemon: Daemon) -> None:
+    daemon.start()
+    argv = daemon.argv("audit", "tail", "--follow", "--json", "-n", "1")
+    with subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=child_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as follower:
+        try:
+            assert follower.stdout is not None
+            json.loads(follower.stdout.readline())  # the newest event so far
+            assert daemon.cli("jobs", "submit", "echo", "--key", "followed").returncode == 0
+            while True:
+                event = json.loads(follower.stdout.readline())
+                if event["type"] == "job.submitted":
+                    break
+            assert event["payload"]["key"] == "followed"
+        finally:
+            follower.kill()
+    assert daemon.stop()[0] == 0
 
 
 def test_a_caller_without_the_scope_gets_403_and_is_audited(daemon: Daemon) -> None:
     daemon.start()
     path = reachable_by_nobody(daemon)
 
-    status, payload = as_nobody(path, "POST", "/v1/jobs", {"job_type": "echo", "uid": 0})
+    url = "/v1/actions/jobs.submit"
+    status, payload = as_nobody(path, "POST", url, {"job_type": "echo", "uid": 0})
 
     assert status == 403, payload
     assert daemon.stop()[0] == 0
@@ -324,11 +409,15 @@ def test_a_grant_in_authz_yaml_lets_that_user_act_as_itself(daemon: Daemon) -> N
     path = reachable_by_nobody(daemon)
 
     status, payload = as_nobody(
-        path, "POST", "/v1/jobs", {"job_type": "echo", "key": "granted", "actor": {"uid": 0}}
+        path,
+        "POST",
+        "/v1/actions/jobs.submit",
+        {"job_type": "echo", "key": "granted", "actor": {"uid": 0}},
     )
 
     assert status == 200, payload
-    assert as_nobody(path, "GET", "/v1/status", {})[0] == 200
+    assert as_nobody(path, "POST", "/v1/actions/status", {})[0] == 200
+    assert as_nobody(path, "POST", "/v1/actions/quota.reset", {})[0] == 403
     assert daemon.stop()[0] == 0
     from orchd.adapters.ledger import SqliteLedger
     from orchd.adapters.system import OsEntropy, SystemClock

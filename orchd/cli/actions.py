@@ -1,0 +1,122 @@
+"""One path for every command that touches the ledger: through the daemon when it runs, in-process
+under the site lock when it does not (entry layer).
+
+A command turns its arguments into a JSON body and calls ``perform``. ``perform`` asks the daemon
+(``POST /v1/actions/NAME`` on the control socket, which checks the caller's scope and runs the
+action on its loop thread with the caller as actor); without a daemon it opens the site itself and
+runs the same action as the local user. Either way the command gets the same JSON back and renders
+it, so output and exit codes do not depend on whether a daemon runs.
+
+The body comes from a client the daemon does not trust: actions read it only through ``text``,
+``flag``, ``number`` and ``texts``, which refuse anything of the wrong shape. Identity fields in it
+mean nothing; the actor comes from the socket's peer credentials or the local user.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchd.adapters import policy_files
+from orchd.adapters.control import ACTIONS_PATH
+from orchd.core.events import Actor
+from orchd.core.policy import Policy
+from orchd.errors import BadInput
+
+from .context import Config, Site, open_site
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """What an action gets: the open site, who asks, the policy in force, the checked body."""
+
+    site: Site
+    actor: Actor
+    policy: Callable[[], Policy]
+    body: dict[str, Any]
+    upload: Path | None = None  # a file the caller handed over (bundle import), never a body path
+    download: Path | None = None  # where to write a file for the caller (bundle export)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    scope: str
+    writes: bool  # takes the site lock in-process; the daemon reloads its limits afterwards
+    run: Callable[[Request], Any]
+
+
+ACTIONS: dict[str, Action] = {}
+
+
+def action(name: str, scope: str, *, writes: bool) -> Callable[[Callable[[Request], Any]], Any]:
+    """Register an action under ``name``, needing ``scope``."""
+
+    def register(run: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        ACTIONS[name] = Action(name=name, scope=scope, writes=writes, run=run)
+        return run
+
+    return register
+
+
+def perform(config: Config, name: str, body: dict[str, Any]) -> Any:
+    """Run action ``name`` through the daemon if one answers, else here; its JSON result."""
+    answer = config.daemon("POST", ACTIONS_PATH + name, body)
+    if answer is not None:
+        return answer
+    chosen = ACTIONS[name]
+    with open_site(config, write=chosen.writes) as site:
+        policy = functools.cache(lambda: policy_files.load(config.policy_dir))
+        request = Request(site=site, actor=site.actor(chosen.scope), policy=policy, body=body)
+        return plain(chosen.run(request))
+
+
+def plain(result: Any) -> Any:
+    """The result exactly as a caller of the socket sees it (tuples become lists, and so on)."""
+    return json.loads(json.dumps(result))
+
+
+# --- reading a body -------------------------------------------------------------------------------
+
+
+def text(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise BadInput(detail=f"{name!r} must be a string")
+    return value
+
+
+def flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadInput(detail=f"{name!r} must be true or false")
+    return value
+
+
+def number(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadInput(detail=f"{name!r} must be an integer")
+    return value
+
+
+def texts(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadInput(detail=f"{name!r} must be a list of strings")
+    return value
+
+
+def params(body: dict[str, Any]) -> dict[str, str]:
+    value = body.get("params", {})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise BadInput(detail="'params' must be an object of name: string")
+    return value
