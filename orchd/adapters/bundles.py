@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -365,12 +366,20 @@ def import_bundle(
     allow_expired: bool = False,
     reason: str | None = None,
     ticket: str | None = None,
+    max_bytes: int | None = None,
 ) -> Report:
-    """Import ``path``, all or nothing (``dry_run``: check everything, write nothing)."""
+    """Import ``path``, all or nothing (``dry_run``: check everything, write nothing); a file
+    over ``max_bytes`` is refused before it is read."""
     if allow_expired and (reason is None or ticket is None):
         raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
     now = timefmt.format_ms(now_ms)
     with bundle_io.open_bundle(path) as source:
+        size = os.fstat(source.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise BundleRefused(
+                detail=f"{path} is {size} bytes, over the {max_bytes >> 20} MiB cap "
+                "(config bundle_max_mb)"
+            )
         head = read_head(source)
         signer = check_signature(ledger, head, now)
         manifest = head.manifest
@@ -418,10 +427,17 @@ def import_bundle(
 
 
 def verify(
-    ledger: SqliteLedger, path: Path, *, now_ms: int, skew_ms: int = bundle.DEFAULT_SKEW_MS
+    ledger: SqliteLedger,
+    path: Path,
+    *,
+    now_ms: int,
+    skew_ms: int = bundle.DEFAULT_SKEW_MS,
+    max_bytes: int | None = None,
 ) -> Report:
     """Every check of an import short of applying; raises unless it would be accepted."""
-    return import_bundle(ledger, path, _NOBODY, now_ms=now_ms, skew_ms=skew_ms, dry_run=True)
+    return import_bundle(
+        ledger, path, _NOBODY, now_ms=now_ms, skew_ms=skew_ms, dry_run=True, max_bytes=max_bytes
+    )
 
 
 _NOBODY = Actor(uid=0, user="verify", scopes=())

@@ -74,6 +74,14 @@ CONFIG_KEYS: dict[str, Key] = {
         "where the daemon serves its control API; empty: $RUNTIME_DIRECTORY/orchd.sock under "
         "systemd, else STATE_DIR/orchd.sock",
     ),
+    "bundle_max_mb": key(
+        integer(1, 1 << 20),
+        "int",
+        "4096",
+        "512",
+        "the largest bundle file imported, verified or accepted through the control socket "
+        "(MiB); a larger one is refused before it is read",
+    ),
     "log_level": key(
         choice(*LOG_LEVELS),
         "text",
@@ -92,7 +100,12 @@ class Settings:
     heartbeat_s: int = 10
     clock_skew_s: int = 300
     socket: str = ""
+    bundle_max_mb: int = 4096
     log_level: str = "info"
+
+    @property
+    def bundle_max_bytes(self) -> int:
+        return self.bundle_max_mb << 20
 
 
 def env_name(name: str) -> str:

@@ -16,11 +16,14 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
 import pwd
+import secrets
 import select
+import shutil
 import socket
 import socketserver
 import struct
@@ -30,12 +33,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from orchd.errors import BadInput, OrchdError, PolicyInvalid
+from orchd.errors import BadInput, BundleRefused, OrchdError, PolicyInvalid
 
 from .policy_files import Key, choice, integer, key, list_of, read_document, record
 
@@ -43,6 +46,7 @@ SCOPES = ("orch:read", "orch:operate", "orch:quota", "orch:backfill", "orch:bund
 MAX_BODY = 64 * 1024
 TIMEOUT_S = 60
 SOCKET_NAME = "orchd.sock"
+OCTETS = "application/octet-stream"
 ACTIONS_PATH = "/v1/actions/"  # POST /v1/actions/NAME: one action, a JSON body, a JSON reply
 STREAM_PATH = "/v1/stream/"  # GET /v1/stream/NAME?after=N: NDJSON of the action's items, polled
 STREAM_POLL_S = 0.5
@@ -169,6 +173,8 @@ class Call:
     body: dict[str, Any]
     peer: Peer
     scopes: tuple[str, ...]
+    upload: Path | None = None  # the request's file body, received into the transfers dir
+    download: Path | None = None  # where the action may write a file to send back
     answer: Future[tuple[int, Any]] = field(default_factory=Future)
 
 
@@ -180,8 +186,20 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class ControlServer:
     """Serves the socket on its own threads; ``submit`` hands each call to the loop."""
 
-    def __init__(self, path: Path, authz: Authz, submit: Callable[[Call], None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        authz: Authz,
+        submit: Callable[[Call], None],
+        *,
+        transfers: Path,
+        max_upload: int,
+    ) -> None:
         self.path, self.authz, self._submit = path, authz, submit
+        self.transfers, self.max_upload = transfers, max_upload
+        transfers.mkdir(mode=0o700, exist_ok=True)
+        for stale in transfers.iterdir():  # left by a daemon that died mid-transfer
+            stale.unlink()
         if path.is_socket():
             path.unlink()  # left by a daemon that died; the site lock says none runs now
         server = _Server(str(path), _handler(self))
@@ -200,10 +218,14 @@ class ControlServer:
 
     def handle(self, call: Call) -> tuple[int, Any]:
         self._submit(call)
-        try:
-            return call.answer.result(timeout=TIMEOUT_S)
+        transfer = call.upload is not None or call.download is not None
+        try:  # a transfer (a bundle) takes as long as it takes; the watchdog guards the loop
+            return call.answer.result(timeout=None if transfer else TIMEOUT_S)
         except TimeoutError:
             return 503, {"error": "the daemon did not answer in time", "code": 90}
+
+    def transfer_path(self) -> Path:
+        return self.transfers / secrets.token_hex(16)
 
 
 def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
@@ -226,26 +248,66 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             )
             pid, uid, gid = struct.unpack("3i", creds)
             peer = Peer(pid=pid, uid=uid, gid=gid)
-            try:
-                body = self._body()
-            except BadInput as exc:
-                self._reply(400, {"error": exc.message, "code": exc.exit_code})
-                return
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             if method == "GET" and url.path.startswith(STREAM_PATH):
                 self._stream(peer, url.path.removeprefix(STREAM_PATH), query)
                 return
-            call = Call(
-                method=method,
-                path=url.path,
-                query=query,
-                body=body,
-                peer=peer,
-                scopes=server.authz.scopes(peer),
-            )
-            status, payload = server.handle(call)
-            self._reply(status, payload)
+            upload = download = None
+            try:
+                if self.headers.get("Content-Type") == OCTETS:
+                    body = _object(self.headers.get("Orchd-Args", "{}").encode(), "Orchd-Args")
+                    upload = self._receive()
+                else:
+                    body = self._body()
+            except OrchdError as exc:
+                self.close_connection = True  # the rest of a refused upload is not read
+                self._reply(413 if exc.exit_code == 73 else 400, error_payload(exc))
+                return
+            if OCTETS in self.headers.get("Accept", ""):
+                download = server.transfer_path()
+            scopes = server.authz.scopes(peer)
+            call = Call(method=method, path=url.path, query=query, body=body, peer=peer,
+                        scopes=scopes, upload=upload, download=download)  # fmt: skip
+            try:
+                status, payload = server.handle(call)
+                if status == 200 and download is not None and download.exists():
+                    self._send_file(download, payload)
+                else:
+                    self._reply(status, payload)
+            finally:
+                for path in (upload, download):
+                    if path is not None:
+                        path.unlink(missing_ok=True)
+
+        def _receive(self) -> Path:
+            """The request's file body, into a fresh file of the transfers dir."""
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > server.max_upload:
+                raise BundleRefused(
+                    detail=f"the file is {length} bytes, over the daemon's "
+                    f"{server.max_upload >> 20} MiB cap (config bundle_max_mb)"
+                )
+            path = server.transfer_path()
+            with path.open("xb") as out:
+                left = length
+                while left:
+                    chunk = self.rfile.read(min(left, 1 << 16))
+                    if not chunk:
+                        path.unlink()
+                        raise BadInput(detail=f"the upload ended {left} bytes early")
+                    out.write(chunk)
+                    left -= len(chunk)
+            return path
+
+        def _send_file(self, path: Path, payload: Any) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", OCTETS)
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.send_header("Orchd-Result", json.dumps(payload))
+            self.end_headers()
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, self.wfile, 1 << 16)
 
         def _stream(self, peer: Peer, name: str, query: dict[str, str]) -> None:
             """Poll action NAME for items after position ``after`` and write each as a line,
@@ -285,14 +347,7 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
                 raise BadInput(detail=f"a request body is at most {MAX_BODY} bytes")
-            raw = self.rfile.read(length) if length else b"{}"
-            try:
-                value = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise BadInput(detail="the request body is not JSON") from None
-            if not isinstance(value, dict):
-                raise BadInput(detail="the request body must be a JSON object")
-            return value
+            return _object(self.rfile.read(length) if length else b"{}", "the request body")
 
         def _reply(self, status: int, payload: Any) -> None:
             data = json.dumps(payload).encode()
@@ -303,6 +358,16 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
+
+
+def _object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadInput(detail=f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise BadInput(detail=f"{what} must be a JSON object")
+    return value
 
 
 def _gone(sock: socket.socket, wait_s: float) -> bool:
@@ -335,26 +400,61 @@ def find_socket(explicit: Path | None, state_dir: Path) -> Path | None:
 
 
 def request(
-    path: Path, method: str, url: str, body: dict[str, Any] | None = None
+    path: Path,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None = None,
+    *,
+    upload: BinaryIO | None = None,
+    download: Path | None = None,
 ) -> tuple[int, Any]:
-    """One HTTP request over the socket; (status, JSON payload). Raises OSError if unreachable."""
-    data = json.dumps(body or {}).encode()
+    """One HTTP request over the socket; (status, JSON payload). ``upload``: send that file as
+    the body (``body`` goes in a header); ``download``: a file reply is written there (which
+    must not exist) and the payload is the action's result. Raises OSError if unreachable."""
     conn = _UnixConnection(path)
+    if upload is not None or download is not None:
+        conn.sock.settimeout(None)  # a bundle takes as long as it takes
     try:
-        head = (
-            f"{method} {url} HTTP/1.1\r\nHost: orchd\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
-        ).encode()
-        conn.sock.sendall(head + data)
-        chunks = []
-        while chunk := conn.sock.recv(65536):
-            chunks.append(chunk)
+        headers = {"Host": "orchd", "Connection": "close"}
+        if upload is not None:
+            size = os.fstat(upload.fileno()).st_size
+            data = b""
+            headers |= {"Content-Type": OCTETS, "Content-Length": str(size),
+                        "Orchd-Args": json.dumps(body or {})}  # fmt: skip
+        else:
+            data = json.dumps(body or {}).encode()
+            headers |= {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        if download is not None:
+            headers["Accept"] = f"{OCTETS}, application/json"
+        head = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        conn.sock.sendall(head.encode() + b"\r\n" + data)
+        if upload is not None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                conn.sock.sendfile(upload)  # if refused before the end, the reply says why
+        with conn.sock.makefile("rb") as reader:
+            status = int(reader.readline().split(b" ", 2)[1])
+            fields: dict[str, str] = {}
+            while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                fields[name.strip().lower()] = value.strip()
+            if download is not None and fields.get("content-type") == OCTETS:
+                _receive_file(reader, download, int(fields.get("content-length", "-1")))
+                return status, json.loads(fields.get("orchd-result", "null"))
+            payload = reader.read()
     finally:
         conn.sock.close()
-    raw = b"".join(chunks)
-    header, _, payload = raw.partition(b"\r\n\r\n")
-    status = int(header.split(b" ", 2)[1])
     return status, json.loads(payload) if payload else None
+
+
+def _receive_file(reader: BinaryIO, out: Path, length: int) -> None:
+    with out.open("xb") as handle:
+        copied = 0
+        while chunk := reader.read(1 << 16):
+            handle.write(chunk)
+            copied += len(chunk)
+    if copied != length:
+        out.unlink()
+        raise ConnectionResetError(f"the daemon's file ended after {copied} of {length} bytes")
 
 
 def stream(path: Path, url: str) -> tuple[int, Iterator[Any]]:

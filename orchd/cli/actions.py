@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchd.adapters import policy_files
+from orchd.adapters import config, policy_files
 from orchd.adapters.control import ACTIONS_PATH
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
@@ -37,6 +37,7 @@ class Request:
     site: Site
     actor: Actor
     policy: Callable[[], Policy]
+    settings: config.Settings
     body: dict[str, Any]
     upload: Path | None = None  # a file the caller handed over (bundle import), never a body path
     download: Path | None = None  # where to write a file for the caller (bundle export)
@@ -63,15 +64,28 @@ def action(name: str, scope: str, *, writes: bool) -> Callable[[Callable[[Reques
     return register
 
 
-def perform(config: Config, name: str, body: dict[str, Any]) -> Any:
-    """Run action ``name`` through the daemon if one answers, else here; its JSON result."""
-    answer = config.daemon("POST", ACTIONS_PATH + name, body)
+def perform(
+    config: Config,
+    name: str,
+    body: dict[str, Any],
+    *,
+    upload: Path | None = None,
+    download: Path | None = None,
+) -> Any:
+    """Run action ``name`` through the daemon if one answers, else here; its JSON result.
+
+    ``upload``: a file the action reads (sent to the daemon); ``download``: where the action's
+    file is written (which must not exist).
+    """
+    answer = config.daemon("POST", ACTIONS_PATH + name, body, upload=upload, download=download)
     if answer is not None:
         return answer
     chosen = ACTIONS[name]
     with open_site(config, write=chosen.writes) as site:
         policy = functools.cache(lambda: policy_files.load(config.policy_dir))
-        request = Request(site=site, actor=site.actor(chosen.scope), policy=policy, body=body)
+        request = Request(site=site, actor=site.actor(chosen.scope), policy=policy,
+                          settings=config.settings(), body=body, upload=upload,
+                          download=download)  # fmt: skip
         return plain(chosen.run(request))
 
 

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from orchd.adapters import bundles
+from orchd.adapters import bundle_io, bundles
 from orchd.core.bundle import ANY_SITE
 from orchd.core.names import check_name, check_text
-from orchd.errors import InvalidName
+from orchd.errors import BadInput, InvalidName
 
 from . import cli
-from .context import Site, with_site
+from .actions import Request, action, flag, number, perform, text
+from .context import Config
 from .keys import site_key
 from .output import emit_json
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_EXPIRY_MS = 999_999 * 86_400_000
 
 
 def parse_duration(text: str) -> int:
@@ -54,36 +55,47 @@ def bundle_() -> None:
     help="How long the bundle may be imported: N m, h or d.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@with_site(write=True)
+@click.pass_obj
 def export(
-    site: Site, out: Path, peer: str | None, full: bool, expires_in: str, as_json: bool
+    config: Config, out: Path, peer: str | None, full: bool, expires_in: str, as_json: bool
 ) -> None:
     """Write a signed bundle of the events this site holds, for another site to import."""
-    recipient = ANY_SITE if peer is None else check_name("site id", peer)
-    expires_ms = parse_duration(expires_in)
-    key = site_key(site)
-    show = sys.stderr.isatty() and not as_json
+    body = {
+        "recipient": ANY_SITE if peer is None else check_name("site id", peer),
+        "expires_in_ms": parse_duration(expires_in),
+    }
+    with bundle_io.staging_beside(out) as staging:
+        written = staging / "bundle"
+        summary = perform(config, "bundle.export", body, download=written)
+        bundle_io.publish(written, out)
+    summary["path"] = str(out)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(
+            f"exported {summary['events']} events of {len(summary['ranges'])} sites to {out} "
+            f"({summary['size']} bytes, bundle {summary['bundle_id']}, "
+            f"expires {summary['expires_at']})",
+            err=True,
+        )
 
-    def progress(origin: str, count: int) -> None:
-        if show:
-            click.echo(f"\r{origin}: {count} events", err=True, nl=False)
 
-    done = bundles.export(
-        site.ledger,
-        key,
-        site.actor(bundles.SCOPE),
-        out,
-        recipient=recipient,
-        now_ms=site.clock.now_ms(),
-        expires_in_ms=expires_ms,
-        progress=progress,
-    )
-    if show:
-        click.echo("", err=True)
+@action("bundle.export", bundles.SCOPE, writes=True)
+def _export(call: Request) -> dict[str, Any]:
+    assert call.download is not None, "an export writes to the caller's download"
+    site, body = call.site, call.body
+    recipient = text(body, "recipient", required=True) or ""
+    if recipient != ANY_SITE:
+        check_name("site id", recipient)
+    expires_in_ms = number(body, "expires_in_ms") or bundles.DEFAULT_EXPIRY_MS
+    if not 60_000 <= expires_in_ms <= MAX_EXPIRY_MS:
+        raise BadInput(detail="'expires_in_ms' must be from a minute to 999,999 days")
+    done = bundles.export(site.ledger, site_key(site), call.actor, call.download,
+                          recipient=recipient, now_ms=site.clock.now_ms(),
+                          expires_in_ms=expires_in_ms)  # fmt: skip
     m = done.manifest
-    summary = {
+    return {
         "bundle_id": m.bundle_id,
-        "path": str(done.path),
         "size": done.size,
         "events": done.events,
         "recipient": m.recipient,
@@ -91,14 +103,6 @@ def export(
         "expires_at": m.expires_at,
         "ranges": {r.origin: [r.from_seq, r.to_seq] for r in m.ranges},
     }
-    if as_json:
-        emit_json(summary)
-    else:
-        click.echo(
-            f"exported {done.events} events of {len(m.ranges)} sites to {out} "
-            f"({done.size} bytes, bundle {m.bundle_id}, expires {m.expires_at})",
-            err=True,
-        )
 
 
 def _manifest_json(head: bundles.Head) -> dict[str, Any]:
@@ -151,26 +155,22 @@ def _report_json(report: bundles.Report) -> dict[str, Any]:
     }
 
 
-def _say(report: bundles.Report, verb: str) -> None:
-    if report.already:
-        click.echo(
-            f"bundle {report.manifest.bundle_id} was imported before: nothing to do", err=True
-        )
+def _say(report: dict[str, Any], verb: str) -> None:
+    if report["already_applied"]:
+        click.echo(f"bundle {report['bundle_id']} was imported before: nothing to do", err=True)
         return
-    for step in report.steps:
-        if step.action == "apply":
-            click.echo(
-                f"  {step.range.origin}: seq {step.after_seq + 1}..{step.range.to_seq}", err=True
-            )
+    for origin, step in report["ranges"].items():
+        if step["action"] == "apply":
+            click.echo(f"  {origin}: seq {step['from_seq']}..{step['to_seq']}", err=True)
         else:
-            click.echo(f"  {step.range.origin}: held already", err=True)
-    for event_type, count in sorted(report.by_type.items()):
+            click.echo(f"  {origin}: held already", err=True)
+    for event_type, count in sorted(report["by_type"].items()):
         click.echo(f"  {count:>8} {event_type}", err=True)
-    for warning in report.warnings:
+    for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     click.echo(
-        f"{verb} {report.applied} events from {report.manifest.exporter} "
-        f"(bundle {report.manifest.bundle_id})",
+        f"{verb} {report['events']} events from {report['exporter']} "
+        f"(bundle {report['bundle_id']})",
         err=True,
     )
 
@@ -178,16 +178,25 @@ def _say(report: bundles.Report, verb: str) -> None:
 @bundle_.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print what an import would do as JSON.")
-@with_site(write=False)
-def verify(site: Site, file: Path, as_json: bool) -> None:
+@click.pass_obj
+def verify(config: Config, file: Path, as_json: bool) -> None:
     """Check FILE as an import would (signature, trust, chains); exit 0 only if it would be
     accepted here. Writes nothing."""
-    skew_ms = site.config.settings().clock_skew_s * 1000
-    report = bundles.verify(site.ledger, file, now_ms=site.clock.now_ms(), skew_ms=skew_ms)
+    report = perform(config, "bundle.verify", {}, upload=file)
     if as_json:
-        emit_json(_report_json(report))
+        emit_json(report)
     else:
         _say(report, "would import")
+
+
+@action("bundle.verify", "orch:read", writes=False)
+def _verify(call: Request) -> dict[str, Any]:
+    assert call.upload is not None, "a verify reads the caller's upload"
+    site = call.site
+    report = bundles.verify(site.ledger, call.upload, now_ms=site.clock.now_ms(),
+                            skew_ms=call.settings.clock_skew_s * 1000,
+                            max_bytes=call.settings.bundle_max_bytes)  # fmt: skip
+    return _report_json(report)
 
 
 @bundle_.command(name="import")
@@ -197,9 +206,9 @@ def verify(site: Site, file: Path, as_json: bool) -> None:
 @click.option("--reason", help="Why an expired bundle is imported (with --allow-expired).")
 @click.option("--ticket", help="Change ticket (with --allow-expired).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
-@with_site(write=True)
+@click.pass_obj
 def import_(
-    site: Site,
+    config: Config,
     file: Path,
     dry_run: bool,
     allow_expired: bool,
@@ -208,23 +217,29 @@ def import_(
     as_json: bool,
 ) -> None:
     """Import FILE: every event or none, after every check."""
-    if allow_expired:
-        if reason is None or ticket is None:
-            raise click.UsageError("--allow-expired needs --reason and --ticket")
-        check_name("ticket", ticket)
-        check_text("reason", reason)
-    report = bundles.import_bundle(
-        site.ledger,
-        file,
-        site.actor(bundles.SCOPE),
-        now_ms=site.clock.now_ms(),
-        skew_ms=site.config.settings().clock_skew_s * 1000,
-        dry_run=dry_run,
-        allow_expired=allow_expired,
-        reason=reason,
-        ticket=ticket,
-    )
+    if allow_expired and (reason is None or ticket is None):
+        raise click.UsageError("--allow-expired needs --reason and --ticket")
+    body = {"dry_run": dry_run, "allow_expired": allow_expired, "reason": reason,
+            "ticket": ticket}  # fmt: skip
+    report = perform(config, "bundle.import", body, upload=file)
     if as_json:
-        emit_json({**_report_json(report), "dry_run": dry_run})
+        emit_json(report)
     else:
         _say(report, "would import" if dry_run else "imported")
+
+
+@action("bundle.import", bundles.SCOPE, writes=True)
+def _import(call: Request) -> dict[str, Any]:
+    assert call.upload is not None, "an import reads the caller's upload"
+    site, body = call.site, call.body
+    allow_expired, reason, ticket = flag(body, "allow_expired"), text(body, "reason"), None
+    if allow_expired:
+        check_text("reason", reason or "")
+        ticket = check_name("ticket", text(body, "ticket") or "")
+    dry_run = flag(body, "dry_run")
+    report = bundles.import_bundle(site.ledger, call.upload, call.actor,
+                                   now_ms=site.clock.now_ms(),
+                                   skew_ms=call.settings.clock_skew_s * 1000, dry_run=dry_run,
+                                   allow_expired=allow_expired, reason=reason, ticket=ticket,
+                                   max_bytes=call.settings.bundle_max_bytes)  # fmt: skip
+    return {**_report_json(report), "dry_run": dry_run}

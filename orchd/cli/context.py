@@ -6,6 +6,7 @@ ledger (taking the site lock when the command writes) and closes it afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import click
 
 from orchd.adapters import config, control
+from orchd.adapters.bundle_io import open_bundle
 from orchd.adapters.keys import KEY_DIR, SITE_KEY
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import check_file
@@ -44,14 +46,27 @@ class Config:
         """The daemon's socket, if one is there (it may be left by a daemon that died)."""
         return control.find_socket(self.socket_path, self.state_dir)
 
-    def daemon(self, method: str, url: str, body: dict[str, Any]) -> Any | None:
+    def daemon(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any],
+        *,
+        upload: Path | None = None,
+        download: Path | None = None,
+    ) -> Any | None:
         """Ask the running daemon (the reply's JSON), or None when no daemon answers, so the
-        command runs in-process under the site lock instead."""
+        command runs in-process under the site lock instead. ``upload``: a bundle file sent
+        as the body (opened as an import would); ``download``: where a file reply goes."""
         found = self.stream_path()
         if found is None:
             return None
         try:
-            status, payload = control.request(found, method, url, body)
+            with contextlib.ExitStack() as stack:
+                source = None if upload is None else stack.enter_context(open_bundle(upload))
+                status, payload = control.request(
+                    found, method, url, body, upload=source, download=download
+                )
         except (ConnectionRefusedError, FileNotFoundError):
             return None  # a socket left by a daemon that is gone
         except OSError as exc:

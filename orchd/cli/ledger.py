@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from orchd.ops import ledger as ledger_ops
 
 from . import cli
-from .context import Site, with_site
+from .actions import Request, action, perform
+from .context import Config, Site, with_site
 from .output import emit_json
 
 
@@ -18,24 +21,24 @@ def ledger() -> None:
 
 @ledger.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@with_site(write=False)
-def verify(site: Site, as_json: bool) -> None:
+@click.pass_obj
+def verify(config: Config, as_json: bool) -> None:
     """Check every chain end to end and that the projections equal a rebuild."""
-    report = ledger_ops.verify(site.ledger)
+    report = perform(config, "ledger.verify", {})
     if as_json:
-        emit_json(
-            {
-                "ok": True,
-                "events": report.events,
-                "origins": report.origins,
-                "projection_digest": report.projection_digest,
-            }
-        )
+        emit_json(report)
         return
-    for origin, seq in sorted(report.origins.items()):
+    for origin, seq in sorted(report["origins"].items()):
         click.echo(f"chain {origin}: seq 1..{seq} ok")
-    click.echo(f"projections: equal to a rebuild (digest {report.projection_digest})")
-    click.echo(f"ok: {report.events} events verified")
+    click.echo(f"projections: equal to a rebuild (digest {report['projection_digest']})")
+    click.echo(f"ok: {report['events']} events verified")
+
+
+@action("ledger.verify", ledger_ops.VERIFY_SCOPE, writes=False)
+def _verify(call: Request) -> dict[str, Any]:
+    report = ledger_ops.verify(call.site.ledger)
+    return {"ok": True, "events": report.events, "origins": report.origins,
+            "projection_digest": report.projection_digest}  # fmt: skip
 
 
 @ledger.command()

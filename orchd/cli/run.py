@@ -49,6 +49,7 @@ from .work import LOG_DIR
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 SPOOL_DIR = "spool"
+TRANSFER_DIR = "transfers"  # files coming in and going out through the control socket
 CLOCK_JUMP_MS = 60_000
 STATUS_EVERY_MS = 10_000
 
@@ -85,6 +86,7 @@ class Daemon:
         settings: config.Settings,
     ) -> None:
         self.site, self.policy, self.executor, self.log = site, policy, executor, log
+        self.settings = settings
         self.grace_ms, self.rescan_ms = settings.drain_grace_s * 1000, settings.rescan_s * 1000
         self.notifier = Notifier(os.environ)
         self.actor = site.actor(engine.SCOPE, jobs.SUBMIT_SCOPE)
@@ -270,7 +272,10 @@ class Daemon:
             site=self.site,
             actor=actor_for_uid(call.peer.uid, chosen.scope),
             policy=lambda: self.policy,
+            settings=self.settings,
             body=call.body,
+            upload=call.upload,
+            download=call.download,
         )
         result = actions.plain(chosen.run(request))
         self.log("info" if chosen.writes else "debug", "api call", action=name, uid=call.peer.uid)
@@ -383,7 +388,11 @@ class Daemon:
         observer.start()
         self.timer.start()
         server = control.ControlServer(
-            self.socket_path, control.load_authz(self.site.config.policy_dir), self._enqueue
+            self.socket_path,
+            control.load_authz(self.site.config.policy_dir),
+            self._enqueue,
+            transfers=self.site.config.state_dir / TRANSFER_DIR,
+            max_upload=self.settings.bundle_max_bytes,
         )
         server.start()
         self._audit("daemon.started", {"version": __version__, "pid": os.getpid()})

@@ -27,7 +27,7 @@ job_types:
 
 
 class Daemon:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, site_id: str = "hq") -> None:
         self.state, self.policy = tmp / "site", tmp / "policy"
         self.policy.mkdir()
         (self.policy / "site.yaml").write_text(POLICY)
@@ -37,7 +37,7 @@ class Daemon:
         self.notify.bind(str(self.notify_path))
         self.notify.settimeout(30)
         self.proc: subprocess.Popen[str] | None = None
-        assert self.cli("init", "--site-id", "hq").returncode == 0
+        assert self.cli("init", "--site-id", site_id).returncode == 0
 
     def argv(self, *args: str) -> list[str]:
         where = ["--state-dir", str(self.state), "--policy-dir", str(self.policy)]
@@ -428,3 +428,59 @@ def test_a_grant_in_authz_yaml_lets_that_user_act_as_itself(daemon: Daemon) -> N
     finally:
         ledger.close()
     assert submitted.actor.uid == NOBODY  # identity comes from the kernel, not the request body
+
+
+def test_bundles_go_through_the_daemons_sockets(daemon: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "enclave").mkdir()
+    enclave = Daemon(tmp_path / "enclave", site_id="enclave")
+    try:
+        daemon.start()
+        enclave.start(ORCHD_LOG_LEVEL="debug")
+        assert daemon.cli("jobs", "submit", "echo", "--key", "carried").returncode == 0
+        hq_pem, bundle = tmp_path / "hq.pem", tmp_path / "hq.bundle"
+        assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
+        assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
+
+        exported = daemon.cli("bundle", "export", "--out", str(bundle), "--peer", "enclave")
+        verified = enclave.cli("bundle", "verify", str(bundle))
+        imported = enclave.cli("bundle", "import", str(bundle), "--json")
+        again = enclave.cli("bundle", "import", str(bundle), "--json")
+        (tmp_path / "link.bundle").symlink_to(bundle)
+        linked = enclave.cli("bundle", "import", str(tmp_path / "link.bundle"))
+
+        assert exported.returncode == 0, exported.stderr
+        assert bundle.stat().st_size > 0 and list(tmp_path.glob(".hq.bundle.staging-*")) == []
+        assert verified.returncode == 0, verified.stderr
+        assert imported.returncode == 0, imported.stderr
+        assert json.loads(imported.stdout)["by_type"]["job.submitted"] == 1
+        assert json.loads(again.stdout)["already_applied"] is True
+        assert linked.returncode == 55 and "symbolic link" in linked.stderr
+        assert "carried" in [j["key"] for j in enclave.jobs()]
+        hq_code, hq_log = daemon.stop()
+        enclave_code, enclave_log = enclave.stop()
+        assert (hq_code, enclave_code) == (0, 0)
+        assert "bundle.export" in api_calls(hq_log)
+        calls = api_calls(enclave_log)
+        assert calls.count("bundle.import") == 2 and "bundle.verify" in calls
+        for site in (daemon, enclave):
+            assert list((site.state / "transfers").iterdir()) == []
+    finally:
+        if enclave.proc is not None and enclave.proc.poll() is None:
+            enclave.proc.kill()
+            enclave.proc.wait(timeout=30)
+        enclave.notify.close()
+
+
+def test_a_bundle_over_the_daemons_cap_is_refused_before_it_is_read(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    daemon.start(ORCHD_BUNDLE_MAX_MB="1")
+    big = tmp_path / "big.bundle"
+    big.write_bytes(os.urandom(3 << 20))
+
+    refused = daemon.cli("bundle", "import", str(big))
+
+    assert refused.returncode == 73, refused.stderr
+    assert "bundle_max_mb" in refused.stderr
+    assert list((daemon.state / "transfers").iterdir()) == []
+    assert daemon.stop()[0] == 0
