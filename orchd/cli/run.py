@@ -351,6 +351,7 @@ class Daemon:
                 self.actor,
                 self.policy,
                 slots.first_slots,
+                slots.count_slots,
                 grace_ms=self.rescan_ms * 2,
             )
         except OrchdError as exc:

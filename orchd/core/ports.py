@@ -38,6 +38,13 @@ class SlotLister(Protocol):
         ...
 
 
+class SlotCounter(Protocol):
+    def __call__(self, expression: str, timezone: str, after_ms: int, until_ms: int) -> int:
+        """How many slots t of the schedule have after_ms < t <= until_ms (without listing a
+        decade of minutes one by one)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunSpec:
     """One run to start: the command (never through a shell), its environment and directory."""

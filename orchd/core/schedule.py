@@ -33,21 +33,31 @@ class Due:
 
 
 def due(
-    slots: Sequence[int],
+    newest: Sequence[int],
     *,
+    total: int,
+    first_ms: int,
     now_ms: int,
     grace_ms: int,
     misfire: str,
     catch_up_limit: int,
 ) -> Due:
-    """Split ``slots`` (the due slots after the last one dealt with, oldest first) into those to
-    run and those to record as skipped."""
-    on_time = [s for s in slots if now_ms - s <= grace_ms]
-    missed = [s for s in slots if now_ms - s > grace_ms]
+    """Split the ``total`` due slots after the last one dealt with (the oldest at ``first_ms``)
+    into those to run and those to record as skipped.
+
+    ``newest`` holds the last of them, oldest first: all of them, or at least every slot on time
+    and the newest ``catch_up_limit + 1`` missed ones (so a jump of years is not listed slot by
+    slot).
+    """
+    on_time = [s for s in newest if now_ms - s <= grace_ms]
+    missed = [s for s in newest if now_ms - s > grace_ms]
     keep = {"skip": 0, "once": 1, "all": catch_up_limit}.get(misfire, 0)
     caught_up = missed[len(missed) - keep :] if keep else []
-    dropped = missed[: len(missed) - len(caught_up)]
-    skipped = (
-        (Skipped(first_ms=dropped[0], last_ms=dropped[-1], count=len(dropped)),) if dropped else ()
-    )
-    return Due(run=tuple(caught_up + on_time), skipped=skipped)
+    dropped = total - len(on_time) - len(caught_up)
+    if dropped <= 0:
+        return Due(run=tuple(caught_up + on_time), skipped=())
+    if len(missed) <= len(caught_up):
+        raise ValueError("newest must hold the newest missed slot that does not run")
+    last_dropped = missed[len(missed) - len(caught_up) - 1]
+    skipped = Skipped(first_ms=first_ms, last_ms=last_dropped, count=dropped)
+    return Due(run=tuple(caught_up + on_time), skipped=(skipped,))

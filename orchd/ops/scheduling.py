@@ -13,12 +13,12 @@ import hashlib
 from orchd.core import ids, schedule, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy, Schedule, slot_key
-from orchd.core.ports import Clock, Entropy, Ledger, SlotLister
+from orchd.core.ports import Clock, Entropy, Ledger, SlotCounter, SlotLister
 
 from .jobs import initial_state, submitted_draft
 
 SCOPE = "orch:operate"
-LIST_LIMIT = 10_000
+HOUR_MS = 3_600_000
 
 
 def jitter_ms(sched: Schedule, slot_ms: int) -> int:
@@ -36,6 +36,7 @@ def fire(
     actor: Actor,
     policy: Policy,
     slots: SlotLister,
+    count: SlotCounter,
     *,
     grace_ms: int,
 ) -> int:
@@ -56,9 +57,15 @@ def fire(
                 )
             )
             continue
-        listed = _due_slots(sched, slots, timefmt.parse_canonical(last), now_ms)
+        margin_ms = grace_ms + sched.jitter_s * 1000
+        newest, total, first_ms = _window(sched, slots, count, timefmt.parse_canonical(last),
+                                          now_ms, sched.catch_up_limit + 1, margin_ms)  # fmt: skip
+        if total == 0:
+            continue
         due = schedule.due(
-            listed,
+            newest,
+            total=total,
+            first_ms=first_ms,
             now_ms=now_ms,
             grace_ms=grace_ms,
             misfire=sched.misfire,
@@ -86,22 +93,36 @@ def fire(
     return created
 
 
-def _due_slots(sched: Schedule, slots: SlotLister, last_ms: int, now_ms: int) -> list[int]:
-    """The slots after ``last_ms`` whose (jittered) time has come, oldest first."""
-    found: list[int] = []
-    after = last_ms
+def _window(
+    sched: Schedule,
+    slots: SlotLister,
+    count: SlotCounter,
+    last_ms: int,
+    now_ms: int,
+    need: int,
+    margin_ms: int,
+) -> tuple[list[int], int, int]:
+    """(the newest due slots, how many are due in all, the first of them) after ``last_ms``:
+    the newest hold at least ``need`` slots older than ``margin_ms``, or every due slot. A slot
+    waits out its jitter, and the ones after it wait with it."""
+    cron, zone = sched.cron, sched.timezone
+    total = count(cron, zone, last_ms, now_ms)
+    if total == 0:
+        return [], 0, 0
+    span_ms = HOUR_MS + 2 * margin_ms
     while True:
-        batch = slots(sched.cron, sched.timezone, after, now_ms, limit=LIST_LIMIT)
-        found += batch
-        if len(batch) < LIST_LIMIT:
+        start_ms = max(last_ms, now_ms - span_ms)
+        newest = slots(cron, zone, start_ms, now_ms, limit=total)
+        if start_ms == last_ms or sum(now_ms - s > margin_ms for s in newest) >= need:
             break
-        after = batch[-1]
-    ready = []
-    for slot in found:  # a slot waits out its jitter; the ones after it wait with it
+        span_ms *= 4
+    first_ms = slots(cron, zone, last_ms, now_ms, limit=1)[0]
+    for at, slot in enumerate(newest):
         if slot + jitter_ms(sched, slot) > now_ms:
+            total -= len(newest) - at
+            newest = newest[:at]
             break
-        ready.append(slot)
-    return ready
+    return newest, total, first_ms
 
 
 def _job(

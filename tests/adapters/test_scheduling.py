@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchd.adapters.ledger import SqliteLedger
-from orchd.adapters.slots import first_slots
+from orchd.adapters.slots import count_slots, first_slots
 from orchd.core import timefmt
 from orchd.core.events import Actor
 from orchd.core.policy import JobType, Policy, Schedule
@@ -44,7 +44,9 @@ def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def fire(setup, rules: Policy) -> int:  # type: ignore[no-untyped-def]
     ledger, clock, entropy = setup
-    return scheduling.fire(ledger, clock, entropy, ACTOR, rules, first_slots, grace_ms=GRACE)
+    return scheduling.fire(
+        ledger, clock, entropy, ACTOR, rules, first_slots, count_slots, grace_ms=GRACE
+    )
 
 
 def slots_run(ledger: SqliteLedger) -> list[str]:

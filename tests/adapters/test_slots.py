@@ -10,7 +10,7 @@ from apscheduler.triggers.cron import CronTrigger
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from orchd.adapters.slots import check_cron, slot_key, slots
+from orchd.adapters.slots import check_cron, count_slots, slot_key, slots
 from orchd.core.names import check_name
 from orchd.core.timefmt import format_at, format_ms, from_ms, parse_canonical
 from orchd.errors import BadInput, InvalidName
@@ -132,6 +132,33 @@ def test_consecutive_windows_concatenate_to_the_whole_window(expression, zone, s
     bounds = [start, *sorted(start + cut for cut in cuts), end]
     pieces = [t for a, b in pairwise(bounds) for t in slots(expression, zone, a, b, limit=2000)]
     assert pieces == slots(expression, zone, start, end, limit=2000)
+
+
+@PROPERTY
+@given(
+    expression=st.sampled_from(
+        ["* * * * *", "*/7 * * * *", "30 2 * * *", "*/20 1-3 * * *", "0 9 * * mon-fri",
+         "15 2,3 * * *", "0 0 last * *", "45 23 * feb sun"]
+    ),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Antarctica/Troll",
+                          "Australia/Lord_Howe"]),
+    start=st.integers(min_value=ms("2025-01-01T00:00:00.000Z"),
+                      max_value=ms("2027-01-01T00:00:00.000Z")),
+    length=st.integers(min_value=0, max_value=40 * DAY_MS),
+)  # fmt: skip
+@example(expression="30 2 * * *", zone="Europe/Berlin", start=ms(SPRING), length=2 * DAY_MS)
+@example(expression="* * * * *", zone="UTC", start=ms(SPRING), length=0)
+@example(expression="* * * * *", zone="UTC", start=ms("2026-03-28T00:00:00.000Z"), length=DAY_MS)
+def test_counting_slots_agrees_with_listing_them(expression, zone, start, length):
+    expected = len(slots(expression, zone, start, start + length, limit=100_000))
+    assert count_slots(expression, zone, start, start + length) == expected
+
+
+def test_ten_years_of_minutes_are_counted_without_listing_them():
+    start = ms("2026-11-27T10:00:30.000Z")
+    end = start + 3652 * DAY_MS
+
+    assert count_slots("* * * * *", "Europe/Berlin", start, end) == 3652 * 1440
 
 
 # --- the limit --------------------------------------------------------------------------------

@@ -416,11 +416,6 @@ def test_a_jump_forward_ten_years_is_recorded_and_gives_the_misfire_result_once(
     assert daemon.skipped("all-3") == [(iso(slots[0]), iso(slots[-4]), len(slots) - 3)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="orchd/ops/scheduling.py _due_slots lists every missed slot one by one (5.26 million "
-    "for ten years of minutes, ~150 s of CPU) on the daemon's only loop thread",
-)
 def test_a_jump_forward_ten_years_with_a_minutely_schedule_is_dealt_with_promptly(
     make_daemon: Callable[[dict[str, str]], Daemon],
 ) -> None:
