@@ -49,6 +49,7 @@ from .work import LOG_DIR
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 SPOOL_DIR = "spool"
+DAEMON_CACHE_MIB = 16  # the ledger's page cache in a daemon that stays up (RSS goal 80 MiB)
 TRANSFER_DIR = "transfers"  # files coming in and going out through the control socket
 CLOCK_JUMP_MS = 60_000
 STATUS_EVERY_MS = 10_000
@@ -438,6 +439,7 @@ def run_(site: Site, grace: int | None, rescan: int | None, log_level: str | Non
         site.config.settings(), drain_grace_s=grace, rescan_s=rescan, log_level=log_level
     )
     policy = policy_files.load(site.config.policy_dir)
+    site.ledger.limit_cache(DAEMON_CACHE_MIB)
     executor = SubprocessExecutor(site.config.state_dir / LOG_DIR)
     daemon = Daemon(site, policy, executor, JsonLog(settings.log_level), settings=settings)
     try:

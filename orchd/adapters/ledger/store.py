@@ -203,6 +203,13 @@ class SqliteLedger:
             _fsync(path.parent)
         return cls.open(path, clock, entropy)
 
+    def limit_cache(self, mib: int) -> None:
+        """Hold at most ``mib`` MiB of pages from now on and free what is cached beyond that
+        (a long-running daemon, after the open checks read the whole file)."""
+        with translated(self.path):
+            self._db.execute(f"PRAGMA cache_size = -{int(mib) * 1024}")
+            self._db.execute("PRAGMA shrink_memory")
+
     def close(self) -> None:
         self._db.close()
 
