@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from orchd.cli import cli
+from orchd.cli.actions import ACTIONS
 from orchd.errors import OrchdError, all_error_classes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,24 @@ def cli_reference() -> str:
     ]
     for ctx in _walk(cli):
         lines += [f"## `{ctx.command_path}`", "", "```", ctx.command.get_help(ctx), "```", ""]
+    lines += [
+        "## Control API actions",
+        "",
+        "While a daemon runs, these commands go through its socket as `POST /v1/actions/NAME`",
+        "(JSON body, JSON reply; `bundle import|verify` send the file as",
+        "`application/octet-stream` with the body in an `Orchd-Args` header, `bundle export`",
+        "receives it); the caller needs the scope in `authz.yaml`. Reading actions also stream:",
+        "`GET /v1/stream/audit.tail?after=N` (NDJSON). Without a daemon the same actions run",
+        "in-process (writes under the site lock). See ARCHITECTURE.md, \"The daemon\".",
+        "",
+        "| action | scope | writes |",
+        "| --- | --- | --- |",
+        *(
+            f"| `{a.name}` | `{a.scope}` | {'yes' if a.writes else 'no'} |"
+            for a in sorted(ACTIONS.values(), key=lambda a: a.name)
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
