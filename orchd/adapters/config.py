@@ -56,7 +56,15 @@ CONFIG_KEYS: dict[str, Key] = {
         "int",
         "10",
         "10",
-        "seconds between lease heartbeats of running jobs; a lease lasts 3 of them",
+        "seconds between lease heartbeats of running jobs (each renews the lease for lease_s)",
+    ),
+    "lease_s": key(
+        integer(2, 86_400),
+        "int",
+        "30",
+        "60",
+        "seconds a run's lease lasts without a heartbeat (renewed every heartbeat_s); at least "
+        "twice heartbeat_s",
     ),
     "clock_skew_s": key(
         integer(0, 86_400),
@@ -98,6 +106,7 @@ class Settings:
     kill_grace_s: int = 5
     rescan_s: int = 30
     heartbeat_s: int = 10
+    lease_s: int = 30
     clock_skew_s: int = 300
     socket: str = ""
     bundle_max_mb: int = 4096
@@ -132,7 +141,15 @@ def load(path: Path, environ: Mapping[str, str], *, explicit: bool) -> Settings:
         if name != "version" and variable in environ:
             values[name] = _from_environment(variable, environ[variable], spec)
     values.pop("version", None)
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.lease_s < 2 * settings.heartbeat_s:
+        raise ConfigInvalid(
+            where=str(path),
+            key="lease_s",
+            problem=f"{settings.lease_s} is less than twice heartbeat_s ({settings.heartbeat_s}): "
+            "a lease would lapse between two heartbeats",
+        )
+    return settings
 
 
 def _from_environment(variable: str, text: str, spec: Key) -> Any:

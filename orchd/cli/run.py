@@ -101,6 +101,7 @@ class Daemon:
             holder=f"{socket.gethostname()}:{os.getpid()}",
             kill_grace_ms=settings.kill_grace_s * 1000,
             heartbeat_ms=settings.heartbeat_s * 1000,
+            lease_ms=settings.lease_s * 1000,
         )
         self.spool = site.config.state_dir / SPOOL_DIR
         self.signals: list[int] = []

@@ -86,11 +86,13 @@ class Engine:
         holder: str,
         kill_grace_ms: int = KILL_GRACE_MS,
         heartbeat_ms: int = HEARTBEAT_MS,
+        lease_ms: int | None = None,
     ) -> None:
         self._ledger, self._policy, self._clock = ledger, policy, clock
         self._entropy, self._executor, self._actor = entropy, executor, actor
         self._holder = holder
         self._kill_grace_ms, self._heartbeat_ms = kill_grace_ms, heartbeat_ms
+        self._lease_ms = 3 * heartbeat_ms if lease_ms is None else lease_ms
         self.tally = Tally()
         self._pending: dict[str, tuple[JobView, int]] = {}  # job id -> (job, arrival)
         self._arrivals: dict[str, int] = {}  # job id -> its job.submitted seq, kept while it runs
@@ -298,7 +300,7 @@ class Engine:
         attempt = job.attempts + 1
         self._record("run.leased", f"run.leased:{run_id}", {
             "run_id": run_id, "job_id": job.job_id, "attempt": attempt,
-            "lease_expires_at": timefmt.format_ms(now_ms + 3 * self._heartbeat_ms),
+            "lease_expires_at": timefmt.format_ms(now_ms + self._lease_ms),
         })  # fmt: skip
         del self._pending[job.job_id]
         self._not_before.pop(job.job_id, None)
@@ -503,7 +505,7 @@ class Engine:
             self._next_heartbeat_ms = mono + self._heartbeat_ms
         elif mono >= self._next_heartbeat_ms:
             self._next_heartbeat_ms = mono + self._heartbeat_ms
-            until = timefmt.format_ms(self._clock.now_ms() + 3 * self._heartbeat_ms)
+            until = timefmt.format_ms(self._clock.now_ms() + self._lease_ms)
             self._write_leases(dict.fromkeys(self._active, until))
 
     def _write_leases(self, expires: dict[str, str]) -> None:

@@ -67,3 +67,13 @@ def test_a_bad_file_names_file_line_and_key(
 def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigInvalid, match="ORCHD_HEARTBEAT_S"):
         config.load(tmp_path / "none.yaml", {"ORCHD_HEARTBEAT_S": "soon"}, explicit=False)
+
+
+def test_a_lease_shorter_than_two_heartbeats_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "orchd.yaml"
+    path.write_text("version: 1\nheartbeat_s: 20\nlease_s: 30\n")
+
+    with pytest.raises(ConfigInvalid, match="lease_s") as caught:
+        config.load(path, {}, explicit=True)
+    assert "twice heartbeat_s" in caught.value.message
+    assert config.load(path, {"ORCHD_LEASE_S": "40"}, explicit=True).lease_s == 40

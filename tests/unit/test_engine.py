@@ -162,7 +162,9 @@ class World:
     entropy: CountingEntropy
     executor: FakeExecutor
 
-    def engine(self, policy: Policy, executor: FakeExecutor | None = None) -> Engine:
+    def engine(
+        self, policy: Policy, executor: FakeExecutor | None = None, **options: int
+    ) -> Engine:
         return Engine(
             self.ledger,
             policy,
@@ -172,6 +174,7 @@ class World:
             WORKER,
             holder="test:1",
             kill_grace_ms=GRACE_MS,
+            **options,
         )
 
     def submit(self, policy: Policy, job_type: str = "fetch", **changes: Any) -> str:
@@ -281,6 +284,20 @@ def test_a_job_that_exits_0_succeeds_and_its_output_is_kept(world: World) -> Non
             "job_state": "succeeded",
         }
     ]
+
+
+@pytest.mark.parametrize(("options", "lease_ms"), [({}, 30_000), ({"lease_ms": 45_000}, 45_000)])
+def test_a_lease_lasts_three_heartbeats_or_what_it_is_set_to(
+    world: World, options: dict[str, int], lease_ms: int
+) -> None:
+    rules = policy()
+    job_id = world.submit(rules)
+    leased_at = world.clock.now_ms()
+
+    world.engine(rules, heartbeat_ms=10_000, **options).run(until_idle=True)
+
+    [leased] = world.payloads(job_id, "run.leased")
+    assert leased["lease_expires_at"] == timefmt.format_ms(leased_at + lease_ms)
 
 
 def test_a_failure_is_retried_after_the_backoff_then_succeeds(world: World) -> None:
