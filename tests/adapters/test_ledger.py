@@ -126,3 +126,35 @@ def test_creating_where_the_directory_is_missing_is_a_storage_error(tmp_path: Pa
         SqliteLedger.create(
             tmp_path / "absent" / "ledger.db", "hq", FakeClock(), CountingEntropy(), first
         )
+
+
+def _steps_of_pending_jobs(ledger: SqliteLedger) -> int:
+    """SQLite virtual-machine steps that ``pending_jobs`` takes."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    ledger._db.conn.set_progress_handler(count, 1)
+    try:
+        found = ledger.pending_jobs()
+    finally:
+        ledger._db.conn.set_progress_handler(None, 1)
+    assert [job.job_id for job, _ in found] == [JOB_A]
+    return steps
+
+
+def test_finding_pending_jobs_does_not_grow_with_finished_ones(ledger: SqliteLedger) -> None:
+    ledger.append([submitted(JOB_A)])
+    done = [f"01KB{n:022d}" for n in range(100, 2100)]
+
+    ledger.append([submitted(job_id) for job_id in done[:20]])
+    ledger.append([moved(job_id, "queued", "cancelled") for job_id in done[:20]])
+    few = _steps_of_pending_jobs(ledger)
+    ledger.append([submitted(job_id) for job_id in done[20:]])
+    ledger.append([moved(job_id, "queued", "cancelled") for job_id in done[20:]])
+    many = _steps_of_pending_jobs(ledger)
+
+    assert many < 2 * few  # 100 times as many finished jobs: not 100 times the work

@@ -130,7 +130,7 @@ def test_requests_spooled_while_down_and_while_up_become_jobs_exactly_once(
         done = daemon.cli("jobs", "submit", "echo", "--spool", "--param", f"n={n}")
         assert done.returncode == 0, done.stderr
     daemon.start()
-    for n in range(20, 520):  # a burst while it runs
+    for n in range(20, 1020):  # 1,000 files at once while it runs
         daemon.drop(
             f"burst-{n:04d}.json",
             json.dumps({"job_type": "echo", "params": {"n": str(n)}}).encode(),
@@ -144,8 +144,8 @@ def test_requests_spooled_while_down_and_while_up_become_jobs_exactly_once(
     assert code == 0, err
     jobs = daemon.jobs()
     keys = [j["key"] for j in jobs]
-    assert len(jobs) == 520 and len(set(keys)) == 520
-    assert {j["params"]["n"] for j in jobs} == {str(n) for n in range(520)}  # type: ignore[index]
+    assert len(jobs) == 1020 and len(set(keys)) == 1020
+    assert {j["params"]["n"] for j in jobs} == {str(n) for n in range(1020)}  # type: ignore[index]
     assert not os.listdir(daemon.spool / "cur") and not os.listdir(daemon.spool / "new")
     assert daemon.cli("ledger", "verify").returncode == 0
 

@@ -388,10 +388,13 @@ class SqliteLedger:
         """This site's jobs that have not run yet or wait to run again, with the seq of their
         ``job.submitted`` event (their arrival order)."""
         columns = ", ".join(f"j.{name}" for name in JOB_COLUMNS)
+        # from the pending jobs (by state) to their events: left to itself the planner walks
+        # every event of the site, which grows with the ledger and runs on every daemon tick
         sql = (
-            f"SELECT {columns}, e.seq FROM jobs j JOIN events e ON e.job_id = j.job_id "
-            "AND e.origin = j.origin AND e.type = 'job.submitted' WHERE j.origin = ? "
-            "AND j.state IN ('queued', 'waiting', 'throttled', 'retry_wait') ORDER BY e.seq"
+            f"SELECT {columns}, e.seq FROM jobs j INDEXED BY jobs_by_state CROSS JOIN events e "
+            "ON e.job_id = j.job_id AND e.origin = j.origin AND e.type = 'job.submitted' "
+            "WHERE j.origin = ? AND j.state IN ('queued', 'waiting', 'throttled', 'retry_wait') "
+            "ORDER BY e.seq"
         )
         with translated(self.path):
             rows = self._db.execute(sql, [self._site_id]).fetchall()
