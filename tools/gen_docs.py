@@ -77,7 +77,7 @@ def cli_reference() -> str:
         "`application/octet-stream` with the body in an `Orchd-Args` header, `bundle export`",
         "receives it); the caller needs the scope in `authz.yaml`. Reading actions also stream:",
         "`GET /v1/stream/audit.tail?after=N` (NDJSON). Without a daemon the same actions run",
-        "in-process (writes under the site lock). See ARCHITECTURE.md, \"The daemon\".",
+        'in-process (writes under the site lock). See ARCHITECTURE.md, "The daemon".',
         "",
         "| action | scope | writes |",
         "| --- | --- | --- |",

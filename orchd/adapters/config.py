@@ -10,6 +10,7 @@ a default); a file named explicitly must exist. ``CONFIG_KEYS`` is the one list 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -23,6 +24,14 @@ from .policy_files import REQUIRED, At, Key, absolute_path, choice, integer, key
 
 DEFAULT_PATH = Path("/etc/orchd/orchd.yaml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _group_name(node: yaml.Node, at: At) -> str:
+    value = node.value if isinstance(node, yaml.ScalarNode) else None
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", value):
+        raise at.error("expected a group name such as orchd-operators")
+    return value
+
 
 CONFIG_KEYS: dict[str, Key] = {
     "version": key(
@@ -82,6 +91,14 @@ CONFIG_KEYS: dict[str, Key] = {
         "where the daemon serves its control API; empty: $RUNTIME_DIRECTORY/orchd.sock under "
         "systemd, else STATE_DIR/orchd.sock",
     ),
+    "socket_group": key(
+        _group_name,
+        "text",
+        "(empty)",
+        "orchd-operators",
+        "the group the control socket belongs to (mode 0660), so its members can reach the "
+        "daemon; empty: the daemon's own group",
+    ),
     "bundle_max_mb": key(
         integer(1, 1 << 20),
         "int",
@@ -109,6 +126,7 @@ class Settings:
     lease_s: int = 30
     clock_skew_s: int = 300
     socket: str = ""
+    socket_group: str = ""
     bundle_max_mb: int = 4096
     log_level: str = "info"
 

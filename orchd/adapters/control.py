@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from orchd.errors import BadInput, BundleRefused, OrchdError, PolicyInvalid
+from orchd.errors import BadInput, BundleRefused, ConfigInvalid, OrchdError, PolicyInvalid
 
 from .policy_files import Key, choice, integer, key, list_of, read_document, record
 
@@ -194,6 +194,7 @@ class ControlServer:
         *,
         transfers: Path,
         max_upload: int,
+        group: str = "",
     ) -> None:
         self.path, self.authz, self._submit = path, authz, submit
         self.transfers, self.max_upload = transfers, max_upload
@@ -204,6 +205,17 @@ class ControlServer:
             path.unlink()  # left by a daemon that died; the site lock says none runs now
         server = _Server(str(path), _handler(self))
         path.chmod(0o660)
+        if group:
+            try:
+                os.chown(path, -1, grp.getgrnam(group).gr_gid)
+            except (KeyError, PermissionError) as exc:
+                server.server_close()
+                path.unlink()
+                raise ConfigInvalid(
+                    where="socket_group", key=group,
+                    problem="no such group" if isinstance(exc, KeyError) else
+                    "the daemon may not give its socket to that group (it must be a member)",
+                ) from None  # fmt: skip
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="control", daemon=True)
 

@@ -380,6 +380,18 @@ class Daemon:
 
     def serve(self) -> engine.Tally:
         spool.ensure(self.spool)
+        server = control.ControlServer(
+            self.socket_path,
+            control.load_authz(self.site.config.policy_dir),
+            self._enqueue,
+            transfers=self.site.config.state_dir / TRANSFER_DIR,
+            max_upload=self.settings.bundle_max_bytes,
+            group=self.settings.socket_group,
+        )
+        folder = self.socket_path.parent
+        if not folder.stat().st_mode & 0o011:
+            self.log("warning", "only the daemon's user can traverse the socket's directory, so "
+                     "no operator can reach the socket", directory=str(folder))  # fmt: skip
         handlers = {
             sig: signal.signal(sig, self._on_signal)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -390,13 +402,6 @@ class Daemon:
         observer.schedule(_Wake(self.executor), str(self.spool / "new"), recursive=False)
         observer.start()
         self.timer.start()
-        server = control.ControlServer(
-            self.socket_path,
-            control.load_authz(self.site.config.policy_dir),
-            self._enqueue,
-            transfers=self.site.config.state_dir / TRANSFER_DIR,
-            max_upload=self.settings.bundle_max_bytes,
-        )
         server.start()
         self._audit("daemon.started", {"version": __version__, "pid": os.getpid()})
         self.notifier.ready(f"ready: site {self.site.ledger.site_id}")

@@ -484,3 +484,26 @@ def test_a_bundle_over_the_daemons_cap_is_refused_before_it_is_read(
     assert "bundle_max_mb" in refused.stderr
     assert list((daemon.state / "transfers").iterdir()) == []
     assert daemon.stop()[0] == 0
+
+
+def test_the_socket_belongs_to_the_configured_group(daemon: Daemon) -> None:
+    import grp
+
+    daemon.start(ORCHD_SOCKET_GROUP="nogroup")
+
+    info = (daemon.state / "orchd.sock").stat()
+
+    assert info.st_gid == grp.getgrnam("nogroup").gr_gid and info.st_mode & 0o777 == 0o660
+    assert daemon.stop()[0] == 0
+
+
+def test_an_unknown_socket_group_stops_the_daemon_at_start(daemon: Daemon) -> None:
+    env = {**child_env(), "ORCHD_SOCKET_GROUP": "no-such-group"}
+
+    done = subprocess.run(
+        daemon.argv("run"), capture_output=True, text=True, timeout=60, cwd=REPO, env=env
+    )
+
+    assert done.returncode == 19, done.stderr
+    assert "no-such-group" in done.stderr and "no such group" in done.stderr
+    assert not (daemon.state / "orchd.sock").exists()
