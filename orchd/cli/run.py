@@ -164,17 +164,18 @@ class Daemon:
             policy = policy_files.load(self.site.config.policy_dir)
         except OrchdError as exc:
             self.last_error = exc.message
-            self.log("error", "policy reload refused; the old policy stays", error=exc.message)
-            self._audit("policy.reload_failed", {"error": exc.message[:4000]})
+            event = self._audit("policy.reload_failed", {"error": exc.message[:4000]})
+            self.log("error", "policy reload refused; the old policy stays", error=exc.message,
+                     event=event)  # fmt: skip
             return
         self.policy = policy
         self.engine.set_policy(policy)
         self.schedules_due = True
-        self._audit(
+        event = self._audit(
             "policy.reloaded",
             {"job_types": len(policy.job_types), "schedules": len(policy.schedules)},
         )
-        self.log("info", "policy reloaded", schedules=len(policy.schedules))
+        self.log("info", "policy reloaded", schedules=len(policy.schedules), event=event)
 
     def _watch_clock(self, mono: int) -> None:
         wall = self.site.clock.now_ms()
@@ -182,7 +183,7 @@ class Daemon:
         self.clock_seen = (wall, mono)
         drift = (wall - seen_wall) - (mono - seen_mono)
         if abs(drift) > CLOCK_JUMP_MS:
-            self._audit(
+            event = self._audit(
                 "clock.jumped",
                 {
                     "from": timefmt.format_ms(seen_wall),
@@ -190,7 +191,7 @@ class Daemon:
                     "jump_ms": drift,
                 },
             )
-            self.log("warning", "wall clock jumped", jump_ms=drift)
+            self.log("warning", "wall clock jumped", jump_ms=drift, event=event)
             self.schedules_due = True
 
     def _report(self, mono: int) -> None:
@@ -205,7 +206,8 @@ class Daemon:
             self.next_watchdog = mono + watchdog // 2
             self.notifier.watchdog()
 
-    def _audit(self, event_type: str, payload: dict[str, object]) -> None:
+    def _audit(self, event_type: str, payload: dict[str, object]) -> str:
+        """Record an event of the daemon's own; its id for the log ("" if it failed)."""
         now = timefmt.format_ms(self.site.clock.now_ms())
         draft = Draft(
             type=event_type,
@@ -214,9 +216,10 @@ class Daemon:
             idempotency_key=f"{event_type}:{now}:{os.getpid()}",
         )
         try:
-            self.site.ledger.append([draft])
+            return self.site.ledger.append([draft])[0].event_id
         except OrchdError as exc:
-            self.log("error", "could not record", event=event_type, error=exc.message)
+            self.log("error", "could not record", event_type=event_type, error=exc.message)
+            return ""
 
     # --- the control API (on the loop thread) -----------------------------------------------
 
@@ -249,7 +252,7 @@ class Daemon:
         if chosen is None or call.method != "POST":
             return 404, {"error": f"no {call.method} {call.path}", "code": 10}, False
         if chosen.scope not in call.scopes:
-            self._audit(
+            event = self._audit(
                 "api.denied",
                 {
                     "uid": call.peer.uid,
@@ -260,7 +263,7 @@ class Daemon:
                 },
             )
             self.log("warning", "api call denied", uid=call.peer.uid, scope=chosen.scope,
-                     path=call.path)  # fmt: skip
+                     path=call.path, event=event)  # fmt: skip
             return (
                 403,
                 {
@@ -329,6 +332,7 @@ class Daemon:
             file=claimed.name,
             job=done.job.job_id,
             new=done.created,
+            event=done.event_id,
         )
 
     def _reject(self, claimed: spool.Claimed, reason: str) -> None:
@@ -338,11 +342,10 @@ class Daemon:
             idempotency_key=f"spool.rejected:{claimed.name}:{claimed.identity}",
             payload={"file": claimed.name, "reason": reason[:4000]},
         )
-        self.site.ledger.append([draft])
+        [event] = self.site.ledger.append([draft])
         moved = spool.reject(self.spool, claimed.name, reason)
-        self.log(
-            "warning", "spool request rejected", file=claimed.name, moved_to=moved, reason=reason
-        )
+        self.log("warning", "spool request rejected", file=claimed.name, moved_to=moved,
+                 reason=reason, event=event.event_id)  # fmt: skip
 
     def _fire(self) -> bool:
         try:

@@ -43,6 +43,7 @@ class SubmitRequest:
 class Submitted:
     job: JobView
     created: bool  # False: the key was already used for this same request
+    event_id: str = ""  # the job.submitted event recorded now ("" when nothing was)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,11 +156,11 @@ def submit(
         state=initial_state(job_type),
         source=request.source,
     )
-    ledger.append([draft])
+    [event] = ledger.append([draft])
     job = ledger.job(job_id)
     if job is None:  # the append succeeded, so the projection must hold it
         raise JobNotFound(job_id=job_id)
-    return Submitted(job=job, created=True)
+    return Submitted(job=job, created=True, event_id=event.event_id)
 
 
 def submitted_draft(

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, child_env
@@ -80,12 +81,15 @@ class Daemon:
 
     def events(self, event_type: str) -> list[dict[str, object]]:
         """Events of a type, read with the ledger adapter (while the daemon holds the lock)."""
+        return [dict(e.payload) for e in self.full_events(event_type)]
+
+    def full_events(self, event_type: str) -> list[Any]:
         from orchd.adapters.ledger import SqliteLedger
         from orchd.adapters.system import OsEntropy, SystemClock
 
         ledger = SqliteLedger.open(self.state / "ledger.db", SystemClock(), OsEntropy())
         try:
-            return [dict(e.payload) for e in ledger.events_of_type(event_type)]
+            return ledger.events_of_type(event_type)
         finally:
             ledger.close()
 
@@ -208,6 +212,16 @@ def test_sighup_with_a_broken_policy_keeps_the_old_one(daemon: Daemon) -> None:
 
     assert code == 0, err
     assert "site.yaml" in str(daemon.events("policy.reload_failed")[0]["error"])
+    logged = {
+        line["msg"]: line.get("event")
+        for line in (json.loads(text) for text in err.splitlines() if text.startswith("{"))
+    }  # each log line about a recorded event names it
+    for message, event_type in [
+        ("policy reload refused; the old policy stays", "policy.reload_failed"),
+        ("spool request recorded", "job.submitted"),
+        ("policy reloaded", "policy.reloaded"),
+    ]:
+        assert logged[message] == daemon.full_events(event_type)[0].event_id
 
 
 def test_a_second_daemon_fails_fast(daemon: Daemon) -> None:
