@@ -24,6 +24,8 @@ job_types:
   echo:
     argv: [/bin/sh, -c, "echo {n}"]
     params: {n: "0"}
+  slow:
+    argv: [/bin/sleep, "60"]
 """
 
 
@@ -521,3 +523,22 @@ def test_an_unknown_socket_group_stops_the_daemon_at_start(daemon: Daemon) -> No
     assert done.returncode == 19, done.stderr
     assert "no-such-group" in done.stderr and "no such group" in done.stderr
     assert not (daemon.state / "orchd.sock").exists()
+
+
+def test_sigterm_lets_a_run_go_on_for_the_grace_then_interrupts_it(daemon: Daemon) -> None:
+    daemon.start()
+    assert daemon.cli("jobs", "submit", "slow", "--key", "long").returncode == 0
+    wait_until(lambda: [j["state"] for j in daemon.jobs()] == ["running"])
+    assert daemon.proc is not None
+
+    sent = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.proc.wait(timeout=60)
+    took = time.monotonic() - sent
+    daemon.log.close()
+
+    assert daemon.proc.returncode == 0
+    assert 2 <= took < 10  # the 2 s grace, then SIGTERM to the run's group (sleep obeys it)
+    [job] = daemon.jobs()
+    [ended] = daemon.events("run.ended")
+    assert ended["outcome"] == "interrupted" and job["state"] != "running"
