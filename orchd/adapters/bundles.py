@@ -19,7 +19,7 @@ import binascii
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +35,7 @@ from orchd.errors import (
     MalformedEvent,
     OrchdError,
     SignatureInvalid,
+    StateConflict,
     StorageError,
     UntrustedKey,
 )
@@ -68,9 +69,12 @@ def export(
     recipient: str,
     now_ms: int,
     expires_in_ms: int = DEFAULT_EXPIRY_MS,
+    since: Mapping[str, tuple[int, str]] | None = None,
     progress: Callable[[str, int], None] = lambda origin, count: None,
 ) -> Exported:
-    """Write a full bundle of every origin held here to ``out`` (which must not exist)."""
+    """Write a bundle to ``out`` (which must not exist): every event held here, or with
+    ``since`` (the recipient's receipt: origin -> (seq, hash) it holds) an incremental one of
+    what comes after, each range continuing from the hash the recipient acknowledged."""
     own = ledger.trust_key(key.key_id)
     if own is None or own.role != "own" or own.site != ledger.site_id:
         raise UntrustedKey(
@@ -79,27 +83,29 @@ def export(
             detail="the key file is not this site's current signing key",
         )
     heads = ledger.heads()
+    starts = _starts(ledger, heads, since, recipient)
     created_at = timefmt.format_ms(now_ms)
     with bundle_io.staging_beside(out) as staging:
         ranges, members, files = [], [], []
-        for index, origin in enumerate(sorted(heads)):
+        for index, (origin, (first, before)) in enumerate(sorted(starts.items())):
             head_seq, head_hash = heads[origin]
             made = bundle_io.compress_lines(
                 staging / f"{index}.zst",
-                _counting(ledger.bodies(origin, 1, head_seq), origin, progress),
+                _counting(ledger.bodies(origin, first, head_seq), origin, progress),
             )
-            if made.records != head_seq:
+            if made.records != head_seq - first + 1:
                 raise StorageError(
                     path=ledger.path,
-                    detail=f"{origin} holds {made.records} events, its head says {head_seq}",
+                    detail=f"{origin} holds {made.records} events from seq {first}, its head "
+                    f"says {head_seq}",
                 )
             name = bundle.member_name(origin)
             ranges.append(
                 bundle.Range(
                     origin=origin,
-                    from_seq=1,
+                    from_seq=first,
                     to_seq=head_seq,
-                    prev_hash=bundle.ZERO_HASH,
+                    prev_hash=before,
                     last_hash=head_hash,
                     member=name,
                 )
@@ -126,7 +132,7 @@ def export(
             recipient=recipient,
             created_at=created_at,
             expires_at=timefmt.format_ms(now_ms + expires_in_ms),
-            kind="full",
+            kind="full" if since is None else "incremental",
             ranges=tuple(ranges),
             previous=previous[-1] if previous else "",
             members=tuple(members),
@@ -172,6 +178,38 @@ def export(
         ]
     )
     return Exported(path=out, manifest=manifest, size=size, events=sum(m.records for m in members))
+
+
+def _starts(
+    ledger: SqliteLedger,
+    heads: Mapping[str, tuple[int, str]],
+    since: Mapping[str, tuple[int, str]] | None,
+    recipient: str,
+) -> dict[str, tuple[int, str]]:
+    """origin -> (first seq to send, the hash before it): all of it, or what comes after the
+    recipient's receipt; an acknowledged hash this site does not hold means the chains differ.
+    Never the recipient's own events: it is their source (a bundle for any site has them all)."""
+    if since is None:
+        return {o: (1, bundle.ZERO_HASH) for o in heads if o != recipient}
+    acked = [(o, seq) for o, (seq, _) in since.items() if o in heads and 1 <= seq <= heads[o][0]]
+    ours = ledger.hashes(acked)
+    starts = {}
+    for origin, (head_seq, _) in heads.items():
+        seq, digest = since.get(origin, (0, bundle.ZERO_HASH))
+        if seq >= head_seq or origin == recipient:
+            continue  # the recipient holds all of it
+        if seq and ours.get((origin, seq)) != digest:
+            raise StateConflict(
+                detail=f"{recipient} acknowledged {origin}/{seq} with a hash this site does not "
+                "hold there: the chains differ; export --full and compare the ledgers"
+            )
+        starts[origin] = (seq + 1, digest)
+    if not starts:
+        raise StateConflict(
+            detail=f"{recipient} holds every event this site holds (its last receipt says so); "
+            "nothing to send (--full sends everything again)"
+        )
+    return starts
 
 
 def _counting(
@@ -413,6 +451,7 @@ def import_bundle(
                 lambda: _records(
                     manifest,
                     steps,
+                    heads,
                     signer,
                     actor,
                     report,
@@ -493,6 +532,7 @@ def _events(
 def _records(
     manifest: Manifest,
     steps: Sequence[Step],
+    heads: Mapping[str, tuple[int, str]],
     signer: Signer,
     actor: Actor,
     report: Report,
@@ -502,6 +542,9 @@ def _records(
     applied = {
         s.range.origin: [s.after_seq + 1, s.range.to_seq] for s in steps if s.action == "apply"
     }
+    held = dict(heads) | {
+        s.range.origin: (s.range.to_seq, s.range.last_hash) for s in steps if s.action == "apply"
+    }  # the receipt: what this site holds now, so the exporter's next bundle starts after it
     drafts = []
     if signer.followed_rotation is not None:
         new = signer.followed_rotation
@@ -528,6 +571,7 @@ def _records(
                 "exporter": manifest.exporter,
                 "ranges": applied,
                 "events": report.applied,
+                "watermarks": {origin: [seq, digest] for origin, (seq, digest) in held.items()},
             },
             reason=reason,
             ticket=ticket,

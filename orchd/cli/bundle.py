@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def bundle_() -> None:
 )
 @click.option("--peer", help="The site it is for (default: any site that trusts this one).")
 @click.option(
-    "--full", is_flag=True, help="Every event held (the default until peers acknowledge bundles)."
+    "--full",
+    is_flag=True,
+    help="Every event held, even what --peer acknowledged (default: what it lacks).",
 )
 @click.option(
     "--expires-in",
@@ -63,6 +66,7 @@ def export(
     body = {
         "recipient": ANY_SITE if peer is None else check_name("site id", peer),
         "expires_in_ms": parse_duration(expires_in),
+        "full": full,
     }
     with bundle_io.staging_beside(out) as staging:
         written = staging / "bundle"
@@ -72,6 +76,9 @@ def export(
     if as_json:
         emit_json(summary)
     else:
+        after = summary["after_receipt"]
+        if after:
+            click.echo(f"incremental: what {peer} lacks after its receipt of {after}", err=True)
         click.echo(
             f"exported {summary['events']} events of {len(summary['ranges'])} sites to {out} "
             f"({summary['size']} bytes, bundle {summary['bundle_id']}, "
@@ -90,9 +97,13 @@ def _export(call: Request) -> dict[str, Any]:
     expires_in_ms = number(body, "expires_in_ms") or bundles.DEFAULT_EXPIRY_MS
     if not 60_000 <= expires_in_ms <= MAX_EXPIRY_MS:
         raise BadInput(detail="'expires_in_ms' must be from a minute to 999,999 days")
+    receipt = None if flag(body, "full") else site.ledger.receipts().get(recipient)
+    since = None
+    if receipt is not None:
+        since = {o: (m[0], m[1]) for o, m in json.loads(receipt.watermarks).items()}
     done = bundles.export(site.ledger, site_key(site), call.actor, call.download,
                           recipient=recipient, now_ms=site.clock.now_ms(),
-                          expires_in_ms=expires_in_ms)  # fmt: skip
+                          expires_in_ms=expires_in_ms, since=since)  # fmt: skip
     m = done.manifest
     return {
         "bundle_id": m.bundle_id,
@@ -102,6 +113,7 @@ def _export(call: Request) -> dict[str, Any]:
         "kind": m.kind,
         "expires_at": m.expires_at,
         "ranges": {r.origin: [r.from_seq, r.to_seq] for r in m.ranges},
+        "after_receipt": receipt.bundle_id if receipt is not None else None,
     }
 
 

@@ -41,6 +41,7 @@ def _status(call: Request) -> dict[str, Any]:
         "failures": [run_json(r) for r in now.failures],
         "freshness": [dataclasses.asdict(f) for f in now.freshness],
         "paused": [p._asdict() for p in now.paused],
+        "peers": [dataclasses.asdict(p) for p in now.peers],
     }
 
 
@@ -86,12 +87,25 @@ def _show(now: dict[str, Any]) -> None:
     _section("freshness (last success)", ("SOURCE", "TYPE", "AT", "AGE"), fresh)
     paused = [(p["source"], p["paused_at"], p["reason"]) for p in now["paused"]]
     _section("paused sources", ("SOURCE", "SINCE", "REASON"), paused)
+    peers = [
+        (p["site"], _ago(p["last_sent"], p["sent_age_s"]),
+         _ago(p["last_acknowledged"], p["acknowledged_age_s"]),
+         _ago(p["last_received"], p["received_age_s"]))
+        for p in now["peers"]
+    ]  # fmt: skip
+    _section("peers (bundles)", ("PEER", "LAST SENT", "ACKNOWLEDGED", "LAST RECEIVED"), peers)
 
 
 def _section(title: str, headers: tuple[str, ...], rows: Sequence[Sequence[object]]) -> None:
     click.echo(f"\n{title}: {len(rows)}")
     if rows:
         table(headers, rows)
+
+
+def _ago(bundle_id: str | None, seconds: int | None) -> str:
+    if bundle_id is None or seconds is None:
+        return "-"
+    return f"{bundle_id[:12]} ({_age(seconds)} ago)"
 
 
 def _age(seconds: int) -> str:

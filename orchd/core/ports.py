@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchd.core.events import Draft, Event
-from orchd.core.projection import JobView, OverrideView, PauseView, RunView
+from orchd.core.projection import (
+    BundleView,
+    JobView,
+    OverrideView,
+    PauseView,
+    ReceiptView,
+    RunView,
+)
 from orchd.core.trust import KeyView
 
 
@@ -160,6 +167,14 @@ class Ledger(Protocol):
     def trust_key(self, key_id: str) -> KeyView | None: ...
 
     def trust_keys(self) -> list[KeyView]: ...
+
+    def bundle_records(self) -> list[BundleView]:
+        """The bundles this site exported and imported, oldest first."""
+        ...
+
+    def receipts(self) -> dict[str, ReceiptView]:
+        """peer -> the newest receipt it recorded for a bundle of this site's."""
+        ...
 
     def key_events_of_others(self) -> list[Event]: ...
 

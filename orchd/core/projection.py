@@ -7,6 +7,7 @@ runs are changed only by events of the job's own origin, and only as the state m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -147,6 +148,7 @@ def apply_override(event: Event, current: OverrideView | None) -> OverrideView |
     )  # fmt: skip
 
 
+_HASH = re.compile("[0-9a-f]{64}")
 MAX_OUTPUT_CHARS = 65536  # the tail of a run's output kept in run.ended
 
 
@@ -160,12 +162,23 @@ class BundleView(NamedTuple):
     ranges: str  # canonical JSON {origin: [from_seq, to_seq]}
 
 
+class ReceiptView(NamedTuple):
+    """A row of ``receipts``: the newest receipt a peer recorded for a bundle of this site's,
+    saying what the peer held once it was imported (its watermarks)."""
+
+    peer: str
+    bundle_id: str
+    at: str  # when the peer imported it (its clock)
+    seq: int  # the receipt's seq in the peer's chain: a newer receipt has a higher one
+    watermarks: str  # canonical JSON {origin: [seq, hash]}
+
+
 BUNDLE_TYPES = frozenset({"bundle.exported", "bundle.imported"})
 _BUNDLE_FIELDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "bundle.exported": ({"bundle_id": str, "recipient": str, "kind": str, "ranges": dict,
                          "sha256": str, "size": int}, {}),
     "bundle.imported": ({"bundle_id": str, "exporter": "site id", "ranges": dict, "events": int},
-                        {}),
+                        {"watermarks": dict}),
 }  # fmt: skip
 
 
@@ -179,6 +192,12 @@ def apply_bundle(event: Event, local: str) -> BundleView | None:
         if not (isinstance(span, list) and len(span) == 2 and all(type(n) is int for n in span)
                 and 1 <= span[0] <= span[1]):  # fmt: skip
             raise _bad(event, f"range of {origin} must be [from_seq, to_seq]")
+    for origin, mark in p.get("watermarks", {}).items():
+        check_name("site id", origin)
+        if not (isinstance(mark, list) and len(mark) == 2 and type(mark[0]) is int
+                and mark[0] >= 1 and isinstance(mark[1], str)
+                and _HASH.fullmatch(mark[1])):  # fmt: skip
+            raise _bad(event, f"watermark of {origin} must be [seq, hash]")
     if event.origin != local:
         return None
     if event.type == "bundle.exported":
@@ -186,6 +205,18 @@ def apply_bundle(event: Event, local: str) -> BundleView | None:
                           canonical.dump(p["ranges"]).decode())  # fmt: skip
     return BundleView(p["bundle_id"], "import", p["exporter"], event.occurred_at,
                       canonical.dump(p["ranges"]).decode())  # fmt: skip
+
+
+def receipt_of(event: Event, local: str) -> ReceiptView | None:
+    """A peer's receipt for a bundle of ``local``'s: its ``bundle.imported`` of one exported
+    here, with watermarks (checked by ``apply_bundle``); None for any other event."""
+    p = event.payload
+    if event.type != "bundle.imported" or p["exporter"] != local or event.origin == local:
+        return None
+    if "watermarks" not in p:
+        return None
+    marks = canonical.dump(p["watermarks"]).decode()
+    return ReceiptView(event.origin, p["bundle_id"], event.occurred_at, event.seq, marks)
 
 
 JOB_COLUMNS = JobView._fields

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from orchd.core import timefmt
 from orchd.core.machines import JOB
 from orchd.core.ports import Clock, Ledger
-from orchd.core.projection import JobView, PauseView, RunView
+from orchd.core.projection import BundleView, JobView, PauseView, ReceiptView, RunView
 
 SCOPE = "orch:read"
 RECENT = 10
@@ -22,6 +22,20 @@ class Freshness:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Peer:
+    """What this site last sent a peer, last received from it, and what the peer last
+    acknowledged (its receipt); ages in seconds, None where nothing happened yet."""
+
+    site: str
+    last_sent: str | None  # bundle id
+    sent_age_s: int | None
+    last_received: str | None
+    received_age_s: int | None
+    last_acknowledged: str | None  # the bundle of ours the peer's newest receipt is for
+    acknowledged_age_s: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Status:
     site_id: str
     now: str
@@ -32,6 +46,7 @@ class Status:
     failures: list[RunView]  # the most recent failed or timed-out runs, at most RECENT
     paused: list[PauseView]
     freshness: list[Freshness]
+    peers: list[Peer]
 
 
 def status(ledger: Ledger, clock: Clock) -> Status:
@@ -51,7 +66,39 @@ def status(ledger: Ledger, clock: Clock) -> Status:
         failures=ledger.recent_runs(("failed", "timed_out"), RECENT),
         freshness=[_freshness(row, now_ms) for row in ledger.last_successes()],
         paused=ledger.pauses(),
+        peers=peers(ledger.bundle_records(), ledger.receipts(), now_ms),
     )
+
+
+def peers(records: list[BundleView], receipts: dict[str, ReceiptView], now_ms: int) -> list[Peer]:
+    """Per peer (a named recipient, an exporter, or a site that returned a receipt): the newest
+    bundle each way and the newest receipt, with their ages."""
+    sent: dict[str, BundleView] = {}
+    received: dict[str, BundleView] = {}
+    for record in records:  # oldest first: the last one kept is the newest
+        if record.direction == "export" and record.site != "*":
+            sent[record.site] = record
+        elif record.direction == "import":
+            received[record.site] = record
+
+    def age(at: str | None) -> int | None:
+        return None if at is None else max(0, (now_ms - timefmt.parse_canonical(at)) // 1000)
+
+    found = []
+    for site in sorted(set(sent) | set(received) | set(receipts)):
+        out, back, ack = sent.get(site), received.get(site), receipts.get(site)
+        found.append(
+            Peer(
+                site=site,
+                last_sent=out.bundle_id if out else None,
+                sent_age_s=age(out.at if out else None),
+                last_received=back.bundle_id if back else None,
+                received_age_s=age(back.at if back else None),
+                last_acknowledged=ack.bundle_id if ack else None,
+                acknowledged_age_s=age(ack.at if ack else None),
+            )
+        )
+    return found
 
 
 def _freshness(row: tuple[str | None, str, str], now_ms: int) -> Freshness:

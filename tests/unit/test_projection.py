@@ -10,7 +10,7 @@ from sealed import ORIGIN, OTHER_ORIGIN, make_id, seal
 from orchd.core import projection
 from orchd.core.events import Event
 from orchd.core.projection import JobView, RunView
-from orchd.errors import InvalidTransition, MalformedEvent
+from orchd.errors import InvalidTransition, MalformedEvent, OrchdError
 
 JOB_ID = make_id(1)
 RUN_1 = make_id(2)
@@ -359,3 +359,52 @@ def test_the_malformed_cases_are_well_formed_without_the_fault():
     assert jobs[JOB_ID].state == "throttled"
     jobs, runs = fold_steps(submitted(), leased(), started(), ended())
     assert runs[RUN_1].state == "succeeded"
+
+
+# --- receipts -----------------------------------------------------------------------------------
+
+HASH_A = "a" * 64
+
+
+def imported(exporter: str = ORIGIN, **changes: Any) -> dict[str, Any]:
+    marks = {ORIGIN: [9, HASH_A], OTHER_ORIGIN: [4, HASH_A]}
+    payload = {"bundle_id": "b" * 64, "exporter": exporter, "ranges": {ORIGIN: [1, 9]},
+               "events": 9, "watermarks": marks}  # fmt: skip
+    return {**payload, **changes}
+
+
+def test_a_peers_import_of_a_bundle_of_ours_is_its_receipt() -> None:
+    event = seal("bundle.imported", imported(), origin=OTHER_ORIGIN, seq=7)
+
+    assert projection.apply_bundle(event, ORIGIN) is None  # not a bundle of this site's
+    receipt = projection.receipt_of(event, ORIGIN)
+
+    assert receipt is not None and (receipt.peer, receipt.seq) == (OTHER_ORIGIN, 7)
+    assert receipt.watermarks == f'{{"{ORIGIN}":[9,"{HASH_A}"],"{OTHER_ORIGIN}":[4,"{HASH_A}"]}}'
+
+
+@pytest.mark.parametrize(
+    ("event_origin", "exporter", "changes"),
+    [
+        (OTHER_ORIGIN, "site-c", {}),  # a receipt for another site's bundle
+        (ORIGIN, ORIGIN, {}),  # this site's own import record
+        (OTHER_ORIGIN, ORIGIN, {"watermarks": None}),  # an import recorded before receipts
+    ],
+)
+def test_only_a_peers_receipt_for_our_bundle_counts(event_origin, exporter, changes) -> None:
+    payload = {k: v for k, v in imported(exporter, **changes).items() if v is not None}
+    event = seal("bundle.imported", payload, origin=event_origin, seq=3)
+
+    assert projection.receipt_of(event, ORIGIN) is None
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [{ORIGIN: [0, HASH_A]}, {ORIGIN: [3]}, {ORIGIN: [3, "xyz"]}, {"Bad Site": [3, HASH_A]},
+     {ORIGIN: ["3", HASH_A]}],
+)  # fmt: skip
+def test_a_malformed_watermark_is_refused(marks) -> None:
+    event = seal("bundle.imported", imported(watermarks=marks), origin=OTHER_ORIGIN, seq=3)
+
+    with pytest.raises((MalformedEvent, OrchdError)):
+        projection.apply_bundle(event, ORIGIN)

@@ -66,6 +66,13 @@ def _load(db: Database, table: str, view: type[V], keys: set[str]) -> dict[str, 
     return found
 
 
+_RECEIPT_UPSERT = (
+    "INSERT INTO receipts VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer) DO UPDATE SET "
+    "bundle_id = excluded.bundle_id, at = excluded.at, seq = excluded.seq, "
+    "watermarks = excluded.watermarks WHERE excluded.seq > receipts.seq"
+)
+
+
 def project(db: Database, batch: Sequence[Event], local: str) -> None:
     """Fold ``batch`` into the projection tables of ``db`` (inside the caller's transaction);
     ``local`` is this site's id (trust and bundle records apply only from its own events)."""
@@ -97,6 +104,8 @@ def project(db: Database, batch: Sequence[Event], local: str) -> None:
             record = projection.apply_bundle(event, local)
             if record is not None:
                 db.execute("INSERT INTO bundles VALUES (?, ?, ?, ?, ?)", list(record))
+            if (receipt := projection.receipt_of(event, local)) is not None:
+                db.execute(_RECEIPT_UPSERT, list(receipt))
             continue
         job = jobs[job_id] if job_id else None
         run = runs[run_id] if run_id else None

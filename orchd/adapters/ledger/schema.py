@@ -64,6 +64,7 @@ PROJECTION_TABLES = {
     "trust_keys": "key_id",
     "bundles": "bundle_id, direction",
     "schedule_state": "origin, schedule",
+    "receipts": "peer",
 }
 
 _V1 = (
@@ -192,6 +193,16 @@ CREATE TABLE schedule_state (
 ) WITHOUT ROWID;
 """
 
+_V9 = """
+CREATE TABLE receipts (
+    peer TEXT PRIMARY KEY,
+    bundle_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    watermarks TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -201,6 +212,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("indexes for the engine", _script(_V6)),
     ("trust store and bundles", _script(_V7)),
     ("schedule state", _script(_V8)),
+    ("peers' receipts", _script(_V9)),
 )
 
 

@@ -27,6 +27,7 @@ from orchd.core.projection import (
     JobView,
     OverrideView,
     PauseView,
+    ReceiptView,
     RunView,
 )
 from orchd.core.trust import KeyView
@@ -564,6 +565,12 @@ class SqliteLedger:
         )
         with translated(self.path):
             return [events.parse(b, h) for b, h in self._db.execute(sql, [self._site_id])]
+
+    def receipts(self) -> dict[str, ReceiptView]:
+        """peer -> the newest receipt it recorded for a bundle of this site's."""
+        with translated(self.path):
+            rows = self._db.execute(f"SELECT {', '.join(ReceiptView._fields)} FROM receipts")
+            return {row[0]: ReceiptView._make(row) for row in rows}
 
     def bundle_records(self) -> list[BundleView]:
         with translated(self.path):

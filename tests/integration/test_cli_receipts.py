@@ -1,0 +1,124 @@
+"""Receipts: each import records what the importer holds; the receipt travels back in the
+importer's next bundle, and the exporter's next bundle for that peer carries only what it lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.bundlekit import Site
+
+
+@dataclass
+class Pair:
+    root: Path
+    hq: Site
+    enclave: Site
+
+    def carry(self, source: Site, target: Site, name: str, *flags: str) -> dict[str, object]:
+        """Export from ``source`` for ``target`` and import it there; the export's summary."""
+        path = self.root / f"{name}.orchkit"
+        peer = "enclave" if source is self.hq else "hq"
+        summary = source.json("bundle", "export", "--out", path, "--peer", peer, *flags)
+        target.ok("bundle", "import", path)
+        assert isinstance(summary, dict)
+        return summary
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    hq, enclave = Site(tmp_path / "hq"), Site(tmp_path / "enclave")
+    hq.ok("init", "--site-id", "hq")
+    enclave.ok("init", "--site-id", "enclave")
+    hq.ok("keys", "export-public", tmp_path / "hq.pub")
+    enclave.ok("keys", "export-public", tmp_path / "enclave.pub")
+    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
+    hq.ok("keys", "trust", "enclave", tmp_path / "enclave.pub")
+    yield Pair(tmp_path, hq, enclave)
+
+
+def test_a_receipt_shrinks_the_next_export_to_what_is_new(pair: Pair) -> None:
+    for source in ("nvd", "ghsa", "osv"):
+        pair.hq.ok("jobs", "submit", "feed-refresh", "--source", source)
+    first = pair.carry(pair.hq, pair.enclave, "first")
+    pair.carry(pair.enclave, pair.hq, "back")  # carries the enclave's receipt of "first"
+    pair.hq.ok("jobs", "submit", "feed-refresh", "--source", "vendor-vex")
+
+    second = pair.carry(pair.hq, pair.enclave, "second")
+
+    assert first["kind"] == "full" and first["after_receipt"] is None
+    hq_first = first["ranges"]["hq"]  # type: ignore[index]
+    assert second["kind"] == "incremental" and second["after_receipt"] == first["bundle_id"]
+    # what is new at hq since its first export: the bundle.exported of "first", the import of
+    # "back", the new job; the enclave's own events are not sent back to it
+    assert second["ranges"] == {"hq": [hq_first[1] + 1, hq_first[1] + 3]}
+    assert second["events"] == 3
+    assert [j["source"] for j in pair.enclave.json("jobs", "list")] == [
+        "nvd", "ghsa", "osv", "vendor-vex"
+    ]  # fmt: skip
+    pair.enclave.ok("ledger", "verify")
+
+
+def test_full_sends_everything_again_and_a_repeat_is_a_no_op(pair: Pair) -> None:
+    pair.hq.ok("jobs", "submit", "feed-refresh", "--source", "nvd")
+    pair.carry(pair.hq, pair.enclave, "first")
+    pair.carry(pair.enclave, pair.hq, "back")
+
+    again = pair.carry(pair.hq, pair.enclave, "again", "--full")
+
+    assert again["kind"] == "full" and again["ranges"]["hq"][0] == 1  # type: ignore[index]
+    imported = pair.enclave.json("bundle", "import", pair.root / "again.orchkit")
+    assert imported["already_applied"] is True
+
+
+def test_an_incremental_bundle_is_refused_by_a_peer_that_lost_what_it_acknowledged(
+    pair: Pair,
+) -> None:
+    pair.hq.ok("jobs", "submit", "feed-refresh", "--source", "nvd")
+    old_copy = pair.enclave.copy(pair.root / "enclave-backup")  # before it imports anything
+    pair.carry(pair.hq, pair.enclave, "first")
+    pair.carry(pair.enclave, pair.hq, "back")
+    pair.hq.ok("jobs", "submit", "feed-refresh", "--source", "ghsa")
+    path = pair.root / "second.orchkit"
+    pair.hq.ok("bundle", "export", "--out", path, "--peer", "enclave")
+
+    refused = old_copy("bundle", "import", path)  # the enclave restored from its old copy
+
+    assert refused.exit_code == 39, refused.stderr  # ChainGap
+    assert "missing" in refused.stderr
+    assert old_copy.json("jobs", "list") == []
+    resent = pair.root / "resent.orchkit"
+    pair.hq.ok("bundle", "export", "--out", resent, "--peer", "enclave", "--full")
+    old_copy.ok("bundle", "import", resent)
+    assert len(old_copy.json("jobs", "list")) == 2
+
+
+def test_status_shows_per_peer_what_was_sent_acknowledged_and_received(pair: Pair) -> None:
+    first = pair.carry(pair.hq, pair.enclave, "first")
+    back = pair.carry(pair.enclave, pair.hq, "back")
+
+    [peer] = pair.hq.json("status")["peers"]
+
+    assert peer["site"] == "enclave"
+    assert peer["last_sent"] == first["bundle_id"]
+    assert peer["last_acknowledged"] == first["bundle_id"]
+    assert peer["last_received"] == back["bundle_id"]
+    assert 0 <= peer["acknowledged_age_s"] < 600
+    text = pair.hq.ok("status").stdout
+    assert "peers (bundles): 1" in text and first["bundle_id"][:12] in text  # type: ignore[index]
+
+
+def test_a_receipt_is_kept_by_a_rebuild(pair: Pair) -> None:
+    first = pair.carry(pair.hq, pair.enclave, "first")
+    pair.carry(pair.enclave, pair.hq, "back")
+    before = pair.hq.json("status")["peers"]
+
+    pair.hq.ok("ledger", "rebuild")
+
+    assert pair.hq.json("status")["peers"][0]["last_acknowledged"] == first["bundle_id"]
+    assert pair.hq.json("status")["peers"][0]["last_sent"] == before[0]["last_sent"]
+    pair.hq.ok("ledger", "verify")
