@@ -91,6 +91,14 @@ CONFIG_KEYS: dict[str, Key] = {
         "where the daemon serves its control API; empty: $RUNTIME_DIRECTORY/orchd.sock under "
         "systemd, else STATE_DIR/orchd.sock",
     ),
+    "inbox": key(
+        absolute_path,
+        "path",
+        "(empty)",
+        "/media/transfer/orchd-inbox",
+        "the bundle inbox the daemon imports from (copy a bundle into tmp/, then rename it into "
+        "new/); each ends in imported/ or quarantine/ with a .reason; empty: STATE_DIR/inbox",
+    ),
     "socket_group": key(
         _group_name,
         "text",
@@ -127,6 +135,7 @@ class Settings:
     clock_skew_s: int = 300
     socket: str = ""
     socket_group: str = ""
+    inbox: str = ""
     bundle_max_mb: int = 4096
     log_level: str = "info"
 

@@ -32,14 +32,15 @@ from orchd.errors import BadInput, StorageError
 from . import files
 
 SUBDIRS = ("tmp", "new", "cur", "rejected")
+INBOX_SUBDIRS = ("tmp", "new", "cur", "imported", "quarantine")  # the bundle inbox
 MAX_REQUEST = 64 * 1024
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _FIELDS = {"job_type": str, "source": str, "params": dict, "key": str, "priority": int}
 
 
-def ensure(root: Path) -> None:
+def ensure(root: Path, subdirs: tuple[str, ...] = SUBDIRS) -> None:
     try:
-        for sub in SUBDIRS:
+        for sub in subdirs:
             (root / sub).mkdir(mode=0o770, parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(path=root, detail=exc.strerror or str(exc)) from exc
@@ -93,7 +94,7 @@ def claim(root: Path, name: str) -> Claimed | None:
     except FileNotFoundError:
         return None
     identity = f"{info.st_ino}.{info.st_ctime_ns}"
-    problem = _kind_problem(info)
+    problem = _kind_problem(info, MAX_REQUEST)
     if problem is not None:
         return Claimed(name, None, problem, identity)
     try:
@@ -113,6 +114,21 @@ def claim(root: Path, name: str) -> Claimed | None:
         return Claimed(name, parse(data), None, identity, info.st_uid)
     except BadInput as exc:
         return Claimed(name, None, exc.fields["detail"], identity)
+
+
+def claim_file(root: Path, name: str, max_size: int) -> Claimed | None:
+    """Move NAME into cur/ like ``claim``, for a file used where it lies (a bundle in the
+    inbox): checked as a regular file of one link, at most ``max_size`` bytes, never opened."""
+    if not NAME.fullmatch(name):
+        return Claimed(name, None, "the name is not 1-100 of A-Z a-z 0-9 . _ -", name)
+    cur = root / "cur" / name
+    _take(root / "new" / name, cur)
+    try:
+        info = os.lstat(cur)
+    except FileNotFoundError:
+        return None
+    identity = f"{info.st_ino}.{info.st_ctime_ns}"
+    return Claimed(name, None, _kind_problem(info, max_size), identity, info.st_uid)
 
 
 def _take(new: Path, cur: Path) -> None:
@@ -141,7 +157,7 @@ def _take(new: Path, cur: Path) -> None:
         new.rename(cur)
 
 
-def _kind_problem(info: os.stat_result) -> str | None:
+def _kind_problem(info: os.stat_result, max_size: int) -> str | None:
     mode = info.st_mode
     if stat.S_ISLNK(mode):
         return "a symbolic link (never followed)"
@@ -157,8 +173,8 @@ def _kind_problem(info: os.stat_result) -> str | None:
         return "not a regular file"
     if info.st_nlink != 1:
         return f"a hard link ({info.st_nlink} names)"
-    if info.st_size > MAX_REQUEST:
-        return f"larger than {MAX_REQUEST} bytes"
+    if info.st_size > max_size:
+        return f"larger than {max_size} bytes"
     return None
 
 
@@ -214,17 +230,24 @@ def done(root: Path, name: str) -> None:
 
 def reject(root: Path, name: str, reason: str) -> str:
     """Move cur/NAME (whatever it is) to rejected/, with NAME.reason; returns the name used."""
+    return file_away(root, name, "rejected", reason)
+
+
+def file_away(root: Path, name: str, into: str, reason: str | None = None) -> str:
+    """Move cur/NAME (whatever it is) to INTO/ under a free name, with NAME.reason beside it
+    when a reason is given; returns the name used."""
     target = name
     n = 0
-    while (root / "rejected" / target).exists() or (root / "rejected" / target).is_symlink():
+    while (root / into / target).exists() or (root / into / target).is_symlink():
         n += 1
         target = f"{name}.{n}"
     with contextlib.suppress(FileNotFoundError):
-        (root / "cur" / name).rename(root / "rejected" / target)
-    reason_path = root / "rejected" / f"{target}.reason"
-    with contextlib.suppress(FileNotFoundError):  # left by a crash before this reject finished
-        reason_path.unlink()
-    files.write_new(reason_path, (reason + "\n").encode(), 0o660)
-    files.fsync_dir(root / "rejected")
+        (root / "cur" / name).rename(root / into / target)
+    if reason is not None:
+        reason_path = root / into / f"{target}.reason"
+        with contextlib.suppress(FileNotFoundError):  # left by a crash before this finished
+            reason_path.unlink()
+        files.write_new(reason_path, (reason + "\n").encode(), 0o660)
+    files.fsync_dir(root / into)
     files.fsync_dir(root / "cur")
     return target

@@ -33,7 +33,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from orchd import __version__
-from orchd.adapters import config, control, policy_files, slots, spool
+from orchd.adapters import bundles, config, control, policy_files, slots, spool
 from orchd.adapters.notify import Notifier
 from orchd.adapters.runner import SubprocessExecutor
 from orchd.adapters.system import actor_for_uid
@@ -49,6 +49,7 @@ from .work import LOG_DIR
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 SPOOL_DIR = "spool"
+INBOX_DIR = "inbox"
 DAEMON_CACHE_MIB = 16  # the ledger's page cache in a daemon that stays up (RSS goal 80 MiB)
 TRANSFER_DIR = "transfers"  # files coming in and going out through the control socket
 CLOCK_JUMP_MS = 60_000
@@ -104,6 +105,7 @@ class Daemon:
             lease_ms=settings.lease_s * 1000,
         )
         self.spool = site.config.state_dir / SPOOL_DIR
+        self.inbox = Path(settings.inbox) if settings.inbox else site.config.state_dir / INBOX_DIR
         self.signals: list[int] = []
         self.drain_started: int | None = None
         self.last_error = ""
@@ -131,6 +133,7 @@ class Daemon:
                 self.next_rescan = mono + self.rescan_ms
                 self.schedules_due = True
             added |= self._intake()
+            added |= self._bundles_in()
             if self.schedules_due:
                 self.schedules_due = False
                 added |= self._fire()
@@ -312,6 +315,41 @@ class Daemon:
             added = True
         return added
 
+    def _bundles_in(self) -> bool:
+        """Import the bundles in the inbox's new/ (and any a crash left in cur/), each into
+        imported/ or, refused, into quarantine/ with the reason."""
+        imported = False
+        for name in spool.pending(self.inbox):
+            claimed = spool.claim_file(self.inbox, name, self.settings.bundle_max_bytes)
+            if claimed is None:
+                continue
+            problem = claimed.problem
+            if problem is None:
+                uid = os.getuid() if claimed.uid is None else claimed.uid
+                try:
+                    report = bundles.import_bundle(
+                        self.site.ledger, self.inbox / "cur" / name,
+                        actor_for_uid(uid, bundles.SCOPE), now_ms=self.site.clock.now_ms(),
+                        skew_ms=self.settings.clock_skew_s * 1000,
+                        max_bytes=self.settings.bundle_max_bytes,
+                    )  # fmt: skip
+                except OrchdError as exc:
+                    problem = f"{exc.message} (exit code {exc.exit_code})"
+                else:
+                    spool.file_away(self.inbox, name, "imported")
+                    self.log("info", "bundle imported from the inbox", file=name,
+                             bundle=report.manifest.bundle_id, events=report.applied,
+                             already=report.already)  # fmt: skip
+                    imported = True
+                    continue
+            event = self._audit("bundle.quarantined", {"file": name, "reason": problem[:4000]})
+            moved = spool.file_away(self.inbox, name, "quarantine", problem)
+            self.log("warning", "bundle quarantined", file=name, moved_to=moved, reason=problem,
+                     event=event)  # fmt: skip
+        if imported:
+            self.engine.load()  # imported quota overrides and pauses take effect now
+        return imported
+
     def _submit(self, claimed: spool.Claimed) -> None:
         request = claimed.request or {}
         params = jobs.parse_params([f"{k}={v}" for k, v in request.get("params", {}).items()])
@@ -383,6 +421,7 @@ class Daemon:
 
     def serve(self) -> engine.Tally:
         spool.ensure(self.spool)
+        spool.ensure(self.inbox, spool.INBOX_SUBDIRS)
         server = control.ControlServer(
             self.socket_path,
             control.load_authz(self.site.config.policy_dir),
@@ -403,6 +442,7 @@ class Daemon:
         # new/ only: producers' renames arrive as IN_MOVED_TO, and claims (link, unlink) make no
         # move events, whose unpaired halves watchdog would hold for 0.5 s
         observer.schedule(_Wake(self.executor), str(self.spool / "new"), recursive=False)
+        observer.schedule(_Wake(self.executor), str(self.inbox / "new"), recursive=False)
         observer.start()
         self.timer.start()
         server.start()

@@ -542,3 +542,54 @@ def test_sigterm_lets_a_run_go_on_for_the_grace_then_interrupts_it(daemon: Daemo
     [job] = daemon.jobs()
     [ended] = daemon.events("run.ended")
     assert ended["outcome"] == "interrupted" and job["state"] != "running"
+
+
+def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    (tmp_path / "enclave").mkdir()
+    enclave = Daemon(tmp_path / "enclave", site_id="enclave")
+    try:
+        assert daemon.cli("jobs", "submit", "echo", "--key", "from-hq").returncode == 0
+        hq_pem = tmp_path / "hq.pem"
+        assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
+        assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
+        good = tmp_path / "good.orchkit"
+        assert (
+            daemon.cli("bundle", "export", "--out", str(good), "--peer", "enclave").returncode == 0
+        )
+        inbox = enclave.state / "inbox"
+        for sub in ("tmp", "new"):
+            (inbox / sub).mkdir(parents=True, exist_ok=True)
+        (inbox / "tmp" / "good.orchkit").write_bytes(good.read_bytes())
+        (inbox / "tmp" / "good.orchkit").rename(inbox / "new" / "good.orchkit")
+        (inbox / "new" / "again.orchkit").write_bytes(good.read_bytes())  # a second copy
+        (inbox / "new" / "garbage.orchkit").write_bytes(b"not a bundle at all" * 100)
+        os.mkfifo(inbox / "new" / "fifo.orchkit")
+        (inbox / "new" / "link.orchkit").symlink_to(good)
+
+        enclave.start()
+        wait_until(lambda: not os.listdir(inbox / "new") and not os.listdir(inbox / "cur"))
+        code, log = enclave.stop()
+
+        assert code == 0, log
+        assert sorted(os.listdir(inbox / "imported")) == ["again.orchkit", "good.orchkit"]
+        quarantined = sorted(os.listdir(inbox / "quarantine"))
+        assert quarantined == [
+            "fifo.orchkit", "fifo.orchkit.reason", "garbage.orchkit", "garbage.orchkit.reason",
+            "link.orchkit", "link.orchkit.reason",
+        ]  # fmt: skip
+        assert "FIFO" in (inbox / "quarantine" / "fifo.orchkit.reason").read_text()
+        assert "symbolic link" in (inbox / "quarantine" / "link.orchkit.reason").read_text()
+        assert "exit code 55" in (inbox / "quarantine" / "garbage.orchkit.reason").read_text()
+        assert {e["file"] for e in enclave.events("bundle.quarantined")} == {
+            "fifo.orchkit", "garbage.orchkit", "link.orchkit"
+        }  # fmt: skip
+        assert len(enclave.events("bundle.imported")) == 1  # the copy was a no-op
+        assert "from-hq" in [j["key"] for j in enclave.jobs()]
+        assert enclave.cli("ledger", "verify").returncode == 0
+    finally:
+        if enclave.proc is not None and enclave.proc.poll() is None:
+            enclave.proc.kill()
+            enclave.proc.wait(timeout=30)
+        enclave.notify.close()
