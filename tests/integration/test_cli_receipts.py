@@ -122,3 +122,36 @@ def test_a_receipt_is_kept_by_a_rebuild(pair: Pair) -> None:
     assert pair.hq.json("status")["peers"][0]["last_acknowledged"] == first["bundle_id"]
     assert pair.hq.json("status")["peers"][0]["last_sent"] == before[0]["last_sent"]
     pair.hq.ok("ledger", "verify")
+
+
+def test_a_quota_override_made_at_hq_for_the_enclave_takes_effect_there(pair: Pair) -> None:
+    pair.hq.ok("quota", "set", "source:nvd", "--burst", "3", "--site", "enclave",
+               "--reason", "slow the enclave's nvd mirror", "--ticket", "SEC-9")  # fmt: skip
+    before = {q["target"]: q for q in pair.enclave.json("quota", "show")}
+
+    pair.carry(pair.hq, pair.enclave, "quota")
+
+    after = {q["target"]: q for q in pair.enclave.json("quota", "show")}
+    assert "source:nvd" not in before  # the policy sets no quota for it
+    assert after["source:nvd"]["burst"] == 3
+    assert "override" in after["source:nvd"]["from"]["burst"]
+    hq_view = {q["target"]: q for q in pair.hq.json("quota", "show")}
+    assert hq_view["source:nvd"]["burst"] is None  # the enclave's override does not apply at hq
+
+
+def test_the_newest_override_wins_whichever_bundle_arrives_last(pair: Pair) -> None:
+    pair.hq.ok("quota", "set", "source:nvd", "--burst", "3", "--site", "enclave",
+               "--reason", "first", "--ticket", "SEC-1")  # fmt: skip
+    older = pair.root / "older.orchkit"
+    pair.hq.ok("bundle", "export", "--out", older)  # for any site: full
+    pair.hq.ok("quota", "set", "source:nvd", "--burst", "7", "--site", "enclave",
+               "--reason", "second", "--ticket", "SEC-2")  # fmt: skip
+    newer = pair.root / "newer.orchkit"
+    pair.hq.ok("bundle", "export", "--out", newer)
+
+    pair.enclave.ok("bundle", "import", newer)
+    late = pair.enclave("bundle", "import", older)  # delivered late: held already
+
+    assert late.exit_code == 40, late.stderr  # stale: nothing in it is new
+    burst = {q["target"]: q for q in pair.enclave.json("quota", "show")}["source:nvd"]["burst"]
+    assert burst == 7
