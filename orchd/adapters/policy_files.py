@@ -321,6 +321,12 @@ QUOTA_KEYS = {
                  "at most this many runs started per UTC day"),
 }  # fmt: skip
 
+
+def _job_type_ref(node: yaml.Node, at: At) -> tuple[str, At]:
+    """A job type named where it may not be defined yet; checked once every file is read."""
+    return name("job type")(node, at), at
+
+
 TOP_KEYS = {
     "version": key(integer(1, 1), "int", REQUIRED, "1", "policy format version",
                    required=True),
@@ -334,6 +340,11 @@ TOP_KEYS = {
                      "nvd-hourly: {job_type: ..., cron: ...}", "schedules by name"),
     "quotas": key(list_of(record(QUOTA_KEYS)), "list of quotas", "[]",
                   "[{target: source:nvd, rate: 12/hour}]", "limits per source or job type"),
+    "accept": key(map_of(name("site id"), list_of(_job_type_ref)), "map of site: job types", "{}",
+                  "{hq: [rescan, vex-ingest]}",
+                  "which job types this site runs when the named site requests them "
+                  "(jobs submit --site); every other request is refused, and the refusal "
+                  "travels back"),
 }  # fmt: skip
 
 SECTIONS: Mapping[str, Mapping[str, Key]] = {
@@ -411,7 +422,8 @@ def _refuse_aliases(node: yaml.Node, at: At, seen: set[int]) -> None:
 
 def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     """One document of many; a name defined twice (or two concurrency caps) is an error."""
-    merged: dict[str, Any] = {"sources": {}, "job_types": {}, "schedules": {}, "quotas": []}
+    merged: dict[str, Any] = {"sources": {}, "job_types": {}, "schedules": {}, "quotas": [],
+                              "accept": {}}  # fmt: skip
     for document in documents:
         if "concurrency" in document:
             if "concurrency" in merged:
@@ -426,6 +438,16 @@ def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
                     raise entry["@"].error(f"already defined at {first.file}:{first.line}")
                 merged[section][key] = entry
         merged["quotas"].extend(document.get("quotas", ()))
+        for origin, refs in document.get("accept", {}).items():
+            if origin in merged["accept"]:
+                first = merged["accept"][origin][0][1] if merged["accept"][origin] else None
+                where = refs[0][1] if refs else document["@accept"]
+                raise where.error(
+                    f"requests from {origin} are already accepted at {first.file}:{first.line}"
+                    if first
+                    else f"{origin} is already listed"
+                )
+            merged["accept"][origin] = refs
     return merged
 
 
@@ -440,7 +462,14 @@ def _build(merged: dict[str, Any]) -> model.Policy:
         if quota.target in quotas:
             raise entry["@target"].error(f"{entry['target']} already has a quota")
         quotas[quota.target] = quota
+    accept = {}
+    for origin, refs in merged["accept"].items():
+        for job_type, where in refs:
+            if job_type not in job_types:
+                raise where.error(f"no job type {job_type} is defined to accept from {origin}")
+        accept[origin] = tuple(job_type for job_type, _ in refs)
     return model.Policy(
+        accept=MappingProxyType(accept),
         concurrency=merged.get("concurrency", 4),
         sources=MappingProxyType(sources),
         job_types=MappingProxyType(job_types),

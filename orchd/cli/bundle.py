@@ -13,6 +13,7 @@ from orchd.adapters import bundle_io, bundles
 from orchd.core.bundle import ANY_SITE
 from orchd.core.names import check_name, check_text
 from orchd.errors import BadInput, InvalidName
+from orchd.ops import requests as request_ops
 
 from . import cli
 from .actions import Request, action, flag, number, perform, text
@@ -180,6 +181,10 @@ def _say(report: dict[str, Any], verb: str) -> None:
         click.echo(f"  {count:>8} {event_type}", err=True)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+    for a in report.get("answered", []):
+        said = f"job {a['job_id']}" if a["outcome"] == "accepted" else a["reason"]
+        click.echo(f"  request {a['request_id']} from {a['from']} ({a['job_type']}): "
+                   f"{a['outcome']}, {said}", err=True)  # fmt: skip
     click.echo(
         f"{verb} {report['events']} events from {report['exporter']} "
         f"(bundle {report['bundle_id']})",
@@ -254,4 +259,17 @@ def _import(call: Request) -> dict[str, Any]:
                                    skew_ms=call.settings.clock_skew_s * 1000, dry_run=dry_run,
                                    allow_expired=allow_expired, reason=reason, ticket=ticket,
                                    max_bytes=call.settings.bundle_max_bytes)  # fmt: skip
-    return {**_report_json(report), "dry_run": dry_run}
+    answered = [] if dry_run else answer_requests(call)
+    return {**_report_json(report), "dry_run": dry_run, "answered": answered}
+
+
+def answer_requests(call: Request) -> list[dict[str, Any]]:
+    """Answer the requests for this site the import brought (see ops/requests.py)."""
+    site = call.site
+    if not site.ledger.pending_requests():
+        return []
+    answers = request_ops.answer_pending(site.ledger, site.clock, site.entropy, call.actor,
+                                         call.policy())  # fmt: skip
+    return [{"request_id": a.request.request_id, "from": a.request.origin,
+             "job_type": a.request.job_type, "outcome": a.outcome, "job_id": a.job_id,
+             "reason": a.reason} for a in answers]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -9,8 +10,9 @@ import click
 
 from orchd.core.machines import JOB
 from orchd.core.names import check_name
-from orchd.errors import InvalidName
+from orchd.errors import InvalidName, JobNotFound
 from orchd.ops import jobs as job_ops
+from orchd.ops import requests as request_ops
 
 from . import cli
 from .actions import Request, action, number, params, perform, text
@@ -31,6 +33,11 @@ def jobs() -> None:
 @click.option("--key", help="Idempotency key: submitting the same key again changes nothing.")
 @click.option("--priority", type=int, help="Higher runs first (default: the job type's).")
 @click.option(
+    "--site",
+    "for_site",
+    help="Ask this other site to run it: the request travels in the next bundle for it.",
+)
+@click.option(
     "--spool",
     "to_spool",
     is_flag=True,
@@ -44,6 +51,7 @@ def submit(
     params: tuple[str, ...],
     key: str | None,
     priority: int | None,
+    for_site: str | None,
     to_spool: bool,
 ) -> None:
     """Submit a job of JOB_TYPE (one the policy defines); prints its id (with --spool: the
@@ -67,6 +75,14 @@ def submit(
         return
     config = ctx.find_object(Config)
     assert config is not None
+    if for_site is not None:
+        body = {"site": for_site, "job_type": job_type, "source": source, "key": key,
+                "priority": priority, "params": job_ops.parse_params(params)}  # fmt: skip
+        asked = perform(config, "jobs.request", {k: v for k, v in body.items() if v is not None})
+        click.echo(asked["request_id"])
+        said = f"asked {for_site} to run a {job_type} job; the request travels in the next bundle"
+        click.echo(f"{said} for {for_site} (jobs show {asked['request_id'][:10]})", err=True)
+        return
     body = {"job_type": job_type, "source": source, "key": key, "priority": priority,
             "params": job_ops.parse_params(params)}  # fmt: skip
     done = perform(config, "jobs.submit", {k: v for k, v in body.items() if v is not None})
@@ -75,6 +91,22 @@ def submit(
         click.echo(f"submitted {job_type} job, {done['job']['state']}", err=True)
     else:
         click.echo(f"already submitted with key {key!r}: nothing changed", err=True)
+
+
+@action("jobs.request", request_ops.SCOPE, writes=True)
+def _request(call: Request) -> dict[str, Any]:
+    body, site = call.body, call.site
+    submit = job_ops.SubmitRequest(
+        job_type=text(body, "job_type", required=True) or "",
+        source=text(body, "source"),
+        params=job_ops.parse_params([f"{k}={v}" for k, v in params(body).items()]),
+        key=text(body, "key"),
+        priority=number(body, "priority"),
+    )
+    target = text(body, "site", required=True) or ""
+    request_id = request_ops.request(site.ledger, site.clock, site.entropy, call.actor,
+                                     site=target, submit=submit)  # fmt: skip
+    return {"request_id": request_id}
 
 
 @action("jobs.submit", job_ops.SUBMIT_SCOPE, writes=True)
@@ -130,6 +162,18 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(detail)
         return
+    if "request" in detail:
+        request, answer = detail["request"], detail["answer"]
+        asked = f"{request['origin']} asked {request['site']} to run {request['job_type']}"
+        click.echo(f"request {request['request_id']}: {asked} at {request['requested_at']}")
+        if answer is None:
+            click.echo(f"answer: none yet ({request['site']} has not sent one back)")
+        else:
+            said = answer["job_id"] if answer["outcome"] == "accepted" else answer["reason"]
+            click.echo(f"answer: {answer['outcome']} at {answer['answered_at']}: {said}")
+        if "job" not in detail:
+            return
+        click.echo("")
     for name, value in detail["job"].items():
         shown = (
             json.dumps(value, separators=(",", ":"), sort_keys=True) if name == "params" else value
@@ -155,12 +199,36 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
 
 @action("jobs.show", job_ops.READ_SCOPE, writes=False)
 def _show(call: Request) -> dict[str, Any]:
-    detail = job_ops.show(call.site.ledger, text(call.body, "job_id", required=True) or "")
+    ident = text(call.body, "job_id", required=True) or ""
+    try:
+        detail = job_ops.show(call.site.ledger, ident)
+    except JobNotFound:
+        return _show_request(call, ident)
     return {
         "job": job_json(detail.job),
         "runs": [run_json(r) for r in detail.runs],
         "events": [event_json(e) for e in detail.history],
     }
+
+
+def _show_request(call: Request, ident: str) -> dict[str, Any]:
+    """A request to another site (by id or a prefix of 6+), its answer and, once it is held
+    here, the job the other site runs for it."""
+    ledger = call.site.ledger
+    found = ledger.requests_with_prefix(ident, 2) if len(ident) >= 6 else []
+    if len(found) != 1:
+        raise JobNotFound(job_id=ident)
+    request, answer = found[0]
+    shown: dict[str, Any] = {
+        "request": {**request._asdict(), "params": json.loads(request.params)},
+        "answer": answer._asdict() if answer else None,
+    }
+    if answer is not None and answer.job_id is not None:
+        with contextlib.suppress(JobNotFound):
+            detail = job_ops.show(ledger, answer.job_id)
+            shown |= {"job": job_json(detail.job), "runs": [run_json(r) for r in detail.runs],
+                      "events": [event_json(e) for e in detail.history]}  # fmt: skip
+    return shown
 
 
 def _detail(payload: object) -> str:

@@ -41,7 +41,7 @@ from orchd.core import timefmt
 from orchd.core.events import Draft
 from orchd.core.policy import Policy
 from orchd.errors import OrchdError
-from orchd.ops import engine, jobs, scheduling
+from orchd.ops import engine, jobs, requests, scheduling
 
 from . import actions, cli
 from .context import Site, with_site
@@ -110,7 +110,7 @@ class Daemon:
         self.drain_started: int | None = None
         self.last_error = ""
         self.next_rescan = self.next_status = self.next_watchdog = 0
-        self.schedules_due = True
+        self.schedules_due = self.requests_due = True
         self.clock_seen = (site.clock.now_ms(), site.clock.monotonic_ms())
         self.calls: queue.Queue[control.Call] = queue.Queue()
         self.socket_path = settings_socket(site, settings)
@@ -134,6 +134,9 @@ class Daemon:
                 self.schedules_due = True
             added |= self._intake()
             added |= self._bundles_in()
+            if self.requests_due:
+                self.requests_due = False
+                added |= self._answer_requests()
             if self.schedules_due:
                 self.schedules_due = False
                 added |= self._fire()
@@ -347,8 +350,25 @@ class Daemon:
             self.log("warning", "bundle quarantined", file=name, moved_to=moved, reason=problem,
                      event=event)  # fmt: skip
         if imported:
+            self.requests_due = True
             self.engine.load()  # imported quota overrides and pauses take effect now
         return imported
+
+    def _answer_requests(self) -> bool:
+        """Answer the requests for this site that imports brought (ops/requests.py)."""
+        try:
+            site = self.site
+            answers = requests.answer_pending(site.ledger, site.clock, site.entropy, self.actor,
+                                              self.policy)  # fmt: skip
+        except OrchdError as exc:
+            self.last_error = exc.message
+            self.log("error", "requests could not be answered", error=exc.message)
+            return False
+        for a in answers:
+            self.log("info", "request answered", request=a.request.request_id,
+                     requester=a.request.origin, outcome=a.outcome, job=a.job_id,
+                     reason=a.reason)  # fmt: skip
+        return any(a.job_id for a in answers)
 
     def _submit(self, claimed: spool.Claimed) -> None:
         request = claimed.request or {}

@@ -88,6 +88,7 @@ class Policy:
     job_types: Mapping[str, JobType] = field(default_factory=_empty)
     schedules: Mapping[str, Schedule] = field(default_factory=_empty)
     quotas: Mapping[tuple[str, str], Quota] = field(default_factory=lambda: MappingProxyType({}))
+    accept: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)  # origin -> job types
 
 
 def slot_key(schedule: str, slot_ms: int) -> str:

@@ -16,6 +16,7 @@ from orchd.core.projection import (
     OverrideView,
     PauseView,
     ReceiptView,
+    RequestView,
     RunView,
 )
 from orchd.core.trust import KeyView
@@ -174,6 +175,10 @@ class Ledger(Protocol):
 
     def receipts(self) -> dict[str, ReceiptView]:
         """peer -> the newest receipt it recorded for a bundle of this site's."""
+        ...
+
+    def pending_requests(self) -> list[RequestView]:
+        """Requests addressed to this site that it has not answered, oldest first."""
         ...
 
     def key_events_of_others(self) -> list[Event]: ...

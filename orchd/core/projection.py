@@ -419,6 +419,61 @@ def _audit(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     return None, None
 
 
+class RequestView(NamedTuple):
+    """A row of ``requests``: a job one site asked another (``site``) to run."""
+
+    request_id: str
+    origin: str  # the site that asks
+    site: str  # the site asked to run it
+    job_type: str
+    source: str | None
+    params: str  # canonical JSON
+    key: str | None
+    priority: int | None
+    requested_at: str
+
+
+class AnswerView(NamedTuple):
+    """A row of ``request_answers``: what the asked site did with a request."""
+
+    request_id: str
+    origin: str  # the site that answered; it counts only if it is the request's ``site``
+    outcome: str  # "accepted" or "refused"
+    job_id: str | None  # the job it runs, when accepted
+    reason: str | None  # why, when refused
+    answered_at: str
+
+
+REQUEST_TYPES = frozenset({"job.requested", "job.request_answered"})
+
+
+def apply_request(event: Event) -> RequestView | AnswerView:
+    """The row a ``job.requested`` or ``job.request_answered`` adds. Each is added once and
+    never changed, so the rows do not depend on the order the events arrive in."""
+    p = event.payload
+    if event.type == "job.requested":
+        _fields(event, {"request_id": _ID, "site": "site id", "job_type": "job type",
+                        "params": dict},
+                {"source": "source", "key": "job key", "priority": int})  # fmt: skip
+        if p["site"] == event.origin:
+            raise _bad(event, "a site asks another site; its own jobs are submitted")
+        for name, value in p["params"].items():
+            check_name("parameter name", name)
+            if not isinstance(value, str):
+                raise _bad(event, f"param {name} must be text")
+        return RequestView(p["request_id"], event.origin, p["site"], p["job_type"],
+                           p.get("source"), canonical.dump(p["params"]).decode(), p.get("key"),
+                           p.get("priority"), event.occurred_at)  # fmt: skip
+    _fields(event, {"request_id": _ID, "requester": "site id", "outcome": str},
+            {"job_id": _ID, "reason": str})  # fmt: skip
+    if p["outcome"] not in ("accepted", "refused"):
+        raise _bad(event, "outcome must be accepted or refused")
+    if (p["outcome"] == "accepted") != ("job_id" in p):
+        raise _bad(event, "an accepted request names its job_id, a refused one does not")
+    return AnswerView(p["request_id"], event.origin, p["outcome"], p.get("job_id"),
+                      p.get("reason"), event.occurred_at)  # fmt: skip
+
+
 SCHEDULE_TYPES = frozenset({"schedule.armed", "schedule.skipped"})
 
 

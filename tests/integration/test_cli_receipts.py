@@ -155,3 +155,74 @@ def test_the_newest_override_wins_whichever_bundle_arrives_last(pair: Pair) -> N
     assert late.exit_code == 40, late.stderr  # stale: nothing in it is new
     burst = {q["target"]: q for q in pair.enclave.json("quota", "show")}["source:nvd"]["burst"]
     assert burst == 7
+
+
+# --- cross-site job requests --------------------------------------------------------------------
+
+
+def enclave_policy(pair: Pair) -> Path:
+    """The enclave's policy: the shared test policy, accepting rescans from hq."""
+    folder = pair.root / "enclave-policy"
+    folder.mkdir()
+    shared = Path(__file__).resolve().parents[1] / "policies" / "site.yaml"
+    (folder / "site.yaml").write_text(shared.read_text())
+    (folder / "accept.yaml").write_text("version: 1\naccept:\n  hq: [rescan]\n")
+    return folder
+
+
+def test_a_request_runs_at_the_enclave_and_its_result_comes_back(pair: Pair) -> None:
+    policy = enclave_policy(pair)
+    asked = pair.hq.ok("jobs", "submit", "rescan", "--site", "enclave", "--key", "rescan-1")
+    refused_id = pair.hq.ok("jobs", "submit", "mirror-sync", "--site", "enclave").stdout.strip()
+    request_id = asked.stdout.strip()
+    assert pair.hq.json("jobs", "list") == []  # nothing runs at hq
+    shown = pair.hq.json("jobs", "show", request_id)
+    assert shown["answer"] is None and shown["request"]["site"] == "enclave"
+
+    path = pair.root / "requests.orchkit"
+    pair.hq.ok("bundle", "export", "--out", path, "--peer", "enclave")
+    imported = pair.enclave.json("--policy-dir", policy, "bundle", "import", path)
+    pair.enclave.ok("--policy-dir", policy, "work", "--until-idle", "--max-wait", "5")
+    pair.carry(pair.enclave, pair.hq, "results")
+
+    answers = {a["request_id"]: a for a in imported["answered"]}
+    assert answers[request_id]["outcome"] == "accepted"
+    assert answers[refused_id]["outcome"] == "refused"
+    assert "accepts no mirror-sync jobs from hq" in answers[refused_id]["reason"]
+    [job] = pair.enclave.json("jobs", "list")  # the refused one made no job
+    assert (job["job_type"], job["key"]) == ("rescan", f"request:hq:{request_id}")
+    back = pair.hq.json("jobs", "show", request_id[:10])
+    assert back["answer"]["outcome"] == "accepted" and back["answer"]["job_id"] == job["job_id"]
+    assert back["job"]["state"] == "succeeded" and back["job"]["origin"] == "enclave"
+    assert [r["state"] for r in back["runs"]] == ["succeeded"]
+    refused = pair.hq.json("jobs", "show", refused_id)
+    assert refused["answer"]["outcome"] == "refused" and "job" not in refused
+    text = pair.hq.ok("jobs", "show", request_id).stdout
+    assert "answer: accepted" in text and "succeeded" in text
+
+
+def test_a_request_is_answered_once_however_often_its_bundle_arrives(pair: Pair) -> None:
+    policy = enclave_policy(pair)
+    request_id = pair.hq.ok("jobs", "submit", "rescan", "--site", "enclave").stdout.strip()
+    full = pair.root / "full.orchkit"
+    pair.hq.ok("bundle", "export", "--out", full)
+    again = pair.root / "again.orchkit"
+    pair.hq.ok("bundle", "export", "--out", again, "--peer", "enclave")
+
+    first = pair.enclave.json("--policy-dir", policy, "bundle", "import", full)
+    second = pair.enclave.json("--policy-dir", policy, "bundle", "import", again)
+
+    assert [a["request_id"] for a in first["answered"]] == [request_id]
+    assert second["answered"] == []
+    assert len(pair.enclave.json("jobs", "list")) == 1
+
+
+def test_a_site_cannot_ask_itself_and_the_accept_list_names_defined_types(pair: Pair) -> None:
+    itself = pair.hq("jobs", "submit", "rescan", "--site", "hq")
+    assert itself.exit_code != 0 and "submit the job without --site" in itself.stderr
+    bad = pair.root / "bad-policy"
+    bad.mkdir()
+    (bad / "site.yaml").write_text("version: 1\naccept:\n  hq: [no-such-type]\n")
+    checked = pair.enclave("--policy-dir", bad, "policy", "check")
+    assert checked.exit_code != 0
+    assert "accept.hq[0]" in checked.stderr or "no job type no-such-type" in checked.stderr

@@ -95,6 +95,12 @@ def project(db: Database, batch: Sequence[Event], local: str) -> None:
         if event.type in trust.TRUST_TYPES:
             _project_trust(db, event, local)
             continue
+        if event.type in projection.REQUEST_TYPES:
+            row = projection.apply_request(event)
+            table = "requests" if isinstance(row, projection.RequestView) else "request_answers"
+            marks = ", ".join("?" for _ in row)
+            db.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", list(row))
+            continue
         if event.type in projection.SCHEDULE_TYPES:
             _project_schedule(db, event)
             continue

@@ -65,6 +65,8 @@ PROJECTION_TABLES = {
     "bundles": "bundle_id, direction",
     "schedule_state": "origin, schedule",
     "receipts": "peer",
+    "requests": "request_id",
+    "request_answers": "request_id, origin",
 }
 
 _V1 = (
@@ -203,6 +205,30 @@ CREATE TABLE receipts (
 ) WITHOUT ROWID;
 """
 
+_V10 = """
+CREATE TABLE requests (
+    request_id TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    site TEXT NOT NULL,
+    job_type TEXT NOT NULL,
+    source TEXT,
+    params TEXT NOT NULL,
+    key TEXT,
+    priority INTEGER,
+    requested_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX requests_by_site ON requests (site);
+CREATE TABLE request_answers (
+    request_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    job_id TEXT,
+    reason TEXT,
+    answered_at TEXT NOT NULL,
+    PRIMARY KEY (request_id, origin)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -213,6 +239,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("trust store and bundles", _script(_V7)),
     ("schedule state", _script(_V8)),
     ("peers' receipts", _script(_V9)),
+    ("cross-site job requests", _script(_V10)),
 )
 
 

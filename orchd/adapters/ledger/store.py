@@ -23,11 +23,13 @@ from orchd.core.ports import Clock, Entropy, VerifyReport
 from orchd.core.projection import (
     JOB_COLUMNS,
     RUN_COLUMNS,
+    AnswerView,
     BundleView,
     JobView,
     OverrideView,
     PauseView,
     ReceiptView,
+    RequestView,
     RunView,
 )
 from orchd.core.trust import KeyView
@@ -565,6 +567,34 @@ class SqliteLedger:
         )
         with translated(self.path):
             return [events.parse(b, h) for b, h in self._db.execute(sql, [self._site_id])]
+
+    def pending_requests(self) -> list[RequestView]:
+        """Requests addressed to this site that it has not answered, oldest first."""
+        columns = ", ".join(f"r.{c}" for c in RequestView._fields)
+        sql = (
+            f"SELECT {columns} FROM requests r LEFT JOIN request_answers a "
+            "ON a.request_id = r.request_id AND a.origin = r.site WHERE r.site = ? "
+            "AND a.request_id IS NULL ORDER BY r.requested_at, r.request_id"
+        )
+        with translated(self.path):
+            return [RequestView._make(row) for row in self._db.execute(sql, [self._site_id])]
+
+    def requests_with_prefix(
+        self, prefix: str, limit: int
+    ) -> list[tuple[RequestView, AnswerView | None]]:
+        """Requests (any origin) whose id starts with ``prefix``, each with the answer of the
+        site asked (None until this site holds it)."""
+        found = []
+        sql = f"SELECT {', '.join(RequestView._fields)} FROM requests WHERE request_id >= ? " \
+            "AND request_id < ? ORDER BY request_id LIMIT ?"  # fmt: skip
+        answer = f"SELECT {', '.join(AnswerView._fields)} FROM request_answers " \
+            "WHERE request_id = ? AND origin = ?"  # fmt: skip
+        with translated(self.path):
+            for row in self._db.execute(sql, [prefix, prefix + "\x7f", limit]).fetchall():
+                request = RequestView._make(row)
+                got = self._db.execute(answer, [request.request_id, request.site]).fetchone()
+                found.append((request, AnswerView._make(got) if got else None))
+        return found
 
     def receipts(self) -> dict[str, ReceiptView]:
         """peer -> the newest receipt it recorded for a bundle of this site's."""

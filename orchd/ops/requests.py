@@ -1,0 +1,103 @@
+"""Jobs one site asks another to run (ops layer).
+
+``request`` records ``job.requested`` at the asking site; it travels in bundles. The site asked
+answers once it holds the request (``answer_pending``, after each import and on the daemon's
+tick): if its policy's ``accept`` lists the job type for the asking site, it submits the job
+under its own policy and quotas (key ``request:ORIGIN:ID``, so answering twice is impossible)
+and records ``job.request_answered`` accepted with the job id; otherwise, or if the submission
+is refused, it records the answer refused with the reason. The answer, the job and its runs
+travel back in the asked site's bundles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from orchd.core import ids
+from orchd.core.events import Actor, Draft
+from orchd.core.names import check_name
+from orchd.core.policy import Policy
+from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.projection import RequestView
+from orchd.errors import BadInput, OrchdError
+
+from . import jobs
+
+SCOPE = "orch:operate"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    request: RequestView
+    outcome: str  # accepted or refused
+    job_id: str | None
+    reason: str | None
+
+
+def request(
+    ledger: Ledger,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    *,
+    site: str,
+    submit: jobs.SubmitRequest,
+) -> str:
+    """Ask ``site`` to run a job; the request's id. Only the form is checked here: the job
+    type and params are the asked site's policy's business."""
+    check_name("site id", site)
+    if site == ledger.site_id:
+        raise BadInput(detail="this is the site itself: submit the job without --site")
+    check_name("job type", submit.job_type)
+    payload: dict[str, object] = {"site": site, "job_type": submit.job_type,
+                                  "params": dict(submit.params)}  # fmt: skip
+    if submit.source is not None:
+        payload["source"] = check_name("source", submit.source)
+    if submit.key is not None:
+        payload["key"] = check_name("job key", submit.key)
+    if submit.priority is not None:
+        payload["priority"] = submit.priority
+    request_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
+    payload["request_id"] = request_id
+    key = f"job.requested:{site}:{submit.key or request_id}"
+    [event] = ledger.append([Draft(type="job.requested", actor=actor, idempotency_key=key,
+                                   payload=payload)])  # fmt: skip
+    return str(event.payload["request_id"])  # the first request's, if the key was used before
+
+
+def answer_pending(
+    ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy
+) -> list[Answer]:
+    """Answer every request addressed to this site that it has not answered yet."""
+    answers = []
+    for pending in ledger.pending_requests():
+        answers.append(_answer(ledger, clock, entropy, actor, policy, pending))
+    return answers
+
+
+def _answer(
+    ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy, r: RequestView
+) -> Answer:
+    job_id = reason = None
+    if r.job_type not in policy.accept.get(r.origin, ()):
+        reason = f"this site's policy accepts no {r.job_type} jobs from {r.origin}"
+    else:
+        submit = jobs.SubmitRequest(
+            job_type=r.job_type, source=r.source, params=json.loads(r.params),
+            key=f"request:{r.origin}:{r.request_id}", priority=r.priority,
+        )  # fmt: skip
+        try:
+            job_id = jobs.submit(ledger, clock, entropy, actor, policy, submit).job.job_id
+        except OrchdError as exc:
+            reason = exc.message
+    outcome = "accepted" if job_id else "refused"
+    payload: dict[str, object] = {"request_id": r.request_id, "requester": r.origin,
+                                  "outcome": outcome}  # fmt: skip
+    if job_id:
+        payload["job_id"] = job_id
+    else:
+        payload["reason"] = (reason or "")[:1000]
+    ledger.append([Draft(type="job.request_answered", actor=actor, payload=payload,
+                         idempotency_key=f"job.request_answered:{r.request_id}")])  # fmt: skip
+    return Answer(request=r, outcome=outcome, job_id=job_id, reason=reason)
