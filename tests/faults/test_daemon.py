@@ -551,6 +551,9 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
     enclave = Daemon(tmp_path / "enclave", site_id="enclave")
     try:
         assert daemon.cli("jobs", "submit", "echo", "--key", "from-hq").returncode == 0
+        asked = daemon.cli("jobs", "submit", "echo", "--site", "enclave", "--param", "n=7")
+        assert asked.returncode == 0, asked.stderr
+        (enclave.policy / "accept.yaml").write_text("version: 1\naccept:\n  hq: [echo]\n")
         hq_pem = tmp_path / "hq.pem"
         assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
         assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
@@ -586,7 +589,11 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
             "fifo.orchkit", "garbage.orchkit", "link.orchkit"
         }  # fmt: skip
         assert len(enclave.events("bundle.imported")) == 1  # the copy was a no-op
-        assert "from-hq" in [j["key"] for j in enclave.jobs()]
+        keys = [j["key"] for j in enclave.jobs()]
+        assert "from-hq" in keys  # hq's own job, held here
+        assert f"request:hq:{asked.stdout.strip()}" in keys  # the request, run here
+        [answered] = enclave.events("job.request_answered")
+        assert answered["outcome"] == "accepted"
         assert enclave.cli("ledger", "verify").returncode == 0
     finally:
         if enclave.proc is not None and enclave.proc.poll() is None:
