@@ -114,6 +114,12 @@ Names: sources and job types are lower-case words (a-z, 0-9, `_`, `-`; sources m
 up to 63 characters. Text values are one printable line. `examples/` holds a complete policy for a
 vulnerability-operations site.
 
+Built in: the job type `bundle-export` (param `peer`, required) runs `orchd bundle export
+--outbox --peer PEER` through the daemon's socket, writing a bundle for that peer into the outbox
+(config `outbox`); a schedule may name it like any job type (`job_type: bundle-export`,
+`params: {peer: enclave}`). It runs under `orchd run` only. A policy that defines its own
+`bundle-export` replaces it.
+
 This page is generated from the loader's own key tables by `tools/gen_docs.py`; a test keeps it
 equal to them, so a key the loader accepts is always documented here.
 """

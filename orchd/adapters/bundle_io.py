@@ -301,10 +301,10 @@ def member_lines(source: BinaryIO, entry: Entry, *, sha256: str, raw_size: int) 
                     yield from complete
     except zstandard.ZstdError as exc:
         raise MemberMismatch(member=entry.name, detail=f"bad zstd data ({exc})") from None
-    if not decompressor.eof or decompressor.unused_data:
-        raise MemberMismatch(
-            member=entry.name, detail="its zstd frame is cut short or followed by data"
-        )
+    if decompressor.unused_data:  # wherever the frame ended, the same finding
+        raise MemberMismatch(member=entry.name, detail="data follows its zstd frame")
+    if not decompressor.eof:
+        raise MemberMismatch(member=entry.name, detail="its zstd frame is cut short")
     if partial:
         raise MemberMismatch(member=entry.name, detail="its last record lacks a newline")
     if produced != raw_size:

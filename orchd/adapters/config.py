@@ -99,6 +99,14 @@ CONFIG_KEYS: dict[str, Key] = {
         "the bundle inbox the daemon imports from (copy a bundle into tmp/, then rename it into "
         "new/); each ends in imported/ or quarantine/ with a .reason; empty: STATE_DIR/inbox",
     ),
+    "outbox": key(
+        absolute_path,
+        "path",
+        "(empty)",
+        "/media/transfer/orchd-outbox",
+        "where bundle export --outbox (and the built-in bundle-export job type) writes bundles "
+        "for operators to carry; empty: STATE_DIR/outbox",
+    ),
     "socket_group": key(
         _group_name,
         "text",
@@ -136,6 +144,7 @@ class Settings:
     socket: str = ""
     socket_group: str = ""
     inbox: str = ""
+    outbox: str = ""
     bundle_max_mb: int = 4096
     log_level: str = "info"
 

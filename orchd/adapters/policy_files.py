@@ -10,6 +10,7 @@ refused: a policy is read by people, and an alias bomb must not cost memory.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -451,9 +452,21 @@ def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+BUNDLE_EXPORT = model.JobType(
+    name="bundle-export",
+    argv=(sys.executable, "-m", "orchd", "bundle", "export", "--outbox", "--peer", "{peer}"),
+    description="built in: write a bundle for PEER into the outbox (runs under the daemon, "
+    "through its socket)",
+    params=MappingProxyType({"peer": None}),
+    timeout_s=3600,
+)
+BUILTIN_JOB_TYPES = {BUNDLE_EXPORT.name: BUNDLE_EXPORT}  # a policy may define its own instead
+
+
 def _build(merged: dict[str, Any]) -> model.Policy:
     sources = {n: _source(n, e) for n, e in merged["sources"].items()}
     job_types = {n: _job_type(n, e) for n, e in merged["job_types"].items()}
+    job_types = {**BUILTIN_JOB_TYPES, **job_types}
     _check_dependencies(merged["job_types"], job_types)
     schedules = {n: _schedule(n, e, sources, job_types) for n, e in merged["schedules"].items()}
     quotas: dict[tuple[str, str], model.Quota] = {}

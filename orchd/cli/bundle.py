@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import click
 from orchd.adapters import bundle_io, bundles
 from orchd.core.bundle import ANY_SITE
 from orchd.core.names import check_name, check_text
-from orchd.errors import BadInput, InvalidName
+from orchd.errors import BadInput, InvalidName, StorageError
 from orchd.ops import requests as request_ops
 
 from . import cli
@@ -24,6 +25,7 @@ from .output import emit_json
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
 MAX_EXPIRY_MS = 999_999 * 86_400_000
+OUTBOX_DIR = "outbox"
 
 
 def parse_duration(text: str) -> int:
@@ -42,9 +44,14 @@ def bundle_() -> None:
 @click.option(
     "--out",
     "out",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The bundle file to write (must not exist).",
+)
+@click.option(
+    "--outbox",
+    "to_outbox",
+    is_flag=True,
+    help="Write it into the outbox (config outbox) as to-PEER-TIME.orchkit instead of --out.",
 )
 @click.option("--peer", help="The site it is for (default: any site that trusts this one).")
 @click.option(
@@ -61,9 +68,19 @@ def bundle_() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def export(
-    config: Config, out: Path, peer: str | None, full: bool, expires_in: str, as_json: bool
+    config: Config,
+    out: Path | None,
+    to_outbox: bool,
+    peer: str | None,
+    full: bool,
+    expires_in: str,
+    as_json: bool,
 ) -> None:
     """Write a signed bundle of the events this site holds, for another site to import."""
+    if (out is None) == (not to_outbox):
+        raise click.UsageError("give --out FILE or --outbox, one of them")
+    if out is None:
+        out = outbox_file(config, peer)
     body = {
         "recipient": ANY_SITE if peer is None else check_name("site id", peer),
         "expires_in_ms": parse_duration(expires_in),
@@ -116,6 +133,23 @@ def _export(call: Request) -> dict[str, Any]:
         "ranges": {r.origin: [r.from_seq, r.to_seq] for r in m.ranges},
         "after_receipt": receipt.bundle_id if receipt is not None else None,
     }
+
+
+def outbox_file(config: Config, peer: str | None) -> Path:
+    """A new file name in the outbox: to-PEER-YYYYMMDDTHHMMSSZ.orchkit (a counter if taken)."""
+    settings = config.settings()
+    folder = Path(settings.outbox) if settings.outbox else config.state_dir / OUTBOX_DIR
+    try:
+        folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(path=folder, detail=exc.strerror or str(exc)) from exc
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    base = f"to-{check_name('site id', peer) if peer else 'any'}-{stamp}"
+    candidate, n = folder / f"{base}.orchkit", 0
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{base}-{n}.orchkit"
+    return candidate
 
 
 def _manifest_json(head: bundles.Head) -> dict[str, Any]:

@@ -21,9 +21,10 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import Any
 
 import click
@@ -167,7 +168,9 @@ class Daemon:
 
     def _reload(self) -> None:
         try:
-            policy = policy_files.load(self.site.config.policy_dir)
+            policy = with_daemon_env(
+                policy_files.load(self.site.config.policy_dir), self.site, self.settings
+            )
         except OrchdError as exc:
             self.last_error = exc.message
             event = self._audit("policy.reload_failed", {"error": exc.message[:4000]})
@@ -507,7 +510,7 @@ def run_(site: Site, grace: int | None, rescan: int | None, log_level: str | Non
     settings = config.override(
         site.config.settings(), drain_grace_s=grace, rescan_s=rescan, log_level=log_level
     )
-    policy = policy_files.load(site.config.policy_dir)
+    policy = with_daemon_env(policy_files.load(site.config.policy_dir), site, settings)
     site.ledger.limit_cache(DAEMON_CACHE_MIB)
     executor = SubprocessExecutor(site.config.state_dir / LOG_DIR)
     daemon = Daemon(site, policy, executor, JsonLog(settings.log_level), settings=settings)
@@ -515,6 +518,25 @@ def run_(site: Site, grace: int | None, rescan: int | None, log_level: str | Non
         daemon.serve()
     finally:
         executor.close()
+
+
+def with_daemon_env(policy: Policy, site: Site, settings: config.Settings) -> Policy:
+    """The policy, its built-in ``bundle-export`` told where this daemon's site and socket are
+    (its runs call ``orchd bundle export --outbox``, which goes through the socket)."""
+    builtin = policy.job_types.get(policy_files.BUNDLE_EXPORT.name)
+    if builtin is None or builtin.argv != policy_files.BUNDLE_EXPORT.argv:
+        return policy  # the policy defines its own
+    where = {
+        "ORCHD_STATE_DIR": str(site.config.state_dir),
+        "ORCHD_POLICY_DIR": str(site.config.policy_dir),
+        "ORCHD_SOCKET": str(settings_socket(site, settings)),
+    }
+    if settings.outbox:
+        where["ORCHD_OUTBOX"] = settings.outbox
+    if site.config.config_explicit:
+        where["ORCHD_CONFIG"] = str(site.config.config_path)
+    job_types = {**policy.job_types, builtin.name: replace(builtin, env=MappingProxyType(where))}
+    return replace(policy, job_types=MappingProxyType(job_types))
 
 
 def settings_socket(site: Site, settings: config.Settings) -> Path:

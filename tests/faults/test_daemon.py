@@ -600,3 +600,30 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
             enclave.proc.kill()
             enclave.proc.wait(timeout=30)
         enclave.notify.close()
+
+
+def test_the_built_in_bundle_export_job_writes_into_the_outbox(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    (tmp_path / "enclave").mkdir()
+    enclave = Daemon(tmp_path / "enclave", site_id="enclave")
+    try:
+        hq_pem = tmp_path / "hq.pem"
+        assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
+        assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
+        daemon.start()
+
+        asked = daemon.cli("jobs", "submit", "bundle-export", "--param", "peer=enclave")
+        assert asked.returncode == 0, asked.stderr
+        wait_until(lambda: [j["state"] for j in daemon.jobs()] in (["succeeded"], ["dead"]))
+        code, log = daemon.stop()
+
+        assert code == 0, log
+        assert [j["state"] for j in daemon.jobs()] == ["succeeded"], log
+        [written] = os.listdir(daemon.state / "outbox")
+        assert written.startswith("to-enclave-") and written.endswith(".orchkit")
+        verified = enclave.cli("bundle", "verify", str(daemon.state / "outbox" / written))
+        assert verified.returncode == 0, verified.stderr
+        assert "bundle.export" in api_calls(log)  # the job went through the daemon's socket
+    finally:
+        enclave.notify.close()
