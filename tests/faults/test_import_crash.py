@@ -127,15 +127,13 @@ def test_kill_9_during_import_applies_the_bundle_completely_or_not_at_all(tmp_pa
         )
         try:
             time.sleep(delay)
-            running = child.poll() is None
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signal.SIGKILL)
         finally:
             child.wait(timeout=30)
-        if running:
-            assert child.returncode == -signal.SIGKILL, where
-        else:
-            assert child.returncode == 0, where  # it finished before the kill
+        # 0: it finished before the kill arrived (however close the race was)
+        assert child.returncode in (0, -signal.SIGKILL), where
+        running = child.returncode == -signal.SIGKILL
 
         after_kill = state(site, bundle_id)
         assert after_kill in (nothing, everything), f"{where}: {after_kill}"

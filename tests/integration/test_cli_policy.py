@@ -21,7 +21,14 @@ def test_the_examples_check_and_list_what_they_define() -> None:
     result = run(EXAMPLES, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["job_types"] == ["export", "feed-index", "feed-refresh", "rescan", "vex-ingest"]
+    assert summary["job_types"] == [
+        "bundle-export",
+        "export",
+        "feed-index",
+        "feed-refresh",
+        "rescan",
+        "vex-ingest",
+    ]  # bundle-export is built in
     assert "source:nvd" in summary["quotas"]
 
 

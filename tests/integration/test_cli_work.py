@@ -378,7 +378,7 @@ def test_a_paused_source_is_not_run_and_work_still_ends(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("nope",), "job type 'nope' does not fit the policy: one of step"),
+        (("nope",), "job type 'nope' does not fit the policy: one of bundle-export, step"),
         (("step", "--source", "ghsa"), "source 'ghsa' does not fit the policy: one of nvd"),
         (("step", "--param", "n=1", "--param", "x=2"), "parameter 'x' does not fit the policy"),
         (("step",), "parameter 'n' does not fit the policy: job type step requires it"),
