@@ -27,6 +27,7 @@ from typing import BinaryIO
 from orchd.core import bundle, canonical, dsse, timefmt, trust
 from orchd.core.bundle import Manifest, Step
 from orchd.core.events import Actor, Draft, Event
+from orchd.core.ports import Clock, Entropy
 from orchd.core.trust import KeyView
 from orchd.errors import (
     BundleMalformed,
@@ -405,9 +406,11 @@ def import_bundle(
     reason: str | None = None,
     ticket: str | None = None,
     max_bytes: int | None = None,
+    restoring: bool = False,
 ) -> Report:
     """Import ``path``, all or nothing (``dry_run``: check everything, write nothing); a file
-    over ``max_bytes`` is refused before it is read."""
+    over ``max_bytes`` is refused before it is read. ``restoring`` (``init --restore``) also
+    takes a bundle this site exported itself, for the other origins it holds."""
     if allow_expired and (reason is None or ticket is None):
         raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
     now = timefmt.format_ms(now_ms)
@@ -427,6 +430,7 @@ def import_bundle(
             now_ms=now_ms,
             skew_ms=skew_ms,
             allow_expired=allow_expired,
+            restoring=restoring,
         )
         heads = ledger.heads()
         steps = bundle.plan(
@@ -463,6 +467,76 @@ def import_bundle(
         except MalformedEvent as exc:  # the fold refused an event the bundle carries
             raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    source: Path  # the bundle the site's own events came from
+    own_seq: int  # its own chain, restored up to this seq
+    imported: list[Report]  # then every bundle imported for the other origins
+
+
+def restore(
+    path: Path,
+    site_id: str,
+    files: Sequence[Path],
+    anchor: bytes,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    *,
+    ticket: str,
+    skew_ms: int = bundle.DEFAULT_SKEW_MS,
+) -> Restored:
+    """Rebuild the lost site ``site_id`` at ``path``: its own chain from the bundle among
+    ``files`` signed with ``anchor`` (a public key the operator vouches for) that holds the most
+    of it from seq 1, then every file imported as usual for the other origins (the trust store
+    is the site's own again by then). Expired bundles are taken: a loss may be old."""
+    best: tuple[int, Path] | None = None
+    for file in files:
+        with bundle_io.open_bundle(file) as source:
+            head = read_head(source)
+        r = next((r for r in head.manifest.ranges if r.origin == site_id), None)
+        if r is None or r.from_seq != 1 or not _signed_by(head, anchor):
+            continue
+        if best is None or r.to_seq > best[0]:
+            best = (r.to_seq, file)
+    if best is None:
+        raise BundleRefused(
+            detail=f"no bundle given holds {site_id}'s own events from seq 1 with a signature by "
+            "the key given (a bundle for any site, from this site's last export or a peer's)"
+        )
+    own_seq, chosen = best
+    now_ms = clock.now_ms()
+    with bundle_io.open_bundle(chosen) as source:
+        head = read_head(source)
+        manifest = head.manifest
+        steps = bundle.plan(manifest, local="", heads={}, hash_at={})
+        report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
+        batches = _events(source, manifest, steps, {}, now_ms + skew_ms, report)
+        own = ([e for e in batch if e.origin == site_id] for batch in batches)
+        ledger = SqliteLedger.restore(path, site_id, clock, entropy, own)
+    try:
+        reports = []
+        for file in files:
+            try:
+                reports.append(import_bundle(
+                    ledger, file, actor, now_ms=now_ms, skew_ms=skew_ms, allow_expired=True,
+                    reason="restore after a loss", ticket=ticket, restoring=True,
+                ))  # fmt: skip
+            except BundleStale:
+                continue  # it holds nothing the restored site lacks
+    finally:
+        ledger.close()
+    return Restored(source=chosen, own_seq=own_seq, imported=reports)
+
+
+def _signed_by(head: Head, public: bytes) -> bool:
+    key_id = dsse.key_id(public)
+    message = dsse.pae(dsse.MANIFEST_TYPE, head.manifest_bytes)
+    return any(
+        s.key_id == key_id and keys.verify(public, message, s.sig) for s in head.envelope.signatures
+    )
 
 
 def verify(

@@ -318,12 +318,19 @@ class Step:
 
 
 def check_envelope(
-    manifest: Manifest, *, local: str, now_ms: int, skew_ms: int, allow_expired: bool
+    manifest: Manifest,
+    *,
+    local: str,
+    now_ms: int,
+    skew_ms: int,
+    allow_expired: bool,
+    restoring: bool = False,
 ) -> None:
-    """Refuse a bundle addressed elsewhere, from the future, or expired."""
+    """Refuse a bundle addressed elsewhere, from the future, or expired; and one this site
+    exported itself, unless it is ``restoring`` after a loss."""
     if manifest.recipient not in (ANY_SITE, local):
         raise BundleRefused(detail=f"it is addressed to site {manifest.recipient!r}, not {local!r}")
-    if manifest.exporter == local:
+    if manifest.exporter == local and not restoring:
         raise BundleRefused(detail="it was exported by this site itself")
     created = timefmt.parse_canonical(manifest.created_at)
     if created > now_ms + skew_ms:

@@ -31,7 +31,11 @@ def created(actor: Actor, public_key: bytes) -> Draft:
 
 def own_key(ledger: Ledger) -> KeyView | None:
     """This site's current signing key, as its trust store records it."""
-    found = [k for k in ledger.trust_keys() if k.role == "own" and k.site == ledger.site_id]
+    found = [
+        k
+        for k in ledger.trust_keys()
+        if k.role == "own" and k.site == ledger.site_id and k.revoked_at is None
+    ]
     return found[-1] if found else None
 
 
@@ -107,6 +111,25 @@ def revoke(
     revoked = ledger.trust_key(key_id)
     assert revoked is not None
     return revoked
+
+
+def replaced_after_loss(ledger: Ledger, actor: Actor, public_key: bytes) -> list[Draft]:
+    """After ``init --restore``: the lost signing key revoked (its private half went with the
+    disk, or may be in other hands) and the new one recorded. Peers must trust the new key by
+    hand; nothing vouches for it."""
+    drafts = [
+        Draft(
+            type="key.revoked",
+            actor=actor,
+            payload={"key_id": old.key_id},
+            reason="lost with the site's disk; replaced at restore",
+            idempotency_key=f"key.revoked:{old.key_id}:restore",
+        )
+        for old in ledger.trust_keys()
+        if old.role == "own" and old.site == ledger.site_id and old.revoked_at is None
+    ]
+    drafts.append(created(actor, public_key))
+    return drafts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

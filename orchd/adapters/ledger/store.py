@@ -206,6 +206,47 @@ class SqliteLedger:
             _fsync(path.parent)
         return cls.open(path, clock, entropy)
 
+    @classmethod
+    def restore(
+        cls,
+        path: Path,
+        site_id: str,
+        clock: Clock,
+        entropy: Entropy,
+        own: Iterable[Sequence[Event]],
+    ) -> SqliteLedger:
+        """Create a ledger at ``path`` (which must not exist) from this site's own events, as a
+        lost site's last export (or a peer's copy) holds them: chained from ``site.initialized``,
+        built under a temporary name and linked into place like ``create``."""
+        staging = path.with_name(path.name + ".creating")
+        with translated(path):
+            _remove_staging(staging)
+            db = _connect(staging, "rwc")
+            try:
+                db.execute(f"PRAGMA application_id = {schema.APPLICATION_ID:d}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                schema.migrate(db.conn, schema.MIGRATIONS)
+                db.execute("INSERT INTO meta (key, value) VALUES ('site_id', ?)", [site_id])
+                ledger = cls(db, staging, clock, entropy)
+                if not ledger.import_events(own, lambda: [], restoring=True):
+                    raise ChainBroken(origin=site_id, seq=1, detail="no events to restore")
+                first = db.execute(
+                    "SELECT type FROM events WHERE origin = ? AND seq = 1", [site_id]
+                ).fetchone()
+                if first is None or first[0] != "site.initialized":
+                    raise ChainBroken(origin=site_id, seq=1, detail="it does not open the site")
+            finally:
+                db.close()
+            staging.chmod(0o640)
+            _fsync(staging)
+            try:
+                _link(staging, path)
+            finally:
+                _remove_staging(staging)
+            _fsync(path.parent)
+        return cls.open(path, clock, entropy)
+
     def limit_cache(self, mib: int) -> None:
         """Hold at most ``mib`` MiB of pages from now on and free what is cached beyond that
         (a long-running daemon, after the open checks read the whole file)."""
@@ -480,6 +521,7 @@ class SqliteLedger:
         then: Callable[[], Sequence[Draft]],
         *,
         dry_run: bool = False,
+        restoring: bool = False,
     ) -> int:
         """Record other origins' sealed events and then the drafts ``then()`` gives (once the
         batches are consumed), all in one transaction. ``dry_run`` does all of it, every check
@@ -496,7 +538,8 @@ class SqliteLedger:
             for batch in batches:
                 for event in batch:
                     seq, digest = heads.get(event.origin, (0, chain.START.hash))
-                    if event.origin == self._site_id or (event.seq, event.prev_hash) != (
+                    own = event.origin == self._site_id and not restoring
+                    if own or (event.seq, event.prev_hash) != (
                         seq + 1,
                         digest,
                     ):
