@@ -114,4 +114,57 @@ cat "$DEMO/daemon.log"
 orchd jobs list --state succeeded
 orchd ledger verify
 
-say "done: jobs run under limits, state carried to a second site, the daemon served; all verified"
+say "two sites, two daemons: hq asks the enclave for a rescan; bundles travel by outbox and inbox"
+ENCLAVE_POLICY="$DEMO/enclave-policies"
+mkdir -p "$ENCLAVE_POLICY"
+cp "$ORCHD_POLICY_DIR"/*.yaml "$ENCLAVE_POLICY/"
+rm "$ENCLAVE_POLICY/demo.yaml" "$ORCHD_POLICY_DIR/demo.yaml"
+printf 'version: 1\naccept:\n  hq: [rescan]\n' > "$ENCLAVE_POLICY/accept.yaml"
+echo "the enclave runs rescans when hq asks (its accept.yaml), nothing else"
+orchd --state-dir "$ENCLAVE" keys export-public "$DEMO/enclave.pem"
+orchd keys trust enclave "$DEMO/enclave.pem" --reason "demo key ceremony"
+at_enclave() { orchd --state-dir "$ENCLAVE" --policy-dir "$ENCLAVE_POLICY" "$@"; }
+orchd run --rescan 1 --grace 5 2> "$DEMO/hq.log" &
+hq_daemon=$!
+orchd --state-dir "$ENCLAVE" --policy-dir "$ENCLAVE_POLICY" run --rescan 1 --grace 5 \
+    2> "$DEMO/enclave.log" &
+enclave_daemon=$!
+until_true() {  # until_true WHAT COMMAND...: poll for up to 60 s
+    what=$1; shift
+    for _ in $(seq 1 300); do "$@" && return 0; sleep 0.2; done
+    echo "timed out waiting for $what" >&2; exit 1
+}
+until_true "both daemons" test -S "$ORCHD_STATE_DIR/orchd.sock" -a -S "$ENCLAVE/orchd.sock"
+request=$(orchd jobs submit rescan --site enclave --source fleet --param scope=dmz --key rescan-dmz)
+echo "hq asked for request $request; hq's daemon writes a bundle for the enclave to its outbox:"
+orchd jobs submit bundle-export --param peer=enclave --key demo-export-1 > /dev/null
+one_file() { [ -n "$(ls "$1" 2>/dev/null)" ]; }
+until_true "hq's outbox" one_file "$ORCHD_STATE_DIR/outbox"
+carried=$(ls "$ORCHD_STATE_DIR/outbox")
+echo "  $carried"
+echo "an operator carries it across the gap into the enclave's inbox (tmp/, then new/)"
+mkdir -p "$ENCLAVE/inbox/tmp" "$ENCLAVE/inbox/new"
+cp "$ORCHD_STATE_DIR/outbox/$carried" "$ENCLAVE/inbox/tmp/$carried"
+mv "$ENCLAVE/inbox/tmp/$carried" "$ENCLAVE/inbox/new/$carried"
+until_true "the enclave's import" test -e "$ENCLAVE/inbox/imported/$carried"
+rescan_done() { orchd --state-dir "$ENCLAVE" jobs list --state succeeded --json | grep -q "request:hq:$request"; }
+until_true "the rescan at the enclave" rescan_done
+echo "the enclave imported it, accepted the request and ran the rescan; it exports back:"
+at_enclave jobs submit bundle-export --param peer=hq --key demo-export-back > /dev/null
+until_true "the enclave's outbox" one_file "$ENCLAVE/outbox"
+back=$(ls "$ENCLAVE/outbox")
+mkdir -p "$ORCHD_STATE_DIR/inbox/tmp" "$ORCHD_STATE_DIR/inbox/new"
+cp "$ENCLAVE/outbox/$back" "$ORCHD_STATE_DIR/inbox/tmp/$back"
+mv "$ORCHD_STATE_DIR/inbox/tmp/$back" "$ORCHD_STATE_DIR/inbox/new/$back"
+until_true "hq's import" test -e "$ORCHD_STATE_DIR/inbox/imported/$back"
+say "at hq: the request's answer and the enclave's run, the receipt, the enclave's audit trail"
+orchd jobs show "$request"
+orchd status | sed -n '/^peers/,$p'
+orchd audit tail -n 40 | grep ' enclave/' | tail -n 8
+kill -TERM "$hq_daemon" "$enclave_daemon"
+wait "$hq_daemon" "$enclave_daemon"
+echo "both daemons stopped"
+orchd ledger verify
+at_enclave ledger verify
+
+say "done: jobs run under limits, state carried both ways across the gap, the daemons served; all verified"
