@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from orchd.core import timefmt
 from orchd.core.projection import QUOTA_LIMITS
 from orchd.errors import BadInput
 from orchd.ops import quota as quota_ops
@@ -15,6 +16,8 @@ from . import cli
 from .actions import Request, action, number, perform, text
 from .context import Config
 from .output import emit_json, table
+
+DAY_MS = 86_400_000
 
 
 @cli.group()
@@ -31,16 +34,22 @@ def show(config: Config, as_json: bool) -> None:
     if as_json:
         emit_json(found)
         return
-    rows = [(e["target"], *(_cell(e, f) for f in quota_ops.FIELDS)) for e in found]
-    table(("TARGET", "RATE", "BURST", "CONCURRENCY", "DAILY"), rows)
+    rows = [(e["target"], *(_cell(e, f) for f in quota_ops.FIELDS), _used(e)) for e in found]
+    table(("TARGET", "RATE", "BURST", "CONCURRENCY", "DAILY", "RUNS TODAY BY SITE"), rows)
+
+
+def _used(effective: dict[str, Any]) -> str:
+    by_site = effective["usage"]
+    return ", ".join(f"{site} {n['today']}" for site, n in sorted(by_site.items())) or "-"
 
 
 @action("quota.show", "orch:read", writes=False)
 def _show(call: Request) -> list[dict[str, Any]]:
-    found = quota_ops.effective(
-        call.policy(), call.site.ledger.overrides(), call.site.ledger.site_id
-    )
-    return [{"target": e.target, **e.values, "from": e.origins,
+    ledger = call.site.ledger
+    found = quota_ops.effective(call.policy(), ledger.overrides(), ledger.site_id)
+    day = timefmt.format_ms(call.site.clock.now_ms() // DAY_MS * DAY_MS)
+    used = quota_ops.usage(ledger.usage(day), [e.target for e in found])
+    return [{"target": e.target, **e.values, "from": e.origins, "usage": used[e.target],
              "overrides": [o._asdict() for o in e.overrides]} for e in found]  # fmt: skip
 
 

@@ -119,3 +119,18 @@ def change(
         type=f"quota.{action}", actor=actor, payload=payload, reason=reason, ticket=ticket,
         idempotency_key=f"quota.{action}:{kind}:{name}:{change_id}",
     )])  # fmt: skip
+
+
+def usage(
+    rows: list[tuple[str, str, str | None, int, int]], targets: list[str]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """target -> site -> {"today": runs started since the day began, "running": going on},
+    counted where the runs happen (``rows`` from the ledger's ``usage``)."""
+    found: dict[str, dict[str, dict[str, int]]] = {t: {} for t in targets}
+    for site, job_type, source, today, running in rows:
+        for target in (f"job_type:{job_type}", f"source:{source}" if source else None):
+            if target in found:
+                counts = found[target].setdefault(site, {"today": 0, "running": 0})
+                counts["today"] += today
+                counts["running"] += running
+    return found

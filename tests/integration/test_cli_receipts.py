@@ -226,3 +226,29 @@ def test_a_site_cannot_ask_itself_and_the_accept_list_names_defined_types(pair: 
     checked = pair.enclave("--policy-dir", bad, "policy", "check")
     assert checked.exit_code != 0
     assert "accept.hq[0]" in checked.stderr or "no job type no-such-type" in checked.stderr
+
+
+def test_quota_show_counts_each_sites_runs_where_they_ran_and_once(pair: Pair) -> None:
+    policy = pair.root / "quota-policy"
+    policy.mkdir()
+    shared = Path(__file__).resolve().parents[1] / "policies" / "site.yaml"
+    (policy / "site.yaml").write_text(shared.read_text())
+    (policy / "quotas.yaml").write_text(
+        "version: 1\nquotas:\n  - {target: source:nvd, daily: 50}\n"
+    )
+    for n in range(2):
+        pair.hq.ok("jobs", "submit", "feed-refresh", "--source", "nvd", "--key", f"hq-{n}")
+    pair.enclave.ok("jobs", "submit", "feed-refresh", "--source", "nvd", "--key", "enclave-0")
+    for site in (pair.hq, pair.enclave):
+        site.ok("--policy-dir", policy, "work", "--until-idle", "--max-wait", "5")
+    back = pair.root / "back.orchkit"
+    pair.enclave.ok("bundle", "export", "--out", back, "--peer", "hq")
+    pair.hq.ok("bundle", "import", back)
+    pair.hq("bundle", "import", back)  # a second copy counts nothing again
+
+    [nvd] = [q for q in pair.hq.json("--policy-dir", policy, "quota", "show")
+             if q["target"] == "source:nvd"]  # fmt: skip
+
+    assert nvd["usage"] == {"hq": {"today": 2, "running": 0}, "enclave": {"today": 1, "running": 0}}
+    text = pair.hq.ok("--policy-dir", policy, "quota", "show").stdout
+    assert "enclave 1, hq 2" in text

@@ -611,6 +611,17 @@ class SqliteLedger:
         with translated(self.path):
             return [events.parse(b, h) for b, h in self._db.execute(sql, [self._site_id])]
 
+    def usage(self, since: str) -> list[tuple[str, str, str | None, int, int]]:
+        """Per executing site, job type and source: (site, job type, source, runs leased at or
+        after ``since``, runs going on). Each run is one row, however many bundles carried it."""
+        sql = (
+            "SELECT r.origin, j.job_type, j.source, sum(r.leased_at >= ?), "
+            "sum(r.state IN ('leased', 'running')) FROM runs r JOIN jobs j USING (job_id) "
+            "GROUP BY r.origin, j.job_type, j.source ORDER BY r.origin, j.job_type, j.source"
+        )
+        with translated(self.path):
+            return [tuple(row) for row in self._db.execute(sql, [since])]
+
     def pending_requests(self) -> list[RequestView]:
         """Requests addressed to this site that it has not answered, oldest first."""
         columns = ", ".join(f"r.{c}" for c in RequestView._fields)
