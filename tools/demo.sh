@@ -104,28 +104,17 @@ spooled() { orchd jobs list --json | python3 -c 'import json,sys; print(sum(j["k
 scheduled() { orchd jobs list --json | python3 -c 'import json,sys; print(sum((j["schedule"] or "") == "demo-every-minute" and j["state"] == "succeeded" for j in json.load(sys.stdin)))'; }
 for _ in $(seq 1 100); do [ "$(spooled)" = 3 ] && break; sleep 0.2; done
 echo "spooled requests run: $(spooled) of 3"
-echo "waiting for the next minute's slot (at most a minute)..."
-for _ in $(seq 1 130); do [ "$(scheduled)" -ge 1 ] && break; sleep 0.5; done
-echo "scheduled slots run: $(scheduled)"
-kill -TERM "$daemon"
-wait "$daemon"
-echo "daemon stopped (exit $?); its log, one JSON object per line:"
-cat "$DEMO/daemon.log"
-orchd jobs list --state succeeded
-orchd ledger verify
 
-say "two sites, two daemons: hq asks the enclave for a rescan; bundles travel by outbox and inbox"
+say "meanwhile, a second daemon at the enclave: hq asks it for a rescan; bundles go by outbox and inbox"
 ENCLAVE_POLICY="$DEMO/enclave-policies"
 mkdir -p "$ENCLAVE_POLICY"
 cp "$ORCHD_POLICY_DIR"/*.yaml "$ENCLAVE_POLICY/"
-rm "$ENCLAVE_POLICY/demo.yaml" "$ORCHD_POLICY_DIR/demo.yaml"
+rm "$ENCLAVE_POLICY/demo.yaml"
 printf 'version: 1\naccept:\n  hq: [rescan]\n' > "$ENCLAVE_POLICY/accept.yaml"
 echo "the enclave runs rescans when hq asks (its accept.yaml), nothing else"
 orchd --state-dir "$ENCLAVE" keys export-public "$DEMO/enclave.pem"
 orchd keys trust enclave "$DEMO/enclave.pem" --reason "demo key ceremony"
 at_enclave() { orchd --state-dir "$ENCLAVE" --policy-dir "$ENCLAVE_POLICY" "$@"; }
-orchd run --rescan 1 --grace 5 2> "$DEMO/hq.log" &
-hq_daemon=$!
 orchd --state-dir "$ENCLAVE" --policy-dir "$ENCLAVE_POLICY" run --rescan 1 --grace 5 \
     2> "$DEMO/enclave.log" &
 enclave_daemon=$!
@@ -134,7 +123,7 @@ until_true() {  # until_true WHAT COMMAND...: poll for up to 60 s
     for _ in $(seq 1 300); do "$@" && return 0; sleep 0.2; done
     echo "timed out waiting for $what" >&2; exit 1
 }
-until_true "both daemons" test -S "$ORCHD_STATE_DIR/orchd.sock" -a -S "$ENCLAVE/orchd.sock"
+until_true "the enclave's daemon" test -S "$ENCLAVE/orchd.sock"
 request=$(orchd jobs submit rescan --site enclave --source fleet --param scope=dmz --key rescan-dmz)
 echo "hq asked for request $request; hq's daemon writes a bundle for the enclave to its outbox:"
 orchd jobs submit bundle-export --param peer=enclave --key demo-export-1 > /dev/null
@@ -161,9 +150,15 @@ say "at hq: the request's answer and the enclave's run, the receipt, the enclave
 orchd jobs show "$request"
 orchd status | sed -n '/^peers/,$p'
 orchd audit tail -n 40 | grep ' enclave/' | tail -n 8
-kill -TERM "$hq_daemon" "$enclave_daemon"
-wait "$hq_daemon" "$enclave_daemon"
-echo "both daemons stopped"
+say "back at hq's daemon: waiting for its every-minute schedule's next slot (within a minute)"
+for _ in $(seq 1 130); do [ "$(scheduled)" -ge 1 ] && break; sleep 0.5; done
+echo "scheduled slots run: $(scheduled)"
+kill -TERM "$daemon" "$enclave_daemon"
+wait "$daemon"
+echo "hq's daemon stopped (exit $?); the last lines of its log, one JSON object per line:"
+wait "$enclave_daemon"
+tail -n 12 "$DEMO/daemon.log"
+orchd jobs list --state succeeded
 orchd ledger verify
 at_enclave ledger verify
 
