@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from orchd import __version__
 from orchd.adapters import bundles, keys
+from orchd.adapters.files import fsync_dir
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
@@ -76,7 +78,7 @@ def init(
 
 
 def _restore(
-    config: Config, site_id: str, files: tuple[Path, ...], trust_key: Path, ticket: str
+    config: Config, site_id: str, sources: tuple[Path, ...], trust_key: Path, ticket: str
 ) -> None:
     check_name("ticket", ticket)
     anchor = keys.read_public(trust_key)
@@ -89,14 +91,23 @@ def _restore(
     with SiteLock(config.lock_path):
         if config.ledger_path.exists() or config.ledger_path.is_symlink():
             raise SiteExists(path=config.state_dir)
-        done = bundles.restore(config.ledger_path, site_id, files, anchor, clock, entropy, actor,
+        # everything is done on a file aside and linked into place last: a crash on the way
+        # leaves no ledger, and running the restore again starts over
+        aside = config.ledger_path.with_name(config.ledger_path.name + ".restoring")
+        for stale in (
+            aside,
+            aside.with_name(aside.name + "-wal"),
+            aside.with_name(aside.name + "-shm"),
+        ):
+            stale.unlink(missing_ok=True)
+        done = bundles.restore(aside, site_id, sources, anchor, clock, entropy, actor,
                                ticket=ticket)  # fmt: skip
         key_path = config.key_path
         if key_path.exists() or key_path.is_symlink():
             key_path.unlink()  # a key file of the lost site's is no proof of anything now
         key = keys.generate()
         keys.write_private(key_path, key)
-        ledger = SqliteLedger.open(config.ledger_path, clock, entropy)
+        ledger = SqliteLedger.open(aside, clock, entropy)
         try:
             ledger.append([
                 *key_ops.replaced_after_loss(ledger, actor, key.public_key),
@@ -107,7 +118,13 @@ def _restore(
                                "bundles": len(done.imported)}),
             ])  # fmt: skip
         finally:
-            ledger.close()
+            ledger.close()  # the last connection: SQLite folds the WAL into the file
+        try:
+            os.link(aside, config.ledger_path)
+            aside.unlink()
+            fsync_dir(config.state_dir)
+        except OSError as exc:
+            raise StorageError(path=config.ledger_path, detail=exc.strerror or str(exc)) from exc
     said = f"its own events up to seq {done.own_seq} from {done.source}"
     click.echo(f"restored site {site_id!r} in {config.state_dir}: {said}", err=True)
     click.echo(f"imported {len(done.imported)} bundle(s) for the other sites' events", err=True)
