@@ -117,8 +117,9 @@ vulnerability-operations site.
 Built in: the job type `bundle-export` (param `peer`, required) runs `orchd bundle export
 --outbox --peer PEER` through the daemon's socket, writing a bundle for that peer into the outbox
 (config `outbox`); a schedule may name it like any job type (`job_type: bundle-export`,
-`params: {peer: enclave}`). It runs under `orchd run` only. A policy that defines its own
-`bundle-export` replaces it.
+`params: {peer: enclave}`). It runs under `orchd run` only, as the daemon's user: with an
+`authz.yaml`, grant that user `orch:bundle`. A policy that defines its own `bundle-export`
+replaces it.
 
 This page is generated from the loader's own key tables by `tools/gen_docs.py`; a test keeps it
 equal to them, so a key the loader accepts is always documented here.
