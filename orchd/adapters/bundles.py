@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from orchd import crash
 from orchd.core import bundle, canonical, dsse, timefmt, trust
 from orchd.core.bundle import Manifest, Step
 from orchd.core.events import Actor, Draft, Event
@@ -158,7 +159,9 @@ def export(
                     ],
                 )
             size = tmp.stat().st_size
+            crash.point("export.written")
             bundle_io.publish(tmp, out)
+            crash.point("export.published")
         except OSError as exc:
             raise StorageError(path=out, detail=exc.strerror or str(exc)) from exc
     ledger.append(
@@ -448,6 +451,7 @@ def import_bundle(
                 report.already = True
                 return report
             raise BundleStale(detail="every origin it carries is held here up to or past its range")
+        crash.point("import.verified")
         batches = _events(source, manifest, steps, heads, now_ms + skew_ms, report)
         try:
             ledger.import_events(

@@ -33,7 +33,7 @@ from apscheduler.triggers.date import DateTrigger
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from orchd import __version__
+from orchd import __version__, crash
 from orchd.adapters import bundles, config, control, policy_files, slots, spool
 from orchd.adapters.notify import Notifier
 from orchd.adapters.runner import SubprocessExecutor
@@ -312,11 +312,13 @@ class Daemon:
             if claimed.problem is not None:
                 self._reject(claimed, claimed.problem)
                 continue
+            crash.point("spool.claimed")
             try:
                 self._submit(claimed)
             except OrchdError as exc:
                 self._reject(claimed, exc.message)
                 continue
+            crash.point("spool.recorded")
             spool.done(self.spool, name)
             added = True
         return added
@@ -342,6 +344,7 @@ class Daemon:
                 except OrchdError as exc:
                     problem = f"{exc.message} (exit code {exc.exit_code})"
                 else:
+                    crash.point("inbox.imported")
                     spool.file_away(self.inbox, name, "imported")
                     self.log("info", "bundle imported from the inbox", file=name,
                              bundle=report.manifest.bundle_id, events=report.applied,

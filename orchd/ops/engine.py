@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from orchd import crash
 from orchd.core import canonical, ids, limits, outcomes, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.machines import JOB
@@ -240,6 +241,8 @@ class Engine:
         self._deps_dirty = False
         admitted = [] if self._stopping else self._admit(now_ms)
         self._flush()
+        if admitted:
+            crash.point("engine.leased")
         for job, run_id, attempt in admitted:
             self._start(job, run_id, attempt, mono)
         self._heartbeat(mono)
@@ -377,6 +380,7 @@ class Engine:
         try:
             spec = self._spec(job, job_type, run_id, attempt)
             active.pid = self._executor.start(spec)
+            crash.point("engine.spawned")
         except (BadInput, SpawnFailed) as exc:
             cause = "spawn_failed" if isinstance(exc, SpawnFailed) else "bad_command"
             del self._active[run_id]
@@ -411,6 +415,7 @@ class Engine:
         active = self._active.pop(ended.run_id, None)
         if active is None:
             return
+        crash.point("engine.ended")
         self._release(active.job)
         if not active.started_recorded:
             self._record_started(active)

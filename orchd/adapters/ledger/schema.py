@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from orchd import crash
+
 APPLICATION_ID = 0x4F524348  # "ORCH"
 
 # The projection tables as migration 1 created them; later migrations alter them, so a rebuild
@@ -263,6 +265,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, Migration]
                 continue
             step(conn)
             conn.execute(f"PRAGMA user_version = {number:d}")
+            crash.point(f"migration.{number}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
