@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys; print(hash
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_DOC := docs/BENCHMARKS.md
 
-.PHONY: help venv test lint check demo bench clean
+.PHONY: help venv test lint check demo bench fuzz clean
 
 help:
 	@echo "make demo   - run orchd on a throw-away site and say what it did"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   - ruff, mypy (strict), import-linter layer contracts, generated docs"
 	@echo "make check  - lint + test (what CI runs)"
 	@echo "make bench  - benchmarks; results go to docs/BENCHMARKS.md"
+	@echo "make fuzz   - fuzz bundles, spool requests, policies and API requests (SECONDS=N each)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orchd needs Python >= 3.11")'
@@ -36,6 +37,12 @@ lint: $(STAMP)
 	$(BIN)/python tools/gen_docs.py --check
 
 check: lint test
+
+# make test runs the fuzz targets briefly and repeatably; this runs each with fresh random inputs
+# for SECONDS seconds.
+SECONDS ?= 60
+fuzz: $(STAMP)
+	ORCHD_FUZZ_SECONDS=$(SECONDS) $(BIN)/python -m pytest tests/fuzz
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh tools/demo.sh

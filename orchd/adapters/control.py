@@ -294,7 +294,7 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
 
         def _receive(self) -> Path:
             """The request's file body, into a fresh file of the transfers dir."""
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self._length()
             if length > server.max_upload:
                 raise BundleRefused(
                     detail=f"the file is {length} bytes, over the daemon's "
@@ -355,8 +355,14 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
                 if _gone(self.connection, STREAM_POLL_S):
                     return
 
+        def _length(self) -> int:
+            text = self.headers.get("Content-Length") or "0"
+            if not text.isdigit() or len(text) > 15:
+                raise BadInput(detail=f"Content-Length {text[:20]!r} is not a byte count")
+            return int(text)
+
         def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self._length()
             if length > MAX_BODY:
                 raise BadInput(detail=f"a request body is at most {MAX_BODY} bytes")
             return _object(self.rfile.read(length) if length else b"{}", "the request body")
