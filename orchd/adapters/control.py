@@ -28,6 +28,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -181,6 +182,7 @@ class Call:
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
+    request_queue_size = 256  # the default 5 refuses (EAGAIN) a burst of callers at once
 
 
 class ControlServer:
@@ -405,7 +407,15 @@ class _UnixConnection:
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.sock.settimeout(TIMEOUT_S + 5)
-        self.sock.connect(str(path))
+        for wait_s in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 0.0):
+            try:
+                self.sock.connect(str(path))
+                return
+            except BlockingIOError:  # the daemon's backlog is full: a moment, then again
+                if not wait_s:
+                    self.sock.close()
+                    raise
+                time.sleep(wait_s)
 
 
 def find_socket(explicit: Path | None, state_dir: Path) -> Path | None:

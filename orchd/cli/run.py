@@ -112,6 +112,7 @@ class Daemon:
         self.last_error = ""
         self.next_rescan = self.next_status = self.next_watchdog = 0
         self.schedules_due = self.requests_due = True
+        self.reload_due = False
         self.clock_seen = (site.clock.now_ms(), site.clock.monotonic_ms())
         self.calls: queue.Queue[control.Call] = queue.Queue()
         self.socket_path = settings_socket(site, settings)
@@ -233,12 +234,17 @@ class Daemon:
     # --- the control API (on the loop thread) -----------------------------------------------
 
     def _answer_calls(self) -> bool:
-        added = False
+        """Answer the calls waiting for the loop; the engine reloads once after any that wrote,
+        and the watchdog is fed between calls (a rush of callers is the loop at work)."""
+        added = self.reload_due = False
         while True:
             try:
                 call = self.calls.get_nowait()
             except queue.Empty:
+                if self.reload_due:
+                    self.engine.load()  # the calls may have changed jobs, quotas or pauses
                 return added
+            self._report(self.site.clock.monotonic_ms())
             try:
                 status, payload, new = self._route(call)
             except OrchdError as exc:
@@ -293,8 +299,7 @@ class Daemon:
         )
         result = actions.plain(chosen.run(request))
         self.log("info" if chosen.writes else "debug", "api call", action=name, uid=call.peer.uid)
-        if chosen.writes:
-            self.engine.load()  # the call may have changed jobs, quotas or pauses
+        self.reload_due |= chosen.writes
         return 200, result, False
 
     def _enqueue(self, call: control.Call) -> None:  # on a server thread
