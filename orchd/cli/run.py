@@ -41,7 +41,7 @@ from orchd.adapters.system import actor_for_uid
 from orchd.core import timefmt
 from orchd.core.events import Draft
 from orchd.core.policy import Policy
-from orchd.errors import OrchdError
+from orchd.errors import OrchdError, StorageError
 from orchd.ops import engine, jobs, requests, scheduling
 
 from . import actions, cli
@@ -112,7 +112,7 @@ class Daemon:
         self.last_error = ""
         self.next_rescan = self.next_status = self.next_watchdog = 0
         self.schedules_due = self.requests_due = True
-        self.reload_due = False
+        self.reload_due = self.degraded = False
         self.clock_seen = (site.clock.now_ms(), site.clock.monotonic_ms())
         self.calls: queue.Queue[control.Call] = queue.Queue()
         self.socket_path = settings_socket(site, settings)
@@ -320,6 +320,8 @@ class Daemon:
             crash.point("spool.claimed")
             try:
                 self._submit(claimed)
+            except StorageError:
+                raise  # the disk, not the request: the file stays in cur/ for the next try
             except OrchdError as exc:
                 self._reject(claimed, exc.message)
                 continue
@@ -346,6 +348,8 @@ class Daemon:
                         skew_ms=self.settings.clock_skew_s * 1000,
                         max_bytes=self.settings.bundle_max_bytes,
                     )  # fmt: skip
+                except StorageError:
+                    raise  # the disk, not the bundle: it stays in cur/ for the next try
                 except OrchdError as exc:
                     problem = f"{exc.message} (exit code {exc.exit_code})"
                 else:
@@ -483,7 +487,8 @@ class Daemon:
         try:
             watchdog = self.notifier.watchdog_ms
             sleep_ms = engine.MAX_SLEEP_MS if watchdog is None else min(1000, watchdog // 4)
-            return self.engine.run(until_idle=False, tick=self.tick, max_sleep_ms=max(1, sleep_ms))
+            return self.engine.run(until_idle=False, tick=self.tick, max_sleep_ms=max(1, sleep_ms),
+                                   on_storage=self._storage)  # fmt: skip
         finally:
             server.close()
             self.timer.shutdown(wait=False)
@@ -493,6 +498,21 @@ class Daemon:
                 signal.signal(sig, handler)
             self._audit("daemon.stopped", {"pid": os.getpid()})
             self.log("info", "stopped")
+
+    def _storage(self, exc: StorageError | None) -> None:
+        """The engine's report on the disk: failing (degraded: writes fail and wait, reads and
+        the API go on) or, with None, writable again."""
+        if exc is None:
+            self.degraded = False
+            self.last_error = ""
+            self.log("info", "storage writable again: recovered")
+            return
+        if not self.degraded:
+            self.log("error", "storage failing: degraded, retrying every second",
+                     error=exc.message)  # fmt: skip
+        self.degraded = True
+        self.last_error = exc.message
+        self._report(self.site.clock.monotonic_ms())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.signals.append(signum)

@@ -41,13 +41,14 @@ from orchd.core.machines import JOB
 from orchd.core.policy import JobType, Policy
 from orchd.core.ports import Clock, Entropy, Executor, Exit, Ledger, RunSpec
 from orchd.core.projection import JobView
-from orchd.errors import BadInput, NotInPolicy, OrchdError, SpawnFailed
+from orchd.errors import BadInput, NotInPolicy, OrchdError, SpawnFailed, StorageError
 
 from . import quota
 
 SCOPE = "orch:run"
 HEARTBEAT_MS = 10_000
 KILL_GRACE_MS = 5_000
+DEGRADED_RETRY_MS = 1000  # a failing disk: try again this often
 MAX_SLEEP_MS = 1_000  # a stop request is noticed within this
 _CANDIDATE_STATES = frozenset({"queued", "throttled", "retry_wait"})
 
@@ -178,6 +179,7 @@ class Engine:
         should_stop: Callable[[], bool] = lambda: False,
         tick: Callable[[], bool] | None = None,
         max_sleep_ms: int = MAX_SLEEP_MS,
+        on_storage: Callable[[StorageError | None], None] | None = None,
     ) -> Tally:
         """Recover, then step until idle (``until_idle``) or until stopped and drained.
 
@@ -186,15 +188,31 @@ class Engine:
         submitted) do not keep the engine busy. ``tick`` (the daemon's) runs before every step
         and returns True when it recorded new jobs; the loop never sleeps longer than
         ``max_sleep_ms`` between ticks.
+
+        ``on_storage`` (the daemon's) makes a failing disk (full, or an I/O error) a degraded
+        state rather than the end: it is told each failure, the loop tries again a second later
+        (what was not recorded is kept and recorded then), and it is told ``None`` once a step
+        succeeds again. Without it the error ends the run.
         """
         self.recover()
         self.load()
+        degraded = False
         while True:
-            if should_stop() and not self._stopping:
-                self.stop()
-            if tick is not None and tick():
-                self.refresh()
-            wake_in = self.step()
+            try:
+                if should_stop() and not self._stopping:
+                    self.stop()
+                if tick is not None and tick():
+                    self.refresh()
+                wake_in = self.step()
+                if degraded and on_storage is not None:
+                    degraded = False
+                    on_storage(None)
+            except StorageError as exc:
+                if on_storage is None:
+                    raise
+                degraded = True
+                on_storage(exc)
+                wake_in = DEGRADED_RETRY_MS
             if not self._active and (wake_in is None or wake_in > max_wait_ms):
                 if until_idle or self._stopping:
                     return self.tally
@@ -202,7 +220,13 @@ class Engine:
                     self.load()  # a long-running worker looks for new work now and then
             sleep_ms = max_sleep_ms if wake_in is None else min(max_sleep_ms, wake_in)
             for ended in self._executor.wait(sleep_ms):
-                self._ended(ended)
+                try:
+                    self._ended(ended)
+                except StorageError as exc:  # its end is unrecorded: recovery retries the job
+                    if on_storage is None:
+                        raise
+                    degraded = True
+                    on_storage(exc)
 
     @property
     def running(self) -> int:
