@@ -365,11 +365,30 @@ class Finished:
     seconds: float
 
 
+# Runs the orchd command and, on the way out, writes the process's own peak RSS (VmHWM, which
+# counts this program only; wait4's ru_maxrss would count the pages of the test process it was
+# forked from, hundreds of MiB late in a long suite).
+_MEASURED = """
+import atexit, sys
+def report(path=sys.argv[1]):
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            open(path, "w").write(line.split()[1])
+atexit.register(report)
+sys.argv = ["orchd", *sys.argv[2:]]
+from orchd.cli import main
+main()
+"""
+
+
 def run_measured(state_dir: Path, *args: str | Path, timeout_s: float = 60.0) -> Finished:
-    """``python -m orchd --state-dir DIR ARGS`` in a child process, with the child's own peak
-    memory (``wait4`` reports the resource use of exactly that child) and wall time; the child
-    is killed after ``timeout_s`` (then the return code is -9)."""
-    argv = [sys.executable, "-m", "orchd", "--state-dir", str(state_dir), *map(str, args)]
+    """``orchd --state-dir DIR ARGS`` in a child process, with the child's own peak memory
+    (``VmHWM`` as it exits) and wall time; the child is killed after ``timeout_s`` (then the
+    return code is -9 and the peak is wait4's, an upper bound)."""
+    hwm_path = state_dir.parent / f".{state_dir.name}.hwm"
+    hwm_path.unlink(missing_ok=True)
+    argv = [sys.executable, "-c", _MEASURED, str(hwm_path), "--state-dir", str(state_dir),
+            *map(str, args)]  # fmt: skip
     out_path = state_dir.parent / f".{state_dir.name}.out"
     err_path = state_dir.parent / f".{state_dir.name}.err"
     with out_path.open("w+b") as out, err_path.open("w+b") as err:
@@ -389,6 +408,6 @@ def run_measured(state_dir: Path, *args: str | Path, timeout_s: float = 60.0) ->
             returncode=proc.returncode,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
-            max_rss=usage.ru_maxrss * 1024,  # Linux reports KiB
+            max_rss=(int(hwm_path.read_text()) if hwm_path.exists() else usage.ru_maxrss) * 1024,
             seconds=seconds,
         )
