@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys; print(hash
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_DOC := docs/BENCHMARKS.md
 
-.PHONY: help venv test lint check demo bench fuzz clean
+.PHONY: help venv test lint check demo bench fuzz reliability clean
 
 help:
 	@echo "make demo   - run orchd on a throw-away site and say what it did"
@@ -15,6 +15,7 @@ help:
 	@echo "make check  - lint + test (what CI runs)"
 	@echo "make bench  - benchmarks; results go to docs/BENCHMARKS.md"
 	@echo "make fuzz   - fuzz bundles, spool requests, policies and API requests (SECONDS=N each)"
+	@echo "make reliability - run the fault and fuzz tests; write docs/RELIABILITY.md"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orchd needs Python >= 3.11")'
@@ -43,6 +44,9 @@ check: lint test
 SECONDS ?= 60
 fuzz: $(STAMP)
 	ORCHD_FUZZ_SECONDS=$(SECONDS) $(BIN)/python -m pytest tests/fuzz
+
+reliability: $(STAMP)
+	ORCHD_RELIABILITY=docs/RELIABILITY.md $(BIN)/python -m pytest tests/faults tests/fuzz
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh tools/demo.sh
