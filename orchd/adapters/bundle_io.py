@@ -80,7 +80,15 @@ class Compressed:
 
 
 def compress_lines(path: Path, lines: Iterable[bytes], level: int = 3) -> Compressed:
-    """Write ``lines`` (each followed by a newline) as one zstd frame, hashing as it goes."""
+    """Write ``lines`` (each followed by a newline) as one zstd frame, hashing as it goes; a
+    failing disk (full, I/O error) is a StorageError."""
+    try:
+        return _compress_lines(path, lines, level)
+    except OSError as exc:
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+
+
+def _compress_lines(path: Path, lines: Iterable[bytes], level: int) -> Compressed:
     compressor = zstandard.ZstdCompressor(
         level=level, write_checksum=True, write_content_size=False
     )
@@ -135,13 +143,16 @@ def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Path]]) ->
 
 def publish(tmp: Path, final: Path) -> None:
     """fsync ``tmp``, rename it to ``final`` (never replacing a file), fsync the directory."""
-    with tmp.open("rb") as handle:
-        os.fsync(handle.fileno())
     if final.exists() or final.is_symlink():
         raise StorageError(path=final, detail="a file of that name exists; choose another --out")
-    os.link(tmp, final)
-    tmp.unlink()
-    files.fsync_dir(final.parent)
+    try:
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.link(tmp, final)
+        tmp.unlink()
+        files.fsync_dir(final.parent)
+    except OSError as exc:
+        raise StorageError(path=final, detail=exc.strerror or str(exc)) from exc
 
 
 @contextlib.contextmanager

@@ -46,11 +46,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with filler.open("wb") as out:
+    with filler.open("wb", buffering=0) as out:  # unbuffered: nothing is left to fail at close
         try:
             while True:
-                out.write(b"\0" * 65536)
-                out.flush()
+                out.write(b"\0" * 4096)
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
@@ -117,3 +116,60 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
     assert os.listdir(state / "spool" / "rejected") == []
     assert code == 0, log_text
     assert cli("ledger", "verify").returncode == 0
+
+
+def _cli(state: Path, policy: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir", str(policy)]
+    return subprocess.run([*argv, *map(str, args)], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env=child_env())  # fmt: skip
+
+
+def _policy(tmp_path: Path) -> Path:
+    policy = tmp_path / "policy"
+    policy.mkdir(exist_ok=True)
+    (policy / "site.yaml").write_text(POLICY)
+    return policy
+
+
+def test_an_export_onto_a_full_disk_fails_plainly_and_leaves_nothing(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    policy, state = _policy(tmp_path), tmp_path / "site"
+    assert _cli(state, policy, "init", "--site-id", "hq").returncode == 0
+    filler = fill(small_disk)
+    out = small_disk / "hq.orchkit"
+
+    failed = _cli(state, policy, "bundle", "export", "--out", out)
+
+    assert failed.returncode == 91, failed.stderr
+    assert "No space left on device" in failed.stderr and "hint:" in failed.stderr
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no file, no leftovers
+    filler.unlink()
+    assert _cli(state, policy, "bundle", "export", "--out", out).returncode == 0
+    tail = _cli(state, policy, "audit", "tail", "--json", "-n", "1000").stdout.splitlines()
+    assert [json.loads(line)["type"] for line in tail].count("bundle.exported") == 1
+
+
+def test_an_import_into_a_full_disk_changes_nothing_until_there_is_room(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    policy = _policy(tmp_path)
+    hq, enclave = tmp_path / "hq", small_disk / "enclave"
+    assert _cli(hq, policy, "init", "--site-id", "hq").returncode == 0
+    for n in range(50):
+        _cli(hq, policy, "jobs", "submit", "echo", "--key", f"k{n}")
+    assert _cli(enclave, policy, "init", "--site-id", "enclave").returncode == 0
+    _cli(hq, policy, "keys", "export-public", tmp_path / "hq.pub")
+    assert _cli(enclave, policy, "keys", "trust", "hq", tmp_path / "hq.pub").returncode == 0
+    bundle = tmp_path / "hq.orchkit"
+    assert _cli(hq, policy, "bundle", "export", "--out", bundle).returncode == 0
+    before = json.loads(_cli(enclave, policy, "ledger", "verify", "--json").stdout)
+    filler = fill(small_disk)
+
+    failed = _cli(enclave, policy, "bundle", "import", bundle)
+
+    assert failed.returncode == 91, failed.stderr
+    filler.unlink()
+    after = json.loads(_cli(enclave, policy, "ledger", "verify", "--json").stdout)
+    assert after == before  # nothing of it, and the ledger whole
+    assert _cli(enclave, policy, "bundle", "import", bundle).returncode == 0
