@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from orchd.core import timefmt
+from orchd.core.limits import DAY_MS
 from orchd.core.projection import QUOTA_LIMITS
 from orchd.errors import BadInput
 from orchd.ops import quota as quota_ops
@@ -16,8 +17,6 @@ from . import cli
 from .actions import Request, action, number, perform, text
 from .context import Config
 from .output import emit_json, table
-
-DAY_MS = 86_400_000
 
 
 @cli.group()

@@ -184,27 +184,9 @@ class SqliteLedger:
         The ledger is built under a temporary name and linked into place, so a crash leaves
         either no ledger or a complete one, and an existing file is never overwritten.
         """
-        staging = path.with_name(path.name + ".creating")
-        with translated(path):
-            _remove_staging(staging)
-            db = _connect(staging, "rwc")
-            try:
-                db.execute(f"PRAGMA application_id = {schema.APPLICATION_ID:d}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = FULL")
-                schema.migrate(db.conn, schema.MIGRATIONS)
-                db.execute("INSERT INTO meta (key, value) VALUES ('site_id', ?)", [site_id])
-                cls(db, staging, clock, entropy).append([first, *also])
-            finally:
-                db.close()
-            staging.chmod(0o640)
-            _fsync(staging)
-            try:
-                _link(staging, path)
-            finally:
-                _remove_staging(staging)
-            _fsync(path.parent)
-        return cls.open(path, clock, entropy)
+        return cls._build(
+            path, site_id, clock, entropy, lambda ledger: ledger.append([first, *also])
+        )
 
     @classmethod
     def restore(
@@ -218,6 +200,29 @@ class SqliteLedger:
         """Create a ledger at ``path`` (which must not exist) from this site's own events, as a
         lost site's last export (or a peer's copy) holds them: chained from ``site.initialized``,
         built under a temporary name and linked into place like ``create``."""
+
+        def fill(ledger: SqliteLedger) -> None:
+            if not ledger.import_events(own, lambda: [], restoring=True):
+                raise ChainBroken(origin=site_id, seq=1, detail="no events to restore")
+            first = ledger._db.execute(
+                "SELECT type FROM events WHERE origin = ? AND seq = 1", [site_id]
+            ).fetchone()
+            if first is None or first[0] != "site.initialized":
+                raise ChainBroken(origin=site_id, seq=1, detail="it does not open the site")
+
+        return cls._build(path, site_id, clock, entropy, fill)
+
+    @classmethod
+    def _build(
+        cls,
+        path: Path,
+        site_id: str,
+        clock: Clock,
+        entropy: Entropy,
+        fill: Callable[[SqliteLedger], object],
+    ) -> SqliteLedger:
+        """A new ledger at ``path``: schema and site id on a staging file, ``fill``, then fsync
+        and link into place (never over an existing file)."""
         staging = path.with_name(path.name + ".creating")
         with translated(path):
             _remove_staging(staging)
@@ -228,14 +233,7 @@ class SqliteLedger:
                 db.execute("PRAGMA synchronous = FULL")
                 schema.migrate(db.conn, schema.MIGRATIONS)
                 db.execute("INSERT INTO meta (key, value) VALUES ('site_id', ?)", [site_id])
-                ledger = cls(db, staging, clock, entropy)
-                if not ledger.import_events(own, lambda: [], restoring=True):
-                    raise ChainBroken(origin=site_id, seq=1, detail="no events to restore")
-                first = db.execute(
-                    "SELECT type FROM events WHERE origin = ? AND seq = 1", [site_id]
-                ).fetchone()
-                if first is None or first[0] != "site.initialized":
-                    raise ChainBroken(origin=site_id, seq=1, detail="it does not open the site")
+                fill(cls(db, staging, clock, entropy))
             finally:
                 db.close()
             staging.chmod(0o640)
