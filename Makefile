@@ -5,17 +5,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest()[:12])')
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_DOC := docs/BENCHMARKS.md
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WHEELHOUSE := dist/orchd-$(VERSION)-wheelhouse.tar.gz
 
-.PHONY: help venv test lint check demo bench fuzz reliability clean
+.PHONY: help venv test lint check demo bench fuzz reliability wheelhouse wheelhouse-check clean
 
 help:
 	@echo "make demo   - run orchd on a throw-away site and say what it did"
 	@echo "make test   - run the test suite"
-	@echo "make lint   - ruff, mypy (strict), import-linter layer contracts, generated docs"
+	@echo "make lint   - ruff, mypy (strict), import-linter, generated docs, the systemd unit"
 	@echo "make check  - lint + test (what CI runs)"
 	@echo "make bench  - benchmarks; results go to docs/BENCHMARKS.md"
 	@echo "make fuzz   - fuzz bundles, spool requests, policies and API requests (SECONDS=N each)"
 	@echo "make reliability - run the fault and fuzz tests; write docs/RELIABILITY.md"
+	@echo "make wheelhouse - the offline installation archive ($(WHEELHOUSE))"
+	@echo "make wheelhouse-check - install that archive with no network and run a smoke job"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orchd needs Python >= 3.11")'
@@ -36,6 +40,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python tools/gen_docs.py --check
+	sh tools/check_systemd.sh $(BIN)/orchd
 
 check: lint test
 
@@ -50,6 +55,14 @@ reliability: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh tools/demo.sh
+
+# Built from the package registry; installed and checked with none (see README, "Air-gapped hosts").
+wheelhouse: $(STAMP)
+	sh tools/wheelhouse.sh build $(BIN)/python $(WHEELHOUSE)
+
+wheelhouse-check: $(STAMP)
+	test -f $(WHEELHOUSE) || $(MAKE) wheelhouse
+	sh tools/wheelhouse.sh check $(BIN)/python $(WHEELHOUSE)
 
 # The bench extra (Huey, to compare with) goes into the same venv, only for this target.
 $(BENCH_STAMP): $(STAMP)
@@ -70,4 +83,4 @@ bench: $(BENCH_STAMP)
 		--schedule-minutes 2 --idle-seconds 60 --diagnose --write $(BENCH_DOC)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis

@@ -179,6 +179,13 @@ class BundleStale(StateConflict):
     hint = "this is an older bundle than the ones already imported; nothing was changed"
 
 
+class SiteUnhealthy(StateConflict):
+    """{count} check(s) failed: {checks}"""
+
+    exit_code = 41
+    hint = "each failed check above says how to fix it; run orchd doctor again afterwards"
+
+
 # --- 50-69: integrity failures ----------------------------------------------------------------
 
 
@@ -193,8 +200,9 @@ class LedgerCorrupt(IntegrityFailure):
 
     exit_code = 51
     hint = (
-        "orchd will not repair or re-create it; keep this file for inspection, restore the "
-        "state dir from your last backup or rebuild it from bundles (orchd init --restore)"
+        "orchd will not repair or re-create it; keep this file for inspection, then restore "
+        "your last backup (orchd ledger restore FILE --ticket T) or rebuild the site from "
+        "bundles (orchd init --restore)"
     )
 
 
@@ -241,6 +249,18 @@ class ChainFork(IntegrityFailure):
 
     exit_code = 57
     hint = "two different histories of one site exist; keep both files for inspection"
+
+
+class LedgerBehind(IntegrityFailure):
+    """the ledger at {path} lacks events it once held: {detail}"""
+
+    exit_code = 58
+    hint = (
+        "its -wal file was probably lost after a crash; keep the files for inspection, then "
+        "restore your last backup (orchd ledger restore FILE --ticket T) or rebuild from bundles "
+        "(orchd init --restore). If you put an older ledger in place on purpose, delete the head "
+        "file named above and start again"
+    )
 
 
 # --- 70-89: refusals --------------------------------------------------------------------------

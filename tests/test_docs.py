@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
 from pathlib import Path
 
+import click
 import pytest
 from pytest_socket import SocketBlockedError
 
@@ -92,3 +94,47 @@ def test_the_reliability_report_lists_every_fault_and_fuzz_case() -> None:
             for node in tree.body:
                 if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                     assert f"`{node.name}" in report, f"{node.name}: run make reliability"
+
+
+def readme_commands(text: str) -> list[list[str]]:
+    """The words after each ``orchd`` that starts a line (or follows ``/bin/``) in a code block."""
+    found, in_code = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif in_code:
+            found += [m.split() for m in re.findall(r"(?:^|/bin/)orchd ([^#]*)", line.strip())]
+    return found
+
+
+def resolve(words: list[str]) -> list[str]:
+    """The command path the words name, global options skipped; fails on an unknown command."""
+    from orchd.cli import cli
+
+    valued = {opt for p in cli.params if not getattr(p, "is_flag", False) for opt in p.opts}
+    command: click.Command = cli
+    path: list[str] = []
+    words = list(words)
+    while words and isinstance(command, click.Group):
+        word = words.pop(0)
+        if word in valued:
+            words.pop(0)
+            continue
+        if word.startswith("-"):
+            continue
+        found = command.get_command(click.Context(command), word)
+        named = " ".join([*path, word])
+        assert found is not None, f"README names `orchd {named}`: no such command"
+        command, path = found, [*path, word]
+    assert not isinstance(command, click.Group), f"`orchd {' '.join(path)}` needs a subcommand"
+    return path
+
+
+def test_every_command_in_the_readme_exists() -> None:
+    commands = readme_commands((ROOT / "README.md").read_text())
+
+    paths = {" ".join(resolve(words)) for words in commands}
+
+    assert len(commands) >= 20 and {"doctor", "metrics", "ledger verify", "init"} <= paths
+    with pytest.raises(AssertionError, match="no such command"):
+        resolve(["jobs", "sumbit", "x"])

@@ -33,6 +33,21 @@ def _group_name(node: yaml.Node, at: At) -> str:
     return value
 
 
+def _loopback(node: yaml.Node, at: At) -> str:
+    value = node.value if isinstance(node, yaml.ScalarNode) else None
+    found = re.fullmatch(r"(127\.0\.0\.1|\[::1\]|localhost):([0-9]{1,5})", str(value))
+    if not isinstance(value, str) or not found or not 0 < int(found[2]) < 65536:
+        raise at.error("expected a loopback address and port such as 127.0.0.1:9464 (metrics "
+                       "are never served beyond this host)")  # fmt: skip
+    return value
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``metrics_listen``'s host and port (checked by the loader)."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 CONFIG_KEYS: dict[str, Key] = {
     "version": key(
         integer(1, 1), "int", REQUIRED, "1", "configuration format version", required=True
@@ -123,6 +138,14 @@ CONFIG_KEYS: dict[str, Key] = {
         "the largest bundle file imported, verified or accepted through the control socket "
         "(MiB); a larger one is refused before it is read",
     ),
+    "metrics_listen": key(
+        _loopback,
+        "text",
+        "(empty)",
+        "127.0.0.1:9464",
+        "also serve GET /metrics over TCP on this loopback address, for a Prometheus server on "
+        "this host; empty: only on the control socket",
+    ),
     "log_level": key(
         choice(*LOG_LEVELS),
         "text",
@@ -146,6 +169,7 @@ class Settings:
     inbox: str = ""
     outbox: str = ""
     bundle_max_mb: int = 4096
+    metrics_listen: str = ""
     log_level: str = "info"
 
     @property

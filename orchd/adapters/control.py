@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
@@ -50,6 +50,9 @@ SOCKET_NAME = "orchd.sock"
 OCTETS = "application/octet-stream"
 ACTIONS_PATH = "/v1/actions/"  # POST /v1/actions/NAME: one action, a JSON body, a JSON reply
 STREAM_PATH = "/v1/stream/"  # GET /v1/stream/NAME?after=N: NDJSON of the action's items, polled
+METRICS_PATH = "/metrics"  # GET: the metrics action's text, for Prometheus
+METRICS_SCOPE = "orch:read"
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STREAM_POLL_S = 0.5
 
 
@@ -225,7 +228,8 @@ class ControlServer:
         self._thread.start()
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever that never ran
+            self._server.shutdown()
         self._server.server_close()
         if self.path.is_socket():
             self.path.unlink()
@@ -266,6 +270,9 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             if method == "GET" and url.path.startswith(STREAM_PATH):
                 self._stream(peer, url.path.removeprefix(STREAM_PATH), query)
+                return
+            if method == "GET" and url.path == METRICS_PATH:
+                scrape(self, server, peer, server.authz.scopes(peer))
                 return
             upload = download = None
             try:
@@ -380,6 +387,65 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def scrape(
+    handler: BaseHTTPRequestHandler, server: ControlServer, peer: Peer, scopes: tuple[str, ...]
+) -> None:
+    """Answer GET /metrics with the metrics action's text (or its error as JSON)."""
+    call = Call(method="POST", path=ACTIONS_PATH + "metrics", query={}, body={}, peer=peer,
+                scopes=scopes)  # fmt: skip
+    status, payload = server.handle(call)
+    ok = status == 200 and isinstance(payload, dict) and isinstance(payload.get("text"), str)
+    data = (payload["text"] if ok else json.dumps(payload)).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", METRICS_TYPE if ok else "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+class MetricsListener:
+    """The optional loopback TCP listener for Prometheus (config ``metrics_listen``): GET
+    /metrics only, read-only, answered by the daemon's loop like any call; off by default."""
+
+    def __init__(self, address: tuple[str, int], server: ControlServer) -> None:
+        control = server
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "orchd"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                if urlsplit(self.path).path != METRICS_PATH:
+                    data = b'{"error": "only GET /metrics is served here", "code": 10}'
+                    self.send_response(404)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                # no peer credentials over TCP: the daemon reads its metrics as itself, and this
+                # listener grants that and nothing else
+                itself = Peer(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())
+                scrape(self, control, itself, (METRICS_SCOPE,))
+
+        self._server = ThreadingHTTPServer(address, Handler)
+        self._server.daemon_threads = True
+        self.address = self._server.server_address[:2]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
+                                        daemon=True)  # fmt: skip
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+
 def _object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
@@ -416,6 +482,9 @@ class _UnixConnection:
                     self.sock.close()
                     raise
                 time.sleep(wait_s)
+            except OSError:  # refused (no daemon listens), gone: the caller decides
+                self.sock.close()
+                raise
 
 
 def find_socket(explicit: Path | None, state_dir: Path) -> Path | None:

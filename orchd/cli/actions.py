@@ -41,6 +41,7 @@ class Request:
     body: dict[str, Any]
     upload: Path | None = None  # a file the caller handed over (bundle import), never a body path
     download: Path | None = None  # where to write a file for the caller (bundle export)
+    degraded: bool | None = None  # the daemon's storage state; None: no daemon (in-process)
 
 
 @dataclass(frozen=True, slots=True)

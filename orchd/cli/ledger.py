@@ -1,11 +1,25 @@
-"""``orchd ledger``: verify and rebuild (entry layer)."""
+"""``orchd ledger``: verify, rebuild, back up and restore (entry layer)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+from pathlib import Path
 from typing import Any
 
 import click
 
+from orchd.adapters import keys
+from orchd.adapters.files import fsync_dir
+from orchd.adapters.ledger import SqliteLedger, heads_file
+from orchd.adapters.ledger import backup as ledger_backup
+from orchd.adapters.ledger.store import check_file
+from orchd.adapters.sitelock import SiteLock
+from orchd.adapters.system import OsEntropy, SystemClock, local_actor
+from orchd.core.events import Draft
+from orchd.core.names import check_name, check_text
+from orchd.errors import BadInput, StorageError
 from orchd.ops import ledger as ledger_ops
 
 from . import cli
@@ -48,3 +62,115 @@ def rebuild(site: Site) -> None:
     digest = ledger_ops.rebuild(site.ledger)
     click.echo(digest)
     click.echo("projections rebuilt from the event log", err=True)
+
+
+@ledger.command()
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def backup(config: Config, out: Path, as_json: bool) -> None:
+    """Copy the ledger to OUT (a new file) while the daemon and jobs go on, and verify the
+    copy end to end. Restore it with orchd ledger restore. The signing key (keys/site.key) is
+    not in it: keep a copy of that with the backups, somewhere only its owners can read."""
+    check_file(config.ledger_path)
+    report = ledger_backup(config.ledger_path, out.absolute(), SystemClock(), OsEntropy())
+    summary = {"file": str(out), "bytes": out.stat().st_size, "events": report.events,
+               "origins": report.origins}  # fmt: skip
+    if as_json:
+        emit_json(summary)
+        return
+    for origin, seq in sorted(report.origins.items()):
+        click.echo(f"chain {origin}: seq 1..{seq}")
+    click.echo(f"backed up {report.events} events to {out} ({summary['bytes']} bytes), verified",
+               err=True)  # fmt: skip
+
+
+@ledger.command()
+@click.argument("backup_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--ticket", required=True, help="The change or incident ticket (required).")
+@click.option("--reason", default="restored from a backup", show_default=True,
+              help="Why (1-256 printable characters); kept in the log.")  # fmt: skip
+@click.pass_obj
+def restore(config: Config, backup_file: Path, ticket: str, reason: str) -> None:
+    """Put BACKUP_FILE (made by orchd ledger backup) in place of this site's ledger; the daemon
+    must be stopped. The backup is verified first and must be this site's (its own key is
+    keys/site.key). The ledger it replaces is kept beside it as ledger.db.replaced-TIME.
+
+    Events recorded after the backup are not in it. If this site exported bundles since, restore
+    from bundles instead (orchd init --restore), or its peers will see a second history."""
+    check_name("ticket", ticket)
+    check_text("reason", reason)
+    clock, entropy = SystemClock(), OsEntropy()
+    target = config.ledger_path
+    if not backup_file.exists():
+        raise BadInput(detail=f"no backup file at {backup_file}")
+    check_file(backup_file)  # garbage is named as the backup, not as the copy made of it
+    with SiteLock(config.lock_path):
+        staging = target.with_name(target.name + ".restoring-backup")
+        leftovers = (staging, staging.with_name(staging.name + "-wal"),
+                     staging.with_name(staging.name + "-shm"), heads_file(staging))  # fmt: skip
+        _remove(*leftovers)
+        try:
+            shutil.copyfile(backup_file, staging)
+            own = _checked_backup(staging, config, clock, entropy, backup_file.name, ticket,
+                                  reason)  # fmt: skip
+        except OSError as exc:
+            _remove(*leftovers)
+            raise StorageError(path=staging, detail=exc.strerror or str(exc)) from exc
+        except BaseException:
+            _remove(*leftovers)
+            raise
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = target.with_name(f"{target.name}.replaced-{stamp}")
+        try:
+            for suffix in ("", "-wal", "-shm", ".heads"):  # its WAL and heads go with it
+                old = target.with_name(target.name + suffix)
+                if old.exists():
+                    old.rename(aside.with_name(aside.name + suffix))
+            if heads_file(staging).exists():
+                heads_file(staging).replace(heads_file(target))
+            os.link(staging, target)
+            staging.unlink()
+            fsync_dir(target.parent)
+        except OSError as exc:
+            raise StorageError(path=target, detail=exc.strerror or str(exc)) from exc
+    kept = f"; the replaced ledger is kept as {aside}" if aside.exists() else ""
+    click.echo(f"restored {target} from {backup_file}: its own events up to seq {own}{kept}",
+               err=True)  # fmt: skip
+
+
+def _checked_backup(
+    staging: Path,
+    config: Config,
+    clock: SystemClock,
+    entropy: OsEntropy,
+    name: str,
+    ticket: str,
+    reason: str,
+) -> int:
+    """Verify the copied backup, check it is this site's, record its restore; its own seq."""
+    copy = SqliteLedger.open(staging, clock, entropy)
+    try:
+        report = copy.verify()
+        key = keys.read_private(config.key_path)
+        own = {k.key_id for k in copy.trust_keys() if k.role == "own" and k.revoked_at is None}
+        if key.key_id not in own:
+            raise BadInput(
+                detail=f"the backup is of site {copy.site_id!r}, whose signing key is not "
+                f"{config.key_path}; restore the key of the same backup set, or rebuild the site "
+                "from bundles (orchd init --restore)"
+            )
+        seq = report.origins[copy.site_id]
+        actor = local_actor(ledger_ops.VERIFY_SCOPE)
+        copy.append([Draft(type="site.restored", actor=actor, ticket=ticket, reason=reason,
+                           idempotency_key=f"site.restored:backup:{clock.now_ms()}",
+                           payload={"from": name[-200:], "own_seq": seq,
+                                    "events": report.events})])  # fmt: skip
+        return seq
+    finally:
+        copy.close()
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

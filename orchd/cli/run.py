@@ -41,7 +41,7 @@ from orchd.adapters.system import actor_for_uid
 from orchd.core import timefmt
 from orchd.core.events import Draft
 from orchd.core.policy import Policy
-from orchd.errors import OrchdError, StorageError
+from orchd.errors import ConfigInvalid, OrchdError, StorageError
 from orchd.ops import engine, jobs, requests, scheduling
 
 from . import actions, cli
@@ -296,6 +296,7 @@ class Daemon:
             body=call.body,
             upload=call.upload,
             download=call.download,
+            degraded=self.degraded,
         )
         result = actions.plain(chosen.run(request))
         self.log("info" if chosen.writes else "debug", "api call", action=name, uid=call.peer.uid)
@@ -338,7 +339,7 @@ class Daemon:
             claimed = spool.claim_file(self.inbox, name, self.settings.bundle_max_bytes)
             if claimed is None:
                 continue
-            problem = claimed.problem
+            problem, error = claimed.problem, "BadFile"
             if problem is None:
                 uid = os.getuid() if claimed.uid is None else claimed.uid
                 try:
@@ -352,6 +353,7 @@ class Daemon:
                     raise  # the disk, not the bundle: it stays in cur/ for the next try
                 except OrchdError as exc:
                     problem = f"{exc.message} (exit code {exc.exit_code})"
+                    error = type(exc).__name__
                 else:
                     crash.point("inbox.imported")
                     spool.file_away(self.inbox, name, "imported")
@@ -360,7 +362,9 @@ class Daemon:
                              already=report.already)  # fmt: skip
                     imported = True
                     continue
-            event = self._audit("bundle.quarantined", {"file": name, "reason": problem[:4000]})
+            event = self._audit(
+                "bundle.quarantined", {"file": name, "reason": problem[:4000], "error": error}
+            )
             moved = spool.file_away(self.inbox, name, "quarantine", problem)
             self.log("warning", "bundle quarantined", file=name, moved_to=moved, reason=problem,
                      event=event)  # fmt: skip
@@ -465,6 +469,15 @@ class Daemon:
             max_upload=self.settings.bundle_max_bytes,
             group=self.settings.socket_group,
         )
+        listener = None
+        if self.settings.metrics_listen:
+            try:
+                address = config.listen_address(self.settings.metrics_listen)
+                listener = control.MetricsListener(address, server)
+            except OSError as exc:
+                server.close()
+                raise ConfigInvalid(where="metrics_listen", key=self.settings.metrics_listen,
+                                    problem=exc.strerror or str(exc)) from None  # fmt: skip
         folder = self.socket_path.parent
         if not folder.stat().st_mode & 0o011:
             self.log("warning", "only the daemon's user can traverse the socket's directory, so "
@@ -481,6 +494,9 @@ class Daemon:
         observer.start()
         self.timer.start()
         server.start()
+        if listener is not None:
+            listener.start()
+            self.log("info", "serving metrics", address=self.settings.metrics_listen)
         self._audit("daemon.started", {"version": __version__, "pid": os.getpid()})
         self.notifier.ready(f"ready: site {self.site.ledger.site_id}")
         self.log("info", "ready", site=self.site.ledger.site_id, pid=os.getpid())
@@ -490,6 +506,8 @@ class Daemon:
             return self.engine.run(until_idle=False, tick=self.tick, max_sleep_ms=max(1, sleep_ms),
                                    on_storage=self._storage)  # fmt: skip
         finally:
+            if listener is not None:
+                listener.close()
             server.close()
             self.timer.shutdown(wait=False)
             observer.stop()

@@ -10,7 +10,7 @@ import click
 from orchd import __version__
 from orchd.adapters import bundles, keys
 from orchd.adapters.files import fsync_dir
-from orchd.adapters.ledger import SqliteLedger
+from orchd.adapters.ledger import SqliteLedger, heads_file
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
 from orchd.core.events import Draft
@@ -120,6 +120,11 @@ def _restore(
         finally:
             ledger.close()  # the last connection: SQLite folds the WAL into the file
         try:
+            # the lost ledger's head file goes first: it names events this one may lack
+            if heads_file(aside).exists():
+                heads_file(aside).replace(heads_file(config.ledger_path))
+            else:
+                heads_file(config.ledger_path).unlink(missing_ok=True)
             os.link(aside, config.ledger_path)
             aside.unlink()
             fsync_dir(config.state_dir)

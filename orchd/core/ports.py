@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchd.core.events import Draft, Event
+from orchd.core.metrics import RunTally
 from orchd.core.projection import (
     BundleView,
     JobView,
@@ -138,6 +139,25 @@ class Ledger(Protocol):
     def state_counts(self) -> dict[str, int]: ...
 
     def last_successes(self) -> list[tuple[str | None, str, str]]: ...
+
+    def job_tallies(self) -> list[tuple[str, str | None, str, str | None, int]]:
+        """(job type, source, state, cause, count) of this site's jobs."""
+        ...
+
+    def run_tallies(self, bounds: Sequence[int]) -> list[RunTally]: ...
+
+    def event_tallies(self, types: Sequence[str]) -> dict[tuple[str, str], int]:
+        """(type, error) -> how many events of those types this site recorded; error is the
+        payload's ``error`` (a refusal's error class), else empty."""
+        ...
+
+    def heads(self) -> dict[str, tuple[int, str]]:
+        """origin -> (seq, hash) of the newest event held of each origin."""
+        ...
+
+    def stalled_leases(self, now: str) -> int:
+        """This site's open runs whose lease expired before ``now``."""
+        ...
 
     def recent_runs(self, states: Sequence[str], limit: int) -> list[RunView]: ...
 

@@ -101,6 +101,9 @@ class Engine:
         self._not_before: dict[str, int] = {}  # job id -> wall ms it may be tried again
         self._active: dict[str, _Active] = {}  # run id -> run
         self._drafts: list[Draft] = []
+        # leased, to start once the lease is recorded: a failed record (a full disk) keeps them
+        # here until a later step records it, so no leased job is left without its process
+        self._leased: list[tuple[JobView, str, int]] = []
         self._deps_dirty = True
         self._stopping = False
         self._next_heartbeat_ms: int | None = None
@@ -263,11 +266,13 @@ class Engine:
             self._flush()  # dependencies are read from the ledger: record what ended first
             self._settle_dependencies()
         self._deps_dirty = False
-        admitted = [] if self._stopping else self._admit(now_ms)
+        if not self._stopping:
+            self._leased += self._admit(now_ms)
         self._flush()
-        if admitted:
+        leased, self._leased = self._leased, []
+        if leased:
             crash.point("engine.leased")
-        for job, run_id, attempt in admitted:
+        for job, run_id, attempt in leased:
             self._start(job, run_id, attempt, mono)
         self._heartbeat(mono)
         return self._wake_in(now_ms, mono)

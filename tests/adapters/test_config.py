@@ -77,3 +77,25 @@ def test_a_lease_shorter_than_two_heartbeats_is_refused(tmp_path: Path) -> None:
         config.load(path, {}, explicit=True)
     assert "twice heartbeat_s" in caught.value.message
     assert config.load(path, {"ORCHD_LEASE_S": "40"}, explicit=True).lease_s == 40
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:9464", "[::1]:9464", "localhost:1"])
+def test_metrics_listen_takes_a_loopback_address(tmp_path: Path, address: str) -> None:
+    path = tmp_path / "orchd.yaml"
+    path.write_text(f'version: 1\nmetrics_listen: "{address}"\n')
+
+    loaded = config.load(path, {}, explicit=True)
+
+    assert loaded.metrics_listen == address
+    host, port = config.listen_address(address)
+    assert host in ("127.0.0.1", "::1", "localhost") and 0 < port < 65536
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:9464", "10.0.0.5:9464", "127.0.0.1", "[::1]:0",
+                                     "127.0.0.1:70000", "metrics.example:9464"])  # fmt: skip
+def test_metrics_listen_refuses_anything_beyond_this_host(tmp_path: Path, address: str) -> None:
+    path = tmp_path / "orchd.yaml"
+    path.write_text(f'version: 1\nmetrics_listen: "{address}"\n')
+
+    with pytest.raises(ConfigInvalid, match="expected a loopback address and port"):
+        config.load(path, {}, explicit=True)

@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, child_env
 
 from orchd import crash
+from orchd.adapters.ledger import schema
 
 POLICY = """
 version: 1
@@ -81,10 +82,12 @@ def stop(proc: subprocess.Popen[str]) -> None:
     assert proc.wait(timeout=60) == 0
 
 
-CLEAN_SITE = {"ledger.db", "ledger.db-wal", "ledger.db-shm", "keys", "orchd.lock"}
+CLEAN_SITE = {
+    *("ledger.db", "ledger.db-wal", "ledger.db-shm", "ledger.db.heads", "keys", "orchd.lock")
+}
 
 
-@pytest.mark.parametrize("n", range(1, 11))
+@pytest.mark.parametrize("n", range(1, schema.latest() + 1))
 def test_a_crash_in_each_migration_leaves_no_site_and_init_starts_over(
     tmp_path: Path, n: int
 ) -> None:
@@ -207,5 +210,5 @@ def test_a_daemon_dying_after_an_inbox_import_moves_the_file_once_restarted(
 def test_every_crash_point_is_exercised_here() -> None:
     source = Path(__file__).read_text()
     exercised = {name for name in crash.POINTS if f'"{name}"' in source}
-    exercised |= {f"migration.{n}" for n in range(1, 11)}
+    exercised |= {f"migration.{n}" for n in range(1, schema.latest() + 1)}
     assert exercised == set(crash.POINTS)

@@ -627,3 +627,119 @@ def test_the_built_in_bundle_export_job_writes_into_the_outbox(
         assert "bundle.export" in api_calls(log)  # the job went through the daemon's socket
     finally:
         enclave.notify.close()
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def http_get_unix(path: Path, url: str) -> tuple[int, str, str]:
+    """(status, content type, body) of a GET over the control socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(path))
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: orchd\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers["Content-Type"], body.decode()
+
+
+FETCH = """
+import sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=30) as answer:
+        print(answer.status, answer.headers["Content-Type"])
+        print(answer.read().decode(), end="")
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+"""
+
+
+def fetch_tcp(url: str) -> list[str]:
+    """GET over TCP from a child (this process may not open INET sockets: pytest-socket)."""
+    done = subprocess.run([sys.executable, "-c", FETCH, url], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_metrics_come_from_the_socket_the_cli_and_an_optional_loopback_listener(
+    daemon: Daemon,
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = 20000 + os.getpid() % 20000
+    daemon.start(ORCHD_METRICS_LISTEN=f"127.0.0.1:{port}", ORCHD_LOG_LEVEL="debug")
+    assert daemon.cli("jobs", "submit", "echo", "--key", "one").returncode == 0
+    wait_until(lambda: daemon.jobs()[0]["state"] == "succeeded")
+
+    status, kind, text = http_get_unix(daemon.state / "orchd.sock", "/metrics")
+    by_cli = daemon.cli("metrics")
+    over_tcp = fetch_tcp(f"http://127.0.0.1:{port}/metrics")
+    elsewhere = fetch_tcp(f"http://127.0.0.1:{port}/v1/actions/status")
+    code, log = daemon.stop()
+
+    assert (status, kind) == (200, "text/plain; version=0.0.4; charset=utf-8")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("orchd_storage_degraded", ())] == 0
+    assert samples[("orchd_runs_total", (("job_type", "echo"), ("outcome", "succeeded")))] == 1
+    assert by_cli.returncode == 0 and "orchd_storage_degraded 0" in by_cli.stdout
+    assert over_tcp[0] == "200 text/plain; version=0.0.4; charset=utf-8"
+    assert "orchd_storage_degraded 0" in over_tcp
+    assert elsewhere == ["404"]  # the listener serves metrics and nothing else
+    assert code == 0, log
+    assert api_calls(log).count("metrics") == 3  # all three answered by the daemon's loop
+
+
+# --- backup and restore ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_backups_taken_while_jobs_run_verify_and_the_last_restores(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    import threading
+
+    daemon.start()
+    stop = threading.Event()
+
+    def produce() -> None:
+        n = 0
+        while not stop.is_set():
+            daemon.drop(f"r{n:05d}.json", json.dumps({"job_type": "echo"}).encode())
+            n += 1
+            time.sleep(0.02)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        time.sleep(1)
+        reports = []
+        for n in range(3):
+            done = daemon.cli("ledger", "backup", str(tmp_path / f"b{n}.db"), "--json")
+            assert done.returncode == 0, done.stderr
+            reports.append(json.loads(done.stdout))
+            time.sleep(0.5)
+        refused = daemon.cli("ledger", "restore", str(tmp_path / "b2.db"), "--ticket", "T-1")
+    finally:
+        stop.set()
+        producer.join()
+    code, log = daemon.stop()
+
+    assert code == 0, log
+    counts = [report["events"] for report in reports]
+    assert counts == sorted(counts) and counts[0] < counts[-1]  # each a later snapshot, whole
+    assert refused.returncode == 33 and "in use by another writer" in refused.stderr  # daemon up
+    restored = daemon.cli("ledger", "restore", str(tmp_path / "b2.db"), "--ticket", "T-1")
+    assert restored.returncode == 0, restored.stderr
+    assert daemon.cli("ledger", "verify").returncode == 0
+    daemon.start()  # the restored ledger runs: what was pending in it, and new work
+    wait_until(lambda: {j["state"] for j in daemon.jobs()} == {"succeeded"})
+    assert daemon.stop()[0] == 0

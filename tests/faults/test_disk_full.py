@@ -173,3 +173,20 @@ def test_an_import_into_a_full_disk_changes_nothing_until_there_is_room(
     after = json.loads(_cli(enclave, policy, "ledger", "verify", "--json").stdout)
     assert after == before  # nothing of it, and the ledger whole
     assert _cli(enclave, policy, "bundle", "import", bundle).returncode == 0
+
+
+def test_a_spool_request_onto_a_full_disk_fails_plainly_and_leaves_no_part_file(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    policy, state = _policy(tmp_path), small_disk / "site"
+    assert _cli(state, policy, "init", "--site-id", "hq").returncode == 0
+    filler = fill(small_disk)
+
+    failed = _cli(state, policy, "jobs", "submit", "echo", "--spool", "--key", "k1")
+
+    assert failed.returncode == 91, failed.stderr
+    assert "No space left on device" in failed.stderr and "hint:" in failed.stderr
+    assert os.listdir(state / "spool" / "tmp") == os.listdir(state / "spool" / "new") == []
+    filler.unlink()
+    assert _cli(state, policy, "jobs", "submit", "echo", "--spool", "--key", "k1").returncode == 0
+    assert len(os.listdir(state / "spool" / "new")) == 1

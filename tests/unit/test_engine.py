@@ -21,7 +21,7 @@ from orchd.core.events import Actor, Draft
 from orchd.core.policy import Backoff, JobType, Policy, Quota, Source
 from orchd.core.ports import Exit, RunSpec
 from orchd.core.projection import JobView
-from orchd.errors import SpawnFailed
+from orchd.errors import SpawnFailed, StorageError
 from orchd.ops import jobs, site, sources
 from orchd.ops.engine import Engine
 from orchd.ops.jobs import SubmitRequest
@@ -838,3 +838,38 @@ def test_a_job_type_the_policy_lacks_is_explained_as_a_job_type(world: World) ->
     (ended,) = world.payloads(job_id, "run.ended")
     assert "--param" not in ended["output"]
     assert "job type 'retired'" in ended["output"]
+
+
+# --- a failing disk -----------------------------------------------------------------------------
+
+
+class FailingAppends:
+    """The ledger, whose next ``failures`` appends fail as on a full disk (nothing recorded)."""
+
+    def __init__(self, ledger: SqliteLedger, failures: int) -> None:
+        self._ledger, self.failures = ledger, failures
+
+    def append(self, drafts: Sequence[Draft]) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise StorageError(path=self._ledger.path, detail="No space left on device")
+        return self._ledger.append(drafts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+
+def test_a_lease_whose_record_failed_is_started_once_it_is_recorded(world: World) -> None:
+    rules = policy()
+    job_id = world.submit(rules)
+    failing = FailingAppends(world.ledger, failures=1)
+    engine = Engine(failing, rules, world.clock, world.entropy, world.executor, WORKER,  # type: ignore[arg-type]
+                    holder="test:1", kill_grace_ms=GRACE_MS)  # fmt: skip
+    told: list[StorageError | None] = []
+
+    engine.run(until_idle=True, on_storage=told.append)
+
+    assert [type(t).__name__ if t else None for t in told] == ["StorageError", None]
+    assert world.job(job_id).state == "succeeded"
+    assert world.runs(job_id) == [("succeeded", 0)]  # one lease, one process, one end
+    assert len(world.executor.specs) == 1

@@ -1,5 +1,5 @@
 """The SQLite ledger adapter (adapters layer)."""
 
-from .store import SqliteLedger
+from .store import SqliteLedger, backup, heads_file
 
-__all__ = ["SqliteLedger"]
+__all__ = ["SqliteLedger", "backup", "heads_file"]

@@ -231,6 +231,12 @@ CREATE TABLE request_answers (
 ) WITHOUT ROWID;
 """
 
+# the daemon's own events (audit, bundles, schedules) by type, for metrics; job events are left
+# out, so the index stays small and appending jobs' events costs nothing more
+_V11 = """
+CREATE INDEX events_by_type ON events (origin, type) WHERE job_id IS NULL;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -242,6 +248,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("schedule state", _script(_V8)),
     ("peers' receipts", _script(_V9)),
     ("cross-site job requests", _script(_V10)),
+    ("events by type, for metrics", _script(_V11)),
 )
 
 

@@ -8,8 +8,10 @@ of every chain; anything wrong is refused, never repaired.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -19,6 +21,7 @@ from sqlite_utils import Database
 from orchd.core import chain, events, hlc, ids
 from orchd.core.chain import Head, Stored
 from orchd.core.events import Draft, Event
+from orchd.core.metrics import RunTally
 from orchd.core.ports import Clock, Entropy, VerifyReport
 from orchd.core.projection import (
     JOB_COLUMNS,
@@ -34,7 +37,9 @@ from orchd.core.projection import (
 )
 from orchd.core.trust import KeyView
 from orchd.errors import (
+    BadInput,
     ChainBroken,
+    LedgerBehind,
     LedgerCorrupt,
     NotInitialized,
     OrchdError,
@@ -45,10 +50,12 @@ from orchd.errors import (
     StorageError,
 )
 
+from .. import files
 from . import projector, schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 TAIL_CHECK = 64  # newest events per origin re-verified at every open
+HEADS_EVERY_S = 1.0  # commits closer together than this share one head-file write
 _INDEX_COLUMNS = (
     "event_id",
     "hlc",
@@ -124,12 +131,17 @@ class _KeyRecorded(Exception):
 class SqliteLedger:
     """The ``Ledger`` port over one SQLite file."""
 
-    def __init__(self, db: Database, path: Path, clock: Clock, entropy: Entropy) -> None:
+    def __init__(
+        self, db: Database, path: Path, clock: Clock, entropy: Entropy, *, keep_heads: bool = False
+    ) -> None:
         self._db = db
         self.path = path
+        self._heads_file = heads_file(path) if keep_heads else None
         self._clock = clock
         self._entropy = entropy
         self._site_id = self._meta("site_id")
+        self._heads_due = 0.0  # monotonic time after which a commit writes the head file at once
+        self._heads_stale = False
 
     # --- opening and creating -------------------------------------------------------------
 
@@ -156,11 +168,12 @@ class SqliteLedger:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = FULL")
                 schema.migrate(db.conn, schema.MIGRATIONS)
-                ledger = cls(db, path, clock, entropy)
+                ledger = cls(db, path, clock, entropy, keep_heads=True)
                 db.execute("BEGIN")  # one read snapshot: a writer may be appending meanwhile
                 try:
                     ledger._check_own_chain()
                     ledger._verify_tails(check_heads)
+                    ledger._check_head_file()
                 finally:
                     db.execute("ROLLBACK")
             except BaseException:
@@ -243,7 +256,10 @@ class SqliteLedger:
             finally:
                 _remove_staging(staging)
             _fsync(path.parent)
-        return cls.open(path, clock, entropy)
+            heads_file(path).unlink(missing_ok=True)  # a lost ledger's, if any: not this one's
+        ledger = cls.open(path, clock, entropy)
+        ledger._note_heads()
+        return ledger
 
     def limit_cache(self, mib: int) -> None:
         """Hold at most ``mib`` MiB of pages from now on and free what is cached beyond that
@@ -253,6 +269,9 @@ class SqliteLedger:
             self._db.execute("PRAGMA shrink_memory")
 
     def close(self) -> None:
+        if self._heads_stale:
+            with contextlib.suppress(OrchdError):
+                self._note_heads(now=None)
         self._db.close()
 
     @property
@@ -304,6 +323,7 @@ class SqliteLedger:
                     raise _KeyRecorded from None
                 raise
             projector.project(self._db, fresh, self._site_id)
+        self._note_heads(time.monotonic())
         by_key = {**recorded, **{event.idempotency_key: event for event in fresh}}
         return [by_key[draft.idempotency_key] for draft in drafts]
 
@@ -331,6 +351,45 @@ class SqliteLedger:
         if row is None:
             return chain.START, hlc.ZERO
         return Head(seq=row[0], hash=row[1]), hlc.parse(row[2])
+
+    def _note_heads(self, now: float | None = None) -> None:
+        """Write the head file after a commit: at once when ``now`` is None or a second has
+        passed since this instance last wrote it, else at the next such commit or at close.
+
+        Best effort: the commit is already durable, so a failure to write only leaves the file
+        older, which weakens the check in ``open`` but never makes it wrong.
+        """
+        if self._heads_file is None:
+            return
+        if now is not None and now < self._heads_due:
+            self._heads_stale = True
+            return
+        with contextlib.suppress(OSError, OrchdError):
+            _write_heads(self._heads_file, self.heads())
+        self._heads_due, self._heads_stale = time.monotonic() + HEADS_EVERY_S, False
+
+    def _check_head_file(self) -> None:
+        """Every head the head file names must be held here, with the same hash: a ledger that
+        lost committed events (its ``-wal`` deleted after a crash) is refused."""
+        if self._heads_file is None:
+            return
+        recorded = _read_heads(self._heads_file)
+        held = self.hashes(list(recorded))
+        for (origin, seq), digest in sorted(recorded.items()):
+            mine = self._db.execute("SELECT seq FROM heads WHERE origin = ?", [origin]).fetchone()
+            if (origin, seq) not in held:
+                ends = f"ends at seq {mine[0]}" if mine else "holds no event"
+                raise LedgerBehind(
+                    path=self.path,
+                    detail=f"origin {origin!r} {ends} here, but {self._heads_file} "
+                    f"recorded seq {seq} after a commit",
+                )
+            if held[(origin, seq)] != digest:
+                raise LedgerBehind(
+                    path=self.path,
+                    detail=f"origin {origin!r} seq {seq} has another hash than "
+                    f"{self._heads_file} recorded: this is not the ledger it was written for",
+                )
 
     # --- reading --------------------------------------------------------------------------
 
@@ -397,6 +456,51 @@ class SqliteLedger:
         )
         with translated(self.path):
             return [(row[0], row[1], row[2]) for row in self._db.execute(sql)]
+
+    def job_tallies(self) -> list[tuple[str, str | None, str, str | None, int]]:
+        sql = (
+            "SELECT job_type, source, state, CASE WHEN state = 'throttled' THEN cause END, "
+            "count(*) FROM jobs WHERE origin = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        )
+        with translated(self.path):
+            return [tuple(row) for row in self._db.execute(sql, [self._site_id])]
+
+    def run_tallies(self, bounds: Sequence[int]) -> list[RunTally]:
+        within = "".join(f", sum(seconds <= {int(b):d})" for b in bounds)
+        sql = (
+            "SELECT jobs.job_type, r.state, count(*), sum(r.attempt > 1), count(seconds), "
+            f"total(seconds){within} FROM (SELECT job_id, state, attempt, "
+            "(julianday(ended_at) - julianday(started_at)) * 86400.0 AS seconds FROM runs "
+            "WHERE origin = ? AND ended_at IS NOT NULL) AS r JOIN jobs USING (job_id) "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id]).fetchall()
+        return [
+            RunTally(job_type, outcome, runs, retries, timed, seconds,
+                     tuple(int(n or 0) for n in buckets))
+            for job_type, outcome, runs, retries, timed, seconds, *buckets in rows
+        ]  # fmt: skip
+
+    def event_tallies(self, types: Sequence[str]) -> dict[tuple[str, str], int]:
+        marks = ", ".join("?" for _ in types)
+        sql = (
+            "SELECT type, coalesce(json_extract(CAST(body AS TEXT), '$.payload.error'), ''), "
+            "count(*) FROM events INDEXED BY events_by_type "
+            f"WHERE origin = ? AND job_id IS NULL AND type IN ({marks}) GROUP BY 1, 2"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id, *types])
+            return {(kind, str(error)): count for kind, error, count in rows}
+
+    def stalled_leases(self, now: str) -> int:
+        sql = (
+            "SELECT count(*) FROM runs LEFT JOIN leases USING (run_id) "
+            "WHERE runs.state IN ('leased', 'running') AND runs.origin = ? "
+            "AND coalesce(leases.expires_at, runs.lease_expires_at) < ?"
+        )
+        with translated(self.path):
+            return int(self._db.execute(sql, [self._site_id, now]).fetchone()[0])
 
     def recent_runs(self, states: Sequence[str], limit: int) -> list[RunView]:
         marks = ", ".join("?" for _ in states)
@@ -558,6 +662,8 @@ class SqliteLedger:
                 projector.project(self._db, fresh, self._site_id)
             if dry_run:
                 raise _DryRun
+        if not dry_run:
+            self._note_heads(time.monotonic())
         return count
 
     def tail(self, after: int | None, limit: int) -> list[tuple[int, Event]]:
@@ -745,6 +851,84 @@ class SqliteLedger:
                 self._db.execute(f"DELETE FROM {table}")
             self._rebuild_into(self._db)
             return projector.digest(self._db)
+
+
+def backup(source: Path, target: Path, clock: Clock, entropy: Entropy) -> VerifyReport:
+    """Copy the ledger at ``source`` to ``target`` (which must not exist) while others go on
+    writing it: SQLite's backup API in one step (one read snapshot, so writers are not held
+    and the copy never restarts), then the copy verified whole, fsynced and linked into place."""
+    check_file(source)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with translated(target):
+        if target.exists() or target.is_symlink():
+            raise BadInput(detail=f"{target} exists; a backup never replaces a file")
+        _remove_staging(staging)
+        try:
+            with (
+                contextlib.closing(
+                    sqlite3.connect(f"file:{quote(str(source))}?mode=ro", uri=True, timeout=30)
+                ) as src,
+                contextlib.closing(sqlite3.connect(staging)) as dst,
+            ):
+                src.backup(dst)
+            copy = SqliteLedger.open(staging, clock, entropy)
+            try:
+                report = copy.verify()
+            finally:
+                copy.close()  # the last connection: the copy is one file again
+            staging.chmod(0o640)
+            _fsync(staging)
+            try:
+                target.hardlink_to(staging)
+            except FileExistsError:
+                raise BadInput(detail=f"{target} exists; a backup never replaces a file") from None
+        finally:
+            _remove_staging(staging)
+        _fsync(target.parent)
+    return report
+
+
+def heads_file(path: Path) -> Path:
+    """Where the ledger at ``path`` records its heads outside the database."""
+    return path.with_name(path.name + ".heads")
+
+
+def _write_heads(target: Path, heads: dict[str, tuple[int, str]]) -> None:
+    """Replace ``target`` with ``heads``: a hidden temporary file of this process, fsynced,
+    renamed over it, the directory fsynced. Raises OSError."""
+    body = {"format": 1, "heads": {origin: list(head) for origin, head in heads.items()}}
+    data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temp.unlink(missing_ok=True)
+    try:
+        files.write_new(temp, data, 0o640)
+        temp.replace(target)
+    finally:
+        temp.unlink(missing_ok=True)
+    files.fsync_dir(target.parent)
+
+
+def _read_heads(path: Path) -> dict[tuple[str, int], str]:
+    """(origin, seq) -> hash from the head file; none when it does not exist."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+    try:
+        found = {}
+        for origin, (seq, digest) in json.loads(data)["heads"].items():
+            if type(seq) is not int or not isinstance(digest, str):
+                raise TypeError(f"origin {origin!r}: seq {seq!r}, hash {digest!r}")
+            found[(origin, seq)] = digest
+        return found
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise LedgerBehind(
+            path=path.with_name(path.name.removesuffix(".heads")),
+            detail=f"its head file {path} cannot be read ({exc}); orchd writes it whole, "
+            "so it was changed from outside",
+        ) from None
 
 
 def _check_database(db: Database, path: Path) -> None:

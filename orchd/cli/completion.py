@@ -1,0 +1,21 @@
+"""``orchd completion SHELL``: the shell completion script (entry layer)."""
+
+from __future__ import annotations
+
+import click
+from click.shell_completion import get_completion_class
+
+from . import cli
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL. Install it with, for bash,
+    ``orchd completion bash > /etc/bash_completion.d/orchd``; for zsh, into a file named _orchd
+    on $fpath; for fish, ``> ~/.config/fish/completions/orchd.fish``."""
+    found = get_completion_class(shell)
+    assert found is not None  # click ships all three
+    click.echo(found(cli, {}, "orchd", "_ORCHD_COMPLETE").source())
