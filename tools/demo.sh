@@ -150,6 +150,9 @@ say "at hq: the request's answer and the enclave's run, the receipt, the enclave
 orchd jobs show "$request"
 orchd status | sed -n '/^peers/,$p'
 orchd audit tail -n 40 | grep ' enclave/' | tail -n 8
+say "what an administrator watches: hq's metrics (as Prometheus scrapes them) and orchd doctor"
+orchd metrics | grep -E '^orchd_(queue_depth|runs_total|bundle_(ex|im)ports_total|peer_last_import)'
+orchd doctor
 say "back at hq's daemon: waiting for its every-minute schedule's next slot (within a minute)"
 for _ in $(seq 1 130); do [ "$(scheduled)" -ge 1 ] && break; sleep 0.5; done
 echo "scheduled slots run: $(scheduled)"
@@ -161,5 +164,7 @@ tail -n 12 "$DEMO/daemon.log"
 orchd jobs list --state succeeded
 orchd ledger verify
 at_enclave ledger verify
+say "an online backup of hq's ledger, verified end to end (orchd ledger restore puts it back)"
+orchd ledger backup "$DEMO/hq-backup.db"
 
 say "done: jobs run under limits, state carried both ways across the gap, the daemons served; all verified"

@@ -193,8 +193,13 @@ def _starts(
     """origin -> (first seq to send, the hash before it): all of it, or what comes after the
     recipient's receipt; an acknowledged hash this site does not hold means the chains differ.
     Never the recipient's own events: it is their source (a bundle for any site has them all)."""
+    kept = ledger.checkpoints()  # pruned: each such origin's events start after its checkpoint
     if since is None:
-        return {o: (1, bundle.ZERO_HASH) for o in heads if o != recipient}
+        return {
+            o: (kept[o][0] + 1, kept[o][1]) if o in kept else (1, bundle.ZERO_HASH)
+            for o, (head_seq, _) in heads.items()
+            if o != recipient and head_seq > kept.get(o, (0, ""))[0]
+        }
     acked = [(o, seq) for o, (seq, _) in since.items() if o in heads and 1 <= seq <= heads[o][0]]
     ours = ledger.hashes(acked)
     starts = {}
@@ -202,6 +207,11 @@ def _starts(
         seq, digest = since.get(origin, (0, bundle.ZERO_HASH))
         if seq >= head_seq or origin == recipient:
             continue  # the recipient holds all of it
+        if seq < kept.get(origin, (0, ""))[0]:
+            raise StateConflict(
+                detail=f"{recipient} holds {origin} up to seq {seq}, but this site pruned it up "
+                f"to seq {kept[origin][0]} (retention): it cannot send what is missing"
+            )
         if seq and ours.get((origin, seq)) != digest:
             raise StateConflict(
                 detail=f"{recipient} acknowledged {origin}/{seq} with a hash this site does not "
@@ -441,6 +451,7 @@ def import_bundle(
             local=ledger.site_id,
             heads=heads,
             hash_at=ledger.hashes(bundle.needed_hashes(manifest)),
+            pruned={o: seq for o, (seq, _) in ledger.checkpoints().items()},
         )
         report = Report(manifest=manifest, signer=signer.key_id, steps=steps)
         if all(step.action == "skip" for step in steps):

@@ -328,6 +328,19 @@ def _job_type_ref(node: yaml.Node, at: At) -> tuple[str, At]:
     return name("job type")(node, at), at
 
 
+RETENTION_KEYS = {
+    "days": key(
+        integer(1, 36_500),
+        "int",
+        REQUIRED,
+        "90",
+        "events older than this many days may be pruned (orchd ledger prune; the daemon "
+        "prunes once a day), only once every peer has acknowledged them and, for this "
+        "site's own, once they were exported",
+        required=True,
+    ),
+}
+
 TOP_KEYS = {
     "version": key(integer(1, 1), "int", REQUIRED, "1", "policy format version",
                    required=True),
@@ -341,6 +354,8 @@ TOP_KEYS = {
                      "nvd-hourly: {job_type: ..., cron: ...}", "schedules by name"),
     "quotas": key(list_of(record(QUOTA_KEYS)), "list of quotas", "[]",
                   "[{target: source:nvd, rate: 12/hour}]", "limits per source or job type"),
+    "retention": key(record(RETENTION_KEYS), "retention", "none: nothing is pruned",
+                     "{days: 90}", "how long events are kept (one file may set it)"),
     "accept": key(map_of(name("site id"), list_of(_job_type_ref)), "map of site: job types", "{}",
                   "{hq: [rescan, vex-ingest]}",
                   "which job types this site runs when the named site requests them "
@@ -426,12 +441,13 @@ def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"sources": {}, "job_types": {}, "schedules": {}, "quotas": [],
                               "accept": {}}  # fmt: skip
     for document in documents:
-        if "concurrency" in document:
-            if "concurrency" in merged:
-                first = merged["@concurrency"]
-                raise document["@concurrency"].error(f"already set at {first.file}:{first.line}")
-            merged["concurrency"] = document["concurrency"]
-            merged["@concurrency"] = document["@concurrency"]
+        for single in ("concurrency", "retention"):
+            if single in document:
+                if single in merged:
+                    first = merged[f"@{single}"]
+                    raise document[f"@{single}"].error(f"already set at {first.file}:{first.line}")
+                merged[single] = document[single]
+                merged[f"@{single}"] = document[f"@{single}"]
         for section in ("sources", "job_types", "schedules"):
             for key, entry in document.get(section, {}).items():
                 if key in merged[section]:
@@ -484,6 +500,7 @@ def _build(merged: dict[str, Any]) -> model.Policy:
     return model.Policy(
         accept=MappingProxyType(accept),
         concurrency=merged.get("concurrency", 4),
+        retention_days=merged["retention"]["days"] if "retention" in merged else None,
         sources=MappingProxyType(sources),
         job_types=MappingProxyType(job_types),
         schedules=MappingProxyType(schedules),

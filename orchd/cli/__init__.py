@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ class OrchdGroup(click.Group):
         except OrchdError as error:
             report(error)
             ctx.exit(error.exit_code)
+        except BrokenPipeError:  # the reader went away (orchd jobs list | head): not a bug
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)  # as a shell reports a process ended by SIGPIPE
         except Exception as exc:  # the edge: anything unexpected is a bug, said plainly
             traceback.print_exc()
             bug = InternalError(detail=f"{type(exc).__name__}: {exc}")

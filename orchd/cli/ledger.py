@@ -17,13 +17,15 @@ from orchd.adapters.ledger import backup as ledger_backup
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
+from orchd.core import dsse
 from orchd.core.events import Draft
 from orchd.core.names import check_name, check_text
-from orchd.errors import BadInput, StorageError
+from orchd.errors import BadInput, NotInPolicy, StorageError
 from orchd.ops import ledger as ledger_ops
+from orchd.ops import retention
 
 from . import cli
-from .actions import Request, action, perform
+from .actions import Request, action, flag, perform
 from .context import Config, Site, with_site
 from .output import emit_json
 
@@ -174,3 +176,64 @@ def _checked_backup(
 def _remove(*paths: Path) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
+
+
+@ledger.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be pruned; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan (and outcome) as JSON.")
+@click.pass_obj
+def prune(config: Config, dry_run: bool, as_json: bool) -> None:
+    """Remove events older than the policy's retention.days, but only those every peer has
+    acknowledged (its receipts) and, of this site's own, those that were exported. What they
+    made of jobs, runs, trust and quotas stays; each origin's chain goes on from a checkpoint
+    signed with the site's key. The daemon does this once a day by itself."""
+    report = perform(config, "ledger.prune", {"dry_run": dry_run})
+    if as_json:
+        emit_json(report)
+        return
+    for o in report["origins"]:
+        held = f"{o['origin']}: seq {o['held_from']}..{o['head']}"
+        if o["held_from"] > o["head"]:
+            click.echo(f"{o['origin']}: pruned through seq {o['head']}; no event held")
+        elif o["events"]:
+            click.echo(f"{held}: {o['events']} events up to seq {o['upto']} go; "
+                       f"seq {o['upto'] + 1} stays: {o['limit']}")  # fmt: skip
+        else:
+            click.echo(f"{held}: nothing goes: {o['limit']}")
+    verb = "would remove" if dry_run else "removed"
+    count = report["events"] if dry_run else report["removed"]
+    click.echo(f"{verb} {count} events older than {report['cutoff']} ({report['days']} days)",
+               err=True)  # fmt: skip
+
+
+@action("ledger.prune", retention.SCOPE, writes=True)
+def _prune(call: Request) -> dict[str, Any]:
+    dry_run = flag(call.body, "dry_run")
+    days = call.policy().retention_days
+    if days is None:
+        raise NotInPolicy(
+            what="retention", value="(none)", expected="set retention: {days: N} to prune"
+        )
+    now_ms = call.site.clock.now_ms()
+    chosen = retention.plan(call.site.ledger, days, now_ms)
+    removed = 0
+    if not dry_run and chosen.events:
+        key = keys.read_private(call.site.config.key_path)
+
+        def sign(payload: bytes) -> bytes:
+            signature = dsse.Signature(
+                key_id=key.key_id, sig=key.sign(dsse.pae(dsse.CHECKPOINT_TYPE, payload))
+            )
+            envelope = dsse.Envelope(
+                payload_type=dsse.CHECKPOINT_TYPE, payload=payload, signatures=(signature,)
+            )
+            return envelope.encode()
+
+        removed = retention.prune(call.site.ledger, chosen, call.actor, sign, now_ms)
+    return {
+        "dry_run": dry_run, "days": days, "cutoff": chosen.cutoff, "peers": list(chosen.peers),
+        "events": chosen.events, "removed": removed,
+        "origins": [{"origin": o.origin, "held_from": o.held_from, "head": o.head,
+                     "upto": o.upto, "events": o.events, "limit": o.limit}
+                    for o in chosen.origins],
+    }  # fmt: skip

@@ -42,7 +42,7 @@ from orchd.core import timefmt
 from orchd.core.events import Draft
 from orchd.core.policy import Policy
 from orchd.errors import ConfigInvalid, OrchdError, StorageError
-from orchd.ops import engine, jobs, requests, scheduling
+from orchd.ops import engine, jobs, requests, retention, scheduling
 
 from . import actions, cli
 from .context import Site, with_site
@@ -76,6 +76,9 @@ class _Wake(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         self.executor.wake()
+
+
+PRUNE_EVERY_MS = 86_400_000
 
 
 class Daemon:
@@ -113,6 +116,8 @@ class Daemon:
         self.next_rescan = self.next_status = self.next_watchdog = 0
         self.schedules_due = self.requests_due = True
         self.reload_due = self.degraded = False
+        first_ms = 1000 if os.environ.get("ORCHD_TEST_HOOKS") == "1" else 60_000  # tests wait less
+        self.prune_due = self.site.clock.monotonic_ms() + first_ms
         self.clock_seen = (site.clock.now_ms(), site.clock.monotonic_ms())
         self.calls: queue.Queue[control.Call] = queue.Queue()
         self.socket_path = settings_socket(site, settings)
@@ -142,8 +147,28 @@ class Daemon:
             if self.schedules_due:
                 self.schedules_due = False
                 added |= self._fire()
+            if self.policy.retention_days is not None and mono >= self.prune_due:
+                self.prune_due = mono + PRUNE_EVERY_MS
+                self._prune()
         self._report(mono)
         return added
+
+    def _prune(self) -> None:
+        """The policy's retention, once a day (and first a minute after the start)."""
+        request = actions.Request(
+            site=self.site, actor=actor_for_uid(os.getuid(), retention.SCOPE),
+            policy=lambda: self.policy, settings=self.settings, body={"dry_run": False},
+        )  # fmt: skip
+        try:
+            done = actions.ACTIONS["ledger.prune"].run(request)
+        except StorageError:
+            self.prune_due = 0  # the disk: again once it is back
+            raise
+        except OrchdError as exc:
+            self.log("error", "pruning failed; trying again tomorrow", error=exc.message)
+            return
+        if done["removed"]:
+            self.log("info", "pruned", events=done["removed"], cutoff=done["cutoff"])
 
     def _test_stall(self) -> None:
         """Test-only: with ORCHD_TEST_HOOKS=1, the loop hangs while STATE_DIR/test-stall exists

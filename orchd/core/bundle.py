@@ -351,18 +351,21 @@ def plan(
     local: str,
     heads: Mapping[str, tuple[int, str]],
     hash_at: Mapping[tuple[str, int], str],
+    pruned: Mapping[str, int] | None = None,
 ) -> list[Step]:
     """Per range: apply (continuing our copy) or skip (held already); refuse gaps and forks.
 
     ``heads`` is this site's copy of each origin (seq, hash); ``hash_at`` holds our hash at the
-    seqs the plan needs (each range's ``from_seq - 1`` and ``to_seq``).
+    seqs the plan needs (each range's ``from_seq - 1`` and ``to_seq``); ``pruned``: origin -> the
+    seq up to which this site pruned it (no hash is held below, so nothing there is compared).
     """
     steps = []
     for r in manifest.ranges:
         head_seq = heads.get(r.origin, (0, ZERO_HASH))[0]
         ours_before = ZERO_HASH if r.from_seq == 1 else hash_at.get((r.origin, r.from_seq - 1))
         if r.to_seq <= head_seq:
-            if hash_at.get((r.origin, r.to_seq)) != r.last_hash:
+            gone = r.to_seq < (pruned or {}).get(r.origin, 0)
+            if not gone and hash_at.get((r.origin, r.to_seq)) != r.last_hash:
                 raise ChainFork(origin=r.origin, detail=f"seq {r.to_seq} has another hash here")
             steps.append(Step(range=r, action="skip", after_seq=head_seq))
             continue

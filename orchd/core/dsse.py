@@ -23,6 +23,7 @@ from orchd.errors import NotCanonical, OrchdError, SignatureInvalid
 
 MANIFEST_TYPE = "application/vnd.orchd.manifest+json"
 ROTATION_TYPE = "application/vnd.orchd.key-rotation+json"
+CHECKPOINT_TYPE = "application/vnd.orchd.checkpoint+json"
 MAX_SIGNATURES = 4
 _KEY_ID = re.compile(r"[0-9a-f]{64}")
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")

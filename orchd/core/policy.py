@@ -89,6 +89,7 @@ class Policy:
     schedules: Mapping[str, Schedule] = field(default_factory=_empty)
     quotas: Mapping[tuple[str, str], Quota] = field(default_factory=lambda: MappingProxyType({}))
     accept: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)  # origin -> job types
+    retention_days: int | None = None  # None: nothing is pruned
 
 
 def slot_key(schedule: str, slot_ms: int) -> str:

@@ -5,7 +5,7 @@ Adapters implement them; ops and tests depend only on these Protocols.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -154,6 +154,22 @@ class Ledger(Protocol):
     def heads(self) -> dict[str, tuple[int, str]]:
         """origin -> (seq, hash) of the newest event held of each origin."""
         ...
+
+    def checkpoints(self) -> dict[str, tuple[int, str]]:
+        """origin -> (seq, hash) of its last pruned event (retention)."""
+        ...
+
+    def first_newer(self, origin: str, at: str) -> int | None:
+        """The oldest seq of ``origin`` held here that occurred at or after ``at``."""
+        ...
+
+    def prune(
+        self,
+        upto: Mapping[str, int],
+        sign: Callable[[bytes], bytes],
+        at: str,
+        then: Callable[[int, dict[str, tuple[int, str]]], Sequence[Draft]],
+    ) -> int: ...
 
     def stalled_leases(self, now: str) -> int:
         """This site's open runs whose lease expired before ``now``."""

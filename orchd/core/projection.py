@@ -405,6 +405,7 @@ def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
 AUDIT_TYPES = frozenset({
     "spool.rejected", "policy.reloaded", "policy.reload_failed", "clock.jumped",
     "daemon.started", "daemon.stopped", "api.denied", "bundle.quarantined", "site.restored",
+    "ledger.pruned",
 })  # fmt: skip
 
 

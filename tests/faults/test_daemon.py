@@ -743,3 +743,22 @@ def test_backups_taken_while_jobs_run_verify_and_the_last_restores(
     daemon.start()  # the restored ledger runs: what was pending in it, and new work
     wait_until(lambda: {j["state"] for j in daemon.jobs()} == {"succeeded"})
     assert daemon.stop()[0] == 0
+
+
+@pytest.mark.slow
+def test_the_daemon_prunes_what_its_policys_retention_allows(daemon: Daemon) -> None:
+    (daemon.policy / "retention.yaml").write_text("version: 1\nretention: {days: 1}\n")
+    assert daemon.cli("jobs", "submit", "echo").returncode == 0
+    archive = daemon.state.parent / "archive.orchkit"
+    assert daemon.cli("bundle", "export", "--out", str(archive)).returncode == 0
+    (daemon.state / "test-clock-offset").write_text(str(2 * 86_400_000))  # two days on
+    log_path = daemon.state.parent / "daemon.log"
+
+    daemon.start(ORCHD_TEST_HOOKS="1")
+    wait_until(lambda: '"msg": "pruned"' in log_path.read_text(), timeout_s=60)
+    code, log = daemon.stop()
+
+    assert code == 0, log
+    [pruned] = daemon.events("ledger.pruned")
+    assert pruned["days"] == 1 and int(str(pruned["events"])) > 0
+    assert daemon.cli("ledger", "verify").returncode == 0

@@ -57,6 +57,9 @@ CREATE TABLE heads (
 ) WITHOUT ROWID;
 """
 
+NO_DELETE_TRIGGER = """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;"""
+
 PROJECTION_TABLES = {
     "jobs": "job_id",
     "runs": "run_id",
@@ -237,6 +240,16 @@ _V11 = """
 CREATE INDEX events_by_type ON events (origin, type) WHERE job_id IS NULL;
 """
 
+# retention: each origin's checkpoint (the last pruned event) and the projections' base (what the
+# pruned events made of them), as copies of the projection tables
+_V12 = """
+CREATE TABLE checkpoints (
+    origin TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+) WITHOUT ROWID;
+""" + "".join(f"CREATE TABLE base_{t} AS SELECT * FROM {t} WHERE 0;\n" for t in PROJECTION_TABLES)
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -249,6 +262,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("peers' receipts", _script(_V9)),
     ("cross-site job requests", _script(_V10)),
     ("events by type, for metrics", _script(_V11)),
+    ("retention checkpoints", _script(_V12)),
 )
 
 

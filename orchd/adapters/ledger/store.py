@@ -12,13 +12,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from orchd.core import chain, events, hlc, ids
+from orchd.core import canonical, chain, dsse, events, hlc, ids
 from orchd.core.chain import Head, Stored
 from orchd.core.events import Draft, Event
 from orchd.core.metrics import RunTally
@@ -45,12 +45,13 @@ from orchd.errors import (
     OrchdError,
     ProjectionMismatch,
     SchemaTooNew,
+    SignatureInvalid,
     SiteExists,
     StateConflict,
     StorageError,
 )
 
-from .. import files
+from .. import files, keys
 from . import projector, schema
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -599,7 +600,11 @@ class SqliteLedger:
             }
 
     def hashes(self, wanted: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
-        sql = "SELECT hash FROM events WHERE origin = ? AND seq = ?"
+        """The hash of each (origin, seq) held here, or kept as a checkpoint after pruning."""
+        sql = (
+            "SELECT hash FROM events WHERE origin = ?1 AND seq = ?2 UNION ALL "
+            "SELECT hash FROM checkpoints WHERE origin = ?1 AND seq = ?2"
+        )
         found = {}
         with translated(self.path):
             for origin, seq in wanted:
@@ -607,6 +612,137 @@ class SqliteLedger:
                 if row is not None:
                     found[(origin, seq)] = row[0]
         return found
+
+    def checkpoints(self) -> dict[str, tuple[int, str]]:
+        """origin -> (seq, hash) of the last event pruned (the chain goes on from there)."""
+        with translated(self.path):
+            rows = self._db.execute("SELECT origin, seq, hash FROM checkpoints")
+            return {origin: (seq, digest) for origin, seq, digest in rows}
+
+    def first_newer(self, origin: str, at: str) -> int | None:
+        sql = "SELECT min(seq) FROM events WHERE origin = ? AND occurred_at >= ?"
+        with translated(self.path):
+            row = self._db.execute(sql, [origin, at]).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def prune(
+        self,
+        upto: Mapping[str, int],
+        sign: Callable[[bytes], bytes],
+        at: str,
+        then: Callable[[int, dict[str, tuple[int, str]]], Sequence[Draft]],
+    ) -> int:
+        """In one transaction: fold each origin's events up to ``upto[origin]`` into the
+        projections' base, delete them, keep the last one's (seq, hash) as the origin's
+        checkpoint, sign the checkpoints and the base's digest (``sign``: payload -> DSSE
+        envelope), and record ``then(removed, checkpoints)``. The number of events removed."""
+        removed = 0
+        with self._transaction():
+            kept = {o: (s, h) for o, s, h in self._db.execute("SELECT * FROM checkpoints")}
+            moved = {}
+            for origin, seq in sorted(upto.items()):
+                floor = kept.get(origin, (0, ""))[0]
+                if seq > floor:
+                    row = self._db.execute(
+                        "SELECT hash FROM events WHERE origin = ? AND seq = ?", [origin, seq]
+                    ).fetchone()
+                    if row is None:
+                        raise ChainBroken(origin=origin, seq=seq, detail="not held: cannot prune")
+                    moved[origin] = (floor, seq, row[0])
+            if not moved:
+                return 0
+            with contextlib.closing(_memory_projection()) as base:
+                self._load_base(base)
+                for origin, (floor, seq, _digest) in moved.items():
+                    cursor = self._db.conn.execute(
+                        "SELECT body, hash FROM events WHERE origin = ? AND seq > ? AND seq <= ? "
+                        "ORDER BY seq",
+                        [origin, floor, seq],
+                    )
+                    while batch := cursor.fetchmany(5000):
+                        parsed = [events.parse(body, digest) for body, digest in batch]
+                        projector.project(base, parsed, self._site_id)
+                self._store_base(base)
+                base_digest = projector.digest(base)
+            self._db.execute("DROP TRIGGER events_no_delete")
+            for origin, (_floor, seq, digest) in moved.items():
+                removed += self._db.execute(
+                    "DELETE FROM events WHERE origin = ? AND seq <= ?", [origin, seq]
+                ).rowcount
+                kept[origin] = (seq, digest)
+            self._db.execute(schema.NO_DELETE_TRIGGER)
+            self._db.conn.executemany(
+                "INSERT OR REPLACE INTO checkpoints (origin, seq, hash) VALUES (?, ?, ?)",
+                [(o, s, h) for o, (s, h) in sorted(kept.items())],
+            )
+            statement = _checkpoint_payload(self._site_id, at, kept, base_digest)
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)",
+                [sign(statement).decode()],
+            )
+            drafts = then(removed, dict(kept))
+            head, clock = self._own_head()
+            fresh = events.seal_batch(
+                list(drafts), origin=self._site_id, after=(head.seq, head.hash), clock=clock,
+                now_ms=self._clock.now_ms(),
+                entropy=self._entropy.token(ids.ENTROPY_BYTES * len(drafts)),
+            )  # fmt: skip
+            self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
+            projector.project(self._db, fresh, self._site_id)
+        self._note_heads(time.monotonic())
+        return removed
+
+    def _load_base(self, target: Database) -> None:
+        """Copy the projections' base (what pruned events made of them) into ``target``."""
+        for table in schema.PROJECTION_TABLES:
+            columns = [r[1] for r in self._db.execute(f"PRAGMA table_info(base_{table})")]
+            names = ", ".join(columns)
+            marks = ", ".join("?" for _ in columns)
+            rows = self._db.execute(f"SELECT {names} FROM base_{table}").fetchall()
+            target.conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+    def _store_base(self, source: Database) -> None:
+        for table in schema.PROJECTION_TABLES:
+            columns = [r[1] for r in self._db.execute(f"PRAGMA table_info(base_{table})")]
+            names = ", ".join(columns)
+            marks = ", ".join("?" for _ in columns)
+            self._db.execute(f"DELETE FROM base_{table}")
+            rows = source.execute(f"SELECT {names} FROM {table}").fetchall()
+            self._db.conn.executemany(f"INSERT INTO base_{table} ({names}) VALUES ({marks})", rows)
+
+    def _check_checkpoint(self) -> None:
+        """The checkpoints and the base must be what the site signed when it pruned."""
+        kept = {o: (s, h) for o, s, h in self._db.execute("SELECT * FROM checkpoints")}
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+        if not kept and row is None:
+            return
+        if row is None:
+            raise LedgerCorrupt(path=self.path, detail="checkpoints without a signed statement")
+        envelope = dsse.decode(row[0].encode(), payload_type=dsse.CHECKPOINT_TYPE)
+        keys_ = {
+            key_id: bytes.fromhex(public)
+            for key_id, public in self._db.execute(
+                "SELECT key_id, public_key FROM trust_keys WHERE site = ? AND role != 'peer'",
+                [self._site_id],
+            )
+        }
+        pae = dsse.pae(dsse.CHECKPOINT_TYPE, envelope.payload)
+        if not any(
+            s.key_id in keys_ and keys.verify(keys_[s.key_id], pae, s.sig)
+            for s in envelope.signatures
+        ):
+            raise SignatureInvalid(detail="the checkpoint statement is not signed by this site")
+        with contextlib.closing(_memory_projection()) as base:
+            self._load_base(base)
+            digest = projector.digest(base)
+        payload = json.loads(envelope.payload)
+        expected = json.loads(_checkpoint_payload(self._site_id, payload.get("at", ""), kept,
+                                                  digest))  # fmt: skip
+        if payload != expected:
+            raise LedgerCorrupt(
+                path=self.path,
+                detail="the checkpoints or the projections' base differ from the signed statement",
+            )
 
     def bodies(self, origin: str, from_seq: int, to_seq: int) -> Iterator[bytes]:
         """The canonical bytes of ``origin``'s events from_seq..to_seq, streamed in seq order."""
@@ -780,7 +916,7 @@ class SqliteLedger:
             )  # fmt: skip
 
     def _origins(self) -> list[str]:
-        sql = "SELECT DISTINCT origin FROM events ORDER BY origin"
+        sql = "SELECT DISTINCT origin FROM events UNION SELECT origin FROM checkpoints ORDER BY 1"
         return [row[0] for row in self._db.execute(sql)]
 
     def _start_of_tail(self, origin: str, length: int) -> Head:
@@ -788,14 +924,22 @@ class SqliteLedger:
             "SELECT seq, hash FROM events WHERE origin = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
             [origin, length],
         ).fetchone()
-        return chain.START if row is None else Head(seq=row[0], hash=row[1])
+        if row is not None:
+            return Head(seq=row[0], hash=row[1])
+        kept = self._db.execute(
+            "SELECT seq, hash FROM checkpoints WHERE origin = ?", [origin]
+        ).fetchone()
+        return chain.START if kept is None else Head(seq=kept[0], hash=kept[1])
 
     def _check_own_chain(self) -> None:
         """The site's id (meta) must be the origin of a chain that opens with its creation."""
         row = self._db.execute(
             "SELECT type, body FROM events WHERE origin = ? AND seq = 1", [self._site_id]
         ).fetchone()
-        if row is None or row[0] != "site.initialized":
+        pruned = self._db.execute(
+            "SELECT 1 FROM checkpoints WHERE origin = ?", [self._site_id]
+        ).fetchone()
+        if pruned is None and (row is None or row[0] != "site.initialized"):
             raise LedgerCorrupt(
                 path=self.path,
                 detail=f"site id {self._site_id!r} has no chain opened by site.initialized",
@@ -821,11 +965,19 @@ class SqliteLedger:
             self._db.execute("BEGIN")  # one read snapshot for the whole check
             try:
                 verified = {}
+                kept = self.checkpoints()
                 for origin in self._origins():
-                    head = chain.verify(origin, self._stored(origin))
+                    start = (
+                        Head(seq=kept[origin][0], hash=kept[origin][1])
+                        if origin in kept
+                        else chain.START
+                    )
+                    head = chain.verify(origin, self._stored(origin, start.seq), start)
                     self._check_head(origin, head)
                     verified[origin] = head.seq
+                self._check_checkpoint()
                 with contextlib.closing(_memory_projection()) as rebuilt:
+                    self._load_base(rebuilt)
                     self._compare(self._rebuild_into(rebuilt))
                 digest = projector.digest(self._db)
                 count = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -849,6 +1001,7 @@ class SqliteLedger:
         with self._transaction():
             for table in schema.PROJECTION_TABLES:
                 self._db.execute(f"DELETE FROM {table}")
+            self._load_base(self._db)
             self._rebuild_into(self._db)
             return projector.digest(self._db)
 
@@ -886,6 +1039,15 @@ def backup(source: Path, target: Path, clock: Clock, entropy: Entropy) -> Verify
             _remove_staging(staging)
         _fsync(target.parent)
     return report
+
+
+def _checkpoint_payload(
+    site: str, at: str, kept: Mapping[str, tuple[int, str]], base_digest: str
+) -> bytes:
+    return canonical.dump({
+        "at": at, "base_digest": base_digest, "site": site,
+        "checkpoints": {origin: [seq, digest] for origin, (seq, digest) in sorted(kept.items())},
+    })  # fmt: skip
 
 
 def heads_file(path: Path) -> Path:

@@ -1,0 +1,126 @@
+"""Retention: which old events may go, and pruning them behind a signed checkpoint (ops layer).
+
+Per origin the ledger holds a gap-free run of events; pruning drops its oldest part, up to a seq
+``k``, and keeps ``(k, hash of k)`` as that origin's checkpoint, from which the chain is verified
+on. ``k`` is the smallest of these limits:
+
+- age: every event up to ``k`` occurred before now minus the policy's ``retention.days``;
+- every peer holds it: each peer's newest receipt (its watermarks) reaches ``k`` for this origin
+  (an origin always holds its own events, so a peer is not asked about its own);
+- this site's own events must also have been exported (a bundle of this site's covered ``k``).
+
+A peer is a site whose key this site trusts, or one that returned a receipt. What the pruned
+events made of the projections is kept as the projections' base (jobs, runs, trust, quotas and
+the rest stay as they were); the checkpoints and the base's digest are signed with the site's key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from orchd.core import canonical, limits, timefmt
+from orchd.core.events import Actor, Draft
+from orchd.core.ports import Ledger
+from orchd.core.projection import BundleView, ReceiptView
+from orchd.errors import BadInput
+
+SCOPE = "orch:admin"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OriginPlan:
+    origin: str
+    held_from: int  # the oldest seq held now (the checkpoint's seq + 1)
+    head: int
+    upto: int  # prune through this seq; held_from - 1: nothing of this origin goes
+    limit: str  # what keeps the next event
+
+    @property
+    def events(self) -> int:
+        return max(0, self.upto - self.held_from + 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    days: int
+    cutoff: str  # events that occurred before this may go
+    peers: tuple[str, ...]
+    origins: tuple[OriginPlan, ...]
+
+    @property
+    def events(self) -> int:
+        return sum(o.events for o in self.origins)
+
+
+def plan(ledger: Ledger, days: int, now_ms: int) -> Plan:
+    if days < 1:
+        raise BadInput(detail=f"retention of {days} days: at least 1")
+    cutoff = timefmt.format_ms(max(0, now_ms - days * limits.DAY_MS))
+    receipts = ledger.receipts()
+    trusted = {k.site for k in ledger.trust_keys() if k.role == "peer" and k.revoked_at is None}
+    peers = tuple(sorted(trusted | set(receipts)))
+    exported = _exported(ledger.bundle_records())
+    checkpoints = ledger.checkpoints()
+    found = []
+    for origin, (head, _digest) in sorted(ledger.heads().items()):
+        floor = checkpoints.get(origin, (0, ""))[0]
+        limits_ = [(head, "it is the head")]
+        newer = ledger.first_newer(origin, cutoff)
+        if newer is not None:
+            limits_.append((newer - 1, f"seq {newer} is newer than {days} days"))
+        for peer in peers:
+            if peer != origin:
+                held = _acknowledged(receipts.get(peer), origin)
+                limits_.append((held, f"{peer} has acknowledged up to seq {held}"))
+        if origin == ledger.site_id:
+            sent = exported.get(origin, 0)
+            limits_.append((sent, f"only seq 1..{sent} were exported"))
+        upto, limit = min(limits_, key=lambda pair: pair[0])
+        found.append(OriginPlan(origin=origin, held_from=floor + 1, head=head,
+                                upto=max(upto, floor), limit=limit))  # fmt: skip
+    return Plan(days=days, cutoff=cutoff, peers=peers, origins=tuple(found))
+
+
+def prune(
+    ledger: Ledger,
+    chosen: Plan,
+    actor: Actor,
+    sign: Callable[[bytes], bytes],
+    now_ms: int,
+) -> int:
+    """Prune what ``chosen`` allows; the number of events removed (0: nothing was due).
+
+    ``sign`` turns the checkpoint statement's payload into its signed DSSE envelope.
+    """
+    upto = {o.origin: o.upto for o in chosen.origins if o.events}
+    if not upto:
+        return 0
+
+    def recorded(removed: int, checkpoints: dict[str, tuple[int, str]]) -> Sequence[Draft]:
+        kept = " ".join(f"{o}:{seq}" for o, (seq, _digest) in sorted(checkpoints.items()))
+        payload = {"days": chosen.days, "events": removed, "checkpoints": kept[:4000]}
+        key = "ledger.pruned:" + hashlib.sha256(canonical.dump(upto)).hexdigest()[:32]
+        return [Draft(type="ledger.pruned", actor=actor, idempotency_key=key, payload=payload,
+                      reason=f"retention: events older than {chosen.days} days")]  # fmt: skip
+
+    return ledger.prune(upto, sign, timefmt.format_ms(now_ms), recorded)
+
+
+def _acknowledged(receipt: ReceiptView | None, origin: str) -> int:
+    if receipt is None:
+        return 0
+    held = json.loads(receipt.watermarks).get(origin)
+    return int(held[0]) if held else 0
+
+
+def _exported(records: list[BundleView]) -> dict[str, int]:
+    """origin -> the highest seq of it a bundle exported from here carried."""
+    found: dict[str, int] = {}
+    for record in records:
+        if record.direction == "export":
+            for origin, (_first, last) in json.loads(record.ranges).items():
+                found[origin] = max(found.get(origin, 0), int(last))
+    return found
