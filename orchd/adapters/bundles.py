@@ -420,10 +420,12 @@ def import_bundle(
     ticket: str | None = None,
     max_bytes: int | None = None,
     restoring: bool = False,
+    progress: Callable[[], None] = lambda: None,
 ) -> Report:
     """Import ``path``, all or nothing (``dry_run``: check everything, write nothing); a file
     over ``max_bytes`` is refused before it is read. ``restoring`` (``init --restore``) also
-    takes a bundle this site exported itself, for the other origins it holds."""
+    takes a bundle this site exported itself, for the other origins it holds. ``progress`` is
+    called every few thousand events (the daemon feeds its watchdog from it)."""
     if allow_expired and (reason is None or ticket is None):
         raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
     now = timefmt.format_ms(now_ms)
@@ -455,7 +457,8 @@ def import_bundle(
         )
         report = Report(manifest=manifest, signer=signer.key_id, steps=steps)
         if all(step.action == "skip" for step in steps):
-            for _nothing in _events(source, manifest, steps, heads, now_ms + skew_ms, report):
+            for _nothing in _events(source, manifest, steps, heads, now_ms + skew_ms, report,
+                                    progress):  # fmt: skip
                 pass  # every member is still checked: a damaged copy is never "already applied"
             imported = {b.bundle_id for b in ledger.bundle_records() if b.direction == "import"}
             if manifest.bundle_id in imported:
@@ -463,7 +466,7 @@ def import_bundle(
                 return report
             raise BundleStale(detail="every origin it carries is held here up to or past its range")
         crash.point("import.verified")
-        batches = _events(source, manifest, steps, heads, now_ms + skew_ms, report)
+        batches = _events(source, manifest, steps, heads, now_ms + skew_ms, report, progress)
         try:
             ledger.import_events(
                 batches,
@@ -561,11 +564,11 @@ def verify(
     now_ms: int,
     skew_ms: int = bundle.DEFAULT_SKEW_MS,
     max_bytes: int | None = None,
+    progress: Callable[[], None] = lambda: None,
 ) -> Report:
     """Every check of an import short of applying; raises unless it would be accepted."""
-    return import_bundle(
-        ledger, path, _NOBODY, now_ms=now_ms, skew_ms=skew_ms, dry_run=True, max_bytes=max_bytes
-    )
+    return import_bundle(ledger, path, _NOBODY, now_ms=now_ms, skew_ms=skew_ms, dry_run=True,
+                         max_bytes=max_bytes, progress=progress)  # fmt: skip
 
 
 _NOBODY = Actor(uid=0, user="verify", scopes=())
@@ -578,9 +581,12 @@ def _events(
     heads: dict[str, tuple[int, str]],
     max_wall_ms: int,
     report: Report,
+    progress: Callable[[], None] = lambda: None,
 ) -> Iterator[list[Event]]:
-    """Stream every member in order, yielding batches of the events to apply."""
+    """Stream every member in order, yielding batches of the events to apply; ``progress``
+    after every BATCH events read (applied or skipped)."""
     batch: list[Event] = []
+    read = 0
     for step in steps:
         member = manifest.member(step.range.member)
         entry = bundle_io.next_entry(source)
@@ -597,6 +603,9 @@ def _events(
         )
         head_hash = heads.get(step.range.origin, (0, bundle.ZERO_HASH))[1]
         for event in bundle.read_events(step, lines, head_hash=head_hash, max_wall_ms=max_wall_ms):
+            read += 1
+            if read % BATCH == 0:
+                progress()
             if step.action == "skip":
                 continue
             report.by_origin[event.origin] += 1

@@ -121,7 +121,8 @@ def _export(call: Request) -> dict[str, Any]:
         since = {o: (m[0], m[1]) for o, m in json.loads(receipt.watermarks).items()}
     done = bundles.export(site.ledger, site_key(site), call.actor, call.download,
                           recipient=recipient, now_ms=site.clock.now_ms(),
-                          expires_in_ms=expires_in_ms, since=since)  # fmt: skip
+                          expires_in_ms=expires_in_ms, since=since,
+                          progress=lambda origin, count: call.progress())  # fmt: skip
     m = done.manifest
     return {
         "bundle_id": m.bundle_id,
@@ -246,7 +247,8 @@ def _verify(call: Request) -> dict[str, Any]:
     site = call.site
     report = bundles.verify(site.ledger, call.upload, now_ms=site.clock.now_ms(),
                             skew_ms=call.settings.clock_skew_s * 1000,
-                            max_bytes=call.settings.bundle_max_bytes)  # fmt: skip
+                            max_bytes=call.settings.bundle_max_bytes,
+                            progress=call.progress)  # fmt: skip
     return _report_json(report)
 
 
@@ -292,7 +294,8 @@ def _import(call: Request) -> dict[str, Any]:
                                    now_ms=site.clock.now_ms(),
                                    skew_ms=call.settings.clock_skew_s * 1000, dry_run=dry_run,
                                    allow_expired=allow_expired, reason=reason, ticket=ticket,
-                                   max_bytes=call.settings.bundle_max_bytes)  # fmt: skip
+                                   max_bytes=call.settings.bundle_max_bytes,
+                                   progress=call.progress)  # fmt: skip
     answered = [] if dry_run else answer_requests(call)
     return {**_report_json(report), "dry_run": dry_run, "answered": answered}
 

@@ -229,6 +229,11 @@ class Daemon:
             self.log("warning", "wall clock jumped", jump_ms=drift, event=event)
             self.schedules_due = True
 
+    def _progress(self) -> None:
+        """A long step on the loop (a bundle import) is making progress: keep systemd's
+        watchdog fed meanwhile, as the loop would."""
+        self._report(self.site.clock.monotonic_ms())
+
     def _report(self, mono: int) -> None:
         if mono >= self.next_status:
             self.next_status = mono + STATUS_EVERY_MS
@@ -322,6 +327,7 @@ class Daemon:
             upload=call.upload,
             download=call.download,
             degraded=self.degraded,
+            progress=self._progress,
         )
         result = actions.plain(chosen.run(request))
         self.log("info" if chosen.writes else "debug", "api call", action=name, uid=call.peer.uid)
@@ -372,7 +378,7 @@ class Daemon:
                         self.site.ledger, self.inbox / "cur" / name,
                         actor_for_uid(uid, bundles.SCOPE), now_ms=self.site.clock.now_ms(),
                         skew_ms=self.settings.clock_skew_s * 1000,
-                        max_bytes=self.settings.bundle_max_bytes,
+                        max_bytes=self.settings.bundle_max_bytes, progress=self._progress,
                     )  # fmt: skip
                 except StorageError:
                     raise  # the disk, not the bundle: it stays in cur/ for the next try

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -113,3 +114,22 @@ def test_a_socket_left_by_a_dead_daemon_warns(site: Orchd) -> None:
         found["socket"][0]["level"] == "warn"
         and "no daemon answers" in found["socket"][0]["detail"]
     )
+
+
+@pytest.mark.parametrize(
+    ("free_mib", "level"), [(512, "fail"), (3 * 1024, "warn"), (50 * 1024, "ok")]
+)
+def test_free_disk_below_a_gib_fails_and_below_five_percent_warns(
+    site: Orchd, monkeypatch: pytest.MonkeyPatch, free_mib: int, level: str
+) -> None:
+    from orchd.cli import doctor
+
+    total = 100 * 1024 << 20
+    usage = shutil._ntuple_diskusage(total, total - (free_mib << 20), free_mib << 20)  # type: ignore[attr-defined]
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda path: usage)
+
+    code, found = findings(site)
+
+    assert found["disk"][0]["level"] == level
+    assert f"{free_mib} MiB free of 102400 MiB" in found["disk"][0]["detail"]
+    assert code == (41 if level == "fail" else 0)

@@ -442,7 +442,8 @@ def test_the_daemon_without_privileges_is_ready_pings_answers_and_stops(tmp_path
 # Run by `unshare --mount --net` as root: builds the service's view of the file system, then
 # becomes the service's user without privileges. Arguments: ROOT (laid out by orchd.sysusers and
 # orchd.tmpfiles), NOTIFY_DIR, ETC (holding orchd/policies), UID, GID, KEEP (directories under
-# /root or /home that the test's own Python and orchd live in, space-separated), the command.
+# /root, /home, /tmp or /var/tmp that the test's own Python and orchd live in, space-separated),
+# the command.
 SANDBOX_SH = r"""
 set -eu
 root=$1 notify=$2 etc=$3 uid=$4 gid=$5 keep=$6
@@ -483,16 +484,18 @@ done
 for home in /home /root; do
     [ ! -d "$home" ] || mount -t tmpfs -o mode=0000 tmpfs "$home"
 done
-n=0
-for dir in $keep; do
-    n=$((n + 1))
-    chmod 0755 "$(echo "$dir" | cut -d/ -f1-2)"
-    mkdir -p "$dir"
-    mount --move "/run/keep/$n" "$dir"
-done
 # PrivateTmp=
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp
+n=0
+for dir in $keep; do
+    n=$((n + 1))
+    case $dir in
+        /home/* | /root/*) chmod 0755 "$(echo "$dir" | cut -d/ -f1-2)" ;;
+    esac
+    mkdir -p "$dir"
+    mount --move "/run/keep/$n" "$dir"
+done
 # ProtectSystem=strict (with ProtectControlGroups= and ProtectKernelTunables=: /sys read-only)
 findmnt -rn -o TARGET | while read -r target; do
     case $target in
@@ -711,8 +714,9 @@ def lay_out(tmp_path: Path, unit: Unit) -> Layout:
 
 
 def kept_from_home() -> str:
-    """The directories under /root or /home that this Python and orchd need (space-separated)."""
-    homes = (Path("/root"), Path("/home"))
+    """The directories under /root, /home or the temporary dirs (which the sandbox hides) that
+    this Python and orchd need (space-separated): a CI clone may live in /tmp."""
+    homes = (Path("/root"), Path("/home"), Path("/tmp"), Path("/var/tmp"))
     mine = {Path(sys.base_prefix).resolve(), REPO, ORCHD.parent.resolve()}
     kept = {p for p in mine if any(p.is_relative_to(home) for home in homes)}
     kept = {p for p in kept if not any(p != q and p.is_relative_to(q) for q in kept)}
