@@ -81,6 +81,7 @@ bench: $(BENCH_STAMP)
 		$(BIN)/python tools/bench/bundles.py --events 100000,300000 --repeat 3 --write $(BENCH_DOC)
 	$(BIN)/python tools/bench/daemon.py --files 1000 --burst 1000 --repeat 3 \
 		--schedule-minutes 2 --idle-seconds 60 --diagnose --write $(BENCH_DOC)
+	$(BIN)/python tools/bench/retention.py --events 100000,400000 --repeat 3 --write $(BENCH_DOC)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis

@@ -145,7 +145,12 @@ class Engine:
         self._state = state
 
     def refresh(self) -> None:
-        """Read the pending jobs again (new ones were recorded); the limits' counts stay."""
+        """Read the pending jobs again (new ones were recorded); the limits' counts stay.
+
+        What this engine decided but could not record yet (a full disk) is recorded first: a
+        job leased in memory must not be read back as still queued and leased twice.
+        """
+        self._flush()
         self._pending = {job.job_id: (job, arrival) for job, arrival in self._ledger.pending_jobs()}
         self._arrivals.update({job_id: arrival for job_id, (_, arrival) in self._pending.items()})
         self._waiting = {i for i, (job, _) in self._pending.items() if job.state == "waiting"}

@@ -873,3 +873,16 @@ def test_a_lease_whose_record_failed_is_started_once_it_is_recorded(world: World
     assert world.job(job_id).state == "succeeded"
     assert world.runs(job_id) == [("succeeded", 0)]  # one lease, one process, one end
     assert len(world.executor.specs) == 1
+
+
+def test_a_refresh_while_a_lease_is_unrecorded_does_not_lease_the_job_twice(world: World) -> None:
+    rules = policy()
+    job_id = world.submit(rules)
+    failing = FailingAppends(world.ledger, failures=1)
+    engine = Engine(failing, rules, world.clock, world.entropy, world.executor, WORKER,  # type: ignore[arg-type]
+                    holder="test:1", kill_grace_ms=GRACE_MS)  # fmt: skip
+
+    engine.run(until_idle=True, on_storage=lambda exc: None, tick=lambda: True)  # the daemon's
+
+    assert world.runs(job_id) == [("succeeded", 0)]
+    assert len(world.executor.specs) == 1

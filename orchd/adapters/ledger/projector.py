@@ -173,18 +173,19 @@ def _project_trust(db: Database, event: Event, local: str) -> None:
         db.execute(f"INSERT OR REPLACE INTO trust_keys VALUES ({', '.join('?' * 8)})", list(row))
 
 
-def rows(db: Database, table: str) -> Iterator[tuple[Any, ...]]:
-    """Every row of a projection table in primary-key order."""
+def rows(db: Database, table: str, prefix: str = "") -> Iterator[tuple[Any, ...]]:
+    """Every row of a projection table (``prefix``: of its copy, e.g. ``base_``) in key order."""
     key = PROJECTION_TABLES[table]
-    yield from db.execute(f"SELECT * FROM {table} ORDER BY {key}")
+    yield from db.execute(f"SELECT * FROM {prefix}{table} ORDER BY {key}")
 
 
-def digest(db: Database) -> str:
-    """sha256 over every projection row, table by table in key order."""
+def digest(db: Database, prefix: str = "") -> str:
+    """sha256 over every projection row (``prefix``: of the copies, e.g. the base), table by
+    table in key order; a copy's digest equals its projection's when they hold the same rows."""
     hasher = hashlib.sha256()
     for table in PROJECTION_TABLES:
         hasher.update(table.encode() + b"\n")
-        for row in rows(db, table):
+        for row in rows(db, table, prefix):
             hasher.update(json.dumps(row, separators=(",", ":")).encode() + b"\n")
     return hasher.hexdigest()
 

@@ -241,7 +241,9 @@ CREATE INDEX events_by_type ON events (origin, type) WHERE job_id IS NULL;
 """
 
 # retention: each origin's checkpoint (the last pruned event) and the projections' base (what the
-# pruned events made of them), as copies of the projection tables
+# pruned events made of them), as copies of the projection tables; a later migration that changes
+# a projection table must change its base_ copy alike (same columns, same order: the signed base
+# digest is computed over either)
 _V12 = """
 CREATE TABLE checkpoints (
     origin TEXT PRIMARY KEY,

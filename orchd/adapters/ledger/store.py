@@ -651,7 +651,7 @@ class SqliteLedger:
                     moved[origin] = (floor, seq, row[0])
             if not moved:
                 return 0
-            with contextlib.closing(_memory_projection()) as base:
+            with _scratch_projection(self.path) as base:
                 self._load_base(base)
                 for origin, (floor, seq, _digest) in moved.items():
                     cursor = self._db.conn.execute(
@@ -698,7 +698,7 @@ class SqliteLedger:
             columns = [r[1] for r in self._db.execute(f"PRAGMA table_info(base_{table})")]
             names = ", ".join(columns)
             marks = ", ".join("?" for _ in columns)
-            rows = self._db.execute(f"SELECT {names} FROM base_{table}").fetchall()
+            rows = self._db.conn.execute(f"SELECT {names} FROM base_{table}")  # streamed
             target.conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
     def _store_base(self, source: Database) -> None:
@@ -707,7 +707,7 @@ class SqliteLedger:
             names = ", ".join(columns)
             marks = ", ".join("?" for _ in columns)
             self._db.execute(f"DELETE FROM base_{table}")
-            rows = source.execute(f"SELECT {names} FROM {table}").fetchall()
+            rows = source.conn.execute(f"SELECT {names} FROM {table}")  # streamed
             self._db.conn.executemany(f"INSERT INTO base_{table} ({names}) VALUES ({marks})", rows)
 
     def _check_checkpoint(self) -> None:
@@ -732,9 +732,7 @@ class SqliteLedger:
             for s in envelope.signatures
         ):
             raise SignatureInvalid(detail="the checkpoint statement is not signed by this site")
-        with contextlib.closing(_memory_projection()) as base:
-            self._load_base(base)
-            digest = projector.digest(base)
+        digest = projector.digest(self._db, prefix="base_")
         payload = json.loads(envelope.payload)
         expected = json.loads(_checkpoint_payload(self._site_id, payload.get("at", ""), kept,
                                                   digest))  # fmt: skip
@@ -1103,6 +1101,24 @@ def _check_database(db: Database, path: Path) -> None:
     result = db.execute("PRAGMA quick_check").fetchone()[0]
     if result != "ok":
         raise LedgerCorrupt(path=path, detail=f"quick_check: {result}")
+
+
+@contextlib.contextmanager
+def _scratch_projection(near: Path) -> Iterator[Database]:
+    """Empty projection tables in a scratch file beside ``near`` (removed afterwards): a prune
+    folds a site's whole history of jobs through it, in flat memory (the page cache only)."""
+    path = near.with_name(f".{near.name}.fold-{os.getpid()}")
+    _remove_staging(path)
+    db = Database(sqlite3.connect(path, isolation_level=None))
+    try:
+        db.execute("PRAGMA journal_mode = OFF")  # a scratch: nothing in it must survive
+        db.execute("PRAGMA synchronous = OFF")
+        db.execute("PRAGMA cache_size = -16384")
+        schema.migrate(db.conn, schema.MIGRATIONS)
+        yield db
+    finally:
+        db.close()
+        _remove_staging(path)
 
 
 def _memory_projection() -> Database:
