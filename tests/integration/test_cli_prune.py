@@ -106,9 +106,13 @@ def test_a_prune_keeps_the_projections_and_verify_rebuild_and_exports_go_on(
     hq.ok("ledger", "prune", "--dry-run")
     assert hq.files() == dry_files  # a dry run writes nothing
 
+    stale = hq.state_dir / ".ledger.db.fold-99999"  # the scratch of a prune that died
+    stale.write_bytes(b"x")
+
     report = json.loads(hq.ok("ledger", "prune", "--json").stdout)
 
     assert report["removed"] == report["events"] > 0
+    assert not [p for p in hq.state_dir.iterdir() if ".fold-" in p.name]
     verified = json.loads(hq.ok("ledger", "verify", "--json").stdout)
     assert verified["projection_digest"] != digest  # the ledger.pruned event's own effect...
     assert hq.jobs() == jobs  # ...but every job is as it was

@@ -1107,8 +1107,9 @@ def _check_database(db: Database, path: Path) -> None:
 def _scratch_projection(near: Path) -> Iterator[Database]:
     """Empty projection tables in a scratch file beside ``near`` (removed afterwards): a prune
     folds a site's whole history of jobs through it, in flat memory (the page cache only)."""
+    for stale in near.parent.glob(f".{near.name}.fold-*"):  # left by a prune that died; the
+        stale.unlink(missing_ok=True)  # site lock says no other prune runs now
     path = near.with_name(f".{near.name}.fold-{os.getpid()}")
-    _remove_staging(path)
     db = Database(sqlite3.connect(path, isolation_level=None))
     try:
         db.execute("PRAGMA journal_mode = OFF")  # a scratch: nothing in it must survive
