@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -11,8 +10,7 @@ from typing import Any
 import click
 
 from orchd.adapters import keys
-from orchd.adapters.files import fsync_dir
-from orchd.adapters.ledger import SqliteLedger, heads_file
+from orchd.adapters.ledger import SqliteLedger, heads_file, put_in_place
 from orchd.adapters.ledger import backup as ledger_backup
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
@@ -129,13 +127,9 @@ def restore(config: Config, backup_file: Path, ticket: str, reason: str) -> None
                 old = target.with_name(target.name + suffix)
                 if old.exists():
                     old.rename(aside.with_name(aside.name + suffix))
-            if heads_file(staging).exists():
-                heads_file(staging).replace(heads_file(target))
-            os.link(staging, target)
-            staging.unlink()
-            fsync_dir(target.parent)
         except OSError as exc:
             raise StorageError(path=target, detail=exc.strerror or str(exc)) from exc
+        put_in_place(staging, target)
     kept = f"; the replaced ledger is kept as {aside}" if aside.exists() else ""
     click.echo(f"restored {target} from {backup_file}: its own events up to seq {own}{kept}",
                err=True)  # fmt: skip

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from orchd import __version__
 from orchd.adapters import bundles, keys
-from orchd.adapters.files import fsync_dir
-from orchd.adapters.ledger import SqliteLedger, heads_file
+from orchd.adapters.ledger import SqliteLedger, put_in_place
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
 from orchd.core.events import Draft
@@ -119,17 +117,7 @@ def _restore(
             ])  # fmt: skip
         finally:
             ledger.close()  # the last connection: SQLite folds the WAL into the file
-        try:
-            # the lost ledger's head file goes first: it names events this one may lack
-            if heads_file(aside).exists():
-                heads_file(aside).replace(heads_file(config.ledger_path))
-            else:
-                heads_file(config.ledger_path).unlink(missing_ok=True)
-            os.link(aside, config.ledger_path)
-            aside.unlink()
-            fsync_dir(config.state_dir)
-        except OSError as exc:
-            raise StorageError(path=config.ledger_path, detail=exc.strerror or str(exc)) from exc
+        put_in_place(aside, config.ledger_path)  # the lost ledger's head file goes
     said = f"its own events up to seq {done.own_seq} from {done.source}"
     click.echo(f"restored site {site_id!r} in {config.state_dir}: {said}", err=True)
     click.echo(f"imported {len(done.imported)} bundle(s) for the other sites' events", err=True)

@@ -153,3 +153,11 @@ def new_ledger() -> Callable[..., Path]:
         return path
 
     return create
+
+
+def wait_until(check: Callable[[], object], timeout_s: float = 60) -> None:
+    """Poll ``check`` every 0.2 s until it is true; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

@@ -9,11 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, child_env
+from conftest import REPO, child_env, wait_until
 
 from orchd import crash
 from orchd.adapters.ledger import schema
@@ -68,13 +67,6 @@ class Site:
     def visible(self) -> set[str]:
         """The names in the state dir (not hidden ones), to show no temporary file is left."""
         return {p.name for p in self.state.iterdir() if not p.name.startswith(".")}
-
-
-def wait_until(check, timeout_s: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import REPO, child_env
+from conftest import REPO, child_env, wait_until
 
 from orchd.adapters import control
 
@@ -130,13 +130,6 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([compiler, "-shared", "-fPIC", "-o", str(build / "eio.so"),
                     str(build / "eio.c"), "-ldl"], check=True, capture_output=True)  # fmt: skip
     return build / "eio.so"
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 @pytest.mark.slow

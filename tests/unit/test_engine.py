@@ -163,10 +163,15 @@ class World:
     executor: FakeExecutor
 
     def engine(
-        self, policy: Policy, executor: FakeExecutor | None = None, **options: int
+        self,
+        policy: Policy,
+        executor: FakeExecutor | None = None,
+        *,
+        ledger: Any = None,
+        **options: int,
     ) -> Engine:
         return Engine(
-            self.ledger,
+            ledger or self.ledger,
             policy,
             self.clock,
             self.entropy,
@@ -862,9 +867,7 @@ class FailingAppends:
 def test_a_lease_whose_record_failed_is_started_once_it_is_recorded(world: World) -> None:
     rules = policy()
     job_id = world.submit(rules)
-    failing = FailingAppends(world.ledger, failures=1)
-    engine = Engine(failing, rules, world.clock, world.entropy, world.executor, WORKER,  # type: ignore[arg-type]
-                    holder="test:1", kill_grace_ms=GRACE_MS)  # fmt: skip
+    engine = world.engine(rules, ledger=FailingAppends(world.ledger, failures=1))
     told: list[StorageError | None] = []
 
     engine.run(until_idle=True, on_storage=told.append)
@@ -878,9 +881,7 @@ def test_a_lease_whose_record_failed_is_started_once_it_is_recorded(world: World
 def test_a_refresh_while_a_lease_is_unrecorded_does_not_lease_the_job_twice(world: World) -> None:
     rules = policy()
     job_id = world.submit(rules)
-    failing = FailingAppends(world.ledger, failures=1)
-    engine = Engine(failing, rules, world.clock, world.entropy, world.executor, WORKER,  # type: ignore[arg-type]
-                    holder="test:1", kill_grace_ms=GRACE_MS)  # fmt: skip
+    engine = world.engine(rules, ledger=FailingAppends(world.ledger, failures=1))
 
     engine.run(until_idle=True, on_storage=lambda exc: None, tick=lambda: True)  # the daemon's
 

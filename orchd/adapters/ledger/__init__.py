@@ -1,5 +1,5 @@
 """The SQLite ledger adapter (adapters layer)."""
 
-from .store import SqliteLedger, backup, heads_file
+from .store import SqliteLedger, backup, heads_file, put_in_place
 
-__all__ = ["SqliteLedger", "backup", "heads_file"]
+__all__ = ["SqliteLedger", "backup", "heads_file", "put_in_place"]

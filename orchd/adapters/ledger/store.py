@@ -308,25 +308,28 @@ class SqliteLedger:
             if draft.idempotency_key not in recorded:
                 todo.setdefault(draft.idempotency_key, draft)  # a key twice: recorded once
         with self._transaction():
-            head, clock = self._own_head()
-            fresh = events.seal_batch(
-                list(todo.values()),
-                origin=self._site_id,
-                after=(head.seq, head.hash),
-                clock=clock,
-                now_ms=self._clock.now_ms(),
-                entropy=self._entropy.token(ids.ENTROPY_BYTES * len(todo)),
-            )
             try:
-                self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
+                fresh = self._record_own(list(todo.values()))
             except sqlite3.IntegrityError as exc:
                 if "idempotency_key" in str(exc):
                     raise _KeyRecorded from None
                 raise
-            projector.project(self._db, fresh, self._site_id)
         self._note_heads(time.monotonic())
         by_key = {**recorded, **{event.idempotency_key: event for event in fresh}}
         return [by_key[draft.idempotency_key] for draft in drafts]
+
+    def _record_own(self, drafts: Sequence[Draft]) -> list[Event]:
+        """Seal ``drafts`` after this site's head, insert and project them (in the caller's
+        transaction)."""
+        head, clock = self._own_head()
+        fresh = events.seal_batch(
+            list(drafts), origin=self._site_id, after=(head.seq, head.hash), clock=clock,
+            now_ms=self._clock.now_ms(),
+            entropy=self._entropy.token(ids.ENTROPY_BYTES * len(drafts)),
+        )  # fmt: skip
+        self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
+        projector.project(self._db, fresh, self._site_id)
+        return fresh
 
     def _recorded(self, keys: set[str]) -> dict[str, Event]:
         found: dict[str, Event] = {}
@@ -376,9 +379,14 @@ class SqliteLedger:
             return
         recorded = _read_heads(self._heads_file)
         held = self.hashes(list(recorded))
+        pruned = self.checkpoints()
         for (origin, seq), digest in sorted(recorded.items()):
-            mine = self._db.execute("SELECT seq FROM heads WHERE origin = ?", [origin]).fetchone()
+            if seq < pruned.get(origin, (0, ""))[0]:
+                continue  # pruned since: no hash is kept there to compare
             if (origin, seq) not in held:
+                mine = self._db.execute(
+                    "SELECT seq FROM heads WHERE origin = ?", [origin]
+                ).fetchone()
                 ends = f"ends at seq {mine[0]}" if mine else "holds no event"
                 raise LedgerBehind(
                     path=self.path,
@@ -680,35 +688,28 @@ class SqliteLedger:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)",
                 [sign(statement).decode()],
             )
-            drafts = then(removed, dict(kept))
-            head, clock = self._own_head()
-            fresh = events.seal_batch(
-                list(drafts), origin=self._site_id, after=(head.seq, head.hash), clock=clock,
-                now_ms=self._clock.now_ms(),
-                entropy=self._entropy.token(ids.ENTROPY_BYTES * len(drafts)),
-            )  # fmt: skip
-            self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
-            projector.project(self._db, fresh, self._site_id)
-        self._note_heads(time.monotonic())
+            self._record_own(then(removed, dict(kept)))
+        self._note_heads()  # at once: the head file must not name what was just pruned
         return removed
 
     def _load_base(self, target: Database) -> None:
         """Copy the projections' base (what pruned events made of them) into ``target``."""
-        for table in schema.PROJECTION_TABLES:
-            columns = [r[1] for r in self._db.execute(f"PRAGMA table_info(base_{table})")]
-            names = ", ".join(columns)
-            marks = ", ".join("?" for _ in columns)
+        for table, names, marks in self._base_columns():
             rows = self._db.conn.execute(f"SELECT {names} FROM base_{table}")  # streamed
             target.conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
     def _store_base(self, source: Database) -> None:
-        for table in schema.PROJECTION_TABLES:
-            columns = [r[1] for r in self._db.execute(f"PRAGMA table_info(base_{table})")]
-            names = ", ".join(columns)
-            marks = ", ".join("?" for _ in columns)
+        """Replace the projections' base with ``source``'s projections."""
+        for table, names, marks in self._base_columns():
             self._db.execute(f"DELETE FROM base_{table}")
             rows = source.conn.execute(f"SELECT {names} FROM {table}")  # streamed
             self._db.conn.executemany(f"INSERT INTO base_{table} ({names}) VALUES ({marks})", rows)
+
+    def _base_columns(self) -> Iterator[tuple[str, str, str]]:
+        """(table, its base copy's column list, as many ? marks) for each projection table."""
+        for table in schema.PROJECTION_TABLES:
+            columns = [r[1] for r in self._db.execute(f"PRAGMA table_info(base_{table})")]
+            yield table, ", ".join(columns), ", ".join("?" for _ in columns)
 
     def _check_checkpoint(self) -> None:
         """The checkpoints and the base must be what the site signed when it pruned."""
@@ -786,14 +787,7 @@ class SqliteLedger:
                 projector.project(self._db, batch, self._site_id)
                 count += len(batch)
             if drafts := then():
-                head, clock = self._own_head()
-                fresh = events.seal_batch(
-                    list(drafts), origin=self._site_id, after=(head.seq, head.hash), clock=clock,
-                    now_ms=self._clock.now_ms(),
-                    entropy=self._entropy.token(ids.ENTROPY_BYTES * len(drafts)),
-                )  # fmt: skip
-                self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in fresh])
-                projector.project(self._db, fresh, self._site_id)
+                self._record_own(drafts)
             if dry_run:
                 raise _DryRun
         if not dry_run:
@@ -1046,6 +1040,22 @@ def _checkpoint_payload(
         "at": at, "base_digest": base_digest, "site": site,
         "checkpoints": {origin: [seq, digest] for origin, (seq, digest) in sorted(kept.items())},
     })  # fmt: skip
+
+
+def put_in_place(staging: Path, target: Path) -> None:
+    """Link the ledger built at ``staging`` to ``target`` (which must not exist) with its head
+    file (a head file left at ``target`` names events this ledger may lack, so it goes), then
+    drop ``staging`` and fsync the directory."""
+    try:
+        if heads_file(staging).exists():
+            heads_file(staging).replace(heads_file(target))
+        else:
+            heads_file(target).unlink(missing_ok=True)
+        os.link(staging, target)
+        staging.unlink()
+        files.fsync_dir(target.parent)
+    except OSError as exc:
+        raise StorageError(path=target, detail=exc.strerror or str(exc)) from exc
 
 
 def heads_file(path: Path) -> Path:
