@@ -135,6 +135,24 @@ def test_decode_refuses_non_canonical_bytes(data):
         canonical.decode(data)
 
 
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (b'{"a":1,"a":1}', "repeats a key"),
+        (b'{"a":{"b":true}}', "$.a.b: bool is not allowed"),
+        (b'{"a":[null]}', "$.a[0]: NoneType is not allowed"),
+        (b"[9007199254740992]", "outside +-(2**53 - 1)"),
+        (b'{"a":true,"a":1}', "repeats a key"),  # the repeat is named before the value
+        (b'{"b":1,"a":2}', "not in canonical form"),
+        (b'"\\ud800"', "not valid Unicode"),
+    ],
+)
+def test_decode_names_what_is_wrong(data, named):
+    with pytest.raises(NotCanonical) as caught:
+        canonical.decode(data)
+    assert named in caught.value.message
+
+
 @pytest.mark.parametrize("data", [b"9007199254740991", b"-9007199254740991"])
 def test_decode_accepts_the_largest_safe_integers(data):
     assert canonical.decode(data) == int(data)
