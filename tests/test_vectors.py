@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from orchd.adapters import bundle_reader
 from orchd.cli import cli
 from orchd.core import dsse
 
@@ -55,8 +56,13 @@ def fingerprint(state: Path) -> str:
     return hashlib.sha256(verified.stdout.encode()).hexdigest()
 
 
+@pytest.mark.parametrize("reader", ["here", "child"])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_vector_is_imported_or_refused_as_expected(enclave: Path, name: str) -> None:
+def test_each_vector_is_imported_or_refused_as_expected(
+    enclave: Path, name: str, reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if reader == "child":  # read in a child process, as a large bundle is
+        monkeypatch.setattr(bundle_reader, "PARALLEL_FROM", 0)
     expected = EXPECTED[name]
     before = fingerprint(enclave)
 
@@ -89,3 +95,13 @@ def test_a_damaged_copy_of_an_imported_bundle_is_refused_not_called_a_no_op(
     assert fingerprint(enclave) == before
     again = orchd(enclave, "bundle", "import", str(good))
     assert again.exit_code == 0 and "imported before" in again.stderr
+
+
+@pytest.mark.parametrize("name", sorted(n for n in EXPECTED if EXPECTED[n]["exit"] != 0))
+def test_a_child_reader_refuses_each_bad_vector_with_the_same_error(
+    enclave: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = orchd(enclave, "bundle", "import", str(VECTORS / name))
+    monkeypatch.setattr(bundle_reader, "PARALLEL_FROM", 0)
+    child = orchd(enclave, "bundle", "import", str(VECTORS / name))
+    assert (child.exit_code, child.stderr) == (here.exit_code, here.stderr)

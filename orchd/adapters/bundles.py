@@ -42,11 +42,10 @@ from orchd.errors import (
     UntrustedKey,
 )
 
-from . import bundle_io, keys
+from . import bundle_io, bundle_reader, keys
 from .ledger import SqliteLedger
 
 SCOPE = "orch:bundle"
-BATCH = 2000
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_EXPIRY_MS = 30 * 86_400_000
 
@@ -421,11 +420,14 @@ def import_bundle(
     max_bytes: int | None = None,
     restoring: bool = False,
     progress: Callable[[], None] = lambda: None,
+    parallel_from: int | None = None,
 ) -> Report:
     """Import ``path``, all or nothing (``dry_run``: check everything, write nothing); a file
     over ``max_bytes`` is refused before it is read. ``restoring`` (``init --restore``) also
     takes a bundle this site exported itself, for the other origins it holds. ``progress`` is
-    called every few thousand events (the daemon feeds its watchdog from it)."""
+    called every few thousand events (the daemon feeds its watchdog from it). A bundle with
+    ``parallel_from`` records or more is read and checked in a child process while this one
+    applies (None: ``bundle_reader.PARALLEL_FROM``)."""
     if allow_expired and (reason is None or ticket is None):
         raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
     now = timefmt.format_ms(now_ms)
@@ -456,9 +458,16 @@ def import_bundle(
             pruned={o: seq for o, (seq, _) in ledger.checkpoints().items()},
         )
         report = Report(manifest=manifest, signer=signer.key_id, steps=steps)
+        read = bundle_reader.batches
+        if parallel_from is None:
+            parallel_from = bundle_reader.PARALLEL_FROM
+        if bundle_reader.records(manifest, steps) >= parallel_from:
+            read = bundle_reader.batches_beside
+        hashes = {origin: digest for origin, (_, digest) in heads.items()}
+        found = read(source, manifest, steps, hashes, now_ms + skew_ms, progress)
+        batches = _counted(found, report)
         if all(step.action == "skip" for step in steps):
-            for _nothing in _events(source, manifest, steps, heads, now_ms + skew_ms, report,
-                                    progress):  # fmt: skip
+            for _nothing in batches:
                 pass  # every member is still checked: a damaged copy is never "already applied"
             imported = {b.bundle_id for b in ledger.bundle_records() if b.direction == "import"}
             if manifest.bundle_id in imported:
@@ -466,7 +475,6 @@ def import_bundle(
                 return report
             raise BundleStale(detail="every origin it carries is held here up to or past its range")
         crash.point("import.verified")
-        batches = _events(source, manifest, steps, heads, now_ms + skew_ms, report, progress)
         try:
             ledger.import_events(
                 batches,
@@ -531,8 +539,8 @@ def restore(
         manifest = head.manifest
         steps = bundle.plan(manifest, local="", heads={}, hash_at={})
         report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
-        batches = _events(source, manifest, steps, {}, now_ms + skew_ms, report)
-        own = ([e for e in batch if e.origin == site_id] for batch in batches)
+        batches = bundle_reader.batches(source, manifest, steps, {}, now_ms + skew_ms)
+        own = ([e for e in batch if e.origin == site_id] for batch in _counted(batches, report))
         ledger = SqliteLedger.restore(path, site_id, clock, entropy, own)
     try:
         reports = []
@@ -574,40 +582,11 @@ def verify(
 _NOBODY = Actor(uid=0, user="verify", scopes=())
 
 
-def _events(
-    source: BinaryIO,
-    manifest: Manifest,
-    steps: Sequence[Step],
-    heads: dict[str, tuple[int, str]],
-    max_wall_ms: int,
-    report: Report,
-    progress: Callable[[], None] = lambda: None,
-) -> Iterator[list[Event]]:
-    """Stream every member in order, yielding batches of the events to apply; ``progress``
-    after every BATCH events read (applied or skipped)."""
-    batch: list[Event] = []
-    read = 0
-    for step in steps:
-        member = manifest.member(step.range.member)
-        entry = bundle_io.next_entry(source)
-        if entry is None or entry.name != member.name:
-            found = "the end" if entry is None else repr(entry.name)
-            raise BundleMalformed(detail=f"expected member {member.name!r}, found {found}")
-        if entry.size != member.size:
-            raise BundleMalformed(
-                detail=f"member {member.name!r} has {entry.size} bytes, the "
-                f"manifest says {member.size}"
-            )
-        lines = bundle_io.member_lines(
-            source, entry, sha256=member.sha256, raw_size=member.raw_size
-        )
-        head_hash = heads.get(step.range.origin, (0, bundle.ZERO_HASH))[1]
-        for event in bundle.read_events(step, lines, head_hash=head_hash, max_wall_ms=max_wall_ms):
-            read += 1
-            if read % BATCH == 0:
-                progress()
-            if step.action == "skip":
-                continue
+def _counted(batches: Iterator[list[Event]], report: Report) -> Iterator[list[Event]]:
+    """``batches`` as they come, counted into ``report`` by origin and type; a peer's key
+    revocation becomes a warning for this site's operator."""
+    for batch in batches:
+        for event in batch:
             report.by_origin[event.origin] += 1
             report.by_type[event.type] += 1
             if event.type == "key.revoked":
@@ -615,14 +594,6 @@ def _events(
                     f"site {event.origin} revoked key {event.payload.get('key_id')}: "
                     f"{event.reason}; review your trust store (orchd keys list)"
                 )
-            batch.append(event)
-            if len(batch) >= BATCH:
-                yield batch
-                report.applied += len(batch)
-                batch = []
-    if bundle_io.next_entry(source) is not None:
-        raise BundleMalformed(detail="a member follows the last one the manifest lists")
-    if batch:
         yield batch
         report.applied += len(batch)
 

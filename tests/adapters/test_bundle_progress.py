@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchd.adapters import bundles, keys
+from orchd.adapters import bundle_reader, bundles, keys
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core.events import Actor
@@ -28,7 +28,7 @@ def test_an_import_calls_progress_every_batch_of_events_read(tmp_path: Path) -> 
     hq, hq_key = new_site(tmp_path / "hq.db", "hq")
     enclave, _ = new_site(tmp_path / "enclave.db", "enclave")
     try:
-        hq.append(job_drafts(3 * bundles.BATCH))
+        hq.append(job_drafts(3 * bundle_reader.BATCH))
         key_ops.trust(enclave, SystemClock(), OsEntropy(), ACTOR, site="hq",
                       public_key=hq_key.public_key, expires=None, reason=None)  # fmt: skip
         out = tmp_path / "hq.orchkit"
@@ -38,8 +38,8 @@ def test_an_import_calls_progress_every_batch_of_events_read(tmp_path: Path) -> 
         report = bundles.import_bundle(enclave, out, ACTOR, now_ms=SystemClock().now_ms(),
                                        progress=lambda: calls.append(None))  # fmt: skip
 
-        assert report.applied > 3 * bundles.BATCH
-        assert len(calls) == report.applied // bundles.BATCH
+        assert report.applied > 3 * bundle_reader.BATCH
+        assert len(calls) == report.applied // bundle_reader.BATCH
     finally:
         hq.close()
         enclave.close()

@@ -1,0 +1,221 @@
+"""Reading a bundle's events: every member in order, each record parsed and checked against its
+range and chain (adapters layer).
+
+``batches`` reads in this process. ``batches_beside`` runs the same ``batches`` in a child
+process (``python -m orchd.adapters.bundle_reader``) on the same open file, and sends back the
+events it checked, so that a large import parses and checks on one core while the ledger writes
+on the other (docs/ARCHITECTURE.md, "Importing on two cores"). The caller sees the same batches
+and the same errors either way; as the caller applies everything in one transaction, nothing is
+applied unless the child read every member to its end and said so.
+
+Between the two processes (the child's stdout): frames of one kind byte, a 4-byte big-endian
+length and ``marshal`` data (plain values only, from orchd's own code on both ends):
+``B`` a batch of events (``events.to_wire``), ``P`` progress, ``E`` an error (class name and
+fields), ``D`` done. The child's input (stdin) is one canonical JSON object: the file
+descriptor and offset to read from, the signed manifest, the steps, the heads and the clock cap.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import marshal
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import orchd
+from orchd import errors
+from orchd.core import bundle, canonical, events
+from orchd.core.bundle import Manifest, Step
+from orchd.core.events import Event
+from orchd.errors import BundleMalformed, InternalError, OrchdError, SystemFailure
+
+from . import bundle_io
+
+BATCH = 2000  # events per batch, and between two progress calls
+PARALLEL_FROM = 20_000  # records to read from which an import reads in a child process
+_FRAME = struct.Struct(">cI")
+
+
+def batches(
+    source: BinaryIO,
+    manifest: Manifest,
+    steps: Sequence[Step],
+    heads: Mapping[str, str],
+    max_wall_ms: int,
+    progress: Callable[[], None] = lambda: None,
+) -> Iterator[list[Event]]:
+    """Stream every member in order, yielding batches of the events to apply; ``heads`` maps
+    an origin to its head hash here. ``progress`` after every BATCH events read (applied or
+    skipped). Raises at the first fault; a member after the last one listed is one."""
+    batch: list[Event] = []
+    read = 0
+    for step in steps:
+        member = manifest.member(step.range.member)
+        entry = bundle_io.next_entry(source)
+        if entry is None or entry.name != member.name:
+            found = "the end" if entry is None else repr(entry.name)
+            raise BundleMalformed(detail=f"expected member {member.name!r}, found {found}")
+        if entry.size != member.size:
+            raise BundleMalformed(
+                detail=f"member {member.name!r} has {entry.size} bytes, the "
+                f"manifest says {member.size}"
+            )
+        lines = bundle_io.member_lines(
+            source, entry, sha256=member.sha256, raw_size=member.raw_size
+        )
+        head_hash = heads.get(step.range.origin, bundle.ZERO_HASH)
+        for event in bundle.read_events(step, lines, head_hash=head_hash, max_wall_ms=max_wall_ms):
+            read += 1
+            if read % BATCH == 0:
+                progress()
+            if step.action == "skip":
+                continue
+            batch.append(event)
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+    if bundle_io.next_entry(source) is not None:
+        raise BundleMalformed(detail="a member follows the last one the manifest lists")
+    if batch:
+        yield batch
+
+
+def records(manifest: Manifest, steps: Sequence[Step]) -> int:
+    """How many records reading ``steps`` goes through, as the signed manifest counts them."""
+    return sum(manifest.member(step.range.member).records for step in steps)
+
+
+# --- in a child process ---------------------------------------------------------------------
+
+
+def batches_beside(
+    source: BinaryIO,
+    manifest: Manifest,
+    steps: Sequence[Step],
+    heads: Mapping[str, str],
+    max_wall_ms: int,
+    progress: Callable[[], None] = lambda: None,
+) -> Iterator[list[Event]]:
+    """``batches``, read by a child process from ``source``'s current offset on (``source``
+    itself is not read meanwhile). The child is stopped if the caller stops early."""
+    spec = {
+        "fd": source.fileno(),
+        "offset": source.tell(),
+        "manifest": base64.b64encode(manifest.encode()).decode(),
+        "steps": [[s.range.member, s.action, s.after_seq] for s in steps],
+        "heads": dict(heads),
+        "max_wall_ms": max_wall_ms,
+    }
+    package_root = str(Path(orchd.__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-P", "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=(source.fileno(),),
+            env={**os.environ, "PYTHONPATH": path},
+        )
+    except OSError as exc:
+        raise SystemFailure(detail=f"cannot start the bundle reader: {exc}") from None
+    assert child.stdin is not None and child.stdout is not None
+    # marshal.loads below reads only what our own child wrote; a child that could write anything
+    # else runs as this same user, so it crosses no boundary by doing so.
+    try:
+        with contextlib.suppress(BrokenPipeError), child.stdin:  # a child gone: see below
+            child.stdin.write(canonical.encode(spec))
+        while True:
+            kind, data = _read_frame(child.stdout)
+            if kind == b"B":
+                yield [events.from_wire(values) for values in marshal.loads(data)]  # noqa: S302
+            elif kind == b"P":
+                progress()
+            elif kind == b"E":
+                raise _error(*marshal.loads(data))  # noqa: S302
+            elif kind == b"D" and child.wait() == 0:
+                return
+            else:
+                raise _ended_early(child)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stdout.close()
+        child.wait()
+
+
+def _read_frame(stream: IO[bytes]) -> tuple[bytes, bytes]:
+    """The next frame's kind and data; kind ``b""`` when the child's output ended."""
+    head = stream.read(_FRAME.size)
+    if len(head) != _FRAME.size:
+        return b"", b""
+    kind, size = _FRAME.unpack(head)
+    data = stream.read(size)
+    return (kind, data) if len(data) == size else (b"", b"")
+
+
+def _ended_early(child: subprocess.Popen[bytes]) -> OrchdError:
+    code = child.wait()
+    how = f"signal {-code}" if code < 0 else f"status {code}"
+    return SystemFailure(detail=f"the bundle reader process ended early ({how}); nothing applied")
+
+
+def _error(name: str, fields: dict[str, Any]) -> OrchdError:
+    """The child's error as raised there (one of orchd's own classes, or an internal error)."""
+    kind = getattr(errors, name, None)
+    if isinstance(kind, type) and issubclass(kind, OrchdError):
+        try:
+            return kind(**fields)
+        except (KeyError, TypeError, ValueError, IndexError):
+            pass
+    return InternalError(detail=f"the bundle reader failed: {name} {fields!r}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if marshal carries it, else its text (a path, say)."""
+    try:
+        marshal.dumps(value)
+    except ValueError:
+        return str(value)
+    return value
+
+
+def _serve(spec_bytes: bytes, out: BinaryIO) -> int:
+    def send(kind: bytes, value: Any = None) -> None:
+        data = b"" if value is None else marshal.dumps(value)
+        out.write(_FRAME.pack(kind, len(data)))
+        out.write(data)
+
+    try:
+        spec = canonical.decode(spec_bytes)
+        manifest = bundle.parse(base64.b64decode(spec["manifest"]))
+        ranges = {r.member: r for r in manifest.ranges}
+        steps = [Step(range=ranges[m], action=a, after_seq=s) for m, a, s in spec["steps"]]
+        fd = spec["fd"]
+        os.lseek(fd, spec["offset"], os.SEEK_SET)
+        with os.fdopen(fd, "rb") as source:
+            found = batches(
+                source, manifest, steps, spec["heads"], spec["max_wall_ms"], lambda: send(b"P")
+            )
+            for batch in found:
+                send(b"B", [events.to_wire(event) for event in batch])
+        send(b"D")
+        return 0
+    except OrchdError as exc:
+        send(b"E", (type(exc).__name__, {k: _plain(v) for k, v in exc.fields.items()}))
+        return 0
+    except Exception as exc:  # a bug: said as such, never a silent end
+        send(b"E", ("InternalError", {"detail": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    finally:
+        out.flush()
+
+
+if __name__ == "__main__":
+    with open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False) as _out:
+        sys.exit(_serve(sys.stdin.buffer.read(), _out))
