@@ -155,3 +155,79 @@ def test_kill_9_during_import_applies_the_bundle_completely_or_not_at_all(tmp_pa
     print(dict(outcomes))
     assert outcomes["killed before"] + outcomes["killed after"] > 0, outcomes
     assert state(site, bundle_id) == everything  # the last round, verified end to end
+
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+READER_EVENTS = 20_000  # bundle_reader.PARALLEL_FROM: the import reads in a child process
+
+
+def children_of(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def gone(pid: int) -> bool:
+    """The process ended (a zombie waiting for a reaper counts as ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.slow
+def test_kill_9_of_an_import_reading_in_a_child_leaves_nothing_and_the_reader_ends(
+    tmp_path: Path,
+) -> None:
+    from orchd.adapters import bundle_reader
+
+    assert READER_EVENTS >= bundle_reader.PARALLEL_FROM
+    hq, enclave = Site(tmp_path / "hq"), Site(tmp_path / "enclave")
+    hq.ok("init", "--site-id", "hq")
+    ledger = hq.ledger()
+    try:
+        made = drafts(READER_EVENTS)
+        for start in range(0, READER_EVENTS, APPEND_BATCH):
+            ledger.append(made[start : start + APPEND_BATCH])
+    finally:
+        ledger.close()
+    bundle = tmp_path / "hq.orchkit"
+    exported = hq.json("bundle", "export", "--out", bundle)
+    bundle_id, total = exported["bundle_id"], exported["events"]
+    enclave.ok("init", "--site-id", "enclave")
+    hq.ok("keys", "export-public", tmp_path / "hq.pub")
+    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
+    own = heads(enclave)["enclave"]
+    before = enclave.fingerprint()
+
+    argv = [sys.executable, "-m", "orchd", "--state-dir", str(enclave.state_dir)]
+    child = subprocess.Popen(
+        [*argv, "bundle", "import", str(bundle)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=child_env(),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (readers := children_of(child.pid)) and child.poll() is None:
+            assert time.monotonic() < deadline, "no reader child appeared"
+            time.sleep(0.01)
+        assert readers, "the import ended before its reader child was seen"
+        time.sleep(0.5)  # the reader is reading and the importer applying
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in readers):  # EPIPE, or EOF on its input
+        assert time.monotonic() < deadline, f"the reader {readers} outlived its importer"
+        time.sleep(0.05)
+    after = enclave.fingerprint()
+    files = after.pop("files")  # a crash leaves an empty -wal beside the ledger: nothing in it
+    assert files.get("ledger.db-wal") in (None, EMPTY_SHA256)
+    assert files["ledger.db"] == before.pop("files")["ledger.db"]
+    assert after == before
+    assert state(enclave, bundle_id) == (0, own, 0)
+    again = enclave.json("bundle", "import", bundle)
+    assert again["events"] == total
+    assert state(enclave, bundle_id) == (total, own + 1, 1)
