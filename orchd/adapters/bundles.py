@@ -586,14 +586,16 @@ def _counted(batches: Iterator[list[Event]], report: Report) -> Iterator[list[Ev
     """``batches`` as they come, counted into ``report`` by origin and type; a peer's key
     revocation becomes a warning for this site's operator."""
     for batch in batches:
-        for event in batch:
-            report.by_origin[event.origin] += 1
-            report.by_type[event.type] += 1
-            if event.type == "key.revoked":
-                report.warnings.append(
-                    f"site {event.origin} revoked key {event.payload.get('key_id')}: "
-                    f"{event.reason}; review your trust store (orchd keys list)"
-                )
+        report.by_origin.update(event.origin for event in batch)
+        types = Counter(event.type for event in batch)
+        report.by_type.update(types)
+        if "key.revoked" in types:
+            report.warnings += [
+                f"site {e.origin} revoked key {e.payload.get('key_id')}: {e.reason}; "
+                "review your trust store (orchd keys list)"
+                for e in batch
+                if e.type == "key.revoked"
+            ]
         yield batch
         report.applied += len(batch)
 

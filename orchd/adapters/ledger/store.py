@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import sqlite3
 import time
@@ -66,6 +67,7 @@ _INDEX_COLUMNS = (
     "prev_hash",
     "job_id",
 )
+_INDEXED = operator.itemgetter(*_INDEX_COLUMNS)  # their values, from chain.index_columns
 _EVENT_COLUMNS = ("origin", "seq", *_INDEX_COLUMNS, "hash", "body")
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
@@ -1139,9 +1141,7 @@ def _memory_projection() -> Database:
 
 
 def _event_row(event: Event) -> tuple[object, ...]:
-    columns = chain.index_columns(event)
-    indexed = (columns[name] for name in _INDEX_COLUMNS)
-    return (event.origin, event.seq, *indexed, event.hash, event.body)
+    return (event.origin, event.seq, *_INDEXED(chain.index_columns(event)), event.hash, event.body)
 
 
 def _link(source: Path, target: Path) -> None:
