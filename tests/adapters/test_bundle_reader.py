@@ -1,6 +1,7 @@
-"""A large import reads its bundle in a child process (bundle_reader.batches_beside): the same
-events, report and ledger as reading in this process; a child that dies or is cut short leaves
-the ledger as it was; an import that stops early stops its child."""
+"""Reading a bundle's events for an import, in this process or, for a large import, in a child
+process (bundle_reader.batches_beside): the same events, report, progress and ledger either
+way; a child that dies or is cut short leaves the ledger as it was; an import that stops early
+stops its child."""
 
 from __future__ import annotations
 
@@ -105,11 +106,13 @@ def test_the_child_imports_exactly_what_this_process_imports(
         other.close()
 
 
-def test_progress_comes_through_the_child(
-    exported: tuple[Path, bytes], enclave: SqliteLedger
+@pytest.mark.parametrize("reader", [HERE, CHILD], ids=["here", "child"])
+def test_an_import_calls_progress_every_batch_of_events_read(
+    exported: tuple[Path, bytes], enclave: SqliteLedger, reader: int
 ) -> None:
+    """The daemon turns progress into watchdog pings: the loop is busy, not stuck."""
     calls: list[None] = []
-    report = import_(enclave, exported[0], CHILD, progress=lambda: calls.append(None))
+    report = import_(enclave, exported[0], reader, progress=lambda: calls.append(None))
     assert len(calls) == report.applied // bundle_reader.BATCH == 2
 
 

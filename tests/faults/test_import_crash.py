@@ -74,28 +74,35 @@ def heads(site: Site) -> dict[str, int]:
         ledger.close()
 
 
-@pytest.mark.slow
-def test_kill_9_during_import_applies_the_bundle_completely_or_not_at_all(tmp_path: Path) -> None:
-    seed = int(os.environ.get("ORCHD_TEST_SEED", "20251127"))
-    print(f"seed {seed} (set ORCHD_TEST_SEED to replay)")
-    rng = random.Random(seed)
-
+def hq_bundle_for_enclave(tmp_path: Path, count: int) -> tuple[Site, Path, str, int]:
+    """A site ``hq`` with ``count`` job submissions, its full bundle, and a fresh ``enclave``
+    trusting hq's key: (enclave, bundle, bundle id, events in the bundle)."""
     hq, enclave = Site(tmp_path / "hq"), Site(tmp_path / "enclave")
     hq.ok("init", "--site-id", "hq")
     ledger = hq.ledger()
     try:
-        made = drafts(EVENTS)
-        for start in range(0, EVENTS, APPEND_BATCH):
+        made = drafts(count)
+        for start in range(0, count, APPEND_BATCH):
             ledger.append(made[start : start + APPEND_BATCH])
     finally:
         ledger.close()
     bundle = tmp_path / "hq.orchkit"
     exported = hq.json("bundle", "export", "--out", bundle)
     bundle_id, total = exported["bundle_id"], exported["events"]
-    assert exported["ranges"] == {"hq": [1, total]} and total > EVENTS
+    assert exported["ranges"] == {"hq": [1, total]} and total > count
     enclave.ok("init", "--site-id", "enclave")
     hq.ok("keys", "export-public", tmp_path / "hq.pub")
     enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
+    return enclave, bundle, bundle_id, total
+
+
+@pytest.mark.slow
+def test_kill_9_during_import_applies_the_bundle_completely_or_not_at_all(tmp_path: Path) -> None:
+    seed = int(os.environ.get("ORCHD_TEST_SEED", "20251127"))
+    print(f"seed {seed} (set ORCHD_TEST_SEED to replay)")
+    rng = random.Random(seed)
+
+    enclave, bundle, bundle_id, total = hq_bundle_for_enclave(tmp_path, EVENTS)
     own = heads(enclave)["enclave"]
     assert state(enclave, bundle_id) == (0, own, 0)
 
@@ -183,21 +190,7 @@ def test_kill_9_of_an_import_reading_in_a_child_leaves_nothing_and_the_reader_en
     from orchd.adapters import bundle_reader
 
     assert READER_EVENTS >= bundle_reader.PARALLEL_FROM
-    hq, enclave = Site(tmp_path / "hq"), Site(tmp_path / "enclave")
-    hq.ok("init", "--site-id", "hq")
-    ledger = hq.ledger()
-    try:
-        made = drafts(READER_EVENTS)
-        for start in range(0, READER_EVENTS, APPEND_BATCH):
-            ledger.append(made[start : start + APPEND_BATCH])
-    finally:
-        ledger.close()
-    bundle = tmp_path / "hq.orchkit"
-    exported = hq.json("bundle", "export", "--out", bundle)
-    bundle_id, total = exported["bundle_id"], exported["events"]
-    enclave.ok("init", "--site-id", "enclave")
-    hq.ok("keys", "export-public", tmp_path / "hq.pub")
-    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
+    enclave, bundle, bundle_id, total = hq_bundle_for_enclave(tmp_path, READER_EVENTS)
     own = heads(enclave)["enclave"]
     before = enclave.fingerprint()
 
