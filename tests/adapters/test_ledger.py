@@ -67,6 +67,43 @@ def test_a_malformed_payload_is_refused_before_anything_is_written(ledger: Sqlit
     assert event_count(ledger) == 1
 
 
+RUN_A = "01KB0000000000000000000009"
+
+
+def leased(job_id: str, run_id: str, attempt: int) -> Draft:
+    return Draft(
+        type="run.leased",
+        actor=ACTOR,
+        idempotency_key=f"run.leased:{run_id}:{attempt}",
+        payload={"run_id": run_id, "job_id": job_id, "attempt": attempt,
+                 "lease_expires_at": "2026-01-31T12:00:00.000Z"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("recorded", "again", "named"),
+    [
+        pytest.param(
+            [submitted(JOB_A)], [submitted(JOB_A, key="other")], "already exists", id="job"
+        ),
+        pytest.param(
+            [submitted(JOB_A), leased(JOB_A, RUN_A, 1), moved(JOB_A, "running", "retry_wait")],
+            [moved(JOB_A, "retry_wait", "queued"), leased(JOB_A, RUN_A, 2)],
+            "already exists",
+            id="run",
+        ),
+    ],
+)
+def test_a_job_or_run_created_again_is_named_by_the_fold_and_nothing_is_written(
+    ledger: SqliteLedger, recorded: list[Draft], again: list[Draft], named: str
+) -> None:
+    ledger.append(recorded)
+    before = (ledger.verify(), ledger.job(JOB_A))
+    with pytest.raises(MalformedEvent, match=named):
+        ledger.append(again)
+    assert (ledger.verify(), ledger.job(JOB_A)) == before
+
+
 def test_a_recorded_idempotency_key_returns_the_recorded_event(ledger: SqliteLedger) -> None:
     first = ledger.append([submitted(JOB_A, key="nightly")])
     again = ledger.append([submitted(JOB_A, key="nightly")])
