@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from orchd.adapters import bundle_reader
 from orchd.core.events import Actor, Draft
 from tests.bundlekit import REPO, Site, child_env, run_measured
 
@@ -187,8 +188,6 @@ def gone(pid: int) -> bool:
 def test_kill_9_of_an_import_reading_in_a_child_leaves_nothing_and_the_reader_ends(
     tmp_path: Path,
 ) -> None:
-    from orchd.adapters import bundle_reader
-
     assert READER_EVENTS >= bundle_reader.PARALLEL_FROM
     enclave, bundle, bundle_id, total = hq_bundle_for_enclave(tmp_path, READER_EVENTS)
     own = heads(enclave)["enclave"]

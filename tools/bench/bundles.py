@@ -632,10 +632,7 @@ def main() -> int:
         text = run(args)
     finally:
         shutil.rmtree(os.environ[SNAPSHOT], ignore_errors=True)
-    print(text)
-    if args.write:
-        report.write_section(args.write, SECTION, text)
-    return 0
+    return report.publish(text, args.write, SECTION)
 
 
 def run(args: argparse.Namespace) -> str:

@@ -1044,10 +1044,7 @@ def main() -> int:
         parser.error("--diagnose needs py-spy beside this Python: pip install py-spy")
     logging.getLogger("watchdog").setLevel(logging.CRITICAL)  # its stop races are not ours
     text = render(measure(args), args)
-    print(text)
-    if args.write:
-        report.write_section(args.write, SECTION, text)
-    return 0
+    return report.publish(text, args.write, SECTION)
 
 
 if __name__ == "__main__":

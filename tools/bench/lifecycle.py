@@ -221,10 +221,7 @@ def main() -> int:
     except ImportError:
         parser.error("Huey is not installed: pip install -e '.[bench]'")
     text = render(measure(args), args)
-    print(text)
-    if args.write:
-        report.write_section(args.write, SECTION, text)
-    return 0
+    return report.publish(text, args.write, SECTION)
 
 
 if __name__ == "__main__":

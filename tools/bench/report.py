@@ -78,6 +78,15 @@ def replace_section(document: str, name: str, body: str) -> str:
     return document[:begin] + section + document[finish + len(end) :]
 
 
+def publish(text: str, path: Path | None, name: str) -> int:
+    """Print a benchmark's section and, given a path, write it there as section ``name``; the
+    script's exit status."""
+    print(text)
+    if path is not None:
+        write_section(path, name, text)
+    return 0
+
+
 def write_section(path: Path, name: str, body: str) -> None:
     """Rewrite the section ``name`` of the Markdown file at ``path``, keeping everything else."""
     old = path.read_text() if path.exists() else ""

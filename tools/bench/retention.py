@@ -176,10 +176,7 @@ def main() -> int:
         "No goal is set by an issue; this shows what a daily prune costs (it runs on the daemon's "
         "loop, so `WatchdogSec` must exceed it).",
     ])  # fmt: skip
-    print(text)
-    if args.write:
-        report.write_section(args.write, SECTION, text)
-    return 0
+    return report.publish(text, args.write, SECTION)
 
 
 if __name__ == "__main__":

@@ -136,10 +136,7 @@ def main() -> int:
     parser.add_argument("--write", type=Path, help="write the results into this Markdown file")
     args = parser.parse_args()
     text = render(measure(args), args)
-    print(text)
-    if args.write:
-        report.write_section(args.write, SECTION, text)
-    return 0
+    return report.publish(text, args.write, SECTION)
 
 
 if __name__ == "__main__":
