@@ -248,38 +248,24 @@ def parse(body: bytes, stored_hash: str | None = None) -> Event:
         raise MalformedEvent(where="", detail=exc.message) from None
     if not isinstance(fields, dict):
         raise MalformedEvent(where="", detail="an event is a JSON object")
-    where = f" {fields.get('origin')!r}/{fields.get('seq')!r}"
     try:
-        _check_fields(fields)
-    except MalformedEvent as exc:
-        raise MalformedEvent(where=where, detail=exc.fields["detail"]) from None
+        actor = _check_fields(fields)
     except OrchdError as exc:
-        raise MalformedEvent(where=where, detail=exc.message) from None
-    computed = chain_hash(fields["prev_hash"], body)
-    if stored_hash is not None and stored_hash != computed:
-        raise MalformedEvent(where=where, detail="stored hash does not match its bytes")
-    return _from_fields(fields, body, computed)
-
-
-def _from_fields(fields: dict[str, Any], body: bytes, digest: str) -> Event:
-    actor = fields["actor"]
+        detail = exc.fields["detail"] if isinstance(exc, MalformedEvent) else exc.message
+        raise MalformedEvent(where=_where(fields), detail=detail) from None
+    digest = chain_hash(fields["prev_hash"], body)
+    if stored_hash is not None and stored_hash != digest:
+        raise MalformedEvent(where=_where(fields), detail="stored hash does not match its bytes")
+    get = fields.get
     return Event(
-        schema=fields["schema"],
-        event_id=fields["event_id"],
-        origin=fields["origin"],
-        seq=fields["seq"],
-        hlc=fields["hlc"],
-        occurred_at=fields["occurred_at"],
-        type=fields["type"],
-        actor=_actor(actor),
-        idempotency_key=fields["idempotency_key"],
-        prev_hash=fields["prev_hash"],
-        payload=fields["payload"],
-        reason=fields.get("reason"),
-        ticket=fields.get("ticket"),
-        body=body,
-        hash=digest,
-    )
+        fields["schema"], fields["event_id"], fields["origin"], fields["seq"], fields["hlc"],
+        fields["occurred_at"], fields["type"], actor, fields["idempotency_key"],
+        fields["prev_hash"], fields["payload"], get("reason"), get("ticket"), body, digest,
+    )  # fmt: skip
+
+
+def _where(fields: dict[str, Any]) -> str:
+    return f" {fields.get('origin')!r}/{fields.get('seq')!r}"
 
 
 def to_wire(event: Event) -> tuple[Any, ...]:
@@ -298,8 +284,9 @@ def _fail(detail: str) -> MalformedEvent:
     return MalformedEvent(where="", detail=detail)
 
 
-def _check_fields(fields: dict[str, Any]) -> None:
-    keys = set(fields)
+def _check_fields(fields: dict[str, Any]) -> Actor:
+    """Check an envelope's fields; its actor, checked."""
+    keys = fields.keys()
     if missing := _REQUIRED - keys:
         raise _fail(f"missing {', '.join(sorted(missing))}")
     if unknown := keys - _REQUIRED - _OPTIONAL:
@@ -307,13 +294,13 @@ def _check_fields(fields: dict[str, Any]) -> None:
     if fields["schema"] != SCHEMA_VERSION:
         raise _fail(f"schema {fields['schema']!r} is not {SCHEMA_VERSION}; upgrade orchd")
     ids.check_id(fields["event_id"], "event id")
-    check_name("site id", fields["origin"])
+    _check_repeated("site id", fields["origin"])
     if not isinstance(fields["seq"], int) or fields["seq"] < 1:
         raise _fail("seq must be a positive integer")
-    hlc.parse(fields["hlc"])
+    hlc.check(fields["hlc"])
     timefmt.parse_canonical(fields["occurred_at"])
-    check_name("event type", fields["type"])
-    _check_actor(fields["actor"])
+    _check_repeated("event type", fields["type"])
+    actor = _check_actor(fields["actor"])
     check_name("idempotency key", fields["idempotency_key"])
     if not isinstance(fields["prev_hash"], str) or not _HEX64.fullmatch(fields["prev_hash"]):
         raise _fail("prev_hash must be 64 lower-case hex digits")
@@ -323,14 +310,29 @@ def _check_fields(fields: dict[str, Any]) -> None:
         check_text("reason", fields["reason"])
     if "ticket" in fields:
         check_name("ticket", fields["ticket"])
+    return actor
 
 
-def _check_actor(actor: object) -> None:
-    if not isinstance(actor, dict) or set(actor) != {"uid", "user", "scopes"}:
+def _check_repeated(kind: str, value: object) -> None:
+    """``check_name`` for the names nearly every event repeats (its origin, its type)."""
+    if type(value) is str:
+        _known_name(kind, value)  # raises as check_name does
+    else:
+        check_name(kind, value)
+
+
+@lru_cache(maxsize=1024)
+def _known_name(kind: str, value: str) -> bool:
+    check_name(kind, value)
+    return True
+
+
+def _check_actor(actor: object) -> Actor:
+    if not isinstance(actor, dict) or actor.keys() != {"uid", "user", "scopes"}:
         raise _fail("actor must be an object with exactly uid, user and scopes")
     if not isinstance(actor["scopes"], list):
         raise _fail("actor.scopes must be a list")
-    _actor(actor)
+    return _actor(actor)
 
 
 def _actor(fields: dict[str, Any]) -> Actor:

@@ -57,6 +57,12 @@ def receive(last: Hlc, remote: Hlc, now_ms: int) -> Hlc:
     return Hlc(wall_ms=wall, logical=0)
 
 
+def check(text: object) -> None:
+    """Raise as ``parse`` does unless ``text`` is an HLC's text form (builds nothing)."""
+    if not isinstance(text, str) or _TEXT.fullmatch(text) is None:
+        parse(text)
+
+
 def parse(text: object) -> Hlc:
     match = _TEXT.fullmatch(text) if isinstance(text, str) else None
     if match is None:

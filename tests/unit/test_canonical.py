@@ -106,6 +106,9 @@ def test_encode_refuses_values_outside_the_rules(value):
         pytest.param(b"1\n", id="trailing-newline"),
         pytest.param(b'{"b":1,"a":2}', id="unsorted-keys"),
         pytest.param(b'{"a":1,"a":1}', id="duplicate-key"),
+        pytest.param(b'{"x":[{"a":1,"a":1}],"y":{}}', id="nested-duplicate-key"),
+        pytest.param(b'{"a":{"c":1,"b":2}}', id="nested-unsorted-keys"),
+        pytest.param(b"1234567890123456789", id="long-integer"),
         pytest.param(b"1.0", id="float"),
         pytest.param(b"1e3", id="exponent"),
         pytest.param(b"-0", id="negative-zero"),
@@ -214,3 +217,37 @@ def test_lone_surrogates_are_refused_both_ways(head, surrogate, tail):
         canonical.encode(text)
     with pytest.raises(NotCanonical):
         canonical.decode(json.dumps(text).encode("ascii"))  # "\udXXX" escapes
+
+
+def canonical_by_the_rule(data: bytes) -> bool:
+    """The rule itself: bytes are canonical when encoding what a plain parse gives returns them."""
+
+    def no_float(text: str) -> None:
+        raise ValueError(text)
+
+    try:
+        value = json.loads(data.decode("utf-8"), parse_float=no_float, parse_constant=no_float)
+        return canonical.encode(value) == data
+    except (ValueError, NotCanonical):  # UnicodeDecodeError and JSONDecodeError included
+        return False
+
+
+EDITS = st.sampled_from(
+    [b" ", b"-", b"0", b"7", b'"', b",", b":", b"\\", b"\\n", b"{", b"}", b"[", b"]", b"true",
+     b"null", b".5", b"e3", b'"a":1,', b'"z":[],', b'{"b":1,"a":2}', b"\\u0041", b"\xc3\xa9"]
+)  # fmt: skip
+
+
+@PROPERTY
+@given(VALUES, st.data())
+def test_decode_accepts_exactly_what_the_rule_accepts(value, draw):
+    """Edited canonical bytes: decode agrees with the rule, whichever of its paths answers."""
+    data = canonical.encode(value)
+    at = draw.draw(st.integers(min_value=0, max_value=len(data)))
+    cut = draw.draw(st.integers(min_value=0, max_value=3))
+    edited = data[:at] + draw.draw(EDITS) + data[at + cut :]
+    if canonical_by_the_rule(edited):
+        assert canonical.decode(edited) == json.loads(edited)
+    else:
+        with pytest.raises(NotCanonical):
+            canonical.decode(edited)
