@@ -4,13 +4,17 @@ Rules (see docs/ARCHITECTURE.md, "Canonical JSON"): objects with string keys sor
 arrays, strings and integers only (no floats, booleans or null; an absent value is an absent key),
 integers within +-(2**53 - 1), no insignificant whitespace, UTF-8 without escapes beyond those JSON
 requires. ``decode`` accepts only bytes that ``encode`` would have produced.
+
+The codec here is the standard library's ``json`` and is the reference. The adapters layer makes
+every orchd process use a faster one (orjson) through ``accelerate``; its bytes are the same for
+every value the rules allow (tests hold the two to that), and whatever it refuses or parses
+differently is decided, and its fault named, by the reference.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any
 
 from orchd.errors import NotCanonical
@@ -69,11 +73,32 @@ def check(value: object) -> None:
 
 def dump(value: object) -> bytes:
     """The canonical bytes of an already checked value (see ``encode``)."""
+    if _fast_dump is not None:
+        try:
+            return _fast_dump(value)
+        except TypeError:  # a lone surrogate: named below
+            pass
+    return _reference_dump(value)
+
+
+def _reference_dump(value: object) -> bytes:
     text = _ENCODER.encode(value)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise NotCanonical(detail=f"string is not valid Unicode ({exc.reason})") from None
+
+
+_fast_dump: Callable[[object], bytes] | None = None  # set by ``accelerate``
+_fast_load: Callable[[bytes], Any] | None = None
+
+
+def accelerate(load: Callable[[bytes], Any], sorted_dump: Callable[[object], bytes]) -> None:
+    """Parse with ``load`` and dump with ``sorted_dump`` (compact, keys sorted, UTF-8 unescaped),
+    which must give ``_reference_dump``'s bytes for every value ``check`` allows and raise
+    TypeError for a lone surrogate; ``load`` may raise ValueError for bytes it refuses."""
+    global _fast_dump, _fast_load
+    _fast_dump, _fast_load = sorted_dump, load
 
 
 def encode(value: object) -> bytes:
@@ -99,42 +124,21 @@ _STRICT = json.JSONDecoder(
 )
 
 
-# Text that is canonical if its objects' keys are sorted and unique: strings without escapes,
-# the punctuation, integers of at most 15 digits (within the range) and nothing else (no space,
-# no true, false or null). With no escapes, every '":' ends a key.
-_PLAIN = re.compile(rb'(?:"[^"\\]*+"|[{}\[\]:,]|(?:0|-?[1-9][0-9]{0,14})(?![0-9]))*+')
-
-
-def _sorted_keys(value: object) -> int:
-    """How many keys the objects in ``value`` hold; -1 if one's keys are out of order."""
-    items: Iterable[object]
-    if type(value) is dict:
-        keys = list(value)
-        if keys != sorted(keys):
-            return -1
-        count, items = len(keys), value.values()
-    elif type(value) is list:
-        count, items = 0, value
-    else:
-        return 0
-    for item in items:
-        if type(item) is dict or type(item) is list:
-            inner = _sorted_keys(item)
-            if inner < 0:
-                return -1
-            count += inner
-    return count
-
-
 def decode(data: bytes) -> Any:
     """Parse canonical bytes; anything ``encode`` would not produce byte for byte is refused.
 
-    Text without escapes is checked where it stands: ``_PLAIN`` holds its tokens to canonical
-    form, and its objects' keys are sorted and as many as the '":' in it (a repeated key would
-    make the text count more keys than the parsed value holds). Other text is encoded again and
-    compared. A repeated key cannot come back byte for byte (the parse keeps one of its values),
-    so the slower parse that looks for one runs only to say what is wrong with bytes that failed.
+    Bytes that come back byte for byte from a plain parse are canonical: a repeated key cannot
+    (the parse keeps one of its values), so the slower parse that looks for one runs only to say
+    what is wrong with bytes that failed.
     """
+    if _fast_load is not None:
+        try:
+            value = _fast_load(data)
+        except ValueError:
+            pass  # the reference below says what is wrong
+        else:
+            if _same(value, data, dump):
+                return value
     try:
         text = data.decode("utf-8")
         value = _DECODER.decode(text)
@@ -142,10 +146,16 @@ def decode(data: bytes) -> Any:
         raise NotCanonical(detail="not UTF-8") from None
     except (json.JSONDecodeError, RecursionError) as exc:
         raise NotCanonical(detail=f"not JSON ({exc})") from None
-    if _PLAIN.fullmatch(data) is not None and _sorted_keys(value) == data.count(b'":'):
-        return value
-    if _fine(value) and dump(value) == data:
+    if _same(value, data, _reference_dump):
         return value
     _STRICT.decode(text)  # names a repeated key
     encode(value)  # names a value outside the rules
     raise NotCanonical(detail="valid JSON, but not in canonical form")
+
+
+def _same(value: object, data: bytes, dumped: Callable[[object], bytes]) -> bool:
+    """Whether ``value`` is within the rules and ``dumped`` gives ``data`` back for it."""
+    try:
+        return _fine(value) and dumped(value) == data
+    except RecursionError:
+        raise NotCanonical(detail="nested too deeply") from None

@@ -1,9 +1,14 @@
-"""Canonical JSON: one byte form per value, and decode refuses every other form."""
+"""Canonical JSON: one byte form per value, and decode refuses every other form.
+
+Every test runs twice: with orjson, as every orchd process runs (``orchd.adapters`` registers
+it), and with the standard library's reference codec alone.
+"""
 
 from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +29,18 @@ VALUES = st.recursive(
 OBJECTS = st.dictionaries(st.text(max_size=6), VALUES, min_size=2, max_size=4)
 
 
+@pytest.fixture(scope="module", autouse=True, params=["orjson", "reference"])
+def codec(request):
+    import orchd.adapters  # noqa: F401  (registers orjson)
+
+    saved = canonical._fast_load, canonical._fast_dump
+    assert saved[0] is orjson.loads
+    if request.param == "reference":
+        canonical._fast_load = canonical._fast_dump = None
+    yield request.param
+    canonical._fast_load, canonical._fast_dump = saved
+
+
 def loose(value: object, **options: object) -> bytes:
     """JSON bytes of ``value`` as a non-canonical writer could produce them."""
     return json.dumps(value, ensure_ascii=False, **options).encode("utf-8")
@@ -36,6 +53,12 @@ def loose(value: object, **options: object) -> bytes:
 @given(VALUES)
 def test_decode_of_encode_gives_the_value_back(value):
     assert canonical.decode(canonical.encode(value)) == value
+
+
+@PROPERTY
+@given(VALUES)
+def test_orjson_gives_the_reference_bytes(value):
+    assert orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == canonical._reference_dump(value)
 
 
 @PROPERTY
@@ -154,6 +177,15 @@ def test_decode_names_what_is_wrong(data, named):
     with pytest.raises(NotCanonical) as caught:
         canonical.decode(data)
     assert named in caught.value.message
+
+
+@pytest.mark.parametrize("depth", [10, 300, 600, 2000, 100_000])
+def test_deep_nesting_is_parsed_or_refused_never_a_crash(depth):
+    data = b"[" * depth + b"]" * depth
+    try:
+        canonical.decode(data)
+    except NotCanonical as exc:
+        assert "deep" in exc.message or "recursion" in exc.message
 
 
 @pytest.mark.parametrize("data", [b"9007199254740991", b"-9007199254740991"])
