@@ -30,7 +30,7 @@ from typing import IO, Any, BinaryIO
 
 import orchd
 from orchd import errors
-from orchd.core import bundle, canonical, events
+from orchd.core import bundle, canonical, events, projection
 from orchd.core.bundle import Manifest, Step
 from orchd.core.events import Event
 from orchd.errors import BundleMalformed, InternalError, OrchdError, SystemFailure
@@ -50,9 +50,10 @@ def batches(
     max_wall_ms: int,
     progress: Callable[[], None] = lambda: None,
 ) -> Iterator[list[Event]]:
-    """Stream every member in order, yielding batches of the events to apply; ``heads`` maps
-    an origin to its head hash here. ``progress`` after every BATCH events read (applied or
-    skipped). Raises at the first fault; a member after the last one listed is one."""
+    """Stream every member in order, yielding batches of the events to apply, their payloads
+    checked (``projection.check_payload``); ``heads`` maps an origin to its head hash here.
+    ``progress`` after every BATCH events read (applied or skipped). Raises at the first
+    fault; a member after the last one listed is one."""
     batch: list[Event] = []
     read = 0
     for step in steps:
@@ -76,6 +77,7 @@ def batches(
                 progress()
             if step.action == "skip":
                 continue
+            projection.check_payload(event)  # so that the fold, on the other core, need not
             batch.append(event)
             if len(batch) >= BATCH:
                 yield batch

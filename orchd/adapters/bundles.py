@@ -489,6 +489,7 @@ def import_bundle(
                     ticket if allow_expired else None,
                 ),
                 dry_run=dry_run,
+                payloads_checked=True,  # by the reader: bundle_reader.batches
             )
         except MalformedEvent as exc:  # the fold refused an event the bundle carries
             raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None

@@ -8,7 +8,7 @@ runs are changed only by events of the job's own origin, and only as the state m
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from orchd.core import canonical, ids, limits, timefmt
@@ -236,14 +236,32 @@ def subjects(event: Event) -> tuple[str | None, str | None]:
     )
 
 
-def apply(event: Event, job: JobView | None, run: RunView | None) -> Rows:
-    """The rows after ``event``: ``(job, run)``, each None where the event does not change it."""
+def apply(event: Event, job: JobView | None, run: RunView | None, *, checked: bool = False) -> Rows:
+    """The rows after ``event``: ``(job, run)``, each None where the event does not change it.
+    ``checked``: the caller ran ``check_payload`` on this event already."""
     handler = _HANDLERS.get(event.type)
     if handler is None:
         raise _bad(event, "unknown event type; a newer orchd may know it")
+    check, fold = handler
     try:
-        return handler(event, job, run)
+        if not checked:
+            check(event)
+        return fold(event, job, run)
     except (MalformedEvent, StateConflict):
+        raise
+    except OrchdError as exc:
+        raise _bad(event, exc.message) from None
+
+
+def check_payload(event: Event) -> None:
+    """``apply``'s checks that need no rows: the payload's keys, their kinds and limits. A
+    bundle's reader runs them beside the process that folds (docs/ARCHITECTURE.md)."""
+    handler = _HANDLERS.get(event.type)
+    if handler is None:
+        return  # not folded by ``apply`` (or unknown, which ``apply`` says)
+    try:
+        handler[0](event)
+    except MalformedEvent:
         raise
     except OrchdError as exc:
         raise _bad(event, exc.message) from None
@@ -281,27 +299,33 @@ def _owned(event: Event, job: JobView | None) -> JobView:
     return job
 
 
-def _site_initialized(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+def _check_site_initialized(event: Event) -> None:
     _fields(event, {"site_id": "site id", "orchd_version": str}, {})
     if event.payload["site_id"] != event.origin:
         raise _bad(event, "site_id differs from the event's origin")
+
+
+def _nothing(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     return None, None
 
 
-def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+def _check_job_submitted(event: Event) -> None:
     _fields(
         event,
         {"job_id": _ID, "job_type": "job type", "key": "idempotency key", "params": dict,
          "priority": int, "state": str},
         {"source": "source", "schedule": "job key", "slot_at": _TIME, "replay_of": _ID},
     )  # fmt: skip
-    p = event.payload
-    if job is not None:
-        raise _bad(event, f"job {p['job_id']} already exists")
-    for name, value in p["params"].items():
+    for name, value in event.payload["params"].items():
         check_name("parameter name", name)
         if not isinstance(value, str):
             raise _bad(event, f"parameter {name} must be a string")
+
+
+def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    p = event.payload
+    if job is not None:
+        raise _bad(event, f"job {p['job_id']} already exists")
     new = JobView(
         job_id=p["job_id"], origin=event.origin, key=p["key"], job_type=p["job_type"],
         source=p.get("source"), params=canonical.dump(p["params"]).decode(),
@@ -313,12 +337,15 @@ def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Ro
     return new, None
 
 
-def _job_transitioned(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+def _check_job_transitioned(event: Event) -> None:
     _fields(
         event,
         {"job_id": _ID, "from": str, "to": str},
         {"cause": "parameter name", "eligible_at": _TIME},
     )
+
+
+def _job_transitioned(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     job = _owned(event, job)
     if event.payload["from"] != job.state:
         raise _bad(event, f"job {job.job_id} is {job.state}, not {event.payload['from']}")
@@ -333,8 +360,11 @@ def _move_job(event: Event, job: JobView, to_state: str, **changes: Any) -> JobV
     return job._replace(state=state, updated_at=event.occurred_at, **changes)
 
 
-def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+def _check_run_leased(event: Event) -> None:
     _fields(event, {"run_id": _ID, "job_id": _ID, "attempt": int, "lease_expires_at": _TIME}, {})
+
+
+def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     p = event.payload
     job = _owned(event, job)
     if run is not None:
@@ -367,8 +397,11 @@ def _owned_run(event: Event, run: RunView | None) -> RunView:
     return run
 
 
-def _run_started(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+def _check_run_started(event: Event) -> None:
     _fields(event, {"run_id": _ID, "job_id": _ID}, {"pid": int})
+
+
+def _run_started(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     run = _owned_run(event, run)
     state = RUN.advance(run.run_id, run.state, "running")
     return None, run._replace(
@@ -376,16 +409,19 @@ def _run_started(event: Event, job: JobView | None, run: RunView | None) -> Rows
     )
 
 
-def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+def _check_run_ended(event: Event) -> None:
     _fields(
         event,
         {"run_id": _ID, "job_id": _ID, "outcome": str},
         {"job_state": str, "exit_code": int, "eligible_at": _TIME, "cause": "parameter name",
          "output": str},
     )  # fmt: skip
-    p = event.payload
-    if len(p.get("output", "")) > MAX_OUTPUT_CHARS:
+    if len(event.payload.get("output", "")) > MAX_OUTPUT_CHARS:
         raise _bad(event, f"output is longer than {MAX_OUTPUT_CHARS} characters")
+
+
+def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+    p = event.payload
     run = _owned_run(event, run)
     ended = run._replace(
         state=RUN.advance(run.run_id, run.state, p["outcome"]),
@@ -406,7 +442,7 @@ AUDIT_TYPES = frozenset({
 })  # fmt: skip
 
 
-def _audit(event: Event, job: JobView | None, run: RunView | None) -> Rows:
+def _check_audit(event: Event) -> None:
     """Events that only record what happened: their payload is flat text and numbers."""
     for name, value in event.payload.items():
         check_name("parameter name", name)
@@ -414,7 +450,6 @@ def _audit(event: Event, job: JobView | None, run: RunView | None) -> Rows:
             raise _bad(event, f"payload {name} must be text or a number")
         if isinstance(value, str) and len(value) > 4096:
             raise _bad(event, f"payload {name} is longer than 4096 characters")
-    return None, None
 
 
 class RequestView(NamedTuple):
@@ -493,12 +528,14 @@ def apply_schedule(event: Event, last: str | None) -> str | None:
     return slot if last is None or slot > last else None
 
 
-_HANDLERS = {
-    **dict.fromkeys(AUDIT_TYPES, _audit),
-    "site.initialized": _site_initialized,
-    "job.submitted": _job_submitted,
-    "job.transitioned": _job_transitioned,
-    "run.leased": _run_leased,
-    "run.started": _run_started,
-    "run.ended": _run_ended,
+Fold = Callable[[Event, JobView | None, RunView | None], Rows]
+# event type -> (its payload checks, which need no rows; its fold)
+_HANDLERS: dict[str, tuple[Callable[[Event], None], Fold]] = {
+    **dict.fromkeys(AUDIT_TYPES, (_check_audit, _nothing)),
+    "site.initialized": (_check_site_initialized, _nothing),
+    "job.submitted": (_check_job_submitted, _job_submitted),
+    "job.transitioned": (_check_job_transitioned, _job_transitioned),
+    "run.leased": (_check_run_leased, _run_leased),
+    "run.started": (_check_run_started, _run_started),
+    "run.ended": (_check_run_ended, _run_ended),
 }

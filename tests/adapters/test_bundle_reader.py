@@ -19,10 +19,11 @@ from orchd.adapters import bundle_reader, bundles, keys
 from orchd.adapters.bundles import Report
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
-from orchd.core.events import Actor
-from orchd.errors import SystemFailure
+from orchd.core.events import Actor, Draft
+from orchd.errors import BundleMalformed, SystemFailure
 from orchd.ops import keys as key_ops
 from orchd.ops import site
+from tests.bundlekit import Span, craft, seal_after
 from tests.faults.conftest import job_drafts
 
 ACTOR = Actor(uid=1000, user="alice", scopes=("orch:bundle",))
@@ -123,6 +124,49 @@ def test_a_dry_run_through_the_child_changes_nothing(
     report = import_(enclave, exported[0], CHILD, dry_run=True)
     assert report.applied == bundle_reader.BATCH * 5 // 2 + 2
     assert everything(enclave) == before
+
+
+def with_a_bad_payload(folder: Path, key: keys.SiteKey) -> Path:
+    """hq's events of ``exported`` and, past the first batch, one whose payload the fold would
+    refuse (sealed and chained as hq, signed by hq's key)."""
+    with sqlite3.connect(folder / "hq.db") as conn:
+        chain = conn.execute("SELECT body, hash FROM events ORDER BY seq").fetchall()
+    conn.close()
+    payload = {"job_id": "01KB0000000000000000000000", "job_type": "feed-refresh", "key": "bad",
+               "params": {"city": 1}, "priority": 0, "state": "queued"}  # fmt: skip
+    bad = Draft(type="job.submitted", actor=ACTOR, idempotency_key="bad", payload=payload)
+    chain = seal_after([(bytes(b), h) for b, h in chain], [bad], SystemClock().now_ms())
+    path = folder / "bad-payload.orchkit"
+    path.write_bytes(craft(key, [Span("hq", chain)], recipient="enclave"))
+    return path
+
+
+@pytest.mark.parametrize("reader", [HERE, CHILD], ids=["here", "child"])
+def test_a_bad_payload_is_found_by_either_reader_and_nothing_is_applied(
+    tmp_path: Path, reader: int
+) -> None:
+    """The reader checks payloads for the fold (projection.check_payload): the same refusal,
+    in the same words, as the fold's, and the ledger is as it was."""
+    hq, key = new_site(tmp_path / "hq.db", "hq")
+    try:
+        hq.append(job_drafts(bundle_reader.BATCH + 10))
+    finally:
+        hq.close()
+    path = with_a_bad_payload(tmp_path, key)
+    enclave, _ = new_site(tmp_path / "enclave.db", "enclave")
+    try:
+        key_ops.trust(enclave, SystemClock(), OsEntropy(), ACTOR, site="hq",
+                      public_key=key.public_key, expires=None, reason=None)  # fmt: skip
+        before = everything(enclave)
+        with pytest.raises(BundleMalformed) as refused:
+            import_(enclave, path, reader)
+        assert refused.value.message.endswith(
+            f"an event it carries is invalid: malformed event 'hq'/{bundle_reader.BATCH + 13} "
+            "(job.submitted): parameter city must be a string"
+        )
+        assert everything(enclave) == before
+    finally:
+        enclave.close()
 
 
 def fake_python(tmp_path: Path, body: str) -> str:

@@ -68,13 +68,14 @@ def sealed_all(*steps: tuple[str, dict[str, Any]], origin: str = ORIGIN) -> list
 
 
 def fold(
-    sealed: list[Event], jobs: Jobs | None = None, runs: Runs | None = None
+    sealed: list[Event], jobs: Jobs | None = None, runs: Runs | None = None, checked: bool = False
 ) -> tuple[Jobs, Runs]:
     """Apply events in order, loading and storing rows by the ids each event names."""
     jobs, runs = dict(jobs or {}), dict(runs or {})
     for event in sealed:
         job_id, run_id = projection.subjects(event)
-        job, run = projection.apply(event, jobs.get(job_id or ""), runs.get(run_id or ""))
+        job, run = jobs.get(job_id or ""), runs.get(run_id or "")
+        job, run = projection.apply(event, job, run, checked=checked)
         if job is not None:
             jobs[job.job_id] = job
         if run is not None:
@@ -87,10 +88,14 @@ def fold_steps(*steps: tuple[str, dict[str, Any]]) -> tuple[Jobs, Runs]:
 
 
 def then(
-    state: tuple[Jobs, Runs], step: tuple[str, dict[str, Any]], seq: int = 50, **kw: Any
+    state: tuple[Jobs, Runs],
+    step: tuple[str, dict[str, Any]],
+    seq: int = 50,
+    checked: bool = False,
+    **kw: Any,
 ) -> tuple[Jobs, Runs]:
     """Fold one more event (of seq ``seq``) onto an earlier fold."""
-    return fold([seal(*step, seq=seq, **kw)], *state)
+    return fold([seal(*step, seq=seq, **kw)], *state, checked=checked)
 
 
 # --- a whole lifecycle ------------------------------------------------------------------------
@@ -305,7 +310,7 @@ def without(step: tuple[str, dict[str, Any]], key: str) -> tuple[str, dict[str, 
 OTHER_JOB = make_id(99)
 
 
-@pytest.mark.parametrize(
+MALFORMED = pytest.mark.parametrize(
     ("before", "step"),
     [
         pytest.param([], without(submitted(), "job_type"), id="submitted-missing"),
@@ -348,10 +353,32 @@ OTHER_JOB = make_id(99)
         ),
     ],
 )
+
+
+@MALFORMED
 def test_malformed_payloads_raise(before, step):
     state = fold_steps(*before)
     with pytest.raises(MalformedEvent):
         then(state, step)
+
+
+@MALFORMED
+def test_check_payload_finds_what_the_fold_finds_in_a_payload(before, step):
+    """What a bundle's reader checks before the fold, said as the fold says it; what it lets
+    through needs the rows, and the fold, told the payload was checked, still finds it."""
+    state = fold_steps(*before)
+    with pytest.raises(MalformedEvent) as folded:
+        then(state, step)
+    try:
+        projection.check_payload(seal(*step, seq=50))
+    except MalformedEvent as exc:
+        assert exc.message == folded.value.message
+    else:
+        needs_rows = ("unknown job", "unknown run", "unknown event type")
+        assert any(words in folded.value.message for words in needs_rows)
+        with pytest.raises(MalformedEvent) as unchecked:
+            then(state, step, checked=True)
+        assert unchecked.value.message == folded.value.message
 
 
 def test_the_malformed_cases_are_well_formed_without_the_fault():

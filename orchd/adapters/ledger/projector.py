@@ -73,9 +73,10 @@ _RECEIPT_UPSERT = (
 )
 
 
-def project(db: Database, batch: Sequence[Event], local: str) -> None:
+def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool = False) -> None:
     """Fold ``batch`` into the projection tables of ``db`` (inside the caller's transaction);
-    ``local`` is this site's id (trust and bundle records apply only from its own events)."""
+    ``local`` is this site's id (trust and bundle records apply only from its own events);
+    ``checked``: every event passed ``projection.check_payload`` already."""
     touched = [projection.subjects(event) for event in batch]
     jobs: dict[str, JobView | None] = dict.fromkeys({j for j, _ in touched if j})
     runs: dict[str, RunView | None] = dict.fromkeys({r for _, r in touched if r})
@@ -115,7 +116,7 @@ def project(db: Database, batch: Sequence[Event], local: str) -> None:
             continue
         job = jobs[job_id] if job_id else None
         run = runs[run_id] if run_id else None
-        new_job, new_run = projection.apply(event, job, run)
+        new_job, new_run = projection.apply(event, job, run, checked=checked)
         if new_job is not None:
             jobs[new_job.job_id] = new_job
             changed_jobs.add(new_job.job_id)

@@ -761,6 +761,7 @@ class SqliteLedger:
         *,
         dry_run: bool = False,
         restoring: bool = False,
+        payloads_checked: bool = False,
     ) -> int:
         """Record other origins' sealed events and then the drafts ``then()`` gives (once the
         batches are consumed), all in one transaction. ``dry_run`` does all of it, every check
@@ -768,6 +769,8 @@ class SqliteLedger:
 
         ``batches`` may raise while it is consumed: then nothing at all is recorded. Each
         origin's first event must continue its head here (the chain is checked again).
+        ``payloads_checked``: every event passed ``projection.check_payload`` already (a
+        bundle's reader runs it), so the fold does not run it again.
         """
         count = 0
         with contextlib.suppress(_DryRun), self._transaction():
@@ -786,7 +789,7 @@ class SqliteLedger:
                         raise ChainBroken(origin=event.origin, seq=event.seq, detail=detail)
                     heads[event.origin] = (event.seq, event.hash)
                 self._db.conn.executemany(_INSERT_EVENT, [_event_row(e) for e in batch])
-                projector.project(self._db, batch, self._site_id)
+                projector.project(self._db, batch, self._site_id, checked=payloads_checked)
                 count += len(batch)
             if drafts := then():
                 self._record_own(drafts)
