@@ -32,12 +32,15 @@ def _fine(value: object) -> bool:
     if kind is int:
         return -MAX_INT <= value <= MAX_INT  # type: ignore[operator]
     if kind is dict:
-        return all(
-            type(k) is str and (type(v) is str or _fine(v))
-            for k, v in value.items()  # type: ignore[attr-defined]
-        )
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or (type(item) is not str and not _fine(item)):
+                return False
+        return True
     if kind is list or kind is tuple:
-        return all(type(v) is str or _fine(v) for v in value)  # type: ignore[attr-defined]
+        for item in value:  # type: ignore[attr-defined]
+            if type(item) is not str and not _fine(item):
+                return False
+        return True
     return False
 
 
