@@ -37,7 +37,7 @@ def _fine(value: object) -> bool:
                 return False
         return True
     if kind is list or kind is tuple:
-        for item in value:  # type: ignore[attr-defined]
+        for item in value:  # type: ignore[attr-defined]  # noqa: SIM110 (no generator: faster)
             if type(item) is not str and not _fine(item):
                 return False
         return True

@@ -7,6 +7,7 @@ envelope"). ``hash = sha256(prev_hash || canonical_bytes(envelope))`` with the r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ _REQUIRED = {
     "idempotency_key", "prev_hash", "payload",
 }  # fmt: skip
 _OPTIONAL = {"reason", "ticket"}
+_ACTOR_FIELDS = frozenset({"uid", "user", "scopes"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,10 +42,12 @@ class Actor:
         if type(self.uid) is not int or self.uid < 0:
             raise _fail("actor.uid must be a non-negative integer")
         check_name("user", self.user)
-        if not isinstance(self.scopes, tuple) or list(self.scopes) != sorted(set(self.scopes)):
+        if not isinstance(self.scopes, tuple):
             raise _fail("actor.scopes must be sorted, without repeats")
         for scope in self.scopes:
             check_name("scope", scope)
+        if list(self.scopes) != sorted(set(self.scopes)):
+            raise _fail("actor.scopes must be sorted, without repeats")
 
     def to_json(self) -> dict[str, Any]:
         return {"uid": self.uid, "user": self.user, "scopes": list(self.scopes)}
@@ -88,9 +92,7 @@ def _actor_bytes(actor: Actor) -> bytes:
 
 def chain_hash(prev_hash: str, body: bytes) -> str:
     """``sha256(prev_hash || body)`` as lower-case hex, ``prev_hash`` taken as raw 32 bytes."""
-    hasher = hashlib.sha256(bytes.fromhex(prev_hash))
-    hasher.update(body)
-    return hasher.hexdigest()
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
 def envelope(
@@ -328,7 +330,7 @@ def _known_name(kind: str, value: str) -> bool:
 
 
 def _check_actor(actor: object) -> Actor:
-    if not isinstance(actor, dict) or actor.keys() != {"uid", "user", "scopes"}:
+    if not isinstance(actor, dict) or actor.keys() != _ACTOR_FIELDS:
         raise _fail("actor must be an object with exactly uid, user and scopes")
     if not isinstance(actor["scopes"], list):
         raise _fail("actor.scopes must be a list")
@@ -337,10 +339,11 @@ def _check_actor(actor: object) -> Actor:
 
 def _actor(fields: dict[str, Any]) -> Actor:
     """The actor of an event; the same few actors recur, so checked ones are remembered."""
-    uid, user, scopes = fields["uid"], fields["user"], fields["scopes"]
-    if type(uid) is int and type(user) is str and all(type(s) is str for s in scopes):
-        return _known_actor(uid, user, tuple(scopes))
-    return Actor(uid=uid, user=user, scopes=tuple(scopes))  # raises, saying what is wrong
+    uid, user, scopes = fields["uid"], fields["user"], tuple(fields["scopes"])
+    if type(uid) is int and type(user) is str:  # True would find uid 1's actor
+        with contextlib.suppress(TypeError):  # a scope that cannot be a key: said below
+            return _known_actor(uid, user, scopes)  # only all-text scopes are ever remembered
+    return Actor(uid=uid, user=user, scopes=scopes)  # raises, saying what is wrong
 
 
 @lru_cache(maxsize=1024)

@@ -208,6 +208,13 @@ def edited(**changes: object) -> bytes:
             edited(actor={"scopes": ["a", "a"], "uid": 1, "user": "u"}), id="repeated-scope"
         ),
         pytest.param(edited(actor={"scopes": "a", "uid": 1, "user": "u"}), id="scopes-string"),
+        pytest.param(
+            edited(actor={"scopes": [1, "a"], "uid": 1, "user": "u"}), id="scopes-number-and-text"
+        ),
+        pytest.param(edited(actor={"scopes": [[1]], "uid": 1, "user": "u"}), id="scopes-list"),
+        pytest.param(edited(actor={"scopes": [{}], "uid": 1, "user": "u"}), id="scopes-object"),
+        pytest.param(edited(actor={"scopes": [1], "uid": 1, "user": "u"}), id="scopes-number"),
+        pytest.param(edited(actor={"scopes": [], "uid": 1, "user": 7}), id="user-number"),
         pytest.param(edited(actor={"scopes": [], "uid": -1, "user": "u"}), id="negative-uid"),
         pytest.param(
             edited(actor={"scopes": [], "uid": 1, "user": "u", "x": "y"}), id="actor-extra-key"
