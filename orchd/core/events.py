@@ -199,7 +199,7 @@ def _sealed(
     spliced in as text is a checked name, id, hash or time that needs no JSON escaping (unit
     tests hold the two equal).
     """
-    check_name("event type", draft.type)
+    _check_repeated("event type", draft.type)
     check_name("idempotency key", draft.idempotency_key)
     if draft.reason is not None:
         check_text("reason", draft.reason)

@@ -15,7 +15,7 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ENTROPY_BYTES = 10
 _ID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _MAX_MS = (1 << 48) - 1
-_PAIRS = [first + second for first in ALPHABET for second in ALPHABET]
+_PAIRS = [first + second for first in ALPHABET for second in ALPHABET]  # by 10-bit value
 
 
 def new_id(at_ms: int, entropy: bytes) -> str:
@@ -24,8 +24,10 @@ def new_id(at_ms: int, entropy: bytes) -> str:
         raise ValueError(f"time {at_ms} ms is outside the id range")
     if len(entropy) != ENTROPY_BYTES:
         raise ValueError(f"ids need {ENTROPY_BYTES} bytes of entropy, got {len(entropy)}")
-    random = int.from_bytes(entropy, "big")
-    return _time_part(at_ms) + "".join(_PAIRS[(random >> s) & 1023] for s in range(70, -1, -10))
+    r, p = int.from_bytes(entropy, "big"), _PAIRS  # 80 bits: eight pairs, from the top
+    return (_time_part(at_ms) + p[r >> 70] + p[r >> 60 & 1023] + p[r >> 50 & 1023]
+            + p[r >> 40 & 1023] + p[r >> 30 & 1023] + p[r >> 20 & 1023] + p[r >> 10 & 1023]
+            + p[r & 1023])  # fmt: skip
 
 
 @lru_cache(maxsize=64)
