@@ -46,8 +46,11 @@ def _fine(value: object) -> bool:
 
 def _check(value: object, path: str) -> None:
     """Raise NotCanonical naming where ``value`` breaks the rules (fast when it does not)."""
-    if not _fine(value):
-        _explain(value, path)
+    try:
+        if not _fine(value):
+            _explain(value, path)
+    except RecursionError:
+        raise NotCanonical(detail="nested too deeply") from None
 
 
 def _explain(value: object, path: str) -> None:
@@ -85,11 +88,12 @@ def dump(value: object) -> bytes:
 
 
 def _reference_dump(value: object) -> bytes:
-    text = _ENCODER.encode(value)
     try:
-        return text.encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise NotCanonical(detail=f"string is not valid Unicode ({exc.reason})") from None
+    except RecursionError:
+        raise NotCanonical(detail="nested too deeply") from None
 
 
 _fast_dump: Callable[[object], bytes] | None = None  # set by ``accelerate``

@@ -188,6 +188,17 @@ def test_deep_nesting_is_parsed_or_refused_never_a_crash(depth):
         assert "deep" in exc.message or "recursion" in exc.message
 
 
+@pytest.mark.parametrize("depth", [10, 300, 600, 2000, 10_000])
+def test_deep_nesting_is_encoded_or_refused_never_a_crash(depth):
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    try:
+        assert canonical.decode(canonical.encode(value)) == value
+    except NotCanonical as exc:
+        assert exc.message == "not canonical JSON: nested too deeply"
+
+
 @pytest.mark.parametrize("data", [b"9007199254740991", b"-9007199254740991"])
 def test_decode_accepts_the_largest_safe_integers(data):
     assert canonical.decode(data) == int(data)
