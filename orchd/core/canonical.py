@@ -82,7 +82,7 @@ def dump(value: object) -> bytes:
     if _fast_dump is not None:
         try:
             return _fast_dump(value)
-        except TypeError:  # a lone surrogate: named below
+        except TypeError:  # a lone surrogate, or deeper than orjson goes: the reference decides
             pass
     return _reference_dump(value)
 

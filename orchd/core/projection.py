@@ -242,11 +242,10 @@ def apply(event: Event, job: JobView | None, run: RunView | None, *, checked: bo
     handler = _HANDLERS.get(event.type)
     if handler is None:
         raise _bad(event, "unknown event type; a newer orchd may know it")
-    check, fold = handler
+    if not checked:
+        check_payload(event)
     try:
-        if not checked:
-            check(event)
-        return fold(event, job, run)
+        return handler[1](event, job, run)
     except (MalformedEvent, StateConflict):
         raise
     except OrchdError as exc:
