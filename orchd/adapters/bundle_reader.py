@@ -77,7 +77,7 @@ def batches(
                 progress()
             if step.action == "skip":
                 continue
-            projection.check_payload(event)  # so that the fold, on the other core, need not
+            projection.check_payload(event)  # the fold need not: import_events(payloads_checked)
             batch.append(event)
             if len(batch) >= BATCH:
                 yield batch

@@ -542,7 +542,7 @@ def restore(
         report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
         batches = bundle_reader.batches(source, manifest, steps, {}, now_ms + skew_ms)
         own = ([e for e in batch if e.origin == site_id] for batch in _counted(batches, report))
-        ledger = SqliteLedger.restore(path, site_id, clock, entropy, own)
+        ledger = SqliteLedger.restore(path, site_id, clock, entropy, own, payloads_checked=True)
     try:
         reports = []
         for file in files:

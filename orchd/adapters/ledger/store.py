@@ -212,13 +212,19 @@ class SqliteLedger:
         clock: Clock,
         entropy: Entropy,
         own: Iterable[Sequence[Event]],
+        *,
+        payloads_checked: bool = False,
     ) -> SqliteLedger:
         """Create a ledger at ``path`` (which must not exist) from this site's own events, as a
         lost site's last export (or a peer's copy) holds them: chained from ``site.initialized``,
-        built under a temporary name and linked into place like ``create``."""
+        built under a temporary name and linked into place like ``create``. ``payloads_checked``
+        as for ``import_events``."""
 
         def fill(ledger: SqliteLedger) -> None:
-            if not ledger.import_events(own, lambda: [], restoring=True):
+            done = ledger.import_events(
+                own, lambda: [], restoring=True, payloads_checked=payloads_checked
+            )
+            if not done:
                 raise ChainBroken(origin=site_id, seq=1, detail="no events to restore")
             first = ledger._db.execute(
                 "SELECT type FROM events WHERE origin = ? AND seq = 1", [site_id]
