@@ -33,7 +33,13 @@ def _fine(value: object) -> bool:
         return -MAX_INT <= value <= MAX_INT  # type: ignore[operator]
     if kind is dict:
         for key, item in value.items():  # type: ignore[attr-defined]
-            if type(key) is not str or (type(item) is not str and not _fine(item)):
+            if type(key) is not str:
+                return False
+            kind = type(item)
+            if kind is int:  # the commonest values checked here, without a call
+                if not -MAX_INT <= item <= MAX_INT:
+                    return False
+            elif kind is not str and not _fine(item):
                 return False
         return True
     if kind is list or kind is tuple:

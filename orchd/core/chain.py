@@ -31,18 +31,23 @@ class Head:
 START = Head(seq=0, hash=ZERO_HASH)
 
 
-def index_columns(event: Event) -> dict[str, Any]:
-    """The envelope fields a store keeps as columns for queries; verification compares them."""
+INDEX_COLUMNS = (
+    "event_id", "hlc", "occurred_at", "type", "idempotency_key", "prev_hash", "job_id"
+)  # fmt: skip
+
+
+def index_values(event: Event) -> tuple[Any, ...]:
+    """The envelope fields a store keeps as columns for queries, in ``INDEX_COLUMNS`` order."""
     job_id = event.payload.get("job_id")
-    return {
-        "event_id": event.event_id,
-        "hlc": event.hlc,
-        "occurred_at": event.occurred_at,
-        "type": event.type,
-        "idempotency_key": event.idempotency_key,
-        "prev_hash": event.prev_hash,
-        "job_id": job_id if isinstance(job_id, str) else None,
-    }
+    return (
+        event.event_id, event.hlc, event.occurred_at, event.type, event.idempotency_key,
+        event.prev_hash, job_id if isinstance(job_id, str) else None,
+    )  # fmt: skip
+
+
+def index_columns(event: Event) -> dict[str, Any]:
+    """``index_values`` by column name; verification compares them with the stored columns."""
+    return dict(zip(INDEX_COLUMNS, index_values(event), strict=True))
 
 
 def verify(origin: str, rows: Iterable[Stored], start: Head = START) -> Head:

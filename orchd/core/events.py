@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from orchd.core import canonical, hlc, ids, timefmt
-from orchd.core.names import check_name, check_text
+from orchd.core.names import check_name, check_repeated, check_text
 from orchd.errors import MalformedEvent, OrchdError
 
 SCHEMA_VERSION = 1
@@ -142,7 +142,8 @@ def seal(
     """
     _check_placement(origin, seq, prev_hash)
     ids.check_id(event_id, "event id")
-    return _sealed(draft, event_id, origin, seq, clock.encode(), occurred_at_ms, prev_hash)
+    at_text = timefmt.format_ms(occurred_at_ms)
+    return _sealed(draft, event_id, origin, seq, clock.encode(), at_text, prev_hash)
 
 
 def seal_batch(
@@ -165,14 +166,14 @@ def seal_batch(
         raise _fail("seq must be a positive integer up to 2**53 - 1")
     if len(entropy) != ids.ENTROPY_BYTES * len(drafts):
         raise ValueError("seal_batch needs ids.ENTROPY_BYTES of entropy per draft")
+    at_text = timefmt.format_ms(now_ms)
     sealed = []
-    step = ids.ENTROPY_BYTES
-    for index, draft in enumerate(drafts):
-        clock = hlc.tick(clock, now_ms)
-        event_id = ids.new_id(now_ms, entropy[index * step : index * step + step])
-        event = _sealed(draft, event_id, origin, seq + 1, clock.encode(), now_ms, prev_hash)
+    placed = zip(ids.new_ids(now_ms, entropy), hlc.ticks(clock, now_ms, len(drafts)), strict=True)
+    for draft, (event_id, clock_text) in zip(drafts, placed, strict=True):
+        seq += 1
+        event = _sealed(draft, event_id, origin, seq, clock_text, at_text, prev_hash)
         sealed.append(event)
-        seq, prev_hash = event.seq, event.hash
+        prev_hash = event.hash
     return sealed
 
 
@@ -190,7 +191,7 @@ def _sealed(
     origin: str,
     seq: int,
     clock_text: str,
-    occurred_at_ms: int,
+    at_text: str,
     prev_hash: str,
 ) -> Event:
     """The event of a checked placement: the draft's own fields are checked here.
@@ -199,7 +200,7 @@ def _sealed(
     spliced in as text is a checked name, id, hash or time that needs no JSON escaping (unit
     tests hold the two equal).
     """
-    _check_repeated("event type", draft.type)
+    check_repeated("event type", draft.type)
     check_name("idempotency key", draft.idempotency_key)
     if draft.reason is not None:
         check_text("reason", draft.reason)
@@ -207,7 +208,6 @@ def _sealed(
         check_name("ticket", draft.ticket)
     payload = dict(draft.payload)
     canonical.check(payload)
-    at_text = timefmt.format_ms(occurred_at_ms)
     body = b"".join(
         (
             b'{"actor":',
@@ -223,23 +223,11 @@ def _sealed(
             f',"type":"{draft.type}"}}'.encode(),
         )
     )
+    digest = chain_hash(prev_hash, body)
     return Event(
-        schema=SCHEMA_VERSION,
-        event_id=event_id,
-        origin=origin,
-        seq=seq,
-        hlc=clock_text,
-        occurred_at=at_text,
-        type=draft.type,
-        actor=draft.actor,
-        idempotency_key=draft.idempotency_key,
-        prev_hash=prev_hash,
-        payload=payload,
-        reason=draft.reason,
-        ticket=draft.ticket,
-        body=body,
-        hash=chain_hash(prev_hash, body),
-    )
+        SCHEMA_VERSION, event_id, origin, seq, clock_text, at_text, draft.type, draft.actor,
+        draft.idempotency_key, prev_hash, payload, draft.reason, draft.ticket, body, digest,
+    )  # fmt: skip
 
 
 def parse(body: bytes, stored_hash: str | None = None) -> Event:
@@ -296,12 +284,12 @@ def _check_fields(fields: dict[str, Any]) -> Actor:
     if fields["schema"] != SCHEMA_VERSION:
         raise _fail(f"schema {fields['schema']!r} is not {SCHEMA_VERSION}; upgrade orchd")
     ids.check_id(fields["event_id"], "event id")
-    _check_repeated("site id", fields["origin"])
+    check_repeated("site id", fields["origin"])
     if not isinstance(fields["seq"], int) or fields["seq"] < 1:
         raise _fail("seq must be a positive integer")
     hlc.check(fields["hlc"])
     timefmt.parse_canonical(fields["occurred_at"])
-    _check_repeated("event type", fields["type"])
+    check_repeated("event type", fields["type"])
     actor = _check_actor(fields["actor"])
     check_name("idempotency key", fields["idempotency_key"])
     if not isinstance(fields["prev_hash"], str) or not _HEX64.fullmatch(fields["prev_hash"]):
@@ -313,20 +301,6 @@ def _check_fields(fields: dict[str, Any]) -> Actor:
     if "ticket" in fields:
         check_name("ticket", fields["ticket"])
     return actor
-
-
-def _check_repeated(kind: str, value: object) -> None:
-    """``check_name`` for the names nearly every event repeats (its origin, its type)."""
-    if type(value) is str:
-        _known_name(kind, value)  # raises as check_name does
-    else:
-        check_name(kind, value)
-
-
-@lru_cache(maxsize=1024)
-def _known_name(kind: str, value: str) -> bool:
-    check_name(kind, value)
-    return True
 
 
 def _check_actor(actor: object) -> Actor:

@@ -45,6 +45,25 @@ def tick(last: Hlc, now_ms: int) -> Hlc:
     return _bump(last.wall_ms, last.logical + 1)
 
 
+def ticks(last: Hlc, now_ms: int, count: int) -> list[str]:
+    """The text forms of ``count`` local events' timestamps in a row from ``last``: what
+    ``tick`` then ``encode`` give event by event, without building each ``Hlc``."""
+    if count < 1:
+        return []
+    first = tick(last, now_ms)
+    wall, logical, texts = first.wall_ms, first.logical, [first.encode()]  # bounds all below
+    prefix = f"{wall:013d}-"
+    for _ in range(count - 1):  # the first is at or past now_ms: the rest only count on
+        if logical < _MAX_LOGICAL:
+            logical += 1
+        else:
+            wall, logical = wall + 1, 0
+            prefix = f"{wall:013d}-"
+        texts.append(f"{prefix}{logical:06d}")
+    Hlc(wall_ms=wall, logical=logical).encode()  # the wall part only grows: this bounds it above
+    return texts
+
+
 def receive(last: Hlc, remote: Hlc, now_ms: int) -> Hlc:
     """The local timestamp after observing ``remote`` (an imported event)."""
     wall = max(last.wall_ms, remote.wall_ms, now_ms)

@@ -20,14 +20,24 @@ _PAIRS = [first + second for first in ALPHABET for second in ALPHABET]  # by 10-
 
 def new_id(at_ms: int, entropy: bytes) -> str:
     """An id for the instant ``at_ms`` from exactly ten bytes of caller-supplied entropy."""
-    if not 0 <= at_ms <= _MAX_MS:
-        raise ValueError(f"time {at_ms} ms is outside the id range")
     if len(entropy) != ENTROPY_BYTES:
         raise ValueError(f"ids need {ENTROPY_BYTES} bytes of entropy, got {len(entropy)}")
-    r, p = int.from_bytes(entropy, "big"), _PAIRS  # 80 bits: eight pairs, from the top
-    return (_time_part(at_ms) + p[r >> 70] + p[r >> 60 & 1023] + p[r >> 50 & 1023]
-            + p[r >> 40 & 1023] + p[r >> 30 & 1023] + p[r >> 20 & 1023] + p[r >> 10 & 1023]
-            + p[r & 1023])  # fmt: skip
+    return new_ids(at_ms, entropy)[0]
+
+
+def new_ids(at_ms: int, entropy: bytes) -> list[str]:
+    """One id for the instant ``at_ms`` per ten bytes of ``entropy``, in order."""
+    if not 0 <= at_ms <= _MAX_MS:
+        raise ValueError(f"time {at_ms} ms is outside the id range")
+    if len(entropy) % ENTROPY_BYTES:
+        raise ValueError(f"ids need {ENTROPY_BYTES} bytes of entropy each, got {len(entropy)}")
+    prefix, p, made = _time_part(at_ms), _PAIRS, []
+    for start in range(0, len(entropy), ENTROPY_BYTES):
+        r = int.from_bytes(entropy[start : start + ENTROPY_BYTES], "big")  # 8 pairs, from the top
+        made.append(prefix + p[r >> 70] + p[r >> 60 & 1023] + p[r >> 50 & 1023]
+                    + p[r >> 40 & 1023] + p[r >> 30 & 1023] + p[r >> 20 & 1023]
+                    + p[r >> 10 & 1023] + p[r & 1023])  # fmt: skip
+    return made
 
 
 @lru_cache(maxsize=64)

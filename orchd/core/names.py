@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from orchd.errors import InvalidName
 
@@ -59,6 +60,19 @@ def check_name(kind: str, value: object) -> str:
     if isinstance(value, str) and pattern.fullmatch(value) and value.isprintable():
         return value
     raise InvalidName(what=kind, value=value, expected=expected)
+
+
+def check_repeated(kind: str, value: object) -> str:
+    """``check_name`` for the names events repeat (an origin, an event type, a job type, a
+    source): each one checked once, then remembered; a bad one raises every time."""
+    if type(value) is str:
+        return _known(kind, value)
+    return check_name(kind, value)
+
+
+@lru_cache(maxsize=4096)
+def _known(kind: str, value: str) -> str:
+    return check_name(kind, value)
 
 
 def check_text(kind: str, value: object, max_chars: int = MAX_TEXT) -> str:

@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from orchd.core import canonical, ids, limits, timefmt
 from orchd.core.events import Event
 from orchd.core.machines import JOB, RUN
-from orchd.core.names import check_name
+from orchd.core.names import check_name, check_repeated
 from orchd.errors import MalformedEvent, OrchdError, StateConflict
+
+_TIME = object()  # payload kinds beside names and Python types
+_ID = object()
+
+
+class _Shape(NamedTuple):
+    """A payload's keys: those it must have, and the kind of each key it may have."""
+
+    required: frozenset[str]
+    kinds: Mapping[str, Any]
+
+
+def _shape(required: Mapping[str, Any], optional: Mapping[str, Any]) -> _Shape:
+    return _Shape(frozenset(required), {**required, **optional})
 
 
 class JobView(NamedTuple):
@@ -56,6 +70,18 @@ class RunView(NamedTuple):
     pid: int | None
 
 
+_Row = TypeVar("_Row", JobView, RunView)
+_POSITIONS = {view: {name: n for n, name in enumerate(view._fields)} for view in (JobView, RunView)}
+
+
+def _with(row: _Row, **changes: Any) -> _Row:
+    """``row._replace(**changes)``, visiting only the changed columns (the fold's hot path)."""
+    values, positions = list(row), _POSITIONS[type(row)]
+    for name, value in changes.items():
+        values[positions[name]] = value
+    return tuple.__new__(type(row), values)
+
+
 class PauseView(NamedTuple):
     """A row of ``source_pauses``: a source an origin's operators paused, and why."""
 
@@ -68,9 +94,12 @@ class PauseView(NamedTuple):
 PAUSE_TYPES = frozenset({"source.paused", "source.resumed"})
 
 
+_PAUSE = _shape({"source": "source"}, {})
+
+
 def apply_pause(event: Event, paused: PauseView | None) -> PauseView | None:
     """The pause of ``(event.origin, source)`` after a ``source.paused`` or ``.resumed`` event."""
-    _fields(event, {"source": "source"}, {})
+    _fields(event, _PAUSE)
     source = event.payload["source"]
     if event.reason is None:
         raise _bad(event, "pausing or resuming a source needs a reason")
@@ -103,6 +132,8 @@ class OverrideView(NamedTuple):
 
 QUOTA_TYPES = frozenset({"quota.set", "quota.reset"})
 _QUOTA_FIELDS = {"rate": str, "burst": int, "concurrency": int, "daily": int}
+_QUOTA_RESET = _shape({"kind": str, "name": str, "site": str}, {})
+_QUOTA_SET = _shape(_QUOTA_RESET.kinds, _QUOTA_FIELDS)
 
 
 def override_key(event: Event) -> tuple[str, str, str]:
@@ -125,8 +156,7 @@ def _check_quota_values(event: Event) -> None:
 def apply_override(event: Event, current: OverrideView | None) -> OverrideView | None:
     """The override after ``event``: between events for the same target and site, the highest
     ``(hlc, origin)`` wins whatever order they arrive in. None: ``current`` stays."""
-    optional = _QUOTA_FIELDS if event.type == "quota.set" else {}
-    _fields(event, {"kind": str, "name": str, "site": str}, optional)
+    _fields(event, _QUOTA_SET if event.type == "quota.set" else _QUOTA_RESET)
     kind, name, site = override_key(event)
     if kind not in ("source", "job_type"):
         raise _bad(event, f"quota target kind {kind!r} is not source or job_type")
@@ -174,18 +204,17 @@ class ReceiptView(NamedTuple):
 
 
 BUNDLE_TYPES = frozenset({"bundle.exported", "bundle.imported"})
-_BUNDLE_FIELDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "bundle.exported": ({"bundle_id": str, "recipient": str, "kind": str, "ranges": dict,
-                         "sha256": str, "size": int}, {}),
-    "bundle.imported": ({"bundle_id": str, "exporter": "site id", "ranges": dict, "events": int},
-                        {"watermarks": dict}),
+_BUNDLE_FIELDS = {
+    "bundle.exported": _shape({"bundle_id": str, "recipient": str, "kind": str, "ranges": dict,
+                               "sha256": str, "size": int}, {}),
+    "bundle.imported": _shape({"bundle_id": str, "exporter": "site id", "ranges": dict,
+                               "events": int}, {"watermarks": dict}),
 }  # fmt: skip
 
 
 def apply_bundle(event: Event, local: str) -> BundleView | None:
     """The record of a bundle this site exported or imported; None for another site's."""
-    required, optional = _BUNDLE_FIELDS[event.type]
-    _fields(event, required, optional)
+    _fields(event, _BUNDLE_FIELDS[event.type])
     p = event.payload
     for origin, span in p["ranges"].items():
         check_name("site id", origin)
@@ -222,9 +251,6 @@ def receipt_of(event: Event, local: str) -> ReceiptView | None:
 JOB_COLUMNS = JobView._fields
 RUN_COLUMNS = RunView._fields
 Rows = tuple[JobView | None, RunView | None]
-
-_TIME = object()  # payload kinds beside names and Python types
-_ID = object()
 
 
 def subjects(event: Event) -> tuple[str | None, str | None]:
@@ -270,13 +296,13 @@ def _bad(event: Event, detail: str) -> MalformedEvent:
     return MalformedEvent(where=f" {event.origin!r}/{event.seq} ({event.type})", detail=detail)
 
 
-def _fields(event: Event, required: Mapping[str, Any], optional: Mapping[str, Any]) -> None:
-    """Check the payload has exactly these keys with values of these kinds."""
-    payload = event.payload
-    if not required.keys() <= payload.keys():
-        raise _bad(event, f"payload lacks {', '.join(sorted(required.keys() - payload.keys()))}")
+def _fields(event: Event, shape: _Shape) -> None:
+    """Check the payload has exactly the keys of ``shape`` with values of their kinds."""
+    payload, kinds = event.payload, shape.kinds
+    if not payload.keys() >= shape.required:
+        raise _bad(event, f"payload lacks {', '.join(sorted(shape.required - payload.keys()))}")
     for name, value in payload.items():
-        kind = required.get(name) or optional.get(name)
+        kind = kinds.get(name)
         if kind is None:
             raise _bad(event, f"payload has unknown {name}")
         if kind is _ID:  # the commonest kinds first
@@ -287,7 +313,7 @@ def _fields(event: Event, required: Mapping[str, Any], optional: Mapping[str, An
         elif kind is _TIME:
             timefmt.parse_canonical(value)
         else:
-            check_name(kind, value)
+            check_repeated(kind, value)
 
 
 def _owned(event: Event, job: JobView | None) -> JobView:
@@ -298,8 +324,11 @@ def _owned(event: Event, job: JobView | None) -> JobView:
     return job
 
 
+_SITE_INITIALIZED = _shape({"site_id": "site id", "orchd_version": str}, {})
+
+
 def _check_site_initialized(event: Event) -> None:
-    _fields(event, {"site_id": "site id", "orchd_version": str}, {})
+    _fields(event, _SITE_INITIALIZED)
     if event.payload["site_id"] != event.origin:
         raise _bad(event, "site_id differs from the event's origin")
 
@@ -308,15 +337,17 @@ def _nothing(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     return None, None
 
 
+_JOB_SUBMITTED = _shape(
+    {"job_id": _ID, "job_type": "job type", "key": "idempotency key", "params": dict,
+     "priority": int, "state": str},
+    {"source": "source", "schedule": "job key", "slot_at": _TIME, "replay_of": _ID},
+)  # fmt: skip
+
+
 def _check_job_submitted(event: Event) -> None:
-    _fields(
-        event,
-        {"job_id": _ID, "job_type": "job type", "key": "idempotency key", "params": dict,
-         "priority": int, "state": str},
-        {"source": "source", "schedule": "job key", "slot_at": _TIME, "replay_of": _ID},
-    )  # fmt: skip
+    _fields(event, _JOB_SUBMITTED)
     for name, value in event.payload["params"].items():
-        check_name("parameter name", name)
+        check_repeated("parameter name", name)
         if not isinstance(value, str):
             raise _bad(event, f"parameter {name} must be a string")
 
@@ -336,12 +367,13 @@ def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Ro
     return new, None
 
 
+_JOB_TRANSITIONED = _shape(
+    {"job_id": _ID, "from": str, "to": str}, {"cause": "parameter name", "eligible_at": _TIME}
+)
+
+
 def _check_job_transitioned(event: Event) -> None:
-    _fields(
-        event,
-        {"job_id": _ID, "from": str, "to": str},
-        {"cause": "parameter name", "eligible_at": _TIME},
-    )
+    _fields(event, _JOB_TRANSITIONED)
 
 
 def _job_transitioned(event: Event, job: JobView | None, run: RunView | None) -> Rows:
@@ -356,11 +388,14 @@ def _job_transitioned(event: Event, job: JobView | None, run: RunView | None) ->
 def _move_job(event: Event, job: JobView, to_state: str, **changes: Any) -> JobView:
     """The job in ``to_state`` as the table allows, with ``changes`` to its other columns."""
     state = JOB.advance(job.job_id, job.state, to_state)
-    return job._replace(state=state, updated_at=event.occurred_at, **changes)
+    return _with(job, state=state, updated_at=event.occurred_at, **changes)
+
+
+_RUN_LEASED = _shape({"run_id": _ID, "job_id": _ID, "attempt": int, "lease_expires_at": _TIME}, {})
 
 
 def _check_run_leased(event: Event) -> None:
-    _fields(event, {"run_id": _ID, "job_id": _ID, "attempt": int, "lease_expires_at": _TIME}, {})
+    _fields(event, _RUN_LEASED)
 
 
 def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
@@ -396,25 +431,28 @@ def _owned_run(event: Event, run: RunView | None) -> RunView:
     return run
 
 
+_RUN_STARTED = _shape({"run_id": _ID, "job_id": _ID}, {"pid": int})
+
+
 def _check_run_started(event: Event) -> None:
-    _fields(event, {"run_id": _ID, "job_id": _ID}, {"pid": int})
+    _fields(event, _RUN_STARTED)
 
 
 def _run_started(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     run = _owned_run(event, run)
     state = RUN.advance(run.run_id, run.state, "running")
-    return None, run._replace(
-        state=state, started_at=event.occurred_at, pid=event.payload.get("pid")
-    )
+    return None, _with(run, state=state, started_at=event.occurred_at, pid=event.payload.get("pid"))
+
+
+_RUN_ENDED = _shape(
+    {"run_id": _ID, "job_id": _ID, "outcome": str},
+    {"job_state": str, "exit_code": int, "eligible_at": _TIME, "cause": "parameter name",
+     "output": str},
+)  # fmt: skip
 
 
 def _check_run_ended(event: Event) -> None:
-    _fields(
-        event,
-        {"run_id": _ID, "job_id": _ID, "outcome": str},
-        {"job_state": str, "exit_code": int, "eligible_at": _TIME, "cause": "parameter name",
-         "output": str},
-    )  # fmt: skip
+    _fields(event, _RUN_ENDED)
     if len(event.payload.get("output", "")) > MAX_OUTPUT_CHARS:
         raise _bad(event, f"output is longer than {MAX_OUTPUT_CHARS} characters")
 
@@ -422,7 +460,8 @@ def _check_run_ended(event: Event) -> None:
 def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     p = event.payload
     run = _owned_run(event, run)
-    ended = run._replace(
+    ended = _with(
+        run,
         state=RUN.advance(run.run_id, run.state, p["outcome"]),
         ended_at=event.occurred_at,
         exit_code=p.get("exit_code"),
@@ -479,14 +518,21 @@ class AnswerView(NamedTuple):
 REQUEST_TYPES = frozenset({"job.requested", "job.request_answered"})
 
 
+_JOB_REQUESTED = _shape(
+    {"request_id": _ID, "site": "site id", "job_type": "job type", "params": dict},
+    {"source": "source", "key": "job key", "priority": int},
+)
+_REQUEST_ANSWERED = _shape(
+    {"request_id": _ID, "requester": "site id", "outcome": str}, {"job_id": _ID, "reason": str}
+)
+
+
 def apply_request(event: Event) -> RequestView | AnswerView:
     """The row a ``job.requested`` or ``job.request_answered`` adds. Each is added once and
     never changed, so the rows do not depend on the order the events arrive in."""
     p = event.payload
     if event.type == "job.requested":
-        _fields(event, {"request_id": _ID, "site": "site id", "job_type": "job type",
-                        "params": dict},
-                {"source": "source", "key": "job key", "priority": int})  # fmt: skip
+        _fields(event, _JOB_REQUESTED)
         if p["site"] == event.origin:
             raise _bad(event, "a site asks another site; its own jobs are submitted")
         for name, value in p["params"].items():
@@ -496,8 +542,7 @@ def apply_request(event: Event) -> RequestView | AnswerView:
         return RequestView(p["request_id"], event.origin, p["site"], p["job_type"],
                            p.get("source"), canonical.dump(p["params"]).decode(), p.get("key"),
                            p.get("priority"), event.occurred_at)  # fmt: skip
-    _fields(event, {"request_id": _ID, "requester": "site id", "outcome": str},
-            {"job_id": _ID, "reason": str})  # fmt: skip
+    _fields(event, _REQUEST_ANSWERED)
     if p["outcome"] not in ("accepted", "refused"):
         raise _bad(event, "outcome must be accepted or refused")
     if (p["outcome"] == "accepted") != ("job_id" in p):
@@ -509,16 +554,21 @@ def apply_request(event: Event) -> RequestView | AnswerView:
 SCHEDULE_TYPES = frozenset({"schedule.armed", "schedule.skipped"})
 
 
+_SCHEDULE_ARMED = _shape({"schedule": "job key", "slot_at": _TIME}, {})
+_SCHEDULE_SKIPPED = _shape(
+    {"schedule": "job key", "first_slot": _TIME, "last_slot": _TIME, "count": int}, {}
+)
+
+
 def apply_schedule(event: Event, last: str | None) -> str | None:
     """A schedule's last dealt-with slot after ``event`` (``schedule.armed``/``.skipped``, or a
     job of one of its slots); None when it does not change."""
     p = event.payload
     if event.type == "schedule.armed":
-        _fields(event, {"schedule": "job key", "slot_at": _TIME}, {})
+        _fields(event, _SCHEDULE_ARMED)
         slot = p["slot_at"]
     elif event.type == "schedule.skipped":
-        required = {"schedule": "job key", "first_slot": _TIME, "last_slot": _TIME, "count": int}
-        _fields(event, required, {})
+        _fields(event, _SCHEDULE_SKIPPED)
         if p["count"] < 1 or p["first_slot"] > p["last_slot"]:
             raise _bad(event, "a skipped range needs count >= 1 and first_slot <= last_slot")
         slot = p["last_slot"]

@@ -55,6 +55,47 @@ def test_tick_carries_a_full_logical_counter_into_the_next_millisecond():
     assert hlc.tick(hlc.Hlc(wall_ms=8, logical=0), 8) == hlc.Hlc(wall_ms=8, logical=1)
 
 
+def one_by_one(last: hlc.Hlc, now_ms: int, count: int) -> list[str]:
+    texts = []
+    for _ in range(count):
+        last = hlc.tick(last, now_ms)
+        texts.append(last.encode())
+    return texts
+
+
+@PROPERTY
+@given(start=STAMPS, now_ms=WALLS, count=st.integers(min_value=0, max_value=40))
+def test_ticks_give_what_tick_then_encode_give_one_by_one(start, now_ms, count):
+    assert hlc.ticks(start, now_ms, count) == one_by_one(start, now_ms, count)
+
+
+@pytest.mark.parametrize(
+    ("start", "now_ms", "count"),
+    [
+        (hlc.Hlc(wall_ms=7, logical=MAX_LOGICAL - 2), 7, 5),  # carries into the next millisecond
+        (hlc.Hlc(wall_ms=7, logical=MAX_LOGICAL), 3, 2),  # the wall clock is behind
+        (hlc.Hlc(wall_ms=7, logical=4), 9, 3),  # the wall clock is ahead
+    ],
+)
+def test_ticks_carry_as_tick_does(start, now_ms, count):
+    assert hlc.ticks(start, now_ms, count) == one_by_one(start, now_ms, count)
+
+
+@pytest.mark.parametrize(
+    ("start", "now_ms", "count"),
+    [
+        (hlc.Hlc(wall_ms=10**13 - 1, logical=MAX_LOGICAL - 1), 0, 2),  # runs past 13 digits
+        (hlc.Hlc(wall_ms=0, logical=0), 10**13, 1),  # a wall clock past 13 digits
+        (hlc.Hlc(wall_ms=5, logical=-3), 5, 1),  # a counter below zero, as tick gives it
+    ],
+)
+def test_ticks_refuse_what_has_no_text_form(start, now_ms, count):
+    with pytest.raises(MalformedEvent, match="outside its text form"):
+        one_by_one(start, now_ms, count)
+    with pytest.raises(MalformedEvent, match="outside its text form"):
+        hlc.ticks(start, now_ms, count)
+
+
 # --- receive ----------------------------------------------------------------------------------
 
 

@@ -57,6 +57,18 @@ def test_ids_sort_by_time_then_entropy(first_ms, first_entropy, second_ms, secon
     assert (first == second) == ((first_ms, first_entropy) == (second_ms, second_entropy))
 
 
+@PROPERTY
+@given(TIMES, st.lists(ENTROPY, max_size=12))
+def test_new_ids_make_one_id_per_ten_bytes_as_new_id_does(at_ms, entropies):
+    assert ids.new_ids(at_ms, b"".join(entropies)) == [ids.new_id(at_ms, e) for e in entropies]
+
+
+@pytest.mark.parametrize("length", [1, 9, 11, 25])
+def test_new_ids_refuse_entropy_that_is_not_ten_bytes_per_id(length):
+    with pytest.raises(ValueError, match="entropy"):
+        ids.new_ids(0, bytes(length))
+
+
 @pytest.mark.parametrize("length", [0, 9, 11, 16])
 def test_new_id_refuses_entropy_of_another_length(length):
     with pytest.raises(ValueError, match="entropy"):

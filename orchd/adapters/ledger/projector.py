@@ -87,33 +87,11 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
     changed_runs: set[str] = set()
     for event, (job_id, run_id) in zip(batch, touched, strict=True):
         heads[event.origin] = (event.seq, event.hash, event.hlc)
-        if event.type in projection.PAUSE_TYPES:
-            _project_pause(db, event)
-            continue
-        if event.type in projection.QUOTA_TYPES:
-            _project_override(db, event)
-            continue
-        if event.type in trust.TRUST_TYPES:
-            _project_trust(db, event, local)
-            continue
-        if event.type in projection.REQUEST_TYPES:
-            row = projection.apply_request(event)
-            table = "requests" if isinstance(row, projection.RequestView) else "request_answers"
-            marks = ", ".join("?" for _ in row)
-            db.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", list(row))
-            continue
-        if event.type in projection.SCHEDULE_TYPES:
-            _project_schedule(db, event)
+        if event.type in _NOT_JOBS:
+            _project_other(db, event, local)
             continue
         if event.type == "job.submitted" and "schedule" in event.payload:
             _project_schedule(db, event)
-        if event.type in projection.BUNDLE_TYPES:
-            record = projection.apply_bundle(event, local)
-            if record is not None:
-                db.execute("INSERT INTO bundles VALUES (?, ?, ?, ?, ?)", list(record))
-            if (receipt := projection.receipt_of(event, local)) is not None:
-                db.execute(_RECEIPT_UPSERT, list(receipt))
-            continue
         job = jobs[job_id] if job_id else None
         run = runs[run_id] if run_id else None
         new_job, new_run = projection.apply(event, job, run, checked=checked)
@@ -127,6 +105,35 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
     conn.executemany(_JOB_UPSERT, [j for k in sorted(changed_jobs) if (j := jobs[k])])
     conn.executemany(_RUN_UPSERT, [r for k in sorted(changed_runs) if (r := runs[k])])
     conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
+
+
+_NOT_JOBS = (
+    projection.PAUSE_TYPES | projection.QUOTA_TYPES | trust.TRUST_TYPES
+    | projection.REQUEST_TYPES | projection.SCHEDULE_TYPES | projection.BUNDLE_TYPES
+)  # fmt: skip
+
+
+def _project_other(db: Database, event: Event, local: str) -> None:
+    """An event that changes no job or run: each kind has its own table."""
+    if event.type in projection.PAUSE_TYPES:
+        _project_pause(db, event)
+    elif event.type in projection.QUOTA_TYPES:
+        _project_override(db, event)
+    elif event.type in trust.TRUST_TYPES:
+        _project_trust(db, event, local)
+    elif event.type in projection.REQUEST_TYPES:
+        row = projection.apply_request(event)
+        table = "requests" if isinstance(row, projection.RequestView) else "request_answers"
+        marks = ", ".join("?" for _ in row)
+        db.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", list(row))
+    elif event.type in projection.SCHEDULE_TYPES:
+        _project_schedule(db, event)
+    else:
+        record = projection.apply_bundle(event, local)
+        if record is not None:
+            db.execute("INSERT INTO bundles VALUES (?, ?, ?, ?, ?)", list(record))
+        if (receipt := projection.receipt_of(event, local)) is not None:
+            db.execute(_RECEIPT_UPSERT, list(receipt))
 
 
 def _project_pause(db: Database, event: Event) -> None:

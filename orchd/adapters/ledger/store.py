@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import operator
 import os
 import sqlite3
 import time
@@ -58,17 +57,7 @@ from . import projector, schema
 SQLITE_MAGIC = b"SQLite format 3\x00"
 TAIL_CHECK = 64  # newest events per origin re-verified at every open
 HEADS_EVERY_S = 1.0  # commits closer together than this share one head-file write
-_INDEX_COLUMNS = (
-    "event_id",
-    "hlc",
-    "occurred_at",
-    "type",
-    "idempotency_key",
-    "prev_hash",
-    "job_id",
-)
-_INDEXED = operator.itemgetter(*_INDEX_COLUMNS)  # their values, from chain.index_columns
-_EVENT_COLUMNS = ("origin", "seq", *_INDEX_COLUMNS, "hash", "body")
+_EVENT_COLUMNS = ("origin", "seq", *chain.INDEX_COLUMNS, "hash", "body")
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})"
@@ -323,6 +312,8 @@ class SqliteLedger:
                     raise _KeyRecorded from None
                 raise
         self._note_heads(time.monotonic())
+        if len(fresh) == len(drafts):  # the common case: every draft was new, in this order
+            return fresh
         by_key = {**recorded, **{event.idempotency_key: event for event in fresh}}
         return [by_key[draft.idempotency_key] for draft in drafts]
 
@@ -908,14 +899,14 @@ class SqliteLedger:
 
     def _stored(self, origin: str, after_seq: int = 0) -> Iterator[Stored]:
         cursor = self._db.conn.execute(
-            f"SELECT origin, seq, hash, body, {', '.join(_INDEX_COLUMNS)} FROM events "
+            f"SELECT origin, seq, hash, body, {', '.join(chain.INDEX_COLUMNS)} FROM events "
             "WHERE origin = ? AND seq > ? ORDER BY seq",
             [origin, after_seq],
         )
         for origin_, seq, digest, body, *rest in cursor:
             yield Stored(
                 origin=origin_, seq=seq, body=body, hash=digest,
-                columns=dict(zip(_INDEX_COLUMNS, rest, strict=True)),
+                columns=dict(zip(chain.INDEX_COLUMNS, rest, strict=True)),
             )  # fmt: skip
 
     def _origins(self) -> list[str]:
@@ -1150,7 +1141,7 @@ def _memory_projection() -> Database:
 
 
 def _event_row(event: Event) -> tuple[object, ...]:
-    return (event.origin, event.seq, *_INDEXED(chain.index_columns(event)), event.hash, event.body)
+    return (event.origin, event.seq, *chain.index_values(event), event.hash, event.body)
 
 
 def _link(source: Path, target: Path) -> None:
