@@ -202,27 +202,23 @@ def _sealed(
     """
     check_repeated("event type", draft.type)
     check_name("idempotency key", draft.idempotency_key)
+    reason = ticket = ""  # as they appear in the body, when given
     if draft.reason is not None:
-        check_text("reason", draft.reason)
+        reason = ',"reason":' + canonical.dump(check_text("reason", draft.reason)).decode()
     if draft.ticket is not None:
-        check_name("ticket", draft.ticket)
+        ticket = '"ticket":' + canonical.dump(check_name("ticket", draft.ticket)).decode() + ","
     payload = dict(draft.payload)
     canonical.check(payload)
-    body = b"".join(
-        (
-            b'{"actor":',
-            _actor_bytes(draft.actor),
-            f',"event_id":"{event_id}","hlc":"{clock_text}",'
-            f'"idempotency_key":"{draft.idempotency_key}","occurred_at":"{at_text}",'
-            f'"origin":"{origin}","payload":'.encode(),
-            canonical.dump(payload),
-            f',"prev_hash":"{prev_hash}"'.encode(),
-            b"" if draft.reason is None else b',"reason":' + canonical.dump(draft.reason),
-            f',"schema":{SCHEMA_VERSION},"seq":{seq:d}'.encode(),
-            b"" if draft.ticket is None else b',"ticket":' + canonical.dump(draft.ticket),
-            f',"type":"{draft.type}"}}'.encode(),
-        )
+    head = (
+        f',"event_id":"{event_id}","hlc":"{clock_text}",'
+        f'"idempotency_key":"{draft.idempotency_key}","occurred_at":"{at_text}",'
+        f'"origin":"{origin}","payload":'
     )
+    tail = f',"prev_hash":"{prev_hash}"{reason},"schema":{SCHEMA_VERSION},"seq":{seq:d},{ticket}'
+    body = b"".join((
+        b'{"actor":', _actor_bytes(draft.actor), head.encode(), canonical.dump(payload),
+        f'{tail}"type":"{draft.type}"}}'.encode(),
+    ))  # fmt: skip
     digest = chain_hash(prev_hash, body)
     return Event(
         SCHEMA_VERSION, event_id, origin, seq, clock_text, at_text, draft.type, draft.actor,
