@@ -7,7 +7,6 @@ envelope"). ``hash = sha256(prev_hash || canonical_bytes(envelope))`` with the r
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -22,11 +21,11 @@ from orchd.errors import MalformedEvent, OrchdError
 SCHEMA_VERSION = 1
 ZERO_HASH = "0" * 64
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_REQUIRED = {
+_REQUIRED = frozenset({
     "schema", "event_id", "origin", "seq", "hlc", "occurred_at", "type", "actor",
     "idempotency_key", "prev_hash", "payload",
-}  # fmt: skip
-_OPTIONAL = {"reason", "ticket"}
+})  # fmt: skip
+_KNOWN = frozenset({*_REQUIRED, "reason", "ticket"})
 _ACTOR_FIELDS = frozenset({"uid", "user", "scopes"})
 
 
@@ -273,10 +272,10 @@ def _fail(detail: str) -> MalformedEvent:
 def _check_fields(fields: dict[str, Any]) -> Actor:
     """Check an envelope's fields; its actor, checked."""
     keys = fields.keys()
-    if missing := _REQUIRED - keys:
-        raise _fail(f"missing {', '.join(sorted(missing))}")
-    if unknown := keys - _REQUIRED - _OPTIONAL:
-        raise _fail(f"unknown field {', '.join(sorted(unknown))}")
+    if not _REQUIRED <= keys <= _KNOWN:
+        if missing := _REQUIRED - keys:
+            raise _fail(f"missing {', '.join(sorted(missing))}")
+        raise _fail(f"unknown field {', '.join(sorted(keys - _KNOWN))}")
     if fields["schema"] != SCHEMA_VERSION:
         raise _fail(f"schema {fields['schema']!r} is not {SCHEMA_VERSION}; upgrade orchd")
     ids.check_id(fields["event_id"], "event id")
@@ -311,8 +310,10 @@ def _actor(fields: dict[str, Any]) -> Actor:
     """The actor of an event; the same few actors recur, so checked ones are remembered."""
     uid, user, scopes = fields["uid"], fields["user"], tuple(fields["scopes"])
     if type(uid) is int and type(user) is str:  # True would find uid 1's actor
-        with contextlib.suppress(TypeError):  # a scope that cannot be a key: said below
+        try:
             return _known_actor(uid, user, scopes)  # only all-text scopes are ever remembered
+        except TypeError:  # a scope that cannot be a key: said below
+            pass
     return Actor(uid=uid, user=user, scopes=scopes)  # raises, saying what is wrong
 
 

@@ -40,13 +40,15 @@ def format_at(at: datetime) -> str:
 
 def parse_canonical(text: object) -> int:
     """Parse a canonical instant to epoch milliseconds; anything else is an error."""
-    if not isinstance(text, str) or not _CANONICAL.fullmatch(text):
+    if type(text) is not str:  # a str subclass could hash and compare in its own way
         raise InvalidTime(value=text)
     return _parse(text)
 
 
 @lru_cache(maxsize=4096)
 def _parse(text: str) -> int:
+    if not _CANONICAL.fullmatch(text):
+        raise InvalidTime(value=text)
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
