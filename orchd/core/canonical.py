@@ -35,11 +35,11 @@ def _fine(value: object) -> bool:
         for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 return False
-            kind = type(item)
-            if kind is int:  # the commonest values checked here, without a call
+            item_kind = type(item)
+            if item_kind is int:  # the commonest values checked here, without a call
                 if not -MAX_INT <= item <= MAX_INT:
                     return False
-            elif kind is not str and not _fine(item):
+            elif item_kind is not str and not _fine(item):
                 return False
         return True
     if kind is list or kind is tuple:
