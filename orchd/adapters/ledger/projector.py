@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import zip_longest
 from typing import Any, TypeVar
 
@@ -87,11 +87,11 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
     changed_runs: set[str] = set()
     for event, (job_id, run_id) in zip(batch, touched, strict=True):
         heads[event.origin] = (event.seq, event.hash, event.hlc)
-        if event.type in _NOT_JOBS:
-            _project_other(db, event, local)
+        if (other := _OTHERS.get(event.type)) is not None:
+            other(db, event, local)
             continue
         if event.type == "job.submitted" and "schedule" in event.payload:
-            _project_schedule(db, event)
+            _project_schedule(db, event, local)
         job = jobs[job_id] if job_id else None
         run = runs[run_id] if run_id else None
         new_job, new_run = projection.apply(event, job, run, checked=checked)
@@ -107,36 +107,22 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
     conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
 
 
-_NOT_JOBS = (
-    projection.PAUSE_TYPES | projection.QUOTA_TYPES | trust.TRUST_TYPES
-    | projection.REQUEST_TYPES | projection.SCHEDULE_TYPES | projection.BUNDLE_TYPES
-)  # fmt: skip
+def _project_request(db: Database, event: Event, local: str) -> None:
+    row = projection.apply_request(event)
+    table = "requests" if isinstance(row, projection.RequestView) else "request_answers"
+    marks = ", ".join("?" for _ in row)
+    db.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", list(row))
 
 
-def _project_other(db: Database, event: Event, local: str) -> None:
-    """An event that changes no job or run: each kind has its own table."""
-    if event.type in projection.PAUSE_TYPES:
-        _project_pause(db, event)
-    elif event.type in projection.QUOTA_TYPES:
-        _project_override(db, event)
-    elif event.type in trust.TRUST_TYPES:
-        _project_trust(db, event, local)
-    elif event.type in projection.REQUEST_TYPES:
-        row = projection.apply_request(event)
-        table = "requests" if isinstance(row, projection.RequestView) else "request_answers"
-        marks = ", ".join("?" for _ in row)
-        db.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", list(row))
-    elif event.type in projection.SCHEDULE_TYPES:
-        _project_schedule(db, event)
-    else:
-        record = projection.apply_bundle(event, local)
-        if record is not None:
-            db.execute("INSERT INTO bundles VALUES (?, ?, ?, ?, ?)", list(record))
-        if (receipt := projection.receipt_of(event, local)) is not None:
-            db.execute(_RECEIPT_UPSERT, list(receipt))
+def _project_bundle(db: Database, event: Event, local: str) -> None:
+    record = projection.apply_bundle(event, local)
+    if record is not None:
+        db.execute("INSERT INTO bundles VALUES (?, ?, ?, ?, ?)", list(record))
+    if (receipt := projection.receipt_of(event, local)) is not None:
+        db.execute(_RECEIPT_UPSERT, list(receipt))
 
 
-def _project_pause(db: Database, event: Event) -> None:
+def _project_pause(db: Database, event: Event, local: str) -> None:
     """Pauses are rare: each is read and written on its own."""
     where = "origin = ? AND source = ?"
     key = [event.origin, event.payload.get("source")]
@@ -148,7 +134,7 @@ def _project_pause(db: Database, event: Event) -> None:
         db.execute("INSERT INTO source_pauses VALUES (?, ?, ?, ?)", list(paused))
 
 
-def _project_override(db: Database, event: Event) -> None:
+def _project_override(db: Database, event: Event, local: str) -> None:
     key = list(projection.override_key(event))
     row = db.execute(
         "SELECT * FROM quota_overrides WHERE kind = ? AND name = ? AND site = ?", key
@@ -159,7 +145,7 @@ def _project_override(db: Database, event: Event) -> None:
         db.execute(f"INSERT OR REPLACE INTO quota_overrides VALUES ({marks})", list(new))
 
 
-def _project_schedule(db: Database, event: Event) -> None:
+def _project_schedule(db: Database, event: Event, local: str) -> None:
     key = [event.origin, event.payload.get("schedule")]
     row = db.execute(
         "SELECT last_slot FROM schedule_state WHERE origin = ? AND schedule = ?", key
@@ -179,6 +165,22 @@ def _project_trust(db: Database, event: Event, local: str) -> None:
     changed = trust.apply(event, local, found)
     for row in (changed or {}).values():
         db.execute(f"INSERT OR REPLACE INTO trust_keys VALUES ({', '.join('?' * 8)})", list(row))
+
+
+# the events that change no job or run, each kind into its own table; ``local`` is this site's
+# id (trust and bundle records apply only from its own events)
+_OTHERS: dict[str, Callable[[Database, Event, str], None]] = {
+    kind: handler
+    for kinds, handler in (
+        (projection.PAUSE_TYPES, _project_pause),
+        (projection.QUOTA_TYPES, _project_override),
+        (trust.TRUST_TYPES, _project_trust),
+        (projection.REQUEST_TYPES, _project_request),
+        (projection.SCHEDULE_TYPES, _project_schedule),
+        (projection.BUNDLE_TYPES, _project_bundle),
+    )
+    for kind in kinds
+}
 
 
 def rows(db: Database, table: str, prefix: str = "") -> Iterator[tuple[Any, ...]]:
