@@ -250,6 +250,9 @@ def receipt_of(event: Event, local: str) -> ReceiptView | None:
 
 JOB_COLUMNS = JobView._fields
 RUN_COLUMNS = RunView._fields
+# the columns a fold may change in a row that exists; the others are fixed when it is created
+JOB_MUTABLE = ("state", "attempts", "updated_at", "eligible_at", "cause", "last_run_id")
+RUN_MUTABLE = ("state", "started_at", "ended_at", "exit_code", "pid")
 Rows = tuple[JobView | None, RunView | None]
 
 

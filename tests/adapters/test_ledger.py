@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchd.adapters.ledger import SqliteLedger, schema
+from orchd.adapters.ledger import SqliteLedger, projector, schema
 from orchd.core.events import Actor, Draft
 from orchd.errors import InvalidTransition, MalformedEvent, StorageError
 from orchd.ops import site
@@ -131,6 +131,73 @@ def test_rebuild_gives_the_same_projection_digest(ledger: SqliteLedger) -> None:
     assert ledger.rebuild() == before
     job = ledger.job(JOB_B)
     assert job is not None and job.state == "cancelled"
+
+
+RUN_B = "01KB000000000000000000000A"
+
+
+def run_event(kind: str, job_id: str, run_id: str, **payload: object) -> Draft:
+    return Draft(
+        type=f"run.{kind}", actor=ACTOR, idempotency_key=f"run.{kind}:{run_id}",
+        payload={"run_id": run_id, "job_id": job_id, **payload},
+    )  # fmt: skip
+
+
+LIFECYCLE = [
+    submitted(JOB_A),
+    leased(JOB_A, RUN_A, 1),
+    run_event("started", JOB_A, RUN_A, pid=4242),
+    run_event(
+        "ended",
+        JOB_A,
+        RUN_A,
+        outcome="failed",
+        exit_code=75,
+        job_state="retry_wait",
+        cause="exit_75",
+        eligible_at="2026-01-31T12:00:05.000Z",
+    ),
+    moved(JOB_A, "retry_wait", "queued"),
+    leased(JOB_A, RUN_B, 2),
+    run_event("started", JOB_A, RUN_B),
+    run_event("ended", JOB_A, RUN_B, outcome="succeeded", exit_code=0, job_state="succeeded"),
+]
+
+
+def test_rows_changed_one_event_at_a_time_equal_the_rows_of_one_batch(tmp_path: Path) -> None:
+    """An existing row has only its changing columns rewritten; a row created in the same
+    batch is inserted whole. Both must give the same projection, and rebuild must agree."""
+    digests, rows = [], []
+    for name, batches in (("one", [[d] for d in LIFECYCLE]), ("all", [LIFECYCLE])):
+        first = site.initialized("hq", ACTOR, "test")
+        made = SqliteLedger.create(
+            tmp_path / f"{name}.db", "hq", FakeClock(), CountingEntropy(), first
+        )
+        for batch in batches:
+            made.append(batch)
+        digests.append(made.verify().projection_digest)
+        assert made.rebuild() == digests[-1]
+        rows.append((made.job(JOB_A), made.runs_of(JOB_A)))
+        made.close()
+    assert digests[0] == digests[1]
+    (job, runs), _ = rows
+    assert job is not None and (job.state, job.attempts, job.last_run_id) == ("succeeded", 2, RUN_B)
+    assert job.cause is None and job.eligible_at is None
+    assert [(r.state, r.exit_code, r.pid) for r in runs] == [
+        ("failed", 75, 4242), ("succeeded", 0, None)
+    ]  # fmt: skip
+
+
+def test_a_row_whose_fixed_column_changed_is_written_whole(ledger: SqliteLedger) -> None:
+    """No fold changes a column outside ``JOB_MUTABLE``; were one to, the row is not left half
+    written."""
+    ledger.append([submitted(JOB_A)])
+    old = ledger.job(JOB_A)
+    assert old is not None
+    new = old._replace(priority=7, state="cancelled")
+    with ledger._transaction():
+        projector._write(ledger._db, projector._JOBS, {JOB_A: new}, {JOB_A: old})
+    assert ledger.job(JOB_A) == new
 
 
 def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import zip_longest
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
@@ -18,7 +20,9 @@ from orchd.core import projection, trust
 from orchd.core.events import Event
 from orchd.core.projection import (
     JOB_COLUMNS,
+    JOB_MUTABLE,
     RUN_COLUMNS,
+    RUN_MUTABLE,
     JobView,
     OverrideView,
     PauseView,
@@ -38,8 +42,33 @@ def _upsert_sql(table: str, columns: Sequence[str], key: str) -> str:
     )
 
 
-_JOB_UPSERT = _upsert_sql("jobs", JOB_COLUMNS, "job_id")
-_RUN_UPSERT = _upsert_sql("runs", RUN_COLUMNS, "run_id")
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """How the fold's rows of one table are written back."""
+
+    insert: str  # a row this batch created, whole
+    update: str  # a row that existed: only the columns a fold may change
+    upsert: str  # a row that existed and changed a fixed column (no fold does): whole
+    fixed: Callable[[Sequence[object]], object]  # the columns no fold changes
+    changes: Callable[[Sequence[object]], tuple[object, ...]]  # ``update``'s parameters
+
+    @classmethod
+    def of(cls, table: str, columns: Sequence[str], mutable: Sequence[str]) -> _Writes:
+        key = columns[0]
+        position = {name: n for n, name in enumerate(columns)}
+        sets = ", ".join(f"{name} = ?" for name in mutable)
+        return cls(
+            insert=f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})",
+            update=f"UPDATE {table} SET {sets} WHERE {key} = ?",
+            upsert=_upsert_sql(table, columns, key),
+            fixed=itemgetter(*(n for n, name in enumerate(columns) if name not in mutable)),
+            changes=itemgetter(*(position[name] for name in mutable), 0),
+        )
+
+
+_JOBS = _Writes.of("jobs", JOB_COLUMNS, JOB_MUTABLE)
+_RUNS = _Writes.of("runs", RUN_COLUMNS, RUN_MUTABLE)
 _HEAD_UPSERT = _upsert_sql("heads", ("origin", "seq", "hash", "hlc"), "origin")
 _COLUMNS = {"jobs": JOB_COLUMNS, "runs": RUN_COLUMNS}
 _CHUNK = 500
@@ -80,8 +109,10 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
     touched = [projection.subjects(event) for event in batch]
     jobs: dict[str, JobView | None] = dict.fromkeys({j for j, _ in touched if j})
     runs: dict[str, RunView | None] = dict.fromkeys({r for _, r in touched if r})
-    jobs.update(_load(db, "jobs", JobView, set(jobs)))
-    runs.update(_load(db, "runs", RunView, set(runs)))
+    jobs_before = _load(db, "jobs", JobView, set(jobs))
+    runs_before = _load(db, "runs", RunView, set(runs))
+    jobs.update(jobs_before)
+    runs.update(runs_before)
     heads: dict[str, tuple[int, str, str]] = {}
     changed_jobs: set[str] = set()
     changed_runs: set[str] = set()
@@ -101,10 +132,35 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
         if new_run is not None:
             runs[new_run.run_id] = new_run
             changed_runs.add(new_run.run_id)
+    _write(db, _JOBS, {k: jobs[k] for k in sorted(changed_jobs)}, jobs_before)
+    _write(db, _RUNS, {k: runs[k] for k in sorted(changed_runs)}, runs_before)
+    db.conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
+
+
+def _write(
+    db: Database, how: _Writes, rows: Mapping[str, Sequence[object] | None],
+    before: Mapping[str, Sequence[object]],
+) -> None:  # fmt: skip
+    """Write the fold's final ``rows`` of a table whose rows were ``before`` it.
+
+    A row that existed has only the columns a fold may change rewritten, so SQLite touches
+    only the indexes on those (of ``jobs``' six B-trees, the primary key and ``jobs_by_state``);
+    the full upsert rewrote every index of the row."""
+    inserts, updates, upserts = [], [], []
+    for key, row in rows.items():
+        if row is None:
+            continue
+        old = before.get(key)
+        if old is None:
+            inserts.append(row)
+        elif how.fixed(old) == how.fixed(row):
+            updates.append(how.changes(row))
+        else:
+            upserts.append(row)
     conn = db.conn
-    conn.executemany(_JOB_UPSERT, [j for k in sorted(changed_jobs) if (j := jobs[k])])
-    conn.executemany(_RUN_UPSERT, [r for k in sorted(changed_runs) if (r := runs[k])])
-    conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
+    for sql, params in ((how.insert, inserts), (how.update, updates), (how.upsert, upserts)):
+        if params:
+            conn.executemany(sql, params)
 
 
 def _project_request(db: Database, event: Event, local: str) -> None:
