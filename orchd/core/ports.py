@@ -5,7 +5,7 @@ Adapters implement them; ops and tests depend only on these Protocols.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -116,6 +116,10 @@ class Ledger(Protocol):
         ...
 
     def job(self, job_id: str) -> JobView | None: ...
+
+    def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobView]:
+        """The jobs with these ids that exist, by id."""
+        ...
 
     def job_by_key(self, key: str) -> JobView | None: ...
 

@@ -8,7 +8,9 @@ Rules:
 - A run's ``run.leased`` is durable before its process starts, so a crash can never leave a
   process the ledger does not know about. ``run.started`` (with the pid) and ``run.ended`` are
   recorded at the next step, with whatever else that step records: many jobs' events share one
-  transaction.
+  transaction. What an ended run means for its job (succeeded, retry, dead) is decided in that
+  step, from the job as the ledger then holds it (one read for all of them): an operator may
+  have cancelled the job meanwhile, and the run then ends without moving it.
 - Admission follows ``core.limits``: priority descending, then first in, first out. A job held by
   a quota, a rate, a daily cap or a paused source moves to ``throttled`` with the cause and the
   time it may run again (none: only an event lifts it); a job waiting only for the global
@@ -65,6 +67,20 @@ class _Active:
     kill_at_ms: int | None = None  # monotonic: when SIGKILL follows the SIGTERM
 
 
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """A run that ended; what that means for its job is decided when a step records it."""
+
+    job: JobView
+    run_id: str
+    attempt: int
+    outcome: str
+    exit_code: int | None
+    output: bytes
+    at_ms: int
+    cause: str | None
+
+
 @dataclass(slots=True)
 class Tally:
     """What a stretch of work did, for the operator."""
@@ -101,6 +117,7 @@ class Engine:
         self._not_before: dict[str, int] = {}  # job id -> wall ms it may be tried again
         self._active: dict[str, _Active] = {}  # run id -> run
         self._drafts: list[Draft] = []
+        self._endings: list[_Ending] = []
         # leased, to start once the lease is recorded: a failed record (a full disk) keeps them
         # here until a later step records it, so no leased job is left without its process
         self._leased: list[tuple[JobView, str, int]] = []
@@ -121,8 +138,9 @@ class Engine:
             return
         self.tally.survivors_killed += self._executor.sweep([run.run_id for run in stale])
         now_ms = self._clock.now_ms()
+        held = self._ledger.jobs_by_id({run.job_id for run in stale})
         for run in stale:
-            job = self._ledger.job(run.job_id)
+            job = held.get(run.job_id)
             if job is None:  # the projection holds the run, so it holds its job
                 continue
             self._end(job, run.run_id, run.attempt, "interrupted", None, b"", now_ms,
@@ -266,6 +284,7 @@ class Engine:
         """Do what is due; return milliseconds until something else is, None if nothing is."""
         mono = self._clock.monotonic_ms()
         self._enforce_timeouts(mono)
+        self._settle_endings()
         now_ms = self._clock.now_ms()
         if self._deps_dirty and self._waiting:
             self._flush()  # dependencies are read from the ledger: record what ended first
@@ -292,7 +311,7 @@ class Engine:
             # else: SIGKILL was sent; its exit wakes the executor
         if self._next_heartbeat_ms is not None:
             waits.append(self._next_heartbeat_ms - mono)
-        if self._drafts:
+        if self._drafts or self._endings:
             waits.append(0)
         if not self._stopping:  # only pending candidates have a time in _not_before
             waits.extend(at - now_ms for at in self._not_before.values())
@@ -462,14 +481,31 @@ class Engine:
 
     def _end(self, job: JobView, run_id: str, attempt: int, outcome: str, exit_code: int | None,
              output: bytes, now_ms: int, *, cause: str | None = None) -> None:  # fmt: skip
-        payload: dict[str, object] = {"run_id": run_id, "job_id": job.job_id, "outcome": outcome}
-        if exit_code is not None:
-            payload["exit_code"] = exit_code
-        if output:
-            payload["output"] = output.decode("utf-8", errors="replace")
-        current = self._ledger.job(job.job_id)
+        self._endings.append(
+            _Ending(job, run_id, attempt, outcome, exit_code, output, now_ms, cause)
+        )
+
+    def _settle_endings(self) -> None:
+        """Record the runs that ended, each with what it means for its job as the ledger holds
+        the job now. Between a run's exit and this step the daemon's tick may have recorded
+        something of the job (an operator cancelled it); this thread is the ledger's only
+        writer, so nothing else changes the job before the step's transaction."""
+        if not self._endings:
+            return
+        current = self._ledger.jobs_by_id({ending.job.job_id for ending in self._endings})
+        endings, self._endings = self._endings, []
+        for ending in endings:
+            self._record_end(ending, current.get(ending.job.job_id))
+
+    def _record_end(self, e: _Ending, current: JobView | None) -> None:
+        payload: dict[str, object] = {"run_id": e.run_id, "job_id": e.job.job_id,
+                                      "outcome": e.outcome}  # fmt: skip
+        if e.exit_code is not None:
+            payload["exit_code"] = e.exit_code
+        if e.output:
+            payload["output"] = e.output.decode("utf-8", errors="replace")
         if current is not None and current.state == "running":
-            fate = self._fate(job, attempt, outcome, exit_code, now_ms, cause)
+            fate = self._fate(e.job, e.attempt, e.outcome, e.exit_code, e.at_ms, e.cause)
             payload["job_state"] = fate.state
             if fate.cause is not None:
                 payload["cause"] = fate.cause
@@ -477,12 +513,12 @@ class Engine:
                 payload["eligible_at"] = timefmt.format_ms(fate.eligible_at_ms)
             self.tally.ended[fate.state] = self.tally.ended.get(fate.state, 0) + 1
             if fate.state == "retry_wait":
-                self._requeue(job, attempt, fate, now_ms)
+                self._requeue(e.job, e.attempt, fate, e.at_ms)
             else:
                 self._deps_dirty = True
-        elif cause is not None:
-            payload["cause"] = cause
-        self._record("run.ended", f"run.ended:{run_id}", payload)
+        elif e.cause is not None:
+            payload["cause"] = e.cause
+        self._record("run.ended", f"run.ended:{e.run_id}", payload)
 
     def _fate(self, job: JobView, attempt: int, outcome: str, exit_code: int | None,
               now_ms: int, cause: str | None) -> outcomes.Fate:  # fmt: skip
@@ -561,6 +597,7 @@ class Engine:
 
     def _flush(self) -> None:
         """Record what this step decided, in one transaction."""
+        self._settle_endings()
         if not self._drafts:
             return
         drafts, self._drafts = self._drafts, []
@@ -569,8 +606,10 @@ class Engine:
         except OrchdError:
             self._drafts = drafts + self._drafts  # kept for the next try; nothing was recorded
             raise
-        for job_id in {d.payload["job_id"] for d in drafts if d.payload["job_id"] in self._pending}:
-            fresh = self._ledger.job(job_id)
+        touched = {d.payload["job_id"] for d in drafts if d.payload["job_id"] in self._pending}
+        found = self._ledger.jobs_by_id(touched) if touched else {}
+        for job_id in touched:
+            fresh = found.get(job_id)
             if fresh is None or fresh.state not in (*_CANDIDATE_STATES, "waiting"):
                 del self._pending[job_id]
             else:

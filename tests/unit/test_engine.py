@@ -845,6 +845,35 @@ def test_a_job_type_the_policy_lacks_is_explained_as_a_job_type(world: World) ->
     assert "job type 'retired'" in ended["output"]
 
 
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_a_job_cancelled_after_its_run_ended_but_before_the_next_step_stays_cancelled(
+    world: World, exit_code: int
+) -> None:
+    """The daemon's tick runs between a run's exit and the step that records it; an operator's
+    cancel there used to make the step's transaction fail (cancelled -> succeeded) and the
+    engine stop."""
+    rules = policy()
+    job_id = world.submit(rules)
+    world.executor.exits[job_id] = [exit_code]
+    cancelled: list[JobView] = []
+
+    def tick() -> bool:  # as the daemon's: it records what operators asked for
+        if world.executor.specs and not cancelled:
+            cancelled.append(jobs.cancel(world.ledger, OPERATOR, job_id, "not needed"))
+            return True
+        return False
+
+    tally = world.engine(rules).run(until_idle=True, tick=tick)
+
+    assert cancelled[0].state == "cancelled"
+    job = world.job(job_id)
+    assert (job.state, job.cause, job.attempts) == ("cancelled", "operator", 1)
+    assert world.runs(job_id) == [("succeeded" if exit_code == 0 else "failed", exit_code)]
+    (ended,) = world.payloads(job_id, "run.ended")
+    assert "job_state" not in ended  # the run ended; the job had moved on
+    assert tally.ended == {} and len(world.executor.specs) == 1
+
+
 # --- a failing disk -----------------------------------------------------------------------------
 
 

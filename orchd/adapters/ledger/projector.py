@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 from operator import itemgetter
@@ -77,6 +77,10 @@ V = TypeVar("V", JobView, RunView)
 
 def load_job(db: Database, job_id: str) -> JobView | None:
     return _load(db, "jobs", JobView, {job_id}).get(job_id)
+
+
+def load_jobs(db: Database, job_ids: Collection[str]) -> dict[str, JobView]:
+    return _load(db, "jobs", JobView, set(job_ids))
 
 
 def _load(db: Database, table: str, view: type[V], keys: set[str]) -> dict[str, V]:

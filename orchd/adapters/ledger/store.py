@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -411,6 +411,10 @@ class SqliteLedger:
     def job(self, job_id: str) -> JobView | None:
         with translated(self.path):
             return projector.load_job(self._db, job_id)
+
+    def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobView]:
+        with translated(self.path):
+            return projector.load_jobs(self._db, job_ids)
 
     def job_by_key(self, key: str) -> JobView | None:
         return self._one_job("origin = ? AND key = ?", [self._site_id, key])
