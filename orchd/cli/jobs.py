@@ -243,7 +243,10 @@ def _detail(payload: object) -> str:
 @click.option("--reason", required=True, help="Why (1-256 printable characters); kept in the log.")
 @click.pass_context
 def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
-    """Cancel a job that has not finished (by id or a unique prefix)."""
+    """Cancel a job that has not finished (by id or a unique prefix).
+
+    A running job's process group gets SIGTERM, then SIGKILL after the kill grace; its run
+    ends interrupted, with cause cancelled."""
     config = ctx.find_object(Config)
     assert config is not None
     if not job_id.isalnum():

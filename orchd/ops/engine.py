@@ -24,6 +24,9 @@ Rules:
   ``leases`` rows current. The engine holds the site lock, so when it starts, every run still
   open belongs to a worker that died: ``recover`` kills what survives of it and ends it
   ``interrupted`` (cause ``lease_lost``), and the job is retried by policy.
+- A job an operator cancels while it runs has its run stopped as a timed-out one is, once the
+  engine re-reads the ledger (``refresh``, which the daemon runs after every call that wrote);
+  the run ends ``interrupted`` with cause ``cancelled`` and the job stays ``cancelled``.
 - Stopping (``stop``) admits nothing more and sends SIGTERM, then SIGKILL, to the running groups;
   their runs end ``interrupted`` and the jobs may run again at once.
 - A job whose type the policy no longer defines, or whose argv cannot be built, or whose program
@@ -64,6 +67,7 @@ class _Active:
     pid: int | None = None
     started_recorded: bool = False
     ending: str | None = None  # "timed_out" or "interrupted" once orchd signalled the group
+    cause: str | None = None  # why it was interrupted, when not because orchd stops
     kill_at_ms: int | None = None  # monotonic: when SIGKILL follows the SIGTERM
 
 
@@ -179,6 +183,20 @@ class Engine:
         }
         self._reorder()
         self._deps_dirty = True
+        self._stop_cancelled()
+
+    def _stop_cancelled(self) -> None:
+        """Stop the runs whose job an operator cancelled while they ran: SIGTERM to the group,
+        SIGKILL after the grace period; each ends ``interrupted`` with cause ``cancelled``."""
+        if not self._active:
+            return
+        held = self._ledger.jobs_by_id({active.job.job_id for active in self._active.values()})
+        mono = self._clock.monotonic_ms()
+        for active in self._active.values():
+            job = held.get(active.job.job_id)
+            if active.ending is None and job is not None and job.state == "cancelled":
+                active.cause = "cancelled"
+                self._signal(active, "interrupted", mono)
 
     def _effective_limits(self) -> limits.Limits:
         site = self._ledger.site_id
@@ -477,7 +495,7 @@ class Engine:
         else:
             outcome = "succeeded" if ended.exit_code == 0 else "failed"
         self._end(active.job, active.run_id, active.attempt, outcome, ended.exit_code,
-                  ended.output_tail, self._clock.now_ms())  # fmt: skip
+                  ended.output_tail, self._clock.now_ms(), cause=active.cause)  # fmt: skip
 
     def _end(self, job: JobView, run_id: str, attempt: int, outcome: str, exit_code: int | None,
              output: bytes, now_ms: int, *, cause: str | None = None) -> None:  # fmt: skip

@@ -544,6 +544,27 @@ def test_sigterm_lets_a_run_go_on_for_the_grace_then_interrupts_it(daemon: Daemo
     assert ended["outcome"] == "interrupted" and job["state"] != "running"
 
 
+def test_cancelling_a_running_job_stops_its_process_group(daemon: Daemon) -> None:
+    daemon.start()
+    assert daemon.cli("jobs", "submit", "slow", "--key", "long").returncode == 0
+    wait_until(lambda: [j["state"] for j in daemon.jobs()] == ["running"])
+    [job] = daemon.jobs()
+    [started] = daemon.events("run.started")
+    pgid = int(str(started["pid"]))  # each run leads a process group of its own
+    os.killpg(pgid, 0)  # it is there
+
+    cancelled = daemon.cli("jobs", "cancel", str(job["job_id"]), "--reason", "superseded")
+
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_until(lambda: bool(daemon.events("run.ended")), timeout_s=30)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+    [ended] = daemon.events("run.ended")
+    assert (ended["outcome"], ended["cause"]) == ("interrupted", "cancelled")
+    assert [j["state"] for j in daemon.jobs()] == ["cancelled"]
+    assert daemon.stop()[0] == 0
+
+
 def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
     daemon: Daemon, tmp_path: Path
 ) -> None:

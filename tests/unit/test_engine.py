@@ -874,6 +874,40 @@ def test_a_job_cancelled_after_its_run_ended_but_before_the_next_step_stays_canc
     assert tally.ended == {} and len(world.executor.specs) == 1
 
 
+@pytest.mark.parametrize("stubborn", [False, True])
+def test_cancelling_a_running_job_stops_its_run(world: World, stubborn: bool) -> None:
+    rules = policy()
+    job_id, other = world.submit(rules), world.submit(rules)
+    world.executor.exits[job_id] = [HANG]
+    world.executor.duration_ms[other] = 3 * GRACE_MS
+    if stubborn:
+        world.executor.stubborn.add(job_id)
+    cancelled_at: list[int] = []
+
+    def tick() -> bool:  # as the daemon's after an operator's call
+        if world.executor.specs and not cancelled_at:
+            jobs.cancel(world.ledger, OPERATOR, job_id, "superseded")
+            cancelled_at.append(world.clock.monotonic_ms())
+            return True
+        return False
+
+    tally = world.engine(rules).run(until_idle=True, tick=tick)
+
+    (run_id,) = [spec.run_id for spec in world.executor.specs if spec.job_id == job_id]
+    expected = [(run_id, False, cancelled_at[0])]
+    if stubborn:
+        expected.append((run_id, True, cancelled_at[0] + GRACE_MS))
+    assert world.executor.signals == expected
+    job = world.job(job_id)
+    assert (job.state, job.cause) == ("cancelled", "operator")
+    assert world.runs(job_id) == [("interrupted", -9 if stubborn else -15)]
+    (ended,) = world.payloads(job_id, "run.ended")
+    assert (ended["outcome"], ended["cause"]) == ("interrupted", "cancelled")
+    assert "job_state" not in ended
+    assert world.runs(other) == [("succeeded", 0)]  # the other run went on as it was
+    assert tally.ended == {"succeeded": 1}
+
+
 # --- a failing disk -----------------------------------------------------------------------------
 
 
