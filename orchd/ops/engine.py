@@ -625,7 +625,7 @@ class Engine:
             self._drafts = drafts + self._drafts  # kept for the next try; nothing was recorded
             raise
         touched = {d.payload["job_id"] for d in drafts if d.payload["job_id"] in self._pending}
-        found = self._ledger.jobs_by_id(touched) if touched else {}
+        found = self._ledger.jobs_by_id(touched)
         for job_id in touched:
             fresh = found.get(job_id)
             if fresh is None or fresh.state not in (*_CANDIDATE_STATES, "waiting"):

@@ -196,7 +196,7 @@ def test_a_row_whose_fixed_column_changed_is_written_whole(ledger: SqliteLedger)
     assert old is not None
     new = old._replace(priority=7, state="cancelled")
     with ledger._transaction():
-        projector._write(ledger._db, projector._JOBS, {JOB_A: new}, {JOB_A: old})
+        projector._write(ledger._db, projector._JOBS, [new], {JOB_A: old})
     assert ledger.job(JOB_A) == new
 
 

@@ -75,10 +75,6 @@ _CHUNK = 500
 V = TypeVar("V", JobView, RunView)
 
 
-def load_job(db: Database, job_id: str) -> JobView | None:
-    return _load(db, "jobs", JobView, {job_id}).get(job_id)
-
-
 def load_jobs(db: Database, job_ids: Collection[str]) -> dict[str, JobView]:
     return _load(db, "jobs", JobView, set(job_ids))
 
@@ -118,8 +114,8 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
     jobs.update(jobs_before)
     runs.update(runs_before)
     heads: dict[str, tuple[int, str, str]] = {}
-    changed_jobs: set[str] = set()
-    changed_runs: set[str] = set()
+    changed_jobs: dict[str, JobView] = {}
+    changed_runs: dict[str, RunView] = {}
     for event, (job_id, run_id) in zip(batch, touched, strict=True):
         heads[event.origin] = (event.seq, event.hash, event.hlc)
         if (other := _OTHERS.get(event.type)) is not None:
@@ -131,30 +127,26 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
         run = runs[run_id] if run_id else None
         new_job, new_run = projection.apply(event, job, run, checked=checked)
         if new_job is not None:
-            jobs[new_job.job_id] = new_job
-            changed_jobs.add(new_job.job_id)
+            jobs[new_job.job_id] = changed_jobs[new_job.job_id] = new_job
         if new_run is not None:
-            runs[new_run.run_id] = new_run
-            changed_runs.add(new_run.run_id)
-    _write(db, _JOBS, {k: jobs[k] for k in sorted(changed_jobs)}, jobs_before)
-    _write(db, _RUNS, {k: runs[k] for k in sorted(changed_runs)}, runs_before)
+            runs[new_run.run_id] = changed_runs[new_run.run_id] = new_run
+    _write(db, _JOBS, [changed_jobs[k] for k in sorted(changed_jobs)], jobs_before)
+    _write(db, _RUNS, [changed_runs[k] for k in sorted(changed_runs)], runs_before)
     db.conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
 
 
 def _write(
-    db: Database, how: _Writes, rows: Mapping[str, Sequence[object] | None],
+    db: Database, how: _Writes, rows: Sequence[JobView] | Sequence[RunView],
     before: Mapping[str, Sequence[object]],
 ) -> None:  # fmt: skip
-    """Write the fold's final ``rows`` of a table whose rows were ``before`` it.
+    """Write the fold's final ``rows`` of a table whose rows (by key) were ``before`` it.
 
     A row that existed has only the columns a fold may change rewritten, so SQLite touches
     only the indexes on those (of ``jobs``' six B-trees, the primary key and ``jobs_by_state``);
     the full upsert rewrote every index of the row."""
     inserts, updates, upserts = [], [], []
-    for key, row in rows.items():
-        if row is None:
-            continue
-        old = before.get(key)
+    for row in rows:
+        old = before.get(row[0])
         if old is None:
             inserts.append(row)
         elif how.fixed(old) == how.fixed(row):

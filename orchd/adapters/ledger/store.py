@@ -410,7 +410,7 @@ class SqliteLedger:
 
     def job(self, job_id: str) -> JobView | None:
         with translated(self.path):
-            return projector.load_job(self._db, job_id)
+            return projector.load_jobs(self._db, [job_id]).get(job_id)
 
     def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobView]:
         with translated(self.path):
