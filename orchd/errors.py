@@ -186,6 +186,46 @@ class SiteUnhealthy(StateConflict):
     hint = "each failed check above says how to fix it; run orchd doctor again afterwards"
 
 
+class WrongSite(StateConflict):
+    """the daemon at {socket} serves site {served!r}, not {expected!r}: nothing was done"""
+
+    exit_code = 42
+    hint = (
+        "point --state-dir at {served!r}'s state dir to talk to it, or --socket (ORCHD_SOCKET) at "
+        "the socket of {expected!r}'s daemon; without --socket the state dir's site.json names it"
+    )
+
+
+class SocketTaken(StateConflict):
+    """a daemon of site {served!r} already serves {socket}; this daemon ({site!r}) stops"""
+
+    exit_code = 43
+    hint = (
+        "give this site's daemon a socket of its own (orchd --socket PATH run, or the config's "
+        "socket:), or stop the other daemon first"
+    )
+
+
+class UnknownPeer(StateConflict):
+    """site {site!r} is unknown here: no trusted key and no event from it"""
+
+    exit_code = 44
+    hint = (
+        "check the name (known sites: {known}); for a first contact, trust its key (orchd keys "
+        "trust SITE PUBKEY_FILE) or repeat with --new-peer"
+    )
+
+
+class ForeignJob(StateConflict):
+    """job {job_id} belongs to site {origin!r}: only its own site may {action} it"""
+
+    exit_code = 45
+    hint = (
+        "ask {origin!r} to do it: its operators, or a request that travels in the next bundle "
+        "(orchd jobs submit TYPE --site {origin})"
+    )
+
+
 # --- 50-69: integrity failures ----------------------------------------------------------------
 
 
@@ -297,6 +337,16 @@ class KeyFileUnsafe(Refused):
 
     exit_code = 74
     hint = "the key must be a regular file readable by its owner only: chmod 600 it"
+
+
+class StateDirUnreadable(Refused):
+    """cannot read the site identity in {path}: {detail}"""
+
+    exit_code = 76
+    hint = (
+        "run as a user who may read {path} (the service user, root, or its group), or point "
+        "--state-dir at a site you can read; orchd never guesses which site you meant"
+    )
 
 
 # --- 90-99: wrapped OS and SQLite failures ----------------------------------------------------

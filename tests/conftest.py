@@ -1,5 +1,11 @@
-"""The reliability report: with ORCHD_RELIABILITY=FILE (``make reliability``), the fault and
-fuzz tests that ran write FILE, a table of every case, what it checks and its result."""
+"""Hermetic tests, the ``daemon`` marker and the reliability report.
+
+Every test runs with no ``ORCHD_*`` variable of the caller's (but the suite's own switches
+below), no systemd variables and ``HOME`` in its temp dir, so nothing outside its temp dirs can
+change a result (``.ci/run`` proves it by running the ``daemon`` tests again beside a decoy daemon
+of another site at the default socket). With ORCHD_RELIABILITY=FILE (``make reliability``), the
+fault and fuzz tests that ran write FILE, a table of every case, what it checks and its result.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,32 @@ from pathlib import Path
 import pytest
 
 REPORTED = ("tests/faults/", "tests/fuzz/")
+SUITE_SWITCHES = {"ORCHD_RELIABILITY", "ORCHD_FUZZ_SECONDS"}  # how the suite is run, not orchd
+SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "RUNTIME_DIRECTORY",
+                     "STATE_DIRECTORY", "LOGS_DIRECTORY", "LISTEN_FDS", "LISTEN_PID")  # fmt: skip
+DAEMON_MODULES = (  # the modules whose tests start `orchd run`
+    "tests/faults/test_concurrency.py",
+    "tests/faults/test_crash_points.py",
+    "tests/faults/test_daemon.py",
+    "tests/faults/test_daemon_crash.py",
+    "tests/faults/test_daemon_schedules.py",
+    "tests/faults/test_disk_full.py",
+    "tests/faults/test_io_errors.py",
+    "tests/faults/test_site_identity.py",
+    "tests/integration/test_cli_audit.py",
+    "tests/integration/test_systemd_units.py",
+)
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Nothing of the caller's environment reaches orchd in a test (or its child processes)."""
+    for name in list(os.environ):
+        if (name.startswith("ORCHD_") and name not in SUITE_SWITCHES) or name in SYSTEMD_VARIABLES:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
 _results: dict[str, tuple[str, float, str, str]] = {}
 
 
@@ -35,6 +67,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(DAEMON_MODULES):
+            item.add_marker(pytest.mark.daemon)
     if not os.environ.get("ORCHD_RELIABILITY"):
         return
     for item in items:

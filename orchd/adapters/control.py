@@ -12,6 +12,12 @@ Rules:
   loop has done it; this module never touches the ledger.
 - Bodies are JSON objects of at most 64 KiB; anything else is 400. Errors are JSON
   ``{"error", "code", "hint"}`` with the orchd exit code, so the CLI can exit as it would have.
+- Every request may name the site it is meant for (``Orchd-Site``, ``Orchd-Instance``: the
+  client's ``site.json``); a mismatch is refused here, on the server thread, before anything is
+  handed to the loop. Every reply names the site served, and the client checks that too.
+  ``GET /v1/site`` tells anyone who can connect which site is served here (no scope needed).
+- A starting daemon never removes a socket that answers: it names the site served there and
+  stops.
 """
 
 from __future__ import annotations
@@ -39,8 +45,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from orchd.errors import BadInput, BundleRefused, ConfigInvalid, OrchdError, PolicyInvalid
+from orchd.errors import (
+    BadInput,
+    BundleRefused,
+    ConfigInvalid,
+    OrchdError,
+    PolicyInvalid,
+    SocketTaken,
+    WrongSite,
+)
 
+from .identity import Identity
 from .policy_files import Key, choice, integer, key, list_of, read_document, record
 
 SCOPES = ("orch:read", "orch:operate", "orch:quota", "orch:backfill", "orch:bundle", "orch:admin")
@@ -51,6 +66,9 @@ OCTETS = "application/octet-stream"
 ACTIONS_PATH = "/v1/actions/"  # POST /v1/actions/NAME: one action, a JSON body, a JSON reply
 STREAM_PATH = "/v1/stream/"  # GET /v1/stream/NAME?after=N: NDJSON of the action's items, polled
 METRICS_PATH = "/metrics"  # GET: the metrics action's text, for Prometheus
+SITE_PATH = "/v1/site"  # GET: the site served here (no scope: it is what a client checks)
+SITE_HEADER, INSTANCE_HEADER = "Orchd-Site", "Orchd-Instance"
+PROBE_TIMEOUT_S = 5
 METRICS_SCOPE = "orch:read"
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STREAM_POLL_S = 0.5
@@ -197,17 +215,22 @@ class ControlServer:
         authz: Authz,
         submit: Callable[[Call], None],
         *,
+        identity: Identity,
         transfers: Path,
         max_upload: int,
         group: str = "",
     ) -> None:
         self.path, self.authz, self._submit = path, authz, submit
+        self.identity = identity
         self.transfers, self.max_upload = transfers, max_upload
         transfers.mkdir(mode=0o700, exist_ok=True)
         for stale in transfers.iterdir():  # left by a daemon that died mid-transfer
             stale.unlink()
         if path.is_socket():
-            path.unlink()  # left by a daemon that died; the site lock says none runs now
+            served = probe(path)
+            if served is not None:  # a live daemon, of this site or another: never take it
+                raise SocketTaken(served=served.site_id, socket=path, site=identity.site_id)
+            path.unlink()  # left by a daemon that died; nothing answers there
         server = _Server(str(path), _handler(self))
         path.chmod(0o660)
         if group:
@@ -260,6 +283,11 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._serve("POST")
 
+        def end_headers(self) -> None:  # every reply names the site served here
+            self.send_header(SITE_HEADER, server.identity.site_id)
+            self.send_header(INSTANCE_HEADER, server.identity.instance)
+            super().end_headers()
+
         def _serve(self, method: str) -> None:
             creds = self.request.getsockopt(
                 socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
@@ -268,6 +296,16 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             peer = Peer(pid=pid, uid=uid, gid=gid)
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            wrong = self._wrong_site()
+            if wrong is not None:  # before reading a body, before the loop hears of it
+                self.close_connection = True
+                self._reply(409, error_payload(wrong))
+                return
+            if method == "GET" and url.path == SITE_PATH:
+                self._reply(200, {"site_id": server.identity.site_id, "pid": os.getpid(),
+                                  "instance": server.identity.instance,
+                                  "socket": str(server.path)})  # fmt: skip
+                return
             if method == "GET" and url.path.startswith(STREAM_PATH):
                 self._stream(peer, url.path.removeprefix(STREAM_PATH), query)
                 return
@@ -300,6 +338,17 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
                 for path in (upload, download):
                     if path is not None:
                         path.unlink(missing_ok=True)
+
+        def _wrong_site(self) -> WrongSite | None:
+            """The request names a site (or a ledger instance) other than the one served."""
+            ours = server.identity
+            site, instance = self.headers.get(SITE_HEADER), self.headers.get(INSTANCE_HEADER)
+            if site is not None and site != ours.site_id:
+                return WrongSite(socket=server.path, served=ours.site_id, expected=site)
+            if instance is not None and instance != ours.instance:
+                expected = f"{ours.site_id} (ledger instance {instance[:12]}, a site made anew?)"
+                return WrongSite(socket=server.path, served=ours.site_id, expected=expected)
+            return None
 
         def _receive(self) -> Path:
             """The request's file body, into a fresh file of the transfers dir."""
@@ -463,7 +512,7 @@ def _gone(sock: socket.socket, wait_s: float) -> bool:
 
 
 def error_payload(exc: OrchdError) -> dict[str, Any]:
-    return {"error": exc.message, "code": exc.exit_code, "hint": exc.hint or ""}
+    return {"error": exc.message, "code": exc.exit_code, "hint": exc.hint_text or ""}
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -487,13 +536,75 @@ class _UnixConnection:
                 raise
 
 
-def find_socket(explicit: Path | None, state_dir: Path) -> Path | None:
-    """The daemon's socket: --socket (or ORCHD_SOCKET), then /run/orchd/orchd.sock, then the
-    state dir's; the first that exists (None: no daemon to talk to)."""
-    for candidate in (explicit, Path("/run/orchd") / SOCKET_NAME, state_dir / SOCKET_NAME):
-        if candidate is not None and candidate.is_socket():
-            return candidate
-    return None
+DEFAULT_STATE_DIR = Path("/var/lib/orchd")
+DEFAULT_SOCKET = Path("/run/orchd") / SOCKET_NAME
+
+
+def find_socket(explicit: Path | None, state_dir: Path, named: str = "") -> Path | None:
+    """The socket of the daemon of the site in ``state_dir`` (None: no daemon to talk to).
+
+    ``--socket`` (or ORCHD_SOCKET) alone when given; else the one the site's ``site.json``
+    names (``named``), else the state dir's; ``/run/orchd/orchd.sock`` only for the default
+    state dir. The first that is a socket; whoever answers there must still name this site.
+    """
+    if explicit is not None:
+        return explicit if explicit.is_socket() else None
+    candidates = [Path(named)] if named else []
+    candidates.append(state_dir / SOCKET_NAME)
+    if state_dir == DEFAULT_STATE_DIR:
+        candidates.append(DEFAULT_SOCKET)
+    return next((c for c in candidates if c.is_socket()), None)
+
+
+def probe(path: Path) -> Identity | None:
+    """The site a daemon serves at ``path``; None when nothing answers there (a socket left by a
+    daemon that died). One that answers without naming a site is an older orchd: site ``?``."""
+    try:
+        conn = _UnixConnection(path)
+    except OSError:
+        return None
+    try:
+        conn.sock.settimeout(PROBE_TIMEOUT_S)
+        conn.sock.sendall(f"GET {SITE_PATH} HTTP/1.1\r\nHost: orchd\r\n"
+                          "Connection: close\r\n\r\n".encode())  # fmt: skip
+        with conn.sock.makefile("rb") as reader:
+            _status, fields = _head(reader)
+    except (OSError, ValueError, IndexError):
+        return Identity(site_id="?", instance="", socket=str(path))
+    finally:
+        conn.sock.close()
+    return Identity(site_id=fields.get(SITE_HEADER.lower(), "?"),
+                    instance=fields.get(INSTANCE_HEADER.lower(), ""), socket=str(path))  # fmt: skip
+
+
+def _head(reader: BinaryIO) -> tuple[int, dict[str, str]]:
+    """A reply's status and header fields (names in lower case)."""
+    status = int(reader.readline().split(b" ", 2)[1])
+    fields: dict[str, str] = {}
+    while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return status, fields
+
+
+def _expecting(expect: Identity | None) -> dict[str, str]:
+    if expect is None:
+        return {}
+    return {SITE_HEADER: expect.site_id, INSTANCE_HEADER: expect.instance}
+
+
+def _check_served(path: Path, expect: Identity | None, fields: dict[str, str]) -> None:
+    """The reply must come from the site the client meant (the daemon refused otherwise, but a
+    daemon that does not check, an older one, must not be believed either)."""
+    if expect is None:
+        return
+    served = fields.get(SITE_HEADER.lower())
+    instance = fields.get(INSTANCE_HEADER.lower())
+    if served != expect.site_id or instance != expect.instance:
+        named = served or "? (a daemon that does not name its site)"
+        if served == expect.site_id:
+            named = f"{served} (another ledger instance: {str(instance)[:12]})"
+        raise WrongSite(socket=path, served=named, expected=expect.site_id)
 
 
 def request(
@@ -504,15 +615,17 @@ def request(
     *,
     upload: BinaryIO | None = None,
     download: Path | None = None,
+    expect: Identity | None = None,
 ) -> tuple[int, Any]:
     """One HTTP request over the socket; (status, JSON payload). ``upload``: send that file as
     the body (``body`` goes in a header); ``download``: a file reply is written there (which
-    must not exist) and the payload is the action's result. Raises OSError if unreachable."""
+    must not exist) and the payload is the action's result; ``expect``: the site meant, which
+    the daemon and then this client check (``WrongSite``). Raises OSError if unreachable."""
     conn = _UnixConnection(path)
     if upload is not None or download is not None:
         conn.sock.settimeout(None)  # a bundle takes as long as it takes
     try:
-        headers = {"Host": "orchd", "Connection": "close"}
+        headers = {"Host": "orchd", "Connection": "close", **_expecting(expect)}
         if upload is not None:
             size = os.fstat(upload.fileno()).st_size
             data = b""
@@ -529,11 +642,8 @@ def request(
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 conn.sock.sendfile(upload)  # if refused before the end, the reply says why
         with conn.sock.makefile("rb") as reader:
-            status = int(reader.readline().split(b" ", 2)[1])
-            fields: dict[str, str] = {}
-            while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                fields[name.strip().lower()] = value.strip()
+            status, fields = _head(reader)
+            _check_served(path, expect, fields)
             if download is not None and fields.get("content-type") == OCTETS:
                 _receive_file(reader, download, int(fields.get("content-length", "-1")))
                 return status, json.loads(fields.get("orchd-result", "null"))
@@ -554,15 +664,21 @@ def _receive_file(reader: BinaryIO, out: Path, length: int) -> None:
         raise ConnectionResetError(f"the daemon's file ended after {copied} of {length} bytes")
 
 
-def stream(path: Path, url: str) -> tuple[int, Iterator[Any]]:
+def stream(path: Path, url: str, expect: Identity | None = None) -> tuple[int, Iterator[Any]]:
     """GET a stream: (status, its items as they arrive). Not 200: one item, the error."""
     conn = _UnixConnection(path)
-    conn.sock.sendall(f"GET {url} HTTP/1.1\r\nHost: orchd\r\nConnection: close\r\n\r\n".encode())
+    named = "".join(f"{k}: {v}\r\n" for k, v in _expecting(expect).items())
+    conn.sock.sendall(f"GET {url} HTTP/1.1\r\nHost: orchd\r\nConnection: close\r\n{named}\r\n"
+                      .encode())  # fmt: skip
     conn.sock.settimeout(None)  # a stream is quiet for as long as nothing happens
     reader = conn.sock.makefile("rb")
-    status = int(reader.readline().split(b" ", 2)[1])
-    while reader.readline() not in (b"\r\n", b"\n", b""):
-        pass
+    try:
+        status, fields = _head(reader)
+        _check_served(path, expect, fields)
+    except BaseException:
+        reader.close()
+        conn.sock.close()
+        raise
 
     def items() -> Iterator[Any]:
         try:

@@ -77,8 +77,9 @@ class OrchdGroup(click.Group):
     "socket_path",
     envvar="ORCHD_SOCKET",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The daemon's control socket (default: /run/orchd/orchd.sock, then the state dir's) "
-    "[env ORCHD_SOCKET].",
+    help="The daemon's control socket (default: the one the state dir's site.json names, else "
+    "STATE_DIR/orchd.sock; /run/orchd/orchd.sock for the default state dir). Whoever answers "
+    "there must serve the state dir's site [env ORCHD_SOCKET].",
 )
 @click.pass_context
 def cli(
@@ -95,7 +96,7 @@ def cli(
         policy_dir=policy_dir.absolute(),
         config_path=config_path.absolute(),
         config_explicit=source is not None and source.name != "DEFAULT",
-        socket_path=socket_path,
+        socket_path=None if socket_path is None else socket_path.absolute(),
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from orchd.adapters import config, control
+from orchd.adapters import config, control, identity
 from orchd.adapters.bundle_io import open_bundle
 from orchd.adapters.keys import KEY_DIR, SITE_KEY
 from orchd.adapters.ledger import SqliteLedger
@@ -25,7 +25,7 @@ from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor, site_clock
 from orchd.core.events import Actor
-from orchd.errors import RemoteRefused, StorageError
+from orchd.errors import RemoteRefused, StateConflict, StorageError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,9 +42,24 @@ class Config:
     config_explicit: bool = False  # named by --config or ORCHD_CONFIG: it must exist
     socket_path: Path | None = None  # --socket or ORCHD_SOCKET
 
+    def expected_site(self) -> identity.Identity | None:
+        """The state dir's ``site.json`` (None: no site there, or one made before it existed).
+        A state dir this user cannot read is refused: orchd never guesses which site is meant."""
+        return identity.read(self.state_dir)
+
+    def find_daemon(self) -> tuple[Path, identity.Identity] | None:
+        """The socket of this site's daemon and the identity every request to it carries; None
+        when this site has no identity file or no socket is there (it may be left by a daemon
+        that died: a connection then says so)."""
+        expect = self.expected_site()
+        if expect is None:
+            return None
+        found = control.find_socket(self.socket_path, self.state_dir, expect.socket)
+        return None if found is None else (found, expect)
+
     def stream_path(self) -> Path | None:
-        """The daemon's socket, if one is there (it may be left by a daemon that died)."""
-        return control.find_socket(self.socket_path, self.state_dir)
+        found = self.find_daemon()
+        return None if found is None else found[0]
 
     def daemon(
         self,
@@ -58,14 +73,15 @@ class Config:
         """Ask the running daemon (the reply's JSON), or None when no daemon answers, so the
         command runs in-process under the site lock instead. ``upload``: a bundle file sent
         as the body (opened as an import would); ``download``: where a file reply goes."""
-        found = self.stream_path()
-        if found is None:
+        target = self.find_daemon()
+        if target is None:
             return None
+        found, expect = target
         try:
             with contextlib.ExitStack() as stack:
                 source = None if upload is None else stack.enter_context(open_bundle(upload))
                 status, payload = control.request(
-                    found, method, url, body, upload=source, download=download
+                    found, method, url, body, upload=source, download=download, expect=expect
                 )
         except (ConnectionRefusedError, FileNotFoundError):
             return None  # a socket left by a daemon that is gone
@@ -77,11 +93,14 @@ class Config:
     def stream(self, action: str, after: int) -> Iterator[Any] | None:
         """The daemon's NDJSON stream of ``action`` from position ``after`` (items as they come,
         until the daemon stops), or None when no daemon answers."""
-        found = self.stream_path()
-        if found is None:
+        target = self.find_daemon()
+        if target is None:
             return None
+        found, expect = target
         try:
-            status, items = control.stream(found, f"{control.STREAM_PATH}{action}?after={after}")
+            status, items = control.stream(
+                found, f"{control.STREAM_PATH}{action}?after={after}", expect
+            )
         except (ConnectionRefusedError, FileNotFoundError):
             return None
         except OSError as exc:
@@ -141,7 +160,22 @@ def open_site(config: Config, *, write: bool, repair: bool = False) -> Iterator[
         clock, entropy = site_clock(config.state_dir), OsEntropy()
         ledger = SqliteLedger.open(config.ledger_path, clock, entropy, check_heads=not repair)
         stack.callback(ledger.close)
+        if write:
+            ensure_identity(config.state_dir, ledger.site_id)
         yield Site(config=config, ledger=ledger, clock=clock, entropy=entropy)
+
+
+def ensure_identity(state_dir: Path, site_id: str) -> identity.Identity:
+    """This site's identity file, written for a site made before it existed; one that names
+    another site than the ledger is refused (a state dir put together from two sites)."""
+    found = identity.read(state_dir)
+    if found is None:
+        found = identity.new(site_id)
+        identity.write(state_dir, found)
+    if found.site_id != site_id:
+        raise StateConflict(detail=f"{identity.path_of(state_dir)} names site "
+                            f"{found.site_id!r} but the ledger is site {site_id!r}")  # fmt: skip
+    return found
 
 
 def with_site(

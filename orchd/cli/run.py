@@ -34,7 +34,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from orchd import __version__, crash
-from orchd.adapters import bundles, config, control, policy_files, slots, spool
+from orchd.adapters import bundles, config, control, identity, policy_files, slots, spool
 from orchd.adapters.notify import Notifier
 from orchd.adapters.runner import SubprocessExecutor
 from orchd.adapters.system import actor_for_uid
@@ -45,7 +45,7 @@ from orchd.errors import ConfigInvalid, OrchdError, StorageError
 from orchd.ops import engine, jobs, requests, retention, scheduling
 
 from . import actions, cli
-from .context import Site, with_site
+from .context import Site, ensure_identity, with_site
 from .work import LOG_DIR
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -492,10 +492,14 @@ class Daemon:
     def serve(self) -> engine.Tally:
         spool.ensure(self.spool)
         spool.ensure(self.inbox, spool.INBOX_SUBDIRS)
+        state_dir = self.site.config.state_dir
+        named = ensure_identity(state_dir, self.site.ledger.site_id)
+        serving = named.with_socket(str(self.socket_path))
         server = control.ControlServer(
             self.socket_path,
             control.load_authz(self.site.config.policy_dir),
             self._enqueue,
+            identity=serving,
             transfers=self.site.config.state_dir / TRANSFER_DIR,
             max_upload=self.settings.bundle_max_bytes,
             group=self.settings.socket_group,
@@ -529,8 +533,10 @@ class Daemon:
             listener.start()
             self.log("info", "serving metrics", address=self.settings.metrics_listen)
         self._audit("daemon.started", {"version": __version__, "pid": os.getpid()})
-        self.notifier.ready(f"ready: site {self.site.ledger.site_id}")
-        self.log("info", "ready", site=self.site.ledger.site_id, pid=os.getpid())
+        identity.write(state_dir, serving)  # clients of this state dir find the socket from now
+        self.notifier.ready(f"ready: site {self.site.ledger.site_id} on {self.socket_path}")
+        self.log("info", "ready", site=self.site.ledger.site_id, pid=os.getpid(),
+                 socket=str(self.socket_path))  # fmt: skip
         try:
             watchdog = self.notifier.watchdog_ms
             sleep_ms = engine.MAX_SLEEP_MS if watchdog is None else min(1000, watchdog // 4)
@@ -540,6 +546,7 @@ class Daemon:
             if listener is not None:
                 listener.close()
             server.close()
+            self._unnamed(named)
             self.timer.shutdown(wait=False)
             observer.stop()
             observer.join(timeout=5)
@@ -547,6 +554,15 @@ class Daemon:
                 signal.signal(sig, handler)
             self._audit("daemon.stopped", {"pid": os.getpid()})
             self.log("info", "stopped")
+
+    def _unnamed(self, named: identity.Identity) -> None:
+        """At exit: ``site.json`` names no socket any more (unless another instance's file)."""
+        state_dir = self.site.config.state_dir
+        try:
+            if identity.read(state_dir) == named.with_socket(str(self.socket_path)):
+                identity.write(state_dir, named)
+        except OrchdError as exc:
+            self.log("error", "could not take the socket out of site.json", error=exc.message)
 
     def _storage(self, exc: StorageError | None) -> None:
         """The engine's report on the disk: failing (degraded: writes fail and wait, reads and
@@ -617,8 +633,10 @@ def with_daemon_env(policy: Policy, site: Site, settings: config.Settings) -> Po
 
 
 def settings_socket(site: Site, settings: config.Settings) -> Path:
-    """Where the daemon listens: the configured path, else $RUNTIME_DIRECTORY (systemd), else the
-    state dir."""
+    """Where the daemon listens: --socket (or ORCHD_SOCKET), else the configured path, else
+    $RUNTIME_DIRECTORY (systemd), else the state dir."""
+    if site.config.socket_path is not None:
+        return site.config.socket_path
     if settings.socket:
         return Path(settings.socket)
     runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]

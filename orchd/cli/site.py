@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from orchd import __version__
-from orchd.adapters import bundles, keys
+from orchd.adapters import bundles, identity, keys
 from orchd.adapters.ledger import SqliteLedger, put_in_place
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
@@ -71,6 +71,7 @@ def init(
             config.ledger_path, site_id, SystemClock(), OsEntropy(), first, also=[created]
         )
         ledger.close()
+        identity.write(config.state_dir, identity.new(site_id))  # a new ledger: a new instance
     click.echo(f"initialized site {site_id!r} in {config.state_dir}", err=True)
     click.echo(f"signing key {key.key_id} in {key_path}", err=True)
 
@@ -118,6 +119,7 @@ def _restore(
         finally:
             ledger.close()  # the last connection: SQLite folds the WAL into the file
         put_in_place(aside, config.ledger_path)  # the lost ledger's head file goes
+        identity.write(config.state_dir, identity.new(site_id))  # not the lost site's instance
     said = f"its own events up to seq {done.own_seq} from {done.source}"
     click.echo(f"restored site {site_id!r} in {config.state_dir}: {said}", err=True)
     click.echo(f"imported {len(done.imported)} bundle(s) for the other sites' events", err=True)

@@ -74,8 +74,8 @@ class Daemon:
         self.log.close()
         return self.proc.returncode, (self.state.parent / "daemon.log").read_text()
 
-    def jobs(self) -> list[dict[str, object]]:
-        listed = self.cli("jobs", "list", "--json")
+    def jobs(self, *options: str) -> list[dict[str, object]]:
+        listed = self.cli("jobs", "list", "--json", *options)
         assert listed.returncode == 0, listed.stderr
         found = json.loads(listed.stdout)
         assert isinstance(found, list)
@@ -456,6 +456,9 @@ def test_bundles_go_through_the_daemons_sockets(daemon: Daemon, tmp_path: Path) 
         hq_pem, bundle = tmp_path / "hq.pem", tmp_path / "hq.bundle"
         assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
         assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
+        enclave_pem = tmp_path / "enclave.pem"  # the operators exchange keys both ways
+        assert enclave.cli("keys", "export-public", str(enclave_pem)).returncode == 0
+        assert daemon.cli("keys", "trust", "enclave", str(enclave_pem)).returncode == 0
 
         exported = daemon.cli("bundle", "export", "--out", str(bundle), "--peer", "enclave")
         verified = enclave.cli("bundle", "verify", str(bundle))
@@ -471,7 +474,7 @@ def test_bundles_go_through_the_daemons_sockets(daemon: Daemon, tmp_path: Path) 
         assert json.loads(imported.stdout)["by_type"]["job.submitted"] == 1
         assert json.loads(again.stdout)["already_applied"] is True
         assert linked.returncode == 55 and "symbolic link" in linked.stderr
-        assert "carried" in [j["key"] for j in enclave.jobs()]
+        assert "carried" in [j["key"] for j in enclave.jobs("--origin", "hq")]
         hq_code, hq_log = daemon.stop()
         enclave_code, enclave_log = enclave.stop()
         assert (hq_code, enclave_code) == (0, 0)
@@ -572,16 +575,18 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
     enclave = Daemon(tmp_path / "enclave", site_id="enclave")
     try:
         assert daemon.cli("jobs", "submit", "echo", "--key", "from-hq").returncode == 0
-        asked = daemon.cli("jobs", "submit", "echo", "--site", "enclave", "--param", "n=7")
+        asked = daemon.cli(
+            "jobs", "submit", "echo", "--site", "enclave", "--param", "n=7", "--new-peer"
+        )
         assert asked.returncode == 0, asked.stderr
         (enclave.policy / "accept.yaml").write_text("version: 1\naccept:\n  hq: [echo]\n")
         hq_pem = tmp_path / "hq.pem"
         assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
         assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
         good = tmp_path / "good.orchkit"
-        assert (
-            daemon.cli("bundle", "export", "--out", str(good), "--peer", "enclave").returncode == 0
-        )
+        exported = daemon.cli("bundle", "export", "--out", str(good), "--peer", "enclave",
+                              "--new-peer")  # fmt: skip
+        assert exported.returncode == 0, exported.stderr
         inbox = enclave.state / "inbox"
         for sub in ("tmp", "new"):
             (inbox / sub).mkdir(parents=True, exist_ok=True)
@@ -610,7 +615,7 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
             "fifo.orchkit", "garbage.orchkit", "link.orchkit"
         }  # fmt: skip
         assert len(enclave.events("bundle.imported")) == 1  # the copy was a no-op
-        keys = [j["key"] for j in enclave.jobs()]
+        keys = [j["key"] for j in enclave.jobs("--all-origins")]
         assert "from-hq" in keys  # hq's own job, held here
         assert f"request:hq:{asked.stdout.strip()}" in keys  # the request, run here
         [answered] = enclave.events("job.request_answered")
@@ -632,6 +637,9 @@ def test_the_built_in_bundle_export_job_writes_into_the_outbox(
         hq_pem = tmp_path / "hq.pem"
         assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
         assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
+        enclave_pem = tmp_path / "enclave.pem"  # a peer named in policy: its key is trusted
+        assert enclave.cli("keys", "export-public", str(enclave_pem)).returncode == 0
+        assert daemon.cli("keys", "trust", "enclave", str(enclave_pem)).returncode == 0
         daemon.start()
 
         asked = daemon.cli("jobs", "submit", "bundle-export", "--param", "peer=enclave")

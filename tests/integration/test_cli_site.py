@@ -35,7 +35,7 @@ def test_init_creates_a_site_whose_ledger_verifies(orchd: Orchd) -> None:
         f"initialized site 'hq' in {orchd.state_dir}",
         f"signing key {key_id} in {key_path}",
     ]
-    files = ["keys/site.key", "ledger.db", "ledger.db.heads"]
+    files = ["keys/site.key", "ledger.db", "ledger.db.heads", "site.json"]
     assert sorted(ledger_files(orchd.state_dir)) == files
     assert orchd.ledger_path.stat().st_mode & 0o777 == 0o640
     assert key_path.stat().st_mode & 0o777 == 0o600
