@@ -27,7 +27,8 @@ def replay(
     """Replay JOB_IDS, or every --type job in --state since --since, as new jobs.
 
     A replay runs one priority step higher and names the job it replays; a job whose earlier
-    replay has not finished is skipped.
+    replay has not finished is skipped. Only this site's own jobs are replayed (--type picks
+    only those), each checked against the policy as a submission is.
     """
     if bool(job_ids) == bool(job_type):
         raise click.UsageError("give job ids, or --type with --since, not both")
@@ -62,7 +63,8 @@ def _replay(call: Request) -> list[dict[str, object]]:
     if not job_ids:
         return []
     reason = text(body, "reason") or ""
-    outcomes = replay_ops.replay(site.ledger, site.clock, site.entropy, call.actor, job_ids, reason)
+    outcomes = replay_ops.replay(site.ledger, site.clock, site.entropy, call.actor, call.policy(),
+                                 job_ids, reason)  # fmt: skip
     return [
         {"job": o.original.job_id, "replay": o.replay.job_id if o.replay else None,
          "skipped": o.skipped}

@@ -132,7 +132,10 @@ class Ledger(Protocol):
         source: str | None,
         job_type: str | None = None,
         updated_since: str | None = None,
-    ) -> Iterator[JobView]: ...
+        origin: str | None = None,
+    ) -> Iterator[JobView]:
+        """Jobs that match every filter given, by id; ``origin`` None: of every origin."""
+        ...
 
     def replays_of(self, job_id: str) -> list[JobView]: ...
 
@@ -140,9 +143,13 @@ class Ledger(Protocol):
 
     def overrides(self) -> list[OverrideView]: ...
 
-    def state_counts(self) -> dict[str, int]: ...
+    def state_counts(self, origin: str | None = None) -> dict[str, int]:
+        """state -> how many jobs of ``origin`` (None: of every origin) are in it."""
+        ...
 
-    def last_successes(self) -> list[tuple[str | None, str, str]]: ...
+    def last_successes(self, origin: str | None = None) -> list[tuple[str | None, str, str]]:
+        """(source, job type, newest success) of ``origin``'s jobs (None: every origin's)."""
+        ...
 
     def job_tallies(self) -> list[tuple[str, str | None, str, str | None, int]]:
         """(job type, source, state, cause, count) of this site's jobs."""
@@ -179,7 +186,11 @@ class Ledger(Protocol):
         """This site's open runs whose lease expired before ``now``."""
         ...
 
-    def recent_runs(self, states: Sequence[str], limit: int) -> list[RunView]: ...
+    def recent_runs(
+        self, states: Sequence[str], limit: int, origin: str | None = None
+    ) -> list[RunView]:
+        """The newest ended runs in ``states`` of ``origin`` (None: of every origin)."""
+        ...
 
     def runs_of(self, job_id: str) -> list[RunView]: ...
 

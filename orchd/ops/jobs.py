@@ -15,6 +15,8 @@ from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import JobView, RunView
 from orchd.errors import (
     AmbiguousId,
+    BadInput,
+    ForeignJob,
     IdempotencyConflict,
     InvalidName,
     InvalidParam,
@@ -76,8 +78,9 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     return params
 
 
-def _check(request: SubmitRequest, policy: Policy) -> JobType:
-    """The request's job type, once the request is well formed and fits the policy."""
+def check(request: SubmitRequest, policy: Policy) -> JobType:
+    """The request's job type, once the request is well formed and fits the policy: what every
+    way in (submit, the spool, replay) checks against this site's policy."""
     check_name("job type", request.job_type)
     if request.source is not None:
         check_name("source", request.source)
@@ -136,7 +139,7 @@ def submit(
     those the type declares (its required ones given); the rest of the defaults are filled in
     when a run starts, from the policy then in force.
     """
-    job_type = _check(request, policy)
+    job_type = check(request, policy)
     priority = job_type.priority if request.priority is None else request.priority
     if request.key is not None and (known := ledger.job_by_key(request.key)) is not None:
         if differences := _same_request(known, request, priority):
@@ -196,12 +199,32 @@ def submitted_draft(
     )
 
 
-def list_jobs(ledger: Ledger, *, state: str | None, source: str | None) -> Iterator[JobView]:
+def whose(ledger: Ledger, *, origin: str | None, all_origins: bool) -> str | None:
+    """The origin whose jobs a listing shows: ``origin`` if given, every origin (None) with
+    ``all_origins``, else this site's own. Other sites' jobs held here are their history (from
+    bundles), not this site's queue."""
+    if all_origins:
+        if origin is not None:
+            raise BadInput(detail="give an origin or all origins, not both")
+        return None
+    return ledger.site_id if origin is None else check_name("site id", origin)
+
+
+def list_jobs(
+    ledger: Ledger,
+    *,
+    state: str | None,
+    source: str | None,
+    origin: str | None = None,
+    all_origins: bool = False,
+) -> Iterator[JobView]:
+    """Jobs by id, of this site unless ``origin`` or ``all_origins`` says otherwise."""
     if state is not None and state not in JOB.states:
         raise InvalidName(what="state", value=state, expected=", ".join(sorted(JOB.states)))
     if source is not None:
         check_name("source", source)
-    return ledger.jobs(state=state, source=source)
+    chosen = whose(ledger, origin=origin, all_origins=all_origins)
+    return ledger.jobs(state=state, source=source, origin=chosen)
 
 
 def find(ledger: Ledger, ident: str) -> JobView:
@@ -225,13 +248,20 @@ def show(ledger: Ledger, ident: str) -> JobDetail:
     return JobDetail(job=job, runs=ledger.runs_of(job.job_id), history=ledger.events_of(job.job_id))
 
 
+def refuse_foreign(ledger: Ledger, job: JobView, action: str) -> None:
+    """Only the site a job belongs to changes it: another site's job is its history here."""
+    if job.origin != ledger.site_id:
+        raise ForeignJob(job_id=job.job_id, origin=job.origin, action=action)
+
+
 CANCEL_SCOPE = "orch:operate"
 
 
 def cancel(ledger: Ledger, actor: Actor, ident: str, reason: str) -> JobView:
-    """Cancel a job that has not finished; the reason is kept in the event."""
+    """Cancel a job of this site that has not finished; the reason is kept in the event."""
     check_text("reason", reason)
     job = find(ledger, ident)
+    refuse_foreign(ledger, job, "cancel")
     draft = Draft(
         type="job.transitioned",
         actor=actor,

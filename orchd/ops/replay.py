@@ -4,7 +4,8 @@ A replay is a new job of the same type, source and params with ``replay_of`` nam
 one priority step higher, for the same schedule slot (so that jobs which run ``after:`` it find
 it); it is queued at once and does not wait on dependencies again. The original is never moved
 (terminal states absorb). A job whose earlier replay has not finished is not replayed again, so
-repeating a command is harmless.
+repeating a command is harmless. Only this site's own jobs are replayed (another site's are its
+history here), and each replay is checked against this site's policy exactly as a submission is.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from orchd.core import ids, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.machines import JOB
 from orchd.core.names import check_name, check_text
+from orchd.core.policy import Policy
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
 
-from .jobs import PRIORITY_RANGE, find, submitted_draft
+from .jobs import PRIORITY_RANGE, SubmitRequest, check, find, refuse_foreign, submitted_draft
 
 SCOPE = "orch:operate"
 
@@ -34,13 +36,16 @@ class Outcome:
 
 
 def select(ledger: Ledger, *, job_type: str, state: str, since: str) -> list[JobView]:
-    """Finished jobs of a type and state whose last change was at or after ``since``."""
+    """This site's finished jobs of a type and state whose last change was at or after
+    ``since``."""
     check_name("job type", job_type)
     if state not in JOB.terminal:
         expected = "a finished state: " + ", ".join(sorted(JOB.terminal))
         raise InvalidName(what="state", value=state, expected=expected)
     since_text = timefmt.format_ms(timefmt.parse_operator(since))
-    return list(ledger.jobs(state=state, source=None, job_type=job_type, updated_since=since_text))
+    chosen = ledger.jobs(state=state, source=None, job_type=job_type, updated_since=since_text,
+                         origin=ledger.site_id)  # fmt: skip
+    return list(chosen)
 
 
 def replay(
@@ -48,15 +53,24 @@ def replay(
     clock: Clock,
     entropy: Entropy,
     actor: Actor,
+    policy: Policy,
     idents: Sequence[str],
     reason: str,
 ) -> list[Outcome]:
-    """Replay each job (ids or unique prefixes) in one transaction; skip pending replays."""
+    """Replay each job (ids or unique prefixes) in one transaction; skip pending replays.
+
+    Nothing is recorded if one of the jobs is another site's, or if one to replay no longer
+    fits this site's policy (its type, source or params): the error is a submission's."""
     check_text("reason", reason)
     if not idents:
         raise BadInput(detail="no job to replay")
     originals = [find(ledger, ident) for ident in idents]
+    for job in originals:
+        refuse_foreign(ledger, job, "replay")
     plans = [_plan(ledger, job) for job in originals]
+    for job, number, _ in plans:
+        if number:
+            check(_as_request(job), policy)
     drafts = [_draft(job, n, clock, entropy, actor, reason) for job, n, _ in plans if n]
     created = {e.payload["replay_of"]: e.payload["job_id"] for e in ledger.append(drafts)}
     return [
@@ -74,6 +88,13 @@ def _plan(ledger: Ledger, job: JobView) -> tuple[JobView, int, str | None]:
     if pending:
         return job, 0, f"its replay {pending[0]} has not finished"
     return job, len(earlier) + 1, None
+
+
+def _as_request(job: JobView) -> SubmitRequest:
+    """The submission a replay amounts to, for the policy check (its key and priority are
+    orchd's own, so they are not the operator's to check)."""
+    return SubmitRequest(job_type=job.job_type, source=job.source,
+                         params=json.loads(job.params), key=None)  # fmt: skip
 
 
 def _draft(job: JobView, number: int, clock: Clock, entropy: Entropy, actor: Actor,

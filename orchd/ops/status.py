@@ -9,6 +9,8 @@ from orchd.core.machines import JOB
 from orchd.core.ports import Clock, Ledger
 from orchd.core.projection import BundleView, JobView, PauseView, ReceiptView, RunView
 
+from .jobs import whose
+
 SCOPE = "orch:read"
 RECENT = 10
 
@@ -39,6 +41,7 @@ class Peer:
 class Status:
     site_id: str
     now: str
+    origin: str | None  # whose jobs are counted and listed (None: every origin's)
     states: dict[str, int]  # every job state, zero included
     running: list[JobView]
     throttled: list[JobView]  # with eligible_at and cause
@@ -49,22 +52,28 @@ class Status:
     peers: list[Peer]
 
 
-def status(ledger: Ledger, clock: Clock) -> Status:
+def status(
+    ledger: Ledger, clock: Clock, *, origin: str | None = None, all_origins: bool = False
+) -> Status:
+    """The site now; its jobs, runs and freshness are this site's own unless ``origin`` or
+    ``all_origins`` says otherwise (pauses and peers are always this site's)."""
     now_ms = clock.now_ms()
-    counts = ledger.state_counts()
-    dead = sorted(ledger.jobs(state="dead", source=None), key=lambda j: j.updated_at)
+    chosen = whose(ledger, origin=origin, all_origins=all_origins)
+    counts = ledger.state_counts(chosen)
+    dead = sorted(ledger.jobs(state="dead", source=None, origin=chosen), key=lambda j: j.updated_at)
     return Status(
         site_id=ledger.site_id,
         now=timefmt.format_ms(now_ms),
+        origin=chosen,
         states={state: counts.get(state, 0) for state in sorted(JOB.states)},
-        running=list(ledger.jobs(state="running", source=None)),
+        running=list(ledger.jobs(state="running", source=None, origin=chosen)),
         throttled=sorted(
-            ledger.jobs(state="throttled", source=None),
+            ledger.jobs(state="throttled", source=None, origin=chosen),
             key=lambda j: (j.eligible_at or "", j.job_id),
         ),
         dead=dead[::-1][:RECENT],
-        failures=ledger.recent_runs(("failed", "timed_out"), RECENT),
-        freshness=[_freshness(row, now_ms) for row in ledger.last_successes()],
+        failures=ledger.recent_runs(("failed", "timed_out"), RECENT, chosen),
+        freshness=[_freshness(row, now_ms) for row in ledger.last_successes(chosen)],
         paused=ledger.pauses(),
         peers=peers(ledger.bundle_records(), ledger.receipts(), now_ms),
     )

@@ -57,7 +57,7 @@ def test_a_receipt_shrinks_the_next_export_to_what_is_new(pair: Pair) -> None:
     # "back", the new job; the enclave's own events are not sent back to it
     assert second["ranges"] == {"hq": [hq_first[1] + 1, hq_first[1] + 3]}
     assert second["events"] == 3
-    assert [j["source"] for j in pair.enclave.json("jobs", "list")] == [
+    assert [j["source"] for j in pair.enclave.json("jobs", "list", "--origin", "hq")] == [
         "nvd", "ghsa", "osv", "vendor-vex"
     ]  # fmt: skip
     pair.enclave.ok("ledger", "verify")
@@ -90,11 +90,11 @@ def test_an_incremental_bundle_is_refused_by_a_peer_that_lost_what_it_acknowledg
 
     assert refused.exit_code == 39, refused.stderr  # ChainGap
     assert "missing" in refused.stderr
-    assert old_copy.json("jobs", "list") == []
+    assert old_copy.json("jobs", "list", "--origin", "hq") == []
     resent = pair.root / "resent.orchkit"
     pair.hq.ok("bundle", "export", "--out", resent, "--peer", "enclave", "--full")
     old_copy.ok("bundle", "import", resent)
-    assert len(old_copy.json("jobs", "list")) == 2
+    assert len(old_copy.json("jobs", "list", "--origin", "hq")) == 2
 
 
 def test_status_shows_per_peer_what_was_sent_acknowledged_and_received(pair: Pair) -> None:

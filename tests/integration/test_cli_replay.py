@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import ACTOR, Orchd
+from conftest import ACTOR, POLICIES, Orchd
 
 from orchd.core import ids
 from orchd.core.events import Draft
 
 
-def dead_job(site: Orchd, job_type: str = "feed-refresh") -> str:
-    """A job that failed its one attempt and is dead (made through the real ledger)."""
-    job_id = site.submit(job_type, "--source", "nvd", "--param", "window=24h", "--priority", "3")
+def dead_job(
+    site: Orchd, job_type: str = "feed-refresh", *args: str, policy_dir: Path = POLICIES
+) -> str:
+    """A job that failed its one attempt and is dead (made through the real ledger); ``args``
+    replace the default source and params."""
+    args = args or ("--source", "nvd", "--param", "window=24h")
+    submitted = site.ok("--policy-dir", str(policy_dir), "jobs", "submit", job_type, *args,
+                        "--priority", "3")  # fmt: skip
+    job_id = submitted.stdout.strip()
     run_id = ids.new_id(1_764_201_600_000, job_id.encode()[-10:])
 
     def draft(kind: str, payload: dict[str, object]) -> Draft:
@@ -87,3 +94,55 @@ def test_an_unfinished_job_is_skipped_with_its_state(site: Orchd) -> None:
     queued = site.submit("feed-refresh")
     (row,) = replay(site, queued)
     assert row["replay"] is None and "still queued" in str(row["skipped"])
+
+
+# --- the local policy: a replay is checked as a submission is ---------------------------------
+
+
+@pytest.fixture
+def old_policy(tmp_path: Path) -> Path:
+    """The tests' policy as it was: with a source, a job type and a parameter since removed."""
+    text = (POLICIES / "site.yaml").read_text()
+    text = text.replace(
+        "  osv: {description: OSV dump}\n",
+        "  osv: {description: OSV dump}\n  retired: {description: gone}\n",
+    )
+    text = text.replace("    params: {window: 24h}\n", "    params: {window: 24h, depth: '1'}\n")
+    text += "  legacy-scan:\n    argv: [/bin/true]\n"
+    assert text.count("retired") == text.count("depth") == 1  # the replacements took
+    (tmp_path / "old-policy").mkdir()
+    (tmp_path / "old-policy" / "site.yaml").write_text(text)
+    return tmp_path / "old-policy"
+
+
+@pytest.mark.parametrize(
+    ("job", "words"),
+    [
+        (("legacy-scan", "--source", "nvd"), "job type 'legacy-scan' does not fit the policy"),
+        (("feed-refresh", "--source", "retired"), "source 'retired' does not fit the policy"),
+        (("vex-ingest", "--param", "depth=2"), "parameter 'depth' does not fit the policy"),
+    ],
+)
+def test_a_replay_the_policy_no_longer_allows_is_refused_as_a_submission_would_be(
+    site: Orchd, old_policy: Path, job: tuple[str, ...], words: str
+) -> None:
+    dead = dead_job(site, *job, policy_dir=old_policy)
+    before = site.event_count()
+
+    refused = site.fails(18, "replay", dead, "--reason", "mirror fixed")  # NotInPolicy
+    submitted = site.fails(18, "jobs", "submit", *job)  # under the policy now in force
+
+    assert words in refused.stderr
+    assert refused.stderr == submitted.stderr
+    assert site.event_count() == before
+
+
+def test_one_replay_the_policy_refuses_stops_the_whole_batch(site: Orchd, old_policy: Path) -> None:
+    fits = dead_job(site)
+    gone = dead_job(site, "legacy-scan", "--source", "nvd", policy_dir=old_policy)
+    before = site.event_count()
+
+    site.fails(18, "replay", fits, gone, "--reason", "mirror fixed")
+
+    assert site.event_count() == before  # all or nothing
+    assert replay(site, fits)[0]["replay"] is not None

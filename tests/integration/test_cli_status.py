@@ -60,7 +60,7 @@ def test_status_reports_every_part_of_the_site(site: Orchd) -> None:
     site.submit("rescan")
 
     status = json.loads(site.ok("status", "--json").stdout)
-    assert status["site_id"] == "hq"
+    assert status["site_id"] == status["origin"] == "hq"
     assert status["states"] == {
         "cancelled": 0,
         "dead": 1,
@@ -80,7 +80,7 @@ def test_status_reports_every_part_of_the_site(site: Orchd) -> None:
     assert 0 <= freshness["age_s"] < 600
 
     text = site.ok("status").stdout
-    assert "jobs: cancelled 0  dead 1  queued 1" in text
+    assert "jobs of origin hq: cancelled 0  dead 1  queued 1" in text
     assert "throttled: 1" in text and "rate" in text and "2026-11-27T01:00:00.000Z" in text
 
 

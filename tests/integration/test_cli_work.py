@@ -280,7 +280,8 @@ def test_a_replayed_dead_job_runs_again(site: Orchd, policy_dir: Path, tmp_path:
     assert show(site, dead)["job"]["state"] == "dead"  # type: ignore[index]
 
     flag.touch()
-    replay = site.ok("replay", dead, "--reason", "fixed the mirror", "--json")
+    where = ("--policy-dir", str(policy_dir))  # replay checks the policy as a submit does
+    replay = site.ok(*where, "replay", dead, "--reason", "fixed the mirror", "--json")
     [outcome] = json.loads(replay.stdout)
     work(site, policy_dir)
 

@@ -433,9 +433,10 @@ class SqliteLedger:
         source: str | None,
         job_type: str | None = None,
         updated_since: str | None = None,
+        origin: str | None = None,
     ) -> Iterator[JobView]:
-        filters = {"state = ?": state, "source = ?": source, "job_type = ?": job_type,
-                   "updated_at >= ?": updated_since}  # fmt: skip
+        filters = {"origin = ?": origin, "state = ?": state, "source = ?": source,
+                   "job_type = ?": job_type, "updated_at >= ?": updated_since}  # fmt: skip
         used = {sql: value for sql, value in filters.items() if value is not None}
         where = " AND ".join(["1 = 1", *used])
         yield from self._select_jobs(where, list(used.values()), limit=-1)
@@ -455,19 +456,21 @@ class SqliteLedger:
         with translated(self.path):
             return [OverrideView._make(row) for row in self._db.execute(sql)]
 
-    def state_counts(self) -> dict[str, int]:
-        sql = "SELECT state, count(*) FROM jobs GROUP BY state"
+    def state_counts(self, origin: str | None = None) -> dict[str, int]:
+        where, params = _of_origin("WHERE", origin)
+        sql = f"SELECT state, count(*) FROM jobs {where} GROUP BY state"
         with translated(self.path):
-            return dict(self._db.execute(sql).fetchall())
+            return dict(self._db.execute(sql, params).fetchall())
 
-    def last_successes(self) -> list[tuple[str | None, str, str]]:
+    def last_successes(self, origin: str | None = None) -> list[tuple[str | None, str, str]]:
         """(source, job type, when its newest job succeeded), for every pair that succeeded."""
+        where, params = _of_origin("AND", origin)
         sql = (
-            "SELECT source, job_type, max(updated_at) FROM jobs WHERE state = 'succeeded' "
+            f"SELECT source, job_type, max(updated_at) FROM jobs WHERE state = 'succeeded' {where} "
             "GROUP BY source, job_type ORDER BY source, job_type"
         )
         with translated(self.path):
-            return [(row[0], row[1], row[2]) for row in self._db.execute(sql)]
+            return [(row[0], row[1], row[2]) for row in self._db.execute(sql, params)]
 
     def job_tallies(self) -> list[tuple[str, str | None, str, str | None, int]]:
         sql = (
@@ -514,14 +517,18 @@ class SqliteLedger:
         with translated(self.path):
             return int(self._db.execute(sql, [self._site_id, now]).fetchone()[0])
 
-    def recent_runs(self, states: Sequence[str], limit: int) -> list[RunView]:
+    def recent_runs(
+        self, states: Sequence[str], limit: int, origin: str | None = None
+    ) -> list[RunView]:
         marks = ", ".join("?" for _ in states)
+        where, params = _of_origin("AND", origin)
         sql = (
-            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE state IN ({marks}) "
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE state IN ({marks}) {where} "
             "ORDER BY ended_at DESC, run_id LIMIT ?"
         )
         with translated(self.path):
-            return [RunView._make(row) for row in self._db.execute(sql, [*states, limit])]
+            rows = self._db.execute(sql, [*states, *params, limit])
+            return [RunView._make(row) for row in rows]
 
     def _select_jobs(self, where: str, params: Sequence[str | None], limit: int) -> list[JobView]:
         sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY job_id LIMIT ?"
@@ -1142,6 +1149,12 @@ def _memory_projection() -> Database:
     db = Database(sqlite3.connect(":memory:", isolation_level=None))
     schema.migrate(db.conn, schema.MIGRATIONS)  # the same tables as the ledger's
     return db
+
+
+def _of_origin(joined: str, origin: str | None) -> tuple[str, list[str]]:
+    """A condition on a projection row's origin (``joined`` by WHERE or AND) and its parameter;
+    nothing for None (every origin)."""
+    return ("", []) if origin is None else (f"{joined} origin = ?", [origin])
 
 
 def _event_row(event: Event) -> tuple[object, ...]:
