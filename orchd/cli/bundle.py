@@ -14,6 +14,7 @@ from orchd.adapters import bundle_io, bundles
 from orchd.core.bundle import ANY_SITE
 from orchd.core.names import check_name, check_text
 from orchd.errors import BadInput, InvalidName, StorageError
+from orchd.ops import peers
 from orchd.ops import requests as request_ops
 
 from . import cli
@@ -55,6 +56,11 @@ def bundle_() -> None:
 )
 @click.option("--peer", help="The site it is for (default: any site that trusts this one).")
 @click.option(
+    "--new-peer",
+    is_flag=True,
+    help="--peer is a first contact: a site this one neither trusts nor has heard from.",
+)
+@click.option(
     "--full",
     is_flag=True,
     help="Every event held, even what --peer acknowledged (default: what it lacks).",
@@ -72,19 +78,26 @@ def export(
     out: Path | None,
     to_outbox: bool,
     peer: str | None,
+    new_peer: bool,
     full: bool,
     expires_in: str,
     as_json: bool,
 ) -> None:
-    """Write a signed bundle of the events this site holds, for another site to import."""
+    """Write a signed bundle of the events this site holds, for another site to import.
+
+    A --peer this site neither trusts nor has heard from (no key, no event, no receipt) is
+    refused as a likely typo, unless --new-peer says it is a first contact."""
     if (out is None) == (not to_outbox):
         raise click.UsageError("give --out FILE or --outbox, one of them")
+    if new_peer and peer is None:
+        raise click.UsageError("--new-peer goes with --peer")
     if out is None:
         out = outbox_file(config, peer)
     body = {
         "recipient": ANY_SITE if peer is None else check_name("site id", peer),
         "expires_in_ms": parse_duration(expires_in),
         "full": full,
+        "new_peer": new_peer,
     }
     with bundle_io.staging_beside(out) as staging:
         written = staging / "bundle"
@@ -112,6 +125,7 @@ def _export(call: Request) -> dict[str, Any]:
     recipient = text(body, "recipient", required=True) or ""
     if recipient != ANY_SITE:
         check_name("site id", recipient)
+        peers.check_known(site.ledger, recipient, new_peer=flag(body, "new_peer"))
     expires_in_ms = number(body, "expires_in_ms") or bundles.DEFAULT_EXPIRY_MS
     if not 60_000 <= expires_in_ms <= MAX_EXPIRY_MS:
         raise BadInput(detail="'expires_in_ms' must be from a minute to 999,999 days")

@@ -8,14 +8,14 @@ from typing import Any
 
 import click
 
+from orchd.adapters import policy_files
 from orchd.core.machines import JOB
-from orchd.core.names import check_name
 from orchd.errors import InvalidName, JobNotFound
 from orchd.ops import jobs as job_ops
 from orchd.ops import requests as request_ops
 
 from . import cli
-from .actions import Request, action, number, params, perform, text
+from .actions import Request, action, flag, number, params, perform, text
 from .context import Config
 from .output import emit_json, event_json, job_json, run_json, table
 from .run import drop_request
@@ -38,10 +38,17 @@ def jobs() -> None:
     help="Ask this other site to run it: the request travels in the next bundle for it.",
 )
 @click.option(
+    "--new-peer",
+    is_flag=True,
+    help="With --site: allow a first contact with a site this site neither trusts nor has "
+    "heard from.",
+)
+@click.option(
     "--spool",
     "to_spool",
     is_flag=True,
-    help="Drop the request into the daemon's spool instead (works while it is down).",
+    help="Drop the request into the daemon's spool instead (works while it is down), once it "
+    "fits the policy.",
 )
 @click.pass_context
 def submit(
@@ -52,32 +59,24 @@ def submit(
     key: str | None,
     priority: int | None,
     for_site: str | None,
+    new_peer: bool,
     to_spool: bool,
 ) -> None:
     """Submit a job of JOB_TYPE (one the policy defines); prints its id (with --spool: the
     spool file, which the daemon turns into a job)."""
-    if to_spool:
-        spool_config = ctx.find_object(Config)
-        assert spool_config is not None
-        request: dict[str, object] = {
-            "job_type": check_name("job type", job_type),
-            "params": job_ops.parse_params(params),
-        }
-        if source is not None:
-            request["source"] = check_name("source", source)
-        if key is not None:
-            request["key"] = check_name("job key", key)
-        if priority is not None:
-            request["priority"] = priority
-        dropped = drop_request(spool_config.state_dir, request, None)
-        click.echo(str(dropped))
-        click.echo(f"spooled {job_type} request as {dropped.name}", err=True)
-        return
+    if new_peer and for_site is None:
+        raise click.UsageError("--new-peer goes with --site")
     config = ctx.find_object(Config)
     assert config is not None
+    if to_spool:
+        _spool(config, job_ops.SubmitRequest(job_type=job_type, source=source, key=key,
+                                             params=job_ops.parse_params(params),
+                                             priority=priority))  # fmt: skip
+        return
     if for_site is not None:
         body = {"site": for_site, "job_type": job_type, "source": source, "key": key,
-                "priority": priority, "params": job_ops.parse_params(params)}  # fmt: skip
+                "priority": priority, "params": job_ops.parse_params(params),
+                "new_peer": new_peer or None}  # fmt: skip
         asked = perform(config, "jobs.request", {k: v for k, v in body.items() if v is not None})
         click.echo(asked["request_id"])
         said = f"asked {for_site} to run a {job_type} job; the request travels in the next bundle"
@@ -93,6 +92,18 @@ def submit(
         click.echo(f"already submitted with key {key!r}: nothing changed", err=True)
 
 
+def _spool(config: Config, submit: job_ops.SubmitRequest) -> None:
+    """Drop the request into the spool once it fits the policy here, as a submission must: a
+    typo is refused now, with the error a submission gives, rather than by the daemon later."""
+    job_ops.check(submit, policy_files.load(config.policy_dir))
+    request: dict[str, object] = {"job_type": submit.job_type, "params": submit.params}
+    optional = {"source": submit.source, "key": submit.key, "priority": submit.priority}
+    request |= {name: value for name, value in optional.items() if value is not None}
+    dropped = drop_request(config.state_dir, request, None)
+    click.echo(str(dropped))
+    click.echo(f"spooled {submit.job_type} request as {dropped.name}", err=True)
+
+
 @action("jobs.request", request_ops.SCOPE, writes=True)
 def _request(call: Request) -> dict[str, Any]:
     body, site = call.body, call.site
@@ -105,7 +116,8 @@ def _request(call: Request) -> dict[str, Any]:
     )
     target = text(body, "site", required=True) or ""
     request_id = request_ops.request(site.ledger, site.clock, site.entropy, call.actor,
-                                     site=target, submit=submit)  # fmt: skip
+                                     site=target, submit=submit,
+                                     new_peer=flag(body, "new_peer"))  # fmt: skip
     return {"request_id": request_id}
 
 
@@ -127,28 +139,38 @@ def _submit(call: Request) -> dict[str, Any]:
 @jobs.command(name="list")
 @click.option("--state", type=click.Choice(sorted(JOB.states)), help="Only jobs in this state.")
 @click.option("--source", help="Only jobs of this source.")
+@click.option("--origin", metavar="SITE", help="The jobs of this origin instead of this site's.")
+@click.option("--all-origins", is_flag=True, help="The jobs of every origin held here.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
-def list_(config: Config, state: str | None, source: str | None, as_json: bool) -> None:
-    """List jobs, oldest first."""
-    body = {"state": state, "source": source}
+def list_(
+    config: Config, state: str | None, source: str | None, origin: str | None,
+    all_origins: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """List this site's jobs, oldest first.
+
+    Other sites' jobs, held here from their bundles, are their history, not this site's queue:
+    --origin SITE lists one site's, --all-origins every site's."""
+    if origin is not None and all_origins:
+        raise click.UsageError("give --origin or --all-origins, not both")
+    body = {"state": state, "source": source, "origin": origin, "all_origins": all_origins or None}
     found = perform(config, "jobs.list", {k: v for k, v in body.items() if v is not None})
     if as_json:
         emit_json(found)
         return
     table(
-        ("ID", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"),
-        ((j["job_id"], j["job_type"], j["source"], j["state"], j["priority"], j["attempts"],
-          j["submitted_at"]) for j in found),
+        ("ID", "ORIGIN", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"),
+        ((j["job_id"], j["origin"], j["job_type"], j["source"], j["state"], j["priority"],
+          j["attempts"], j["submitted_at"]) for j in found),
     )  # fmt: skip
 
 
 @action("jobs.list", job_ops.READ_SCOPE, writes=False)
 def _list(call: Request) -> list[dict[str, Any]]:
     body = call.body
-    found = job_ops.list_jobs(
-        call.site.ledger, state=text(body, "state"), source=text(body, "source")
-    )
+    found = job_ops.list_jobs(call.site.ledger, state=text(body, "state"),
+                              source=text(body, "source"), origin=text(body, "origin"),
+                              all_origins=flag(body, "all_origins"))  # fmt: skip
     return [job_json(job) for job in found]
 
 
@@ -243,7 +265,7 @@ def _detail(payload: object) -> str:
 @click.option("--reason", required=True, help="Why (1-256 printable characters); kept in the log.")
 @click.pass_context
 def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
-    """Cancel a job that has not finished (by id or a unique prefix).
+    """Cancel a job of this site that has not finished (by id or a unique prefix).
 
     A running job's process group gets SIGTERM, then SIGKILL after the kill grace; its run
     ends interrupted, with cause cancelled."""

@@ -22,7 +22,7 @@ from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import RequestView
 from orchd.errors import BadInput, OrchdError
 
-from . import jobs
+from . import jobs, peers
 
 SCOPE = "orch:operate"
 
@@ -43,12 +43,15 @@ def request(
     *,
     site: str,
     submit: jobs.SubmitRequest,
+    new_peer: bool = False,
 ) -> str:
-    """Ask ``site`` to run a job; the request's id. Only the form is checked here: the job
-    type and params are the asked site's policy's business."""
+    """Ask ``site`` to run a job; the request's id. Only the form and the site are checked
+    here (a site unknown here is refused unless ``new_peer``, see ``peers``): the job type and
+    params are the asked site's policy's business."""
     check_name("site id", site)
     if site == ledger.site_id:
         raise BadInput(detail="this is the site itself: submit the job without --site")
+    peers.check_known(ledger, site, new_peer=new_peer)
     check_name("job type", submit.job_type)
     payload: dict[str, object] = {"site": site, "job_type": submit.job_type,
                                   "params": dict(submit.params)}  # fmt: skip

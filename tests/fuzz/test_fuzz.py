@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchd.adapters import bundles, control, keys, policy_files, spool
+from orchd.adapters import bundles, control, identity, keys, policy_files, spool
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core.events import Actor
@@ -184,7 +184,7 @@ def server(tmp_path: Path) -> Iterator[tuple[Path, list[BaseException]]]:
     path = tmp_path / "orchd.sock"
     authz = control.Authz(grants=(), owner_uid=os.getuid(), from_file=False)
     made = control.ControlServer(path, authz, answer, transfers=tmp_path / "transfers",
-                                 max_upload=1 << 20)  # fmt: skip
+                                 max_upload=1 << 20, identity=identity.new("hq"))  # fmt: skip
     escaped: list[BaseException] = []
     made._server.handle_error = lambda request, address: escaped.append(  # type: ignore[method-assign]
         RuntimeError("a request handler raised")

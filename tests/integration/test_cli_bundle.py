@@ -883,11 +883,12 @@ def test_a_bundle_of_this_site_itself_is_refused(enclave: Site, tmp_path: Path) 
 def test_a_bundle_for_another_peer_is_refused_and_one_for_this_site_accepted(
     hq: Site, enclave: Site, tmp_path: Path
 ) -> None:
-    hq.ok("bundle", "export", "--out", tmp_path / "other.orchkit", "--peer", "other")
+    # hq has heard from neither: each is a first contact
+    hq.ok("bundle", "export", "--out", tmp_path / "other.orchkit", "--peer", "other", "--new-peer")
     assert_refused(
         enclave, tmp_path / "other.orchkit", 73, "it is addressed to site 'other', not 'enclave'"
     )
-    hq.ok("bundle", "export", "--out", tmp_path / "mine.orchkit", "--peer", "enclave")
+    hq.ok("bundle", "export", "--out", tmp_path / "mine.orchkit", "--peer", "enclave", "--new-peer")
     assert imported(enclave, tmp_path / "mine.orchkit")["events"] > 0
 
 
@@ -1194,9 +1195,9 @@ def test_events_travel_byte_identical_through_a_relay(
     relayed = relay.chain("enclave")
     assert len(relayed) == report["ranges"]["enclave"]["to_seq"]
     assert relayed == enclave.chain("enclave")[: len(relayed)]  # then the enclave's bundle.exported
-    jobs = {j["job_id"]: j for j in world.hq.json("jobs", "list")}
+    jobs = {j["job_id"]: j for j in world.hq.json("jobs", "list", "--all-origins")}
     for site in (enclave, relay):
-        there = {j["job_id"]: j for j in site.json("jobs", "list")}
+        there = {j["job_id"]: j for j in site.json("jobs", "list", "--all-origins")}
         assert there == jobs
     for site in (world.hq, enclave, relay):
         assert site.json("ledger", "verify")["ok"] is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -178,6 +179,84 @@ def test_a_bad_name_is_refused_and_nothing_is_recorded(
     assert site.event_count() == before
 
 
+# --- submit --spool and --site -----------------------------------------------------------------
+
+
+def spooled(site: Orchd) -> list[Path]:
+    """Every file in the spool, whatever its subdirectory."""
+    return sorted(path for path in (site.state_dir / "spool").glob("*/*"))
+
+
+def test_a_spooled_request_that_fits_the_policy_is_dropped_as_given(site: Orchd) -> None:
+    result = site.ok("jobs", "submit", "feed-refresh", "--source", "nvd", "--param", "window=1h",
+                     "--key", "nightly", "--priority", "7", "--spool")  # fmt: skip
+
+    [dropped] = spooled(site)
+    assert result.stdout.strip() == str(dropped) and dropped.parent.name == "new"
+    assert json.loads(dropped.read_text()) == {
+        "job_type": "feed-refresh", "source": "nvd", "params": {"window": "1h"},
+        "key": "nightly", "priority": 7,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("feed-refrsh",), 18),  # NotInPolicy: job type
+        (("feed-refresh", "--source", "nvdd"), 18),  # NotInPolicy: source
+        (("feed-refresh", "--param", "windw=1h"), 18),  # NotInPolicy: parameter
+        (("feed-refresh", "--key", "replay:x"), 11),  # InvalidName: orchd's own keys
+        (("feed-refresh", "--priority", "5000"), 11),  # InvalidName: priority
+        (("feed-refresh", "--param", "window"), 12),  # InvalidParam
+    ],
+)
+def test_a_spooled_request_is_checked_as_a_submission_and_a_typo_drops_nothing(
+    site: Orchd, args: tuple[str, ...], code: int
+) -> None:
+    before = site.event_count()
+
+    direct = site.fails(code, "jobs", "submit", *args)
+    spool = site.fails(code, "jobs", "submit", *args, "--spool")
+
+    assert spool.stderr == direct.stderr
+    assert spooled(site) == []
+    assert site.event_count() == before
+
+
+def test_a_spooled_request_is_checked_against_the_policy_dir_given(
+    site: Orchd, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-policy"
+    other.mkdir()
+    (other / "site.yaml").write_text("version: 1\njob_types:\n  audit:\n    argv: [/bin/true]\n")
+
+    site.ok("--policy-dir", str(other), "jobs", "submit", "audit", "--spool")
+    refused = site.fails(18, "--policy-dir", str(other), "jobs", "submit", "rescan", "--spool")
+
+    assert "job type 'rescan' does not fit the policy: one of audit" in refused.stderr
+    assert len(spooled(site)) == 1
+
+
+def test_new_peer_goes_with_site(site: Orchd) -> None:
+    before = site.event_count()
+    result = site.fails(2, "jobs", "submit", "rescan", "--new-peer")
+    assert "--new-peer goes with --site" in result.stderr
+    assert site.event_count() == before
+
+
+def test_new_peer_allows_a_first_request_to_a_site_unknown_here(site: Orchd) -> None:
+    before = site.event_count()
+
+    refused = site.fails(44, "jobs", "submit", "rescan", "--site", "enclave")  # UnknownPeer
+    assert site.event_count() == before
+    asked = site.ok("jobs", "submit", "rescan", "--site", "enclave", "--new-peer")
+
+    assert "--new-peer" in refused.stderr
+    request = json.loads(site.ok("jobs", "show", asked.stdout.strip(), "--json").stdout)
+    assert (request["request"]["site"], request["answer"]) == ("enclave", None)
+    assert site.event_count() == before + 1
+
+
 # --- list ---------------------------------------------------------------------------------------
 
 
@@ -245,16 +324,18 @@ def test_list_filters_by_state_and_source(
 ) -> None:
     assert ids_of(seeded.jobs(*filters)) == expected
     text = seeded.ok("jobs", "list", *filters).stdout.splitlines()
-    assert text[0].split() == ["ID", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"]
+    assert text[0].split() == [
+        "ID", "ORIGIN", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"
+    ]  # fmt: skip
     assert [line.split()[0] for line in text[1:]] == expected
 
 
 def test_list_text_shows_one_aligned_row_per_job(seeded: Orchd) -> None:
     header, *rows = seeded.ok("jobs", "list").stdout.splitlines()
-    assert [row.split()[:6] for row in rows] == [
-        [JOB_A, "feed-refresh", "nvd", "queued", "0", "0"],
-        [JOB_B, "feed-refresh", "nvd", "cancelled", "0", "0"],
-        [JOB_C, "feed-refresh", "-", "running", "0", "1"],
+    assert [row.split()[:7] for row in rows] == [
+        [JOB_A, "hq", "feed-refresh", "nvd", "queued", "0", "0"],
+        [JOB_B, "hq", "feed-refresh", "nvd", "cancelled", "0", "0"],
+        [JOB_C, "hq", "feed-refresh", "-", "running", "0", "1"],
     ]
     state_column = header.index("STATE")
     assert {row[state_column:].split()[0] for row in rows} == {"queued", "cancelled", "running"}
@@ -262,7 +343,7 @@ def test_list_text_shows_one_aligned_row_per_job(seeded: Orchd) -> None:
 
 def test_list_on_a_site_without_jobs_prints_only_the_header(site: Orchd) -> None:
     assert site.ok("jobs", "list").stdout.splitlines() == [
-        "ID  TYPE  SOURCE  STATE  PRIO  TRIES  SUBMITTED"
+        "ID  ORIGIN  TYPE  SOURCE  STATE  PRIO  TRIES  SUBMITTED"
     ]
     assert site.jobs() == []
 
