@@ -9,13 +9,11 @@ ORCHD_POLICY_DIR="$DEMO/policies"
 export ORCHD_STATE_DIR ORCHD_POLICY_DIR
 say() { printf '\n== %s\n' "$*"; }
 
-# The example policies as shipped, with the job programs replaced by tools/demo/job.sh, which
-# says what it was asked to do and succeeds.
-mkdir -p "$ORCHD_POLICY_DIR" "$DEMO/work"
-for file in "$REPO"/policies/examples/*.yaml; do
-    sed -e "s#/usr/lib/orchd/jobs/#$REPO/tools/demo/jobs/#" -e "s#/var/lib/orchd/work#$DEMO/work#" \
-        "$file" > "$ORCHD_POLICY_DIR/$(basename "$file")"
-done
+# The example policies as shipped: their job programs are orchd's stand-ins
+# (orchd-example-job, installed beside orchd), which say what they were asked to do and succeed. A copy,
+# since the daemon's part adds a schedule to it.
+mkdir -p "$ORCHD_POLICY_DIR"
+cp "$REPO"/policies/examples/*.yaml "$ORCHD_POLICY_DIR/"
 
 say "check the example policy of a vulnerability-operations site"
 orchd policy check
@@ -74,7 +72,8 @@ ENCLAVE="$DEMO/enclave"
 orchd --state-dir "$ENCLAVE" init --site-id enclave
 orchd keys export-public "$DEMO/hq.pem"
 orchd --state-dir "$ENCLAVE" keys trust hq "$DEMO/hq.pem" --reason "demo key ceremony"
-orchd bundle export --out "$DEMO/hq-1.orchkit" --peer enclave
+echo "hq has neither the enclave's key nor word from it yet: a first contact, so --new-peer"
+orchd bundle export --out "$DEMO/hq-1.orchkit" --peer enclave --new-peer
 orchd bundle inspect "$DEMO/hq-1.orchkit"
 orchd --state-dir "$ENCLAVE" bundle verify "$DEMO/hq-1.orchkit"
 orchd --state-dir "$ENCLAVE" bundle import "$DEMO/hq-1.orchkit"
