@@ -22,8 +22,9 @@ decoy() { env -u ORCHD_SOCKET -u ORCHD_STATE_DIR -u ORCHD_CONFIG "$ORCHD" --stat
 
 mkdir -p /run/orchd || { echo "decoy: cannot create /run/orchd (run as root)" >&2; exit 1; }
 decoy init --site-id decoy 2>/dev/null
-decoy run --rescan 1 >"$WORK/daemon.log" 2>&1 &
-PID=$!
+env -u ORCHD_SOCKET -u ORCHD_STATE_DIR -u ORCHD_CONFIG "$ORCHD" --state-dir "$WORK/site" \
+    --policy-dir "$REPO/tests/policies" --socket "$SOCKET" run --rescan 1 >"$WORK/daemon.log" 2>&1 &
+PID=$!  # env execs orchd: this is the daemon's own pid
 tries=0
 until decoy status >/dev/null 2>&1; do
     tries=$((tries + 1))

@@ -57,6 +57,24 @@ class Config:
         found = control.find_socket(self.socket_path, self.state_dir, expect.socket)
         return None if found is None else (found, expect)
 
+    def daemon_state(self) -> dict[str, Any]:
+        """Whether a daemon serves this site and at which socket, for ``status`` and ``doctor``:
+        ``serving``, ``socket`` (the one found, or None) and ``detail``, one line for a person."""
+        target = self.find_daemon()
+        if target is None:
+            detail = "no daemon socket for this site: commands run in-process"
+            return {"serving": False, "socket": None, "detail": detail}
+        found, expect = target
+        served = control.probe(found)
+        if served is None:
+            detail = f"no daemon answers at {found} (left by one that stopped): commands run here"
+        elif (served.site_id, served.instance) != (expect.site_id, expect.instance):
+            detail = f"the daemon at {found} serves site {served.site_id!r}, not this one"
+        else:
+            return {"serving": True, "socket": str(found),
+                    "detail": f"a daemon serves this site at {found}"}  # fmt: skip
+        return {"serving": False, "socket": str(found), "detail": detail}
+
     def stream_path(self) -> Path | None:
         found = self.find_daemon()
         return None if found is None else found[0]

@@ -26,6 +26,7 @@ from orchd.errors import OrchdError, SiteUnhealthy
 from . import cli
 from .context import Config
 from .output import emit_json
+from .policy import PROGRAM_FIX
 
 MIN_FREE_BYTES = 1 << 30  # below this, a full export or a large import may not fit
 MIN_FREE_SHARE = 0.05
@@ -48,10 +49,11 @@ Check = Callable[[Config], Iterator[Finding]]
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
 def doctor(config: Config, full: bool, as_json: bool) -> None:
-    """Check the state dir and key permissions, the ledger, the trust store, the policy, free
-    disk, the clock and the daemon's socket; print each finding with its fix. Exits non-zero
-    when anything fails."""
-    checks: list[Check] = [_state_dir, _key, lambda c: _ledger(c, full), _policy, _disk, _socket]
+    """Check the state dir and key permissions, the ledger, the trust store, the policy (with
+    authz.yaml), the job programs, free disk, the clock and the daemon's socket; print each
+    finding with its fix. Exits non-zero when anything fails."""
+    checks: list[Check] = [_state_dir, _key, lambda c: _ledger(c, full), _policy, _programs,
+                           _disk, _socket]  # fmt: skip
     findings = [finding for check in checks for finding in check(config)]
     if as_json:
         emit_json([asdict(f) for f in findings])
@@ -164,11 +166,25 @@ def _clock(ledger: SqliteLedger, now_ms: int, config: Config) -> Iterator[Findin
 def _policy(config: Config) -> Iterator[Finding]:
     try:
         policy = policy_files.load(config.policy_dir)
+        authz = control.load_authz(config.policy_dir)
     except OrchdError as exc:
         yield Finding("policy", "fail", exc.message, exc.hint or "")
         return
+    grants = f"{len(authz.grants)} grants in authz.yaml" if authz.from_file else "no authz.yaml"
     yield Finding("policy", "ok", f"{config.policy_dir}: {len(policy.job_types)} job types, "
-                  f"{len(policy.schedules)} schedules")  # fmt: skip
+                  f"{len(policy.schedules)} schedules, {grants}")  # fmt: skip
+
+
+def _programs(config: Config) -> Iterator[Finding]:
+    try:
+        policy = policy_files.load(config.policy_dir)
+    except OrchdError:
+        return  # the policy check says why
+    problems = policy_files.program_problems(policy, os.environ)
+    for problem in problems:
+        yield Finding("program", "warn", str(problem), PROGRAM_FIX)
+    if not problems:
+        yield Finding("program", "ok", "every job type's program is here and executable")
 
 
 def _disk(config: Config) -> Iterator[Finding]:
@@ -190,21 +206,27 @@ def _disk(config: Config) -> Iterator[Finding]:
 
 
 def _socket(config: Config) -> Iterator[Finding]:
-    found = config.stream_path()
-    if found is None:
-        yield Finding("socket", "ok", "no daemon socket: commands run in-process")
+    """Whether a daemon serves this site, at which socket, and whether this user may use it."""
+    state = config.daemon_state()
+    if not state["serving"]:
+        level = "ok" if state["socket"] is None else "warn"
+        yield Finding("socket", level, state["detail"],
+                      "systemctl status orchd; if a daemon of another site holds the socket, "
+                      "give one of them another (--socket, config socket:)")  # fmt: skip
         return
+    found = Path(state["socket"])
+    expect = config.expected_site()
     started = time.monotonic()
     try:
-        status, payload = control.request(found, "POST", control.ACTIONS_PATH + "status", {})
-    except OSError as exc:
-        yield Finding("socket", "warn", f"{found}: no daemon answers ({exc.strerror or exc})",
-                      "a daemon that died left it; systemctl status orchd, then systemctl "
-                      "restart orchd")  # fmt: skip
+        status, payload = control.request(found, "POST", control.ACTIONS_PATH + "status", {},
+                                          expect=expect)  # fmt: skip
+    except (OSError, OrchdError) as exc:
+        yield Finding("socket", "warn", f"{found}: the daemon did not answer ({exc})",
+                      "systemctl status orchd, then systemctl restart orchd")  # fmt: skip
         return
     took_ms = int((time.monotonic() - started) * 1000)
     if status == 200:
-        yield Finding("socket", "ok", f"{found}: the daemon answered in {took_ms} ms")
+        yield Finding("socket", "ok", f"{state['detail']}; it answered in {took_ms} ms")
     else:
         error = payload.get("error", status) if isinstance(payload, dict) else status
         yield Finding("socket", "warn", f"{found}: the daemon refused: {error}",

@@ -11,17 +11,26 @@ import click
 from orchd.ops import status as status_ops
 
 from . import cli
-from .actions import Request, action, perform
+from .actions import Request, action, flag, perform, text
 from .context import Config
 from .output import emit_json, job_json, run_json, table
 
 
 @cli.command()
+@click.option("--origin", metavar="SITE", help="Count and list the jobs of this origin instead.")
+@click.option("--all-origins", is_flag=True, help="Count and list the jobs of every origin.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_obj
-def status(config: Config, as_json: bool) -> None:
-    """Queues by state, running and throttled jobs, recent failures, freshness per source."""
-    now = perform(config, "status", {})
+def status(config: Config, origin: str | None, all_origins: bool, as_json: bool) -> None:
+    """Queues by state, running and throttled jobs, recent failures, freshness per source.
+
+    Jobs, runs and freshness are this site's own (other sites' jobs, from their bundles, are
+    their history), unless --origin or --all-origins says otherwise."""
+    if origin is not None and all_origins:
+        raise click.UsageError("give --origin or --all-origins, not both")
+    body = {"origin": origin, "all_origins": all_origins or None}
+    now = perform(config, "status", {k: v for k, v in body.items() if v is not None})
+    now["daemon"] = config.daemon_state()  # asked of the socket by this client, not the daemon
     if as_json:
         emit_json(now)
         return
@@ -30,10 +39,13 @@ def status(config: Config, as_json: bool) -> None:
 
 @action("status", status_ops.SCOPE, writes=False)
 def _status(call: Request) -> dict[str, Any]:
-    now = status_ops.status(call.site.ledger, call.site.clock)
+    body = call.body
+    now = status_ops.status(call.site.ledger, call.site.clock, origin=text(body, "origin"),
+                            all_origins=flag(body, "all_origins"))  # fmt: skip
     return {
         "site_id": now.site_id,
         "now": now.now,
+        "origin": now.origin,
         "states": now.states,
         "running": [job_json(j) for j in now.running],
         "throttled": [job_json(j) for j in now.throttled],
@@ -47,7 +59,9 @@ def _status(call: Request) -> dict[str, Any]:
 
 def _show(now: dict[str, Any]) -> None:
     click.echo(f"site {now['site_id']} at {now['now']}")
-    click.echo("jobs: " + "  ".join(f"{state} {count}" for state, count in now["states"].items()))
+    click.echo(f"daemon: {now['daemon']['detail']}")
+    whose = "every origin" if now["origin"] is None else f"origin {now['origin']}"
+    click.echo(f"jobs of {whose}: " + "  ".join(f"{s} {n}" for s, n in now["states"].items()))
     _section(
         "running",
         ("JOB", "TYPE", "SOURCE", "TRY", "SINCE"),

@@ -185,7 +185,9 @@ def test_a_daemon_dying_after_an_inbox_import_moves_the_file_once_restarted(
     enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
     inbox = enclave.state / "inbox"
     (inbox / "new").mkdir(parents=True)
-    hq.ok("bundle", "export", "--out", inbox / "new" / "hq.orchkit", "--peer", "enclave", "--new-peer")
+    hq.ok(
+        "bundle", "export", "--out", inbox / "new" / "hq.orchkit", "--peer", "enclave", "--new-peer"
+    )
 
     assert enclave.daemon(crash_at="inbox.imported").wait(timeout=60) == crash.EXIT
     assert os.listdir(inbox / "cur") == ["hq.orchkit"]  # imported, not yet moved

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, child_env
-from test_daemon import Daemon, daemon  # noqa: F401  (daemon: the fixture)
+from test_daemon import Daemon
 
 from orchd.adapters import control, identity
 from orchd.adapters.ledger import SqliteLedger
@@ -37,6 +37,16 @@ def two(tmp_path: Path) -> Iterator[tuple[Daemon, Daemon]]:
         d.notify.close()
 
 
+@pytest.fixture
+def hq(tmp_path: Path) -> Iterator[Daemon]:
+    made = Daemon(tmp_path)
+    yield made
+    if made.proc is not None and made.proc.poll() is None:
+        made.proc.kill()
+        made.proc.wait(timeout=30)
+    made.notify.close()
+
+
 def events(state: Path) -> int:
     ledger = SqliteLedger.open(state / "ledger.db", SystemClock(), OsEntropy())
     try:
@@ -46,18 +56,18 @@ def events(state: Path) -> int:
 
 
 def test_init_writes_a_readable_identity_and_the_daemon_names_its_socket_while_it_runs(
-    daemon: Daemon,
+    hq: Daemon,
 ) -> None:
-    path = daemon.state / "site.json"
+    path = hq.state / "site.json"
     made = json.loads(path.read_text())
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert made["site_id"] == "hq" and len(made["instance"]) == 32 and "socket" not in made
 
-    daemon.start()
+    hq.start()
     serving = json.loads(path.read_text())
-    code, _ = daemon.stop()
+    code, _ = hq.stop()
 
-    assert serving == {**made, "socket": str(daemon.state / "orchd.sock")}
+    assert serving == {**made, "socket": str(hq.state / "orchd.sock")}
     assert code == 0 and json.loads(path.read_text()) == made
 
 
@@ -85,8 +95,11 @@ def test_a_decoy_at_the_socket_refuses_every_command_before_acting(
     assert named is not None
     identity.write(hq.state, named.with_socket(decoy_socket))
     stale = hq.cli("jobs", "submit", "echo", "--key", "meant-for-hq")
+    doctor = json.loads(hq.cli("doctor", "--json").stdout)
 
     assert stale.returncode == 42 and "'decoy'" in stale.stderr
+    [found] = [f for f in doctor if f["check"] == "socket"]
+    assert found["level"] == "warn" and "serves site 'decoy', not this one" in found["detail"]
     assert events(decoy.state) == before and not (tmp_path / "hq.orchkit").exists()
     assert decoy.stop()[0] == 0
 
@@ -106,12 +119,12 @@ def raw_post(path: Path, action: str, headers: dict[str, str]) -> tuple[int, dic
 
 
 def test_a_request_naming_another_site_is_refused_on_the_socket_and_never_reaches_the_loop(
-    daemon: Daemon,
+    hq: Daemon,
 ) -> None:
-    daemon.start()
-    path = daemon.state / "orchd.sock"
-    before = events(daemon.state)
-    ours = identity.read(daemon.state)
+    hq.start()
+    path = hq.state / "orchd.sock"
+    before = events(hq.state)
+    ours = identity.read(hq.state)
     assert ours is not None
 
     other_site = raw_post(path, "jobs.submit", {"Orchd-Site": "enclave"})
@@ -128,8 +141,8 @@ def test_a_request_naming_another_site_is_refused_on_the_socket_and_never_reache
         and "a site made anew" in other_instance[2]["error"]
     )
     assert right[0] == 200 and right[1]["orchd-instance"] == ours.instance
-    assert events(daemon.state) == before and daemon.jobs() == []
-    assert daemon.stop()[0] == 0
+    assert events(hq.state) == before and hq.jobs() == []
+    assert hq.stop()[0] == 0
 
 
 def test_two_sites_on_one_host_each_reach_their_own_daemon(two: tuple[Daemon, Daemon]) -> None:
@@ -161,7 +174,7 @@ def test_a_daemon_never_takes_a_socket_that_answers(two: tuple[Daemon, Daemon]) 
 
 
 def test_a_socket_left_by_a_dead_daemon_is_replaced_and_named_in_site_json(
-    daemon: Daemon, tmp_path: Path
+    hq: Daemon, tmp_path: Path
 ) -> None:
     elsewhere = tmp_path / "run" / "hq.sock"
     elsewhere.parent.mkdir()
@@ -169,20 +182,20 @@ def test_a_socket_left_by_a_dead_daemon_is_replaced_and_named_in_site_json(
     dead.bind(str(elsewhere))  # bound, never listening: nothing answers there
     dead.close()
 
-    daemon.start(ORCHD_SOCKET=str(elsewhere))  # the configuration's socket: (through env)
-    named = identity.read(daemon.state)
-    found = daemon.cli("jobs", "submit", "echo", "--key", "via-site-json")  # no --socket given
-    listed = [j["key"] for j in daemon.jobs()]
+    hq.start(ORCHD_SOCKET=str(elsewhere))  # the configuration's socket: (through env)
+    named = identity.read(hq.state)
+    found = hq.cli("jobs", "submit", "echo", "--key", "via-site-json")  # no --socket given
+    listed = [j["key"] for j in hq.jobs()]
 
     assert named is not None and named.socket == str(elsewhere)
     assert found.returncode == 0, found.stderr
     assert listed == ["via-site-json"]
-    assert daemon.stop()[0] == 0
+    assert hq.stop()[0] == 0
 
 
-def test_an_unreadable_state_dir_is_refused_plainly(daemon: Daemon, tmp_path: Path) -> None:
-    os.chmod(daemon.state, 0o700)
-    argv = daemon.argv("jobs", "list")
+def test_an_unreadable_state_dir_is_refused_plainly(hq: Daemon, tmp_path: Path) -> None:
+    os.chmod(hq.state, 0o700)
+    argv = hq.argv("jobs", "list")
     if os.geteuid() == 0:  # root reads everything: ask as nobody
         if shutil.which("setpriv") is None:
             pytest.skip("no setpriv to drop root")
@@ -192,7 +205,7 @@ def test_an_unreadable_state_dir_is_refused_plainly(daemon: Daemon, tmp_path: Pa
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
 
     assert done.returncode == 76, done.stderr
-    assert f"cannot read the site identity in {daemon.state}: permission denied" in done.stderr
+    assert f"cannot read the site identity in {hq.state}: permission denied" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -213,3 +226,22 @@ def test_the_default_socket_is_looked_at_only_for_the_default_state_dir(
         assert control.find_socket(None, tmp_path) == tmp_path / "orchd.sock"
     finally:
         listener.close()
+
+
+def test_status_says_whether_a_daemon_serves_this_site_and_where(hq: Daemon) -> None:
+    before = json.loads(hq.cli("status", "--json").stdout)["daemon"]
+    hq.start()
+    during = json.loads(hq.cli("status", "--json").stdout)["daemon"]
+    shown = hq.cli("status").stdout
+    doctor = json.loads(hq.cli("doctor", "--json").stdout)
+    assert hq.stop()[0] == 0
+
+    sock = str(hq.state / "orchd.sock")
+    assert before["serving"] is False and "in-process" in before["detail"]
+    assert during == {"serving": True, "socket": sock,
+                      "detail": f"a daemon serves this site at {sock}"}  # fmt: skip
+    assert f"daemon: a daemon serves this site at {sock}" in shown.splitlines()
+    [found] = [f for f in doctor if f["check"] == "socket"]
+    assert found["level"] == "ok" and found["detail"].startswith(
+        f"a daemon serves this site at {sock}"
+    )

@@ -30,10 +30,8 @@ def test_a_healthy_site_passes_every_check(site: Orchd) -> None:
     code, found = findings(site, "--full")
 
     assert code == 0
-    assert levels(found) == {
-        name: {"ok"}
-        for name in ("state", "key", "ledger", "trust", "clock", "policy", "disk", "socket")
-    }
+    checks = ["state", "key", "ledger", "trust", "clock", "policy", "program", "disk", "socket"]
+    assert levels(found) == {name: {"ok"} for name in checks}
     assert "events verified" in found["ledger"][0]["detail"]
     text = site.ok("doctor").stdout
     assert text.splitlines()[0].startswith("ok    state")
@@ -86,6 +84,36 @@ def test_a_damaged_ledger_and_a_broken_policy_fail_with_their_own_errors(
     assert "restore" in found["ledger"][0]["fix"]
     assert found["policy"][0]["level"] == "fail" and "bad" in found["policy"][0]["detail"]
     assert "trust" not in found  # read from the ledger, which could not be opened
+
+
+def test_a_missing_job_program_warns_and_a_bad_authz_yaml_fails(
+    site: Orchd, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "site.yaml").write_text(
+        f"version: 1\njob_types:\n  gone: {{argv: [{tmp_path}/gone]}}\n"
+        "  ok: {argv: [/bin/true]}\n"
+    )
+
+    code, found = findings(site, before=("--policy-dir", str(policy)))
+
+    assert code == 0
+    assert found["program"] == [{
+        "check": "program", "level": "warn",
+        "detail": f"job type gone: program {tmp_path}/gone does not exist",
+        "fix": "install the program, or correct the job type's argv; until then its runs fail "
+               "to start",
+    }]  # fmt: skip
+    assert found["policy"][0]["level"] == "ok" and "no authz.yaml" in found["policy"][0]["detail"]
+
+    (policy / "authz.yaml").write_text("version: 1\ngrants:\n  - {user: alice, scopes: []}\n")
+    code, found = findings(site, before=("--policy-dir", str(policy)))
+
+    assert code == 41
+    [failed] = found["policy"]
+    assert failed["level"] == "fail"
+    assert f"{policy}/authz.yaml:3: grants[0].scopes" in failed["detail"]
 
 
 def test_a_peer_key_about_to_expire_warns_without_failing(site: Orchd, tmp_path: Path) -> None:
