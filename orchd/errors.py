@@ -101,6 +101,30 @@ class ConfigInvalid(BadInput):
     hint = "fix the daemon configuration; every key is documented in docs/CONFIG.md"
 
 
+class TicketRequired(BadInput):
+    """{change} needs a change ticket on this site: nothing was changed"""
+
+    exit_code = 20
+    hint = (
+        "give the ticket it is done under, e.g. --ticket SEC-1234; the policy key "
+        "tickets.required_for lists the changes that need one (here: {required})"
+    )
+
+
+class NoSuchFile(BadInput):
+    """no such {kind}: {path}"""
+
+    exit_code = 29
+    hint = "check the path for a typo; nothing was read or written"
+
+
+class IsADirectory(BadInput):
+    """{path} is a directory, not a file"""
+
+    exit_code = 28
+    hint = "give the path of a file: the bundle to read, or a new file's name to write"
+
+
 # --- 30-49: state conflicts -------------------------------------------------------------------
 
 
@@ -122,6 +146,17 @@ class SiteExists(StateConflict):
 
     exit_code = 32
     hint = "orchd never overwrites a site; choose another --state-dir or remove it deliberately"
+
+
+class SiteServed(SiteExists):
+    """an orchd site already exists at {path}, and a daemon serves it at {socket}"""
+
+    exit_code = 46
+
+    hint = (
+        "orchd never overwrites a site: to start over, stop its daemon (systemctl stop orchd) and "
+        "remove the state dir deliberately; for a new site choose another --state-dir"
+    )
 
 
 class SiteLocked(StateConflict):
@@ -224,6 +259,25 @@ class ForeignJob(StateConflict):
         "ask {origin!r} to do it: its operators, or a request that travels in the next bundle "
         "(orchd jobs submit TYPE --site {origin})"
     )
+
+
+class TooManyOrigins(StateConflict):
+    """{count} origins would need a {size}-byte signature envelope; format 1 allows {limit}"""
+
+    exit_code = 48
+    hint = (
+        "nothing was written; export for a named peer whose receipt this site holds (--peer SITE, "
+        "without --full): that bundle carries only the origins with new events. A bundle for any "
+        "site, or --full, carries every origin, which format 1 cannot do past this limit; format "
+        "2 lifts it"
+    )
+
+
+class OutputExists(StateConflict):
+    """{path} exists: choose another name"""
+
+    exit_code = 49
+    hint = "orchd never replaces a file; give --out a new name, or move the old file away first"
 
 
 # --- 50-69: integrity failures ----------------------------------------------------------------
@@ -373,7 +427,7 @@ class SpawnFailed(SystemFailure):
 
 
 class RemoteRefused(Refused):
-    """the daemon refused: {error}"""
+    """{error}"""
 
     exit_code = 75  # the table's code; each instance exits with the code the daemon sent
 
@@ -385,6 +439,12 @@ class RemoteRefused(Refused):
     @property
     def hint_text(self) -> str | None:
         return self._hint
+
+
+class Interrupted(OrchdError):
+    """interrupted: {detail}"""
+
+    exit_code = 130  # as a shell reports a process ended by SIGINT (128 + 2)
 
 
 class InternalError(OrchdError):

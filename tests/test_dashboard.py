@@ -464,8 +464,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     enclave.ok("init", "--site-id", "enclave")
     hq.ok("keys", "export-public", str(root / "hq.pub"))
     enclave.ok("keys", "export-public", str(root / "enclave.pub"))
-    enclave.ok("keys", "trust", "hq", str(root / "hq.pub"))
-    hq.ok("keys", "trust", "enclave", str(root / "enclave.pub"))
+    enclave.ok(
+        "keys", "trust", "hq", str(root / "hq.pub"), "--reason", "peer key exchanged by hand"
+    )
+    hq.ok(
+        "keys",
+        "trust",
+        "enclave",
+        str(root / "enclave.pub"),
+        "--reason",
+        "peer key exchanged by hand",
+    )
     hq.submit("feed-refresh", "--source", "nvd")
     hq.ok("sources", "pause", "ghsa", "--reason", "upstream maintenance")
     hq.submit("feed-refresh", "--source", "ghsa")  # throttled: its source is paused

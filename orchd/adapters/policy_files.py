@@ -344,6 +344,35 @@ RETENTION_KEYS = {
     ),
 }
 
+
+def changes(node: yaml.Node, at: At) -> frozenset[str]:
+    """A list of audited changes, each named once; quota always among them."""
+    listed: tuple[str, ...] = list_of(choice(*model.CHANGES))(node, at)
+    if twice := sorted({c for c in listed if listed.count(c) > 1}):
+        raise at.error(f"{twice[0]} is listed twice")
+    if missing := sorted(model.TICKETS_ALWAYS - set(listed)):
+        raise at.error(
+            f"{missing[0]} must be listed: a quota change always carries a ticket (its events "
+            "need one on every site)"
+        )
+    return frozenset(listed)
+
+
+TICKET_KEYS = {
+    "required_for": key(
+        changes,
+        "list of changes",
+        REQUIRED,
+        "[quota, backfill, rotate]",
+        "the operators' changes that need --ticket, from this fixed list: "
+        + ", ".join(model.CHANGES)
+        + " (jobs cancel, replay, sources pause and resume, quota set and reset, backfill, keys "
+        "trust, revoke and rotate); quota must be listed. Every one of them needs --reason, "
+        "and any may carry a ticket",
+        required=True,
+    ),
+}
+
 TOP_KEYS = {
     "version": key(integer(1, 1), "int", REQUIRED, "1", "policy format version",
                    required=True),
@@ -364,6 +393,9 @@ TOP_KEYS = {
                   "which job types this site runs when the named site requests them "
                   "(jobs submit --site); every other request is refused, and the refusal "
                   "travels back"),
+    "tickets": key(record(TICKET_KEYS), "tickets", "required for quota and backfill",
+                   "{required_for: [quota, backfill, rotate]}",
+                   "which audited operator changes need a change ticket (one file may set it)"),
 }  # fmt: skip
 
 SECTIONS: Mapping[str, Mapping[str, Key]] = {
@@ -373,6 +405,7 @@ SECTIONS: Mapping[str, Mapping[str, Key]] = {
     "backoff": BACKOFF_KEYS,
     "schedule": SCHEDULE_KEYS,
     "quota": QUOTA_KEYS,
+    "tickets": TICKET_KEYS,
 }
 
 
@@ -444,7 +477,7 @@ def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"sources": {}, "job_types": {}, "schedules": {}, "quotas": [],
                               "accept": {}}  # fmt: skip
     for document in documents:
-        for single in ("concurrency", "retention"):
+        for single in ("concurrency", "retention", "tickets"):
             if single in document:
                 if single in merged:
                     first = merged[f"@{single}"]
@@ -504,6 +537,9 @@ def _build(merged: dict[str, Any]) -> model.Policy:
         accept=MappingProxyType(accept),
         concurrency=merged.get("concurrency", 4),
         retention_days=merged["retention"]["days"] if "retention" in merged else None,
+        tickets_required_for=(
+            merged["tickets"]["required_for"] if "tickets" in merged else model.TICKETS_BY_DEFAULT
+        ),
         sources=MappingProxyType(sources),
         job_types=MappingProxyType(job_types),
         schedules=MappingProxyType(schedules),

@@ -11,6 +11,7 @@ from orchd.ops import backfill as backfill_ops
 
 from . import cli
 from .actions import Request, action, flag, perform, text
+from .changes import audited, unchanged
 from .context import Config
 from .output import emit_json, table
 
@@ -19,16 +20,17 @@ from .output import emit_json, table
 @click.argument("schedule")
 @click.option("--from", "start", required=True, help="First instant, e.g. 2026-11-01T00:00Z.")
 @click.option("--to", "end", required=True, help="Last instant (included), with its zone.")
-@click.option("--reason", required=True, help="Why (1-256 printable characters).")
-@click.option("--ticket", required=True, help="Change ticket (1-128 characters, no spaces).")
+@audited
 @click.option("--dry-run", is_flag=True, help="List the slots and what exists; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
 @click.pass_obj
 def backfill(
-    config: Config, schedule: str, start: str, end: str, reason: str, ticket: str, dry_run: bool,
-    as_json: bool,
+    config: Config, schedule: str, start: str, end: str, reason: str, ticket: str | None,
+    dry_run: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Create the jobs of every slot of SCHEDULE between --from and --to the ledger lacks."""
+    """Create the jobs of every slot of SCHEDULE between --from and --to the ledger lacks.
+
+    A window whose slots all have their jobs already records nothing and says so."""
     body = {"schedule": schedule, "from": start, "to": end, "reason": reason, "ticket": ticket,
             "dry_run": dry_run}  # fmt: skip
     rows = perform(config, "backfill", body)
@@ -37,8 +39,11 @@ def backfill(
     else:
         table(("SLOT", "KEY", "STATUS", "JOB"), [tuple(r.values()) for r in rows])
     new = sum(r["status"] in ("new", "created") for r in rows)
-    verb = "would create" if dry_run else "created"
-    click.echo(f"{verb} {new} of {len(rows)} slot jobs for {schedule}", err=True)
+    if dry_run or new:
+        verb = "would create" if dry_run else "created"
+        click.echo(f"{verb} {new} of {len(rows)} slot jobs for {schedule}", err=True)
+    else:
+        unchanged(f"every slot of {schedule} in the window has its job ({len(rows)} slots)")
 
 
 @action("backfill", backfill_ops.SCOPE, writes=True)
@@ -48,8 +53,8 @@ def _backfill(call: Request) -> list[dict[str, str | None]]:
         schedule=text(body, "schedule", required=True) or "",
         from_ms=timefmt.parse_operator(text(body, "from", required=True) or ""),
         to_ms=timefmt.parse_operator(text(body, "to", required=True) or ""),
-        reason=text(body, "reason", required=True) or "",
-        ticket=text(body, "ticket", required=True) or "",
+        reason=text(body, "reason") or "",
+        ticket=text(body, "ticket"),
     )
     dry_run = flag(body, "dry_run")
     if dry_run:

@@ -16,6 +16,7 @@ from orchd.ops import requests as request_ops
 
 from . import cli
 from .actions import Request, action, flag, number, params, perform, text
+from .changes import audited, unchanged
 from .context import Config
 from .output import emit_json, event_json, job_json, run_json, table
 from .run import drop_request
@@ -262,24 +263,31 @@ def _detail(payload: object) -> str:
 
 @jobs.command()
 @click.argument("job_id")
-@click.option("--reason", required=True, help="Why (1-256 printable characters); kept in the log.")
+@audited
 @click.pass_context
-def cancel(ctx: click.Context, job_id: str, reason: str) -> None:
+def cancel(ctx: click.Context, job_id: str, reason: str, ticket: str | None) -> None:
     """Cancel a job of this site that has not finished (by id or a unique prefix).
 
     A running job's process group gets SIGTERM, then SIGKILL after the kill grace; its run
-    ends interrupted, with cause cancelled."""
+    ends interrupted, with cause cancelled. Cancelling a cancelled job records nothing and says
+    so; a job that succeeded or is dead cannot be cancelled."""
     config = ctx.find_object(Config)
     assert config is not None
     if not job_id.isalnum():
         raise InvalidName(what="job id", value=job_id, expected="an id or a prefix of 6+ of it")
-    job = perform(config, "jobs.cancel", {"job_id": job_id, "reason": reason})
+    done = perform(config, "jobs.cancel", {"job_id": job_id, "reason": reason, "ticket": ticket})
+    job = done["job"]
     click.echo(job["job_id"])
-    click.echo(f"cancelled {job['job_type']} job", err=True)
+    if done["changed"]:
+        click.echo(f"cancelled {job['job_type']} job", err=True)
+    else:
+        unchanged(f"job {job['job_id']} is already cancelled ({job['cause'] or 'no cause'})")
 
 
 @action("jobs.cancel", job_ops.CANCEL_SCOPE, writes=True)
 def _cancel(call: Request) -> dict[str, Any]:
     body = call.body
-    ident, reason = text(body, "job_id", required=True) or "", text(body, "reason") or ""
-    return job_json(job_ops.cancel(call.site.ledger, call.actor, ident, reason))
+    ident = text(body, "job_id", required=True) or ""
+    done = job_ops.cancel(call.site.ledger, call.actor, call.policy(), ident,
+                          text(body, "reason") or "", text(body, "ticket"))  # fmt: skip
+    return {"job": job_json(done.job), "changed": done.changed}

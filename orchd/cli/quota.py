@@ -15,6 +15,7 @@ from orchd.ops import quota as quota_ops
 
 from . import cli
 from .actions import Request, action, number, perform, text
+from .changes import audited, unchanged
 from .context import Config
 from .output import emit_json, table
 
@@ -61,11 +62,10 @@ def _cell(effective: dict[str, Any], field: str) -> str:
 
 
 def _where(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = audited(command)
     for option in reversed((
         click.option("--site", "for_site", help="The site it applies to [default: this site]."),
         click.option("--all-sites", is_flag=True, help="Apply to every site."),
-        click.option("--reason", required=True, help="Why (1-256 printable characters)."),
-        click.option("--ticket", required=True, help="Change ticket (1-128, no spaces)."),
     )):  # fmt: skip
         command = option(command)
     return command
@@ -91,12 +91,16 @@ def set_(config: Config, /, target: str, rate: str | None, burst: int | None,
     """Override TARGET's limits (source:NAME or job_type:NAME) until reset.
 
     For this site, TARGET must be one the policy defines; for --site or --all-sites it is not
-    checked here (the other sites' policies decide).
+    checked here (the other sites' policies decide). Setting the override in effect again
+    records nothing and says so.
     """
     values = {"rate": rate, "burst": burst, "concurrency": concurrency, "daily": daily}
     site = _site(where.pop("for_site"), where.pop("all_sites"))
     done = perform(config, "quota.set", {"target": target, "site": site, "values": values, **where})
-    click.echo(f"quota override for {target} on {done['site']} recorded", err=True)
+    if done["changed"]:
+        click.echo(f"quota override for {target} on {done['site']} recorded", err=True)
+    else:
+        unchanged(f"the quota override for {target} on {done['site']} is already that")
 
 
 @quota.command()
@@ -104,10 +108,15 @@ def set_(config: Config, /, target: str, rate: str | None, burst: int | None,
 @_where
 @click.pass_obj
 def reset(config: Config, /, target: str, **where: Any) -> None:
-    """Remove TARGET's override for the site, so the policy (or an all-sites override) applies."""
+    """Remove TARGET's override for the site, so the policy (or an all-sites override) applies.
+
+    Resetting where there is no override records nothing and says so."""
     site = _site(where.pop("for_site"), where.pop("all_sites"))
     done = perform(config, "quota.reset", {"target": target, "site": site, **where})
-    click.echo(f"quota override for {target} on {done['site']} reset", err=True)
+    if done["changed"]:
+        click.echo(f"quota override for {target} on {done['site']} reset", err=True)
+    else:
+        unchanged(f"{target} has no quota override on {done['site']}")
 
 
 @action("quota.set", quota_ops.SCOPE, writes=True)
@@ -127,8 +136,8 @@ def _reset(call: Request) -> dict[str, Any]:
 def _change(call: Request, values: dict[str, str | int | None] | None) -> dict[str, Any]:
     site, body = call.site, call.body
     applies = text(body, "site") or site.ledger.site_id
-    quota_ops.change(site.ledger, site.clock, site.entropy, call.actor,
-                     target=text(body, "target", required=True) or "", site=applies, values=values,
-                     reason=text(body, "reason") or "", ticket=text(body, "ticket") or "",
-                     policy=None if values is None else call.policy())  # fmt: skip
-    return {"site": applies}
+    target, reason = text(body, "target", required=True) or "", text(body, "reason") or ""
+    changed = quota_ops.change(site.ledger, site.clock, site.entropy, call.actor, target=target,
+                               site=applies, values=values, policy=call.policy(), reason=reason,
+                               ticket=text(body, "ticket"))  # fmt: skip
+    return {"site": applies, "changed": changed}

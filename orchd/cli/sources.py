@@ -8,9 +8,8 @@ from orchd.ops import sources as source_ops
 
 from . import cli
 from .actions import Request, action, perform, text
+from .changes import audited, unchanged
 from .context import Config
-
-REASON = click.option("--reason", required=True, help="Why (1-256 printable characters).")
 
 
 @cli.group()
@@ -20,36 +19,50 @@ def sources() -> None:
 
 @sources.command()
 @click.argument("source")
-@REASON
+@audited
 @click.pass_obj
-def pause(config: Config, source: str, reason: str) -> None:
-    """Stop starting runs for SOURCE (one the policy declares) on this site until resumed."""
-    paused = perform(config, "sources.pause", {"source": source, "reason": reason})
-    click.echo(f"paused {source} at {paused['paused_at']}", err=True)
+def pause(config: Config, source: str, reason: str, ticket: str | None) -> None:
+    """Stop starting runs for SOURCE (one the policy declares) on this site until resumed.
+
+    Pausing a paused source records nothing and says so."""
+    body = {"source": source, "reason": reason, "ticket": ticket}
+    paused = perform(config, "sources.pause", body)
+    if paused["changed"]:
+        click.echo(f"paused {source} at {paused['paused_at']}", err=True)
+    else:
+        since = f"since {paused['paused_at']} ({paused['reason']})"
+        unchanged(f"source {source} is already paused {since}")
 
 
 @sources.command()
 @click.argument("source")
-@REASON
+@audited
 @click.pass_obj
-def resume(config: Config, source: str, reason: str) -> None:
-    """Let SOURCE start runs again."""
-    ended = perform(config, "sources.resume", {"source": source, "reason": reason})
-    click.echo(f"resumed {source} (paused since {ended['paused_at']})", err=True)
+def resume(config: Config, source: str, reason: str, ticket: str | None) -> None:
+    """Let SOURCE start runs again. Resuming a source that is not paused records nothing and
+    says so."""
+    ended = perform(
+        config, "sources.resume", {"source": source, "reason": reason, "ticket": ticket}
+    )
+    if ended["changed"]:
+        click.echo(f"resumed {source} (paused since {ended['paused_at']})", err=True)
+    else:
+        unchanged(f"source {source} is not paused")
 
 
 @action("sources.pause", source_ops.SCOPE, writes=True)
 def _pause(call: Request) -> dict[str, object]:
     site, body = call.site, call.body
-    source, reason = text(body, "source", required=True) or "", text(body, "reason") or ""
+    source = text(body, "source", required=True) or ""
     paused = source_ops.pause(site.ledger, site.clock, site.entropy, call.actor, call.policy(),
-                              source, reason)  # fmt: skip
-    return paused._asdict()
+                              source, text(body, "reason") or "", text(body, "ticket"))  # fmt: skip
+    return {**paused.pause._asdict(), "changed": paused.changed}
 
 
 @action("sources.resume", source_ops.SCOPE, writes=True)
 def _resume(call: Request) -> dict[str, object]:
     site, body = call.site, call.body
-    source, reason = text(body, "source", required=True) or "", text(body, "reason") or ""
-    ended = source_ops.resume(site.ledger, site.clock, site.entropy, call.actor, source, reason)
-    return ended._asdict()
+    source = text(body, "source", required=True) or ""
+    ended = source_ops.resume(site.ledger, site.clock, site.entropy, call.actor, call.policy(),
+                              source, text(body, "reason") or "", text(body, "ticket"))  # fmt: skip
+    return {"changed": False} if ended is None else {**ended._asdict(), "changed": True}

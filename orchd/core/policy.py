@@ -1,8 +1,9 @@
-"""The policy model: sources, job types, schedules, quotas (core layer).
+"""The policy model: sources, job types, schedules, quotas, tickets (core layer).
 
 Frozen values built by the policy loader (``orchd.adapters.policy_files``) once every key was
 checked; the pure checks here (argv placeholders, dependency cycles) return what is wrong so the
-loader can name the file and line.
+loader can name the file and line. ``check_change`` is the one rule of the operators' audited
+changes: a reason always, a ticket where the policy's ``tickets.required_for`` says.
 """
 
 from __future__ import annotations
@@ -11,12 +12,23 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, get_args
 
 from orchd.core import timefmt
+from orchd.core.names import check_name, check_text
+from orchd.errors import TicketRequired
 
 BUILTIN_PLACEHOLDERS = frozenset({"job_id", "key", "attempt", "source", "job_type"})
 MISFIRE_POLICIES = ("skip", "once", "all")
+
+# The operators' audited changes, by the names tickets.required_for uses: jobs cancel, replay,
+# sources pause and resume, quota set and reset, backfill, keys trust, revoke and rotate.
+Change = Literal[
+    "cancel", "replay", "pause", "resume", "quota", "backfill", "trust", "revoke", "rotate"
+]
+CHANGES: tuple[Change, ...] = get_args(Change)
+TICKETS_ALWAYS = frozenset({"quota"})  # quota events carry a ticket by their format (every site)
+TICKETS_BY_DEFAULT = frozenset({"quota", "backfill"})
 
 
 def _empty() -> Mapping[str, Any]:
@@ -90,6 +102,19 @@ class Policy:
     quotas: Mapping[tuple[str, str], Quota] = field(default_factory=lambda: MappingProxyType({}))
     accept: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)  # origin -> job types
     retention_days: int | None = None  # None: nothing is pruned
+    tickets_required_for: frozenset[str] = TICKETS_BY_DEFAULT  # names from CHANGES
+
+
+def check_change(policy: Policy, change: Change, reason: object, ticket: object) -> None:
+    """The rule of every audited change: a reason (one printable line), and a ticket where
+    ``policy`` requires one for ``change``; any change may carry a ticket. InvalidName for a bad
+    reason or ticket, TicketRequired for a missing one."""
+    check_text("reason", reason)
+    if ticket is not None:
+        check_name("ticket", ticket)
+    elif change in policy.tickets_required_for:
+        listed = ", ".join(c for c in CHANGES if c in policy.tickets_required_for)
+        raise TicketRequired(change=change, required=listed)
 
 
 def slot_key(schedule: str, slot_ms: int) -> str:

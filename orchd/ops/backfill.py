@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from orchd.core import ids, timefmt
 from orchd.core.events import Actor, Draft
-from orchd.core.names import check_name, check_text
-from orchd.core.policy import Policy, Schedule, slot_key
+from orchd.core.policy import Policy, Schedule, check_change, slot_key
 from orchd.core.ports import Clock, Entropy, Ledger, SlotLister
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
@@ -36,11 +35,13 @@ class Request:
     from_ms: int
     to_ms: int
     reason: str
-    ticket: str
+    ticket: str | None = None
 
 
 def plan(ledger: Ledger, policy: Policy, list_slots: SlotLister, request: Request) -> list[Slot]:
-    """Every slot of the window (both ends included) and the job it already has, if any."""
+    """Every slot of the window (both ends included) and the job it already has, if any; a dry
+    run is refused what the backfill would be refused (a reason, the ticket the policy asks)."""
+    check_change(policy, "backfill", request.reason, request.ticket)
     schedule = _schedule(policy, request.schedule)
     if request.to_ms < request.from_ms:
         raise BadInput(detail="--to is before --from")
@@ -64,14 +65,13 @@ def backfill(
     list_slots: SlotLister,
     request: Request,
 ) -> tuple[list[Slot], list[JobView]]:
-    """Create the missing jobs of the window in one transaction; return the plan and them."""
-    check_text("reason", request.reason)
-    check_name("ticket", request.ticket)
+    """Create the missing jobs of the window in one transaction; return the plan and them (none
+    when every slot has its job already: nothing is recorded then)."""
     slots = plan(ledger, policy, list_slots, request)
     schedule = policy.schedules[request.schedule]
     drafts = [_draft(policy, schedule, slot, clock, entropy, actor, request)
               for slot in slots if slot.job is None]  # fmt: skip
-    created = ledger.append(drafts)
+    created = ledger.append(drafts) if drafts else []
     return slots, [job for e in created if (job := ledger.job(e.payload["job_id"])) is not None]
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from orchd.core import ids, outcomes
 from orchd.core.events import Actor, Draft, Event
 from orchd.core.machines import JOB
-from orchd.core.names import check_name, check_text
-from orchd.core.policy import JobType, Policy
+from orchd.core.names import check_name
+from orchd.core.policy import JobType, Policy, check_change
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import JobView, RunView
 from orchd.errors import (
@@ -257,20 +257,31 @@ def refuse_foreign(ledger: Ledger, job: JobView, action: str) -> None:
 CANCEL_SCOPE = "orch:operate"
 
 
-def cancel(ledger: Ledger, actor: Actor, ident: str, reason: str) -> JobView:
-    """Cancel a job of this site that has not finished; the reason is kept in the event."""
-    check_text("reason", reason)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancelled:
+    job: JobView
+    changed: bool  # False: the job was cancelled already; nothing was recorded
+
+
+def cancel(ledger: Ledger, actor: Actor, policy: Policy, ident: str, reason: str,
+           ticket: str | None = None) -> Cancelled:  # fmt: skip
+    """Cancel a job of this site that has not finished; the reason (and ticket) are kept in the
+    event. A cancelled job stays as it is; one that succeeded or is dead cannot be cancelled."""
+    check_change(policy, "cancel", reason, ticket)
     job = find(ledger, ident)
     refuse_foreign(ledger, job, "cancel")
+    if job.state == "cancelled":
+        return Cancelled(job=job, changed=False)
     draft = Draft(
         type="job.transitioned",
         actor=actor,
         idempotency_key=f"job.cancelled:{job.job_id}",
         payload={"job_id": job.job_id, "from": job.state, "to": "cancelled", "cause": "operator"},
         reason=reason,
+        ticket=ticket,
     )
     ledger.append([draft])
     cancelled = ledger.job(job.job_id)
     if cancelled is None:  # the append succeeded, so the projection must hold it
         raise JobNotFound(job_id=job.job_id)
-    return cancelled
+    return Cancelled(job=cancelled, changed=True)

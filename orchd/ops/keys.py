@@ -1,7 +1,9 @@
 """The trust store's changes: trusting, revoking and rotating keys (ops layer).
 
 Every change is an event of this site, with the operator as actor; the trust store is their
-projection (``core.trust``). Trust is local: a peer's key events are only shown.
+projection (``core.trust``). Trust is local: a peer's key events are only shown. Trusting a key
+trusted already (for the same site, until the same time) or revoking a revoked one records
+nothing; a rotation always makes a new key, so it is never a repeat.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from dataclasses import dataclass
 
 from orchd.core import dsse, ids, timefmt
 from orchd.core.events import Actor, Draft, Event
-from orchd.core.names import check_name, check_text
+from orchd.core.names import check_name
+from orchd.core.policy import Policy, check_change
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.trust import KeyView
 from orchd.errors import BadInput, StateConflict
@@ -39,6 +42,12 @@ def own_key(ledger: Ledger) -> KeyView | None:
     return found[-1] if found else None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyChange:
+    key: KeyView  # the key as the trust store holds it now
+    changed: bool  # False: that was in effect already; nothing was recorded
+
+
 def trust(
     ledger: Ledger,
     clock: Clock,
@@ -48,69 +57,77 @@ def trust(
     site: str,
     public_key: bytes,
     expires: str | None,
-    reason: str | None,
-) -> KeyView:
-    """Trust ``public_key`` for bundles of ``site`` (until ``expires``, an operator's time)."""
+    policy: Policy,
+    reason: str,
+    ticket: str | None = None,
+) -> KeyChange:
+    """Trust ``public_key`` for bundles of ``site`` (until ``expires``, an operator's time).
+
+    A key trusted already for ``site`` until the same time stays as it is; one trusted for
+    another site, or until another time, is refused (revoke it, then trust it anew)."""
+    check_change(policy, "trust", reason, ticket)
     check_name("site id", site)
-    if reason is not None:
-        check_text("reason", reason)
     if site == ledger.site_id:
         raise BadInput(detail="this site's own keys come from init and rotate, not from trust")
     key_id = dsse.key_id(public_key)
-    current = ledger.trust_key(key_id)
-    if current is not None and current.revoked_at is None:
-        raise StateConflict(detail=f"key {key_id} is trusted already (for {current.site})")
     payload: dict[str, object] = {"site": site, "key_id": key_id, "public_key": public_key.hex()}
     if expires is not None:
         at = timefmt.parse_operator(expires)
         if at <= clock.now_ms():
             raise BadInput(detail=f"--expires {expires} is not in the future")
         payload["expires_at"] = timefmt.format_ms(at)
-    change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    ledger.append(
-        [
-            Draft(
-                type="key.trusted",
-                actor=actor,
-                payload=payload,
-                reason=reason,
-                idempotency_key=f"key.trusted:{key_id}:{change}",
+    current = ledger.trust_key(key_id)
+    if current is not None and current.revoked_at is None:
+        if (current.site, current.expires_at) != (site, payload.get("expires_at")):
+            until = f" until {current.expires_at}" if current.expires_at else ""
+            raise StateConflict(
+                detail=f"key {key_id} is trusted already for {current.site}{until}; to change "
+                "that, revoke it and trust it again"
             )
-        ]
-    )
-    trusted = ledger.trust_key(key_id)
-    assert trusted is not None  # the append succeeded
-    return trusted
+        return KeyChange(key=current, changed=False)
+    change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
+    ledger.append([Draft(
+        type="key.trusted", actor=actor, payload=payload, reason=reason, ticket=ticket,
+        idempotency_key=f"key.trusted:{key_id}:{change}",
+    )])  # fmt: skip
+    return KeyChange(key=_held(ledger, key_id), changed=True)
 
 
 def revoke(
-    ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, *, key_id: str, reason: str
-) -> KeyView:
-    check_text("reason", reason)
+    ledger: Ledger,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    *,
+    key_id: str,
+    policy: Policy,
+    reason: str,
+    ticket: str | None = None,
+) -> KeyChange:
+    """Stop trusting ``key_id``; a key revoked already stays as it is."""
+    check_change(policy, "revoke", reason, ticket)
     current = ledger.trust_key(key_id)
     if current is None:
         raise StateConflict(detail=f"key {key_id} is not in the trust store (orchd keys list)")
     if current.revoked_at is not None:
-        raise StateConflict(detail=f"key {key_id} was revoked already at {current.revoked_at}")
+        return KeyChange(key=current, changed=False)
     if current.role == "own":
         raise StateConflict(
             detail="this is the site's signing key: replace it with orchd keys rotate"
         )
     change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    ledger.append(
-        [
-            Draft(
-                type="key.revoked",
-                actor=actor,
-                payload={"key_id": key_id},
-                reason=reason,
-                idempotency_key=f"key.revoked:{key_id}:{change}",
-            )
-        ]
-    )
-    revoked = ledger.trust_key(key_id)
-    assert revoked is not None
-    return revoked
+    ledger.append([Draft(
+        type="key.revoked", actor=actor, payload={"key_id": key_id}, reason=reason,
+        ticket=ticket, idempotency_key=f"key.revoked:{key_id}:{change}",
+    )])  # fmt: skip
+    return KeyChange(key=_held(ledger, key_id), changed=True)
+
+
+def _held(ledger: Ledger, key_id: str) -> KeyView:
+    held = ledger.trust_key(key_id)
+    if held is None:  # the append succeeded, so the projection must hold it
+        raise StateConflict(detail=f"key {key_id} is not in the trust store after the change")
+    return held
 
 
 def replaced_after_loss(ledger: Ledger, actor: Actor, public_key: bytes) -> list[Draft]:
@@ -139,14 +156,18 @@ class Rotation:
     statement: str  # base64 DSSE envelope signed by the old key
 
 
-def rotated(actor: Actor, rotation: Rotation, reason: str) -> Draft:
-    check_text("reason", reason)
+def rotated(actor: Actor, rotation: Rotation, policy: Policy, reason: str,
+            ticket: str | None = None) -> Draft:  # fmt: skip
+    """The ``key.rotated`` event; the caller checks ``check_change`` before it makes the new key
+    (this checks again)."""
+    check_change(policy, "rotate", reason, ticket)
     new_id = dsse.key_id(rotation.new_public_key)
     return Draft(
         type="key.rotated",
         actor=actor,
         idempotency_key=f"key.rotated:{new_id}",
         reason=reason,
+        ticket=ticket,
         payload={
             "old_key_id": rotation.old_key_id,
             "new_key_id": new_id,

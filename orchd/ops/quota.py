@@ -3,7 +3,8 @@
 An override names a target (``source:NAME`` or ``job_type:NAME``) and the site it applies to (this
 site, a named peer, or ``*`` for every site). Between overrides of one target and site the highest
 ``(hlc, origin)`` wins. Here, a target's effective limits are the policy's, overlaid by the
-every-site override, overlaid by this site's own; a reset removes one level.
+every-site override, overlaid by this site's own; a reset removes one level. A change in effect
+already (the same values set again, a reset of what has no override) records nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 from orchd.core import ids
 from orchd.core.events import Actor, Draft
 from orchd.core.limits import parse_rate
-from orchd.core.names import check_name, check_text
-from orchd.core.policy import Policy
+from orchd.core.names import check_name
+from orchd.core.policy import Policy, check_change
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import OverrideView
 from orchd.errors import InvalidName, NotInPolicy
@@ -87,22 +88,23 @@ def change(
     target: str,
     site: str,
     values: Mapping[str, str | int | None] | None,
+    policy: Policy,
     reason: str,
-    ticket: str,
-    policy: Policy | None = None,
-) -> None:
-    """Record ``quota.set`` with ``values`` (those not None), or ``quota.reset`` when None.
+    ticket: str | None,
+) -> bool:
+    """Record ``quota.set`` with ``values`` (those not None), or ``quota.reset`` when None;
+    False when that is in effect already (the override of the target and site is exactly those
+    values, or there is none to reset): nothing is recorded then.
 
-    With ``policy``, setting an override for this site refuses a target the policy does not
-    define; overrides for other sites (or all) name targets of policies this site cannot see.
+    Setting an override for this site refuses a target the policy does not define; overrides
+    for other sites (or all) name targets of policies this site cannot see.
     """
+    check_change(policy, "quota", reason, ticket)
     kind, name = parse_target(target)
-    if policy is not None and values is not None and site == ledger.site_id:
+    if values is not None and site == ledger.site_id:
         check_known(policy, kind, name)
     if site != EVERY_SITE:
         check_name("site id", site)
-    check_text("reason", reason)
-    check_name("ticket", ticket)
     payload: dict[str, object] = {"kind": kind, "name": name, "site": site}
     if values is not None:
         given = {k: v for k, v in values.items() if v is not None}
@@ -113,12 +115,29 @@ def change(
         if "rate" in given:
             parse_rate(given["rate"])
         payload |= given
+    if _in_effect(ledger.overrides(), payload):
+        return False
     action = "reset" if values is None else "set"
     change_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
     ledger.append([Draft(
         type=f"quota.{action}", actor=actor, payload=payload, reason=reason, ticket=ticket,
         idempotency_key=f"quota.{action}:{kind}:{name}:{change_id}",
     )])  # fmt: skip
+    return True
+
+
+def _in_effect(overrides: list[OverrideView], payload: Mapping[str, object]) -> bool:
+    """Whether the override of the payload's target and site is what the payload asks for: a
+    set of exactly its values, or (a payload without values) none at all."""
+    where = (payload["kind"], payload["name"], payload["site"])
+    row = next((o for o in overrides if (o.kind, o.name, o.site) == where), None)
+    if not set(FIELDS) & set(payload):  # a reset
+        return row is None or row.action == "reset"
+    return (
+        row is not None
+        and row.action == "set"
+        and all(getattr(row, f) == payload.get(f) for f in FIELDS)
+    )
 
 
 def usage(

@@ -4,8 +4,10 @@ A replay is a new job of the same type, source and params with ``replay_of`` nam
 one priority step higher, for the same schedule slot (so that jobs which run ``after:`` it find
 it); it is queued at once and does not wait on dependencies again. The original is never moved
 (terminal states absorb). A job whose earlier replay has not finished is not replayed again, so
-repeating a command is harmless. Only this site's own jobs are replayed (another site's are its
-history here), and each replay is checked against this site's policy exactly as a submission is.
+repeating a command is harmless: it records nothing while the replay is pending. Once that has
+finished, replaying again is a new decision and makes a new job. Only this site's own jobs are
+replayed (another site's are its history here), and each replay is checked against this site's
+policy exactly as a submission is.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from dataclasses import dataclass
 from orchd.core import ids, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.machines import JOB
-from orchd.core.names import check_name, check_text
-from orchd.core.policy import Policy
+from orchd.core.names import check_name
+from orchd.core.policy import Policy, check_change
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
@@ -56,12 +58,13 @@ def replay(
     policy: Policy,
     idents: Sequence[str],
     reason: str,
+    ticket: str | None = None,
 ) -> list[Outcome]:
     """Replay each job (ids or unique prefixes) in one transaction; skip pending replays.
 
     Nothing is recorded if one of the jobs is another site's, or if one to replay no longer
     fits this site's policy (its type, source or params): the error is a submission's."""
-    check_text("reason", reason)
+    check_change(policy, "replay", reason, ticket)
     if not idents:
         raise BadInput(detail="no job to replay")
     originals = [find(ledger, ident) for ident in idents]
@@ -71,8 +74,9 @@ def replay(
     for job, number, _ in plans:
         if number:
             check(_as_request(job), policy)
-    drafts = [_draft(job, n, clock, entropy, actor, reason) for job, n, _ in plans if n]
-    created = {e.payload["replay_of"]: e.payload["job_id"] for e in ledger.append(drafts)}
+    drafts = [_draft(job, n, clock, entropy, actor, reason, ticket) for job, n, _ in plans if n]
+    appended = ledger.append(drafts) if drafts else []
+    created = {e.payload["replay_of"]: e.payload["job_id"] for e in appended}
     return [
         Outcome(original=job, replay=ledger.job(created[job.job_id]) if n else None, skipped=why)
         for job, n, why in plans
@@ -98,7 +102,7 @@ def _as_request(job: JobView) -> SubmitRequest:
 
 
 def _draft(job: JobView, number: int, clock: Clock, entropy: Entropy, actor: Actor,
-           reason: str) -> Draft:  # fmt: skip
+           reason: str, ticket: str | None) -> Draft:  # fmt: skip
     key = f"replay:{job.job_id}:{number}"
     return submitted_draft(
         actor,
@@ -108,6 +112,7 @@ def _draft(job: JobView, number: int, clock: Clock, entropy: Entropy, actor: Act
         params=json.loads(job.params),
         priority=min(job.priority + 1, PRIORITY_RANGE.stop - 1),
         reason=reason,
+        ticket=ticket,
         source=job.source,
         schedule=job.schedule,
         slot_at=job.slot_at,

@@ -2,14 +2,18 @@
 
 A paused source starts no run here (the limits treat it as blocked) until it is resumed. Pauses
 are this site's own decision: another origin's pause events are stored and shown, never applied.
+Pausing a paused source, or resuming one that is not paused, records nothing: the change is in
+effect already.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from orchd.core import ids
 from orchd.core.events import Actor, Draft
-from orchd.core.names import check_name, check_text
-from orchd.core.policy import Policy
+from orchd.core.names import check_name
+from orchd.core.policy import Change, Policy, check_change
 from orchd.core.ports import Clock, Entropy, Ledger
 from orchd.core.projection import PauseView
 from orchd.errors import NotInPolicy, StateConflict
@@ -17,43 +21,48 @@ from orchd.errors import NotInPolicy, StateConflict
 SCOPE = "orch:operate"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Paused:
+    pause: PauseView  # the pause in effect now
+    changed: bool  # False: the source was paused already; nothing was recorded
+
+
 def pause(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
-          source: str, reason: str) -> PauseView:  # fmt: skip
-    """Pause ``source``, one the policy declares; refused if it is paused already (saying since
-    when and why). Resuming needs no policy: a source dropped from it can still be resumed."""
-    current = _current(ledger, source, reason)
+          source: str, reason: str, ticket: str | None = None) -> Paused:  # fmt: skip
+    """Pause ``source``, one the policy declares; a source paused already stays as it is (the
+    pause in effect says since when and why)."""
+    current = _current(ledger, policy, "pause", source, reason, ticket)
     if source not in policy.sources:
         known = ", ".join(sorted(policy.sources)) or "none (the policy declares no sources)"
         raise NotInPolicy(what="source", value=source, expected=f"one of {known}")
     if current is not None:
-        raise StateConflict(
-            detail=f"source {source} is already paused since {current.paused_at}: {current.reason}"
-        )
-    ledger.append([_draft("source.paused", clock, entropy, actor, source, reason)])
-    paused = _current(ledger, source, reason)
+        return Paused(pause=current, changed=False)
+    ledger.append([_draft("source.paused", clock, entropy, actor, source, reason, ticket)])
+    paused = _current(ledger, policy, "pause", source, reason, ticket)
     if paused is None:  # the append succeeded, so the projection must hold it
         raise StateConflict(detail=f"source {source} did not pause")
-    return paused
+    return Paused(pause=paused, changed=True)
 
 
-def resume(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, source: str,
-           reason: str) -> PauseView:  # fmt: skip
-    """Resume ``source``; refused if it is not paused. Returns the pause that ended."""
-    current = _current(ledger, source, reason)
-    if current is None:
-        raise StateConflict(detail=f"source {source} is not paused")
-    ledger.append([_draft("source.resumed", clock, entropy, actor, source, reason)])
+def resume(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
+           source: str, reason: str, ticket: str | None = None) -> PauseView | None:  # fmt: skip
+    """Resume ``source``: the pause that ended, or None if it was not paused (nothing is
+    recorded). The source need not be in the policy: one dropped from it can still be resumed."""
+    current = _current(ledger, policy, "resume", source, reason, ticket)
+    if current is not None:
+        ledger.append([_draft("source.resumed", clock, entropy, actor, source, reason, ticket)])
     return current
 
 
-def _current(ledger: Ledger, source: str, reason: str) -> PauseView | None:
+def _current(ledger: Ledger, policy: Policy, change: Change, source: str, reason: str,
+             ticket: str | None) -> PauseView | None:  # fmt: skip
+    check_change(policy, change, reason, ticket)
     check_name("source", source)
-    check_text("reason", reason)
     return next((p for p in ledger.pauses() if p.source == source), None)
 
 
-def _draft(kind: str, clock: Clock, entropy: Entropy, actor: Actor, source: str,
-           reason: str) -> Draft:  # fmt: skip
+def _draft(kind: str, clock: Clock, entropy: Entropy, actor: Actor, source: str, reason: str,
+           ticket: str | None) -> Draft:  # fmt: skip
     change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
     return Draft(
         type=kind,
@@ -61,4 +70,5 @@ def _draft(kind: str, clock: Clock, entropy: Entropy, actor: Actor, source: str,
         idempotency_key=f"{kind}:{source}:{change}",
         payload={"source": source},
         reason=reason,
+        ticket=ticket,
     )

@@ -47,7 +47,16 @@ def test_a_hundred_clients_a_few_commands_an_import_and_an_export_at_once(tmp_pa
     for n in range(3):  # something for the import to carry
         assert cli(peer, policy, "jobs", "submit", "echo", "--key", f"p{n}").returncode == 0
     cli(peer, policy, "keys", "export-public", tmp_path / "peer.pub")
-    cli(hq, policy, "keys", "trust", "peer", tmp_path / "peer.pub")
+    cli(
+        hq,
+        policy,
+        "keys",
+        "trust",
+        "peer",
+        tmp_path / "peer.pub",
+        "--reason",
+        "peer key exchanged by hand",
+    )
     incoming = tmp_path / "peer.orchkit"
     assert cli(peer, policy, "bundle", "export", "--out", incoming).returncode == 0
 

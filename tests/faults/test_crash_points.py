@@ -162,7 +162,7 @@ def test_an_import_dying_after_every_check_applies_nothing_then_all(tmp_path: Pa
     enclave.ok("init", "--site-id", "enclave")
     hq.ok("jobs", "submit", "echo")
     hq.ok("keys", "export-public", tmp_path / "hq.pub")
-    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
+    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub", "--reason", "peer key exchanged by hand")
     bundle = tmp_path / "hq.orchkit"
     hq.ok("bundle", "export", "--out", bundle)
 
@@ -182,7 +182,7 @@ def test_a_daemon_dying_after_an_inbox_import_moves_the_file_once_restarted(
     hq.ok("init", "--site-id", "hq")
     enclave.ok("init", "--site-id", "enclave")
     hq.ok("keys", "export-public", tmp_path / "hq.pub")
-    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
+    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub", "--reason", "peer key exchanged by hand")
     inbox = enclave.state / "inbox"
     (inbox / "new").mkdir(parents=True)
     hq.ok(

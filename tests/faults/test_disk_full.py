@@ -153,7 +153,19 @@ def test_an_import_into_a_full_disk_changes_nothing_until_there_is_room(
         _cli(hq, policy, "jobs", "submit", "echo", "--key", f"k{n}")
     assert _cli(enclave, policy, "init", "--site-id", "enclave").returncode == 0
     _cli(hq, policy, "keys", "export-public", tmp_path / "hq.pub")
-    assert _cli(enclave, policy, "keys", "trust", "hq", tmp_path / "hq.pub").returncode == 0
+    assert (
+        _cli(
+            enclave,
+            policy,
+            "keys",
+            "trust",
+            "hq",
+            tmp_path / "hq.pub",
+            "--reason",
+            "peer key exchanged by hand",
+        ).returncode
+        == 0
+    )
     bundle = tmp_path / "hq.orchkit"
     assert _cli(hq, policy, "bundle", "export", "--out", bundle).returncode == 0
     before = json.loads(_cli(enclave, policy, "ledger", "verify", "--json").stdout)

@@ -93,7 +93,7 @@ def hq_bundle_for_enclave(tmp_path: Path, count: int) -> tuple[Site, Path, str, 
     assert exported["ranges"] == {"hq": [1, total]} and total > count
     enclave.ok("init", "--site-id", "enclave")
     hq.ok("keys", "export-public", tmp_path / "hq.pub")
-    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
+    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub", "--reason", "peer key exchanged by hand")
     return enclave, bundle, bundle_id, total
 
 

@@ -25,6 +25,7 @@ from orchd.adapters import bundles, control, identity, keys, policy_files, spool
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core.events import Actor
+from orchd.core.policy import Policy
 from orchd.errors import OrchdError
 from orchd.ops import keys as key_ops
 from orchd.ops import site as site_ops
@@ -72,7 +73,7 @@ def bundle_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sql
     enclave = SqliteLedger.create(root / "enclave.db", "enclave", clock, entropy,
                                   site_ops.initialized("enclave", ADMIN, "fuzz"))  # fmt: skip
     key_ops.trust(enclave, clock, entropy, ADMIN, site="hq", public_key=key.public_key,
-                  expires=None, reason=None)  # fmt: skip
+                  expires=None, policy=Policy(), reason="the fuzz peer")  # fmt: skip
     yield enclave, out.read_bytes()
     enclave.close()
 

@@ -54,7 +54,9 @@ def test_backfill_creates_each_missing_slot_once_with_reason_and_ticket(site: Or
 @pytest.mark.parametrize(
     ("args", "code", "words"),
     [
-        (("nvd-hourly", *WINDOW, "--reason", "r"), 2, "--ticket"),
+        (("nvd-hourly", *WINDOW, "--reason", "r"), 20, "backfill needs a change ticket"),
+        (("nvd-hourly", *WINDOW, "--reason", "r", "--dry-run"), 20, "tickets.required_for"),
+        (("nvd-hourly", *WINDOW, "--ticket", "T"), 2, "--reason"),
         (("nvd-hourly", *WINDOW, "--reason", "r", "--ticket", "SEC 1"), 11, "invalid ticket"),
         (("nvd-hourly", *WINDOW, "--reason", " padded", "--ticket", "T"), 11, "invalid reason"),
         (("nvd-weekly", *WINDOW, *WHY), 11, "invalid schedule"),
@@ -75,21 +77,34 @@ def test_bad_backfill_requests_change_nothing(
     assert site.event_count() == before
 
 
-def test_cancel_records_the_reason_and_is_idempotent(site: Orchd) -> None:
+def test_cancel_records_the_reason_and_a_repeat_changes_nothing(site: Orchd) -> None:
     job_id = site.submit("feed-refresh", "--source", "nvd")
     site.ok("jobs", "cancel", job_id, "--reason", "superseded by the nightly run")
     count = site.event_count()
-    site.ok("jobs", "cancel", job_id, "--reason", "superseded by the nightly run")
+    again = site.ok("jobs", "cancel", job_id, "--reason", "superseded by the nightly run")
+    assert "already cancelled (operator): nothing changed" in again.stderr
+    assert again.stdout.strip() == job_id
     assert site.event_count() == count
     shown = json.loads(site.ok("jobs", "show", job_id, "--json").stdout)
     assert shown["job"]["state"] == "cancelled" and shown["job"]["cause"] == "operator"
     assert shown["events"][-1]["reason"] == "superseded by the nightly run"
 
 
-def test_a_finished_job_cannot_be_cancelled(site: Orchd) -> None:
+def test_a_job_cancelled_otherwise_is_cancelled_already(site: Orchd) -> None:
     job_id = site.submit("feed-refresh")
-    site.ok("jobs", "cancel", job_id, "--reason", "first")
-    other = site.submit("feed-refresh")
-    site.append([site.transitioned(other, "queued", "cancelled")])
-    result = site.fails(37, "jobs", "cancel", other, "--reason", "again")
-    assert "cannot go from cancelled to cancelled" in result.stderr
+    site.append([site.transitioned(job_id, "queued", "cancelled")])
+    count = site.event_count()
+    result = site.ok("jobs", "cancel", job_id, "--reason", "again")
+    assert "is already cancelled (no cause): nothing changed" in result.stderr
+    assert site.event_count() == count
+
+
+@pytest.mark.parametrize("state", ["succeeded", "dead"])
+def test_a_finished_job_cannot_be_cancelled(site: Orchd, state: str) -> None:
+    job_id = site.submit("feed-refresh")
+    site.append([site.transitioned(job_id, "queued", "running"),
+                 site.transitioned(job_id, "running", state)])  # fmt: skip
+    count = site.event_count()
+    result = site.fails(37, "jobs", "cancel", job_id, "--reason", "too late")
+    assert f"cannot go from {state} to cancelled" in result.stderr
+    assert site.event_count() == count

@@ -121,7 +121,16 @@ def test_a_peer_key_about_to_expire_warns_without_failing(site: Orchd, tmp_path:
     other.ok("init", "--site-id", "enclave")
     other.ok("keys", "export-public", str(tmp_path / "enclave.pub"))
     soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 86_400))
-    site.ok("keys", "trust", "enclave", str(tmp_path / "enclave.pub"), "--expires", soon)
+    site.ok(
+        "keys",
+        "trust",
+        "enclave",
+        str(tmp_path / "enclave.pub"),
+        "--expires",
+        soon,
+        "--reason",
+        "key ceremony",
+    )
 
     code, found = findings(site)
 

@@ -56,8 +56,8 @@ def pair(
     for site, name in ((hq, "hq"), (enclave, "enclave")):
         site.ok("init", "--site-id", name)
         site.ok("keys", "export-public", str(tmp_path / f"{name}.pem"))
-    hq.ok("keys", "trust", "enclave", str(tmp_path / "enclave.pem"))
-    enclave.ok("keys", "trust", "hq", str(tmp_path / "hq.pem"))
+    hq.ok("keys", "trust", "enclave", str(tmp_path / "enclave.pem"), "--reason", "key ceremony")
+    enclave.ok("keys", "trust", "hq", str(tmp_path / "hq.pem"), "--reason", "key ceremony")
     for _ in range(3):
         hq.submit("rescan")
     hq.ok("work", "--until-idle")
@@ -187,7 +187,7 @@ def test_a_new_peer_cannot_start_from_a_pruned_history(
     third = Site(tmp_path / "third", policy)
     third.ok("init", "--site-id", "third")
     third.days_later(2)
-    third.ok("keys", "trust", "hq", str(tmp_path / "hq.pem"))
+    third.ok("keys", "trust", "hq", str(tmp_path / "hq.pem"), "--reason", "key ceremony")
     full = tmp_path / "full.orchkit"
     hq.ok("bundle", "export", "--out", str(full))
 

@@ -36,8 +36,8 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     enclave.ok("init", "--site-id", "enclave")
     hq.ok("keys", "export-public", tmp_path / "hq.pub")
     enclave.ok("keys", "export-public", tmp_path / "enclave.pub")
-    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub")
-    hq.ok("keys", "trust", "enclave", tmp_path / "enclave.pub")
+    enclave.ok("keys", "trust", "hq", tmp_path / "hq.pub", "--reason", "key ceremony")
+    hq.ok("keys", "trust", "enclave", tmp_path / "enclave.pub", "--reason", "key ceremony")
     yield Pair(tmp_path, hq, enclave)
 
 

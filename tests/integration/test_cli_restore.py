@@ -52,8 +52,8 @@ def test_a_lost_site_is_rebuilt_from_its_last_export_and_goes_on(tmp_path: Path)
     enclave.ok("init", "--site-id", "enclave")
     hq.ok("keys", "export-public", tmp_path / "hq-old.pub")
     enclave.ok("keys", "export-public", tmp_path / "enclave.pub")
-    hq.ok("keys", "trust", "enclave", tmp_path / "enclave.pub")
-    enclave.ok("keys", "trust", "hq", tmp_path / "hq-old.pub")
+    hq.ok("keys", "trust", "enclave", tmp_path / "enclave.pub", "--reason", "key ceremony")
+    enclave.ok("keys", "trust", "hq", tmp_path / "hq-old.pub", "--reason", "key ceremony")
     window = ("--from", "2026-11-20T00:00Z", "--to", "2026-11-20T02:59Z")
     hq.ok("--policy-dir", policy, "backfill", "nvd-hourly", *window, "--reason", "gap",
           "--ticket", "SEC-1")  # fmt: skip
@@ -103,7 +103,7 @@ def test_a_lost_site_is_rebuilt_from_its_last_export_and_goes_on(tmp_path: Path)
     hq.ok("bundle", "export", "--out", out, "--peer", "enclave")
     refused = enclave("bundle", "import", out)
     assert refused.exit_code == 72, refused.stderr  # signed by a key the enclave does not know
-    enclave.ok("keys", "trust", "hq", tmp_path / "hq-new.pub")
+    enclave.ok("keys", "trust", "hq", tmp_path / "hq-new.pub", "--reason", "key ceremony")
     enclave.ok("bundle", "import", out)
     enclave.ok("ledger", "verify")
     assert enclave.chain("hq") == hq.chain("hq")[: len(enclave.chain("hq"))]

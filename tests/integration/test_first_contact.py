@@ -40,12 +40,12 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Sites:
     for name, site in (("hq", hq), ("branch", branch), ("enclave", enclave)):
         site.ok("init", "--site-id", name)
         site.ok("keys", "export-public", root / f"{name}.pem")
-    hq.ok("keys", "trust", "branch", root / "branch.pem")
+    hq.ok("keys", "trust", "branch", root / "branch.pem", "--reason", "key ceremony")
     branch.ok("jobs", "submit", "vex-ingest", "--source", "osv")
     branch.ok("bundle", "export", "--out", root / "branch.orchkit", "--peer", "hq", "--new-peer")
     hq.ok("bundle", "import", root / "branch.orchkit")
     hq.ok("bundle", "export", "--out", root / "hq.orchkit", "--peer", "enclave", "--new-peer")
-    enclave.ok("keys", "trust", "hq", root / "hq.pem")
+    enclave.ok("keys", "trust", "hq", root / "hq.pem", "--reason", "key ceremony")
     enclave.ok("bundle", "import", root / "hq.orchkit")
     return Sites(root, hq, enclave)
 

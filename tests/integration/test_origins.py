@@ -61,8 +61,8 @@ def sites(tmp_path: Path) -> Sites:
     for site, name in ((hq, "hq"), (enclave, "enclave")):
         site.ok("init", "--site-id", name)
         site.ok("keys", "export-public", str(tmp_path / f"{name}.pub"))
-    hq.ok("keys", "trust", "enclave", str(tmp_path / "enclave.pub"))
-    enclave.ok("keys", "trust", "hq", str(tmp_path / "hq.pub"))
+    hq.ok("keys", "trust", "enclave", str(tmp_path / "enclave.pub"), "--reason", "key ceremony")
+    enclave.ok("keys", "trust", "hq", str(tmp_path / "hq.pub"), "--reason", "key ceremony")
     enclave_queued = enclave.submit("feed-refresh", "--source", "nvd")
     enclave_dead = enclave.submit("feed-refresh", "--source", "ghsa")
     ended(enclave, enclave_dead, "failed", "dead")

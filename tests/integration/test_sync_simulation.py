@@ -29,12 +29,14 @@ from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core import bundle as bundle_core
 from orchd.core import ids
 from orchd.core.events import Actor, Draft
+from orchd.core.policy import Policy, Source
 from orchd.errors import BundleStale, ChainGap, OrchdError
 from orchd.ops import keys as key_ops
 from orchd.ops import quota as quota_ops
 from orchd.ops import site as site_ops
 
 ADMIN = Actor(uid=0, user="root", scopes=("orch:admin", "orch:bundle", "orch:quota"))
+POLICY = Policy(sources={"nvd": Source(name="nvd")})  # what the overrides name
 REFUSALS_EXPECTED = (ChainGap, BundleStale)  # a courier's losses and repeats, nothing else
 
 
@@ -77,7 +79,8 @@ def make_world(root: Path, names: list[str], seed: int) -> World:
             if peer is not node:
                 public = peer.key.public_key
                 key_ops.trust(node.ledger, clock, entropy, ADMIN, site=peer.name,
-                              public_key=public, expires=None, reason=None)  # fmt: skip
+                              public_key=public, expires=None, policy=POLICY,
+                              reason="sim")  # fmt: skip
     return World(root, random.Random(seed), nodes)
 
 
@@ -99,7 +102,7 @@ def override(world: World, node: Node) -> None:
     target_site = world.rng.choice([*world.nodes, quota_ops.EVERY_SITE])
     burst = world.rng.randint(1, 50)
     quota_ops.change(node.ledger, world.clock, world.entropy, ADMIN, target="source:nvd",
-                     site=target_site, values={"burst": burst}, reason="sim",
+                     site=target_site, values={"burst": burst}, policy=POLICY, reason="sim",
                      ticket="SIM-1")  # fmt: skip
 
 

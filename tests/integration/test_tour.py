@@ -107,7 +107,7 @@ PEER_FILES: dict[tuple[str, ...], Callable[[Reader], object]] = {
         enclave(r, "keys", "export-public", "enclave.pem"),
     ),
     ("bundle", "verify", "enclave.orchkit"): lambda r: (
-        enclave(r, "keys", "trust", "hq", "hq.pem"),
+        enclave(r, "keys", "trust", "hq", "hq.pem", "--reason", "key ceremony"),
         enclave(r, "bundle", "import", "hq.orchkit"),
         enclave(r, "bundle", "export", "--out", "enclave.orchkit", "--peer", "hq"),
     ),

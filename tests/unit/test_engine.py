@@ -603,7 +603,7 @@ def test_a_job_held_by_a_pause_runs_once_the_source_is_resumed(world: World) -> 
     sources.pause(world.ledger, world.clock, world.entropy, OPERATOR, rules, "nvd", "broken")
     job_id = world.submit(rules, source="nvd")
     world.engine(rules).run(until_idle=True)
-    sources.resume(world.ledger, world.clock, world.entropy, OPERATOR, "nvd", "feed is fixed")
+    sources.resume(world.ledger, world.clock, world.entropy, OPERATOR, rules, "nvd", "fixed")
 
     world.engine(rules).run(until_idle=True)
 
@@ -859,7 +859,7 @@ def test_a_job_cancelled_after_its_run_ended_but_before_the_next_step_stays_canc
 
     def tick() -> bool:  # as the daemon's: it records what operators asked for
         if world.executor.specs and not cancelled:
-            cancelled.append(jobs.cancel(world.ledger, OPERATOR, job_id, "not needed"))
+            cancelled.append(jobs.cancel(world.ledger, OPERATOR, rules, job_id, "not needed").job)
             return True
         return False
 
@@ -886,7 +886,7 @@ def test_cancelling_a_running_job_stops_its_run(world: World, stubborn: bool) ->
 
     def tick() -> bool:  # as the daemon's after an operator's call
         if world.executor.specs and not cancelled_at:
-            jobs.cancel(world.ledger, OPERATOR, job_id, "superseded")
+            jobs.cancel(world.ledger, OPERATOR, rules, job_id, "superseded")
             cancelled_at.append(world.clock.monotonic_ms())
             return True
         return False

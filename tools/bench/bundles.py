@@ -58,6 +58,7 @@ from orchd.adapters.ledger.store import _EVENT_COLUMNS, _INSERT_EVENT
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
 from orchd.core import ids
 from orchd.core.events import Actor
+from orchd.core.policy import Policy
 from orchd.core.timefmt import format_ms
 from orchd.ops import keys as key_ops
 from orchd.ops import site
@@ -155,7 +156,15 @@ def fresh_enclave(folder: Path, hq_key: bytes | None) -> Path:
     ledger = SqliteLedger.create(path, "enclave", clock, entropy, first, also=also)
     if hq_key is not None:
         key_ops.trust(
-            ledger, clock, entropy, admin(), site="hq", public_key=hq_key, expires=None, reason=None
+            ledger,
+            clock,
+            entropy,
+            admin(),
+            site="hq",
+            public_key=hq_key,
+            expires=None,
+            policy=Policy(),
+            reason="the benchmark's peer",
         )
     ledger.close()
     return path
