@@ -205,6 +205,29 @@ def zstd(data: bytes, *, level: int = 3) -> bytes:
     return compressor.compress(data)
 
 
+ZSTD_MAGIC = 0xFD2FB528
+RAW_BLOCK_MAX = 128 * 1024  # a block's largest size (RFC 8878 3.1.1.2.4, window >= 128 KiB)
+
+
+def raw_frame(data: bytes, sizes: Sequence[int], *, window_log: int = 20) -> bytes:
+    """``data`` as one zstd frame of Raw_Blocks (stored as they are), built by hand from RFC 8878
+    rather than by a compressor: the blocks take their sizes from ``sizes`` in turn, so that the
+    frame's blocks fall exactly where a test wants them. No content size, no checksum."""
+    assert 17 <= window_log <= 41 and all(0 < size <= RAW_BLOCK_MAX for size in sizes)
+    header = ZSTD_MAGIC.to_bytes(4, "little")
+    header += bytes([0b0000_0000])  # descriptor: no content size, multi-segment, no checksum
+    header += bytes([(window_log - 10) << 3])  # window descriptor: exponent, mantissa 0
+    blocks, at, turn = [], 0, 0
+    while True:
+        size = min(sizes[turn % len(sizes)], len(data) - at)
+        last = at + size == len(data)
+        blocks.append((size << 3 | 0b00 << 1 | last).to_bytes(3, "little"))  # type 0: raw
+        blocks.append(data[at : at + size])
+        at, turn = at + size, turn + 1
+        if last:
+            return header + b"".join(blocks)
+
+
 def lines(bodies: Sequence[bytes]) -> bytes:
     return b"".join(body + b"\n" for body in bodies)
 
@@ -328,6 +351,19 @@ def resign(
 
 def rotation_b64(envelope_bytes: bytes) -> str:
     return base64.b64encode(envelope_bytes).decode()
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def padding_bits(text: str) -> str:
+    """Padded base64 ``text`` with the lowest bit its padding leaves unused set: not canonical,
+    but a lenient decoder reads the same bytes (``QQ==`` -> ``QR==``)."""
+    at = len(text.rstrip("=")) - 1
+    assert at < len(text) - 1, "the text must end in padding"
+    changed = text[:at] + _B64[_B64.index(text[at]) | 1] + text[at + 1 :]
+    assert changed != text and base64.b64decode(changed) == base64.b64decode(text)
+    return changed
 
 
 def seal_after(

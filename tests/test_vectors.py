@@ -38,14 +38,17 @@ def test_pae_is_the_dsse_specifications_vector() -> None:
 
 
 def orchd(state: Path, *args: str):  # type: ignore[no-untyped-def]
-    return CliRunner(env={"ORCHD_STATE_DIR": None}).invoke(cli, ["--state-dir", str(state), *args])
+    env = {"ORCHD_STATE_DIR": None, "ORCHD_POLICY_DIR": str(ROOT / "tests" / "policies")}
+    return CliRunner(env=env).invoke(cli, ["--state-dir", str(state), *args])
 
 
 @pytest.fixture
 def enclave(tmp_path: Path) -> Path:
     state = tmp_path / "enclave"
     assert orchd(state, "init", "--site-id", "enclave").exit_code == 0
-    trusted = orchd(state, "keys", "trust", "hq", str(VECTORS / "keys" / "hq.pem"))
+    trusted = orchd(
+        state, "keys", "trust", "hq", str(VECTORS / "keys" / "hq.pem"), "--reason", "test vectors"
+    )
     assert trusted.exit_code == 0, trusted.stderr
     return state
 

@@ -23,7 +23,7 @@ from nacl.signing import SigningKey
 from orchd.adapters import bundle_io, keys
 from orchd.adapters.bundles import export
 from orchd.adapters.ledger import SqliteLedger
-from orchd.core import bundle, dsse, timefmt
+from orchd.core import bundle, canonical, dsse, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.ops import keys as key_ops
 from orchd.ops import site as site_ops
@@ -129,6 +129,13 @@ def split(data: bytes) -> list[tuple[str, bytes]]:
     return members
 
 
+def padding_bits(text: str) -> str:
+    """Padded base64 ``text`` with the lowest bit its padding leaves unused set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    at = len(text.rstrip("=")) - 1
+    return text[:at] + alphabet[alphabet.index(text[at]) | 1] + text[at + 1 :]
+
+
 def with_type(header_block: bytes, flag: bytes) -> bytes:
     block = bytearray(header_block)
     block[156:157] = flag
@@ -142,6 +149,7 @@ def build(out: Path) -> dict[str, dict[str, object]]:
     with tempfile.TemporaryDirectory() as tmp:
         ledger = hq_ledger(Path(tmp))
         good_path = out / "good.orchkit"
+        good_path.unlink(missing_ok=True)  # export never replaces a file
         export(
             ledger,
             test_key("hq"),
@@ -182,6 +190,15 @@ def build(out: Path) -> dict[str, dict[str, object]]:
         "signed by a key nobody trusts",
     )
     save("bad-unsigned.orchkit", archive([members[0], members[2]]), 54, "no manifest.sig")
+    envelope = json.loads(members[1][1])
+    envelope["signatures"][0]["sig"] = padding_bits(envelope["signatures"][0]["sig"])
+    save(
+        "bad-base64-padding-bits.orchkit",
+        archive([members[0], ("manifest.sig", canonical.dump(envelope)), members[2]]),
+        54,
+        "the signature's base64 has a non-zero padding bit (a lenient decoder reads the same "
+        "signature; FORMAT.md 3.1 says strictly)",
+    )
     save(
         "bad-truncated.orchkit",
         good[: len(good) // 2 // 512 * 512],

@@ -12,11 +12,16 @@ Rules (``bundles/FORMAT.md`` is normative):
 - A member's zstd stream is decompressed 256 input bytes at a time (zstd cannot expand 256 bytes
   past ~11 MiB), counting output, so a member that expands past its declared size is stopped there
   with memory flat; the window is capped; the frame must end exactly at the member's end.
+- Lines are cut from that output wherever its pieces end (the frame's blocks fall anywhere): a
+  line is refused as soon as it passes MAX_LINE bytes, and no more than that is ever held of one.
+- A path given to read or to write is checked first: a missing file or directory, a directory
+  where a file belongs and an output that exists are the operator's input, named as such.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -30,7 +35,14 @@ from typing import BinaryIO
 import zstandard
 
 from orchd.core.bundle import MAX_LINE, MAX_WINDOW
-from orchd.errors import BundleMalformed, MemberMismatch, StorageError
+from orchd.errors import (
+    BundleMalformed,
+    IsADirectory,
+    MemberMismatch,
+    NoSuchFile,
+    OutputExists,
+    StorageError,
+)
 
 from . import files
 
@@ -141,14 +153,35 @@ def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Path]]) ->
     out.write(b"\x00" * (2 * BLOCK))
 
 
+def check_output(out: Path) -> None:
+    """Refuse an output path that cannot be a new file: one that exists (a conflict; nothing is
+    ever replaced), a directory, or one whose directory is missing (bad input)."""
+    try:
+        kind = os.lstat(out).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise StorageError(path=out, detail=exc.strerror or str(exc)) from exc
+    else:
+        if stat.S_ISDIR(kind):
+            raise IsADirectory(path=out)
+        raise OutputExists(path=out)
+    if not out.parent.is_dir():
+        raise NoSuchFile(path=out.parent, kind="directory")
+
+
 def publish(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, rename it to ``final`` (never replacing a file), fsync the directory."""
-    if final.exists() or final.is_symlink():
-        raise StorageError(path=final, detail="a file of that name exists; choose another --out")
+    """fsync ``tmp``, link it to ``final`` (never replacing a file), fsync the directory."""
+    check_output(final)
     try:
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         os.link(tmp, final)
+    except FileExistsError:
+        raise OutputExists(path=final) from None  # made meanwhile, by someone else
+    except OSError as exc:
+        raise StorageError(path=final, detail=exc.strerror or str(exc)) from exc
+    try:
         tmp.unlink()
         files.fsync_dir(final.parent)
     except OSError as exc:
@@ -157,7 +190,9 @@ def publish(tmp: Path, final: Path) -> None:
 
 @contextlib.contextmanager
 def staging_beside(out: Path) -> Iterator[Path]:
-    """A private directory beside ``out`` for an export's temporary files; always removed."""
+    """A private directory beside ``out`` for an export's temporary files; always removed.
+    ``out`` is checked first (``check_output``), so a bad one is refused before any work."""
+    check_output(out)
     prefix = f".{out.name}.staging-"
     with contextlib.suppress(OSError):
         for stale in out.parent.glob(prefix + "*"):  # left by a crashed export
@@ -176,23 +211,26 @@ def staging_beside(out: Path) -> Iterator[Path]:
 
 
 def open_bundle(path: Path) -> BinaryIO:
-    """Open a bundle file for reading: no symlink, no FIFO, no device, no directory."""
+    """Open a bundle file for reading: no symlink, no FIFO, no device, no directory. A path
+    naming nothing, or a directory, is bad input; the rest is refused as no bundle."""
     try:
         kind = os.lstat(path).st_mode
-    except FileNotFoundError:
-        raise BundleMalformed(detail=f"no file at {path}") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise NoSuchFile(path=path, kind="file") from None
     except OSError as exc:
         raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
     if stat.S_ISLNK(kind):
         raise BundleMalformed(detail=f"{path} is a symbolic link; give the file itself")
+    if stat.S_ISDIR(kind):
+        raise IsADirectory(path=path)
     if not stat.S_ISREG(kind):
         raise BundleMalformed(detail=f"{path} is not a regular file")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise BundleMalformed(detail=f"no file at {path}") from None
+        raise NoSuchFile(path=path, kind="file") from None  # removed meanwhile
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP
+        if exc.errno == errno.ELOOP:  # replaced by a link meanwhile
             raise BundleMalformed(
                 detail=f"{path} is a symbolic link; give the file itself"
             ) from None
@@ -281,16 +319,74 @@ def _skip_padding(source: BinaryIO, size: int) -> None:
         raise BundleMalformed(detail="a member's padding is not zero")
 
 
+class _Lines:
+    """Lines cut from a member's output wherever its pieces end (the frame's blocks may fall
+    anywhere, inside a line or between one and its newline): each line is at most ``limit``
+    bytes, its newline not counted, and is refused as soon as it passes that; no more than
+    ``limit`` bytes of an unfinished line are ever held."""
+
+    __slots__ = ("_limit", "_member", "_partial", "count", "refused")
+
+    def __init__(self, member: str, limit: int) -> None:
+        self._member, self._limit = member, limit
+        self._partial = bytearray()
+        self.count = 0  # lines cut so far
+        self.refused: MemberMismatch | None = None  # a line too long, once it is reached
+
+    @property
+    def unfinished(self) -> bool:
+        return bool(self._partial)
+
+    def cut(self, piece: bytes) -> list[bytes]:
+        """The lines that ``piece`` ends, in order; at a line too long, those before it, and
+        ``refused`` says why the member is refused (its lines before that one still count)."""
+        *complete, rest = piece.split(b"\n")
+        if complete:
+            limit, partial = self._limit, self._partial
+            if len(partial) + len(complete[0]) > limit or (
+                len(complete) > 1 and max(map(len, complete)) > limit
+            ):
+                return self._up_to_too_long(complete)
+            if partial:
+                partial += complete[0]
+                complete[0] = bytes(partial)
+                partial.clear()
+            self.count += len(complete)
+        if len(self._partial) + len(rest) > self._limit:
+            self.refused = self._too_long()
+        else:
+            self._partial += rest
+        return complete
+
+    def _up_to_too_long(self, complete: list[bytes]) -> list[bytes]:
+        found = []
+        for line in complete:
+            if len(self._partial) + len(line) > self._limit:
+                break
+            found.append(bytes(self._partial + line) if self._partial else line)
+            self._partial.clear()
+        self.count += len(found)
+        self.refused = self._too_long()
+        return found
+
+    def _too_long(self) -> MemberMismatch:
+        return MemberMismatch(
+            member=self._member,
+            detail=f"line {self.count + 1} is longer than {self._limit} bytes (the limit for "
+            "one event)",
+        )
+
+
 def member_lines(source: BinaryIO, entry: Entry, *, sha256: str, raw_size: int) -> Iterator[bytes]:
     """The lines of a zstd member, checked against its digest and declared sizes as they come.
 
-    Raises MemberMismatch when the digest, the sizes or the frame do not match; output beyond
-    ``raw_size`` is never produced.
+    Raises MemberMismatch when the digest, the sizes or the frame do not match, or a line is
+    longer than MAX_LINE; output beyond ``raw_size`` is never produced.
     """
     decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj()
     hasher = hashlib.sha256()
     left, produced = entry.size, 0
-    partial = b""
+    lines = _Lines(entry.name, MAX_LINE)
     try:
         while left:
             chunk = _read_exactly(source, min(_READ, left), f"member {entry.name!r}")
@@ -306,17 +402,16 @@ def member_lines(source: BinaryIO, entry: Entry, *, sha256: str, raw_size: int) 
                         member=entry.name, detail=f"it expands beyond its declared {raw_size} bytes"
                     )
                 if out:
-                    *complete, partial = (partial + out).split(b"\n")
-                    if len(partial) > MAX_LINE:
-                        raise MemberMismatch(member=entry.name, detail="a record is too long")
-                    yield from complete
+                    yield from lines.cut(out)
+                    if lines.refused:
+                        raise lines.refused
     except zstandard.ZstdError as exc:
         raise MemberMismatch(member=entry.name, detail=f"bad zstd data ({exc})") from None
     if decompressor.unused_data:  # wherever the frame ended, the same finding
         raise MemberMismatch(member=entry.name, detail="data follows its zstd frame")
     if not decompressor.eof:
         raise MemberMismatch(member=entry.name, detail="its zstd frame is cut short")
-    if partial:
+    if lines.unfinished:
         raise MemberMismatch(member=entry.name, detail="its last record lacks a newline")
     if produced != raw_size:
         raise MemberMismatch(

@@ -15,7 +15,6 @@ into one transaction, which commits only if everything held, together with the
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import re
 from collections import Counter
@@ -85,48 +84,27 @@ def export(
         )
     heads = ledger.heads()
     starts = _starts(ledger, heads, since, recipient)
+    ranges = tuple(
+        bundle.Range(
+            origin=origin,
+            from_seq=first,
+            to_seq=heads[origin][0],
+            prev_hash=before,
+            last_hash=heads[origin][1],
+            member=bundle.member_name(origin),
+        )
+        for origin, (first, before) in sorted(starts.items())
+    )
+    previous = [
+        b.bundle_id
+        for b in ledger.bundle_records()
+        if b.direction == "export" and b.site == recipient
+    ]
     created_at = timefmt.format_ms(now_ms)
-    with bundle_io.staging_beside(out) as staging:
-        ranges, members, files = [], [], []
-        for index, (origin, (first, before)) in enumerate(sorted(starts.items())):
-            head_seq, head_hash = heads[origin]
-            made = bundle_io.compress_lines(
-                staging / f"{index}.zst",
-                _counting(ledger.bodies(origin, first, head_seq), origin, progress),
-            )
-            if made.records != head_seq - first + 1:
-                raise StorageError(
-                    path=ledger.path,
-                    detail=f"{origin} holds {made.records} events from seq {first}, its head "
-                    f"says {head_seq}",
-                )
-            name = bundle.member_name(origin)
-            ranges.append(
-                bundle.Range(
-                    origin=origin,
-                    from_seq=first,
-                    to_seq=head_seq,
-                    prev_hash=before,
-                    last_hash=head_hash,
-                    member=name,
-                )
-            )
-            members.append(
-                bundle.Member(
-                    name=name,
-                    sha256=made.sha256,
-                    size=made.size,
-                    raw_size=made.raw_size,
-                    records=made.records,
-                )
-            )
-            files.append((name, made.path))
-        previous = [
-            b.bundle_id
-            for b in ledger.bundle_records()
-            if b.direction == "export" and b.site == recipient
-        ]
-        manifest = Manifest(
+    rotation = _rotation_statement(ledger, key)
+
+    def manifest_of(members: tuple[bundle.Member, ...]) -> Manifest:
+        return Manifest(
             format=bundle.FORMAT_VERSION,
             bundle_id=bundle.bundle_id(ledger.site_id, recipient, created_at, ranges),
             exporter=ledger.site_id,
@@ -134,11 +112,37 @@ def export(
             created_at=created_at,
             expires_at=timefmt.format_ms(now_ms + expires_in_ms),
             kind="full" if since is None else "incremental",
-            ranges=tuple(ranges),
+            ranges=ranges,
             previous=previous[-1] if previous else "",
-            members=tuple(members),
-            rotation=_rotation_statement(ledger, key),
+            members=members,
+            rotation=rotation,
         )
+
+    bundle.check_signable(manifest_of(bundle.largest_members(ranges)))  # before any writing
+    with bundle_io.staging_beside(out) as staging:
+        members, files = [], []
+        for index, r in enumerate(ranges):
+            made = bundle_io.compress_lines(
+                staging / f"{index}.zst",
+                _counting(ledger.bodies(r.origin, r.from_seq, r.to_seq), r.origin, progress),
+            )
+            if made.records != r.to_seq - r.from_seq + 1:
+                raise StorageError(
+                    path=ledger.path,
+                    detail=f"{r.origin} holds {made.records} events from seq {r.from_seq}, its "
+                    f"head says {r.to_seq}",
+                )
+            members.append(
+                bundle.Member(
+                    name=r.member,
+                    sha256=made.sha256,
+                    size=made.size,
+                    raw_size=made.raw_size,
+                    records=made.records,
+                )
+            )
+            files.append((r.member, made.path))
+        manifest = manifest_of(tuple(members))
         manifest_bytes = manifest.encode()
         signature = key.sign(dsse.pae(dsse.MANIFEST_TYPE, manifest_bytes))
         envelope = dsse.Envelope(
@@ -339,10 +343,7 @@ def _followed_rotation(
     ledger: SqliteLedger, manifest: Manifest, key_id: str, now: str
 ) -> dict[str, str]:
     assert manifest.rotation is not None
-    try:
-        raw = base64.b64decode(manifest.rotation, validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureInvalid(detail="the rotation statement is not base64") from None
+    raw = dsse.decode_base64(manifest.rotation, "the rotation statement")
     envelope = dsse.decode(raw, payload_type=dsse.ROTATION_TYPE)
     try:
         statement = canonical.decode(envelope.payload)

@@ -10,12 +10,13 @@ import click
 
 from orchd.adapters import bundles, keys
 from orchd.core import dsse
-from orchd.core.names import check_text
-from orchd.errors import BadInput, StateConflict, StorageError
+from orchd.core.policy import check_change
+from orchd.errors import BadInput, NoSuchFile, OutputExists, StateConflict, StorageError
 from orchd.ops import keys as key_ops
 
 from . import cli
 from .actions import Request, action, perform, text
+from .changes import audited, unchanged
 from .context import Config, Site
 from .output import emit_json, table
 
@@ -87,7 +88,9 @@ def export_public(config: Config, file: Path) -> None:
         with file.open("xb") as handle:
             handle.write(keys.public_pem(bytes.fromhex(own["public_key"])))
     except FileExistsError:
-        raise StorageError(path=file, detail="a file of that name exists") from None
+        raise OutputExists(path=file) from None
+    except FileNotFoundError:
+        raise NoSuchFile(kind="directory", path=file.parent) from None
     except OSError as exc:
         raise StorageError(path=file, detail=exc.strerror or str(exc)) from exc
     click.echo(f"wrote the public key {own['key_id']} of {own['site']} to {file}", err=True)
@@ -134,18 +137,24 @@ def _list(call: Request) -> dict[str, Any]:
 @click.argument("site_id", metavar="SITE")
 @click.argument("pubkey_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--expires", help="Trust until this time (e.g. 2027-06-30T00:00Z).")
-@click.option("--reason", help="Why (1-256 printable characters); kept in the log.")
+@audited
 @click.pass_obj
 def trust(
-    config: Config, site_id: str, pubkey_file: Path, expires: str | None, reason: str | None
-) -> None:
-    """Trust the Ed25519 public key in PUBKEY_FILE (PEM) for bundles from SITE."""
+    config: Config, site_id: str, pubkey_file: Path, expires: str | None, reason: str,
+    ticket: str | None,
+) -> None:  # fmt: skip
+    """Trust the Ed25519 public key in PUBKEY_FILE (PEM) for bundles from SITE.
+
+    Trusting a key trusted already for SITE (until the same time) records nothing and says so."""
     body = {"site": site_id, "public_key": keys.read_public(pubkey_file).hex(),
-            "expires": expires, "reason": reason}  # fmt: skip
+            "expires": expires, "reason": reason, "ticket": ticket}  # fmt: skip
     row = perform(config, "keys.trust", body)
     click.echo(row["key_id"])
     until = f" until {row['expires_at']}" if row["expires_at"] else ""
-    click.echo(f"trusting key {row['key_id']} for {site_id}{until}", err=True)
+    if row["changed"]:
+        click.echo(f"trusting key {row['key_id']} for {site_id}{until}", err=True)
+    else:
+        unchanged(f"key {row['key_id']} is trusted already for {site_id}{until}")
 
 
 @action("keys.trust", key_ops.SCOPE, writes=True)
@@ -154,48 +163,58 @@ def _trust(call: Request) -> dict[str, Any]:
     public = text(body, "public_key", required=True) or ""
     if not _HEX_KEY.fullmatch(public):
         raise BadInput(detail="'public_key' must be 64 lowercase hex digits (an Ed25519 key)")
-    row = key_ops.trust(site.ledger, site.clock, site.entropy, call.actor,
-                        site=text(body, "site", required=True) or "",
-                        public_key=bytes.fromhex(public), expires=text(body, "expires"),
-                        reason=text(body, "reason"))  # fmt: skip
-    return row._asdict()
+    done = key_ops.trust(site.ledger, site.clock, site.entropy, call.actor,
+                         site=text(body, "site", required=True) or "",
+                         public_key=bytes.fromhex(public), expires=text(body, "expires"),
+                         policy=call.policy(), reason=text(body, "reason") or "",
+                         ticket=text(body, "ticket"))  # fmt: skip
+    return {**done.key._asdict(), "changed": done.changed}
 
 
 @keys_.command()
 @click.argument("key_id")
-@click.option("--reason", required=True, help="Why (1-256 printable characters).")
+@audited
 @click.pass_obj
-def revoke(config: Config, key_id: str, reason: str) -> None:
-    """Stop trusting KEY_ID (as `orchd keys list` shows it, in full)."""
-    row = perform(config, "keys.revoke", {"key_id": key_id, "reason": reason})
-    click.echo(f"revoked key {row['key_id']} of {row['site']}", err=True)
+def revoke(config: Config, key_id: str, reason: str, ticket: str | None) -> None:
+    """Stop trusting KEY_ID (as `orchd keys list` shows it, in full).
+
+    Revoking a revoked key records nothing and says so."""
+    row = perform(config, "keys.revoke", {"key_id": key_id, "reason": reason, "ticket": ticket})
+    if row["changed"]:
+        click.echo(f"revoked key {row['key_id']} of {row['site']}", err=True)
+    else:
+        unchanged(
+            f"key {row['key_id']} of {row['site']} was revoked already at {row['revoked_at']}"
+        )
 
 
 @action("keys.revoke", key_ops.SCOPE, writes=True)
 def _revoke(call: Request) -> dict[str, Any]:
     site, body = call.site, call.body
-    row = key_ops.revoke(site.ledger, site.clock, site.entropy, call.actor,
-                         key_id=text(body, "key_id", required=True) or "",
-                         reason=text(body, "reason") or "")  # fmt: skip
-    return row._asdict()
+    done = key_ops.revoke(site.ledger, site.clock, site.entropy, call.actor,
+                          key_id=text(body, "key_id", required=True) or "",
+                          policy=call.policy(), reason=text(body, "reason") or "",
+                          ticket=text(body, "ticket"))  # fmt: skip
+    return {**done.key._asdict(), "changed": done.changed}
 
 
 @keys_.command()
-@click.option("--reason", required=True, help="Why (1-256 printable characters).")
+@audited
 @click.pass_obj
-def rotate(config: Config, reason: str) -> None:
+def rotate(config: Config, reason: str, ticket: str | None) -> None:
     """Replace this site's signing key; the old key signs a statement vouching for the new one,
-    which exports carry, so peers that trust the old key can follow."""
-    done = perform(config, "keys.rotate", {"reason": reason})
+    which exports carry, so peers that trust the old key can follow. Each rotation makes a new
+    key: it is never a repeat."""
+    done = perform(config, "keys.rotate", {"reason": reason, "ticket": ticket})
     click.echo(done["new"])
     click.echo(f"rotated the signing key: {done['old'][:16]} -> {done['new'][:16]}", err=True)
 
 
 @action("keys.rotate", key_ops.SCOPE, writes=True)
-def _rotate(call: Request) -> dict[str, str]:
+def _rotate(call: Request) -> dict[str, Any]:
     site = call.site
-    reason = text(call.body, "reason") or ""
-    check_text("reason", reason)
+    reason, ticket = text(call.body, "reason") or "", text(call.body, "ticket")
+    check_change(call.policy(), "rotate", reason, ticket)  # before a key file is written
     old = site_key(site)
     new = keys.generate()
     path = site.config.key_path
@@ -206,6 +225,6 @@ def _rotate(call: Request) -> dict[str, str]:
     rotation = key_ops.Rotation(
         old_key_id=old.key_id, new_public_key=new.public_key, statement=statement
     )
-    site.ledger.append([key_ops.rotated(call.actor, rotation, reason)])
+    site.ledger.append([key_ops.rotated(call.actor, rotation, call.policy(), reason, ticket)])
     site_key(site)  # moves the new key into place, the old one to keys/retired/
-    return {"old": old.key_id, "new": dsse.key_id(new.public_key)}
+    return {"old": old.key_id, "new": dsse.key_id(new.public_key), "changed": True}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from orchd.core import canonical, events, timefmt
+from orchd.core import canonical, dsse, events, timefmt
 from orchd.core.events import ZERO_HASH as ZERO_HASH  # re-exported: the hash before seq 1
 from orchd.core.events import Event
 from orchd.core.names import check_name
@@ -23,6 +23,7 @@ from orchd.errors import (
     ChainGap,
     MemberMismatch,
     OrchdError,
+    TooManyOrigins,
 )
 
 FORMAT_VERSION = 1
@@ -150,6 +151,43 @@ def bundle_id(exporter: str, recipient: str, created_at: str, ranges: Iterable[R
     spans = [[r.origin, r.from_seq, r.to_seq, r.last_hash] for r in ranges]
     seed = canonical.dump([exporter, recipient, created_at, spans])
     return hashlib.sha256(seed).hexdigest()[:32]
+
+
+# --- the signature envelope's limit -----------------------------------------------------------
+
+
+def largest_members(ranges: Iterable[Range]) -> tuple[Member, ...]:
+    """The members of ``ranges`` as large as a manifest may declare them (their records exact):
+    a manifest of these is at least as long as the one written once they are compressed."""
+    return tuple(
+        Member(
+            name=r.member,
+            sha256="0" * 64,
+            size=MAX_MEMBER_SIZE,
+            raw_size=MAX_RAW_SIZE,
+            records=r.to_seq - r.from_seq + 1,
+        )
+        for r in ranges
+    )
+
+
+def envelope_size(manifest: Manifest, signatures: int = 1) -> int:
+    """The bytes of ``manifest.sig`` for ``manifest`` with ``signatures`` Ed25519 signatures."""
+    return len(
+        dsse.Envelope(
+            payload_type=dsse.MANIFEST_TYPE,
+            payload=manifest.encode(),
+            signatures=(dsse.Signature(key_id="0" * 64, sig=bytes(64)),) * signatures,
+        ).encode()
+    )
+
+
+def check_signable(manifest: Manifest) -> None:
+    """Refuse to export a manifest whose signature envelope would pass MAX_SIGNATURE_FILE
+    (format 1 readers refuse it): a bundle of more than some 80 to 130 origins."""
+    size = envelope_size(manifest)
+    if size > MAX_SIGNATURE_FILE:
+        raise TooManyOrigins(count=len(manifest.ranges), size=size, limit=MAX_SIGNATURE_FILE)
 
 
 # --- reading a manifest -----------------------------------------------------------------------

@@ -6,8 +6,9 @@ length in ASCII decimal and ``SP`` one space. A signature signs ``PAE(payloadTyp
 the payload alone, so a signature can not be moved to another type of payload.
 
 The envelope is JSON ``{"payload": b64, "payloadType": str, "signatures": [{"keyid": str, "sig":
-b64}]}``; orchd writes it as canonical JSON and reads it strictly. A key id is the lower-case hex
-sha256 of the raw 32-byte Ed25519 public key.
+b64}]}``; orchd writes it as canonical JSON and reads it strictly, its base64 too (padded, the
+unused bits zero: ``decode_base64``). A key id is the lower-case hex sha256 of the raw 32-byte
+Ed25519 public key.
 """
 
 from __future__ import annotations
@@ -67,13 +68,21 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _unb64(text: object, what: str) -> bytes:
-    if not isinstance(text, str) or not _B64.fullmatch(text):
+def decode_base64(text: object, what: str) -> bytes:
+    """``text`` as strict base64 (RFC 4648, section 4): the standard alphabet, padded to a
+    multiple of 4 with ``=``, and the bits the padding leaves unused all zero, so that one value
+    has exactly one text (``QQ==`` is ``A``; ``QR==`` is refused)."""
+    if not isinstance(text, str) or len(text) % 4 or not _B64.fullmatch(text):
         raise SignatureInvalid(detail=f"{what} is not standard base64")
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise SignatureInvalid(detail=f"{what} is not standard base64") from None
+    if _b64(data) != text:
+        raise SignatureInvalid(
+            detail=f"{what} is not canonical base64: the bits its padding leaves must be zero"
+        )
+    return data
 
 
 def decode(data: bytes, *, payload_type: str) -> Envelope:
@@ -99,12 +108,12 @@ def decode(data: bytes, *, payload_type: str) -> Envelope:
             raise SignatureInvalid(detail="each signature must hold exactly keyid and sig")
         if not isinstance(entry["keyid"], str) or not _KEY_ID.fullmatch(entry["keyid"]):
             raise SignatureInvalid(detail="a keyid must be 64 lower-case hex digits")
-        sig = _unb64(entry["sig"], "a signature")
+        sig = decode_base64(entry["sig"], "a signature")
         if len(sig) != 64:
             raise SignatureInvalid(detail=f"an Ed25519 signature has 64 bytes, not {len(sig)}")
         parsed.append(Signature(key_id=entry["keyid"], sig=sig))
     return Envelope(
         payload_type=payload_type,
-        payload=_unb64(value["payload"], "the payload"),
+        payload=decode_base64(value["payload"], "the payload"),
         signatures=tuple(parsed),
     )

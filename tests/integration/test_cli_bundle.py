@@ -12,6 +12,7 @@ the check it aims at (``tests/bundlekit.py``).
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import random
@@ -29,9 +30,10 @@ import zstandard
 
 from orchd.adapters import bundle_io, bundles, keys
 from orchd.adapters.system import SystemClock
-from orchd.core import canonical, dsse, timefmt
+from orchd.core import bundle, canonical, dsse, events, hlc, ids, timefmt
 from orchd.core.bundle import MAX_LINE
 from orchd.core.events import Actor, Draft
+from orchd.ops import site as site_ops
 from tests.bundlekit import (
     BLOCK,
     END,
@@ -46,6 +48,8 @@ from tests.bundlekit import (
     lines,
     members,
     pad,
+    padding_bits,
+    raw_frame,
     resign,
     retype,
     rotation_b64,
@@ -90,9 +94,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     enclave.ok("init", "--site-id", "enclave")
     hq.ok("keys", "export-public", root / "hq.pub")
     branch.ok("keys", "export-public", root / "branch.pub")
-    enclave.ok("keys", "trust", "hq", root / "hq.pub")
-    enclave.ok("keys", "trust", "branch", root / "branch.pub")
-    hq.ok("keys", "trust", "branch", root / "branch.pub")
+    enclave.ok("keys", "trust", "hq", root / "hq.pub", "--reason", "key ceremony")
+    enclave.ok("keys", "trust", "branch", root / "branch.pub", "--reason", "key ceremony")
+    hq.ok("keys", "trust", "branch", root / "branch.pub", "--reason", "key ceremony")
     for source in ("osv", "ghsa"):
         branch.ok("jobs", "submit", "vex-ingest", "--source", source)
     branch.ok("bundle", "export", "--out", root / "branch.orchkit")
@@ -319,6 +323,10 @@ def unpadded(value: dict[str, Any]) -> None:
     value["signatures"][0]["sig"] = value["signatures"][0]["sig"].rstrip("=")
 
 
+def sig_padding_bits(value: dict[str, Any]) -> None:
+    value["signatures"][0]["sig"] = padding_bits(value["signatures"][0]["sig"])
+
+
 def rotation_type(value: dict[str, Any]) -> None:
     value["payloadType"] = dsse.ROTATION_TYPE
 
@@ -448,6 +456,8 @@ CASES = [
          lambda k: with_envelope(k, five_signatures)),
     case("signature-not-strict-base64", 54, "a signature is not standard base64",
          lambda k: with_envelope(k, unpadded)),
+    case("signature-padding-bits", 54, "a signature is not canonical base64: the bits its",
+         lambda k: with_envelope(k, sig_padding_bits)),
     case("wrong-payload-type", 54, "payloadType is 'application/vnd.orchd.key-rotation+json'",
          lambda k: with_envelope(k, rotation_type)),
     case("envelope-not-canonical", 54, "the envelope is not canonical JSON",
@@ -559,7 +569,7 @@ CASES = [
     case("not-zstd", 56, "bad zstd data", hq_member(lambda k: b"not zstd at all")),
     case("no-final-newline", 56, "its last record lacks a newline",
          hq_member(lambda k: zstd(hq_raw(k)[:-1]))),
-    case("record-over-1MiB", 56, "a record is too long",
+    case("record-over-1MiB", 56, f"line 1 is longer than {MAX_LINE} bytes",
          hq_member(lambda k: zstd(b"{" * (MAX_LINE + 10)), raw_size=MAX_LINE + 10)),
     case("more-records-than-range", 56, "more records than its range", more_records),
     case("fewer-records-than-range", 56, "it ends before its range", hq_lines(fewer)),
@@ -706,6 +716,20 @@ def test_a_rotation_vouched_for_by_a_revoked_key_is_refused(
     assert_refused(enclave, tmp_path / "rotated.orchkit", 72, "revoked at")
 
 
+def test_a_rotation_statement_in_base64_with_padding_bits_is_refused(
+    hq: Site, enclave: Site, tmp_path: Path
+) -> None:
+    """The same statement, read by a lenient decoder as the same bytes, but not canonical."""
+    hq.ok("keys", "rotate", "--reason", "yearly rotation")
+    hq.ok("bundle", "export", "--out", tmp_path / "rotated.orchkit")
+    rotated = (tmp_path / "rotated.orchkit").read_bytes()
+    same = write(tmp_path, resign(rotated, hq.key(), lambda m: None), "same.orchkit")
+    assert enclave.ok("bundle", "verify", same).exit_code == 0  # the control: re-signed as is
+    bits = resign(rotated, hq.key(), lambda m: m.update(rotation=padding_bits(m["rotation"])))
+    path = write(tmp_path, bits, "bits.orchkit")
+    assert_refused(enclave, path, 54, "the rotation statement is not canonical base64")
+
+
 def forged_rotation(kit: Kit, statement: dict[str, Any], signer: keys.SiteKey) -> bytes:
     """A bundle signed by ``signer`` whose rotation statement (signed by ``signer`` too) says
     ``statement``."""
@@ -769,8 +793,10 @@ def test_a_peers_revocation_is_shown_with_a_warning_and_never_applied(
 ) -> None:
     third = keys.generate()
     (tmp_path / "third.pub").write_bytes(keys.public_pem(third.public_key))
-    hq.ok("keys", "trust", "third", tmp_path / "third.pub")
-    enclave.ok("keys", "trust", "third", tmp_path / "third.pub")  # the enclave trusts it too
+    hq.ok("keys", "trust", "third", tmp_path / "third.pub", "--reason", "key ceremony")
+    enclave.ok(
+        "keys", "trust", "third", tmp_path / "third.pub", "--reason", "key ceremony"
+    )  # the enclave trusts it too
     hq.ok("keys", "revoke", third.key_id, "--reason", "compromised")
     hq.ok("bundle", "export", "--out", tmp_path / "revoked.orchkit")
     trusted_before = enclave.json("keys", "list")["trusted"]
@@ -867,7 +893,7 @@ def test_a_site_never_takes_its_own_history_from_a_peer(
     later.ok("jobs", "submit", "rescan")
     later.ok("keys", "export-public", tmp_path / "enclave.pub")
     later.ok("bundle", "export", "--out", tmp_path / "later.orchkit")
-    hq.ok("keys", "trust", "enclave", tmp_path / "enclave.pub")
+    hq.ok("keys", "trust", "enclave", tmp_path / "enclave.pub", "--reason", "key ceremony")
     imported(hq, tmp_path / "later.orchkit")
     hq.ok("bundle", "export", "--out", tmp_path / "hq.orchkit")
     assert_refused(enclave, tmp_path / "hq.orchkit", 73, "a site never takes its own history")
@@ -1063,7 +1089,6 @@ def test_a_symlink_to_a_valid_bundle_is_refused(
 @pytest.mark.parametrize(
     ("make", "fragment"),
     [
-        pytest.param(lambda p: p.mkdir(), "is not a regular file", id="directory"),
         pytest.param(
             lambda p: p.symlink_to("/dev/zero"), "is a symbolic link", id="symlink-to-dev-zero"
         ),
@@ -1072,7 +1097,6 @@ def test_a_symlink_to_a_valid_bundle_is_refused(
             "is a symbolic link",
             id="dangling-symlink",
         ),
-        pytest.param(lambda p: None, "no file at", id="missing"),
     ],
 )
 def test_what_is_not_a_regular_file_is_refused(
@@ -1096,6 +1120,51 @@ def test_a_socket_named_like_a_bundle_is_refused_as_not_a_regular_file(
     assert_refused(enclave, path, 55, "is not a regular file")
 
 
+def nowhere(tmp_path: Path) -> Path:
+    return tmp_path / "odd.orchkit"
+
+
+def a_directory(tmp_path: Path) -> Path:
+    (tmp_path / "odd.orchkit").mkdir()
+    return tmp_path / "odd.orchkit"
+
+
+def through_a_file(tmp_path: Path) -> Path:
+    (tmp_path / "notes.txt").write_text("not a directory")
+    return tmp_path / "notes.txt" / "odd.orchkit"
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "said"),
+    [
+        pytest.param(nowhere, 29, "orchd: error: no such file: {path}\n", id="missing"),
+        pytest.param(
+            lambda t: t / "gone" / "odd.orchkit",
+            29,
+            "no such file: {path}\n",
+            id="missing-directory",
+        ),
+        pytest.param(through_a_file, 29, "no such file: {path}\n", id="through-a-file"),
+        pytest.param(
+            a_directory, 28, "orchd: error: {path} is a directory, not a file\n", id="directory"
+        ),
+    ],
+)
+def test_a_bundle_path_that_names_nothing_or_a_directory_is_bad_input(
+    enclave: Site, tmp_path: Path, where: Callable[[Path], Path], code: int, said: str
+) -> None:
+    """A typo is the operator's, not an attack: no "malformed ... damaged or crafted"."""
+    path = where(tmp_path)
+    assert_refused(enclave, path, code, said.format(path=path), commands=(*COMMANDS, INSPECT))
+    for command in (*COMMANDS, INSPECT):
+        stderr = enclave(*command, path).stderr
+        assert "malformed" not in stderr and "crafted" not in stderr, stderr
+        assert "hint: " in stderr and "storage failure" not in stderr, stderr
+
+
+INSPECT = ("bundle", "inspect")
+
+
 @pytest.mark.slow
 def test_a_member_that_expands_far_beyond_its_declared_size_is_stopped_with_flat_memory(
     kit: Kit, enclave: Site, tmp_path: Path
@@ -1114,7 +1183,7 @@ def test_a_member_that_expands_far_beyond_its_declared_size_is_stopped_with_flat
     before = enclave.fingerprint()
     for declared, fragment in (
         (len(raw), f"it expands beyond its declared {len(raw)} bytes"),
-        (len(raw) + zeros, "a record is too long"),  # honest about the size, not about lines
+        (len(raw) + zeros, f"line {len(kit.hq) + 1} is longer than {MAX_LINE} bytes"),
     ):
         bomb = craft(kit.key, [Span("hq", kit.hq, data=member, raw_size=declared)])
         path = write(tmp_path, bomb, f"bomb-{declared}.orchkit")
@@ -1127,6 +1196,50 @@ def test_a_member_that_expands_far_beyond_its_declared_size_is_stopped_with_flat
             assert done.max_rss < 200 * 1024 * 1024, said
             assert done.seconds < 15, said
     assert enclave.fingerprint() == before
+
+
+def hq_then_an_event_of(kit: Kit, size: int) -> list[tuple[bytes, str]]:
+    """hq's chain, then a valid event of hq whose line is exactly ``size`` bytes: an audit
+    record (daemon.started) of text fields, each within the fold's 4096 characters."""
+    now = SystemClock().now_ms()
+
+    def chain(fields: dict[str, str]) -> list[tuple[bytes, str]]:
+        draft = Draft(type="daemon.started", actor=ACTOR, idempotency_key="daemon.started:big",
+                      payload=fields)  # fmt: skip
+        return seal_after(kit.hq, [draft], now)
+
+    fields: dict[str, str] = {}
+    while (missing := size - len(chain(fields)[-1][0])) > 8200:
+        for _ in range(missing // 4200):
+            fields[f"f{len(fields):03d}"] = "x" * 4096
+    fields |= {"y1": "", "y2": ""}
+    rest = size - len(chain(fields)[-1][0])
+    fields |= {"y1": "x" * min(rest, 4096), "y2": "x" * (rest - min(rest, 4096))}
+    made = chain(fields)
+    assert len(made[-1][0]) == size
+    return made
+
+
+@pytest.mark.parametrize("over", [0, 1], ids=["at-the-limit", "one-byte-over"])
+def test_an_event_line_past_the_limit_is_refused_however_the_zstd_blocks_fall(
+    kit: Kit, enclave: Site, tmp_path: Path, over: int
+) -> None:
+    """A validly signed member built by hand from Raw_Blocks of 4093, 77 and 1 bytes, so that
+    its last line (a valid event, which the fold would take) spans some 750 blocks: one byte
+    over the limit is refused, the limit itself is read."""
+    chain = hq_then_an_event_of(kit, MAX_LINE + over)
+    raw = lines([body for body, _ in chain])
+    member = raw_frame(raw, [4093, 77, 1])
+    blocks = (len(member) - 6 - len(raw)) // 3  # after the frame header, 3 bytes per block
+    assert blocks > MAX_LINE // 1390 > 750
+    path = write(tmp_path, craft(kit.key, [Span("hq", chain, data=member, raw_size=len(raw))]))
+    if over:
+        fragment = f"line {len(chain)} is longer than {MAX_LINE} bytes (the limit for one event)"
+        assert_refused(enclave, path, 56, fragment)
+        return
+    assert enclave.ok("bundle", "verify", path).exit_code == 0
+    assert imported(enclave, path)["events"] == len(chain)
+    assert enclave.chain("hq") == chain
 
 
 # --- events a trusted peer sent that this site can not take ------------------------------------
@@ -1182,7 +1295,7 @@ def test_events_travel_byte_identical_through_a_relay(
     relay = Site(tmp_path / "relay")
     relay.ok("init", "--site-id", "relay")
     enclave.ok("keys", "export-public", tmp_path / "enclave.pub")
-    relay.ok("keys", "trust", "enclave", tmp_path / "enclave.pub")
+    relay.ok("keys", "trust", "enclave", tmp_path / "enclave.pub", "--reason", "key ceremony")
     imported(enclave, world.base)
     enclave.ok("bundle", "export", "--out", tmp_path / "enclave.orchkit")
     report = imported(relay, tmp_path / "enclave.orchkit")
@@ -1242,3 +1355,133 @@ def test_the_same_ledger_key_recipient_and_time_give_the_same_bytes(
     first_hq = next(r for r in a.manifest.ranges if r.origin == "hq")
     second_hq = next(r for r in second.ranges if r.origin == "hq")
     assert second_hq.to_seq == first_hq.to_seq + 1  # the first export's bundle.exported
+
+
+# --- where an export goes --------------------------------------------------------------------
+
+
+def staged(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "said"),
+    [
+        pytest.param(
+            lambda p: p.write_bytes(b"keep"), 49, "{out} exists: choose another name", id="file"
+        ),
+        pytest.param(
+            lambda p: p.symlink_to(p.parent / "elsewhere"),
+            49,
+            "{out} exists: choose another name",
+            id="dangling-symlink",
+        ),
+        pytest.param(lambda p: p.mkdir(), 2, "Usage: ", id="directory"),  # click's check
+    ],
+)
+def test_an_export_to_a_name_taken_is_refused_before_anything_is_written(
+    hq: Site, tmp_path: Path, make: Callable[[Path], None], code: int, said: str
+) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / "hq.orchkit"
+    make(out)
+    listing, before = staged(folder), hq.fingerprint()
+    result = hq("bundle", "export", "--out", out)
+    assert result.exit_code == code, result.stderr
+    if code == 2:
+        assert f"Invalid value for '--out': File '{out}' is a directory." in result.stderr
+    else:
+        assert result.stderr.startswith(f"orchd: error: {said.format(out=out)}\nhint: ")
+    assert result.stdout == "" and "storage failure" not in result.stderr
+    assert staged(folder) == listing  # no staging directory left, nothing beside
+    assert hq.fingerprint() == before  # no bundle.exported
+    if out.is_file():
+        assert out.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(lambda t: t / "gone" / "hq.orchkit", id="missing"),
+        pytest.param(lambda t: through_a_file(t).parent / "hq.orchkit", id="a-file"),
+    ],
+)
+def test_an_export_into_a_directory_that_is_not_there_is_bad_input(
+    hq: Site, tmp_path: Path, where: Callable[[Path], Path]
+) -> None:
+    out = where(tmp_path)
+    before = hq.fingerprint()
+    result = hq("bundle", "export", "--out", out)
+    assert result.exit_code == 29, result.stderr
+    assert result.stderr.startswith(f"orchd: error: no such directory: {out.parent}\nhint: ")
+    assert not out.parent.is_dir() and hq.fingerprint() == before
+
+
+def test_only_a_failing_disk_is_a_storage_failure(
+    hq: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    before = hq.fingerprint()
+    monkeypatch.setattr(os, "link", broken)
+    result = hq("bundle", "export", "--out", folder / "hq.orchkit")
+    assert result.exit_code == 91, result.stderr
+    assert "storage failure at" in result.stderr and "Input/output error" in result.stderr
+    assert "hint: check free space, permissions and the health of the disk" in result.stderr
+    monkeypatch.undo()
+    assert staged(folder) == [] and hq.fingerprint() == before
+
+
+def add_origins(site: Site, count: int) -> None:
+    """``count`` more origins at ``site``, each a peer's first event (``site.initialized``),
+    imported as a bundle's events are."""
+    now = SystemClock().now_ms()
+    fresh = []
+    for n in range(count):
+        origin = f"peer-{n:03d}"
+        fresh += events.seal_batch(
+            [site_ops.initialized(origin, ACTOR, "test")],
+            origin=origin,
+            after=(0, events.ZERO_HASH),
+            clock=hlc.ZERO,
+            now_ms=now,
+            entropy=os.urandom(ids.ENTROPY_BYTES),
+        )
+    ledger = site.ledger()
+    try:
+        ledger.import_events([fresh], lambda: [])
+    finally:
+        ledger.close()
+
+
+def test_an_export_past_the_signature_envelope_limit_is_refused_before_anything_is_written(
+    hq: Site, tmp_path: Path
+) -> None:
+    """Format 1 readers refuse a manifest.sig over 64 KiB, so no exporter may write one."""
+    add_origins(hq, 140)
+    origins = len(hq.json("ledger", "verify")["origins"])
+    assert origins == 142  # hq, branch and the peers
+    folder = tmp_path / "out"
+    folder.mkdir()
+    before = hq.fingerprint()
+    for extra in ((), ("--peer", "enclave", "--new-peer")):
+        result = hq("bundle", "export", "--out", folder / "all.orchkit", *extra)
+        assert result.exit_code == 48, result.stderr
+        assert result.stderr.startswith(f"orchd: error: {origins} origins would need a "), (
+            result.stderr
+        )
+        assert "-byte signature envelope; format 1 allows 65536\nhint: nothing was written" in (
+            result.stderr
+        )
+        assert "export for a named peer whose receipt this site holds" in result.stderr
+        assert staged(folder) == [] and result.stdout == ""
+    assert hq.fingerprint() == before
+
+
+def test_the_envelope_size_export_checks_is_the_size_it_writes(kit: Kit) -> None:
+    head, envelope_member = parts(kit)[:2]
+    assert bundle.envelope_size(bundle.parse(head.data)) == len(envelope_member.data)

@@ -120,3 +120,18 @@ def test_the_state_dir_comes_from_the_environment_when_not_given(tmp_path: Path)
     listed = runner.invoke(cli, ["jobs", "list", "--json"])
     assert (listed.exit_code, json.loads(listed.stdout)) == (0, [])
     assert (state_dir / "ledger.db").is_file()
+
+
+def test_a_public_key_file_is_never_written_over_nor_into_a_missing_directory(
+    orchd: Orchd, tmp_path: Path
+) -> None:
+    orchd.ok("init", "--site-id", "hq")
+    taken = tmp_path / "taken.pem"
+    taken.write_text("someone's file\n")
+
+    exists = orchd.fails(49, "keys", "export-public", str(taken))
+    missing = orchd.fails(29, "keys", "export-public", str(tmp_path / "nowhere" / "hq.pem"))
+
+    assert f"{taken} exists: choose another name" in exists.stderr
+    assert taken.read_text() == "someone's file\n"
+    assert f"no such directory: {tmp_path / 'nowhere'}" in missing.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orchd.core import bundle, canonical, dsse
 from orchd.core.bundle import Manifest, Member, Range, Step
@@ -16,6 +18,7 @@ from orchd.errors import (
     ChainGap,
     MemberMismatch,
     SignatureInvalid,
+    TooManyOrigins,
 )
 
 H = {n: f"{n:064x}" for n in range(1, 20)}  # stand-in hashes
@@ -132,6 +135,79 @@ def test_recipient_origin_skew_and_expiry_are_checked() -> None:
         bundle.check_envelope(
             manifest(span("hq", 1, 1)), local="hq", now_ms=NOW, skew_ms=300_000, allow_expired=False
         )
+
+
+# --- the signature envelope's limit -----------------------------------------------------------
+
+
+def origins(count: int, name_chars: int = 8) -> tuple[Range, ...]:
+    """``count`` origins named with ``name_chars`` characters each (aa, ab, ... padded with x)."""
+    names = ((chr(97 + n // 26) + chr(97 + n % 26)).ljust(name_chars, "x") for n in range(count))
+    return tuple(span(name, 1, 5) for name in names)
+
+
+def test_the_envelope_size_is_that_of_the_envelope_a_signature_makes() -> None:
+    made = manifest(*origins(3))
+    signature = dsse.Signature(key_id="ab" * 32, sig=bytes(range(64)))
+    signed = dsse.Envelope(
+        payload_type=dsse.MANIFEST_TYPE, payload=made.encode(), signatures=(signature,)
+    )
+    assert bundle.envelope_size(made) == len(signed.encode())
+    assert bundle.envelope_size(made, 2) == len(
+        dataclasses.replace(signed, signatures=(signature, signature)).encode()
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, bundle.MAX_MEMBER_SIZE),
+            st.integers(0, bundle.MAX_RAW_SIZE),
+            st.integers(1, 10**12),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_bound_taken_before_compressing_covers_what_the_members_turn_out_to_be(
+    sizes: list[tuple[int, int, int]],
+) -> None:
+    """Export checks the envelope of its largest possible manifest before it writes a byte;
+    whatever the compressed members turn out to be, the real envelope is no larger."""
+    ranges = tuple(
+        span(f"s{n}", 1, 1) if records == 1 else dataclasses.replace(
+            span(f"s{n}", 1, 2), to_seq=records, last_hash=H[2]
+        )
+        for n, (_, _, records) in enumerate(sizes)
+    )  # fmt: skip
+    real = tuple(
+        Member(name=r.member, sha256="f" * 64, size=size, raw_size=raw, records=records)
+        for r, (size, raw, records) in zip(ranges, sizes, strict=True)
+    )
+    bound = dataclasses.replace(manifest(*ranges), members=bundle.largest_members(ranges))
+    assert [m.records for m in bound.members] == [records for _, _, records in sizes]
+    actual = dataclasses.replace(bound, members=real)
+    assert bundle.envelope_size(actual) <= bundle.envelope_size(bound)
+
+
+@pytest.mark.parametrize("name_chars", [2, 8, 63])
+def test_an_envelope_up_to_64_kib_is_signable_and_one_past_it_is_refused(name_chars: int) -> None:
+    fits = max(
+        n
+        for n in range(1, 200)
+        if bundle.envelope_size(manifest(*origins(n, name_chars))) <= bundle.MAX_SIGNATURE_FILE
+    )
+    assert 80 <= fits <= 130  # FORMAT.md 3.1 says so
+    bundle.check_signable(manifest(*origins(fits, name_chars)))
+    over = manifest(*origins(fits + 1, name_chars))
+    with pytest.raises(TooManyOrigins) as refused:
+        bundle.check_signable(over)
+    size = bundle.envelope_size(over)
+    assert refused.value.exit_code == 48
+    assert refused.value.message == (
+        f"{fits + 1} origins would need a {size}-byte signature envelope; format 1 allows 65536"
+    )
+    assert "export for a named peer" in (refused.value.hint_text or "")
 
 
 # --- the plan ---------------------------------------------------------------------------------
