@@ -29,6 +29,7 @@ DAEMON_MODULES = (  # the modules whose tests start `orchd run`
     "tests/faults/test_daemon_schedules.py",
     "tests/faults/test_disk_full.py",
     "tests/faults/test_io_errors.py",
+    "tests/faults/test_interrupt.py",
     "tests/faults/test_site_identity.py",
     "tests/integration/test_cli_audit.py",
     "tests/integration/test_systemd_units.py",

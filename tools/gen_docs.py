@@ -30,6 +30,7 @@ RANGES = (
     ("70-89", "refusal: a permission, quota or policy says no"),
     ("90-98", "a wrapped operating-system or SQLite failure"),
     ("99", "internal error: a bug in orchd"),
+    ("130", "interrupted (Ctrl-C, SIGINT): one line says what was and was not done"),
 )
 
 
@@ -71,19 +72,45 @@ def cli_reference() -> str:
         "## Which site a command reaches",
         "",
         "A command works on the site of its state dir (`--state-dir`, `ORCHD_STATE_DIR`), whose",
-        "`site.json` names it. While that site's daemon runs, the command goes through its socket:",
-        "`--socket` / `ORCHD_SOCKET` when given (and only that one), else the socket `site.json`",
-        "names, else `STATE_DIR/orchd.sock`; `/run/orchd/orchd.sock` only for the default state dir",
-        "`/var/lib/orchd`. Each request names the site it means; a daemon of another site refuses",
-        "it before acting (`WrongSite`, exit 42, naming both sites and the socket), and the client",
-        "checks the site each reply names. A state dir the caller cannot read is refused",
-        "(`StateDirUnreadable`, exit 76). `orchd run` serves `--socket` when given, else the",
-        "configuration's `socket:`, and never takes a socket another daemon answers at",
-        "(`SocketTaken`, exit 43). `status` and `doctor` say whether a daemon serves this site and",
-        "at which socket. `jobs list` and `status` show this site's own jobs unless given `--origin`",
-        "or `--all-origins`; `jobs cancel` and `replay` refuse another origin's job (`ForeignJob`,",
-        "exit 45); `bundle export --peer` and `jobs submit --site` refuse a site this one neither",
-        "trusts nor has heard from unless given `--new-peer` (`UnknownPeer`, exit 44).",
+        "`site.json` names it. While that site's daemon runs, the command goes through its",
+        "socket: `--socket` / `ORCHD_SOCKET` when given (and only that one), else the socket",
+        "`site.json` names, else `STATE_DIR/orchd.sock`; `/run/orchd/orchd.sock` only for the",
+        "default state dir `/var/lib/orchd`. Each request names the site it means; a daemon of",
+        "another site refuses it before acting (`WrongSite`, exit 42, naming both sites and the",
+        "socket), and the client checks the site each reply names. A state dir the caller cannot",
+        "read is refused (`StateDirUnreadable`, exit 76). `orchd run` serves `--socket` when",
+        "given, else the configuration's `socket:`, and never takes a socket another daemon",
+        "answers at (`SocketTaken`, exit 43). `status` and `doctor` say whether a daemon serves",
+        "this site and at which socket. `jobs list` and `status` show this site's own jobs unless",
+        "given `--origin` or `--all-origins`; `jobs cancel` and `replay` refuse another origin's",
+        "job (`ForeignJob`, exit 45); `bundle export --peer` and `jobs submit --site` refuse a",
+        "site this one neither trusts nor has heard from unless given `--new-peer`",
+        "(`UnknownPeer`, exit 44).",
+        "",
+        "## Changes, repeats and refusals",
+        "",
+        "Every operator change (`jobs cancel`, `replay`, `sources pause|resume`, `quota",
+        "set|reset`, `backfill`, `keys trust|revoke|rotate`) requires `--reason` and takes",
+        "`--ticket`, which is required for the changes the policy's `tickets.required_for` lists",
+        "(default: quota and backfill; `TicketRequired`, exit 20); both are recorded in the",
+        "change's event. Repeating a change already in effect (pausing a paused source,",
+        "cancelling a cancelled job, a quota set to what is in effect, trusting a trusted key)",
+        "records nothing, exits 0 and says `nothing changed` (with `--json`: `changed` false).",
+        "A refusal names its true cause: a bundle path that names nothing is `NoSuchFile` (29)",
+        "and a directory `IsADirectory` (28), an `--out` that exists is `OutputExists` (49), an",
+        "`--out` in a missing directory is `NoSuchFile`, and only a failing disk is",
+        "`StorageError` (91). An error the daemon relays keeps its own text and exit code.",
+        "",
+        "## Ctrl-C",
+        "",
+        "SIGINT during a long command (`bundle export|verify|import`, `ledger verify|prune`,",
+        "`backfill`, `work`) ends it with exit 130 and one line saying what was and was not done",
+        "(an import applies all or nothing; a verify gives no verdict; `work` stops its runs,",
+        "which run again later), never a traceback. Through the daemon, the client's Ctrl-C",
+        "cancels the daemon's operation at its next progress report (an import rolls back",
+        "completely) and the line says so; if the daemon had already finished, the line says it",
+        "stands; if it cannot be cancelled in time, the line says the daemon goes on and how to",
+        "follow it (`orchd audit tail --follow`).",
         "",
     ]
     for ctx in _walk(cli):
@@ -125,11 +152,11 @@ POLICY_PREAMBLE = """# Policies
 orchd reads every `*.yaml` file of its policy directory (`--policy-dir`, env `ORCHD_POLICY_DIR`,
 default `/etc/orchd/policies`) but `authz.yaml` (see the end of this page) in name order and merges
 them: a source, job type or schedule may be defined in one file only, and one file at most sets
-`concurrency`. Files are YAML read with the safe loader; aliases (`*name`) and merge keys (`<<`)
-are refused, and so is any key not listed here. Every error names the file, the line and the key,
-and says what was expected (`orchd policy check` shows it without starting anything; it also
-warns, without failing, about a job type whose program is missing or not executable on this host,
-and so does `orchd doctor`).
+each of `concurrency`, `retention` and `tickets`. Files are YAML read with the safe loader;
+aliases (`*name`) and merge keys (`<<`) are refused, and so is any key not listed here. Every
+error names the file, the line and the key, and says what was expected (`orchd policy check`
+shows it without starting anything; it also warns, without failing, about a job type whose
+program is missing or not executable on this host, and so does `orchd doctor`).
 
 Names: sources and job types are lower-case words (a-z, 0-9, `_`, `-`; sources may also hold `.`),
 up to 63 characters. Text values are one printable line. `examples/` holds a complete policy for a
@@ -144,6 +171,20 @@ Built in: the job type `bundle-export` (param `peer`, required) runs `orchd bund
 `authz.yaml`, grant that user `orch:bundle`. Like `bundle export --peer`, it refuses a peer this
 site neither trusts nor has heard from (exit 44): trust the peer's key (`orchd keys trust`) before
 it runs. A policy that defines its own `bundle-export` replaces it.
+
+Audited changes: every operator change (`jobs cancel`, `replay`, `sources pause|resume`, `quota
+set|reset`, `backfill`, `keys trust|revoke|rotate`) needs `--reason` and may carry `--ticket`;
+`tickets: {required_for: [...]}` names the changes that need a ticket, from the fixed list
+`cancel`, `replay`, `pause`, `resume`, `quota`, `backfill`, `trust`, `revoke`, `rotate` (without
+the key: `quota` and `backfill`; `quota` always, since its events carry a ticket on every site).
+A change without the ticket its site asks for is refused (`TicketRequired`, docs/EXIT_CODES.md)
+and records nothing, through the daemon or without it. Repeating a change that is in effect
+already (pausing a paused source, resuming one that is not paused, cancelling a cancelled job,
+setting the quota override in effect, resetting where there is none, trusting a trusted key,
+revoking a revoked one, a backfill whose slots all have their jobs, replaying a job whose replay
+has not finished) records nothing, says `nothing changed` and exits 0. A job that succeeded or is
+dead cannot be cancelled; a replay of a finished replay and `keys rotate` always make something
+new (a job, a key).
 
 This page is generated from the loader's own key tables by `tools/gen_docs.py`; a test keeps it
 equal to them, so a key the loader accepts is always documented here.

@@ -123,6 +123,7 @@ def batches_beside(
             stdout=subprocess.PIPE,
             pass_fds=(source.fileno(),),
             env={**os.environ, "PYTHONPATH": path},
+            process_group=0,  # Ctrl-C at the terminal reaches the parent only
         )
     except OSError as exc:
         raise SystemFailure(detail=f"cannot start the bundle reader: {exc}") from None
@@ -219,5 +220,10 @@ def _serve(spec_bytes: bytes, out: BinaryIO) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # Ctrl-C is the parent's to handle (it stops this reader and says what was done): the reader
+    # runs in its own process group, out of the terminal's reach, and ignores SIGINT regardless
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False) as _out:
         sys.exit(_serve(sys.stdin.buffer.read(), _out))

@@ -33,6 +33,7 @@ import shutil
 import socket
 import socketserver
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +50,7 @@ from orchd.errors import (
     BadInput,
     BundleRefused,
     ConfigInvalid,
+    Interrupted,
     OrchdError,
     PolicyInvalid,
     SocketTaken,
@@ -69,6 +71,8 @@ METRICS_PATH = "/metrics"  # GET: the metrics action's text, for Prometheus
 SITE_PATH = "/v1/site"  # GET: the site served here (no scope: it is what a client checks)
 SITE_HEADER, INSTANCE_HEADER = "Orchd-Site", "Orchd-Instance"
 PROBE_TIMEOUT_S = 5
+CANCEL_POLL_S = 0.25  # how often a waiting server thread looks whether its client hung up
+CANCEL_WAIT_S = 15  # how long a client that was interrupted waits for the daemon's last word
 METRICS_SCOPE = "orch:read"
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STREAM_POLL_S = 0.5
@@ -198,12 +202,23 @@ class Call:
     upload: Path | None = None  # the request's file body, received into the transfers dir
     download: Path | None = None  # where the action may write a file to send back
     answer: Future[tuple[int, Any]] = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # the client hung up
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
     request_queue_size = 256  # the default 5 refuses (EAGAIN) a burst of callers at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A handler that failed: one JSON line, as every line of the daemon's log (socketserver
+        would print a traceback); a client that hung up mid-reply is no error of the daemon's."""
+        failure = sys.exc_info()[1]
+        if isinstance(failure, (BrokenPipeError, ConnectionResetError)):
+            return
+        record = {"level": "error", "msg": "api request failed", "error": repr(failure)}
+        sys.stderr.write(json.dumps(record, sort_keys=True) + "\n")
+        sys.stderr.flush()
 
 
 class ControlServer:
@@ -257,13 +272,22 @@ class ControlServer:
         if self.path.is_socket():
             self.path.unlink()
 
-    def handle(self, call: Call) -> tuple[int, Any]:
+    def handle(self, call: Call, client: socket.socket | None = None) -> tuple[int, Any]:
+        """Hand ``call`` to the loop and wait for its answer; meanwhile a ``client`` that hangs
+        up (Ctrl-C: it closes its side) marks the call cancelled, which a long action sees at its
+        next progress report and rolls back (see ``Daemon._progress``)."""
         self._submit(call)
         transfer = call.upload is not None or call.download is not None
-        try:  # a transfer (a bundle) takes as long as it takes; the watchdog guards the loop
-            return call.answer.result(timeout=None if transfer else TIMEOUT_S)
-        except TimeoutError:
-            return 503, {"error": "the daemon did not answer in time", "code": 90}
+        # a transfer (a bundle) takes as long as it takes; the watchdog guards the loop
+        deadline = None if transfer else time.monotonic() + TIMEOUT_S
+        while True:
+            try:
+                return call.answer.result(timeout=CANCEL_POLL_S)
+            except TimeoutError:
+                if deadline is not None and time.monotonic() > deadline:
+                    return 503, {"error": "the daemon did not answer in time", "code": 90}
+            if client is not None and not call.cancelled.is_set() and _hung_up(client):
+                call.cancelled.set()
 
     def transfer_path(self) -> Path:
         return self.transfers / secrets.token_hex(16)
@@ -329,7 +353,7 @@ def _handler(server: ControlServer) -> type[BaseHTTPRequestHandler]:
             call = Call(method=method, path=url.path, query=query, body=body, peer=peer,
                         scopes=scopes, upload=upload, download=download)  # fmt: skip
             try:
-                status, payload = server.handle(call)
+                status, payload = server.handle(call, self.connection)
                 if status == 200 and download is not None and download.exists():
                     self._send_file(download, payload)
                 else:
@@ -505,6 +529,19 @@ def _object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+def _hung_up(sock: socket.socket) -> bool:
+    """True if the client closed its side (its request was read whole: nothing else may come)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 def _gone(sock: socket.socket, wait_s: float) -> bool:
     """True if the client hung up (or sent anything: a stream takes no input) within wait_s."""
     readable, _, _ = select.select([sock], [], [], wait_s)
@@ -569,6 +606,7 @@ def probe(path: Path) -> Identity | None:
                           "Connection: close\r\n\r\n".encode())  # fmt: skip
         with conn.sock.makefile("rb") as reader:
             _status, fields = _head(reader)
+            reader.read()  # to the end: a daemon never writes to a client that left
     except (OSError, ValueError, IndexError):
         return Identity(site_id="?", instance="", socket=str(path))
     finally:
@@ -637,15 +675,28 @@ def request(
         if download is not None:
             headers["Accept"] = f"{OCTETS}, application/json"
         head = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        conn.sock.sendall(head.encode() + b"\r\n" + data)
-        if upload is not None:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                conn.sock.sendfile(upload)  # if refused before the end, the reply says why
-        with conn.sock.makefile("rb") as reader:
+        what = url.rsplit("/", 1)[-1]
+        try:
+            conn.sock.sendall(head.encode() + b"\r\n" + data)
+            if upload is not None:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    conn.sock.sendfile(upload)  # if refused before the end, the reply says why
+        except KeyboardInterrupt:
+            raise Interrupted(detail=f"{what} was not sent whole: the daemon does nothing with "
+                              "it; nothing was changed") from None  # fmt: skip
+        try:
+            reader = conn.sock.makefile("rb")
             status, fields = _head(reader)
+        except KeyboardInterrupt:
+            raise _last_word(conn.sock, path, expect, what) from None
+        with reader:
             _check_served(path, expect, fields)
             if download is not None and fields.get("content-type") == OCTETS:
-                _receive_file(reader, download, int(fields.get("content-length", "-1")))
+                try:
+                    _receive_file(reader, download, int(fields.get("content-length", "-1")))
+                except KeyboardInterrupt:
+                    raise Interrupted(detail=f"the daemon had already finished {what}: it "
+                                      "stands, but no file was written here") from None  # fmt: skip
                 return status, json.loads(fields.get("orchd-result", "null"))
             payload = reader.read()
     finally:
@@ -653,12 +704,42 @@ def request(
     return status, json.loads(payload) if payload else None
 
 
+def _last_word(sock: socket.socket, path: Path, expect: Identity | None, what: str) -> Interrupted:
+    """After Ctrl-C while the daemon works on ``what``: close our side (the daemon cancels at the
+    action's next progress report, rolling back), then wait a little for its answer, and say
+    plainly what was and was not done."""
+    goes_on = Interrupted(detail=f"{what} could not be cancelled in time: the daemon goes on "
+                          "with it; follow it with orchd audit tail --follow")  # fmt: skip
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(CANCEL_WAIT_S)
+        with sock.makefile("rb") as reader:
+            status, fields = _head(reader)
+            _check_served(path, expect, fields)
+            if fields.get("content-type") == OCTETS:  # a file reply: finished; none kept here
+                return Interrupted(detail=f"the daemon had already finished {what}: it stands, "
+                                   "but no file was written here")  # fmt: skip
+            answer = json.loads(reader.read() or b"null")
+    except (KeyboardInterrupt, OSError, ValueError, IndexError):
+        return goes_on
+    if status == 200:
+        return Interrupted(detail=f"the daemon had already finished {what}: it stands")
+    error = answer.get("error", "") if isinstance(answer, dict) else ""
+    if isinstance(answer, dict) and answer.get("code") == Interrupted.exit_code:
+        return Interrupted(detail=f"the daemon cancelled {what}: nothing was changed")
+    return Interrupted(detail=f"{what} ended in an error meanwhile: {error}")
+
+
 def _receive_file(reader: BinaryIO, out: Path, length: int) -> None:
     with out.open("xb") as handle:
         copied = 0
-        while chunk := reader.read(1 << 16):
-            handle.write(chunk)
-            copied += len(chunk)
+        try:
+            while chunk := reader.read(1 << 16):
+                handle.write(chunk)
+                copied += len(chunk)
+        except BaseException:
+            out.unlink()  # never half a file
+            raise
     if copied != length:
         out.unlink()
         raise ConnectionResetError(f"the daemon's file ended after {copied} of {length} bytes")

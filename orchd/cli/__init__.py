@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from orchd import __version__
-from orchd.errors import InternalError, OrchdError
+from orchd.errors import InternalError, Interrupted, OrchdError
 
 from .context import Config
 
@@ -24,13 +24,18 @@ def report(error: OrchdError) -> None:
 
 
 class OrchdGroup(click.Group):
-    """Turns orchd errors into a message, a hint and the error's exit code."""
+    """Turns orchd errors into a message, a hint and the error's exit code; Ctrl-C into exit 130
+    with one line (a long command says what was done through ``interruptible``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            stopped = Interrupted(detail="stopped before it finished")
+            report(stopped)
+            ctx.exit(stopped.exit_code)
         except OrchdError as error:
             report(error)
             ctx.exit(error.exit_code)

@@ -27,7 +27,7 @@ from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.errors import BadInput
 
-from .context import Config, Site, open_site
+from .context import Config, Site, interruptible, open_site
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,22 +45,31 @@ class Request:
     progress: Callable[[], None] = lambda: None  # a long action calls it now and then (watchdog)
 
 
+WROTE_NOTHING = "nothing was changed (a change is recorded in one transaction, rolled back)"
+READ_ONLY = "it only reads: nothing was changed"
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     name: str
     scope: str
     writes: bool  # takes the site lock in-process; the daemon reloads its limits afterwards
     run: Callable[[Request], Any]
+    interrupted: str  # what Ctrl-C in the middle leaves done and not done (the line it prints)
 
 
 ACTIONS: dict[str, Action] = {}
 
 
-def action(name: str, scope: str, *, writes: bool) -> Callable[[Callable[[Request], Any]], Any]:
-    """Register an action under ``name``, needing ``scope``."""
+def action(
+    name: str, scope: str, *, writes: bool, interrupted: str = ""
+) -> Callable[[Callable[[Request], Any]], Any]:
+    """Register an action under ``name``, needing ``scope``; ``interrupted`` says what Ctrl-C
+    leaves done (by default: a write is one transaction, rolled back; a read changes nothing)."""
 
     def register(run: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        ACTIONS[name] = Action(name=name, scope=scope, writes=writes, run=run)
+        said = interrupted or (WROTE_NOTHING if writes else READ_ONLY)
+        ACTIONS[name] = Action(name=name, scope=scope, writes=writes, run=run, interrupted=said)
         return run
 
     return register
@@ -83,7 +92,10 @@ def perform(
     if answer is not None:
         return answer
     chosen = ACTIONS[name]
-    with open_site(config, write=chosen.writes) as site:
+    with (
+        interruptible(f"{name}: {chosen.interrupted}"),
+        open_site(config, write=chosen.writes) as site,
+    ):
         policy = functools.cache(lambda: policy_files.load(config.policy_dir))
         request = Request(site=site, actor=site.actor(chosen.scope), policy=policy,
                           settings=config.settings(), body=body, upload=upload,

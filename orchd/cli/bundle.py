@@ -118,7 +118,8 @@ def export(
         )
 
 
-@action("bundle.export", bundles.SCOPE, writes=True)
+@action("bundle.export", bundles.SCOPE, writes=True,
+        interrupted="no bundle was written and nothing was recorded")  # fmt: skip
 def _export(call: Request) -> dict[str, Any]:
     assert call.download is not None, "an export writes to the caller's download"
     site, body = call.site, call.body
@@ -255,7 +256,8 @@ def verify(config: Config, file: Path, as_json: bool) -> None:
         _say(report, "would import")
 
 
-@action("bundle.verify", "orch:read", writes=False)
+@action("bundle.verify", "orch:read", writes=False,
+        interrupted="the bundle was not checked to its end; nothing was changed")  # fmt: skip
 def _verify(call: Request) -> dict[str, Any]:
     assert call.upload is not None, "a verify reads the caller's upload"
     site = call.site
@@ -295,7 +297,8 @@ def import_(
         _say(report, "would import" if dry_run else "imported")
 
 
-@action("bundle.import", bundles.SCOPE, writes=True)
+@action("bundle.import", bundles.SCOPE, writes=True,
+        interrupted="nothing was imported: an import applies all or nothing")  # fmt: skip
 def _import(call: Request) -> dict[str, Any]:
     assert call.upload is not None, "an import reads the caller's upload"
     site, body = call.site, call.body

@@ -25,7 +25,7 @@ from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor, site_clock
 from orchd.core.events import Actor
-from orchd.errors import RemoteRefused, StateConflict, StorageError
+from orchd.errors import Interrupted, RemoteRefused, StateConflict, StorageError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -213,3 +213,13 @@ def with_site(
         return wrapper
 
     return decorate
+
+
+@contextmanager
+def interruptible(done: str) -> Iterator[None]:
+    """Ctrl-C (SIGINT) inside: ``Interrupted`` saying ``done`` (what was and was not done), so
+    the command exits 130 with that one line and no traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(detail=done) from None

@@ -48,7 +48,8 @@ def verify(config: Config, as_json: bool) -> None:
     click.echo(f"ok: {report['events']} events verified")
 
 
-@action("ledger.verify", ledger_ops.VERIFY_SCOPE, writes=False)
+@action("ledger.verify", ledger_ops.VERIFY_SCOPE, writes=False,
+        interrupted="the ledger was not checked to its end; nothing was changed")  # fmt: skip
 def _verify(call: Request) -> dict[str, Any]:
     report = ledger_ops.verify(call.site.ledger)
     return {"ok": True, "events": report.events, "origins": report.origins,
@@ -200,7 +201,8 @@ def prune(config: Config, dry_run: bool, as_json: bool) -> None:
                err=True)  # fmt: skip
 
 
-@action("ledger.prune", retention.SCOPE, writes=True)
+@action("ledger.prune", retention.SCOPE, writes=True,
+        interrupted="nothing was pruned: pruning is one transaction, rolled back")  # fmt: skip
 def _prune(call: Request) -> dict[str, Any]:
     dry_run = flag(call.body, "dry_run")
     days = call.policy().retention_days

@@ -41,7 +41,7 @@ from orchd.adapters.system import actor_for_uid
 from orchd.core import timefmt
 from orchd.core.events import Draft
 from orchd.core.policy import Policy
-from orchd.errors import ConfigInvalid, OrchdError, StorageError
+from orchd.errors import ConfigInvalid, Interrupted, OrchdError, StorageError
 from orchd.ops import engine, jobs, requests, retention, scheduling
 
 from . import actions, cli
@@ -229,9 +229,12 @@ class Daemon:
             self.log("warning", "wall clock jumped", jump_ms=drift, event=event)
             self.schedules_due = True
 
-    def _progress(self) -> None:
+    def _progress(self, call: control.Call | None = None) -> None:
         """A long step on the loop (a bundle import) is making progress: keep systemd's
-        watchdog fed meanwhile, as the loop would."""
+        watchdog fed meanwhile, as the loop would. The step of a ``call`` whose client hung up
+        (Ctrl-C) stops here: it raises ``Interrupted`` inside its transaction, which rolls back."""
+        if call is not None and call.cancelled.is_set():
+            raise Interrupted(detail="its client went away before it finished: nothing was changed")
         self._report(self.site.clock.monotonic_ms())
 
     def _report(self, mono: int) -> None:
@@ -277,6 +280,10 @@ class Daemon:
             self._report(self.site.clock.monotonic_ms())
             try:
                 status, payload, new = self._route(call)
+            except Interrupted as exc:
+                self.log("info", "api call cancelled by its client", path=call.path,
+                         uid=call.peer.uid, error=exc.message)  # fmt: skip
+                status, payload, new = 409, control.error_payload(exc), False
             except OrchdError as exc:
                 self.log("info", "api call refused", path=call.path, uid=call.peer.uid,
                          code=exc.exit_code, error=exc.message)  # fmt: skip
@@ -327,7 +334,7 @@ class Daemon:
             upload=call.upload,
             download=call.download,
             degraded=self.degraded,
-            progress=self._progress,
+            progress=lambda: self._progress(call),
         )
         result = actions.plain(chosen.run(request))
         self.log("info" if chosen.writes else "debug", "api call", action=name, uid=call.peer.uid)

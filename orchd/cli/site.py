@@ -13,7 +13,7 @@ from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
 from orchd.core.events import Draft
 from orchd.core.names import check_name
-from orchd.errors import SiteExists, StorageError
+from orchd.errors import OrchdError, SiteExists, SiteServed, StorageError
 from orchd.ops import keys as key_ops
 from orchd.ops import site as site_ops
 
@@ -51,6 +51,7 @@ def init(
             raise click.UsageError("--restore needs --trust-key and --ticket")
         _restore(config, check_name("site id", site_id), restore_from, trust_key, ticket)
         return
+    _refuse_a_site(config)
     actor = local_actor(site_ops.SCOPE)
     first = site_ops.initialized(site_id, actor, __version__)
     try:
@@ -76,10 +77,25 @@ def init(
     click.echo(f"signing key {key.key_id} in {key_path}", err=True)
 
 
+def _refuse_a_site(config: Config) -> None:
+    """A site is there already: refused (saying so if a daemon serves it), before any lock is
+    taken (the daemon holds it, and "in use by another writer" would not say what is wrong)."""
+    if not (config.ledger_path.exists() or config.ledger_path.is_symlink()):
+        return
+    try:
+        state = config.daemon_state()
+    except OrchdError:
+        state = {"serving": False}
+    if state["serving"]:
+        raise SiteServed(path=config.state_dir, socket=state["socket"])
+    raise SiteExists(path=config.state_dir)
+
+
 def _restore(
     config: Config, site_id: str, sources: tuple[Path, ...], trust_key: Path, ticket: str
 ) -> None:
     check_name("ticket", ticket)
+    _refuse_a_site(config)
     anchor = keys.read_public(trust_key)
     actor = local_actor(site_ops.SCOPE, bundles.SCOPE)
     try:

@@ -13,6 +13,7 @@ import click
 
 from orchd.adapters import policy_files
 from orchd.adapters.runner import SubprocessExecutor
+from orchd.errors import Interrupted
 from orchd.ops import engine
 
 from . import cli
@@ -78,6 +79,9 @@ def work(site: Site, until_idle: bool, max_wait: int, kill_grace: int, as_json: 
         ended = ", ".join(f"{n} {state}" for state, n in sorted(tally.ended.items())) or "none"
         recovered = f"; recovered {tally.interrupted} interrupted runs" if tally.interrupted else ""
         click.echo(f"ran {tally.started} runs; ended: {ended}{recovered}", err=True)
+    if signal.SIGINT in stopped:
+        said = "stopped; the runs it stopped are recorded interrupted and run again later"
+        raise Interrupted(detail=f"{said} (the line above counts what was done)")
 
 
 @contextmanager

@@ -455,10 +455,25 @@ def test_bundles_go_through_the_daemons_sockets(daemon: Daemon, tmp_path: Path) 
         assert daemon.cli("jobs", "submit", "echo", "--key", "carried").returncode == 0
         hq_pem, bundle = tmp_path / "hq.pem", tmp_path / "hq.bundle"
         assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
-        assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
+        assert (
+            enclave.cli(
+                "keys", "trust", "hq", str(hq_pem), "--reason", "peer key exchanged by hand"
+            ).returncode
+            == 0
+        )
         enclave_pem = tmp_path / "enclave.pem"  # the operators exchange keys both ways
         assert enclave.cli("keys", "export-public", str(enclave_pem)).returncode == 0
-        assert daemon.cli("keys", "trust", "enclave", str(enclave_pem)).returncode == 0
+        assert (
+            daemon.cli(
+                "keys",
+                "trust",
+                "enclave",
+                str(enclave_pem),
+                "--reason",
+                "peer key exchanged by hand",
+            ).returncode
+            == 0
+        )
 
         exported = daemon.cli("bundle", "export", "--out", str(bundle), "--peer", "enclave")
         verified = enclave.cli("bundle", "verify", str(bundle))
@@ -582,7 +597,12 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
         (enclave.policy / "accept.yaml").write_text("version: 1\naccept:\n  hq: [echo]\n")
         hq_pem = tmp_path / "hq.pem"
         assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
-        assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
+        assert (
+            enclave.cli(
+                "keys", "trust", "hq", str(hq_pem), "--reason", "peer key exchanged by hand"
+            ).returncode
+            == 0
+        )
         good = tmp_path / "good.orchkit"
         exported = daemon.cli("bundle", "export", "--out", str(good), "--peer", "enclave",
                               "--new-peer")  # fmt: skip
@@ -636,10 +656,25 @@ def test_the_built_in_bundle_export_job_writes_into_the_outbox(
     try:
         hq_pem = tmp_path / "hq.pem"
         assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
-        assert enclave.cli("keys", "trust", "hq", str(hq_pem)).returncode == 0
+        assert (
+            enclave.cli(
+                "keys", "trust", "hq", str(hq_pem), "--reason", "peer key exchanged by hand"
+            ).returncode
+            == 0
+        )
         enclave_pem = tmp_path / "enclave.pem"  # a peer named in policy: its key is trusted
         assert enclave.cli("keys", "export-public", str(enclave_pem)).returncode == 0
-        assert daemon.cli("keys", "trust", "enclave", str(enclave_pem)).returncode == 0
+        assert (
+            daemon.cli(
+                "keys",
+                "trust",
+                "enclave",
+                str(enclave_pem),
+                "--reason",
+                "peer key exchanged by hand",
+            ).returncode
+            == 0
+        )
         daemon.start()
 
         asked = daemon.cli("jobs", "submit", "bundle-export", "--param", "peer=enclave")

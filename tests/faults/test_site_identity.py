@@ -245,3 +245,17 @@ def test_status_says_whether_a_daemon_serves_this_site_and_where(hq: Daemon) -> 
     assert found["level"] == "ok" and found["detail"].startswith(
         f"a daemon serves this site at {sock}"
     )
+
+
+def test_init_on_a_site_a_daemon_serves_says_so_and_errors_keep_their_own_text(hq: Daemon) -> None:
+    alone = hq.cli("jobs", "show", "01ZZZZZZZZ")
+    hq.start()
+    served = hq.cli("init", "--site-id", "hq")
+    relayed = hq.cli("jobs", "show", "01ZZZZZZZZ")
+    assert hq.stop()[0] == 0
+
+    sock = hq.state / "orchd.sock"
+    assert served.returncode == 46, served.stderr
+    assert f"already exists at {hq.state}, and a daemon serves it at {sock}" in served.stderr
+    assert relayed.returncode == alone.returncode == 34
+    assert relayed.stderr == alone.stderr  # no "the daemon refused" in front: the same words
