@@ -259,3 +259,21 @@ def test_init_on_a_site_a_daemon_serves_says_so_and_errors_keep_their_own_text(h
     assert f"already exists at {hq.state}, and a daemon serves it at {sock}" in served.stderr
     assert relayed.returncode == alone.returncode == 34
     assert relayed.stderr == alone.stderr  # no "the daemon refused" in front: the same words
+
+
+def test_the_configured_socket_serves_and_site_json_leads_clients_to_it(
+    hq: Daemon, tmp_path: Path
+) -> None:
+    configured = tmp_path / "elsewhere" / "hq.sock"
+    configured.parent.mkdir()
+    config = tmp_path / "orchd.yaml"
+    config.write_text(f"version: 1\nsocket: {configured}\n")
+
+    hq.start(ORCHD_CONFIG=str(config))  # the daemon alone reads the configuration
+    named = identity.read(hq.state)
+    done = hq.cli("jobs", "submit", "echo", "--key", "through-config")  # no --config, no --socket
+    log = hq.stop()[1]
+
+    assert named is not None and named.socket == str(configured)
+    assert done.returncode == 0, done.stderr
+    assert '"action": "jobs.submit"' in log  # it went through the configured socket

@@ -3,6 +3,7 @@ without reusing a seq, running a slot twice, or losing the run it had in flight.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def test_a_lost_site_is_rebuilt_from_its_last_export_and_goes_on(tmp_path: Path)
     hq.ok("bundle", "export", "--out", last)  # hq's last full export, for any site
     before = {j["job_id"]: j for j in hq.json("jobs", "list")}
     held = hq.json("ledger", "verify")["origins"]
+    lost_instance = json.loads((hq.state_dir / "site.json").read_text())["instance"]
     hq.ok("jobs", "submit", "rescan", "--key", "never-exported")  # lost with the disk
 
     shutil.rmtree(hq.state_dir)
@@ -74,6 +76,8 @@ def test_a_lost_site_is_rebuilt_from_its_last_export_and_goes_on(tmp_path: Path)
                   tmp_path / "hq-old.pub", "--ticket", "INC-7")  # fmt: skip
 
     assert restored.exit_code == 0, restored.stderr
+    named = json.loads((hq.state_dir / "site.json").read_text())  # a new ledger: a new instance
+    assert named["site_id"] == "hq" and named["instance"] != lost_instance
     report = hq.json("ledger", "verify")
     assert report["origins"]["enclave"] == held["enclave"]
     # the bundle held hq up to the seq before its own bundle.exported; then the restore recorded
