@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,26 @@ DAEMON_MODULES = (  # the modules whose tests start `orchd run`
 )
 
 
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Nothing of the caller's environment reaches orchd in a test (or its child processes)."""
+def _clean(patch: pytest.MonkeyPatch, home: Path) -> None:
     for name in list(os.environ):
         if (name.startswith("ORCHD_") and name not in SUITE_SWITCHES) or name in SYSTEMD_VARIABLES:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+            patch.delenv(name)
+    patch.setenv("HOME", str(home))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Before any fixture of a wider scope (a module's daemon, say) starts anything: nothing of
+    the caller's environment reaches orchd, in the suite or its child processes."""
+    with pytest.MonkeyPatch.context() as patch:
+        _clean(patch, tmp_path_factory.mktemp("home"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """And again for each test (a test may have set a variable of its own meanwhile)."""
+    _clean(monkeypatch, tmp_path_factory.mktemp("home"))
 
 
 _results: dict[str, tuple[str, float, str, str]] = {}
