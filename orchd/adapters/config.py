@@ -20,7 +20,7 @@ import yaml
 
 from orchd.errors import ConfigInvalid, PolicyInvalid
 
-from .policy_files import REQUIRED, At, Key, absolute_path, choice, integer, key, read_document
+from .yamlkeys import REQUIRED, At, Key, absolute_path, choice, integer, key, read_document
 
 DEFAULT_PATH = Path("/etc/orchd/orchd.yaml")
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -1,10 +1,9 @@
 """Policy files: ``*.yaml`` in the policy dir to a checked ``Policy`` (adapters layer).
 
-YAML is composed with the safe loader and walked node by node, so every error names the file, the
-line and the key (``yaml.safe_load`` would drop the positions). An unknown key is an error. The
-``KEYS`` tables below are the one list of accepted keys: the loader walks them and
-``policies/README.md`` documents them (a test keeps the two equal). Aliases and merge keys are
-refused: a policy is read by people, and an alias bomb must not cost memory.
+Read with the YAML key toolkit (``yamlkeys``): every error names the file, the line and the key,
+an unknown key is an error, aliases are refused. The ``KEYS`` tables below are the one list of
+accepted keys: the loader walks them and ``policies/README.md`` documents them (a test keeps the
+two equal). The toolkit's names are still importable from here, their older home.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -24,120 +23,60 @@ import yaml
 
 from orchd.adapters.runner import base_environment
 from orchd.adapters.slots import check_cron
+from orchd.adapters.yamlkeys import MAX_FILE_BYTES as MAX_FILE_BYTES
+from orchd.adapters.yamlkeys import (
+    NULL_TAG,
+    REQUIRED,
+    STR_TAG,
+    At,
+    Key,
+    Parse,
+    absolute_path,
+    checked,
+    choice,
+    integer,
+    key,
+    list_of,
+    map_of,
+    read_document,
+    record,
+    scalar,
+)
+from orchd.adapters.yamlkeys import items as items
+from orchd.adapters.yamlkeys import pairs as pairs
 from orchd.core import policy as model
 from orchd.core.limits import parse_rate
 from orchd.core.names import check_name, check_text
-from orchd.errors import OrchdError, PolicyInvalid, PolicyMissing
+from orchd.errors import PolicyMissing
 
-MAX_FILE_BYTES = 1 << 20
 AUTHZ_FILE = "authz.yaml"  # who may use the control socket: read by adapters.control, not here
-_INT = "tag:yaml.org,2002:int"
-_STR = "tag:yaml.org,2002:str"
-_NULL = "tag:yaml.org,2002:null"
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
-
-
-@dataclass(frozen=True, slots=True)
-class At:
-    """Where a value is: file, line and dotted key, for error messages."""
-
-    file: str
-    line: int
-    key: str
-
-    def error(self, problem: str) -> PolicyInvalid:
-        return PolicyInvalid(file=self.file, line=self.line, key=self.key, problem=problem)
-
-    def under(self, key: str, node: yaml.Node) -> At:
-        return At(self.file, node.start_mark.line + 1, f"{self.key}.{key}" if self.key else key)
-
-
-Parse = Callable[[yaml.Node, At], Any]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Key:
-    """One accepted key: how to read it, and what policies/README.md says of it."""
-
-    parse: Parse
-    kind: str
-    default: str
-    example: str
-    doc: str
-    required: bool = False
 
 
 # --- scalar readers ----------------------------------------------------------------------------
 
 
-def _scalar(node: yaml.Node, at: At, tag: str, expected: str) -> Any:
-    if not isinstance(node, yaml.ScalarNode) or node.tag != tag:
-        raise at.error(f"expected {expected}, got {_describe(node)}")
-    if tag != _INT:
-        return node.value
-    try:
-        return yaml.SafeLoader("").construct_yaml_int(node)
-    except ValueError:
-        raise at.error(f"{node.value!r} is not an integer") from None
-
-
-def _describe(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    kind = node.tag.rsplit(":", 1)[-1]
-    return f"{kind} {node.value!r}" + (" (quote it to make it text)" if kind != "str" else "")
-
-
-def integer(low: int, high: int) -> Parse:
-    def parse(node: yaml.Node, at: At) -> int:
-        value: int = _scalar(node, at, _INT, f"an integer from {low} to {high}")
-        if not low <= value <= high:
-            raise at.error(f"{value} is out of range; expected {low} to {high}")
-        return value
-
-    return parse
-
-
 def text(node: yaml.Node, at: At) -> str:
-    value: str = _scalar(node, at, _STR, "text")
-    return str(_checked(at, lambda: check_text("text", value)))
+    value: str = scalar(node, at, STR_TAG, "text")
+    return str(checked(at, lambda: check_text("text", value)))
 
 
 def name(kind: str) -> Parse:
     def parse(node: yaml.Node, at: At) -> str:
-        value: str = _scalar(node, at, _STR, f"a {kind}")
-        return str(_checked(at, lambda: check_name(kind, value)))
+        value: str = scalar(node, at, STR_TAG, f"a {kind}")
+        return str(checked(at, lambda: check_name(kind, value)))
 
     return parse
-
-
-def choice(*options: str) -> Parse:
-    def parse(node: yaml.Node, at: At) -> str:
-        value: str = _scalar(node, at, _STR, "one of " + ", ".join(options))
-        if value not in options:
-            raise at.error(f"{value!r} is not one of {', '.join(options)}")
-        return value
-
-    return parse
-
-
-def absolute_path(node: yaml.Node, at: At) -> str:
-    value: str = _scalar(node, at, _STR, "an absolute path")
-    if not value.startswith("/") or "\x00" in value:
-        raise at.error(f"{value!r} is not an absolute path")
-    return value
 
 
 def rate(node: yaml.Node, at: At) -> str:
-    value: str = _scalar(node, at, _STR, "a rate such as 10/hour")
-    _checked(at, lambda: parse_rate(value))
+    value: str = scalar(node, at, STR_TAG, "a rate such as 10/hour")
+    checked(at, lambda: parse_rate(value))
     return value
 
 
 def timezone(node: yaml.Node, at: At) -> str:
-    value: str = _scalar(node, at, _STR, "an IANA time zone such as Europe/Berlin")
+    value: str = scalar(node, at, STR_TAG, "an IANA time zone such as Europe/Berlin")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -146,110 +85,32 @@ def timezone(node: yaml.Node, at: At) -> str:
 
 
 def cron(node: yaml.Node, at: At) -> str:
-    value: str = _scalar(node, at, _STR, "a five-field cron expression")
-    _checked(at, lambda: check_cron(value, "UTC"))
+    value: str = scalar(node, at, STR_TAG, "a five-field cron expression")
+    checked(at, lambda: check_cron(value, "UTC"))
     return value
 
 
-def _checked(at: At, check: Callable[[], Any]) -> Any:
-    try:
-        return check()
-    except OrchdError as exc:
-        raise at.error(exc.message) from None
-
-
-# --- collection readers ------------------------------------------------------------------------
-
-
-def pairs(node: yaml.Node, at: At) -> list[tuple[str, yaml.Node, At]]:
-    """A mapping's entries as (key, value node, position); keys text, never repeated."""
-    if not isinstance(node, yaml.MappingNode):
-        raise at.error(f"expected a mapping, got {_describe(node)}")
-    seen: set[str] = set()
-    entries = []
-    for key_node, value_node in node.value:
-        key = _scalar(key_node, at.under(str(key_node.value), key_node), _STR, "a text key")
-        if key in seen:
-            raise at.under(key, key_node).error("given twice")
-        seen.add(key)
-        entries.append((key, value_node, at.under(key, key_node)))
-    return entries
-
-
-def items(node: yaml.Node, at: At) -> list[tuple[yaml.Node, At]]:
-    if not isinstance(node, yaml.SequenceNode):
-        raise at.error(f"expected a list, got {_describe(node)}")
-    return [(item, At(at.file, item.start_mark.line + 1, f"{at.key}[{i}]"))
-            for i, item in enumerate(node.value)]  # fmt: skip
-
-
-def list_of(parse: Parse, *, min_items: int = 0) -> Parse:
-    def read(node: yaml.Node, at: At) -> tuple[Any, ...]:
-        values = tuple(parse(item, where) for item, where in items(node, at))
-        if len(values) < min_items:
-            raise at.error(f"expected at least {min_items} item(s)")
-        return values
-
-    return read
-
-
-def map_of(key: Parse, value: Parse) -> Parse:
-    def read(node: yaml.Node, at: At) -> Mapping[str, Any]:
-        out = {}
-        for name_, value_node, where in pairs(node, at):
-            key(yaml.ScalarNode(_STR, name_, start_mark=value_node.start_mark), where)
-            out[name_] = value(value_node, where)
-        return MappingProxyType(out)
-
-    return read
-
-
 def optional_text(node: yaml.Node, at: At) -> str | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+    if isinstance(node, yaml.ScalarNode) and node.tag == NULL_TAG:
         return None
-    return _scalar(node, at, _STR, "text, or ~ for a required parameter")  # type: ignore[no-any-return]
+    return scalar(node, at, STR_TAG, "text, or ~ for a required parameter")  # type: ignore[no-any-return]
 
 
 def exit_codes(node: yaml.Node, at: At) -> frozenset[int] | None:
-    if isinstance(node, yaml.ScalarNode) and node.tag == _STR and node.value == "any":
+    if isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG and node.value == "any":
         return None
     return frozenset(list_of(integer(1, 255))(node, at))
 
 
 def env_name(node: yaml.Node, at: At) -> str:
-    value: str = _scalar(node, at, _STR, "an environment variable name")
+    value: str = scalar(node, at, STR_TAG, "an environment variable name")
     if not _ENV_NAME.fullmatch(value) or value.startswith("ORCHD_"):
         raise at.error(f"{value!r}: expected A-Z, 0-9 and _, not starting with ORCHD_")
     return value
 
 
-def record(keys: Mapping[str, Key]) -> Parse:
-    """A mapping with exactly these keys: unknown keys and missing required keys are errors."""
-
-    def read(node: yaml.Node, at: At) -> dict[str, Any]:
-        out: dict[str, Any] = {"@": at}
-        for key, value_node, where in pairs(node, at):
-            spec = keys.get(key)
-            if spec is None:
-                raise where.error(f"unknown key; expected one of {', '.join(keys)}")
-            out[key] = spec.parse(value_node, where)
-            out[f"@{key}"] = where
-        for key, spec in keys.items():
-            if spec.required and key not in out:
-                raise at.error(f"{key} is required")
-        return out
-
-    return read
-
-
 # --- the accepted keys -------------------------------------------------------------------------
 
-
-def key(parse: Parse, kind: str, default: str, example: str, doc: str, **more: Any) -> Key:
-    return Key(parse=parse, kind=kind, default=default, example=example, doc=doc, **more)
-
-
-REQUIRED = "(required)"
 
 BACKOFF_KEYS = {
     "base_s": key(integer(0, 86_400), "int", "30", "60",
@@ -426,52 +287,6 @@ def _document(path: Path) -> dict[str, Any]:
     return read_document(path, TOP_KEYS)
 
 
-def read_document(path: Path, keys: Mapping[str, Key]) -> dict[str, Any]:
-    """One YAML file read as a record of ``keys`` (PolicyInvalid names file, line and key)."""
-    at = At(str(path), 1, "")
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise at.error(f"larger than {MAX_FILE_BYTES} bytes")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise at.error(f"cannot be read: {exc.strerror}") from None
-    try:
-        node = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
-    except UnicodeDecodeError:
-        raise at.error("not UTF-8 text") from None
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise At(str(path), line, "").error(f"not valid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise at.error(f"not valid YAML: {exc}") from None
-    except RecursionError:
-        raise at.error("nested too deeply") from None
-    if node is None:
-        raise at.error("the file is empty; it needs at least version: 1")
-    try:
-        _refuse_aliases(node, at, set())
-    except RecursionError:
-        raise at.error("nested too deeply") from None
-    document: dict[str, Any] = record(keys)(node, at)
-    return document
-
-
-def _refuse_aliases(node: yaml.Node, at: At, seen: set[int]) -> None:
-    """Refuse a node met twice: an alias (``*name``) points back at an anchored node."""
-    if isinstance(node, yaml.MappingNode):
-        children = [(at.under(str(k.value), k), v) for k, v in node.value]
-    elif isinstance(node, yaml.SequenceNode):
-        children = [(At(at.file, v.start_mark.line + 1, f"{at.key}[{i}]"), v)
-                    for i, v in enumerate(node.value)]  # fmt: skip
-    else:
-        return
-    for where, child in children:
-        if id(child) in seen:
-            raise where.error("aliases (*name) are not allowed; write the value out")
-        seen.add(id(child))
-        _refuse_aliases(child, where, seen)
-
-
 def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     """One document of many; a name defined twice (or two concurrency caps) is an error."""
     merged: dict[str, Any] = {"sources": {}, "job_types": {}, "schedules": {}, "quotas": [],
@@ -485,11 +300,11 @@ def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
                 merged[single] = document[single]
                 merged[f"@{single}"] = document[f"@{single}"]
         for section in ("sources", "job_types", "schedules"):
-            for key, entry in document.get(section, {}).items():
-                if key in merged[section]:
-                    first = merged[section][key]["@"]
+            for entry_name, entry in document.get(section, {}).items():
+                if entry_name in merged[section]:
+                    first = merged[section][entry_name]["@"]
                     raise entry["@"].error(f"already defined at {first.file}:{first.line}")
-                merged[section][key] = entry
+                merged[section][entry_name] = entry
         merged["quotas"].extend(document.get("quotas", ()))
         for origin, refs in document.get("accept", {}).items():
             if origin in merged["accept"]:
@@ -603,7 +418,7 @@ def _schedule(
                if default is None and p not in schedule.params]  # fmt: skip
     if missing:
         raise entry["@"].error(f"params lacks {missing[0]!r}, required by {job_type.name}")
-    _checked(entry["@cron"], lambda: check_cron(schedule.cron, schedule.timezone))
+    checked(entry["@cron"], lambda: check_cron(schedule.cron, schedule.timezone))
     return schedule
 
 

@@ -220,8 +220,8 @@ def test_the_default_socket_is_looked_at_only_for_the_default_state_dir(
     try:
         assert control.find_socket(None, tmp_path) == tmp_path / "orchd.sock"
         assert control.find_socket(tmp_path / "other.sock", tmp_path) is None  # --socket alone
-        monkeypatch.setattr(control, "DEFAULT_STATE_DIR", tmp_path)
-        monkeypatch.setattr(control, "DEFAULT_SOCKET", tmp_path / "orchd.sock")
+        monkeypatch.setattr(control.client, "DEFAULT_STATE_DIR", tmp_path)
+        monkeypatch.setattr(control.client, "DEFAULT_SOCKET", tmp_path / "orchd.sock")
         assert control.find_socket(None, tmp_path / "elsewhere") is None
         assert control.find_socket(None, tmp_path) == tmp_path / "orchd.sock"
     finally:

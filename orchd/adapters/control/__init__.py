@@ -1,0 +1,73 @@
+"""The control socket: HTTP/1.1 + JSON over a Unix socket between the daemon and the CLI
+(adapters layer).
+
+``authz`` decides who may do what (``authz.yaml``, SO_PEERCRED); ``server`` serves the socket
+on its own threads and hands each call to the daemon's loop; ``handler`` reads one request and
+writes its reply; ``metrics`` is the optional loopback listener for Prometheus; ``client`` finds
+the daemon of a site and talks to it; ``protocol`` holds what both ends agree on. Every name is
+re-exported here, so callers say ``control.request``, ``control.ControlServer``,
+``control.ACTIONS_PATH``.
+"""
+
+from .authz import AUTHZ_KEYS, GRANT_KEYS, SCOPES, Authz, Peer, load_authz
+from .client import DEFAULT_SOCKET, DEFAULT_STATE_DIR, _head, find_socket, probe, request, stream
+from .handler import Call, Handler, scrape
+from .metrics import MetricsListener
+from .protocol import (
+    ACTIONS_PATH,
+    CANCEL_POLL_S,
+    CANCEL_WAIT_S,
+    INSTANCE_HEADER,
+    MAX_BODY,
+    METRICS_PATH,
+    METRICS_SCOPE,
+    METRICS_TYPE,
+    OCTETS,
+    PROBE_TIMEOUT_S,
+    SITE_HEADER,
+    SITE_PATH,
+    SOCKET_NAME,
+    STREAM_PATH,
+    STREAM_POLL_S,
+    TIMEOUT_S,
+    error_payload,
+)
+from .server import ControlServer
+
+__all__ = [
+    "ACTIONS_PATH",
+    "AUTHZ_KEYS",
+    "CANCEL_POLL_S",
+    "CANCEL_WAIT_S",
+    "DEFAULT_SOCKET",
+    "DEFAULT_STATE_DIR",
+    "GRANT_KEYS",
+    "INSTANCE_HEADER",
+    "MAX_BODY",
+    "METRICS_PATH",
+    "METRICS_SCOPE",
+    "METRICS_TYPE",
+    "OCTETS",
+    "PROBE_TIMEOUT_S",
+    "SCOPES",
+    "SITE_HEADER",
+    "SITE_PATH",
+    "SOCKET_NAME",
+    "STREAM_PATH",
+    "STREAM_POLL_S",
+    "TIMEOUT_S",
+    "Authz",
+    "Call",
+    "ControlServer",
+    "Handler",
+    "MetricsListener",
+    "Peer",
+    "_head",
+    "error_payload",
+    "find_socket",
+    "load_authz",
+    "probe",
+    "request",
+    "scrape",
+    "stream",
+]
