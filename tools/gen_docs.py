@@ -16,6 +16,7 @@ import click
 
 from orchd.cli import cli
 from orchd.cli.actions import ACTIONS
+from orchd.core.machines import JOB, RUN, diagram
 from orchd.errors import OrchdError, all_error_classes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,11 +272,22 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def architecture() -> str:
+    """docs/ARCHITECTURE.md with its state diagrams drawn from ``core/machines.py`` (the first
+    fenced block after "## State machines"); the rest of the page is written by hand."""
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    head, section = page.split("## State machines", 1)
+    before, _old, after = section.split("```\n", 2)
+    drawn = f"{diagram(JOB, 'job')}\n\n{diagram(RUN, 'run')}\n"
+    return f"{head}## State machines{before}```\n{drawn}```\n{after}"
+
+
 GENERATED = {
     "docs/CONFIG.md": config_reference,
     "docs/EXIT_CODES.md": exit_codes,
     "docs/CLI.md": cli_reference,
     "policies/README.md": policy_reference,
+    "docs/ARCHITECTURE.md": architecture,
 }
 
 

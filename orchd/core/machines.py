@@ -96,3 +96,19 @@ RUN = Machine(
         }
     ),
 )
+
+
+def diagram(machine: Machine, label: str) -> str:
+    """The machine as the text diagram docs/ARCHITECTURE.md shows (``tools/gen_docs.py`` writes
+    it there and a test keeps the two equal): its initial states, each move in table order, then
+    the terminal states."""
+    movers = [s for s, targets in machine.transitions.items() if targets]
+    width = max(len(s) for s in movers)
+    lead, pad = f"{label}:".ljust(6), " " * 6
+    lines = [f"{lead}(new) → {' | '.join(sorted(machine.initial))}"]
+    for state in movers:
+        targets = sorted(machine.transitions[state], key=list(machine.transitions).index)
+        lines.append(f"{pad}{state.ljust(width)} → {' | '.join(targets)}")
+    terminal = [s for s in machine.transitions if s in machine.terminal]
+    lines.append(f"{pad}terminal: {', '.join(terminal)}")
+    return "\n".join(lines)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sealed import PROPERTY
 
-from orchd.core.machines import JOB, RUN, Machine
+from orchd.core.machines import JOB, RUN, Machine, diagram
 from orchd.errors import InvalidTransition
 
 # Written from the state descriptions, not from orchd/core/machines.py.
@@ -143,3 +144,11 @@ def test_random_job_attempts_are_accepted_exactly_when_listed(data):
 @given(data=st.data())
 def test_random_run_attempts_are_accepted_exactly_when_listed(data):
     attempts_follow_the_list(data, RUN, RUN_STATES, RUN_BORN, RUN_TERMINAL, RUN_ALLOWED)
+
+
+def test_the_architecture_pages_diagrams_are_the_tables() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md").read_text()
+    section = page.split("## State machines", 1)[1]
+    shown = section.split("```\n", 2)[1].rstrip("\n")
+
+    assert shown == f"{diagram(JOB, 'job')}\n\n{diagram(RUN, 'run')}"  # tools/gen_docs.py writes it
