@@ -1,4 +1,5 @@
-"""Test doubles for the ports: a clock the test moves, entropy from a counter."""
+"""Test doubles for the ports: a clock the test moves, entropy from a counter; the in-memory
+ledger is ``tests/memory_ledger.MemoryLedger``."""
 
 from __future__ import annotations
 

@@ -101,11 +101,15 @@ class VerifyReport:
     projection_digest: str
 
 
-class Ledger(Protocol):
-    """The event log of one site and its projections."""
+class OfSite(Protocol):
+    """Every part of a ledger belongs to one site."""
 
     @property
     def site_id(self) -> str: ...
+
+
+class EventLog(OfSite, Protocol):
+    """Recording: this site's events, sealed into its chain, and the engine's lease rows."""
 
     def append(self, drafts: Sequence[Draft]) -> list[Event]:
         """Seal and record ``drafts`` in one transaction, all or nothing.
@@ -114,6 +118,15 @@ class Ledger(Protocol):
         recorded event is returned in its place.
         """
         ...
+
+    def heartbeat(self, holder: str, expires: dict[str, str], now: str) -> None:
+        """Make the unchained lease rows exactly ``expires`` (run id -> expiry)."""
+        ...
+
+
+class JobQueries(OfSite, Protocol):
+    """What the engine and the job use cases read: jobs, runs, pauses, quota overrides,
+    schedule slots, requests to this site, and the counts of status and metrics."""
 
     def job(self, job_id: str) -> JobView | None: ...
 
@@ -139,9 +152,33 @@ class Ledger(Protocol):
 
     def replays_of(self, job_id: str) -> list[JobView]: ...
 
+    def runs_of(self, job_id: str) -> list[RunView]: ...
+
+    def events_of(self, job_id: str) -> list[Event]: ...
+
     def pauses(self) -> list[PauseView]: ...
 
     def overrides(self) -> list[OverrideView]: ...
+
+    def schedule_state(self) -> dict[str, str]: ...
+
+    def pending_requests(self) -> list[RequestView]:
+        """Requests addressed to this site that it has not answered, oldest first."""
+        ...
+
+    def pending_jobs(self) -> list[tuple[JobView, int]]:
+        """This site's queued, waiting, throttled and retry_wait jobs, with their arrival seq."""
+        ...
+
+    def open_runs(self) -> list[RunView]: ...
+
+    def leased_since(self, since: str) -> list[tuple[str, str, str | None]]:
+        """(leased_at, job type, source) of this site's runs leased at or after ``since``."""
+        ...
+
+    def upstream_jobs(
+        self, job_type: str, source: str | None, slot_at: str | None, before: str
+    ) -> list[JobView]: ...
 
     def state_counts(self, origin: str | None = None) -> dict[str, int]:
         """state -> how many jobs of ``origin`` (None: of every origin) are in it."""
@@ -162,6 +199,21 @@ class Ledger(Protocol):
         payload's ``error`` (a refusal's error class), else empty."""
         ...
 
+    def stalled_leases(self, now: str) -> int:
+        """This site's open runs whose lease expired before ``now``."""
+        ...
+
+    def recent_runs(
+        self, states: Sequence[str], limit: int, origin: str | None = None
+    ) -> list[RunView]:
+        """The newest ended runs in ``states`` of ``origin`` (None: of every origin)."""
+        ...
+
+
+class TrustQueries(OfSite, Protocol):
+    """What this site holds of every chain and knows of other sites: heads and checkpoints,
+    the trust store, bundles and receipts."""
+
     def heads(self) -> dict[str, tuple[int, str]]:
         """origin -> (seq, hash) of the newest event held of each origin."""
         ...
@@ -169,6 +221,24 @@ class Ledger(Protocol):
     def checkpoints(self) -> dict[str, tuple[int, str]]:
         """origin -> (seq, hash) of its last pruned event (retention)."""
         ...
+
+    def trust_key(self, key_id: str) -> KeyView | None: ...
+
+    def trust_keys(self) -> list[KeyView]: ...
+
+    def key_events_of_others(self) -> list[Event]: ...
+
+    def bundle_records(self) -> list[BundleView]:
+        """The bundles this site exported and imported, oldest first."""
+        ...
+
+    def receipts(self) -> dict[str, ReceiptView]:
+        """peer -> the newest receipt it recorded for a bundle of this site's."""
+        ...
+
+
+class Retention(TrustQueries, Protocol):
+    """Pruning, which decides from what the trust queries tell (who acknowledged what)."""
 
     def first_newer(self, origin: str, at: str) -> int | None:
         """The oldest seq of ``origin`` held here that occurred at or after ``at``."""
@@ -182,58 +252,8 @@ class Ledger(Protocol):
         then: Callable[[int, dict[str, tuple[int, str]]], Sequence[Draft]],
     ) -> int: ...
 
-    def stalled_leases(self, now: str) -> int:
-        """This site's open runs whose lease expired before ``now``."""
-        ...
 
-    def recent_runs(
-        self, states: Sequence[str], limit: int, origin: str | None = None
-    ) -> list[RunView]:
-        """The newest ended runs in ``states`` of ``origin`` (None: of every origin)."""
-        ...
-
-    def runs_of(self, job_id: str) -> list[RunView]: ...
-
-    def events_of(self, job_id: str) -> list[Event]: ...
-
-    def pending_jobs(self) -> list[tuple[JobView, int]]:
-        """This site's queued, waiting, throttled and retry_wait jobs, with their arrival seq."""
-        ...
-
-    def open_runs(self) -> list[RunView]: ...
-
-    def leased_since(self, since: str) -> list[tuple[str, str, str | None]]:
-        """(leased_at, job type, source) of this site's runs leased at or after ``since``."""
-        ...
-
-    def upstream_jobs(
-        self, job_type: str, source: str | None, slot_at: str | None, before: str
-    ) -> list[JobView]: ...
-
-    def heartbeat(self, holder: str, expires: dict[str, str], now: str) -> None:
-        """Make the unchained lease rows exactly ``expires`` (run id -> expiry)."""
-        ...
-
-    def schedule_state(self) -> dict[str, str]: ...
-
-    def trust_key(self, key_id: str) -> KeyView | None: ...
-
-    def trust_keys(self) -> list[KeyView]: ...
-
-    def bundle_records(self) -> list[BundleView]:
-        """The bundles this site exported and imported, oldest first."""
-        ...
-
-    def receipts(self) -> dict[str, ReceiptView]:
-        """peer -> the newest receipt it recorded for a bundle of this site's."""
-        ...
-
-    def pending_requests(self) -> list[RequestView]:
-        """Requests addressed to this site that it has not answered, oldest first."""
-        ...
-
-    def key_events_of_others(self) -> list[Event]: ...
-
+class Integrity(Protocol):
     def verify(self) -> VerifyReport:
         """Check every chain and that the projections equal a rebuild; raise on the first fault."""
         ...
@@ -241,3 +261,19 @@ class Ledger(Protocol):
     def rebuild(self) -> str:
         """Re-derive every projection from the event log; return the projection digest."""
         ...
+
+
+class JobLog(EventLog, JobQueries, Protocol):
+    """What the engine and the job use cases write and read (``tests/fakes.MemoryLedger``)."""
+
+
+class SiteQueries(JobQueries, TrustQueries, Protocol):
+    """Every read of status and metrics."""
+
+
+class TrustLog(EventLog, TrustQueries, Protocol):
+    """Recording what concerns other sites (a request to a peer, a trust decision)."""
+
+
+class Ledger(EventLog, JobQueries, Retention, Integrity, Protocol):
+    """The event log of one site and its projections: every part above."""

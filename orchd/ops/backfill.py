@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from orchd.core import ids, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy, Schedule, check_change, slot_key
-from orchd.core.ports import Clock, Entropy, Ledger, SlotLister
+from orchd.core.ports import Clock, Entropy, JobLog, JobQueries, SlotLister
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
 
@@ -38,7 +38,9 @@ class Request:
     ticket: str | None = None
 
 
-def plan(ledger: Ledger, policy: Policy, list_slots: SlotLister, request: Request) -> list[Slot]:
+def plan(
+    ledger: JobQueries, policy: Policy, list_slots: SlotLister, request: Request
+) -> list[Slot]:
     """Every slot of the window (both ends included) and the job it already has, if any; a dry
     run is refused what the backfill would be refused (a reason, the ticket the policy asks)."""
     check_change(policy, "backfill", request.reason, request.ticket)
@@ -51,13 +53,13 @@ def plan(ledger: Ledger, policy: Policy, list_slots: SlotLister, request: Reques
     return [_slot(ledger, schedule.name, at_ms) for at_ms in found]
 
 
-def _slot(ledger: Ledger, schedule: str, at_ms: int) -> Slot:
+def _slot(ledger: JobQueries, schedule: str, at_ms: int) -> Slot:
     key = slot_key(schedule, at_ms)
     return Slot(at_ms=at_ms, key=key, job=ledger.job_by_key(key))
 
 
 def backfill(
-    ledger: Ledger,
+    ledger: JobLog,
     clock: Clock,
     entropy: Entropy,
     actor: Actor,

@@ -44,7 +44,7 @@ from orchd.core import canonical, ids, limits, outcomes, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.machines import JOB
 from orchd.core.policy import JobType, Policy
-from orchd.core.ports import Clock, Entropy, Executor, Exit, Ledger, RunSpec
+from orchd.core.ports import Clock, Entropy, Executor, Exit, JobLog, RunSpec
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, NotInPolicy, OrchdError, SpawnFailed, StorageError
 
@@ -98,7 +98,7 @@ class Tally:
 class Engine:
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: JobLog,
         policy: Policy,
         clock: Clock,
         entropy: Entropy,

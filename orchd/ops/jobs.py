@@ -11,7 +11,7 @@ from orchd.core.events import Actor, Draft, Event
 from orchd.core.machines import JOB
 from orchd.core.names import check_name
 from orchd.core.policy import JobType, Policy, check_change
-from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.ports import Clock, Entropy, JobLog, JobQueries
 from orchd.core.projection import JobView, RunView
 from orchd.errors import (
     AmbiguousId,
@@ -126,7 +126,7 @@ def _same_request(job: JobView, request: SubmitRequest, priority: int) -> list[s
 
 
 def submit(
-    ledger: Ledger,
+    ledger: JobLog,
     clock: Clock,
     entropy: Entropy,
     actor: Actor,
@@ -199,7 +199,7 @@ def submitted_draft(
     )
 
 
-def whose(ledger: Ledger, *, origin: str | None, all_origins: bool) -> str | None:
+def whose(ledger: JobQueries, *, origin: str | None, all_origins: bool) -> str | None:
     """The origin whose jobs a listing shows: ``origin`` if given, every origin (None) with
     ``all_origins``, else this site's own. Other sites' jobs held here are their history (from
     bundles), not this site's queue."""
@@ -211,7 +211,7 @@ def whose(ledger: Ledger, *, origin: str | None, all_origins: bool) -> str | Non
 
 
 def list_jobs(
-    ledger: Ledger,
+    ledger: JobQueries,
     *,
     state: str | None,
     source: str | None,
@@ -227,7 +227,7 @@ def list_jobs(
     return ledger.jobs(state=state, source=source, origin=chosen)
 
 
-def find(ledger: Ledger, ident: str) -> JobView:
+def find(ledger: JobQueries, ident: str) -> JobView:
     """A job by its full id or a unique prefix of at least six characters."""
     job = ledger.job(ident) if ids.is_id(ident) else None
     if job is not None:
@@ -243,12 +243,12 @@ def find(ledger: Ledger, ident: str) -> JobView:
     return matches[0]
 
 
-def show(ledger: Ledger, ident: str) -> JobDetail:
+def show(ledger: JobQueries, ident: str) -> JobDetail:
     job = find(ledger, ident)
     return JobDetail(job=job, runs=ledger.runs_of(job.job_id), history=ledger.events_of(job.job_id))
 
 
-def refuse_foreign(ledger: Ledger, job: JobView, action: str) -> None:
+def refuse_foreign(ledger: JobQueries, job: JobView, action: str) -> None:
     """Only the site a job belongs to changes it: another site's job is its history here."""
     if job.origin != ledger.site_id:
         raise ForeignJob(job_id=job.job_id, origin=job.origin, action=action)
@@ -263,7 +263,7 @@ class Cancelled:
     changed: bool  # False: the job was cancelled already; nothing was recorded
 
 
-def cancel(ledger: Ledger, actor: Actor, policy: Policy, ident: str, reason: str,
+def cancel(ledger: JobLog, actor: Actor, policy: Policy, ident: str, reason: str,
            ticket: str | None = None) -> Cancelled:  # fmt: skip
     """Cancel a job of this site that has not finished; the reason (and ticket) are kept in the
     event. A cancelled job stays as it is; one that succeeded or is dead cannot be cancelled."""

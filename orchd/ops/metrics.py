@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from orchd import __version__
 from orchd.core import metrics, timefmt
-from orchd.core.ports import Clock, Ledger
+from orchd.core.ports import Clock, JobQueries, SiteQueries
 
 from . import status as status_ops
 
@@ -22,7 +22,7 @@ _EVENT_COUNTERS = {
 }
 
 
-def collect(ledger: Ledger, clock: Clock, *, degraded: bool | None = None) -> str:
+def collect(ledger: SiteQueries, clock: Clock, *, degraded: bool | None = None) -> str:
     """The exposition text; ``degraded`` is the daemon's storage state (None: no daemon)."""
     now_ms = clock.now_ms()
     found = metrics.Families()
@@ -38,7 +38,7 @@ def collect(ledger: Ledger, clock: Clock, *, degraded: bool | None = None) -> st
     return metrics.render(found)
 
 
-def _jobs(ledger: Ledger, found: metrics.Families) -> None:
+def _jobs(ledger: JobQueries, found: metrics.Families) -> None:
     depth = dead = 0
     throttled: dict[str, int] = {}
     for name in ("orchd_jobs", "orchd_jobs_throttled"):
@@ -55,7 +55,7 @@ def _jobs(ledger: Ledger, found: metrics.Families) -> None:
     found.add("orchd_dead_letter_jobs", dead)
 
 
-def _runs(ledger: Ledger, found: metrics.Families, now: str) -> None:
+def _runs(ledger: JobQueries, found: metrics.Families, now: str) -> None:
     found.add("orchd_runs_active", len(ledger.open_runs()))
     found.add("orchd_leases_stalled", ledger.stalled_leases(now))
     for name in ("orchd_runs_total", "orchd_retries_total", "orchd_run_duration_seconds"):
@@ -78,7 +78,7 @@ def _runs(ledger: Ledger, found: metrics.Families, now: str) -> None:
         )
 
 
-def _events(ledger: Ledger, found: metrics.Families) -> None:
+def _events(ledger: JobQueries, found: metrics.Families) -> None:
     tallies = ledger.event_tallies([*_EVENT_COUNTERS, "bundle.quarantined"])
     for kind, name in _EVENT_COUNTERS.items():
         found.add(name, sum(n for (k, _error), n in tallies.items() if k == kind))
@@ -88,7 +88,7 @@ def _events(ledger: Ledger, found: metrics.Families) -> None:
             found.add("orchd_bundle_refusals_total", count, reason=error or "unknown")
 
 
-def _peers_and_feeds(ledger: Ledger, found: metrics.Families, now_ms: int) -> None:
+def _peers_and_feeds(ledger: SiteQueries, found: metrics.Families, now_ms: int) -> None:
     for name in (
         "orchd_peer_last_import_timestamp_seconds",
         "orchd_peer_last_export_timestamp_seconds",

@@ -11,11 +11,11 @@ policy is known once its key is trusted, which an operator does before bundles c
 
 from __future__ import annotations
 
-from orchd.core.ports import Ledger
+from orchd.core.ports import TrustQueries
 from orchd.errors import UnknownPeer
 
 
-def known_sites(ledger: Ledger) -> list[str]:
+def known_sites(ledger: TrustQueries) -> list[str]:
     """Every other site this site trusts or has heard from, sorted."""
     sites = {key.site for key in ledger.trust_keys()}
     sites.update(ledger.heads(), ledger.checkpoints(), ledger.receipts())
@@ -23,7 +23,7 @@ def known_sites(ledger: Ledger) -> list[str]:
     return sorted(sites)
 
 
-def check_known(ledger: Ledger, site: str, *, new_peer: bool) -> None:
+def check_known(ledger: TrustQueries, site: str, *, new_peer: bool) -> None:
     """Refuse ``site`` unless it is known here or ``new_peer`` says it is a first contact."""
     if new_peer:
         return

@@ -17,7 +17,7 @@ from orchd.core.events import Actor, Draft
 from orchd.core.limits import parse_rate
 from orchd.core.names import check_name
 from orchd.core.policy import Policy, check_change
-from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.ports import Clock, Entropy, JobLog
 from orchd.core.projection import OverrideView
 from orchd.errors import InvalidName, NotInPolicy
 
@@ -80,7 +80,7 @@ def check_known(policy: Policy, kind: str, name: str) -> None:
 
 
 def change(
-    ledger: Ledger,
+    ledger: JobLog,
     clock: Clock,
     entropy: Entropy,
     actor: Actor,

@@ -21,7 +21,7 @@ from orchd.core.events import Actor, Draft
 from orchd.core.machines import JOB
 from orchd.core.names import check_name
 from orchd.core.policy import Policy, check_change
-from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.ports import Clock, Entropy, JobLog, JobQueries
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
 
@@ -37,7 +37,7 @@ class Outcome:
     skipped: str | None = None
 
 
-def select(ledger: Ledger, *, job_type: str, state: str, since: str) -> list[JobView]:
+def select(ledger: JobQueries, *, job_type: str, state: str, since: str) -> list[JobView]:
     """This site's finished jobs of a type and state whose last change was at or after
     ``since``."""
     check_name("job type", job_type)
@@ -51,7 +51,7 @@ def select(ledger: Ledger, *, job_type: str, state: str, since: str) -> list[Job
 
 
 def replay(
-    ledger: Ledger,
+    ledger: JobLog,
     clock: Clock,
     entropy: Entropy,
     actor: Actor,
@@ -83,7 +83,7 @@ def replay(
     ]
 
 
-def _plan(ledger: Ledger, job: JobView) -> tuple[JobView, int, str | None]:
+def _plan(ledger: JobQueries, job: JobView) -> tuple[JobView, int, str | None]:
     """(job, number of this replay or 0 to skip, why skipped)."""
     if job.state not in JOB.terminal:
         return job, 0, f"still {job.state}; only finished jobs are replayed"

@@ -18,7 +18,7 @@ from orchd.core import ids
 from orchd.core.events import Actor, Draft
 from orchd.core.names import check_name
 from orchd.core.policy import Policy
-from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.ports import Clock, Entropy, JobLog, TrustLog
 from orchd.core.projection import RequestView
 from orchd.errors import BadInput, OrchdError
 
@@ -36,7 +36,7 @@ class Answer:
 
 
 def request(
-    ledger: Ledger,
+    ledger: TrustLog,
     clock: Clock,
     entropy: Entropy,
     actor: Actor,
@@ -70,7 +70,7 @@ def request(
 
 
 def answer_pending(
-    ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy
+    ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy
 ) -> list[Answer]:
     """Answer every request addressed to this site that it has not answered yet."""
     answers = []
@@ -80,7 +80,7 @@ def answer_pending(
 
 
 def _answer(
-    ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy, r: RequestView
+    ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy, r: RequestView
 ) -> Answer:
     job_id = reason = None
     if r.job_type not in policy.accept.get(r.origin, ()):

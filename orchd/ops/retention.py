@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from orchd.core import canonical, limits, timefmt
 from orchd.core.events import Actor, Draft
-from orchd.core.ports import Ledger
+from orchd.core.ports import Retention
 from orchd.core.projection import BundleView, ReceiptView
 
 SCOPE = "orch:admin"
@@ -54,7 +54,7 @@ class Plan:
         return sum(o.events for o in self.origins)
 
 
-def plan(ledger: Ledger, days: int, now_ms: int) -> Plan:
+def plan(ledger: Retention, days: int, now_ms: int) -> Plan:
     cutoff = timefmt.format_ms(max(0, now_ms - days * limits.DAY_MS))
     receipts = ledger.receipts()
     trusted = {k.site for k in ledger.trust_keys() if k.role == "peer" and k.revoked_at is None}
@@ -82,7 +82,7 @@ def plan(ledger: Ledger, days: int, now_ms: int) -> Plan:
 
 
 def prune(
-    ledger: Ledger,
+    ledger: Retention,
     chosen: Plan,
     actor: Actor,
     sign: Callable[[bytes], bytes],

@@ -13,7 +13,7 @@ import hashlib
 from orchd.core import ids, schedule, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy, Schedule, slot_key
-from orchd.core.ports import Clock, Entropy, Ledger, SlotCounter, SlotLister
+from orchd.core.ports import Clock, Entropy, JobLog, SlotCounter, SlotLister
 
 from .jobs import initial_state, submitted_draft
 
@@ -30,7 +30,7 @@ def jitter_ms(sched: Schedule, slot_ms: int) -> int:
 
 
 def fire(
-    ledger: Ledger,
+    ledger: JobLog,
     clock: Clock,
     entropy: Entropy,
     actor: Actor,

@@ -14,7 +14,7 @@ from orchd.core import ids
 from orchd.core.events import Actor, Draft
 from orchd.core.names import check_name
 from orchd.core.policy import Change, Policy, check_change
-from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.ports import Clock, Entropy, JobLog, JobQueries
 from orchd.core.projection import PauseView
 from orchd.errors import NotInPolicy, StateConflict
 
@@ -27,7 +27,7 @@ class Paused:
     changed: bool  # False: the source was paused already; nothing was recorded
 
 
-def pause(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
+def pause(ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
           source: str, reason: str, ticket: str | None = None) -> Paused:  # fmt: skip
     """Pause ``source``, one the policy declares; a source paused already stays as it is (the
     pause in effect says since when and why)."""
@@ -44,7 +44,7 @@ def pause(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: 
     return Paused(pause=paused, changed=True)
 
 
-def resume(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
+def resume(ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
            source: str, reason: str, ticket: str | None = None) -> PauseView | None:  # fmt: skip
     """Resume ``source``: the pause that ended, or None if it was not paused (nothing is
     recorded). The source need not be in the policy: one dropped from it can still be resumed."""
@@ -54,7 +54,7 @@ def resume(ledger: Ledger, clock: Clock, entropy: Entropy, actor: Actor, policy:
     return current
 
 
-def _current(ledger: Ledger, policy: Policy, change: Change, source: str, reason: str,
+def _current(ledger: JobQueries, policy: Policy, change: Change, source: str, reason: str,
              ticket: str | None) -> PauseView | None:  # fmt: skip
     check_change(policy, change, reason, ticket)
     check_name("source", source)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from orchd.core import timefmt
 from orchd.core.machines import JOB
-from orchd.core.ports import Clock, Ledger
+from orchd.core.ports import Clock, SiteQueries
 from orchd.core.projection import BundleView, JobView, PauseView, ReceiptView, RunView
 
 from .jobs import whose
@@ -53,7 +53,7 @@ class Status:
 
 
 def status(
-    ledger: Ledger, clock: Clock, *, origin: str | None = None, all_origins: bool = False
+    ledger: SiteQueries, clock: Clock, *, origin: str | None = None, all_origins: bool = False
 ) -> Status:
     """The site now; its jobs, runs and freshness are this site's own unless ``origin`` or
     ``all_origins`` says otherwise (pauses and peers are always this site's)."""

@@ -1,5 +1,6 @@
-"""The engine (``orchd.ops.engine``) on a real ledger in tmp_path, with a fake clock and a fake
-executor: no process is started and no time passes but the fake clock's.
+"""The engine (``orchd.ops.engine``) on the memory ledger (``tests/memory_ledger.py``, held to
+``SqliteLedger``'s behaviour by ``tests/contract/``), with a fake clock and a fake executor: no
+file is written, no process is started and no time passes but the fake clock's.
 
 The fake executor plays each job's runs from a script the test writes (an exit code per attempt,
 or HANG for a run that ends only when signalled); ``wait`` moves the clock by its timeout when no
@@ -15,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from orchd.adapters.ledger import SqliteLedger
 from orchd.core import ids, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Backoff, JobType, Policy, Quota, Source
@@ -26,6 +26,7 @@ from orchd.ops import jobs, site, sources
 from orchd.ops.engine import Engine
 from orchd.ops.jobs import SubmitRequest
 from tests.fakes import CountingEntropy, FakeClock
+from tests.memory_ledger import MemoryLedger
 
 OPERATOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
 WORKER = Actor(uid=999, user="orchd", scopes=("orch:run",))
@@ -142,9 +143,9 @@ def entropy() -> CountingEntropy:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: FakeClock, entropy: CountingEntropy) -> Iterator[SqliteLedger]:
+def ledger(clock: FakeClock, entropy: CountingEntropy) -> Iterator[MemoryLedger]:
     first = site.initialized("hq", OPERATOR, "test")
-    made = SqliteLedger.create(tmp_path / "ledger.db", "hq", clock, entropy, first)
+    made = MemoryLedger.create("hq", clock, entropy, first)
     yield made
     made.verify()  # every test leaves a chain that verifies and projections equal to a rebuild
     made.close()
@@ -157,7 +158,7 @@ def executor(clock: FakeClock) -> FakeExecutor:
 
 @dataclass
 class World:
-    ledger: SqliteLedger
+    ledger: MemoryLedger
     clock: FakeClock
     entropy: CountingEntropy
     executor: FakeExecutor
@@ -225,7 +226,7 @@ class World:
 
 @pytest.fixture
 def world(
-    ledger: SqliteLedger, clock: FakeClock, entropy: CountingEntropy, executor: FakeExecutor
+    ledger: MemoryLedger, clock: FakeClock, entropy: CountingEntropy, executor: FakeExecutor
 ) -> World:
     return World(ledger, clock, entropy, executor)
 
@@ -914,13 +915,13 @@ def test_cancelling_a_running_job_stops_its_run(world: World, stubborn: bool) ->
 class FailingAppends:
     """The ledger, whose next ``failures`` appends fail as on a full disk (nothing recorded)."""
 
-    def __init__(self, ledger: SqliteLedger, failures: int) -> None:
+    def __init__(self, ledger: MemoryLedger, failures: int) -> None:
         self._ledger, self.failures = ledger, failures
 
     def append(self, drafts: Sequence[Draft]) -> Any:
         if self.failures:
             self.failures -= 1
-            raise StorageError(path=self._ledger.path, detail="No space left on device")
+            raise StorageError(path=Path("ledger.db"), detail="No space left on device")
         return self._ledger.append(drafts)
 
     def __getattr__(self, name: str) -> Any:

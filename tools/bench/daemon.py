@@ -521,7 +521,7 @@ CATEGORIES = [
     (ASLEEP, ("SubprocessExecutor.wait", "Selector.select")),
     ("executor: reaping runs, reading their output", ("SubprocessExecutor.wait",)),
     ("intake: ledger COMMIT (WAL write, fsync)",
-     ("Daemon._intake", "__exit__ (contextlib", "SqliteLedger._transaction")),
+     ("Daemon._intake", "__exit__ (contextlib", "LedgerBase._transaction")),
     ("intake: rest of `jobs.submit` (lookup by key, BEGIN, seal, insert, project, `ledger.job`)",
      ("Daemon._intake", "submit (orchd/ops/jobs.py")),
     ("intake: `spool.done`: fsync of `cur/`", ("Daemon._intake", "done (orchd/", "fsync_dir (")),
@@ -533,7 +533,7 @@ CATEGORIES = [
     ("intake: other", ("Daemon._intake",)),
     (LOAD, ("Engine.load",)),
     ("engine: starting runs (spawn)", ("Engine._start",)),
-    ("engine: ledger COMMIT", ("Engine.", "__exit__ (contextlib", "SqliteLedger._transaction")),
+    ("engine: ledger COMMIT", ("Engine.", "__exit__ (contextlib", "LedgerBase._transaction")),
     ("engine: other (admit, lease, end runs, record)", ("Engine.",)),
     ("rest of the tick (signals, clock, schedules, status)", ("Daemon.tick",)),
 ]  # fmt: skip

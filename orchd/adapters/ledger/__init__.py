@@ -1,5 +1,12 @@
-"""The SQLite ledger adapter (adapters layer)."""
+"""The SQLite ledger adapter (adapters layer).
 
-from .store import SqliteLedger, backup, heads_file, put_in_place
+``store.SqliteLedger`` is composed from the parts in this package: ``base`` (connection,
+transaction, chain positions), ``queries``, ``trust_queries``, ``integrity``, ``retention``;
+``placement`` names and places its files, ``backups`` copies it while it is written.
+"""
+
+from .backups import backup
+from .placement import heads_file, put_in_place
+from .store import SqliteLedger
 
 __all__ = ["SqliteLedger", "backup", "heads_file", "put_in_place"]

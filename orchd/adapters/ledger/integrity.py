@@ -1,0 +1,199 @@
+"""The ledger's integrity (adapters layer): the checks at every open (this site's chain, the
+tail of every chain, the head file), ``verify`` (every chain, the signed checkpoints, the
+projections against a rebuild) and ``rebuild`` (the projections re-derived from the events).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+
+from sqlite_utils import Database
+
+from orchd.core import chain, dsse, events
+from orchd.core.chain import Head, Stored
+from orchd.core.ports import VerifyReport
+from orchd.errors import LedgerBehind, LedgerCorrupt, ProjectionMismatch, SignatureInvalid
+
+from .. import keys
+from . import placement, projector, schema
+from .base import LedgerBase, translated
+from .retention import checkpoint_payload, load_base
+
+TAIL_CHECK = 64  # newest events per origin re-verified at every open
+
+
+class Integrity(LedgerBase):
+    """The ``Integrity`` port, and the checks ``open`` runs."""
+
+    def verify(self) -> VerifyReport:
+        with translated(self.path):
+            self._db.execute("BEGIN")  # one read snapshot for the whole check
+            try:
+                verified = {}
+                kept = self.checkpoints()
+                for origin in self._origins():
+                    start = (
+                        Head(seq=kept[origin][0], hash=kept[origin][1])
+                        if origin in kept
+                        else chain.START
+                    )
+                    head = chain.verify(origin, self._stored(origin, start.seq), start)
+                    self._check_head(origin, head)
+                    verified[origin] = head.seq
+                self._check_checkpoint()
+                with contextlib.closing(_memory_projection()) as rebuilt:
+                    load_base(self._db, rebuilt)
+                    self._compare(self._rebuild_into(rebuilt))
+                digest = projector.digest(self._db)
+                count = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+            finally:
+                self._db.execute("ROLLBACK")
+        return VerifyReport(origins=verified, events=count, projection_digest=digest)
+
+    def rebuild(self) -> str:
+        with self._transaction():
+            for table in schema.PROJECTION_TABLES:
+                self._db.execute(f"DELETE FROM {table}")
+            load_base(self._db, self._db)
+            self._rebuild_into(self._db)
+            return projector.digest(self._db)
+
+    def _compare(self, rebuilt: Database) -> None:
+        difference = projector.first_difference(self._db, rebuilt)
+        if difference is not None:
+            raise ProjectionMismatch(table=difference[0], detail=difference[1])
+
+    def _rebuild_into(self, target: Database, chunk: int = 5000) -> Database:
+        cursor = self._db.conn.execute("SELECT body, hash FROM events ORDER BY origin, seq")
+        while batch := cursor.fetchmany(chunk):
+            batch_events = [events.parse(body, digest) for body, digest in batch]
+            projector.project(target, batch_events, self._site_id)
+        return target
+
+    def _stored(self, origin: str, after_seq: int = 0) -> Iterator[Stored]:
+        cursor = self._db.conn.execute(
+            f"SELECT origin, seq, hash, body, {', '.join(chain.INDEX_COLUMNS)} FROM events "
+            "WHERE origin = ? AND seq > ? ORDER BY seq",
+            [origin, after_seq],
+        )
+        for origin_, seq, digest, body, *rest in cursor:
+            yield Stored(
+                origin=origin_, seq=seq, body=body, hash=digest,
+                columns=dict(zip(chain.INDEX_COLUMNS, rest, strict=True)),
+            )  # fmt: skip
+
+    def _origins(self) -> list[str]:
+        sql = "SELECT DISTINCT origin FROM events UNION SELECT origin FROM checkpoints ORDER BY 1"
+        return [row[0] for row in self._db.execute(sql)]
+
+    def _check_head(self, origin: str, head: Head) -> None:
+        row = self._db.execute("SELECT seq, hash FROM heads WHERE origin = ?", [origin]).fetchone()
+        if row is None or (row[0], row[1]) != (head.seq, head.hash):
+            raise ProjectionMismatch(
+                table="heads", detail=f"origin {origin!r} head {row!r}, events end at {head.seq}"
+            )
+
+    def _check_checkpoint(self) -> None:
+        """The checkpoints and the base must be what the site signed when it pruned."""
+        kept = {o: (s, h) for o, s, h in self._db.execute("SELECT * FROM checkpoints")}
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+        if not kept and row is None:
+            return
+        if row is None:
+            raise LedgerCorrupt(path=self.path, detail="checkpoints without a signed statement")
+        envelope = dsse.decode(row[0].encode(), payload_type=dsse.CHECKPOINT_TYPE)
+        keys_ = {
+            key_id: bytes.fromhex(public)
+            for key_id, public in self._db.execute(
+                "SELECT key_id, public_key FROM trust_keys WHERE site = ? AND role != 'peer'",
+                [self._site_id],
+            )
+        }
+        pae = dsse.pae(dsse.CHECKPOINT_TYPE, envelope.payload)
+        if not any(
+            s.key_id in keys_ and keys.verify(keys_[s.key_id], pae, s.sig)
+            for s in envelope.signatures
+        ):
+            raise SignatureInvalid(detail="the checkpoint statement is not signed by this site")
+        digest = projector.digest(self._db, prefix="base_")
+        payload = json.loads(envelope.payload)
+        expected = json.loads(checkpoint_payload(self._site_id, payload.get("at", ""), kept,
+                                                 digest))  # fmt: skip
+        if payload != expected:
+            raise LedgerCorrupt(
+                path=self.path,
+                detail="the checkpoints or the projections' base differ from the signed statement",
+            )
+
+    # --- the checks at every open ---------------------------------------------------------
+
+    def _check_own_chain(self) -> None:
+        """The site's id (meta) must be the origin of a chain that opens with its creation."""
+        row = self._db.execute(
+            "SELECT type, body FROM events WHERE origin = ? AND seq = 1", [self._site_id]
+        ).fetchone()
+        pruned = self._db.execute(
+            "SELECT 1 FROM checkpoints WHERE origin = ?", [self._site_id]
+        ).fetchone()
+        if pruned is None and (row is None or row[0] != "site.initialized"):
+            raise LedgerCorrupt(
+                path=self.path,
+                detail=f"site id {self._site_id!r} has no chain opened by site.initialized",
+            )
+
+    def _verify_tails(self, check_heads: bool) -> None:
+        """Re-verify the newest events of every chain and that the heads agree with them."""
+        for origin in self._origins():
+            start = self._start_of_tail(origin, TAIL_CHECK)
+            head = chain.verify(origin, self._stored(origin, start.seq), start)
+            if check_heads:
+                self._check_head(origin, head)
+
+    def _start_of_tail(self, origin: str, length: int) -> Head:
+        row = self._db.execute(
+            "SELECT seq, hash FROM events WHERE origin = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+            [origin, length],
+        ).fetchone()
+        if row is not None:
+            return Head(seq=row[0], hash=row[1])
+        kept = self._db.execute(
+            "SELECT seq, hash FROM checkpoints WHERE origin = ?", [origin]
+        ).fetchone()
+        return chain.START if kept is None else Head(seq=kept[0], hash=kept[1])
+
+    def _check_head_file(self) -> None:
+        """Every head the head file names must be held here, with the same hash: a ledger that
+        lost committed events (its ``-wal`` deleted after a crash) is refused."""
+        if self._heads_file is None:
+            return
+        recorded = placement.read_heads(self._heads_file)
+        held = self.hashes(list(recorded))
+        pruned = self.checkpoints()
+        for (origin, seq), digest in sorted(recorded.items()):
+            if seq < pruned.get(origin, (0, ""))[0]:
+                continue  # pruned since: no hash is kept there to compare
+            if (origin, seq) not in held:
+                mine = self._db.execute(
+                    "SELECT seq FROM heads WHERE origin = ?", [origin]
+                ).fetchone()
+                ends = f"ends at seq {mine[0]}" if mine else "holds no event"
+                raise LedgerBehind(
+                    path=self.path,
+                    detail=f"origin {origin!r} {ends} here, but {self._heads_file} "
+                    f"recorded seq {seq} after a commit",
+                )
+            if held[(origin, seq)] != digest:
+                raise LedgerBehind(
+                    path=self.path,
+                    detail=f"origin {origin!r} seq {seq} has another hash than "
+                    f"{self._heads_file} recorded: this is not the ledger it was written for",
+                )
+
+
+def _memory_projection() -> Database:
+    db = Database(sqlite3.connect(":memory:", isolation_level=None))
+    schema.migrate(db.conn, schema.MIGRATIONS)  # the same tables as the ledger's
+    return db

@@ -1,0 +1,277 @@
+"""The ledger's job and run queries (adapters layer): what the engine, the job use cases, status
+and metrics read from the projections, and the engine's unchained lease rows.
+
+Every query here is also in ``tests/fakes.MemoryLedger`` and ``tests/contract/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+
+from orchd.core import events
+from orchd.core.events import Event
+from orchd.core.metrics import RunTally
+from orchd.core.projection import (
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    AnswerView,
+    JobView,
+    OverrideView,
+    PauseView,
+    RequestView,
+    RunView,
+)
+
+from . import projector
+from .base import LedgerBase, of_origin, translated
+
+_PENDING = "('queued', 'waiting', 'throttled', 'retry_wait')"
+
+
+class JobQueries(LedgerBase):
+    """The ``JobQueries`` port over the projections."""
+
+    def job(self, job_id: str) -> JobView | None:
+        with translated(self.path):
+            return projector.load_jobs(self._db, [job_id]).get(job_id)
+
+    def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobView]:
+        with translated(self.path):
+            return projector.load_jobs(self._db, job_ids)
+
+    def job_by_key(self, key: str) -> JobView | None:
+        found = self._select_jobs("origin = ? AND key = ?", [self._site_id, key], limit=1)
+        return found[0] if found else None
+
+    def jobs_with_prefix(self, prefix: str, limit: int) -> list[JobView]:
+        return self._select_jobs("job_id >= ? AND job_id < ?", [prefix, prefix + "\x7f"], limit)
+
+    def jobs(
+        self,
+        *,
+        state: str | None,
+        source: str | None,
+        job_type: str | None = None,
+        updated_since: str | None = None,
+        origin: str | None = None,
+    ) -> Iterator[JobView]:
+        filters = {"origin = ?": origin, "state = ?": state, "source = ?": source,
+                   "job_type = ?": job_type, "updated_at >= ?": updated_since}  # fmt: skip
+        used = {sql: value for sql, value in filters.items() if value is not None}
+        where = " AND ".join(["1 = 1", *used])
+        yield from self._select_jobs(where, list(used.values()), limit=-1)
+
+    def replays_of(self, job_id: str) -> list[JobView]:
+        return self._select_jobs("replay_of = ?", [job_id], limit=-1)
+
+    def _select_jobs(self, where: str, params: Sequence[str | None], limit: int) -> list[JobView]:
+        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY job_id LIMIT ?"
+        with translated(self.path):
+            rows = self._db.execute(sql, [*params, limit]).fetchall()
+        return [JobView._make(row) for row in rows]
+
+    def runs_of(self, job_id: str) -> list[RunView]:
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE job_id = ? ORDER BY attempt"
+        with translated(self.path):
+            rows = self._db.execute(sql, [job_id]).fetchall()
+        return [RunView._make(row) for row in rows]
+
+    def events_of(self, job_id: str) -> list[Event]:
+        sql = "SELECT body, hash FROM events WHERE job_id = ? ORDER BY hlc, origin, seq"
+        with translated(self.path):
+            return [events.parse(b, h) for b, h in self._db.execute(sql, [job_id])]
+
+    def pauses(self) -> list[PauseView]:
+        """The sources this site's operators paused."""
+        sql = "SELECT * FROM source_pauses WHERE origin = ? ORDER BY source"
+        with translated(self.path):
+            return [PauseView._make(row) for row in self._db.execute(sql, [self._site_id])]
+
+    def overrides(self) -> list[OverrideView]:
+        """Every quota override recorded here (of any origin), target by target."""
+        sql = "SELECT * FROM quota_overrides ORDER BY kind, name, site"
+        with translated(self.path):
+            return [OverrideView._make(row) for row in self._db.execute(sql)]
+
+    def schedule_state(self) -> dict[str, str]:
+        """schedule -> the last slot this site dealt with (run, backfilled or skipped)."""
+        sql = "SELECT schedule, last_slot FROM schedule_state WHERE origin = ?"
+        with translated(self.path):
+            return dict(self._db.execute(sql, [self._site_id]).fetchall())
+
+    def pending_requests(self) -> list[RequestView]:
+        """Requests addressed to this site that it has not answered, oldest first."""
+        columns = ", ".join(f"r.{c}" for c in RequestView._fields)
+        sql = (
+            f"SELECT {columns} FROM requests r LEFT JOIN request_answers a "
+            "ON a.request_id = r.request_id AND a.origin = r.site WHERE r.site = ? "
+            "AND a.request_id IS NULL ORDER BY r.requested_at, r.request_id"
+        )
+        with translated(self.path):
+            return [RequestView._make(row) for row in self._db.execute(sql, [self._site_id])]
+
+    def requests_with_prefix(
+        self, prefix: str, limit: int
+    ) -> list[tuple[RequestView, AnswerView | None]]:
+        """Requests (any origin) whose id starts with ``prefix``, each with the answer of the
+        site asked (None until this site holds it)."""
+        found = []
+        sql = f"SELECT {', '.join(RequestView._fields)} FROM requests WHERE request_id >= ? " \
+            "AND request_id < ? ORDER BY request_id LIMIT ?"  # fmt: skip
+        answer = f"SELECT {', '.join(AnswerView._fields)} FROM request_answers " \
+            "WHERE request_id = ? AND origin = ?"  # fmt: skip
+        with translated(self.path):
+            for row in self._db.execute(sql, [prefix, prefix + "\x7f", limit]).fetchall():
+                request = RequestView._make(row)
+                got = self._db.execute(answer, [request.request_id, request.site]).fetchone()
+                found.append((request, AnswerView._make(got) if got else None))
+        return found
+
+    # --- counts for status and metrics ----------------------------------------------------
+
+    def state_counts(self, origin: str | None = None) -> dict[str, int]:
+        where, params = of_origin("WHERE", origin)
+        sql = f"SELECT state, count(*) FROM jobs {where} GROUP BY state"
+        with translated(self.path):
+            return dict(self._db.execute(sql, params).fetchall())
+
+    def last_successes(self, origin: str | None = None) -> list[tuple[str | None, str, str]]:
+        """(source, job type, when its newest job succeeded), for every pair that succeeded."""
+        where, params = of_origin("AND", origin)
+        sql = (
+            f"SELECT source, job_type, max(updated_at) FROM jobs WHERE state = 'succeeded' {where} "
+            "GROUP BY source, job_type ORDER BY source, job_type"
+        )
+        with translated(self.path):
+            return [(row[0], row[1], row[2]) for row in self._db.execute(sql, params)]
+
+    def job_tallies(self) -> list[tuple[str, str | None, str, str | None, int]]:
+        sql = (
+            "SELECT job_type, source, state, CASE WHEN state = 'throttled' THEN cause END, "
+            "count(*) FROM jobs WHERE origin = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        )
+        with translated(self.path):
+            return [tuple(row) for row in self._db.execute(sql, [self._site_id])]
+
+    def run_tallies(self, bounds: Sequence[int]) -> list[RunTally]:
+        within = "".join(f", sum(seconds <= {int(b):d})" for b in bounds)
+        sql = (
+            "SELECT jobs.job_type, r.state, count(*), sum(r.attempt > 1), count(seconds), "
+            f"total(seconds){within} FROM (SELECT job_id, state, attempt, "
+            "(julianday(ended_at) - julianday(started_at)) * 86400.0 AS seconds FROM runs "
+            "WHERE origin = ? AND ended_at IS NOT NULL) AS r JOIN jobs USING (job_id) "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id]).fetchall()
+        return [
+            RunTally(job_type, outcome, runs, retries, timed, seconds,
+                     tuple(int(n or 0) for n in buckets))
+            for job_type, outcome, runs, retries, timed, seconds, *buckets in rows
+        ]  # fmt: skip
+
+    def event_tallies(self, types: Sequence[str]) -> dict[tuple[str, str], int]:
+        marks = ", ".join("?" for _ in types)
+        sql = (
+            "SELECT type, coalesce(json_extract(CAST(body AS TEXT), '$.payload.error'), ''), "
+            "count(*) FROM events INDEXED BY events_by_type "
+            f"WHERE origin = ? AND job_id IS NULL AND type IN ({marks}) GROUP BY 1, 2"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id, *types])
+            return {(kind, str(error)): count for kind, error, count in rows}
+
+    def stalled_leases(self, now: str) -> int:
+        sql = (
+            "SELECT count(*) FROM runs LEFT JOIN leases USING (run_id) "
+            "WHERE runs.state IN ('leased', 'running') AND runs.origin = ? "
+            "AND coalesce(leases.expires_at, runs.lease_expires_at) < ?"
+        )
+        with translated(self.path):
+            return int(self._db.execute(sql, [self._site_id, now]).fetchone()[0])
+
+    def recent_runs(
+        self, states: Sequence[str], limit: int, origin: str | None = None
+    ) -> list[RunView]:
+        marks = ", ".join("?" for _ in states)
+        where, params = of_origin("AND", origin)
+        sql = (
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE state IN ({marks}) {where} "
+            "ORDER BY ended_at DESC, run_id LIMIT ?"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [*states, *params, limit])
+            return [RunView._make(row) for row in rows]
+
+    def usage(self, since: str) -> list[tuple[str, str, str | None, int, int]]:
+        """Per executing site, job type and source: (site, job type, source, runs leased at or
+        after ``since``, runs going on). Each run is one row, however many bundles carried it."""
+        sql = (
+            "SELECT r.origin, j.job_type, j.source, sum(r.leased_at >= ?), "
+            "sum(r.state IN ('leased', 'running')) FROM runs r JOIN jobs j USING (job_id) "
+            "GROUP BY r.origin, j.job_type, j.source ORDER BY r.origin, j.job_type, j.source"
+        )
+        with translated(self.path):
+            return [tuple(row) for row in self._db.execute(sql, [since])]
+
+    # --- what the engine reads and the unchained lease rows ---------------------------------
+
+    def pending_jobs(self) -> list[tuple[JobView, int]]:
+        """This site's jobs that have not run yet or wait to run again, with the seq of their
+        ``job.submitted`` event (their arrival order)."""
+        columns = ", ".join(f"j.{name}" for name in JOB_COLUMNS)
+        # from the pending jobs (by state) to their events: left to itself the planner walks
+        # every event of the site, which grows with the ledger and runs on every daemon tick
+        sql = (
+            f"SELECT {columns}, e.seq FROM jobs j INDEXED BY jobs_by_state CROSS JOIN events e "
+            "ON e.job_id = j.job_id AND e.origin = j.origin AND e.type = 'job.submitted' "
+            f"WHERE j.origin = ? AND j.state IN {_PENDING} ORDER BY e.seq"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id]).fetchall()
+        return [(JobView._make(row[:-1]), row[-1]) for row in rows]
+
+    def open_runs(self) -> list[RunView]:
+        """This site's runs still leased or running."""
+        sql = (
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE state IN ('leased', 'running') "
+            "AND origin = ? ORDER BY run_id"
+        )
+        with translated(self.path):
+            return [RunView._make(row) for row in self._db.execute(sql, [self._site_id])]
+
+    def leased_since(self, since: str) -> list[tuple[str, str, str | None]]:
+        """(leased_at, job type, source) of this site's runs leased at or after ``since``."""
+        sql = (
+            "SELECT r.leased_at, j.job_type, j.source FROM runs r JOIN jobs j USING (job_id) "
+            "WHERE r.leased_at >= ? AND r.origin = ? ORDER BY r.leased_at"
+        )
+        with translated(self.path):
+            return [(r[0], r[1], r[2]) for r in self._db.execute(sql, [since, self._site_id])]
+
+    def upstream_jobs(
+        self, job_type: str, source: str | None, slot_at: str | None, before: str
+    ) -> list[JobView]:
+        """The jobs a dependent waits on: of ``job_type`` and the same source and slot; for an
+        unscheduled dependent, the newest one without a slot submitted at or before ``before``."""
+        same_source = "source IS ?"
+        if slot_at is not None:
+            where = f"origin = ? AND job_type = ? AND {same_source} AND slot_at = ?"
+            return self._select_jobs(where, [self._site_id, job_type, source, slot_at], -1)
+        sql = (
+            f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE origin = ? AND job_type = ? "
+            f"AND {same_source} AND slot_at IS NULL AND submitted_at <= ? "
+            "ORDER BY submitted_at DESC, job_id DESC LIMIT 1"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id, job_type, source, before]).fetchall()
+        return [JobView._make(row) for row in rows]
+
+    def heartbeat(self, holder: str, expires: dict[str, str], now: str) -> None:
+        """Make the lease rows exactly ``expires`` (run id -> expiry), held by ``holder``."""
+        with self._transaction():
+            self._db.execute("DELETE FROM leases")
+            self._db.conn.executemany(
+                "INSERT INTO leases (run_id, holder, heartbeat_at, expires_at) VALUES (?, ?, ?, ?)",
+                [(run_id, holder, now, until) for run_id, until in sorted(expires.items())],
+            )

@@ -1,0 +1,49 @@
+"""What the ledger holds about other sites (adapters layer): the trust store, other sites' trust
+decisions, the bundles exported and imported and the receipts peers recorded.
+
+The positions of the chains (``heads``, ``hashes``, ``checkpoints``) are the base's
+(``base.py``), which every part needs.
+"""
+
+from __future__ import annotations
+
+from orchd.core import events
+from orchd.core.events import Event
+from orchd.core.projection import BundleView, ReceiptView
+from orchd.core.trust import KeyView
+
+from .base import LedgerBase, translated
+
+
+class TrustQueries(LedgerBase):
+    """The ``TrustQueries`` port over the projections."""
+
+    def trust_key(self, key_id: str) -> KeyView | None:
+        with translated(self.path):
+            row = self._db.execute("SELECT * FROM trust_keys WHERE key_id = ?", [key_id]).fetchone()
+        return None if row is None else KeyView._make(row)
+
+    def trust_keys(self) -> list[KeyView]:
+        with translated(self.path):
+            rows = self._db.execute("SELECT * FROM trust_keys ORDER BY site, added_at, key_id")
+            return [KeyView._make(row) for row in rows]
+
+    def key_events_of_others(self) -> list[Event]:
+        """Trust decisions other sites recorded (stored and shown, never applied here)."""
+        sql = (
+            "SELECT body, hash FROM events WHERE origin != ? AND type LIKE 'key.%' "
+            "ORDER BY hlc, origin, seq"
+        )
+        with translated(self.path):
+            return [events.parse(b, h) for b, h in self._db.execute(sql, [self._site_id])]
+
+    def receipts(self) -> dict[str, ReceiptView]:
+        """peer -> the newest receipt it recorded for a bundle of this site's."""
+        with translated(self.path):
+            rows = self._db.execute(f"SELECT {', '.join(ReceiptView._fields)} FROM receipts")
+            return {row[0]: ReceiptView._make(row) for row in rows}
+
+    def bundle_records(self) -> list[BundleView]:
+        with translated(self.path):
+            rows = self._db.execute("SELECT * FROM bundles ORDER BY at, bundle_id")
+            return [BundleView._make(row) for row in rows]

@@ -1,0 +1,409 @@
+"""Every behaviour of the ledger ports that both ledgers implement, run on both (``conftest``):
+appending (the chain, idempotency, all or nothing) and every job, run and trust query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from orchd.core import timefmt
+from orchd.core.events import ZERO_HASH, Actor, Draft, Event
+from orchd.errors import BadInput, ChainBroken, MalformedEvent, OrchdError, StateConflict
+from orchd.ops import site
+from tests.fakes import CountingEntropy, FakeClock
+from tests.memory_ledger import MemoryLedger
+
+from .conftest import ACTOR, SITE, ContractLedger
+
+WORKER = Actor(uid=999, user="orchd", scopes=("orch:run",))
+JOB_A, JOB_B, JOB_C = (f"01KB00000000000000000000{n:02d}" for n in (1, 2, 3))
+RUN_A, RUN_B, RUN_C = (f"01KB00000000000000000001{n:02d}" for n in (1, 2, 3))
+
+
+def submitted(job_id: str, key: str | None = None, **extra: Any) -> Draft:
+    key = key or job_id
+    payload = {"job_id": job_id, "job_type": "fetch", "key": key, "params": {}, "priority": 0,
+               "state": "queued", **extra}  # fmt: skip
+    return Draft(type="job.submitted", actor=ACTOR, idempotency_key=f"sub:{job_id}",
+                 payload=payload)  # fmt: skip
+
+
+def moved(job_id: str, from_state: str, to_state: str, **extra: str) -> Draft:
+    payload = {"job_id": job_id, "from": from_state, "to": to_state, **extra}
+    return Draft(type="job.transitioned", actor=ACTOR,
+                 idempotency_key=f"move:{job_id}:{to_state}", payload=payload)  # fmt: skip
+
+
+def leased(run_id: str, job_id: str, expires: str, attempt: int = 1) -> Draft:
+    payload = {"run_id": run_id, "job_id": job_id, "attempt": attempt, "lease_expires_at": expires}
+    return Draft(type="run.leased", actor=WORKER, idempotency_key=f"lease:{run_id}",
+                 payload=payload)  # fmt: skip
+
+
+def started(run_id: str, job_id: str) -> Draft:
+    payload = {"run_id": run_id, "job_id": job_id, "pid": 4242}
+    return Draft(type="run.started", actor=WORKER, idempotency_key=f"start:{run_id}",
+                 payload=payload)  # fmt: skip
+
+
+def ended(run_id: str, job_id: str, outcome: str, job_state: str, code: int) -> Draft:
+    payload = {"run_id": run_id, "job_id": job_id, "outcome": outcome, "job_state": job_state,
+               "exit_code": code}  # fmt: skip
+    return Draft(type="run.ended", actor=WORKER, idempotency_key=f"end:{run_id}",
+                 payload=payload)  # fmt: skip
+
+
+def at(clock: FakeClock, ms: int = 0) -> str:
+    return timefmt.format_ms(clock.now_ms() + ms)
+
+
+def run_to_end(ledger: ContractLedger, clock: FakeClock, run_id: str, job_id: str,
+               outcome: str = "succeeded", seconds: int = 2) -> None:  # fmt: skip
+    state = {"succeeded": "succeeded", "failed": "dead"}[outcome]
+    ledger.append([leased(run_id, job_id, at(clock, 30_000)), started(run_id, job_id)])
+    clock.advance(seconds * 1000)
+    ledger.append([ended(run_id, job_id, outcome, state, 0 if outcome == "succeeded" else 3)])
+
+
+# --- appending ------------------------------------------------------------------------------
+
+
+def test_appended_events_continue_this_sites_chain(ledger: ContractLedger) -> None:
+    (first_head,) = ledger.heads().values()
+    a, b = ledger.append([submitted(JOB_A), submitted(JOB_B)])
+
+    assert (a.origin, a.seq, b.seq) == (SITE, 2, 3)
+    assert (a.prev_hash, b.prev_hash) == (first_head[1], a.hash)
+    assert a.hlc < b.hlc
+    assert ledger.heads() == {SITE: (3, b.hash)}
+    assert first_head[0] == 1 and first_head[1] != ZERO_HASH
+
+
+def test_events_recorded_later_order_after_earlier_ones(
+    ledger: ContractLedger, clock: FakeClock
+) -> None:
+    (a,) = ledger.append([submitted(JOB_A)])
+    clock.advance(-60_000)  # the wall clock steps back: the HLC does not
+    (b,) = ledger.append([submitted(JOB_B)])
+
+    assert b.hlc > a.hlc
+    assert b.occurred_at < a.occurred_at
+
+
+def test_a_recorded_idempotency_key_returns_the_recorded_event(ledger: ContractLedger) -> None:
+    (first,) = ledger.append([submitted(JOB_A)])
+    heads = ledger.heads()
+
+    again = ledger.append([submitted(JOB_A)])
+    mixed = ledger.append([submitted(JOB_B), submitted(JOB_A), submitted(JOB_B)])
+
+    assert again == [first]
+    assert mixed[1] == first and mixed[0] == mixed[2] and mixed[0].seq == heads[SITE][0] + 1
+    assert ledger.heads()[SITE][0] == heads[SITE][0] + 1  # B once, A not again
+
+
+def test_a_batch_with_an_illegal_step_records_nothing(ledger: ContractLedger) -> None:
+    ledger.append([submitted(JOB_A)])
+    heads = ledger.heads()
+
+    with pytest.raises(OrchdError):
+        ledger.append([submitted(JOB_B), moved(JOB_A, "queued", "succeeded")])
+    with pytest.raises(MalformedEvent):
+        ledger.append([submitted(JOB_C), moved(JOB_A, "running", "queued")])
+
+    assert ledger.heads() == heads
+    assert ledger.job(JOB_B) is None and ledger.job(JOB_C) is None
+    assert ledger.job(JOB_A).state == "queued"  # type: ignore[union-attr]
+
+
+def test_a_second_job_with_the_same_key_is_refused(ledger: ContractLedger) -> None:
+    ledger.append([submitted(JOB_A, key="nightly")])
+
+    with pytest.raises(StateConflict):
+        ledger.append([submitted(JOB_B, key="nightly")])
+
+    assert ledger.job(JOB_B) is None
+
+
+def test_own_events_are_found_by_key_and_by_type(ledger: ContractLedger) -> None:
+    a, b = ledger.append([submitted(JOB_A), moved(JOB_A, "queued", "cancelled")])
+
+    assert ledger.own_event("sub:" + JOB_A) == a
+    assert ledger.own_event("sub:" + JOB_B) is None
+    assert ledger.events_of_type("job.transitioned") == [b]
+    assert [e.seq for e in ledger.events_of_type("site.initialized")] == [1]
+
+
+# --- job queries ----------------------------------------------------------------------------
+
+
+def test_jobs_are_found_by_id_key_and_prefix(ledger: ContractLedger) -> None:
+    ledger.append([submitted(JOB_A, key="a"), submitted(JOB_B, key="b"), submitted(JOB_C)])
+
+    assert ledger.job(JOB_A).key == "a"  # type: ignore[union-attr]
+    assert set(ledger.jobs_by_id({JOB_A, JOB_C, "01KB0000000000000000009999"})) == {JOB_A, JOB_C}
+    assert ledger.job_by_key("b").job_id == JOB_B  # type: ignore[union-attr]
+    assert ledger.job_by_key("c") is None
+    assert [j.job_id for j in ledger.jobs_with_prefix(JOB_A[:-2], 2)] == [JOB_A, JOB_B]
+    assert [j.job_id for j in ledger.jobs_with_prefix(JOB_C, 5)] == [JOB_C]
+
+
+def test_jobs_match_every_filter_given(ledger: ContractLedger, clock: FakeClock) -> None:
+    ledger.append([submitted(JOB_A, source="nvd"), submitted(JOB_B)])
+    clock.advance(5_000)
+    since = at(clock)
+    ledger.append([moved(JOB_B, "queued", "cancelled"), submitted(JOB_C, source="nvd")])
+
+    def ids(**filters: Any) -> list[str]:
+        return [j.job_id for j in ledger.jobs(**{"state": None, "source": None, **filters})]
+
+    assert ids() == [JOB_A, JOB_B, JOB_C]
+    assert ids(source="nvd") == [JOB_A, JOB_C]
+    assert ids(state="queued", source="nvd") == [JOB_A, JOB_C]
+    assert ids(state="cancelled") == [JOB_B]
+    assert ids(updated_since=since) == [JOB_B, JOB_C]
+    assert ids(job_type="other") == []
+    assert ids(origin="elsewhere") == [] and ids(origin=SITE) == [JOB_A, JOB_B, JOB_C]
+
+
+def test_replays_name_their_original(ledger: ContractLedger) -> None:
+    ledger.append([submitted(JOB_A), moved(JOB_A, "queued", "cancelled")])
+    ledger.append([submitted(JOB_B, replay_of=JOB_A), submitted(JOB_C)])
+
+    assert [j.job_id for j in ledger.replays_of(JOB_A)] == [JOB_B]
+    assert ledger.replays_of(JOB_C) == []
+
+
+def test_runs_and_events_of_a_job(ledger: ContractLedger, clock: FakeClock) -> None:
+    ledger.append([submitted(JOB_A), submitted(JOB_B)])
+    run_to_end(ledger, clock, RUN_A, JOB_A)
+
+    (run,) = ledger.runs_of(JOB_A)
+    assert (run.run_id, run.state, run.attempt, run.exit_code, run.pid) == (
+        RUN_A, "succeeded", 1, 0, 4242,
+    )  # fmt: skip
+    assert ledger.runs_of(JOB_B) == []
+    kinds = [e.type for e in ledger.events_of(JOB_A)]
+    assert kinds == ["job.submitted", "run.leased", "run.started", "run.ended"]
+    assert ledger.job(JOB_A).state == "succeeded"  # type: ignore[union-attr]
+
+
+def test_pending_jobs_come_in_arrival_order(ledger: ContractLedger, clock: FakeClock) -> None:
+    ledger.append([submitted(JOB_C), submitted(JOB_A), submitted(JOB_B)])
+    ledger.append([moved(JOB_A, "queued", "cancelled")])
+
+    pending = [(job.job_id, arrival) for job, arrival in ledger.pending_jobs()]
+
+    assert pending == [(JOB_C, 2), (JOB_B, 4)]
+
+
+def test_open_runs_leases_and_stalled_leases(ledger: ContractLedger, clock: FakeClock) -> None:
+    ledger.append([submitted(JOB_A), submitted(JOB_B), submitted(JOB_C)])
+    since = at(clock)
+    ledger.append(
+        [leased(RUN_B, JOB_B, at(clock, 10_000)), leased(RUN_A, JOB_A, at(clock, 10_000))]
+    )
+    run_to_end(ledger, clock, RUN_C, JOB_C)
+
+    assert [r.run_id for r in ledger.open_runs()] == [RUN_A, RUN_B]
+    assert sorted(ledger.leased_since(since)) == [(since, "fetch", None)] * 2 + [
+        (at(clock, -2000), "fetch", None)
+    ]
+    assert ledger.leased_since(at(clock, 1)) == []
+    clock.advance(20_000)
+    assert ledger.stalled_leases(at(clock)) == 2
+    ledger.heartbeat("test:1", {RUN_A: at(clock, 10_000)}, at(clock))
+    assert ledger.stalled_leases(at(clock)) == 1
+    ledger.heartbeat("test:1", {}, at(clock))
+    assert ledger.stalled_leases(at(clock)) == 2
+
+
+def test_upstream_jobs_by_slot_or_newest_before(ledger: ContractLedger, clock: FakeClock) -> None:
+    slot = "2025-11-26T00:00:00.000Z"
+    ledger.append([submitted(JOB_A, key="up-slot", schedule="up-daily", slot_at=slot,
+                             source="nvd")])  # fmt: skip
+    ledger.append([submitted(JOB_B, key="b", source="nvd")])
+    clock.advance(1000)
+    before = at(clock)
+    clock.advance(1000)
+    ledger.append([submitted(JOB_C, key="c", source="nvd")])
+
+    assert [j.job_id for j in ledger.upstream_jobs("fetch", "nvd", slot, before)] == [JOB_A]
+    assert [j.job_id for j in ledger.upstream_jobs("fetch", "nvd", None, before)] == [JOB_B]
+    assert ledger.upstream_jobs("fetch", None, None, before) == []
+    assert ledger.schedule_state() == {"up-daily": slot}
+
+
+def test_pauses_and_overrides(ledger: ContractLedger) -> None:
+    pause = Draft(type="source.paused", actor=ACTOR, idempotency_key="pause:1",
+                  payload={"source": "nvd"}, reason="broken")  # fmt: skip
+    quota = Draft(type="quota.set", actor=ACTOR, idempotency_key="quota:1", reason="calm",
+                  ticket="SEC-1", payload={"kind": "source", "name": "nvd", "site": "*",
+                                           "concurrency": 2})  # fmt: skip
+    ledger.append([pause, quota])
+
+    assert [(p.source, p.reason) for p in ledger.pauses()] == [("nvd", "broken")]
+    assert [(o.name, o.action, o.concurrency) for o in ledger.overrides()] == [("nvd", "set", 2)]
+    resume = Draft(type="source.resumed", actor=ACTOR, idempotency_key="resume:1",
+                   payload={"source": "nvd"}, reason="fixed")  # fmt: skip
+    ledger.append([resume])
+    assert ledger.pauses() == []
+
+
+def test_counts_for_status_and_metrics(ledger: ContractLedger, clock: FakeClock) -> None:
+    ledger.append([submitted(JOB_A, source="nvd"), submitted(JOB_B), submitted(JOB_C)])
+    run_to_end(ledger, clock, RUN_A, JOB_A, seconds=2)
+    run_to_end(ledger, clock, RUN_B, JOB_B, "failed", seconds=40)
+    ledger.append([moved(JOB_C, "queued", "throttled", cause="quota", eligible_at=at(clock, 9))])
+
+    assert ledger.state_counts() == {"succeeded": 1, "dead": 1, "throttled": 1}
+    assert ledger.state_counts("elsewhere") == {}
+    assert ledger.last_successes() == [("nvd", "fetch", ledger.job(JOB_A).updated_at)]  # type: ignore[union-attr]
+    assert ledger.job_tallies() == [
+        ("fetch", None, "dead", None, 1), ("fetch", None, "throttled", "quota", 1),
+        ("fetch", "nvd", "succeeded", None, 1),
+    ]  # fmt: skip
+    failed, succeeded = ledger.run_tallies([1, 10, 60])
+    assert (failed.job_type, failed.outcome, failed.runs, failed.retries) == (
+        "fetch",
+        "failed",
+        1,
+        0,
+    )
+    assert failed.buckets == (0, 0, 1) and succeeded.buckets == (0, 1, 1)
+    assert failed.seconds == pytest.approx(40, abs=0.01)  # SQLite counts in Julian days
+    assert succeeded.seconds == pytest.approx(2, abs=0.01)
+    recent = ledger.recent_runs(("failed", "succeeded"), 5)
+    assert [r.run_id for r in recent] == [RUN_B, RUN_A]
+    assert [r.run_id for r in ledger.recent_runs(("succeeded",), 5, SITE)] == [RUN_A]
+
+
+def test_event_tallies_count_this_sites_records_by_error(ledger: ContractLedger) -> None:
+    def denied(n: int, error: str) -> Draft:
+        return Draft(type="api.denied", actor=ACTOR, idempotency_key=f"denied:{n}",
+                     payload={"error": error, "action": "submit"})  # fmt: skip
+
+    ledger.append([denied(1, "ScopeMissing"), denied(2, "ScopeMissing"), denied(3, "Other")])
+    ledger.append([submitted(JOB_A)])
+
+    tallies = ledger.event_tallies(["api.denied", "job.submitted", "daemon.started"])
+    assert tallies == {("api.denied", "ScopeMissing"): 2, ("api.denied", "Other"): 1}
+
+
+def test_requests_this_site_makes_are_not_pending_here(ledger: ContractLedger) -> None:
+    ask = Draft(type="job.requested", actor=ACTOR, idempotency_key="ask:1",
+                payload={"request_id": JOB_A, "site": "branch", "job_type": "fetch",
+                         "params": {}})  # fmt: skip
+    ledger.append([ask])
+
+    assert ledger.pending_requests() == []
+
+
+# --- importing other sites' events ---------------------------------------------------------
+
+
+def other_site(clock: FakeClock, *drafts: Draft) -> list[Event]:
+    """The chain of a site ``branch`` that recorded ``drafts`` after its creation."""
+    branch = MemoryLedger.create("branch", clock, CountingEntropy(), site.initialized(
+        "branch", ACTOR, "test"))  # fmt: skip
+    branch.append(list(drafts))
+    return sorted(branch.events_of_type("site.initialized") + [
+        e for kind in {d.type for d in drafts} for e in branch.events_of_type(kind)
+    ], key=lambda e: e.seq)  # fmt: skip
+
+
+def test_another_sites_events_are_imported_after_its_head(
+    ledger: ContractLedger, clock: FakeClock
+) -> None:
+    chain_ = other_site(clock, submitted(JOB_B))
+
+    assert ledger.import_events([chain_[:1], chain_[1:]], lambda: []) == 2
+
+    assert ledger.heads()["branch"] == (2, chain_[1].hash)
+    assert ledger.job(JOB_B).origin == "branch"  # type: ignore[union-attr]
+    assert ledger.state_counts("branch") == {"queued": 1} and ledger.state_counts(SITE) == {}
+    assert ledger.pending_jobs() == []  # another site's queue, not this one's
+
+
+def test_an_import_that_does_not_continue_a_chain_records_nothing(
+    ledger: ContractLedger, clock: FakeClock
+) -> None:
+    chain_ = other_site(clock, submitted(JOB_B), submitted(JOB_C))
+    (own,) = ledger.append([submitted(JOB_A)])
+    heads = ledger.heads()
+
+    for bad in ([chain_[0], chain_[2]], [chain_[1]], [own]):  # a gap, no start, its own
+        with pytest.raises(ChainBroken):
+            ledger.import_events([bad], lambda: [])
+
+    assert ledger.heads() == heads
+    assert ledger.job(JOB_B) is None
+
+
+def test_an_import_is_all_or_nothing_with_the_drafts_after_it(
+    ledger: ContractLedger, clock: FakeClock
+) -> None:
+    chain_ = other_site(clock, submitted(JOB_B))
+    heads = ledger.heads()
+
+    def failing() -> Iterator[list[Event]]:
+        yield chain_
+        raise BadInput(detail="the bundle ends early")
+
+    with pytest.raises(BadInput):
+        ledger.import_events(failing(), lambda: [submitted(JOB_A)])
+    assert ledger.import_events([chain_], lambda: [submitted(JOB_A)], dry_run=True) == 2
+    assert ledger.heads() == heads and ledger.job(JOB_B) is None and ledger.job(JOB_A) is None
+
+    assert ledger.import_events([chain_], lambda: [submitted(JOB_A)]) == 2
+    assert ledger.heads()[SITE][0] == heads[SITE][0] + 1
+    assert ledger.job(JOB_A).origin == SITE  # type: ignore[union-attr]
+
+
+def test_requests_to_this_site_are_pending_until_it_answers(
+    ledger: ContractLedger, clock: FakeClock
+) -> None:
+    payload = {"request_id": JOB_C, "site": SITE, "job_type": "fetch", "params": {}}
+    ask = Draft(type="job.requested", actor=ACTOR, idempotency_key="ask:1", payload=payload)
+    ledger.import_events([other_site(clock, ask)], lambda: [])
+
+    (pending,) = ledger.pending_requests()
+    assert (pending.request_id, pending.origin, pending.site) == (JOB_C, "branch", SITE)
+    answer = Draft(type="job.request_answered", actor=ACTOR, idempotency_key="answer:1",
+                   payload={"request_id": JOB_C, "requester": "branch", "outcome": "refused",
+                            "reason": "unknown job type"})  # fmt: skip
+    ledger.append([answer])
+    assert ledger.pending_requests() == []
+
+
+def test_bundles_and_the_receipts_peers_recorded(ledger: ContractLedger, clock: FakeClock) -> None:
+    (init,) = ledger.events_of_type("site.initialized")
+    ranges = {SITE: [1, 1]}
+    exported = Draft(type="bundle.exported", actor=ACTOR, idempotency_key="export:1",
+                     payload={"bundle_id": JOB_A, "recipient": "branch", "kind": "full",
+                              "ranges": ranges, "sha256": "0" * 64, "size": 10})  # fmt: skip
+    ledger.append([exported])
+    receipt = Draft(type="bundle.imported", actor=ACTOR, idempotency_key="import:1",
+                    payload={"bundle_id": JOB_A, "exporter": SITE, "ranges": ranges, "events": 1,
+                             "watermarks": {SITE: [1, init.hash]}})  # fmt: skip
+    chain_ = other_site(clock, receipt)
+    ledger.import_events([chain_], lambda: [])
+
+    (record,) = ledger.bundle_records()
+    assert (record.bundle_id, record.direction, record.site) == (JOB_A, "export", "branch")
+    assert ledger.receipts()["branch"].bundle_id == JOB_A
+    assert ledger.receipts()["branch"].seq == 2
+
+
+# --- trust queries --------------------------------------------------------------------------
+
+
+def test_nothing_is_pruned_trusted_or_exchanged_at_first(ledger: ContractLedger) -> None:
+    """(Trust keys need signed key events: ``tests/unit`` and the bundle tests cover them.)"""
+    assert ledger.checkpoints() == {}
+    assert ledger.trust_keys() == [] and ledger.trust_key("nope") is None
+    assert ledger.bundle_records() == [] and ledger.receipts() == {}
+    assert ledger.key_events_of_others() == []
+    assert list(ledger.heads()) == [SITE]
