@@ -17,14 +17,16 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from orchd.adapters import config, control, identity
+from orchd.adapters import config, control, identity, policy_files
 from orchd.adapters.bundle_io import open_bundle
 from orchd.adapters.keys import KEY_DIR, SITE_KEY
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
-from orchd.adapters.system import OsEntropy, SystemClock, local_actor, site_clock
+from orchd.adapters.system import OsEntropy, SystemClock, site_clock
+from orchd.adapters.system import local_actor as local_actor  # re-exported: the operator
 from orchd.core.events import Actor
+from orchd.core.policy import Policy
 from orchd.errors import Interrupted, RemoteRefused, StateConflict, StorageError
 
 P = ParamSpec("P")
@@ -131,6 +133,19 @@ class Config:
         """The daemon configuration: defaults < file < ORCHD_* environment (flags come later)."""
         return config.load(self.config_path, os.environ, explicit=self.config_explicit)
 
+    def policy(self) -> Policy:
+        """The policy dir's *.yaml (but authz.yaml), checked and merged."""
+        return policy_files.load(self.policy_dir)
+
+    def authz(self) -> control.Authz:
+        """The grants of the policy dir's authz.yaml (none: the daemon's own user only)."""
+        return control.load_authz(self.policy_dir)
+
+    def ask_status(self, found: Path, expect: identity.Identity | None) -> tuple[int, Any]:
+        """The ``status`` action asked of the daemon at ``found`` (``expect``: the site meant):
+        the HTTP status and the reply (``doctor`` times it and reads a refusal itself)."""
+        return control.request(found, "POST", control.ACTIONS_PATH + "status", {}, expect=expect)
+
     @property
     def ledger_path(self) -> Path:
         return self.state_dir / LEDGER_FILE
@@ -223,3 +238,8 @@ def interruptible(done: str) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         raise Interrupted(detail=done) from None
+
+
+def program_problems(policy: Policy) -> list[str]:
+    """The job types whose program is missing or not executable here, one line each."""
+    return [str(p) for p in policy_files.program_problems(policy, os.environ)]

@@ -12,21 +12,21 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
 
-from orchd.adapters import control, keys, policy_files
-from orchd.adapters.ledger import SqliteLedger
-from orchd.adapters.system import OsEntropy, site_clock
 from orchd.core import timefmt
+from orchd.core.ports import TrustQueries
 from orchd.errors import OrchdError, SiteUnhealthy
 
 from . import cli
-from .context import Config
+from .context import Config, Site, open_site, program_problems
 from .output import emit_json
 from .policy import PROGRAM_FIX
+from .sitefiles import key_files
 
 MIN_FREE_BYTES = 1 << 30  # below this, a full export or a large import may not fit
 MIN_FREE_SHARE = 0.05
@@ -90,7 +90,7 @@ def _state_dir(config: Config) -> Iterator[Finding]:
 def _key(config: Config) -> Iterator[Finding]:
     path = config.key_path
     try:
-        key = keys.read_private(path)
+        key = key_files(config).current()
     except OrchdError as exc:
         yield Finding("key", "fail", exc.message, exc.hint or "")
         return
@@ -98,33 +98,37 @@ def _key(config: Config) -> Iterator[Finding]:
 
 
 def _ledger(config: Config, full: bool) -> Iterator[Finding]:
-    clock = site_clock(config.state_dir)
-    try:
-        ledger = SqliteLedger.open(config.ledger_path, clock, OsEntropy())
-    except OrchdError as exc:
-        yield Finding("ledger", "fail", exc.message, exc.hint or "")
-        return
-    try:
-        if full:
-            report = ledger.verify()
-            yield Finding("ledger", "ok", f"{report.events} events verified, every chain whole")
-        else:
-            yield Finding("ledger", "ok", "opened: quick check, newest events and heads verified")
-        yield from _trust(ledger, clock.now_ms())
-        yield from _clock(ledger, clock.now_ms(), config)
-    except OrchdError as exc:
-        yield Finding("ledger", "fail", exc.message, exc.hint or "")
-    finally:
-        ledger.close()
+    with ExitStack() as stack:
+        try:
+            site = stack.enter_context(open_site(config, write=False))
+        except OrchdError as exc:
+            yield Finding("ledger", "fail", exc.message, exc.hint or "")
+            return
+        try:
+            if full:
+                report = site.ledger.verify()
+                yield Finding("ledger", "ok", f"{report.events} events verified, every chain whole")
+            else:
+                yield Finding(
+                    "ledger", "ok", "opened: quick check, newest events and heads verified"
+                )
+            yield from _trust(site.ledger, _held_key(config), site.clock.now_ms())
+            yield from _clock(site, site.clock.now_ms(), config)
+        except OrchdError as exc:
+            yield Finding("ledger", "fail", exc.message, exc.hint or "")
 
 
-def _trust(ledger: SqliteLedger, now_ms: int) -> Iterator[Finding]:
+def _held_key(config: Config) -> str | None:
+    """The key id of the site's key file (None: the key check says why it is not there)."""
+    try:
+        return key_files(config).current().key_id
+    except OrchdError:
+        return None
+
+
+def _trust(ledger: TrustQueries, held: str | None, now_ms: int) -> Iterator[Finding]:
     active = [k for k in ledger.trust_keys() if k.revoked_at is None]
     own = [k for k in active if k.role == "own"]
-    try:
-        held = keys.read_private(Path(ledger.path).parent / keys.KEY_DIR / keys.SITE_KEY).key_id
-    except OrchdError:
-        held = None  # the key check says why
     if not own or (held is not None and own[0].key_id != held):
         yield Finding("trust", "fail", "the site's key file is not its own key in the trust store",
                       "restore keys/site.key from the site's backup, or rotate: orchd keys rotate "
@@ -145,8 +149,8 @@ def _trust(ledger: SqliteLedger, now_ms: int) -> Iterator[Finding]:
     yield Finding("trust", "ok", f"own key active; trusted peers: {', '.join(sites) or 'none'}")
 
 
-def _clock(ledger: SqliteLedger, now_ms: int, config: Config) -> Iterator[Finding]:
-    newest = ledger.tail(None, 1)
+def _clock(site: Site, now_ms: int, config: Config) -> Iterator[Finding]:
+    newest = site.ledger.tail(None, 1)
     if not newest:
         return
     last = newest[0][1].occurred_at
@@ -165,8 +169,8 @@ def _clock(ledger: SqliteLedger, now_ms: int, config: Config) -> Iterator[Findin
 
 def _policy(config: Config) -> Iterator[Finding]:
     try:
-        policy = policy_files.load(config.policy_dir)
-        authz = control.load_authz(config.policy_dir)
+        policy = config.policy()
+        authz = config.authz()
     except OrchdError as exc:
         yield Finding("policy", "fail", exc.message, exc.hint or "")
         return
@@ -177,12 +181,12 @@ def _policy(config: Config) -> Iterator[Finding]:
 
 def _programs(config: Config) -> Iterator[Finding]:
     try:
-        policy = policy_files.load(config.policy_dir)
+        policy = config.policy()
     except OrchdError:
         return  # the policy check says why
-    problems = policy_files.program_problems(policy, os.environ)
+    problems = program_problems(policy)
     for problem in problems:
-        yield Finding("program", "warn", str(problem), PROGRAM_FIX)
+        yield Finding("program", "warn", problem, PROGRAM_FIX)
     if not problems:
         yield Finding("program", "ok", "every job type's program is here and executable")
 
@@ -218,8 +222,7 @@ def _socket(config: Config) -> Iterator[Finding]:
     expect = config.expected_site()
     started = time.monotonic()
     try:
-        status, payload = control.request(found, "POST", control.ACTIONS_PATH + "status", {},
-                                          expect=expect)  # fmt: skip
+        status, payload = config.ask_status(found, expect)
     except (OSError, OrchdError) as exc:
         yield Finding("socket", "warn", f"{found}: the daemon did not answer ({exc})",
                       "systemctl status orchd, then systemctl restart orchd")  # fmt: skip

@@ -8,9 +8,6 @@ from typing import Any
 
 import click
 
-from orchd.adapters import bundles, keys
-from orchd.core import dsse
-from orchd.core.policy import check_change
 from orchd.errors import BadInput, NoSuchFile, OutputExists, StateConflict, StorageError
 from orchd.ops import keys as key_ops
 
@@ -19,6 +16,7 @@ from .actions import Request, action, perform, text
 from .changes import audited, unchanged
 from .context import Config, Site
 from .output import emit_json, table
+from .sitefiles import SiteKey, key_files, public_pem, read_public_key, vouch
 
 _HEX_KEY = re.compile("[0-9a-f]{64}")
 
@@ -28,31 +26,9 @@ def keys_() -> None:
     """The site's Ed25519 signing key and the keys it trusts for its peers."""
 
 
-def site_key(site: Site) -> keys.SiteKey:
+def site_key(site: Site) -> SiteKey:
     """This site's signing key, finishing a rotation a crash interrupted."""
-    path = site.config.key_path
-    pending = path.with_name(path.name + ".new")
-    own = key_ops.own_key(site.ledger)
-    if pending.exists() and own is not None:
-        candidate = keys.read_private(pending)
-        if candidate.key_id == own.key_id:
-            _retire_current(path)
-            pending.replace(path)
-    key = keys.read_private(path)
-    if own is None or key.key_id != own.key_id:
-        raise StateConflict(
-            detail=f"the key file {path} is not this site's signing key in the ledger "
-            f"({own.key_id if own else 'none recorded'})"
-        )
-    return key
-
-
-def _retire_current(path: Path) -> None:
-    if path.exists():
-        old = keys.read_private(path)
-        retired = path.parent / "retired"
-        retired.mkdir(mode=0o700, exist_ok=True)
-        path.replace(retired / f"{old.key_id}.key")
+    return key_ops.site_key(site.ledger, key_files(site.config))
 
 
 @keys_.command()
@@ -86,7 +62,7 @@ def export_public(config: Config, file: Path) -> None:
     own = perform(config, "keys.show", {})
     try:
         with file.open("xb") as handle:
-            handle.write(keys.public_pem(bytes.fromhex(own["public_key"])))
+            handle.write(public_pem(bytes.fromhex(own["public_key"])))
     except FileExistsError:
         raise OutputExists(path=file) from None
     except FileNotFoundError:
@@ -146,7 +122,7 @@ def trust(
     """Trust the Ed25519 public key in PUBKEY_FILE (PEM) for bundles from SITE.
 
     Trusting a key trusted already for SITE (until the same time) records nothing and says so."""
-    body = {"site": site_id, "public_key": keys.read_public(pubkey_file).hex(),
+    body = {"site": site_id, "public_key": read_public_key(pubkey_file).hex(),
             "expires": expires, "reason": reason, "ticket": ticket}  # fmt: skip
     row = perform(config, "keys.trust", body)
     click.echo(row["key_id"])
@@ -212,19 +188,7 @@ def rotate(config: Config, reason: str, ticket: str | None) -> None:
 
 @action("keys.rotate", key_ops.SCOPE, writes=True)
 def _rotate(call: Request) -> dict[str, Any]:
-    site = call.site
-    reason, ticket = text(call.body, "reason") or "", text(call.body, "ticket")
-    check_change(call.policy(), "rotate", reason, ticket)  # before a key file is written
-    old = site_key(site)
-    new = keys.generate()
-    path = site.config.key_path
-    pending = path.with_name(path.name + ".new")
-    pending.unlink(missing_ok=True)
-    keys.write_private(pending, new)
-    statement = bundles.rotation_statement(site.ledger.site_id, old, new.public_key)
-    rotation = key_ops.Rotation(
-        old_key_id=old.key_id, new_public_key=new.public_key, statement=statement
-    )
-    site.ledger.append([key_ops.rotated(call.actor, rotation, call.policy(), reason, ticket)])
-    site_key(site)  # moves the new key into place, the old one to keys/retired/
-    return {"old": old.key_id, "new": dsse.key_id(new.public_key), "changed": True}
+    old, new = key_ops.rotate(call.site.ledger, key_files(call.site.config), vouch, call.actor,
+                              policy=call.policy(), reason=text(call.body, "reason") or "",
+                              ticket=text(call.body, "ticket"))  # fmt: skip
+    return {"old": old.key_id, "new": new.key_id, "changed": True}

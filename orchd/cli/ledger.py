@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from orchd.adapters import keys
-from orchd.adapters.ledger import SqliteLedger, heads_file, put_in_place
-from orchd.adapters.ledger import backup as ledger_backup
-from orchd.adapters.ledger.store import check_file
-from orchd.adapters.sitelock import SiteLock
-from orchd.adapters.system import OsEntropy, SystemClock, local_actor
-from orchd.core import dsse
-from orchd.core.events import Draft
-from orchd.core.names import check_name, check_text
-from orchd.errors import BadInput, NotInPolicy, StorageError
+from orchd.errors import NotInPolicy
+from orchd.ops import backup as backup_ops
+from orchd.ops import keys as key_ops
 from orchd.ops import ledger as ledger_ops
 from orchd.ops import retention
 
 from . import cli
 from .actions import Request, action, flag, perform
-from .context import Config, Site, with_site
+from .context import Config, Site, local_actor, with_site
 from .output import emit_json
+from .sitefiles import SiteLedgerFiles, key_files
 
 
 @cli.group()
@@ -73,8 +65,7 @@ def backup(config: Config, out: Path, as_json: bool) -> None:
     """Copy the ledger to OUT (a new file) while the daemon and jobs go on, and verify the
     copy end to end. Restore it with orchd ledger restore. The signing key (keys/site.key) is
     not in it: keep a copy of that with the backups, somewhere only its owners can read."""
-    check_file(config.ledger_path)
-    report = ledger_backup(config.ledger_path, out.absolute(), SystemClock(), OsEntropy())
+    report = backup_ops.backup(SiteLedgerFiles(config), out)
     summary = {"file": str(out), "bytes": out.stat().st_size, "events": report.events,
                "origins": report.origins}  # fmt: skip
     if as_json:
@@ -99,78 +90,12 @@ def restore(config: Config, backup_file: Path, ticket: str, reason: str) -> None
 
     Events recorded after the backup are not in it. If this site exported bundles since, restore
     from bundles instead (orchd init --restore), or its peers will see a second history."""
-    check_name("ticket", ticket)
-    check_text("reason", reason)
-    clock, entropy = SystemClock(), OsEntropy()
-    target = config.ledger_path
-    if not backup_file.exists():
-        raise BadInput(detail=f"no backup file at {backup_file}")
-    check_file(backup_file)  # garbage is named as the backup, not as the copy made of it
-    with SiteLock(config.lock_path):
-        staging = target.with_name(target.name + ".restoring-backup")
-        leftovers = (staging, staging.with_name(staging.name + "-wal"),
-                     staging.with_name(staging.name + "-shm"), heads_file(staging))  # fmt: skip
-        _remove(*leftovers)
-        try:
-            shutil.copyfile(backup_file, staging)
-            own = _checked_backup(staging, config, clock, entropy, backup_file.name, ticket,
-                                  reason)  # fmt: skip
-        except OSError as exc:
-            _remove(*leftovers)
-            raise StorageError(path=staging, detail=exc.strerror or str(exc)) from exc
-        except BaseException:
-            _remove(*leftovers)
-            raise
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = target.with_name(f"{target.name}.replaced-{stamp}")
-        try:
-            for suffix in ("", "-wal", "-shm", ".heads"):  # its WAL and heads go with it
-                old = target.with_name(target.name + suffix)
-                if old.exists():
-                    old.rename(aside.with_name(aside.name + suffix))
-        except OSError as exc:
-            raise StorageError(path=target, detail=exc.strerror or str(exc)) from exc
-        put_in_place(staging, target)
-    kept = f"; the replaced ledger is kept as {aside}" if aside.exists() else ""
-    click.echo(f"restored {target} from {backup_file}: its own events up to seq {own}{kept}",
-               err=True)  # fmt: skip
-
-
-def _checked_backup(
-    staging: Path,
-    config: Config,
-    clock: SystemClock,
-    entropy: OsEntropy,
-    name: str,
-    ticket: str,
-    reason: str,
-) -> int:
-    """Verify the copied backup, check it is this site's, record its restore; its own seq."""
-    copy = SqliteLedger.open(staging, clock, entropy)
-    try:
-        report = copy.verify()
-        key = keys.read_private(config.key_path)
-        own = {k.key_id for k in copy.trust_keys() if k.role == "own" and k.revoked_at is None}
-        if key.key_id not in own:
-            raise BadInput(
-                detail=f"the backup is of site {copy.site_id!r}, whose signing key is not "
-                f"{config.key_path}; restore the key of the same backup set, or rebuild the site "
-                "from bundles (orchd init --restore)"
-            )
-        seq = report.origins[copy.site_id]
-        actor = local_actor(ledger_ops.VERIFY_SCOPE)
-        copy.append([Draft(type="site.restored", actor=actor, ticket=ticket, reason=reason,
-                           idempotency_key=f"site.restored:backup:{clock.now_ms()}",
-                           payload={"from": name[-200:], "own_seq": seq,
-                                    "events": report.events})])  # fmt: skip
-        return seq
-    finally:
-        copy.close()
-
-
-def _remove(*paths: Path) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
+    own, aside = backup_ops.restore(SiteLedgerFiles(config), key_files(config), backup_file,
+                                    local_actor(ledger_ops.VERIFY_SCOPE), ticket=ticket,
+                                    reason=reason)  # fmt: skip
+    kept = f"; the replaced ledger is kept as {aside}" if aside is not None else ""
+    click.echo(f"restored {config.ledger_path} from {backup_file}: its own events up to seq "
+               f"{own}{kept}", err=True)  # fmt: skip
 
 
 @ledger.command()
@@ -214,17 +139,7 @@ def _prune(call: Request) -> dict[str, Any]:
     chosen = retention.plan(call.site.ledger, days, now_ms)
     removed = 0
     if not dry_run and chosen.events:
-        key = keys.read_private(call.site.config.key_path)
-
-        def sign(payload: bytes) -> bytes:
-            signature = dsse.Signature(
-                key_id=key.key_id, sig=key.sign(dsse.pae(dsse.CHECKPOINT_TYPE, payload))
-            )
-            envelope = dsse.Envelope(
-                payload_type=dsse.CHECKPOINT_TYPE, payload=payload, signatures=(signature,)
-            )
-            return envelope.encode()
-
+        sign = key_ops.checkpoint_signer(key_files(call.site.config).current())
         removed = retention.prune(call.site.ledger, chosen, call.actor, sign, now_ms)
     return {
         "dry_run": dry_run, "days": days, "cutoff": chosen.cutoff, "peers": list(chosen.peers),

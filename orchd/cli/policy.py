@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from orchd.adapters import control, policy_files
-
 from . import cli
-from .context import Config
+from .context import Config, program_problems
 from .output import emit_json
 
 NO_AUTHZ = "no authz.yaml: only the daemon's own user may use its socket"
@@ -29,9 +25,9 @@ def policy() -> None:
 def check(config: Config, as_json: bool) -> None:
     """Load and check every *.yaml file of the policy dir, authz.yaml too; name the first
     mistake. Warn (exit 0) about job programs that are missing or not executable here."""
-    loaded = policy_files.load(config.policy_dir)
-    authz = control.load_authz(config.policy_dir)
-    warnings = [str(p) for p in policy_files.program_problems(loaded, os.environ)]
+    loaded = config.policy()
+    authz = config.authz()
+    warnings = program_problems(loaded)
     names = {
         "sources": sorted(loaded.sources),
         "job_types": sorted(loaded.job_types),

@@ -8,13 +8,16 @@ nothing; a rotation always makes a new key, so it is never a repeat.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 from orchd.core import dsse, ids, timefmt
 from orchd.core.events import Actor, Draft, Event
 from orchd.core.names import check_name
 from orchd.core.policy import Policy, check_change
-from orchd.core.ports import Clock, Entropy, Ledger
+from orchd.core.ports import Clock, Entropy, TrustLog, TrustQueries
 from orchd.core.trust import KeyView
 from orchd.errors import BadInput, StateConflict
 
@@ -32,7 +35,7 @@ def created(actor: Actor, public_key: bytes) -> Draft:
     )
 
 
-def own_key(ledger: Ledger) -> KeyView | None:
+def own_key(ledger: TrustQueries) -> KeyView | None:
     """This site's current signing key, as its trust store records it."""
     found = [
         k
@@ -49,7 +52,7 @@ class KeyChange:
 
 
 def trust(
-    ledger: Ledger,
+    ledger: TrustLog,
     clock: Clock,
     entropy: Entropy,
     actor: Actor,
@@ -94,7 +97,7 @@ def trust(
 
 
 def revoke(
-    ledger: Ledger,
+    ledger: TrustLog,
     clock: Clock,
     entropy: Entropy,
     actor: Actor,
@@ -123,14 +126,14 @@ def revoke(
     return KeyChange(key=_held(ledger, key_id), changed=True)
 
 
-def _held(ledger: Ledger, key_id: str) -> KeyView:
+def _held(ledger: TrustQueries, key_id: str) -> KeyView:
     held = ledger.trust_key(key_id)
     if held is None:  # the append succeeded, so the projection must hold it
         raise StateConflict(detail=f"key {key_id} is not in the trust store after the change")
     return held
 
 
-def replaced_after_loss(ledger: Ledger, actor: Actor, public_key: bytes) -> list[Draft]:
+def replaced_after_loss(ledger: TrustQueries, actor: Actor, public_key: bytes) -> list[Draft]:
     """After ``init --restore``: the lost signing key revoked (its private half went with the
     disk, or may be in other hands) and the new one recorded. Peers must trust the new key by
     hand; nothing vouches for it."""
@@ -177,5 +180,126 @@ def rotated(actor: Actor, rotation: Rotation, policy: Policy, reason: str,
     )
 
 
-def peer_key_events(ledger: Ledger) -> list[Event]:
+def peer_key_events(ledger: TrustQueries) -> list[Event]:
     return ledger.key_events_of_others()
+
+
+# --- the signing key's files and the rotation protocol ---------------------------------------
+
+
+class SigningKey(Protocol):
+    """A private signing key, as far as the protocol below needs to know it."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def public_key(self) -> bytes: ...
+
+
+K = TypeVar("K", bound=SigningKey)
+
+
+class KeyFiles(Protocol[K]):
+    """The site's signing key file and the one a rotation writes beside it (``site.key.new``);
+    the CLI's composition root binds it to ``adapters.keys``."""
+
+    @property
+    def path(self) -> Path: ...
+
+    def exists(self) -> bool:
+        """Whether a key file is there (a broken link counts)."""
+        ...
+
+    def current(self) -> K:
+        """The key in the key file (refused if unsafe)."""
+        ...
+
+    def write(self, key: K) -> None:
+        """Write ``key`` to a new key file; refuses to replace one."""
+        ...
+
+    def remove(self) -> None: ...
+
+    def generate(self) -> K: ...
+
+    def pending(self) -> K | None:
+        """The key a rotation wrote aside and has not yet put in place, if any."""
+        ...
+
+    def stage(self, key: K) -> None:
+        """Write ``key`` aside (replacing a pending key a failed rotation left)."""
+        ...
+
+    def promote(self) -> None:
+        """Retire the current key (to ``keys/retired/``) and put the pending one in its place."""
+        ...
+
+
+def site_key(ledger: TrustQueries, files: KeyFiles[K]) -> K:
+    """This site's signing key, finishing a rotation a crash interrupted: a pending key that
+    the ledger records as the site's own is put in place first."""
+    own = own_key(ledger)
+    if own is not None:
+        candidate = files.pending()
+        if candidate is not None and candidate.key_id == own.key_id:
+            files.promote()
+    key = files.current()
+    if own is None or key.key_id != own.key_id:
+        raise StateConflict(
+            detail=f"the key file {files.path} is not this site's signing key in the ledger "
+            f"({own.key_id if own else 'none recorded'})"
+        )
+    return key
+
+
+def rotate(
+    ledger: TrustLog,
+    files: KeyFiles[K],
+    vouch: Callable[[str, K, bytes], str],
+    actor: Actor,
+    *,
+    policy: Policy,
+    reason: str,
+    ticket: str | None = None,
+) -> tuple[K, K]:
+    """Replace the signing key: (old, new).
+
+    The order keeps a crash anywhere recoverable: the new key is written aside, the old one
+    vouches for it (``vouch(site, old, new_public_key)``, the rotation statement), the
+    ``key.rotated`` event is recorded, and only then is the new key put in place (``site_key``
+    finishes that step after a crash)."""
+    check_change(policy, "rotate", reason, ticket)  # before a key file is written
+    old = site_key(ledger, files)
+    new = files.generate()
+    files.stage(new)
+    rotation = Rotation(
+        old_key_id=old.key_id,
+        new_public_key=new.public_key,
+        statement=vouch(ledger.site_id, old, new.public_key),
+    )
+    ledger.append([rotated(actor, rotation, policy, reason, ticket)])
+    site_key(ledger, files)  # moves the new key into place, the old one to keys/retired/
+    return old, new
+
+
+class Signer(Protocol):
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+def checkpoint_signer(key: Signer) -> Callable[[bytes], bytes]:
+    """What signs a prune's checkpoint statement: its payload -> the DSSE envelope, by ``key``."""
+
+    def sign(payload: bytes) -> bytes:
+        signature = dsse.Signature(
+            key_id=key.key_id, sig=key.sign(dsse.pae(dsse.CHECKPOINT_TYPE, payload))
+        )
+        envelope = dsse.Envelope(
+            payload_type=dsse.CHECKPOINT_TYPE, payload=payload, signatures=(signature,)
+        )
+        return envelope.encode()
+
+    return sign
