@@ -81,7 +81,7 @@ class ControlServer:
     def handle(self, call: Call, client: socket.socket | None = None) -> tuple[int, Any]:
         """Hand ``call`` to the loop and wait for its answer; meanwhile a ``client`` that hangs
         up (Ctrl-C: it closes its side) marks the call cancelled, which a long action sees at its
-        next progress report and rolls back (see ``Daemon._progress``)."""
+        next progress report and rolls back (see ``cli/daemon/calls.progress``)."""
         self._submit(call)
         transfer = call.upload is not None or call.download is not None
         # a transfer (a bundle) takes as long as it takes; the watchdog guards the loop

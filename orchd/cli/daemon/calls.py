@@ -1,0 +1,142 @@
+"""The control API's part (entry layer): the calls the socket's server threads hand over, each
+routed to its action (``cli/actions.py``) on the loop's thread, the caller's scope checked
+first (a denial is audited)."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from typing import Any
+
+from orchd.adapters import config, control
+from orchd.adapters.system import actor_for_uid
+from orchd.core.policy import Policy
+from orchd.errors import Interrupted, OrchdError
+
+from .. import actions
+from ..context import Site
+from .common import Audit, Health, Log
+
+
+def progress(call: control.Call | None, feed: Callable[[], None]) -> None:
+    """A long step on the loop (a bundle import) is making progress: keep systemd's watchdog
+    fed meanwhile (``feed``), as the loop would. The step of a ``call`` whose client hung up
+    (Ctrl-C) stops here: it raises ``Interrupted`` inside its transaction, which rolls back."""
+    if call is not None and call.cancelled.is_set():
+        raise Interrupted(detail="its client went away before it finished: nothing was changed")
+    feed()
+
+
+class Calls:
+    """``enqueue`` (on a server thread) hands a call over and wakes the loop; ``tick`` answers
+    the waiting ones. After any that wrote, ``reload`` (the engine's) runs once; ``feed`` (the
+    watchdog's) runs between calls, since a rush of callers is the loop at work."""
+
+    def __init__(
+        self,
+        site: Site,
+        settings: config.Settings,
+        policy: Callable[[], Policy],
+        *,
+        health: Health,
+        audit: Audit,
+        log: Log,
+        wake: Callable[[], None],
+        feed: Callable[[], None],
+        reload: Callable[[], None],
+    ) -> None:
+        self.site, self.settings, self.policy, self.health = site, settings, policy, health
+        self.audit, self.log, self.wake, self.feed, self.reload = audit, log, wake, feed, reload
+        self.waiting: queue.Queue[control.Call] = queue.Queue()
+        self.reload_due = False
+
+    def enqueue(self, call: control.Call) -> None:  # on a server thread
+        self.waiting.put(call)
+        self.wake()
+
+    def tick(self, now_ms: int) -> bool:
+        """True if a call recorded new jobs (none does today: the engine reloads instead)."""
+        added = self.reload_due = False
+        while True:
+            try:
+                call = self.waiting.get_nowait()
+            except queue.Empty:
+                if self.reload_due:
+                    self.reload()  # the calls may have changed jobs, quotas or pauses
+                return added
+            self.feed()
+            status, payload, new = self._answer(call)
+            call.answer.set_result((status, payload))
+            added |= new
+
+    def _answer(self, call: control.Call) -> tuple[int, Any, bool]:
+        try:
+            return self.route(call)
+        except Interrupted as exc:
+            self.log(
+                "info",
+                "api call cancelled by its client",
+                path=call.path,
+                uid=call.peer.uid,
+                error=exc.message,
+            )
+            return 409, control.error_payload(exc), False
+        except OrchdError as exc:
+            self.log(
+                "info",
+                "api call refused",
+                path=call.path,
+                uid=call.peer.uid,
+                code=exc.exit_code,
+                error=exc.message,
+            )
+            return (400 if exc.exit_code < 30 else 409), control.error_payload(exc), False
+        except Exception as exc:  # a bug must not take the daemon down; the caller is told
+            self.log("error", "api call failed", error=repr(exc))
+            return 500, {"error": f"internal error: {exc!r}", "code": 99}, False
+
+    def route(self, call: control.Call) -> tuple[int, Any, bool]:
+        """The status, payload and "new jobs" of one call."""
+        name = call.path.removeprefix(control.ACTIONS_PATH)
+        chosen = actions.ACTIONS.get(name) if call.path.startswith(control.ACTIONS_PATH) else None
+        if chosen is None or call.method != "POST":
+            return 404, {"error": f"no {call.method} {call.path}", "code": 10}, False
+        if chosen.scope not in call.scopes:
+            return self._denied(call, chosen.scope)
+        request = actions.Request(
+            site=self.site,
+            actor=actor_for_uid(call.peer.uid, chosen.scope),
+            policy=self.policy,
+            settings=self.settings,
+            body=call.body,
+            upload=call.upload,
+            download=call.download,
+            degraded=self.health.degraded,
+            progress=lambda: progress(call, self.feed),
+        )
+        result = actions.plain(chosen.run(request))
+        self.log("info" if chosen.writes else "debug", "api call", action=name, uid=call.peer.uid)
+        self.reload_due |= chosen.writes
+        return 200, result, False
+
+    def _denied(self, call: control.Call, scope: str) -> tuple[int, Any, bool]:
+        peer = call.peer
+        event = self.audit(
+            "api.denied",
+            {
+                "uid": peer.uid,
+                "gid": peer.gid,
+                "pid": peer.pid,
+                "request": f"{call.method} {call.path}",
+                "scope": scope,
+            },
+        )
+        self.log(
+            "warning", "api call denied", uid=peer.uid, scope=scope, path=call.path, event=event
+        )
+        refusal = {
+            "error": f"uid {peer.uid} lacks the scope {scope}",
+            "code": 71,
+            "hint": "ask an administrator for a grant in authz.yaml",
+        }
+        return 403, refusal, False

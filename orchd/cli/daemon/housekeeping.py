@@ -1,0 +1,117 @@
+"""The daemon's housekeeping parts (entry layer): pruning by the policy's retention once a day,
+the wall clock watched against the monotonic one, and systemd told the status and fed the
+watchdog."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from orchd.adapters import config
+from orchd.adapters.notify import Notifier
+from orchd.adapters.system import actor_for_uid
+from orchd.core import timefmt
+from orchd.core.policy import Policy
+from orchd.core.ports import Clock
+from orchd.errors import OrchdError, StorageError
+from orchd.ops import retention
+
+from .. import actions
+from ..context import Site
+from .common import Audit, Health, Log
+
+PRUNE_EVERY_MS = 86_400_000
+CLOCK_JUMP_MS = 60_000
+STATUS_EVERY_MS = 10_000
+
+
+class Prune:
+    """``tick`` prunes what the policy's retention allows, once a day from ``first_ms`` (the
+    monotonic time of the first run); a failing disk makes it try again at the next tick."""
+
+    def __init__(
+        self,
+        site: Site,
+        settings: config.Settings,
+        policy: Callable[[], Policy],
+        log: Log,
+        *,
+        first_ms: int,
+    ) -> None:
+        self.site, self.settings, self.policy, self.log = site, settings, policy, log
+        self.due_at = first_ms
+
+    def tick(self, now_ms: int) -> None:
+        if self.policy().retention_days is None or now_ms < self.due_at:
+            return
+        self.due_at = now_ms + PRUNE_EVERY_MS
+        request = actions.Request(
+            site=self.site,
+            actor=actor_for_uid(os.getuid(), retention.SCOPE),
+            policy=self.policy,
+            settings=self.settings,
+            body={"dry_run": False},
+        )
+        try:
+            done = actions.ACTIONS["ledger.prune"].run(request)
+        except StorageError:
+            self.due_at = 0  # the disk: again once it is back
+            raise
+        except OrchdError as exc:
+            self.log("error", "pruning failed; trying again tomorrow", error=exc.message)
+            return
+        if done["removed"]:
+            self.log("info", "pruned", events=done["removed"], cutoff=done["cutoff"])
+
+
+class ClockWatch:
+    """``tick`` compares how far the wall clock and the monotonic ``now_ms`` moved since the last
+    tick; a jump over a minute is audited and logged, and ``jumped`` is called (schedules look
+    again)."""
+
+    def __init__(
+        self, clock: Clock, audit: Audit, log: Log, jumped: Callable[[], None], now_ms: int
+    ) -> None:
+        self.clock, self.audit, self.log, self.jumped = clock, audit, log, jumped
+        self.seen = (clock.now_ms(), now_ms)
+
+    def tick(self, now_ms: int) -> None:
+        wall = self.clock.now_ms()
+        seen_wall, seen_mono = self.seen
+        self.seen = (wall, now_ms)
+        drift = (wall - seen_wall) - (now_ms - seen_mono)
+        if abs(drift) > CLOCK_JUMP_MS:
+            event = self.audit(
+                "clock.jumped",
+                {
+                    "from": timefmt.format_ms(seen_wall),
+                    "to": timefmt.format_ms(wall),
+                    "jump_ms": drift,
+                },
+            )
+            self.log("warning", "wall clock jumped", jump_ms=drift, event=event)
+            self.jumped()
+
+
+class Report:
+    """``tick`` tells systemd the status line every 10 s (queue, running, the last error) and
+    feeds its watchdog at half its interval; ``counts`` gives (queued, running)."""
+
+    def __init__(
+        self, notifier: Notifier, health: Health, counts: Callable[[], tuple[int, int]]
+    ) -> None:
+        self.notifier, self.health, self.counts = notifier, health, counts
+        self.next_status = self.next_watchdog = 0
+
+    def tick(self, now_ms: int) -> None:
+        if now_ms >= self.next_status:
+            self.next_status = now_ms + STATUS_EVERY_MS
+            queued, running = self.counts()
+            status = f"queue {queued}, running {running}"
+            if self.health.last_error:
+                status += f", last error: {self.health.last_error[:200]}"
+            self.notifier.status(status)
+        watchdog = self.notifier.watchdog_ms
+        if watchdog is not None and now_ms >= self.next_watchdog:
+            self.next_watchdog = now_ms + watchdog // 2
+            self.notifier.watchdog()

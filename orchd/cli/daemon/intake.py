@@ -1,0 +1,91 @@
+"""The spool part (entry layer): each tick takes the requests in ``spool/new`` (and any a crash
+left in ``cur/``) and records their jobs (``orchd.ops.intake``), or moves them to ``rejected/``
+with the reason (docs/ARCHITECTURE.md, "The daemon")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from orchd import crash
+from orchd.adapters import spool
+from orchd.adapters.system import actor_for_uid
+from orchd.core.events import Actor
+from orchd.core.policy import Policy
+from orchd.core.ports import Clock, Entropy, JobLog
+from orchd.errors import OrchdError, StorageError
+from orchd.ops import intake, jobs
+
+from .common import Log
+
+
+class SpoolIntake:
+    """``tick`` returns True when it recorded a job. A request's actor is the file's owner (with
+    the submit scope), else the daemon's own ``actor``."""
+
+    def __init__(
+        self,
+        folder: Path,
+        ledger: JobLog,
+        clock: Clock,
+        entropy: Entropy,
+        actor: Actor,
+        policy: Callable[[], Policy],
+        log: Log,
+    ) -> None:
+        self.folder, self.ledger, self.clock, self.entropy = folder, ledger, clock, entropy
+        self.actor, self.policy, self.log = actor, policy, log
+
+    def tick(self, now_ms: int) -> bool:
+        added = False
+        for name in spool.pending(self.folder):
+            claimed = spool.claim(self.folder, name)
+            if claimed is None:
+                continue
+            if claimed.problem is not None:
+                self._reject(claimed, claimed.problem)
+                continue
+            crash.point("spool.claimed")
+            try:
+                self._submit(claimed)
+            except StorageError:
+                raise  # the disk, not the request: the file stays in cur/ for the next try
+            except OrchdError as exc:
+                self._reject(claimed, exc.message)
+                continue
+            crash.point("spool.recorded")
+            spool.done(self.folder, name)
+            added = True
+        return added
+
+    def _submit(self, claimed: spool.Claimed) -> None:
+        actor = self.actor if claimed.uid is None else actor_for_uid(claimed.uid, jobs.SUBMIT_SCOPE)
+        done = intake.submit(
+            self.ledger,
+            self.clock,
+            self.entropy,
+            actor,
+            self.policy(),
+            claimed.request or {},
+            claimed.name,
+        )
+        self.log(
+            "info",
+            "spool request recorded",
+            file=claimed.name,
+            job=done.job.job_id,
+            new=done.created,
+            event=done.event_id,
+        )
+
+    def _reject(self, claimed: spool.Claimed, reason: str) -> None:
+        event = intake.reject(self.ledger, self.actor, claimed.name, claimed.identity, reason)
+        moved = spool.reject(self.folder, claimed.name, reason)
+        self.log(
+            "warning",
+            "spool request rejected",
+            file=claimed.name,
+            moved_to=moved,
+            reason=reason,
+            event=event.event_id,
+        )

@@ -1,0 +1,229 @@
+"""The daemon's loop (entry layer): it composes the parts, owns the clock and their order, and
+handles signals, policy reloads, storage reports and the start and end of serving.
+
+One thread runs everything that touches the ledger: the engine's loop, and before each step
+``tick``, which calls each part's ``tick(now_ms)`` with the monotonic time: signals, the clock
+watch, the control API's calls, then (unless draining) the spool, the inbox, the requests
+imports brought, due schedule slots and pruning, and last systemd's status and watchdog. The
+other threads only wake that loop or hand it work: the wake-ups (``wake.py``) and the control
+socket's server threads. The truth is always re-read: the spool is rescanned every ``--rescan``
+seconds (and at start), and due slots are computed from the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from types import FrameType
+
+from orchd.adapters import config, policy_files, spool
+from orchd.adapters.notify import Notifier
+from orchd.adapters.runner import SubprocessExecutor
+from orchd.core.policy import Policy
+from orchd.errors import OrchdError, StorageError
+from orchd.ops import engine, jobs
+
+from ..context import Site
+from . import calls, env, serving
+from .common import Audit, Health, JsonLog
+from .housekeeping import ClockWatch, Prune, Report
+from .inbox import Inbox, Requests
+from .intake import SpoolIntake
+from .schedules import Schedules
+from .wake import WakeUp
+
+
+class Daemon:
+    """``orchd run``'s daemon: ``serve`` runs the engine's loop with ``tick`` before each step
+    until a signal has drained it."""
+
+    def __init__(
+        self,
+        site: Site,
+        policy: Policy,
+        executor: SubprocessExecutor,
+        log: JsonLog,
+        *,
+        settings: config.Settings,
+    ) -> None:
+        self.site, self.policy, self.executor, self.log = site, policy, executor, log
+        self.settings = settings
+        self.grace_ms = settings.drain_grace_s * 1000
+        self.notifier = Notifier(os.environ)
+        self.actor = site.actor(engine.SCOPE, jobs.SUBMIT_SCOPE)
+        self.engine = engine.Engine(
+            site.ledger,
+            policy,
+            site.clock,
+            site.entropy,
+            executor,
+            self.actor,
+            holder=f"{socket.gethostname()}:{os.getpid()}",
+            kill_grace_ms=settings.kill_grace_s * 1000,
+            heartbeat_ms=settings.heartbeat_s * 1000,
+            lease_ms=settings.lease_s * 1000,
+        )
+        self.spool = site.config.state_dir / env.SPOOL_DIR
+        self.inbox = env.inbox_dir(site, settings)
+        self.signals: list[int] = []
+        self.drain_started: int | None = None
+        self.health = Health()
+        self.audit = Audit(site.ledger, site.clock, self.actor, log)
+        self.socket_path = env.settings_socket(site, settings)
+        self._parts()
+
+    def _parts(self) -> None:
+        """Each part, given only what it uses (the policy as a getter: SIGHUP replaces it)."""
+        site, settings, log, policy = self.site, self.settings, self.log, self.current_policy
+        ledger, clock, entropy = site.ledger, site.clock, site.entropy
+        actor, health = self.actor, self.health
+        mono = clock.monotonic_ms()
+        self.report = Report(
+            self.notifier, health, lambda: (self.engine.queued, self.engine.running)
+        )
+        self.clock_watch = ClockWatch(clock, self.audit, log, self._look_at_schedules, mono)
+        self.calls = calls.Calls(
+            site,
+            settings,
+            policy,
+            health=health,
+            audit=self.audit,
+            log=log,
+            wake=self.executor.wake,
+            feed=self.feed,
+            reload=self.engine.load,
+        )
+        self.intake = SpoolIntake(self.spool, ledger, clock, entropy, actor, policy, log)
+        self.bundles = Inbox(self.inbox, ledger, clock, settings, self.audit, log, self.feed)
+        self.requests = Requests(ledger, clock, entropy, actor, policy, health, log)
+        self.schedules = Schedules(
+            ledger,
+            clock,
+            entropy,
+            actor,
+            policy,
+            rescan_ms=settings.rescan_s * 1000,
+            arm=self._arm,
+            health=health,
+            log=log,
+        )
+        first_ms = 1000 if os.environ.get("ORCHD_TEST_HOOKS") == "1" else 60_000  # tests wait less
+        self.prune = Prune(site, settings, policy, log, first_ms=mono + first_ms)
+        self.wake = WakeUp(
+            self.executor.wake, [self.spool / "new", self.inbox / "new"], self.schedules.timer_fired
+        )
+
+    def current_policy(self) -> Policy:
+        return self.policy
+
+    # --- the loop's tick --------------------------------------------------------------------
+
+    def tick(self) -> bool:
+        """Everything the daemon does before an engine step; True if it recorded new jobs."""
+        self._test_stall()
+        now_ms = self.site.clock.monotonic_ms()
+        self._signals(now_ms)
+        self.clock_watch.tick(now_ms)
+        added = self.calls.tick(now_ms)
+        if self.drain_started is None:
+            added |= self.intake.tick(now_ms)
+            if self.bundles.tick(now_ms):
+                added = True
+                self.requests.due = True
+                self.engine.load()  # imported quota overrides and pauses take effect now
+            added |= self.requests.tick(now_ms)
+            added |= self.schedules.tick(now_ms)
+            self.prune.tick(now_ms)
+        self.report.tick(now_ms)
+        return added
+
+    def feed(self) -> None:
+        """Systemd's status and watchdog, now (a long step between ticks calls it)."""
+        self.report.tick(self.site.clock.monotonic_ms())
+
+    def _look_at_schedules(self) -> None:
+        self.schedules.due = True
+
+    def _arm(self, at_ms: int | None) -> None:
+        self.wake.arm(at_ms)
+
+    def _test_stall(self) -> None:
+        """Test-only: with ORCHD_TEST_HOOKS=1, the loop hangs while STATE_DIR/test-stall exists
+        (to show that the systemd watchdog pings stop when the loop does). Off otherwise."""
+        if os.environ.get("ORCHD_TEST_HOOKS") != "1":
+            return
+        stall = self.site.config.state_dir / "test-stall"
+        while stall.exists():
+            time.sleep(0.05)
+
+    def _signals(self, now_ms: int) -> None:
+        while self.signals:
+            signum = self.signals.pop(0)
+            if signum == signal.SIGHUP:
+                self._reload()
+            elif self.drain_started is None:
+                self.drain_started = now_ms
+                self.log("info", "draining", grace_s=self.grace_ms // 1000)
+                self.notifier.stopping()
+                self.engine.drain()
+        if self.drain_started is not None and now_ms - self.drain_started >= self.grace_ms:
+            self.engine.stop()
+
+    def _reload(self) -> None:
+        try:
+            policy = env.with_daemon_env(
+                policy_files.load(self.site.config.policy_dir), self.site, self.settings
+            )
+        except OrchdError as exc:
+            self.health.last_error = exc.message
+            event = self.audit("policy.reload_failed", {"error": exc.message[:4000]})
+            self.log(
+                "error",
+                "policy reload refused; the old policy stays",
+                error=exc.message,
+                event=event,
+            )
+            return
+        self.policy = policy
+        self.engine.set_policy(policy)
+        self.schedules.due = True
+        event = self.audit(
+            "policy.reloaded",
+            {"job_types": len(policy.job_types), "schedules": len(policy.schedules)},
+        )
+        self.log("info", "policy reloaded", schedules=len(policy.schedules), event=event)
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals.append(signum)
+        self.executor.wake()
+
+    # --- running ------------------------------------------------------------------------------
+
+    def serve(self) -> engine.Tally:
+        spool.ensure(self.spool)
+        spool.ensure(self.inbox, spool.INBOX_SUBDIRS)
+        with serving.serving(self):
+            watchdog = self.notifier.watchdog_ms
+            sleep_ms = engine.MAX_SLEEP_MS if watchdog is None else min(1000, watchdog // 4)
+            return self.engine.run(
+                until_idle=False,
+                tick=self.tick,
+                max_sleep_ms=max(1, sleep_ms),
+                on_storage=self._storage,
+            )
+
+    def _storage(self, exc: StorageError | None) -> None:
+        """The engine's report on the disk: failing (degraded: writes fail and wait, reads and
+        the API go on) or, with None, writable again."""
+        if exc is None:
+            self.health.degraded = False
+            self.health.last_error = ""
+            self.log("info", "storage writable again: recovered")
+            return
+        if not self.health.degraded:
+            self.log("error", "storage failing: degraded, retrying every second", error=exc.message)
+        self.health.degraded = True
+        self.health.last_error = exc.message
+        self.feed()
