@@ -71,8 +71,8 @@ def subject(event: Event) -> list[str]:
     return [i for i in ids if isinstance(i, str)]
 
 
-def apply(event: Event, local: str, rows: dict[str, KeyView]) -> dict[str, KeyView] | None:
-    """The rows after ``event`` (those it changes), or None when it changes nothing here."""
+def _check_shape(event: Event) -> None:
+    """Refuse a ``key.*`` event whose payload is not of its type's shape (of any origin)."""
     p = event.payload
     if event.type == "key.created":
         _exactly(event, {"key_id", "public_key"})
@@ -87,6 +87,12 @@ def apply(event: Event, local: str, rows: dict[str, KeyView]) -> dict[str, KeyVi
             raise _bad(event, "revoking a key needs a reason")
     elif event.type == "key.rotated":
         _exactly(event, {"old_key_id", "new_key_id", "public_key", "statement"})
+
+
+def apply(event: Event, local: str, rows: dict[str, KeyView]) -> dict[str, KeyView] | None:
+    """The rows after ``event`` (those it changes), or None when it changes nothing here."""
+    _check_shape(event)
+    p = event.payload
     if event.origin != local:
         return None  # trust is local: another site's decisions are stored, never applied
     if event.type == "key.created":

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchd.core import bundle, canonical, dsse
+from orchd.core import bundle, canonical, dsse, sync
 from orchd.core.bundle import Manifest, Member, Range, Step
-from orchd.core.events import ZERO_HASH
+from orchd.core.events import ZERO_HASH, Actor
 from orchd.errors import (
     BundleMalformed,
     BundleRefused,
@@ -18,6 +18,7 @@ from orchd.errors import (
     ChainGap,
     MemberMismatch,
     SignatureInvalid,
+    StateConflict,
     TooManyOrigins,
 )
 
@@ -279,3 +280,121 @@ def test_an_envelope_round_trips_and_is_read_strictly() -> None:
     )
     with pytest.raises(SignatureInvalid, match="64 bytes"):
         dsse.decode(short.encode(), payload_type=dsse.MANIFEST_TYPE)
+
+
+# --- sync: where an export for a peer starts, and the receipt ---------------------------------
+
+HEADS = {"hq": (9, H[9]), "relay": (4, H[4]), "enclave": (6, H[6])}
+ACTOR = Actor(uid=0, user="root", scopes=())
+
+
+def test_a_full_export_starts_every_origin_at_1_but_the_recipients_own() -> None:
+    starts = sync.export_starts(HEADS, None, "enclave", kept={}, ours={})
+    assert starts == {"hq": (1, ZERO_HASH), "relay": (1, ZERO_HASH)}
+    everything = sync.export_starts(HEADS, None, "*", kept={}, ours={})
+    assert set(everything) == {"hq", "relay", "enclave"}
+
+
+def test_a_pruned_origin_starts_after_its_checkpoint_and_is_left_out_when_nothing_follows() -> None:
+    kept = {"hq": (5, H[5]), "relay": (4, H[4])}
+    assert sync.export_starts(HEADS, None, "*", kept=kept, ours={}) == {
+        "hq": (6, H[5]),
+        "enclave": (1, ZERO_HASH),
+    }
+
+
+def test_an_incremental_export_starts_after_the_receipt() -> None:
+    since = {"hq": (7, H[7]), "relay": (4, H[4]), "other": (3, H[3])}
+    assert sync.acknowledged(HEADS, since) == [("hq", 7), ("relay", 4)]
+    ours = {("hq", 7): H[7], ("relay", 4): H[4]}
+    starts = sync.export_starts(HEADS, since, "enclave", kept={}, ours=ours)
+    assert starts == {"hq": (8, H[7])}  # relay is held up to its head, enclave is the recipient
+
+
+def test_an_origin_the_receipt_does_not_name_is_sent_whole() -> None:
+    starts = sync.export_starts(HEADS, {"hq": (9, H[9])}, "enclave", kept={}, ours={})
+    assert starts == {"relay": (1, ZERO_HASH)}
+
+
+def test_an_incremental_export_is_refused_when_the_chains_differ() -> None:
+    with pytest.raises(StateConflict, match="the chains differ"):
+        sync.export_starts(HEADS, {"hq": (7, H[7])}, "enclave", kept={}, ours={("hq", 7): H[8]})
+
+
+def test_an_incremental_export_is_refused_when_the_recipient_lacks_what_was_pruned() -> None:
+    with pytest.raises(StateConflict, match="pruned it up to seq 5"):
+        sync.export_starts(HEADS, {"hq": (3, H[3])}, "enclave", kept={"hq": (5, H[5])}, ours={})
+
+
+def test_an_incremental_export_is_refused_when_nothing_is_left() -> None:
+    since = {"hq": (9, H[9]), "relay": (4, H[4])}
+    with pytest.raises(StateConflict, match="nothing to send"):
+        sync.export_starts(HEADS, since, "enclave", kept={}, ours={})
+
+
+def test_the_manifest_of_an_export_holds_its_ranges_up_to_each_head() -> None:
+    ranges = sync.export_ranges(HEADS, {"relay": (1, ZERO_HASH), "hq": (8, H[7])})
+    assert ranges == (span("hq", 8, 9), span("relay", 1, 4))
+    plan = sync.Export(
+        exporter="hq",
+        recipient="enclave",
+        now_ms=NOW,
+        expires_in_ms=86_400_000,
+        full=False,
+        ranges=ranges,
+        previous="b" * 32,
+        rotation=None,
+    )
+    made = plan.manifest(bundle.largest_members(ranges))
+    assert (made.kind, made.created_at, made.expires_at, made.previous) == (
+        "incremental",
+        "2026-01-01T00:00:00.000Z",
+        "2026-01-02T00:00:00.000Z",
+        "b" * 32,
+    )
+    assert made.bundle_id == bundle.bundle_id("hq", "enclave", made.created_at, ranges)
+    assert dataclasses.replace(plan, full=True).manifest(()).kind == "full"
+    record = sync.exported_record(ACTOR, made, sha256="f" * 64, size=123)
+    assert record.idempotency_key == f"bundle.exported:{made.bundle_id}"
+    assert record.payload == {
+        "bundle_id": made.bundle_id,
+        "recipient": "enclave",
+        "kind": "incremental",
+        "ranges": {"hq": [8, 9], "relay": [1, 4]},
+        "sha256": "f" * 64,
+        "size": 123,
+    }
+
+
+def test_the_receipt_holds_what_this_site_holds_after_the_import() -> None:
+    made = manifest(span("hq", 1, 9), span("relay", 1, 4))
+    held = {"hq": (5, H[5]), "relay": (4, H[4])}
+    steps = bundle.plan(made, local="enclave", heads=held, hash_at={("relay", 4): H[4]})
+    heads = {"hq": (5, H[5]), "relay": (4, H[4]), "enclave": (2, H[2])}
+    (receipt,) = sync.import_records(made, steps, heads, ACTOR, events=4)
+    assert receipt.type == "bundle.imported"
+    assert receipt.idempotency_key == f"bundle.imported:{made.bundle_id}"
+    assert receipt.payload == {
+        "bundle_id": made.bundle_id,
+        "exporter": "hq",
+        "ranges": {"hq": [6, 9]},
+        "events": 4,
+        "watermarks": {"hq": [9, H[9]], "relay": [4, H[4]], "enclave": [2, H[2]]},
+    }
+    assert (receipt.reason, receipt.ticket) == (None, None)
+
+
+def test_a_followed_rotation_is_recorded_before_the_receipt_and_an_override_with_it() -> None:
+    made = manifest(span("hq", 1, 2))
+    rotation = {"site": "hq", "old_key_id": "a" * 64, "new_key_id": "b" * 64}
+    rotation["public_key"] = "c" * 64
+    steps = bundle.plan(made, local="enclave", heads={}, hash_at={})
+    trusted, receipt = sync.import_records(
+        made, steps, {}, ACTOR, events=2, followed_rotation=rotation, reason="late", ticket="T-1"
+    )
+    assert trusted.type == "key.trusted"
+    assert trusted.idempotency_key == f"key.trusted:{'b' * 64}:rotation"
+    assert trusted.payload == {"site": "hq", "key_id": "b" * 64, "public_key": "c" * 64}
+    assert trusted.reason == f"followed the rotation signed by key {'a' * 16}"
+    assert (receipt.reason, receipt.ticket) == ("late", "T-1")
+    assert receipt.payload["watermarks"] == {"hq": [2, H[2]]}

@@ -1,0 +1,203 @@
+"""Importing and verifying a bundle into the ledger, all or nothing (adapters layer).
+
+Order (``bundles/FORMAT.md``, "Import"): open without following links or blocking; read the
+signed head; have ``orchd.core.bundle_trust.check`` accept it (the signature against the trust
+store before anything is decompressed, then recipient, clock skew and expiry); plan each origin
+against this site's copy (``orchd.core.bundle.plan``); then stream every member in manifest
+order, checking its digest, sizes, records and chain while the events go into one transaction,
+which commits only if everything held, together with the receipt (``orchd.core.sync``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from orchd import crash
+from orchd.core import bundle, bundle_trust, sync
+from orchd.core.bundle import Manifest, Step
+from orchd.core.events import Actor, Event
+from orchd.errors import BundleMalformed, BundleRefused, BundleStale, MalformedEvent
+
+from .. import bundle_io, bundle_reader, keys
+from ..ledger import SqliteLedger
+from .trust import read_signed, trusted_keys
+
+Reader = Callable[
+    [BinaryIO, Manifest, Sequence[Step], Mapping[str, str], int, Callable[[], None]],
+    Iterator[list[Event]],
+]  # bundle_reader.batches or its child-process twin, batches_beside
+
+
+@dataclass(slots=True)
+class Report:
+    """What an import did (or, for a dry run or a verify, would do)."""
+
+    manifest: Manifest
+    signer: str
+    steps: list[Step]
+    applied: int = 0
+    by_origin: Counter[str] = field(default_factory=Counter)
+    by_type: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    already: bool = False  # the bundle was imported before: nothing to do
+
+
+def import_bundle(
+    ledger: SqliteLedger,
+    path: Path,
+    actor: Actor,
+    *,
+    now_ms: int,
+    skew_ms: int = bundle.DEFAULT_SKEW_MS,
+    dry_run: bool = False,
+    allow_expired: bool = False,
+    reason: str | None = None,
+    ticket: str | None = None,
+    max_bytes: int | None = None,
+    restoring: bool = False,
+    progress: Callable[[], None] = lambda: None,
+    parallel_from: int | None = None,
+) -> Report:
+    """Import ``path``, all or nothing (``dry_run``: check everything, write nothing); a file
+    over ``max_bytes`` is refused before it is read. ``restoring`` (``init --restore``) also
+    takes a bundle this site exported itself, for the other origins it holds. ``progress`` is
+    called every few thousand events (the daemon feeds its watchdog from it). A bundle with
+    ``parallel_from`` records or more is read and checked in a child process while this one
+    applies (None: ``bundle_reader.PARALLEL_FROM``)."""
+    if allow_expired and (reason is None or ticket is None):
+        raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
+    with bundle_io.open_bundle(path) as source:
+        _check_size(source, path, max_bytes)
+        accepted = _accept(ledger, source, now_ms, skew_ms, allow_expired, restoring)
+        manifest = accepted.head.manifest
+        heads = ledger.heads()
+        steps = _plan(ledger, manifest, heads)
+        report = Report(manifest=manifest, signer=accepted.signer.key_id, steps=steps)
+        read = _reader(manifest, steps, parallel_from)
+        hashes = {origin: digest for origin, (_, digest) in heads.items()}
+        batches = counted(read(source, manifest, steps, hashes, now_ms + skew_ms, progress), report)
+        if all(step.action == "skip" for step in steps):
+            return _already(ledger, batches, report)
+        crash.point("import.verified")
+        try:
+            ledger.import_events(
+                batches,
+                lambda: sync.import_records(
+                    manifest,
+                    steps,
+                    heads,
+                    actor,
+                    events=report.applied,
+                    followed_rotation=accepted.signer.followed_rotation,
+                    reason=reason if allow_expired else None,
+                    ticket=ticket if allow_expired else None,
+                ),
+                dry_run=dry_run,
+                payloads_checked=True,  # by the reader: bundle_reader.batches
+            )
+        except MalformedEvent as exc:  # the fold refused an event the bundle carries
+            raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None
+    return report
+
+
+def _accept(
+    ledger: SqliteLedger,
+    source: BinaryIO,
+    now_ms: int,
+    skew_ms: int,
+    allow_expired: bool,
+    restoring: bool,
+) -> bundle_trust.Accepted:
+    """The signed head, accepted by this site's trust store (``core.bundle_trust.check``)."""
+    return bundle_trust.check(
+        *read_signed(source),
+        trusted=trusted_keys(ledger),
+        verify=keys.verify,
+        now_ms=now_ms,
+        local=ledger.site_id,
+        skew_ms=skew_ms,
+        allow_expired=allow_expired,
+        restoring=restoring,
+    )
+
+
+def _check_size(source: BinaryIO, path: Path, max_bytes: int | None) -> None:
+    size = os.fstat(source.fileno()).st_size
+    if max_bytes is not None and size > max_bytes:
+        raise BundleRefused(
+            detail=f"{path} is {size} bytes, over the {max_bytes >> 20} MiB cap "
+            "(config bundle_max_mb)"
+        )
+
+
+def _plan(
+    ledger: SqliteLedger, manifest: Manifest, heads: Mapping[str, tuple[int, str]]
+) -> list[Step]:
+    return bundle.plan(
+        manifest,
+        local=ledger.site_id,
+        heads=heads,
+        hash_at=ledger.hashes(bundle.needed_hashes(manifest)),
+        pruned={o: seq for o, (seq, _) in ledger.checkpoints().items()},
+    )
+
+
+def _reader(manifest: Manifest, steps: list[Step], parallel_from: int | None) -> Reader:
+    """How the members are read: here, or in a child process from ``parallel_from`` records
+    (None: ``bundle_reader.PARALLEL_FROM``, read when the import starts)."""
+    if parallel_from is None:
+        parallel_from = bundle_reader.PARALLEL_FROM
+    if bundle_reader.records(manifest, steps) >= parallel_from:
+        return bundle_reader.batches_beside
+    return bundle_reader.batches
+
+
+def _already(ledger: SqliteLedger, batches: Iterator[list[Event]], report: Report) -> Report:
+    """A bundle every origin of which is held here: a no-op if it was imported before."""
+    for _nothing in batches:
+        pass  # every member is still checked: a damaged copy is never "already applied"
+    imported = {b.bundle_id for b in ledger.bundle_records() if b.direction == "import"}
+    if report.manifest.bundle_id in imported:
+        report.already = True
+        return report
+    raise BundleStale(detail="every origin it carries is held here up to or past its range")
+
+
+def verify(
+    ledger: SqliteLedger,
+    path: Path,
+    *,
+    now_ms: int,
+    skew_ms: int = bundle.DEFAULT_SKEW_MS,
+    max_bytes: int | None = None,
+    progress: Callable[[], None] = lambda: None,
+) -> Report:
+    """Every check of an import short of applying; raises unless it would be accepted."""
+    return import_bundle(ledger, path, _NOBODY, now_ms=now_ms, skew_ms=skew_ms, dry_run=True,
+                         max_bytes=max_bytes, progress=progress)  # fmt: skip
+
+
+_NOBODY = Actor(uid=0, user="verify", scopes=())
+
+
+def counted(batches: Iterator[list[Event]], report: Report) -> Iterator[list[Event]]:
+    """``batches`` as they come, counted into ``report`` by origin and type; a peer's key
+    revocation becomes a warning for this site's operator."""
+    for batch in batches:
+        report.by_origin.update(event.origin for event in batch)
+        types = Counter(event.type for event in batch)
+        report.by_type.update(types)
+        if "key.revoked" in types:
+            report.warnings += [
+                f"site {e.origin} revoked key {e.payload.get('key_id')}: {e.reason}; "
+                "review your trust store (orchd keys list)"
+                for e in batch
+                if e.type == "key.revoked"
+            ]
+        yield batch
+        report.applied += len(batch)

@@ -1,0 +1,85 @@
+"""Rebuilding a lost site from bundles (``init --restore``, adapters layer): its own chain from
+the best bundle signed by a key the operator vouches for, then every bundle imported as usual."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchd.core import bundle, bundle_trust, dsse
+from orchd.core.events import Actor
+from orchd.core.ports import Clock, Entropy
+from orchd.errors import BundleRefused, BundleStale
+
+from .. import bundle_io, bundle_reader, keys
+from ..ledger import SqliteLedger
+from .importer import Report, counted, import_bundle
+from .trust import read_head
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    source: Path  # the bundle the site's own events came from
+    own_seq: int  # its own chain, restored up to this seq
+    imported: list[Report]  # then every bundle imported for the other origins
+
+
+def restore(
+    path: Path,
+    site_id: str,
+    files: Sequence[Path],
+    anchor: bytes,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    *,
+    ticket: str,
+    skew_ms: int = bundle.DEFAULT_SKEW_MS,
+) -> Restored:
+    """Rebuild the lost site ``site_id`` at ``path``: its own chain from the bundle among
+    ``files`` signed with ``anchor`` (a public key the operator vouches for) that holds the most
+    of it from seq 1, then every file imported as usual for the other origins (the trust store
+    is the site's own again by then). Expired bundles are taken: a loss may be old."""
+    own_seq, chosen = _best(site_id, files, anchor)
+    now_ms = clock.now_ms()
+    with bundle_io.open_bundle(chosen) as source:
+        head = read_head(source)
+        manifest = head.manifest
+        steps = bundle.plan(manifest, local="", heads={}, hash_at={})
+        report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
+        batches = bundle_reader.batches(source, manifest, steps, {}, now_ms + skew_ms)
+        own = ([e for e in batch if e.origin == site_id] for batch in counted(batches, report))
+        ledger = SqliteLedger.restore(path, site_id, clock, entropy, own, payloads_checked=True)
+    try:
+        reports = []
+        for file in files:
+            try:
+                reports.append(import_bundle(
+                    ledger, file, actor, now_ms=now_ms, skew_ms=skew_ms, allow_expired=True,
+                    reason="restore after a loss", ticket=ticket, restoring=True,
+                ))  # fmt: skip
+            except BundleStale:
+                continue  # it holds nothing the restored site lacks
+    finally:
+        ledger.close()
+    return Restored(source=chosen, own_seq=own_seq, imported=reports)
+
+
+def _best(site_id: str, files: Sequence[Path], anchor: bytes) -> tuple[int, Path]:
+    """The file signed with ``anchor`` holding the most of ``site_id``'s chain from seq 1."""
+    best: tuple[int, Path] | None = None
+    for file in files:
+        with bundle_io.open_bundle(file) as source:
+            head = read_head(source)
+        r = next((r for r in head.manifest.ranges if r.origin == site_id), None)
+        if r is None or r.from_seq != 1 or not bundle_trust.signed_by(head, anchor, keys.verify):
+            continue
+        if best is None or r.to_seq > best[0]:
+            best = (r.to_seq, file)
+    if best is None:
+        raise BundleRefused(
+            detail=f"no bundle given holds {site_id}'s own events from seq 1 with a signature by "
+            "the key given (a bundle for any site, from this site's last export or a peer's)"
+        )
+    return best

@@ -1,0 +1,70 @@
+"""A bundle's signed head read from its file, and the trust store handed to the core's check
+(adapters layer): the decisions are ``orchd.core.bundle_trust``'s.
+
+``read_head`` reads the first two members and nothing else (nothing is decompressed before the
+signature is checked); ``check_signature`` checks a head against this site's trust store with
+Ed25519 (``keys.verify``); ``rotation_statement`` has an old key vouch for a new one.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import BinaryIO
+
+from orchd.core import bundle, bundle_trust, dsse
+from orchd.core.bundle_trust import Head, Signer
+from orchd.core.trust import KeyView
+from orchd.errors import BundleMalformed, SignatureInvalid
+
+from .. import bundle_io, keys
+from ..ledger import SqliteLedger
+
+
+def read_signed(source: BinaryIO) -> tuple[bytes, bytes]:
+    """The bytes of ``manifest.json`` and ``manifest.sig``: the first two members, each within
+    its limit."""
+    first = bundle_io.next_entry(source)
+    if first is None or first.name != "manifest.json":
+        raise BundleMalformed(detail="the first member must be manifest.json")
+    manifest_bytes = bundle_io.read_small(source, first, bundle.MAX_MANIFEST)
+    second = bundle_io.next_entry(source)
+    if second is None or second.name != "manifest.sig":
+        raise SignatureInvalid(
+            detail="the bundle is not signed: manifest.sig must follow the manifest"
+        )
+    return manifest_bytes, bundle_io.read_small(source, second, bundle.MAX_SIGNATURE_FILE)
+
+
+def read_head(source: BinaryIO) -> Head:
+    """The manifest and its signature envelope: the first two members, nothing decompressed."""
+    return bundle_trust.parse_head(*read_signed(source))
+
+
+def inspect(path: Path) -> Head:
+    """The manifest and signatures, checked for form only (no trust, nothing written)."""
+    with bundle_io.open_bundle(path) as source:
+        return read_head(source)
+
+
+def trusted_keys(ledger: SqliteLedger) -> dict[str, KeyView]:
+    """This site's trust store, key id -> row (a handful of keys: read whole)."""
+    return {row.key_id: row for row in ledger.trust_keys()}
+
+
+def check_signature(ledger: SqliteLedger, head: Head, now: str) -> Signer:
+    """A signature on the manifest by a key this site trusts for the exporter (or by a new key
+    that such a key vouched for in the manifest's rotation statement)."""
+    return bundle_trust.check_signature(head, trusted_keys(ledger), keys.verify, now)
+
+
+def rotation_statement(site: str, old: keys.SiteKey, new_public_key: bytes) -> str:
+    """A DSSE envelope, signed by ``old``, saying that ``site``'s key is now ``new``."""
+    body = bundle_trust.rotation_payload(site, old.key_id, new_public_key)
+    sig = old.sign(dsse.pae(dsse.ROTATION_TYPE, body))
+    envelope = dsse.Envelope(
+        payload_type=dsse.ROTATION_TYPE,
+        payload=body,
+        signatures=(dsse.Signature(key_id=old.key_id, sig=sig),),
+    )
+    return base64.b64encode(envelope.encode()).decode()
