@@ -127,7 +127,10 @@ def batches_beside(
         )
     except OSError as exc:
         raise SystemFailure(detail=f"cannot start the bundle reader: {exc}") from None
-    assert child.stdin is not None and child.stdout is not None
+    if child.stdin is None or child.stdout is None:  # both were asked for as pipes
+        child.kill()
+        child.wait()
+        raise InternalError(detail="the bundle reader started without its pipes")
     # marshal.loads below reads only what our own child wrote; a child that could write anything
     # else runs as this same user, so it crosses no boundary by doing so.
     try:

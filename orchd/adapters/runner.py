@@ -95,7 +95,8 @@ class SubprocessExecutor:
             raise SpawnFailed(
                 argv0=spec.argv[0] if spec.argv else "(empty argv)", detail=detail
             ) from exc
-        assert process.stdout is not None
+        if process.stdout is None:  # Popen was asked for a pipe: it is there
+            raise SpawnFailed(argv0=spec.argv[0], detail="no output pipe")
         pipe = process.stdout.fileno()
         os.set_blocking(pipe, False)
         pidfd = os.pidfd_open(process.pid)
@@ -186,8 +187,8 @@ class SubprocessExecutor:
         self._pump(run)
         if run.pipe is not None:  # a process that left the group still holds the pipe
             self._selector.unregister(run.pipe)
-        assert run.process.stdout is not None
-        run.process.stdout.close()
+        if run.process.stdout is not None:
+            run.process.stdout.close()
         self._selector.unregister(run.pidfd)
         os.close(run.pidfd)
         os.close(run.log)

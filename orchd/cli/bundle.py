@@ -13,7 +13,7 @@ import click
 from orchd.adapters import bundle_io, bundles
 from orchd.core.bundle import ANY_SITE
 from orchd.core.names import check_name, check_text
-from orchd.errors import BadInput, InvalidName, StorageError
+from orchd.errors import BadInput, InternalError, InvalidName, StorageError
 from orchd.ops import peers
 from orchd.ops import requests as request_ops
 
@@ -121,7 +121,8 @@ def export(
 @action("bundle.export", bundles.SCOPE, writes=True,
         interrupted="no bundle was written and nothing was recorded")  # fmt: skip
 def _export(call: Request) -> dict[str, Any]:
-    assert call.download is not None, "an export writes to the caller's download"
+    if call.download is None:
+        raise InternalError(detail="an export writes to the caller's download: none was given")
     site, body = call.site, call.body
     recipient = text(body, "recipient", required=True) or ""
     if recipient != ANY_SITE:
@@ -259,7 +260,8 @@ def verify(config: Config, file: Path, as_json: bool) -> None:
 @action("bundle.verify", "orch:read", writes=False,
         interrupted="the bundle was not checked to its end; nothing was changed")  # fmt: skip
 def _verify(call: Request) -> dict[str, Any]:
-    assert call.upload is not None, "a verify reads the caller's upload"
+    if call.upload is None:
+        raise InternalError(detail="a verify reads the caller's upload: none was given")
     site = call.site
     report = bundles.verify(site.ledger, call.upload, now_ms=site.clock.now_ms(),
                             skew_ms=call.settings.clock_skew_s * 1000,
@@ -300,7 +302,8 @@ def import_(
 @action("bundle.import", bundles.SCOPE, writes=True,
         interrupted="nothing was imported: an import applies all or nothing")  # fmt: skip
 def _import(call: Request) -> dict[str, Any]:
-    assert call.upload is not None, "an import reads the caller's upload"
+    if call.upload is None:
+        raise InternalError(detail="an import reads the caller's upload: none was given")
     site, body = call.site, call.body
     allow_expired, reason, ticket = flag(body, "allow_expired"), text(body, "reason"), None
     if allow_expired:

@@ -17,5 +17,6 @@ def completion(shell: str) -> None:
     ``orchd completion bash > /etc/bash_completion.d/orchd``; for zsh, into a file named _orchd
     on $fpath; for fish, ``> ~/.config/fish/completions/orchd.fish``."""
     found = get_completion_class(shell)
-    assert found is not None  # click ships all three
+    if found is None:  # click ships all three: a click without one
+        raise click.BadParameter(f"this click has no {shell} completion", param_hint="SHELL")
     click.echo(found(cli, {}, "orchd", "_ORCHD_COMPLETE").source())

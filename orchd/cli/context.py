@@ -211,6 +211,14 @@ def ensure_identity(state_dir: Path, site_id: str) -> identity.Identity:
     return found
 
 
+def config_of(ctx: click.Context) -> Config:
+    """The ``Config`` the ``orchd`` group made for this command."""
+    found = ctx.find_object(Config)
+    if found is None:
+        raise click.UsageError("orchd commands run under the orchd group")
+    return found
+
+
 def with_site(
     *, write: bool, repair: bool = False
 ) -> Callable[[Callable[Concatenate[Site, P], R]], Callable[P, R]]:

@@ -17,7 +17,7 @@ from orchd.ops import requests as request_ops
 from . import cli
 from .actions import Request, action, flag, number, params, perform, text
 from .changes import audited, unchanged
-from .context import Config
+from .context import Config, config_of
 from .output import emit_json, event_json, job_json, run_json, table
 from .run import drop_request
 
@@ -67,8 +67,7 @@ def submit(
     spool file, which the daemon turns into a job)."""
     if new_peer and for_site is None:
         raise click.UsageError("--new-peer goes with --site")
-    config = ctx.find_object(Config)
-    assert config is not None
+    config = config_of(ctx)
     if to_spool:
         _spool(config, job_ops.SubmitRequest(job_type=job_type, source=source, key=key,
                                              params=job_ops.parse_params(params),
@@ -271,8 +270,7 @@ def cancel(ctx: click.Context, job_id: str, reason: str, ticket: str | None) -> 
     A running job's process group gets SIGTERM, then SIGKILL after the kill grace; its run
     ends interrupted, with cause cancelled. Cancelling a cancelled job records nothing and says
     so; a job that succeeded or is dead cannot be cancelled."""
-    config = ctx.find_object(Config)
-    assert config is not None
+    config = config_of(ctx)
     if not job_id.isalnum():
         raise InvalidName(what="job id", value=job_id, expected="an id or a prefix of 6+ of it")
     done = perform(config, "jobs.cancel", {"job_id": job_id, "reason": reason, "ticket": ticket})

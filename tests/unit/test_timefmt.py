@@ -52,7 +52,7 @@ def test_aware_datetimes_convert_and_naive_ones_are_refused():
     assert timefmt.format_at(at) == "2026-01-31T12:00:00.123Z"
     assert timefmt.from_ms(timefmt.to_ms(at)) == at.replace(microsecond=123_000).astimezone(UTC)
     with pytest.raises(InvalidTime):
-        timefmt.to_ms(datetime(2026, 1, 31))  # naive: refused
+        timefmt.to_ms(datetime(2026, 1, 31))  # noqa: DTZ001  (naive: refused)
 
 
 @pytest.mark.parametrize(
