@@ -101,6 +101,13 @@ class Daemon:
         tmp.rename(self.spool / "new" / name)
 
 
+def trust(truster: Daemon, site: str, trusted: Daemon, pem: Path) -> None:
+    """``truster`` trusts ``trusted``'s key for ``site``, handed over as the file ``pem``."""
+    assert trusted.cli("keys", "export-public", str(pem)).returncode == 0
+    done = truster.cli("keys", "trust", site, str(pem), "--reason", "peer key exchanged by hand")
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     made = Daemon(tmp_path)
@@ -454,26 +461,9 @@ def test_bundles_go_through_the_daemons_sockets(daemon: Daemon, tmp_path: Path) 
         enclave.start(ORCHD_LOG_LEVEL="debug")
         assert daemon.cli("jobs", "submit", "echo", "--key", "carried").returncode == 0
         hq_pem, bundle = tmp_path / "hq.pem", tmp_path / "hq.bundle"
-        assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
-        assert (
-            enclave.cli(
-                "keys", "trust", "hq", str(hq_pem), "--reason", "peer key exchanged by hand"
-            ).returncode
-            == 0
-        )
+        trust(enclave, "hq", daemon, hq_pem)
         enclave_pem = tmp_path / "enclave.pem"  # the operators exchange keys both ways
-        assert enclave.cli("keys", "export-public", str(enclave_pem)).returncode == 0
-        assert (
-            daemon.cli(
-                "keys",
-                "trust",
-                "enclave",
-                str(enclave_pem),
-                "--reason",
-                "peer key exchanged by hand",
-            ).returncode
-            == 0
-        )
+        trust(daemon, "enclave", enclave, enclave_pem)
 
         exported = daemon.cli("bundle", "export", "--out", str(bundle), "--peer", "enclave")
         verified = enclave.cli("bundle", "verify", str(bundle))
@@ -596,13 +586,7 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
         assert asked.returncode == 0, asked.stderr
         (enclave.policy / "accept.yaml").write_text("version: 1\naccept:\n  hq: [echo]\n")
         hq_pem = tmp_path / "hq.pem"
-        assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
-        assert (
-            enclave.cli(
-                "keys", "trust", "hq", str(hq_pem), "--reason", "peer key exchanged by hand"
-            ).returncode
-            == 0
-        )
+        trust(enclave, "hq", daemon, hq_pem)
         good = tmp_path / "good.orchkit"
         exported = daemon.cli("bundle", "export", "--out", str(good), "--peer", "enclave",
                               "--new-peer")  # fmt: skip
@@ -655,26 +639,9 @@ def test_the_built_in_bundle_export_job_writes_into_the_outbox(
     enclave = Daemon(tmp_path / "enclave", site_id="enclave")
     try:
         hq_pem = tmp_path / "hq.pem"
-        assert daemon.cli("keys", "export-public", str(hq_pem)).returncode == 0
-        assert (
-            enclave.cli(
-                "keys", "trust", "hq", str(hq_pem), "--reason", "peer key exchanged by hand"
-            ).returncode
-            == 0
-        )
+        trust(enclave, "hq", daemon, hq_pem)
         enclave_pem = tmp_path / "enclave.pem"  # a peer named in policy: its key is trusted
-        assert enclave.cli("keys", "export-public", str(enclave_pem)).returncode == 0
-        assert (
-            daemon.cli(
-                "keys",
-                "trust",
-                "enclave",
-                str(enclave_pem),
-                "--reason",
-                "peer key exchanged by hand",
-            ).returncode
-            == 0
-        )
+        trust(daemon, "enclave", enclave, enclave_pem)
         daemon.start()
 
         asked = daemon.cli("jobs", "submit", "bundle-export", "--param", "peer=enclave")
