@@ -423,8 +423,15 @@ def run_measured(state_dir: Path, *args: str | Path, timeout_s: float = 60.0) ->
     return code is -9 and the peak is wait4's, an upper bound)."""
     hwm_path = state_dir.parent / f".{state_dir.name}.hwm"
     hwm_path.unlink(missing_ok=True)
-    argv = [sys.executable, "-c", _MEASURED, str(hwm_path), "--state-dir", str(state_dir),
-            *map(str, args)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-c",
+        _MEASURED,
+        str(hwm_path),
+        "--state-dir",
+        str(state_dir),
+        *map(str, args),
+    ]
     out_path = state_dir.parent / f".{state_dir.name}.out"
     err_path = state_dir.parent / f".{state_dir.name}.err"
     with out_path.open("w+b") as out, err_path.open("w+b") as err:

@@ -20,8 +20,16 @@ import pytest
 
 REPORTED = ("tests/faults/", "tests/fuzz/")
 SUITE_SWITCHES = {"ORCHD_RELIABILITY", "ORCHD_FUZZ_SECONDS"}  # how the suite is run, not orchd
-SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "RUNTIME_DIRECTORY",
-                     "STATE_DIRECTORY", "LOGS_DIRECTORY", "LISTEN_FDS", "LISTEN_PID")  # fmt: skip
+SYSTEMD_VARIABLES = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "RUNTIME_DIRECTORY",
+    "STATE_DIRECTORY",
+    "LOGS_DIRECTORY",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+)
 DAEMON_MODULES = (  # the modules whose tests start `orchd run`
     "tests/faults/test_concurrency.py",
     "tests/faults/test_crash_points.py",
@@ -121,13 +129,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         by_file.setdefault(nodeid.split("::")[0], []).append(nodeid)
     for path, nodeids in by_file.items():
         module = _DOCS.get(nodeids[0], ("", ""))[1]
-        lines += [f"## `{path}`", "", module, "", "| case | checks | result | seconds |",
-                  "| --- | --- | --- | --- |"]  # fmt: skip
+        lines += [
+            f"## `{path}`",
+            "",
+            module,
+            "",
+            "| case | checks | result | seconds |",
+            "| --- | --- | --- | --- |",
+        ]
         for nodeid in nodeids:
             outcome, seconds, _, _ = _results[nodeid]
             case = nodeid.split("::", 1)[1]
             checks = _DOCS.get(nodeid, ("", ""))[0] or case.split("[")[0].removeprefix(
-                "test_").replace("_", " ")  # fmt: skip
+                "test_"
+            ).replace("_", " ")
             lines.append(f"| `{case}` | {checks} | {outcome} | {seconds:.1f} |")
         lines.append("")
     Path(target).write_text("\n".join(lines))

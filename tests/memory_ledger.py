@@ -228,8 +228,9 @@ class MemoryLedger:
         return [job for _, job in sorted(self._rows.jobs.items()) if keep(job)]
 
     def runs_of(self, job_id: str) -> list[RunView]:
-        return sorted((r for r in self._rows.runs.values() if r.job_id == job_id),
-                      key=lambda r: r.attempt)  # fmt: skip
+        return sorted(
+            (r for r in self._rows.runs.values() if r.job_id == job_id), key=lambda r: r.attempt
+        )
 
     def events_of(self, job_id: str) -> list[Event]:
         return _by_hlc(e for e in self._events if chain.index_columns(e)["job_id"] == job_id)
@@ -247,9 +248,10 @@ class MemoryLedger:
 
     def pending_requests(self) -> list[RequestView]:
         found = [
-            r for r in self._rows.requests.values()
+            r
+            for r in self._rows.requests.values()
             if r.site == self._site_id and (r.request_id, r.site) not in self._rows.answers
-        ]  # fmt: skip
+        ]
         return sorted(found, key=lambda r: (r.requested_at, r.request_id))
 
     def pending_jobs(self) -> list[tuple[JobView, int]]:
@@ -258,14 +260,18 @@ class MemoryLedger:
             for e in self._events
             if e.origin == self._site_id and e.type == "job.submitted"
         }
-        found = [(job, arrival[job.job_id]) for job in self._rows.jobs.values()
-                 if job.origin == self._site_id and job.state in _PENDING]  # fmt: skip
+        found = [
+            (job, arrival[job.job_id])
+            for job in self._rows.jobs.values()
+            if job.origin == self._site_id and job.state in _PENDING
+        ]
         return sorted(found, key=lambda pair: pair[1])
 
     def open_runs(self) -> list[RunView]:
-        return sorted((r for r in self._rows.runs.values()
-                       if r.state in _OPEN and r.origin == self._site_id),
-                      key=lambda r: r.run_id)  # fmt: skip
+        return sorted(
+            (r for r in self._rows.runs.values() if r.state in _OPEN and r.origin == self._site_id),
+            key=lambda r: r.run_id,
+        )
 
     def leased_since(self, since: str) -> list[tuple[str, str, str | None]]:
         found = []
@@ -308,8 +314,10 @@ class MemoryLedger:
             for j in self._rows.jobs.values()
             if j.origin == self._site_id
         )
-        return sorted(((*key, n) for key, n in counts.items()),
-                      key=lambda r: tuple(_nulls_first(v) for v in r[:4]))  # fmt: skip
+        return sorted(
+            ((*key, n) for key, n in counts.items()),
+            key=lambda r: tuple(_nulls_first(v) for v in r[:4]),
+        )
 
     def run_tallies(self, bounds: Sequence[int]) -> list[RunTally]:
         groups: dict[tuple[str, str], list[RunView]] = {}
@@ -323,23 +331,27 @@ class MemoryLedger:
         counts = Counter(
             (e.type, str(e.payload.get("error", "")))
             for e in self._events
-            if e.origin == self._site_id and e.type in types
+            if e.origin == self._site_id
+            and e.type in types
             and chain.index_columns(e)["job_id"] is None
-        )  # fmt: skip
+        )
         return dict(counts)
 
     def stalled_leases(self, now: str) -> int:
         return sum(
-            1 for r in self._rows.runs.values()
-            if r.state in _OPEN and r.origin == self._site_id
+            1
+            for r in self._rows.runs.values()
+            if r.state in _OPEN
+            and r.origin == self._site_id
             and self._leases.get(r.run_id, ("", "", r.lease_expires_at))[2] < now
-        )  # fmt: skip
+        )
 
     def recent_runs(
         self, states: Sequence[str], limit: int, origin: str | None = None
     ) -> list[RunView]:
-        found = [r for r in self._rows.runs.values()
-                 if r.state in states and origin in (None, r.origin)]  # fmt: skip
+        found = [
+            r for r in self._rows.runs.values() if r.state in states and origin in (None, r.origin)
+        ]
         found.sort(key=lambda r: r.run_id)
         found.sort(key=lambda r: _nulls_first(r.ended_at), reverse=True)
         return found[:limit]
@@ -375,8 +387,16 @@ class MemoryLedger:
         verified = {}
         for origin in sorted({e.origin for e in self._events}):
             rows = sorted((e for e in self._events if e.origin == origin), key=lambda e: e.seq)
-            stored = (Stored(origin=e.origin, seq=e.seq, body=e.body, hash=e.hash,
-                             columns=chain.index_columns(e)) for e in rows)  # fmt: skip
+            stored = (
+                Stored(
+                    origin=e.origin,
+                    seq=e.seq,
+                    body=e.body,
+                    hash=e.hash,
+                    columns=chain.index_columns(e),
+                )
+                for e in rows
+            )
             verified[origin] = chain.verify(origin, stored).seq
         rebuilt = _Rows()
         for event in sorted(self._events, key=lambda e: (e.origin, e.seq)):

@@ -63,10 +63,23 @@ def long_functions() -> dict[str, int]:
 def complex_functions() -> dict[str, int]:
     ruff = Path(sys.executable).parent / "ruff"
     done = subprocess.run(
-        [str(ruff), "check", "--select", "C901", "--output-format", "json", "--config",
-         f"lint.mccabe.max-complexity = {COMPLEXITY}", "--exit-zero", str(PACKAGE)],
-        capture_output=True, text=True, check=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            str(ruff),
+            "check",
+            "--select",
+            "C901",
+            "--output-format",
+            "json",
+            "--config",
+            f"lint.mccabe.max-complexity = {COMPLEXITY}",
+            "--exit-zero",
+            str(PACKAGE),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     found = {}
     for item in json.loads(done.stdout):
         function = item["message"].split("`")[1]

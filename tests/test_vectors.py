@@ -23,8 +23,11 @@ EXPECTED = json.loads((VECTORS / "expected.json").read_text())
 def test_the_vectors_are_current() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "gen_vectors.py"), "--check"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
 
 

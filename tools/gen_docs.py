@@ -227,8 +227,12 @@ def policy_reference() -> str:
 
 
 def _key_table(heading: str, keys: Mapping[str, Any]) -> list[str]:
-    lines = [heading, "", "| key | type | default | example | meaning |",
-             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        heading,
+        "",
+        "| key | type | default | example | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, key in keys.items():
         cells = (f"`{name}`", key.kind, key.default, f"`{key.example}`", key.doc)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")

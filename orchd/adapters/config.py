@@ -37,8 +37,10 @@ def _loopback(node: yaml.Node, at: At) -> str:
     value = node.value if isinstance(node, yaml.ScalarNode) else None
     found = re.fullmatch(r"(127\.0\.0\.1|\[::1\]|localhost):([0-9]{1,5})", str(value))
     if not isinstance(value, str) or not found or not 0 < int(found[2]) < 65536:
-        raise at.error("expected a loopback address and port such as 127.0.0.1:9464 (metrics "
-                       "are never served beyond this host)")  # fmt: skip
+        raise at.error(
+            "expected a loopback address and port such as 127.0.0.1:9464 (metrics "
+            "are never served beyond this host)"
+        )
     return value
 
 

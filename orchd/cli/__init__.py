@@ -127,7 +127,7 @@ from . import (  # noqa: E402
     sources,
     status,
     work,
-)  # fmt: skip
+)
 
 __all__ = [
     "audit",

@@ -97,9 +97,15 @@ def perform(
         open_site(config, write=chosen.writes) as site,
     ):
         policy = functools.cache(lambda: policy_files.load(config.policy_dir))
-        request = Request(site=site, actor=site.actor(chosen.scope), policy=policy,
-                          settings=config.settings(), body=body, upload=upload,
-                          download=download)  # fmt: skip
+        request = Request(
+            site=site,
+            actor=site.actor(chosen.scope),
+            policy=policy,
+            settings=config.settings(),
+            body=body,
+            upload=upload,
+            download=download,
+        )
         return plain(chosen.run(request))
 
 

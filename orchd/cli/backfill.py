@@ -25,14 +25,26 @@ from .output import emit_json, table
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
 @click.pass_obj
 def backfill(
-    config: Config, schedule: str, start: str, end: str, reason: str, ticket: str | None,
-    dry_run: bool, as_json: bool,
-) -> None:  # fmt: skip
+    config: Config,
+    schedule: str,
+    start: str,
+    end: str,
+    reason: str,
+    ticket: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Create the jobs of every slot of SCHEDULE between --from and --to the ledger lacks.
 
     A window whose slots all have their jobs already records nothing and says so."""
-    body = {"schedule": schedule, "from": start, "to": end, "reason": reason, "ticket": ticket,
-            "dry_run": dry_run}  # fmt: skip
+    body = {
+        "schedule": schedule,
+        "from": start,
+        "to": end,
+        "reason": reason,
+        "ticket": ticket,
+        "dry_run": dry_run,
+    }
     rows = perform(config, "backfill", body)
     if as_json:
         emit_json(rows)
@@ -75,5 +87,4 @@ def _row(slot: backfill_ops.Slot, made: dict[str, str], dry_run: bool) -> dict[s
         status, job_id = "new", None
     else:
         status, job_id = "created", made.get(slot.key)
-    return {"slot": timefmt.format_ms(slot.at_ms), "key": slot.key, "status": status,
-            "job": job_id}  # fmt: skip
+    return {"slot": timefmt.format_ms(slot.at_ms), "key": slot.key, "status": status, "job": job_id}

@@ -118,8 +118,12 @@ def export(
         )
 
 
-@action("bundle.export", bundles.SCOPE, writes=True,
-        interrupted="no bundle was written and nothing was recorded")  # fmt: skip
+@action(
+    "bundle.export",
+    bundles.SCOPE,
+    writes=True,
+    interrupted="no bundle was written and nothing was recorded",
+)
 def _export(call: Request) -> dict[str, Any]:
     if call.download is None:
         raise InternalError(detail="an export writes to the caller's download: none was given")
@@ -135,10 +139,17 @@ def _export(call: Request) -> dict[str, Any]:
     since = None
     if receipt is not None:
         since = {o: (m[0], m[1]) for o, m in json.loads(receipt.watermarks).items()}
-    done = bundles.export(site.ledger, site_key(site), call.actor, call.download,
-                          recipient=recipient, now_ms=site.clock.now_ms(),
-                          expires_in_ms=expires_in_ms, since=since,
-                          progress=lambda origin, count: call.progress())  # fmt: skip
+    done = bundles.export(
+        site.ledger,
+        site_key(site),
+        call.actor,
+        call.download,
+        recipient=recipient,
+        now_ms=site.clock.now_ms(),
+        expires_in_ms=expires_in_ms,
+        since=since,
+        progress=lambda origin, count: call.progress(),
+    )
     m = done.manifest
     return {
         "bundle_id": m.bundle_id,
@@ -234,8 +245,11 @@ def _say(report: dict[str, Any], verb: str) -> None:
         click.echo(f"warning: {warning}", err=True)
     for a in report.get("answered", []):
         said = f"job {a['job_id']}" if a["outcome"] == "accepted" else a["reason"]
-        click.echo(f"  request {a['request_id']} from {a['from']} ({a['job_type']}): "
-                   f"{a['outcome']}, {said}", err=True)  # fmt: skip
+        click.echo(
+            f"  request {a['request_id']} from {a['from']} ({a['job_type']}): "
+            f"{a['outcome']}, {said}",
+            err=True,
+        )
     click.echo(
         f"{verb} {report['events']} events from {report['exporter']} "
         f"(bundle {report['bundle_id']})",
@@ -257,16 +271,24 @@ def verify(config: Config, file: Path, as_json: bool) -> None:
         _say(report, "would import")
 
 
-@action("bundle.verify", "orch:read", writes=False,
-        interrupted="the bundle was not checked to its end; nothing was changed")  # fmt: skip
+@action(
+    "bundle.verify",
+    "orch:read",
+    writes=False,
+    interrupted="the bundle was not checked to its end; nothing was changed",
+)
 def _verify(call: Request) -> dict[str, Any]:
     if call.upload is None:
         raise InternalError(detail="a verify reads the caller's upload: none was given")
     site = call.site
-    report = bundles.verify(site.ledger, call.upload, now_ms=site.clock.now_ms(),
-                            skew_ms=call.settings.clock_skew_s * 1000,
-                            max_bytes=call.settings.bundle_max_bytes,
-                            progress=call.progress)  # fmt: skip
+    report = bundles.verify(
+        site.ledger,
+        call.upload,
+        now_ms=site.clock.now_ms(),
+        skew_ms=call.settings.clock_skew_s * 1000,
+        max_bytes=call.settings.bundle_max_bytes,
+        progress=call.progress,
+    )
     return _report_json(report)
 
 
@@ -290,8 +312,7 @@ def import_(
     """Import FILE: every event or none, after every check."""
     if allow_expired and (reason is None or ticket is None):
         raise click.UsageError("--allow-expired needs --reason and --ticket")
-    body = {"dry_run": dry_run, "allow_expired": allow_expired, "reason": reason,
-            "ticket": ticket}  # fmt: skip
+    body = {"dry_run": dry_run, "allow_expired": allow_expired, "reason": reason, "ticket": ticket}
     report = perform(config, "bundle.import", body, upload=file)
     if as_json:
         emit_json(report)
@@ -299,8 +320,12 @@ def import_(
         _say(report, "would import" if dry_run else "imported")
 
 
-@action("bundle.import", bundles.SCOPE, writes=True,
-        interrupted="nothing was imported: an import applies all or nothing")  # fmt: skip
+@action(
+    "bundle.import",
+    bundles.SCOPE,
+    writes=True,
+    interrupted="nothing was imported: an import applies all or nothing",
+)
 def _import(call: Request) -> dict[str, Any]:
     if call.upload is None:
         raise InternalError(detail="an import reads the caller's upload: none was given")
@@ -310,12 +335,19 @@ def _import(call: Request) -> dict[str, Any]:
         check_text("reason", reason or "")
         ticket = check_name("ticket", text(body, "ticket") or "")
     dry_run = flag(body, "dry_run")
-    report = bundles.import_bundle(site.ledger, call.upload, call.actor,
-                                   now_ms=site.clock.now_ms(),
-                                   skew_ms=call.settings.clock_skew_s * 1000, dry_run=dry_run,
-                                   allow_expired=allow_expired, reason=reason, ticket=ticket,
-                                   max_bytes=call.settings.bundle_max_bytes,
-                                   progress=call.progress)  # fmt: skip
+    report = bundles.import_bundle(
+        site.ledger,
+        call.upload,
+        call.actor,
+        now_ms=site.clock.now_ms(),
+        skew_ms=call.settings.clock_skew_s * 1000,
+        dry_run=dry_run,
+        allow_expired=allow_expired,
+        reason=reason,
+        ticket=ticket,
+        max_bytes=call.settings.bundle_max_bytes,
+        progress=call.progress,
+    )
     answered = [] if dry_run else answer_requests(call)
     return {**_report_json(report), "dry_run": dry_run, "answered": answered}
 
@@ -325,8 +357,17 @@ def answer_requests(call: Request) -> list[dict[str, Any]]:
     site = call.site
     if not site.ledger.pending_requests():
         return []
-    answers = request_ops.answer_pending(site.ledger, site.clock, site.entropy, call.actor,
-                                         call.policy())  # fmt: skip
-    return [{"request_id": a.request.request_id, "from": a.request.origin,
-             "job_type": a.request.job_type, "outcome": a.outcome, "job_id": a.job_id,
-             "reason": a.reason} for a in answers]  # fmt: skip
+    answers = request_ops.answer_pending(
+        site.ledger, site.clock, site.entropy, call.actor, call.policy()
+    )
+    return [
+        {
+            "request_id": a.request.request_id,
+            "from": a.request.origin,
+            "job_type": a.request.job_type,
+            "outcome": a.outcome,
+            "job_id": a.job_id,
+            "reason": a.reason,
+        }
+        for a in answers
+    ]

@@ -73,8 +73,11 @@ class Config:
         elif (served.site_id, served.instance) != (expect.site_id, expect.instance):
             detail = f"the daemon at {found} serves site {served.site_id!r}, not this one"
         else:
-            return {"serving": True, "socket": str(found),
-                    "detail": f"a daemon serves this site at {found}"}  # fmt: skip
+            return {
+                "serving": True,
+                "socket": str(found),
+                "detail": f"a daemon serves this site at {found}",
+            }
         return {"serving": False, "socket": str(found), "detail": detail}
 
     def stream_path(self) -> Path | None:
@@ -206,8 +209,10 @@ def ensure_identity(state_dir: Path, site_id: str) -> identity.Identity:
         found = identity.new(site_id)
         identity.write(state_dir, found)
     if found.site_id != site_id:
-        raise StateConflict(detail=f"{identity.path_of(state_dir)} names site "
-                            f"{found.site_id!r} but the ledger is site {site_id!r}")  # fmt: skip
+        raise StateConflict(
+            detail=f"{identity.path_of(state_dir)} names site "
+            f"{found.site_id!r} but the ledger is site {site_id!r}"
+        )
     return found
 
 

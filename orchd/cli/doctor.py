@@ -52,8 +52,15 @@ def doctor(config: Config, full: bool, as_json: bool) -> None:
     """Check the state dir and key permissions, the ledger, the trust store, the policy (with
     authz.yaml), the job programs, free disk, the clock and the daemon's socket; print each
     finding with its fix. Exits non-zero when anything fails."""
-    checks: list[Check] = [_state_dir, _key, lambda c: _ledger(c, full), _policy, _programs,
-                           _disk, _socket]  # fmt: skip
+    checks: list[Check] = [
+        _state_dir,
+        _key,
+        lambda c: _ledger(c, full),
+        _policy,
+        _programs,
+        _disk,
+        _socket,
+    ]
     findings = [finding for check in checks for finding in check(config)]
     if as_json:
         emit_json([asdict(f) for f in findings])
@@ -72,17 +79,28 @@ def _state_dir(config: Config) -> Iterator[Finding]:
     try:
         info = path.stat()
     except FileNotFoundError:
-        yield Finding("state", "fail", f"{path} does not exist",
-                      f"orchd --state-dir {path} init --site-id SITE (or point ORCHD_STATE_DIR "
-                      "at the site)")  # fmt: skip
+        yield Finding(
+            "state",
+            "fail",
+            f"{path} does not exist",
+            f"orchd --state-dir {path} init --site-id SITE (or point ORCHD_STATE_DIR at the site)",
+        )
         return
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o002:
-        yield Finding("state", "fail", f"{path} is writable by every user (mode {mode:o})",
-                      f"chmod o-w {path}")  # fmt: skip
+        yield Finding(
+            "state",
+            "fail",
+            f"{path} is writable by every user (mode {mode:o})",
+            f"chmod o-w {path}",
+        )
     elif info.st_uid != os.geteuid() and os.geteuid() != 0:
-        yield Finding("state", "warn", f"{path} belongs to uid {info.st_uid}, not to you",
-                      "run orchd as the site's user (the service user orchd)")  # fmt: skip
+        yield Finding(
+            "state",
+            "warn",
+            f"{path} belongs to uid {info.st_uid}, not to you",
+            "run orchd as the site's user (the service user orchd)",
+        )
     else:
         yield Finding("state", "ok", f"{path} (mode {mode:o}, uid {info.st_uid})")
 
@@ -130,21 +148,33 @@ def _trust(ledger: TrustQueries, held: str | None, now_ms: int) -> Iterator[Find
     active = [k for k in ledger.trust_keys() if k.revoked_at is None]
     own = [k for k in active if k.role == "own"]
     if not own or (held is not None and own[0].key_id != held):
-        yield Finding("trust", "fail", "the site's key file is not its own key in the trust store",
-                      "restore keys/site.key from the site's backup, or rotate: orchd keys rotate "
-                      "--reason ... (peers must then trust the new key)")  # fmt: skip
+        yield Finding(
+            "trust",
+            "fail",
+            "the site's key file is not its own key in the trust store",
+            "restore keys/site.key from the site's backup, or rotate: orchd keys rotate "
+            "--reason ... (peers must then trust the new key)",
+        )
     peers = [k for k in active if k.role == "peer"]
     for k in peers:
         if k.expires_at is None:
             continue
         left_s = (timefmt.parse_canonical(k.expires_at) - now_ms) // 1000
         if left_s <= 0:
-            yield Finding("trust", "warn", f"{k.site}'s key {k.key_id} expired at {k.expires_at}",
-                          f"get {k.site}'s current public key and orchd keys trust {k.site} FILE "
-                          "--expires ...")  # fmt: skip
+            yield Finding(
+                "trust",
+                "warn",
+                f"{k.site}'s key {k.key_id} expired at {k.expires_at}",
+                f"get {k.site}'s current public key and orchd keys trust {k.site} FILE "
+                "--expires ...",
+            )
         elif left_s < KEY_EXPIRY_WARN_S:
-            yield Finding("trust", "warn", f"{k.site}'s key {k.key_id} expires at {k.expires_at}",
-                          f"renew it: orchd keys trust {k.site} FILE --expires ...")  # fmt: skip
+            yield Finding(
+                "trust",
+                "warn",
+                f"{k.site}'s key {k.key_id} expires at {k.expires_at}",
+                f"renew it: orchd keys trust {k.site} FILE --expires ...",
+            )
     sites = sorted({k.site for k in peers})
     yield Finding("trust", "ok", f"own key active; trusted peers: {', '.join(sites) or 'none'}")
 
@@ -157,12 +187,15 @@ def _clock(site: Site, now_ms: int, config: Config) -> Iterator[Finding]:
     behind_s = (timefmt.parse_canonical(last) - now_ms) // 1000
     skew_s = config.settings().clock_skew_s
     if behind_s > skew_s:
-        yield Finding("clock", "fail",
-                      f"the clock reads {timefmt.format_ms(now_ms)}, {behind_s} s before the "
-                      f"ledger's newest event ({last})",
-                      "set the system clock (timedatectl, or chrony from the site's time source); "
-                      "orchd records events in order regardless, but schedules and leases run "
-                      "by this clock")  # fmt: skip
+        yield Finding(
+            "clock",
+            "fail",
+            f"the clock reads {timefmt.format_ms(now_ms)}, {behind_s} s before the "
+            f"ledger's newest event ({last})",
+            "set the system clock (timedatectl, or chrony from the site's time source); "
+            "orchd records events in order regardless, but schedules and leases run "
+            "by this clock",
+        )
     else:
         yield Finding("clock", "ok", f"{timefmt.format_ms(now_ms)}; newest event {last}")
 
@@ -175,8 +208,12 @@ def _policy(config: Config) -> Iterator[Finding]:
         yield Finding("policy", "fail", exc.message, exc.hint or "")
         return
     grants = f"{len(authz.grants)} grants in authz.yaml" if authz.from_file else "no authz.yaml"
-    yield Finding("policy", "ok", f"{config.policy_dir}: {len(policy.job_types)} job types, "
-                  f"{len(policy.schedules)} schedules, {grants}")  # fmt: skip
+    yield Finding(
+        "policy",
+        "ok",
+        f"{config.policy_dir}: {len(policy.job_types)} job types, "
+        f"{len(policy.schedules)} schedules, {grants}",
+    )
 
 
 def _programs(config: Config) -> Iterator[Finding]:
@@ -199,12 +236,17 @@ def _disk(config: Config) -> Iterator[Finding]:
         return
     free = f"{usage.free >> 20} MiB free of {usage.total >> 20} MiB"
     if usage.free < MIN_FREE_BYTES:
-        yield Finding("disk", "fail", f"{config.state_dir}: {free}",
-                      "free space on that file system; orchd refuses writes when it is full "
-                      "and resumes by itself once there is room")  # fmt: skip
+        yield Finding(
+            "disk",
+            "fail",
+            f"{config.state_dir}: {free}",
+            "free space on that file system; orchd refuses writes when it is full "
+            "and resumes by itself once there is room",
+        )
     elif usage.free < usage.total * MIN_FREE_SHARE:
-        yield Finding("disk", "warn", f"{config.state_dir}: {free}",
-                      "free space before it runs out")  # fmt: skip
+        yield Finding(
+            "disk", "warn", f"{config.state_dir}: {free}", "free space before it runs out"
+        )
     else:
         yield Finding("disk", "ok", f"{config.state_dir}: {free}")
 
@@ -214,9 +256,13 @@ def _socket(config: Config) -> Iterator[Finding]:
     state = config.daemon_state()
     if not state["serving"]:
         level = "ok" if state["socket"] is None else "warn"
-        yield Finding("socket", level, state["detail"],
-                      "systemctl status orchd; if a daemon of another site holds the socket, "
-                      "give one of them another (--socket, config socket:)")  # fmt: skip
+        yield Finding(
+            "socket",
+            level,
+            state["detail"],
+            "systemctl status orchd; if a daemon of another site holds the socket, "
+            "give one of them another (--socket, config socket:)",
+        )
         return
     found = Path(state["socket"])
     expect = config.expected_site()
@@ -224,13 +270,21 @@ def _socket(config: Config) -> Iterator[Finding]:
     try:
         status, payload = config.ask_status(found, expect)
     except (OSError, OrchdError) as exc:
-        yield Finding("socket", "warn", f"{found}: the daemon did not answer ({exc})",
-                      "systemctl status orchd, then systemctl restart orchd")  # fmt: skip
+        yield Finding(
+            "socket",
+            "warn",
+            f"{found}: the daemon did not answer ({exc})",
+            "systemctl status orchd, then systemctl restart orchd",
+        )
         return
     took_ms = int((time.monotonic() - started) * 1000)
     if status == 200:
         yield Finding("socket", "ok", f"{state['detail']}; it answered in {took_ms} ms")
     else:
         error = payload.get("error", status) if isinstance(payload, dict) else status
-        yield Finding("socket", "warn", f"{found}: the daemon refused: {error}",
-                      "ask for a grant in authz.yaml (scope orch:read)")  # fmt: skip
+        yield Finding(
+            "socket",
+            "warn",
+            f"{found}: the daemon refused: {error}",
+            "ask for a grant in authz.yaml (scope orch:read)",
+        )

@@ -69,21 +69,39 @@ def submit(
         raise click.UsageError("--new-peer goes with --site")
     config = config_of(ctx)
     if to_spool:
-        _spool(config, job_ops.SubmitRequest(job_type=job_type, source=source, key=key,
-                                             params=job_ops.parse_params(params),
-                                             priority=priority))  # fmt: skip
+        _spool(
+            config,
+            job_ops.SubmitRequest(
+                job_type=job_type,
+                source=source,
+                key=key,
+                params=job_ops.parse_params(params),
+                priority=priority,
+            ),
+        )
         return
     if for_site is not None:
-        body = {"site": for_site, "job_type": job_type, "source": source, "key": key,
-                "priority": priority, "params": job_ops.parse_params(params),
-                "new_peer": new_peer or None}  # fmt: skip
+        body = {
+            "site": for_site,
+            "job_type": job_type,
+            "source": source,
+            "key": key,
+            "priority": priority,
+            "params": job_ops.parse_params(params),
+            "new_peer": new_peer or None,
+        }
         asked = perform(config, "jobs.request", {k: v for k, v in body.items() if v is not None})
         click.echo(asked["request_id"])
         said = f"asked {for_site} to run a {job_type} job; the request travels in the next bundle"
         click.echo(f"{said} for {for_site} (jobs show {asked['request_id'][:10]})", err=True)
         return
-    body = {"job_type": job_type, "source": source, "key": key, "priority": priority,
-            "params": job_ops.parse_params(params)}  # fmt: skip
+    body = {
+        "job_type": job_type,
+        "source": source,
+        "key": key,
+        "priority": priority,
+        "params": job_ops.parse_params(params),
+    }
     done = perform(config, "jobs.submit", {k: v for k, v in body.items() if v is not None})
     click.echo(done["job"]["job_id"])
     if done["created"]:
@@ -115,9 +133,15 @@ def _request(call: Request) -> dict[str, Any]:
         priority=number(body, "priority"),
     )
     target = text(body, "site", required=True) or ""
-    request_id = request_ops.request(site.ledger, site.clock, site.entropy, call.actor,
-                                     site=target, submit=submit,
-                                     new_peer=flag(body, "new_peer"))  # fmt: skip
+    request_id = request_ops.request(
+        site.ledger,
+        site.clock,
+        site.entropy,
+        call.actor,
+        site=target,
+        submit=submit,
+        new_peer=flag(body, "new_peer"),
+    )
     return {"request_id": request_id}
 
 
@@ -144,9 +168,13 @@ def _submit(call: Request) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def list_(
-    config: Config, state: str | None, source: str | None, origin: str | None,
-    all_origins: bool, as_json: bool,
-) -> None:  # fmt: skip
+    config: Config,
+    state: str | None,
+    source: str | None,
+    origin: str | None,
+    all_origins: bool,
+    as_json: bool,
+) -> None:
     """List this site's jobs, oldest first.
 
     Other sites' jobs, held here from their bundles, are their history, not this site's queue:
@@ -160,17 +188,32 @@ def list_(
         return
     table(
         ("ID", "ORIGIN", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"),
-        ((j["job_id"], j["origin"], j["job_type"], j["source"], j["state"], j["priority"],
-          j["attempts"], j["submitted_at"]) for j in found),
-    )  # fmt: skip
+        (
+            (
+                j["job_id"],
+                j["origin"],
+                j["job_type"],
+                j["source"],
+                j["state"],
+                j["priority"],
+                j["attempts"],
+                j["submitted_at"],
+            )
+            for j in found
+        ),
+    )
 
 
 @action("jobs.list", job_ops.READ_SCOPE, writes=False)
 def _list(call: Request) -> list[dict[str, Any]]:
     body = call.body
-    found = job_ops.list_jobs(call.site.ledger, state=text(body, "state"),
-                              source=text(body, "source"), origin=text(body, "origin"),
-                              all_origins=flag(body, "all_origins"))  # fmt: skip
+    found = job_ops.list_jobs(
+        call.site.ledger,
+        state=text(body, "state"),
+        source=text(body, "source"),
+        origin=text(body, "origin"),
+        all_origins=flag(body, "all_origins"),
+    )
     return [job_json(job) for job in found]
 
 
@@ -204,15 +247,19 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
     click.echo("\nruns:")
     table(
         ("RUN", "ATTEMPT", "STATE", "STARTED", "ENDED", "EXIT"),
-        ((r["run_id"], r["attempt"], r["state"], r["started_at"], r["ended_at"], r["exit_code"])
-         for r in detail["runs"]),
-    )  # fmt: skip
+        (
+            (r["run_id"], r["attempt"], r["state"], r["started_at"], r["ended_at"], r["exit_code"])
+            for r in detail["runs"]
+        ),
+    )
     click.echo("\nhistory:")
     table(
         ("SEQ", "AT", "TYPE", "BY", "DETAIL"),
-        ((e["seq"], e["occurred_at"], e["type"], e["actor"]["user"], _detail(e["payload"]))
-         for e in detail["events"]),
-    )  # fmt: skip
+        (
+            (e["seq"], e["occurred_at"], e["type"], e["actor"]["user"], _detail(e["payload"]))
+            for e in detail["events"]
+        ),
+    )
     outputs = [e["payload"]["output"] for e in detail["events"] if "output" in e["payload"]]
     if outputs:
         click.echo("\noutput of the last run (its tail; the whole is in the run's log file):")
@@ -248,8 +295,11 @@ def _show_request(call: Request, ident: str) -> dict[str, Any]:
     if answer is not None and answer.job_id is not None:
         with contextlib.suppress(JobNotFound):
             detail = job_ops.show(ledger, answer.job_id)
-            shown |= {"job": job_json(detail.job), "runs": [run_json(r) for r in detail.runs],
-                      "events": [event_json(e) for e in detail.history]}  # fmt: skip
+            shown |= {
+                "job": job_json(detail.job),
+                "runs": [run_json(r) for r in detail.runs],
+                "events": [event_json(e) for e in detail.history],
+            }
     return shown
 
 
@@ -286,6 +336,12 @@ def cancel(ctx: click.Context, job_id: str, reason: str, ticket: str | None) -> 
 def _cancel(call: Request) -> dict[str, Any]:
     body = call.body
     ident = text(body, "job_id", required=True) or ""
-    done = job_ops.cancel(call.site.ledger, call.actor, call.policy(), ident,
-                          text(body, "reason") or "", text(body, "ticket"))  # fmt: skip
+    done = job_ops.cancel(
+        call.site.ledger,
+        call.actor,
+        call.policy(),
+        ident,
+        text(body, "reason") or "",
+        text(body, "ticket"),
+    )
     return {"job": job_json(done.job), "changed": done.changed}

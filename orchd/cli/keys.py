@@ -83,18 +83,34 @@ def list_(config: Config, as_json: bool) -> None:
         return
     table(
         ("KEY", "SITE", "ROLE", "ADDED", "EXPIRES", "REVOKED"),
-        ((r["key_id"][:16], r["site"], r["role"], r["added_at"], r["expires_at"], r["revoked_at"])
-         for r in found["trusted"]),
-    )  # fmt: skip
+        (
+            (
+                r["key_id"][:16],
+                r["site"],
+                r["role"],
+                r["added_at"],
+                r["expires_at"],
+                r["revoked_at"],
+            )
+            for r in found["trusted"]
+        ),
+    )
     announced = found["announced_by_peers"]
     if announced:
         click.echo("\nannounced by peers (not applied here):")
         table(
             ("ORIGIN", "SEQ", "TYPE", "KEY", "REASON"),
-            ((e["origin"], e["seq"], e["type"],
-              str(e["payload"].get("key_id", e["payload"].get("new_key_id")))[:16], e["reason"])
-             for e in announced),
-        )  # fmt: skip
+            (
+                (
+                    e["origin"],
+                    e["seq"],
+                    e["type"],
+                    str(e["payload"].get("key_id", e["payload"].get("new_key_id")))[:16],
+                    e["reason"],
+                )
+                for e in announced
+            ),
+        )
 
 
 @action("keys.list", "orch:read", writes=False)
@@ -102,11 +118,16 @@ def _list(call: Request) -> dict[str, Any]:
     return {
         "trusted": [r._asdict() for r in call.site.ledger.trust_keys()],
         "announced_by_peers": [
-            {"origin": e.origin, "seq": e.seq, "type": e.type, "payload": dict(e.payload),
-             "reason": e.reason}
+            {
+                "origin": e.origin,
+                "seq": e.seq,
+                "type": e.type,
+                "payload": dict(e.payload),
+                "reason": e.reason,
+            }
             for e in key_ops.peer_key_events(call.site.ledger)
         ],
-    }  # fmt: skip
+    }
 
 
 @keys_.command()
@@ -116,14 +137,23 @@ def _list(call: Request) -> dict[str, Any]:
 @audited
 @click.pass_obj
 def trust(
-    config: Config, site_id: str, pubkey_file: Path, expires: str | None, reason: str,
+    config: Config,
+    site_id: str,
+    pubkey_file: Path,
+    expires: str | None,
+    reason: str,
     ticket: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Trust the Ed25519 public key in PUBKEY_FILE (PEM) for bundles from SITE.
 
     Trusting a key trusted already for SITE (until the same time) records nothing and says so."""
-    body = {"site": site_id, "public_key": read_public_key(pubkey_file).hex(),
-            "expires": expires, "reason": reason, "ticket": ticket}  # fmt: skip
+    body = {
+        "site": site_id,
+        "public_key": read_public_key(pubkey_file).hex(),
+        "expires": expires,
+        "reason": reason,
+        "ticket": ticket,
+    }
     row = perform(config, "keys.trust", body)
     click.echo(row["key_id"])
     until = f" until {row['expires_at']}" if row["expires_at"] else ""
@@ -139,11 +169,18 @@ def _trust(call: Request) -> dict[str, Any]:
     public = text(body, "public_key", required=True) or ""
     if not _HEX_KEY.fullmatch(public):
         raise BadInput(detail="'public_key' must be 64 lowercase hex digits (an Ed25519 key)")
-    done = key_ops.trust(site.ledger, site.clock, site.entropy, call.actor,
-                         site=text(body, "site", required=True) or "",
-                         public_key=bytes.fromhex(public), expires=text(body, "expires"),
-                         policy=call.policy(), reason=text(body, "reason") or "",
-                         ticket=text(body, "ticket"))  # fmt: skip
+    done = key_ops.trust(
+        site.ledger,
+        site.clock,
+        site.entropy,
+        call.actor,
+        site=text(body, "site", required=True) or "",
+        public_key=bytes.fromhex(public),
+        expires=text(body, "expires"),
+        policy=call.policy(),
+        reason=text(body, "reason") or "",
+        ticket=text(body, "ticket"),
+    )
     return {**done.key._asdict(), "changed": done.changed}
 
 
@@ -167,10 +204,16 @@ def revoke(config: Config, key_id: str, reason: str, ticket: str | None) -> None
 @action("keys.revoke", key_ops.SCOPE, writes=True)
 def _revoke(call: Request) -> dict[str, Any]:
     site, body = call.site, call.body
-    done = key_ops.revoke(site.ledger, site.clock, site.entropy, call.actor,
-                          key_id=text(body, "key_id", required=True) or "",
-                          policy=call.policy(), reason=text(body, "reason") or "",
-                          ticket=text(body, "ticket"))  # fmt: skip
+    done = key_ops.revoke(
+        site.ledger,
+        site.clock,
+        site.entropy,
+        call.actor,
+        key_id=text(body, "key_id", required=True) or "",
+        policy=call.policy(),
+        reason=text(body, "reason") or "",
+        ticket=text(body, "ticket"),
+    )
     return {**done.key._asdict(), "changed": done.changed}
 
 
@@ -188,7 +231,13 @@ def rotate(config: Config, reason: str, ticket: str | None) -> None:
 
 @action("keys.rotate", key_ops.SCOPE, writes=True)
 def _rotate(call: Request) -> dict[str, Any]:
-    old, new = key_ops.rotate(call.site.ledger, key_files(call.site.config), vouch, call.actor,
-                              policy=call.policy(), reason=text(call.body, "reason") or "",
-                              ticket=text(call.body, "ticket"))  # fmt: skip
+    old, new = key_ops.rotate(
+        call.site.ledger,
+        key_files(call.site.config),
+        vouch,
+        call.actor,
+        policy=call.policy(),
+        reason=text(call.body, "reason") or "",
+        ticket=text(call.body, "ticket"),
+    )
     return {"old": old.key_id, "new": new.key_id, "changed": True}

@@ -40,12 +40,20 @@ def verify(config: Config, as_json: bool) -> None:
     click.echo(f"ok: {report['events']} events verified")
 
 
-@action("ledger.verify", ledger_ops.VERIFY_SCOPE, writes=False,
-        interrupted="the ledger was not checked to its end; nothing was changed")  # fmt: skip
+@action(
+    "ledger.verify",
+    ledger_ops.VERIFY_SCOPE,
+    writes=False,
+    interrupted="the ledger was not checked to its end; nothing was changed",
+)
 def _verify(call: Request) -> dict[str, Any]:
     report = ledger_ops.verify(call.site.ledger)
-    return {"ok": True, "events": report.events, "origins": report.origins,
-            "projection_digest": report.projection_digest}  # fmt: skip
+    return {
+        "ok": True,
+        "events": report.events,
+        "origins": report.origins,
+        "projection_digest": report.projection_digest,
+    }
 
 
 @ledger.command()
@@ -66,22 +74,31 @@ def backup(config: Config, out: Path, as_json: bool) -> None:
     copy end to end. Restore it with orchd ledger restore. The signing key (keys/site.key) is
     not in it: keep a copy of that with the backups, somewhere only its owners can read."""
     report = backup_ops.backup(SiteLedgerFiles(config), out)
-    summary = {"file": str(out), "bytes": out.stat().st_size, "events": report.events,
-               "origins": report.origins}  # fmt: skip
+    summary = {
+        "file": str(out),
+        "bytes": out.stat().st_size,
+        "events": report.events,
+        "origins": report.origins,
+    }
     if as_json:
         emit_json(summary)
         return
     for origin, seq in sorted(report.origins.items()):
         click.echo(f"chain {origin}: seq 1..{seq}")
-    click.echo(f"backed up {report.events} events to {out} ({summary['bytes']} bytes), verified",
-               err=True)  # fmt: skip
+    click.echo(
+        f"backed up {report.events} events to {out} ({summary['bytes']} bytes), verified", err=True
+    )
 
 
 @ledger.command()
 @click.argument("backup_file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--ticket", required=True, help="The change or incident ticket (required).")
-@click.option("--reason", default="restored from a backup", show_default=True,
-              help="Why (1-256 printable characters); kept in the log.")  # fmt: skip
+@click.option(
+    "--reason",
+    default="restored from a backup",
+    show_default=True,
+    help="Why (1-256 printable characters); kept in the log.",
+)
 @click.pass_obj
 def restore(config: Config, backup_file: Path, ticket: str, reason: str) -> None:
     """Put BACKUP_FILE (made by orchd ledger backup) in place of this site's ledger; the daemon
@@ -90,12 +107,19 @@ def restore(config: Config, backup_file: Path, ticket: str, reason: str) -> None
 
     Events recorded after the backup are not in it. If this site exported bundles since, restore
     from bundles instead (orchd init --restore), or its peers will see a second history."""
-    own, aside = backup_ops.restore(SiteLedgerFiles(config), key_files(config), backup_file,
-                                    local_actor(ledger_ops.VERIFY_SCOPE), ticket=ticket,
-                                    reason=reason)  # fmt: skip
+    own, aside = backup_ops.restore(
+        SiteLedgerFiles(config),
+        key_files(config),
+        backup_file,
+        local_actor(ledger_ops.VERIFY_SCOPE),
+        ticket=ticket,
+        reason=reason,
+    )
     kept = f"; the replaced ledger is kept as {aside}" if aside is not None else ""
-    click.echo(f"restored {config.ledger_path} from {backup_file}: its own events up to seq "
-               f"{own}{kept}", err=True)  # fmt: skip
+    click.echo(
+        f"restored {config.ledger_path} from {backup_file}: its own events up to seq {own}{kept}",
+        err=True,
+    )
 
 
 @ledger.command()
@@ -116,18 +140,25 @@ def prune(config: Config, dry_run: bool, as_json: bool) -> None:
         if o["held_from"] > o["head"]:
             click.echo(f"{o['origin']}: pruned through seq {o['head']}; no event held")
         elif o["events"]:
-            click.echo(f"{held}: {o['events']} events up to seq {o['upto']} go; "
-                       f"seq {o['upto'] + 1} stays: {o['limit']}")  # fmt: skip
+            click.echo(
+                f"{held}: {o['events']} events up to seq {o['upto']} go; "
+                f"seq {o['upto'] + 1} stays: {o['limit']}"
+            )
         else:
             click.echo(f"{held}: nothing goes: {o['limit']}")
     verb = "would remove" if dry_run else "removed"
     count = report["events"] if dry_run else report["removed"]
-    click.echo(f"{verb} {count} events older than {report['cutoff']} ({report['days']} days)",
-               err=True)  # fmt: skip
+    click.echo(
+        f"{verb} {count} events older than {report['cutoff']} ({report['days']} days)", err=True
+    )
 
 
-@action("ledger.prune", retention.SCOPE, writes=True,
-        interrupted="nothing was pruned: pruning is one transaction, rolled back")  # fmt: skip
+@action(
+    "ledger.prune",
+    retention.SCOPE,
+    writes=True,
+    interrupted="nothing was pruned: pruning is one transaction, rolled back",
+)
 def _prune(call: Request) -> dict[str, Any]:
     dry_run = flag(call.body, "dry_run")
     days = call.policy().retention_days
@@ -142,9 +173,21 @@ def _prune(call: Request) -> dict[str, Any]:
         sign = key_ops.checkpoint_signer(key_files(call.site.config).current())
         removed = retention.prune(call.site.ledger, chosen, call.actor, sign, now_ms)
     return {
-        "dry_run": dry_run, "days": days, "cutoff": chosen.cutoff, "peers": list(chosen.peers),
-        "events": chosen.events, "removed": removed,
-        "origins": [{"origin": o.origin, "held_from": o.held_from, "head": o.head,
-                     "upto": o.upto, "events": o.events, "limit": o.limit}
-                    for o in chosen.origins],
-    }  # fmt: skip
+        "dry_run": dry_run,
+        "days": days,
+        "cutoff": chosen.cutoff,
+        "peers": list(chosen.peers),
+        "events": chosen.events,
+        "removed": removed,
+        "origins": [
+            {
+                "origin": o.origin,
+                "held_from": o.held_from,
+                "head": o.head,
+                "upto": o.upto,
+                "events": o.events,
+                "limit": o.limit,
+            }
+            for o in chosen.origins
+        ],
+    }

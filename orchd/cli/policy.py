@@ -40,8 +40,15 @@ def check(config: Config, as_json: bool) -> None:
         click.echo(f"hint: {PROGRAM_FIX}", err=True)
     grants = len(authz.grants) if authz.from_file else None
     if as_json:
-        emit_json({"policy_dir": str(config.policy_dir), "concurrency": loaded.concurrency,
-                   **names, "authz_grants": grants, "warnings": warnings})  # fmt: skip
+        emit_json(
+            {
+                "policy_dir": str(config.policy_dir),
+                "concurrency": loaded.concurrency,
+                **names,
+                "authz_grants": grants,
+                "warnings": warnings,
+            }
+        )
         return
     for section, listed in names.items():
         click.echo(f"{section}: {len(listed)}  {' '.join(listed)}".rstrip())

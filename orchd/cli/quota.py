@@ -49,8 +49,16 @@ def _show(call: Request) -> list[dict[str, Any]]:
     found = quota_ops.effective(call.policy(), ledger.overrides(), ledger.site_id)
     day = timefmt.format_ms(call.site.clock.now_ms() // DAY_MS * DAY_MS)
     used = quota_ops.usage(ledger.usage(day), [e.target for e in found])
-    return [{"target": e.target, **e.values, "from": e.origins, "usage": used[e.target],
-             "overrides": [o._asdict() for o in e.overrides]} for e in found]  # fmt: skip
+    return [
+        {
+            "target": e.target,
+            **e.values,
+            "from": e.origins,
+            "usage": used[e.target],
+            "overrides": [o._asdict() for o in e.overrides],
+        }
+        for e in found
+    ]
 
 
 def _cell(effective: dict[str, Any], field: str) -> str:
@@ -63,10 +71,12 @@ def _cell(effective: dict[str, Any], field: str) -> str:
 
 def _where(command: Callable[..., Any]) -> Callable[..., Any]:
     command = audited(command)
-    for option in reversed((
-        click.option("--site", "for_site", help="The site it applies to [default: this site]."),
-        click.option("--all-sites", is_flag=True, help="Apply to every site."),
-    )):  # fmt: skip
+    for option in reversed(
+        (
+            click.option("--site", "for_site", help="The site it applies to [default: this site]."),
+            click.option("--all-sites", is_flag=True, help="Apply to every site."),
+        )
+    ):
         command = option(command)
     return command
 
@@ -81,13 +91,24 @@ def _site(named: str | None, all_sites: bool) -> str | None:
 @click.argument("target")
 @click.option("--rate", help="Token bucket rate, N/s, N/min, N/hour or N/day.")
 @click.option("--burst", type=click.IntRange(*QUOTA_LIMITS["burst"]), help="Bucket capacity.")
-@click.option("--concurrency", type=click.IntRange(*QUOTA_LIMITS["concurrency"]),
-              help="Runs at once (0 stops all).")  # fmt: skip
+@click.option(
+    "--concurrency",
+    type=click.IntRange(*QUOTA_LIMITS["concurrency"]),
+    help="Runs at once (0 stops all).",
+)
 @click.option("--daily", type=click.IntRange(*QUOTA_LIMITS["daily"]), help="Runs per UTC day.")
 @_where
 @click.pass_obj
-def set_(config: Config, /, target: str, rate: str | None, burst: int | None,
-         concurrency: int | None, daily: int | None, **where: Any) -> None:  # fmt: skip
+def set_(
+    config: Config,
+    /,
+    target: str,
+    rate: str | None,
+    burst: int | None,
+    concurrency: int | None,
+    daily: int | None,
+    **where: Any,
+) -> None:
     """Override TARGET's limits (source:NAME or job_type:NAME) until reset.
 
     For this site, TARGET must be one the policy defines; for --site or --all-sites it is not
@@ -137,7 +158,16 @@ def _change(call: Request, values: dict[str, str | int | None] | None) -> dict[s
     site, body = call.site, call.body
     applies = text(body, "site") or site.ledger.site_id
     target, reason = text(body, "target", required=True) or "", text(body, "reason") or ""
-    changed = quota_ops.change(site.ledger, site.clock, site.entropy, call.actor, target=target,
-                               site=applies, values=values, policy=call.policy(), reason=reason,
-                               ticket=text(body, "ticket"))  # fmt: skip
+    changed = quota_ops.change(
+        site.ledger,
+        site.clock,
+        site.entropy,
+        call.actor,
+        target=target,
+        site=applies,
+        values=values,
+        policy=call.policy(),
+        reason=reason,
+        ticket=text(body, "ticket"),
+    )
     return {"site": applies, "changed": changed}

@@ -23,9 +23,15 @@ from .output import emit_json, table
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_obj
 def replay(
-    config: Config, job_ids: tuple[str, ...], job_type: str | None, state: str,
-    since: str | None, reason: str, ticket: str | None, as_json: bool,
-) -> None:  # fmt: skip
+    config: Config,
+    job_ids: tuple[str, ...],
+    job_type: str | None,
+    state: str,
+    since: str | None,
+    reason: str,
+    ticket: str | None,
+    as_json: bool,
+) -> None:
     """Replay JOB_IDS, or every --type job in --state since --since, as new jobs.
 
     A replay runs one priority step higher and names the job it replays; a job whose earlier
@@ -37,8 +43,14 @@ def replay(
         raise click.UsageError("give job ids, or --type with --since, not both")
     if job_type is not None and since is None:
         raise click.UsageError("--type needs --since")
-    body = {"job_ids": list(job_ids), "job_type": job_type, "state": state, "since": since,
-            "reason": reason, "ticket": ticket}  # fmt: skip
+    body = {
+        "job_ids": list(job_ids),
+        "job_type": job_type,
+        "state": state,
+        "since": since,
+        "reason": reason,
+        "ticket": ticket,
+    }
     rows = perform(config, "replay", body)
     if as_json:
         emit_json(rows)
@@ -65,10 +77,14 @@ def _replay(call: Request) -> list[dict[str, object]]:
         if not job_ids:  # refused what a replay would be refused, or nothing to do
             check_change(call.policy(), "replay", reason, ticket)
             return []
-    outcomes = replay_ops.replay(site.ledger, site.clock, site.entropy, call.actor, call.policy(),
-                                 job_ids, reason, ticket)  # fmt: skip
+    outcomes = replay_ops.replay(
+        site.ledger, site.clock, site.entropy, call.actor, call.policy(), job_ids, reason, ticket
+    )
     return [
-        {"job": o.original.job_id, "replay": o.replay.job_id if o.replay else None,
-         "skipped": o.skipped}
+        {
+            "job": o.original.job_id,
+            "replay": o.replay.job_id if o.replay else None,
+            "skipped": o.skipped,
+        }
         for o in outcomes
-    ]  # fmt: skip
+    ]

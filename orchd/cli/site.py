@@ -47,8 +47,13 @@ def init(
         return
     _refuse_a_site(config)
     key_files = sitefiles.key_files(config)
-    key = site_ops.create(sitefiles.StateDirFiles(config), key_files, site_id,
-                          local_actor(site_ops.SCOPE), __version__)  # fmt: skip
+    key = site_ops.create(
+        sitefiles.StateDirFiles(config),
+        key_files,
+        site_id,
+        local_actor(site_ops.SCOPE),
+        __version__,
+    )
     click.echo(f"initialized site {site_id!r} in {config.state_dir}", err=True)
     click.echo(f"signing key {key.key_id} in {key_files.path}", err=True)
 
@@ -74,10 +79,20 @@ def _restore(
     _refuse_a_site(config)
     anchor = sitefiles.read_public_key(trust_key)
     actor = local_actor(site_ops.SCOPE, *sitefiles.RESTORE_SCOPES)
-    done, key = site_ops.restore(sitefiles.StateDirFiles(config), sitefiles.key_files(config),
-                                 site_id, sources, anchor, actor, ticket)  # fmt: skip
+    done, key = site_ops.restore(
+        sitefiles.StateDirFiles(config),
+        sitefiles.key_files(config),
+        site_id,
+        sources,
+        anchor,
+        actor,
+        ticket,
+    )
     said = f"its own events up to seq {done.own_seq} from {done.source}"
     click.echo(f"restored site {site_id!r} in {config.state_dir}: {said}", err=True)
     click.echo(f"imported {len(done.imported)} bundle(s) for the other sites' events", err=True)
-    click.echo(f"new signing key {key.key_id}: peers must trust it by hand (keys export-public); "
-               "the old one is recorded as revoked", err=True)  # fmt: skip
+    click.echo(
+        f"new signing key {key.key_id}: peers must trust it by hand (keys export-public); "
+        "the old one is recorded as revoked",
+        err=True,
+    )

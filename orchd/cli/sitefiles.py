@@ -37,7 +37,7 @@ __all__ = [
     "public_pem",
     "read_public_key",
     "vouch",
-]  # fmt: skip
+]
 
 PENDING_SUFFIX = ".new"  # a rotation's new key, written beside the current one
 RETIRED_DIR = "retired"  # keys a rotation replaced, by key id
@@ -127,15 +127,19 @@ class StateDirFiles:
 
     def clear_aside(self) -> None:
         aside = self._aside
-        for stale in (aside, aside.with_name(aside.name + "-wal"),
-                      aside.with_name(aside.name + "-shm")):  # fmt: skip
+        for stale in (
+            aside,
+            aside.with_name(aside.name + "-wal"),
+            aside.with_name(aside.name + "-shm"),
+        ):
             stale.unlink(missing_ok=True)
 
     def rebuild_aside(
         self, site_id: str, sources: Sequence[Path], anchor: bytes, actor: Actor, ticket: str
     ) -> bundles.Restored:
-        return bundles.restore(self._aside, site_id, sources, anchor, SystemClock(), OsEntropy(),
-                               actor, ticket=ticket)  # fmt: skip
+        return bundles.restore(
+            self._aside, site_id, sources, anchor, SystemClock(), OsEntropy(), actor, ticket=ticket
+        )
 
     @contextmanager
     def open_aside(self) -> Iterator[SqliteLedger]:
@@ -182,8 +186,12 @@ class SiteLedgerFiles:
 
     def clear_staging(self) -> None:
         staging = self.staging
-        for path in (staging, staging.with_name(staging.name + "-wal"),
-                     staging.with_name(staging.name + "-shm"), heads_file(staging)):  # fmt: skip
+        for path in (
+            staging,
+            staging.with_name(staging.name + "-wal"),
+            staging.with_name(staging.name + "-shm"),
+            heads_file(staging),
+        ):
             path.unlink(missing_ok=True)
 
     def copy(self, backup: Path) -> None:

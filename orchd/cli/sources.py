@@ -54,8 +54,16 @@ def resume(config: Config, source: str, reason: str, ticket: str | None) -> None
 def _pause(call: Request) -> dict[str, object]:
     site, body = call.site, call.body
     source = text(body, "source", required=True) or ""
-    paused = source_ops.pause(site.ledger, site.clock, site.entropy, call.actor, call.policy(),
-                              source, text(body, "reason") or "", text(body, "ticket"))  # fmt: skip
+    paused = source_ops.pause(
+        site.ledger,
+        site.clock,
+        site.entropy,
+        call.actor,
+        call.policy(),
+        source,
+        text(body, "reason") or "",
+        text(body, "ticket"),
+    )
     return {**paused.pause._asdict(), "changed": paused.changed}
 
 
@@ -63,6 +71,14 @@ def _pause(call: Request) -> dict[str, object]:
 def _resume(call: Request) -> dict[str, object]:
     site, body = call.site, call.body
     source = text(body, "source", required=True) or ""
-    ended = source_ops.resume(site.ledger, site.clock, site.entropy, call.actor, call.policy(),
-                              source, text(body, "reason") or "", text(body, "ticket"))  # fmt: skip
+    ended = source_ops.resume(
+        site.ledger,
+        site.clock,
+        site.entropy,
+        call.actor,
+        call.policy(),
+        source,
+        text(body, "reason") or "",
+        text(body, "ticket"),
+    )
     return {"changed": False} if ended is None else {**ended._asdict(), "changed": True}

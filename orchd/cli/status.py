@@ -40,8 +40,12 @@ def status(config: Config, origin: str | None, all_origins: bool, as_json: bool)
 @action("status", status_ops.SCOPE, writes=False)
 def _status(call: Request) -> dict[str, Any]:
     body = call.body
-    now = status_ops.status(call.site.ledger, call.site.clock, origin=text(body, "origin"),
-                            all_origins=flag(body, "all_origins"))  # fmt: skip
+    now = status_ops.status(
+        call.site.ledger,
+        call.site.clock,
+        origin=text(body, "origin"),
+        all_origins=flag(body, "all_origins"),
+    )
     return {
         "site_id": now.site_id,
         "now": now.now,
@@ -102,11 +106,14 @@ def _show(now: dict[str, Any]) -> None:
     paused = [(p["source"], p["paused_at"], p["reason"]) for p in now["paused"]]
     _section("paused sources", ("SOURCE", "SINCE", "REASON"), paused)
     peers = [
-        (p["site"], _ago(p["last_sent"], p["sent_age_s"]),
-         _ago(p["last_acknowledged"], p["acknowledged_age_s"]),
-         _ago(p["last_received"], p["received_age_s"]))
+        (
+            p["site"],
+            _ago(p["last_sent"], p["sent_age_s"]),
+            _ago(p["last_acknowledged"], p["acknowledged_age_s"]),
+            _ago(p["last_received"], p["received_age_s"]),
+        )
         for p in now["peers"]
-    ]  # fmt: skip
+    ]
     _section("peers (bundles)", ("PEER", "LAST SENT", "ACKNOWLEDGED", "LAST RECEIVED"), peers)
 
 

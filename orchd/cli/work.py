@@ -55,9 +55,15 @@ def work(site: Site, until_idle: bool, max_wait: int, kill_grace: int, as_json: 
     policy = policy_files.load(site.config.policy_dir)
     executor = SubprocessExecutor(site.config.state_dir / LOG_DIR)
     worker = engine.Engine(
-        site.ledger, policy, site.clock, site.entropy, executor, site.actor(engine.SCOPE),
-        holder=f"{socket.gethostname()}:{os.getpid()}", kill_grace_ms=kill_grace * 1000,
-    )  # fmt: skip
+        site.ledger,
+        policy,
+        site.clock,
+        site.entropy,
+        executor,
+        site.actor(engine.SCOPE),
+        holder=f"{socket.gethostname()}:{os.getpid()}",
+        kill_grace_ms=kill_grace * 1000,
+    )
     with _stop_requests() as stopped:
         try:
             tally = worker.run(

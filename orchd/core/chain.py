@@ -31,18 +31,21 @@ class Head:
 START = Head(seq=0, hash=ZERO_HASH)
 
 
-INDEX_COLUMNS = (
-    "event_id", "hlc", "occurred_at", "type", "idempotency_key", "prev_hash", "job_id"
-)  # fmt: skip
+INDEX_COLUMNS = ("event_id", "hlc", "occurred_at", "type", "idempotency_key", "prev_hash", "job_id")
 
 
 def index_values(event: Event) -> tuple[Any, ...]:
     """The envelope fields a store keeps as columns for queries, in ``INDEX_COLUMNS`` order."""
     job_id = event.payload.get("job_id")
     return (
-        event.event_id, event.hlc, event.occurred_at, event.type, event.idempotency_key,
-        event.prev_hash, job_id if isinstance(job_id, str) else None,
-    )  # fmt: skip
+        event.event_id,
+        event.hlc,
+        event.occurred_at,
+        event.type,
+        event.idempotency_key,
+        event.prev_hash,
+        job_id if isinstance(job_id, str) else None,
+    )
 
 
 def index_columns(event: Event) -> dict[str, Any]:

@@ -21,10 +21,21 @@ from orchd.errors import MalformedEvent, OrchdError
 SCHEMA_VERSION = 1
 ZERO_HASH = "0" * 64
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_REQUIRED = frozenset({
-    "schema", "event_id", "origin", "seq", "hlc", "occurred_at", "type", "actor",
-    "idempotency_key", "prev_hash", "payload",
-})  # fmt: skip
+_REQUIRED = frozenset(
+    {
+        "schema",
+        "event_id",
+        "origin",
+        "seq",
+        "hlc",
+        "occurred_at",
+        "type",
+        "actor",
+        "idempotency_key",
+        "prev_hash",
+        "payload",
+    }
+)
 _KNOWN = frozenset({*_REQUIRED, "reason", "ticket"})
 _ACTOR_FIELDS = frozenset({"uid", "user", "scopes"})
 
@@ -214,15 +225,33 @@ def _sealed(
         f'"origin":"{origin}","payload":'
     )
     tail = f',"prev_hash":"{prev_hash}"{reason},"schema":{SCHEMA_VERSION},"seq":{seq:d},{ticket}'
-    body = b"".join((
-        b'{"actor":', _actor_bytes(draft.actor), head.encode(), canonical.dump(payload),
-        f'{tail}"type":"{draft.type}"}}'.encode(),
-    ))  # fmt: skip
+    body = b"".join(
+        (
+            b'{"actor":',
+            _actor_bytes(draft.actor),
+            head.encode(),
+            canonical.dump(payload),
+            f'{tail}"type":"{draft.type}"}}'.encode(),
+        )
+    )
     digest = chain_hash(prev_hash, body)
     return Event(
-        SCHEMA_VERSION, event_id, origin, seq, clock_text, at_text, draft.type, draft.actor,
-        draft.idempotency_key, prev_hash, payload, draft.reason, draft.ticket, body, digest,
-    )  # fmt: skip
+        SCHEMA_VERSION,
+        event_id,
+        origin,
+        seq,
+        clock_text,
+        at_text,
+        draft.type,
+        draft.actor,
+        draft.idempotency_key,
+        prev_hash,
+        payload,
+        draft.reason,
+        draft.ticket,
+        body,
+        digest,
+    )
 
 
 def parse(body: bytes, stored_hash: str | None = None) -> Event:
@@ -243,10 +272,22 @@ def parse(body: bytes, stored_hash: str | None = None) -> Event:
         raise MalformedEvent(where=_where(fields), detail="stored hash does not match its bytes")
     get = fields.get
     return Event(
-        fields["schema"], fields["event_id"], fields["origin"], fields["seq"], fields["hlc"],
-        fields["occurred_at"], fields["type"], actor, fields["idempotency_key"],
-        fields["prev_hash"], fields["payload"], get("reason"), get("ticket"), body, digest,
-    )  # fmt: skip
+        fields["schema"],
+        fields["event_id"],
+        fields["origin"],
+        fields["seq"],
+        fields["hlc"],
+        fields["occurred_at"],
+        fields["type"],
+        actor,
+        fields["idempotency_key"],
+        fields["prev_hash"],
+        fields["payload"],
+        get("reason"),
+        get("ticket"),
+        body,
+        digest,
+    )
 
 
 def _where(fields: dict[str, Any]) -> str:

@@ -34,9 +34,17 @@ def new_ids(at_ms: int, entropy: bytes) -> list[str]:
     prefix, p, made = _time_part(at_ms), _PAIRS, []
     for start in range(0, len(entropy), ENTROPY_BYTES):
         r = int.from_bytes(entropy[start : start + ENTROPY_BYTES], "big")  # 8 pairs, from the top
-        made.append(prefix + p[r >> 70] + p[r >> 60 & 1023] + p[r >> 50 & 1023]
-                    + p[r >> 40 & 1023] + p[r >> 30 & 1023] + p[r >> 20 & 1023]
-                    + p[r >> 10 & 1023] + p[r & 1023])  # fmt: skip
+        made.append(
+            prefix
+            + p[r >> 70]
+            + p[r >> 60 & 1023]
+            + p[r >> 50 & 1023]
+            + p[r >> 40 & 1023]
+            + p[r >> 30 & 1023]
+            + p[r >> 20 & 1023]
+            + p[r >> 10 & 1023]
+            + p[r & 1023]
+        )
     return made
 
 

@@ -172,10 +172,20 @@ def apply_override(event: Event, current: OverrideView | None) -> OverrideView |
         return None
     p = event.payload
     return OverrideView(
-        kind, name, site, event.type.split(".")[1], event.hlc, event.origin,
-        p.get("rate"), p.get("burst"), p.get("concurrency"), p.get("daily"),
-        event.occurred_at, event.reason, event.ticket,
-    )  # fmt: skip
+        kind,
+        name,
+        site,
+        event.type.split(".")[1],
+        event.hlc,
+        event.origin,
+        p.get("rate"),
+        p.get("burst"),
+        p.get("concurrency"),
+        p.get("daily"),
+        event.occurred_at,
+        event.reason,
+        event.ticket,
+    )
 
 
 _HASH = re.compile("[0-9a-f]{64}")
@@ -205,11 +215,22 @@ class ReceiptView(NamedTuple):
 
 BUNDLE_TYPES = frozenset({"bundle.exported", "bundle.imported"})
 _BUNDLE_FIELDS = {
-    "bundle.exported": _shape({"bundle_id": str, "recipient": str, "kind": str, "ranges": dict,
-                               "sha256": str, "size": int}, {}),
-    "bundle.imported": _shape({"bundle_id": str, "exporter": "site id", "ranges": dict,
-                               "events": int}, {"watermarks": dict}),
-}  # fmt: skip
+    "bundle.exported": _shape(
+        {
+            "bundle_id": str,
+            "recipient": str,
+            "kind": str,
+            "ranges": dict,
+            "sha256": str,
+            "size": int,
+        },
+        {},
+    ),
+    "bundle.imported": _shape(
+        {"bundle_id": str, "exporter": "site id", "ranges": dict, "events": int},
+        {"watermarks": dict},
+    ),
+}
 
 
 def apply_bundle(event: Event, local: str) -> BundleView | None:
@@ -218,22 +239,41 @@ def apply_bundle(event: Event, local: str) -> BundleView | None:
     p = event.payload
     for origin, span in p["ranges"].items():
         check_name("site id", origin)
-        if not (isinstance(span, list) and len(span) == 2 and all(type(n) is int for n in span)
-                and 1 <= span[0] <= span[1]):  # fmt: skip
+        if not (
+            isinstance(span, list)
+            and len(span) == 2
+            and all(type(n) is int for n in span)
+            and 1 <= span[0] <= span[1]
+        ):
             raise _bad(event, f"range of {origin} must be [from_seq, to_seq]")
     for origin, mark in p.get("watermarks", {}).items():
         check_name("site id", origin)
-        if not (isinstance(mark, list) and len(mark) == 2 and type(mark[0]) is int
-                and mark[0] >= 1 and isinstance(mark[1], str)
-                and _HASH.fullmatch(mark[1])):  # fmt: skip
+        if not (
+            isinstance(mark, list)
+            and len(mark) == 2
+            and type(mark[0]) is int
+            and mark[0] >= 1
+            and isinstance(mark[1], str)
+            and _HASH.fullmatch(mark[1])
+        ):
             raise _bad(event, f"watermark of {origin} must be [seq, hash]")
     if event.origin != local:
         return None
     if event.type == "bundle.exported":
-        return BundleView(p["bundle_id"], "export", p["recipient"], event.occurred_at,
-                          canonical.dump(p["ranges"]).decode())  # fmt: skip
-    return BundleView(p["bundle_id"], "import", p["exporter"], event.occurred_at,
-                      canonical.dump(p["ranges"]).decode())  # fmt: skip
+        return BundleView(
+            p["bundle_id"],
+            "export",
+            p["recipient"],
+            event.occurred_at,
+            canonical.dump(p["ranges"]).decode(),
+        )
+    return BundleView(
+        p["bundle_id"],
+        "import",
+        p["exporter"],
+        event.occurred_at,
+        canonical.dump(p["ranges"]).decode(),
+    )
 
 
 def receipt_of(event: Event, local: str) -> ReceiptView | None:
@@ -341,10 +381,16 @@ def _nothing(event: Event, job: JobView | None, run: RunView | None) -> Rows:
 
 
 _JOB_SUBMITTED = _shape(
-    {"job_id": _ID, "job_type": "job type", "key": "idempotency key", "params": dict,
-     "priority": int, "state": str},
+    {
+        "job_id": _ID,
+        "job_type": "job type",
+        "key": "idempotency key",
+        "params": dict,
+        "priority": int,
+        "state": str,
+    },
     {"source": "source", "schedule": "job key", "slot_at": _TIME, "replay_of": _ID},
-)  # fmt: skip
+)
 
 
 def _check_job_submitted(event: Event) -> None:
@@ -360,13 +406,24 @@ def _job_submitted(event: Event, job: JobView | None, run: RunView | None) -> Ro
     if job is not None:
         raise _bad(event, f"job {p['job_id']} already exists")
     new = JobView(
-        job_id=p["job_id"], origin=event.origin, key=p["key"], job_type=p["job_type"],
-        source=p.get("source"), params=canonical.dump(p["params"]).decode(),
-        priority=p["priority"], state=JOB.begin(p["job_id"], p["state"]), attempts=0,
-        submitted_at=event.occurred_at, updated_at=event.occurred_at, eligible_at=None,
-        cause=None, last_run_id=None, schedule=p.get("schedule"), slot_at=p.get("slot_at"),
+        job_id=p["job_id"],
+        origin=event.origin,
+        key=p["key"],
+        job_type=p["job_type"],
+        source=p.get("source"),
+        params=canonical.dump(p["params"]).decode(),
+        priority=p["priority"],
+        state=JOB.begin(p["job_id"], p["state"]),
+        attempts=0,
+        submitted_at=event.occurred_at,
+        updated_at=event.occurred_at,
+        eligible_at=None,
+        cause=None,
+        last_run_id=None,
+        schedule=p.get("schedule"),
+        slot_at=p.get("slot_at"),
         replay_of=p.get("replay_of"),
-    )  # fmt: skip
+    )
     return new, None
 
 
@@ -418,11 +475,18 @@ def _run_leased(event: Event, job: JobView | None, run: RunView | None) -> Rows:
         eligible_at=None,
     )
     new_run = RunView(
-        run_id=p["run_id"], job_id=job.job_id, origin=event.origin, attempt=p["attempt"],
-        state=RUN.begin(p["run_id"], "leased"), leased_at=event.occurred_at,
-        lease_expires_at=p["lease_expires_at"], started_at=None, ended_at=None,
-        exit_code=None, pid=None,
-    )  # fmt: skip
+        run_id=p["run_id"],
+        job_id=job.job_id,
+        origin=event.origin,
+        attempt=p["attempt"],
+        state=RUN.begin(p["run_id"], "leased"),
+        leased_at=event.occurred_at,
+        lease_expires_at=p["lease_expires_at"],
+        started_at=None,
+        ended_at=None,
+        exit_code=None,
+        pid=None,
+    )
     return job, new_run
 
 
@@ -449,9 +513,14 @@ def _run_started(event: Event, job: JobView | None, run: RunView | None) -> Rows
 
 _RUN_ENDED = _shape(
     {"run_id": _ID, "job_id": _ID, "outcome": str},
-    {"job_state": str, "exit_code": int, "eligible_at": _TIME, "cause": "parameter name",
-     "output": str},
-)  # fmt: skip
+    {
+        "job_state": str,
+        "exit_code": int,
+        "eligible_at": _TIME,
+        "cause": "parameter name",
+        "output": str,
+    },
+)
 
 
 def _check_run_ended(event: Event) -> None:
@@ -476,11 +545,20 @@ def _run_ended(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     return _move_job(event, job, p["job_state"], **changes), ended
 
 
-AUDIT_TYPES = frozenset({
-    "spool.rejected", "policy.reloaded", "policy.reload_failed", "clock.jumped",
-    "daemon.started", "daemon.stopped", "api.denied", "bundle.quarantined", "site.restored",
-    "ledger.pruned",
-})  # fmt: skip
+AUDIT_TYPES = frozenset(
+    {
+        "spool.rejected",
+        "policy.reloaded",
+        "policy.reload_failed",
+        "clock.jumped",
+        "daemon.started",
+        "daemon.stopped",
+        "api.denied",
+        "bundle.quarantined",
+        "site.restored",
+        "ledger.pruned",
+    }
+)
 
 
 def _check_audit(event: Event) -> None:
@@ -542,16 +620,30 @@ def apply_request(event: Event) -> RequestView | AnswerView:
             check_name("parameter name", name)
             if not isinstance(value, str):
                 raise _bad(event, f"param {name} must be text")
-        return RequestView(p["request_id"], event.origin, p["site"], p["job_type"],
-                           p.get("source"), canonical.dump(p["params"]).decode(), p.get("key"),
-                           p.get("priority"), event.occurred_at)  # fmt: skip
+        return RequestView(
+            p["request_id"],
+            event.origin,
+            p["site"],
+            p["job_type"],
+            p.get("source"),
+            canonical.dump(p["params"]).decode(),
+            p.get("key"),
+            p.get("priority"),
+            event.occurred_at,
+        )
     _fields(event, _REQUEST_ANSWERED)
     if p["outcome"] not in ("accepted", "refused"):
         raise _bad(event, "outcome must be accepted or refused")
     if (p["outcome"] == "accepted") != ("job_id" in p):
         raise _bad(event, "an accepted request names its job_id, a refused one does not")
-    return AnswerView(p["request_id"], event.origin, p["outcome"], p.get("job_id"),
-                      p.get("reason"), event.occurred_at)  # fmt: skip
+    return AnswerView(
+        p["request_id"],
+        event.origin,
+        p["outcome"],
+        p.get("job_id"),
+        p.get("reason"),
+        event.occurred_at,
+    )
 
 
 SCHEDULE_TYPES = frozenset({"schedule.armed", "schedule.skipped"})

@@ -71,8 +71,11 @@ def backfill(
     when every slot has its job already: nothing is recorded then)."""
     slots = plan(ledger, policy, list_slots, request)
     schedule = policy.schedules[request.schedule]
-    drafts = [_draft(policy, schedule, slot, clock, entropy, actor, request)
-              for slot in slots if slot.job is None]  # fmt: skip
+    drafts = [
+        _draft(policy, schedule, slot, clock, entropy, actor, request)
+        for slot in slots
+        if slot.job is None
+    ]
     created = ledger.append(drafts) if drafts else []
     return slots, [job for e in created if (job := ledger.job(e.payload["job_id"])) is not None]
 

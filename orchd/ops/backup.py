@@ -120,8 +120,16 @@ def _recorded(
                 "from bundles (orchd init --restore)"
             )
         seq = report.origins[copy.site_id]
-        copy.append([Draft(type="site.restored", actor=actor, ticket=ticket, reason=reason,
-                           idempotency_key=f"site.restored:backup:{files.clock.now_ms()}",
-                           payload={"from": name[-200:], "own_seq": seq,
-                                    "events": report.events})])  # fmt: skip
+        copy.append(
+            [
+                Draft(
+                    type="site.restored",
+                    actor=actor,
+                    ticket=ticket,
+                    reason=reason,
+                    idempotency_key=f"site.restored:backup:{files.clock.now_ms()}",
+                    payload={"from": name[-200:], "own_seq": seq, "events": report.events},
+                )
+            ]
+        )
         return seq

@@ -147,8 +147,9 @@ class Engine:
             job = held.get(run.job_id)
             if job is None:  # the projection holds the run, so it holds its job
                 continue
-            self._end(job, run.run_id, run.attempt, "interrupted", None, b"", now_ms,
-                      cause="lease_lost")  # fmt: skip
+            self._end(
+                job, run.run_id, run.attempt, "interrupted", None, b"", now_ms, cause="lease_lost"
+            )
         self.tally.interrupted += len(stale)
         self._flush()
 
@@ -372,10 +373,16 @@ class Engine:
     def _lease(self, job: JobView, now_ms: int) -> tuple[JobView, str, int]:
         run_id = ids.new_id(now_ms, self._entropy.token(ids.ENTROPY_BYTES))
         attempt = job.attempts + 1
-        self._record("run.leased", f"run.leased:{run_id}", {
-            "run_id": run_id, "job_id": job.job_id, "attempt": attempt,
-            "lease_expires_at": timefmt.format_ms(now_ms + self._lease_ms),
-        })  # fmt: skip
+        self._record(
+            "run.leased",
+            f"run.leased:{run_id}",
+            {
+                "run_id": run_id,
+                "job_id": job.job_id,
+                "attempt": attempt,
+                "lease_expires_at": timefmt.format_ms(now_ms + self._lease_ms),
+            },
+        )
         del self._pending[job.job_id]
         self._not_before.pop(job.job_id, None)
         return job, run_id, attempt
@@ -426,10 +433,14 @@ class Engine:
                 self._order.sort()
                 continue
             upstream = {
-                name: [j.state for j in self._ledger.upstream_jobs(
-                    name, job.source, job.slot_at, job.submitted_at)]
+                name: [
+                    j.state
+                    for j in self._ledger.upstream_jobs(
+                        name, job.source, job.slot_at, job.submitted_at
+                    )
+                ]
                 for name in job_type.after
-            }  # fmt: skip
+            }
             verdict = outcomes.readiness(job_type.after, upstream)
             if verdict == "ready":
                 self._transition(job, "queued", {"cause": "upstream_succeeded"})
@@ -466,8 +477,13 @@ class Engine:
             known = ", ".join(sorted(self._policy.job_types)) or "none"
             raise NotInPolicy(what="job type", value=job.job_type, expected=f"one of {known}")
         params = outcomes.resolve_params(job_type, canonical.decode(job.params.encode()))
-        builtins = {"job_id": job.job_id, "key": job.key, "attempt": str(attempt),
-                    "source": job.source or "", "job_type": job.job_type}  # fmt: skip
+        builtins = {
+            "job_id": job.job_id,
+            "key": job.key,
+            "attempt": str(attempt),
+            "source": job.source or "",
+            "job_type": job.job_type,
+        }
         env = {
             **job_type.env,
             "ORCHD_JOB_ID": job.job_id,
@@ -494,11 +510,29 @@ class Engine:
             outcome = active.ending
         else:
             outcome = "succeeded" if ended.exit_code == 0 else "failed"
-        self._end(active.job, active.run_id, active.attempt, outcome, ended.exit_code,
-                  ended.output_tail, self._clock.now_ms(), cause=active.cause)  # fmt: skip
+        self._end(
+            active.job,
+            active.run_id,
+            active.attempt,
+            outcome,
+            ended.exit_code,
+            ended.output_tail,
+            self._clock.now_ms(),
+            cause=active.cause,
+        )
 
-    def _end(self, job: JobView, run_id: str, attempt: int, outcome: str, exit_code: int | None,
-             output: bytes, now_ms: int, *, cause: str | None = None) -> None:  # fmt: skip
+    def _end(
+        self,
+        job: JobView,
+        run_id: str,
+        attempt: int,
+        outcome: str,
+        exit_code: int | None,
+        output: bytes,
+        now_ms: int,
+        *,
+        cause: str | None = None,
+    ) -> None:
         self._endings.append(
             _Ending(job, run_id, attempt, outcome, exit_code, output, now_ms, cause)
         )
@@ -516,8 +550,11 @@ class Engine:
             self._record_end(ending, current.get(ending.job.job_id))
 
     def _record_end(self, e: _Ending, current: JobView | None) -> None:
-        payload: dict[str, object] = {"run_id": e.run_id, "job_id": e.job.job_id,
-                                      "outcome": e.outcome}  # fmt: skip
+        payload: dict[str, object] = {
+            "run_id": e.run_id,
+            "job_id": e.job.job_id,
+            "outcome": e.outcome,
+        }
         if e.exit_code is not None:
             payload["exit_code"] = e.exit_code
         if e.output:
@@ -538,14 +575,28 @@ class Engine:
             payload["cause"] = e.cause
         self._record("run.ended", f"run.ended:{e.run_id}", payload)
 
-    def _fate(self, job: JobView, attempt: int, outcome: str, exit_code: int | None,
-              now_ms: int, cause: str | None) -> outcomes.Fate:  # fmt: skip
+    def _fate(
+        self,
+        job: JobView,
+        attempt: int,
+        outcome: str,
+        exit_code: int | None,
+        now_ms: int,
+        cause: str | None,
+    ) -> outcomes.Fate:
         job_type = self._policy.job_types.get(job.job_type)
         if job_type is None:
             return outcomes.Fate(state="dead", cause="bad_command")
         draw = Fraction(int.from_bytes(self._entropy.token(4), "big"), 2**32)
-        return outcomes.after_run(job_type, attempt=attempt, outcome=outcome, exit_code=exit_code,
-                                  now_ms=now_ms, draw=draw, cause=cause)  # fmt: skip
+        return outcomes.after_run(
+            job_type,
+            attempt=attempt,
+            outcome=outcome,
+            exit_code=exit_code,
+            now_ms=now_ms,
+            draw=draw,
+            cause=cause,
+        )
 
     def _requeue(self, job: JobView, attempt: int, fate: outcomes.Fate, now_ms: int) -> None:
         at = fate.eligible_at_ms if fate.eligible_at_ms is not None else now_ms
@@ -635,8 +686,13 @@ class Engine:
 
 
 def _candidate(job: JobView, arrival: int) -> limits.Candidate:
-    return limits.Candidate(job_id=job.job_id, job_type=job.job_type, source=job.source,
-                            priority=job.priority, arrival=arrival)  # fmt: skip
+    return limits.Candidate(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        source=job.source,
+        priority=job.priority,
+        arrival=arrival,
+    )
 
 
 def _int_or_none(value: object) -> int | None:

@@ -263,8 +263,9 @@ class Cancelled:
     changed: bool  # False: the job was cancelled already; nothing was recorded
 
 
-def cancel(ledger: JobLog, actor: Actor, policy: Policy, ident: str, reason: str,
-           ticket: str | None = None) -> Cancelled:  # fmt: skip
+def cancel(
+    ledger: JobLog, actor: Actor, policy: Policy, ident: str, reason: str, ticket: str | None = None
+) -> Cancelled:
     """Cancel a job of this site that has not finished; the reason (and ticket) are kept in the
     event. A cancelled job stays as it is; one that succeeded or is dead cannot be cancelled."""
     check_change(policy, "cancel", reason, ticket)

@@ -89,10 +89,18 @@ def trust(
             )
         return KeyChange(key=current, changed=False)
     change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    ledger.append([Draft(
-        type="key.trusted", actor=actor, payload=payload, reason=reason, ticket=ticket,
-        idempotency_key=f"key.trusted:{key_id}:{change}",
-    )])  # fmt: skip
+    ledger.append(
+        [
+            Draft(
+                type="key.trusted",
+                actor=actor,
+                payload=payload,
+                reason=reason,
+                ticket=ticket,
+                idempotency_key=f"key.trusted:{key_id}:{change}",
+            )
+        ]
+    )
     return KeyChange(key=_held(ledger, key_id), changed=True)
 
 
@@ -119,10 +127,18 @@ def revoke(
             detail="this is the site's signing key: replace it with orchd keys rotate"
         )
     change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    ledger.append([Draft(
-        type="key.revoked", actor=actor, payload={"key_id": key_id}, reason=reason,
-        ticket=ticket, idempotency_key=f"key.revoked:{key_id}:{change}",
-    )])  # fmt: skip
+    ledger.append(
+        [
+            Draft(
+                type="key.revoked",
+                actor=actor,
+                payload={"key_id": key_id},
+                reason=reason,
+                ticket=ticket,
+                idempotency_key=f"key.revoked:{key_id}:{change}",
+            )
+        ]
+    )
     return KeyChange(key=_held(ledger, key_id), changed=True)
 
 
@@ -159,8 +175,9 @@ class Rotation:
     statement: str  # base64 DSSE envelope signed by the old key
 
 
-def rotated(actor: Actor, rotation: Rotation, policy: Policy, reason: str,
-            ticket: str | None = None) -> Draft:  # fmt: skip
+def rotated(
+    actor: Actor, rotation: Rotation, policy: Policy, reason: str, ticket: str | None = None
+) -> Draft:
     """The ``key.rotated`` event; the caller checks ``check_change`` before it makes the new key
     (this checks again)."""
     check_change(policy, "rotate", reason, ticket)

@@ -49,8 +49,9 @@ def effective(policy: Policy, overrides: list[OverrideView], site_id: str) -> li
     return [_effective(t, policy, overrides, site_id) for t in sorted(targets)]
 
 
-def _effective(target: str, policy: Policy, overrides: list[OverrideView],
-               site_id: str) -> Effective:  # fmt: skip
+def _effective(
+    target: str, policy: Policy, overrides: list[OverrideView], site_id: str
+) -> Effective:
     kind, name = target.split(":", 1)
     quota = policy.quotas.get((kind, name))
     values: dict[str, str | int | None] = {f: getattr(quota, f, None) for f in FIELDS}
@@ -63,8 +64,9 @@ def _effective(target: str, policy: Policy, overrides: list[OverrideView],
     return Effective(target=target, values=values, origins=origins, overrides=mine)
 
 
-def _overlay(values: dict[str, str | int | None], origins: dict[str, str],
-             override: OverrideView, label: str) -> None:  # fmt: skip
+def _overlay(
+    values: dict[str, str | int | None], origins: dict[str, str], override: OverrideView, label: str
+) -> None:
     for name in FIELDS:
         value = getattr(override, name)
         if value is not None:
@@ -119,10 +121,18 @@ def change(
         return False
     action = "reset" if values is None else "set"
     change_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    ledger.append([Draft(
-        type=f"quota.{action}", actor=actor, payload=payload, reason=reason, ticket=ticket,
-        idempotency_key=f"quota.{action}:{kind}:{name}:{change_id}",
-    )])  # fmt: skip
+    ledger.append(
+        [
+            Draft(
+                type=f"quota.{action}",
+                actor=actor,
+                payload=payload,
+                reason=reason,
+                ticket=ticket,
+                idempotency_key=f"quota.{action}:{kind}:{name}:{change_id}",
+            )
+        ]
+    )
     return True
 
 

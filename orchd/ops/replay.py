@@ -45,8 +45,9 @@ def select(ledger: JobQueries, *, job_type: str, state: str, since: str) -> list
         expected = "a finished state: " + ", ".join(sorted(JOB.terminal))
         raise InvalidName(what="state", value=state, expected=expected)
     since_text = timefmt.format_ms(timefmt.parse_operator(since))
-    chosen = ledger.jobs(state=state, source=None, job_type=job_type, updated_since=since_text,
-                         origin=ledger.site_id)  # fmt: skip
+    chosen = ledger.jobs(
+        state=state, source=None, job_type=job_type, updated_since=since_text, origin=ledger.site_id
+    )
     return list(chosen)
 
 
@@ -97,12 +98,20 @@ def _plan(ledger: JobQueries, job: JobView) -> tuple[JobView, int, str | None]:
 def _as_request(job: JobView) -> SubmitRequest:
     """The submission a replay amounts to, for the policy check (its key and priority are
     orchd's own, so they are not the operator's to check)."""
-    return SubmitRequest(job_type=job.job_type, source=job.source,
-                         params=json.loads(job.params), key=None)  # fmt: skip
+    return SubmitRequest(
+        job_type=job.job_type, source=job.source, params=json.loads(job.params), key=None
+    )
 
 
-def _draft(job: JobView, number: int, clock: Clock, entropy: Entropy, actor: Actor,
-           reason: str, ticket: str | None) -> Draft:  # fmt: skip
+def _draft(
+    job: JobView,
+    number: int,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    reason: str,
+    ticket: str | None,
+) -> Draft:
     key = f"replay:{job.job_id}:{number}"
     return submitted_draft(
         actor,

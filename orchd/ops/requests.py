@@ -53,8 +53,11 @@ def request(
         raise BadInput(detail="this is the site itself: submit the job without --site")
     peers.check_known(ledger, site, new_peer=new_peer)
     check_name("job type", submit.job_type)
-    payload: dict[str, object] = {"site": site, "job_type": submit.job_type,
-                                  "params": dict(submit.params)}  # fmt: skip
+    payload: dict[str, object] = {
+        "site": site,
+        "job_type": submit.job_type,
+        "params": dict(submit.params),
+    }
     if submit.source is not None:
         payload["source"] = check_name("source", submit.source)
     if submit.key is not None:
@@ -64,8 +67,9 @@ def request(
     request_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
     payload["request_id"] = request_id
     key = f"job.requested:{site}:{submit.key or request_id}"
-    [event] = ledger.append([Draft(type="job.requested", actor=actor, idempotency_key=key,
-                                   payload=payload)])  # fmt: skip
+    [event] = ledger.append(
+        [Draft(type="job.requested", actor=actor, idempotency_key=key, payload=payload)]
+    )
     return str(event.payload["request_id"])  # the first request's, if the key was used before
 
 
@@ -87,20 +91,34 @@ def _answer(
         reason = f"this site's policy accepts no {r.job_type} jobs from {r.origin}"
     else:
         submit = jobs.SubmitRequest(
-            job_type=r.job_type, source=r.source, params=json.loads(r.params),
-            key=f"request:{r.origin}:{r.request_id}", priority=r.priority,
-        )  # fmt: skip
+            job_type=r.job_type,
+            source=r.source,
+            params=json.loads(r.params),
+            key=f"request:{r.origin}:{r.request_id}",
+            priority=r.priority,
+        )
         try:
             job_id = jobs.submit(ledger, clock, entropy, actor, policy, submit).job.job_id
         except OrchdError as exc:
             reason = exc.message
     outcome = "accepted" if job_id else "refused"
-    payload: dict[str, object] = {"request_id": r.request_id, "requester": r.origin,
-                                  "outcome": outcome}  # fmt: skip
+    payload: dict[str, object] = {
+        "request_id": r.request_id,
+        "requester": r.origin,
+        "outcome": outcome,
+    }
     if job_id:
         payload["job_id"] = job_id
     else:
         payload["reason"] = (reason or "")[:1000]
-    ledger.append([Draft(type="job.request_answered", actor=actor, payload=payload,
-                         idempotency_key=f"job.request_answered:{r.request_id}")])  # fmt: skip
+    ledger.append(
+        [
+            Draft(
+                type="job.request_answered",
+                actor=actor,
+                payload=payload,
+                idempotency_key=f"job.request_answered:{r.request_id}",
+            )
+        ]
+    )
     return Answer(request=r, outcome=outcome, job_id=job_id, reason=reason)

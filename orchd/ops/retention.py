@@ -76,8 +76,11 @@ def plan(ledger: Retention, days: int, now_ms: int) -> Plan:
             sent = exported.get(origin, 0)
             limits_.append((sent, f"only seq 1..{sent} were exported"))
         upto, limit = min(limits_, key=lambda pair: pair[0])
-        found.append(OriginPlan(origin=origin, held_from=floor + 1, head=head,
-                                upto=max(upto, floor), limit=limit))  # fmt: skip
+        found.append(
+            OriginPlan(
+                origin=origin, held_from=floor + 1, head=head, upto=max(upto, floor), limit=limit
+            )
+        )
     return Plan(days=days, cutoff=cutoff, peers=peers, origins=tuple(found))
 
 
@@ -100,8 +103,15 @@ def prune(
         kept = " ".join(f"{o}:{seq}" for o, (seq, _digest) in sorted(checkpoints.items()))
         payload = {"days": chosen.days, "events": removed, "checkpoints": kept[:4000]}
         key = "ledger.pruned:" + hashlib.sha256(canonical.dump(upto)).hexdigest()[:32]
-        return [Draft(type="ledger.pruned", actor=actor, idempotency_key=key, payload=payload,
-                      reason=f"retention: events older than {chosen.days} days")]  # fmt: skip
+        return [
+            Draft(
+                type="ledger.pruned",
+                actor=actor,
+                idempotency_key=key,
+                payload=payload,
+                reason=f"retention: events older than {chosen.days} days",
+            )
+        ]
 
     return ledger.prune(upto, sign, timefmt.format_ms(now_ms), recorded)
 

@@ -58,8 +58,15 @@ def fire(
             )
             continue
         margin_ms = grace_ms + sched.jitter_s * 1000
-        newest, total, first_ms = _window(sched, slots, count, timefmt.parse_canonical(last),
-                                          now_ms, sched.catch_up_limit + 1, margin_ms)  # fmt: skip
+        newest, total, first_ms = _window(
+            sched,
+            slots,
+            count,
+            timefmt.parse_canonical(last),
+            now_ms,
+            sched.catch_up_limit + 1,
+            margin_ms,
+        )
         if total == 0:
             continue
         due = schedule.due(

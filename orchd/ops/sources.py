@@ -27,8 +27,16 @@ class Paused:
     changed: bool  # False: the source was paused already; nothing was recorded
 
 
-def pause(ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
-          source: str, reason: str, ticket: str | None = None) -> Paused:  # fmt: skip
+def pause(
+    ledger: JobLog,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    policy: Policy,
+    source: str,
+    reason: str,
+    ticket: str | None = None,
+) -> Paused:
     """Pause ``source``, one the policy declares; a source paused already stays as it is (the
     pause in effect says since when and why)."""
     current = _current(ledger, policy, "pause", source, reason, ticket)
@@ -44,8 +52,16 @@ def pause(ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy: 
     return Paused(pause=paused, changed=True)
 
 
-def resume(ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy,
-           source: str, reason: str, ticket: str | None = None) -> PauseView | None:  # fmt: skip
+def resume(
+    ledger: JobLog,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    policy: Policy,
+    source: str,
+    reason: str,
+    ticket: str | None = None,
+) -> PauseView | None:
     """Resume ``source``: the pause that ended, or None if it was not paused (nothing is
     recorded). The source need not be in the policy: one dropped from it can still be resumed."""
     current = _current(ledger, policy, "resume", source, reason, ticket)
@@ -54,15 +70,23 @@ def resume(ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy:
     return current
 
 
-def _current(ledger: JobQueries, policy: Policy, change: Change, source: str, reason: str,
-             ticket: str | None) -> PauseView | None:  # fmt: skip
+def _current(
+    ledger: JobQueries, policy: Policy, change: Change, source: str, reason: str, ticket: str | None
+) -> PauseView | None:
     check_change(policy, change, reason, ticket)
     check_name("source", source)
     return next((p for p in ledger.pauses() if p.source == source), None)
 
 
-def _draft(kind: str, clock: Clock, entropy: Entropy, actor: Actor, source: str, reason: str,
-           ticket: str | None) -> Draft:  # fmt: skip
+def _draft(
+    kind: str,
+    clock: Clock,
+    entropy: Entropy,
+    actor: Actor,
+    source: str,
+    reason: str,
+    ticket: str | None,
+) -> Draft:
     change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
     return Draft(
         type=kind,

@@ -42,14 +42,29 @@ CHILD = 0  # parallel_from: always in a child
 def new_site(path: Path, site_id: str) -> tuple[SqliteLedger, keys.SiteKey]:
     key = keys.generate()
     first = site.initialized(site_id, ACTOR, "test")
-    ledger = SqliteLedger.create(path, site_id, SystemClock(), OsEntropy(), first,
-                                 also=[key_ops.created(ACTOR, key.public_key)])  # fmt: skip
+    ledger = SqliteLedger.create(
+        path,
+        site_id,
+        SystemClock(),
+        OsEntropy(),
+        first,
+        also=[key_ops.created(ACTOR, key.public_key)],
+    )
     return ledger, key
 
 
 def trust_hq(ledger: SqliteLedger, public_key: bytes) -> None:
-    key_ops.trust(ledger, SystemClock(), OsEntropy(), ACTOR, site="hq", public_key=public_key,
-                  expires=None, policy=Policy(), reason="hq's key, for the test")  # fmt: skip
+    key_ops.trust(
+        ledger,
+        SystemClock(),
+        OsEntropy(),
+        ACTOR,
+        site="hq",
+        public_key=public_key,
+        expires=None,
+        policy=Policy(),
+        reason="hq's key, for the test",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +112,9 @@ def everything(ledger: SqliteLedger) -> tuple[object, ...]:
 
 
 def import_(ledger: SqliteLedger, path: Path, parallel_from: int, **options: Any) -> Report:
-    return bundles.import_bundle(ledger, path, ACTOR, now_ms=SystemClock().now_ms(),
-                                 parallel_from=parallel_from, **options)  # fmt: skip
+    return bundles.import_bundle(
+        ledger, path, ACTOR, now_ms=SystemClock().now_ms(), parallel_from=parallel_from, **options
+    )
 
 
 def test_the_child_imports_exactly_what_this_process_imports(
@@ -143,8 +159,14 @@ def with_a_bad_payload(folder: Path, key: keys.SiteKey) -> Path:
     with sqlite3.connect(folder / "hq.db") as conn:
         chain = conn.execute("SELECT body, hash FROM events ORDER BY seq").fetchall()
     conn.close()
-    payload = {"job_id": "01KB0000000000000000000000", "job_type": "feed-refresh", "key": "bad",
-               "params": {"city": 1}, "priority": 0, "state": "queued"}  # fmt: skip
+    payload = {
+        "job_id": "01KB0000000000000000000000",
+        "job_type": "feed-refresh",
+        "key": "bad",
+        "params": {"city": 1},
+        "priority": 0,
+        "state": "queued",
+    }
     bad = Draft(type="job.submitted", actor=ACTOR, idempotency_key="bad", payload=payload)
     chain = seal_after([(bytes(b), h) for b, h in chain], [bad], SystemClock().now_ms())
     path = folder / "bad-payload.orchkit"

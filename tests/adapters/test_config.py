@@ -91,8 +91,17 @@ def test_metrics_listen_takes_a_loopback_address(tmp_path: Path, address: str) -
     assert host in ("127.0.0.1", "::1", "localhost") and 0 < port < 65536
 
 
-@pytest.mark.parametrize("address", ["0.0.0.0:9464", "10.0.0.5:9464", "127.0.0.1", "[::1]:0",
-                                     "127.0.0.1:70000", "metrics.example:9464"])  # fmt: skip
+@pytest.mark.parametrize(
+    "address",
+    [
+        "0.0.0.0:9464",
+        "10.0.0.5:9464",
+        "127.0.0.1",
+        "[::1]:0",
+        "127.0.0.1:70000",
+        "metrics.example:9464",
+    ],
+)
 def test_metrics_listen_refuses_anything_beyond_this_host(tmp_path: Path, address: str) -> None:
     path = tmp_path / "orchd.yaml"
     path.write_text(f'version: 1\nmetrics_listen: "{address}"\n')

@@ -25,9 +25,15 @@ def submitted(job_id: str, key: str | None = None) -> Draft:
         type="job.submitted",
         actor=ACTOR,
         idempotency_key=f"job.submitted:{key}",
-        payload={"job_id": job_id, "job_type": "feed-refresh", "key": key, "params": {},
-                 "priority": 0, "state": "queued"},
-    )  # fmt: skip
+        payload={
+            "job_id": job_id,
+            "job_type": "feed-refresh",
+            "key": key,
+            "params": {},
+            "priority": 0,
+            "state": "queued",
+        },
+    )
 
 
 def moved(job_id: str, from_state: str, to_state: str) -> Draft:
@@ -75,9 +81,13 @@ def leased(job_id: str, run_id: str, attempt: int) -> Draft:
         type="run.leased",
         actor=ACTOR,
         idempotency_key=f"run.leased:{run_id}:{attempt}",
-        payload={"run_id": run_id, "job_id": job_id, "attempt": attempt,
-                 "lease_expires_at": "2026-01-31T12:00:00.000Z"},
-    )  # fmt: skip
+        payload={
+            "run_id": run_id,
+            "job_id": job_id,
+            "attempt": attempt,
+            "lease_expires_at": "2026-01-31T12:00:00.000Z",
+        },
+    )
 
 
 @pytest.mark.parametrize(
@@ -138,9 +148,11 @@ RUN_B = "01KB000000000000000000000A"
 
 def run_event(kind: str, job_id: str, run_id: str, **payload: object) -> Draft:
     return Draft(
-        type=f"run.{kind}", actor=ACTOR, idempotency_key=f"run.{kind}:{run_id}",
+        type=f"run.{kind}",
+        actor=ACTOR,
+        idempotency_key=f"run.{kind}:{run_id}",
         payload={"run_id": run_id, "job_id": job_id, **payload},
-    )  # fmt: skip
+    )
 
 
 LIFECYCLE = [
@@ -184,8 +196,9 @@ def test_rows_changed_one_event_at_a_time_equal_the_rows_of_one_batch(tmp_path: 
     assert job is not None and (job.state, job.attempts, job.last_run_id) == ("succeeded", 2, RUN_B)
     assert job.cause is None and job.eligible_at is None
     assert [(r.state, r.exit_code, r.pid) for r in runs] == [
-        ("failed", 75, 4242), ("succeeded", 0, None)
-    ]  # fmt: skip
+        ("failed", 75, 4242),
+        ("succeeded", 0, None),
+    ]
 
 
 def test_a_row_whose_fixed_column_changed_is_written_whole(ledger: SqliteLedger) -> None:

@@ -139,13 +139,16 @@ def test_a_mistake_names_file_line_and_key(
 
 
 def test_a_dependency_cycle_is_refused(tmp_path: Path) -> None:
-    write(tmp_path, """\
+    write(
+        tmp_path,
+        """\
         version: 1
         job_types:
           a: {argv: [/bin/a], after: [c]}
           b: {argv: [/bin/b], after: [a]}
           c: {argv: [/bin/c], after: [b]}
-        """)  # fmt: skip
+        """,
+    )
     with pytest.raises(PolicyInvalid, match="dependency cycle: a -> c -> b -> a"):
         policy_files.load(tmp_path)
 

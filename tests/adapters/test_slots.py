@@ -137,15 +137,25 @@ def test_consecutive_windows_concatenate_to_the_whole_window(expression, zone, s
 @PROPERTY
 @given(
     expression=st.sampled_from(
-        ["* * * * *", "*/7 * * * *", "30 2 * * *", "*/20 1-3 * * *", "0 9 * * mon-fri",
-         "15 2,3 * * *", "0 0 last * *", "45 23 * feb sun"]
+        [
+            "* * * * *",
+            "*/7 * * * *",
+            "30 2 * * *",
+            "*/20 1-3 * * *",
+            "0 9 * * mon-fri",
+            "15 2,3 * * *",
+            "0 0 last * *",
+            "45 23 * feb sun",
+        ]
     ),
-    zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Antarctica/Troll",
-                          "Australia/Lord_Howe"]),
-    start=st.integers(min_value=ms("2025-01-01T00:00:00.000Z"),
-                      max_value=ms("2027-01-01T00:00:00.000Z")),
+    zone=st.sampled_from(
+        ["UTC", "Europe/Berlin", "America/New_York", "Antarctica/Troll", "Australia/Lord_Howe"]
+    ),
+    start=st.integers(
+        min_value=ms("2025-01-01T00:00:00.000Z"), max_value=ms("2027-01-01T00:00:00.000Z")
+    ),
     length=st.integers(min_value=0, max_value=40 * DAY_MS),
-)  # fmt: skip
+)
 @example(expression="30 2 * * *", zone="Europe/Berlin", start=ms(SPRING), length=2 * DAY_MS)
 @example(expression="* * * * *", zone="UTC", start=ms(SPRING), length=0)
 @example(expression="* * * * *", zone="UTC", start=ms("2026-03-28T00:00:00.000Z"), length=DAY_MS)
@@ -386,8 +396,11 @@ def test_slots_are_the_instants_whose_wall_time_matches(
     expected = []
     for t in range((after // 60_000 + 1) * 60_000, until + 1, 60_000):
         wall = from_ms(t).astimezone(zone)
-        if (wall.minute in minutes and (hours is None or wall.hour in hours)
-                and (weekdays is None or wall.weekday() in weekdays)):  # fmt: skip
+        if (
+            wall.minute in minutes
+            and (hours is None or wall.hour in hours)
+            and (weekdays is None or wall.weekday() in weekdays)
+        ):
             expected.append(t)
     assert slots(expression, zone_name, after, until, limit=3000) == expected
 
@@ -397,9 +410,18 @@ def test_slots_are_the_instants_whose_wall_time_matches(
 
 @pytest.mark.parametrize(
     "expression",
-    ["* * * * *", "0 9 * * mon-fri", "*/5 0-6/2 1,15 * *", "0 0 last * *", "0 0 1 jan,jul *",
-     "5/10 * * 1-12/3 *", "0 0 */2 * mon", "30 2 29 2 *", " 0  9 * *  sun "],
-)  # fmt: skip
+    [
+        "* * * * *",
+        "0 9 * * mon-fri",
+        "*/5 0-6/2 1,15 * *",
+        "0 0 last * *",
+        "0 0 1 jan,jul *",
+        "5/10 * * 1-12/3 *",
+        "0 0 */2 * mon",
+        "30 2 29 2 *",
+        " 0  9 * *  sun ",
+    ],
+)
 def test_check_cron_accepts(expression):
     assert check_cron(expression, "Europe/Berlin") is None
 
@@ -445,9 +467,19 @@ def test_check_cron_refuses_naming_the_fault(expression, says):
 
 @pytest.mark.parametrize(
     "zone",
-    ["", "Mars/Olympus_Mons", "europe/berlin", "Europe/Berlin ", "Europe", "../etc/passwd",
-     "/etc/localtime", "localtime", "CEST", "+01:00"],
-)  # fmt: skip
+    [
+        "",
+        "Mars/Olympus_Mons",
+        "europe/berlin",
+        "Europe/Berlin ",
+        "Europe",
+        "../etc/passwd",
+        "/etc/localtime",
+        "localtime",
+        "CEST",
+        "+01:00",
+    ],
+)
 def test_check_cron_refuses_an_unknown_zone(zone):
     with pytest.raises(InvalidName) as caught:
         check_cron("0 9 * * *", zone)

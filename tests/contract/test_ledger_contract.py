@@ -24,43 +24,67 @@ RUN_A, RUN_B, RUN_C = (f"01KB00000000000000000001{n:02d}" for n in (1, 2, 3))
 
 def submitted(job_id: str, key: str | None = None, **extra: Any) -> Draft:
     key = key or job_id
-    payload = {"job_id": job_id, "job_type": "fetch", "key": key, "params": {}, "priority": 0,
-               "state": "queued", **extra}  # fmt: skip
-    return Draft(type="job.submitted", actor=ACTOR, idempotency_key=f"sub:{job_id}",
-                 payload=payload)  # fmt: skip
+    payload = {
+        "job_id": job_id,
+        "job_type": "fetch",
+        "key": key,
+        "params": {},
+        "priority": 0,
+        "state": "queued",
+        **extra,
+    }
+    return Draft(
+        type="job.submitted", actor=ACTOR, idempotency_key=f"sub:{job_id}", payload=payload
+    )
 
 
 def moved(job_id: str, from_state: str, to_state: str, **extra: str) -> Draft:
     payload = {"job_id": job_id, "from": from_state, "to": to_state, **extra}
-    return Draft(type="job.transitioned", actor=ACTOR,
-                 idempotency_key=f"move:{job_id}:{to_state}", payload=payload)  # fmt: skip
+    return Draft(
+        type="job.transitioned",
+        actor=ACTOR,
+        idempotency_key=f"move:{job_id}:{to_state}",
+        payload=payload,
+    )
 
 
 def leased(run_id: str, job_id: str, expires: str, attempt: int = 1) -> Draft:
     payload = {"run_id": run_id, "job_id": job_id, "attempt": attempt, "lease_expires_at": expires}
-    return Draft(type="run.leased", actor=WORKER, idempotency_key=f"lease:{run_id}",
-                 payload=payload)  # fmt: skip
+    return Draft(
+        type="run.leased", actor=WORKER, idempotency_key=f"lease:{run_id}", payload=payload
+    )
 
 
 def started(run_id: str, job_id: str) -> Draft:
     payload = {"run_id": run_id, "job_id": job_id, "pid": 4242}
-    return Draft(type="run.started", actor=WORKER, idempotency_key=f"start:{run_id}",
-                 payload=payload)  # fmt: skip
+    return Draft(
+        type="run.started", actor=WORKER, idempotency_key=f"start:{run_id}", payload=payload
+    )
 
 
 def ended(run_id: str, job_id: str, outcome: str, job_state: str, code: int) -> Draft:
-    payload = {"run_id": run_id, "job_id": job_id, "outcome": outcome, "job_state": job_state,
-               "exit_code": code}  # fmt: skip
-    return Draft(type="run.ended", actor=WORKER, idempotency_key=f"end:{run_id}",
-                 payload=payload)  # fmt: skip
+    payload = {
+        "run_id": run_id,
+        "job_id": job_id,
+        "outcome": outcome,
+        "job_state": job_state,
+        "exit_code": code,
+    }
+    return Draft(type="run.ended", actor=WORKER, idempotency_key=f"end:{run_id}", payload=payload)
 
 
 def at(clock: FakeClock, ms: int = 0) -> str:
     return timefmt.format_ms(clock.now_ms() + ms)
 
 
-def run_to_end(ledger: ContractLedger, clock: FakeClock, run_id: str, job_id: str,
-               outcome: str = "succeeded", seconds: int = 2) -> None:  # fmt: skip
+def run_to_end(
+    ledger: ContractLedger,
+    clock: FakeClock,
+    run_id: str,
+    job_id: str,
+    outcome: str = "succeeded",
+    seconds: int = 2,
+) -> None:
     state = {"succeeded": "succeeded", "failed": "dead"}[outcome]
     ledger.append([leased(run_id, job_id, at(clock, 30_000)), started(run_id, job_id)])
     clock.advance(seconds * 1000)
@@ -182,8 +206,12 @@ def test_runs_and_events_of_a_job(ledger: ContractLedger, clock: FakeClock) -> N
 
     (run,) = ledger.runs_of(JOB_A)
     assert (run.run_id, run.state, run.attempt, run.exit_code, run.pid) == (
-        RUN_A, "succeeded", 1, 0, 4242,
-    )  # fmt: skip
+        RUN_A,
+        "succeeded",
+        1,
+        0,
+        4242,
+    )
     assert ledger.runs_of(JOB_B) == []
     kinds = [e.type for e in ledger.events_of(JOB_A)]
     assert kinds == ["job.submitted", "run.leased", "run.started", "run.ended"]
@@ -222,8 +250,9 @@ def test_open_runs_leases_and_stalled_leases(ledger: ContractLedger, clock: Fake
 
 def test_upstream_jobs_by_slot_or_newest_before(ledger: ContractLedger, clock: FakeClock) -> None:
     slot = "2025-11-26T00:00:00.000Z"
-    ledger.append([submitted(JOB_A, key="up-slot", schedule="up-daily", slot_at=slot,
-                             source="nvd")])  # fmt: skip
+    ledger.append(
+        [submitted(JOB_A, key="up-slot", schedule="up-daily", slot_at=slot, source="nvd")]
+    )
     ledger.append([submitted(JOB_B, key="b", source="nvd")])
     clock.advance(1000)
     before = at(clock)
@@ -237,17 +266,32 @@ def test_upstream_jobs_by_slot_or_newest_before(ledger: ContractLedger, clock: F
 
 
 def test_pauses_and_overrides(ledger: ContractLedger) -> None:
-    pause = Draft(type="source.paused", actor=ACTOR, idempotency_key="pause:1",
-                  payload={"source": "nvd"}, reason="broken")  # fmt: skip
-    quota = Draft(type="quota.set", actor=ACTOR, idempotency_key="quota:1", reason="calm",
-                  ticket="SEC-1", payload={"kind": "source", "name": "nvd", "site": "*",
-                                           "concurrency": 2})  # fmt: skip
+    pause = Draft(
+        type="source.paused",
+        actor=ACTOR,
+        idempotency_key="pause:1",
+        payload={"source": "nvd"},
+        reason="broken",
+    )
+    quota = Draft(
+        type="quota.set",
+        actor=ACTOR,
+        idempotency_key="quota:1",
+        reason="calm",
+        ticket="SEC-1",
+        payload={"kind": "source", "name": "nvd", "site": "*", "concurrency": 2},
+    )
     ledger.append([pause, quota])
 
     assert [(p.source, p.reason) for p in ledger.pauses()] == [("nvd", "broken")]
     assert [(o.name, o.action, o.concurrency) for o in ledger.overrides()] == [("nvd", "set", 2)]
-    resume = Draft(type="source.resumed", actor=ACTOR, idempotency_key="resume:1",
-                   payload={"source": "nvd"}, reason="fixed")  # fmt: skip
+    resume = Draft(
+        type="source.resumed",
+        actor=ACTOR,
+        idempotency_key="resume:1",
+        payload={"source": "nvd"},
+        reason="fixed",
+    )
     ledger.append([resume])
     assert ledger.pauses() == []
 
@@ -262,9 +306,10 @@ def test_counts_for_status_and_metrics(ledger: ContractLedger, clock: FakeClock)
     assert ledger.state_counts("elsewhere") == {}
     assert ledger.last_successes() == [("nvd", "fetch", ledger.job(JOB_A).updated_at)]  # type: ignore[union-attr]
     assert ledger.job_tallies() == [
-        ("fetch", None, "dead", None, 1), ("fetch", None, "throttled", "quota", 1),
+        ("fetch", None, "dead", None, 1),
+        ("fetch", None, "throttled", "quota", 1),
         ("fetch", "nvd", "succeeded", None, 1),
-    ]  # fmt: skip
+    ]
     failed, succeeded = ledger.run_tallies([1, 10, 60])
     assert (failed.job_type, failed.outcome, failed.runs, failed.retries) == (
         "fetch",
@@ -282,8 +327,12 @@ def test_counts_for_status_and_metrics(ledger: ContractLedger, clock: FakeClock)
 
 def test_event_tallies_count_this_sites_records_by_error(ledger: ContractLedger) -> None:
     def denied(n: int, error: str) -> Draft:
-        return Draft(type="api.denied", actor=ACTOR, idempotency_key=f"denied:{n}",
-                     payload={"error": error, "action": "submit"})  # fmt: skip
+        return Draft(
+            type="api.denied",
+            actor=ACTOR,
+            idempotency_key=f"denied:{n}",
+            payload={"error": error, "action": "submit"},
+        )
 
     ledger.append([denied(1, "ScopeMissing"), denied(2, "ScopeMissing"), denied(3, "Other")])
     ledger.append([submitted(JOB_A)])
@@ -293,9 +342,12 @@ def test_event_tallies_count_this_sites_records_by_error(ledger: ContractLedger)
 
 
 def test_requests_this_site_makes_are_not_pending_here(ledger: ContractLedger) -> None:
-    ask = Draft(type="job.requested", actor=ACTOR, idempotency_key="ask:1",
-                payload={"request_id": JOB_A, "site": "branch", "job_type": "fetch",
-                         "params": {}})  # fmt: skip
+    ask = Draft(
+        type="job.requested",
+        actor=ACTOR,
+        idempotency_key="ask:1",
+        payload={"request_id": JOB_A, "site": "branch", "job_type": "fetch", "params": {}},
+    )
     ledger.append([ask])
 
     assert ledger.pending_requests() == []
@@ -306,12 +358,15 @@ def test_requests_this_site_makes_are_not_pending_here(ledger: ContractLedger) -
 
 def other_site(clock: FakeClock, *drafts: Draft) -> list[Event]:
     """The chain of a site ``branch`` that recorded ``drafts`` after its creation."""
-    branch = MemoryLedger.create("branch", clock, CountingEntropy(), site.initialized(
-        "branch", ACTOR, "test"))  # fmt: skip
+    branch = MemoryLedger.create(
+        "branch", clock, CountingEntropy(), site.initialized("branch", ACTOR, "test")
+    )
     branch.append(list(drafts))
-    return sorted(branch.events_of_type("site.initialized") + [
-        e for kind in {d.type for d in drafts} for e in branch.events_of_type(kind)
-    ], key=lambda e: e.seq)  # fmt: skip
+    return sorted(
+        branch.events_of_type("site.initialized")
+        + [e for kind in {d.type for d in drafts} for e in branch.events_of_type(kind)],
+        key=lambda e: e.seq,
+    )
 
 
 def test_another_sites_events_are_imported_after_its_head(
@@ -371,9 +426,17 @@ def test_requests_to_this_site_are_pending_until_it_answers(
 
     (pending,) = ledger.pending_requests()
     assert (pending.request_id, pending.origin, pending.site) == (JOB_C, "branch", SITE)
-    answer = Draft(type="job.request_answered", actor=ACTOR, idempotency_key="answer:1",
-                   payload={"request_id": JOB_C, "requester": "branch", "outcome": "refused",
-                            "reason": "unknown job type"})  # fmt: skip
+    answer = Draft(
+        type="job.request_answered",
+        actor=ACTOR,
+        idempotency_key="answer:1",
+        payload={
+            "request_id": JOB_C,
+            "requester": "branch",
+            "outcome": "refused",
+            "reason": "unknown job type",
+        },
+    )
     ledger.append([answer])
     assert ledger.pending_requests() == []
 
@@ -381,13 +444,32 @@ def test_requests_to_this_site_are_pending_until_it_answers(
 def test_bundles_and_the_receipts_peers_recorded(ledger: ContractLedger, clock: FakeClock) -> None:
     (init,) = ledger.events_of_type("site.initialized")
     ranges = {SITE: [1, 1]}
-    exported = Draft(type="bundle.exported", actor=ACTOR, idempotency_key="export:1",
-                     payload={"bundle_id": JOB_A, "recipient": "branch", "kind": "full",
-                              "ranges": ranges, "sha256": "0" * 64, "size": 10})  # fmt: skip
+    exported = Draft(
+        type="bundle.exported",
+        actor=ACTOR,
+        idempotency_key="export:1",
+        payload={
+            "bundle_id": JOB_A,
+            "recipient": "branch",
+            "kind": "full",
+            "ranges": ranges,
+            "sha256": "0" * 64,
+            "size": 10,
+        },
+    )
     ledger.append([exported])
-    receipt = Draft(type="bundle.imported", actor=ACTOR, idempotency_key="import:1",
-                    payload={"bundle_id": JOB_A, "exporter": SITE, "ranges": ranges, "events": 1,
-                             "watermarks": {SITE: [1, init.hash]}})  # fmt: skip
+    receipt = Draft(
+        type="bundle.imported",
+        actor=ACTOR,
+        idempotency_key="import:1",
+        payload={
+            "bundle_id": JOB_A,
+            "exporter": SITE,
+            "ranges": ranges,
+            "events": 1,
+            "watermarks": {SITE: [1, init.hash]},
+        },
+    )
     chain_ = other_site(clock, receipt)
     ledger.import_events([chain_], lambda: [])
 

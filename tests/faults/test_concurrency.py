@@ -32,8 +32,14 @@ CALLS = 5
 
 def cli(state: Path, policy: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir", str(policy)]
-    return subprocess.run([*argv, *map(str, args)], capture_output=True, text=True, timeout=120,
-                          cwd=REPO, env=child_env())  # fmt: skip
+    return subprocess.run(
+        [*argv, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=child_env(),
+    )
 
 
 @pytest.mark.slow
@@ -68,11 +74,24 @@ def test_a_hundred_clients_a_few_commands_an_import_and_an_export_at_once(tmp_pa
         "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
         "WATCHDOG_USEC": "2000000",
     }
-    argv = [sys.executable, "-m", "orchd", "--state-dir", str(hq), "--policy-dir", str(policy),
-            "run", "--rescan", "1", "--grace", "2"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "orchd",
+        "--state-dir",
+        str(hq),
+        "--policy-dir",
+        str(policy),
+        "run",
+        "--rescan",
+        "1",
+        "--grace",
+        "2",
+    ]
     with (tmp_path / "daemon.log").open("w") as log:
-        daemon = subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL,
-                                  stderr=log)  # fmt: skip
+        daemon = subprocess.Popen(
+            argv, cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=log
+        )
     pings: list[float] = []
     watching = threading.Event()
 
@@ -169,9 +188,11 @@ def test_a_hundred_clients_a_few_commands_an_import_and_an_export_at_once(tmp_pa
     assert "locked" not in log_text
     assert len(latencies) == CLIENTS * CALLS
     quantiles = statistics.quantiles(latencies, n=100)
-    print(f"{len(latencies)} API calls from {CLIENTS} clients in {elapsed:.1f} s: "
-          f"p50 {quantiles[49] * 1000:.0f} ms, p99 {quantiles[98] * 1000:.0f} ms, "
-          f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
+    print(
+        f"{len(latencies)} API calls from {CLIENTS} clients in {elapsed:.1f} s: "
+        f"p50 {quantiles[49] * 1000:.0f} ms, p99 {quantiles[98] * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms"
+    )
     gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert pings and max(gaps, default=0) < 2.0, gaps  # within WATCHDOG_USEC throughout
     listed = json.loads(cli(hq, policy, "jobs", "list", "--json").stdout)

@@ -41,8 +41,9 @@ class Site:
         env = child_env()
         if crash_at is not None:
             env["ORCHD_CRASHPOINT"] = crash_at
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=120,
-                              cwd=REPO, env=env)  # fmt: skip
+        return subprocess.run(
+            self.argv(*args), capture_output=True, text=True, timeout=120, cwd=REPO, env=env
+        )
 
     def ok(self, *args: str | Path) -> str:
         done = self.run(*args)
@@ -60,9 +61,14 @@ class Site:
         env = child_env()
         if crash_at is not None:
             env["ORCHD_CRASHPOINT"] = crash_at
-        return subprocess.Popen(self.argv("run", "--rescan", "1", "--grace", "2"), cwd=REPO,
-                                env=env, text=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+        return subprocess.Popen(
+            self.argv("run", "--rescan", "1", "--grace", "2"),
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def visible(self) -> set[str]:
         """The names in the state dir (not hidden ones), to show no temporary file is left."""

@@ -355,10 +355,22 @@ def test_every_ledger_command_goes_through_the_socket_while_the_daemon_runs(
 
     assert code == 0, log
     assert api_calls(log) == [
-        "jobs.submit", "keys.show", "jobs.show", "jobs.list", "status", "sources.pause",
-        "sources.resume", "quota.set", "quota.show", "quota.reset", "keys.show", "keys.list",
-        "audit.tail", "replay", "jobs.cancel",
-    ]  # fmt: skip
+        "jobs.submit",
+        "keys.show",
+        "jobs.show",
+        "jobs.list",
+        "status",
+        "sources.pause",
+        "sources.resume",
+        "quota.set",
+        "quota.show",
+        "quota.reset",
+        "keys.show",
+        "keys.list",
+        "audit.tail",
+        "replay",
+        "jobs.cancel",
+    ]
     assert daemon.jobs()[0]["key"] == "via-socket"
     [quota_set] = daemon.events("quota.set")
     assert quota_set["rate"] == "10/min"
@@ -588,8 +600,9 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
         hq_pem = tmp_path / "hq.pem"
         trust(enclave, "hq", daemon, hq_pem)
         good = tmp_path / "good.orchkit"
-        exported = daemon.cli("bundle", "export", "--out", str(good), "--peer", "enclave",
-                              "--new-peer")  # fmt: skip
+        exported = daemon.cli(
+            "bundle", "export", "--out", str(good), "--peer", "enclave", "--new-peer"
+        )
         assert exported.returncode == 0, exported.stderr
         inbox = enclave.state / "inbox"
         for sub in ("tmp", "new"):
@@ -609,15 +622,21 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
         assert sorted(os.listdir(inbox / "imported")) == ["again.orchkit", "good.orchkit"]
         quarantined = sorted(os.listdir(inbox / "quarantine"))
         assert quarantined == [
-            "fifo.orchkit", "fifo.orchkit.reason", "garbage.orchkit", "garbage.orchkit.reason",
-            "link.orchkit", "link.orchkit.reason",
-        ]  # fmt: skip
+            "fifo.orchkit",
+            "fifo.orchkit.reason",
+            "garbage.orchkit",
+            "garbage.orchkit.reason",
+            "link.orchkit",
+            "link.orchkit.reason",
+        ]
         assert "FIFO" in (inbox / "quarantine" / "fifo.orchkit.reason").read_text()
         assert "symbolic link" in (inbox / "quarantine" / "link.orchkit.reason").read_text()
         assert "exit code 55" in (inbox / "quarantine" / "garbage.orchkit.reason").read_text()
         assert {e["file"] for e in enclave.events("bundle.quarantined")} == {
-            "fifo.orchkit", "garbage.orchkit", "link.orchkit"
-        }  # fmt: skip
+            "fifo.orchkit",
+            "garbage.orchkit",
+            "link.orchkit",
+        }
         assert len(enclave.events("bundle.imported")) == 1  # the copy was a no-op
         keys = [j["key"] for j in enclave.jobs("--all-origins")]
         assert "from-hq" in keys  # hq's own job, held here
@@ -691,8 +710,9 @@ except urllib.error.HTTPError as exc:
 
 def fetch_tcp(url: str) -> list[str]:
     """GET over TCP from a child (this process may not open INET sockets: pytest-socket)."""
-    done = subprocess.run([sys.executable, "-c", FETCH, url], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", FETCH, url], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 

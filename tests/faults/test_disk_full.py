@@ -34,8 +34,11 @@ job_types:
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "fs"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -66,15 +69,17 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
     argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir", str(policy)]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=120,
-                              cwd=REPO, env=child_env())  # fmt: skip
+        return subprocess.run(
+            [*argv, *args], capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
+        )
 
     assert cli("init", "--site-id", "hq").returncode == 0
     log_path = tmp_path / "daemon.log"
     with log_path.open("w") as log:
         run = [*argv, "run", "--rescan", "1", "--grace", "2"]
-        daemon = subprocess.Popen(run, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL,
-                                  stderr=log)  # fmt: skip
+        daemon = subprocess.Popen(
+            run, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=log
+        )
     try:
         sock = state / "orchd.sock"
         wait_until(sock.is_socket)
@@ -82,8 +87,12 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
         waiting.write_text(json.dumps({"job_type": "echo"}))  # written while there is room
         filler = fill(small_disk)
 
-        status, refused = control.request(sock, "POST", control.ACTIONS_PATH + "jobs.submit",
-                                          {"job_type": "echo", "key": "while-full"})  # fmt: skip
+        status, refused = control.request(
+            sock,
+            "POST",
+            control.ACTIONS_PATH + "jobs.submit",
+            {"job_type": "echo", "key": "while-full"},
+        )
         waiting.rename(state / "spool" / "new" / "late.json")  # arrives while the disk is full
         time.sleep(3)
         alive = daemon.poll() is None
@@ -92,9 +101,11 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
         filler.unlink()
         wait_until(lambda: not os.listdir(state / "spool" / "cur"))
         jobs = json.loads(cli("jobs", "list", "--json").stdout)
-        wait_until(lambda: all(
-            j["state"] == "succeeded" for j in json.loads(cli("jobs", "list", "--json").stdout)
-        ))  # fmt: skip
+        wait_until(
+            lambda: all(
+                j["state"] == "succeeded" for j in json.loads(cli("jobs", "list", "--json").stdout)
+            )
+        )
     finally:
         with contextlib.suppress(ProcessLookupError):
             daemon.send_signal(signal.SIGTERM)
@@ -113,8 +124,14 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
 
 def _cli(state: Path, policy: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir", str(policy)]
-    return subprocess.run([*argv, *map(str, args)], capture_output=True, text=True, timeout=120,
-                          cwd=REPO, env=child_env())  # fmt: skip
+    return subprocess.run(
+        [*argv, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=child_env(),
+    )
 
 
 def _policy(tmp_path: Path) -> Path:

@@ -196,8 +196,11 @@ def test_kill_9_of_an_import_reading_in_a_child_leaves_nothing_and_the_reader_en
     argv = [sys.executable, "-m", "orchd", "--state-dir", str(enclave.state_dir)]
     child = subprocess.Popen(
         [*argv, "bundle", "import", str(bundle)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=child_env(),
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=child_env(),
+    )
     try:
         deadline = time.monotonic() + 30
         while not (readers := children_of(child.pid)) and child.poll() is None:

@@ -23,9 +23,14 @@ from tests.bundlekit import REPO, child_env
 
 def started(*argv: str | Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "orchd", *map(str, argv)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=REPO, env=child_env(), start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "orchd", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=child_env(),
+        start_new_session=True,
+    )
 
 
 def wait_for(check, what: str, timeout_s: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -60,9 +65,15 @@ def test_ctrl_c_during_an_import_with_a_reader_child_exits_130_and_applies_nothi
         "or nothing"
     ]
     assert "Traceback" not in err and out == ""
-    wait_for(lambda: all(not Path(f"/proc/{pid}").exists() or "State:\tZ" in
-                         Path(f"/proc/{pid}/status").read_text() for pid in readers),
-             "the reader to end", 10)  # fmt: skip
+    wait_for(
+        lambda: all(
+            not Path(f"/proc/{pid}").exists()
+            or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+            for pid in readers
+        ),
+        "the reader to end",
+        10,
+    )
     hq_events, _own, records = state(enclave, bundle_id)  # own: daemon.started and .stopped
     assert (hq_events, records) == (before[0], before[2]) == (0, 0)
 
@@ -93,11 +104,16 @@ def test_ctrl_c_of_a_client_cancels_the_daemons_import_which_rolls_back(tmp_path
     log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "orchd", *map(str, where), "run", "--rescan", "1", "--grace", "2"],
-        stdout=subprocess.DEVNULL, stderr=log, cwd=REPO, env=child_env(),
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        cwd=REPO,
+        env=child_env(),
+    )
     try:
-        wait_for(lambda: "socket" in json.loads((enclave.state_dir / "site.json").read_text()),
-                 "the daemon to serve")  # fmt: skip
+        wait_for(
+            lambda: "socket" in json.loads((enclave.state_dir / "site.json").read_text()),
+            "the daemon to serve",
+        )
         client = started(*where, "bundle", "import", bundle)
         wait_for(lambda: children_of(daemon.pid) or client.poll() is not None, "the import")
         assert client.poll() is None, "the import ended before the daemon's reader was seen"

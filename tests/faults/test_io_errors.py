@@ -113,8 +113,10 @@ def test_an_export_whose_fsync_fails_leaves_no_bundle_and_records_nothing(
     assert "Input/output error" in failed.stderr
     assert os.listdir(out.parent) == []  # no bundle, no temporary file
     monkeypatch.undo()
-    types = [json.loads(line)["type"] for line in
-             cli(state, "audit", "tail", "--json", "-n", "100").stdout.splitlines()]  # fmt: skip
+    types = [
+        json.loads(line)["type"]
+        for line in cli(state, "audit", "tail", "--json", "-n", "100").stdout.splitlines()
+    ]
     assert "bundle.exported" not in types
     assert cli(state, "bundle", "export", "--out", out).exit_code == 0
     assert os.listdir(out.parent) == ["hq.orchkit"]
@@ -127,8 +129,11 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("no C compiler to build the fsync shim")
     build = tmp_path_factory.mktemp("shim")
     (build / "eio.c").write_text(SHIM)
-    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(build / "eio.so"),
-                    str(build / "eio.c"), "-ldl"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-o", str(build / "eio.so"), str(build / "eio.c"), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
     return build / "eio.so"
 
 
@@ -137,12 +142,20 @@ def test_a_daemon_whose_fsync_fails_refuses_the_write_stays_up_and_recovers(
     tmp_path: Path, policy_dir: Path, shim: Path
 ) -> None:
     state, flag = tmp_path / "site", tmp_path / "fail-fsync"
-    argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir",
-            str(policy_dir)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "orchd",
+        "--state-dir",
+        str(state),
+        "--policy-dir",
+        str(policy_dir),
+    ]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=120,
-                              cwd=REPO, env=child_env())  # fmt: skip
+        return subprocess.run(
+            [*argv, *args], capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
+        )
 
     def submit(key: str) -> tuple[int, dict[str, object]]:
         path = control.ACTIONS_PATH + "jobs.submit"
@@ -158,8 +171,13 @@ def test_a_daemon_whose_fsync_fails_refuses_the_write_stays_up_and_recovers(
     env = {**child_env(), "LD_PRELOAD": str(shim), "ORCHD_TEST_EIO_FLAG": str(flag)}
     log_path = tmp_path / "daemon.log"
     with log_path.open("w") as log:
-        daemon = subprocess.Popen([*argv, "run", "--rescan", "1", "--grace", "2"], cwd=REPO,
-                                  env=env, stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+        daemon = subprocess.Popen(
+            [*argv, "run", "--rescan", "1", "--grace", "2"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     try:
         sock = state / "orchd.sock"
         wait_until(sock.is_socket)

@@ -40,8 +40,13 @@ def snapshot(state_dir: Path) -> dict[str, bytes]:
 
 
 def commit_and_die(ledger: Path) -> None:
-    subprocess.run([sys.executable, "-c", COMMIT_AND_DIE, str(ledger)], cwd=REPO,
-                   env=child_env(), check=True, timeout=60)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", COMMIT_AND_DIE, str(ledger)],
+        cwd=REPO,
+        env=child_env(),
+        check=True,
+        timeout=60,
+    )
 
 
 def test_a_ledger_whose_wal_was_deleted_after_a_crash_is_refused_and_left_as_it_was(

@@ -32,8 +32,17 @@ def test_kill_9_during_a_restore_leaves_no_site_or_the_whole_one(tmp_path: Path)
     hq.ok("keys", "export-public", tmp_path / "hq.pub")
     bundle = tmp_path / "hq.orchkit"
     hq.ok("bundle", "export", "--out", bundle)
-    restore = ("init", "--site-id", "hq", "--restore", bundle, "--trust-key",
-               tmp_path / "hq.pub", "--ticket", "INC-1")  # fmt: skip
+    restore = (
+        "init",
+        "--site-id",
+        "hq",
+        "--restore",
+        bundle,
+        "--trust-key",
+        tmp_path / "hq.pub",
+        "--ticket",
+        "INC-1",
+    )
     calibration = tmp_path / "calibration"
     done = run_measured(calibration, *restore)
     assert done.returncode == 0, done.stderr
@@ -44,8 +53,9 @@ def test_kill_9_during_a_restore_leaves_no_site_or_the_whole_one(tmp_path: Path)
         where = f"seed {seed}, round {round_ + 1}"
         state = tmp_path / f"round-{round_}"
         argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), *map(str, restore)]
-        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 cwd=REPO, env=child_env())  # fmt: skip
+        child = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=child_env()
+        )
         time.sleep(rng.uniform(0.2 * full_s, 1.0 * full_s))
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGKILL)
@@ -55,14 +65,26 @@ def test_kill_9_during_a_restore_leaves_no_site_or_the_whole_one(tmp_path: Path)
             outcomes.append("whole")
         else:
             outcomes.append("none")
-            finished = site("init", "--site-id", "hq", "--restore", bundle, "--trust-key",
-                            tmp_path / "hq.pub", "--ticket", "INC-1")  # fmt: skip
+            finished = site(
+                "init",
+                "--site-id",
+                "hq",
+                "--restore",
+                bundle,
+                "--trust-key",
+                tmp_path / "hq.pub",
+                "--ticket",
+                "INC-1",
+            )
             assert finished.exit_code == 0, (where, finished.stderr)
         report = site.json("ledger", "verify")
         assert report["origins"]["hq"] >= 30, where
         assert len(site.json("jobs", "list")) == 30, where
-        restored = [line for line in site.ok("audit", "tail", "-n", "3").stdout.splitlines()
-                    if "site.restored" in line]  # fmt: skip
+        restored = [
+            line
+            for line in site.ok("audit", "tail", "-n", "3").stdout.splitlines()
+            if "site.restored" in line
+        ]
         assert len(restored) == 1, where
         shutil.rmtree(state)
     print(outcomes)

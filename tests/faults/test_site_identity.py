@@ -110,9 +110,12 @@ def raw_post(path: Path, action: str, headers: dict[str, str]) -> tuple[int, dic
     named = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(str(path))
-        sock.sendall(f"POST {control.ACTIONS_PATH}{action} HTTP/1.1\r\nHost: orchd\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                     f"Connection: close\r\n{named}\r\n".encode() + body)  # fmt: skip
+        sock.sendall(
+            f"POST {control.ACTIONS_PATH}{action} HTTP/1.1\r\nHost: orchd\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n{named}\r\n".encode()
+            + body
+        )
         with sock.makefile("rb") as reader:
             status, fields = control._head(reader)
             return status, fields, json.loads(reader.read())
@@ -238,8 +241,11 @@ def test_status_says_whether_a_daemon_serves_this_site_and_where(hq: Daemon) -> 
 
     sock = str(hq.state / "orchd.sock")
     assert before["serving"] is False and "in-process" in before["detail"]
-    assert during == {"serving": True, "socket": sock,
-                      "detail": f"a daemon serves this site at {sock}"}  # fmt: skip
+    assert during == {
+        "serving": True,
+        "socket": sock,
+        "detail": f"a daemon serves this site at {sock}",
+    }
     assert f"daemon: a daemon serves this site at {sock}" in shown.splitlines()
     [found] = [f for f in doctor if f["check"] == "socket"]
     assert found["level"] == "ok" and found["detail"].startswith(

@@ -47,8 +47,17 @@ def test_kill_9_during_a_run_then_restart_runs_it_once_to_success(
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
 
-    argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir",
-            str(policy), "work", "--until-idle"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "orchd",
+        "--state-dir",
+        str(state),
+        "--policy-dir",
+        str(policy),
+        "work",
+        "--until-idle",
+    ]
     worker = subprocess.Popen(argv, cwd=REPO, env=child_env(), stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not (trace.exists() and trace.read_text()) and time.monotonic() < deadline:

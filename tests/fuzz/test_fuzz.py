@@ -64,16 +64,35 @@ def bundle_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sql
     root = tmp_path_factory.mktemp("fuzz-bundles")
     clock, entropy = SystemClock(), OsEntropy()
     key = keys.generate()
-    hq = SqliteLedger.create(root / "hq.db", "hq", clock, entropy,
-                             site_ops.initialized("hq", ADMIN, "fuzz"),
-                             also=[key_ops.created(ADMIN, key.public_key)])  # fmt: skip
+    hq = SqliteLedger.create(
+        root / "hq.db",
+        "hq",
+        clock,
+        entropy,
+        site_ops.initialized("hq", ADMIN, "fuzz"),
+        also=[key_ops.created(ADMIN, key.public_key)],
+    )
     out = root / "hq.orchkit"
     bundles.export(hq, key, ADMIN, out, recipient="*", now_ms=clock.now_ms())
     hq.close()
-    enclave = SqliteLedger.create(root / "enclave.db", "enclave", clock, entropy,
-                                  site_ops.initialized("enclave", ADMIN, "fuzz"))  # fmt: skip
-    key_ops.trust(enclave, clock, entropy, ADMIN, site="hq", public_key=key.public_key,
-                  expires=None, policy=Policy(), reason="the fuzz peer")  # fmt: skip
+    enclave = SqliteLedger.create(
+        root / "enclave.db",
+        "enclave",
+        clock,
+        entropy,
+        site_ops.initialized("enclave", ADMIN, "fuzz"),
+    )
+    key_ops.trust(
+        enclave,
+        clock,
+        entropy,
+        ADMIN,
+        site="hq",
+        public_key=key.public_key,
+        expires=None,
+        policy=Policy(),
+        reason="the fuzz peer",
+    )
     yield enclave, out.read_bytes()
     enclave.close()
 
@@ -131,8 +150,13 @@ def test_spool_request_parser() -> None:
     requests = st.dictionaries(fields, JSONISH, max_size=5)
 
     @fuzz(200)
-    @given(data=st.one_of(st.binary(max_size=512), JSONISH.map(lambda v: json.dumps(v).encode()),
-                          requests.map(lambda v: json.dumps(v).encode())))  # fmt: skip
+    @given(
+        data=st.one_of(
+            st.binary(max_size=512),
+            JSONISH.map(lambda v: json.dumps(v).encode()),
+            requests.map(lambda v: json.dumps(v).encode()),
+        )
+    )
     def check(data: bytes) -> None:
         try:
             request = spool.parse(data)
@@ -147,13 +171,38 @@ def test_spool_request_parser() -> None:
 
 YAMLISH = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 100_000) | st.text(max_size=15),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["version", "sources", "job_types", "schedules", "quotas", "accept",
-                         "concurrency", "argv", "params", "cron", "job_type", "nvd", "echo",
-                         "target", "rate", "timeout_s", "after", "hq", "misfire"]),
-        inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "version",
+                    "sources",
+                    "job_types",
+                    "schedules",
+                    "quotas",
+                    "accept",
+                    "concurrency",
+                    "argv",
+                    "params",
+                    "cron",
+                    "job_type",
+                    "nvd",
+                    "echo",
+                    "target",
+                    "rate",
+                    "timeout_s",
+                    "after",
+                    "hq",
+                    "misfire",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=15,
-)  # fmt: skip
+)
 
 
 def test_policy_loader(tmp_path: Path) -> None:
@@ -184,8 +233,14 @@ def server(tmp_path: Path) -> Iterator[tuple[Path, list[BaseException]]]:
 
     path = tmp_path / "orchd.sock"
     authz = control.Authz(grants=(), owner_uid=os.getuid(), from_file=False)
-    made = control.ControlServer(path, authz, answer, transfers=tmp_path / "transfers",
-                                 max_upload=1 << 20, identity=identity.new("hq"))  # fmt: skip
+    made = control.ControlServer(
+        path,
+        authz,
+        answer,
+        transfers=tmp_path / "transfers",
+        max_upload=1 << 20,
+        identity=identity.new("hq"),
+    )
     escaped: list[BaseException] = []
     made._server.handle_error = lambda request, address: escaped.append(  # type: ignore[method-assign]
         RuntimeError("a request handler raised")
@@ -210,8 +265,9 @@ def _send(path: Path, raw: bytes) -> bytes:
     return b"".join(chunks)
 
 
-HEADER_NAMES = st.sampled_from(["Content-Length", "Content-Type", "Orchd-Args", "Accept", "Host",
-                                "Transfer-Encoding", "X"])  # fmt: skip
+HEADER_NAMES = st.sampled_from(
+    ["Content-Length", "Content-Type", "Orchd-Args", "Accept", "Host", "Transfer-Encoding", "X"]
+)
 
 
 @st.composite
@@ -219,8 +275,14 @@ def requests(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         return draw(st.binary(max_size=300))
     method = draw(st.sampled_from(["GET", "POST", "PUT", "GE T", ""]))
-    targets = ["/v1/actions/status", "/v1/actions/jobs.submit", "/v1/stream/audit.tail?after=x",
-               "/v1/actions/", "*", "//.."]  # fmt: skip
+    targets = [
+        "/v1/actions/status",
+        "/v1/actions/jobs.submit",
+        "/v1/stream/audit.tail?after=x",
+        "/v1/actions/",
+        "*",
+        "//..",
+    ]
     target = draw(st.sampled_from(targets))
     headers = draw(st.lists(st.tuples(HEADER_NAMES, st.text(max_size=30)), max_size=4))
     body = draw(st.binary(max_size=200))

@@ -83,8 +83,12 @@ def _cancel(site: Site) -> tuple[str, ...]:
 
 def _replay(site: Site) -> tuple[str, ...]:
     job_id = site.submit("feed-refresh")
-    site.append([site.transitioned(job_id, "queued", "running"),
-                 site.transitioned(job_id, "running", "dead")])  # fmt: skip
+    site.append(
+        [
+            site.transitioned(job_id, "queued", "running"),
+            site.transitioned(job_id, "running", "dead"),
+        ]
+    )
     return ("replay", job_id)
 
 
@@ -328,12 +332,16 @@ BODIES = {
     "sources.resume": {"source": "nvd"},
     "quota.set": {"target": "source:nvd", "values": {"daily": 3}, "ticket": "T-1"},
     "quota.reset": {"target": "source:nvd", "ticket": "T-1"},
-    "backfill": {"schedule": "nvd-hourly", "from": "2026-11-20T00:00Z",
-                 "to": "2026-11-20T01:00Z", "ticket": "T-1"},
+    "backfill": {
+        "schedule": "nvd-hourly",
+        "from": "2026-11-20T00:00Z",
+        "to": "2026-11-20T01:00Z",
+        "ticket": "T-1",
+    },
     "keys.trust": {"site": "enclave", "public_key": "ab" * 32},
     "keys.revoke": {"key_id": "ab" * 32},
     "keys.rotate": {},
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("action", BODIES)

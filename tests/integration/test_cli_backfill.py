@@ -26,9 +26,12 @@ def test_dry_run_lists_the_slot_function_keys_and_changes_nothing(site: Orchd) -
     before = site.event_count()
     rows = backfill(site, *WINDOW, *WHY, "--dry-run")
     expected = slots.slots(
-        "15 * * * *", "UTC", timefmt.parse_operator("2026-11-20T00:00Z") - 1,
-        timefmt.parse_operator("2026-11-20T03:15Z"), limit=100,
-    )  # fmt: skip
+        "15 * * * *",
+        "UTC",
+        timefmt.parse_operator("2026-11-20T00:00Z") - 1,
+        timefmt.parse_operator("2026-11-20T03:15Z"),
+        limit=100,
+    )
     assert [r["key"] for r in rows] == [slot_key("nvd-hourly", at) for at in expected]
     assert len(rows) == 4 and {r["status"] for r in rows} == {"new"}
     assert site.event_count() == before
@@ -60,14 +63,23 @@ def test_backfill_creates_each_missing_slot_once_with_reason_and_ticket(site: Or
         (("nvd-hourly", *WINDOW, "--reason", "r", "--ticket", "SEC 1"), 11, "invalid ticket"),
         (("nvd-hourly", *WINDOW, "--reason", " padded", "--ticket", "T"), 11, "invalid reason"),
         (("nvd-weekly", *WINDOW, *WHY), 11, "invalid schedule"),
-        (("nvd-hourly", "--from", "2026-11-20T03:00Z", "--to", "2026-11-20T01:00Z", *WHY), 10,
-         "--to is before --from"),
-        (("nvd-hourly", "--from", "2026-11-20T00:00", "--to", "2026-11-20T01:00Z", *WHY), 13,
-         "invalid time"),
-        (("nvd-hourly", "--from", "2020-01-01T00:00Z", "--to", "2026-01-01T00:00Z", *WHY), 10,
-         "narrow"),
+        (
+            ("nvd-hourly", "--from", "2026-11-20T03:00Z", "--to", "2026-11-20T01:00Z", *WHY),
+            10,
+            "--to is before --from",
+        ),
+        (
+            ("nvd-hourly", "--from", "2026-11-20T00:00", "--to", "2026-11-20T01:00Z", *WHY),
+            13,
+            "invalid time",
+        ),
+        (
+            ("nvd-hourly", "--from", "2020-01-01T00:00Z", "--to", "2026-01-01T00:00Z", *WHY),
+            10,
+            "narrow",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_backfill_requests_change_nothing(
     site: Orchd, args: tuple[str, ...], code: int, words: str
 ) -> None:
@@ -102,8 +114,12 @@ def test_a_job_cancelled_otherwise_is_cancelled_already(site: Orchd) -> None:
 @pytest.mark.parametrize("state", ["succeeded", "dead"])
 def test_a_finished_job_cannot_be_cancelled(site: Orchd, state: str) -> None:
     job_id = site.submit("feed-refresh")
-    site.append([site.transitioned(job_id, "queued", "running"),
-                 site.transitioned(job_id, "running", state)])  # fmt: skip
+    site.append(
+        [
+            site.transitioned(job_id, "queued", "running"),
+            site.transitioned(job_id, "running", state),
+        ]
+    )
     count = site.event_count()
     result = site.fails(37, "jobs", "cancel", job_id, "--reason", "too late")
     assert f"cannot go from {state} to cancelled" in result.stderr

@@ -930,8 +930,11 @@ def test_an_expired_bundle_needs_an_audited_override(
     )
     assert_refused(enclave, path, 73, "it expired at")
     before = enclave.fingerprint()
-    for partial in (("--allow-expired",), ("--allow-expired", "--reason", "x"),
-                    ("--allow-expired", "--ticket", "SEC-1")):  # fmt: skip
+    for partial in (
+        ("--allow-expired",),
+        ("--allow-expired", "--reason", "x"),
+        ("--allow-expired", "--ticket", "SEC-1"),
+    ):
         result = enclave("bundle", "import", path, *partial)
         assert result.exit_code == 2, (partial, result.stderr)
         assert "--allow-expired needs --reason and --ticket" in result.stderr
@@ -1204,8 +1207,9 @@ def hq_then_an_event_of(kit: Kit, size: int) -> list[tuple[bytes, str]]:
     now = SystemClock().now_ms()
 
     def chain(fields: dict[str, str]) -> list[tuple[bytes, str]]:
-        draft = Draft(type="daemon.started", actor=ACTOR, idempotency_key="daemon.started:big",
-                      payload=fields)  # fmt: skip
+        draft = Draft(
+            type="daemon.started", actor=ACTOR, idempotency_key="daemon.started:big", payload=fields
+        )
         return seal_after(kit.hq, [draft], now)
 
     fields: dict[str, str] = {}

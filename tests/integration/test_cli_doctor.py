@@ -99,12 +99,15 @@ def test_a_missing_job_program_warns_and_a_bad_authz_yaml_fails(
     code, found = findings(site, before=("--policy-dir", str(policy)))
 
     assert code == 0
-    assert found["program"] == [{
-        "check": "program", "level": "warn",
-        "detail": f"job type gone: program {tmp_path}/gone does not exist",
-        "fix": "install the program, or correct the job type's argv; until then its runs fail "
-               "to start",
-    }]  # fmt: skip
+    assert found["program"] == [
+        {
+            "check": "program",
+            "level": "warn",
+            "detail": f"job type gone: program {tmp_path}/gone does not exist",
+            "fix": "install the program, or correct the job type's argv; until then its runs fail "
+            "to start",
+        }
+    ]
     assert found["policy"][0]["level"] == "ok" and "no authz.yaml" in found["policy"][0]["detail"]
 
     (policy / "authz.yaml").write_text("version: 1\ngrants:\n  - {user: alice, scopes: []}\n")

@@ -188,15 +188,30 @@ def spooled(site: Orchd) -> list[Path]:
 
 
 def test_a_spooled_request_that_fits_the_policy_is_dropped_as_given(site: Orchd) -> None:
-    result = site.ok("jobs", "submit", "feed-refresh", "--source", "nvd", "--param", "window=1h",
-                     "--key", "nightly", "--priority", "7", "--spool")  # fmt: skip
+    result = site.ok(
+        "jobs",
+        "submit",
+        "feed-refresh",
+        "--source",
+        "nvd",
+        "--param",
+        "window=1h",
+        "--key",
+        "nightly",
+        "--priority",
+        "7",
+        "--spool",
+    )
 
     [dropped] = spooled(site)
     assert result.stdout.strip() == str(dropped) and dropped.parent.name == "new"
     assert json.loads(dropped.read_text()) == {
-        "job_type": "feed-refresh", "source": "nvd", "params": {"window": "1h"},
-        "key": "nightly", "priority": 7,
-    }  # fmt: skip
+        "job_type": "feed-refresh",
+        "source": "nvd",
+        "params": {"window": "1h"},
+        "key": "nightly",
+        "priority": 7,
+    }
 
 
 @pytest.mark.parametrize(
@@ -325,8 +340,15 @@ def test_list_filters_by_state_and_source(
     assert ids_of(seeded.jobs(*filters)) == expected
     text = seeded.ok("jobs", "list", *filters).stdout.splitlines()
     assert text[0].split() == [
-        "ID", "ORIGIN", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"
-    ]  # fmt: skip
+        "ID",
+        "ORIGIN",
+        "TYPE",
+        "SOURCE",
+        "STATE",
+        "PRIO",
+        "TRIES",
+        "SUBMITTED",
+    ]
     assert [line.split()[0] for line in text[1:]] == expected
 
 

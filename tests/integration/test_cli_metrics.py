@@ -33,16 +33,42 @@ def test_metrics_count_jobs_runs_and_the_daemons_own_events(site: Orchd) -> None
     stalled = site.submit("vex-ingest")
     lifecycle(site, stalled, "running", "")  # its lease expired in 2026-11-27T00:00
     throttled = site.submit("feed-refresh", "--source", "osv")
-    site.append([Draft(type="job.transitioned", actor=ACTOR, idempotency_key="t:1", payload={
-        "job_id": throttled, "from": "queued", "to": "throttled", "cause": "rate",
-        "eligible_at": "2026-11-27T01:00:00.000Z"})])  # fmt: skip
+    site.append(
+        [
+            Draft(
+                type="job.transitioned",
+                actor=ACTOR,
+                idempotency_key="t:1",
+                payload={
+                    "job_id": throttled,
+                    "from": "queued",
+                    "to": "throttled",
+                    "cause": "rate",
+                    "eligible_at": "2026-11-27T01:00:00.000Z",
+                },
+            )
+        ]
+    )
     site.submit("rescan")
-    site.append([
-        Draft(type="bundle.quarantined", actor=ACTOR, idempotency_key=f"q:{n}",
-              payload={"file": f"b{n}.orchkit", "reason": "bad", "error": error})
-        for n, error in enumerate(["SignatureInvalid", "SignatureInvalid", "BundleStale"])
-    ] + [Draft(type="spool.rejected", actor=ACTOR, idempotency_key="s:1",
-               payload={"file": "x.json", "reason": "not JSON"})])  # fmt: skip
+    site.append(
+        [
+            Draft(
+                type="bundle.quarantined",
+                actor=ACTOR,
+                idempotency_key=f"q:{n}",
+                payload={"file": f"b{n}.orchkit", "reason": "bad", "error": error},
+            )
+            for n, error in enumerate(["SignatureInvalid", "SignatureInvalid", "BundleStale"])
+        ]
+        + [
+            Draft(
+                type="spool.rejected",
+                actor=ACTOR,
+                idempotency_key="s:1",
+                payload={"file": "x.json", "reason": "not JSON"},
+            )
+        ]
+    )
     site.ok("bundle", "export", "--out", str(site.state_dir.parent / "hq.orchkit"))
 
     found = scrape(site)
@@ -62,16 +88,18 @@ def test_metrics_count_jobs_runs_and_the_daemons_own_events(site: Orchd) -> None
     assert value("orchd_runs_total", job_type="feed-refresh", outcome="failed") == 1
     assert value("orchd_retries_total", job_type="feed-refresh") == 0
     count = value("orchd_run_duration_seconds_count", job_type="feed-refresh")
-    assert count == 2 == value("orchd_run_duration_seconds_bucket", job_type="feed-refresh",
-                               le="+Inf")  # fmt: skip
+    assert (
+        count == 2 == value("orchd_run_duration_seconds_bucket", job_type="feed-refresh", le="+Inf")
+    )
     assert value("orchd_run_duration_seconds_bucket", job_type="feed-refresh", le="1") == 2
     assert value("orchd_bundle_refusals_total", reason="SignatureInvalid") == 2
     assert value("orchd_bundle_refusals_total", reason="BundleStale") == 1
     assert value("orchd_spool_rejections_total") == 1
     assert value("orchd_bundle_exports_total") == 1
     assert value("orchd_bundle_imports_total") == 0
-    freshness = value("orchd_feed_last_success_timestamp_seconds", source="nvd",
-                      job_type="feed-refresh")  # fmt: skip
+    freshness = value(
+        "orchd_feed_last_success_timestamp_seconds", source="nvd", job_type="feed-refresh"
+    )
     assert time.time() - 600 < freshness <= time.time()
     assert value("orchd_ledger_head_seq", origin="hq") == site.event_count()
     assert ("orchd_storage_degraded", ()) not in found  # a daemon's state; none runs here

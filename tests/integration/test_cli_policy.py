@@ -59,9 +59,12 @@ def test_the_examples_job_programs_are_shipped_and_run() -> None:
 
     done = subprocess.run(
         [sys.executable, "-m", "orchd.examples.jobs", "feed-refresh", "--source", "nvd"],
-        capture_output=True, text=True, env={"ORCHD_JOB_ID": "01J", "PATH": ORCHD_PATH},
-        cwd=REPO.parent, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={"ORCHD_JOB_ID": "01J", "PATH": ORCHD_PATH},
+        cwd=REPO.parent,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "feed-refresh: --source nvd (job 01J, attempt -, key -)",
@@ -139,15 +142,23 @@ def test_a_valid_authz_yaml_is_counted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("authz", "line", "key", "problem"),
     [
-        ("version: 1\ngrants:\n  - {group: ops, scopes: [orch:rule]}\n", 3, "grants[0].scopes",
-         "orch:rule"),
-        ("version: 1\ngrants:\n  - {scopes: [orch:read]}\n", 3, "grants[0]",
-         "a grant needs uid, gid, user or group"),
+        (
+            "version: 1\ngrants:\n  - {group: ops, scopes: [orch:rule]}\n",
+            3,
+            "grants[0].scopes",
+            "orch:rule",
+        ),
+        (
+            "version: 1\ngrants:\n  - {scopes: [orch:read]}\n",
+            3,
+            "grants[0]",
+            "a grant needs uid, gid, user or group",
+        ),
         ("version: 1\ngrant: []\n", 2, "grant", "unknown key; expected one of version, grants"),
         ("grants: []\n", 1, "", "version is required"),
     ],
     ids=["unknown scope", "grant for nobody", "unknown key", "no version"],
-)  # fmt: skip
+)
 def test_a_mistake_in_authz_yaml_exits_16_naming_file_line_and_key(
     tmp_path: Path, authz: str, line: int, key: str, problem: str
 ) -> None:

@@ -34,8 +34,11 @@ class Site(Orchd):
         return {o["origin"]: o for o in report["origins"]}
 
     def files(self) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in sorted(self.state_dir.iterdir())
-                if p.is_file() and p.name != "orchd.lock"}  # fmt: skip
+        return {
+            p.name: p.read_bytes()
+            for p in sorted(self.state_dir.iterdir())
+            if p.is_file() and p.name != "orchd.lock"
+        }
 
 
 @pytest.fixture

@@ -24,8 +24,11 @@ def test_an_override_wins_field_by_field_until_reset(site: Orchd) -> None:
     site.ok("quota", "set", "source:nvd", "--rate", "2/hour", *WHY)
     nvd = show(site)["source:nvd"]
     assert (nvd["rate"], nvd["burst"], nvd["concurrency"]) == ("2/hour", 3, 1)
-    assert nvd["from"] == {"rate": "override (this site)", "burst": "policy",
-                           "concurrency": "policy"}  # fmt: skip
+    assert nvd["from"] == {
+        "rate": "override (this site)",
+        "burst": "policy",
+        "concurrency": "policy",
+    }
     (override,) = nvd["overrides"]  # type: ignore[misc]
     assert (override["ticket"], override["reason"]) == ("SEC-9", "upstream asked us to slow down")
     site.ok("quota", "reset", "source:nvd", *WHY)
@@ -44,9 +47,14 @@ def test_all_sites_and_other_sites(site: Orchd) -> None:
 
 def test_the_newest_override_wins_and_survives_a_rebuild(site: Orchd) -> None:
     site.ok("quota", "set", "source:nvd", "--rate", "2/hour", *WHY)
-    newer = Draft(type="quota.set", actor=ACTOR, idempotency_key="quota.set:new", reason="r",
-                ticket="T", payload={"kind": "source", "name": "nvd", "site": "hq",
-                                     "rate": "99/hour"})  # fmt: skip
+    newer = Draft(
+        type="quota.set",
+        actor=ACTOR,
+        idempotency_key="quota.set:new",
+        reason="r",
+        ticket="T",
+        payload={"kind": "source", "name": "nvd", "site": "hq", "rate": "99/hour"},
+    )
     site.append([newer])
     assert show(site)["source:nvd"]["rate"] == "99/hour"
     site.ok("ledger", "rebuild")
@@ -62,11 +70,14 @@ def test_the_newest_override_wins_and_survives_a_rebuild(site: Orchd) -> None:
         (("set", "source:nvd", "--burst", "0", *WHY), 2, "--burst"),
         (("set", "source:nvd", "--rate", "1/s", "--reason", "r"), 20, "needs a change ticket"),
         (("reset", "source:nvd", "--ticket", "T"), 2, "--reason"),
-        (("set", "source:nvd", "--rate", "1/s", "--site", "hq", "--all-sites", *WHY), 2,
-         "not both"),
+        (
+            ("set", "source:nvd", "--rate", "1/s", "--site", "hq", "--all-sites", *WHY),
+            2,
+            "not both",
+        ),
         (("reset", "source:nvd", "--reason", "r", "--ticket", "has space"), 11, "invalid ticket"),
     ],
-)  # fmt: skip
+)
 def test_bad_quota_changes_change_nothing(
     site: Orchd, args: tuple[str, ...], code: int, words: str
 ) -> None:

@@ -58,8 +58,11 @@ def test_a_receipt_shrinks_the_next_export_to_what_is_new(pair: Pair) -> None:
     assert second["ranges"] == {"hq": [hq_first[1] + 1, hq_first[1] + 3]}
     assert second["events"] == 3
     assert [j["source"] for j in pair.enclave.json("jobs", "list", "--origin", "hq")] == [
-        "nvd", "ghsa", "osv", "vendor-vex"
-    ]  # fmt: skip
+        "nvd",
+        "ghsa",
+        "osv",
+        "vendor-vex",
+    ]
     pair.enclave.ok("ledger", "verify")
 
 
@@ -125,8 +128,19 @@ def test_a_receipt_is_kept_by_a_rebuild(pair: Pair) -> None:
 
 
 def test_a_quota_override_made_at_hq_for_the_enclave_takes_effect_there(pair: Pair) -> None:
-    pair.hq.ok("quota", "set", "source:nvd", "--burst", "3", "--site", "enclave",
-               "--reason", "slow the enclave's nvd mirror", "--ticket", "SEC-9")  # fmt: skip
+    pair.hq.ok(
+        "quota",
+        "set",
+        "source:nvd",
+        "--burst",
+        "3",
+        "--site",
+        "enclave",
+        "--reason",
+        "slow the enclave's nvd mirror",
+        "--ticket",
+        "SEC-9",
+    )
     before = {q["target"]: q for q in pair.enclave.json("quota", "show")}
 
     pair.carry(pair.hq, pair.enclave, "quota")
@@ -140,12 +154,34 @@ def test_a_quota_override_made_at_hq_for_the_enclave_takes_effect_there(pair: Pa
 
 
 def test_the_newest_override_wins_whichever_bundle_arrives_last(pair: Pair) -> None:
-    pair.hq.ok("quota", "set", "source:nvd", "--burst", "3", "--site", "enclave",
-               "--reason", "first", "--ticket", "SEC-1")  # fmt: skip
+    pair.hq.ok(
+        "quota",
+        "set",
+        "source:nvd",
+        "--burst",
+        "3",
+        "--site",
+        "enclave",
+        "--reason",
+        "first",
+        "--ticket",
+        "SEC-1",
+    )
     older = pair.root / "older.orchkit"
     pair.hq.ok("bundle", "export", "--out", older)  # for any site: full
-    pair.hq.ok("quota", "set", "source:nvd", "--burst", "7", "--site", "enclave",
-               "--reason", "second", "--ticket", "SEC-2")  # fmt: skip
+    pair.hq.ok(
+        "quota",
+        "set",
+        "source:nvd",
+        "--burst",
+        "7",
+        "--site",
+        "enclave",
+        "--reason",
+        "second",
+        "--ticket",
+        "SEC-2",
+    )
     newer = pair.root / "newer.orchkit"
     pair.hq.ok("bundle", "export", "--out", newer)
 
@@ -246,8 +282,11 @@ def test_quota_show_counts_each_sites_runs_where_they_ran_and_once(pair: Pair) -
     pair.hq.ok("bundle", "import", back)
     pair.hq("bundle", "import", back)  # a second copy counts nothing again
 
-    [nvd] = [q for q in pair.hq.json("--policy-dir", policy, "quota", "show")
-             if q["target"] == "source:nvd"]  # fmt: skip
+    [nvd] = [
+        q
+        for q in pair.hq.json("--policy-dir", policy, "quota", "show")
+        if q["target"] == "source:nvd"
+    ]
 
     assert nvd["usage"] == {"hq": {"today": 2, "running": 0}, "enclave": {"today": 1, "running": 0}}
     text = pair.hq.ok("--policy-dir", policy, "quota", "show").stdout

@@ -18,8 +18,9 @@ def dead_job(
     """A job that failed its one attempt and is dead (made through the real ledger); ``args``
     replace the default source and params."""
     args = args or ("--source", "nvd", "--param", "window=24h")
-    submitted = site.ok("--policy-dir", str(policy_dir), "jobs", "submit", job_type, *args,
-                        "--priority", "3")  # fmt: skip
+    submitted = site.ok(
+        "--policy-dir", str(policy_dir), "jobs", "submit", job_type, *args, "--priority", "3"
+    )
     job_id = submitted.stdout.strip()
     run_id = ids.new_id(1_764_201_600_000, job_id.encode()[-10:])
 
@@ -28,11 +29,13 @@ def dead_job(
         payload = {"job_id": job_id, "run_id": run_id, **payload}
         return Draft(type=kind, actor=ACTOR, idempotency_key=key, payload=payload)
 
-    site.append([
-        draft("run.leased", {"attempt": 1, "lease_expires_at": "2026-11-27T00:00:00.000Z"}),
-        draft("run.started", {"pid": 4242}),
-        draft("run.ended", {"outcome": "failed", "job_state": "dead", "exit_code": 1}),
-    ])  # fmt: skip
+    site.append(
+        [
+            draft("run.leased", {"attempt": 1, "lease_expires_at": "2026-11-27T00:00:00.000Z"}),
+            draft("run.started", {"pid": 4242}),
+            draft("run.ended", {"outcome": "failed", "job_state": "dead", "exit_code": 1}),
+        ]
+    )
     return job_id
 
 
@@ -47,8 +50,11 @@ def test_a_dead_job_is_replayed_as_a_new_higher_priority_job(site: Orchd) -> Non
     shown = json.loads(site.ok("jobs", "show", str(row["replay"]), "--json").stdout)
     job = shown["job"]
     assert (job["replay_of"], job["state"], job["priority"]) == (original, "queued", 4)
-    assert (job["job_type"], job["source"], job["params"]) == ("feed-refresh", "nvd",
-                                                               {"window": "24h"})  # fmt: skip
+    assert (job["job_type"], job["source"], job["params"]) == (
+        "feed-refresh",
+        "nvd",
+        {"window": "24h"},
+    )
     assert shown["events"][0]["reason"] == "mirror fixed"
     assert json.loads(site.ok("jobs", "show", original, "--json").stdout)["job"]["state"] == "dead"
 
@@ -76,11 +82,14 @@ def test_the_filter_form_replays_dead_jobs_of_a_type_since_a_time(site: Orchd) -
     [
         ((), 2, "give job ids"),
         (("--type", "feed-refresh"), 2, "--type needs --since"),
-        (("--type", "feed-refresh", "--since", "2020-01-01T00:00Z", "--state", "queued"), 11,
-         "a finished state"),
+        (
+            ("--type", "feed-refresh", "--since", "2020-01-01T00:00Z", "--state", "queued"),
+            11,
+            "a finished state",
+        ),
         (("--type", "feed-refresh", "--since", "yesterday"), 13, "invalid time"),
     ],
-)  # fmt: skip
+)
 def test_bad_replay_requests_change_nothing(
     site: Orchd, args: tuple[str, ...], code: int, words: str
 ) -> None:

@@ -34,13 +34,27 @@ def lease_one(site: Site) -> str:
         job = next(j for j in ledger.jobs(state="queued", source=None))
         run_id = ids.new_id(1_800_000_000_000, bytes(10))
         expires = timefmt.format_ms(1_800_000_060_000)
-        ledger.append([
-            Draft(type="run.leased", actor=OPERATOR, idempotency_key=f"run.leased:{run_id}",
-                  payload={"run_id": run_id, "job_id": job.job_id, "attempt": 1,
-                           "lease_expires_at": expires}),
-            Draft(type="run.started", actor=OPERATOR, idempotency_key=f"run.started:{run_id}",
-                  payload={"run_id": run_id, "job_id": job.job_id, "pid": 999_999}),
-        ])  # fmt: skip
+        ledger.append(
+            [
+                Draft(
+                    type="run.leased",
+                    actor=OPERATOR,
+                    idempotency_key=f"run.leased:{run_id}",
+                    payload={
+                        "run_id": run_id,
+                        "job_id": job.job_id,
+                        "attempt": 1,
+                        "lease_expires_at": expires,
+                    },
+                ),
+                Draft(
+                    type="run.started",
+                    actor=OPERATOR,
+                    idempotency_key=f"run.started:{run_id}",
+                    payload={"run_id": run_id, "job_id": job.job_id, "pid": 999_999},
+                ),
+            ]
+        )
         return job.job_id
     finally:
         ledger.close()
@@ -56,8 +70,17 @@ def test_a_lost_site_is_rebuilt_from_its_last_export_and_goes_on(tmp_path: Path)
     hq.ok("keys", "trust", "enclave", tmp_path / "enclave.pub", "--reason", "key ceremony")
     enclave.ok("keys", "trust", "hq", tmp_path / "hq-old.pub", "--reason", "key ceremony")
     window = ("--from", "2026-11-20T00:00Z", "--to", "2026-11-20T02:59Z")
-    hq.ok("--policy-dir", policy, "backfill", "nvd-hourly", *window, "--reason", "gap",
-          "--ticket", "SEC-1")  # fmt: skip
+    hq.ok(
+        "--policy-dir",
+        policy,
+        "backfill",
+        "nvd-hourly",
+        *window,
+        "--reason",
+        "gap",
+        "--ticket",
+        "SEC-1",
+    )
     in_flight = lease_one(hq)
     hq.ok("bundle", "export", "--out", tmp_path / "to-enclave.orchkit", "--peer", "enclave")
     enclave.ok("bundle", "import", tmp_path / "to-enclave.orchkit")
@@ -72,8 +95,17 @@ def test_a_lost_site_is_rebuilt_from_its_last_export_and_goes_on(tmp_path: Path)
     hq.ok("jobs", "submit", "rescan", "--key", "never-exported")  # lost with the disk
 
     shutil.rmtree(hq.state_dir)
-    restored = hq("init", "--site-id", "hq", "--restore", last, "--trust-key",
-                  tmp_path / "hq-old.pub", "--ticket", "INC-7")  # fmt: skip
+    restored = hq(
+        "init",
+        "--site-id",
+        "hq",
+        "--restore",
+        last,
+        "--trust-key",
+        tmp_path / "hq-old.pub",
+        "--ticket",
+        "INC-7",
+    )
 
     assert restored.exit_code == 0, restored.stderr
     named = json.loads((hq.state_dir / "site.json").read_text())  # a new ledger: a new instance
@@ -88,12 +120,23 @@ def test_a_lost_site_is_rebuilt_from_its_last_export_and_goes_on(tmp_path: Path)
     assert "never-exported" not in {j["key"] for j in after.values()}
     keys = hq.json("keys", "list")["trusted"]
     assert {(k["site"], k["role"], k["revoked_at"] is None) for k in keys} == {
-        ("hq", "own", False), ("hq", "own", True), ("enclave", "peer", True)
-    }  # fmt: skip
+        ("hq", "own", False),
+        ("hq", "own", True),
+        ("enclave", "peer", True),
+    }
 
     # no schedule slot runs twice: the restored site knows its slot jobs
-    again = hq.json("--policy-dir", policy, "backfill", "nvd-hourly", *window, "--reason", "again",
-                    "--ticket", "SEC-2")  # fmt: skip
+    again = hq.json(
+        "--policy-dir",
+        policy,
+        "backfill",
+        "nvd-hourly",
+        *window,
+        "--reason",
+        "again",
+        "--ticket",
+        "SEC-2",
+    )
     assert {row["status"] for row in again} == {"exists"}
 
     # the run in flight is interrupted and its job retried, once
@@ -121,8 +164,17 @@ def test_restore_refuses_a_bundle_no_given_key_signed(tmp_path: Path) -> None:
     hq.ok("bundle", "export", "--out", tmp_path / "hq.orchkit")
     shutil.rmtree(hq.state_dir)
 
-    refused = hq("init", "--site-id", "hq", "--restore", tmp_path / "hq.orchkit",
-                 "--trust-key", tmp_path / "other.pub", "--ticket", "INC-1")  # fmt: skip
+    refused = hq(
+        "init",
+        "--site-id",
+        "hq",
+        "--restore",
+        tmp_path / "hq.orchkit",
+        "--trust-key",
+        tmp_path / "other.pub",
+        "--ticket",
+        "INC-1",
+    )
 
     assert refused.exit_code == 73, refused.stderr
     assert "with a signature by the key given" in refused.stderr

@@ -262,8 +262,11 @@ def test_higher_priority_runs_first_then_first_in_first_out(
     site: Orchd, policy_dir: Path, tmp_path: Path
 ) -> None:
     order = tmp_path / "order"
-    write_policy(policy_dir, f"step:\n  argv: {sh(f'echo {{n}} >> {order}')}\n  params: {{n: ~}}\n",
-                 concurrency=1)  # fmt: skip
+    write_policy(
+        policy_dir,
+        f"step:\n  argv: {sh(f'echo {{n}} >> {order}')}\n  params: {{n: ~}}\n",
+        concurrency=1,
+    )
     for n, priority in (("a", "0"), ("b", "5"), ("c", "0"), ("d", "5")):
         submit(site, policy_dir, "step", "--param", f"n={n}", "--priority", priority)
 
@@ -322,8 +325,16 @@ def test_a_quota_override_holds_jobs_until_it_is_reset(
     write_policy(policy_dir, f"feed:\n  argv: {sh(f'echo ran >> {trace}')}\n")
     job_id = submit(site, policy_dir, "feed")
     change = ("--reason", "mirror is being rebuilt", "--ticket", "OPS-7")
-    site.ok("--policy-dir", str(policy_dir), "quota", "set", "job_type:feed", "--concurrency", "0",
-            *change)  # fmt: skip
+    site.ok(
+        "--policy-dir",
+        str(policy_dir),
+        "quota",
+        "set",
+        "job_type:feed",
+        "--concurrency",
+        "0",
+        *change,
+    )
 
     done = work(site, policy_dir)
 

@@ -120,8 +120,9 @@ def test_a_request_to_a_known_site_or_a_new_peer_is_recorded(enclave: Site) -> N
     try:
         with pytest.raises(UnknownPeer):
             requests.request(ledger, SystemClock(), OsEntropy(), ACTOR, site="dmz", submit=submit)
-        requests.request(ledger, SystemClock(), OsEntropy(), ACTOR, site="dmz", submit=submit,
-                         new_peer=True)  # fmt: skip
+        requests.request(
+            ledger, SystemClock(), OsEntropy(), ACTOR, site="dmz", submit=submit, new_peer=True
+        )
     finally:
         ledger.close()
 
@@ -144,10 +145,18 @@ class Known:
 
     def trust_keys(self) -> list[KeyView]:
         return [
-            KeyView(key_id=f"k-{s}", site=s, public_key="0" * 64, role="peer", added_at="t",
-                    expires_at=None, revoked_at=None, reason=None)
+            KeyView(
+                key_id=f"k-{s}",
+                site=s,
+                public_key="0" * 64,
+                role="peer",
+                added_at="t",
+                expires_at=None,
+                revoked_at=None,
+                reason=None,
+            )
             for s in self.keys
-        ]  # fmt: skip
+        ]
 
     def heads(self) -> dict[str, tuple[int, str]]:
         return dict.fromkeys(self.held, (1, "h"))

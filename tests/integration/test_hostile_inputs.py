@@ -14,8 +14,9 @@ EXAMPLES = str(Path(__file__).resolve().parents[2] / "policies" / "examples")
 WHY = ("--reason", "r", "--ticket", "T-1")
 
 
-@pytest.mark.parametrize("key", ["replay:01KB0000000000000000000001:1",
-                                 "nvd-hourly@2026-11-20T00:15:00.000Z"])  # fmt: skip
+@pytest.mark.parametrize(
+    "key", ["replay:01KB0000000000000000000001:1", "nvd-hourly@2026-11-20T00:15:00.000Z"]
+)
 def test_user_keys_cannot_take_the_keys_orchd_makes(site: Orchd, key: str) -> None:
     count = site.event_count()
     result = site.fails(11, "jobs", "submit", "feed-refresh", "--key", key)
@@ -25,11 +26,23 @@ def test_user_keys_cannot_take_the_keys_orchd_makes(site: Orchd, key: str) -> No
 
 @pytest.mark.parametrize("when", ["0001-01-01T00:00+01:00", "1969-12-31T23:59Z"])
 def test_instants_orchd_cannot_write_are_refused(site: Orchd, when: str) -> None:
-    args = ("--policy-dir", EXAMPLES, "backfill", "nvd-hourly", "--from", when,
-            "--to", "2026-11-20T02:59Z", *WHY, "--dry-run")  # fmt: skip
+    args = (
+        "--policy-dir",
+        EXAMPLES,
+        "backfill",
+        "nvd-hourly",
+        "--from",
+        when,
+        "--to",
+        "2026-11-20T02:59Z",
+        *WHY,
+        "--dry-run",
+    )
     assert "invalid time" in site.fails(13, *args).stderr
-    assert "invalid time" in site.fails(13, "replay", "--type", "t", "--since", when,
-                                         "--reason", "r").stderr  # fmt: skip
+    assert (
+        "invalid time"
+        in site.fails(13, "replay", "--type", "t", "--since", when, "--reason", "r").stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -39,10 +52,12 @@ def test_instants_orchd_cannot_write_are_refused(site: Orchd, when: str) -> None
         ("version: !!int abc\n", "not an integer"),
         ("version: 1\x01\n", "not valid YAML"),
         ("version: " + "[" * 5000 + "\n", "nested too deeply"),
-        ("version: 1\nschedules:\n  s: {job_type: t, cron: '* * * * *', timezone: America}\n",
-         "unknown time zone"),
+        (
+            "version: 1\nschedules:\n  s: {job_type: t, cron: '* * * * *', timezone: America}\n",
+            "unknown time zone",
+        ),
     ],
-)  # fmt: skip
+)
 def test_hostile_policy_files_give_a_policy_error(tmp_path: Path, text: str, words: str) -> None:
     (tmp_path / "site.yaml").write_text(text)
     with pytest.raises(PolicyInvalid, match=words):

@@ -47,12 +47,20 @@ def ended(site: Orchd, job_id: str, outcome: str, job_state: str) -> None:
         payload = {"job_id": job_id, "run_id": run_id, **payload}
         return Draft(type=kind, actor=ACTOR, idempotency_key=f"{kind}:{job_id}", payload=payload)
 
-    site.append([
-        draft("run.leased", {"attempt": 1, "lease_expires_at": "2026-11-27T00:00:00.000Z"}),
-        draft("run.started", {}),
-        draft("run.ended", {"outcome": outcome, "job_state": job_state,
-                            "exit_code": 0 if outcome == "succeeded" else 1}),
-    ])  # fmt: skip
+    site.append(
+        [
+            draft("run.leased", {"attempt": 1, "lease_expires_at": "2026-11-27T00:00:00.000Z"}),
+            draft("run.started", {}),
+            draft(
+                "run.ended",
+                {
+                    "outcome": outcome,
+                    "job_state": job_state,
+                    "exit_code": 0 if outcome == "succeeded" else 1,
+                },
+            ),
+        ]
+    )
 
 
 @pytest.fixture
@@ -114,12 +122,18 @@ def test_the_list_table_names_each_jobs_origin(sites: Sites) -> None:
 
 
 def test_status_counts_and_lists_this_sites_jobs_unless_told_otherwise(sites: Sites) -> None:
-    own, theirs, every = (status(sites.hq), status(sites.hq, "--origin", "enclave"),
-                          status(sites.hq, "--all-origins"))  # fmt: skip
+    own, theirs, every = (
+        status(sites.hq),
+        status(sites.hq, "--origin", "enclave"),
+        status(sites.hq, "--all-origins"),
+    )
 
     assert (own["site_id"], own["origin"], theirs["origin"], every["origin"]) == (
-        "hq", "hq", "enclave", None
-    )  # fmt: skip
+        "hq",
+        "hq",
+        "enclave",
+        None,
+    )
     counted = [{k: v for k, v in s["states"].items() if v} for s in (own, theirs, every)]
     assert counted == [
         {"queued": 1, "dead": 1},
@@ -199,8 +213,16 @@ def test_replay_of_another_sites_job_is_refused_and_writes_nothing(
 
 
 def test_replay_by_type_takes_only_this_sites_jobs(sites: Sites) -> None:
-    result = sites.hq.ok("replay", "--type", "feed-refresh", "--since", "2020-01-01T00:00Z",
-                         "--reason", "mirror back", "--json")  # fmt: skip
+    result = sites.hq.ok(
+        "replay",
+        "--type",
+        "feed-refresh",
+        "--since",
+        "2020-01-01T00:00Z",
+        "--reason",
+        "mirror back",
+        "--json",
+    )
 
     [row] = json.loads(result.stdout)
     assert row["job"] == sites.hq_dead and row["replay"] is not None

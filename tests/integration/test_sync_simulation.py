@@ -70,28 +70,52 @@ def make_world(root: Path, names: list[str], seed: int) -> World:
         key = keys.generate()
         first = site_ops.initialized(name, ADMIN, "sim")
         ledger = SqliteLedger.create(
-            root / f"{name}.db", name, clock, entropy, first,
+            root / f"{name}.db",
+            name,
+            clock,
+            entropy,
+            first,
             also=[key_ops.created(ADMIN, key.public_key)],
-        )  # fmt: skip
+        )
         nodes[name] = Node(name, ledger, key)
     for node in nodes.values():
         for peer in nodes.values():
             if peer is not node:
                 public = peer.key.public_key
-                key_ops.trust(node.ledger, clock, entropy, ADMIN, site=peer.name,
-                              public_key=public, expires=None, policy=POLICY,
-                              reason="sim")  # fmt: skip
+                key_ops.trust(
+                    node.ledger,
+                    clock,
+                    entropy,
+                    ADMIN,
+                    site=peer.name,
+                    public_key=public,
+                    expires=None,
+                    policy=POLICY,
+                    reason="sim",
+                )
     return World(root, random.Random(seed), nodes)
 
 
 def submit(world: World, node: Node) -> None:
     node.made += 1
     job_id = f"{node.name}-{node.made}"
-    node.ledger.append([Draft(
-        type="job.submitted", actor=ADMIN, idempotency_key=f"job.submitted:{job_id}",
-        payload={"job_id": _ulid(world), "job_type": "feed-refresh", "key": job_id,
-                 "params": {}, "priority": 0, "state": "queued"},
-    )])  # fmt: skip
+    node.ledger.append(
+        [
+            Draft(
+                type="job.submitted",
+                actor=ADMIN,
+                idempotency_key=f"job.submitted:{job_id}",
+                payload={
+                    "job_id": _ulid(world),
+                    "job_type": "feed-refresh",
+                    "key": job_id,
+                    "params": {},
+                    "priority": 0,
+                    "state": "queued",
+                },
+            )
+        ]
+    )
 
 
 def _ulid(world: World) -> str:
@@ -101,9 +125,18 @@ def _ulid(world: World) -> str:
 def override(world: World, node: Node) -> None:
     target_site = world.rng.choice([*world.nodes, quota_ops.EVERY_SITE])
     burst = world.rng.randint(1, 50)
-    quota_ops.change(node.ledger, world.clock, world.entropy, ADMIN, target="source:nvd",
-                     site=target_site, values={"burst": burst}, policy=POLICY, reason="sim",
-                     ticket="SIM-1")  # fmt: skip
+    quota_ops.change(
+        node.ledger,
+        world.clock,
+        world.entropy,
+        ADMIN,
+        target="source:nvd",
+        site=target_site,
+        values={"burst": burst},
+        policy=POLICY,
+        reason="sim",
+        ticket="SIM-1",
+    )
 
 
 def export(world: World, node: Node) -> None:
@@ -116,8 +149,15 @@ def export(world: World, node: Node) -> None:
     world.exports += 1
     out = world.root / f"b{world.exports}.orchkit"
     try:
-        bundles.export(node.ledger, node.key, ADMIN, out, recipient=recipient,
-                       now_ms=world.clock.now_ms(), since=since)  # fmt: skip
+        bundles.export(
+            node.ledger,
+            node.key,
+            ADMIN,
+            out,
+            recipient=recipient,
+            now_ms=world.clock.now_ms(),
+            since=since,
+        )
     except OrchdError as exc:  # nothing new for that peer
         assert "nothing to send" in exc.message, exc.message
         world.note("nothing to send")
@@ -167,8 +207,14 @@ def full_exchange(world: World) -> dict[str, dict[str, tuple[int, str]]]:
             world.exports += 1
             out = world.root / f"full{world.exports}.orchkit"
             sent[node.name] = node.ledger.heads()
-            bundles.export(node.ledger, node.key, ADMIN, out, recipient=bundle_core.ANY_SITE,
-                           now_ms=world.clock.now_ms())  # fmt: skip
+            bundles.export(
+                node.ledger,
+                node.key,
+                ADMIN,
+                out,
+                recipient=bundle_core.ANY_SITE,
+                now_ms=world.clock.now_ms(),
+            )
             for peer in world.nodes.values():
                 if peer is not node:
                     with contextlib.suppress(BundleStale):  # it holds all of it already

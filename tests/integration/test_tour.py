@@ -69,8 +69,10 @@ class Reader:
     def export(self, assignment: str) -> None:
         name, _, value = assignment.partition("=")
         assert name.startswith("ORCHD_"), assignment
-        moved = {"/tmp/site-hq": str(self.home / "site-hq"),
-                 "policies/examples": str(REPO / "policies" / "examples")}  # fmt: skip
+        moved = {
+            "/tmp/site-hq": str(self.home / "site-hq"),
+            "policies/examples": str(REPO / "policies" / "examples"),
+        }
         self.env[name] = moved[value]
 
     def orchd(self, args: list[str], *, expect: int = 0) -> Result:
@@ -79,8 +81,10 @@ class Reader:
         return result
 
     def words(self, line: str) -> list[str]:
-        for shown, stands_for in (("/backup/", f"{self.home}/backup/"),
-                                  ("$(date +%F)", time.strftime("%Y-%m-%d"))):  # fmt: skip
+        for shown, stands_for in (
+            ("/backup/", f"{self.home}/backup/"),
+            ("$(date +%F)", time.strftime("%Y-%m-%d")),
+        ):
             line = line.replace(shown, stands_for)
         words = shlex.split(line, comments=True)
         if ">" in words:  # the output is the reader's to keep; here it is only looked at
@@ -97,8 +101,15 @@ def reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Reader:
 
 def enclave(reader: Reader, *args: str) -> Result:
     """The peer's operators, at their own site."""
-    return reader.orchd(["--state-dir", str(reader.home / "site-enclave"),
-                         "--policy-dir", str(REPO / "policies" / "examples"), *args])  # fmt: skip
+    return reader.orchd(
+        [
+            "--state-dir",
+            str(reader.home / "site-enclave"),
+            "--policy-dir",
+            str(REPO / "policies" / "examples"),
+            *args,
+        ]
+    )
 
 
 PEER_FILES: dict[tuple[str, ...], Callable[[Reader], object]] = {

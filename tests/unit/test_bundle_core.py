@@ -176,11 +176,11 @@ def test_the_bound_taken_before_compressing_covers_what_the_members_turn_out_to_
     """Export checks the envelope of its largest possible manifest before it writes a byte;
     whatever the compressed members turn out to be, the real envelope is no larger."""
     ranges = tuple(
-        span(f"s{n}", 1, 1) if records == 1 else dataclasses.replace(
-            span(f"s{n}", 1, 2), to_seq=records, last_hash=H[2]
-        )
+        span(f"s{n}", 1, 1)
+        if records == 1
+        else dataclasses.replace(span(f"s{n}", 1, 2), to_seq=records, last_hash=H[2])
         for n, (_, _, records) in enumerate(sizes)
-    )  # fmt: skip
+    )
     real = tuple(
         Member(name=r.member, sha256="f" * 64, size=size, raw_size=raw, records=records)
         for r, (size, raw, records) in zip(ranges, sizes, strict=True)

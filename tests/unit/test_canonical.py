@@ -276,9 +276,31 @@ def canonical_by_the_rule(data: bytes) -> bool:
 
 
 EDITS = st.sampled_from(
-    [b" ", b"-", b"0", b"7", b'"', b",", b":", b"\\", b"\\n", b"{", b"}", b"[", b"]", b"true",
-     b"null", b".5", b"e3", b'"a":1,', b'"z":[],', b'{"b":1,"a":2}', b"\\u0041", b"\xc3\xa9"]
-)  # fmt: skip
+    [
+        b" ",
+        b"-",
+        b"0",
+        b"7",
+        b'"',
+        b",",
+        b":",
+        b"\\",
+        b"\\n",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"true",
+        b"null",
+        b".5",
+        b"e3",
+        b'"a":1,',
+        b'"z":[],',
+        b'{"b":1,"a":2}',
+        b"\\u0041",
+        b"\xc3\xa9",
+    ]
+)
 
 
 @PROPERTY

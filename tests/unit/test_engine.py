@@ -565,9 +565,14 @@ def test_a_retry_due_while_the_rate_is_spent_is_throttled_then_runs(world: World
     assert world.executor.started_at() == [start, start + 60_000]
     assert world.payloads(job_id, "job.transitioned") == [
         {"job_id": job_id, "from": "retry_wait", "to": "queued", "cause": "retry_due"},
-        {"job_id": job_id, "from": "queued", "to": "throttled", "cause": "rate",
-         "eligible_at": at(start + 60_000)},
-    ]  # fmt: skip
+        {
+            "job_id": job_id,
+            "from": "queued",
+            "to": "throttled",
+            "cause": "rate",
+            "eligible_at": at(start + 60_000),
+        },
+    ]
     assert world.runs(job_id) == [("failed", 1), ("succeeded", 0)]
 
 

@@ -15,8 +15,15 @@ from orchd.errors import InvalidTransition
 
 # Written from the state descriptions, not from orchd/core/machines.py.
 JOB_STATES = (
-    "queued", "waiting", "throttled", "running", "retry_wait", "succeeded", "dead", "cancelled",
-)  # fmt: skip
+    "queued",
+    "waiting",
+    "throttled",
+    "running",
+    "retry_wait",
+    "succeeded",
+    "dead",
+    "cancelled",
+)
 JOB_BORN = {"queued", "waiting"}
 JOB_TERMINAL = {"succeeded", "dead", "cancelled"}
 JOB_ALLOWED = {

@@ -252,16 +252,26 @@ def test_a_restore_replaces_the_lost_key_and_places_the_ledger_last() -> None:
     state, files = StateDir(), Files()
     files.write(Key(b"\x07" * 32))  # a key file of the lost site's
     done, key = site_ops.restore(state, files, "hq", [Path("hq.orchkit")], b"", ACTOR, "INC-1")
-    assert state.steps == ["make_dir", "lock", "clear_aside", "rebuild_aside", "open_aside",
-                           "close_aside", "place_aside", "new_identity hq", "unlock"]  # fmt: skip
+    assert state.steps == [
+        "make_dir",
+        "lock",
+        "clear_aside",
+        "rebuild_aside",
+        "open_aside",
+        "close_aside",
+        "place_aside",
+        "new_identity hq",
+        "unlock",
+    ]
     assert state.ledger is not None and files.current() == key
     assert own(state.ledger) == key.key_id
     (revoked,) = state.ledger.events_of_type("key.revoked")
     assert revoked.payload["key_id"] != key.key_id
     (restored,) = state.ledger.events_of_type("site.restored")
     assert (restored.ticket, restored.payload) == (
-        "INC-1", {"from": "hq.orchkit", "own_seq": done.own_seq, "bundles": 2}
-    )  # fmt: skip
+        "INC-1",
+        {"from": "hq.orchkit", "own_seq": done.own_seq, "bundles": 2},
+    )
 
 
 def test_a_restore_over_a_site_changes_nothing() -> None:
@@ -325,11 +335,19 @@ class Ledgers:
 def test_a_backup_of_this_site_is_checked_recorded_and_put_in_place() -> None:
     files = Files()
     ledgers = Ledgers(backup_of=a_site(files))
-    own_seq, aside = backup_ops.restore(ledgers, files, Path("b.db"), ACTOR, ticket="INC-2",
-                                        reason="disk replaced")  # fmt: skip
+    own_seq, aside = backup_ops.restore(
+        ledgers, files, Path("b.db"), ACTOR, ticket="INC-2", reason="disk replaced"
+    )
     assert (own_seq, aside) == (2, Path("/state/ledger.db.replaced-X"))
-    assert ledgers.steps == ["check", "lock", "clear_staging", "copy", "set_aside",
-                             "place_staging", "unlock"]  # fmt: skip
+    assert ledgers.steps == [
+        "check",
+        "lock",
+        "clear_staging",
+        "copy",
+        "set_aside",
+        "place_staging",
+        "unlock",
+    ]
     (restored,) = ledgers.backup_of.events_of_type("site.restored")
     assert restored.payload == {"from": "b.db", "own_seq": 2, "events": 2}
 

@@ -16,11 +16,23 @@ def override(origin: str, wall_ms: int, rate: str, kind: str = "quota.set") -> e
     payload: dict[str, object] = {"kind": "source", "name": "nvd", "site": "*"}
     if kind == "quota.set":
         payload["rate"] = rate
-    draft = events.Draft(type=kind, actor=ACTOR, idempotency_key=f"q-{origin}-{wall_ms}",
-                         payload=payload, reason="r", ticket="T-1")  # fmt: skip
-    return events.seal(draft, event_id=make_id(wall_ms % 1000), origin=origin, seq=1,
-                       clock=hlc.Hlc(wall_ms=wall_ms, logical=0), occurred_at_ms=wall_ms,
-                       prev_hash=events.ZERO_HASH)  # fmt: skip
+    draft = events.Draft(
+        type=kind,
+        actor=ACTOR,
+        idempotency_key=f"q-{origin}-{wall_ms}",
+        payload=payload,
+        reason="r",
+        ticket="T-1",
+    )
+    return events.seal(
+        draft,
+        event_id=make_id(wall_ms % 1000),
+        origin=origin,
+        seq=1,
+        clock=hlc.Hlc(wall_ms=wall_ms, logical=0),
+        occurred_at_ms=wall_ms,
+        prev_hash=events.ZERO_HASH,
+    )
 
 
 def fold(order: list[events.Event]) -> OverrideView | None:
@@ -52,11 +64,22 @@ def test_a_reset_that_is_newest_wins_over_sets() -> None:
 
 def test_a_set_without_values_or_without_a_ticket_is_malformed() -> None:
     empty = override("hq", 1_000, "1/s")
-    bare = events.Draft(type="quota.set", actor=ACTOR, idempotency_key="k", reason="r",
-                        payload={"kind": "source", "name": "nvd", "site": "*"})  # fmt: skip
-    sealed = events.seal(bare, event_id=make_id(1), origin="hq", seq=1,
-                         clock=hlc.Hlc(wall_ms=1, logical=0), occurred_at_ms=1,
-                         prev_hash=events.ZERO_HASH)  # fmt: skip
+    bare = events.Draft(
+        type="quota.set",
+        actor=ACTOR,
+        idempotency_key="k",
+        reason="r",
+        payload={"kind": "source", "name": "nvd", "site": "*"},
+    )
+    sealed = events.seal(
+        bare,
+        event_id=make_id(1),
+        origin="hq",
+        seq=1,
+        clock=hlc.Hlc(wall_ms=1, logical=0),
+        occurred_at_ms=1,
+        prev_hash=events.ZERO_HASH,
+    )
     with pytest.raises(MalformedEvent, match="reason and a ticket"):
         apply_override(sealed, None)
     assert apply_override(empty, None) is not None
@@ -66,11 +89,22 @@ def test_a_set_without_values_or_without_a_ticket_is_malformed() -> None:
     ("field", "value"), [("rate", "lots"), ("burst", -5), ("concurrency", -1), ("daily", 10**12)]
 )
 def test_a_set_with_values_out_of_range_is_malformed(field: str, value: object) -> None:
-    draft = events.Draft(type="quota.set", actor=ACTOR, idempotency_key="k", reason="r",
-                         ticket="T", payload={"kind": "source", "name": "nvd", "site": "*",
-                                              field: value})  # fmt: skip
-    sealed = events.seal(draft, event_id=make_id(1), origin="hq", seq=1,
-                         clock=hlc.Hlc(wall_ms=1, logical=0), occurred_at_ms=1,
-                         prev_hash=events.ZERO_HASH)  # fmt: skip
+    draft = events.Draft(
+        type="quota.set",
+        actor=ACTOR,
+        idempotency_key="k",
+        reason="r",
+        ticket="T",
+        payload={"kind": "source", "name": "nvd", "site": "*", field: value},
+    )
+    sealed = events.seal(
+        draft,
+        event_id=make_id(1),
+        origin="hq",
+        seq=1,
+        clock=hlc.Hlc(wall_ms=1, logical=0),
+        occurred_at_ms=1,
+        prev_hash=events.ZERO_HASH,
+    )
     with pytest.raises(OrchdError):
         apply_override(sealed, None)

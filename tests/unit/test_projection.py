@@ -106,29 +106,57 @@ def test_a_submitted_job_is_queued_with_its_fields():
     assert runs == {}
     assert jobs == {
         JOB_ID: JobView(
-            job_id=JOB_ID, origin=ORIGIN, key="req-1", job_type="backup", source="cron",
-            params='{"city":"Z\u00fcrich","mode":"full"}', priority=5, state="queued",
-            attempts=0, submitted_at=at(1), updated_at=at(1), eligible_at=None, cause=None,
+            job_id=JOB_ID,
+            origin=ORIGIN,
+            key="req-1",
+            job_type="backup",
+            source="cron",
+            params='{"city":"Z\u00fcrich","mode":"full"}',
+            priority=5,
+            state="queued",
+            attempts=0,
+            submitted_at=at(1),
+            updated_at=at(1),
+            eligible_at=None,
+            cause=None,
             last_run_id=None,
         )
-    }  # fmt: skip
+    }
 
 
 def test_a_successful_lifecycle_folds_to_the_expected_rows():
     jobs, runs = fold_steps(submitted(), leased(), started(), ended())
     assert jobs[JOB_ID] == JobView(
-        job_id=JOB_ID, origin=ORIGIN, key="req-1", job_type="backup", source="cron",
-        params='{"city":"Z\u00fcrich","mode":"full"}', priority=5, state="succeeded",
-        attempts=1, submitted_at=at(1), updated_at=at(4), eligible_at=None, cause=None,
+        job_id=JOB_ID,
+        origin=ORIGIN,
+        key="req-1",
+        job_type="backup",
+        source="cron",
+        params='{"city":"Z\u00fcrich","mode":"full"}',
+        priority=5,
+        state="succeeded",
+        attempts=1,
+        submitted_at=at(1),
+        updated_at=at(4),
+        eligible_at=None,
+        cause=None,
         last_run_id=RUN_1,
-    )  # fmt: skip
+    )
     assert runs == {
         RUN_1: RunView(
-            run_id=RUN_1, job_id=JOB_ID, origin=ORIGIN, attempt=1, state="succeeded",
-            leased_at=at(2), lease_expires_at=LEASE_UNTIL, started_at=at(3), ended_at=at(4),
-            exit_code=0, pid=4242,
+            run_id=RUN_1,
+            job_id=JOB_ID,
+            origin=ORIGIN,
+            attempt=1,
+            state="succeeded",
+            leased_at=at(2),
+            lease_expires_at=LEASE_UNTIL,
+            started_at=at(3),
+            ended_at=at(4),
+            exit_code=0,
+            pid=4242,
         )
-    }  # fmt: skip
+    }
 
 
 def test_each_step_returns_only_the_rows_it_changes():
@@ -148,12 +176,17 @@ def test_a_failed_run_retries_as_a_second_attempt():
         submitted(),
         leased(),
         started(),
-        ended(outcome="failed", job_state="retry_wait", exit_code=3, eligible_at=RETRY_AT,
-              cause="exit_code"),
+        ended(
+            outcome="failed",
+            job_state="retry_wait",
+            exit_code=3,
+            eligible_at=RETRY_AT,
+            cause="exit_code",
+        ),
         leased(RUN_2, attempt=2),
         started(RUN_2),
         ended(RUN_2),
-    )  # fmt: skip
+    )
     assert (jobs[JOB_ID].state, jobs[JOB_ID].attempts) == ("succeeded", 2)
     assert jobs[JOB_ID].last_run_id == RUN_2
     assert {run.run_id: (run.attempt, run.state) for run in runs.values()} == {
@@ -395,8 +428,13 @@ HASH_A = "a" * 64
 
 def imported(exporter: str = ORIGIN, **changes: Any) -> dict[str, Any]:
     marks = {ORIGIN: [9, HASH_A], OTHER_ORIGIN: [4, HASH_A]}
-    payload = {"bundle_id": "b" * 64, "exporter": exporter, "ranges": {ORIGIN: [1, 9]},
-               "events": 9, "watermarks": marks}  # fmt: skip
+    payload = {
+        "bundle_id": "b" * 64,
+        "exporter": exporter,
+        "ranges": {ORIGIN: [1, 9]},
+        "events": 9,
+        "watermarks": marks,
+    }
     return {**payload, **changes}
 
 
@@ -427,9 +465,14 @@ def test_only_a_peers_receipt_for_our_bundle_counts(event_origin, exporter, chan
 
 @pytest.mark.parametrize(
     "marks",
-    [{ORIGIN: [0, HASH_A]}, {ORIGIN: [3]}, {ORIGIN: [3, "xyz"]}, {"Bad Site": [3, HASH_A]},
-     {ORIGIN: ["3", HASH_A]}],
-)  # fmt: skip
+    [
+        {ORIGIN: [0, HASH_A]},
+        {ORIGIN: [3]},
+        {ORIGIN: [3, "xyz"]},
+        {"Bad Site": [3, HASH_A]},
+        {ORIGIN: ["3", HASH_A]},
+    ],
+)
 def test_a_malformed_watermark_is_refused(marks) -> None:
     event = seal("bundle.imported", imported(watermarks=marks), origin=OTHER_ORIGIN, seq=3)
 

@@ -32,8 +32,15 @@ def test_the_misfire_policy_decides_what_the_missed_slots_become(misfire, limit,
     now = 100 * MINUTE
     slots = window(10, now)
 
-    got = due(slots, total=10, first_ms=slots[0], now_ms=now, grace_ms=GRACE, misfire=misfire,
-              catch_up_limit=limit)  # fmt: skip
+    got = due(
+        slots,
+        total=10,
+        first_ms=slots[0],
+        now_ms=now,
+        grace_ms=GRACE,
+        misfire=misfire,
+        catch_up_limit=limit,
+    )
 
     assert got.run == tuple(slots[10 - runs :])
     expected = (Skipped(first_ms=slots[0], last_ms=slots[skipped - 1], count=skipped),)
@@ -50,12 +57,26 @@ def test_the_misfire_policy_decides_what_the_missed_slots_become(misfire, limit,
 def test_the_newest_slots_give_what_the_whole_window_gives(total, misfire, limit, extra):
     now = 1000 * MINUTE
     slots = window(total, now)
-    whole = due(slots, total=total, first_ms=slots[0], now_ms=now, grace_ms=GRACE,
-                misfire=misfire, catch_up_limit=limit)  # fmt: skip
+    whole = due(
+        slots,
+        total=total,
+        first_ms=slots[0],
+        now_ms=now,
+        grace_ms=GRACE,
+        misfire=misfire,
+        catch_up_limit=limit,
+    )
     newest = slots[max(0, total - (limit + 1 + 2 + extra)) :]  # + the two on time
 
-    part = due(newest, total=total, first_ms=slots[0], now_ms=now, grace_ms=GRACE,
-               misfire=misfire, catch_up_limit=limit)  # fmt: skip
+    part = due(
+        newest,
+        total=total,
+        first_ms=slots[0],
+        now_ms=now,
+        grace_ms=GRACE,
+        misfire=misfire,
+        catch_up_limit=limit,
+    )
 
     assert part == whole
     assert len(part.run) + sum(s.count for s in part.skipped) == total
@@ -66,5 +87,12 @@ def test_newest_slots_that_miss_the_last_skipped_one_are_refused():
     slots = window(10, now)
 
     with pytest.raises(ValueError, match="newest missed slot"):
-        due(slots[-3:], total=10, first_ms=slots[0], now_ms=now, grace_ms=GRACE, misfire="once",
-            catch_up_limit=24)  # fmt: skip
+        due(
+            slots[-3:],
+            total=10,
+            first_ms=slots[0],
+            now_ms=now,
+            grace_ms=GRACE,
+            misfire="once",
+            catch_up_limit=24,
+        )

@@ -39,14 +39,27 @@ def lifecycle(job_id: str, run_id: str, expires: str) -> list[Draft]:
 
     ids_ = {"job_id": job_id, "run_id": run_id}
     return [
-        draft("job.submitted", "job.submitted", {
-            "job_id": job_id, "job_type": "feed-refresh", "source": "nvd", "key": job_id,
-            "params": {"window": "24h"}, "priority": 0, "state": "queued"}),
+        draft(
+            "job.submitted",
+            "job.submitted",
+            {
+                "job_id": job_id,
+                "job_type": "feed-refresh",
+                "source": "nvd",
+                "key": job_id,
+                "params": {"window": "24h"},
+                "priority": 0,
+                "state": "queued",
+            },
+        ),
         draft("run.leased", "run.leased:1", {**ids_, "attempt": 1, "lease_expires_at": expires}),
         draft("run.started", "run.started:1", {**ids_, "pid": 4242}),
-        draft("run.ended", "run.ended:1", {
-            **ids_, "outcome": "succeeded", "job_state": "succeeded", "exit_code": 0}),
-    ]  # fmt: skip
+        draft(
+            "run.ended",
+            "run.ended:1",
+            {**ids_, "outcome": "succeeded", "job_state": "succeeded", "exit_code": 0},
+        ),
+    ]
 
 
 def make_drafts(count: int) -> list[Draft]:

@@ -558,16 +558,20 @@ def render(
             )
     lines.append("")
     for count in sizes:
-        made = {v: statistics.median(r["size"] for r in results[count][v]) / 2**20
-                for v in ("export", "pipeline")}  # fmt: skip
+        made = {
+            v: statistics.median(r["size"] for r in results[count][v]) / 2**20
+            for v in ("export", "pipeline")
+        }
         lines.append(
             f"- {sources[count].events:,} events: the bundle is {made['export']:.1f} MiB, the "
             f"pipeline's `out.zst` {made['pipeline']:.1f} MiB"
         )
     for count in sizes:
         reader = mib(results[count]["import"], "reader_kib")
-        lines.append(f"- {sources[count].events:,} events: the import's reader child peaked at "
-                     f"{reader:.0f} MiB (counted in the import's peak RSS above)")  # fmt: skip
+        lines.append(
+            f"- {sources[count].events:,} events: the import's reader child peaked at "
+            f"{reader:.0f} MiB (counted in the import's peak RSS above)"
+        )
     verdicts = judge(results, sizes)
     lines += ["", "Goals (issue 5):", ""]
     for variant, goal, baseline in (

@@ -260,15 +260,28 @@ class Daemon:
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.notify: Notify | None = None
-        done = subprocess.run(self.argv("init", "--site-id", "bench"), env=self.env, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            self.argv("init", "--site-id", "bench"),
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if done.returncode != 0:
             raise SystemExit(f"orchd init failed: {done.stderr}")
 
     def argv(self, *args: str, patched: bool = False) -> list[str]:
         entry = ["-c", UNPAIRED] if patched else ["-m", "orchd"]
-        return [sys.executable, *entry, "--state-dir", str(self.state),
-                "--policy-dir", str(self.policy), *args]  # fmt: skip
+        return [
+            sys.executable,
+            *entry,
+            "--state-dir",
+            str(self.state),
+            "--policy-dir",
+            str(self.policy),
+            *args,
+        ]
 
     def start(self, *, patched: bool = False) -> float:
         """Start ``orchd run --rescan 30``; seconds until READY=1. ``patched``: through a
@@ -280,8 +293,9 @@ class Daemon:
         self.log = self.log_path.open("wb")  # a pipe nobody reads fills up
         started = time.perf_counter()
         argv = self.argv("run", "--rescan", "30", patched=patched)
-        self.proc = subprocess.Popen(argv, env=env, cwd=REPO,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)  # fmt: skip
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=self.log
+        )
         self.notify.wait_for("READY=1", 60)
         return time.perf_counter() - started
 
@@ -328,8 +342,12 @@ class Daemon:
         """Wait until the spool is empty and every job has ended, then a second more."""
         marks = ", ".join("?" for _ in OPEN_STATES)
         sql = f"SELECT count(*) FROM jobs WHERE state IN ({marks})"
-        wait_until(lambda: self.spool_empty() and self.count(sql, *OPEN_STATES) == 0, 600,
-                   "the daemon to finish its jobs", every_s=0.2)  # fmt: skip
+        wait_until(
+            lambda: self.spool_empty() and self.count(sql, *OPEN_STATES) == 0,
+            600,
+            "the daemon to finish its jobs",
+            every_s=0.2,
+        )
         time.sleep(1)
 
     def reload(self, text: str) -> None:
@@ -414,8 +432,10 @@ def schedule_lag(daemon: Daemon, minutes: int) -> list[tuple[str, float]]:
     daemon.reload(SCHEDULED)
     armed = max(at for at, p in daemon.events("schedule.armed") if p["schedule"] == SCHEDULE)
     last_slot = (armed // 60_000 + minutes) * 60_000
-    print(f"schedule: waiting for {minutes} minute boundaries "
-          f"(until {timefmt.format_ms(last_slot)})", file=sys.stderr)  # fmt: skip
+    print(
+        f"schedule: waiting for {minutes} minute boundaries (until {timefmt.format_ms(last_slot)})",
+        file=sys.stderr,
+    )
     time.sleep(max(0.0, last_slot / 1000 - time.time()) + 2)
 
     def slots() -> list[tuple[int, dict[str, object]]]:
@@ -520,14 +540,20 @@ LOAD = "engine `load` after new jobs (re-reads pending jobs, runs of the last da
 CATEGORIES = [
     (ASLEEP, ("SubprocessExecutor.wait", "Selector.select")),
     ("executor: reaping runs, reading their output", ("SubprocessExecutor.wait",)),
-    ("intake: ledger COMMIT (WAL write, fsync)",
-     ("SpoolIntake.tick", "__exit__ (contextlib", "LedgerBase._transaction")),
-    ("intake: rest of `jobs.submit` (lookup by key, BEGIN, seal, insert, project, `ledger.job`)",
-     ("SpoolIntake.tick", "submit (orchd/ops/jobs.py")),
+    (
+        "intake: ledger COMMIT (WAL write, fsync)",
+        ("SpoolIntake.tick", "__exit__ (contextlib", "LedgerBase._transaction"),
+    ),
+    (
+        "intake: rest of `jobs.submit` (lookup by key, BEGIN, seal, insert, project, `ledger.job`)",
+        ("SpoolIntake.tick", "submit (orchd/ops/jobs.py"),
+    ),
     ("intake: `spool.done`: fsync of `cur/`", ("SpoolIntake.tick", "done (orchd/", "fsync_dir (")),
     ("intake: `spool.done`: unlink", ("SpoolIntake.tick", "done (orchd/")),
-    ("intake: `spool.claim` (rename into `cur/`, open, read, parse)",
-     ("SpoolIntake.tick", "claim (orchd/")),
+    (
+        "intake: `spool.claim` (rename into `cur/`, open, read, parse)",
+        ("SpoolIntake.tick", "claim (orchd/"),
+    ),
     ("intake: `spool.pending` (scans `cur/` and `new/`)", ("SpoolIntake.tick", "pending (orchd/")),
     ("intake: the JSON log line", ("SpoolIntake.tick", "JsonLog.__call__")),
     ("intake: other", ("SpoolIntake.tick",)),
@@ -536,7 +562,7 @@ CATEGORIES = [
     ("engine: ledger COMMIT", ("Engine.", "__exit__ (contextlib", "LedgerBase._transaction")),
     ("engine: other (admit, lease, end runs, record)", ("Engine.",)),
     ("rest of the tick (signals, clock, schedules, status)", ("Daemon.tick",)),
-]  # fmt: skip
+]
 
 
 def categorize(stack: str) -> str:
@@ -572,11 +598,26 @@ def profiled(daemon: Daemon, root: Path, action: Callable[[], None], seconds: fl
     out = root / f"profile-{time.monotonic_ns()}.txt"
     duration = int(seconds) + 1
     recorder = subprocess.Popen(
-        [str(spy), "record", "--pid", str(daemon.pid), "--rate", "1000", "--idle", "--threads",
-         "--nonblocking", "--format", "raw", "--duration", str(duration),
-         "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(daemon.pid),
+            "--rate",
+            "1000",
+            "--idle",
+            "--threads",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--duration",
+            str(duration),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1)  # py-spy attached
     action()
     recorder.wait(timeout=seconds + 120)
@@ -609,11 +650,13 @@ def profile_rounds(
         Round(jobs_before=daemon.count("SELECT count(*) FROM jobs")),
         Round(),
     )
-    trickle = profiled(daemon, root, lambda: spool_latency(daemon, 91, pauses, trickle_round),
-                       sum(pauses) + 2)  # fmt: skip
+    trickle = profiled(
+        daemon, root, lambda: spool_latency(daemon, 91, pauses, trickle_round), sum(pauses) + 2
+    )
     daemon.settle()
-    burst_samples = profiled(daemon, root, lambda: burst(daemon, 91, burst_size, burst_round),
-                             2 * burst_s + 2)  # fmt: skip
+    burst_samples = profiled(
+        daemon, root, lambda: burst(daemon, 91, burst_size, burst_round), 2 * burst_s + 2
+    )
     daemon.settle()
     return Diagnosis(pauses, trickle, trickle_round, burst_samples, burst_round)
 
@@ -627,8 +670,13 @@ def after_stop(daemon: Daemon, root: Path, diagnosis: Diagnosis, pauses: list[fl
     diagnosis.restart_rss_mib = status_kib(daemon.pid, "VmRSS") / 1024
     if daemon.stop() != 0:
         raise SystemExit("the restarted daemon did not exit 0")
-    done = subprocess.run([sys.executable, "-c", QUICK_CHECK, str(daemon.ledger_path)],
-                          capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", QUICK_CHECK, str(daemon.ledger_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     diagnosis.quick_check_mib = float(done.stdout)
     other = Daemon(root / "unpaired")
     try:
@@ -664,10 +712,13 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
             spool_latency(daemon, number, pauses, result)
             burst(daemon, number, args.burst, result)
             rounds.append(result)
-            print(f"round {number}: raw p99 {pct(result.raw, 99):.1f} ms, raw moved-out p99 "
-                  f"{pct(result.raw_moved, 99):.1f} ms, spool p50 {pct(result.spool, 50):.1f} "
-                  f"p99 {pct(result.spool, 99):.1f} max {max(result.spool):.1f} ms, burst "
-                  f"{args.burst / result.burst_s:,.0f} files/s", file=sys.stderr)  # fmt: skip
+            print(
+                f"round {number}: raw p99 {pct(result.raw, 99):.1f} ms, raw moved-out p99 "
+                f"{pct(result.raw_moved, 99):.1f} ms, spool p50 {pct(result.spool, 50):.1f} "
+                f"p99 {pct(result.spool, 99):.1f} max {max(result.spool):.1f} ms, burst "
+                f"{args.burst / result.burst_s:,.0f} files/s",
+                file=sys.stderr,
+            )
         lags = schedule_lag(daemon, args.schedule_minutes) if args.schedule_minutes else []
         daemon.settle()
         quiet = idle(daemon, args.idle_seconds)
@@ -692,13 +743,22 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return {
-        "rounds": rounds, "lags": lags, "idle": quiet, "labels": labels, "exit": code,
-        "ready_s": ready_s, "diagnosis": found, "load": (load_before, load_after),
+        "rounds": rounds,
+        "lags": lags,
+        "idle": quiet,
+        "labels": labels,
+        "exit": code,
+        "ready_s": ready_s,
+        "diagnosis": found,
+        "load": (load_before, load_after),
         "last_log": log_lines[-1] if log_lines else "",
-        "rss_ready": rss_ready, "ledger_mib": ledger_mib, "jobs_end": jobs_end,
-        "code": code_before if code_before == report.code() else
-                f"{code_before} at the start, {report.code()} at the end",
-    }  # fmt: skip
+        "rss_ready": rss_ready,
+        "ledger_mib": ledger_mib,
+        "jobs_end": jobs_end,
+        "code": code_before
+        if code_before == report.code()
+        else f"{code_before} at the start, {report.code()} at the end",
+    }
 
 
 def fmt_ms(value: float) -> str:
@@ -710,15 +770,21 @@ def stat_rows(label: str, per_round: list[list[float]]) -> list[str]:
     rows = []
     for name, q in (("p50", 50), ("p99", 99), ("max", 100)):
         values = [pct(v, q) for v in per_round]
-        rows.append(f"| {label} | {name} | {fmt_ms(statistics.median(values))} "
-                    f"| {fmt_ms(min(values))} | {fmt_ms(max(values))} |")  # fmt: skip
+        rows.append(
+            f"| {label} | {name} | {fmt_ms(statistics.median(values))} "
+            f"| {fmt_ms(min(values))} | {fmt_ms(max(values))} |"
+        )
     return rows
 
 
 def share_table(profile: Profile, requests: int, title: str) -> list[str]:
     busy = profile.busy_ms()
-    lines = [title, "", "| main thread | ms per request | share of its busy time |",
-             "| --- | --- | --- |"]  # fmt: skip
+    lines = [
+        title,
+        "",
+        "| main thread | ms per request | share of its busy time |",
+        "| --- | --- | --- |",
+    ]
     for label, _ in profile.counts.most_common():
         if label != ASLEEP:
             ms = profile.ms(label)
@@ -754,8 +820,7 @@ def render_diagnosis(
         "",
         "| daemon, trickle | p50 ms | p99 ms | max ms |",
         "| --- | --- | --- | --- |",
-        f"| as shipped, round 1 | {pct(first, 50):.1f} | {pct(first, 99):.1f} "
-        f"| {max(first):.1f} |",
+        f"| as shipped, round 1 | {pct(first, 50):.1f} | {pct(first, 99):.1f} | {max(first):.1f} |",
         f"| watchdog's move-pairing delay 0, round 1's gaps | {pct(unpaired, 50):.1f} "
         f"| {pct(unpaired, 99):.1f} | {max(unpaired):.1f} |",
         f"| as shipped, the profiled trickle ({diagnosis.trickle_round.jobs_before:,} jobs "
@@ -763,9 +828,13 @@ def render_diagnosis(
         f"| {pct(diagnosis.trickle_round.spool, 99):.1f} "
         f"| {max(diagnosis.trickle_round.spool):.1f} |",
         "",
-        *share_table(profile, requests, "The main thread during the profiled trickle (ms per "
-                     "request: its time in each part over the recording, divided by the "
-                     "requests):"),
+        *share_table(
+            profile,
+            requests,
+            "The main thread during the profiled trickle (ms per "
+            "request: its time in each part over the recording, divided by the "
+            "requests):",
+        ),
         "",
         *share_table(diagnosis.burst, args.burst, "The main thread during the profiled burst:"),
         "",
@@ -775,7 +844,7 @@ def render_diagnosis(
         f"| after the phases, idle (ledger {ledger_mib:.0f} MiB with its WAL) "
         f"| {quiet.rss_mib:.1f} |",
         f"| a new daemon on that ledger, 3 s after READY=1 | {diagnosis.restart_rss_mib:.1f} |",
-    ]  # fmt: skip
+    ]
     spool_p99 = statistics.median(pct(r.spool, 99) for r in rounds)
     if spool_p99 > SPOOL_GOAL_MS:
         latency = statistics.fmean(x for r in rounds for x in r.spool)
@@ -852,18 +921,21 @@ def render_diagnosis(
             "and opening the ledger runs `PRAGMA quick_check`, which reads every page. The same "
             "in a fresh Python process (a connection with a 64 MiB cache, `quick_check` of the "
             f"ledger) added {diagnosis.quick_check_mib:.1f} MiB to its RSS.",
-            (f"- The rest, {rest:.1f} MiB, grew in the running process (Python objects and "
-             "allocator fragmentation; e.g. `Engine._arrivals` gains an entry for every job it "
-             "loads and never drops one)." if rest > 1 else
-             f"- The running process itself added nothing measurable ({rest:+.1f} MiB beside "
-             "the new daemon)."),
+            (
+                f"- The rest, {rest:.1f} MiB, grew in the running process (Python objects and "
+                "allocator fragmentation; e.g. `Engine._arrivals` gains an entry for every job it "
+                "loads and never drops one)."
+                if rest > 1
+                else "- The running process itself added nothing measurable "
+                f"({rest:+.1f} MiB beside the new daemon)."
+            ),
             "- So the goal holds only while the ledger is small: the interpreter and libraries "
             f"take about {rss_ready:.0f} MiB, which leaves about {room:.0f} MiB for cached "
             f"pages; here the ledger was {ledger_mib:.0f} MiB with "
             f"{found['jobs_end']:,} jobs, and once the 64 MiB cache is full the idle daemon "
             f"would hold about {rss_ready + 64:.0f} MiB. A smaller `cache_size` for the "
             "daemon's connection would bound it.",
-        ]  # fmt: skip
+        ]
     return lines
 
 
@@ -873,10 +945,12 @@ def render(found: dict[str, object], args: argparse.Namespace) -> str:
     quiet: Idle = found["idle"]  # type: ignore[assignment]
     labels: dict[int, str] = found["labels"]  # type: ignore[assignment]
     load_before, load_after = found["load"]  # type: ignore[misc]
-    command = (f"python tools/bench/daemon.py --files {args.files} --burst {args.burst} "
-               f"--repeat {args.repeat} --schedule-minutes {args.schedule_minutes} "
-               f"--idle-seconds {args.idle_seconds:g} --seed {args.seed}"
-               + (" --diagnose" if args.diagnose else ""))  # fmt: skip
+    command = (
+        f"python tools/bench/daemon.py --files {args.files} --burst {args.burst} "
+        f"--repeat {args.repeat} --schedule-minutes {args.schedule_minutes} "
+        f"--idle-seconds {args.idle_seconds:g} --seed {args.seed}"
+        + (" --diagnose" if args.diagnose else "")
+    )
     lines = [
         "## Daemon: spool latency, burst intake, schedule lag, idle cost",
         "",
@@ -902,13 +976,13 @@ def render(found: dict[str, object], args: argparse.Namespace) -> str:
         "",
         "| what | statistic | median over rounds | min | max |",
         "| --- | --- | --- | --- | --- |",
-        *stat_rows("raw inotify: watchdog `Observer`, files only arrive",
-                   [r.raw for r in rounds]),
-        *stat_rows("raw inotify: each file moved out once seen (as the daemon claims it)",
-                   [r.raw_moved for r in rounds]),
-        *stat_rows("orchd: rename into `spool/new` -> `job.submitted`",
-                   [r.spool for r in rounds]),
-    ]  # fmt: skip
+        *stat_rows("raw inotify: watchdog `Observer`, files only arrive", [r.raw for r in rounds]),
+        *stat_rows(
+            "raw inotify: each file moved out once seen (as the daemon claims it)",
+            [r.raw_moved for r in rounds],
+        ),
+        *stat_rows("orchd: rename into `spool/new` -> `job.submitted`", [r.spool for r in rounds]),
+    ]
     pooled = {
         "rename -> claimed (moved into `cur/`)": [x for r in rounds for x in r.to_claim],
         "claimed -> `job.submitted` stamped": [x for r in rounds for x in r.claim_to_record],
@@ -923,10 +997,13 @@ def render(found: dict[str, object], args: argparse.Namespace) -> str:
         "| round | jobs before | spool p50 ms | p99 | max | raw p99 ms | moved-out p99 ms "
         "| burst files/s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *(f"| {n} | {r.jobs_before:,} | {pct(r.spool, 50):.1f} | {pct(r.spool, 99):.1f} "
-          f"| {max(r.spool):.1f} | {pct(r.raw, 99):.1f} | {pct(r.raw_moved, 99):.1f} "
-          f"| {args.burst / r.burst_s:,.0f} |" for n, r in enumerate(rounds, 1)),
-    ]  # fmt: skip
+        *(
+            f"| {n} | {r.jobs_before:,} | {pct(r.spool, 50):.1f} | {pct(r.spool, 99):.1f} "
+            f"| {max(r.spool):.1f} | {pct(r.raw, 99):.1f} | {pct(r.raw_moved, 99):.1f} "
+            f"| {args.burst / r.burst_s:,.0f} |"
+            for n, r in enumerate(rounds, 1)
+        ),
+    ]
     total = statistics.fmean(x for r in rounds for x in r.spool)
     lines += [
         "",
@@ -940,8 +1017,10 @@ def render(found: dict[str, object], args: argparse.Namespace) -> str:
     ]
     for part, values in pooled.items():
         share = "" if part.startswith("(after)") else f"{statistics.fmean(values) / total:.0%}"
-        lines.append(f"| {part} | {pct(values, 50):.1f} | {pct(values, 99):.1f} "
-                     f"| {statistics.fmean(values):.1f} | {share} |")  # fmt: skip
+        lines.append(
+            f"| {part} | {pct(values, 50):.1f} | {pct(values, 99):.1f} "
+            f"| {statistics.fmean(values):.1f} | {share} |"
+        )
     rates = [args.burst / r.burst_s for r in rounds]
     ledger_rates = [args.burst / r.burst_ledger_s for r in rounds]
     lines += [
@@ -993,12 +1072,13 @@ def render(found: dict[str, object], args: argparse.Namespace) -> str:
         f"| CPU, whole process | {quiet.cpu_pct:.3f} % |",
         f"| RSS (VmRSS) | {quiet.rss_mib:.1f} MiB |",
         f"| peak RSS since the start (VmHWM) | {quiet.hwm_mib:.1f} MiB |",
-        *(f"| {labels.get(tid, f'thread {tid}')}: CPU, wake-ups | {used:.3f} %, {woke:.1f}/s |"
-          for tid, used, woke in quiet.threads),
+        *(
+            f"| {labels.get(tid, f'thread {tid}')}: CPU, wake-ups | {used:.3f} %, {woke:.1f}/s |"
+            for tid, used, woke in quiet.threads
+        ),
         "",
-        f"Stopped with SIGTERM: exit code {found['exit']} (last log line "
-        f"`{found['last_log']}`).",
-    ]  # fmt: skip
+        f"Stopped with SIGTERM: exit code {found['exit']} (last log line `{found['last_log']}`).",
+    ]
     spool_p99 = statistics.median(pct(r.spool, 99) for r in rounds)
     lines += [
         "",
@@ -1021,7 +1101,7 @@ def render(found: dict[str, object], args: argparse.Namespace) -> str:
         f"- idle RSS <= {RSS_GOAL_MIB:g} MiB: {quiet.rss_mib:.1f} MiB, "
         f"{report.verdict(quiet.rss_mib <= RSS_GOAL_MIB)}",
         f"- SIGTERM exits 0: exit code {found['exit']}, {report.verdict(found['exit'] == 0)}",
-    ]  # fmt: skip
+    ]
     diagnosis = found["diagnosis"]
     if isinstance(diagnosis, Diagnosis):
         lines += render_diagnosis(diagnosis, rounds, args, found)

@@ -82,14 +82,21 @@ def build(folder: Path, events: int) -> tuple[Path, Path]:
     key = keys.generate()
     keys.write_private(key_path, key)
     first = site.initialized("hq", ACTOR, "bench")
-    ledger = SqliteLedger.create(path, "hq", SystemClock(), OsEntropy(), first,
-                                 also=[key_ops.created(ACTOR, key.public_key)])  # fmt: skip
+    ledger = SqliteLedger.create(
+        path, "hq", SystemClock(), OsEntropy(), first, also=[key_ops.created(ACTOR, key.public_key)]
+    )
     try:
         drafts = make_drafts(events)
         for start in range(0, len(drafts), 10_000):
             ledger.append(drafts[start : start + 10_000])
-        bundles.export(ledger, key, ACTOR, folder / "archive.orchkit", recipient="*",
-                       now_ms=SystemClock().now_ms())  # fmt: skip
+        bundles.export(
+            ledger,
+            key,
+            ACTOR,
+            folder / "archive.orchkit",
+            recipient="*",
+            now_ms=SystemClock().now_ms(),
+        )
     finally:
         ledger.close()
     return path, key_path
@@ -99,8 +106,12 @@ def orchd_round(source: Path, key_path: Path, work: Path) -> dict[str, object]:
     copy = work / "orchd.db"
     shutil.copy(source, copy)
     root = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run([sys.executable, "-c", CHILD, str(copy), str(key_path), root,
-                           str(LATER_MS)], capture_output=True, text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(copy), str(key_path), root, str(LATER_MS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result: dict[str, object] = json.loads(done.stdout)
     for suffix in ("", "-wal", "-shm", ".heads"):
         Path(f"{copy}{suffix}").unlink(missing_ok=True)
@@ -146,36 +157,43 @@ def main() -> int:
                 mine.append(int(done["removed"]) / float(done["seconds"]))  # type: ignore[arg-type]
                 memory.append(int(done["hwm"]))  # type: ignore[arg-type]
                 raw.append(upto / raw_round(source, folder, upto))
-                print(f"{events}: orchd {mine[-1]:,.0f}/s, raw {raw[-1]:,.0f}/s, "
-                      f"{memory[-1]} MiB", file=sys.stderr)  # fmt: skip
+                print(
+                    f"{events}: orchd {mine[-1]:,.0f}/s, raw {raw[-1]:,.0f}/s, {memory[-1]} MiB",
+                    file=sys.stderr,
+                )
             ratio = statistics.median(mine) / statistics.median(raw)
             rows.append(f"| {events:,} | raw `DELETE` (baseline) | {report.cells(raw)} | 1.00 | |")
-            rows.append(f"| {events:,} | orchd `ledger prune` | {report.cells(mine)} | "
-                        f"{ratio:.2f} | {statistics.median(memory)} |")  # fmt: skip
+            rows.append(
+                f"| {events:,} | orchd `ledger prune` | {report.cells(mine)} | "
+                f"{ratio:.2f} | {statistics.median(memory)} |"
+            )
             notes.append(f"- {events:,} events: {ratio:.2f}x the bare deletion")
-    text = "\n".join([
-        "## Retention: pruning beside the bare deletion",
-        "",
-        f"- machine: {report.machine()}",
-        f"- code: {report.code()}",
-        f"- command: `python tools/bench/retention.py --events {args.events} "
-        f"--repeat {args.repeat}`",
-        "- a site of N job-lifecycle events (submit, lease, start, end), exported once; two days "
-        "later with `retention: {days: 1}` every event but the export's own goes",
-        "- orchd: `retention.plan` + `retention.prune` in a fresh child (fold into the "
-        "projections' base, delete, sign the checkpoint, record `ledger.pruned`; one "
-        "transaction); peak RSS is the child's `VmHWM`",
-        "- baseline: plain `sqlite3`: drop the trigger, `DELETE` the same rows, one transaction",
-        "",
-        "| events | what | median events/s | min | max | ratio | peak RSS MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-        *notes,
-        "",
-        "No goal is set by an issue; this shows what a daily prune costs (it runs on the daemon's "
-        "loop, so `WatchdogSec` must exceed it).",
-    ])  # fmt: skip
+    text = "\n".join(
+        [
+            "## Retention: pruning beside the bare deletion",
+            "",
+            f"- machine: {report.machine()}",
+            f"- code: {report.code()}",
+            f"- command: `python tools/bench/retention.py --events {args.events} "
+            f"--repeat {args.repeat}`",
+            "- a site of N job-lifecycle events (submit, lease, start, end), exported once; "
+            "two days later with `retention: {days: 1}` every event but the export's own goes",
+            "- orchd: `retention.plan` + `retention.prune` in a fresh child (fold into the "
+            "projections' base, delete, sign the checkpoint, record `ledger.pruned`; one "
+            "transaction); peak RSS is the child's `VmHWM`",
+            "- baseline: plain `sqlite3`: drop the trigger, `DELETE` the same rows, "
+            "one transaction",
+            "",
+            "| events | what | median events/s | min | max | ratio | peak RSS MiB |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            *notes,
+            "",
+            "No goal is set by an issue; this shows what a daily prune costs "
+            "(it runs on the daemon's loop, so `WatchdogSec` must exceed it).",
+        ]
+    )
     return report.publish(text, args.write, SECTION)
 
 

@@ -178,8 +178,16 @@ def verify(
     progress: Callable[[], None] = lambda: None,
 ) -> Report:
     """Every check of an import short of applying; raises unless it would be accepted."""
-    return import_bundle(ledger, path, _NOBODY, now_ms=now_ms, skew_ms=skew_ms, dry_run=True,
-                         max_bytes=max_bytes, progress=progress)  # fmt: skip
+    return import_bundle(
+        ledger,
+        path,
+        _NOBODY,
+        now_ms=now_ms,
+        skew_ms=skew_ms,
+        dry_run=True,
+        max_bytes=max_bytes,
+        progress=progress,
+    )
 
 
 _NOBODY = Actor(uid=0, user="verify", scopes=())

@@ -55,10 +55,19 @@ def restore(
         reports = []
         for file in files:
             try:
-                reports.append(import_bundle(
-                    ledger, file, actor, now_ms=now_ms, skew_ms=skew_ms, allow_expired=True,
-                    reason="restore after a loss", ticket=ticket, restoring=True,
-                ))  # fmt: skip
+                reports.append(
+                    import_bundle(
+                        ledger,
+                        file,
+                        actor,
+                        now_ms=now_ms,
+                        skew_ms=skew_ms,
+                        allow_expired=True,
+                        reason="restore after a loss",
+                        ticket=ticket,
+                        restoring=True,
+                    )
+                )
             except BundleStale:
                 continue  # it holds nothing the restored site lacks
     finally:

@@ -146,10 +146,13 @@ class LedgerBase:
         transaction)."""
         head, clock = self._own_head()
         fresh = events.seal_batch(
-            list(drafts), origin=self._site_id, after=(head.seq, head.hash), clock=clock,
+            list(drafts),
+            origin=self._site_id,
+            after=(head.seq, head.hash),
+            clock=clock,
             now_ms=self._clock.now_ms(),
             entropy=self._entropy.token(ids.ENTROPY_BYTES * len(drafts)),
-        )  # fmt: skip
+        )
         self._db.conn.executemany(INSERT_EVENT, [event_row(e) for e in fresh])
         projector.project(self._db, fresh, self._site_id)
         return fresh

@@ -81,9 +81,12 @@ class Integrity(LedgerBase):
         )
         for origin_, seq, digest, body, *rest in cursor:
             yield Stored(
-                origin=origin_, seq=seq, body=body, hash=digest,
+                origin=origin_,
+                seq=seq,
+                body=body,
+                hash=digest,
                 columns=dict(zip(chain.INDEX_COLUMNS, rest, strict=True)),
-            )  # fmt: skip
+            )
 
     def _origins(self) -> list[str]:
         sql = "SELECT DISTINCT origin FROM events UNION SELECT origin FROM checkpoints ORDER BY 1"
@@ -120,8 +123,9 @@ class Integrity(LedgerBase):
             raise SignatureInvalid(detail="the checkpoint statement is not signed by this site")
         digest = projector.digest(self._db, prefix="base_")
         payload = json.loads(envelope.payload)
-        expected = json.loads(checkpoint_payload(self._site_id, payload.get("at", ""), kept,
-                                                 digest))  # fmt: skip
+        expected = json.loads(
+            checkpoint_payload(self._site_id, payload.get("at", ""), kept, digest)
+        )
         if payload != expected:
             raise LedgerCorrupt(
                 path=self.path,

@@ -136,9 +136,11 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
 
 
 def _write(
-    db: Database, how: _Writes, rows: Sequence[JobView] | Sequence[RunView],
+    db: Database,
+    how: _Writes,
+    rows: Sequence[JobView] | Sequence[RunView],
     before: Mapping[str, Sequence[object]],
-) -> None:  # fmt: skip
+) -> None:
     """Write the fold's final ``rows`` of a table whose rows (by key) were ``before`` it.
 
     A row that existed has only the columns a fold may change rewritten, so SQLite touches

@@ -55,8 +55,13 @@ class JobQueries(LedgerBase):
         updated_since: str | None = None,
         origin: str | None = None,
     ) -> Iterator[JobView]:
-        filters = {"origin = ?": origin, "state = ?": state, "source = ?": source,
-                   "job_type = ?": job_type, "updated_at >= ?": updated_since}  # fmt: skip
+        filters = {
+            "origin = ?": origin,
+            "state = ?": state,
+            "source = ?": source,
+            "job_type = ?": job_type,
+            "updated_at >= ?": updated_since,
+        }
         used = {sql: value for sql, value in filters.items() if value is not None}
         where = " AND ".join(["1 = 1", *used])
         yield from self._select_jobs(where, list(used.values()), limit=-1)
@@ -116,10 +121,14 @@ class JobQueries(LedgerBase):
         """Requests (any origin) whose id starts with ``prefix``, each with the answer of the
         site asked (None until this site holds it)."""
         found = []
-        sql = f"SELECT {', '.join(RequestView._fields)} FROM requests WHERE request_id >= ? " \
-            "AND request_id < ? ORDER BY request_id LIMIT ?"  # fmt: skip
-        answer = f"SELECT {', '.join(AnswerView._fields)} FROM request_answers " \
-            "WHERE request_id = ? AND origin = ?"  # fmt: skip
+        sql = (
+            f"SELECT {', '.join(RequestView._fields)} FROM requests WHERE request_id >= ? "
+            "AND request_id < ? ORDER BY request_id LIMIT ?"
+        )
+        answer = (
+            f"SELECT {', '.join(AnswerView._fields)} FROM request_answers "
+            "WHERE request_id = ? AND origin = ?"
+        )
         with translated(self.path):
             for row in self._db.execute(sql, [prefix, prefix + "\x7f", limit]).fetchall():
                 request = RequestView._make(row)
@@ -165,10 +174,17 @@ class JobQueries(LedgerBase):
         with translated(self.path):
             rows = self._db.execute(sql, [self._site_id]).fetchall()
         return [
-            RunTally(job_type, outcome, runs, retries, timed, seconds,
-                     tuple(int(n or 0) for n in buckets))
+            RunTally(
+                job_type,
+                outcome,
+                runs,
+                retries,
+                timed,
+                seconds,
+                tuple(int(n or 0) for n in buckets),
+            )
             for job_type, outcome, runs, retries, timed, seconds, *buckets in rows
-        ]  # fmt: skip
+        ]
 
     def event_tallies(self, types: Sequence[str]) -> dict[tuple[str, str], int]:
         marks = ", ".join("?" for _ in types)

@@ -103,13 +103,20 @@ class Retention(LedgerBase):
             return projector.digest(base)
 
 
-def checkpoint_payload(site: str, at: str, kept: Mapping[str, tuple[int, str]],
-                       base_digest: str) -> bytes:  # fmt: skip
+def checkpoint_payload(
+    site: str, at: str, kept: Mapping[str, tuple[int, str]], base_digest: str
+) -> bytes:
     """The statement a prune signs: the checkpoints and the digest of the projections' base."""
-    return canonical.dump({
-        "at": at, "base_digest": base_digest, "site": site,
-        "checkpoints": {origin: [seq, digest] for origin, (seq, digest) in sorted(kept.items())},
-    })  # fmt: skip
+    return canonical.dump(
+        {
+            "at": at,
+            "base_digest": base_digest,
+            "site": site,
+            "checkpoints": {
+                origin: [seq, digest] for origin, (seq, digest) in sorted(kept.items())
+            },
+        }
+    )
 
 
 def load_base(db: Database, target: Database) -> None:

@@ -24,8 +24,9 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         print(USAGE, file=sys.stderr)
         return EX_USAGE
     name = argv[0]
-    job, attempt, key = (environ.get(f"ORCHD_{v}", "-") for v in ("JOB_ID", "ATTEMPT",
-                                                                 "IDEMPOTENCY_KEY"))  # fmt: skip
+    job, attempt, key = (
+        environ.get(f"ORCHD_{v}", "-") for v in ("JOB_ID", "ATTEMPT", "IDEMPOTENCY_KEY")
+    )
     print(f"{name}: {' '.join(argv[1:])} (job {job}, attempt {attempt}, key {key})")
     print(f"{name}: done")
     return 0
