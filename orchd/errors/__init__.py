@@ -1,0 +1,139 @@
+"""The one exception tree of orchd (base layer: standard library only).
+
+The package is the tree; its modules are the branches, one per range of exit codes: ``base`` (the
+root ``OrchdError`` and ``all_error_classes``), ``bad_input`` (10-29), ``conflicts`` (30-49),
+``integrity`` (50-69), ``refusals`` (70-89) and ``system`` (90-99 and 130). Every public name is
+re-exported here: import from ``orchd.errors``, never from a branch module.
+``docs/EXIT_CODES.md`` is generated from this tree and a test keeps the two equal.
+
+The branches are imported in the tree's order, which is the order ``all_error_classes`` walks
+(``__subclasses__`` lists classes as they were defined); their names sort in that order.
+"""
+
+from __future__ import annotations
+
+from .bad_input import (
+    BadInput,
+    ConfigInvalid,
+    InvalidName,
+    InvalidParam,
+    InvalidTime,
+    IsADirectory,
+    MalformedEvent,
+    NoSuchFile,
+    NotCanonical,
+    NotInPolicy,
+    PolicyInvalid,
+    PolicyMissing,
+    TicketRequired,
+)
+from .base import (
+    OrchdError,
+    all_error_classes,
+)
+from .conflicts import (
+    AmbiguousId,
+    BundleStale,
+    ChainGap,
+    ForeignJob,
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    NotInitialized,
+    OutputExists,
+    SchemaTooNew,
+    SiteExists,
+    SiteLocked,
+    SiteServed,
+    SiteUnhealthy,
+    SocketTaken,
+    StateConflict,
+    TooManyOrigins,
+    UnknownPeer,
+    WrongSite,
+)
+from .integrity import (
+    BundleMalformed,
+    ChainBroken,
+    ChainFork,
+    IntegrityFailure,
+    LedgerBehind,
+    LedgerCorrupt,
+    MemberMismatch,
+    ProjectionMismatch,
+    SignatureInvalid,
+)
+from .refusals import (
+    BundleRefused,
+    KeyFileUnsafe,
+    PermissionRefused,
+    Refused,
+    RemoteRefused,
+    StateDirUnreadable,
+    UntrustedKey,
+)
+from .system import (
+    InternalError,
+    Interrupted,
+    SpawnFailed,
+    StorageError,
+    SystemFailure,
+)
+
+__all__ = [
+    "AmbiguousId",
+    "BadInput",
+    "BundleMalformed",
+    "BundleRefused",
+    "BundleStale",
+    "ChainBroken",
+    "ChainFork",
+    "ChainGap",
+    "ConfigInvalid",
+    "ForeignJob",
+    "IdempotencyConflict",
+    "IntegrityFailure",
+    "InternalError",
+    "Interrupted",
+    "InvalidName",
+    "InvalidParam",
+    "InvalidTime",
+    "InvalidTransition",
+    "IsADirectory",
+    "JobNotFound",
+    "KeyFileUnsafe",
+    "LedgerBehind",
+    "LedgerCorrupt",
+    "MalformedEvent",
+    "MemberMismatch",
+    "NoSuchFile",
+    "NotCanonical",
+    "NotInPolicy",
+    "NotInitialized",
+    "OrchdError",
+    "OutputExists",
+    "PermissionRefused",
+    "PolicyInvalid",
+    "PolicyMissing",
+    "ProjectionMismatch",
+    "Refused",
+    "RemoteRefused",
+    "SchemaTooNew",
+    "SignatureInvalid",
+    "SiteExists",
+    "SiteLocked",
+    "SiteServed",
+    "SiteUnhealthy",
+    "SocketTaken",
+    "SpawnFailed",
+    "StateConflict",
+    "StateDirUnreadable",
+    "StorageError",
+    "SystemFailure",
+    "TicketRequired",
+    "TooManyOrigins",
+    "UnknownPeer",
+    "UntrustedKey",
+    "WrongSite",
+    "all_error_classes",
+]
