@@ -1,9 +1,9 @@
 """Test helpers for Offline Kit bundles: take a bundle apart, craft and sign bad ones.
 
 Nothing here uses orchd's own archive reader: bundles are taken apart by a small independent
-ustar parser, so that a bug in ``orchd.adapters.bundle_io`` can not hide itself. Crafted bundles
-are signed with a site's real key (``keys/site.key`` of its state dir), so that a test reaches
-the check it aims at instead of stopping at the signature.
+ustar parser, so that a bug in ``orchd.adapters.archive_reader`` can not hide itself.
+Crafted bundles are signed with a site's real key (``keys/site.key`` of its state dir), so that
+a test reaches the check it aims at instead of stopping at the signature.
 """
 
 from __future__ import annotations

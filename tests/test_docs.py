@@ -39,7 +39,7 @@ def test_generated_docs_are_current(name: str) -> None:
 
 
 def test_every_policy_key_the_loader_accepts_is_documented() -> None:
-    from orchd.adapters.policy_files import SECTIONS
+    from orchd.adapters.policy_keys import SECTIONS
 
     text = (ROOT / "policies" / "README.md").read_text()
     for section, keys in SECTIONS.items():

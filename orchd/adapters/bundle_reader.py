@@ -35,7 +35,7 @@ from orchd.core.bundle import Manifest, Step
 from orchd.core.events import Event
 from orchd.errors import BundleMalformed, InternalError, OrchdError, SystemFailure
 
-from . import bundle_io
+from . import archive_reader
 
 BATCH = 2000  # events per batch, and between two progress calls
 PARALLEL_FROM = 20_000  # records to read from which an import reads in a child process
@@ -58,7 +58,7 @@ def batches(
     read = 0
     for step in steps:
         member = manifest.member(step.range.member)
-        entry = bundle_io.next_entry(source)
+        entry = archive_reader.next_entry(source)
         if entry is None or entry.name != member.name:
             found = "the end" if entry is None else repr(entry.name)
             raise BundleMalformed(detail=f"expected member {member.name!r}, found {found}")
@@ -67,7 +67,7 @@ def batches(
                 detail=f"member {member.name!r} has {entry.size} bytes, the "
                 f"manifest says {member.size}"
             )
-        lines = bundle_io.member_lines(
+        lines = archive_reader.member_lines(
             source, entry, sha256=member.sha256, raw_size=member.raw_size
         )
         head_hash = heads.get(step.range.origin, bundle.ZERO_HASH)
@@ -82,7 +82,7 @@ def batches(
             if len(batch) >= BATCH:
                 yield batch
                 batch = []
-    if bundle_io.next_entry(source) is not None:
+    if archive_reader.next_entry(source) is not None:
         raise BundleMalformed(detail="a member follows the last one the manifest lists")
     if batch:
         yield batch

@@ -18,7 +18,7 @@ from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
 from orchd.errors import StorageError, UntrustedKey
 
-from .. import bundle_io, keys
+from .. import archive_writer, keys
 from ..ledger import SqliteLedger
 
 DEFAULT_EXPIRY_MS = 30 * 86_400_000
@@ -50,7 +50,7 @@ def export(
     _check_own(ledger, key)
     plan = _plan(ledger, key, recipient, now_ms, expires_in_ms, since)
     bundle.check_signable(plan.manifest(bundle.largest_members(plan.ranges)))  # before writing
-    with bundle_io.staging_beside(out) as staging:
+    with archive_writer.staging_beside(out) as staging:
         members, files = _compress(ledger, plan.ranges, staging, progress)
         manifest = plan.manifest(tuple(members))
         size = _write(manifest, key, files, staging / "bundle.orchkit", out)
@@ -106,7 +106,7 @@ def _compress(
     """Each range's events compressed into a staging file: the members and their files."""
     members, files = [], []
     for index, r in enumerate(ranges):
-        made = bundle_io.compress_lines(
+        made = archive_writer.compress_lines(
             staging / f"{index}.zst",
             _counting(ledger.bodies(r.origin, r.from_seq, r.to_seq), r.origin, progress),
         )
@@ -142,13 +142,13 @@ def _write(
     )
     try:
         with tmp.open("wb") as handle:
-            bundle_io.write_archive(
+            archive_writer.write_archive(
                 handle,
                 [("manifest.json", manifest_bytes), ("manifest.sig", envelope.encode()), *files],
             )
         size = tmp.stat().st_size
         crash.point("export.written")
-        bundle_io.publish(tmp, out)
+        archive_writer.publish(tmp, out)
         crash.point("export.published")
     except OSError as exc:
         raise StorageError(path=out, detail=exc.strerror or str(exc)) from exc

@@ -23,7 +23,7 @@ from orchd.core.bundle import Manifest, Step
 from orchd.core.events import Actor, Event
 from orchd.errors import BundleMalformed, BundleRefused, BundleStale, MalformedEvent
 
-from .. import bundle_io, bundle_reader, keys
+from .. import archive_reader, bundle_reader, keys
 from ..ledger import SqliteLedger
 from .trust import read_signed, trusted_keys
 
@@ -71,7 +71,7 @@ def import_bundle(
     applies (None: ``bundle_reader.PARALLEL_FROM``)."""
     if allow_expired and (reason is None or ticket is None):
         raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
-    with bundle_io.open_bundle(path) as source:
+    with archive_reader.open_bundle(path) as source:
         _check_size(source, path, max_bytes)
         accepted = _accept(ledger, source, now_ms, skew_ms, allow_expired, restoring)
         manifest = accepted.head.manifest

@@ -12,7 +12,7 @@ from orchd.core.events import Actor
 from orchd.core.ports import Clock, Entropy
 from orchd.errors import BundleRefused, BundleStale
 
-from .. import bundle_io, bundle_reader, keys
+from .. import archive_reader, bundle_reader, keys
 from ..ledger import SqliteLedger
 from .importer import Report, counted, import_bundle
 from .trust import read_head
@@ -43,7 +43,7 @@ def restore(
     is the site's own again by then). Expired bundles are taken: a loss may be old."""
     own_seq, chosen = _best(site_id, files, anchor)
     now_ms = clock.now_ms()
-    with bundle_io.open_bundle(chosen) as source:
+    with archive_reader.open_bundle(chosen) as source:
         head = read_head(source)
         manifest = head.manifest
         steps = bundle.plan(manifest, local="", heads={}, hash_at={})
@@ -79,7 +79,7 @@ def _best(site_id: str, files: Sequence[Path], anchor: bytes) -> tuple[int, Path
     """The file signed with ``anchor`` holding the most of ``site_id``'s chain from seq 1."""
     best: tuple[int, Path] | None = None
     for file in files:
-        with bundle_io.open_bundle(file) as source:
+        with archive_reader.open_bundle(file) as source:
             head = read_head(source)
         r = next((r for r in head.manifest.ranges if r.origin == site_id), None)
         if r is None or r.from_seq != 1 or not bundle_trust.signed_by(head, anchor, keys.verify):

@@ -17,23 +17,23 @@ from orchd.core.bundle_trust import Head, Signer
 from orchd.core.trust import KeyView
 from orchd.errors import BundleMalformed, SignatureInvalid
 
-from .. import bundle_io, keys
+from .. import archive_reader, keys
 from ..ledger import SqliteLedger
 
 
 def read_signed(source: BinaryIO) -> tuple[bytes, bytes]:
     """The bytes of ``manifest.json`` and ``manifest.sig``: the first two members, each within
     its limit."""
-    first = bundle_io.next_entry(source)
+    first = archive_reader.next_entry(source)
     if first is None or first.name != "manifest.json":
         raise BundleMalformed(detail="the first member must be manifest.json")
-    manifest_bytes = bundle_io.read_small(source, first, bundle.MAX_MANIFEST)
-    second = bundle_io.next_entry(source)
+    manifest_bytes = archive_reader.read_small(source, first, bundle.MAX_MANIFEST)
+    second = archive_reader.next_entry(source)
     if second is None or second.name != "manifest.sig":
         raise SignatureInvalid(
             detail="the bundle is not signed: manifest.sig must follow the manifest"
         )
-    return manifest_bytes, bundle_io.read_small(source, second, bundle.MAX_SIGNATURE_FILE)
+    return manifest_bytes, archive_reader.read_small(source, second, bundle.MAX_SIGNATURE_FILE)
 
 
 def read_head(source: BinaryIO) -> Head:
@@ -43,7 +43,7 @@ def read_head(source: BinaryIO) -> Head:
 
 def inspect(path: Path) -> Head:
     """The manifest and signatures, checked for form only (no trust, nothing written)."""
-    with bundle_io.open_bundle(path) as source:
+    with archive_reader.open_bundle(path) as source:
         return read_head(source)
 
 

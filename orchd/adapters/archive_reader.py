@@ -1,33 +1,27 @@
-"""Bundle files: a strict ustar subset and bounded zstd members (adapters layer).
+"""Reading a bundle file: a strict ustar subset and bounded zstd members (adapters layer).
+Writing one is ``archive_writer``; ``bundle_reader`` reads a bundle's events with this.
 
 Rules (``bundles/FORMAT.md`` is normative):
-- Writing: each member is one 512-byte ustar header (mode 0644, uid/gid 0, mtime 0, empty user
-  and group names, type ``0``) and its data padded to 512 bytes; the archive ends with two zero
-  blocks. Same members, same bytes.
 - Reading never extracts anything and never trusts Python's ``tarfile``: headers are parsed here,
   only regular-file members (type ``0``) with a plain name, no prefix and no link are accepted, the
   checksum must hold, and after the two zero blocks the file must end.
 - A bundle file is opened without following a symlink and without blocking (a FIFO named like a
-  bundle is refused at once), and must be a regular file.
+  bundle is refused at once), and must be a regular file. A missing file or a directory is the
+  operator's input, named as such.
 - A member's zstd stream is decompressed 256 input bytes at a time (zstd cannot expand 256 bytes
   past ~11 MiB), counting output, so a member that expands past its declared size is stopped there
   with memory flat; the window is capped; the frame must end exactly at the member's end.
 - Lines are cut from that output wherever its pieces end (the frame's blocks fall anywhere): a
   line is refused as soon as it passes MAX_LINE bytes, and no more than that is ever held of one.
-- A path given to read or to write is checked first: a missing file or directory, a directory
-  where a file belongs and an output that exists are the operator's input, named as such.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -35,179 +29,12 @@ from typing import BinaryIO
 import zstandard
 
 from orchd.core.bundle import MAX_LINE, MAX_WINDOW
-from orchd.errors import (
-    BundleMalformed,
-    IsADirectory,
-    MemberMismatch,
-    NoSuchFile,
-    OutputExists,
-    StorageError,
-)
+from orchd.errors import BundleMalformed, IsADirectory, MemberMismatch, NoSuchFile, StorageError
 
-from . import files
+from .archive_writer import BLOCK, MAGIC
 
-BLOCK = 512
 _READ = 65536
 _FEED = 256
-_MAGIC = b"ustar\x00"
-
-
-# --- writing ----------------------------------------------------------------------------------
-
-
-def _octal(value: int, width: int) -> bytes:
-    return b"%0*o\x00" % (width - 1, value)
-
-
-def header(name: str, size: int) -> bytes:
-    encoded = name.encode("ascii")
-    if len(encoded) >= 100:
-        raise BundleMalformed(detail=f"member name {name!r} is too long")
-    block = bytearray(BLOCK)
-    block[0 : len(encoded)] = encoded
-    block[100:108] = _octal(0o644, 8)
-    block[108:116] = _octal(0, 8)
-    block[116:124] = _octal(0, 8)
-    block[124:136] = _octal(size, 12)
-    block[136:148] = _octal(0, 12)
-    block[148:156] = b" " * 8
-    block[156:157] = b"0"
-    block[257:263] = _MAGIC
-    block[263:265] = b"00"
-    block[148:156] = b"%06o\x00 " % sum(block)
-    return bytes(block)
-
-
-def _padding(size: int) -> bytes:
-    return b"\x00" * (-size % BLOCK)
-
-
-@dataclass(frozen=True, slots=True)
-class Compressed:
-    path: Path
-    sha256: str
-    size: int
-    raw_size: int
-    records: int
-
-
-def compress_lines(path: Path, lines: Iterable[bytes], level: int = 3) -> Compressed:
-    """Write ``lines`` (each followed by a newline) as one zstd frame, hashing as it goes; a
-    failing disk (full, I/O error) is a StorageError."""
-    try:
-        return _compress_lines(path, lines, level)
-    except OSError as exc:
-        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
-
-
-def _compress_lines(path: Path, lines: Iterable[bytes], level: int) -> Compressed:
-    compressor = zstandard.ZstdCompressor(
-        level=level, write_checksum=True, write_content_size=False
-    )
-    stream = compressor.compressobj()
-    hasher = hashlib.sha256()
-    size = raw = records = 0
-    buffered: list[bytes] = []
-    pending = 0
-    with path.open("wb") as out:
-
-        def emit(chunk: bytes) -> None:
-            nonlocal size
-            if chunk:
-                hasher.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-
-        for line in lines:
-            buffered.append(line)
-            buffered.append(b"\n")
-            pending += len(line) + 1
-            records += 1
-            if pending >= _READ:
-                data = b"".join(buffered)
-                raw += len(data)
-                emit(stream.compress(data))
-                buffered, pending = [], 0
-        data = b"".join(buffered)
-        raw += len(data)
-        emit(stream.compress(data))
-        emit(stream.flush())
-        out.flush()
-        os.fsync(out.fileno())
-    return Compressed(path, hasher.hexdigest(), size, raw, records)
-
-
-def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Path]]) -> None:
-    """The tar: each member's header and data (bytes, or a file's content), then the end."""
-    for name, data in members:
-        if isinstance(data, bytes):
-            out.write(header(name, len(data)))
-            out.write(data)
-            out.write(_padding(len(data)))
-            continue
-        size = data.stat().st_size
-        out.write(header(name, size))
-        with data.open("rb") as source:
-            shutil.copyfileobj(source, out, _READ)
-        out.write(_padding(size))
-    out.write(b"\x00" * (2 * BLOCK))
-
-
-def check_output(out: Path) -> None:
-    """Refuse an output path that cannot be a new file: one that exists (a conflict; nothing is
-    ever replaced), a directory, or one whose directory is missing (bad input)."""
-    try:
-        kind = os.lstat(out).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    except OSError as exc:
-        raise StorageError(path=out, detail=exc.strerror or str(exc)) from exc
-    else:
-        if stat.S_ISDIR(kind):
-            raise IsADirectory(path=out)
-        raise OutputExists(path=out)
-    if not out.parent.is_dir():
-        raise NoSuchFile(path=out.parent, kind="directory")
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, link it to ``final`` (never replacing a file), fsync the directory."""
-    check_output(final)
-    try:
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.link(tmp, final)
-    except FileExistsError:
-        raise OutputExists(path=final) from None  # made meanwhile, by someone else
-    except OSError as exc:
-        raise StorageError(path=final, detail=exc.strerror or str(exc)) from exc
-    try:
-        tmp.unlink()
-        files.fsync_dir(final.parent)
-    except OSError as exc:
-        raise StorageError(path=final, detail=exc.strerror or str(exc)) from exc
-
-
-@contextlib.contextmanager
-def staging_beside(out: Path) -> Iterator[Path]:
-    """A private directory beside ``out`` for an export's temporary files; always removed.
-    ``out`` is checked first (``check_output``), so a bad one is refused before any work."""
-    check_output(out)
-    prefix = f".{out.name}.staging-"
-    with contextlib.suppress(OSError):
-        for stale in out.parent.glob(prefix + "*"):  # left by a crashed export
-            shutil.rmtree(stale, ignore_errors=True)
-    try:
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
-    except OSError as exc:
-        raise StorageError(path=out.parent, detail=exc.strerror or str(exc)) from exc
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-# --- reading ----------------------------------------------------------------------------------
 
 
 def open_bundle(path: Path) -> BinaryIO:
@@ -278,7 +105,7 @@ def next_entry(source: BinaryIO) -> Entry | None:
     checksum = _field_octal(block[148:156], "checksum")
     if checksum != sum(block[:148]) + 8 * 32 + sum(block[156:]):
         raise BundleMalformed(detail="a tar header's checksum is wrong")
-    if block[257:263] != _MAGIC or block[263:265] != b"00":
+    if block[257:263] != MAGIC or block[263:265] != b"00":
         raise BundleMalformed(detail="not a POSIX ustar archive")
     field = block[0:100]
     if b"\x00" not in field:
@@ -407,16 +234,27 @@ def member_lines(source: BinaryIO, entry: Entry, *, sha256: str, raw_size: int) 
                         raise lines.refused
     except zstandard.ZstdError as exc:
         raise MemberMismatch(member=entry.name, detail=f"bad zstd data ({exc})") from None
-    if decompressor.unused_data:  # wherever the frame ended, the same finding
-        raise MemberMismatch(member=entry.name, detail="data follows its zstd frame")
-    if not decompressor.eof:
-        raise MemberMismatch(member=entry.name, detail="its zstd frame is cut short")
-    if lines.unfinished:
-        raise MemberMismatch(member=entry.name, detail="its last record lacks a newline")
-    if produced != raw_size:
-        raise MemberMismatch(
-            member=entry.name, detail=f"{produced} bytes, not the declared {raw_size}"
-        )
+    _check_end(entry.name, decompressor, lines, produced=produced, raw_size=raw_size)
     if hasher.hexdigest() != sha256:
         raise MemberMismatch(member=entry.name, detail="its sha256 differs from the manifest's")
     _skip_padding(source, entry.size)
+
+
+def _check_end(
+    member: str,
+    decompressor: zstandard.ZstdDecompressionObj,
+    lines: _Lines,
+    *,
+    produced: int,
+    raw_size: int,
+) -> None:
+    """At the member's end: its frame ended exactly there, its last line was whole and it
+    expanded to its declared size."""
+    if decompressor.unused_data:  # wherever the frame ended, the same finding
+        raise MemberMismatch(member=member, detail="data follows its zstd frame")
+    if not decompressor.eof:
+        raise MemberMismatch(member=member, detail="its zstd frame is cut short")
+    if lines.unfinished:
+        raise MemberMismatch(member=member, detail="its last record lacks a newline")
+    if produced != raw_size:
+        raise MemberMismatch(member=member, detail=f"{produced} bytes, not the declared {raw_size}")

@@ -1,0 +1,186 @@
+"""Writing a bundle file: the strict ustar subset, zstd members, and putting the file in place
+(adapters layer). Reading it back is ``archive_reader``.
+
+Rules (``bundles/FORMAT.md`` is normative):
+- Each member is one 512-byte ustar header (mode 0644, uid/gid 0, mtime 0, empty user and group
+  names, type ``0``) and its data padded to 512 bytes; the archive ends with two zero blocks.
+  Same members, same bytes.
+- A member's lines are compressed as one zstd frame, hashed as it is written.
+- An output path is checked first: a missing directory, a directory where the file belongs and an
+  output that exists are the operator's input, named as such. Nothing is ever replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from orchd.errors import BundleMalformed, IsADirectory, NoSuchFile, OutputExists, StorageError
+
+from . import files
+
+BLOCK = 512
+MAGIC = b"ustar\x00"
+_CHUNK = 65536
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def header(name: str, size: int) -> bytes:
+    encoded = name.encode("ascii")
+    if len(encoded) >= 100:
+        raise BundleMalformed(detail=f"member name {name!r} is too long")
+    block = bytearray(BLOCK)
+    block[0 : len(encoded)] = encoded
+    block[100:108] = _octal(0o644, 8)
+    block[108:116] = _octal(0, 8)
+    block[116:124] = _octal(0, 8)
+    block[124:136] = _octal(size, 12)
+    block[136:148] = _octal(0, 12)
+    block[148:156] = b" " * 8
+    block[156:157] = b"0"
+    block[257:263] = MAGIC
+    block[263:265] = b"00"
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def _padding(size: int) -> bytes:
+    return b"\x00" * (-size % BLOCK)
+
+
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    path: Path
+    sha256: str
+    size: int
+    raw_size: int
+    records: int
+
+
+def compress_lines(path: Path, lines: Iterable[bytes], level: int = 3) -> Compressed:
+    """Write ``lines`` (each followed by a newline) as one zstd frame, hashing as it goes; a
+    failing disk (full, I/O error) is a StorageError."""
+    try:
+        return _compress_lines(path, lines, level)
+    except OSError as exc:
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+
+
+def _compress_lines(path: Path, lines: Iterable[bytes], level: int) -> Compressed:
+    compressor = zstandard.ZstdCompressor(
+        level=level, write_checksum=True, write_content_size=False
+    )
+    stream = compressor.compressobj()
+    hasher = hashlib.sha256()
+    size = raw = records = 0
+    buffered: list[bytes] = []
+    pending = 0
+    with path.open("wb") as out:
+
+        def emit(chunk: bytes) -> None:
+            nonlocal size
+            if chunk:
+                hasher.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+
+        for line in lines:
+            buffered.append(line)
+            buffered.append(b"\n")
+            pending += len(line) + 1
+            records += 1
+            if pending >= _CHUNK:
+                data = b"".join(buffered)
+                raw += len(data)
+                emit(stream.compress(data))
+                buffered, pending = [], 0
+        data = b"".join(buffered)
+        raw += len(data)
+        emit(stream.compress(data))
+        emit(stream.flush())
+        out.flush()
+        os.fsync(out.fileno())
+    return Compressed(path, hasher.hexdigest(), size, raw, records)
+
+
+def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Path]]) -> None:
+    """The tar: each member's header and data (bytes, or a file's content), then the end."""
+    for name, data in members:
+        if isinstance(data, bytes):
+            out.write(header(name, len(data)))
+            out.write(data)
+            out.write(_padding(len(data)))
+            continue
+        size = data.stat().st_size
+        out.write(header(name, size))
+        with data.open("rb") as source:
+            shutil.copyfileobj(source, out, _CHUNK)
+        out.write(_padding(size))
+    out.write(b"\x00" * (2 * BLOCK))
+
+
+def check_output(out: Path) -> None:
+    """Refuse an output path that cannot be a new file: one that exists (a conflict; nothing is
+    ever replaced), a directory, or one whose directory is missing (bad input)."""
+    try:
+        kind = os.lstat(out).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise StorageError(path=out, detail=exc.strerror or str(exc)) from exc
+    else:
+        if stat.S_ISDIR(kind):
+            raise IsADirectory(path=out)
+        raise OutputExists(path=out)
+    if not out.parent.is_dir():
+        raise NoSuchFile(path=out.parent, kind="directory")
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, link it to ``final`` (never replacing a file), fsync the directory."""
+    check_output(final)
+    try:
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.link(tmp, final)
+    except FileExistsError:
+        raise OutputExists(path=final) from None  # made meanwhile, by someone else
+    except OSError as exc:
+        raise StorageError(path=final, detail=exc.strerror or str(exc)) from exc
+    try:
+        tmp.unlink()
+        files.fsync_dir(final.parent)
+    except OSError as exc:
+        raise StorageError(path=final, detail=exc.strerror or str(exc)) from exc
+
+
+@contextlib.contextmanager
+def staging_beside(out: Path) -> Iterator[Path]:
+    """A private directory beside ``out`` for an export's temporary files; always removed.
+    ``out`` is checked first (``check_output``), so a bad one is refused before any work."""
+    check_output(out)
+    prefix = f".{out.name}.staging-"
+    with contextlib.suppress(OSError):
+        for stale in out.parent.glob(prefix + "*"):  # left by a crashed export
+            shutil.rmtree(stale, ignore_errors=True)
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
+    except OSError as exc:
+        raise StorageError(path=out.parent, detail=exc.strerror or str(exc)) from exc
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
