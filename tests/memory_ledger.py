@@ -15,20 +15,14 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from orchd.core import chain, events, hlc, ids, projection, trust
+from orchd.core import bundle_views, chain, events, hlc, ids, projection, site_views, trust
+from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.chain import Stored
 from orchd.core.events import Draft, Event
 from orchd.core.metrics import RunTally
 from orchd.core.ports import Clock, Entropy, VerifyReport
-from orchd.core.projection import (
-    BundleView,
-    JobView,
-    OverrideView,
-    PauseView,
-    ReceiptView,
-    RequestView,
-    RunView,
-)
+from orchd.core.projection import JobView, RunView
+from orchd.core.site_views import OverrideView, PauseView, RequestView
 from orchd.core.trust import KeyView
 from orchd.errors import ChainBroken, ProjectionMismatch, StateConflict
 
@@ -56,7 +50,7 @@ class _Rows:
         self.overrides: dict[tuple[str, str, str], OverrideView] = {}
         self.schedules: dict[tuple[str, str], str] = {}
         self.requests: dict[str, RequestView] = {}
-        self.answers: dict[tuple[str, str], projection.AnswerView] = {}
+        self.answers: dict[tuple[str, str], site_views.AnswerView] = {}
         self.keys: dict[str, KeyView] = {}
         self.bundles: dict[tuple[str, str], BundleView] = {}
         self.receipts: dict[str, ReceiptView] = {}
@@ -449,7 +443,7 @@ def _fold(rows: _Rows, event: Event, local: str) -> None:
 
 def _fold_pause(rows: _Rows, event: Event, local: str) -> None:
     key = (event.origin, str(event.payload.get("source")))
-    paused = projection.apply_pause(event, rows.pauses.get(key))
+    paused = site_views.apply_pause(event, rows.pauses.get(key))
     if paused is None:
         rows.pauses.pop(key, None)
     else:
@@ -457,21 +451,21 @@ def _fold_pause(rows: _Rows, event: Event, local: str) -> None:
 
 
 def _fold_override(rows: _Rows, event: Event, local: str) -> None:
-    key = projection.override_key(event)
-    new = projection.apply_override(event, rows.overrides.get(key))
+    key = site_views.override_key(event)
+    new = site_views.apply_override(event, rows.overrides.get(key))
     if new is not None:
         rows.overrides[key] = new
 
 
 def _fold_schedule(rows: _Rows, event: Event, local: str) -> None:
     key = (event.origin, str(event.payload.get("schedule")))
-    last = projection.apply_schedule(event, rows.schedules.get(key))
+    last = site_views.apply_schedule(event, rows.schedules.get(key))
     if last is not None:
         rows.schedules[key] = last
 
 
 def _fold_request(rows: _Rows, event: Event, local: str) -> None:
-    row = projection.apply_request(event)
+    row = site_views.apply_request(event)
     if isinstance(row, RequestView):
         rows.requests.setdefault(row.request_id, row)
     else:
@@ -484,12 +478,12 @@ def _fold_trust(rows: _Rows, event: Event, local: str) -> None:
 
 
 def _fold_bundle(rows: _Rows, event: Event, local: str) -> None:
-    record = projection.apply_bundle(event, local)
+    record = bundle_views.apply_bundle(event, local)
     if record is not None:
         if (record.bundle_id, record.direction) in rows.bundles:
             raise StateConflict(detail="the ledger refused the change (a bundle recorded twice)")
         rows.bundles[(record.bundle_id, record.direction)] = record
-    receipt = projection.receipt_of(event, local)
+    receipt = bundle_views.receipt_of(event, local)
     if receipt is not None:
         held = rows.receipts.get(receipt.peer)
         if held is None or receipt.seq > held.seq:
@@ -499,12 +493,12 @@ def _fold_bundle(rows: _Rows, event: Event, local: str) -> None:
 _OTHERS: dict[str, Callable[[_Rows, Event, str], None]] = {
     kind: handler
     for kinds, handler in (
-        (projection.PAUSE_TYPES, _fold_pause),
-        (projection.QUOTA_TYPES, _fold_override),
+        (site_views.PAUSE_TYPES, _fold_pause),
+        (site_views.QUOTA_TYPES, _fold_override),
         (trust.TRUST_TYPES, _fold_trust),
-        (projection.REQUEST_TYPES, _fold_request),
-        (projection.SCHEDULE_TYPES, _fold_schedule),
-        (projection.BUNDLE_TYPES, _fold_bundle),
+        (site_views.REQUEST_TYPES, _fold_request),
+        (site_views.SCHEDULE_TYPES, _fold_schedule),
+        (bundle_views.BUNDLE_TYPES, _fold_bundle),
     )
     for kind in kinds
 }

@@ -9,7 +9,7 @@ import click
 
 from orchd.core import timefmt
 from orchd.core.limits import DAY_MS
-from orchd.core.projection import QUOTA_LIMITS
+from orchd.core.site_views import QUOTA_LIMITS
 from orchd.errors import BadInput
 from orchd.ops import quota as quota_ops
 

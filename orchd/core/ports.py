@@ -9,17 +9,11 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.events import Draft, Event
 from orchd.core.metrics import RunTally
-from orchd.core.projection import (
-    BundleView,
-    JobView,
-    OverrideView,
-    PauseView,
-    ReceiptView,
-    RequestView,
-    RunView,
-)
+from orchd.core.projection import JobView, RunView
+from orchd.core.site_views import OverrideView, PauseView, RequestView
 from orchd.core.trust import KeyView
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchd.core import timefmt
+from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.machines import JOB
 from orchd.core.ports import Clock, SiteQueries
-from orchd.core.projection import BundleView, JobView, PauseView, ReceiptView, RunView
+from orchd.core.projection import JobView, RunView
+from orchd.core.site_views import PauseView
 
 from .jobs import whose
 

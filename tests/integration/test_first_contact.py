@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from orchd.adapters.system import OsEntropy, SystemClock
+from orchd.core.bundle_views import ReceiptView
 from orchd.core.events import Actor
-from orchd.core.projection import ReceiptView
 from orchd.core.trust import KeyView
 from orchd.errors import UnknownPeer
 from orchd.ops import jobs, peers, requests

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from sealed import ACTOR, make_id
+from sealed import ACTOR, make_id, seal
 
 from orchd.core import events, hlc
-from orchd.core.projection import OverrideView, apply_override
+from orchd.core.site_views import OverrideView, apply_override
 from orchd.errors import MalformedEvent, OrchdError
 
 
@@ -108,3 +108,29 @@ def test_a_set_with_values_out_of_range_is_malformed(field: str, value: object) 
     )
     with pytest.raises(OrchdError):
         apply_override(sealed, None)
+
+
+def quota_event(**payload: object) -> events.Event:
+    """A quota.set of source nvd on every site, with ``payload`` added or changed."""
+    whole = {"kind": "source", "name": "nvd", "site": "*", **payload}
+    return seal("quota.set", whole, reason="r", ticket="T-1")
+
+
+def test_an_override_for_one_site_is_kept_for_that_site() -> None:
+    view = apply_override(quota_event(site="lab", daily=5), None)
+    assert view is not None and (view.site, view.daily, view.rate) == ("lab", 5, None)
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (quota_event(kind="host"), "quota target kind 'host' is not source or job_type"),
+        (quota_event(site="Lab"), "invalid site id 'Lab'"),
+        (quota_event(), "quota.set sets none of rate, burst, concurrency, daily"),
+    ],
+)
+def test_an_override_of_an_unknown_target_or_setting_nothing_is_refused(
+    event: events.Event, message: str
+) -> None:
+    with pytest.raises(OrchdError, match=message):
+        apply_override(event, None)

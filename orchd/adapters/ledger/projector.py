@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from orchd.core import projection, trust
+from orchd.core import bundle_views, projection, site_views, trust
 from orchd.core.events import Event
 from orchd.core.projection import (
     JOB_COLUMNS,
@@ -24,10 +24,9 @@ from orchd.core.projection import (
     RUN_COLUMNS,
     RUN_MUTABLE,
     JobView,
-    OverrideView,
-    PauseView,
     RunView,
 )
+from orchd.core.site_views import OverrideView, PauseView
 
 from .schema import PROJECTION_TABLES
 
@@ -162,17 +161,17 @@ def _write(
 
 
 def _project_request(db: Database, event: Event, local: str) -> None:
-    row = projection.apply_request(event)
-    table = "requests" if isinstance(row, projection.RequestView) else "request_answers"
+    row = site_views.apply_request(event)
+    table = "requests" if isinstance(row, site_views.RequestView) else "request_answers"
     marks = ", ".join("?" for _ in row)
     db.execute(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", list(row))
 
 
 def _project_bundle(db: Database, event: Event, local: str) -> None:
-    record = projection.apply_bundle(event, local)
+    record = bundle_views.apply_bundle(event, local)
     if record is not None:
         db.execute("INSERT INTO bundles VALUES (?, ?, ?, ?, ?)", list(record))
-    if (receipt := projection.receipt_of(event, local)) is not None:
+    if (receipt := bundle_views.receipt_of(event, local)) is not None:
         db.execute(_RECEIPT_UPSERT, list(receipt))
 
 
@@ -181,7 +180,7 @@ def _project_pause(db: Database, event: Event, local: str) -> None:
     where = "origin = ? AND source = ?"
     key = [event.origin, event.payload.get("source")]
     row = db.execute(f"SELECT * FROM source_pauses WHERE {where}", key).fetchone()
-    paused = projection.apply_pause(event, None if row is None else PauseView._make(row))
+    paused = site_views.apply_pause(event, None if row is None else PauseView._make(row))
     if paused is None:
         db.execute(f"DELETE FROM source_pauses WHERE {where}", key)
     else:
@@ -189,11 +188,11 @@ def _project_pause(db: Database, event: Event, local: str) -> None:
 
 
 def _project_override(db: Database, event: Event, local: str) -> None:
-    key = list(projection.override_key(event))
+    key = list(site_views.override_key(event))
     row = db.execute(
         "SELECT * FROM quota_overrides WHERE kind = ? AND name = ? AND site = ?", key
     ).fetchone()
-    new = projection.apply_override(event, None if row is None else OverrideView._make(row))
+    new = site_views.apply_override(event, None if row is None else OverrideView._make(row))
     if new is not None:
         marks = ", ".join("?" for _ in new)
         db.execute(f"INSERT OR REPLACE INTO quota_overrides VALUES ({marks})", list(new))
@@ -204,7 +203,7 @@ def _project_schedule(db: Database, event: Event, local: str) -> None:
     row = db.execute(
         "SELECT last_slot FROM schedule_state WHERE origin = ? AND schedule = ?", key
     ).fetchone()
-    last = projection.apply_schedule(event, None if row is None else row[0])
+    last = site_views.apply_schedule(event, None if row is None else row[0])
     if last is not None:
         db.execute("INSERT OR REPLACE INTO schedule_state VALUES (?, ?, ?)", [*key, last])
 
@@ -226,12 +225,12 @@ def _project_trust(db: Database, event: Event, local: str) -> None:
 _OTHERS: dict[str, Callable[[Database, Event, str], None]] = {
     kind: handler
     for kinds, handler in (
-        (projection.PAUSE_TYPES, _project_pause),
-        (projection.QUOTA_TYPES, _project_override),
+        (site_views.PAUSE_TYPES, _project_pause),
+        (site_views.QUOTA_TYPES, _project_override),
         (trust.TRUST_TYPES, _project_trust),
-        (projection.REQUEST_TYPES, _project_request),
-        (projection.SCHEDULE_TYPES, _project_schedule),
-        (projection.BUNDLE_TYPES, _project_bundle),
+        (site_views.REQUEST_TYPES, _project_request),
+        (site_views.SCHEDULE_TYPES, _project_schedule),
+        (bundle_views.BUNDLE_TYPES, _project_bundle),
     )
     for kind in kinds
 }

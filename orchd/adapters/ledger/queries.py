@@ -11,16 +11,8 @@ from collections.abc import Collection, Iterator, Sequence
 from orchd.core import events
 from orchd.core.events import Event
 from orchd.core.metrics import RunTally
-from orchd.core.projection import (
-    JOB_COLUMNS,
-    RUN_COLUMNS,
-    AnswerView,
-    JobView,
-    OverrideView,
-    PauseView,
-    RequestView,
-    RunView,
-)
+from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, RunView
+from orchd.core.site_views import AnswerView, OverrideView, PauseView, RequestView
 
 from . import projector
 from .base import LedgerBase, of_origin, translated

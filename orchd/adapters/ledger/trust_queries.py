@@ -8,8 +8,8 @@ The positions of the chains (``heads``, ``hashes``, ``checkpoints``) are the bas
 from __future__ import annotations
 
 from orchd.core import events
+from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.events import Event
-from orchd.core.projection import BundleView, ReceiptView
 from orchd.core.trust import KeyView
 
 from .base import LedgerBase, translated
