@@ -20,12 +20,11 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from orchd.adapters import bundle_io, keys
+from orchd.adapters import archive_writer, keys
 from orchd.adapters.bundles import export
 from orchd.adapters.ledger import SqliteLedger
-from orchd.core import bundle, canonical, dsse, timefmt
+from orchd.core import bundle, canonical, drafts, dsse, timefmt
 from orchd.core.events import Actor, Draft
-from orchd.ops import keys as key_ops
 from orchd.ops import site as site_ops
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,12 +74,12 @@ def hq_ledger(folder: Path) -> SqliteLedger:
         FixedClock(),
         CountingEntropy(),
         first,
-        also=[key_ops.created(ACTOR, key.public_key)],
+        also=[drafts.key_created(ACTOR, public_key=key.public_key)],
     )
-    drafts = []
+    batch = []
     for n in range(1, 6):
         job_id = f"01KE{n:022d}"
-        drafts.append(
+        batch.append(
             Draft(
                 type="job.submitted",
                 actor=ACTOR,
@@ -96,7 +95,7 @@ def hq_ledger(folder: Path) -> SqliteLedger:
                 },
             )
         )
-    ledger.append(drafts)
+    ledger.append(batch)
     return ledger
 
 
@@ -113,7 +112,7 @@ def sign(manifest: bundle.Manifest, key: keys.SiteKey) -> tuple[bytes, bytes]:
 
 def archive(members: list[tuple[str, bytes]]) -> bytes:
     out = io.BytesIO()
-    bundle_io.write_archive(out, list(members))
+    archive_writer.write_archive(out, list(members))
     return out.getvalue()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -21,22 +21,58 @@ from orchd.errors import MalformedEvent, OrchdError
 SCHEMA_VERSION = 1
 ZERO_HASH = "0" * 64
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_REQUIRED = frozenset(
-    {
-        "schema",
-        "event_id",
-        "origin",
-        "seq",
-        "hlc",
-        "occurred_at",
-        "type",
-        "actor",
-        "idempotency_key",
-        "prev_hash",
-        "payload",
-    }
+
+
+class Field(NamedTuple):
+    """One field of the envelope and how the sealing fast path writes it: ``quoted``, a checked
+    name, id, hash or time that needs no JSON escaping; ``number``; ``json``, canonical text."""
+
+    name: str
+    form: str
+    optional: bool = False
+
+
+# The envelope, one row per field: the checks of ``parse`` and the body ``seal`` writes are both
+# drawn from it. The body's order is the canonical one, by name, whatever the order here.
+ENVELOPE = (
+    Field("schema", "number"),
+    Field("event_id", "quoted"),
+    Field("origin", "quoted"),
+    Field("seq", "number"),
+    Field("hlc", "quoted"),
+    Field("occurred_at", "quoted"),
+    Field("type", "quoted"),
+    Field("actor", "json"),
+    Field("idempotency_key", "quoted"),
+    Field("prev_hash", "quoted"),
+    Field("payload", "json"),
+    Field("reason", "json", optional=True),
+    Field("ticket", "json", optional=True),
 )
-_KNOWN = frozenset({*_REQUIRED, "reason", "ticket"})
+_REQUIRED = frozenset(f.name for f in ENVELOPE if not f.optional)
+_KNOWN = frozenset(f.name for f in ENVELOPE)
+_SLOTS = {"quoted": '"{%s}"', "number": "{%s:d}", "json": "{%s}"}
+
+
+def _body_writer(given: frozenset[str]) -> Callable[..., str]:
+    """The body's text from every field's text, by name (keyword-only), writing the optional
+    fields ``given``: an f-string compiled once from ``ENVELOPE``, as ``dataclasses`` compiles an
+    ``__init__``; the source holds only the table's own names."""
+    written = sorted(f for f in ENVELOPE if not f.optional or f.name in given)
+    text = ",".join(f'"{f.name}":' + _SLOTS[f.form] % f.name for f in written)
+    names = ", ".join(f.name for f in ENVELOPE)
+    writer: Callable[..., str] = eval(f"lambda *, {names}: f'{{{{{text}}}}}'")  # noqa: S307
+    return writer
+
+
+# by (reason given, ticket given)
+_BODIES = {
+    (reason, ticket): _body_writer(
+        frozenset(name for name, on in (("reason", reason), ("ticket", ticket)) if on)
+    )
+    for reason in (False, True)
+    for ticket in (False, True)
+}
 _ACTOR_FIELDS = frozenset({"uid", "user", "scopes"})
 
 
@@ -96,8 +132,8 @@ class Event(NamedTuple):
 
 
 @lru_cache(maxsize=256)
-def _actor_bytes(actor: Actor) -> bytes:
-    return canonical.encode(actor.to_json())
+def _actor_text(actor: Actor) -> str:
+    return canonical.encode(actor.to_json()).decode()
 
 
 def chain_hash(prev_hash: str, body: bytes) -> str:
@@ -206,51 +242,47 @@ def _sealed(
 ) -> Event:
     """The event of a checked placement: the draft's own fields are checked here.
 
-    The body is ``canonical.encode(envelope(...))`` written out in its key order: every value
-    spliced in as text is a checked name, id, hash or time that needs no JSON escaping (unit
-    tests hold the two equal).
+    The body is ``canonical.encode(envelope(...))``, written by the writer ``ENVELOPE`` gives:
+    every value written between quotes as it is is a checked name, id, hash or time that needs
+    no JSON escaping (unit tests hold the two equal).
     """
     check_repeated("event type", draft.type)
     check_name("idempotency key", draft.idempotency_key)
-    reason = ticket = ""  # as they appear in the body, when given
-    if draft.reason is not None:
-        reason = ',"reason":' + canonical.dump(check_text("reason", draft.reason)).decode()
-    if draft.ticket is not None:
-        ticket = '"ticket":' + canonical.dump(check_name("ticket", draft.ticket)).decode() + ","
+    reason, ticket = draft.reason, draft.ticket
     payload = dict(draft.payload)
     canonical.check(payload)
-    head = (
-        f',"event_id":"{event_id}","hlc":"{clock_text}",'
-        f'"idempotency_key":"{draft.idempotency_key}","occurred_at":"{at_text}",'
-        f'"origin":"{origin}","payload":'
-    )
-    tail = f',"prev_hash":"{prev_hash}"{reason},"schema":{SCHEMA_VERSION},"seq":{seq:d},{ticket}'
-    body = b"".join(
-        (
-            b'{"actor":',
-            _actor_bytes(draft.actor),
-            head.encode(),
-            canonical.dump(payload),
-            f'{tail}"type":"{draft.type}"}}'.encode(),
-        )
-    )
-    digest = chain_hash(prev_hash, body)
+    write = _BODIES[reason is not None, ticket is not None]
+    body = write(
+        schema=SCHEMA_VERSION,
+        event_id=event_id,
+        origin=origin,
+        seq=seq,
+        hlc=clock_text,
+        occurred_at=at_text,
+        type=draft.type,
+        actor=_actor_text(draft.actor),
+        idempotency_key=draft.idempotency_key,
+        prev_hash=prev_hash,
+        payload=canonical.dump(payload).decode(),
+        reason=None if reason is None else canonical.dump(check_text("reason", reason)).decode(),
+        ticket=None if ticket is None else canonical.dump(check_name("ticket", ticket)).decode(),
+    ).encode()
     return Event(
-        SCHEMA_VERSION,
-        event_id,
-        origin,
-        seq,
-        clock_text,
-        at_text,
-        draft.type,
-        draft.actor,
-        draft.idempotency_key,
-        prev_hash,
-        payload,
-        draft.reason,
-        draft.ticket,
-        body,
-        digest,
+        schema=SCHEMA_VERSION,
+        event_id=event_id,
+        origin=origin,
+        seq=seq,
+        hlc=clock_text,
+        occurred_at=at_text,
+        type=draft.type,
+        actor=draft.actor,
+        idempotency_key=draft.idempotency_key,
+        prev_hash=prev_hash,
+        payload=payload,
+        reason=reason,
+        ticket=ticket,
+        body=body,
+        hash=chain_hash(prev_hash, body),
     )
 
 
@@ -272,21 +304,21 @@ def parse(body: bytes, stored_hash: str | None = None) -> Event:
         raise MalformedEvent(where=_where(fields), detail="stored hash does not match its bytes")
     get = fields.get
     return Event(
-        fields["schema"],
-        fields["event_id"],
-        fields["origin"],
-        fields["seq"],
-        fields["hlc"],
-        fields["occurred_at"],
-        fields["type"],
-        actor,
-        fields["idempotency_key"],
-        fields["prev_hash"],
-        fields["payload"],
-        get("reason"),
-        get("ticket"),
-        body,
-        digest,
+        schema=fields["schema"],
+        event_id=fields["event_id"],
+        origin=fields["origin"],
+        seq=fields["seq"],
+        hlc=fields["hlc"],
+        occurred_at=fields["occurred_at"],
+        type=fields["type"],
+        actor=actor,
+        idempotency_key=fields["idempotency_key"],
+        prev_hash=fields["prev_hash"],
+        payload=fields["payload"],
+        reason=get("reason"),
+        ticket=get("ticket"),
+        body=body,
+        hash=digest,
     )
 
 
@@ -294,16 +326,21 @@ def _where(fields: dict[str, Any]) -> str:
     return f" {fields.get('origin')!r}/{fields.get('seq')!r}"
 
 
+_AT = Event._fields.index("actor")  # where to_wire spreads the actor out, found by name
+
+
 def to_wire(event: Event) -> tuple[Any, ...]:
-    """The event as plain values, for ``from_wire`` in another orchd process."""
+    """The event as plain values, for ``from_wire`` in another orchd process: its fields in
+    ``Event``'s order, the actor spread into uid, user and scopes."""
     actor = event.actor
-    return (*event[:7], actor.uid, actor.user, actor.scopes, *event[8:])
+    return (*event[:_AT], actor.uid, actor.user, actor.scopes, *event[_AT + 1 :])
 
 
 def from_wire(values: Sequence[Any]) -> Event:
     """The event ``to_wire`` gave, in another orchd process that parsed and checked it: only
     the actor is checked again (once per distinct actor)."""
-    return Event._make((*values[:7], _known_actor(*values[7:10]), *values[10:]))
+    actor = _known_actor(*values[_AT : _AT + 3])
+    return Event._make((*values[:_AT], actor, *values[_AT + 3 :]))
 
 
 def _fail(detail: str) -> MalformedEvent:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchd.core import bundle, timefmt
+from orchd.core import bundle, drafts, timefmt
 from orchd.core.bundle import Manifest, Member, Range, Step
 from orchd.core.events import ZERO_HASH, Actor, Draft
 from orchd.errors import StateConflict
@@ -117,18 +117,14 @@ class Export:
 
 def exported_record(actor: Actor, manifest: Manifest, *, sha256: str, size: int) -> Draft:
     """The ``bundle.exported`` record of a bundle written (its file's digest and size)."""
-    return Draft(
-        type="bundle.exported",
-        actor=actor,
-        idempotency_key=f"bundle.exported:{manifest.bundle_id}",
-        payload={
-            "bundle_id": manifest.bundle_id,
-            "recipient": manifest.recipient,
-            "kind": manifest.kind,
-            "ranges": {r.origin: [r.from_seq, r.to_seq] for r in manifest.ranges},
-            "sha256": sha256,
-            "size": size,
-        },
+    return drafts.bundle_exported(
+        actor,
+        bundle_id=manifest.bundle_id,
+        recipient=manifest.recipient,
+        kind=manifest.kind,
+        ranges={r.origin: [r.from_seq, r.to_seq] for r in manifest.ranges},
+        sha256=sha256,
+        size=size,
     )
 
 
@@ -152,38 +148,27 @@ def import_records(
     held = dict(heads) | {
         s.range.origin: (s.range.to_seq, s.range.last_hash) for s in steps if s.action == "apply"
     }
-    drafts = []
-    if followed_rotation is not None:
-        drafts.append(trusted_record(followed_rotation, actor))
-    drafts.append(
-        Draft(
-            type="bundle.imported",
-            actor=actor,
-            idempotency_key=f"bundle.imported:{manifest.bundle_id}",
-            payload={
-                "bundle_id": manifest.bundle_id,
-                "exporter": manifest.exporter,
-                "ranges": applied,
-                "events": events,
-                "watermarks": {origin: [seq, digest] for origin, (seq, digest) in held.items()},
-            },
-            reason=reason,
-            ticket=ticket,
-        )
+    records = [] if followed_rotation is None else [trusted_record(followed_rotation, actor)]
+    receipt = drafts.bundle_imported(
+        actor,
+        bundle_id=manifest.bundle_id,
+        exporter=manifest.exporter,
+        ranges=applied,
+        events=events,
+        watermarks={origin: [seq, digest] for origin, (seq, digest) in held.items()},
+        reason=reason,
+        ticket=ticket,
     )
-    return drafts
+    return [*records, receipt]
 
 
 def trusted_record(rotation: Mapping[str, str], actor: Actor) -> Draft:
     """``key.trusted`` for the new key of a rotation statement this site followed."""
-    return Draft(
-        type="key.trusted",
-        actor=actor,
-        idempotency_key=f"key.trusted:{rotation['new_key_id']}:rotation",
-        payload={
-            "site": rotation["site"],
-            "key_id": rotation["new_key_id"],
-            "public_key": rotation["public_key"],
-        },
+    return drafts.key_trusted(
+        actor,
+        site=rotation["site"],
+        key_id=rotation["new_key_id"],
+        public_key=rotation["public_key"],
+        change="rotation",
         reason=f"followed the rotation signed by key {rotation['old_key_id'][:16]}",
     )

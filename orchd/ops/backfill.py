@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchd.core import ids, timefmt
+from orchd.core import drafts, ids, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy, Schedule, check_change, slot_key
 from orchd.core.ports import Clock, Entropy, JobLog, JobQueries, SlotLister
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
-
-from .jobs import submitted_draft
 
 SCOPE = "orch:backfill"
 MAX_SLOTS = 10_000
@@ -99,7 +97,7 @@ def _draft(
 ) -> Draft:
     job_type = policy.job_types[schedule.job_type]
     defaults = {k: v for k, v in job_type.params.items() if v is not None}
-    return submitted_draft(
+    return drafts.job_submitted(
         actor,
         job_id=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
         job_type=job_type.name,

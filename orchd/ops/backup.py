@@ -13,7 +13,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from orchd.core.events import Actor, Draft
+from orchd.core import drafts
+from orchd.core.events import Actor
 from orchd.core.names import check_name, check_text
 from orchd.core.ports import Clock, TrustLog, VerifyReport
 from orchd.errors import BadInput, StorageError
@@ -122,13 +123,14 @@ def _recorded(
         seq = report.origins[copy.site_id]
         copy.append(
             [
-                Draft(
-                    type="site.restored",
-                    actor=actor,
-                    ticket=ticket,
+                drafts.site_restored_from_backup(
+                    actor,
+                    source=name,
+                    own_seq=seq,
+                    events=report.events,
+                    at_ms=files.clock.now_ms(),
                     reason=reason,
-                    idempotency_key=f"site.restored:backup:{files.clock.now_ms()}",
-                    payload={"from": name[-200:], "own_seq": seq, "events": report.events},
+                    ticket=ticket,
                 )
             ]
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from orchd.core import drafts
 from orchd.core.events import Actor, Draft, Event
 from orchd.core.policy import Policy
 from orchd.core.ports import Clock, Entropy, EventLog, JobLog
@@ -56,12 +57,7 @@ def submit(
 
 def rejected_draft(actor: Actor, name: str, identity: str, reason: str) -> Draft:
     """The ``spool.rejected`` event of file ``name`` (``identity``: its inode and change time)."""
-    return Draft(
-        type="spool.rejected",
-        actor=actor,
-        idempotency_key=f"spool.rejected:{name}:{identity}",
-        payload={"file": name, "reason": reason[:MAX_REASON]},
-    )
+    return drafts.spool_rejected(actor, file=name, identity=identity, reason=reason[:MAX_REASON])
 
 
 def reject(ledger: EventLog, actor: Actor, name: str, identity: str, reason: str) -> Event:

@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from orchd.core import ids, outcomes
-from orchd.core.events import Actor, Draft, Event
+from orchd.core import drafts, ids, outcomes
+from orchd.core.events import Actor, Event
 from orchd.core.machines import JOB
 from orchd.core.names import check_name
 from orchd.core.policy import JobType, Policy, check_change
@@ -149,7 +149,7 @@ def submit(
         return Submitted(job=known, created=False)
     job_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
     key = request.key or job_id
-    draft = submitted_draft(
+    draft = drafts.job_submitted(
         actor,
         job_id=job_id,
         job_type=request.job_type,
@@ -164,39 +164,6 @@ def submit(
     if job is None:  # the append succeeded, so the projection must hold it
         raise JobNotFound(job_id=job_id)
     return Submitted(job=job, created=True, event_id=event.event_id)
-
-
-def submitted_draft(
-    actor: Actor,
-    *,
-    job_id: str,
-    job_type: str,
-    key: str,
-    params: dict[str, str],
-    priority: int,
-    state: str = "queued",
-    reason: str | None = None,
-    ticket: str | None = None,
-    **optional: str | None,
-) -> Draft:
-    """The ``job.submitted`` event of a new job; ``optional`` fields that are None are left out."""
-    payload: dict[str, object] = {
-        "job_id": job_id,
-        "job_type": job_type,
-        "key": key,
-        "params": params,
-        "priority": priority,
-        "state": state,
-        **{name: value for name, value in optional.items() if value is not None},
-    }
-    return Draft(
-        type="job.submitted",
-        actor=actor,
-        idempotency_key=f"job.submitted:{key}",
-        payload=payload,
-        reason=reason,
-        ticket=ticket,
-    )
 
 
 def whose(ledger: JobQueries, *, origin: str | None, all_origins: bool) -> str | None:
@@ -273,13 +240,8 @@ def cancel(
     refuse_foreign(ledger, job, "cancel")
     if job.state == "cancelled":
         return Cancelled(job=job, changed=False)
-    draft = Draft(
-        type="job.transitioned",
-        actor=actor,
-        idempotency_key=f"job.cancelled:{job.job_id}",
-        payload={"job_id": job.job_id, "from": job.state, "to": "cancelled", "cause": "operator"},
-        reason=reason,
-        ticket=ticket,
+    draft = drafts.job_cancelled(
+        actor, job_id=job.job_id, from_state=job.state, reason=reason, ticket=ticket
     )
     ledger.append([draft])
     cancelled = ledger.job(job.job_id)

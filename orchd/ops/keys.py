@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from orchd.core import dsse, ids, timefmt
+from orchd.core import drafts, dsse, ids, timefmt
 from orchd.core.events import Actor, Draft, Event
 from orchd.core.names import check_name
 from orchd.core.policy import Policy, check_change
@@ -22,17 +22,6 @@ from orchd.core.trust import KeyView
 from orchd.errors import BadInput, StateConflict
 
 SCOPE = "orch:admin"
-
-
-def created(actor: Actor, public_key: bytes) -> Draft:
-    """The ``key.created`` event of this site's signing key (at init)."""
-    key_id = dsse.key_id(public_key)
-    return Draft(
-        type="key.created",
-        actor=actor,
-        idempotency_key=f"key.created:{key_id}",
-        payload={"key_id": key_id, "public_key": public_key.hex()},
-    )
 
 
 def own_key(ledger: TrustQueries) -> KeyView | None:
@@ -73,34 +62,32 @@ def trust(
     if site == ledger.site_id:
         raise BadInput(detail="this site's own keys come from init and rotate, not from trust")
     key_id = dsse.key_id(public_key)
-    payload: dict[str, object] = {"site": site, "key_id": key_id, "public_key": public_key.hex()}
+    expires_at = None
     if expires is not None:
         at = timefmt.parse_operator(expires)
         if at <= clock.now_ms():
             raise BadInput(detail=f"--expires {expires} is not in the future")
-        payload["expires_at"] = timefmt.format_ms(at)
+        expires_at = timefmt.format_ms(at)
     current = ledger.trust_key(key_id)
     if current is not None and current.revoked_at is None:
-        if (current.site, current.expires_at) != (site, payload.get("expires_at")):
+        if (current.site, current.expires_at) != (site, expires_at):
             until = f" until {current.expires_at}" if current.expires_at else ""
             raise StateConflict(
                 detail=f"key {key_id} is trusted already for {current.site}{until}; to change "
                 "that, revoke it and trust it again"
             )
         return KeyChange(key=current, changed=False)
-    change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    ledger.append(
-        [
-            Draft(
-                type="key.trusted",
-                actor=actor,
-                payload=payload,
-                reason=reason,
-                ticket=ticket,
-                idempotency_key=f"key.trusted:{key_id}:{change}",
-            )
-        ]
+    draft = drafts.key_trusted(
+        actor,
+        site=site,
+        key_id=key_id,
+        public_key=public_key.hex(),
+        change=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
+        expires_at=expires_at,
+        reason=reason,
+        ticket=ticket,
     )
+    ledger.append([draft])
     return KeyChange(key=_held(ledger, key_id), changed=True)
 
 
@@ -128,16 +115,7 @@ def revoke(
         )
     change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
     ledger.append(
-        [
-            Draft(
-                type="key.revoked",
-                actor=actor,
-                payload={"key_id": key_id},
-                reason=reason,
-                ticket=ticket,
-                idempotency_key=f"key.revoked:{key_id}:{change}",
-            )
-        ]
+        [drafts.key_revoked(actor, key_id=key_id, change=change, reason=reason, ticket=ticket)]
     )
     return KeyChange(key=_held(ledger, key_id), changed=True)
 
@@ -153,19 +131,17 @@ def replaced_after_loss(ledger: TrustQueries, actor: Actor, public_key: bytes) -
     """After ``init --restore``: the lost signing key revoked (its private half went with the
     disk, or may be in other hands) and the new one recorded. Peers must trust the new key by
     hand; nothing vouches for it."""
-    drafts = [
-        Draft(
-            type="key.revoked",
-            actor=actor,
-            payload={"key_id": old.key_id},
+    revoked = [
+        drafts.key_revoked(
+            actor,
+            key_id=old.key_id,
+            change="restore",
             reason="lost with the site's disk; replaced at restore",
-            idempotency_key=f"key.revoked:{old.key_id}:restore",
         )
         for old in ledger.trust_keys()
         if old.role == "own" and old.site == ledger.site_id and old.revoked_at is None
     ]
-    drafts.append(created(actor, public_key))
-    return drafts
+    return [*revoked, drafts.key_created(actor, public_key=public_key)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,19 +157,13 @@ def rotated(
     """The ``key.rotated`` event; the caller checks ``check_change`` before it makes the new key
     (this checks again)."""
     check_change(policy, "rotate", reason, ticket)
-    new_id = dsse.key_id(rotation.new_public_key)
-    return Draft(
-        type="key.rotated",
-        actor=actor,
-        idempotency_key=f"key.rotated:{new_id}",
+    return drafts.key_rotated(
+        actor,
+        old_key_id=rotation.old_key_id,
+        new_public_key=rotation.new_public_key,
+        statement=rotation.statement,
         reason=reason,
         ticket=ticket,
-        payload={
-            "old_key_id": rotation.old_key_id,
-            "new_key_id": new_id,
-            "public_key": rotation.new_public_key.hex(),
-            "statement": rotation.statement,
-        },
     )
 
 

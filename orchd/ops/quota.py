@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from orchd.core import ids
-from orchd.core.events import Actor, Draft
+from orchd.core import drafts, ids
+from orchd.core.events import Actor
 from orchd.core.limits import parse_rate
 from orchd.core.names import check_name
 from orchd.core.policy import Policy, check_change
 from orchd.core.ports import Clock, Entropy, JobLog
-from orchd.core.projection import OverrideView
+from orchd.core.site_views import OverrideView
 from orchd.errors import InvalidName, NotInPolicy
 
 SCOPE = "orch:quota"
@@ -119,20 +119,9 @@ def change(
         payload |= given
     if _in_effect(ledger.overrides(), payload):
         return False
-    action = "reset" if values is None else "set"
-    change_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    ledger.append(
-        [
-            Draft(
-                type=f"quota.{action}",
-                actor=actor,
-                payload=payload,
-                reason=reason,
-                ticket=ticket,
-                idempotency_key=f"quota.{action}:{kind}:{name}:{change_id}",
-            )
-        ]
-    )
+    record = drafts.quota_reset if values is None else drafts.quota_set
+    change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
+    ledger.append([record(actor, override=payload, change=change, reason=reason, ticket=ticket)])
     return True
 
 

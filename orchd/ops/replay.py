@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchd.core import ids, timefmt
+from orchd.core import drafts, ids, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.machines import JOB
 from orchd.core.names import check_name
@@ -25,7 +25,7 @@ from orchd.core.ports import Clock, Entropy, JobLog, JobQueries
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
 
-from .jobs import PRIORITY_RANGE, SubmitRequest, check, find, refuse_foreign, submitted_draft
+from .jobs import PRIORITY_RANGE, SubmitRequest, check, find, refuse_foreign
 
 SCOPE = "orch:operate"
 
@@ -113,7 +113,7 @@ def _draft(
     ticket: str | None,
 ) -> Draft:
     key = f"replay:{job.job_id}:{number}"
-    return submitted_draft(
+    return drafts.job_submitted(
         actor,
         job_id=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
         job_type=job.job_type,

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from orchd.core import ids
-from orchd.core.events import Actor, Draft
+from orchd.core import drafts, ids
+from orchd.core.events import Actor
 from orchd.core.names import check_name
 from orchd.core.policy import Policy
 from orchd.core.ports import Clock, Entropy, JobLog, TrustLog
-from orchd.core.projection import RequestView
+from orchd.core.site_views import RequestView
 from orchd.errors import BadInput, OrchdError
 
 from . import jobs, peers
@@ -53,23 +53,21 @@ def request(
         raise BadInput(detail="this is the site itself: submit the job without --site")
     peers.check_known(ledger, site, new_peer=new_peer)
     check_name("job type", submit.job_type)
-    payload: dict[str, object] = {
-        "site": site,
-        "job_type": submit.job_type,
-        "params": dict(submit.params),
-    }
     if submit.source is not None:
-        payload["source"] = check_name("source", submit.source)
+        check_name("source", submit.source)
     if submit.key is not None:
-        payload["key"] = check_name("job key", submit.key)
-    if submit.priority is not None:
-        payload["priority"] = submit.priority
-    request_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    payload["request_id"] = request_id
-    key = f"job.requested:{site}:{submit.key or request_id}"
-    [event] = ledger.append(
-        [Draft(type="job.requested", actor=actor, idempotency_key=key, payload=payload)]
+        check_name("job key", submit.key)
+    draft = drafts.job_requested(
+        actor,
+        site=site,
+        request_id=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
+        job_type=submit.job_type,
+        params=submit.params,
+        source=submit.source,
+        key=submit.key,
+        priority=submit.priority,
     )
+    [event] = ledger.append([draft])
     return str(event.payload["request_id"])  # the first request's, if the key was used before
 
 
@@ -102,23 +100,13 @@ def _answer(
         except OrchdError as exc:
             reason = exc.message
     outcome = "accepted" if job_id else "refused"
-    payload: dict[str, object] = {
-        "request_id": r.request_id,
-        "requester": r.origin,
-        "outcome": outcome,
-    }
-    if job_id:
-        payload["job_id"] = job_id
-    else:
-        payload["reason"] = (reason or "")[:1000]
-    ledger.append(
-        [
-            Draft(
-                type="job.request_answered",
-                actor=actor,
-                payload=payload,
-                idempotency_key=f"job.request_answered:{r.request_id}",
-            )
-        ]
+    draft = drafts.request_answered(
+        actor,
+        request_id=r.request_id,
+        requester=r.origin,
+        outcome=outcome,
+        job_id=job_id or None,
+        refusal=None if job_id else (reason or "")[:1000],
     )
+    ledger.append([draft])
     return Answer(request=r, outcome=outcome, job_id=job_id, reason=reason)

@@ -21,10 +21,10 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from orchd.core import canonical, limits, timefmt
+from orchd.core import canonical, drafts, limits, timefmt
+from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.events import Actor, Draft
 from orchd.core.ports import Retention
-from orchd.core.projection import BundleView, ReceiptView
 
 SCOPE = "orch:admin"
 
@@ -101,15 +101,10 @@ def prune(
 
     def recorded(removed: int, checkpoints: dict[str, tuple[int, str]]) -> Sequence[Draft]:
         kept = " ".join(f"{o}:{seq}" for o, (seq, _digest) in sorted(checkpoints.items()))
-        payload = {"days": chosen.days, "events": removed, "checkpoints": kept[:4000]}
-        key = "ledger.pruned:" + hashlib.sha256(canonical.dump(upto)).hexdigest()[:32]
+        cut = hashlib.sha256(canonical.dump(upto)).hexdigest()[:32]
         return [
-            Draft(
-                type="ledger.pruned",
-                actor=actor,
-                idempotency_key=key,
-                payload=payload,
-                reason=f"retention: events older than {chosen.days} days",
+            drafts.ledger_pruned(
+                actor, upto_digest=cut, days=chosen.days, events=removed, checkpoints=kept[:4000]
             )
         ]
 

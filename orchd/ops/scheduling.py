@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 
-from orchd.core import ids, schedule, timefmt
+from orchd.core import drafts, ids, schedule, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy, Schedule, slot_key
 from orchd.core.ports import Clock, Entropy, JobLog, SlotCounter, SlotLister
 
-from .jobs import initial_state, submitted_draft
+from .jobs import initial_state
 
 SCOPE = "orch:operate"
 HOUR_MS = 3_600_000
@@ -43,18 +43,13 @@ def fire(
     """Create the jobs of every due slot and record the missed ones; return the jobs created."""
     now_ms = clock.now_ms()
     state = ledger.schedule_state()
-    drafts: list[Draft] = []
+    batch: list[Draft] = []
     created = 0
     for name, sched in sorted(policy.schedules.items()):
         last = state.get(name)
         if last is None:
-            drafts.append(
-                Draft(
-                    type="schedule.armed",
-                    actor=actor,
-                    idempotency_key=f"schedule.armed:{name}:{timefmt.format_ms(now_ms)}",
-                    payload={"schedule": name, "slot_at": timefmt.format_ms(now_ms)},
-                )
+            batch.append(
+                drafts.schedule_armed(actor, schedule=name, slot_at=timefmt.format_ms(now_ms))
             )
             continue
         margin_ms = grace_ms + sched.jitter_s * 1000
@@ -79,24 +74,19 @@ def fire(
             catch_up_limit=sched.catch_up_limit,
         )
         for skipped in due.skipped:
-            first = timefmt.format_ms(skipped.first_ms)
-            drafts.append(
-                Draft(
-                    type="schedule.skipped",
-                    actor=actor,
-                    idempotency_key=f"schedule.skipped:{name}:{first}",
-                    payload={
-                        "schedule": name,
-                        "first_slot": first,
-                        "last_slot": timefmt.format_ms(skipped.last_ms),
-                        "count": skipped.count,
-                    },
+            batch.append(
+                drafts.schedule_skipped(
+                    actor,
+                    schedule=name,
+                    first_slot=timefmt.format_ms(skipped.first_ms),
+                    last_slot=timefmt.format_ms(skipped.last_ms),
+                    count=skipped.count,
                 )
             )
-        drafts += [_job(policy, sched, slot, clock, entropy, actor) for slot in due.run]
+        batch += [_job(policy, sched, slot, clock, entropy, actor) for slot in due.run]
         created += len(due.run)
-    if drafts:
-        ledger.append(drafts)
+    if batch:
+        ledger.append(batch)
     return created
 
 
@@ -136,7 +126,7 @@ def _job(
     policy: Policy, sched: Schedule, slot_ms: int, clock: Clock, entropy: Entropy, actor: Actor
 ) -> Draft:
     job_type = policy.job_types[sched.job_type]
-    return submitted_draft(
+    return drafts.job_submitted(
         actor,
         job_id=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
         job_type=job_type.name,

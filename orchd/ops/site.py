@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from orchd.core import drafts
 from orchd.core.events import Actor, Draft
 from orchd.core.names import check_name
 from orchd.core.ports import TrustLog, TrustQueries
@@ -28,12 +29,7 @@ K = TypeVar("K", bound=key_ops.SigningKey)
 def initialized(site_id: str, actor: Actor, orchd_version: str) -> Draft:
     """The ``site.initialized`` event that opens a new site's chain."""
     check_name("site id", site_id)
-    return Draft(
-        type="site.initialized",
-        actor=actor,
-        idempotency_key="site.initialized",
-        payload={"site_id": site_id, "orchd_version": orchd_version},
-    )
+    return drafts.site_initialized(actor, site_id=site_id, orchd_version=orchd_version)
 
 
 class Rebuilt(Protocol):
@@ -106,7 +102,7 @@ def create(
         else:
             key = key_files.generate()
             key_files.write(key)
-        files.create_ledger(site_id, first, [key_ops.created(actor, key.public_key)])
+        files.create_ledger(site_id, first, [drafts.key_created(actor, public_key=key.public_key)])
         files.new_identity(site_id)
     return key
 
@@ -149,16 +145,11 @@ def restored(
     ``site.restored``."""
     return [
         *key_ops.replaced_after_loss(ledger, actor, public_key),
-        Draft(
-            type="site.restored",
-            actor=actor,
+        drafts.site_rebuilt(
+            actor,
+            source=done.source.name,
+            own_seq=done.own_seq,
+            bundles=len(done.imported),
             ticket=ticket,
-            reason="rebuilt from bundles after a loss",
-            idempotency_key=f"site.restored:{done.own_seq}",
-            payload={
-                "from": done.source.name[-200:],
-                "own_seq": done.own_seq,
-                "bundles": len(done.imported),
-            },
         ),
     ]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchd.core import ids
-from orchd.core.events import Actor, Draft
+from orchd.core import drafts, ids
+from orchd.core.events import Actor
 from orchd.core.names import check_name
 from orchd.core.policy import Change, Policy, check_change
 from orchd.core.ports import Clock, Entropy, JobLog, JobQueries
-from orchd.core.projection import PauseView
+from orchd.core.site_views import PauseView
 from orchd.errors import NotInPolicy, StateConflict
 
 SCOPE = "orch:operate"
@@ -45,7 +45,10 @@ def pause(
         raise NotInPolicy(what="source", value=source, expected=f"one of {known}")
     if current is not None:
         return Paused(pause=current, changed=False)
-    ledger.append([_draft("source.paused", clock, entropy, actor, source, reason, ticket)])
+    change = _change_id(clock, entropy)
+    ledger.append(
+        [drafts.source_paused(actor, source=source, change=change, reason=reason, ticket=ticket)]
+    )
     paused = _current(ledger, policy, "pause", source, reason, ticket)
     if paused is None:  # the append succeeded, so the projection must hold it
         raise StateConflict(detail=f"source {source} did not pause")
@@ -66,7 +69,14 @@ def resume(
     recorded). The source need not be in the policy: one dropped from it can still be resumed."""
     current = _current(ledger, policy, "resume", source, reason, ticket)
     if current is not None:
-        ledger.append([_draft("source.resumed", clock, entropy, actor, source, reason, ticket)])
+        change = _change_id(clock, entropy)
+        ledger.append(
+            [
+                drafts.source_resumed(
+                    actor, source=source, change=change, reason=reason, ticket=ticket
+                )
+            ]
+        )
     return current
 
 
@@ -78,21 +88,5 @@ def _current(
     return next((p for p in ledger.pauses() if p.source == source), None)
 
 
-def _draft(
-    kind: str,
-    clock: Clock,
-    entropy: Entropy,
-    actor: Actor,
-    source: str,
-    reason: str,
-    ticket: str | None,
-) -> Draft:
-    change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    return Draft(
-        type=kind,
-        actor=actor,
-        idempotency_key=f"{kind}:{source}:{change}",
-        payload={"source": source},
-        reason=reason,
-        ticket=ticket,
-    )
+def _change_id(clock: Clock, entropy: Entropy) -> str:
+    return ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))

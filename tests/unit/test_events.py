@@ -367,3 +367,30 @@ def test_the_shared_helper_seals_parseable_events():
     sealed = seal("job.noted", {"job_id": make_id(9)}, seq=3)
     assert (sealed.origin, sealed.seq, sealed.type) == ("site-a", 3, "job.noted")
     assert events.parse(sealed.body, sealed.hash) == sealed
+
+
+def test_the_envelope_table_names_every_field_an_event_carries():
+    assert [f.name for f in events.ENVELOPE] == [
+        name for name in events.Event._fields if name not in ("body", "hash")
+    ]
+
+
+def test_the_body_is_written_in_canonical_order_whatever_the_tables_order(monkeypatch):
+    sealed = events.seal(GOLDEN_DRAFT, **GOLDEN_PLACEMENT)
+    monkeypatch.setattr(events, "ENVELOPE", tuple(reversed(events.ENVELOPE)))
+    both = events._body_writer(frozenset({"reason", "ticket"}))  # drawn from the reversed table
+    monkeypatch.setitem(events._BODIES, (True, True), both)
+
+    assert events.seal(GOLDEN_DRAFT, **GOLDEN_PLACEMENT).body == sealed.body == GOLDEN_BODY
+
+
+def test_an_event_crosses_to_another_process_field_by_field():
+    sealed = events.seal(GOLDEN_DRAFT, **GOLDEN_PLACEMENT)
+    wire = events.to_wire(sealed)
+
+    assert events.from_wire(wire) == sealed
+    assert wire[events.Event._fields.index("actor") : events.Event._fields.index("actor") + 3] == (
+        1000,
+        "alice",
+        ("orch:operate", "orch:read"),
+    )

@@ -56,7 +56,7 @@ from orchd.adapters import bundles, keys
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import _EVENT_COLUMNS, _INSERT_EVENT
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
-from orchd.core import ids
+from orchd.core import drafts, ids
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.core.timefmt import format_ms
@@ -124,20 +124,20 @@ def build_source(folder: Path, count: int, batch: int) -> Source:
     keys.write_private(folder / "hq.key", key)
     first = site.initialized("hq", admin(), "bench")
     path = folder / "ledger.db"
-    also = [key_ops.created(admin(), key.public_key)]
+    also = [drafts.key_created(admin(), public_key=key.public_key)]
     ledger = SqliteLedger.create(path, "hq", clock, entropy, first, also=also)
     now = clock.now_ms()
     expires = format_ms(now + 60_000)
     made = 0
     while made < count:
-        drafts = []
-        while len(drafts) < min(batch, count - made):
+        chunk = []
+        while len(chunk) < min(batch, count - made):
             job = ids.new_id(now, entropy.token(ids.ENTROPY_BYTES))
             run = ids.new_id(now, entropy.token(ids.ENTROPY_BYTES))
-            drafts += lifecycle(job, run, expires)
-        drafts = drafts[: count - made]
-        ledger.append(drafts)
-        made += len(drafts)
+            chunk += lifecycle(job, run, expires)
+        chunk = chunk[: count - made]
+        ledger.append(chunk)
+        made += len(chunk)
     ledger.close()
     with sqlite3.connect(path) as conn:
         total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -152,7 +152,7 @@ def fresh_enclave(folder: Path, hq_key: bytes | None) -> Path:
     own = keys.generate()
     first = site.initialized("enclave", admin(), "bench")
     path = folder / "ledger.db"
-    also = [key_ops.created(admin(), own.public_key)]
+    also = [drafts.key_created(admin(), public_key=own.public_key)]
     ledger = SqliteLedger.create(path, "enclave", clock, entropy, first, also=also)
     if hq_key is not None:
         key_ops.trust(

@@ -30,11 +30,11 @@ import report
 
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
-from orchd.core import ids
+from orchd.core import drafts, ids
 from orchd.core.events import Actor
 from orchd.core.policy import JobType, Policy
 from orchd.core.ports import Executor, Exit, RunSpec
-from orchd.ops import engine, jobs, site
+from orchd.ops import engine, site
 
 SECTION = "lifecycle"
 JOB_TYPE = "noop"
@@ -81,15 +81,15 @@ def submit(
     """Record ``count`` queued no-op jobs, ``batch`` per transaction."""
     actor = local_actor("orch:operate")
     for start in range(0, count, batch):
-        drafts = []
+        chunk = []
         for _ in range(min(batch, count - start)):
             job_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-            drafts.append(
-                jobs.submitted_draft(
+            chunk.append(
+                drafts.job_submitted(
                     actor, job_id=job_id, job_type=JOB_TYPE, key=job_id, params={}, priority=0
                 )
             )
-        ledger.append(drafts)
+        ledger.append(chunk)
 
 
 def run_engine(

@@ -31,7 +31,7 @@ from append import make_drafts
 from orchd.adapters import bundles, keys
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
-from orchd.ops import keys as key_ops
+from orchd.core import drafts
 from orchd.ops import site
 
 SECTION = "retention"
@@ -83,12 +83,17 @@ def build(folder: Path, events: int) -> tuple[Path, Path]:
     keys.write_private(key_path, key)
     first = site.initialized("hq", ACTOR, "bench")
     ledger = SqliteLedger.create(
-        path, "hq", SystemClock(), OsEntropy(), first, also=[key_ops.created(ACTOR, key.public_key)]
+        path,
+        "hq",
+        SystemClock(),
+        OsEntropy(),
+        first,
+        also=[drafts.key_created(ACTOR, public_key=key.public_key)],
     )
     try:
-        drafts = make_drafts(events)
-        for start in range(0, len(drafts), 10_000):
-            ledger.append(drafts[start : start + 10_000])
+        batch = make_drafts(events)
+        for start in range(0, len(batch), 10_000):
+            ledger.append(batch[start : start + 10_000])
         bundles.export(
             ledger,
             key,

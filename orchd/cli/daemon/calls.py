@@ -10,6 +10,7 @@ from typing import Any
 
 from orchd.adapters import config, control
 from orchd.adapters.system import actor_for_uid
+from orchd.core import drafts
 from orchd.core.policy import Policy
 from orchd.errors import Interrupted, OrchdError
 
@@ -122,14 +123,12 @@ class Calls:
     def _denied(self, call: control.Call, scope: str) -> tuple[int, Any, bool]:
         peer = call.peer
         event = self.audit(
-            "api.denied",
-            {
-                "uid": peer.uid,
-                "gid": peer.gid,
-                "pid": peer.pid,
-                "request": f"{call.method} {call.path}",
-                "scope": scope,
-            },
+            drafts.api_denied,
+            uid=peer.uid,
+            gid=peer.gid,
+            pid=peer.pid,
+            request=f"{call.method} {call.path}",
+            scope=scope,
         )
         self.log(
             "warning", "api call denied", uid=peer.uid, scope=scope, path=call.path, event=event

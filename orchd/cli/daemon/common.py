@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,16 +49,12 @@ class Audit:
     def __init__(self, ledger: EventLog, clock: Clock, actor: Actor, log: Log) -> None:
         self.ledger, self.clock, self.actor, self.log = ledger, clock, actor, log
 
-    def __call__(self, event_type: str, payload: dict[str, object]) -> str:
+    def __call__(self, build: Callable[..., Draft], **fields: Any) -> str:
+        """Record ``build(actor, at=now, daemon_pid=pid, **fields)``, a ``drafts`` constructor."""
         now = timefmt.format_ms(self.clock.now_ms())
-        draft = Draft(
-            type=event_type,
-            actor=self.actor,
-            payload=payload,
-            idempotency_key=f"{event_type}:{now}:{os.getpid()}",
-        )
+        draft = build(self.actor, at=now, daemon_pid=os.getpid(), **fields)
         try:
             return self.ledger.append([draft])[0].event_id
         except OrchdError as exc:
-            self.log("error", "could not record", event_type=event_type, error=exc.message)
+            self.log("error", "could not record", event_type=draft.type, error=exc.message)
             return ""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from orchd.adapters import config
 from orchd.adapters.notify import Notifier
 from orchd.adapters.system import actor_for_uid
-from orchd.core import timefmt
+from orchd.core import drafts, timefmt
 from orchd.core.policy import Policy
 from orchd.core.ports import Clock
 from orchd.errors import OrchdError, StorageError
@@ -82,12 +82,10 @@ class ClockWatch:
         drift = (wall - seen_wall) - (now_ms - seen_mono)
         if abs(drift) > CLOCK_JUMP_MS:
             event = self.audit(
-                "clock.jumped",
-                {
-                    "from": timefmt.format_ms(seen_wall),
-                    "to": timefmt.format_ms(wall),
-                    "jump_ms": drift,
-                },
+                drafts.clock_jumped,
+                before=timefmt.format_ms(seen_wall),
+                after=timefmt.format_ms(wall),
+                jump_ms=drift,
             )
             self.log("warning", "wall clock jumped", jump_ms=drift, event=event)
             self.jumped()

@@ -12,6 +12,7 @@ from orchd import crash
 from orchd.adapters import bundles, config, spool
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import actor_for_uid
+from orchd.core import drafts
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.core.ports import Clock, Entropy, JobLog
@@ -83,9 +84,7 @@ class Inbox:
         )
 
     def _quarantine(self, name: str, problem: str, error: str) -> None:
-        event = self.audit(
-            "bundle.quarantined", {"file": name, "reason": problem[:4000], "error": error}
-        )
+        event = self.audit(drafts.bundle_quarantined, file=name, problem=problem, error=error)
         moved = spool.file_away(self.folder, name, "quarantine", problem)
         self.log(
             "warning", "bundle quarantined", file=name, moved_to=moved, reason=problem, event=event

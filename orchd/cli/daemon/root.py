@@ -21,6 +21,7 @@ from types import FrameType
 from orchd.adapters import config, policy_files, spool
 from orchd.adapters.notify import Notifier
 from orchd.adapters.runner import SubprocessExecutor
+from orchd.core import drafts
 from orchd.core.policy import Policy
 from orchd.errors import OrchdError, StorageError
 from orchd.ops import engine, jobs
@@ -178,7 +179,7 @@ class Daemon:
             )
         except OrchdError as exc:
             self.health.last_error = exc.message
-            event = self.audit("policy.reload_failed", {"error": exc.message[:4000]})
+            event = self.audit(drafts.policy_reload_failed, error=exc.message)
             self.log(
                 "error",
                 "policy reload refused; the old policy stays",
@@ -190,8 +191,9 @@ class Daemon:
         self.engine.set_policy(policy)
         self.schedules.due = True
         event = self.audit(
-            "policy.reloaded",
-            {"job_types": len(policy.job_types), "schedules": len(policy.schedules)},
+            drafts.policy_reloaded,
+            job_types=len(policy.job_types),
+            schedules=len(policy.schedules),
         )
         self.log("info", "policy reloaded", schedules=len(policy.schedules), event=event)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from orchd import __version__
 from orchd.adapters import config, control, identity
+from orchd.core import drafts
 from orchd.errors import ConfigInvalid, OrchdError
 
 from ..context import ensure_identity
@@ -59,7 +60,7 @@ def serving(daemon: Daemon) -> Iterator[None]:
         daemon.wake.stop()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        daemon.audit("daemon.stopped", {"pid": os.getpid()})
+        daemon.audit(drafts.daemon_stopped)
         daemon.log("info", "stopped")
 
 
@@ -91,7 +92,7 @@ def _check_folder(daemon: Daemon) -> None:
 
 def _started(daemon: Daemon, address: identity.Identity) -> None:
     site_id = daemon.site.ledger.site_id
-    daemon.audit("daemon.started", {"version": __version__, "pid": os.getpid()})
+    daemon.audit(drafts.daemon_started, version=__version__)
     identity.write(daemon.site.config.state_dir, address)  # clients find the socket from now
     daemon.notifier.ready(f"ready: site {site_id} on {daemon.socket_path}")
     daemon.log("info", "ready", site=site_id, pid=os.getpid(), socket=str(daemon.socket_path))
