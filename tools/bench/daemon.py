@@ -557,10 +557,13 @@ CATEGORIES = [
     ("intake: `spool.pending` (scans `cur/` and `new/`)", ("SpoolIntake.tick", "pending (orchd/")),
     ("intake: the JSON log line", ("SpoolIntake.tick", "JsonLog.__call__")),
     ("intake: other", ("SpoolIntake.tick",)),
-    (LOAD, ("Engine.load",)),
-    ("engine: starting runs (spawn)", ("Engine._start",)),
-    ("engine: ledger COMMIT", ("Engine.", "__exit__ (contextlib", "LedgerBase._transaction")),
-    ("engine: other (admit, lease, end runs, record)", ("Engine.",)),
+    (LOAD, ("load (orchd/ops/engine/loading.py",)),
+    ("engine: starting runs (spawn)", ("_start (orchd/ops/engine/runs.py",)),
+    (
+        "engine: ledger COMMIT",
+        ("(orchd/ops/engine/", "__exit__ (contextlib", "LedgerBase._transaction"),
+    ),
+    ("engine: other (admit, lease, end runs, record)", ("(orchd/ops/engine/",)),
     ("rest of the tick (signals, clock, schedules, status)", ("Daemon.tick",)),
 ]
 

@@ -1,0 +1,130 @@
+"""What every part of the engine stands on (ops layer): its settings, the runs it holds and the
+ends it has still to record, the tally, and the state all parts share, declared once here.
+
+``Engine`` (``loop.py``) composes this base with its parts; each part is a class over the same
+state, so a call costs what one class's did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchd.core import limits
+from orchd.core.events import Actor, Draft
+from orchd.core.policy import Policy
+from orchd.core.ports import Clock, Entropy, Executor, JobLog
+from orchd.core.projection import JobView
+
+SCOPE = "orch:run"
+HEARTBEAT_MS = 10_000
+KILL_GRACE_MS = 5_000
+DEGRADED_RETRY_MS = 1000  # a failing disk: try again this often
+MAX_SLEEP_MS = 1_000  # a stop request is noticed within this
+CANDIDATE_STATES = frozenset({"queued", "throttled", "retry_wait"})
+
+
+@dataclass(slots=True, kw_only=True)
+class Active:
+    run_id: str
+    job: JobView
+    attempt: int
+    deadline_ms: int  # monotonic
+    pid: int | None = None
+    started_recorded: bool = False
+    ending: str | None = None  # "timed_out" or "interrupted" once orchd signalled the group
+    cause: str | None = None  # why it was interrupted, when not because orchd stops
+    kill_at_ms: int | None = None  # monotonic: when SIGKILL follows the SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """A run that ended; what that means for its job is decided when a step records it."""
+
+    job: JobView
+    run_id: str
+    attempt: int
+    outcome: str
+    exit_code: int | None
+    output: bytes
+    at_ms: int
+    cause: str | None
+
+
+@dataclass(slots=True)
+class Tally:
+    """What a stretch of work did, for the operator."""
+
+    started: int = 0
+    ended: dict[str, int] = field(default_factory=dict)  # job state after the run -> count
+    interrupted: int = 0  # runs of a dead worker recovered at start
+    survivors_killed: int = 0
+
+
+def candidate(job: JobView, arrival: int) -> limits.Candidate:
+    return limits.Candidate(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        source=job.source,
+        priority=job.priority,
+        arrival=arrival,
+    )
+
+
+class EngineBase:
+    """One site's engine: its ports, its settings and what it holds between steps."""
+
+    _waiting: set[str]  # ids of the pending jobs in ``waiting``; set by ``refresh``
+
+    def __init__(
+        self,
+        ledger: JobLog,
+        policy: Policy,
+        clock: Clock,
+        entropy: Entropy,
+        executor: Executor,
+        actor: Actor,
+        *,
+        holder: str,
+        kill_grace_ms: int = KILL_GRACE_MS,
+        heartbeat_ms: int = HEARTBEAT_MS,
+        lease_ms: int | None = None,
+    ) -> None:
+        self._ledger, self._policy, self._clock = ledger, policy, clock
+        self._entropy, self._executor, self._actor = entropy, executor, actor
+        self._holder = holder
+        self._kill_grace_ms, self._heartbeat_ms = kill_grace_ms, heartbeat_ms
+        self._lease_ms = 3 * heartbeat_ms if lease_ms is None else lease_ms
+        self.tally = Tally()
+        self._pending: dict[str, tuple[JobView, int]] = {}  # job id -> (job, arrival)
+        self._arrivals: dict[str, int] = {}  # job id -> its job.submitted seq, kept while it runs
+        self._not_before: dict[str, int] = {}  # job id -> wall ms it may be tried again
+        self._active: dict[str, Active] = {}  # run id -> run
+        self._drafts: list[Draft] = []
+        self._endings: list[Ending] = []
+        # leased, to start once the lease is recorded: a failed record (a full disk) keeps them
+        # here until a later step records it, so no leased job is left without its process
+        self._leased: list[tuple[JobView, str, int]] = []
+        self._deps_dirty = True
+        self._stopping = False
+        self._next_heartbeat_ms: int | None = None
+        self._leases_held = False
+        self._limits = limits.Limits()
+        self._state = limits.State()
+        self._order: list[tuple[int, int, str]] = []
+
+    def _end(
+        self,
+        job: JobView,
+        run_id: str,
+        attempt: int,
+        outcome: str,
+        exit_code: int | None,
+        output: bytes,
+        now_ms: int,
+        *,
+        cause: str | None = None,
+    ) -> None:
+        """Note a run's end, to be recorded by the next step (``recording.py``)."""
+        self._endings.append(
+            Ending(job, run_id, attempt, outcome, exit_code, output, now_ms, cause)
+        )

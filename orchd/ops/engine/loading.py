@@ -1,0 +1,102 @@
+"""Loading and recovery (ops layer): the runs a dead worker left open ended, the pending jobs and
+the limits read (policy, overrides, the last day's starts), and the runs of jobs an operator
+cancelled stopped once the engine reads the ledger again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from orchd.core import limits, timefmt
+from orchd.ops import quota
+
+from .admission import Admission
+from .recording import Recording
+from .runs import Runs
+
+
+class Loading(Recording, Runs, Admission):
+    """What the engine reads from the ledger: at start, after new jobs, after a reload."""
+
+    def recover(self) -> None:
+        """End the runs a dead worker left open, after killing whatever of them survives."""
+        stale = self._ledger.open_runs()
+        if not stale:
+            return
+        self.tally.survivors_killed += self._executor.sweep([run.run_id for run in stale])
+        now_ms = self._clock.now_ms()
+        held = self._ledger.jobs_by_id({run.job_id for run in stale})
+        for run in stale:
+            job = held.get(run.job_id)
+            if job is None:  # the projection holds the run, so it holds its job
+                continue
+            self._end(
+                job, run.run_id, run.attempt, "interrupted", None, b"", now_ms, cause="lease_lost"
+            )
+        self.tally.interrupted += len(stale)
+        self._flush()
+
+    def load(self) -> None:
+        """Read the pending jobs, the limits (policy and overrides) and today's starts."""
+        self.refresh()
+        self._limits = self._effective_limits()
+        now_ms = self._clock.now_ms()
+        state = limits.State(paused=frozenset(p.source for p in self._ledger.pauses()))
+        since = timefmt.format_ms(max(0, now_ms - limits.DAY_MS))
+        for leased_at, job_type, source in self._ledger.leased_since(since):
+            past = limits.Candidate(job_id="", job_type=job_type, source=source, arrival=0)
+            state = limits.count_past(past, state, self._limits, timefmt.parse_canonical(leased_at))
+        # runs going on now keep counting
+        state = replace(state, running_total=self._state.running_total, running=self._state.running)
+        self._state = state
+
+    def refresh(self) -> None:
+        """Read the pending jobs again (new ones were recorded); the limits' counts stay.
+
+        What this engine decided but could not record yet (a full disk) is recorded first: a
+        job leased in memory must not be read back as still queued and leased twice.
+        """
+        self._flush()
+        self._pending = {job.job_id: (job, arrival) for job, arrival in self._ledger.pending_jobs()}
+        self._arrivals.update({job_id: arrival for job_id, (_, arrival) in self._pending.items()})
+        self._waiting = {i for i, (job, _) in self._pending.items() if job.state == "waiting"}
+        self._not_before = {
+            job.job_id: timefmt.parse_canonical(job.eligible_at)
+            for job, _ in self._pending.values()
+            if job.eligible_at is not None
+        }
+        self._reorder()
+        self._deps_dirty = True
+        self._stop_cancelled()
+
+    def _stop_cancelled(self) -> None:
+        """Stop the runs whose job an operator cancelled while they ran: SIGTERM to the group,
+        SIGKILL after the grace period; each ends ``interrupted`` with cause ``cancelled``."""
+        if not self._active:
+            return
+        held = self._ledger.jobs_by_id({active.job.job_id for active in self._active.values()})
+        mono = self._clock.monotonic_ms()
+        for active in self._active.values():
+            job = held.get(active.job.job_id)
+            if active.ending is None and job is not None and job.state == "cancelled":
+                active.cause = "cancelled"
+                self._signal(active, "interrupted", mono)
+
+    def _effective_limits(self) -> limits.Limits:
+        site = self._ledger.site_id
+        quotas = {}
+        for found in quota.effective(self._policy, self._ledger.overrides(), site):
+            kind, name = found.target.split(":", 1)
+            v = found.values
+            rate = v["rate"]
+            quotas[(kind, name)] = limits.Quota(
+                rate=None if rate is None else limits.parse_rate(rate),
+                burst=_int_or_none(v["burst"]),
+                concurrency=_int_or_none(v["concurrency"]),
+                daily=_int_or_none(v["daily"]),
+            )
+        return limits.Limits(concurrency=self._policy.concurrency, quotas=quotas)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None

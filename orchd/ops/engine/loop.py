@@ -1,0 +1,151 @@
+"""The loop (ops layer): ``Engine``, composed from the engine's parts, with its steps (what ended
+recorded, dependencies settled, jobs admitted and leased, then started), its loop until idle or
+stopped, a failing disk as a degraded state, and stopping and draining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchd import crash
+from orchd.core.policy import Policy
+from orchd.errors import StorageError
+
+from .base import DEGRADED_RETRY_MS, MAX_SLEEP_MS, Tally
+from .dependencies import Dependencies
+from .loading import Loading
+
+
+class Engine(Loading, Dependencies):
+    """The engine of one site: loading and recovery, runs and recording (``Loading``), admission
+    and dependencies (``Dependencies``), and the loop that steps them."""
+
+    def run(
+        self,
+        *,
+        until_idle: bool,
+        max_wait_ms: int = 60_000,
+        should_stop: Callable[[], bool] = lambda: False,
+        tick: Callable[[], bool] | None = None,
+        max_sleep_ms: int = MAX_SLEEP_MS,
+        on_storage: Callable[[StorageError | None], None] | None = None,
+    ) -> Tally:
+        """Recover, then step until idle (``until_idle``) or until stopped and drained.
+
+        Idle: nothing runs and no pending job may run within ``max_wait_ms`` (a retry's backoff,
+        a rate limit); jobs that only an event can release (a paused source, a dependency never
+        submitted) do not keep the engine busy. ``tick`` (the daemon's) runs before every step
+        and returns True when it recorded new jobs; the loop never sleeps longer than
+        ``max_sleep_ms`` between ticks.
+
+        ``on_storage`` (the daemon's) makes a failing disk (full, or an I/O error) a degraded
+        state rather than the end: it is told each failure, the loop tries again a second later
+        (what was not recorded is kept and recorded then), and it is told ``None`` once a step
+        succeeds again. Without it the error ends the run.
+        """
+        self.recover()
+        self.load()
+        degraded = False
+        while True:
+            try:
+                if should_stop() and not self._stopping:
+                    self.stop()
+                if tick is not None and tick():
+                    self.refresh()
+                wake_in = self.step()
+                if degraded and on_storage is not None:
+                    degraded = False
+                    on_storage(None)
+            except StorageError as exc:
+                if on_storage is None:
+                    raise
+                degraded = True
+                on_storage(exc)
+                wake_in = DEGRADED_RETRY_MS
+            if not self._active and (wake_in is None or wake_in > max_wait_ms):
+                if until_idle or self._stopping:
+                    return self.tally
+                if wake_in is None and tick is None:
+                    self.load()  # a long-running worker looks for new work now and then
+            sleep_ms = max_sleep_ms if wake_in is None else min(max_sleep_ms, wake_in)
+            if self._wait_for_exits(sleep_ms, on_storage):
+                degraded = True
+
+    def _wait_for_exits(
+        self, sleep_ms: int, on_storage: Callable[[StorageError | None], None] | None
+    ) -> bool:
+        """Wait up to ``sleep_ms`` for runs to end and note each end; True when noting one failed
+        on a failing disk (its end is unrecorded: recovery retries the job)."""
+        failed = False
+        for ended in self._executor.wait(sleep_ms):
+            try:
+                self._ended(ended)
+            except StorageError as exc:
+                if on_storage is None:
+                    raise
+                failed = True
+                on_storage(exc)
+        return failed
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Use a reloaded policy from the next step on (runs going on keep their command)."""
+        self._policy = policy
+        self._limits = self._effective_limits()
+        self._deps_dirty = True
+
+    def drain(self) -> None:
+        """Admit nothing more; let the runs going on finish (``stop`` interrupts them)."""
+        self._stopping = True
+
+    def stop(self) -> None:
+        """Admit nothing more; ask every running group to stop (SIGKILL after the grace)."""
+        self._stopping = True
+        now = self._clock.monotonic_ms()
+        for active in self._active.values():
+            if active.ending is None:
+                self._signal(active, "interrupted", now)
+
+    def step(self) -> int | None:
+        """Do what is due; return milliseconds until something else is, None if nothing is."""
+        mono = self._clock.monotonic_ms()
+        self._enforce_timeouts(mono)
+        self._settle_endings()
+        now_ms = self._clock.now_ms()
+        if self._deps_dirty and self._waiting:
+            self._flush()  # dependencies are read from the ledger: record what ended first
+            self._settle_dependencies()
+        self._deps_dirty = False
+        if not self._stopping:
+            self._leased += self._admit(now_ms)
+        self._flush()
+        leased, self._leased = self._leased, []
+        if leased:
+            crash.point("engine.leased")
+        for job, run_id, attempt in leased:
+            self._start(job, run_id, attempt, mono)
+        self._heartbeat(mono)
+        return self._wake_in(now_ms, mono)
+
+    def _wake_in(self, now_ms: int, mono: int) -> int | None:
+        waits = []
+        for active in self._active.values():
+            if active.kill_at_ms is not None:
+                waits.append(active.kill_at_ms - mono)
+            elif active.ending is None:
+                waits.append(active.deadline_ms - mono)
+            # else: SIGKILL was sent; its exit wakes the executor
+        if self._next_heartbeat_ms is not None:
+            waits.append(self._next_heartbeat_ms - mono)
+        if self._drafts or self._endings:
+            waits.append(0)
+        if not self._stopping:  # only pending candidates have a time in _not_before
+            waits.extend(at - now_ms for at in self._not_before.values())
+        return max(0, min(waits)) if waits else None
