@@ -10,19 +10,23 @@ it, so output and exit codes do not depend on whether a daemon runs.
 The body comes from a client the daemon does not trust: actions read it only through ``text``,
 ``flag``, ``number`` and ``texts``, which refuse anything of the wrong shape. Identity fields in it
 mean nothing; the actor comes from the socket's peer credentials or the local user.
+
+Part of the composition root: the bundle actions reach the bundle files (``adapters.bundles``)
+through the functions at the end, which bind them to the request's site, actor and settings.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchd.adapters import config, policy_files
+from orchd.adapters import archive_writer, bundles, config, policy_files
 from orchd.adapters.control import ACTIONS_PATH
+from orchd.adapters.keys import SiteKey
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.errors import BadInput
@@ -114,6 +118,16 @@ def plain(result: Any) -> Any:
     return json.loads(json.dumps(result))
 
 
+def perform_into(config: Config, name: str, body: dict[str, Any], out: Path) -> Any:
+    """``perform`` with the action's file put at ``out`` (which must not exist) only once it is
+    whole: written into a staging directory beside it, then published."""
+    with archive_writer.staging_beside(out) as staging:
+        written = staging / "bundle"
+        result = perform(config, name, body, download=written)
+        archive_writer.publish(written, out)
+    return result
+
+
 # --- reading a body -------------------------------------------------------------------------------
 
 
@@ -154,3 +168,72 @@ def params(body: dict[str, Any]) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise BadInput(detail="'params' must be an object of name: string")
     return value
+
+
+# --- the bundle files behind the bundle actions ---------------------------------------------------
+
+BundleReport = bundles.Report  # what an import did (or a dry run or a verify would do)
+inspect_bundle = bundles.inspect  # a bundle file's signed head: form checked, trust not
+
+
+def export_bundle(
+    call: Request,
+    out: Path,
+    key: SiteKey,
+    *,
+    recipient: str,
+    expires_in_ms: int,
+    since: Mapping[str, tuple[int, str]] | None,
+) -> bundles.Exported:
+    """Write the bundle for ``recipient`` to ``out``, signed with ``key``; records the export."""
+    site = call.site
+    return bundles.export(
+        site.ledger,
+        key,
+        call.actor,
+        out,
+        recipient=recipient,
+        now_ms=site.clock.now_ms(),
+        expires_in_ms=expires_in_ms,
+        since=since,
+        progress=lambda origin, count: call.progress(),
+    )
+
+
+def verify_bundle(call: Request, path: Path) -> bundles.Report:
+    """Check the bundle at ``path`` as an import would; writes nothing."""
+    site = call.site
+    return bundles.verify(
+        site.ledger,
+        path,
+        now_ms=site.clock.now_ms(),
+        skew_ms=call.settings.clock_skew_s * 1000,
+        max_bytes=call.settings.bundle_max_bytes,
+        progress=call.progress,
+    )
+
+
+def import_bundle(
+    call: Request,
+    path: Path,
+    *,
+    dry_run: bool,
+    allow_expired: bool,
+    reason: str | None,
+    ticket: str | None,
+) -> bundles.Report:
+    """Import the bundle at ``path``, all or nothing (``dry_run``: write nothing)."""
+    site = call.site
+    return bundles.import_bundle(
+        site.ledger,
+        path,
+        call.actor,
+        now_ms=site.clock.now_ms(),
+        skew_ms=call.settings.clock_skew_s * 1000,
+        dry_run=dry_run,
+        allow_expired=allow_expired,
+        reason=reason,
+        ticket=ticket,
+        max_bytes=call.settings.bundle_max_bytes,
+        progress=call.progress,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from orchd.adapters import slots
 from orchd.core import timefmt
 from orchd.core.projection import JobView
 from orchd.ops import backfill as backfill_ops
@@ -70,11 +69,17 @@ def _backfill(call: Request) -> list[dict[str, str | None]]:
     )
     dry_run = flag(body, "dry_run")
     if dry_run:
-        planned = backfill_ops.plan(site.ledger, call.policy(), slots.slots, request)
+        planned = backfill_ops.plan(site.ledger, call.policy(), site.list_slots, request)
         created: list[JobView] = []
     else:
         planned, created = backfill_ops.backfill(
-            site.ledger, site.clock, site.entropy, call.actor, call.policy(), slots.slots, request
+            site.ledger,
+            site.clock,
+            site.entropy,
+            call.actor,
+            call.policy(),
+            site.list_slots,
+            request,
         )
     made = {job.key: job.job_id for job in created}
     return [_row(slot, made, dry_run) for slot in planned]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -10,22 +9,35 @@ from typing import Any
 
 import click
 
-from orchd.adapters import bundle_io, bundles
 from orchd.core.bundle import ANY_SITE
+from orchd.core.bundle_trust import Head
 from orchd.core.names import check_name, check_text
-from orchd.errors import BadInput, InternalError, InvalidName, StorageError
+from orchd.errors import InternalError, InvalidName, StorageError
+from orchd.ops import bundles as bundle_ops
 from orchd.ops import peers
 from orchd.ops import requests as request_ops
 
 from . import cli
-from .actions import Request, action, flag, number, perform, text
+from .actions import (
+    BundleReport,
+    Request,
+    action,
+    export_bundle,
+    flag,
+    import_bundle,
+    inspect_bundle,
+    number,
+    perform,
+    perform_into,
+    text,
+    verify_bundle,
+)
 from .context import Config
 from .keys import site_key
 from .output import emit_json
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
-MAX_EXPIRY_MS = 999_999 * 86_400_000
 OUTBOX_DIR = "outbox"
 
 
@@ -99,10 +111,7 @@ def export(
         "full": full,
         "new_peer": new_peer,
     }
-    with bundle_io.staging_beside(out) as staging:
-        written = staging / "bundle"
-        summary = perform(config, "bundle.export", body, download=written)
-        bundle_io.publish(written, out)
+    summary = perform_into(config, "bundle.export", body, out)
     summary["path"] = str(out)
     if as_json:
         emit_json(summary)
@@ -120,7 +129,7 @@ def export(
 
 @action(
     "bundle.export",
-    bundles.SCOPE,
+    bundle_ops.SCOPE,
     writes=True,
     interrupted="no bundle was written and nothing was recorded",
 )
@@ -132,23 +141,15 @@ def _export(call: Request) -> dict[str, Any]:
     if recipient != ANY_SITE:
         check_name("site id", recipient)
         peers.check_known(site.ledger, recipient, new_peer=flag(body, "new_peer"))
-    expires_in_ms = number(body, "expires_in_ms") or bundles.DEFAULT_EXPIRY_MS
-    if not 60_000 <= expires_in_ms <= MAX_EXPIRY_MS:
-        raise BadInput(detail="'expires_in_ms' must be from a minute to 999,999 days")
-    receipt = None if flag(body, "full") else site.ledger.receipts().get(recipient)
-    since = None
-    if receipt is not None:
-        since = {o: (m[0], m[1]) for o, m in json.loads(receipt.watermarks).items()}
-    done = bundles.export(
-        site.ledger,
-        site_key(site),
-        call.actor,
+    expires_in_ms = bundle_ops.expiry_ms(number(body, "expires_in_ms"))
+    start = bundle_ops.start(site.ledger, recipient, full=flag(body, "full"))
+    done = export_bundle(
+        call,
         call.download,
+        site_key(site),
         recipient=recipient,
-        now_ms=site.clock.now_ms(),
         expires_in_ms=expires_in_ms,
-        since=since,
-        progress=lambda origin, count: call.progress(),
+        since=start.since,
     )
     m = done.manifest
     return {
@@ -159,7 +160,7 @@ def _export(call: Request) -> dict[str, Any]:
         "kind": m.kind,
         "expires_at": m.expires_at,
         "ranges": {r.origin: [r.from_seq, r.to_seq] for r in m.ranges},
-        "after_receipt": receipt.bundle_id if receipt is not None else None,
+        "after_receipt": start.after_receipt,
     }
 
 
@@ -180,7 +181,7 @@ def outbox_file(config: Config, peer: str | None) -> Path:
     return candidate
 
 
-def _manifest_json(head: bundles.Head) -> dict[str, Any]:
+def _manifest_json(head: Head) -> dict[str, Any]:
     return {**head.manifest.to_json(), "signatures": [s.key_id for s in head.envelope.signatures]}
 
 
@@ -189,7 +190,7 @@ def _manifest_json(head: bundles.Head) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def inspect(file: Path, as_json: bool) -> None:
     """Show a bundle's manifest and signers (form checked, trust not; writes nothing)."""
-    head = bundles.inspect(file)
+    head = inspect_bundle(file)
     if as_json:
         emit_json(_manifest_json(head))
         return
@@ -209,7 +210,7 @@ def inspect(file: Path, as_json: bool) -> None:
         )
 
 
-def _report_json(report: bundles.Report) -> dict[str, Any]:
+def _report_json(report: BundleReport) -> dict[str, Any]:
     return {
         "bundle_id": report.manifest.bundle_id,
         "exporter": report.manifest.exporter,
@@ -280,16 +281,7 @@ def verify(config: Config, file: Path, as_json: bool) -> None:
 def _verify(call: Request) -> dict[str, Any]:
     if call.upload is None:
         raise InternalError(detail="a verify reads the caller's upload: none was given")
-    site = call.site
-    report = bundles.verify(
-        site.ledger,
-        call.upload,
-        now_ms=site.clock.now_ms(),
-        skew_ms=call.settings.clock_skew_s * 1000,
-        max_bytes=call.settings.bundle_max_bytes,
-        progress=call.progress,
-    )
-    return _report_json(report)
+    return _report_json(verify_bundle(call, call.upload))
 
 
 @bundle_.command(name="import")
@@ -322,31 +314,26 @@ def import_(
 
 @action(
     "bundle.import",
-    bundles.SCOPE,
+    bundle_ops.SCOPE,
     writes=True,
     interrupted="nothing was imported: an import applies all or nothing",
 )
 def _import(call: Request) -> dict[str, Any]:
     if call.upload is None:
         raise InternalError(detail="an import reads the caller's upload: none was given")
-    site, body = call.site, call.body
+    body = call.body
     allow_expired, reason, ticket = flag(body, "allow_expired"), text(body, "reason"), None
     if allow_expired:
         check_text("reason", reason or "")
         ticket = check_name("ticket", text(body, "ticket") or "")
     dry_run = flag(body, "dry_run")
-    report = bundles.import_bundle(
-        site.ledger,
+    report = import_bundle(
+        call,
         call.upload,
-        call.actor,
-        now_ms=site.clock.now_ms(),
-        skew_ms=call.settings.clock_skew_s * 1000,
         dry_run=dry_run,
         allow_expired=allow_expired,
         reason=reason,
         ticket=ticket,
-        max_bytes=call.settings.bundle_max_bytes,
-        progress=call.progress,
     )
     answered = [] if dry_run else answer_requests(call)
     return {**_report_json(report), "dry_run": dry_run, "answered": answered}

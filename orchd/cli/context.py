@@ -17,8 +17,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from orchd.adapters import config, control, identity, policy_files
-from orchd.adapters.bundle_io import open_bundle
+from orchd.adapters import config, control, identity, policy_files, policy_programs, slots
+from orchd.adapters.archive_reader import open_bundle
 from orchd.adapters.keys import KEY_DIR, SITE_KEY
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import check_file
@@ -27,6 +27,7 @@ from orchd.adapters.system import OsEntropy, SystemClock, site_clock
 from orchd.adapters.system import local_actor as local_actor  # re-exported: the operator
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
+from orchd.core.ports import SlotLister
 from orchd.errors import Interrupted, RemoteRefused, StateConflict, StorageError
 
 P = ParamSpec("P")
@@ -178,6 +179,7 @@ class Site:
     ledger: SqliteLedger
     clock: SystemClock
     entropy: OsEntropy
+    list_slots: SlotLister = slots.slots  # a schedule's slots in a window (for backfill)
 
     def actor(self, *scopes: str) -> Actor:
         return local_actor(*scopes)
@@ -255,4 +257,4 @@ def interruptible(done: str) -> Iterator[None]:
 
 def program_problems(policy: Policy) -> list[str]:
     """The job types whose program is missing or not executable here, one line each."""
-    return [str(p) for p in policy_files.program_problems(policy, os.environ)]
+    return [str(p) for p in policy_programs.program_problems(policy, os.environ)]

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from orchd.adapters import policy_files
 from orchd.core.machines import JOB
 from orchd.errors import InvalidName, JobNotFound
 from orchd.ops import jobs as job_ops
@@ -113,7 +112,7 @@ def submit(
 def _spool(config: Config, submit: job_ops.SubmitRequest) -> None:
     """Drop the request into the spool once it fits the policy here, as a submission must: a
     typo is refused now, with the error a submission gives, rather than by the daemon later."""
-    job_ops.check(submit, policy_files.load(config.policy_dir))
+    job_ops.check(submit, config.policy())
     request: dict[str, object] = {"job_type": submit.job_type, "params": submit.params}
     optional = {"source": submit.source, "key": submit.key, "priority": submit.priority}
     request |= {name: value for name, value in optional.items() if value is not None}
