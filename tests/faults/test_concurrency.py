@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +16,8 @@ import pytest
 from conftest import REPO, child_env
 
 from orchd.adapters import control
+from tests import daemon_harness
+from tests.daemon_harness import run_cli as cli
 
 POLICY = """
 version: 1
@@ -28,18 +27,6 @@ job_types:
 """
 CLIENTS = 100
 CALLS = 5
-
-
-def cli(state: Path, policy: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir", str(policy)]
-    return subprocess.run(
-        [*argv, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env=child_env(),
-    )
 
 
 @pytest.mark.slow
@@ -66,51 +53,23 @@ def test_a_hundred_clients_a_few_commands_an_import_and_an_export_at_once(tmp_pa
     incoming = tmp_path / "peer.orchkit"
     assert cli(peer, policy, "bundle", "export", "--out", incoming).returncode == 0
 
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify.sock"))
-    notify.settimeout(0.2)
-    env = {
-        **child_env(),
-        "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
-        "WATCHDOG_USEC": "2000000",
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "orchd",
-        "--state-dir",
-        str(hq),
-        "--policy-dir",
-        str(policy),
-        "run",
-        "--rescan",
-        "1",
-        "--grace",
-        "2",
-    ]
-    with (tmp_path / "daemon.log").open("w") as log:
-        daemon = subprocess.Popen(
-            argv, cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=log
-        )
+    daemon = daemon_harness.start(
+        hq,
+        policy,
+        env={"WATCHDOG_USEC": "2000000"},
+        log_path=tmp_path / "daemon.log",
+        notify=tmp_path / "notify.sock",
+    )
     pings: list[float] = []
     watching = threading.Event()
 
     def watch() -> None:
         while not watching.is_set():
-            try:
-                data = notify.recv(4096).decode()
-            except TimeoutError:
-                continue
-            if "WATCHDOG=1" in data:
-                pings.append(time.monotonic())
+            pings.extend(daemon.watchdog_pings(0.2))
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     path = hq / "orchd.sock"
-    deadline = time.monotonic() + 30
-    while not path.is_socket():
-        assert time.monotonic() < deadline, "the daemon did not start"
-        time.sleep(0.1)
 
     latencies: list[float] = []
     failures: list[str] = []
@@ -139,16 +98,7 @@ def test_a_hundred_clients_a_few_commands_an_import_and_an_export_at_once(tmp_pa
         threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
         commands = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "orchd",
-                    "--state-dir",
-                    str(hq),
-                    "--policy-dir",
-                    str(policy),
-                    *args,
-                ],
+                daemon_harness.orchd_argv(hq, policy, *args),
                 cwd=REPO,
                 env=child_env(),
                 text=True,
@@ -176,11 +126,9 @@ def test_a_hundred_clients_a_few_commands_an_import_and_an_export_at_once(tmp_pa
         elapsed = time.monotonic() - began
         time.sleep(2.5)  # the watchdog keeps pinging after the rush too
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        code = daemon.wait(timeout=60)
-        watching.set()
+        watching.set()  # the watcher stops reading before the daemon is told to stop
         watcher.join(timeout=5)
-        notify.close()
+        code = daemon.stop()
 
     log_text = (tmp_path / "daemon.log").read_text()
     assert code == 0, log_text

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, child_env, wait_until
+from conftest import wait_until
 
 from orchd import crash
 from orchd.adapters.ledger import schema
+from tests import daemon_harness
+from tests.daemon_harness import DaemonProcess
 
 POLICY = """
 version: 1
@@ -25,25 +25,21 @@ job_types:
 """
 
 
+def crashing(point: str | None) -> dict[str, str]:
+    """The environment that makes orchd die at the crash point ``point`` (none: no crash)."""
+    return {} if point is None else {"ORCHD_CRASHPOINT": point}
+
+
 class Site:
     def __init__(self, root: Path, name: str) -> None:
         self.name, self.state, self.policy = name, root / name, root / f"{name}-policy"
         self.policy.mkdir()
         (self.policy / "site.yaml").write_text(POLICY)
 
-    def argv(self, *args: str | Path) -> list[str]:
-        where = ["--state-dir", str(self.state), "--policy-dir", str(self.policy)]
-        return [sys.executable, "-m", "orchd", *where, *map(str, args)]
-
     def run(
         self, *args: str | Path, crash_at: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        env = child_env()
-        if crash_at is not None:
-            env["ORCHD_CRASHPOINT"] = crash_at
-        return subprocess.run(
-            self.argv(*args), capture_output=True, text=True, timeout=120, cwd=REPO, env=env
-        )
+        return daemon_harness.run_cli(self.state, self.policy, *args, env=crashing(crash_at))
 
     def ok(self, *args: str | Path) -> str:
         done = self.run(*args)
@@ -57,27 +53,13 @@ class Site:
         lines = self.ok("audit", "tail", "-n", "100000", "--json").splitlines()
         return [e for e in map(json.loads, lines) if e["type"] == event_type]
 
-    def daemon(self, crash_at: str | None = None) -> subprocess.Popen[str]:
-        env = child_env()
-        if crash_at is not None:
-            env["ORCHD_CRASHPOINT"] = crash_at
-        return subprocess.Popen(
-            self.argv("run", "--rescan", "1", "--grace", "2"),
-            cwd=REPO,
-            env=env,
-            text=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    def daemon(self, crash_at: str | None = None) -> DaemonProcess:
+        """``orchd run``, not waited for: it may die before it serves."""
+        return daemon_harness.start(self.state, self.policy, env=crashing(crash_at), ready=False)
 
     def visible(self) -> set[str]:
         """The names in the state dir (not hidden ones), to show no temporary file is left."""
         return {p.name for p in self.state.iterdir() if not p.name.startswith(".")}
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
 
 
 CLEAN_SITE = {
@@ -129,13 +111,13 @@ def test_a_daemon_dying_between_spool_steps_records_the_request_once(
     site.ok("jobs", "submit", "echo", "--spool")
     spool = site.state / "spool"
 
-    assert site.daemon(crash_at=point).wait(timeout=60) == crash.EXIT
+    assert site.daemon(crash_at=point).wait() == crash.EXIT
     again = site.daemon()
     try:
         wait_until(lambda: not os.listdir(spool / "new") and not os.listdir(spool / "cur"))
         wait_until(lambda: [j["state"] for j in site.json("jobs", "list")] == ["succeeded"])  # type: ignore[union-attr, index]
     finally:
-        stop(again)
+        again.stop(expect=0)
 
     assert len(site.json("jobs", "list")) == 1  # type: ignore[arg-type]
     assert os.listdir(spool / "rejected") == [] and os.listdir(spool / "tmp") == []
@@ -195,13 +177,13 @@ def test_a_daemon_dying_after_an_inbox_import_moves_the_file_once_restarted(
         "bundle", "export", "--out", inbox / "new" / "hq.orchkit", "--peer", "enclave", "--new-peer"
     )
 
-    assert enclave.daemon(crash_at="inbox.imported").wait(timeout=60) == crash.EXIT
+    assert enclave.daemon(crash_at="inbox.imported").wait() == crash.EXIT
     assert os.listdir(inbox / "cur") == ["hq.orchkit"]  # imported, not yet moved
     again = enclave.daemon()
     try:
         wait_until(lambda: (inbox / "imported" / "hq.orchkit").exists())
     finally:
-        stop(again)
+        again.stop(expect=0)
 
     assert os.listdir(inbox / "cur") == [] and os.listdir(inbox / "quarantine") == []
     assert len(enclave.events("bundle.imported")) == 1

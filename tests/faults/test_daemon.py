@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 from conftest import REPO, child_env
 
+from tests import daemon_harness
+from tests.daemon_harness import DaemonProcess
+
 POLICY = """
 version: 1
 sources:
@@ -30,49 +33,44 @@ job_types:
 
 
 class Daemon:
+    """A site with POLICY in ``tmp``, made by ``orchd init``; its daemon once started."""
+
     def __init__(self, tmp: Path, site_id: str = "hq") -> None:
         self.state, self.policy = tmp / "site", tmp / "policy"
         self.policy.mkdir()
         (self.policy / "site.yaml").write_text(POLICY)
         self.spool = self.state / "spool"
-        self.notify_path = tmp / "notify.sock"
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(str(self.notify_path))
-        self.notify.settimeout(30)
-        self.proc: subprocess.Popen[str] | None = None
+        self.running: DaemonProcess | None = None
         assert self.cli("init", "--site-id", site_id).returncode == 0
 
     def argv(self, *args: str) -> list[str]:
-        where = ["--state-dir", str(self.state), "--policy-dir", str(self.policy)]
-        return [sys.executable, "-m", "orchd", *where, *args]
+        return daemon_harness.orchd_argv(self.state, self.policy, *args)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args), capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
-        )
+        return daemon_harness.run_cli(self.state, self.policy, *args)
 
     def start(self, **extra_env: str) -> None:
-        env = {**child_env(), "NOTIFY_SOCKET": str(self.notify_path), **extra_env}
-        argv = self.argv("run", "--rescan", "1", "--grace", "2")
-        self.log = (self.state.parent / "daemon.log").open("w")  # a pipe nobody reads fills up
-        self.proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=self.log
+        self.close()  # a daemon started before: its NOTIFY_SOCKET is bound anew
+        self.running = daemon_harness.start(
+            self.state,
+            self.policy,
+            env=extra_env,
+            log_path=self.state.parent / "daemon.log",
+            notify=self.state.parent / "notify.sock",
         )
-        assert "READY=1" in self.message("READY=1")
 
-    def message(self, wanted: str) -> str:
-        while True:
-            data = self.notify.recv(4096).decode()
-            if wanted in data:
-                return data
+    @property
+    def process(self) -> DaemonProcess:
+        assert self.running is not None, "not started"
+        return self.running
 
     def stop(self) -> tuple[int, str]:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        assert "STOPPING=1" in self.message("STOPPING=1")
-        self.proc.wait(timeout=60)
-        self.log.close()
-        return self.proc.returncode, (self.state.parent / "daemon.log").read_text()
+        code = self.process.stop()
+        return code, self.process.log_text()
+
+    def close(self) -> None:
+        if self.running is not None:
+            self.running.close()
 
     def jobs(self, *options: str) -> list[dict[str, object]]:
         listed = self.cli("jobs", "list", "--json", *options)
@@ -112,10 +110,7 @@ def trust(truster: Daemon, site: str, trusted: Daemon, pem: Path) -> None:
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     made = Daemon(tmp_path)
     yield made
-    if made.proc is not None and made.proc.poll() is None:
-        made.proc.kill()
-        made.proc.wait(timeout=30)
-    made.notify.close()
+    made.close()
 
 
 def wait_until(check, timeout_s: float = 120) -> None:  # type: ignore[no-untyped-def]
@@ -208,14 +203,13 @@ def test_sighup_with_a_broken_policy_keeps_the_old_one(daemon: Daemon) -> None:
     daemon.start()
     good = (daemon.policy / "site.yaml").read_text()
     (daemon.policy / "site.yaml").write_text(good + "\nnonsense: [\n")
-    assert daemon.proc is not None
-    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.process.send(signal.SIGHUP)
     wait_until(lambda: daemon.events("policy.reload_failed"))
     daemon.drop("after-reload", b'{"job_type": "echo", "params": {"n": "1"}}')
     wait_until(lambda: [j["key"] for j in daemon.jobs()] == ["spool:after-reload"])
 
     (daemon.policy / "site.yaml").write_text(good)
-    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.process.send(signal.SIGHUP)
     wait_until(lambda: daemon.events("policy.reloaded"))
     code, err = daemon.stop()
 
@@ -244,16 +238,7 @@ def test_a_second_daemon_fails_fast(daemon: Daemon) -> None:
 
 def pings(daemon: Daemon, seconds: float) -> int:
     """How many WATCHDOG=1 arrive within ``seconds``."""
-    count = 0
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        daemon.notify.settimeout(left)
-        try:
-            count += "WATCHDOG=1" in daemon.notify.recv(4096).decode()
-        except TimeoutError:
-            break
-    daemon.notify.settimeout(30)
-    return count
+    return len(daemon.process.watchdog_pings(seconds))
 
 
 def test_watchdog_pings_come_from_the_loop_and_stop_when_it_is_stuck(daemon: Daemon) -> None:
@@ -501,10 +486,7 @@ def test_bundles_go_through_the_daemons_sockets(daemon: Daemon, tmp_path: Path) 
         for site in (daemon, enclave):
             assert list((site.state / "transfers").iterdir()) == []
     finally:
-        if enclave.proc is not None and enclave.proc.poll() is None:
-            enclave.proc.kill()
-            enclave.proc.wait(timeout=30)
-        enclave.notify.close()
+        enclave.close()
 
 
 def test_a_bundle_over_the_daemons_cap_is_refused_before_it_is_read(
@@ -549,15 +531,13 @@ def test_sigterm_lets_a_run_go_on_for_the_grace_then_interrupts_it(daemon: Daemo
     daemon.start()
     assert daemon.cli("jobs", "submit", "slow", "--key", "long").returncode == 0
     wait_until(lambda: [j["state"] for j in daemon.jobs()] == ["running"])
-    assert daemon.proc is not None
 
     sent = time.monotonic()
-    daemon.proc.send_signal(signal.SIGTERM)
-    daemon.proc.wait(timeout=60)
+    daemon.process.send(signal.SIGTERM)
+    code = daemon.process.wait()
     took = time.monotonic() - sent
-    daemon.log.close()
 
-    assert daemon.proc.returncode == 0
+    assert code == 0
     assert 2 <= took < 10  # the 2 s grace, then SIGTERM to the run's group (sleep obeys it)
     [job] = daemon.jobs()
     [ended] = daemon.events("run.ended")
@@ -645,10 +625,7 @@ def test_the_inbox_imports_good_bundles_and_quarantines_the_rest(
         assert answered["outcome"] == "accepted"
         assert enclave.cli("ledger", "verify").returncode == 0
     finally:
-        if enclave.proc is not None and enclave.proc.poll() is None:
-            enclave.proc.kill()
-            enclave.proc.wait(timeout=30)
-        enclave.notify.close()
+        enclave.close()
 
 
 def test_the_built_in_bundle_export_job_writes_into_the_outbox(
@@ -676,7 +653,7 @@ def test_the_built_in_bundle_export_job_writes_into_the_outbox(
         assert verified.returncode == 0, verified.stderr
         assert "bundle.export" in api_calls(log)  # the job went through the daemon's socket
     finally:
-        enclave.notify.close()
+        enclave.close()
 
 
 # --- metrics ------------------------------------------------------------------------------------

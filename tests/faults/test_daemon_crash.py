@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, child_env
 
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
+from tests import daemon_harness
+from tests.daemon_harness import run_cli as cli
 
 POLICY = """
 version: 1
@@ -35,22 +33,7 @@ schedules:
     misfire: all
 """
 ROUNDS = 20
-
-
-def orchd_argv(state: Path, policy: Path, *args: str) -> list[str]:
-    where = ["--state-dir", str(state), "--policy-dir", str(policy)]
-    return [sys.executable, "-m", "orchd", *where, *args]
-
-
-def cli(state: Path, policy: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        orchd_argv(state, policy, *args),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env=child_env(),
-    )
+RUN_ARGS = ("--rescan", "1")  # the default drain
 
 
 @pytest.mark.slow
@@ -64,11 +47,8 @@ def test_kill_9_of_the_daemon_loses_and_duplicates_nothing(tmp_path: Path) -> No
         (spool / sub).mkdir(parents=True, exist_ok=True)
     chance = random.Random(20261127)
     dropped = 0
-    argv = orchd_argv(state, policy, "run", "--rescan", "1")
-    for _ in range(ROUNDS):
-        daemon = subprocess.Popen(
-            argv, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+    for _ in range(ROUNDS):  # killed at any moment, before it serves as well
+        daemon = daemon_harness.start(state, policy, args=RUN_ARGS, ready=False)
         deadline = time.monotonic() + chance.uniform(0.3, 1.5)
         while time.monotonic() < deadline:
             for _ in range(5):
@@ -79,21 +59,16 @@ def test_kill_9_of_the_daemon_loses_and_duplicates_nothing(tmp_path: Path) -> No
                 (spool / "tmp" / name).rename(spool / "new" / name)
                 dropped += 1
             time.sleep(0.02)
-        daemon.send_signal(signal.SIGKILL)
-        daemon.wait(timeout=30)
+        daemon.kill()
 
     log = tmp_path / "final.log"
-    with log.open("w") as err:
-        final = subprocess.Popen(
-            argv, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=err
-        )
+    final = daemon_harness.start(state, policy, args=RUN_ARGS, log_path=log, ready=False)
     deadline = time.monotonic() + 120
     while any(any((spool / sub).iterdir()) for sub in ("new", "cur")):
-        assert final.poll() is None, log.read_text()
+        assert final.alive(), log.read_text()
         assert time.monotonic() < deadline, "the spool was not emptied: " + log.read_text()[-2000:]
         time.sleep(0.2)
-    final.send_signal(signal.SIGTERM)
-    assert final.wait(timeout=60) == 0
+    assert final.stop() == 0
 
     assert cli(state, policy, "ledger", "verify").returncode == 0
     ledger = SqliteLedger.open(state / "ledger.db", SystemClock(), OsEntropy())

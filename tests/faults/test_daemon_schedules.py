@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, child_env
 
 from orchd.core import timefmt
+from tests import daemon_harness
+from tests.daemon_harness import DaemonProcess
 
 SECOND, MINUTE, HOUR, DAY = 1_000, 60_000, 3_600_000, 86_400_000
 TEN_YEARS = 3_652 * DAY  # about ten years
@@ -32,6 +31,7 @@ GRACE_MS = 2 * 1_000  # the daemon's on-time window: twice --rescan 1
 EVERY_MINUTE = "* * * * *"
 EVERY_DAY = "0 0 * * *"
 PROBE = '{job_type: noop, cron: "0 0 1 1 *", misfire: skip}'  # armed when added, else quiet
+HOOKS = {"ORCHD_TEST_HOOKS": "1"}  # the daemon's and the CLI's wall clock: the moved one
 
 
 def schedule(cron: str, misfire: str, catch_up_limit: int | None = None) -> str:
@@ -71,26 +71,13 @@ class Daemon:
         self.probes = 0
         self.write_policy()
         self.offset_file = self.state / "test-clock-offset"
-        self.notify_path = tmp / "notify.sock"
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(str(self.notify_path))
-        self.notify.settimeout(30)
-        self.proc: subprocess.Popen[str] | None = None
+        self.running: DaemonProcess | None = None
         self.starts = 0
         done = self.cli("init", "--site-id", "hq")
         assert done.returncode == 0, done.stderr
 
-    def env(self) -> dict[str, str]:
-        return {**child_env(), "ORCHD_TEST_HOOKS": "1"}
-
-    def argv(self, *args: str) -> list[str]:
-        where = ["--state-dir", str(self.state), "--policy-dir", str(self.policy)]
-        return [sys.executable, "-m", "orchd", *where, *args]
-
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args), capture_output=True, text=True, timeout=120, cwd=REPO, env=self.env()
-        )
+        return daemon_harness.run_cli(self.state, self.policy, *args, env=HOOKS)
 
     # --- the moved wall clock ---------------------------------------------------------------
 
@@ -109,29 +96,19 @@ class Daemon:
     # --- the process ------------------------------------------------------------------------
 
     def start(self) -> None:
-        env = {**self.env(), "NOTIFY_SOCKET": str(self.notify_path)}
-        argv = self.argv("run", "--rescan", "1", "--grace", "2")
+        self.close()  # the daemon started before: its NOTIFY_SOCKET is bound anew
         self.starts += 1
-        self.log_path = self.tmp / f"daemon-{self.starts}.log"
-        self.log = self.log_path.open("w")  # a pipe nobody reads fills up
-        self.proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=self.log
+        self.running = daemon_harness.start(
+            self.state,
+            self.policy,
+            env=HOOKS,
+            log_path=self.tmp / f"daemon-{self.starts}.log",
+            notify=self.tmp / "notify.sock",
         )
-        assert "READY=1" in self.message("READY=1")
-
-    def message(self, wanted: str) -> str:
-        while True:
-            data = self.notify.recv(4096).decode()
-            if wanted in data:
-                return data
 
     def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        assert "STOPPING=1" in self.message("STOPPING=1")
-        self.proc.wait(timeout=60)
-        self.log.close()
-        assert self.proc.returncode == 0, self.log_path.read_text()
+        assert self.running is not None
+        self.running.stop(expect=0)
 
     # --- the policy and schedule passes -----------------------------------------------------
 
@@ -148,9 +125,9 @@ class Daemon:
 
     def schedule_pass(self) -> None:
         """Return once the running daemon has completed a schedule pass begun after this call."""
-        assert self.proc is not None
+        assert self.running is not None
         name = self.add_probe()
-        self.proc.send_signal(signal.SIGHUP)  # reload, then a schedule pass in the same tick
+        self.running.send(signal.SIGHUP)  # reload, then a schedule pass in the same tick
         wait_until(lambda: self.armed(name), what=f"{name} armed")
 
     # --- what the ledger holds --------------------------------------------------------------
@@ -189,10 +166,8 @@ class Daemon:
         return found
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.notify.close()
+        if self.running is not None:
+            self.running.close()
 
 
 def keys(name: str, slots: list[int]) -> list[str]:

@@ -6,21 +6,20 @@ record, and once space is back it records it, exactly once, without a restart.""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, child_env, wait_until
+from conftest import wait_until
 
 from orchd.adapters import control
+from tests import daemon_harness
+from tests.daemon_harness import run_cli as _cli
 
 POLICY = """
 version: 1
@@ -66,23 +65,15 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
     policy.mkdir()
     (policy / "site.yaml").write_text(POLICY)
     state = small_disk / "site"
-    argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir", str(policy)]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*argv, *args], capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
-        )
+        return _cli(state, policy, *args)
 
     assert cli("init", "--site-id", "hq").returncode == 0
     log_path = tmp_path / "daemon.log"
-    with log_path.open("w") as log:
-        run = [*argv, "run", "--rescan", "1", "--grace", "2"]
-        daemon = subprocess.Popen(
-            run, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=log
-        )
+    daemon = daemon_harness.start(state, policy, log_path=log_path)
     try:
         sock = state / "orchd.sock"
-        wait_until(sock.is_socket)
         waiting = state / "spool" / "tmp" / "late.json"
         waiting.write_text(json.dumps({"job_type": "echo"}))  # written while there is room
         filler = fill(small_disk)
@@ -95,7 +86,7 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
         )
         waiting.rename(state / "spool" / "new" / "late.json")  # arrives while the disk is full
         time.sleep(3)
-        alive = daemon.poll() is None
+        alive = daemon.alive()
         read = control.request(sock, "POST", control.ACTIONS_PATH + "status", {})
 
         filler.unlink()
@@ -107,9 +98,7 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
             )
         )
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            daemon.send_signal(signal.SIGTERM)
-        code = daemon.wait(timeout=60)
+        code = daemon.stop()
 
     log_text = log_path.read_text()
     assert status == 409 and refused["code"] == 91, refused  # StorageError, said plainly
@@ -120,18 +109,6 @@ def test_a_full_disk_degrades_the_daemon_which_recovers_when_space_is_back(
     assert os.listdir(state / "spool" / "rejected") == []
     assert code == 0, log_text
     assert cli("ledger", "verify").returncode == 0
-
-
-def _cli(state: Path, policy: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "orchd", "--state-dir", str(state), "--policy-dir", str(policy)]
-    return subprocess.run(
-        [*argv, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env=child_env(),
-    )
 
 
 def _policy(tmp_path: Path) -> Path:

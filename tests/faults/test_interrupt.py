@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from test_import_crash import READER_EVENTS, children_of, hq_bundle_for_enclave, state
 
+from tests import daemon_harness
 from tests.bundlekit import REPO, child_env
 
 
@@ -101,21 +102,10 @@ def test_ctrl_c_of_a_client_cancels_the_daemons_import_which_rolls_back(tmp_path
     before = state(enclave, bundle_id)
     policy = REPO / "tests" / "policies"
     where = ("--state-dir", enclave.state_dir, "--policy-dir", policy)
-    log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "orchd", *map(str, where), "run", "--rescan", "1", "--grace", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        cwd=REPO,
-        env=child_env(),
-    )
+    daemon = daemon_harness.start(enclave.state_dir, policy, log_path=tmp_path / "daemon.log")
     try:
-        wait_for(
-            lambda: "socket" in json.loads((enclave.state_dir / "site.json").read_text()),
-            "the daemon to serve",
-        )
         client = started(*where, "bundle", "import", bundle)
-        wait_for(lambda: children_of(daemon.pid) or client.poll() is not None, "the import")
+        wait_for(lambda: children_of(daemon.proc.pid) or client.poll() is not None, "the import")
         assert client.poll() is None, "the import ended before the daemon's reader was seen"
         time.sleep(0.3)
         out, err = ctrl_c(client)
@@ -124,9 +114,7 @@ def test_ctrl_c_of_a_client_cancels_the_daemons_import_which_rolls_back(tmp_path
         assert status.returncode == 0, trouble
         answer = json.loads(shown)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=60)
-        log.close()
+        code = daemon.stop()
 
     assert client.returncode == 130, err
     assert err.splitlines() == [
@@ -134,7 +122,7 @@ def test_ctrl_c_of_a_client_cancels_the_daemons_import_which_rolls_back(tmp_path
     ]
     assert "Traceback" not in err and out == ""
     assert answer["daemon"]["serving"] is True  # the daemon went on serving
-    assert daemon.returncode == 0
+    assert code == 0
     lines = (tmp_path / "daemon.log").read_text().splitlines()
     assert all(line.startswith("{") for line in lines), "\n".join(lines)
     records = [json.loads(line) for line in lines]  # every line of the daemon's log is JSON

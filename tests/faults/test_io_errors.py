@@ -9,23 +9,21 @@ without a restart.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import Result
-from conftest import REPO, child_env, wait_until
+from conftest import wait_until
 
 from orchd.adapters import control
+from tests import daemon_harness
 
 SHIM = r"""
 #define _GNU_SOURCE
@@ -142,20 +140,9 @@ def test_a_daemon_whose_fsync_fails_refuses_the_write_stays_up_and_recovers(
     tmp_path: Path, policy_dir: Path, shim: Path
 ) -> None:
     state, flag = tmp_path / "site", tmp_path / "fail-fsync"
-    argv = [
-        sys.executable,
-        "-m",
-        "orchd",
-        "--state-dir",
-        str(state),
-        "--policy-dir",
-        str(policy_dir),
-    ]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*argv, *args], capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env()
-        )
+        return daemon_harness.run_cli(state, policy_dir, *args)
 
     def submit(key: str) -> tuple[int, dict[str, object]]:
         path = control.ACTIONS_PATH + "jobs.submit"
@@ -168,33 +155,23 @@ def test_a_daemon_whose_fsync_fails_refuses_the_write_stays_up_and_recovers(
         return found
 
     assert cli("init", "--site-id", "hq").returncode == 0
-    env = {**child_env(), "LD_PRELOAD": str(shim), "ORCHD_TEST_EIO_FLAG": str(flag)}
+    env = {"LD_PRELOAD": str(shim), "ORCHD_TEST_EIO_FLAG": str(flag)}
     log_path = tmp_path / "daemon.log"
-    with log_path.open("w") as log:
-        daemon = subprocess.Popen(
-            [*argv, "run", "--rescan", "1", "--grace", "2"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+    daemon = daemon_harness.start(state, policy_dir, env=env, log_path=log_path)
     try:
         sock = state / "orchd.sock"
-        wait_until(sock.is_socket)
         assert submit("before")[0] == 200
         flag.touch()
         status, refused = submit("during")
         time.sleep(2)
-        alive = daemon.poll() is None
+        alive = daemon.alive()
         read = control.request(sock, "POST", control.ACTIONS_PATH + "status", {})
         flag.unlink()
         retried = submit("during")
         wait_until(lambda: all(j["state"] == "succeeded" for j in listed()))
         jobs = listed()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            daemon.send_signal(signal.SIGTERM)
-        code = daemon.wait(timeout=60)
+        code = daemon.stop()
 
     assert status == 409 and refused["code"] == 91, refused
     assert "disk I/O error" in str(refused["error"]), refused

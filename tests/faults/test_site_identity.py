@@ -31,20 +31,14 @@ def two(tmp_path: Path) -> Iterator[tuple[Daemon, Daemon]]:
     made = (Daemon(tmp_path / "hq", "hq"), Daemon(tmp_path / "decoy", "decoy"))
     yield made
     for d in made:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(timeout=30)
-        d.notify.close()
+        d.close()
 
 
 @pytest.fixture
 def hq(tmp_path: Path) -> Iterator[Daemon]:
     made = Daemon(tmp_path)
     yield made
-    if made.proc is not None and made.proc.poll() is None:
-        made.proc.kill()
-        made.proc.wait(timeout=30)
-    made.notify.close()
+    made.close()
 
 
 def events(state: Path) -> int:

@@ -10,7 +10,6 @@ the installed ``orchd`` entry point, without privileges and in the sandbox, that
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -25,10 +24,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import pytest
@@ -38,6 +37,9 @@ from orchd import errors
 from orchd.adapters import config, control, spool
 from orchd.cli import bundle, cli, work
 from orchd.cli.context import Config
+
+if TYPE_CHECKING:
+    from tests.daemon_harness import DaemonProcess
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "orchd.service"
@@ -286,84 +288,19 @@ def test_check_systemd_fails_a_misspelt_or_a_weakened_unit(tmp_path: Path) -> No
 # --- the daemon, started as systemd starts it -------------------------------------------------
 
 
-class Notify:
-    """The datagram socket systemd reads sd_notify messages from (NOTIFY_SOCKET)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        path.chmod(0o666)  # any uid may send, as to systemd's own
-
-    def wait_for(self, wanted: str, alive: Callable[[], bool], timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and alive():
-            self.sock.settimeout(0.2)
-            with contextlib.suppress(TimeoutError):
-                if wanted in self.sock.recv(4096).decode():
-                    return
-        raise AssertionError(f"no {wanted} from the daemon (running: {alive()})")
-
-    def ping_times(self, seconds_: float) -> list[float]:
-        """When each WATCHDOG=1 of the next ``seconds_`` seconds arrived."""
-        times: list[float] = []
-        deadline = time.monotonic() + seconds_
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            if "WATCHDOG=1" in data:
-                times.append(time.monotonic())
-        return times
-
-
-@dataclass
-class Daemon:
-    proc: subprocess.Popen[str]
-    log_path: Path
-    notify: Notify
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> list[dict[str, Any]]:
-        """The JSON lines of its log so far (a line still being written is left out)."""
-        lines = self.log_path.read_text().split("\n")[:-1]
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def stop(self) -> int:
-        """SIGTERM, as systemctl stop sends: STOPPING=1, then its exit status."""
-        self.proc.send_signal(signal.SIGTERM)
-        self.notify.wait_for("STOPPING=1", self.alive)
-        return self.proc.wait(timeout=30)
-
-
-@contextlib.contextmanager
 def started(
     argv: list[str], env: dict[str, str], tmp_path: Path, notify_as: str = ""
-) -> Iterator[Daemon]:
-    """The daemon, once it has sent READY=1 to ``tmp_path/notify/notify`` (known to it as
-    ``notify_as`` if given); killed at the end if it still runs."""
-    (tmp_path / "notify").mkdir(mode=0o755)
-    notify = Notify(tmp_path / "notify" / "notify")
+) -> DaemonProcess:
+    """The daemon as systemd starts it, from ``/``, once it has sent READY=1 to
+    ``tmp_path/notify/notify`` (known to it as ``notify_as`` if given); a ``with`` block kills
+    it at the end if it still runs."""
+    from tests import daemon_harness  # not at the top: the sandbox runs this file without tests/
+
+    notify = tmp_path / "notify" / "notify"
     log_path = tmp_path / "daemon.log"
-    env = {**env, "NOTIFY_SOCKET": notify_as or str(notify.path)}
-    with log_path.open("w") as log:  # the child has its own descriptor
-        proc = subprocess.Popen(argv, env=env, cwd="/", stdout=subprocess.DEVNULL, stderr=log)
-    daemon = Daemon(proc, log_path, notify)
-    try:
-        try:
-            notify.wait_for("READY=1", daemon.alive)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}:\n{log_path.read_text()}") from None
-        yield daemon
-    finally:
-        if daemon.alive():
-            proc.kill()
-        proc.wait(timeout=30)
-        notify.sock.close()
+    return daemon_harness.launch(
+        argv, env=env, cwd=Path("/"), log_path=log_path, notify=notify, notify_as=notify_as
+    )
 
 
 def client_env() -> dict[str, str]:
@@ -420,11 +357,13 @@ def test_the_daemon_without_privileges_is_ready_pings_answers_and_stops(tmp_path
 
     with started(argv, env, tmp_path) as daemon:
         held = privileges(daemon.proc.pid)
-        pings = daemon.notify.ping_times(3.0)
+        pings = daemon.watchdog_pings(3.0)
         status = orchd(*where, "status", "--json")
-        daemon.proc.send_signal(signal.SIGHUP)  # what ExecReload= sends
-        reloaded = lambda: "policy reloaded" in [line["msg"] for line in daemon.log()]  # noqa: E731
-        wait_until(reloaded, "the policy reloaded")
+        daemon.send(signal.SIGHUP)  # what ExecReload= sends
+        wait_until(
+            lambda: "policy reloaded" in [line["msg"] for line in daemon.log_lines()],
+            "the policy reloaded",
+        )
         code = daemon.stop()
 
     none = "0" * 16
@@ -433,7 +372,7 @@ def test_the_daemon_without_privileges_is_ready_pings_answers_and_stops(tmp_path
     gaps = [later - earlier for earlier, later in itertools.pairwise(pings)]
     assert len(pings) >= 2 and max(gaps) < 2.0, pings  # each within WATCHDOG_USEC
     assert status.returncode == 0 and json.loads(status.stdout), status.stderr
-    assert "status" in [line.get("action") for line in daemon.log()]  # through its socket
+    assert "status" in [line.get("action") for line in daemon.log_lines()]  # through its socket
     assert code == 0, daemon.log_path.read_text()
 
 
@@ -783,8 +722,8 @@ def test_the_daemon_in_the_units_sandbox_runs_a_job_and_stops(tmp_path: Path) ->
     assert "sandbox: read-only but for /var/lib/orchd" in said
     refused = "AF_INET sockets, writable executable memory, setpriority, new namespaces"
     assert f"sandbox: refused {refused}\n" in said
-    assert [line for line in daemon.log() if line["level"] == "error"] == []
-    assert "jobs.submit" in [line.get("action") for line in daemon.log()]
+    assert [line for line in daemon.log_lines() if line["level"] == "error"] == []
+    assert "jobs.submit" in [line.get("action") for line in daemon.log_lines()]
     [run_log] = (layout.logs / "runs").glob("*.log")  # through the link STATE_DIR/logs
     assert run_log.read_text() == "hello 7\n"
     mode = 0o640 & ~int(one(unit, "UMask"), 8)
