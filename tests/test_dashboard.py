@@ -23,10 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
-from orchd.core.events import Draft
+from orchd.core import drafts
 from orchd.core.metrics import CATALOG
 from orchd.ops import metrics as metrics_ops
-from tests.integration.conftest import ACTOR, Orchd
+from tests.builders import ACTOR
+from tests.integration.conftest import Orchd
 
 ROOT = Path(__file__).parents[1]
 DASHBOARD_PATH = ROOT / "tools" / "grafana" / "orchd-dashboard.json"
@@ -483,8 +484,15 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     enclave.ok("bundle", "import", str(root / "hq.orchkit"))
     enclave.ok("bundle", "export", "--peer", "hq", "--out", str(root / "enclave.orchkit"))
     hq.ok("bundle", "import", str(root / "enclave.orchkit"))  # with enclave's receipt
-    payload = {"file": "x.orchkit", "reason": "bad", "error": "SignatureInvalid"}
-    hq.append([Draft(type="bundle.quarantined", actor=ACTOR, idempotency_key="q", payload=payload)])
+    quarantined = drafts.bundle_quarantined(
+        ACTOR,
+        at="2026-11-27T00:00:00.000Z",
+        daemon_pid=4242,
+        file="x.orchkit",
+        problem="bad",
+        error="SignatureInvalid",
+    )
+    hq.append([quarantined])
     by_cli = Exported().read(hq.ok("metrics").stdout)
     ledger = SqliteLedger.open(hq.ledger_path, SystemClock(), OsEntropy())
     try:  # what the daemon serves: the same families, and its storage state

@@ -1,8 +1,8 @@
 """Reading a bundle's events for an import, in this process or, for a large import, in a child
 process (bundle_reader.batches_beside): the same events, report, progress and ledger either
 way; a child that dies or is cut short leaves the ledger as it was; an import that stops early
-stops its child. And the lines of a member (bundle_io.member_lines): none over MAX_LINE, however
-the zstd frame's blocks fall, refused as soon as it passes the limit."""
+stops its child. And the lines of a member (archive_reader.member_lines): none over MAX_LINE,
+however the zstd frame's blocks fall, refused as soon as it passes the limit."""
 
 from __future__ import annotations
 
@@ -21,18 +21,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchd.adapters import bundle_io, bundle_reader, bundles, keys
+from orchd.adapters import archive_reader, bundle_reader, bundles, keys
 from orchd.adapters.bundles import Report
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
+from orchd.core import drafts
 from orchd.core.bundle import MAX_LINE
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy
 from orchd.errors import BundleMalformed, MemberMismatch, SystemFailure
 from orchd.ops import keys as key_ops
 from orchd.ops import site
+from tests.builders import padded_jobs
 from tests.bundlekit import RAW_BLOCK_MAX, Span, craft, lines, raw_frame, seal_after, zstd
-from tests.faults.conftest import job_drafts
 
 ACTOR = Actor(uid=1000, user="alice", scopes=("orch:bundle",))
 HERE = sys.maxsize  # parallel_from: never in a child
@@ -48,7 +49,7 @@ def new_site(path: Path, site_id: str) -> tuple[SqliteLedger, keys.SiteKey]:
         SystemClock(),
         OsEntropy(),
         first,
-        also=[key_ops.created(ACTOR, key.public_key)],
+        also=[drafts.key_created(ACTOR, public_key=key.public_key)],
     )
     return ledger, key
 
@@ -73,7 +74,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     folder = tmp_path_factory.mktemp("hq")
     hq, key = new_site(folder / "hq.db", "hq")
     try:
-        hq.append(job_drafts(bundle_reader.BATCH * 5 // 2))
+        hq.append(padded_jobs(bundle_reader.BATCH * 5 // 2))
         out = folder / "hq.orchkit"
         bundles.export(hq, key, ACTOR, out, recipient="enclave", now_ms=SystemClock().now_ms())
     finally:
@@ -182,7 +183,7 @@ def test_a_bad_payload_is_found_by_either_reader_and_nothing_is_applied(
     in the same words, as the fold's, and the ledger is as it was."""
     hq, key = new_site(tmp_path / "hq.db", "hq")
     try:
-        hq.append(job_drafts(bundle_reader.BATCH + 10))
+        hq.append(padded_jobs(bundle_reader.BATCH + 10))
     finally:
         hq.close()
     path = with_a_bad_payload(tmp_path, key)
@@ -271,11 +272,11 @@ def read_lines(member: bytes, raw_size: int, source: io.BytesIO | None = None) -
     """Every line of ``member`` (stored bytes), as an import reads them; what was read before a
     refusal is in the exception's ``read`` note."""
     source = source or io.BytesIO(member + bytes(-len(member) % 512))
-    entry = bundle_io.Entry(name="events/hq.ndjson.zst", size=len(member))
+    entry = archive_reader.Entry(name="events/hq.ndjson.zst", size=len(member))
     found: list[bytes] = []
     digest = hashlib.sha256(member).hexdigest()
     try:
-        found.extend(bundle_io.member_lines(source, entry, sha256=digest, raw_size=raw_size))
+        found.extend(archive_reader.member_lines(source, entry, sha256=digest, raw_size=raw_size))
     except MemberMismatch as exc:
         exc.add_note(f"read: {[len(line) for line in found]}")
         raise
@@ -334,7 +335,7 @@ def test_the_lines_before_a_line_too_long_are_read_first() -> None:
 
 def test_a_line_cut_into_one_byte_pieces_is_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many lines, each spread over many pieces of output, come out whole and in order."""
-    monkeypatch.setattr(bundle_io, "_FEED", 1)
+    monkeypatch.setattr(archive_reader, "_FEED", 1)
     bodies = [bytes([97 + n % 26]) * (n * 37 % 700) for n in range(60)]
     raw = lines(bodies)
     assert read_lines(raw_frame(raw, [3, 1, 64]), len(raw)) == bodies
@@ -353,7 +354,7 @@ def test_lines_are_cut_the_same_however_the_output_is_split(
     limit = 10
     bodies = [bytes([97 + n]) * size for n, size in enumerate(lengths)]
     stream = lines(bodies)
-    cutter = bundle_io._Lines("m", limit)
+    cutter = archive_reader._Lines("m", limit)
     found: list[bytes] = []
     at = turn = 0
     while at < len(stream) and cutter.refused is None:
@@ -388,7 +389,7 @@ def test_either_reader_refuses_a_line_over_the_limit_and_applies_nothing(
     over the limit and spans some 260 blocks."""
     hq, key = new_site(tmp_path / "hq.db", "hq")
     try:
-        hq.append(job_drafts(3))
+        hq.append(padded_jobs(3))
         chain = [(body, h) for body, h in zip(*_bodies_and_hashes(hq), strict=True)]
     finally:
         hq.close()

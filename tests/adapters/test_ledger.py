@@ -4,45 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from orchd.adapters.ledger import SqliteLedger, projector, schema
-from orchd.core.events import Actor, Draft
+from orchd.core.events import Draft
 from orchd.errors import InvalidTransition, MalformedEvent, StorageError
 from orchd.ops import site
+from tests.builders import ACTOR, ended, leased, moved, started, submitted
 from tests.fakes import CountingEntropy, FakeClock
 
-ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
 JOB_A = "01KB0000000000000000000001"
 JOB_B = "01KB0000000000000000000002"
-
-
-def submitted(job_id: str, key: str | None = None) -> Draft:
-    key = key or job_id
-    return Draft(
-        type="job.submitted",
-        actor=ACTOR,
-        idempotency_key=f"job.submitted:{key}",
-        payload={
-            "job_id": job_id,
-            "job_type": "feed-refresh",
-            "key": key,
-            "params": {},
-            "priority": 0,
-            "state": "queued",
-        },
-    )
-
-
-def moved(job_id: str, from_state: str, to_state: str) -> Draft:
-    return Draft(
-        type="job.transitioned",
-        actor=ACTOR,
-        idempotency_key=f"job.transitioned:{job_id}:{to_state}",
-        payload={"job_id": job_id, "from": from_state, "to": to_state},
-    )
 
 
 @pytest.fixture
@@ -74,20 +49,9 @@ def test_a_malformed_payload_is_refused_before_anything_is_written(ledger: Sqlit
 
 
 RUN_A = "01KB0000000000000000000009"
-
-
-def leased(job_id: str, run_id: str, attempt: int) -> Draft:
-    return Draft(
-        type="run.leased",
-        actor=ACTOR,
-        idempotency_key=f"run.leased:{run_id}:{attempt}",
-        payload={
-            "run_id": run_id,
-            "job_id": job_id,
-            "attempt": attempt,
-            "lease_expires_at": "2026-01-31T12:00:00.000Z",
-        },
-    )
+EXPIRES = "2026-01-31T12:00:00.000Z"
+# a second lease of RUN_A under a key of its own: the fold, not the key, must refuse it
+LEASED_AGAIN = replace(leased(RUN_A, JOB_A, EXPIRES, 2), idempotency_key=f"run.leased:{RUN_A}:2")
 
 
 @pytest.mark.parametrize(
@@ -97,8 +61,12 @@ def leased(job_id: str, run_id: str, attempt: int) -> Draft:
             [submitted(JOB_A)], [submitted(JOB_A, key="other")], "already exists", id="job"
         ),
         pytest.param(
-            [submitted(JOB_A), leased(JOB_A, RUN_A, 1), moved(JOB_A, "running", "retry_wait")],
-            [moved(JOB_A, "retry_wait", "queued"), leased(JOB_A, RUN_A, 2)],
+            [
+                submitted(JOB_A),
+                leased(RUN_A, JOB_A, EXPIRES),
+                moved(JOB_A, "running", "retry_wait"),
+            ],
+            [moved(JOB_A, "retry_wait", "queued"), LEASED_AGAIN],
             "already exists",
             id="run",
         ),
@@ -146,33 +114,23 @@ def test_rebuild_gives_the_same_projection_digest(ledger: SqliteLedger) -> None:
 RUN_B = "01KB000000000000000000000A"
 
 
-def run_event(kind: str, job_id: str, run_id: str, **payload: object) -> Draft:
-    return Draft(
-        type=f"run.{kind}",
-        actor=ACTOR,
-        idempotency_key=f"run.{kind}:{run_id}",
-        payload={"run_id": run_id, "job_id": job_id, **payload},
-    )
-
-
 LIFECYCLE = [
     submitted(JOB_A),
-    leased(JOB_A, RUN_A, 1),
-    run_event("started", JOB_A, RUN_A, pid=4242),
-    run_event(
-        "ended",
-        JOB_A,
+    leased(RUN_A, JOB_A, EXPIRES),
+    started(RUN_A, JOB_A, pid=4242),
+    ended(
         RUN_A,
-        outcome="failed",
+        JOB_A,
+        "failed",
         exit_code=75,
         job_state="retry_wait",
         cause="exit_75",
         eligible_at="2026-01-31T12:00:05.000Z",
     ),
     moved(JOB_A, "retry_wait", "queued"),
-    leased(JOB_A, RUN_B, 2),
-    run_event("started", JOB_A, RUN_B),
-    run_event("ended", JOB_A, RUN_B, outcome="succeeded", exit_code=0, job_state="succeeded"),
+    leased(RUN_B, JOB_A, EXPIRES, 2),
+    started(RUN_B, JOB_A),
+    ended(RUN_B, JOB_A, "succeeded"),
 ]
 
 

@@ -4,73 +4,26 @@ appending (the chain, idempotency, all or nothing) and every job, run and trust 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import pytest
 
-from orchd.core import timefmt
-from orchd.core.events import ZERO_HASH, Actor, Draft, Event
+from orchd.core import drafts, timefmt
+from orchd.core.events import ZERO_HASH, Draft, Event
 from orchd.errors import BadInput, ChainBroken, MalformedEvent, OrchdError, StateConflict
 from orchd.ops import site
+from tests import builders
+from tests.builders import ended, leased, moved, started
 from tests.fakes import CountingEntropy, FakeClock
 from tests.memory_ledger import MemoryLedger
 
 from .conftest import ACTOR, SITE, ContractLedger
 
-WORKER = Actor(uid=999, user="orchd", scopes=("orch:run",))
 JOB_A, JOB_B, JOB_C = (f"01KB00000000000000000000{n:02d}" for n in (1, 2, 3))
 RUN_A, RUN_B, RUN_C = (f"01KB00000000000000000001{n:02d}" for n in (1, 2, 3))
-
-
-def submitted(job_id: str, key: str | None = None, **extra: Any) -> Draft:
-    key = key or job_id
-    payload = {
-        "job_id": job_id,
-        "job_type": "fetch",
-        "key": key,
-        "params": {},
-        "priority": 0,
-        "state": "queued",
-        **extra,
-    }
-    return Draft(
-        type="job.submitted", actor=ACTOR, idempotency_key=f"sub:{job_id}", payload=payload
-    )
-
-
-def moved(job_id: str, from_state: str, to_state: str, **extra: str) -> Draft:
-    payload = {"job_id": job_id, "from": from_state, "to": to_state, **extra}
-    return Draft(
-        type="job.transitioned",
-        actor=ACTOR,
-        idempotency_key=f"move:{job_id}:{to_state}",
-        payload=payload,
-    )
-
-
-def leased(run_id: str, job_id: str, expires: str, attempt: int = 1) -> Draft:
-    payload = {"run_id": run_id, "job_id": job_id, "attempt": attempt, "lease_expires_at": expires}
-    return Draft(
-        type="run.leased", actor=WORKER, idempotency_key=f"lease:{run_id}", payload=payload
-    )
-
-
-def started(run_id: str, job_id: str) -> Draft:
-    payload = {"run_id": run_id, "job_id": job_id, "pid": 4242}
-    return Draft(
-        type="run.started", actor=WORKER, idempotency_key=f"start:{run_id}", payload=payload
-    )
-
-
-def ended(run_id: str, job_id: str, outcome: str, job_state: str, code: int) -> Draft:
-    payload = {
-        "run_id": run_id,
-        "job_id": job_id,
-        "outcome": outcome,
-        "job_state": job_state,
-        "exit_code": code,
-    }
-    return Draft(type="run.ended", actor=WORKER, idempotency_key=f"end:{run_id}", payload=payload)
+submitted = partial(builders.submitted, job_type="fetch")
 
 
 def at(clock: FakeClock, ms: int = 0) -> str:
@@ -85,10 +38,23 @@ def run_to_end(
     outcome: str = "succeeded",
     seconds: int = 2,
 ) -> None:
-    state = {"succeeded": "succeeded", "failed": "dead"}[outcome]
-    ledger.append([leased(run_id, job_id, at(clock, 30_000)), started(run_id, job_id)])
+    ledger.append([leased(run_id, job_id, at(clock, 30_000)), started(run_id, job_id, pid=4242)])
     clock.advance(seconds * 1000)
-    ledger.append([ended(run_id, job_id, outcome, state, 0 if outcome == "succeeded" else 3)])
+    ledger.append([ended(run_id, job_id, outcome)])
+
+
+def asked(request_id: str, of_site: str) -> Draft:
+    """A request for a ``fetch`` job of ``of_site``."""
+    return drafts.job_requested(
+        ACTOR,
+        site=of_site,
+        request_id=request_id,
+        job_type="fetch",
+        params={},
+        source=None,
+        key=None,
+        priority=None,
+    )
 
 
 # --- appending ------------------------------------------------------------------------------
@@ -145,8 +111,9 @@ def test_a_batch_with_an_illegal_step_records_nothing(ledger: ContractLedger) ->
 def test_a_second_job_with_the_same_key_is_refused(ledger: ContractLedger) -> None:
     ledger.append([submitted(JOB_A, key="nightly")])
 
+    again = replace(submitted(JOB_B, key="nightly"), idempotency_key="another")  # not a repeat
     with pytest.raises(StateConflict):
-        ledger.append([submitted(JOB_B, key="nightly")])
+        ledger.append([again])
 
     assert ledger.job(JOB_B) is None
 
@@ -154,8 +121,8 @@ def test_a_second_job_with_the_same_key_is_refused(ledger: ContractLedger) -> No
 def test_own_events_are_found_by_key_and_by_type(ledger: ContractLedger) -> None:
     a, b = ledger.append([submitted(JOB_A), moved(JOB_A, "queued", "cancelled")])
 
-    assert ledger.own_event("sub:" + JOB_A) == a
-    assert ledger.own_event("sub:" + JOB_B) is None
+    assert ledger.own_event("job.submitted:" + JOB_A) == a
+    assert ledger.own_event("job.submitted:" + JOB_B) is None
     assert ledger.events_of_type("job.transitioned") == [b]
     assert [e.seq for e in ledger.events_of_type("site.initialized")] == [1]
 
@@ -266,33 +233,16 @@ def test_upstream_jobs_by_slot_or_newest_before(ledger: ContractLedger, clock: F
 
 
 def test_pauses_and_overrides(ledger: ContractLedger) -> None:
-    pause = Draft(
-        type="source.paused",
-        actor=ACTOR,
-        idempotency_key="pause:1",
-        payload={"source": "nvd"},
-        reason="broken",
-    )
-    quota = Draft(
-        type="quota.set",
-        actor=ACTOR,
-        idempotency_key="quota:1",
-        reason="calm",
-        ticket="SEC-1",
-        payload={"kind": "source", "name": "nvd", "site": "*", "concurrency": 2},
-    )
+    pause = drafts.source_paused(ACTOR, source="nvd", change="1", reason="broken", ticket=None)
+    override = {"kind": "source", "name": "nvd", "site": "*", "concurrency": 2}
+    quota = drafts.quota_set(ACTOR, override=override, change="1", reason="calm", ticket="SEC-1")
     ledger.append([pause, quota])
 
     assert [(p.source, p.reason) for p in ledger.pauses()] == [("nvd", "broken")]
     assert [(o.name, o.action, o.concurrency) for o in ledger.overrides()] == [("nvd", "set", 2)]
-    resume = Draft(
-        type="source.resumed",
-        actor=ACTOR,
-        idempotency_key="resume:1",
-        payload={"source": "nvd"},
-        reason="fixed",
+    ledger.append(
+        [drafts.source_resumed(ACTOR, source="nvd", change="2", reason="fixed", ticket=None)]
     )
-    ledger.append([resume])
     assert ledger.pauses() == []
 
 
@@ -342,13 +292,7 @@ def test_event_tallies_count_this_sites_records_by_error(ledger: ContractLedger)
 
 
 def test_requests_this_site_makes_are_not_pending_here(ledger: ContractLedger) -> None:
-    ask = Draft(
-        type="job.requested",
-        actor=ACTOR,
-        idempotency_key="ask:1",
-        payload={"request_id": JOB_A, "site": "branch", "job_type": "fetch", "params": {}},
-    )
-    ledger.append([ask])
+    ledger.append([asked(JOB_A, "branch")])
 
     assert ledger.pending_requests() == []
 
@@ -420,22 +364,17 @@ def test_an_import_is_all_or_nothing_with_the_drafts_after_it(
 def test_requests_to_this_site_are_pending_until_it_answers(
     ledger: ContractLedger, clock: FakeClock
 ) -> None:
-    payload = {"request_id": JOB_C, "site": SITE, "job_type": "fetch", "params": {}}
-    ask = Draft(type="job.requested", actor=ACTOR, idempotency_key="ask:1", payload=payload)
-    ledger.import_events([other_site(clock, ask)], lambda: [])
+    ledger.import_events([other_site(clock, asked(JOB_C, SITE))], lambda: [])
 
     (pending,) = ledger.pending_requests()
     assert (pending.request_id, pending.origin, pending.site) == (JOB_C, "branch", SITE)
-    answer = Draft(
-        type="job.request_answered",
-        actor=ACTOR,
-        idempotency_key="answer:1",
-        payload={
-            "request_id": JOB_C,
-            "requester": "branch",
-            "outcome": "refused",
-            "reason": "unknown job type",
-        },
+    answer = drafts.request_answered(
+        ACTOR,
+        request_id=JOB_C,
+        requester="branch",
+        outcome="refused",
+        job_id=None,
+        refusal="unknown job type",
     )
     ledger.append([answer])
     assert ledger.pending_requests() == []
@@ -444,31 +383,25 @@ def test_requests_to_this_site_are_pending_until_it_answers(
 def test_bundles_and_the_receipts_peers_recorded(ledger: ContractLedger, clock: FakeClock) -> None:
     (init,) = ledger.events_of_type("site.initialized")
     ranges = {SITE: [1, 1]}
-    exported = Draft(
-        type="bundle.exported",
-        actor=ACTOR,
-        idempotency_key="export:1",
-        payload={
-            "bundle_id": JOB_A,
-            "recipient": "branch",
-            "kind": "full",
-            "ranges": ranges,
-            "sha256": "0" * 64,
-            "size": 10,
-        },
+    exported = drafts.bundle_exported(
+        ACTOR,
+        bundle_id=JOB_A,
+        recipient="branch",
+        kind="full",
+        ranges=ranges,
+        sha256="0" * 64,
+        size=10,
     )
     ledger.append([exported])
-    receipt = Draft(
-        type="bundle.imported",
-        actor=ACTOR,
-        idempotency_key="import:1",
-        payload={
-            "bundle_id": JOB_A,
-            "exporter": SITE,
-            "ranges": ranges,
-            "events": 1,
-            "watermarks": {SITE: [1, init.hash]},
-        },
+    receipt = drafts.bundle_imported(
+        ACTOR,
+        bundle_id=JOB_A,
+        exporter=SITE,
+        ranges=ranges,
+        events=1,
+        watermarks={SITE: [1, init.hash]},
+        reason=None,
+        ticket=None,
     )
     chain_ = other_site(clock, receipt)
     ledger.import_events([chain_], lambda: [])

@@ -15,27 +15,20 @@ from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core import ids
 from orchd.core.events import Actor, Draft
+from tests.builders import submitted
 
 ACTOR = Actor(uid=1000, user="kill9", scopes=("orch:operate",))
 
 
 def batch(number: int, size: int, clock: SystemClock, entropy: OsEntropy) -> list[Draft]:
-    drafts = []
-    for index in range(size):
-        job_id = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-        payload = {
-            "job_id": job_id,
-            "job_type": "feed-refresh",
-            "key": job_id,
-            "params": {"batch": str(number), "index": str(index)},
-            "priority": 0,
-            "state": "queued",
-        }
-        key = f"job.submitted:{job_id}"
-        drafts.append(
-            Draft(type="job.submitted", actor=ACTOR, idempotency_key=key, payload=payload)
+    return [
+        submitted(
+            ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
+            params={"batch": str(number), "index": str(index)},
+            actor=ACTOR,
         )
-    return drafts
+        for index in range(size)
+    ]
 
 
 def main(path: Path, size: int, number: int) -> None:

@@ -17,12 +17,11 @@ from click.testing import CliRunner, Result
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.cli import cli
-from orchd.core.events import Actor, Draft
 from orchd.ops import site
+from tests.builders import ACTOR, padded_jobs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
 
 
 def child_env() -> dict[str, str]:
@@ -118,25 +117,6 @@ def orchd_cli() -> Callable[..., Result]:
     return run
 
 
-def job_drafts(count: int) -> list[Draft]:
-    drafts = []
-    for n in range(count):
-        job_id = f"01KB{n:022d}"
-        payload = {
-            "job_id": job_id,
-            "job_type": "feed-refresh",
-            "key": job_id,
-            "params": {"n": str(n), "pad": "x" * 200},
-            "priority": 0,
-            "state": "queued",
-        }
-        key = f"job.submitted:{job_id}"
-        drafts.append(
-            Draft(type="job.submitted", actor=ACTOR, idempotency_key=key, payload=payload)
-        )
-    return drafts
-
-
 @pytest.fixture
 def new_ledger() -> Callable[..., Path]:
     """Create a real ledger of site ``hq`` at ``path`` holding ``jobs`` submitted jobs; closed."""
@@ -147,7 +127,7 @@ def new_ledger() -> Callable[..., Path]:
         ledger = SqliteLedger.create(path, "hq", SystemClock(), OsEntropy(), first)
         try:
             if jobs:
-                ledger.append(job_drafts(jobs))
+                ledger.append(padded_jobs(jobs))
         finally:
             ledger.close()
         return path

@@ -27,30 +27,12 @@ from pathlib import Path
 import pytest
 
 from orchd.adapters import bundle_reader
-from orchd.core.events import Actor, Draft
+from tests.builders import padded_jobs
 from tests.bundlekit import REPO, Site, child_env, run_measured
 
 ROUNDS = 20
 EVENTS = 2500
 APPEND_BATCH = 2000
-ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
-
-
-def drafts(count: int) -> list[Draft]:
-    made = []
-    for n in range(count):
-        job_id = f"01KC{n:022d}"
-        payload = {
-            "job_id": job_id,
-            "job_type": "feed-refresh",
-            "key": job_id,
-            "params": {"n": str(n), "window": "x" * 200},
-            "priority": 0,
-            "state": "queued",
-        }
-        key = f"job.submitted:{job_id}"
-        made.append(Draft(type="job.submitted", actor=ACTOR, idempotency_key=key, payload=payload))
-    return made
 
 
 def state(site: Site, bundle_id: str) -> tuple[int, int, int]:
@@ -82,7 +64,7 @@ def hq_bundle_for_enclave(tmp_path: Path, count: int) -> tuple[Site, Path, str, 
     hq.ok("init", "--site-id", "hq")
     ledger = hq.ledger()
     try:
-        made = drafts(count)
+        made = padded_jobs(count)
         for start in range(0, count, APPEND_BATCH):
             ledger.append(made[start : start + APPEND_BATCH])
     finally:

@@ -14,9 +14,9 @@ from click.testing import CliRunner, Result
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.cli import cli
-from orchd.core.events import Actor, Draft
+from orchd.core.events import Draft
+from tests import builders
 
-ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
 POLICIES = Path(__file__).parents[1] / "policies"
 
 
@@ -81,30 +81,15 @@ class Orchd:
         assert row is not None
         return bytes(row[0])
 
+    # ``tests.builders``'s, for the tests that build their drafts here
+
     @staticmethod
     def submitted(job_id: str, *, source: str | None = None, **params: str) -> Draft:
-        """A ``job.submitted`` draft for a job id the test chooses (orchd draws them at random)."""
-        payload: dict[str, object] = {
-            "job_id": job_id,
-            "job_type": "feed-refresh",
-            "key": job_id,
-            "params": params,
-            "priority": 0,
-            "state": "queued",
-        }
-        if source is not None:
-            payload["source"] = source
-        key = f"job.submitted:{job_id}"
-        return Draft(type="job.submitted", actor=ACTOR, idempotency_key=key, payload=payload)
+        return builders.submitted(job_id, source=source, params=params)
 
     @staticmethod
     def transitioned(job_id: str, from_state: str, to_state: str) -> Draft:
-        return Draft(
-            type="job.transitioned",
-            actor=ACTOR,
-            idempotency_key=f"job.transitioned:{job_id}:{to_state}",
-            payload={"job_id": job_id, "from": from_state, "to": to_state},
-        )
+        return builders.moved(job_id, from_state, to_state)
 
 
 @pytest.fixture

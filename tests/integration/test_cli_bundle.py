@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from orchd.adapters import bundle_io, bundles, keys
+from orchd.adapters import archive_writer, bundles, keys
 from orchd.adapters.system import SystemClock
 from orchd.core import bundle, canonical, dsse, events, hlc, ids, timefmt
 from orchd.core.bundle import MAX_LINE
@@ -644,8 +644,8 @@ def test_the_export_writes_the_canonical_ustar_headers(kit: Kit) -> None:
     """FORMAT.md 1: mode 0644, uid and gid 0, mtime 0, empty user and group names, type 0
     (checked against the tests' own header writer, itself checked against orchd's)."""
     for name, size in (("manifest.json", 1), (MEMBER_HQ, 123456789)):
-        assert tar_header(name, size) == bundle_io.header(name, size)
-        assert retype(bundle_io.header(name, size), b"2") == tar_header(name, size, kind=b"2")
+        assert tar_header(name, size) == archive_writer.header(name, size)
+        assert retype(archive_writer.header(name, size), b"2") == tar_header(name, size, kind=b"2")
     data, at = kit.base, 0
     for member in members(data):
         head = data[at : at + BLOCK]

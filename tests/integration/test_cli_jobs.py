@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from orchd.core.events import Draft
+from tests.builders import leased, moved, submitted
 
 if TYPE_CHECKING:
     from conftest import Orchd
@@ -281,24 +281,13 @@ def seeded(site: Orchd) -> Orchd:
 
     Its five events are the last of the ledger, in the order appended below.
     """
-    leased = Draft(
-        type="run.leased",
-        actor=site.submitted(JOB_C).actor,
-        idempotency_key=f"run.leased:{RUN_C}",
-        payload={
-            "run_id": RUN_C,
-            "job_id": JOB_C,
-            "attempt": 1,
-            "lease_expires_at": "2030-01-01T00:00:00.000Z",
-        },
-    )
     site.append(
         [
-            site.submitted(JOB_A, source="nvd", n="1"),
-            site.submitted(JOB_B, source="nvd", n="2"),
-            site.submitted(JOB_C, n="3"),
-            site.transitioned(JOB_B, "queued", "cancelled"),
-            leased,
+            submitted(JOB_A, source="nvd", params={"n": "1"}),
+            submitted(JOB_B, source="nvd", params={"n": "2"}),
+            submitted(JOB_C, params={"n": "3"}),
+            moved(JOB_B, "queued", "cancelled"),
+            leased(RUN_C, JOB_C, "2030-01-01T00:00:00.000Z"),
         ]
     )
     return site

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from conftest import ACTOR, Orchd
+from conftest import Orchd
 from prometheus_client.parser import text_string_to_metric_families
-from test_cli_status import lifecycle
 
-from orchd.core import metrics
-from orchd.core.events import Draft
+from orchd.core import drafts, metrics
+from tests.builders import ACTOR, LEASE_END, leased, moved, one_run, run_id_of
 
 
 def scrape(site: Orchd) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -27,47 +26,28 @@ def scrape(site: Orchd) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_metrics_count_jobs_runs_and_the_daemons_own_events(site: Orchd) -> None:
     fresh = site.submit("feed-refresh", "--source", "nvd")
-    lifecycle(site, fresh, "succeeded", "succeeded")
+    site.append(one_run(fresh, "succeeded"))
     dead = site.submit("feed-refresh", "--source", "ghsa")
-    lifecycle(site, dead, "failed", "dead")
+    site.append(one_run(dead, "failed"))
     stalled = site.submit("vex-ingest")
-    lifecycle(site, stalled, "running", "")  # its lease expired in 2026-11-27T00:00
+    site.append([leased(run_id_of(stalled), stalled, LEASE_END)])  # expired 2026-11-27T00:00
     throttled = site.submit("feed-refresh", "--source", "osv")
-    site.append(
-        [
-            Draft(
-                type="job.transitioned",
-                actor=ACTOR,
-                idempotency_key="t:1",
-                payload={
-                    "job_id": throttled,
-                    "from": "queued",
-                    "to": "throttled",
-                    "cause": "rate",
-                    "eligible_at": "2026-11-27T01:00:00.000Z",
-                },
-            )
-        ]
-    )
+    eligible = "2026-11-27T01:00:00.000Z"
+    site.append([moved(throttled, "queued", "throttled", cause="rate", eligible_at=eligible)])
     site.submit("rescan")
     site.append(
         [
-            Draft(
-                type="bundle.quarantined",
-                actor=ACTOR,
-                idempotency_key=f"q:{n}",
-                payload={"file": f"b{n}.orchkit", "reason": "bad", "error": error},
+            drafts.bundle_quarantined(
+                ACTOR,
+                at="2026-11-27T02:00:00.000Z",
+                daemon_pid=n,
+                file=f"b{n}.orchkit",
+                problem="bad",
+                error=error,
             )
             for n, error in enumerate(["SignatureInvalid", "SignatureInvalid", "BundleStale"])
         ]
-        + [
-            Draft(
-                type="spool.rejected",
-                actor=ACTOR,
-                idempotency_key="s:1",
-                payload={"file": "x.json", "reason": "not JSON"},
-            )
-        ]
+        + [drafts.spool_rejected(ACTOR, file="x.json", identity="1", reason="not JSON")]
     )
     site.ok("bundle", "export", "--out", str(site.state_dir.parent / "hq.orchkit"))
 

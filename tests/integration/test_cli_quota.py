@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ACTOR, Orchd
+from conftest import Orchd
 
-from orchd.core.events import Draft
+from orchd.core import drafts
+from tests.builders import ACTOR
 
 EXAMPLES = str(Path(__file__).resolve().parents[2] / "policies" / "examples")
 WHY = ("--reason", "upstream asked us to slow down", "--ticket", "SEC-9")
@@ -47,15 +48,8 @@ def test_all_sites_and_other_sites(site: Orchd) -> None:
 
 def test_the_newest_override_wins_and_survives_a_rebuild(site: Orchd) -> None:
     site.ok("quota", "set", "source:nvd", "--rate", "2/hour", *WHY)
-    newer = Draft(
-        type="quota.set",
-        actor=ACTOR,
-        idempotency_key="quota.set:new",
-        reason="r",
-        ticket="T",
-        payload={"kind": "source", "name": "nvd", "site": "hq", "rate": "99/hour"},
-    )
-    site.append([newer])
+    override = {"kind": "source", "name": "nvd", "site": "hq", "rate": "99/hour"}
+    site.append([drafts.quota_set(ACTOR, override=override, change="new", reason="r", ticket="T")])
     assert show(site)["source:nvd"]["rate"] == "99/hour"
     site.ok("ledger", "rebuild")
     assert show(site)["source:nvd"]["rate"] == "99/hour"

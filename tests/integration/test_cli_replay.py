@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ACTOR, POLICIES, Orchd
+from conftest import POLICIES, Orchd
 
-from orchd.core import ids
-from orchd.core.events import Draft
+from tests.builders import one_run
 
 
 def dead_job(
@@ -22,20 +21,7 @@ def dead_job(
         "--policy-dir", str(policy_dir), "jobs", "submit", job_type, *args, "--priority", "3"
     )
     job_id = submitted.stdout.strip()
-    run_id = ids.new_id(1_764_201_600_000, job_id.encode()[-10:])
-
-    def draft(kind: str, payload: dict[str, object]) -> Draft:
-        key = f"{kind}:{job_id}"
-        payload = {"job_id": job_id, "run_id": run_id, **payload}
-        return Draft(type=kind, actor=ACTOR, idempotency_key=key, payload=payload)
-
-    site.append(
-        [
-            draft("run.leased", {"attempt": 1, "lease_expires_at": "2026-11-27T00:00:00.000Z"}),
-            draft("run.started", {"pid": 4242}),
-            draft("run.ended", {"outcome": "failed", "job_state": "dead", "exit_code": 1}),
-        ]
-    )
+    site.append(one_run(job_id, "failed"))
     return job_id
 
 

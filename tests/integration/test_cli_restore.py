@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 from orchd.core import ids, timefmt
-from orchd.core.events import Actor, Draft
+from tests.builders import leased, started
 from tests.bundlekit import Site
 
-OPERATOR = Actor(uid=0, user="root", scopes=("orch:operate",))
 SCHEDULES = """version: 1
 schedules:
   nvd-hourly: {job_type: feed-refresh, cron: "0 * * * *", source: nvd}
@@ -35,25 +34,7 @@ def lease_one(site: Site) -> str:
         run_id = ids.new_id(1_800_000_000_000, bytes(10))
         expires = timefmt.format_ms(1_800_000_060_000)
         ledger.append(
-            [
-                Draft(
-                    type="run.leased",
-                    actor=OPERATOR,
-                    idempotency_key=f"run.leased:{run_id}",
-                    payload={
-                        "run_id": run_id,
-                        "job_id": job.job_id,
-                        "attempt": 1,
-                        "lease_expires_at": expires,
-                    },
-                ),
-                Draft(
-                    type="run.started",
-                    actor=OPERATOR,
-                    idempotency_key=f"run.started:{run_id}",
-                    payload={"run_id": run_id, "job_id": job.job_id, "pid": 999_999},
-                ),
-            ]
+            [leased(run_id, job.job_id, expires), started(run_id, job.job_id, pid=999_999)]
         )
         return job.job_id
     finally:

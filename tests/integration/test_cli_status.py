@@ -4,59 +4,21 @@ from __future__ import annotations
 
 import json
 
-from conftest import ACTOR, Orchd
+from conftest import Orchd
 
-from orchd.core import ids
-from orchd.core.events import Draft
-
-
-def lifecycle(site: Orchd, job_id: str, outcome: str, job_state: str) -> None:
-    run_id = ids.new_id(1_764_201_600_000, job_id.encode()[-10:])
-
-    def draft(kind: str, payload: dict[str, object]) -> Draft:
-        payload = {"job_id": job_id, "run_id": run_id, **payload}
-        return Draft(type=kind, actor=ACTOR, idempotency_key=f"{kind}:{job_id}", payload=payload)
-
-    drafts = [draft("run.leased", {"attempt": 1, "lease_expires_at": "2026-11-27T00:00:00.000Z"})]
-    if outcome != "running":
-        drafts += [
-            draft("run.started", {}),
-            draft(
-                "run.ended",
-                {
-                    "outcome": outcome,
-                    "job_state": job_state,
-                    "exit_code": 0 if outcome == "succeeded" else 1,
-                },
-            ),
-        ]
-    site.append(drafts)
+from tests.builders import LEASE_END, leased, moved, one_run, run_id_of
 
 
 def test_status_reports_every_part_of_the_site(site: Orchd) -> None:
     fresh = site.submit("feed-refresh", "--source", "nvd")
-    lifecycle(site, fresh, "succeeded", "succeeded")
+    site.append(one_run(fresh, "succeeded"))
     dead = site.submit("feed-refresh", "--source", "ghsa")
-    lifecycle(site, dead, "failed", "dead")
+    site.append(one_run(dead, "failed"))
     running = site.submit("vex-ingest")
-    lifecycle(site, running, "running", "")
+    site.append([leased(run_id_of(running), running, LEASE_END)])
     throttled = site.submit("feed-refresh", "--source", "osv")
-    site.append(
-        [
-            Draft(
-                type="job.transitioned",
-                actor=ACTOR,
-                idempotency_key="t:1",
-                payload={
-                    "job_id": throttled,
-                    "from": "queued",
-                    "to": "throttled",
-                    "cause": "rate",
-                    "eligible_at": "2026-11-27T01:00:00.000Z",
-                },
-            )
-        ]
-    )
+    eligible = "2026-11-27T01:00:00.000Z"
+    site.append([moved(throttled, "queued", "throttled", cause="rate", eligible_at=eligible)])
     site.submit("rescan")
 
     status = json.loads(site.ok("status", "--json").stdout)

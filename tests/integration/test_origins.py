@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACTOR, Orchd
+from conftest import Orchd
 
-from orchd.core import ids
-from orchd.core.events import Draft
+from tests.builders import one_run
 
 
 @dataclass(frozen=True)
@@ -39,30 +38,6 @@ class Sites:
         return sorted([self.enclave_queued, self.enclave_dead, self.enclave_done])
 
 
-def ended(site: Orchd, job_id: str, outcome: str, job_state: str) -> None:
-    """One run of the job, leased, started and ended (recorded through the real ledger)."""
-    run_id = ids.new_id(1_764_201_600_000, job_id.encode()[-10:])
-
-    def draft(kind: str, payload: dict[str, object]) -> Draft:
-        payload = {"job_id": job_id, "run_id": run_id, **payload}
-        return Draft(type=kind, actor=ACTOR, idempotency_key=f"{kind}:{job_id}", payload=payload)
-
-    site.append(
-        [
-            draft("run.leased", {"attempt": 1, "lease_expires_at": "2026-11-27T00:00:00.000Z"}),
-            draft("run.started", {}),
-            draft(
-                "run.ended",
-                {
-                    "outcome": outcome,
-                    "job_state": job_state,
-                    "exit_code": 0 if outcome == "succeeded" else 1,
-                },
-            ),
-        ]
-    )
-
-
 @pytest.fixture
 def sites(tmp_path: Path) -> Sites:
     hq, enclave = Orchd(tmp_path / "hq"), Orchd(tmp_path / "enclave")
@@ -73,12 +48,12 @@ def sites(tmp_path: Path) -> Sites:
     enclave.ok("keys", "trust", "hq", str(tmp_path / "hq.pub"), "--reason", "key ceremony")
     enclave_queued = enclave.submit("feed-refresh", "--source", "nvd")
     enclave_dead = enclave.submit("feed-refresh", "--source", "ghsa")
-    ended(enclave, enclave_dead, "failed", "dead")
+    enclave.append(one_run(enclave_dead, "failed"))
     enclave_done = enclave.submit("vex-ingest")
-    ended(enclave, enclave_done, "succeeded", "succeeded")
+    enclave.append(one_run(enclave_done, "succeeded"))
     hq_queued = hq.submit("rescan")
     hq_dead = hq.submit("feed-refresh", "--source", "osv")
-    ended(hq, hq_dead, "failed", "dead")
+    hq.append(one_run(hq_dead, "failed"))
     bundle = tmp_path / "enclave.orchkit"
     enclave.ok("bundle", "export", "--out", str(bundle), "--peer", "hq")
     hq.ok("bundle", "import", str(bundle))

@@ -27,13 +27,14 @@ from orchd.adapters import bundles, keys
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core import bundle as bundle_core
-from orchd.core import ids
-from orchd.core.events import Actor, Draft
+from orchd.core import drafts, ids
+from orchd.core.events import Actor
 from orchd.core.policy import Policy, Source
 from orchd.errors import BundleStale, ChainGap, OrchdError
 from orchd.ops import keys as key_ops
 from orchd.ops import quota as quota_ops
 from orchd.ops import site as site_ops
+from tests.builders import submitted
 
 ADMIN = Actor(uid=0, user="root", scopes=("orch:admin", "orch:bundle", "orch:quota"))
 POLICY = Policy(sources={"nvd": Source(name="nvd")})  # what the overrides name
@@ -75,7 +76,7 @@ def make_world(root: Path, names: list[str], seed: int) -> World:
             clock,
             entropy,
             first,
-            also=[key_ops.created(ADMIN, key.public_key)],
+            also=[drafts.key_created(ADMIN, public_key=key.public_key)],
         )
         nodes[name] = Node(name, ledger, key)
     for node in nodes.values():
@@ -98,24 +99,8 @@ def make_world(root: Path, names: list[str], seed: int) -> World:
 
 def submit(world: World, node: Node) -> None:
     node.made += 1
-    job_id = f"{node.name}-{node.made}"
-    node.ledger.append(
-        [
-            Draft(
-                type="job.submitted",
-                actor=ADMIN,
-                idempotency_key=f"job.submitted:{job_id}",
-                payload={
-                    "job_id": _ulid(world),
-                    "job_type": "feed-refresh",
-                    "key": job_id,
-                    "params": {},
-                    "priority": 0,
-                    "state": "queued",
-                },
-            )
-        ]
-    )
+    key = f"{node.name}-{node.made}"
+    node.ledger.append([submitted(_ulid(world), key=key, actor=ADMIN)])
 
 
 def _ulid(world: World) -> str:
