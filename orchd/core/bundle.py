@@ -3,7 +3,7 @@ checks (core layer); the manifest, its limits and its strict reading are ``orchd
 (every name of it re-exported here).
 
 ``bundles/FORMAT.md`` is the normative text; this module is its executable half. Everything here
-is pure: the archive and zstd streams are read by ``orchd.adapters.bundle_io``.
+is pure: the archive and zstd streams are read by ``orchd.adapters.archive_reader``.
 """
 
 from __future__ import annotations

@@ -29,11 +29,18 @@ def seal(
     origin: str = ORIGIN,
     seq: int = 1,
     prev_hash: str = events.ZERO_HASH,
+    reason: str | None = None,
+    ticket: str | None = None,
 ) -> events.Event:
     """Seal one event at a time derived from ``seq`` (one second apart)."""
     at_ms = BASE_MS + 1000 * seq
     draft = events.Draft(
-        type=event_type, actor=ACTOR, idempotency_key=f"key-{origin}-{seq}", payload=payload
+        type=event_type,
+        actor=ACTOR,
+        idempotency_key=f"key-{origin}-{seq}",
+        payload=payload,
+        reason=reason,
+        ticket=ticket,
     )
     return events.seal(
         draft,

@@ -7,10 +7,11 @@ import dataclasses
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sealed import BASE_MS, ORIGIN, seal
 
 from orchd.core import bundle, canonical, dsse, sync
 from orchd.core.bundle import Manifest, Member, Range, Step
-from orchd.core.events import ZERO_HASH, Actor
+from orchd.core.events import ZERO_HASH, Actor, Event
 from orchd.errors import (
     BundleMalformed,
     BundleRefused,
@@ -65,6 +66,11 @@ def test_a_manifest_round_trips() -> None:
     assert bundle.parse(made.encode()) == made
 
 
+def first(key: str, **changes: object):  # type: ignore[no-untyped-def]
+    """A change to the manifest's value: ``changes`` made to the first entry of ``key``."""
+    return lambda v: v | {key: [v[key][0] | changes, *v[key][1:]]}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -76,6 +82,21 @@ def test_a_manifest_round_trips() -> None:
         (lambda v: v | {"expires_at": v["created_at"]}, "expires_at must be after"),
         (lambda v: v | {"ranges": list(reversed(v["ranges"]))}, "sorted by origin"),
         (lambda v: v | {"members": v["members"][:1]}, "exactly the ranges' members"),
+        (lambda v: [v], "the manifest must be an object"),
+        (lambda v: v | {"bundle_id": 7}, "bundle_id must be 32 lower-case hex digits"),
+        (lambda v: v | {"previous": "b" * 31}, "previous must be a bundle id or empty"),
+        (lambda v: v | {"rotation": 7}, "rotation must be a base64 DSSE envelope"),
+        (lambda v: v | {"rotation": "A" * 8193}, "rotation must be a base64 DSSE envelope"),
+        (lambda v: v | {"created_at": "2026-01-01"}, "created_at must be a UTC time like"),
+        (lambda v: v | {"members": {}}, "members must be a list of at most 1000"),
+        (lambda v: v | {"members": [v["members"][0]] * 2}, "a member is listed twice"),
+        (first("members", size=0), "a member's size must be an integer from 1 to"),
+        (first("members", sha256="F" * 64), "a member's sha256 must be 64 lower-case hex"),
+        (first("members", records=4), "member events/hq.ndjson.zst must hold 5 records"),
+        (lambda v: v | {"ranges": []}, "ranges must be a list of 1 to 1000"),
+        (first("ranges", origin=7), "a range's origin must be a site id"),
+        (first("ranges", origin="Hq"), "invalid site id 'Hq'"),
+        (first("ranges", member="events/relay.ndjson.zst"), "the member of hq must be events/hq"),
     ],
 )
 def test_a_bad_manifest_is_refused_naming_what_is_wrong(change, message) -> None:  # type: ignore[no-untyped-def]
@@ -94,6 +115,18 @@ def test_a_newer_format_is_refused_as_such() -> None:
     value = manifest(span("hq", 1, 5)).to_json() | {"format": 2}
     with pytest.raises(BundleRefused, match="format 2"):
         bundle.parse(canonical.dump(value))
+
+
+def test_a_manifest_larger_than_its_limit_is_refused_unread() -> None:
+    with pytest.raises(BundleMalformed, match="manifest: larger than 1048576 bytes"):
+        bundle.parse(b" " * (bundle.MAX_MANIFEST + 1))
+
+
+def test_a_member_is_found_by_name_and_one_not_listed_is_refused() -> None:
+    made = manifest(span("hq", 1, 5), span("relay", 1, 2))
+    assert made.member("events/relay.ndjson.zst").records == 2
+    with pytest.raises(BundleMalformed, match=r"lists no member 'events/x\.ndjson\.zst'"):
+        made.member("events/x.ndjson.zst")
 
 
 def test_a_first_range_must_start_from_the_zero_hash() -> None:
@@ -250,6 +283,17 @@ def test_a_site_never_takes_its_own_history_from_a_peer() -> None:
         plan(manifest(span("enclave", 1, 9)), {"enclave": (4, H[4])})
 
 
+def test_a_range_that_continues_another_hash_than_ours_is_a_fork() -> None:
+    made = manifest(dataclasses.replace(span("hq", 6, 9), prev_hash=H[9]))
+    with pytest.raises(ChainFork, match="seq 5 has another hash here"):
+        plan(made, {"hq": (5, H[5])})
+
+
+def test_the_plan_needs_our_hash_before_each_range_and_at_its_end() -> None:
+    made = manifest(span("hq", 1, 5), span("relay", 3, 4))
+    assert bundle.needed_hashes(made) == [("hq", 5), ("relay", 2), ("relay", 4)]
+
+
 # --- events of a member -----------------------------------------------------------------------
 
 
@@ -259,6 +303,78 @@ def test_events_out_of_their_range_are_refused() -> None:
         list(bundle.read_events(step, [b"{}"], head_hash=ZERO_HASH, max_wall_ms=NOW))
     with pytest.raises(MemberMismatch, match="ends before its range"):
         list(bundle.read_events(step, [], head_hash=ZERO_HASH, max_wall_ms=NOW))
+
+
+def member_chain(length: int = 3) -> list[Event]:
+    """``length`` chained events of ``ORIGIN``, seq 1 first."""
+    chained: list[Event] = []
+    for seq in range(1, length + 1):
+        prev = chained[-1].hash if chained else ZERO_HASH
+        chained.append(seal("job.noted", {"n": seq}, seq=seq, prev_hash=prev))
+    return chained
+
+
+def read(
+    chained: list[Event], lines: list[bytes], *, after_seq: int = 0, **given: object
+) -> list[Event]:
+    """The events ``read_events`` yields of ``lines`` for a range 1..len(chained)."""
+    whole = Range(
+        origin=ORIGIN,
+        from_seq=1,
+        to_seq=len(chained),
+        prev_hash=ZERO_HASH,
+        last_hash=chained[-1].hash,
+        member=bundle.member_name(ORIGIN),
+    )
+    step = Step(range=dataclasses.replace(whole, **given), action="apply", after_seq=after_seq)
+    head_hash = chained[after_seq - 1].hash if after_seq else ZERO_HASH
+    return list(bundle.read_events(step, lines, head_hash=head_hash, max_wall_ms=BASE_MS + 10**6))
+
+
+def test_a_member_yields_only_the_events_past_those_held_here() -> None:
+    chained = member_chain()
+    found = read(chained, [e.body for e in chained], after_seq=1)
+    assert [(e.seq, e.hash) for e in found] == [(2, chained[1].hash), (3, chained[2].hash)]
+
+
+def test_a_member_with_more_records_than_its_range_is_refused() -> None:
+    chained = member_chain()
+    with pytest.raises(MemberMismatch, match="more records than its range"):
+        read(chained[:2], [e.body for e in chained])
+
+
+def test_a_record_of_another_seq_is_refused_naming_both() -> None:
+    chained = member_chain()
+    with pytest.raises(MemberMismatch, match=f"expected {ORIGIN}/1, found {ORIGIN}/2"):
+        read(chained, [e.body for e in chained[1:]])
+
+
+def test_a_record_that_does_not_chain_on_the_one_before_is_refused() -> None:
+    chained = member_chain()
+    stray = seal("job.noted", {"n": 2}, seq=2, prev_hash=ZERO_HASH)
+    with pytest.raises(MemberMismatch, match="seq 2 does not follow the chain"):
+        read(chained, [chained[0].body, stray.body, chained[2].body])
+
+
+def test_a_record_with_a_clock_beyond_the_allowed_skew_is_refused() -> None:
+    chained = member_chain()
+    step = Step(range=span(ORIGIN, 1, 3), action="apply", after_seq=0)
+    lines = [e.body for e in chained]
+    with pytest.raises(BundleRefused, match=f"{ORIGIN}/2 carries clock {chained[1].hlc}, beyond"):
+        list(bundle.read_events(step, lines, head_hash=ZERO_HASH, max_wall_ms=BASE_MS + 1000))
+
+
+def test_a_record_held_here_with_another_hash_is_a_fork() -> None:
+    chained = member_chain()
+    step = Step(range=span(ORIGIN, 1, 3), action="apply", after_seq=1)
+    with pytest.raises(ChainFork, match="seq 1 has another hash here"):
+        list(bundle.read_events(step, [chained[0].body], head_hash=H[1], max_wall_ms=BASE_MS * 2))
+
+
+def test_a_member_that_ends_off_its_last_hash_is_refused() -> None:
+    chained = member_chain()
+    with pytest.raises(MemberMismatch, match="ends before its range or off its last hash"):
+        read(chained, [e.body for e in chained], last_hash=H[3])
 
 
 # --- DSSE -------------------------------------------------------------------------------------

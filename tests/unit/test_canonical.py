@@ -199,6 +199,32 @@ def test_deep_nesting_is_encoded_or_refused_never_a_crash(depth):
         assert exc.message == "not canonical JSON: nested too deeply"
 
 
+def test_dumping_a_value_nested_too_deeply_is_refused_not_a_crash():
+    value: list[object] = []
+    for _ in range(10_000):  # past both orjson's depth and the interpreter's recursion limit
+        value = [value]
+    with pytest.raises(NotCanonical, match="nested too deeply"):
+        canonical.dump(value)
+
+
+def test_a_depth_orjson_parses_but_the_check_cannot_walk_is_refused(codec):
+    """orjson parses 1024 levels; the check of what it parsed recurses once a level, past the
+    interpreter's default limit of 1000 (the reference parser alone stops at that limit)."""
+    with pytest.raises(NotCanonical) as caught:
+        canonical.decode(b"[" * 1020 + b"]" * 1020)
+    if codec == "orjson":
+        assert caught.value.message == "not canonical JSON: nested too deeply"
+    else:
+        assert "deep" in caught.value.message or "recursion" in caught.value.message
+
+
+def test_the_value_outside_the_rules_is_named_past_the_allowed_ones_before_it():
+    allowed = ["text", 7, {"k": "v", "list": [1, "two"]}, [[3]]]
+    with pytest.raises(NotCanonical) as caught:
+        canonical.encode([*allowed, {"x": 1.5}])
+    assert caught.value.message == "not canonical JSON: $[4].x: float is not allowed"
+
+
 @pytest.mark.parametrize("data", [b"9007199254740991", b"-9007199254740991"])
 def test_decode_accepts_the_largest_safe_integers(data):
     assert canonical.decode(data) == int(data)

@@ -201,6 +201,15 @@ def test_a_wrong_stored_hash_is_found_at_its_seq(k):
 
 
 @pytest.mark.parametrize("k", [1, 5, LENGTH])
+def test_a_body_stored_as_text_is_found_at_its_seq(k):
+    original = rows()
+    text = replace(original, k, body=original[k - 1].body.decode())
+    with pytest.raises(ChainBroken, match="the stored body is str, not bytes"):
+        chain.verify(ORIGIN, text)
+    assert broken_at(text) == k
+
+
+@pytest.mark.parametrize("k", [1, 5, LENGTH])
 def test_a_wrong_stored_seq_or_origin_is_found_at_its_seq(k):
     original = rows()
     assert broken_at(replace(original, k, seq=k + 100)) == k

@@ -109,3 +109,50 @@ def test_an_envelope_whose_signature_has_padding_bits_is_refused() -> None:
     signatures = [{"keyid": "0" * 64, "sig": sig}]
     with pytest.raises(SignatureInvalid, match="a signature is not canonical base64"):
         dsse.decode(envelope(signatures=signatures), payload_type=dsse.MANIFEST_TYPE)
+
+
+@given(st.integers(1, 4), st.sampled_from(["", "=", "=="]), st.data())
+def test_a_padded_text_of_the_alphabet_is_read_or_refused_only_for_its_padding_bits(
+    groups: int, pad: str, draw: st.DataObject
+) -> None:
+    """The pattern and the length checked first leave the decoder nothing to refuse itself."""
+    size = 4 * groups - len(pad)
+    text = draw.draw(st.text(alphabet=ALPHABET, min_size=size, max_size=size)) + pad
+    try:
+        data = dsse.decode_base64(text, "x")
+    except SignatureInvalid as exc:
+        assert "x is not canonical base64" in exc.message
+    else:
+        assert base64.b64encode(data).decode() == text
+
+
+def test_a_key_id_is_the_sha256_of_a_32_byte_public_key() -> None:
+    assert dsse.key_id(bytes(32)) == (
+        "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+    )
+    with pytest.raises(SignatureInvalid, match="an Ed25519 public key has 32 bytes, not 31"):
+        dsse.key_id(bytes(31))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (envelope(extra="x"), "the envelope must hold payload, payloadType and signatures"),
+        (canonical.dump(["payload"]), "the envelope must hold payload, payloadType and signatures"),
+        (envelope(signatures=["sig"]), "each signature must hold exactly keyid and sig"),
+        (
+            envelope(signatures=[{"keyid": "0" * 64, "sig": "", "by": "me"}]),
+            "each signature must hold exactly keyid and sig",
+        ),
+        (
+            envelope(signatures=[{"keyid": "A" * 64, "sig": ""}]),
+            "a keyid must be 64 lower-case hex digits",
+        ),
+        (envelope(signatures=[{"keyid": 7, "sig": ""}]), "a keyid must be 64 lower-case hex"),
+    ],
+)
+def test_an_envelope_not_of_its_shape_is_refused_naming_what_is_wrong(
+    data: bytes, message: str
+) -> None:
+    with pytest.raises(SignatureInvalid, match=message):
+        dsse.decode(data, payload_type=dsse.MANIFEST_TYPE)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from orchd.core import ids, timefmt
+from orchd.core import drafts, ids, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Backoff, JobType, Policy, Quota, Source
 from orchd.core.ports import Exit, RunSpec
@@ -194,7 +194,7 @@ class World:
         """A scheduled job of source nvd for the slot, as the scheduler records it."""
         job_id = ids.new_id(self.clock.now_ms(), self.entropy.token(ids.ENTROPY_BYTES))
         slot = timefmt.format_ms(slot_ms)
-        draft = jobs.submitted_draft(
+        draft = drafts.job_submitted(
             OPERATOR,
             job_id=job_id,
             job_type=job_type,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sealed import PROPERTY
 
-from orchd.core import limits
+from orchd.core import limits, policy
 from orchd.core.limits import (
     DAY_MS,
     Bucket,
@@ -579,3 +579,34 @@ def test_every_throttled_candidate_is_really_blocked_by_its_cause(rules, events)
             assert decision.verdict == "throttled"
             assert decision.target is None or decision.target in limits.targets(candidate)
             check_cause(step, rules, candidate, decision)
+
+
+# --- rebuilding the state from history, and the policy's limits -------------------------------
+
+
+def test_a_past_run_counts_for_its_day_and_takes_a_token_only_while_one_is_left():
+    rules = on_nvd(rate=parse_rate("1/hour"))
+    once = limits.count_past(job(1), State(), rules, NOW_MS)
+    twice = limits.count_past(job(2), once, rules, NOW_MS + MIN_MS)
+
+    assert (once.running_total, once.started) == (0, {NVD: 1, SCAN: 1})
+    assert once.buckets == {NVD: Bucket(level=Fraction(0), updated_ms=NOW_MS)}
+    assert twice.started == {NVD: 2, SCAN: 2}
+    assert twice.buckets == once.buckets  # no whole token a minute later: the bucket stays
+
+
+def test_the_policy_limits_are_its_cap_and_each_quota_with_its_rate_read():
+    quotas = {
+        NVD: policy.Quota(target=NVD, rate="10/hour", burst=5, concurrency=2, daily=100),
+        SCAN: policy.Quota(target=SCAN),
+    }
+
+    assert limits.from_policy(4, quotas) == Limits(
+        concurrency=4,
+        quotas={
+            NVD: Quota(
+                rate=Rate(tokens=10, period_ms=3_600_000), burst=5, concurrency=2, daily=100
+            ),
+            SCAN: Quota(),
+        },
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchd.core import dsse
+from orchd.core import drafts, dsse
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy
 from orchd.core.ports import VerifyReport
@@ -92,7 +92,7 @@ def a_site(files: Files) -> MemoryLedger:
     key = files.generate()
     files.write(key)
     first = site_ops.initialized("hq", ACTOR, "0.0-test")
-    also = [key_ops.created(ACTOR, key.public_key)]
+    also = [drafts.key_created(ACTOR, public_key=key.public_key)]
     return MemoryLedger.create("hq", FakeClock(), CountingEntropy(), first, also)
 
 

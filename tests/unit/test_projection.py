@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sealed import ORIGIN, OTHER_ORIGIN, make_id, seal
 
-from orchd.core import projection
+from orchd.core import bundle_views, projection
 from orchd.core.events import Event
 from orchd.core.projection import JobView, RunView
 from orchd.errors import InvalidTransition, MalformedEvent, OrchdError
@@ -421,6 +421,27 @@ def test_the_malformed_cases_are_well_formed_without_the_fault():
     assert runs[RUN_1].state == "succeeded"
 
 
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (ended(output="x" * 65537), "output is longer than 65536 characters"),
+        (("daemon.started", {"pid": {"n": 1}}), "payload pid must be text or a number"),
+        (("api.denied", {"scope": ["orch:admin"]}), "payload scope must be text or a number"),
+        (("spool.rejected", {"reason": "x" * 4097}), "payload reason is longer than 4096"),
+    ],
+)
+def test_a_payload_past_its_limits_is_refused_naming_the_limit(
+    step: tuple[str, dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(MalformedEvent, match=message):
+        projection.check_payload(seal(*step, seq=50))
+
+
+def test_an_audit_event_of_flat_text_and_numbers_changes_no_rows() -> None:
+    event = seal("spool.rejected", {"file": "a.json", "reason": "x" * 4096, "uid": 7})
+    assert projection.apply(event, None, None) == (None, None)
+
+
 # --- receipts -----------------------------------------------------------------------------------
 
 HASH_A = "a" * 64
@@ -441,8 +462,8 @@ def imported(exporter: str = ORIGIN, **changes: Any) -> dict[str, Any]:
 def test_a_peers_import_of_a_bundle_of_ours_is_its_receipt() -> None:
     event = seal("bundle.imported", imported(), origin=OTHER_ORIGIN, seq=7)
 
-    assert projection.apply_bundle(event, ORIGIN) is None  # not a bundle of this site's
-    receipt = projection.receipt_of(event, ORIGIN)
+    assert bundle_views.apply_bundle(event, ORIGIN) is None  # not a bundle of this site's
+    receipt = bundle_views.receipt_of(event, ORIGIN)
 
     assert receipt is not None and (receipt.peer, receipt.seq) == (OTHER_ORIGIN, 7)
     assert receipt.watermarks == f'{{"{ORIGIN}":[9,"{HASH_A}"],"{OTHER_ORIGIN}":[4,"{HASH_A}"]}}'
@@ -460,7 +481,7 @@ def test_only_a_peers_receipt_for_our_bundle_counts(event_origin, exporter, chan
     payload = {k: v for k, v in imported(exporter, **changes).items() if v is not None}
     event = seal("bundle.imported", payload, origin=event_origin, seq=3)
 
-    assert projection.receipt_of(event, ORIGIN) is None
+    assert bundle_views.receipt_of(event, ORIGIN) is None
 
 
 @pytest.mark.parametrize(
@@ -477,4 +498,12 @@ def test_a_malformed_watermark_is_refused(marks) -> None:
     event = seal("bundle.imported", imported(watermarks=marks), origin=OTHER_ORIGIN, seq=3)
 
     with pytest.raises((MalformedEvent, OrchdError)):
-        projection.apply_bundle(event, ORIGIN)
+        bundle_views.apply_bundle(event, ORIGIN)
+
+
+@pytest.mark.parametrize("span", [[0, 3], [3], [4, 3], ["1", 3], "1-3"])
+def test_a_malformed_range_is_refused(span: object) -> None:
+    event = seal("bundle.imported", imported(ranges={ORIGIN: span}), origin=OTHER_ORIGIN, seq=3)
+
+    with pytest.raises(MalformedEvent, match=f"range of {ORIGIN} must be \\[from_seq, to_seq\\]"):
+        bundle_views.apply_bundle(event, ORIGIN)

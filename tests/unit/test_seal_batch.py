@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sealed import ACTOR, BASE_MS, ORIGIN, PROPERTY
 
 from orchd.core import chain, events, hlc, ids
-from orchd.errors import BadInput
+from orchd.errors import BadInput, MalformedEvent
 
 
 def drafts(count: int) -> list[events.Draft]:
@@ -95,3 +95,21 @@ def test_entropy_must_cover_every_draft() -> None:
             now_ms=BASE_MS,
             entropy=bytes(10),
         )
+
+
+def test_a_batch_that_would_run_past_the_largest_seq_is_refused() -> None:
+    def batch(count: int) -> list[events.Event]:
+        after = (2**53 - 2, events.ZERO_HASH)
+        entropy = bytes(ids.ENTROPY_BYTES * count)
+        return events.seal_batch(
+            drafts(count),
+            origin=ORIGIN,
+            after=after,
+            clock=hlc.ZERO,
+            now_ms=BASE_MS,
+            entropy=entropy,
+        )
+
+    assert [event.seq for event in batch(1)] == [2**53 - 1]
+    with pytest.raises(MalformedEvent, match=r"seq must be a positive integer up to 2\*\*53 - 1"):
+        batch(2)

@@ -94,3 +94,33 @@ def test_parse_refuses_a_str_subclass_even_in_canonical_form():
 def test_instants_before_year_1000_round_trip():
     ms = YEAR_1000_MS - 1
     assert timefmt.parse_canonical(timefmt.format_ms(ms)) == ms
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("2026-01-31T12:00:00.123Z", 1_769_860_800_123),
+        ("2026-01-31T12:00Z", 1_769_860_800_000),
+        ("2026-01-31T13:00:00+01:00", 1_769_860_800_000),
+        ("1970-01-01T00:00:00Z", 0),
+        ("9999-12-31T23:59:59.999Z", timefmt.MAX_MS),
+    ],
+)
+def test_an_operator_may_type_any_iso_instant_with_a_zone(text: str, ms: int) -> None:
+    assert timefmt.parse_operator(text) == ms
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-01-31T12:00:00",  # no zone: refused rather than guessed
+        "yesterday",
+        "",
+        None,
+        "1969-12-31T23:59:59.999Z",  # before the epoch
+        "9999-12-31T23:59:59.999-01:00",  # past the last instant the text form holds
+    ],
+)
+def test_an_operator_instant_without_a_zone_or_out_of_range_is_refused(text: object) -> None:
+    with pytest.raises(InvalidTime):
+        timefmt.parse_operator(text)  # type: ignore[arg-type]
