@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from orchd.adapters import bundles, control, identity, keys, policy_files, spool
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
+from orchd.core import drafts
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.errors import OrchdError
@@ -70,7 +71,7 @@ def bundle_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sql
         clock,
         entropy,
         site_ops.initialized("hq", ADMIN, "fuzz"),
-        also=[key_ops.created(ADMIN, key.public_key)],
+        also=[drafts.key_created(ADMIN, public_key=key.public_key)],
     )
     out = root / "hq.orchkit"
     bundles.export(hq, key, ADMIN, out, recipient="*", now_ms=clock.now_ms())
