@@ -1,7 +1,9 @@
-"""Generate the docs that are derived from code: the exit-code table and the CLI reference.
+"""Generate the docs that are derived from code: the exit codes, the CLI, config and policy
+references, the state diagrams of docs/ARCHITECTURE.md and the event vocabulary of
+bundles/FORMAT.md.
 
-python tools/gen_docs.py          rewrite docs/EXIT_CODES.md and docs/CLI.md
-python tools/gen_docs.py --check  exit 1 if either file differs from what the code says
+python tools/gen_docs.py          rewrite them
+python tools/gen_docs.py --check  exit 1 if any differs from what the code says
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import click
 from orchd.cli import cli
 from orchd.cli.actions import ACTIONS
 from orchd.core.machines import JOB, RUN, diagram
+from orchd.core.vocabulary import VOCABULARY
 from orchd.errors import OrchdError, all_error_classes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,12 +289,27 @@ def architecture() -> str:
     return f"{head}## State machines{before}```\n{drawn}```\n{after}"
 
 
+def bundle_format() -> str:
+    """bundles/FORMAT.md with its event vocabulary drawn from ``core/vocabulary.py`` (between the
+    ``<!-- vocabulary:start -->`` and ``<!-- vocabulary:end -->`` markers)."""
+    page = (ROOT / "bundles" / "FORMAT.md").read_text()
+    head, rest = page.split("<!-- vocabulary:start -->\n", 1)
+    _old, tail = rest.split("<!-- vocabulary:end -->", 1)
+    rows = ["| type | required keys | optional keys |", "| --- | --- | --- |"]
+    for kind, keys in VOCABULARY.items():
+        required, optional = (", ".join(f"`{k}`" for k in sorted(ks)) for ks in keys)
+        rows.append(f"| `{kind}` | {required} | {optional} |")
+    table = "\n".join(rows)
+    return f"{head}<!-- vocabulary:start -->\n{table}\n<!-- vocabulary:end -->{tail}"
+
+
 GENERATED = {
     "docs/CONFIG.md": config_reference,
     "docs/EXIT_CODES.md": exit_codes,
     "docs/CLI.md": cli_reference,
     "policies/README.md": policy_reference,
     "docs/ARCHITECTURE.md": architecture,
+    "bundles/FORMAT.md": bundle_format,
 }
 
 
@@ -309,7 +327,7 @@ def main() -> int:
             path.write_text(text)
     if stale:
         print(
-            f"stale: docs/{', docs/'.join(stale)}; run: python tools/gen_docs.py", file=sys.stderr
+            f"stale: {', '.join(stale)}; run: python tools/gen_docs.py", file=sys.stderr
         )
         return 1
     return 0

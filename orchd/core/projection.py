@@ -16,6 +16,7 @@ from orchd.core.events import Event
 from orchd.core.machines import JOB, RUN
 from orchd.core.names import check_name, check_repeated
 from orchd.core.payloads import ID, TIME, check_fields, malformed, shape
+from orchd.core.vocabulary import check_known
 from orchd.errors import MalformedEvent, OrchdError
 
 
@@ -93,7 +94,8 @@ def apply(event: Event, job: JobView | None, run: RunView | None, *, checked: bo
     ``checked``: the caller ran ``check_payload`` on this event already."""
     handler = _HANDLERS.get(event.type)
     if handler is None:
-        raise malformed(event, "unknown event type; a newer orchd may know it")
+        check_known(event)  # a type this orchd does not know is a newer orchd's
+        raise malformed(event, "its type is not folded into jobs and runs")
     if not checked:
         check_payload(event)
     return handler[1](event, job, run)  # on a checked payload: MalformedEvent, InvalidTransition
@@ -101,10 +103,12 @@ def apply(event: Event, job: JobView | None, run: RunView | None, *, checked: bo
 
 def check_payload(event: Event) -> None:
     """``apply``'s checks that need no rows: the payload's keys, their kinds and limits. A
-    bundle's reader runs them beside the process that folds (docs/ARCHITECTURE.md)."""
+    bundle's reader runs them beside the process that folds (docs/ARCHITECTURE.md). A type or
+    payload key outside the vocabulary is a newer orchd's (``vocabulary.check_known``)."""
+    check_known(event)
     handler = _HANDLERS.get(event.type)
     if handler is None:
-        return  # not folded by ``apply`` (or unknown, which ``apply`` says)
+        return  # not folded by ``apply``
     try:
         handler[0](event)
     except MalformedEvent:

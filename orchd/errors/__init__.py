@@ -50,6 +50,7 @@ from .conflicts import (
     StateConflict,
     TooManyOrigins,
     UnknownPeer,
+    WrittenByNewer,
     WrongSite,
 )
 from .integrity import (
@@ -134,6 +135,7 @@ __all__ = [
     "TooManyOrigins",
     "UnknownPeer",
     "UntrustedKey",
+    "WrittenByNewer",
     "WrongSite",
     "all_error_classes",
 ]

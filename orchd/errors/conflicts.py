@@ -139,6 +139,16 @@ class ForeignJob(StateConflict):
     )
 
 
+class WrittenByNewer(StateConflict):
+    """written by a newer orchd ({what}, event {origin}/{seq}): upgrade this site"""
+
+    exit_code = 47
+    hint = (
+        "nothing was changed; upgrade orchd on this site to the version that wrote the bundle "
+        '(or newer) and import it again (bundles/FORMAT.md, "Event vocabulary")'
+    )
+
+
 class TooManyOrigins(StateConflict):
     """{count} origins would need a {size}-byte signature envelope; format 1 allows {limit}"""
 

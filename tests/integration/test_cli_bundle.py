@@ -34,6 +34,7 @@ from orchd.core import bundle, canonical, dsse, events, hlc, ids, timefmt
 from orchd.core.bundle import MAX_LINE
 from orchd.core.events import Actor, Draft
 from orchd.ops import site as site_ops
+from tests.builders import submitted
 from tests.bundlekit import (
     BLOCK,
     END,
@@ -1201,25 +1202,19 @@ def test_a_member_that_expands_far_beyond_its_declared_size_is_stopped_with_flat
     assert enclave.fingerprint() == before
 
 
+BIG_JOB = "01KG9Z3B7X00000000000000B1"
+
+
 def hq_then_an_event_of(kit: Kit, size: int) -> list[tuple[bytes, str]]:
-    """hq's chain, then a valid event of hq whose line is exactly ``size`` bytes: an audit
-    record (daemon.started) of text fields, each within the fold's 4096 characters."""
+    """hq's chain, then a valid event of hq whose line is exactly ``size`` bytes: a job whose one
+    parameter is as long as that takes (the fold sets no limit on a parameter's value)."""
     now = SystemClock().now_ms()
 
-    def chain(fields: dict[str, str]) -> list[tuple[bytes, str]]:
-        draft = Draft(
-            type="daemon.started", actor=ACTOR, idempotency_key="daemon.started:big", payload=fields
-        )
+    def chain(value: str) -> list[tuple[bytes, str]]:
+        draft = submitted(BIG_JOB, params={"p": value})
         return seal_after(kit.hq, [draft], now)
 
-    fields: dict[str, str] = {}
-    while (missing := size - len(chain(fields)[-1][0])) > 8200:
-        for _ in range(missing // 4200):
-            fields[f"f{len(fields):03d}"] = "x" * 4096
-    fields |= {"y1": "", "y2": ""}
-    rest = size - len(chain(fields)[-1][0])
-    fields |= {"y1": "x" * min(rest, 4096), "y2": "x" * (rest - min(rest, 4096))}
-    made = chain(fields)
+    made = chain("x" * (size - len(chain("")[-1][0])))
     assert len(made[-1][0]) == size
     return made
 
@@ -1256,20 +1251,38 @@ def sealed_bundle(kit: Kit, draft: Draft) -> bytes:
 WEIRD = Draft(type="weird.type", actor=ACTOR, idempotency_key="weird:1", payload={})
 
 
-def test_an_event_this_site_can_not_project_refuses_the_whole_import(
+NEWER = "written by a newer orchd (event type weird.type, event hq/"
+
+
+def test_an_event_of_a_type_this_orchd_does_not_know_refuses_the_whole_import_as_newer(
     kit: Kit, enclave: Site, tmp_path: Path
 ) -> None:
     path = write(tmp_path, sealed_bundle(kit, WEIRD))
-    assert_refused(
-        enclave, path, 55, "(weird.type): unknown event type", commands=(("bundle", "import"),)
-    )
+    assert_refused(enclave, path, 47, NEWER, commands=(("bundle", "import"),))
 
 
 def test_verify_and_dry_run_refuse_what_import_refuses(
     kit: Kit, enclave: Site, tmp_path: Path
 ) -> None:
     path = write(tmp_path, sealed_bundle(kit, WEIRD))
-    assert_refused(enclave, path, 55, "(weird.type): unknown event type")
+    assert_refused(enclave, path, 47, NEWER)
+
+
+def test_a_payload_key_this_orchd_does_not_know_is_a_newer_orchds_not_damage(
+    kit: Kit, enclave: Site, tmp_path: Path
+) -> None:
+    paused = Draft(
+        type="source.paused",
+        actor=ACTOR,
+        idempotency_key="source.paused:nvd:1",
+        payload={"source": "nvd", "until": "2027-01-01T00:00:00.000Z"},
+        reason="a newer orchd pauses until a time",
+    )
+    path = write(tmp_path, sealed_bundle(kit, paused))
+
+    assert_refused(enclave, path, 47, "(payload key until of source.paused, event hq/")
+    result = enclave("bundle", "import", path)
+    assert "upgrade orchd on this site" in result.stderr
 
 
 def test_a_peers_revocation_without_a_key_id_is_refused(

@@ -233,6 +233,69 @@ CASES: dict[str, tuple[Callable[[], Draft], str, str]] = {
         "schedule.skipped",
         "schedule.skipped:nightly:2026-01-01T00:00:00.000Z",
     ),
+    "job submitted": (
+        lambda: drafts.job_submitted(
+            A, job_id=JOB, job_type="scan", key="nightly@x", params={}, priority=0, source=None
+        ),
+        "job.submitted",
+        "job.submitted:nightly@x",
+    ),
+    "run leased": (
+        lambda: drafts.run_leased(
+            A, run_id=RUN, job_id=JOB, attempt=1, lease_expires_at="2026-01-01T00:00:00.000Z"
+        ),
+        "run.leased",
+        f"run.leased:{RUN}",
+    ),
+    "run started": (
+        lambda: drafts.run_started(A, run_id=RUN, job_id=JOB, pid=42),
+        "run.started",
+        f"run.started:{RUN}",
+    ),
+    "source resumed": (
+        lambda: drafts.source_resumed(A, source="nvd", change=RUN, reason="r", ticket=None),
+        "source.resumed",
+        f"source.resumed:nvd:{RUN}",
+    ),
+    "key created": (
+        lambda: drafts.key_created(A, public_key=PUBLIC),
+        "key.created",
+        f"key.created:{KEY_ID}",
+    ),
+    "key rotated": (
+        lambda: drafts.key_rotated(
+            A, old_key_id="0" * 64, new_public_key=PUBLIC, statement="e30=", reason="r", ticket=None
+        ),
+        "key.rotated",
+        f"key.rotated:{KEY_ID}",
+    ),
+    "bundle exported": (
+        lambda: drafts.bundle_exported(
+            A,
+            bundle_id="b" * 32,
+            recipient="lab",
+            kind="full",
+            ranges={"hq": [1, 2]},
+            sha256="f" * 64,
+            size=9,
+        ),
+        "bundle.exported",
+        f"bundle.exported:{'b' * 32}",
+    ),
+    "bundle imported": (
+        lambda: drafts.bundle_imported(
+            A,
+            bundle_id="b" * 32,
+            exporter="lab",
+            ranges={"lab": [1, 2]},
+            events=2,
+            watermarks={"lab": [2, "f" * 64]},
+            reason=None,
+            ticket=None,
+        ),
+        "bundle.imported",
+        f"bundle.imported:{'b' * 32}",
+    ),
 }
 
 
