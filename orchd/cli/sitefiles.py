@@ -24,6 +24,7 @@ from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core.events import Actor, Draft
 from orchd.core.ports import VerifyReport
 from orchd.errors import BadInput, StorageError
+from orchd.ops import bundles as bundle_ops
 
 from .context import Config
 
@@ -156,7 +157,7 @@ class StateDirFiles:
         identity.write(self.state_dir, identity.new(site_id))
 
 
-RESTORE_SCOPES = (bundles.SCOPE,)  # what a restore does besides creating a site: imports
+RESTORE_SCOPES = (bundle_ops.SCOPE,)  # what a restore does besides creating a site: imports
 
 
 @dataclass(frozen=True, slots=True)

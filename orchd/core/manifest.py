@@ -23,6 +23,7 @@ KINDS = ("full", "incremental")
 
 # limits (FORMAT.md, "Limits")
 MAX_MANIFEST = 1024 * 1024
+DEFAULT_EXPIRY_MS = 30 * 86_400_000  # how long a bundle may be imported, unless told
 MAX_SIGNATURE_FILE = 64 * 1024
 MAX_RANGES = 1000
 MAX_MEMBER_NAME = 100

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from orchd.core.manifest import DEFAULT_EXPIRY_MS
 from orchd.core.ports import TrustQueries
 from orchd.errors import BadInput
 
 SCOPE = "orch:bundle"
-DEFAULT_EXPIRY_MS = 30 * 86_400_000
 MIN_EXPIRY_MS = 60_000
 MAX_EXPIRY_MS = 999_999 * 86_400_000
 

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 from orchd.core.bundle_trust import Head, Signer
 
-from .exporter import DEFAULT_EXPIRY_MS, Exported, export
+from .exporter import Exported, export
 from .importer import Report, import_bundle, verify
 from .recovery import Restored, restore
 from .trust import check_signature, inspect, read_head, rotation_statement
 
-SCOPE = "orch:bundle"
-
 __all__ = [
-    "DEFAULT_EXPIRY_MS",
-    "SCOPE",
     "Exported",
     "Head",
     "Report",

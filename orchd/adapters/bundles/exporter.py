@@ -16,12 +16,11 @@ from orchd import crash
 from orchd.core import bundle, dsse, sync
 from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
+from orchd.core.manifest import DEFAULT_EXPIRY_MS
 from orchd.errors import StorageError, UntrustedKey
 
 from .. import archive_writer, keys
 from ..ledger import SqliteLedger
-
-DEFAULT_EXPIRY_MS = 30 * 86_400_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,6 +17,7 @@ from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.core.ports import Clock, Entropy, JobLog
 from orchd.errors import OrchdError, StorageError
+from orchd.ops import bundles as bundle_ops
 from orchd.ops import requests
 
 from .common import Audit, Health, Log
@@ -50,7 +51,7 @@ class Inbox:
             if problem is None:
                 uid = os.getuid() if claimed.uid is None else claimed.uid
                 try:
-                    self._import(name, actor_for_uid(uid, bundles.SCOPE))
+                    self._import(name, actor_for_uid(uid, bundle_ops.SCOPE))
                 except StorageError:
                     raise  # the disk, not the bundle: it stays in cur/ for the next try
                 except OrchdError as exc:
