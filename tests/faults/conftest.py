@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import selectors
 import subprocess
 import sys
@@ -19,16 +18,10 @@ from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.cli import cli
 from orchd.ops import site
 from tests.builders import ACTOR, padded_jobs
+from tests.bundlekit import child_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-
-
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "ORCHD_STATE_DIR"}
-    env["ORCHD_POLICY_DIR"] = str(REPO / "tests" / "policies")  # unless --policy-dir says otherwise
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
 
 
 class Children:

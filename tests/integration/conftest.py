@@ -15,7 +15,6 @@ from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.cli import cli
 from orchd.core.events import Draft
-from tests import builders
 
 POLICIES = Path(__file__).parents[1] / "policies"
 
@@ -80,16 +79,6 @@ class Orchd:
             row = conn.execute("SELECT body FROM events WHERE seq = ?", [seq]).fetchone()
         assert row is not None
         return bytes(row[0])
-
-    # ``tests.builders``'s, for the tests that build their drafts here
-
-    @staticmethod
-    def submitted(job_id: str, *, source: str | None = None, **params: str) -> Draft:
-        return builders.submitted(job_id, source=source, params=params)
-
-    @staticmethod
-    def transitioned(job_id: str, from_state: str, to_state: str) -> Draft:
-        return builders.moved(job_id, from_state, to_state)
 
 
 @pytest.fixture

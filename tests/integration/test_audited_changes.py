@@ -20,6 +20,7 @@ from orchd.cli.actions import perform
 from orchd.cli.context import Config
 from orchd.core.policy import CHANGES, TICKETS_BY_DEFAULT
 from orchd.errors import InvalidName
+from tests.builders import moved
 
 SCHEDULES = """\
 version: 1
@@ -85,8 +86,8 @@ def _replay(site: Site) -> tuple[str, ...]:
     job_id = site.submit("feed-refresh")
     site.append(
         [
-            site.transitioned(job_id, "queued", "running"),
-            site.transitioned(job_id, "running", "dead"),
+            moved(job_id, "queued", "running"),
+            moved(job_id, "running", "dead"),
         ]
     )
     return ("replay", job_id)

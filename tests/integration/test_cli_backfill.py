@@ -11,6 +11,7 @@ from conftest import Orchd
 from orchd.adapters import slots
 from orchd.core import timefmt
 from orchd.core.policy import slot_key
+from tests.builders import moved
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 WINDOW = ("--from", "2026-11-20T00:00Z", "--to", "2026-11-20T03:15Z")
@@ -104,7 +105,7 @@ def test_cancel_records_the_reason_and_a_repeat_changes_nothing(site: Orchd) -> 
 
 def test_a_job_cancelled_otherwise_is_cancelled_already(site: Orchd) -> None:
     job_id = site.submit("feed-refresh")
-    site.append([site.transitioned(job_id, "queued", "cancelled")])
+    site.append([moved(job_id, "queued", "cancelled")])
     count = site.event_count()
     result = site.ok("jobs", "cancel", job_id, "--reason", "again")
     assert "is already cancelled (no cause): nothing changed" in result.stderr
@@ -116,8 +117,8 @@ def test_a_finished_job_cannot_be_cancelled(site: Orchd, state: str) -> None:
     job_id = site.submit("feed-refresh")
     site.append(
         [
-            site.transitioned(job_id, "queued", "running"),
-            site.transitioned(job_id, "running", state),
+            moved(job_id, "queued", "running"),
+            moved(job_id, "running", state),
         ]
     )
     count = site.event_count()

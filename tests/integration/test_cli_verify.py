@@ -15,6 +15,7 @@ import pytest
 
 from orchd.adapters.ledger.store import TAIL_CHECK
 from orchd.core.events import chain_hash
+from tests.builders import submitted
 
 if TYPE_CHECKING:
     from conftest import Orchd
@@ -29,7 +30,7 @@ def ledger(request: pytest.FixtureRequest, site: Orchd) -> Orchd:
     for n in range(4):
         site.submit("feed-refresh", "--param", f"n={n}")
     extra = LENGTHS[request.param] - site.event_count()
-    site.append([site.submitted(f"01KB{n:022d}", n=str(n)) for n in range(extra)])
+    site.append([submitted(f"01KB{n:022d}", params={"n": str(n)}) for n in range(extra)])
     assert site.event_count() == LENGTHS[request.param]
     return site
 
