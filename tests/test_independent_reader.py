@@ -1,0 +1,110 @@
+"""tools/read_bundle.py, a reader written from bundles/FORMAT.md alone, reads bundles/vectors/.
+
+It accepts good.orchkit and refuses each bad vector by the rule of FORMAT.md that the vector
+breaks. Where the exit code FORMAT.md states for that rule is not the one expected.json gives (or
+FORMAT.md states none), the spec, orchd and the vectors disagree: those cases are marked xfail,
+strictly, so that the test fails once they agree and the mark must go.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+READER = ROOT / "tools" / "read_bundle.py"
+VECTORS = ROOT / "bundles" / "vectors"
+EXPECTED = json.loads((VECTORS / "expected.json").read_text())
+
+# vector -> (the rule of FORMAT.md it breaks, first in the order of section 5's steps; the exit
+# code FORMAT.md states for that rule, or None where it states none)
+RULES: dict[str, tuple[str, int | None]] = {
+    # section 3: base64 MUST be canonical (unused padding bits zero), exit 54
+    "bad-base64-padding-bits.orchkit": ("3: base64", 54),
+    # section 1: a member that is not the next one the order requires (here: an extra one), 55
+    "bad-duplicate-member.orchkit": ("1: member order", 55),
+    # section 4: stop as soon as the output exceeds raw_size, exit 56
+    "bad-expands-beyond-raw-size.orchkit": ("4: raw_size exceeded", 56),
+    # the flipped bit is in bundle_id, which section 2 (step 1) recomputes before step 2 compares
+    # the manifest with the signed payload: a manifest not the one its exporter wrote, exit 54
+    "bad-manifest-bit-flipped.orchkit": ("2: bundle_id", 54),
+    # section 4: the member's sha256 is compared with the manifest's, exit 56
+    "bad-member-byte-flipped.orchkit": ("4: sha256", 56),
+    # section 1: any type flag but 0 (here 2, a symbolic link), exit 55
+    "bad-symlink-member.orchkit": ("1: type flag", 55),
+    # section 1: anything after the two zero blocks (here a third zero block), exit 55
+    "bad-trailing-data.orchkit": ("1: after the end", 55),
+    # section 1: a file that ends early (here inside manifest.sig), exit 55
+    "bad-truncated.orchkit": ("1: ends early", 55),
+    # section 1: no manifest.sig after manifest.json is an unsigned bundle, exit 54
+    "bad-unsigned.orchkit": ("1: member order", 54),
+    # section 5, step 3: signed by no key trusted for the exporter, exit 72
+    "bad-untrusted-signer.orchkit": ("3.1: untrusted signer", 72),
+    # section 5, step 4: addressed to another site, exit 73
+    "bad-wrong-recipient.orchkit": ("5 step 4: recipient", 73),
+}
+DISAGREEMENTS: dict[str, str] = {}  # vector -> why FORMAT.md and expected.json differ
+
+
+@cache
+def read(name: str) -> tuple[int, dict[str, Any]]:
+    """Run the reader as a site "enclave" trusting hq's test key, at a fixed time."""
+    argv = [sys.executable, str(READER), str(VECTORS / name)]
+    argv += ["--trust", f"hq={VECTORS / 'keys' / 'hq.pem'}", "--recipient", "enclave"]
+    argv += ["--now", "2026-06-01T00:00:00.000Z"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert done.stderr == ""
+    assert len(done.stdout.splitlines()) == 1, done.stdout
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_the_reader_imports_no_orchd() -> None:
+    tree = ast.parse(READER.read_text())
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for alias in node.names}  # fmt: skip
+    modules |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    roots = {name.split(".")[0] for name in modules}
+    assert "orchd" not in roots
+    assert roots - set(sys.stdlib_module_names) <= {"zstandard", "cryptography", "nacl"}
+
+
+def test_every_vector_is_mapped_to_a_rule() -> None:
+    files = {path.name for path in VECTORS.glob("*.orchkit")}
+    assert files == set(EXPECTED) == {*RULES, "good.orchkit"}
+
+
+def test_the_good_vector_is_accepted() -> None:
+    code, result = read("good.orchkit")
+    assert code == 0, result
+    assert result["ok"] is True
+    assert result["exporter"] == "hq"
+    assert result["events"] == EXPECTED["good.orchkit"]["events"]
+    assert result["ranges"] == [{"origin": "hq", "from_seq": 1, "to_seq": 7}]
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_each_bad_vector_is_refused_by_its_rule(name: str) -> None:
+    code, result = read(name)
+    assert code == 1, result
+    assert result["ok"] is False
+    assert (result["step"], result["exit"]) == RULES[name], result["reason"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=DISAGREEMENTS[n]))
+        if n in DISAGREEMENTS
+        else n
+        for n in sorted(RULES)
+    ],
+)
+def test_the_exit_code_of_the_rule_is_the_one_expected_json_gives(name: str) -> None:
+    assert RULES[name][1] == EXPECTED[name]["exit"]
