@@ -12,7 +12,7 @@ from orchd.errors import BadInput, NoSuchFile, OutputExists, StateConflict, Stor
 from orchd.ops import keys as key_ops
 
 from . import cli
-from .actions import Request, action, perform, text
+from .actions import Request, action, flag, perform, text
 from .changes import audited, unchanged
 from .context import Config, Site
 from .output import emit_json, table
@@ -186,19 +186,38 @@ def _trust(call: Request) -> dict[str, Any]:
 
 @keys_.command()
 @click.argument("key_id")
+@click.option(
+    "--keep-successors",
+    is_flag=True,
+    help="Keep trusting the keys trusted only through rotation statements KEY_ID signed "
+    "(recorded with the revocation).",
+)
 @audited
 @click.pass_obj
-def revoke(config: Config, key_id: str, reason: str, ticket: str | None) -> None:
-    """Stop trusting KEY_ID (as `orchd keys list` shows it, in full).
+def revoke(
+    config: Config, key_id: str, keep_successors: bool, reason: str, ticket: str | None
+) -> None:
+    """Stop trusting KEY_ID (as `orchd keys list` shows it, in full), and every key trusted
+    only through rotation statements it signed, and theirs in turn: those are listed first.
 
-    Revoking a revoked key records nothing and says so."""
-    row = perform(config, "keys.revoke", {"key_id": key_id, "reason": reason, "ticket": ticket})
-    if row["changed"]:
-        click.echo(f"revoked key {row['key_id']} of {row['site']}", err=True)
-    else:
+    A key also trusted by hand stays trusted. Revoking a revoked key records nothing and says
+    so."""
+    body = {"key_id": key_id, "keep_successors": keep_successors}
+    row = perform(config, "keys.revoke", {**body, "reason": reason, "ticket": ticket})
+    if not row["changed"]:
         unchanged(
             f"key {row['key_id']} of {row['site']} was revoked already at {row['revoked_at']}"
         )
+        return
+    verb = "keeping" if row["kept"] else "also revoking"
+    for successor in row["successors"]:
+        click.echo(
+            f"{verb} key {successor['key_id']} of {successor['site']} (trusted only through "
+            f"a rotation statement key {successor['vouched_by'][:16]} signed)",
+            err=True,
+        )
+    kept = " (--keep-successors: the keys it vouched for stay trusted)" if row["kept"] else ""
+    click.echo(f"revoked key {row['key_id']} of {row['site']}{kept}", err=True)
 
 
 @action("keys.revoke", key_ops.SCOPE, writes=True)
@@ -213,8 +232,15 @@ def _revoke(call: Request) -> dict[str, Any]:
         policy=call.policy(),
         reason=text(body, "reason") or "",
         ticket=text(body, "ticket"),
+        keep_successors=flag(body, "keep_successors"),
     )
-    return {**done.key._asdict(), "changed": done.changed}
+    successors = [{**s.key._asdict(), "vouched_by": s.vouched_by} for s in done.successors]
+    return {
+        **done.key._asdict(),
+        "changed": done.changed,
+        "successors": successors,
+        "kept": done.kept,
+    }
 
 
 @keys_.command()

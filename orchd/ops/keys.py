@@ -2,8 +2,9 @@
 
 Every change is an event of this site, with the operator as actor; the trust store is their
 projection (``core.trust``). Trust is local: a peer's key events are only shown. Trusting a key
-trusted already (for the same site, until the same time) or revoking a revoked one records
-nothing; a rotation always makes a new key, so it is never a repeat.
+trusted already by hand (for the same site, until the same time) or revoking a revoked one
+records nothing; a rotation always makes a new key, so it is never a repeat. Revoking a key
+revokes the keys trusted only through its rotation statements (``bundles/FORMAT.md`` 3.2).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from orchd.core.events import Actor, Draft, Event
 from orchd.core.names import check_name
 from orchd.core.policy import Policy, check_change
 from orchd.core.ports import Clock, Entropy, TrustLog, TrustQueries
-from orchd.core.trust import KeyView
+from orchd.core.trust import KEPT, KeyView, Successor, grants, successors
 from orchd.errors import BadInput, StateConflict
 
 SCOPE = "orch:admin"
@@ -38,6 +39,8 @@ def own_key(ledger: TrustQueries) -> KeyView | None:
 class KeyChange:
     key: KeyView  # the key as the trust store holds it now
     changed: bool  # False: that was in effect already; nothing was recorded
+    successors: tuple[Successor, ...] = ()  # revoked with the key (or kept: ``kept``)
+    kept: bool = False  # a revocation that kept the keys the revoked key vouched for
 
 
 def trust(
@@ -55,8 +58,10 @@ def trust(
 ) -> KeyChange:
     """Trust ``public_key`` for bundles of ``site`` (until ``expires``, an operator's time).
 
-    A key trusted already for ``site`` until the same time stays as it is; one trusted for
-    another site, or until another time, is refused (revoke it, then trust it anew)."""
+    A key trusted already for ``site`` until the same time stays as it is, unless only rotation
+    statements vouched for it: then the operator's trust is recorded too, and revoking the key
+    that vouched no longer revokes it; one trusted for another site, or until another time, is
+    refused (revoke it, then trust it anew)."""
     check_change(policy, "trust", reason, ticket)
     check_name("site id", site)
     if site == ledger.site_id:
@@ -76,7 +81,9 @@ def trust(
                 detail=f"key {key_id} is trusted already for {current.site}{until}; to change "
                 "that, revoke it and trust it again"
             )
-        return KeyChange(key=current, changed=False)
+        if None in grants(ledger.own_key_events()).get(key_id, {None}):
+            return KeyChange(key=current, changed=False)
+        # trusted only through rotation statements: now by hand too, so it outlives them
     draft = drafts.key_trusted(
         actor,
         site=site,
@@ -101,8 +108,12 @@ def revoke(
     policy: Policy,
     reason: str,
     ticket: str | None = None,
+    keep_successors: bool = False,
 ) -> KeyChange:
-    """Stop trusting ``key_id``; a key revoked already stays as it is."""
+    """Stop trusting ``key_id``, and with it, in the same transaction, every key trusted only
+    through rotation statements it signed, transitively (``core.trust.successors``), unless
+    ``keep_successors`` (recorded on the revocation as ``successors: kept``). A key revoked
+    already stays as it is."""
     check_change(policy, "revoke", reason, ticket)
     current = ledger.trust_key(key_id)
     if current is None:
@@ -113,11 +124,37 @@ def revoke(
         raise StateConflict(
             detail="this is the site's signing key: replace it with orchd keys rotate"
         )
+    rows = {row.key_id: row for row in ledger.trust_keys()}
+    found = successors(key_id, rows, grants(ledger.own_key_events()))
     change = ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES))
-    ledger.append(
-        [drafts.key_revoked(actor, key_id=key_id, change=change, reason=reason, ticket=ticket)]
+    kept = KEPT if keep_successors else None
+    records = [
+        drafts.key_revoked(
+            actor, key_id=key_id, change=change, reason=reason, ticket=ticket, successors=kept
+        )
+    ]
+    if not keep_successors:
+        records += [_revoked_with(actor, key_id, s, change, ticket) for s in found]
+    ledger.append(records)
+    if not keep_successors:
+        found = [s._replace(key=_held(ledger, s.key.key_id)) for s in found]
+    return KeyChange(
+        key=_held(ledger, key_id), changed=True, successors=tuple(found), kept=keep_successors
     )
-    return KeyChange(key=_held(ledger, key_id), changed=True)
+
+
+def _revoked_with(
+    actor: Actor, key_id: str, successor: Successor, change: str, ticket: str | None
+) -> Draft:
+    """The revocation of a key that falls with ``key_id`` (FORMAT.md 3.2)."""
+    return drafts.key_revoked(
+        actor,
+        key_id=successor.key.key_id,
+        change=change,
+        reason=f"revoked with key {key_id[:16]}: trusted only through a rotation statement "
+        f"key {successor.vouched_by[:16]} signed",
+        ticket=ticket,
+    )
 
 
 def _held(ledger: TrustQueries, key_id: str) -> KeyView:

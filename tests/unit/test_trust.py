@@ -116,9 +116,9 @@ def test_a_key_id_must_be_the_sha256_of_its_public_key(changes: dict[str, Any]) 
         ),
         (
             trusted(note="x"),
-            r"payload must hold key_id, public_key, site \(and optionally expires_at\)",
+            r"payload must hold key_id, public_key, site \(and optionally expires_at, vouched_by\)",
         ),
-        (seal("key.revoked", {}), "payload must hold key_id$"),
+        (seal("key.revoked", {}), r"payload must hold key_id \(and optionally successors\)$"),
         (seal("key.rotated", {"old_key_id": OWN_ID}), "new_key_id, old_key_id, public_key"),
         (revoked(reason=None), "revoking a key needs a reason"),
     ],
@@ -142,7 +142,9 @@ def test_a_trusted_key_with_a_bad_expiry_or_site_is_refused() -> None:
 @pytest.mark.parametrize(
     ("sealed", "message"),
     [
-        ((trusted(), trusted()), f"key {PEER_ID} is trusted already"),
+        ((trusted(), trusted(site="lab")), f"key {PEER_ID} is trusted already"),
+        ((trusted(), trusted(vouched_by=OWN_ID)), f"key {PEER_ID} is trusted already"),
+        ((created(PEER_KEY), trusted(site=ORIGIN)), f"key {PEER_ID} is trusted already"),
         ((revoked(),), f"key {PEER_ID} is not in the trust store or revoked already"),
         ((trusted(), revoked(), revoked()), "is not in the trust store or revoked already"),
         ((rotated(),), f"key {OWN_ID} is not this site's signing key"),
@@ -182,3 +184,100 @@ def test_a_key_verifies_nothing_unknown_of_another_site_or_revoked(
 ) -> None:
     with pytest.raises(UntrustedKey, match=message):
         trust.check_signer(row, PEER_ID, site, "2026-06-01T00:00:00.000Z")
+
+
+# --- a key trusted through a rotation, and what falls with a revoked key (FORMAT.md 3.2) -------
+
+
+def test_an_operator_may_trust_by_hand_a_key_a_rotation_vouched_for() -> None:
+    later = seal("key.trusted", {**trusted().payload, "expires_at": "2027-01-01T00:00:00.000Z"})
+    rows = fold(trusted(vouched_by=OWN_ID), later)
+    assert rows[PEER_ID] == KeyView(
+        PEER_ID, OTHER_ORIGIN, PEER_KEY.hex(), "peer", AT_1, "2027-01-01T00:00:00.000Z", None, None
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (trusted(vouched_by="ab"), "vouched_by must be a key id"),
+        (trusted(vouched_by=7), "vouched_by must be a key id"),
+        (seal("key.revoked", {"key_id": PEER_ID, "successors": "gone"}, reason="r"), "'kept'"),
+    ],
+)
+def test_a_vouching_key_or_a_kept_choice_of_another_form_is_malformed(
+    event: Event, message: str
+) -> None:
+    with pytest.raises(MalformedEvent, match=message):
+        trust.apply(event, OTHER_ORIGIN, {})
+
+
+K1, K2, K3, K4 = (f"{n:x}" * 64 for n in range(1, 5))
+
+
+def grant(key_id: str, seq: int, vouched_by: str | None = None) -> Event:
+    payload = {"site": OTHER_ORIGIN, "key_id": key_id, "public_key": "00" * 32}
+    return seal(
+        "key.trusted", payload | ({"vouched_by": vouched_by} if vouched_by else {}), seq=seq
+    )
+
+
+def revocation(key_id: str, seq: int) -> Event:
+    return seal("key.revoked", {"key_id": key_id}, seq=seq, reason="r")
+
+
+def test_grants_are_what_each_key_is_trusted_through_since_its_last_revocation() -> None:
+    held = trust.grants(
+        [
+            created(),
+            grant(K1, 2),
+            grant(K2, 3, vouched_by=K1),
+            grant(K2, 4),  # and by hand
+            grant(K3, 5),
+            revocation(K3, 6),
+            grant(K3, 7, vouched_by=K2),
+            grant(K4, 8),
+            revocation(K4, 9),
+        ]
+    )
+    assert held == {K1: {None}, K2: {K1, None}, K3: {K2}}
+
+
+def rows_of(*key_ids: str, revoked: tuple[str, ...] = ()) -> dict[str, KeyView]:
+    return {
+        k: KeyView(
+            k, OTHER_ORIGIN, "00" * 32, "peer", AT_1, None, AT_1 if k in revoked else None, None
+        )
+        for k in key_ids
+    }
+
+
+def test_revoking_a_key_revokes_its_successors_transitively_each_after_its_voucher() -> None:
+    rows = rows_of(K1, K2, K3, K4)
+    held = {K1: frozenset({None}), K3: frozenset({K2}), K2: frozenset({K1}), K4: frozenset({None})}
+    found = trust.successors(K1, rows, held)
+    assert [(s.key.key_id, s.vouched_by) for s in found] == [(K2, K1), (K3, K2)]
+    assert trust.successors(K2, rows, held) == [trust.Successor(rows[K3], K2)]
+    assert trust.successors(K3, rows, held) == []
+
+
+@pytest.mark.parametrize(
+    ("held", "revoked", "falls"),
+    [
+        pytest.param({K2: {K1, None}}, (), [], id="also-trusted-by-hand"),
+        pytest.param({K2: {K1, K4}}, (), [], id="also-vouched-for-by-a-trusted-key"),
+        pytest.param({K2: {K1, K4}}, (K4,), [K2], id="the-other-voucher-is-revoked"),
+        pytest.param({K2: {K4}}, (K4,), [], id="kept-when-another-key-was-revoked"),
+        pytest.param({K2: {K1}}, (K2,), [], id="revoked-already"),
+        pytest.param({K2: {K1}, K3: {K1, K2}}, (), [K2, K3], id="two-vouchers-both-falling"),
+        pytest.param({K2: {K1, K3}, K3: {K1}}, (), [K3, K2], id="found-once-its-vouchers-are"),
+        pytest.param({K2: {K1, "9" * 64}}, (), [K2], id="a-voucher-not-in-the-store"),
+        pytest.param({"9" * 64: {K1}}, (), [], id="not-in-the-store"),
+    ],
+)
+def test_a_key_falls_only_when_nothing_but_falling_or_revoked_keys_vouched_for_it(
+    held: dict[str, set[str | None]], revoked: tuple[str, ...], falls: list[str]
+) -> None:
+    rows = rows_of(K1, K2, K3, K4, revoked=revoked)
+    found = trust.successors(K1, rows, {k: frozenset(v) for k, v in held.items()})
+    assert [s.key.key_id for s in found] == falls

@@ -37,6 +37,16 @@ class TrustQueries(LedgerBase):
         with translated(self.path):
             return [events.parse(b, h) for b, h in self._db.execute(sql, [self._site_id])]
 
+    def own_key_events(self) -> list[Event]:
+        """This site's own key decisions in seq order (what ``core.trust.grants`` reads)."""
+        sql = (
+            "SELECT body, hash FROM events INDEXED BY events_by_type "
+            "WHERE origin = ? AND job_id IS NULL "
+            "AND type IN ('key.created', 'key.trusted', 'key.revoked', 'key.rotated') ORDER BY seq"
+        )
+        with translated(self.path):
+            return [events.parse(b, h) for b, h in self._db.execute(sql, [self._site_id])]
+
     def receipts(self) -> dict[str, ReceiptView]:
         """peer -> the newest receipt it recorded for a bundle of this site's."""
         with translated(self.path):

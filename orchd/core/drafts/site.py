@@ -150,29 +150,44 @@ def key_trusted(
     public_key: str,
     change: str,
     expires_at: str | None = None,
+    vouched_by: str | None = None,
     reason: str,
     ticket: str | None = None,
 ) -> Draft:
-    """Another site's key trusted; ``change`` is an operator's change id, or ``rotation``."""
+    """Another site's key trusted; ``change`` is an operator's change id, or ``rotation`` when
+    a rotation statement signed by the trusted key ``vouched_by`` vouched for it."""
     return Draft(
         type="key.trusted",
         actor=actor,
         idempotency_key=keyed("key.trusted", key_id, change),
-        payload=present(site=site, key_id=key_id, public_key=public_key, expires_at=expires_at),
+        payload=present(
+            site=site,
+            key_id=key_id,
+            public_key=public_key,
+            expires_at=expires_at,
+            vouched_by=vouched_by,
+        ),
         reason=reason,
         ticket=ticket,
     )
 
 
 def key_revoked(
-    actor: Actor, *, key_id: str, change: str, reason: str, ticket: str | None = None
+    actor: Actor,
+    *,
+    key_id: str,
+    change: str,
+    reason: str,
+    ticket: str | None = None,
+    successors: str | None = None,
 ) -> Draft:
-    """A key revoked; ``change`` is an operator's change id, or ``restore`` (lost with a site)."""
+    """A key revoked; ``change`` is an operator's change id, or ``restore`` (lost with a site).
+    ``successors`` is ``kept`` when the operator kept the keys it vouched for (FORMAT.md 3.2)."""
     return Draft(
         type="key.revoked",
         actor=actor,
         idempotency_key=keyed("key.revoked", key_id, change),
-        payload={"key_id": key_id},
+        payload=present(key_id=key_id, successors=successors),
         reason=reason,
         ticket=ticket,
     )
