@@ -243,8 +243,11 @@ def envelope(manifest_bytes: bytes, *signers: keys.SiteKey) -> bytes:
 
 def seal_manifest(value: dict[str, Any]) -> bytes:
     """``value`` as canonical JSON, with its ``bundle_id`` recomputed from its fields."""
-    fields = ("origin", "from_seq", "to_seq", "prev_hash", "last_hash", "member")
-    ranges = [bundle.Range(**{k: r[k] for k in fields}) for r in value["ranges"]]
+    fields = ("origin", "from_seq", "to_seq", "prev_hash", "last_hash")
+    ranges = [
+        bundle.Range(**{k: r[k] for k in fields}, member=r.get("member", r.get("events")))
+        for r in value["ranges"]
+    ]
     value["bundle_id"] = bundle.bundle_id(
         value["exporter"], value["recipient"], value["created_at"], ranges
     )

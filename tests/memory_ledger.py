@@ -23,6 +23,7 @@ from orchd.core.metrics import RunTally
 from orchd.core.ports import Clock, Entropy, VerifyReport
 from orchd.core.projection import JobView, RunView
 from orchd.core.site_views import OverrideView, PauseView, RequestView
+from orchd.core.statements import HeadStatement
 from orchd.core.trust import KeyView
 from orchd.errors import ChainBroken, ProjectionMismatch, StateConflict
 
@@ -77,6 +78,7 @@ class MemoryLedger:
         self._keys: set[tuple[str, str]] = set()  # (origin, idempotency key) of every event
         self._rows = _Rows()
         self._leases: dict[str, tuple[str, str, str]] = {}  # run id -> (holder, at, expires)
+        self._statements: dict[str, HeadStatement] = {}  # origin -> newest head statement
 
     @classmethod
     def create(
@@ -95,13 +97,16 @@ class MemoryLedger:
 
     # --- the event log --------------------------------------------------------------------
 
-    def append(self, drafts: Sequence[Draft]) -> list[Event]:
+    def append(
+        self, drafts: Sequence[Draft], *, statements: Sequence[HeadStatement] = ()
+    ) -> list[Event]:
         todo: dict[str, Draft] = {}
         for draft in drafts:
             if draft.idempotency_key not in self._own_keys:
                 todo.setdefault(draft.idempotency_key, draft)  # a key twice: recorded once
         with self._transaction():
             self._record_own(list(todo.values()))
+            self._keep_heads(statements)
         return [self._own_keys[draft.idempotency_key] for draft in drafts]
 
     def import_events(
@@ -112,6 +117,7 @@ class MemoryLedger:
         dry_run: bool = False,
         restoring: bool = False,
         payloads_checked: bool = False,
+        statements: Sequence[HeadStatement] = (),
     ) -> int:
         """Other origins' sealed events, then ``then()``'s drafts, all or nothing (as
         ``SqliteLedger.import_events``; ``payloads_checked`` changes nothing here)."""
@@ -131,19 +137,32 @@ class MemoryLedger:
                 count += len(batch)
             if drafts := then():
                 self._record_own(drafts)
+            self._keep_heads(statements)
             if dry_run:
                 raise _DryRun
         return count
+
+    def _keep_heads(self, made: Sequence[HeadStatement]) -> None:
+        for statement in made:
+            held = self._statements.get(statement.origin)
+            if held is None or held.seq < statement.seq:
+                self._statements[statement.origin] = statement
+
+    def head_statements(self) -> dict[str, HeadStatement]:
+        return dict(sorted(self._statements.items()))
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """Everything recorded inside, or nothing: the rows are copied and put back on error."""
         rows, held, own, keys = self._rows, len(self._events), self._own_keys, self._keys
         self._rows, self._own_keys, self._keys = rows.copy(), dict(own), set(keys)
+        kept = self._statements
+        self._statements = dict(kept)
         try:
             yield
         except BaseException:
             self._rows, self._own_keys, self._keys = rows, own, keys
+            self._statements = kept
             del self._events[held:]
             raise
 
@@ -367,6 +386,10 @@ class MemoryLedger:
     def key_events_of_others(self) -> list[Event]:
         found = (e for e in self._events if e.origin != self._site_id and e.type[:4] == "key.")
         return _by_hlc(found)
+
+    def own_key_events(self) -> list[Event]:
+        found = [e for e in self._events if e.origin == self._site_id and e.type[:4] == "key."]
+        return sorted(found, key=lambda e: e.seq)
 
     def bundle_records(self) -> list[BundleView]:
         return sorted(self._rows.bundles.values(), key=lambda b: (b.at, b.bundle_id))

@@ -1,9 +1,10 @@
 """tools/read_bundle.py, a reader written from bundles/FORMAT.md alone, reads bundles/vectors/.
 
-It accepts good.orchkit and refuses each bad vector by the rule of FORMAT.md that the vector
-breaks. Where the exit code FORMAT.md states for that rule is not the one expected.json gives (or
-FORMAT.md states none), the spec, orchd and the vectors disagree: those cases are marked xfail,
-strictly, so that the test fails once they agree and the mark must go.
+It accepts the good vectors (formats 1 and 2) and refuses each bad vector by the rule of
+FORMAT.md that the vector breaks. Where the exit code FORMAT.md states for that rule is not the
+one expected.json gives (or FORMAT.md states none), the spec, orchd and the vectors disagree:
+those cases are marked xfail, strictly, so that the test fails once they agree and the mark must
+go.
 """
 
 from __future__ import annotations
@@ -49,7 +50,22 @@ RULES: dict[str, tuple[str, int | None]] = {
     "bad-untrusted-signer.orchkit": ("3.1: untrusted signer", 72),
     # section 5, step 4: addressed to another site, exit 73
     "bad-wrong-recipient.orchkit": ("5 step 4: recipient", 73),
+    # format 2, section 3.3: the head statement's hash, seq or origin is not the range's, 54
+    "v2-bad-head-hash-not-last.orchkit": ("3.3: head", 54),
+    "v2-bad-stale-head.orchkit": ("3.3: head", 54),
+    "v2-bad-head-of-another-origin.orchkit": ("3.3: head", 54),
+    # 3.3: the last event's hlc is not the head's (checked while streaming), 54
+    "v2-bad-head-hlc.orchkit": ("3.3: hlc", 54),
+    # 3.3: a signature by the origin's trusted key that does not verify, 54
+    "v2-bad-head-signature.orchkit": ("3.3: head signature", 54),
+    # 3.3: signed by no key trusted for the origin (a relay's forgery), 72
+    "v2-bad-head-signed-by-another-key.orchkit": ("3.3: head signature", 72),
+    # 2.1: a format 2 range names its head member, 55
+    "v2-bad-range-without-head.orchkit": ("2: range", 55),
+    # section 1: the member the order requires (the head statement) is missing, 55
+    "v2-bad-stripped-statements.orchkit": ("1: member order", 55),
 }
+GOOD = ("good.orchkit", "v2-good.orchkit")
 DISAGREEMENTS: dict[str, str] = {}  # vector -> why FORMAT.md and expected.json differ
 
 
@@ -77,15 +93,16 @@ def test_the_reader_imports_no_orchd() -> None:
 
 def test_every_vector_is_mapped_to_a_rule() -> None:
     files = {path.name for path in VECTORS.glob("*.orchkit")}
-    assert files == set(EXPECTED) == {*RULES, "good.orchkit"}
+    assert files == set(EXPECTED) == {*RULES, *GOOD}
 
 
-def test_the_good_vector_is_accepted() -> None:
-    code, result = read("good.orchkit")
+@pytest.mark.parametrize("name", GOOD)
+def test_the_good_vectors_are_accepted(name: str) -> None:
+    code, result = read(name)
     assert code == 0, result
     assert result["ok"] is True
     assert result["exporter"] == "hq"
-    assert result["events"] == EXPECTED["good.orchkit"]["events"]
+    assert result["events"] == EXPECTED[name]["events"]
     assert result["ranges"] == [{"origin": "hq", "from_seq": 1, "to_seq": 7}]
 
 

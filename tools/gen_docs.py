@@ -326,9 +326,7 @@ def main() -> int:
         else:
             path.write_text(text)
     if stale:
-        print(
-            f"stale: {', '.join(stale)}; run: python tools/gen_docs.py", file=sys.stderr
-        )
+        print(f"stale: {', '.join(stale)}; run: python tools/gen_docs.py", file=sys.stderr)
         return 1
     return 0
 

@@ -11,6 +11,8 @@ into a site that trusts ``keys/hq.pem`` (and only that) must do with each file.
 from __future__ import annotations
 
 import argparse
+import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,7 +25,7 @@ from nacl.signing import SigningKey
 from orchd.adapters import archive_writer, keys
 from orchd.adapters.bundles import export
 from orchd.adapters.ledger import SqliteLedger
-from orchd.core import bundle, canonical, drafts, dsse, timefmt
+from orchd.core import bundle, canonical, drafts, dsse, events, statements, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.ops import site as site_ops
 
@@ -157,6 +159,7 @@ def build(out: Path) -> dict[str, dict[str, object]]:
             recipient="*",
             now_ms=NOW_MS,
             expires_in_ms=EXPIRES_MS,
+            version=bundle.FORMAT_1,
         )
         ledger.close()
     good = good_path.read_bytes()
@@ -260,6 +263,7 @@ def build(out: Path) -> dict[str, dict[str, object]]:
         73,
         "addressed to another site",
     )
+    expected |= build_v2(out)
     (out / "keys").mkdir(exist_ok=True)
     for name in ("hq", "mallory"):
         (out / "keys" / f"{name}.pem").write_bytes(keys.public_pem(test_key(name).public_key))
@@ -269,6 +273,131 @@ def build(out: Path) -> dict[str, dict[str, object]]:
         "pae": dsse.pae("http://example.com/HelloWorld", b"hello world").decode(),
     }
     (out / "dsse-pae.json").write_text(json.dumps(pae, indent=2) + "\n")
+    return expected
+
+
+def build_v2(out: Path) -> dict[str, dict[str, object]]:
+    """Format 2: a good bundle (hq's range with hq's head statement) and one bad bundle per
+    refusal of a head statement (FORMAT.md 2.1, 3.3), each validly signed by hq."""
+    expected: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = hq_ledger(Path(tmp))
+        chain = [events.parse(body) for body in ledger.bodies("hq", 1, 7)]
+        good_path = out / "v2-good.orchkit"
+        good_path.unlink(missing_ok=True)  # export never replaces a file
+        export(
+            ledger,
+            test_key("hq"),
+            ACTOR,
+            good_path,
+            recipient="*",
+            now_ms=NOW_MS,
+            expires_in_ms=EXPIRES_MS,
+        )
+        ledger.close()
+    good = good_path.read_bytes()
+    expected["v2-good.orchkit"] = {
+        "exit": 0,
+        "events": 7,
+        "why": "a valid full bundle of hq, format 2, with hq's head",
+    }
+    members = split(good)
+    manifest = bundle.parse(members[0][1])
+
+    def save(name: str, data: bytes, code: int, why: str) -> None:
+        (out / name).write_bytes(data)
+        expected[name] = {"exit": code, "why": why}
+
+    def with_head(statement: bytes) -> bytes:
+        """The good bundle with another head statement, its manifest signed again by hq."""
+        r, head = manifest.ranges[0], manifest.members[0]
+        member = dataclasses.replace(
+            head,
+            sha256=hashlib.sha256(statement).hexdigest(),
+            size=len(statement),
+            raw_size=len(statement),
+        )
+        changed = dataclasses.replace(manifest, members=(member, *manifest.members[1:]))
+        data, sig = sign(changed, test_key("hq"))
+        return archive(
+            [("manifest.json", data), ("manifest.sig", sig), (r.head, statement), members[3]]
+        )
+
+    def head(origin: str, seq: int, digest: str, stamp: str, key: str = "hq") -> bytes:
+        signer = test_key(key)
+        return statements.make_head(
+            origin, seq, digest, stamp, key_id=signer.key_id, sign=signer.sign
+        ).envelope
+
+    last = chain[-1]
+    r = manifest.ranges[0]
+    bare = dataclasses.replace(r, head="")
+    no_head = json.loads(manifest.encode())
+    del no_head["ranges"][0]["head"]
+    no_head["members"] = no_head["members"][1:]
+    no_head["bundle_id"] = bundle.bundle_id("hq", "*", manifest.created_at, [bare])
+    data = canonical.dump(no_head)
+    envelope = dsse.Envelope(
+        payload_type=dsse.MANIFEST_TYPE,
+        payload=data,
+        signatures=(
+            dsse.Signature(
+                key_id=test_key("hq").key_id,
+                sig=test_key("hq").sign(dsse.pae(dsse.MANIFEST_TYPE, data)),
+            ),
+        ),
+    )
+    save(
+        "v2-bad-range-without-head.orchkit",
+        archive([("manifest.json", data), ("manifest.sig", envelope.encode()), members[3]]),
+        55,
+        "a format 2 range that names no head statement (no fall back to format 1's trust)",
+    )
+    save(
+        "v2-bad-stripped-statements.orchkit",
+        archive([members[0], members[1], members[3]]),
+        55,
+        "the manifest names heads/hq.dsse, but the archive carries no statement member",
+    )
+    save(
+        "v2-bad-head-of-another-origin.orchkit",
+        with_head(head("branch", last.seq, last.hash, last.hlc)),
+        54,
+        "the head statement is for origin branch, in the range of hq",
+    )
+    save(
+        "v2-bad-head-hash-not-last.orchkit",
+        with_head(head("hq", last.seq, chain[-2].hash, last.hlc)),
+        54,
+        "the head statement's hash is not the range's last hash",
+    )
+    save(
+        "v2-bad-stale-head.orchkit",
+        with_head(head("hq", chain[-2].seq, chain[-2].hash, chain[-2].hlc)),
+        54,
+        "a stale (replayed) head statement: hq's own, but for seq 6, not the range's last seq 7",
+    )
+    save(
+        "v2-bad-head-hlc.orchkit",
+        with_head(head("hq", last.seq, last.hash, chain[-2].hlc)),
+        54,
+        "the head statement's hlc is not the last event's",
+    )
+    save(
+        "v2-bad-head-signed-by-another-key.orchkit",
+        with_head(head("hq", last.seq, last.hash, last.hlc, key="mallory")),
+        72,
+        "the head statement is signed by a key nobody trusts for hq (a forged relayed chain: "
+        "the exporter's signature alone does not vouch for an origin's events)",
+    )
+    forged = json.loads(members[2][1])
+    forged["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    save(
+        "v2-bad-head-signature.orchkit",
+        with_head(canonical.dump(forged)),
+        54,
+        "the head statement names hq's key, but its signature does not verify",
+    )
     return expected
 
 

@@ -110,7 +110,7 @@ def batches_beside(
         "fd": source.fileno(),
         "offset": source.tell(),
         "manifest": base64.b64encode(manifest.encode()).decode(),
-        "steps": [[s.range.member, s.action, s.after_seq] for s in steps],
+        "steps": [[s.range.member, s.action, s.after_seq, s.head_hlc] for s in steps],
         "heads": dict(heads),
         "max_wall_ms": max_wall_ms,
     }
@@ -201,7 +201,9 @@ def _serve(spec_bytes: bytes, out: BinaryIO) -> int:
         spec = canonical.decode(spec_bytes)
         manifest = bundle.parse(base64.b64decode(spec["manifest"]))
         ranges = {r.member: r for r in manifest.ranges}
-        steps = [Step(range=ranges[m], action=a, after_seq=s) for m, a, s in spec["steps"]]
+        steps = [
+            Step(range=ranges[m], action=a, after_seq=s, head_hlc=h) for m, a, s, h in spec["steps"]
+        ]
         fd = spec["fd"]
         os.lseek(fd, spec["offset"], os.SEEK_SET)
         with os.fdopen(fd, "rb") as source:

@@ -184,6 +184,7 @@ def export_bundle(
     recipient: str,
     expires_in_ms: int,
     since: Mapping[str, tuple[int, str]] | None,
+    version: int,
 ) -> bundles.Exported:
     """Write the bundle for ``recipient`` to ``out``, signed with ``key``; records the export."""
     site = call.site
@@ -197,6 +198,7 @@ def export_bundle(
         expires_in_ms=expires_in_ms,
         since=since,
         progress=lambda origin, count: call.progress(),
+        version=version,
     )
 
 

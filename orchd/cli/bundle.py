@@ -83,6 +83,15 @@ def bundle_() -> None:
     show_default=True,
     help="How long the bundle may be imported: N m, h or d.",
 )
+@click.option(
+    "--format",
+    "version",
+    type=click.Choice(["1", "2"]),
+    default="2",
+    show_default=True,
+    help="Bundle format: 1 for a peer not yet upgraded (no origin statements; at most some 80 "
+    "to 130 origins).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def export(
@@ -93,6 +102,7 @@ def export(
     new_peer: bool,
     full: bool,
     expires_in: str,
+    version: str,
     as_json: bool,
 ) -> None:
     """Write a signed bundle of the events this site holds, for another site to import.
@@ -110,6 +120,7 @@ def export(
         "expires_in_ms": parse_duration(expires_in),
         "full": full,
         "new_peer": new_peer,
+        "format": int(version),
     }
     summary = perform_into(config, "bundle.export", body, out)
     summary["path"] = str(out)
@@ -119,6 +130,12 @@ def export(
         after = summary["after_receipt"]
         if after:
             click.echo(f"incremental: what {peer} lacks after its receipt of {after}", err=True)
+        if summary.get("left_out"):
+            click.echo(
+                f"left out (no head statement of theirs held here; --format 1 carries them): "
+                f"{', '.join(summary['left_out'])}",
+                err=True,
+            )
         click.echo(
             f"exported {summary['events']} events of {len(summary['ranges'])} sites to {out} "
             f"({summary['size']} bytes, bundle {summary['bundle_id']}, "
@@ -142,6 +159,7 @@ def _export(call: Request) -> dict[str, Any]:
         check_name("site id", recipient)
         peers.check_known(site.ledger, recipient, new_peer=flag(body, "new_peer"))
     expires_in_ms = bundle_ops.expiry_ms(number(body, "expires_in_ms"))
+    version = bundle_ops.bundle_format(number(body, "format"))
     start = bundle_ops.start(site.ledger, recipient, full=flag(body, "full"))
     done = export_bundle(
         call,
@@ -150,6 +168,7 @@ def _export(call: Request) -> dict[str, Any]:
         recipient=recipient,
         expires_in_ms=expires_in_ms,
         since=start.since,
+        version=version,
     )
     m = done.manifest
     return {
@@ -161,6 +180,8 @@ def _export(call: Request) -> dict[str, Any]:
         "expires_at": m.expires_at,
         "ranges": {r.origin: [r.from_seq, r.to_seq] for r in m.ranges},
         "after_receipt": start.after_receipt,
+        "format": m.format,
+        "left_out": list(done.left_out),
     }
 
 
@@ -203,7 +224,8 @@ def inspect(file: Path, as_json: bool) -> None:
     click.echo(f"previous:   {m.previous or '-'}")
     for s in head.envelope.signatures:
         click.echo(f"signed by:  key {s.key_id}")
-    for r, member in zip(m.ranges, m.members, strict=True):
+    for r in m.ranges:
+        member = m.member(r.member)  # format 2 lists statement members too
         click.echo(
             f"  {r.origin}: seq {r.from_seq}..{r.to_seq}  {member.records} events, "
             f"{member.size} bytes ({member.raw_size} uncompressed)"

@@ -18,22 +18,29 @@ from orchd.core.events import Event
 from orchd.core.manifest import (
     ANY_SITE,
     DEFAULT_SKEW_MS,
+    FORMAT_1,
+    FORMAT_2,
     FORMAT_VERSION,
     KINDS,
     MAX_LINE,
     MAX_MANIFEST,
+    MAX_MANIFEST_1,
     MAX_MEMBER_NAME,
     MAX_MEMBER_SIZE,
     MAX_RANGES,
     MAX_RAW_SIZE,
     MAX_SIGNATURE_FILE,
+    MAX_SIGNATURE_FILE_1,
+    MAX_STATEMENT,
     MAX_WINDOW,
     Manifest,
     Member,
     Range,
     bundle_id,
+    head_name,
     member_name,
     parse,
+    signature_cap,
 )
 from orchd.errors import (
     BundleRefused,
@@ -41,6 +48,7 @@ from orchd.errors import (
     ChainGap,
     MemberMismatch,
     OrchdError,
+    SignatureInvalid,
     TooManyOrigins,
 )
 
@@ -48,15 +56,20 @@ from orchd.errors import (
 __all__ = [
     "ANY_SITE",
     "DEFAULT_SKEW_MS",
+    "FORMAT_1",
+    "FORMAT_2",
     "FORMAT_VERSION",
     "KINDS",
     "MAX_LINE",
     "MAX_MANIFEST",
+    "MAX_MANIFEST_1",
     "MAX_MEMBER_NAME",
     "MAX_MEMBER_SIZE",
     "MAX_RANGES",
     "MAX_RAW_SIZE",
     "MAX_SIGNATURE_FILE",
+    "MAX_SIGNATURE_FILE_1",
+    "MAX_STATEMENT",
     "MAX_WINDOW",
     "ZERO_HASH",
     "Action",
@@ -68,20 +81,23 @@ __all__ = [
     "check_envelope",
     "check_signable",
     "envelope_size",
+    "head_name",
     "largest_members",
     "member_name",
     "needed_hashes",
     "parse",
     "plan",
     "read_events",
+    "signature_cap",
 ]
 
 # --- the signature envelope's limit -----------------------------------------------------------
 
 
 def largest_members(ranges: Iterable[Range]) -> tuple[Member, ...]:
-    """The members of ``ranges`` as large as a manifest may declare them (their records exact):
-    a manifest of these is at least as long as the one written once they are compressed."""
+    """The (format 1) members of ``ranges`` as large as a manifest may declare them (their
+    records exact): a manifest of these is at least as long as the one written once they are
+    compressed."""
     return tuple(
         Member(
             name=r.member,
@@ -106,11 +122,12 @@ def envelope_size(manifest: Manifest, signatures: int = 1) -> int:
 
 
 def check_signable(manifest: Manifest) -> None:
-    """Refuse to export a manifest whose signature envelope would pass MAX_SIGNATURE_FILE
-    (format 1 readers refuse it): a bundle of more than some 80 to 130 origins."""
+    """Refuse to export a format 1 manifest whose signature envelope would pass
+    MAX_SIGNATURE_FILE_1 (format 1 readers refuse it): a bundle of more than some 80 to 130
+    origins. Every format 2 manifest fits its envelope's limit."""
     size = envelope_size(manifest)
-    if size > MAX_SIGNATURE_FILE:
-        raise TooManyOrigins(count=len(manifest.ranges), size=size, limit=MAX_SIGNATURE_FILE)
+    if manifest.format == FORMAT_1 and size > MAX_SIGNATURE_FILE_1:
+        raise TooManyOrigins(count=len(manifest.ranges), size=size, limit=MAX_SIGNATURE_FILE_1)
 
 
 Action = Literal["apply", "skip"]
@@ -121,6 +138,7 @@ class Step:
     range: Range
     action: Action
     after_seq: int  # events up to this seq are already held here (checked, not applied)
+    head_hlc: str = ""  # format 2: the head statement's hlc, which the last event must carry
 
 
 def check_envelope(
@@ -215,7 +233,7 @@ def read_events(
     """
     r = step.range
     name = r.member
-    expected_seq, prev = r.from_seq, r.prev_hash
+    expected_seq, prev, stamp = r.from_seq, r.prev_hash, ""
     for line in lines:
         if expected_seq > r.to_seq:
             raise MemberMismatch(member=name, detail="more records than its range")
@@ -238,9 +256,14 @@ def read_events(
             )
         if event.seq == step.after_seq and event.hash != head_hash:
             raise ChainFork(origin=r.origin, detail=f"seq {event.seq} has another hash here")
-        prev = event.hash
+        prev, stamp = event.hash, event.hlc
         expected_seq += 1
         if event.seq > step.after_seq:
             yield event
     if expected_seq != r.to_seq + 1 or prev != r.last_hash:
         raise MemberMismatch(member=name, detail="it ends before its range or off its last hash")
+    if step.head_hlc and stamp != step.head_hlc:
+        raise SignatureInvalid(
+            detail=f"head statement: {r.origin}/{r.to_seq} carries hlc {stamp}, the statement "
+            f"{step.head_hlc}"
+        )

@@ -10,7 +10,8 @@ next check runs:
    the manifest parses strictly;
 2. a signature verifies with a key the trust store holds for the exporter, not revoked and not
    past its expiry, or with a new key that such a key vouched for in the manifest's rotation
-   statement (FORMAT.md 3.2); when every signature fails, the first signature's refusal is raised;
+   statement (FORMAT.md 3.2); a statement naming a revoked key, as old or as new key, trusts
+   nothing; when every signature fails, the first signature's refusal is raised;
 3. the bundle is addressed to this site, not exported by it (unless restoring), not created
    beyond the allowed skew and not expired (unless allowed).
 """
@@ -30,6 +31,7 @@ Verify = Callable[[bytes, bytes, bytes], bool]
 """``verify(public_key, message, signature)``: whether an Ed25519 signature holds."""
 
 ROTATION_KEYS = frozenset({"site", "old_key_id", "new_key_id", "public_key"})
+_NEVER_AGAIN = "a rotation statement never makes a revoked key trusted again (FORMAT.md 3.2)"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -116,6 +118,12 @@ def _signer(
 ) -> Signer:
     row = trusted.get(signature.key_id)
     rotation = None
+    if row is not None and row.revoked_at is not None and manifest.rotation is not None:
+        raise UntrustedKey(
+            key_id=signature.key_id,
+            site=manifest.exporter,
+            detail=f"revoked at {row.revoked_at}: {row.reason}; {_NEVER_AGAIN}",
+        )
     if row is None and manifest.rotation is not None:
         rotation = follow_rotation(manifest, signature.key_id, trusted, verify, now)
         public = bytes.fromhex(rotation["public_key"])
@@ -142,7 +150,15 @@ def follow_rotation(
     envelope = dsse.decode(raw, payload_type=dsse.ROTATION_TYPE)
     statement = _rotation_body(envelope.payload, key_id, manifest.exporter)
     old_id = statement["old_key_id"]
-    old = check_signer(trusted.get(old_id), old_id, manifest.exporter, now)
+    old = trusted.get(old_id)
+    if old is not None and old.revoked_at is not None:
+        raise UntrustedKey(
+            key_id=key_id,
+            site=manifest.exporter,
+            detail=f"the rotation statement's old key {old_id} was revoked at {old.revoked_at}: "
+            f"{old.reason}; a revoked key vouches for nothing",
+        )
+    old = check_signer(old, old_id, manifest.exporter, now)
     message = dsse.pae(dsse.ROTATION_TYPE, envelope.payload)
     if not any(
         s.key_id == old.key_id and verify(bytes.fromhex(old.public_key), message, s.sig)
@@ -178,6 +194,26 @@ def _rotation_body(payload: bytes, key_id: str, exporter: str) -> dict[str, str]
             key_id=key_id, site=exporter, detail="the rotation statement does not name this key"
         )
     return {k: str(v) for k, v in statement.items()}
+
+
+def reached(signer: Signer, manifest: Manifest) -> dict[str, KeyView]:
+    """The exporter's new key, when the manifest's rotation statement was followed to it: a key
+    reached for the exporter (FORMAT.md 3.1), which verifies its head statement as a trusted
+    key does."""
+    rotation = signer.followed_rotation
+    if rotation is None:
+        return {}
+    row = KeyView(
+        key_id=rotation["new_key_id"],
+        site=manifest.exporter,
+        public_key=rotation["public_key"],
+        role="peer",
+        added_at=manifest.created_at,
+        expires_at=None,
+        revoked_at=None,
+        reason=None,
+    )
+    return {row.key_id: row}
 
 
 def rotation_payload(site: str, old_key_id: str, new_public_key: bytes) -> bytes:

@@ -1,7 +1,9 @@
 """The Offline Kit bundle's manifest: its model, its limits and its strict reading (core layer).
 
 ``bundles/FORMAT.md`` section 2 and "Limits" are the normative text; ``orchd.core.bundle``
-re-exports every name here, so callers keep writing ``bundle.parse``, ``bundle.Manifest``.
+re-exports every name here, so callers keep writing ``bundle.parse``, ``bundle.Manifest``. Formats
+1 and 2 are read; format 2 is written (format 1 on request, for a peer not yet upgraded). A range's
+members (its events and, in format 2, its statements) and their order are ``manifest_members``'.
 """
 
 from __future__ import annotations
@@ -13,27 +15,72 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchd.core import canonical, timefmt
-from orchd.core.events import ZERO_HASH
+from orchd.core.manifest_members import (
+    MAX_MEMBER_SIZE,
+    MAX_MEMBERS,
+    MAX_RANGES,
+    MAX_RAW_SIZE,
+    MAX_STATEMENT,
+    Member,
+    Range,
+    check_members,
+    head_name,
+    member_name,
+    range_json,
+)
 from orchd.core.names import check_name
 from orchd.errors import BundleMalformed, BundleRefused, OrchdError
 
-FORMAT_VERSION = 1
+__all__ = [
+    "ANY_SITE",
+    "DEFAULT_EXPIRY_MS",
+    "DEFAULT_SKEW_MS",
+    "FORMATS",
+    "FORMAT_1",
+    "FORMAT_2",
+    "FORMAT_VERSION",
+    "KINDS",
+    "MAX_LINE",
+    "MAX_MANIFEST",
+    "MAX_MANIFEST_1",
+    "MAX_MEMBERS",
+    "MAX_MEMBER_NAME",
+    "MAX_MEMBER_SIZE",
+    "MAX_RANGES",
+    "MAX_RAW_SIZE",
+    "MAX_ROTATION",
+    "MAX_SIGNATURE_FILE",
+    "MAX_SIGNATURE_FILE_1",
+    "MAX_STATEMENT",
+    "MAX_WINDOW",
+    "Manifest",
+    "Member",
+    "Range",
+    "bundle_id",
+    "head_name",
+    "member_name",
+    "parse",
+    "signature_cap",
+]
+
+FORMAT_1, FORMAT_2 = 1, 2
+FORMATS = (FORMAT_1, FORMAT_2)
+FORMAT_VERSION = FORMAT_2  # what this orchd writes unless told (--format 1)
 ANY_SITE = "*"
 KINDS = ("full", "incremental")
 
 # limits (FORMAT.md, "Limits")
-MAX_MANIFEST = 1024 * 1024
+MAX_MANIFEST = 2 * 1024 * 1024  # format 2; the largest possible is 1,938,590 bytes
+MAX_MANIFEST_1 = 1024 * 1024
 DEFAULT_EXPIRY_MS = 30 * 86_400_000  # how long a bundle may be imported, unless told
-MAX_SIGNATURE_FILE = 64 * 1024
-MAX_RANGES = 1000
+MAX_SIGNATURE_FILE = 2_796_981  # format 2: the largest manifest's envelope, 4 signatures (3.1)
+MAX_SIGNATURE_FILE_1 = 64 * 1024  # format 1: part of that format, so its exporter refuses more
 MAX_MEMBER_NAME = 100
-MAX_MEMBER_SIZE = 1 << 36  # 64 GiB compressed
-MAX_RAW_SIZE = 1 << 38  # 256 GiB uncompressed
 MAX_LINE = 1024 * 1024  # one event
 MAX_WINDOW = 1 << 23  # zstd window: 8 MiB
+MAX_ROTATION = 8192  # the manifest's rotation statement, base64 characters
 DEFAULT_SKEW_MS = 5 * 60 * 1000
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _BUNDLE_ID = re.compile(r"[0-9a-f]{32}")
 _MANIFEST_KEYS = {
     "format",
@@ -48,30 +95,6 @@ _MANIFEST_KEYS = {
     "members",
 }
 _OPTIONAL_KEYS = {"rotation"}
-_RANGE_KEYS = {"origin", "from_seq", "to_seq", "prev_hash", "last_hash", "member"}
-_MEMBER_KEYS = {"name", "sha256", "size", "raw_size", "records"}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Member:
-    name: str
-    sha256: str
-    size: int  # bytes in the archive (compressed)
-    raw_size: int  # bytes after decompression
-    records: int  # lines (events)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Range:
-    """Events ``from_seq..to_seq`` of ``origin``: ``prev_hash`` is the hash before ``from_seq``
-    (64 zeros when it is 1), ``last_hash`` the hash of ``to_seq``."""
-
-    origin: str
-    from_seq: int
-    to_seq: int
-    prev_hash: str
-    last_hash: str
-    member: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,17 +120,7 @@ class Manifest:
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "kind": self.kind,
-            "ranges": [
-                {
-                    "origin": r.origin,
-                    "from_seq": r.from_seq,
-                    "to_seq": r.to_seq,
-                    "prev_hash": r.prev_hash,
-                    "last_hash": r.last_hash,
-                    "member": r.member,
-                }
-                for r in self.ranges
-            ],
+            "ranges": [range_json(r, self.format) for r in self.ranges],
             "previous": self.previous,
             "members": [
                 {
@@ -134,10 +147,6 @@ class Manifest:
         raise BundleMalformed(detail=f"the manifest lists no member {name!r}")
 
 
-def member_name(origin: str) -> str:
-    return f"events/{origin}.ndjson.zst"
-
-
 def bundle_id(exporter: str, recipient: str, created_at: str, ranges: Iterable[Range]) -> str:
     """A bundle's id: a digest of who made it for whom, when, and which events it holds."""
     spans = [[r.origin, r.from_seq, r.to_seq, r.last_hash] for r in ranges]
@@ -145,20 +154,20 @@ def bundle_id(exporter: str, recipient: str, created_at: str, ranges: Iterable[R
     return hashlib.sha256(seed).hexdigest()[:32]
 
 
+def signature_cap(manifest_bytes: bytes) -> int:
+    """The most bytes ``manifest.sig`` may hold for this manifest: format 1's 64 KiB, else
+    format 2's limit (a manifest that does not parse is refused by its own reading)."""
+    try:
+        value = canonical.decode(manifest_bytes)
+    except OrchdError:
+        return MAX_SIGNATURE_FILE
+    if isinstance(value, dict) and value.get("format") == FORMAT_1:
+        return MAX_SIGNATURE_FILE_1
+    return MAX_SIGNATURE_FILE
+
+
 def _bad(detail: str) -> BundleMalformed:
     return BundleMalformed(detail=f"manifest: {detail}")
-
-
-def _int(value: object, what: str, low: int, high: int) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise _bad(f"{what} must be an integer from {low} to {high}")
-    return value
-
-
-def _hex(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _HEX64.fullmatch(value):
-        raise _bad(f"{what} must be 64 lower-case hex digits")
-    return value
 
 
 def _keys(value: object, required: set[str], optional: set[str], what: str) -> dict[str, Any]:
@@ -179,8 +188,9 @@ def _time(value: object, what: str) -> str:
     return str(value)  # parse_canonical accepted it: it is text
 
 
-def parse(data: bytes) -> Manifest:
-    """Read a manifest strictly: canonical JSON, exactly the known keys, every value checked."""
+def _format(data: bytes) -> tuple[int, dict[str, Any]]:
+    """The manifest's format and fields: its size within its format's limit, canonical JSON,
+    exactly the known keys, a format this orchd reads."""
     if len(data) > MAX_MANIFEST:
         raise _bad(f"larger than {MAX_MANIFEST} bytes")
     try:
@@ -188,10 +198,20 @@ def parse(data: bytes) -> Manifest:
     except OrchdError as exc:
         raise _bad(f"not canonical JSON ({exc.message})") from None
     fields = _keys(value, _MANIFEST_KEYS, _OPTIONAL_KEYS, "the manifest")
-    if fields["format"] != FORMAT_VERSION:
+    version = fields["format"]
+    if type(version) is not int or version not in FORMATS:
         raise BundleRefused(
-            detail=f"bundle format {fields['format']!r}; this orchd reads format {FORMAT_VERSION}"
+            detail=f"bundle format {version!r}; this orchd reads formats 1 and 2 (format "
+            f"{version!r} is a newer orchd's: upgrade this site)"
         )
+    if version == FORMAT_1 and len(data) > MAX_MANIFEST_1:
+        raise _bad(f"larger than {MAX_MANIFEST_1} bytes (the limit of format 1)")
+    return version, fields
+
+
+def parse(data: bytes) -> Manifest:
+    """Read a manifest strictly: canonical JSON, exactly the known keys, every value checked."""
+    version, fields = _format(data)
     if not isinstance(fields["bundle_id"], str) or not _BUNDLE_ID.fullmatch(fields["bundle_id"]):
         raise _bad("bundle_id must be 32 lower-case hex digits")
     try:
@@ -206,12 +226,11 @@ def parse(data: bytes) -> Manifest:
     if not isinstance(previous, str) or (previous and not _BUNDLE_ID.fullmatch(previous)):
         raise _bad("previous must be a bundle id or empty")
     rotation = fields.get("rotation")
-    if rotation is not None and (not isinstance(rotation, str) or len(rotation) > 8192):
+    if rotation is not None and (not isinstance(rotation, str) or len(rotation) > MAX_ROTATION):
         raise _bad("rotation must be a base64 DSSE envelope")
-    members = _members(fields["members"])
-    ranges = _ranges(fields["ranges"], members)
+    ranges, members = check_members(version, fields["ranges"], fields["members"])
     manifest = Manifest(
-        format=FORMAT_VERSION,
+        format=version,
         bundle_id=fields["bundle_id"],
         exporter=fields["exporter"],
         recipient=fields["recipient"],
@@ -230,67 +249,3 @@ def parse(data: bytes) -> Manifest:
     ):
         raise _bad("bundle_id does not match the exporter, recipient, time and ranges")
     return manifest
-
-
-def _members(value: object) -> tuple[Member, ...]:
-    if not isinstance(value, list) or len(value) > MAX_RANGES:
-        raise _bad(f"members must be a list of at most {MAX_RANGES}")
-    members = []
-    for entry in value:
-        m = _keys(entry, _MEMBER_KEYS, set(), "a member")
-        members.append(
-            Member(
-                name=m["name"] if isinstance(m["name"], str) else "",
-                sha256=_hex(m["sha256"], "a member's sha256"),
-                size=_int(m["size"], "a member's size", 1, MAX_MEMBER_SIZE),
-                raw_size=_int(m["raw_size"], "a member's raw_size", 0, MAX_RAW_SIZE),
-                records=_int(m["records"], "a member's records", 1, canonical.MAX_INT),
-            )
-        )
-    names = [m.name for m in members]
-    if len(set(names)) != len(names):
-        raise _bad("a member is listed twice")
-    return tuple(members)
-
-
-def _ranges(value: object, members: tuple[Member, ...]) -> tuple[Range, ...]:
-    if not isinstance(value, list) or not value or len(value) > MAX_RANGES:
-        raise _bad(f"ranges must be a list of 1 to {MAX_RANGES}")
-    ranges = []
-    for entry in value:
-        f = _keys(entry, _RANGE_KEYS, set(), "a range")
-        if not isinstance(f["origin"], str):
-            raise _bad("a range's origin must be a site id")
-        try:
-            check_name("site id", f["origin"])
-        except OrchdError as exc:
-            raise _bad(exc.message) from None
-        first = _int(f["from_seq"], "from_seq", 1, canonical.MAX_INT)
-        last = _int(f["to_seq"], "to_seq", first, canonical.MAX_INT)
-        prev = _hex(f["prev_hash"], "prev_hash")
-        if (first == 1) != (prev == ZERO_HASH):
-            raise _bad("prev_hash is 64 zeros exactly when from_seq is 1")
-        if f["member"] != member_name(f["origin"]):
-            raise _bad(f"the member of {f['origin']} must be {member_name(f['origin'])}")
-        ranges.append(
-            Range(
-                origin=f["origin"],
-                from_seq=first,
-                to_seq=last,
-                prev_hash=prev,
-                last_hash=_hex(f["last_hash"], "last_hash"),
-                member=f["member"],
-            )
-        )
-    origins = [r.origin for r in ranges]
-    if origins != sorted(set(origins)):
-        raise _bad("ranges must be sorted by origin, one per origin")
-    if [m.name for m in members] != [r.member for r in ranges]:
-        raise _bad("members must be exactly the ranges' members, in the same order")
-    for r, m in zip(ranges, members, strict=True):
-        if m.records != r.to_seq - r.from_seq + 1:
-            raise _bad(f"member {m.name} must hold {r.to_seq - r.from_seq + 1} records")
-    return tuple(ranges)
-
-
-# --- deciding what an import does -------------------------------------------------------------

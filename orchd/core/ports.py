@@ -14,6 +14,7 @@ from orchd.core.events import Draft, Event
 from orchd.core.metrics import RunTally
 from orchd.core.projection import JobView, RunView
 from orchd.core.site_views import OverrideView, PauseView, RequestView
+from orchd.core.statements import HeadStatement
 from orchd.core.trust import KeyView
 
 
@@ -222,12 +223,25 @@ class TrustQueries(OfSite, Protocol):
 
     def key_events_of_others(self) -> list[Event]: ...
 
+    def own_key_events(self) -> list[Event]:
+        """This site's own ``key.*`` events held, in seq order: what its trust rests on."""
+        ...
+
     def bundle_records(self) -> list[BundleView]:
         """The bundles this site exported and imported, oldest first."""
         ...
 
     def receipts(self) -> dict[str, ReceiptView]:
         """peer -> the newest receipt it recorded for a bundle of this site's."""
+        ...
+
+
+class StatementStore(OfSite, Protocol):
+    """The statements origins signed, kept beside the event log (bundle format 2; never
+    events, never a projection): written in the transaction of an export or an import."""
+
+    def head_statements(self) -> dict[str, HeadStatement]:
+        """origin -> the newest head statement held of it (made here, or accepted)."""
         ...
 
 
@@ -269,5 +283,5 @@ class TrustLog(EventLog, TrustQueries, Protocol):
     """Recording what concerns other sites (a request to a peer, a trust decision)."""
 
 
-class Ledger(EventLog, JobQueries, Retention, Integrity, Protocol):
+class Ledger(EventLog, JobQueries, Retention, Integrity, StatementStore, Protocol):
     """The event log of one site and its projections: every part above."""

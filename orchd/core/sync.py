@@ -70,8 +70,11 @@ def export_starts(
     return starts
 
 
-def export_ranges(heads: Heads, starts: Mapping[str, tuple[int, str]]) -> tuple[Range, ...]:
-    """One range per origin of ``starts``, sorted, up to this site's head of it."""
+def export_ranges(
+    heads: Heads, starts: Mapping[str, tuple[int, str]], version: int = bundle.FORMAT_VERSION
+) -> tuple[Range, ...]:
+    """One range per origin of ``starts``, sorted, up to ``heads`` (this site's head of it; in
+    format 2 its newest head statement of another origin), naming the head statement in format 2."""
     return tuple(
         Range(
             origin=origin,
@@ -80,6 +83,7 @@ def export_ranges(heads: Heads, starts: Mapping[str, tuple[int, str]]) -> tuple[
             prev_hash=before,
             last_hash=heads[origin][1],
             member=bundle.member_name(origin),
+            head=bundle.head_name(origin) if version == bundle.FORMAT_2 else "",
         )
         for origin, (first, before) in sorted(starts.items())
     )
@@ -97,11 +101,12 @@ class Export:
     ranges: tuple[Range, ...]
     previous: str  # the last bundle made for the same recipient, or ""
     rotation: str | None  # the statement vouching for the signing key, if it was rotated
+    format: int = bundle.FORMAT_VERSION  # 2, or 1 for a peer not yet upgraded
 
     def manifest(self, members: tuple[Member, ...]) -> Manifest:
         created_at = timefmt.format_ms(self.now_ms)
         return Manifest(
-            format=bundle.FORMAT_VERSION,
+            format=self.format,
             bundle_id=bundle.bundle_id(self.exporter, self.recipient, created_at, self.ranges),
             exporter=self.exporter,
             recipient=self.recipient,
@@ -163,12 +168,14 @@ def import_records(
 
 
 def trusted_record(rotation: Mapping[str, str], actor: Actor) -> Draft:
-    """``key.trusted`` for the new key of a rotation statement this site followed."""
+    """``key.trusted`` for the new key of a rotation statement this site followed, naming the
+    old key that vouched for it (revoking that key revokes this one with it)."""
     return drafts.key_trusted(
         actor,
         site=rotation["site"],
         key_id=rotation["new_key_id"],
         public_key=rotation["public_key"],
         change="rotation",
+        vouched_by=rotation["old_key_id"],
         reason=f"followed the rotation signed by key {rotation['old_key_id'][:16]}",
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from orchd.core.manifest import DEFAULT_EXPIRY_MS
+from orchd.core.manifest import DEFAULT_EXPIRY_MS, FORMAT_VERSION, FORMATS
 from orchd.core.ports import TrustQueries
 from orchd.errors import BadInput
 
@@ -35,6 +35,15 @@ def expiry_ms(asked: int | None) -> int:
     if not MIN_EXPIRY_MS <= expires <= MAX_EXPIRY_MS:
         raise BadInput(detail="'expires_in_ms' must be from a minute to 999,999 days")
     return expires
+
+
+def bundle_format(asked: int | None) -> int:
+    """The format an export writes: ``asked`` (none: format 2, what this orchd reads best), or
+    1 for a peer not yet upgraded."""
+    version = asked or FORMAT_VERSION
+    if version not in FORMATS:
+        raise BadInput(detail="'format' must be 1 or 2")
+    return version
 
 
 def start(ledger: TrustQueries, recipient: str, *, full: bool) -> Start:

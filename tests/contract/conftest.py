@@ -11,7 +11,8 @@ import pytest
 
 from orchd.adapters.ledger import SqliteLedger
 from orchd.core.events import Actor, Draft, Event
-from orchd.core.ports import JobLog, TrustQueries, VerifyReport
+from orchd.core.ports import JobLog, StatementStore, TrustQueries, VerifyReport
+from orchd.core.statements import HeadStatement
 from orchd.ops import site
 from tests.fakes import CountingEntropy, FakeClock
 from tests.memory_ledger import MemoryLedger
@@ -20,8 +21,12 @@ SITE = "hq"
 ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
 
 
-class ContractLedger(JobLog, TrustQueries, Protocol):
+class ContractLedger(JobLog, TrustQueries, StatementStore, Protocol):
     """What both ledgers implement (and what this suite checks)."""
+
+    def append(
+        self, drafts: Sequence[Draft], *, statements: Sequence[HeadStatement] = ()
+    ) -> list[Event]: ...
 
     def import_events(
         self,
@@ -31,6 +36,7 @@ class ContractLedger(JobLog, TrustQueries, Protocol):
         dry_run: bool = False,
         restoring: bool = False,
         payloads_checked: bool = False,
+        statements: Sequence[HeadStatement] = (),
     ) -> int: ...
 
     def own_event(self, idempotency_key: str) -> Event | None: ...

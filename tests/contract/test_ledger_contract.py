@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from orchd.core import drafts, timefmt
+from orchd.core import drafts, dsse, statements, timefmt
 from orchd.core.events import ZERO_HASH, Draft, Event
+from orchd.core.statements import HeadStatement
 from orchd.errors import BadInput, ChainBroken, MalformedEvent, OrchdError, StateConflict
 from orchd.ops import site
 from tests import builders
@@ -276,19 +277,24 @@ def test_counts_for_status_and_metrics(ledger: ContractLedger, clock: FakeClock)
 
 
 def test_event_tallies_count_this_sites_records_by_error(ledger: ContractLedger) -> None:
-    def denied(n: int, error: str) -> Draft:
-        return Draft(
-            type="api.denied",
-            actor=ACTOR,
-            idempotency_key=f"denied:{n}",
-            payload={"error": error, "action": "submit"},
+    def quarantined(n: int, error: str) -> Draft:
+        return drafts.bundle_quarantined(
+            ACTOR,
+            at=f"2026-01-01T00:00:0{n}.000Z",
+            daemon_pid=1,
+            file=f"{n}.orchkit",
+            problem="bad",
+            error=error,
         )
 
-    ledger.append([denied(1, "ScopeMissing"), denied(2, "ScopeMissing"), denied(3, "Other")])
-    ledger.append([submitted(JOB_A)])
+    ledger.append([quarantined(1, "BundleMalformed"), quarantined(2, "BundleMalformed")])
+    ledger.append([quarantined(3, "UntrustedKey"), submitted(JOB_A)])
 
-    tallies = ledger.event_tallies(["api.denied", "job.submitted", "daemon.started"])
-    assert tallies == {("api.denied", "ScopeMissing"): 2, ("api.denied", "Other"): 1}
+    kinds = ["bundle.quarantined", "job.submitted", "daemon.started"]
+    assert ledger.event_tallies(kinds) == {
+        ("bundle.quarantined", "BundleMalformed"): 2,
+        ("bundle.quarantined", "UntrustedKey"): 1,
+    }
 
 
 def test_requests_this_site_makes_are_not_pending_here(ledger: ContractLedger) -> None:
@@ -420,5 +426,76 @@ def test_nothing_is_pruned_trusted_or_exchanged_at_first(ledger: ContractLedger)
     assert ledger.checkpoints() == {}
     assert ledger.trust_keys() == [] and ledger.trust_key("nope") is None
     assert ledger.bundle_records() == [] and ledger.receipts() == {}
-    assert ledger.key_events_of_others() == []
+    assert ledger.key_events_of_others() == [] and ledger.own_key_events() == []
     assert list(ledger.heads()) == [SITE]
+
+
+def test_this_sites_own_key_events_are_read_in_seq_order(
+    ledger: ContractLedger, clock: FakeClock
+) -> None:
+    """What a revocation reads to find the keys trusted only through rotation statements."""
+    old, new = bytes(range(32)), bytes(range(1, 33))
+    old_id, new_id = dsse.key_id(old), dsse.key_id(new)
+
+    def trusted(key: bytes, change: str, vouched_by: str | None = None) -> Draft:
+        return drafts.key_trusted(
+            ACTOR,
+            site="lab",
+            key_id=dsse.key_id(key),
+            public_key=key.hex(),
+            change=change,
+            vouched_by=vouched_by,
+            reason="r",
+        )
+
+    ledger.append([trusted(old, "c1"), submitted(JOB_A)])
+    ledger.append([trusted(new, "rotation", vouched_by=old_id)])
+    ledger.append([drafts.key_revoked(ACTOR, key_id=new_id, change="c2", reason="stolen")])
+    ledger.import_events([other_site(clock, trusted(new, "theirs"))], lambda: [])
+
+    found = ledger.own_key_events()
+    assert [(e.type, e.payload["key_id"]) for e in found] == [
+        ("key.trusted", old_id),
+        ("key.trusted", new_id),
+        ("key.revoked", new_id),
+    ]
+    assert found[1].payload["vouched_by"] == old_id
+    assert [e.seq for e in found] == sorted(e.seq for e in found)
+    assert {e.origin for e in found} == {SITE}
+
+
+# --- the statement store (bundle format 2) ------------------------------------------------------
+
+
+def head_of(origin: str, seq: int, mark: str) -> HeadStatement:
+    """A head statement (its signature is no concern of the store's)."""
+    return statements.make_head(
+        origin, seq, mark * 64, "1769860800000-000000", key_id="0" * 64, sign=lambda m: bytes(64)
+    )
+
+
+def test_head_statements_are_kept_newest_per_origin_with_the_records_they_go_with(
+    ledger: ContractLedger, clock: FakeClock
+) -> None:
+    assert ledger.head_statements() == {}
+    ledger.append([submitted(JOB_A)], statements=[head_of("branch", 2, "a"), head_of(SITE, 2, "b")])
+    chain_ = other_site(clock, submitted(JOB_B))
+    ledger.import_events([chain_], lambda: [], statements=[head_of("branch", 1, "c")])  # older
+    assert ledger.head_statements() == {
+        "branch": head_of("branch", 2, "a"),
+        SITE: head_of(SITE, 2, "b"),
+    }
+
+    ledger.import_events([], lambda: [], statements=[head_of("branch", 3, "d")], dry_run=True)
+
+    def failing() -> Iterator[list[Event]]:
+        raise BadInput(detail="the bundle ends early")
+        yield []
+
+    with pytest.raises(BadInput):
+        ledger.import_events(failing(), lambda: [], statements=[head_of("x", 1, "e")])
+    assert ledger.head_statements()["branch"].seq == 2 and "x" not in ledger.head_statements()
+
+    ledger.append([], statements=[head_of("branch", 3, "f")])
+    assert ledger.head_statements()["branch"] == head_of("branch", 3, "f")
+    assert ledger.head_statements()["branch"].envelope == head_of("branch", 3, "f").envelope

@@ -104,7 +104,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     hq.ok("bundle", "import", root / "branch.orchkit")
     for source in ("nvd", "ghsa", "vendor-vex"):
         hq.ok("jobs", "submit", "feed-refresh", "--source", source)
-    hq.ok("bundle", "export", "--out", root / "base.orchkit")
+    hq.ok("bundle", "export", "--format", "1", "--out", root / "base.orchkit")  # format 1's attacks
     return World(root, hq, branch, enclave, root / "base.orchkit")
 
 
@@ -465,10 +465,10 @@ CASES = [
          lambda k: with_envelope(k, pretty_envelope)),
     case("envelope-too-large", 55, "member 'manifest.sig' is larger than 65536 bytes",
          lambda k: with_envelope(k, lambda v: b" " * (64 * 1024 + 1))),
-    case("manifest-too-large", 55, "member 'manifest.json' is larger than 1048576 bytes",
-         lambda k: archive([Member("manifest.json", b" " * (1 << 20 | 1)), *parts(k)[1:]])),
+    case("manifest-too-large", 55, "member 'manifest.json' is larger than 2097152 bytes",
+         lambda k: archive([Member("manifest.json", b" " * (2 << 20 | 1)), *parts(k)[1:]])),
     # -- what the manifest says
-    case("format-2", 73, "bundle format 2", manifest_change(lambda m: m.update(format=2))),
+    case("format-3", 73, "bundle format 3", manifest_change(lambda m: m.update(format=3))),
     case("manifest-not-canonical", 55, "manifest: not canonical JSON", pretty_manifest),
     case("bundle-id-wrong", 55, "bundle_id does not match", wrong_bundle_id),
     case("manifest-unknown-key", 55, "the manifest has unknown comment",
@@ -1314,8 +1314,8 @@ def test_events_travel_byte_identical_through_a_relay(
     enclave.ok("keys", "export-public", tmp_path / "enclave.pub")
     relay.ok("keys", "trust", "enclave", tmp_path / "enclave.pub", "--reason", "key ceremony")
     imported(enclave, world.base)
-    enclave.ok("bundle", "export", "--out", tmp_path / "enclave.orchkit")
-    report = imported(relay, tmp_path / "enclave.orchkit")
+    enclave.ok("bundle", "export", "--format", "1", "--out", tmp_path / "enclave.orchkit")
+    report = imported(relay, tmp_path / "enclave.orchkit")  # format 1: the relay's word
     assert set(report["by_origin"]) == {"branch", "enclave", "hq"}
     for origin, exported in (("hq", kit.hq), ("branch", kit.branch)):
         at_hq = world.hq.chain(origin)[: len(exported)]  # hq has recorded its export since
@@ -1486,7 +1486,7 @@ def test_an_export_past_the_signature_envelope_limit_is_refused_before_anything_
     folder.mkdir()
     before = hq.fingerprint()
     for extra in ((), ("--peer", "enclave", "--new-peer")):
-        result = hq("bundle", "export", "--out", folder / "all.orchkit", *extra)
+        result = hq("bundle", "export", "--format", "1", "--out", folder / "all.orchkit", *extra)
         assert result.exit_code == 48, result.stderr
         assert result.stderr.startswith(f"orchd: error: {origins} origins would need a "), (
             result.stderr

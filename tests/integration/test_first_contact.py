@@ -44,7 +44,17 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Sites:
     branch.ok("jobs", "submit", "vex-ingest", "--source", "osv")
     branch.ok("bundle", "export", "--out", root / "branch.orchkit", "--peer", "hq", "--new-peer")
     hq.ok("bundle", "import", root / "branch.orchkit")
-    hq.ok("bundle", "export", "--out", root / "hq.orchkit", "--peer", "enclave", "--new-peer")
+    hq.ok(  # format 1: the enclave knows branch by its events only, on hq's word
+        "bundle",
+        "export",
+        "--format",
+        "1",
+        "--out",
+        root / "hq.orchkit",
+        "--peer",
+        "enclave",
+        "--new-peer",
+    )
     enclave.ok("keys", "trust", "hq", root / "hq.pem", "--reason", "key ceremony")
     enclave.ok("bundle", "import", root / "hq.orchkit")
     return Sites(root, hq, enclave)

@@ -96,7 +96,10 @@ def first(key: str, **changes: object):  # type: ignore[no-untyped-def]
         (lambda v: v | {"ranges": []}, "ranges must be a list of 1 to 1000"),
         (first("ranges", origin=7), "a range's origin must be a site id"),
         (first("ranges", origin="Hq"), "invalid site id 'Hq'"),
-        (first("ranges", member="events/relay.ndjson.zst"), "the member of hq must be events/hq"),
+        (
+            first("ranges", member="events/relay.ndjson.zst"),
+            "the events member of hq must be events/hq",
+        ),
     ],
 )
 def test_a_bad_manifest_is_refused_naming_what_is_wrong(change, message) -> None:  # type: ignore[no-untyped-def]
@@ -112,13 +115,13 @@ def test_a_manifest_must_be_canonical_json() -> None:
 
 
 def test_a_newer_format_is_refused_as_such() -> None:
-    value = manifest(span("hq", 1, 5)).to_json() | {"format": 2}
-    with pytest.raises(BundleRefused, match="format 2"):
+    value = manifest(span("hq", 1, 5)).to_json() | {"format": 3}
+    with pytest.raises(BundleRefused, match="format 3"):
         bundle.parse(canonical.dump(value))
 
 
 def test_a_manifest_larger_than_its_limit_is_refused_unread() -> None:
-    with pytest.raises(BundleMalformed, match="manifest: larger than 1048576 bytes"):
+    with pytest.raises(BundleMalformed, match="manifest: larger than 2097152 bytes"):
         bundle.parse(b" " * (bundle.MAX_MANIFEST + 1))
 
 
@@ -229,7 +232,7 @@ def test_an_envelope_up_to_64_kib_is_signable_and_one_past_it_is_refused(name_ch
     fits = max(
         n
         for n in range(1, 200)
-        if bundle.envelope_size(manifest(*origins(n, name_chars))) <= bundle.MAX_SIGNATURE_FILE
+        if bundle.envelope_size(manifest(*origins(n, name_chars))) <= bundle.MAX_SIGNATURE_FILE_1
     )
     assert 80 <= fits <= 130  # FORMAT.md 3.1 says so
     bundle.check_signable(manifest(*origins(fits, name_chars)))
@@ -449,7 +452,7 @@ def test_an_incremental_export_is_refused_when_nothing_is_left() -> None:
 
 
 def test_the_manifest_of_an_export_holds_its_ranges_up_to_each_head() -> None:
-    ranges = sync.export_ranges(HEADS, {"relay": (1, ZERO_HASH), "hq": (8, H[7])})
+    ranges = sync.export_ranges(HEADS, {"relay": (1, ZERO_HASH), "hq": (8, H[7])}, 1)
     assert ranges == (span("hq", 8, 9), span("relay", 1, 4))
     plan = sync.Export(
         exporter="hq",
@@ -460,6 +463,7 @@ def test_the_manifest_of_an_export_holds_its_ranges_up_to_each_head() -> None:
         ranges=ranges,
         previous="b" * 32,
         rotation=None,
+        format=bundle.FORMAT_1,
     )
     made = plan.manifest(bundle.largest_members(ranges))
     assert (made.kind, made.created_at, made.expires_at, made.previous) == (
@@ -510,7 +514,12 @@ def test_a_followed_rotation_is_recorded_before_the_receipt_and_an_override_with
     )
     assert trusted.type == "key.trusted"
     assert trusted.idempotency_key == f"key.trusted:{'b' * 64}:rotation"
-    assert trusted.payload == {"site": "hq", "key_id": "b" * 64, "public_key": "c" * 64}
+    assert trusted.payload == {
+        "site": "hq",
+        "key_id": "b" * 64,
+        "public_key": "c" * 64,
+        "vouched_by": "a" * 64,  # revoking the old key revokes this one with it
+    }
     assert trusted.reason == f"followed the rotation signed by key {'a' * 16}"
     assert (receipt.reason, receipt.ticket) == ("late", "T-1")
     assert receipt.payload["watermarks"] == {"hq": [2, H[2]]}

@@ -60,7 +60,7 @@ def manifest(
         member=bundle.member_name(exporter),
     )
     return Manifest(
-        format=bundle.FORMAT_VERSION,
+        format=bundle.FORMAT_1,
         bundle_id=bundle.bundle_id(exporter, recipient, created, [r]),
         exporter=exporter,
         recipient=recipient,

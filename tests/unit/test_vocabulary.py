@@ -7,7 +7,7 @@ import pytest
 from sealed import make_id, seal
 from test_drafts import CASES
 
-from orchd.core import projection, vocabulary
+from orchd.core import projection, site_views, vocabulary
 from orchd.errors import MalformedEvent, WrittenByNewer
 
 JOB = make_id(1)
@@ -76,3 +76,13 @@ def test_every_type_of_the_vocabulary_has_a_constructor_case() -> None:
 
 def test_the_vocabulary_is_sorted_as_format_md_lists_it() -> None:
     assert list(vocabulary.VOCABULARY) == sorted(vocabulary.VOCABULARY)
+
+
+def test_a_type_folded_elsewhere_passes_the_readers_check_for_its_own_fold() -> None:
+    assert projection.check_payload(seal("source.paused", {"source": "nvd"})) is None
+
+
+def test_a_fold_of_its_own_still_refuses_a_key_its_shape_lacks() -> None:
+    # a local fold of a pause does not pass through the reader's vocabulary check
+    with pytest.raises(MalformedEvent, match="payload has unknown until"):
+        site_views.apply_pause(seal("source.paused", {"source": "nvd", "until": "x"}), None)

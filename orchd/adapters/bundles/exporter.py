@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchd import crash
-from orchd.core import bundle, dsse, sync
+from orchd.core import bundle, dsse, events, statements, sync
 from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
 from orchd.core.manifest import DEFAULT_EXPIRY_MS
+from orchd.core.statements import HeadStatement
 from orchd.errors import StorageError, UntrustedKey
 
 from .. import archive_writer, keys
@@ -29,6 +30,7 @@ class Exported:
     manifest: Manifest
     size: int
     events: int
+    left_out: tuple[str, ...] = ()  # format 2: origins of which this site holds no head statement
 
 
 def export(
@@ -42,19 +44,75 @@ def export(
     expires_in_ms: int = DEFAULT_EXPIRY_MS,
     since: Mapping[str, tuple[int, str]] | None = None,
     progress: Callable[[str, int], None] = lambda origin, count: None,
+    version: int = bundle.FORMAT_VERSION,
 ) -> Exported:
     """Write a bundle to ``out`` (which must not exist): every event held here, or with
     ``since`` (the recipient's receipt: origin -> (seq, hash) it holds) an incremental one of
-    what comes after, each range continuing from the hash the recipient acknowledged."""
+    what comes after, each range continuing from the hash the recipient acknowledged. In format
+    2 (``version``) each range carries its origin's head statement: this site's own, signed now
+    and kept in its statement store with the export's record; another origin's, the newest held,
+    passed on byte for byte (the range ends there; an origin with none is left out)."""
     _check_own(ledger, key)
-    plan = _plan(ledger, key, recipient, now_ms, expires_in_ms, since)
-    bundle.check_signable(plan.manifest(bundle.largest_members(plan.ranges)))  # before writing
+    held = _heads(ledger, version)
+    plan = _plan(ledger, key, recipient, now_ms, expires_in_ms, since, held, version)
+    if version == bundle.FORMAT_1:  # refused before anything is written
+        bundle.check_signable(plan.manifest(bundle.largest_members(plan.ranges)))
+    heads = _statements(ledger, key, plan.ranges, version)
     with archive_writer.staging_beside(out) as staging:
         members, files = _compress(ledger, plan.ranges, staging, progress)
+        events_count = sum(m.records for m in members)
+        members = [*(_statement_member(s, r) for s, r in heads), *members]
+        files = [*((r.head, s.envelope) for s, r in heads), *files]
         manifest = plan.manifest(tuple(members))
         size = _write(manifest, key, files, staging / "bundle.orchkit", out)
-    ledger.append([sync.exported_record(actor, manifest, sha256=_file_digest(out), size=size)])
-    return Exported(path=out, manifest=manifest, size=size, events=sum(m.records for m in members))
+    own = [s for s, _ in heads if s.origin == ledger.site_id]
+    record = sync.exported_record(actor, manifest, sha256=_file_digest(out), size=size)
+    ledger.append([record], statements=own)
+    left_out = tuple(sorted(set(ledger.heads()) - set(held) - {recipient}))
+    return Exported(path=out, manifest=manifest, size=size, events=events_count, left_out=left_out)
+
+
+def _heads(ledger: SqliteLedger, version: int) -> dict[str, tuple[int, str]]:
+    """How far each origin may be exported: this site's head of it in format 1; in format 2,
+    of another origin, its newest head statement held here (an origin without one is left
+    out: its events came in format 1 bundles, and only ``--format 1`` carries them)."""
+    heads = ledger.heads()
+    if version == bundle.FORMAT_1:
+        return heads
+    held = {o: (s.seq, s.hash) for o, s in ledger.head_statements().items() if o in heads}
+    return held | {ledger.site_id: heads[ledger.site_id]}
+
+
+def _statements(
+    ledger: SqliteLedger, key: keys.SiteKey, ranges: tuple[bundle.Range, ...], version: int
+) -> list[tuple[HeadStatement, bundle.Range]]:
+    """Format 2: each range's head statement, this site's own made now, and its range."""
+    if version == bundle.FORMAT_1:
+        return []
+    held = ledger.head_statements()
+    found = []
+    for r in ranges:
+        if r.origin != ledger.site_id:
+            found.append((held[r.origin], r))
+            continue
+        (body,) = ledger.bodies(r.origin, r.to_seq, r.to_seq)
+        stamp = events.parse(body).hlc
+        own = statements.make_head(
+            r.origin, r.to_seq, r.last_hash, stamp, key_id=key.key_id, sign=key.sign
+        )
+        found.append((own, r))
+    return found
+
+
+def _statement_member(statement: HeadStatement, r: bundle.Range) -> bundle.Member:
+    data = statement.envelope
+    return bundle.Member(
+        name=r.head,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        raw_size=len(data),
+        records=1,
+    )
 
 
 def _check_own(ledger: SqliteLedger, key: keys.SiteKey) -> None:
@@ -74,8 +132,9 @@ def _plan(
     now_ms: int,
     expires_in_ms: int,
     since: Mapping[str, tuple[int, str]] | None,
+    heads: Mapping[str, tuple[int, str]],
+    version: int,
 ) -> sync.Export:
-    heads = ledger.heads()
     kept = ledger.checkpoints()  # pruned: each such origin's events start after its checkpoint
     ours = {} if since is None else ledger.hashes(sync.acknowledged(heads, since))
     starts = sync.export_starts(heads, since, recipient, kept=kept, ours=ours)
@@ -90,9 +149,10 @@ def _plan(
         now_ms=now_ms,
         expires_in_ms=expires_in_ms,
         full=since is None,
-        ranges=sync.export_ranges(heads, starts),
+        ranges=sync.export_ranges(heads, starts, version),
         previous=previous[-1] if previous else "",
         rotation=_rotation_statement(ledger, key),
+        format=version,
     )
 
 
@@ -101,9 +161,10 @@ def _compress(
     ranges: tuple[bundle.Range, ...],
     staging: Path,
     progress: Callable[[str, int], None],
-) -> tuple[list[bundle.Member], list[tuple[str, Path]]]:
+) -> tuple[list[bundle.Member], list[tuple[str, bytes | Path]]]:
     """Each range's events compressed into a staging file: the members and their files."""
-    members, files = [], []
+    members: list[bundle.Member] = []
+    files: list[tuple[str, bytes | Path]] = []
     for index, r in enumerate(ranges):
         made = archive_writer.compress_lines(
             staging / f"{index}.zst",
@@ -129,7 +190,11 @@ def _compress(
 
 
 def _write(
-    manifest: Manifest, key: keys.SiteKey, files: list[tuple[str, Path]], tmp: Path, out: Path
+    manifest: Manifest,
+    key: keys.SiteKey,
+    files: list[tuple[str, bytes | Path]],
+    tmp: Path,
+    out: Path,
 ) -> int:
     """Sign ``manifest``, write the archive to ``tmp`` and publish it as ``out``: its size."""
     manifest_bytes = manifest.encode()

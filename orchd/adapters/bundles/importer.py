@@ -13,19 +13,19 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from orchd import crash
-from orchd.core import bundle, bundle_trust, sync
+from orchd.core import bundle, bundle_trust, statements, sync, timefmt
 from orchd.core.bundle import Manifest, Step
 from orchd.core.events import Actor, Event
 from orchd.errors import BundleMalformed, BundleRefused, BundleStale, MalformedEvent
 
 from .. import archive_reader, bundle_reader, keys
 from ..ledger import SqliteLedger
-from .trust import read_signed, trusted_keys
+from .trust import read_signed, read_statements, trusted_keys
 
 Reader = Callable[
     [BinaryIO, Manifest, Sequence[Step], Mapping[str, str], int, Callable[[], None]],
@@ -75,8 +75,9 @@ def import_bundle(
         _check_size(source, path, max_bytes)
         accepted = _accept(ledger, source, now_ms, skew_ms, allow_expired, restoring)
         manifest = accepted.head.manifest
+        vouched = _vouched_heads(ledger, source, accepted, now_ms)
         heads = ledger.heads()
-        steps = _plan(ledger, manifest, heads)
+        steps = _plan(ledger, manifest, heads, vouched)
         report = Report(manifest=manifest, signer=accepted.signer.key_id, steps=steps)
         read = _reader(manifest, steps, parallel_from)
         hashes = {origin: digest for origin, (_, digest) in heads.items()}
@@ -99,6 +100,7 @@ def import_bundle(
                 ),
                 dry_run=dry_run,
                 payloads_checked=True,  # by the reader: bundle_reader.batches
+                statements=[c.statement for c in vouched.values()],
             )
         except MalformedEvent as exc:  # the fold refused an event the bundle carries
             raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None
@@ -135,16 +137,47 @@ def _check_size(source: BinaryIO, path: Path, max_bytes: int | None) -> None:
         )
 
 
+def _vouched_heads(
+    ledger: SqliteLedger, source: BinaryIO, accepted: bundle_trust.Accepted, now_ms: int
+) -> dict[str, statements.Checked]:
+    """Format 2: every range's head statement, read before anything is decompressed and
+    checked (``core.statements.check_heads``) against the trust store (with the exporter's new
+    key when its manifest's rotation was followed) and what this site holds of each (origin,
+    seq): an event's hash, or a head statement's in its statement store."""
+    manifest = accepted.head.manifest
+    if manifest.format == bundle.FORMAT_1:
+        return {}
+    found = read_statements(source, manifest)
+    parsed = {origin: statements.parse_head(data) for origin, data in found.items()}
+    held = ledger.hashes([(o, s.seq) for o, s in parsed.items()])
+    for origin, kept in ledger.head_statements().items():
+        held.setdefault((origin, kept.seq), kept.hash)
+    return statements.check_heads(
+        manifest.ranges,
+        found,
+        trusted=trusted_keys(ledger) | bundle_trust.reached(accepted.signer, manifest),
+        verify=keys.verify,
+        now=timefmt.format_ms(now_ms),
+        held=held,
+    )
+
+
 def _plan(
-    ledger: SqliteLedger, manifest: Manifest, heads: Mapping[str, tuple[int, str]]
+    ledger: SqliteLedger,
+    manifest: Manifest,
+    heads: Mapping[str, tuple[int, str]],
+    vouched: Mapping[str, statements.Checked],
 ) -> list[Step]:
-    return bundle.plan(
+    steps = bundle.plan(
         manifest,
         local=ledger.site_id,
         heads=heads,
         hash_at=ledger.hashes(bundle.needed_hashes(manifest)),
         pruned={o: seq for o, (seq, _) in ledger.checkpoints().items()},
     )
+    if manifest.format == bundle.FORMAT_1:
+        return steps  # a relayed range rests on the exporter's signature (FORMAT.md 5, step 5)
+    return [replace(s, head_hlc=vouched[s.range.origin].statement.hlc) for s in steps]
 
 
 def _reader(manifest: Manifest, steps: list[Step], parallel_from: int | None) -> Reader:

@@ -15,7 +15,7 @@ from orchd.errors import BundleRefused, BundleStale
 from .. import archive_reader, bundle_reader, keys
 from ..ledger import SqliteLedger
 from .importer import Report, counted, import_bundle
-from .trust import read_head
+from .trust import read_head, read_statements
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,8 @@ def restore(
     with archive_reader.open_bundle(chosen) as source:
         head = read_head(source)
         manifest = head.manifest
+        if manifest.format == bundle.FORMAT_2:
+            read_statements(source, manifest)  # the anchor's signature covers their digests
         steps = bundle.plan(manifest, local="", heads={}, hash_at={})
         report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
         batches = bundle_reader.batches(source, manifest, steps, {}, now_ms + skew_ms)

@@ -9,13 +9,14 @@ Ed25519 (``keys.verify``); ``rotation_statement`` has an old key vouch for a new
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 from typing import BinaryIO
 
 from orchd.core import bundle, bundle_trust, dsse
 from orchd.core.bundle_trust import Head, Signer
 from orchd.core.trust import KeyView
-from orchd.errors import BundleMalformed, SignatureInvalid
+from orchd.errors import BundleMalformed, MemberMismatch, SignatureInvalid, StateConflict
 
 from .. import archive_reader, keys
 from ..ledger import SqliteLedger
@@ -33,7 +34,37 @@ def read_signed(source: BinaryIO) -> tuple[bytes, bytes]:
         raise SignatureInvalid(
             detail="the bundle is not signed: manifest.sig must follow the manifest"
         )
-    return manifest_bytes, archive_reader.read_small(source, second, bundle.MAX_SIGNATURE_FILE)
+    cap = bundle.signature_cap(manifest_bytes)  # format 1's 64 KiB, or format 2's limit
+    return manifest_bytes, archive_reader.read_small(source, second, cap)
+
+
+def read_statements(source: BinaryIO, manifest: bundle.Manifest) -> dict[str, bytes]:
+    """Format 2: each range's head statement member (origin -> its bytes), read as they come
+    right after the signature, each within its limit and with the manifest's sha256, before
+    anything is decompressed. A range naming rotations or a checkpoint is refused here: this
+    orchd cannot apply them yet."""
+    found = {}
+    for r in manifest.ranges:
+        if r.rotations or r.checkpoint:
+            raise StateConflict(
+                detail=f"the range of {r.origin} starts from a checkpoint or carries key "
+                "rotations (format 2): this orchd cannot apply a checkpoint or follow an "
+                "origin's rotations yet; upgrade this site"
+            )
+        member = manifest.member(r.head)
+        entry = archive_reader.next_entry(source)
+        if entry is None or entry.name != r.head:
+            found_name = "the end" if entry is None else repr(entry.name)
+            raise BundleMalformed(detail=f"expected member {r.head!r}, found {found_name}")
+        if entry.size != member.size:
+            raise BundleMalformed(
+                detail=f"member {r.head!r} has {entry.size} bytes, the manifest says {member.size}"
+            )
+        data = archive_reader.read_small(source, entry, bundle.MAX_STATEMENT)
+        if hashlib.sha256(data).hexdigest() != member.sha256:
+            raise MemberMismatch(member=r.head, detail="its sha256 differs from the manifest's")
+        found[r.origin] = data
+    return found
 
 
 def read_head(source: BinaryIO) -> Head:

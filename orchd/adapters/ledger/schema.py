@@ -252,6 +252,19 @@ CREATE TABLE checkpoints (
 ) WITHOUT ROWID;
 """ + "".join(f"CREATE TABLE base_{t} AS SELECT * FROM {t} WHERE 0;\n" for t in PROJECTION_TABLES)
 
+# the statement store (bundle format 2): statements an origin signed (its head), kept byte for
+# byte beside the event log; not a projection (a rebuild keeps it), never an event
+_V13 = """
+CREATE TABLE statements (
+    kind TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    PRIMARY KEY (kind, origin, seq)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -265,6 +278,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("cross-site job requests", _script(_V10)),
     ("events by type, for metrics", _script(_V11)),
     ("retention checkpoints", _script(_V12)),
+    ("the statement store", _script(_V13)),
 )
 
 

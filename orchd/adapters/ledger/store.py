@@ -21,6 +21,7 @@ from pathlib import Path
 from orchd.core import chain, events
 from orchd.core.events import Draft, Event
 from orchd.core.ports import Clock, Entropy
+from orchd.core.statements import HeadStatement
 from orchd.errors import ChainBroken
 
 from . import placement, projector, schema
@@ -31,6 +32,7 @@ from .integrity import TAIL_CHECK, Integrity
 from .placement import check_file, heads_file, put_in_place
 from .queries import JobQueries
 from .retention import Retention
+from .statements import StatementStore
 from .trust_queries import TrustQueries
 
 __all__ = [
@@ -53,7 +55,7 @@ class _KeyRecorded(Exception):
     """An idempotency key of the batch is already in the ledger (internal signal)."""
 
 
-class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention):
+class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStore):
     """The ``Ledger`` port over one SQLite file."""
 
     # --- opening and creating -------------------------------------------------------------
@@ -181,16 +183,24 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention):
 
     # --- writing --------------------------------------------------------------------------
 
-    def append(self, drafts: Sequence[Draft]) -> list[Event]:
+    def append(
+        self, drafts: Sequence[Draft], *, statements: Sequence[HeadStatement] = ()
+    ) -> list[Event]:
+        """``statements``: head statements for the statement store, in the same transaction."""
         try:
-            return self._append(drafts, recorded={})
+            return self._append(drafts, recorded={}, statements=statements)
         except _KeyRecorded:  # rare: look the keys up, then append only what is new
             keys = {draft.idempotency_key for draft in drafts}
             with translated(self.path):
                 recorded = self._recorded(keys)
-            return self._append(drafts, recorded)
+            return self._append(drafts, recorded, statements)
 
-    def _append(self, drafts: Sequence[Draft], recorded: dict[str, Event]) -> list[Event]:
+    def _append(
+        self,
+        drafts: Sequence[Draft],
+        recorded: dict[str, Event],
+        statements: Sequence[HeadStatement] = (),
+    ) -> list[Event]:
         """One transaction: seal what ``recorded`` lacks, insert, project, commit."""
         todo: dict[str, Draft] = {}
         for draft in drafts:
@@ -199,6 +209,7 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention):
         with self._transaction():
             try:
                 fresh = self._record_own(list(todo.values()))
+                self._keep_heads(statements)
             except sqlite3.IntegrityError as exc:
                 if "idempotency_key" in str(exc):
                     raise _KeyRecorded from None
@@ -231,10 +242,11 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention):
         dry_run: bool = False,
         restoring: bool = False,
         payloads_checked: bool = False,
+        statements: Sequence[HeadStatement] = (),
     ) -> int:
         """Record other origins' sealed events and then the drafts ``then()`` gives (once the
-        batches are consumed), all in one transaction. ``dry_run`` does all of it, every check
-        and the projection included, and rolls back.
+        batches are consumed), and keep ``statements``, all in one transaction. ``dry_run``
+        does all of it, every check and the projection included, and rolls back.
 
         ``batches`` may raise while it is consumed: then nothing at all is recorded. Each
         origin's first event must continue its head here (the chain is checked again).
@@ -262,6 +274,7 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention):
                 count += len(batch)
             if drafts := then():
                 self._record_own(drafts)
+            self._keep_heads(statements)
             if dry_run:
                 raise _DryRun
         if not dry_run:

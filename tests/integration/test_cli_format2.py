@@ -1,0 +1,271 @@
+"""Bundle format 2 with the real CLI: three sites a, b, c (c trusts a and b). Each origin vouches
+for its own chain with a head statement; a relay (b) passes a's on byte for byte and cannot
+forge one; format 1 still travels both ways (bundles/FORMAT.md sections 3.3, 5, 6, 9)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+
+from orchd.adapters import keys
+from orchd.adapters.system import SystemClock
+from orchd.core import canonical, drafts, events, hlc, ids, statements
+from orchd.core.events import Actor
+from orchd.ops import site as site_ops
+from tests.bundlekit import Member, Site, archive, members, resign
+
+ACTOR = Actor(uid=1000, user="alice", scopes=("orch:admin",))
+
+
+@dataclass
+class Three:
+    root: Path
+    a: Site
+    b: Site
+    c: Site
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory: pytest.TempPathFactory) -> Three:
+    """a's events reach b; b holds a's head statement; c trusts a and b and holds nothing."""
+    root = tmp_path_factory.mktemp("format2")
+    a, b, c = (Site(root / n) for n in "abc")
+    for name, site in (("a", a), ("b", b), ("c", c)):
+        site.ok("init", "--site-id", name)
+        site.ok("keys", "export-public", root / f"{name}.pem")
+    b.ok("keys", "trust", "a", root / "a.pem", "--reason", "key ceremony")
+    for name in "ab":
+        c.ok("keys", "trust", name, root / f"{name}.pem", "--reason", "key ceremony")
+    a.ok("jobs", "submit", "vex-ingest", "--source", "osv")
+    a.ok("bundle", "export", "--out", root / "a.orchkit")
+    b.ok("bundle", "import", root / "a.orchkit")
+    b.ok("jobs", "submit", "vex-ingest", "--source", "ghsa")
+    b.ok("bundle", "export", "--out", root / "b.orchkit")
+    return Three(root, a, b, c)
+
+
+@pytest.fixture
+def c(three: Three, tmp_path: Path) -> Site:
+    return three.c.copy(tmp_path / "c")
+
+
+def refused(site: Site, path: Path, code: int, text: str) -> None:
+    before = site.fingerprint()
+    for command in (("bundle", "verify"), ("bundle", "import")):
+        result = site(*command, path)
+        assert result.exit_code == code, (command, result.exit_code, result.stderr)
+        assert text in result.stderr, result.stderr
+    assert site.fingerprint() == before, "a refused bundle changes nothing"
+
+
+def write(folder: Path, data: bytes, name: str = "bad.orchkit") -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def head_of(data: bytes, origin: str) -> dict[str, Any]:
+    (found,) = [m for m in members(data) if m.name == f"heads/{origin}.dsse"]
+    payload = statements.parse_head(found.data)
+    return {"seq": payload.seq, "hash": payload.hash, "hlc": payload.hlc, "envelope": found.data}
+
+
+def with_head(data: bytes, key: Any, origin: str, statement: bytes) -> bytes:
+    """``data`` with ``origin``'s head statement replaced, its manifest signed again by ``key``."""
+    name = f"heads/{origin}.dsse"
+
+    def change(value: dict[str, Any]) -> None:
+        for member in value["members"]:
+            if member["name"] == name:
+                member |= {
+                    "sha256": hashlib.sha256(statement).hexdigest(),
+                    "size": len(statement),
+                    "raw_size": len(statement),
+                }
+
+    def stored(parts: list[Member]) -> list[Member]:
+        return [Member(p.name, statement) if p.name == name else p for p in parts]
+
+    return resign(data, key, change, stored=stored)
+
+
+def test_a_relays_honest_copy_of_an_origins_chain_is_accepted_on_the_origins_word(
+    three: Three, c: Site
+) -> None:
+    bundle = (three.root / "b.orchkit").read_bytes()
+    names = [m.name for m in members(bundle)]
+    assert names == [
+        "manifest.json",
+        "manifest.sig",
+        "heads/a.dsse",
+        "heads/b.dsse",
+        "events/a.ndjson.zst",
+        "events/b.ndjson.zst",
+    ]  # every statement before any compressed member
+    relayed = head_of(bundle, "a")
+    assert relayed["envelope"] == head_of((three.root / "a.orchkit").read_bytes(), "a")["envelope"]
+    report = c.json("bundle", "import", three.root / "b.orchkit")
+    assert set(report["by_origin"]) == {"a", "b"}
+    assert c.chain("a") == three.a.chain("a")[: relayed["seq"]]
+    c.ok("bundle", "export", "--out", c.state_dir.parent / "c.orchkit")  # c now relays a and b
+    passed_on = (c.state_dir.parent / "c.orchkit").read_bytes()
+    assert head_of(passed_on, "a")["envelope"] == relayed["envelope"], "byte for byte"
+    assert c.json("ledger", "verify")["ok"] is True
+
+
+def test_a_chain_the_relay_forged_for_another_origin_is_refused(three: Three, c: Site) -> None:
+    bundle = (three.root / "b.orchkit").read_bytes()
+    honest = head_of(bundle, "a")
+    b_key = three.b.key()
+    forged = statements.make_head(  # b vouches for a's chain: it has no key of a's
+        "a", honest["seq"], honest["hash"], honest["hlc"], key_id=b_key.key_id, sign=b_key.sign
+    ).envelope
+    refused(
+        c,
+        write(c.state_dir.parent, with_head(bundle, b_key, "a", forged)),
+        72,
+        "no signature on the head statement of a is by a key this site trusts for it",
+    )
+
+
+def test_a_stale_foreign_or_wrong_head_statement_is_refused(three: Three, c: Site) -> None:
+    bundle = (three.root / "b.orchkit").read_bytes()
+    b_key = three.b.key()
+    old = three.a.chain("a")
+    a_key = three.a.key()
+    honest = head_of(bundle, "a")
+
+    def signed(origin: str, seq: int, digest: str) -> bytes:
+        return statements.make_head(
+            origin, seq, digest, honest["hlc"], key_id=a_key.key_id, sign=a_key.sign
+        ).envelope
+
+    seq = honest["seq"]
+    cases = {
+        "stale": signed("a", seq - 1, old[seq - 2][1]),
+        "foreign": signed("b", seq, honest["hash"]),
+        "not-the-last-hash": signed("a", seq, old[seq - 2][1]),
+    }
+    for name, statement in cases.items():
+        path = write(
+            c.state_dir.parent, with_head(bundle, b_key, "a", statement), f"{name}.orchkit"
+        )
+        refused(c, path, 54, "head statement")
+
+
+def test_a_format_2_bundle_stripped_of_its_statements_is_refused(three: Three, c: Site) -> None:
+    bundle = (three.root / "b.orchkit").read_bytes()
+    kept = [m for m in members(bundle) if not m.name.startswith("heads/")]
+    refused(c, write(c.state_dir.parent, archive(kept)), 55, "expected member 'heads/a.dsse'")
+
+    def drop_heads(value: dict[str, Any]) -> None:
+        for r in value["ranges"]:
+            del r["head"]
+        value["members"] = [m for m in value["members"] if not m["name"].startswith("heads/")]
+
+    stripped = resign(bundle, three.b.key(), drop_heads, stored=lambda parts: parts[2:])
+    refused(c, write(c.state_dir.parent, stripped, "nohead.orchkit"), 55, "a range lacks")
+
+
+def test_two_statements_of_one_origin_for_one_seq_are_a_fork(three: Three, c: Site) -> None:
+    c.ok("bundle", "import", three.root / "b.orchkit")  # c holds a's head statement and events
+    bundle = (three.root / "b.orchkit").read_bytes()
+    honest = head_of(bundle, "a")
+    a_key = three.a.key()
+    other = statements.make_head(  # a signed another history at the same seq
+        "a", honest["seq"], "f" * 64, honest["hlc"], key_id=a_key.key_id, sign=a_key.sign
+    ).envelope
+    refused(
+        c,
+        write(c.state_dir.parent, with_head(bundle, three.b.key(), "a", other)),
+        57,
+        "another hash than this site holds",
+    )
+
+
+def test_format_1_goes_both_ways(three: Three, c: Site, tmp_path: Path) -> None:
+    one = tmp_path / "one.orchkit"
+    three.b.copy(tmp_path / "b").ok("bundle", "export", "--format", "1", "--out", one)
+    value = json.loads(members(one.read_bytes())[0].data)
+    assert value["format"] == 1 and all("member" in r for r in value["ranges"])
+    assert [m.name for m in members(one.read_bytes())][2:] == [
+        "events/a.ndjson.zst",
+        "events/b.ndjson.zst",
+    ]
+    report = c.json("bundle", "import", one)
+    assert set(report["by_origin"]) == {"a", "b"}
+    # a's and b's events came in format 1: c holds no statement of theirs, so format 2 leaves
+    # them out (and says so); format 1 still carries them
+    result = c.ok("bundle", "export", "--out", tmp_path / "two.orchkit")
+    assert "--format 1 carries them): a, b\n" in result.stderr
+    summary = canonical.decode(members((tmp_path / "two.orchkit").read_bytes())[0].data)
+    assert [r["origin"] for r in summary["ranges"]] == ["c"]
+    c.ok("bundle", "export", "--format", "1", "--out", tmp_path / "again.orchkit")
+    again = canonical.decode(members((tmp_path / "again.orchkit").read_bytes())[0].data)
+    assert [r["origin"] for r in again["ranges"]] == ["a", "b", "c"]
+
+
+@pytest.mark.slow
+def test_a_thousand_origins_travel_in_one_format_2_bundle(tmp_path: Path) -> None:
+    """No size wall: a relay (hub) holding 999 other origins, each with its origin's head
+    statement, exports them all in one format 2 bundle, which a site trusting every origin's key
+    imports (format 1 stops at about 80 to 130)."""
+    hub, c = Site(tmp_path / "hub"), Site(tmp_path / "c")
+    hub.ok("init", "--site-id", "hub")
+    c.ok("init", "--site-id", "c")
+    hub.ok("keys", "export-public", tmp_path / "hub.pem")
+    c.ok("keys", "trust", "hub", tmp_path / "hub.pem", "--reason", "key ceremony")
+    now = SystemClock().now_ms()
+    chains, heads, trusted = [], [], []
+    for n in range(999):
+        origin = f"origin-{n:03d}-" + "x" * 40
+        key = keys.SiteKey(SigningKey(hashlib.sha256(origin.encode()).digest()))
+        (event,) = events.seal_batch(
+            [site_ops.initialized(origin, ACTOR, "test")],
+            origin=origin,
+            after=(0, events.ZERO_HASH),
+            clock=hlc.ZERO,
+            now_ms=now,
+            entropy=os.urandom(ids.ENTROPY_BYTES),
+        )
+        chains.append(event)
+        heads.append(
+            statements.make_head(origin, 1, event.hash, event.hlc, key_id=key.key_id, sign=key.sign)
+        )
+        trusted.append(
+            drafts.key_trusted(
+                ACTOR,
+                site=origin,
+                key_id=key.key_id,
+                public_key=key.public_key.hex(),
+                change="CHG-1",
+                reason="key ceremony",
+            )
+        )
+    ledger = hub.ledger()
+    try:
+        ledger.import_events([chains], lambda: [], statements=heads)
+    finally:
+        ledger.close()
+    ledger = c.ledger()
+    try:
+        ledger.append(trusted)
+    finally:
+        ledger.close()
+
+    hub.ok("bundle", "export", "--out", tmp_path / "all.orchkit")
+    data = (tmp_path / "all.orchkit").read_bytes()
+    assert len(json.loads(members(data)[0].data)["ranges"]) == 1000
+    assert len(members(data)[1].data) > 64 * 1024  # past format 1's envelope
+    report = c.json("bundle", "import", tmp_path / "all.orchkit")
+    assert report["events"] >= 999 + 2 and len(report["by_origin"]) == 1000
+    assert len(c.json("ledger", "verify")["origins"]) == 1001
+    result = hub("bundle", "export", "--format", "1", "--out", tmp_path / "one.orchkit")
+    assert result.exit_code == 48 and "format 1 allows 65536" in result.stderr
