@@ -16,7 +16,7 @@ help:
 	@echo "make lint   - ruff, mypy (strict), import-linter, generated docs, the systemd unit"
 	@echo "make check  - lint + test (what CI runs)"
 	@echo "make bench  - benchmarks; results go to docs/BENCHMARKS.md"
-	@echo "make fuzz   - fuzz bundles, spool requests, policies and API requests (SECONDS=N each)"
+	@echo "make fuzz   - fuzz bundles, spool requests, policies, API requests, the 4-site sync (SECONDS=N each)"
 	@echo "make reliability - run the fault and fuzz tests; write docs/RELIABILITY.md"
 	@echo "make wheelhouse - the offline installation archive ($(WHEELHOUSE))"
 	@echo "make wheelhouse-check - install that archive with no network and run a smoke job"
@@ -52,6 +52,7 @@ check: lint test
 SECONDS ?= 60
 fuzz: $(STAMP)
 	ORCHD_FUZZ_SECONDS=$(SECONDS) $(BIN)/python -m pytest tests/fuzz
+	ORCHD_FUZZ_SECONDS=$(SECONDS) $(BIN)/python -m pytest tests/integration/test_sync_simulation.py -k fuzzed
 
 reliability: $(STAMP)
 	ORCHD_RELIABILITY=docs/RELIABILITY.md $(BIN)/python -m pytest tests/faults tests/fuzz

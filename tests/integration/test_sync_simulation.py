@@ -1,15 +1,25 @@
 """Sites exchanging bundles over a hostile courier, on the real ledger and bundle code.
 
-Each round one thing happens at random (seeded; the seed is printed): a site records a job or a
-quota override, exports a bundle for a peer (incremental after the peer's receipt, sometimes
-``full``, sometimes for any site), or the courier delivers one bundle in flight to its site. The
-courier loses bundles, delivers some twice, and delivers them in any order. Checked every round:
-every site's copy of every origin is a prefix of that origin's own chain (nothing lost, nothing
-duplicated, no fork); an import that is refused leaves the ledger exactly as it was. Checked at
-the end, after a full exchange: every ledger verifies, every site holds every origin's events
-byte for byte, and every site has the same quota overrides.
+Sites exchange bundles only along the edges of a topology: every pair of two or three sites, or
+four sites where one (``outpost``) exchanges bundles with ``branch`` alone, so the events of
+``hq`` and ``enclave`` reach it only relayed by ``branch`` (and its own reach them the same way).
+Bundles are format 2 (the default): each range carries its origin's head statement, and every
+site trusts every other site's key, so a relayed range is accepted on its origin's statement.
 
-ORCHD_SIM_SEED replays a run; ORCHD_SIM_LONG=1 adds a run of 2,000 rounds.
+Each round one thing happens at random (seeded; the seed is printed): a site records a job or a
+quota override, exports a bundle for a neighbour (incremental after the neighbour's receipt,
+now and then after another peer's, so that some bundles leave a gap; sometimes ``full``;
+sometimes for any site, then carried to every neighbour), or the courier delivers one bundle in
+flight to its site. The courier loses bundles, delivers some twice, and delivers them in any
+order. Checked every round: every site's copy of every origin is a prefix
+of that origin's own chain (nothing lost, nothing duplicated, no fork), and every head statement
+a site holds is its origin's own (seq, hash); an import that is refused leaves the ledger exactly
+as it was. Checked at the end, after full exchanges along the edges until every site holds what
+every origin had recorded: every ledger verifies, every site holds every origin's events byte
+for byte, and every site has the same jobs and quota overrides.
+
+ORCHD_SIM_SEED replays a run; ORCHD_SIM_LONG=1 adds runs of 2,000 rounds; ORCHD_FUZZ_SECONDS=N
+runs the four-site relay again and again with fresh seeds for N seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import contextlib
 import json
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +50,18 @@ from tests.builders import submitted
 ADMIN = Actor(uid=0, user="root", scopes=("orch:admin", "orch:bundle", "orch:quota"))
 POLICY = Policy(sources={"nvd": Source(name="nvd")})  # what the overrides name
 REFUSALS_EXPECTED = (ChainGap, BundleStale)  # a courier's losses and repeats, nothing else
+ROUNDS_RELAY = 400  # the four-site run of make test (2 to 8 s on a busy 2-core machine)
+FUZZ_SECONDS = float(os.environ.get("ORCHD_FUZZ_SECONDS", "0"))
+
+Edges = tuple[tuple[str, str], ...]
+
+
+def complete(names: list[str]) -> Edges:
+    return tuple((a, b) for i, a in enumerate(names) for b in names[i + 1 :])
+
+
+# outpost <-> branch only: hq's and enclave's events reach it relayed by branch, and back
+RELAY = (("hq", "enclave"), ("hq", "branch"), ("enclave", "branch"), ("branch", "outpost"))
 
 
 @dataclass
@@ -46,6 +69,7 @@ class Node:
     name: str
     ledger: SqliteLedger
     key: keys.SiteKey
+    neighbours: list[str]
     made: int = 0
 
 
@@ -56,7 +80,7 @@ class World:
     nodes: dict[str, Node]
     clock: SystemClock = field(default_factory=SystemClock)
     entropy: OsEntropy = field(default_factory=OsEntropy)
-    flight: list[tuple[str, Path]] = field(default_factory=list)  # (recipient site, bundle)
+    flight: list[tuple[str, str, Path]] = field(default_factory=list)  # (exporter, to, bundle)
     exports: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
@@ -64,8 +88,9 @@ class World:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
-def make_world(root: Path, names: list[str], seed: int) -> World:
+def make_world(root: Path, edges: Edges, seed: int) -> World:
     clock, entropy = SystemClock(), OsEntropy()
+    names = sorted({name for edge in edges for name in edge})
     nodes = {}
     for name in names:
         key = keys.generate()
@@ -78,9 +103,10 @@ def make_world(root: Path, names: list[str], seed: int) -> World:
             first,
             also=[drafts.key_created(ADMIN, public_key=key.public_key)],
         )
-        nodes[name] = Node(name, ledger, key)
+        neighbours = sorted({b for a, b in edges if a == name} | {a for a, b in edges if b == name})
+        nodes[name] = Node(name, ledger, key, neighbours)
     for node in nodes.values():
-        for peer in nodes.values():
+        for peer in nodes.values():  # every site, neighbour or not: relayed ranges need it
             if peer is not node:
                 public = peer.key.public_key
                 key_ops.trust(
@@ -125,9 +151,11 @@ def override(world: World, node: Node) -> None:
 
 
 def export(world: World, node: Node) -> None:
-    peers = [n for n in world.nodes if n != node.name]
-    recipient = world.rng.choice([*peers, bundle_core.ANY_SITE])
-    receipt = node.ledger.receipts().get(recipient)
+    recipient = world.rng.choice([*node.neighbours, bundle_core.ANY_SITE])
+    receipts = node.ledger.receipts()
+    receipt = receipts.get(recipient)
+    if receipts and world.rng.random() < 0.1:  # a mistaken operator: another peer's receipt
+        receipt = receipts[world.rng.choice(sorted(receipts))]
     since = None
     if receipt is not None and world.rng.random() < 0.8:
         since = {o: (m[0], m[1]) for o, m in json.loads(receipt.watermarks).items()}
@@ -147,7 +175,7 @@ def export(world: World, node: Node) -> None:
         assert "nothing to send" in exc.message, exc.message
         world.note("nothing to send")
         return
-    targets = peers if recipient == bundle_core.ANY_SITE else [recipient]
+    targets = node.neighbours if recipient == bundle_core.ANY_SITE else [recipient]
     for target in targets:
         fate = world.rng.random()
         if fate < 0.15:
@@ -155,11 +183,12 @@ def export(world: World, node: Node) -> None:
             continue
         copies = 2 if fate > 0.9 else 1
         for _ in range(copies):
-            world.flight.insert(world.rng.randint(0, len(world.flight)), (target, out))
+            at = world.rng.randint(0, len(world.flight))
+            world.flight.insert(at, (node.name, target, out))
 
 
 def deliver(world: World) -> None:
-    target, path = world.flight.pop(world.rng.randrange(len(world.flight)))
+    exporter, target, path = world.flight.pop(world.rng.randrange(len(world.flight)))
     node = world.nodes[target]
     before = _state(node.ledger)
     try:
@@ -169,29 +198,49 @@ def deliver(world: World) -> None:
         assert _state(node.ledger) == before, f"a refused import changed {target}"
         return
     world.note("already" if report.already else "imported")
+    for origin, (seq, _) in node.ledger.heads().items():
+        if origin not in (exporter, target) and seq > before[0].get(origin, (0, ""))[0]:
+            world.note("relayed")  # another origin's events, on its own statement
+            world.note(f"relayed to {target}")
 
 
-def _state(ledger: SqliteLedger) -> tuple[object, ...]:
+def _state(ledger: SqliteLedger) -> tuple[dict[str, tuple[int, str]], object, int]:
     return (ledger.heads(), ledger.overrides(), len(ledger.bundle_records()))
 
 
 def check_prefixes(world: World) -> None:
-    """Every copy of an origin is a prefix of the origin's own chain."""
+    """Every copy of an origin is a prefix of the origin's own chain, and every head statement
+    held of an origin names a (seq, hash) of the origin's own chain that the copy holds."""
     for node in world.nodes.values():
-        for origin, (seq, digest) in node.ledger.heads().items():
+        heads = node.ledger.heads()
+        for origin, (seq, digest) in heads.items():
             owner = world.nodes[origin].ledger
             assert owner.hashes([(origin, seq)]) == {(origin, seq): digest}, (node.name, origin)
+        held = node.ledger.head_statements()
+        others = {origin for origin in heads if origin != node.name}
+        assert others <= set(held), (node.name, others - set(held))  # all came in format 2
+        for origin, statement in held.items():
+            owner = world.nodes[origin].ledger
+            where = (node.name, origin, statement.seq)
+            if origin == node.name:
+                assert statement.seq <= heads[origin][0], where
+            else:  # every range ends at its origin's statement, so the copy ends there too
+                assert statement.seq == heads[origin][0], where
+            assert owner.hashes([(origin, statement.seq)]) == {
+                (origin, statement.seq): statement.hash
+            }, where
 
 
-def full_exchange(world: World) -> dict[str, dict[str, tuple[int, str]]]:
-    """Every site sends everything to every other, twice over; what each held when it last
-    exported (each import records an event, so no final state is ever the same everywhere)."""
-    sent: dict[str, dict[str, tuple[int, str]]] = {}
-    for _ in range(2):
+def full_exchange(world: World) -> int:
+    """Every site sends everything to each neighbour, pass after pass, until every site holds
+    every origin as far as it had recorded before (each import records an event, so no final
+    state is ever the same everywhere); the number of passes it took."""
+    wanted = {name: node.ledger.heads()[name][0] for name, node in world.nodes.items()}
+    limit = len(world.nodes) + 1  # a relay takes one pass a hop at worst
+    for passes in range(1, limit + 1):
         for node in world.nodes.values():
             world.exports += 1
             out = world.root / f"full{world.exports}.orchkit"
-            sent[node.name] = node.ledger.heads()
             bundles.export(
                 node.ledger,
                 node.key,
@@ -200,15 +249,29 @@ def full_exchange(world: World) -> dict[str, dict[str, tuple[int, str]]]:
                 recipient=bundle_core.ANY_SITE,
                 now_ms=world.clock.now_ms(),
             )
-            for peer in world.nodes.values():
-                if peer is not node:
-                    with contextlib.suppress(BundleStale):  # it holds all of it already
-                        bundles.import_bundle(peer.ledger, out, ADMIN, now_ms=world.clock.now_ms())
-    return sent
+            for name in node.neighbours:
+                with contextlib.suppress(BundleStale):  # it holds all of it already
+                    bundles.import_bundle(
+                        world.nodes[name].ledger, out, ADMIN, now_ms=world.clock.now_ms()
+                    )
+        lacking = {
+            (node.name, origin): (node.ledger.heads().get(origin, (0, ""))[0], seq)
+            for node in world.nodes.values()
+            for origin, seq in wanted.items()
+            if node.ledger.heads().get(origin, (0, ""))[0] < seq
+        }
+        if not lacking:
+            return passes
+    raise AssertionError(f"after {limit} passes, (site, origin): (held, recorded) {lacking}")
 
 
-def simulate(root: Path, names: list[str], rounds: int, seed: int) -> World:
-    world = make_world(root, names, seed)
+def _jobs(ledger: SqliteLedger) -> list[object]:
+    return sorted(ledger.jobs(state=None, source=None))
+
+
+def simulate(root: Path, edges: Edges, rounds: int, seed: int) -> World:
+    world = make_world(root, edges, seed)
+    names = list(world.nodes)
     try:
         for _ in range(rounds):
             node = world.nodes[world.rng.choice(names)]
@@ -222,18 +285,16 @@ def simulate(root: Path, names: list[str], rounds: int, seed: int) -> World:
             else:
                 deliver(world)
             check_prefixes(world)
-        sent = full_exchange(world)
+        world.note(f"final passes {full_exchange(world)}")
+        check_prefixes(world)  # so every copy is byte for byte the origin's own events
+        first = world.nodes[names[0]].ledger
         for node in world.nodes.values():
             assert node.ledger.verify().events > 0
-            held = node.ledger.heads()
-            for heads in sent.values():
-                for origin, (seq, _) in heads.items():
-                    if origin != node.name:  # a site's own chain is never taken from a peer
-                        assert held[origin][0] >= seq, f"{node.name} lacks {origin} up to {seq}"
-        check_prefixes(world)  # so every copy is byte for byte the origin's own events
-        first = world.nodes[names[0]].ledger.overrides()
-        for node in world.nodes.values():
-            assert node.ledger.overrides() == first, f"{node.name}'s quota overrides differ"
+            assert node.ledger.overrides() == first.overrides(), f"{node.name}'s overrides differ"
+            assert _jobs(node.ledger) == _jobs(first), f"{node.name}'s jobs differ"
+            exporters = {r.site for r in node.ledger.bundle_records() if r.direction == "import"}
+            assert exporters <= set(node.neighbours), (node.name, exporters)
+        assert len(_jobs(first)) == sum(node.made for node in world.nodes.values())
         return world
     finally:
         for node in world.nodes.values():
@@ -246,18 +307,49 @@ def _seed() -> int:
     return seed
 
 
-@pytest.mark.parametrize("names", [["hq", "enclave"], ["hq", "enclave", "branch"]])
-def test_sites_exchanging_bundles_lose_and_duplicate_nothing(tmp_path: Path, names) -> None:
-    world = simulate(tmp_path, names, rounds=200, seed=_seed())
+@pytest.mark.parametrize(
+    "edges",
+    [complete(["hq", "enclave"]), complete(["hq", "enclave", "branch"])],
+    ids=["two", "three"],
+)
+def test_sites_exchanging_bundles_lose_and_duplicate_nothing(tmp_path: Path, edges) -> None:
+    world = simulate(tmp_path, edges, rounds=200, seed=_seed())
 
     print(world.outcomes)
     assert world.outcomes.get("imported", 0) > 10  # the run did exchange things
     assert world.outcomes.get("lost", 0) > 0 and world.outcomes.get("already", 0) > 0
 
 
+def test_four_sites_with_a_relay_converge(tmp_path: Path) -> None:
+    """outpost holds hq's and enclave's events only as branch relays them, on their statements."""
+    world = simulate(tmp_path, RELAY, rounds=ROUNDS_RELAY, seed=_seed())
+
+    print(world.outcomes)
+    assert world.outcomes.get("imported", 0) > 10
+    assert world.outcomes.get("lost", 0) > 0 and world.outcomes.get("already", 0) > 0
+    assert world.outcomes.get("relayed to outpost", 0) > 0  # during the run, not only at the end
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
-    os.environ.get("ORCHD_SIM_LONG") != "1", reason="a long run: ORCHD_SIM_LONG=1 (about a minute)"
+    os.environ.get("ORCHD_SIM_LONG") != "1", reason="a long run: ORCHD_SIM_LONG=1 (a minute or two)"
 )
-def test_a_long_run_of_three_sites(tmp_path: Path) -> None:
-    simulate(tmp_path, ["hq", "enclave", "branch"], rounds=2000, seed=_seed())
+@pytest.mark.parametrize(
+    "edges", [complete(["hq", "enclave", "branch"]), RELAY], ids=["three", "relay"]
+)
+def test_a_long_run(tmp_path: Path, edges) -> None:
+    simulate(tmp_path, edges, rounds=2000, seed=_seed())
+
+
+@pytest.mark.skipif(not FUZZ_SECONDS, reason="make fuzz: ORCHD_FUZZ_SECONDS=N")
+def test_four_sites_with_a_relay_fuzzed(tmp_path: Path) -> None:
+    """The relay run again and again, each with a fresh seed (printed), for the budget."""
+    deadline = time.monotonic() + FUZZ_SECONDS
+    runs = 0
+    while runs == 0 or time.monotonic() < deadline:
+        runs += 1
+        seed = random.SystemRandom().randrange(2**32)
+        print(f"run {runs}: simulation seed {seed} (set ORCHD_SIM_SEED to replay)")
+        root = tmp_path / str(runs)
+        root.mkdir()
+        simulate(root, RELAY, rounds=ROUNDS_RELAY, seed=seed)
