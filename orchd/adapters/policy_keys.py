@@ -233,8 +233,8 @@ TICKET_KEYS = {
         "the operators' changes that need --ticket, from this fixed list: "
         + ", ".join(model.CHANGES)
         + " (jobs cancel, replay, sources pause and resume, quota set and reset, backfill, keys "
-        "trust, revoke and rotate); quota must be listed. Every one of them needs --reason, "
-        "and any may carry a ticket",
+        "trust, revoke and rotate, bundle import --vouched-by-relay); quota must be listed. "
+        "Every one of them needs --reason, and any may carry a ticket",
         required=True,
     ),
 }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,7 +202,9 @@ def export_bundle(
     )
 
 
-def verify_bundle(call: Request, path: Path) -> bundles.Report:
+def verify_bundle(
+    call: Request, path: Path, vouched_by_relay: Sequence[str] = ()
+) -> bundles.Report:
     """Check the bundle at ``path`` as an import would; writes nothing."""
     site = call.site
     return bundles.verify(
@@ -212,7 +214,14 @@ def verify_bundle(call: Request, path: Path) -> bundles.Report:
         skew_ms=call.settings.clock_skew_s * 1000,
         max_bytes=call.settings.bundle_max_bytes,
         progress=call.progress,
+        vouched_by_relay=vouched_by_relay,
     )
+
+
+def relay_only(call: Request) -> dict[str, tuple[int, str]]:
+    """origin -> (seq, bundle): what this site holds of an origin on a relay's word alone."""
+    site = call.site
+    return bundles.relay_only(site.ledger, site.clock.now_ms())
 
 
 def import_bundle(
@@ -223,6 +232,7 @@ def import_bundle(
     allow_expired: bool,
     reason: str | None,
     ticket: str | None,
+    vouched_by_relay: Sequence[str] = (),
 ) -> bundles.Report:
     """Import the bundle at ``path``, all or nothing (``dry_run``: write nothing)."""
     site = call.site
@@ -238,4 +248,5 @@ def import_bundle(
         ticket=ticket,
         max_bytes=call.settings.bundle_max_bytes,
         progress=call.progress,
+        vouched_by_relay=vouched_by_relay,
     )

@@ -12,14 +12,13 @@ import click
 from orchd.core.bundle import ANY_SITE
 from orchd.core.bundle_trust import Head
 from orchd.core.names import check_name, check_text
+from orchd.core.policy import check_change
 from orchd.errors import InternalError, InvalidName, StorageError
 from orchd.ops import bundles as bundle_ops
 from orchd.ops import peers
-from orchd.ops import requests as request_ops
 
 from . import cli
 from .actions import (
-    BundleReport,
     Request,
     action,
     export_bundle,
@@ -32,6 +31,7 @@ from .actions import (
     text,
     verify_bundle,
 )
+from .bundle_report import answer_requests, report_json, say, vouched_origins
 from .context import Config
 from .keys import site_key
 from .output import emit_json
@@ -232,66 +232,27 @@ def inspect(file: Path, as_json: bool) -> None:
         )
 
 
-def _report_json(report: BundleReport) -> dict[str, Any]:
-    return {
-        "bundle_id": report.manifest.bundle_id,
-        "exporter": report.manifest.exporter,
-        "signer": report.signer,
-        "already_applied": report.already,
-        "events": report.applied,
-        "by_origin": dict(sorted(report.by_origin.items())),
-        "by_type": dict(sorted(report.by_type.items())),
-        "ranges": {
-            s.range.origin: {
-                "action": s.action,
-                "from_seq": s.after_seq + 1,
-                "to_seq": s.range.to_seq,
-            }
-            for s in report.steps
-        },
-        "warnings": report.warnings,
-    }
-
-
-def _say(report: dict[str, Any], verb: str) -> None:
-    if report["already_applied"]:
-        click.echo(f"bundle {report['bundle_id']} was imported before: nothing to do", err=True)
-        return
-    for origin, step in report["ranges"].items():
-        if step["action"] == "apply":
-            click.echo(f"  {origin}: seq {step['from_seq']}..{step['to_seq']}", err=True)
-        else:
-            click.echo(f"  {origin}: held already", err=True)
-    for event_type, count in sorted(report["by_type"].items()):
-        click.echo(f"  {count:>8} {event_type}", err=True)
-    for warning in report["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
-    for a in report.get("answered", []):
-        said = f"job {a['job_id']}" if a["outcome"] == "accepted" else a["reason"]
-        click.echo(
-            f"  request {a['request_id']} from {a['from']} ({a['job_type']}): "
-            f"{a['outcome']}, {said}",
-            err=True,
-        )
-    click.echo(
-        f"{verb} {report['events']} events from {report['exporter']} "
-        f"(bundle {report['bundle_id']})",
-        err=True,
-    )
-
-
 @bundle_.command()
 @click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--vouched-by-relay",
+    "vouched",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Take ORIGIN's events on the exporter's word alone, where this site trusts no key of "
+    "ORIGIN (repeatable; audited: --reason, --ticket per policy). They are shown as vouched by "
+    "the relay only until ORIGIN's own signed head covers them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what an import would do as JSON.")
 @click.pass_obj
-def verify(config: Config, file: Path, as_json: bool) -> None:
+def verify(config: Config, file: Path, vouched: tuple[str, ...], as_json: bool) -> None:
     """Check FILE as an import would (signature, trust, chains); exit 0 only if it would be
     accepted here. Writes nothing."""
-    report = perform(config, "bundle.verify", {}, upload=file)
+    report = perform(config, "bundle.verify", {"vouched_by_relay": list(vouched)}, upload=file)
     if as_json:
         emit_json(report)
     else:
-        _say(report, "would import")
+        say(report, "would import")
 
 
 @action(
@@ -303,15 +264,28 @@ def verify(config: Config, file: Path, as_json: bool) -> None:
 def _verify(call: Request) -> dict[str, Any]:
     if call.upload is None:
         raise InternalError(detail="a verify reads the caller's upload: none was given")
-    return _report_json(verify_bundle(call, call.upload))
+    return report_json(verify_bundle(call, call.upload, vouched_origins(call.body)))
 
 
 @bundle_.command(name="import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Check everything and say what would change.")
 @click.option("--allow-expired", is_flag=True, help="Import a bundle past its expiry (audited).")
-@click.option("--reason", help="Why an expired bundle is imported (with --allow-expired).")
-@click.option("--ticket", help="Change ticket (with --allow-expired).")
+@click.option(
+    "--vouched-by-relay",
+    "vouched",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Take ORIGIN's events on the exporter's word alone, where this site trusts no key of "
+    "ORIGIN (repeatable; audited: --reason, --ticket per policy). They are shown as vouched by "
+    "the relay only until ORIGIN's own signed head covers them.",
+)
+@click.option(
+    "--reason", help="Why (with --allow-expired or --vouched-by-relay; kept in the audit log)."
+)
+@click.option(
+    "--ticket", help="Change ticket (with --allow-expired; per policy with --vouched-by-relay)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @click.pass_obj
 def import_(
@@ -319,6 +293,7 @@ def import_(
     file: Path,
     dry_run: bool,
     allow_expired: bool,
+    vouched: tuple[str, ...],
     reason: str | None,
     ticket: str | None,
     as_json: bool,
@@ -326,12 +301,20 @@ def import_(
     """Import FILE: every event or none, after every check."""
     if allow_expired and (reason is None or ticket is None):
         raise click.UsageError("--allow-expired needs --reason and --ticket")
-    body = {"dry_run": dry_run, "allow_expired": allow_expired, "reason": reason, "ticket": ticket}
+    if vouched and reason is None and not dry_run:
+        raise click.UsageError("--vouched-by-relay needs --reason (it is audited)")
+    body = {
+        "dry_run": dry_run,
+        "allow_expired": allow_expired,
+        "reason": reason,
+        "ticket": ticket,
+        "vouched_by_relay": list(vouched),
+    }
     report = perform(config, "bundle.import", body, upload=file)
     if as_json:
         emit_json(report)
     else:
-        _say(report, "would import" if dry_run else "imported")
+        say(report, "would import" if dry_run else "imported")
 
 
 @action(
@@ -345,10 +328,13 @@ def _import(call: Request) -> dict[str, Any]:
         raise InternalError(detail="an import reads the caller's upload: none was given")
     body = call.body
     allow_expired, reason, ticket = flag(body, "allow_expired"), text(body, "reason"), None
+    dry_run, vouched = flag(body, "dry_run"), vouched_origins(body)
     if allow_expired:
         check_text("reason", reason or "")
         ticket = check_name("ticket", text(body, "ticket") or "")
-    dry_run = flag(body, "dry_run")
+    if vouched and not dry_run:
+        ticket = ticket or text(body, "ticket")
+        check_change(call.policy(), "vouch", reason, ticket)
     report = import_bundle(
         call,
         call.upload,
@@ -356,27 +342,7 @@ def _import(call: Request) -> dict[str, Any]:
         allow_expired=allow_expired,
         reason=reason,
         ticket=ticket,
+        vouched_by_relay=vouched,
     )
     answered = [] if dry_run else answer_requests(call)
-    return {**_report_json(report), "dry_run": dry_run, "answered": answered}
-
-
-def answer_requests(call: Request) -> list[dict[str, Any]]:
-    """Answer the requests for this site the import brought (see ops/requests.py)."""
-    site = call.site
-    if not site.ledger.pending_requests():
-        return []
-    answers = request_ops.answer_pending(
-        site.ledger, site.clock, site.entropy, call.actor, call.policy()
-    )
-    return [
-        {
-            "request_id": a.request.request_id,
-            "from": a.request.origin,
-            "job_type": a.request.job_type,
-            "outcome": a.outcome,
-            "job_id": a.job_id,
-            "reason": a.reason,
-        }
-        for a in answers
-    ]
+    return {**report_json(report), "dry_run": dry_run, "answered": answered}

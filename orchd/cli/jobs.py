@@ -14,7 +14,7 @@ from orchd.ops import jobs as job_ops
 from orchd.ops import requests as request_ops
 
 from . import cli
-from .actions import Request, action, flag, number, params, perform, text
+from .actions import Request, action, flag, number, params, perform, relay_only, text
 from .changes import audited, unchanged
 from .context import Config, config_of
 from .output import emit_json, event_json, job_json, run_json, table
@@ -243,6 +243,13 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
             json.dumps(value, separators=(",", ":"), sort_keys=True) if name == "params" else value
         )
         click.echo(f"{name + ':':14} {shown if value is not None else '-'}")
+    vouch = detail.get("relay_only")
+    if vouch:
+        click.echo(
+            f"{'vouched:':14} by the relay only (bundle {vouch['bundle_id']}): {vouch['origin']}'s "
+            f"events up to seq {vouch['seq']} are not signed by a key of {vouch['origin']} "
+            "this site trusts"
+        )
     click.echo("\nruns:")
     table(
         ("RUN", "ATTEMPT", "STATE", "STARTED", "ENDED", "EXIT"),
@@ -272,11 +279,22 @@ def _show(call: Request) -> dict[str, Any]:
         detail = job_ops.show(call.site.ledger, ident)
     except JobNotFound:
         return _show_request(call, ident)
-    return {
+    shown = {
         "job": job_json(detail.job),
         "runs": [run_json(r) for r in detail.runs],
         "events": [event_json(e) for e in detail.history],
     }
+    vouched = _relay_only(call, detail.job.origin, [e.seq for e in detail.history])
+    return shown if vouched is None else {**shown, "relay_only": vouched}
+
+
+def _relay_only(call: Request, origin: str, seqs: list[int]) -> dict[str, Any] | None:
+    """When events of the job are held on a relay's word alone (--vouched-by-relay): up to
+    which seq of its origin, and the bundle that brought them."""
+    mark = relay_only(call).get(origin)
+    if mark is None or min(seqs, default=mark[0] + 1) > mark[0]:
+        return None
+    return {"origin": origin, "seq": mark[0], "bundle_id": mark[1]}
 
 
 def _show_request(call: Request, ident: str) -> dict[str, Any]:

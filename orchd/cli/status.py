@@ -11,7 +11,7 @@ import click
 from orchd.ops import status as status_ops
 
 from . import cli
-from .actions import Request, action, flag, perform, text
+from .actions import Request, action, flag, perform, relay_only, text
 from .context import Config
 from .output import emit_json, job_json, run_json, table
 
@@ -58,6 +58,10 @@ def _status(call: Request) -> dict[str, Any]:
         "freshness": [dataclasses.asdict(f) for f in now.freshness],
         "paused": [p._asdict() for p in now.paused],
         "peers": [dataclasses.asdict(p) for p in now.peers],
+        "relay_only": [
+            {"origin": origin, "seq": seq, "bundle_id": bundle_id}
+            for origin, (seq, bundle_id) in sorted(relay_only(call).items())
+        ],
     }
 
 
@@ -115,6 +119,9 @@ def _show(now: dict[str, Any]) -> None:
         for p in now["peers"]
     ]
     _section("peers (bundles)", ("PEER", "LAST SENT", "ACKNOWLEDGED", "LAST RECEIVED"), peers)
+    vouched = [(v["origin"], v["seq"], v["bundle_id"]) for v in now.get("relay_only", [])]
+    if vouched:
+        _section("vouched by the relay only", ("ORIGIN", "UP TO SEQ", "BUNDLE"), vouched)
 
 
 def _section(title: str, headers: tuple[str, ...], rows: Sequence[Sequence[object]]) -> None:

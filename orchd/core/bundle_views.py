@@ -6,6 +6,7 @@ this site's bundles.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from orchd.core import canonical
@@ -52,7 +53,7 @@ _BUNDLE_FIELDS = {
     ),
     "bundle.imported": shape(
         {"bundle_id": str, "exporter": "site id", "ranges": dict, "events": int},
-        {"watermarks": dict},
+        {"watermarks": dict, "relay_only": dict},
     ),
 }
 
@@ -81,6 +82,10 @@ def apply_bundle(event: Event, local: str) -> BundleView | None:
             and _HASH.fullmatch(mark[1])
         ):
             raise malformed(event, f"watermark of {origin} must be [seq, hash]")
+    for origin, seq in p.get("relay_only", {}).items():
+        check_name("site id", origin)
+        if type(seq) is not int or seq < 1:
+            raise malformed(event, f"relay_only of {origin} must be a seq")
     if event.origin != local:
         return None
     if event.type == "bundle.exported":
@@ -110,3 +115,17 @@ def receipt_of(event: Event, local: str) -> ReceiptView | None:
         return None
     marks = canonical.dump(p["watermarks"]).decode()
     return ReceiptView(event.origin, p["bundle_id"], event.occurred_at, event.seq, marks)
+
+
+def relay_only_marks(imported: Iterable[Event], local: str) -> dict[str, tuple[int, str]]:
+    """Per origin, the highest seq this site (``local``) accepted as vouched by the relay only,
+    and the bundle that brought it: the fold of its own ``bundle.imported`` events'
+    ``relay_only`` (checked by ``apply_bundle``). Another site's choice is not this site's."""
+    marks: dict[str, tuple[int, str]] = {}
+    for event in imported:
+        if event.type != "bundle.imported" or event.origin != local:
+            continue
+        for origin, seq in event.payload.get("relay_only", {}).items():
+            if seq > marks.get(origin, (0, ""))[0]:
+                marks[origin] = (seq, event.payload["bundle_id"])
+    return marks

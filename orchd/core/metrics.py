@@ -30,6 +30,10 @@ CATALOG: dict[str, tuple[str, str]] = {
     "orchd_spool_rejections_total": ("counter", "Spool requests rejected."),
     "orchd_bundle_exports_total": ("counter", "Bundles exported."),
     "orchd_bundle_imports_total": ("counter", "Bundles imported."),
+    "orchd_bundle_forks_total": (
+        "counter",
+        "Forks recorded: an origin signed two histories (bundle.forked; an alarm).",
+    ),
     "orchd_bundle_refusals_total": (
         "counter",
         "Bundles from the inbox refused (quarantined), by the error that refused them.",

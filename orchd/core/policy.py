@@ -22,9 +22,10 @@ BUILTIN_PLACEHOLDERS = frozenset({"job_id", "key", "attempt", "source", "job_typ
 MISFIRE_POLICIES = ("skip", "once", "all")
 
 # The operators' audited changes, by the names tickets.required_for uses: jobs cancel, replay,
-# sources pause and resume, quota set and reset, backfill, keys trust, revoke and rotate.
+# sources pause and resume, quota set and reset, backfill, keys trust, revoke and rotate, and
+# a bundle import's ranges taken on the relay's word alone (vouch).
 Change = Literal[
-    "cancel", "replay", "pause", "resume", "quota", "backfill", "trust", "revoke", "rotate"
+    "cancel", "replay", "pause", "resume", "quota", "backfill", "trust", "revoke", "rotate", "vouch"
 ]
 CHANGES: tuple[Change, ...] = get_args(Change)
 TICKETS_ALWAYS = frozenset({"quota"})  # quota events carry a ticket by their format (every site)

@@ -313,6 +313,7 @@ AUDIT_TYPES = frozenset(
         "daemon.stopped",
         "api.denied",
         "bundle.quarantined",
+        "bundle.forked",
         "site.restored",
         "ledger.pruned",
     }

@@ -147,6 +147,36 @@ def signer(statement: HeadStatement, keys: Mapping[str, KeyView], verify: Verify
     )
 
 
+def relay_only(
+    marks: Mapping[str, tuple[int, str]],
+    heads: Mapping[str, HeadStatement],
+    *,
+    trusted: Mapping[str, KeyView],
+    verify: Verify,
+    now: str,
+) -> dict[str, tuple[int, str]]:
+    """Of ``marks`` (origin -> (seq, bundle): accepted up to seq on the relay's word alone,
+    ``bundle_views.relay_only_marks``), those still vouched by the relay only: lifted once the
+    head statement held of the origin (``heads``, the statement store) covers the seq and
+    verifies with a key this site trusts for the origin."""
+    left = {}
+    for origin, (seq, bundle_id) in marks.items():
+        held = heads.get(origin)
+        if held is None or held.seq < seq or not _verifies(held, trusted, verify, now):
+            left[origin] = (seq, bundle_id)
+    return left
+
+
+def _verifies(
+    statement: HeadStatement, trusted: Mapping[str, KeyView], verify: Verify, now: str
+) -> bool:
+    try:
+        signer(statement, usable_keys(trusted, statement.origin, now), verify)
+    except (SignatureInvalid, UntrustedKey):
+        return False
+    return True
+
+
 def check_heads(
     ranges: tuple[Range, ...],
     found: Mapping[str, bytes],
@@ -211,5 +241,6 @@ def _vouching_key(
         key_id="(none)",
         site=statement.origin,
         detail=f"this site trusts no key of {statement.origin}, whose events the bundle relays "
-        f"(this orchd cannot yet take them on the relay's word alone)",
+        f"(trust its key: orchd keys trust {statement.origin} FILE; or take them on the relay's "
+        f"word alone: --vouched-by-relay {statement.origin} --reason R)",
     )

@@ -11,7 +11,7 @@ head's seq and hash.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from orchd.core import bundle, drafts, timefmt
@@ -143,10 +143,13 @@ def import_records(
     followed_rotation: Mapping[str, str] | None = None,
     reason: str | None = None,
     ticket: str | None = None,
+    relay_only: Collection[str] = (),
 ) -> list[Draft]:
     """The records an import of ``events`` events commits with them: ``key.trusted`` for a key
     followed through a rotation, then the receipt (``bundle.imported``), whose watermarks are
-    what this site holds afterwards, so the exporter's next bundle starts after it."""
+    what this site holds afterwards, so the exporter's next bundle starts after it; for each
+    origin of ``relay_only`` (taken on the relay's word alone) whose range it applies, the
+    range's last seq (its ``relay_only``)."""
     applied = {
         s.range.origin: [s.after_seq + 1, s.range.to_seq] for s in steps if s.action == "apply"
     }
@@ -163,6 +166,7 @@ def import_records(
         watermarks={origin: [seq, digest] for origin, (seq, digest) in held.items()},
         reason=reason,
         ticket=ticket,
+        relay_only={o: applied[o][1] for o in sorted(relay_only) if o in applied},
     )
     return [*records, receipt]
 

@@ -25,7 +25,8 @@ def _keys(required: str, optional: str = "") -> Keys:
 VOCABULARY: Mapping[str, Keys] = {
     "api.denied": _keys("gid pid request scope uid"),
     "bundle.exported": _keys("bundle_id kind ranges recipient sha256 size"),
-    "bundle.imported": _keys("bundle_id events exporter ranges", "watermarks"),
+    "bundle.forked": _keys("bundle_id held_hash origin seq signed_hash"),
+    "bundle.imported": _keys("bundle_id events exporter ranges", "relay_only watermarks"),
     "bundle.quarantined": _keys("file reason", "error"),
     "clock.jumped": _keys("from jump_ms to"),
     "daemon.started": _keys("pid version"),

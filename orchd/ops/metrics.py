@@ -19,6 +19,7 @@ _EVENT_COUNTERS = {
     "spool.rejected": "orchd_spool_rejections_total",
     "bundle.exported": "orchd_bundle_exports_total",
     "bundle.imported": "orchd_bundle_imports_total",
+    "bundle.forked": "orchd_bundle_forks_total",
 }
 
 

@@ -151,7 +151,9 @@ REPEATABLE = [name for name in CASES if name != "rotate"]  # a rotation always m
 
 
 def test_the_cases_cover_every_change() -> None:
-    assert {case.change for case in CASES.values()} == set(CHANGES)
+    # vouch (bundle import --vouched-by-relay) needs three sites and a relayed bundle: its reason
+    # and ticket are tested in test_cli_format2.py
+    assert {case.change for case in CASES.values()} | {"vouch"} == set(CHANGES)
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -63,10 +63,14 @@ from tests.bundlekit import (
 ACTOR = Actor(uid=1000, user="alice", scopes=("orch:operate",))
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+# hq's format 1 bundles relay branch's events, which carry no statement of branch's: the
+# enclave takes them on hq's word alone, its operator's audited choice (FORMAT.md 5, step 5)
+VOUCH = ("--vouched-by-relay", "branch")
+VOUCHED = (*VOUCH, "--reason", "format 1: hq relays branch")
 COMMANDS = (
-    ("bundle", "verify", "--json"),
-    ("bundle", "import", "--dry-run"),
-    ("bundle", "import", "--json"),
+    ("bundle", "verify", "--json", *VOUCH),
+    ("bundle", "import", "--dry-run", *VOUCH),
+    ("bundle", "import", "--json", *VOUCHED),
 )
 MEMBER_HQ = "events/hq.ndjson.zst"
 MEMBER_BRANCH = "events/branch.ndjson.zst"
@@ -172,7 +176,7 @@ def assert_refused(
 
 
 def imported(site: Site, path: Path, *extra: str) -> dict[str, Any]:
-    result = site.ok("bundle", "import", path, "--json", *extra)
+    result = site.ok("bundle", "import", path, "--json", *VOUCHED, *extra)
     report = json.loads(result.stdout)
     assert isinstance(report, dict)
     return report
@@ -623,9 +627,9 @@ def test_the_base_bundle_and_the_crafted_ones_are_accepted(
     kit: Kit, world: World, enclave: Site, tmp_path: Path
 ) -> None:
     """The controls: the unmodified export, and the builders' bundle without a change."""
-    assert enclave.ok("bundle", "verify", world.base).exit_code == 0
+    assert enclave.ok("bundle", "verify", world.base, *VOUCH).exit_code == 0
     crafted = write(tmp_path, craft(kit.key, kit.spans()))
-    assert enclave.ok("bundle", "verify", crafted).exit_code == 0
+    assert enclave.ok("bundle", "verify", crafted, *VOUCH).exit_code == 0
     report = imported(enclave, crafted)
     assert report["events"] == len(kit.hq) + len(kit.branch)
     assert enclave.chain("hq") == kit.hq
@@ -884,7 +888,15 @@ def test_two_histories_of_one_site_are_refused_as_a_fork(
         tmp_path / "other.orchkit",
         57,
         "the bundle's events of 'hq' contradict this site's copy",
+        commands=COMMANDS[:2],  # a verify and a dry run record nothing
     )
+    # hq signed both heads: the import records the fork (bundle.forked), and applies nothing
+    held = enclave.chain("hq")
+    result = enclave("bundle", "import", tmp_path / "other.orchkit")
+    assert result.exit_code == 57 and "recorded as a fork (bundle.forked)" in result.stderr
+    (fork,) = enclave.events_of_type("bundle.forked")
+    assert fork.payload["origin"] == "hq" and fork.payload["held_hash"] == held[-1][1]
+    assert enclave.chain("hq") == held
 
 
 def test_a_site_never_takes_its_own_history_from_a_peer(
@@ -950,6 +962,7 @@ def test_an_expired_bundle_needs_an_audited_override(
         "courier was late",
         "--ticket",
         "SEC-42",
+        *VOUCH,
     )
     assert "imported" in result.stderr
     records = [e for e in enclave.events_of_type("bundle.imported") if e.origin == "enclave"]
@@ -992,7 +1005,7 @@ def test_a_bundle_truncated_anywhere_is_refused(
     seen = set()
     for cut in cuts:
         path = write(tmp_path, data[:cut], f"cut-{cut}.orchkit")
-        for command in (("bundle", "verify"), ("bundle", "import")):
+        for command in (("bundle", "verify", *VOUCH), ("bundle", "import", *VOUCHED)):
             result = enclave(*command, path)
             said = (cut, command, result.exit_code, result.stderr)
             assert result.exit_code in (54, 55, 56), said
@@ -1029,7 +1042,7 @@ def test_one_bit_flipped_anywhere_is_refused(world: World, enclave: Site, tmp_pa
     codes: Counter[int] = Counter()
     for at, mask in sorted(flips - harmless):
         path = write(tmp_path, flip(data, at, mask), "flipped.orchkit")
-        result = enclave("bundle", "import", path)
+        result = enclave("bundle", "import", path, *VOUCHED)
         said = (at, mask, result.exit_code, result.stderr)
         assert result.exit_code in (54, 55, 56, 72), said
         assert result.stdout == "", said
@@ -1087,7 +1100,7 @@ def test_a_symlink_to_a_valid_bundle_is_refused(
     link = tmp_path / "link.orchkit"
     link.symlink_to(world.base)
     assert_refused(enclave, link, 55, "is a symbolic link; give the file itself")
-    assert enclave.ok("bundle", "verify", world.base).exit_code == 0  # the file itself is fine
+    assert enclave.ok("bundle", "verify", world.base, *VOUCH).exit_code == 0  # the file is fine
 
 
 @pytest.mark.parametrize(
@@ -1315,7 +1328,8 @@ def test_events_travel_byte_identical_through_a_relay(
     relay.ok("keys", "trust", "enclave", tmp_path / "enclave.pub", "--reason", "key ceremony")
     imported(enclave, world.base)
     enclave.ok("bundle", "export", "--format", "1", "--out", tmp_path / "enclave.orchkit")
-    report = imported(relay, tmp_path / "enclave.orchkit")  # format 1: the relay's word
+    # format 1: the relay's word, its operator's choice for the origins it relays
+    report = imported(relay, tmp_path / "enclave.orchkit", "--vouched-by-relay", "hq")
     assert set(report["by_origin"]) == {"branch", "enclave", "hq"}
     for origin, exported in (("hq", kit.hq), ("branch", kit.branch)):
         at_hq = world.hq.chain(origin)[: len(exported)]  # hq has recorded its export since

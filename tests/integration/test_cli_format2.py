@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from orchd.adapters.system import SystemClock
 from orchd.core import canonical, drafts, events, hlc, ids, statements
 from orchd.core.events import Actor
 from orchd.ops import site as site_ops
-from tests.bundlekit import Member, Site, archive, members, resign
+from tests.bundlekit import POLICIES, Member, Site, archive, members, resign
 
 ACTOR = Actor(uid=1000, user="alice", scopes=("orch:admin",))
 
@@ -182,12 +183,25 @@ def test_two_statements_of_one_origin_for_one_seq_are_a_fork(three: Three, c: Si
     other = statements.make_head(  # a signed another history at the same seq
         "a", honest["seq"], "f" * 64, honest["hlc"], key_id=a_key.key_id, sign=a_key.sign
     ).envelope
-    refused(
-        c,
-        write(c.state_dir.parent, with_head(bundle, three.b.key(), "a", other)),
-        57,
-        "another hash than this site holds",
-    )
+    path = write(c.state_dir.parent, with_head(bundle, three.b.key(), "a", other))
+    before = c.fingerprint()
+    for command in (("bundle", "verify"), ("bundle", "import", "--dry-run")):
+        result = c(*command, path)
+        assert result.exit_code == 57, (command, result.stderr)
+        assert "another hash than this site holds" in result.stderr
+        assert c.fingerprint() == before, "a verify or a dry run records nothing"
+    result = c("bundle", "import", path)
+    assert result.exit_code == 57 and "recorded as a fork (bundle.forked)" in result.stderr
+    (fork,) = c.events_of_type("bundle.forked")  # in a transaction of its own, after the refusal
+    assert fork.payload == {
+        "bundle_id": json.loads(members(path.read_bytes())[0].data)["bundle_id"],
+        "origin": "a",
+        "seq": honest["seq"],
+        "held_hash": honest["hash"],
+        "signed_hash": "f" * 64,
+    }
+    assert c.chain("a") == three.a.chain("a")[: honest["seq"]], "the bundle itself is refused"
+    assert c.json("ledger", "verify")["ok"] is True
 
 
 def test_format_1_goes_both_ways(three: Three, c: Site, tmp_path: Path) -> None:
@@ -199,8 +213,14 @@ def test_format_1_goes_both_ways(three: Three, c: Site, tmp_path: Path) -> None:
         "events/a.ndjson.zst",
         "events/b.ndjson.zst",
     ]
-    report = c.json("bundle", "import", one)
+    # a's range, relayed by b, carries no statement of a's in format 1: c trusts a's key, but
+    # only the operator's choice takes it, on b's word alone (FORMAT.md 5, step 5)
+    refused(c, one, 73, "format 1 carries no statement of a")
+    report = c.json(
+        "bundle", "import", one, "--vouched-by-relay", "a", "--reason", "a peer not yet upgraded"
+    )
     assert set(report["by_origin"]) == {"a", "b"}
+    assert report["relay_only"] == {"a": value["ranges"][0]["to_seq"]}
     # a's and b's events came in format 1: c holds no statement of theirs, so format 2 leaves
     # them out (and says so); format 1 still carries them
     result = c.ok("bundle", "export", "--out", tmp_path / "two.orchkit")
@@ -269,3 +289,58 @@ def test_a_thousand_origins_travel_in_one_format_2_bundle(tmp_path: Path) -> Non
     assert len(c.json("ledger", "verify")["origins"]) == 1001
     result = hub("bundle", "export", "--format", "1", "--out", tmp_path / "one.orchkit")
     assert result.exit_code == 48 and "format 1 allows 65536" in result.stderr
+
+
+def test_a_relayed_origin_this_site_trusts_no_key_of_is_taken_only_on_the_operators_word(
+    three: Three, tmp_path: Path
+) -> None:
+    """c trusts b, not a: b's relay of a's events is refused with the hint, or, by the
+    operator's audited choice, accepted as vouched by the relay only, recorded and shown, until
+    a's own signed head covers them."""
+    root = three.root
+    c = Site(tmp_path / "c")
+    c.ok("init", "--site-id", "c")
+    c.ok("keys", "trust", "b", root / "b.pem", "--reason", "key ceremony")
+    relayed = root / "b.orchkit"
+    refused(c, relayed, 72, "--vouched-by-relay a")
+    chain_before = c.chain("c")
+    result = c("bundle", "import", relayed, "--vouched-by-relay", "a")
+    assert result.exit_code != 0 and "--vouched-by-relay needs --reason" in result.stderr
+    dry = c.json("bundle", "import", relayed, "--dry-run", "--vouched-by-relay", "a")
+    a_seq = head_of(relayed.read_bytes(), "a")["seq"]
+    assert dry["relay_only"] == {"a": a_seq} and c.chain("c") == chain_before
+    policy = tmp_path / "policy"  # a site whose policy asks a ticket of this choice
+    shutil.copytree(POLICIES, policy)
+    (policy / "tickets.yaml").write_text(
+        "version: 1\ntickets: {required_for: [quota, backfill, vouch]}\n"
+    )
+    why = ("--vouched-by-relay", "a", "--reason", "a's key is on its way")
+    result = c("--policy-dir", policy, "bundle", "import", relayed, *why)
+    assert result.exit_code == 20 and "vouch needs a change ticket" in result.stderr
+    assert c.chain("c") == chain_before
+    result = c("--policy-dir", policy, "bundle", "import", relayed, *why, "--ticket", "SEC-9")
+    assert result.exit_code == 0, result.stderr
+    assert "a: up to seq" in result.stderr and "vouched by the relay only" in result.stderr
+    report = c.json("bundle", "import", relayed, *why)  # the same bundle again: nothing to do
+    assert report["already_applied"] is True
+    (receipt,) = [e for e in c.events_of_type("bundle.imported") if e.origin == "c"]
+    assert receipt.payload["relay_only"] == {"a": a_seq}
+    assert (receipt.reason, receipt.ticket) == ("a's key is on its way", "SEC-9")
+    assert set(receipt.payload["ranges"]) == {"a", "b"}
+    report = {"bundle_id": receipt.payload["bundle_id"]}
+    (job,) = [j for j in c.json("jobs", "list", "--all-origins") if j["origin"] == "a"]
+    shown = c.ok("jobs", "show", job["job_id"]).stdout
+    assert f"vouched:       by the relay only (bundle {report['bundle_id']})" in shown
+    status = c.json("status", "--all-origins")
+    assert status["relay_only"] == [{"origin": "a", "seq": a_seq, "bundle_id": report["bundle_id"]}]
+    assert "vouched by the relay only: 1" in c.ok("status").stdout
+    # later c trusts a, and a's own signed head covering those events arrives: lifted
+    c.ok("keys", "trust", "a", root / "a.pem", "--reason", "key ceremony")
+    a = three.a.copy(tmp_path / "a")
+    a.ok("jobs", "submit", "vex-ingest", "--source", "nvd")
+    a.ok("bundle", "export", "--out", tmp_path / "a2.orchkit")
+    c.ok("bundle", "import", tmp_path / "a2.orchkit")
+    assert c.json("status")["relay_only"] == []
+    assert "relay_only" not in c.json("jobs", "show", job["job_id"])
+    assert "vouched by the relay only" not in c.ok("status").stdout
+    assert c.json("ledger", "verify")["ok"] is True

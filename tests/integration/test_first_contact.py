@@ -56,7 +56,15 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Sites:
         "--new-peer",
     )
     enclave.ok("keys", "trust", "hq", root / "hq.pem", "--reason", "key ceremony")
-    enclave.ok("bundle", "import", root / "hq.orchkit")
+    enclave.ok(  # the enclave's operator takes branch's events on hq's word (audited)
+        "bundle",
+        "import",
+        root / "hq.orchkit",
+        "--vouched-by-relay",
+        "branch",
+        "--reason",
+        "branch known on hq's word",
+    )
     return Sites(root, hq, enclave)
 
 

@@ -13,7 +13,7 @@ from nacl.signing import SigningKey
 from orchd.adapters import keys
 from orchd.core import bundle, bundle_trust, canonical, dsse, events, hlc, ids, statements, sync
 from orchd.core.bundle import Manifest, Member, Range, Step
-from orchd.core.events import ZERO_HASH
+from orchd.core.events import ZERO_HASH, Actor
 from orchd.core.trust import KeyView
 from orchd.errors import (
     BundleMalformed,
@@ -28,6 +28,7 @@ from tests.builders import submitted
 H = {n: f"{n:064x}" for n in range(1, 20)}
 NOW = "2026-06-01T00:00:00.000Z"
 HLC = "1769860800000-000003"
+ACTOR = Actor(uid=1000, user="alice", scopes=("orch:admin",))
 HQ, MALLORY = (keys.SiteKey(SigningKey(bytes([n]) * 32)) for n in (1, 2))
 
 
@@ -367,3 +368,35 @@ def test_a_key_reached_through_the_manifests_rotation_verifies_the_exporters_hea
 def test_a_newer_format_is_refused_before_anything_else() -> None:
     with pytest.raises(BundleRefused, match="format 3"):
         bundle.parse(canonical.dump(v2(*ranges("hq")).to_json() | {"format": 3}))
+
+
+def test_relay_only_holds_until_a_statement_this_site_trusts_covers_it() -> None:
+    marks = {"hq": (5, "b1"), "branch": (3, "b2")}
+    trusted = {HQ.key_id: row(HQ)}
+
+    def left(heads: dict[str, statements.HeadStatement], keys_: dict[str, KeyView]) -> set[str]:
+        return set(statements.relay_only(marks, heads, trusted=keys_, verify=keys.verify, now=NOW))
+
+    signed = statements.parse_head(head())
+    assert left({}, trusted) == {"hq", "branch"}  # no statement held
+    assert left({"hq": statements.parse_head(head(seq=4, digest=H[4]))}, trusted) == marks.keys()
+    assert left({"hq": signed}, {}) == {"hq", "branch"}  # a key of hq's not (yet) trusted
+    assert left({"hq": statements.parse_head(head(key=MALLORY))}, trusted) == marks.keys()
+    forged = canonical.decode(head())
+    forged["signatures"][0]["sig"] = dsse._b64(bytes(64))
+    assert left({"hq": statements.parse_head(canonical.dump(forged))}, trusted) == marks.keys()
+    assert statements.relay_only(
+        marks, {"hq": signed}, trusted=trusted, verify=keys.verify, now=NOW
+    ) == {"branch": (3, "b2")}
+
+
+def test_an_import_records_relay_only_for_the_ranges_it_applies() -> None:
+    spans = ranges("hq", "branch")
+    made = v2(*spans)
+    steps = [Step(range=r, action="apply", after_seq=0) for r in spans]
+    (receipt,) = sync.import_records(
+        made, steps, {}, ACTOR, events=10, reason="on b's word", relay_only={"branch", "gone"}
+    )
+    assert receipt.payload["relay_only"] == {"branch": 5}
+    (plain,) = sync.import_records(made, steps, {}, ACTOR, events=10)
+    assert "relay_only" not in plain.payload

@@ -296,6 +296,28 @@ CASES: dict[str, tuple[Callable[[], Draft], str, str]] = {
         "bundle.imported",
         f"bundle.imported:{'b' * 32}",
     ),
+    "bundle imported on a relay's word": (
+        lambda: drafts.bundle_imported(
+            A,
+            bundle_id="b" * 32,
+            exporter="lab",
+            ranges={"hq": [1, 2]},
+            events=2,
+            watermarks={"hq": [2, "f" * 64]},
+            reason="first contact",
+            ticket=None,
+            relay_only={"hq": 2},
+        ),
+        "bundle.imported",
+        f"bundle.imported:{'b' * 32}",
+    ),
+    "bundle forked": (
+        lambda: drafts.bundle_forked(
+            A, bundle_id="b" * 32, origin="hq", seq=3, held_hash="e" * 64, signed_hash="f" * 64
+        ),
+        "bundle.forked",
+        f"bundle.forked:{'b' * 32}:hq:3",
+    ),
 }
 
 

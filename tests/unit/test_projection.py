@@ -518,3 +518,33 @@ def test_a_malformed_range_is_refused(span: object) -> None:
 
     with pytest.raises(MalformedEvent, match=f"range of {ORIGIN} must be \\[from_seq, to_seq\\]"):
         bundle_views.apply_bundle(event, ORIGIN)
+
+
+@pytest.mark.parametrize("marks", [{ORIGIN: 0}, {ORIGIN: "3"}, {"Bad Site": 3}])
+def test_a_malformed_relay_only_is_refused(marks) -> None:
+    event = seal("bundle.imported", imported(relay_only=marks), origin=ORIGIN, seq=3)
+
+    with pytest.raises((MalformedEvent, OrchdError)):
+        bundle_views.apply_bundle(event, ORIGIN)
+
+
+def test_relay_only_folds_this_sites_own_imports_to_the_highest_seq_per_origin() -> None:
+    first = seal("bundle.imported", imported(relay_only={"a": 4}), origin=ORIGIN, seq=3)
+    later = imported(bundle_id="c" * 64, relay_only={"a": 9, "d": 2})
+    lower = imported(bundle_id="e" * 64, relay_only={"a": 5})
+    peers = seal("bundle.imported", imported(relay_only={"a": 99}), origin=OTHER_ORIGIN, seq=3)
+    exported = seal("bundle.exported", {"bundle_id": "x"}, origin=ORIGIN, seq=2)
+    found = [
+        first,
+        seal("bundle.imported", later, origin=ORIGIN, seq=4),
+        seal("bundle.imported", lower, origin=ORIGIN, seq=5),
+        seal("bundle.imported", imported(), origin=ORIGIN, seq=6),
+        peers,
+        exported,
+    ]
+
+    marks = bundle_views.relay_only_marks(found, ORIGIN)
+
+    assert marks == {"a": (9, "c" * 64), "d": (2, "c" * 64)}
+    for event in found[:5]:
+        bundle_views.apply_bundle(event, ORIGIN)  # relay_only passes the fold's check

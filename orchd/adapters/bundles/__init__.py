@@ -16,7 +16,7 @@ from orchd.core.bundle_trust import Head, Signer
 from .exporter import Exported, export
 from .importer import Report, import_bundle, verify
 from .recovery import Restored, restore
-from .trust import check_signature, inspect, read_head, rotation_statement
+from .trust import check_signature, inspect, read_head, relay_only, rotation_statement
 
 __all__ = [
     "Exported",
@@ -29,6 +29,7 @@ __all__ = [
     "import_bundle",
     "inspect",
     "read_head",
+    "relay_only",
     "restore",
     "rotation_statement",
     "verify",

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from orchd import crash
-from orchd.core import bundle, bundle_trust, statements, sync, timefmt
+from orchd.core import bundle, bundle_trust, drafts, statements, sync, timefmt
 from orchd.core.bundle import Manifest, Step
 from orchd.core.events import Actor, Event
-from orchd.errors import BundleMalformed, BundleRefused, BundleStale, MalformedEvent
+from orchd.errors import BundleMalformed, BundleRefused, BundleStale, ChainFork, MalformedEvent
 
 from .. import archive_reader, bundle_reader, keys
 from ..ledger import SqliteLedger
@@ -45,6 +45,7 @@ class Report:
     by_type: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
     already: bool = False  # the bundle was imported before: nothing to do
+    relay_only: dict[str, int] = field(default_factory=dict)  # origin -> seq, on the relay's word
 
 
 def import_bundle(
@@ -62,23 +63,24 @@ def import_bundle(
     restoring: bool = False,
     progress: Callable[[], None] = lambda: None,
     parallel_from: int | None = None,
+    vouched_by_relay: Collection[str] = (),
 ) -> Report:
     """Import ``path``, all or nothing (``dry_run``: check everything, write nothing); a file
     over ``max_bytes`` is refused before it is read. ``restoring`` (``init --restore``) also
     takes a bundle this site exported itself, for the other origins it holds. ``progress`` is
     called every few thousand events (the daemon feeds its watchdog from it). A bundle with
     ``parallel_from`` records or more is read and checked in a child process while this one
-    applies (None: ``bundle_reader.PARALLEL_FROM``)."""
-    if allow_expired and (reason is None or ticket is None):
-        raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
+    applies (None: ``bundle_reader.PARALLEL_FROM``). ``vouched_by_relay``: see ``_relay_only``."""
+    audited = _audited(allow_expired, vouched_by_relay, reason, ticket, dry_run)
     with archive_reader.open_bundle(path) as source:
         _check_size(source, path, max_bytes)
         accepted = _accept(ledger, source, now_ms, skew_ms, allow_expired, restoring)
         manifest = accepted.head.manifest
-        vouched = _vouched_heads(ledger, source, accepted, now_ms)
-        heads = ledger.heads()
+        relay = _Relay(actor, dry_run, frozenset(vouched_by_relay), restoring)
+        vouched, heads = _checked_heads(ledger, source, accepted, now_ms, relay), ledger.heads()
         steps = _plan(ledger, manifest, heads, vouched)
         report = Report(manifest=manifest, signer=accepted.signer.key_id, steps=steps)
+        report.relay_only = _relay_only(manifest, steps, vouched, relay, ledger.site_id)
         read = _reader(manifest, steps, parallel_from)
         hashes = {origin: digest for origin, (_, digest) in heads.items()}
         batches = counted(read(source, manifest, steps, hashes, now_ms + skew_ms, progress), report)
@@ -95,8 +97,9 @@ def import_bundle(
                     actor,
                     events=report.applied,
                     followed_rotation=accepted.signer.followed_rotation,
-                    reason=reason if allow_expired else None,
-                    ticket=ticket if allow_expired else None,
+                    reason=reason if audited else None,
+                    ticket=ticket if audited else None,
+                    relay_only=report.relay_only,
                 ),
                 dry_run=dry_run,
                 payloads_checked=True,  # by the reader: bundle_reader.batches
@@ -105,6 +108,62 @@ def import_bundle(
         except MalformedEvent as exc:  # the fold refused an event the bundle carries
             raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None
     return report
+
+
+def _audited(
+    allow_expired: bool,
+    vouched_by_relay: Collection[str],
+    reason: str | None,
+    ticket: str | None,
+    dry_run: bool,
+) -> bool:
+    """Whether the import is an operator's audited choice (its reason and ticket recorded)."""
+    if allow_expired and (reason is None or ticket is None):
+        raise BundleRefused(detail="--allow-expired needs --reason and --ticket (it is audited)")
+    if vouched_by_relay and reason is None and not dry_run:
+        raise BundleRefused(detail="--vouched-by-relay needs --reason (it is audited)")
+    return allow_expired or bool(vouched_by_relay)
+
+
+def _relay_only(
+    manifest: Manifest,
+    steps: Sequence[Step],
+    vouched: Mapping[str, statements.Checked],
+    relay: _Relay,
+    local: str,
+) -> dict[str, int]:
+    """origin -> the last seq of each range that adds events on the relay's word alone: in
+    format 2, one whose head statement the operator took unsigned (``--vouched-by-relay``); in
+    format 1, any relayed range (origin not the exporter: format 1 carries no statement of
+    it), which is refused unless the operator chose so (FORMAT.md 5, step 5) or restores the
+    site (``init --restore``, itself audited). The choice is audited (a reason, and a ticket
+    per policy) and recorded as the receipt's ``relay_only``."""
+    found = {}
+    for s in steps:
+        origin = s.range.origin
+        if s.action != "apply" or origin in (manifest.exporter, local):
+            continue
+        if manifest.format == bundle.FORMAT_1:
+            if origin not in relay.origins and not relay.restoring:
+                raise BundleRefused(
+                    detail=f"format 1 carries no statement of {origin}, whose events the bundle "
+                    f"relays (trusting a key cannot help: take them on the relay's word alone "
+                    f"with --vouched-by-relay {origin} --reason R, or ask for format 2)"
+                )
+            found[origin] = s.range.to_seq
+        elif origin in vouched and vouched[origin].signer is None:
+            found[origin] = s.range.to_seq
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Relay:
+    """Who imports, whether for real, and the origins taken on the relay's word alone."""
+
+    actor: Actor
+    dry_run: bool
+    origins: frozenset[str]
+    restoring: bool
 
 
 def _accept(
@@ -137,8 +196,41 @@ def _check_size(source: BinaryIO, path: Path, max_bytes: int | None) -> None:
         )
 
 
+def _checked_heads(
+    ledger: SqliteLedger,
+    source: BinaryIO,
+    accepted: bundle_trust.Accepted,
+    now_ms: int,
+    relay: _Relay,
+) -> dict[str, statements.Checked]:
+    """``_vouched_heads``; a fork that an origin's own statement proves is recorded as a
+    ``bundle.forked`` event in a transaction of its own after the refusal, which says so (an
+    alarm, counted by ``orchd_bundle_forks_total``; not by a dry run or a verify: FORMAT.md 5,
+    "Forks")."""
+    forks: list[statements.Fork] = []
+    try:
+        return _vouched_heads(ledger, source, accepted, now_ms, relay.origins, forks.append)
+    except ChainFork as exc:
+        if not forks or relay.dry_run:
+            raise
+        bundle_id = accepted.head.manifest.bundle_id
+        ledger.append(
+            [drafts.bundle_forked(relay.actor, bundle_id=bundle_id, **asdict(f)) for f in forks]
+        )
+        raise ChainFork(
+            origin=exc.fields["origin"],
+            detail=f"{exc.fields['detail']}; recorded as a fork (bundle.forked): the origin "
+            "signed two histories",
+        ) from None
+
+
 def _vouched_heads(
-    ledger: SqliteLedger, source: BinaryIO, accepted: bundle_trust.Accepted, now_ms: int
+    ledger: SqliteLedger,
+    source: BinaryIO,
+    accepted: bundle_trust.Accepted,
+    now_ms: int,
+    vouched: Collection[str],
+    forked: Callable[[statements.Fork], None],
 ) -> dict[str, statements.Checked]:
     """Format 2: every range's head statement, read before anything is decompressed and
     checked (``core.statements.check_heads``) against the trust store (with the exporter's new
@@ -159,6 +251,8 @@ def _vouched_heads(
         verify=keys.verify,
         now=timefmt.format_ms(now_ms),
         held=held,
+        vouched=vouched,
+        forked=forked,
     )
 
 
@@ -209,6 +303,7 @@ def verify(
     skew_ms: int = bundle.DEFAULT_SKEW_MS,
     max_bytes: int | None = None,
     progress: Callable[[], None] = lambda: None,
+    vouched_by_relay: Collection[str] = (),
 ) -> Report:
     """Every check of an import short of applying; raises unless it would be accepted."""
     return import_bundle(
@@ -220,6 +315,7 @@ def verify(
         dry_run=True,
         max_bytes=max_bytes,
         progress=progress,
+        vouched_by_relay=vouched_by_relay,
     )
 
 

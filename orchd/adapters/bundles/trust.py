@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import BinaryIO
 
-from orchd.core import bundle, bundle_trust, dsse
+from orchd.core import bundle, bundle_trust, bundle_views, dsse, statements, timefmt
 from orchd.core.bundle_trust import Head, Signer
 from orchd.core.trust import KeyView
 from orchd.errors import BundleMalformed, MemberMismatch, SignatureInvalid, StateConflict
@@ -81,6 +81,23 @@ def inspect(path: Path) -> Head:
 def trusted_keys(ledger: SqliteLedger) -> dict[str, KeyView]:
     """This site's trust store, key id -> row (a handful of keys: read whole)."""
     return {row.key_id: row for row in ledger.trust_keys()}
+
+
+def relay_only(ledger: SqliteLedger, now_ms: int) -> dict[str, tuple[int, str]]:
+    """origin -> (seq, bundle): the events this site holds of an origin on a relay's word alone,
+    up to seq (``--vouched-by-relay``), until a head statement held of the origin covering the
+    seq verifies with a key this site trusts for it (``core.statements.relay_only``)."""
+    imported = ledger.events_of_type("bundle.imported")
+    marks = bundle_views.relay_only_marks(imported, ledger.site_id)
+    if not marks:
+        return {}
+    return statements.relay_only(
+        marks,
+        ledger.head_statements(),
+        trusted=trusted_keys(ledger),
+        verify=keys.verify,
+        now=timefmt.format_ms(now_ms),
+    )
 
 
 def check_signature(ledger: SqliteLedger, head: Head, now: str) -> Signer:

@@ -22,6 +22,7 @@ from .daemon import (
 )
 from .site import (
     bundle_exported,
+    bundle_forked,
     bundle_imported,
     key_created,
     key_revoked,
@@ -54,6 +55,7 @@ from .work import (
 __all__ = [
     "api_denied",
     "bundle_exported",
+    "bundle_forked",
     "bundle_imported",
     "bundle_quarantined",
     "clock_jumped",

@@ -255,8 +255,10 @@ def bundle_imported(
     watermarks: Mapping[str, list[Any]],
     reason: str | None,
     ticket: str | None,
+    relay_only: Mapping[str, int] | None = None,
 ) -> Draft:
-    """A bundle merged: the ranges applied and each origin's head after it."""
+    """A bundle merged: the ranges applied and each origin's head after it; ``relay_only``:
+    per origin accepted on the relay's word alone, the highest seq so accepted."""
     return Draft(
         type="bundle.imported",
         actor=actor,
@@ -267,7 +269,28 @@ def bundle_imported(
             "ranges": ranges,
             "events": events,
             "watermarks": dict(watermarks),
+            **({"relay_only": dict(relay_only)} if relay_only else {}),
         },
         reason=reason,
         ticket=ticket,
+    )
+
+
+def bundle_forked(
+    actor: Actor, *, bundle_id: str, origin: str, seq: int, held_hash: str, signed_hash: str
+) -> Draft:
+    """A fork proven by ``origin``'s own signature: it signed ``signed_hash`` for ``seq``, where
+    this site holds ``held_hash`` (recorded after the bundle's refusal; an alarm)."""
+    return Draft(
+        type="bundle.forked",
+        actor=actor,
+        idempotency_key=keyed("bundle.forked", bundle_id, origin, seq),
+        payload={
+            "bundle_id": bundle_id,
+            "origin": origin,
+            "seq": seq,
+            "held_hash": held_hash,
+            "signed_hash": signed_hash,
+        },
+        reason=f"{origin} signed two histories: seq {seq} has another hash here",
     )
