@@ -1,10 +1,8 @@
 """tools/read_bundle.py, a reader written from bundles/FORMAT.md alone, reads bundles/vectors/.
 
 It accepts the good vectors (formats 1 and 2) and refuses each bad vector by the rule of
-FORMAT.md that the vector breaks. Where the exit code FORMAT.md states for that rule is not the
-one expected.json gives (or FORMAT.md states none), the spec, orchd and the vectors disagree:
-those cases are marked xfail, strictly, so that the test fails once they agree and the mark must
-go.
+FORMAT.md that the vector breaks, with the exit code FORMAT.md states for that rule, which must
+be the one expected.json gives (else the spec, orchd and the vectors disagree).
 """
 
 from __future__ import annotations
@@ -66,7 +64,6 @@ RULES: dict[str, tuple[str, int | None]] = {
     "v2-bad-stripped-statements.orchkit": ("1: member order", 55),
 }
 GOOD = ("good.orchkit", "v2-good.orchkit")
-DISAGREEMENTS: dict[str, str] = {}  # vector -> why FORMAT.md and expected.json differ
 
 
 @cache
@@ -114,14 +111,6 @@ def test_each_bad_vector_is_refused_by_its_rule(name: str) -> None:
     assert (result["step"], result["exit"]) == RULES[name], result["reason"]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=DISAGREEMENTS[n]))
-        if n in DISAGREEMENTS
-        else n
-        for n in sorted(RULES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(RULES))
 def test_the_exit_code_of_the_rule_is_the_one_expected_json_gives(name: str) -> None:
     assert RULES[name][1] == EXPECTED[name]["exit"]

@@ -145,24 +145,30 @@ def with_type(header_block: bytes, flag: bytes) -> bytes:
     return bytes(block)
 
 
-def build(out: Path) -> dict[str, dict[str, object]]:
-    expected: dict[str, dict[str, object]] = {}
+def good_bundle(path: Path, version: int) -> tuple[bytes, list[events.Event]]:
+    """hq's fixed ledger exported for any site into ``path`` in format ``version``: the bundle's
+    bytes, and hq's chain."""
     with tempfile.TemporaryDirectory() as tmp:
         ledger = hq_ledger(Path(tmp))
-        good_path = out / "good.orchkit"
-        good_path.unlink(missing_ok=True)  # export never replaces a file
+        chain = [events.parse(body) for body in ledger.bodies("hq", 1, 7)]
+        path.unlink(missing_ok=True)  # export never replaces a file
         export(
             ledger,
             test_key("hq"),
             ACTOR,
-            good_path,
+            path,
             recipient="*",
             now_ms=NOW_MS,
             expires_in_ms=EXPIRES_MS,
-            version=bundle.FORMAT_1,
+            version=version,
         )
         ledger.close()
-    good = good_path.read_bytes()
+    return path.read_bytes(), chain
+
+
+def build(out: Path) -> dict[str, dict[str, object]]:
+    expected: dict[str, dict[str, object]] = {}
+    good, _chain = good_bundle(out / "good.orchkit", bundle.FORMAT_1)
     expected["good.orchkit"] = {"exit": 0, "events": 7, "why": "a valid full bundle of hq"}
     members = split(good)
     manifest = bundle.parse(members[0][1])
@@ -280,22 +286,7 @@ def build_v2(out: Path) -> dict[str, dict[str, object]]:
     """Format 2: a good bundle (hq's range with hq's head statement) and one bad bundle per
     refusal of a head statement (FORMAT.md 2.1, 3.3), each validly signed by hq."""
     expected: dict[str, dict[str, object]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        ledger = hq_ledger(Path(tmp))
-        chain = [events.parse(body) for body in ledger.bodies("hq", 1, 7)]
-        good_path = out / "v2-good.orchkit"
-        good_path.unlink(missing_ok=True)  # export never replaces a file
-        export(
-            ledger,
-            test_key("hq"),
-            ACTOR,
-            good_path,
-            recipient="*",
-            now_ms=NOW_MS,
-            expires_in_ms=EXPIRES_MS,
-        )
-        ledger.close()
-    good = good_path.read_bytes()
+    good, chain = good_bundle(out / "v2-good.orchkit", bundle.FORMAT_2)
     expected["v2-good.orchkit"] = {
         "exit": 0,
         "events": 7,

@@ -490,7 +490,7 @@ def test_head_statements_are_kept_newest_per_origin_with_the_records_they_go_wit
 
     def failing() -> Iterator[list[Event]]:
         raise BadInput(detail="the bundle ends early")
-        yield []
+        yield []  # makes this a generator: the error comes when the import reads it
 
     with pytest.raises(BadInput):
         ledger.import_events(failing(), lambda: [], statements=[head_of("x", 1, "e")])
