@@ -22,7 +22,7 @@ POINTS = {
     "export.published": "the bundle is in place, its bundle.exported not yet recorded",
     "import.verified": "a bundle passed every check, nothing of it applied yet",
     "inbox.imported": "a bundle from the inbox is imported, its file not yet moved",
-    **{f"migration.{n}": f"migration {n} applied, not yet committed" for n in range(1, 14)},
+    **{f"migration.{n}": f"migration {n} applied, not yet committed" for n in range(1, 15)},
 }
 
 

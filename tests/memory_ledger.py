@@ -18,6 +18,7 @@ from typing import Any
 from orchd.core import bundle_views, chain, events, hlc, ids, projection, site_views, trust
 from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.chain import Stored
+from orchd.core.checkpoints import CheckpointStatement
 from orchd.core.events import Draft, Event
 from orchd.core.metrics import RunTally
 from orchd.core.ports import Clock, Entropy, VerifyReport
@@ -147,6 +148,9 @@ class MemoryLedger:
             held = self._statements.get(statement.origin)
             if held is None or held.seq < statement.seq:
                 self._statements[statement.origin] = statement
+
+    def checkpoint_statements(self) -> dict[str, CheckpointStatement]:
+        return {}  # a memory ledger is never pruned
 
     def head_statements(self) -> dict[str, HeadStatement]:
         return dict(sorted(self._statements.items()))

@@ -10,8 +10,9 @@ applied unless the child read every member to its end and said so.
 
 Between the two processes (the child's stdout): frames of one kind byte, a 4-byte big-endian
 length and ``marshal`` data (plain values only, from orchd's own code on both ends):
-``B`` a batch of events (``events.to_wire``), ``P`` progress, ``E`` an error (class name and
-fields), ``D`` done. The child's input (stdin) is one canonical JSON object: the file
+``B`` a batch of events (``events.to_wire``), ``R`` an origin's base rows (the checkpoint's
+envelope, join, the rows, their lines), ``P`` progress, ``E`` an error (class name and fields),
+``D`` done. The child's input (stdin) is one canonical JSON object: the file
 descriptor and offset to read from, the signed manifest, the steps, the heads and the clock cap.
 """
 
@@ -30,16 +31,24 @@ from typing import IO, Any, BinaryIO
 
 import orchd
 from orchd import errors
-from orchd.core import bundle, canonical, events, projection
+from orchd.core import bundle, canonical, checkpoints, events, projection
 from orchd.core.bundle import Manifest, Step
+from orchd.core.checkpoints import Base
 from orchd.core.events import Event
-from orchd.errors import BundleMalformed, InternalError, OrchdError, SystemFailure
+from orchd.errors import (
+    BundleMalformed,
+    InternalError,
+    OrchdError,
+    SystemFailure,
+    WrittenByNewer,
+)
 
 from . import archive_reader
 
 BATCH = 2000  # events per batch, and between two progress calls
 PARALLEL_FROM = 20_000  # records to read from which an import reads in a child process
 _FRAME = struct.Struct(">cI")
+Batch = list[Event] | Base  # a batch of events to apply, or an origin's base rows
 
 
 def batches(
@@ -49,43 +58,83 @@ def batches(
     heads: Mapping[str, str],
     max_wall_ms: int,
     progress: Callable[[], None] = lambda: None,
-) -> Iterator[list[Event]]:
+) -> Iterator[Batch]:
     """Stream every member in order, yielding batches of the events to apply, their payloads
-    checked (``projection.check_payload``); ``heads`` maps an origin to its head hash here.
+    checked (``projection.check_payload``), and before a range that starts from a checkpoint,
+    its base rows, checked against it; ``heads`` maps an origin to its head hash here.
     ``progress`` after every BATCH events read (applied or skipped). Raises at the first
     fault; a member after the last one listed is one."""
     batch: list[Event] = []
     read = 0
     for step in steps:
-        member = manifest.member(step.range.member)
-        entry = archive_reader.next_entry(source)
-        if entry is None or entry.name != member.name:
-            found = "the end" if entry is None else repr(entry.name)
-            raise BundleMalformed(detail=f"expected member {member.name!r}, found {found}")
-        if entry.size != member.size:
-            raise BundleMalformed(
-                detail=f"member {member.name!r} has {entry.size} bytes, the "
-                f"manifest says {member.size}"
-            )
-        lines = archive_reader.member_lines(
-            source, entry, sha256=member.sha256, raw_size=member.raw_size
-        )
-        head_hash = heads.get(step.range.origin, bundle.ZERO_HASH)
-        for event in bundle.read_events(step, lines, head_hash=head_hash, max_wall_ms=max_wall_ms):
-            read += 1
-            if read % BATCH == 0:
-                progress()
-            if step.action == "skip":
-                continue
-            projection.check_payload(event)  # the fold need not: import_events(payloads_checked)
-            batch.append(event)
-            if len(batch) >= BATCH:
+        if step.range.base:
+            base = _base(source, manifest, step)
+            if batch:
                 yield batch
                 batch = []
+            yield base
+        lines = _member_lines(source, manifest, step.range.member)
+        head_hash = heads.get(step.range.origin, bundle.ZERO_HASH)
+        found = bundle.read_events(step, lines, head_hash=head_hash, max_wall_ms=max_wall_ms)
+        try:
+            for event in found:
+                read += 1
+                if read % BATCH == 0:
+                    progress()
+                if step.action == "skip":
+                    continue
+                projection.check_payload(event)  # so the fold need not (payloads_checked)
+                batch.append(event)
+                if len(batch) >= BATCH:
+                    yield batch
+                    batch = []
+        except WrittenByNewer as exc:
+            raise _after_digest(lines, exc) from None
     if archive_reader.next_entry(source) is not None:
         raise BundleMalformed(detail="a member follows the last one the manifest lists")
     if batch:
         yield batch
+
+
+def _member_lines(source: BinaryIO, manifest: Manifest, name: str) -> Iterator[bytes]:
+    """The lines of the next member, which must be ``name``, checked against the manifest."""
+    member = manifest.member(name)
+    entry = archive_reader.next_entry(source)
+    if entry is None or entry.name != member.name:
+        found = "the end" if entry is None else repr(entry.name)
+        raise BundleMalformed(detail=f"expected member {member.name!r}, found {found}")
+    if entry.size != member.size:
+        raise BundleMalformed(
+            detail=f"member {member.name!r} has {entry.size} bytes, the manifest says {member.size}"
+        )
+    return archive_reader.member_lines(
+        source, entry, sha256=member.sha256, raw_size=member.raw_size
+    )
+
+
+def _after_digest(lines: Iterator[bytes], exc: WrittenByNewer) -> WrittenByNewer:
+    """``exc``, once the rest of its member was read: an event type, payload key, table or
+    column this orchd does not know is said only of a member whose bytes are the ones the
+    manifest signed (its digest and zstd checksum, checked at its end); damage is said as such."""
+    for _rest in lines:
+        pass
+    return exc
+
+
+def _base(source: BinaryIO, manifest: Manifest, step: Step) -> Base:
+    """The range's base rows, read and checked against its checkpoint (FORMAT.md 3.4)."""
+    name = step.range.base
+    reader = checkpoints.BaseReader(member=name, checkpoint=checkpoints.parse(step.checkpoint))
+    lines = []
+    found = _member_lines(source, manifest, name)
+    try:
+        for line in found:
+            reader.read(line)
+            lines.append(line)
+    except WrittenByNewer as exc:
+        raise _after_digest(found, exc) from None
+    reader.finish()
+    return Base(statement=reader.checkpoint, rows=reader.rows, lines=lines, join=step.join)
 
 
 def records(manifest: Manifest, steps: Sequence[Step]) -> int:
@@ -103,14 +152,24 @@ def batches_beside(
     heads: Mapping[str, str],
     max_wall_ms: int,
     progress: Callable[[], None] = lambda: None,
-) -> Iterator[list[Event]]:
+) -> Iterator[Batch]:
     """``batches``, read by a child process from ``source``'s current offset on (``source``
     itself is not read meanwhile). The child is stopped if the caller stops early."""
     spec = {
         "fd": source.fileno(),
         "offset": source.tell(),
         "manifest": base64.b64encode(manifest.encode()).decode(),
-        "steps": [[s.range.member, s.action, s.after_seq, s.head_hlc] for s in steps],
+        "steps": [
+            [
+                s.range.member,
+                s.action,
+                s.after_seq,
+                s.head_hlc,
+                base64.b64encode(s.checkpoint).decode(),
+                int(s.join),
+            ]
+            for s in steps
+        ],
         "heads": dict(heads),
         "max_wall_ms": max_wall_ms,
     }
@@ -140,6 +199,10 @@ def batches_beside(
             kind, data = _read_frame(child.stdout)
             if kind == b"B":
                 yield [events.from_wire(values) for values in marshal.loads(data)]  # noqa: S302
+            elif kind == b"R":
+                envelope, join, rows, lines = marshal.loads(data)  # noqa: S302
+                statement = checkpoints.parse(envelope)
+                yield Base(statement=statement, rows=rows, lines=lines, join=join)
             elif kind == b"P":
                 progress()
             elif kind == b"E":
@@ -202,7 +265,15 @@ def _serve(spec_bytes: bytes, out: BinaryIO) -> int:
         manifest = bundle.parse(base64.b64decode(spec["manifest"]))
         ranges = {r.member: r for r in manifest.ranges}
         steps = [
-            Step(range=ranges[m], action=a, after_seq=s, head_hlc=h) for m, a, s, h in spec["steps"]
+            Step(
+                range=ranges[m],
+                action=a,
+                after_seq=s,
+                head_hlc=h,
+                checkpoint=base64.b64decode(c),
+                join=bool(j),
+            )
+            for m, a, s, h, c, j in spec["steps"]
         ]
         fd = spec["fd"]
         os.lseek(fd, spec["offset"], os.SEEK_SET)
@@ -211,7 +282,11 @@ def _serve(spec_bytes: bytes, out: BinaryIO) -> int:
                 source, manifest, steps, spec["heads"], spec["max_wall_ms"], lambda: send(b"P")
             )
             for batch in found:
-                send(b"B", [events.to_wire(event) for event in batch])
+                if isinstance(batch, Base):
+                    value = (batch.statement.envelope, batch.join, batch.rows, batch.lines)
+                    send(b"R", value)
+                else:
+                    send(b"B", [events.to_wire(event) for event in batch])
         send(b"D")
         return 0
     except OrchdError as exc:

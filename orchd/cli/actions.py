@@ -29,9 +29,12 @@ from orchd.adapters.control import ACTIONS_PATH
 from orchd.adapters.keys import SiteKey
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
+from orchd.core.ports import Sign
 from orchd.errors import BadInput
+from orchd.ops import keys as key_ops
 
 from .context import Config, Site, interruptible, open_site
+from .sitefiles import key_files
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,4 +252,16 @@ def import_bundle(
         max_bytes=call.settings.bundle_max_bytes,
         progress=call.progress,
         vouched_by_relay=vouched_by_relay,
+        sign=checkpoint_signer(site),
     )
+
+
+def checkpoint_signer(site: Site) -> Sign:
+    """What signs the site's checkpoints after a join, with its key, read only when it is first
+    needed: an import that joins no origin from a checkpoint never reads the key file."""
+
+    def sign(payload_type: str, payload: bytes) -> bytes:
+        key = key_ops.site_key(site.ledger, key_files(site.config))
+        return key_ops.checkpoint_signer(key)(payload_type, payload)
+
+    return sign

@@ -20,9 +20,9 @@ from orchd.adapters.ledger import SqliteLedger, heads_file, put_in_place
 from orchd.adapters.ledger import backup as ledger_backup
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
-from orchd.adapters.system import OsEntropy, SystemClock
+from orchd.adapters.system import OsEntropy, SystemClock, site_clock
 from orchd.core.events import Actor, Draft
-from orchd.core.ports import VerifyReport
+from orchd.core.ports import Sign, VerifyReport
 from orchd.errors import BadInput, StorageError
 from orchd.ops import bundles as bundle_ops
 
@@ -123,8 +123,8 @@ class StateDirFiles:
         return self.config.ledger_path.exists() or self.config.ledger_path.is_symlink()
 
     def create_ledger(self, site_id: str, first: Draft, also: Sequence[Draft]) -> None:
-        path, clock, entropy = self.config.ledger_path, SystemClock(), OsEntropy()
-        SqliteLedger.create(path, site_id, clock, entropy, first, also=also).close()
+        path, clock = self.config.ledger_path, site_clock(self.config.state_dir)
+        SqliteLedger.create(path, site_id, clock, OsEntropy(), first, also=also).close()
 
     def clear_aside(self) -> None:
         aside = self._aside
@@ -136,15 +136,29 @@ class StateDirFiles:
             stale.unlink(missing_ok=True)
 
     def rebuild_aside(
-        self, site_id: str, sources: Sequence[Path], anchor: bytes, actor: Actor, ticket: str
+        self,
+        site_id: str,
+        sources: Sequence[Path],
+        anchor: bytes,
+        actor: Actor,
+        ticket: str,
+        sign: Sign,
     ) -> bundles.Restored:
         return bundles.restore(
-            self._aside, site_id, sources, anchor, SystemClock(), OsEntropy(), actor, ticket=ticket
+            self._aside,
+            site_id,
+            sources,
+            anchor,
+            site_clock(self.config.state_dir),
+            OsEntropy(),
+            actor,
+            ticket=ticket,
+            sign=sign,
         )
 
     @contextmanager
     def open_aside(self) -> Iterator[SqliteLedger]:
-        ledger = SqliteLedger.open(self._aside, SystemClock(), OsEntropy())
+        ledger = SqliteLedger.open(self._aside, site_clock(self.config.state_dir), OsEntropy())
         try:
             yield ledger
         finally:

@@ -139,6 +139,9 @@ class Step:
     action: Action
     after_seq: int  # events up to this seq are already held here (checked, not applied)
     head_hlc: str = ""  # format 2: the head statement's hlc, which the last event must carry
+    checkpoint: bytes = b""  # format 2: the range's checkpoint statement, checked (its base rows
+    # are read against it)
+    join: bool = False  # this site joins the origin from that checkpoint: its base rows load
 
 
 def check_envelope(
@@ -182,6 +185,9 @@ def plan(
     ``heads`` is this site's copy of each origin (seq, hash); ``hash_at`` holds our hash at the
     seqs the plan needs (each range's ``from_seq - 1`` and ``to_seq``); ``pruned``: origin -> the
     seq up to which this site pruned it (no hash is held below, so nothing there is compared).
+    A format 2 range that starts from its origin's checkpoint ``k`` (``from_seq - 1``) is joined
+    from it by a site that holds nothing of the origin (``join``: its base rows load), continues
+    a copy that reaches ``k``, and is a gap for a copy that ends before (the origin pruned it).
     """
     steps = []
     for r in manifest.ranges:
@@ -197,6 +203,17 @@ def plan(
             raise BundleRefused(
                 detail=f"it holds events of this site past its own seq {head_seq}; a site never "
                 "takes its own history from a peer (a lost site is restored with init --restore)"
+            )
+        if r.checkpoint and head_seq == 0:
+            steps.append(Step(range=r, action="apply", after_seq=r.from_seq - 1, join=True))
+            continue
+        if r.checkpoint and head_seq < r.from_seq - 1:
+            raise ChainGap(
+                origin=r.origin,
+                detail=f"this site holds seq 1..{head_seq}, the bundle continues from "
+                f"{r.origin}'s checkpoint at {r.from_seq - 1}: seq {head_seq + 1}.."
+                f"{r.from_seq - 1} are missing, and {r.origin} pruned them (a site that holds "
+                "part of an origin cannot join it from a checkpoint)",
             )
         if r.from_seq > head_seq + 1:
             held = f"seq 1..{head_seq}" if head_seq else "nothing"

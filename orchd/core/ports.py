@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchd.core.bundle_views import BundleView, ReceiptView
+from orchd.core.checkpoints import CheckpointStatement
 from orchd.core.events import Draft, Event
 from orchd.core.metrics import RunTally
 from orchd.core.projection import JobView, RunView
@@ -245,8 +246,16 @@ class StatementStore(OfSite, Protocol):
         ...
 
 
+Sign = Callable[[str, bytes], bytes]
+"""``sign(payload_type, payload)``: the DSSE envelope of ``payload``, by this site's key."""
+
+
 class Retention(TrustQueries, Protocol):
     """Pruning, which decides from what the trust queries tell (who acknowledged what)."""
+
+    def checkpoint_statements(self) -> dict[str, CheckpointStatement]:
+        """origin -> the newest checkpoint statement held of it (made here, or accepted)."""
+        ...
 
     def first_newer(self, origin: str, at: str) -> int | None:
         """The oldest seq of ``origin`` held here that occurred at or after ``at``."""
@@ -255,7 +264,7 @@ class Retention(TrustQueries, Protocol):
     def prune(
         self,
         upto: Mapping[str, int],
-        sign: Callable[[bytes], bytes],
+        sign: Sign,
         at: str,
         then: Callable[[int, dict[str, tuple[int, str]]], Sequence[Draft]],
     ) -> int: ...

@@ -131,20 +131,42 @@ def usable_keys(trusted: Mapping[str, KeyView], origin: str, now: str) -> dict[s
 def signer(statement: HeadStatement, keys: Mapping[str, KeyView], verify: Verify) -> str:
     """The first key of ``keys`` (trusted for the statement's origin) whose signature on it
     verifies; 54 when a signature names one of them but none verifies, 72 when none does."""
-    envelope = dsse.decode(statement.envelope, payload_type=HEAD_TYPE)
-    message = dsse.pae(HEAD_TYPE, envelope.payload)
+    return _signer(statement.envelope, HEAD_TYPE, statement.origin, keys, verify)
+
+
+def _signer(
+    data: bytes, payload_type: str, origin: str, keys: Mapping[str, KeyView], verify: Verify
+) -> str:
+    envelope = dsse.decode(data, payload_type=payload_type)
+    what = "head" if payload_type == HEAD_TYPE else "checkpoint"
+    message = dsse.pae(payload_type, envelope.payload)
     named = [s for s in envelope.signatures if s.key_id in keys]
     for signature in named:
         if verify(bytes.fromhex(keys[signature.key_id].public_key), message, signature.sig):
             return signature.key_id
     if named:
-        raise _bad(f"its signature by key {named[0].key_id} does not verify")
+        raise SignatureInvalid(
+            detail=f"{what} statement: its signature by key {named[0].key_id} does not verify"
+        )
     raise UntrustedKey(
         key_id=envelope.signatures[0].key_id,
-        site=statement.origin,
-        detail=f"no signature on the head statement of {statement.origin} is by a key this site "
+        site=origin,
+        detail=f"no signature on the {what} statement of {origin} is by a key this site "
         "trusts for it",
     )
+
+
+def signer_of(
+    data: bytes,
+    payload_type: str,
+    origin: str,
+    trusted: Mapping[str, KeyView],
+    verify: Verify,
+    now: str,
+) -> str:
+    """The key of ``trusted`` usable for ``origin`` at ``now`` that signed the statement
+    envelope ``data`` of ``payload_type`` (54 or 72 as ``signer``)."""
+    return _signer(data, payload_type, origin, usable_keys(trusted, origin, now), verify)
 
 
 def relay_only(
@@ -197,7 +219,9 @@ def check_heads(
         statement = parse_head(found[r.origin])
         if statement.origin != r.origin:
             raise _bad(f"it is {statement.origin}'s, in the range of {r.origin}")
-        key = _vouching_key(statement, trusted, verify, now, vouched)
+        key = vouching_key(
+            statement.envelope, HEAD_TYPE, statement.origin, trusted, verify, now, vouched
+        )
         ours = held.get((r.origin, statement.seq))
         if ours is not None and ours != statement.hash:
             if key is not None:
@@ -223,24 +247,27 @@ def check_heads(
     return checked
 
 
-def _vouching_key(
-    statement: HeadStatement,
+def vouching_key(
+    data: bytes,
+    payload_type: str,
+    origin: str,
     trusted: Mapping[str, KeyView],
     verify: Verify,
     now: str,
     vouched: Collection[str],
 ) -> str | None:
-    """Step 2: the key trusted for the origin that signed ``statement``; None when this site
-    trusts no key of the origin and the operator vouched for it on the relay's word."""
-    keys = usable_keys(trusted, statement.origin, now)
+    """Step 2 (of a head or a checkpoint statement, ``data`` its envelope): the key trusted for
+    the origin that signed it; None when this site trusts no key of the origin and the operator
+    vouched for it on the relay's word."""
+    keys = usable_keys(trusted, origin, now)
     if keys:
-        return signer(statement, keys, verify)
-    if statement.origin in vouched:
+        return _signer(data, payload_type, origin, keys, verify)
+    if origin in vouched:
         return None
     raise UntrustedKey(
         key_id="(none)",
-        site=statement.origin,
-        detail=f"this site trusts no key of {statement.origin}, whose events the bundle relays "
-        f"(trust its key: orchd keys trust {statement.origin} FILE; or take them on the relay's "
-        f"word alone: --vouched-by-relay {statement.origin} --reason R)",
+        site=origin,
+        detail=f"this site trusts no key of {origin}, whose events the bundle relays "
+        f"(trust its key: orchd keys trust {origin} FILE; or take them on the relay's "
+        f"word alone: --vouched-by-relay {origin} --reason R)",
     )

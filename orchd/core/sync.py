@@ -34,27 +34,37 @@ def export_starts(
     *,
     kept: Heads,
     ours: Mapping[tuple[str, int], str],
+    version: int = bundle.FORMAT_VERSION,
 ) -> dict[str, tuple[int, str]]:
     """origin -> (first seq to send, the hash before it): all of it (``since`` None), or what
     comes after the recipient's receipt ``since``; never the recipient's own events (it is their
-    source). ``kept``: origin -> the checkpoint a pruned origin continues from; ``ours``: this
-    site's hash at each ``acknowledged`` (origin, seq). An acknowledged hash this site does not
-    hold means the chains differ."""
+    source). ``kept``: origin -> the checkpoint a pruned origin continues from, where a range
+    starts for a recipient that may hold nothing of it (format 2 carries the checkpoint, format
+    1 cannot: refused); ``ours``: this site's hash at each ``acknowledged`` (origin, seq). An
+    acknowledged hash this site does not hold means the chains differ."""
     if since is None:
-        return {
+        starts = {
             o: (kept[o][0] + 1, kept[o][1]) if o in kept else (1, ZERO_HASH)
             for o, (head_seq, _) in heads.items()
             if o != recipient and head_seq > kept.get(o, (0, ""))[0]
         }
+        for origin in sorted(set(starts) & set(kept)):
+            _joinable(origin, recipient, version)
+        return starts
     starts = {}
     for origin, (head_seq, _) in heads.items():
         seq, digest = since.get(origin, (0, ZERO_HASH))
         if seq >= head_seq or origin == recipient:
             continue  # the recipient holds all of it
+        if seq == 0 and origin in kept:
+            _joinable(origin, recipient, version)
+            starts[origin] = (kept[origin][0] + 1, kept[origin][1])
+            continue
         if seq < kept.get(origin, (0, ""))[0]:
             raise StateConflict(
                 detail=f"{recipient} holds {origin} up to seq {seq}, but this site pruned it up "
-                f"to seq {kept[origin][0]} (retention): it cannot send what is missing"
+                f"to seq {kept[origin][0]} (retention): it cannot send what is missing (a site "
+                "that holds part of an origin cannot join it from a checkpoint)"
             )
         if seq and ours.get((origin, seq)) != digest:
             raise StateConflict(
@@ -70,23 +80,56 @@ def export_starts(
     return starts
 
 
+def _joinable(origin: str, recipient: str, version: int) -> None:
+    """A range from ``origin``'s checkpoint: format 2 carries it, format 1 cannot."""
+    if version == bundle.FORMAT_1:
+        raise StateConflict(
+            detail=f"this site pruned {origin}, and {recipient} may hold nothing of it: it can "
+            "join only from the checkpoint, which format 1 cannot carry (upgrade that site to "
+            "read format 2, and export without --format 1)"
+        )
+
+
+def joins(starts: Mapping[str, tuple[int, str]], since: Heads | None, kept: Heads) -> set[str]:
+    """The origins of ``starts`` that start from their checkpoint for a recipient that may hold
+    nothing of them (no receipt, or none of the origin): their ranges carry the checkpoint."""
+    return {
+        o
+        for o, (first, _) in starts.items()
+        if o in kept
+        and first == kept[o][0] + 1
+        and (since is None or since.get(o, (0, ""))[0] == 0)
+    }
+
+
 def export_ranges(
-    heads: Heads, starts: Mapping[str, tuple[int, str]], version: int = bundle.FORMAT_VERSION
+    heads: Heads,
+    starts: Mapping[str, tuple[int, str]],
+    version: int = bundle.FORMAT_VERSION,
+    joins: Collection[str] = (),
 ) -> tuple[Range, ...]:
     """One range per origin of ``starts``, sorted, up to ``heads`` (this site's head of it; in
-    format 2 its newest head statement of another origin), naming the head statement in format 2."""
-    return tuple(
-        Range(
-            origin=origin,
-            from_seq=first,
-            to_seq=heads[origin][0],
-            prev_hash=before,
-            last_hash=heads[origin][1],
-            member=bundle.member_name(origin),
-            head=bundle.head_name(origin) if version == bundle.FORMAT_2 else "",
+    format 2 its newest head statement of another origin), naming the head statement in format
+    2, and the checkpoint and base rows of each origin of ``joins`` (which starts from its
+    checkpoint for a recipient that may hold nothing of it)."""
+    ranges = []
+    for origin, (first, before) in sorted(starts.items()):
+        two = version == bundle.FORMAT_2
+        joined = two and origin in joins
+        ranges.append(
+            Range(
+                origin=origin,
+                from_seq=first,
+                to_seq=heads[origin][0],
+                prev_hash=before,
+                last_hash=heads[origin][1],
+                member=bundle.member_name(origin),
+                head=bundle.head_name(origin) if two else "",
+                checkpoint=f"checkpoints/{origin}.dsse" if joined else "",
+                base=f"base/{origin}.ndjson.zst" if joined else "",
+            )
         )
-        for origin, (first, before) in sorted(starts.items())
-    )
+    return tuple(ranges)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

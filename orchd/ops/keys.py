@@ -220,6 +220,8 @@ class SigningKey(Protocol):
     @property
     def public_key(self) -> bytes: ...
 
+    def sign(self, data: bytes) -> bytes: ...
+
 
 K = TypeVar("K", bound=SigningKey)
 
@@ -314,15 +316,14 @@ class Signer(Protocol):
     def sign(self, data: bytes) -> bytes: ...
 
 
-def checkpoint_signer(key: Signer) -> Callable[[bytes], bytes]:
-    """What signs a prune's checkpoint statement: its payload -> the DSSE envelope, by ``key``."""
+def checkpoint_signer(key: Signer) -> Callable[[str, bytes], bytes]:
+    """What signs a prune's or a join's checkpoint statements: (payload type, payload) -> the
+    DSSE envelope, by ``key``."""
 
-    def sign(payload: bytes) -> bytes:
-        signature = dsse.Signature(
-            key_id=key.key_id, sig=key.sign(dsse.pae(dsse.CHECKPOINT_TYPE, payload))
-        )
+    def sign(payload_type: str, payload: bytes) -> bytes:
+        signature = dsse.Signature(key_id=key.key_id, sig=key.sign(dsse.pae(payload_type, payload)))
         envelope = dsse.Envelope(
-            payload_type=dsse.CHECKPOINT_TYPE, payload=payload, signatures=(signature,)
+            payload_type=payload_type, payload=payload, signatures=(signature,)
         )
         return envelope.encode()
 

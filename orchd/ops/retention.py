@@ -7,7 +7,10 @@ on. ``k`` is the smallest of these limits:
 - age: every event up to ``k`` occurred before now minus the policy's ``retention.days``;
 - every peer holds it: each peer's newest receipt (its watermarks) reaches ``k`` for this origin
   (an origin always holds its own events, so a peer is not asked about its own);
-- this site's own events must also have been exported (a bundle of this site's covered ``k``).
+- this site's own events must also have been exported (a bundle of this site's covered ``k``);
+- another origin's events only up to a checkpoint of that origin's held here (its signed
+  statement with its base rows, from a bundle that started there): a site never makes a
+  checkpoint for another, so without one it could no longer serve that origin to a joiner.
 
 A peer is a site whose key this site trusts, or one that returned a receipt. What the pruned
 events made of the projections is kept as the projections' base (jobs, runs, trust, quotas and
@@ -18,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchd.core import canonical, drafts, limits, timefmt
 from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.events import Actor, Draft
-from orchd.core.ports import Retention
+from orchd.core.ports import Retention, Sign
 
 SCOPE = "orch:admin"
 
@@ -61,6 +64,7 @@ def plan(ledger: Retention, days: int, now_ms: int) -> Plan:
     peers = tuple(sorted(trusted | set(receipts)))
     exported = _exported(ledger.bundle_records())
     checkpoints = ledger.checkpoints()
+    signed = {o: s.seq for o, s in ledger.checkpoint_statements().items()}
     found = []
     for origin, (head, _digest) in sorted(ledger.heads().items()):
         floor = checkpoints.get(origin, (0, ""))[0]
@@ -75,6 +79,10 @@ def plan(ledger: Retention, days: int, now_ms: int) -> Plan:
         if origin == ledger.site_id:
             sent = exported.get(origin, 0)
             limits_.append((sent, f"only seq 1..{sent} were exported"))
+        else:  # a joiner can be served only from the origin's own checkpoint (FORMAT.md 6)
+            held = signed.get(origin, 0)
+            why = f"{origin}'s newest checkpoint held here is at seq {held}"
+            limits_.append((held, why if held else f"no checkpoint of {origin}'s is held here"))
         upto, limit = min(limits_, key=lambda pair: pair[0])
         found.append(
             OriginPlan(
@@ -88,12 +96,13 @@ def prune(
     ledger: Retention,
     chosen: Plan,
     actor: Actor,
-    sign: Callable[[bytes], bytes],
+    sign: Sign,
     now_ms: int,
 ) -> int:
     """Prune what ``chosen`` allows; the number of events removed (0: nothing was due).
 
-    ``sign`` turns the checkpoint statement's payload into its signed DSSE envelope.
+    ``sign`` signs the checkpoint statements (the site's, and its origin checkpoint when its
+    own chain is pruned) with the site's key.
     """
     upto = {o.origin: o.upto for o in chosen.origins if o.events}
     if not upto:

@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 from orchd.core import drafts
 from orchd.core.events import Actor, Draft
 from orchd.core.names import check_name
-from orchd.core.ports import TrustLog, TrustQueries
+from orchd.core.ports import Sign, TrustLog, TrustQueries
 from orchd.errors import SiteExists
 
 from . import keys as key_ops
@@ -70,10 +70,17 @@ class SiteFiles(Protocol):
         ...
 
     def rebuild_aside(
-        self, site_id: str, sources: Sequence[Path], anchor: bytes, actor: Actor, ticket: str
+        self,
+        site_id: str,
+        sources: Sequence[Path],
+        anchor: bytes,
+        actor: Actor,
+        ticket: str,
+        sign: Sign,
     ) -> Rebuilt:
         """The lost site's own chain from the best bundle signed with ``anchor``, then every
-        bundle imported, into the ledger aside."""
+        bundle imported, into the ledger aside; ``sign`` (the new key's) signs the checkpoints
+        of a chain restored from its checkpoint, or of an origin joined from one."""
         ...
 
     def open_aside(self) -> AbstractContextManager[TrustLog]: ...
@@ -126,11 +133,12 @@ def restore(
         if files.has_ledger():
             raise SiteExists(path=files.state_dir)
         files.clear_aside()
-        done = files.rebuild_aside(site_id, sources, anchor, actor, ticket)
         if key_files.exists():
             key_files.remove()
         key = key_files.generate()
         key_files.write(key)
+        sign = key_ops.checkpoint_signer(key)
+        done = files.rebuild_aside(site_id, sources, anchor, actor, ticket, sign)
         with files.open_aside() as ledger:  # closing it folds the WAL into the file
             ledger.append(restored(ledger, actor, key.public_key, done, ticket))
         files.place_aside()

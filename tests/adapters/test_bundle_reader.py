@@ -29,7 +29,7 @@ from orchd.core import drafts
 from orchd.core.bundle import MAX_LINE
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy
-from orchd.errors import BundleMalformed, MemberMismatch, SystemFailure
+from orchd.errors import BundleMalformed, MemberMismatch, SystemFailure, WrittenByNewer
 from orchd.ops import keys as key_ops
 from orchd.ops import site
 from tests.builders import padded_jobs
@@ -418,3 +418,33 @@ def _bodies_and_hashes(ledger: SqliteLedger) -> tuple[list[bytes], list[str]]:
         found = [(bytes(b), h) for b, h in rows.fetchall()]
     conn.close()
     return [b for b, _ in found], [h for _, h in found]
+
+
+@pytest.mark.parametrize("reader", [HERE, CHILD], ids=["here", "child"])
+def test_an_unknown_event_type_in_a_damaged_member_is_said_as_damage(
+    tmp_path: Path, reader: int
+) -> None:
+    """A type this orchd does not know is "written by a newer orchd" (47) only in a member
+    whose bytes are the ones signed: in one whose digest differs (a flipped bit that spelled
+    another type), the rest of the member is read first and the damage is said (56)."""
+    hq, key = new_site(tmp_path / "hq.db", "hq")
+    hq.close()
+    with sqlite3.connect(tmp_path / "hq.db") as conn:
+        chain = conn.execute("SELECT body, hash FROM events ORDER BY seq").fetchall()
+    conn.close()
+    newer = Draft(type="job.teleported", actor=ACTOR, idempotency_key="t", payload={})
+    chain = seal_after([(bytes(b), h) for b, h in chain], [newer], SystemClock().now_ms())
+    enclave, _ = new_site(tmp_path / "enclave.db", "enclave")
+    try:
+        trust_hq(enclave, key.public_key)
+        signed = tmp_path / "signed.orchkit"
+        signed.write_bytes(craft(key, [Span("hq", chain)], recipient="enclave"))
+        with pytest.raises(WrittenByNewer, match=r"job\.teleported"):
+            import_(enclave, signed, reader)
+        damaged = tmp_path / "damaged.orchkit"
+        wrong = {"sha256": "0" * 64}
+        damaged.write_bytes(craft(key, [Span("hq", chain, extra=wrong)], recipient="enclave"))
+        with pytest.raises(MemberMismatch, match="sha256"):
+            import_(enclave, damaged, reader)
+    finally:
+        enclave.close()

@@ -4,14 +4,22 @@ checkpoint that verify and rebuild honour."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zstandard
 from conftest import POLICIES, Orchd
+
+from orchd.adapters import keys
+from orchd.core import checkpoints
+from tests.bundlekit import Member, members, resign, zstd
 
 DAY_MS = 86_400_000
 
@@ -100,7 +108,8 @@ def test_nothing_goes_until_the_peer_acknowledges_it_then_only_that(
     after = hq.plan()
     receipt_seq = int(str(after["hq"]["limit"]).rsplit(" ", 1)[1])
     assert after["hq"]["upto"] == receipt_seq and after["hq"]["events"] == receipt_seq
-    assert after["enclave"]["limit"] == "it is the head"  # the enclave holds its own
+    # a site never makes a checkpoint for another: without one of the enclave's it keeps them
+    assert after["enclave"]["limit"] == "no checkpoint of enclave's is held here"
 
 
 def test_a_prune_keeps_the_projections_and_verify_rebuild_and_exports_go_on(
@@ -181,19 +190,208 @@ def test_changing_the_base_or_the_checkpoints_after_a_prune_is_detected(
     assert moved.exit_code in (51, 52), moved.stderr  # the chain or the statement says so
 
 
-def test_a_new_peer_cannot_start_from_a_pruned_history(
+def joiner(tmp_path: Path, policy: Path, name: str = "third", days: int = 2) -> Site:
+    """A new site that trusts hq's and the enclave's keys, ``days`` on (as hq's clock is)."""
+    site = Site(tmp_path / name, policy)
+    site.ok("init", "--site-id", name)
+    site.days_later(days)
+    for peer in ("hq", "enclave"):
+        site.ok("keys", "trust", peer, str(tmp_path / f"{peer}.pem"), "--reason", "key ceremony")
+    return site
+
+
+def test_a_new_peer_joins_a_pruned_history_from_its_checkpoint_and_base_rows(
+    pair: tuple[Site, Site], tmp_path: Path, policy: Path
+) -> None:
+    """hq prunes its own chain: its checkpoint (signed by hq) and base rows go into its full
+    bundle, from which a site that never held hq's pruned events joins and goes on."""
+    hq, enclave = pair
+    acknowledged_and_old(hq, enclave)
+    hq.ok("ledger", "prune")
+    third = joiner(tmp_path, policy)
+    full = tmp_path / "full.orchkit"
+    hq.ok("bundle", "export", "--out", str(full))
+    names = [m.name for m in members(full.read_bytes())]
+    assert "checkpoints/hq.dsse" in names and "base/hq.ndjson.zst" in names
+
+    report = json.loads(third.ok("bundle", "import", str(full), "--json").stdout)
+
+    assert report["by_origin"]["hq"] < hq.event_count()  # only what follows the checkpoint
+    assert third.jobs("--origin", "hq") == hq.jobs()  # from the base rows and the events after
+    verified = json.loads(third.ok("ledger", "verify", "--json").stdout)
+    ranges = json.loads(members(full.read_bytes())[0].data)["ranges"]
+    assert verified["origins"]["hq"] == next(r["to_seq"] for r in ranges if r["origin"] == "hq")
+    digest = verified["projection_digest"]
+    assert third.ok("ledger", "rebuild").stdout.strip() == digest  # the base honours it
+    # hq goes on: the next bundle continues the joined chain incrementally
+    hq.submit("rescan")
+    hq.ok("work", "--until-idle")
+    third.ok("keys", "export-public", str(tmp_path / "third.pem"))
+    hq.ok("keys", "trust", "third", str(tmp_path / "third.pem"), "--reason", "key ceremony")
+    send(third, hq, "hq", "third-1")  # third's receipt
+    send(hq, third, "third", "hq-to-third")
+    assert third.jobs("--origin", "hq") == hq.jobs()
+    third.ok("ledger", "verify")
+
+
+def test_a_second_prune_carries_the_base_rows_on_and_a_relay_passes_them_on(
+    pair: tuple[Site, Site], tmp_path: Path, policy: Path
+) -> None:
+    """hq prunes twice (its base rows go on from the first checkpoint's); the third site joins,
+    holds hq's checkpoint, and as a relay passes it on, byte for byte, to a fourth."""
+    hq, enclave = pair
+    acknowledged_and_old(hq, enclave)
+    hq.ok("ledger", "prune")
+    for _ in range(2):
+        hq.submit("rescan")
+    hq.ok("work", "--until-idle")
+    enclave.days_later(2)
+    send(hq, enclave, "enclave", "hq-2")
+    send(enclave, hq, "hq", "enclave-2")
+    hq.days_later(4)
+    assert json.loads(hq.ok("ledger", "prune", "--json").stdout)["removed"] > 0
+    third = joiner(tmp_path, policy, days=4)
+    full = tmp_path / "full.orchkit"
+    hq.ok("bundle", "export", "--out", str(full))
+    third.ok("bundle", "import", str(full))
+    assert third.jobs("--origin", "hq") == hq.jobs()
+
+    fourth = joiner(tmp_path, policy, "fourth", days=4)
+    relayed = tmp_path / "relayed.orchkit"
+    third.ok("keys", "export-public", str(tmp_path / "third.pem"))
+    fourth.ok("keys", "trust", "third", str(tmp_path / "third.pem"), "--reason", "key ceremony")
+    third.ok("bundle", "export", "--out", str(relayed))
+    passed = {m.name: m.data for m in members(relayed.read_bytes())}
+    original = {m.name: m.data for m in members(full.read_bytes())}
+    assert passed["checkpoints/hq.dsse"] == original["checkpoints/hq.dsse"]
+    fourth.ok("bundle", "import", str(relayed))
+    assert fourth.jobs("--origin", "hq") == hq.jobs()
+    fourth.ok("ledger", "verify")
+
+
+def test_a_peer_that_holds_part_of_a_pruned_origin_is_refused_as_a_gap(
+    pair: tuple[Site, Site], tmp_path: Path
+) -> None:
+    hq, enclave = pair
+    acknowledged_and_old(hq, enclave)
+    hq.ok("ledger", "prune")
+    # the enclave, restored from an old copy, holds hq only up to seq 2: hq's full bundle
+    # continues from its checkpoint, far past that
+    with closing(sqlite3.connect(enclave.ledger_path, isolation_level=None)) as conn:
+        conn.execute("DROP TRIGGER events_no_delete")
+        conn.execute("DELETE FROM events WHERE origin = 'hq' AND seq > 2")
+    (enclave.state_dir / "ledger.db.heads").unlink()
+    enclave.ok("ledger", "rebuild")
+    enclave.days_later(2)
+    full = tmp_path / "full.orchkit"
+    hq.ok("bundle", "export", "--out", str(full))
+    refused = enclave.fails(39, "bundle", "import", str(full))
+    assert "hq pruned them" in refused.stderr
+
+
+def test_format_1_refuses_a_range_that_needs_a_checkpoint(
+    pair: tuple[Site, Site], tmp_path: Path
+) -> None:
+    hq, enclave = pair
+    acknowledged_and_old(hq, enclave)
+    hq.ok("ledger", "prune")
+    out = tmp_path / "one.orchkit"
+    refused = hq.fails(30, "bundle", "export", "--format", "1", "--out", str(out))
+    assert "which format 1 cannot carry" in refused.stderr and not out.exists()
+    # a peer whose receipt holds hq past the checkpoint needs none: format 1 goes there
+    hq.submit("rescan")
+    peer = tmp_path / "peer.orchkit"
+    hq.ok("bundle", "export", "--format", "1", "--peer", "enclave", "--out", str(peer))
+    enclave.days_later(2)
+    enclave.ok("bundle", "import", str(peer))
+
+
+def test_a_pruned_site_is_restored_from_its_checkpoint_and_goes_on(
+    pair: tuple[Site, Site], tmp_path: Path
+) -> None:
+    """``init --restore`` from the last full bundle of a site that pruned its own chain: the
+    chain goes on from its checkpoint, whose base rows load whole (its trust store and bundle
+    records too), signed again with the new key."""
+    hq, enclave = pair
+    acknowledged_and_old(hq, enclave)
+    hq.ok("ledger", "prune")
+    last = tmp_path / "hq-last.orchkit"
+    hq.ok("bundle", "export", "--out", str(last))
+    jobs = hq.jobs()
+    trusted = {
+        (k["site"], k["key_id"])
+        for k in json.loads(hq.ok("keys", "list", "--json").stdout)["trusted"]
+    }
+    shutil.rmtree(hq.state_dir)
+    hq.state_dir.mkdir()
+    hq.days_later(2)  # the clock the lost site's events carry
+    hq.ok("init", "--site-id", "hq", "--restore", str(last), "--trust-key",
+          str(tmp_path / "hq.pem"), "--ticket", "INC-7")  # fmt: skip
+
+    assert hq.jobs() == jobs
+    after = json.loads(hq.ok("keys", "list", "--json").stdout)["trusted"]
+    assert trusted <= {(k["site"], k["key_id"]) for k in after}  # the lost key, now revoked
+    verified = json.loads(hq.ok("ledger", "verify", "--json").stdout)
+    assert hq.ok("ledger", "rebuild").stdout.strip() == verified["projection_digest"]
+    hq.submit("rescan")
+    hq.ok("work", "--until-idle")
+    hq.ok("keys", "export-public", str(tmp_path / "hq-new.pem"))
+    enclave.ok("keys", "trust", "hq", str(tmp_path / "hq-new.pem"), "--reason", "new key")
+    enclave.days_later(2)
+    send(hq, enclave, "enclave", "after-restore")
+    enclave.ok("ledger", "verify")
+
+
+def replaced(data: bytes, signer: keys.SiteKey, name: str, new: bytes, raw: int = 0) -> bytes:
+    """``data`` with member ``name`` replaced by ``new`` and the manifest, saying so, signed
+    again by ``signer`` (the exporter's key: only the member itself is wrong)."""
+
+    def change(value: dict[str, Any]) -> None:
+        (entry,) = [m for m in value["members"] if m["name"] == name]
+        entry.update(sha256=hashlib.sha256(new).hexdigest(), size=len(new))
+        entry["raw_size"] = raw or len(new)
+
+    def stored(parts: list[Member]) -> list[Member]:
+        return [Member(p.name, new) if p.name == name else p for p in parts]
+
+    return resign(data, signer, change, stored=stored)
+
+
+def test_a_checkpoint_or_base_that_is_not_the_origins_is_refused_and_nothing_changes(
     pair: tuple[Site, Site], tmp_path: Path, policy: Path
 ) -> None:
     hq, enclave = pair
     acknowledged_and_old(hq, enclave)
     hq.ok("ledger", "prune")
-    third = Site(tmp_path / "third", policy)
-    third.ok("init", "--site-id", "third")
-    third.days_later(2)
-    third.ok("keys", "trust", "hq", str(tmp_path / "hq.pem"), "--reason", "key ceremony")
+    third = joiner(tmp_path, policy)
     full = tmp_path / "full.orchkit"
     hq.ok("bundle", "export", "--out", str(full))
+    data = full.read_bytes()
+    parts = {m.name: m.data for m in members(data)}
+    hq_key = keys.read_private(hq.state_dir / "keys" / "site.key")
+    enclave_key = keys.read_private(enclave.state_dir / "keys" / "site.key")
+    point = checkpoints.parse(parts["checkpoints/hq.dsse"])
+    base = zstandard.ZstdDecompressor().decompressobj().decompress(parts["base/hq.ndjson.zst"])
+    forged = base.replace(b'"state":"succeeded"', b'"state":"dead"', 1)
+    assert forged != base
 
-    refused = third.fails(39, "bundle", "import", str(full))
+    def statement(origin: str, seq: int, key: keys.SiteKey) -> bytes:
+        return checkpoints.make(
+            origin, seq, point.hash, point.rows_digest, key_id=key.key_id, sign=key.sign
+        ).envelope
 
-    assert "the bundle starts at" in refused.stderr  # a gap: the pruned seqs are gone
+    cases = [
+        ("base/hq.ndjson.zst", zstd(forged), len(forged), 56, "rows_digest"),
+        ("checkpoints/hq.dsse", statement("hq", point.seq, enclave_key), 0, 72, "checkpoint"),
+        ("checkpoints/hq.dsse", statement("enclave", point.seq, enclave_key), 0, 54, "enclave's"),
+        ("checkpoints/hq.dsse", statement("hq", point.seq - 1, hq_key), 0, 54, "continues from"),
+    ]
+    before = third.files()
+    for name, new, raw, code, said in cases:
+        bad = tmp_path / "bad.orchkit"
+        bad.write_bytes(replaced(data, hq_key, name, new, raw))
+        refused = third.fails(code, "bundle", "import", str(bad))
+        assert said in refused.stderr, refused.stderr
+        assert third.files() == before
+        bad.unlink()
+    third.ok("bundle", "import", str(full))  # the true one still goes in

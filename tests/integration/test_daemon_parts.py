@@ -150,6 +150,7 @@ def test_the_inbox_part_quarantines_what_is_not_a_bundle(
         Audit(ledger, clock, DAEMON, log),
         log,
         lambda: fed.append(1),
+        lambda kind, payload: b"",  # joins no origin: never called
     )
 
     assert inbox.tick(T0) is False

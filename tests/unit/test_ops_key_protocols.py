@@ -5,7 +5,7 @@ order of the steps and what a crash between them leaves are checked without a di
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +157,8 @@ def test_a_key_file_that_is_not_the_sites_own_key_is_refused() -> None:
 def test_a_checkpoint_is_signed_by_the_key_given() -> None:
     key = Files().generate()
     envelope = dsse.decode(
-        key_ops.checkpoint_signer(key)(b"payload"), payload_type=dsse.CHECKPOINT_TYPE
+        key_ops.checkpoint_signer(key)(dsse.CHECKPOINT_TYPE, b"payload"),
+        payload_type=dsse.CHECKPOINT_TYPE,
     )
     (signature,) = envelope.signatures
     assert (envelope.payload_type, envelope.payload) == (dsse.CHECKPOINT_TYPE, b"payload")
@@ -206,7 +207,13 @@ class StateDir:
         self.steps.append("clear_aside")
 
     def rebuild_aside(
-        self, site_id: str, sources: Sequence[Path], anchor: bytes, actor: Actor, ticket: str
+        self,
+        site_id: str,
+        sources: Sequence[Path],
+        anchor: bytes,
+        actor: Actor,
+        ticket: str,
+        sign: Callable[[str, bytes], bytes],
     ) -> Rebuilt:
         self.steps.append("rebuild_aside")
         self.aside = a_site(Files(made=100))  # the lost site's chain, its lost key its own

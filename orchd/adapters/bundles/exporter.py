@@ -17,11 +17,13 @@ from orchd.core import bundle, dsse, events, statements, sync
 from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
 from orchd.core.manifest import DEFAULT_EXPIRY_MS
+from orchd.core.manifest_members import member_order
 from orchd.core.statements import HeadStatement
-from orchd.errors import StorageError, UntrustedKey
+from orchd.errors import StateConflict, StorageError, UntrustedKey
 
 from .. import archive_writer, keys
 from ..ledger import SqliteLedger
+from ..ledger.statements import BaseMember
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,12 +59,33 @@ def export(
     plan = _plan(ledger, key, recipient, now_ms, expires_in_ms, since, held, version)
     if version == bundle.FORMAT_1:  # refused before anything is written
         bundle.check_signable(plan.manifest(bundle.largest_members(plan.ranges)))
+    bases = {r.origin: _base(ledger, r) for r in plan.ranges if r.checkpoint}
     heads = _statements(ledger, key, plan.ranges, version)
     with archive_writer.staging_beside(out) as staging:
-        members, files = _compress(ledger, plan.ranges, staging, progress)
-        events_count = sum(m.records for m in members)
-        members = [*(_statement_member(s, r) for s, r in heads), *members]
-        files = [*((r.head, s.envelope) for s, r in heads), *files]
+        compressed = _compress(ledger, plan.ranges, staging, progress)
+        events_count = sum(m.records for m, _ in compressed.values())
+        found: dict[str, tuple[bundle.Member, bytes | Path]] = dict(compressed)
+        for s, r in heads:
+            found[r.head] = (_small_member(r.head, s.envelope), s.envelope)
+        for origin, base in bases.items():
+            r = next(r for r in plan.ranges if r.origin == origin)
+            found[r.checkpoint] = (
+                _small_member(r.checkpoint, base.statement.envelope),
+                base.statement.envelope,
+            )
+            found[r.base] = (
+                bundle.Member(
+                    name=r.base,
+                    sha256=base.sha256,
+                    size=len(base.data),
+                    raw_size=base.raw_size,
+                    records=base.records,
+                ),
+                base.data,
+            )
+        order = member_order(version, plan.ranges)
+        members = [found[name][0] for name in order]
+        files = [(name, found[name][1]) for name in order]
         manifest = plan.manifest(tuple(members))
         size = _write(manifest, key, files, staging / "bundle.orchkit", out)
     own = [s for s, _ in heads if s.origin == ledger.site_id]
@@ -104,10 +127,22 @@ def _statements(
     return found
 
 
-def _statement_member(statement: HeadStatement, r: bundle.Range) -> bundle.Member:
-    data = statement.envelope
+def _base(ledger: SqliteLedger, r: bundle.Range) -> BaseMember:
+    """The checkpoint and base rows a range that starts from its origin's checkpoint carries,
+    from the statement store (refused, before anything is written, when it holds none there)."""
+    base = ledger.base_member(r.origin)
+    if base is None or (base.statement.seq, base.statement.hash) != (r.from_seq - 1, r.prev_hash):
+        raise StateConflict(
+            detail=f"this site pruned {r.origin} up to seq {r.from_seq - 1} but holds no "
+            f"checkpoint of {r.origin}'s there (it pruned before it kept base rows): a site that "
+            f"holds nothing of {r.origin} can join it only from a bundle of {r.origin}'s own"
+        )
+    return base
+
+
+def _small_member(name: str, data: bytes) -> bundle.Member:
     return bundle.Member(
-        name=r.head,
+        name=name,
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
         raw_size=len(data),
@@ -137,7 +172,7 @@ def _plan(
 ) -> sync.Export:
     kept = ledger.checkpoints()  # pruned: each such origin's events start after its checkpoint
     ours = {} if since is None else ledger.hashes(sync.acknowledged(heads, since))
-    starts = sync.export_starts(heads, since, recipient, kept=kept, ours=ours)
+    starts = sync.export_starts(heads, since, recipient, kept=kept, ours=ours, version=version)
     previous = [
         b.bundle_id
         for b in ledger.bundle_records()
@@ -149,7 +184,7 @@ def _plan(
         now_ms=now_ms,
         expires_in_ms=expires_in_ms,
         full=since is None,
-        ranges=sync.export_ranges(heads, starts, version),
+        ranges=sync.export_ranges(heads, starts, version, sync.joins(starts, since, kept)),
         previous=previous[-1] if previous else "",
         rotation=_rotation_statement(ledger, key),
         format=version,
@@ -161,10 +196,9 @@ def _compress(
     ranges: tuple[bundle.Range, ...],
     staging: Path,
     progress: Callable[[str, int], None],
-) -> tuple[list[bundle.Member], list[tuple[str, bytes | Path]]]:
-    """Each range's events compressed into a staging file: the members and their files."""
-    members: list[bundle.Member] = []
-    files: list[tuple[str, bytes | Path]] = []
+) -> dict[str, tuple[bundle.Member, bytes | Path]]:
+    """Each range's events compressed into a staging file: name -> the member and its file."""
+    found: dict[str, tuple[bundle.Member, bytes | Path]] = {}
     for index, r in enumerate(ranges):
         made = archive_writer.compress_lines(
             staging / f"{index}.zst",
@@ -176,17 +210,15 @@ def _compress(
                 detail=f"{r.origin} holds {made.records} events from seq {r.from_seq}, its "
                 f"head says {r.to_seq}",
             )
-        members.append(
-            bundle.Member(
-                name=r.member,
-                sha256=made.sha256,
-                size=made.size,
-                raw_size=made.raw_size,
-                records=made.records,
-            )
+        member = bundle.Member(
+            name=r.member,
+            sha256=made.sha256,
+            size=made.size,
+            raw_size=made.raw_size,
+            records=made.records,
         )
-        files.append((r.member, made.path))
-    return members, files
+        found[r.member] = (member, made.path)
+    return found
 
 
 def _write(

@@ -18,18 +18,20 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orchd import crash
-from orchd.core import bundle, bundle_trust, drafts, statements, sync, timefmt
+from orchd.core import bundle, bundle_trust, checkpoints, drafts, statements, sync, timefmt
 from orchd.core.bundle import Manifest, Step
-from orchd.core.events import Actor, Event
+from orchd.core.events import Actor
+from orchd.core.ports import Sign
 from orchd.errors import BundleMalformed, BundleRefused, BundleStale, ChainFork, MalformedEvent
 
 from .. import archive_reader, bundle_reader, keys
+from ..bundle_reader import Batch
 from ..ledger import SqliteLedger
 from .trust import read_signed, read_statements, trusted_keys
 
 Reader = Callable[
     [BinaryIO, Manifest, Sequence[Step], Mapping[str, str], int, Callable[[], None]],
-    Iterator[list[Event]],
+    Iterator[Batch],
 ]  # bundle_reader.batches or its child-process twin, batches_beside
 
 
@@ -64,13 +66,16 @@ def import_bundle(
     progress: Callable[[], None] = lambda: None,
     parallel_from: int | None = None,
     vouched_by_relay: Collection[str] = (),
+    sign: Sign | None = None,
 ) -> Report:
     """Import ``path``, all or nothing (``dry_run``: check everything, write nothing); a file
     over ``max_bytes`` is refused before it is read. ``restoring`` (``init --restore``) also
     takes a bundle this site exported itself, for the other origins it holds. ``progress`` is
     called every few thousand events (the daemon feeds its watchdog from it). A bundle with
     ``parallel_from`` records or more is read and checked in a child process while this one
-    applies (None: ``bundle_reader.PARALLEL_FROM``). ``vouched_by_relay``: see ``_relay_only``."""
+    applies (None: ``bundle_reader.PARALLEL_FROM``). ``vouched_by_relay``: see ``_relay_only``.
+    ``sign``: this site's checkpoint signer, which a join from an origin's checkpoint needs (the
+    site signs its checkpoints and base again)."""
     audited = _audited(allow_expired, vouched_by_relay, reason, ticket, dry_run)
     with archive_reader.open_bundle(path) as source:
         _check_size(source, path, max_bytes)
@@ -79,6 +84,12 @@ def import_bundle(
         relay = _Relay(actor, dry_run, frozenset(vouched_by_relay), restoring)
         vouched, heads = _checked_heads(ledger, source, accepted, now_ms, relay), ledger.heads()
         steps = _plan(ledger, manifest, heads, vouched)
+        if not dry_run and sign is None and any(s.join for s in steps):
+            raise BundleRefused(
+                detail="it starts an origin from its checkpoint, which this site must sign "
+                "again: import it with the site's key at hand (through the daemon or orchd "
+                "bundle import)"
+            )
         report = Report(manifest=manifest, signer=accepted.signer.key_id, steps=steps)
         report.relay_only = _relay_only(manifest, steps, vouched, relay, ledger.site_id)
         read = _reader(manifest, steps, parallel_from)
@@ -103,7 +114,8 @@ def import_bundle(
                 ),
                 dry_run=dry_run,
                 payloads_checked=True,  # by the reader: bundle_reader.batches
-                statements=[c.statement for c in vouched.values()],
+                statements=[v.head.statement for v in vouched.values()],
+                sign=sign,
             )
         except MalformedEvent as exc:  # the fold refused an event the bundle carries
             raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None
@@ -128,7 +140,7 @@ def _audited(
 def _relay_only(
     manifest: Manifest,
     steps: Sequence[Step],
-    vouched: Mapping[str, statements.Checked],
+    vouched: Mapping[str, _Vouched],
     relay: _Relay,
     local: str,
 ) -> dict[str, int]:
@@ -151,7 +163,7 @@ def _relay_only(
                     f"with --vouched-by-relay {origin} --reason R, or ask for format 2)"
                 )
             found[origin] = s.range.to_seq
-        elif origin in vouched and vouched[origin].signer is None:
+        elif origin in vouched and vouched[origin].head.signer is None:
             found[origin] = s.range.to_seq
     return found
 
@@ -202,7 +214,7 @@ def _checked_heads(
     accepted: bundle_trust.Accepted,
     now_ms: int,
     relay: _Relay,
-) -> dict[str, statements.Checked]:
+) -> dict[str, _Vouched]:
     """``_vouched_heads``; a fork that an origin's own statement proves is recorded as a
     ``bundle.forked`` event in a transaction of its own after the refusal, which says so (an
     alarm, counted by ``orchd_bundle_forks_total``; not by a dry run or a verify: FORMAT.md 5,
@@ -231,7 +243,7 @@ def _vouched_heads(
     now_ms: int,
     vouched: Collection[str],
     forked: Callable[[statements.Fork], None],
-) -> dict[str, statements.Checked]:
+) -> dict[str, _Vouched]:
     """Format 2: every range's head statement, read before anything is decompressed and
     checked (``core.statements.check_heads``) against the trust store (with the exporter's new
     key when its manifest's rotation was followed) and what this site holds of each (origin,
@@ -240,27 +252,54 @@ def _vouched_heads(
     if manifest.format == bundle.FORMAT_1:
         return {}
     found = read_statements(source, manifest)
-    parsed = {origin: statements.parse_head(data) for origin, data in found.items()}
-    held = ledger.hashes([(o, s.seq) for o, s in parsed.items()])
+    parsed = {origin: statements.parse_head(s.head) for origin, s in found.items()}
+    wanted = [(o, s.seq) for o, s in parsed.items()]
+    wanted += [(r.origin, r.from_seq - 1) for r in manifest.ranges if r.checkpoint]
+    held = ledger.hashes(wanted)
     for origin, kept in ledger.head_statements().items():
         held.setdefault((origin, kept.seq), kept.hash)
-    return statements.check_heads(
+    for origin, point in ledger.checkpoint_statements().items():
+        held.setdefault((origin, point.seq), point.hash)
+    trusted = trusted_keys(ledger) | bundle_trust.reached(accepted.signer, manifest)
+    now = timefmt.format_ms(now_ms)
+    for r in manifest.ranges:
+        if r.checkpoint:  # FORMAT.md 3.4, before the head (3.3): its member comes first
+            checkpoints.check(
+                r,
+                found[r.origin].checkpoint,
+                trusted=trusted,
+                verify=keys.verify,
+                now=now,
+                held=held,
+                vouched=vouched,
+                forked=forked,
+            )
+    heads = statements.check_heads(
         manifest.ranges,
-        found,
-        trusted=trusted_keys(ledger) | bundle_trust.reached(accepted.signer, manifest),
+        {origin: s.head for origin, s in found.items()},
+        trusted=trusted,
         verify=keys.verify,
-        now=timefmt.format_ms(now_ms),
+        now=now,
         held=held,
         vouched=vouched,
         forked=forked,
     )
+    return {o: _Vouched(c, found[o].checkpoint) for o, c in heads.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Vouched:
+    """A format 2 range's statements, checked: its head, and its checkpoint's bytes (b"")."""
+
+    head: statements.Checked
+    checkpoint: bytes
 
 
 def _plan(
     ledger: SqliteLedger,
     manifest: Manifest,
     heads: Mapping[str, tuple[int, str]],
-    vouched: Mapping[str, statements.Checked],
+    vouched: Mapping[str, _Vouched],
 ) -> list[Step]:
     steps = bundle.plan(
         manifest,
@@ -271,7 +310,14 @@ def _plan(
     )
     if manifest.format == bundle.FORMAT_1:
         return steps  # a relayed range rests on the exporter's signature (FORMAT.md 5, step 5)
-    return [replace(s, head_hlc=vouched[s.range.origin].statement.hlc) for s in steps]
+    return [
+        replace(
+            s,
+            head_hlc=vouched[s.range.origin].head.statement.hlc,
+            checkpoint=vouched[s.range.origin].checkpoint,
+        )
+        for s in steps
+    ]
 
 
 def _reader(manifest: Manifest, steps: list[Step], parallel_from: int | None) -> Reader:
@@ -284,7 +330,7 @@ def _reader(manifest: Manifest, steps: list[Step], parallel_from: int | None) ->
     return bundle_reader.batches
 
 
-def _already(ledger: SqliteLedger, batches: Iterator[list[Event]], report: Report) -> Report:
+def _already(ledger: SqliteLedger, batches: Iterator[Batch], report: Report) -> Report:
     """A bundle every origin of which is held here: a no-op if it was imported before."""
     for _nothing in batches:
         pass  # every member is still checked: a damaged copy is never "already applied"
@@ -322,10 +368,13 @@ def verify(
 _NOBODY = Actor(uid=0, user="verify", scopes=())
 
 
-def counted(batches: Iterator[list[Event]], report: Report) -> Iterator[list[Event]]:
+def counted(batches: Iterator[Batch], report: Report) -> Iterator[Batch]:
     """``batches`` as they come, counted into ``report`` by origin and type; a peer's key
     revocation becomes a warning for this site's operator."""
     for batch in batches:
+        if isinstance(batch, checkpoints.Base):
+            yield batch
+            continue
         report.by_origin.update(event.origin for event in batch)
         types = Counter(event.type for event in batch)
         report.by_type.update(types)

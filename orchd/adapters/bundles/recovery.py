@@ -4,15 +4,17 @@ the best bundle signed by a key the operator vouches for, then every bundle impo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchd.core import bundle, bundle_trust, dsse
+from orchd.core.checkpoints import Base
 from orchd.core.events import Actor
-from orchd.core.ports import Clock, Entropy
+from orchd.core.ports import Clock, Entropy, Sign
 from orchd.errors import BundleRefused, BundleStale
 
 from .. import archive_reader, bundle_reader, keys
+from ..bundle_reader import Batch
 from ..ledger import SqliteLedger
 from .importer import Report, counted, import_bundle
 from .trust import read_head, read_statements
@@ -35,24 +37,33 @@ def restore(
     actor: Actor,
     *,
     ticket: str,
+    sign: Sign,
     skew_ms: int = bundle.DEFAULT_SKEW_MS,
 ) -> Restored:
     """Rebuild the lost site ``site_id`` at ``path``: its own chain from the bundle among
     ``files`` signed with ``anchor`` (a public key the operator vouches for) that holds the most
-    of it from seq 1, then every file imported as usual for the other origins (the trust store
-    is the site's own again by then). Expired bundles are taken: a loss may be old."""
+    of it, from seq 1 or from the site's own checkpoint (its base rows loaded whole, and signed
+    again with ``sign``, the new key's), then every file imported as usual for the other origins
+    (the trust store is the site's own again by then). Expired bundles are taken: a loss may be
+    old."""
     own_seq, chosen = _best(site_id, files, anchor)
     now_ms = clock.now_ms()
     with archive_reader.open_bundle(chosen) as source:
         head = read_head(source)
         manifest = head.manifest
-        if manifest.format == bundle.FORMAT_2:
-            read_statements(source, manifest)  # the anchor's signature covers their digests
-        steps = bundle.plan(manifest, local="", heads={}, hash_at={})
+        found = {}
+        if manifest.format == bundle.FORMAT_2:  # the anchor's signature covers their digests
+            found = {o: s.checkpoint for o, s in read_statements(source, manifest).items()}
+        steps = [
+            replace(s, checkpoint=found.get(s.range.origin, b""))
+            for s in bundle.plan(manifest, local="", heads={}, hash_at={})
+        ]
         report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
         batches = bundle_reader.batches(source, manifest, steps, {}, now_ms + skew_ms)
-        own = ([e for e in batch if e.origin == site_id] for batch in counted(batches, report))
-        ledger = SqliteLedger.restore(path, site_id, clock, entropy, own, payloads_checked=True)
+        own = (_own(batch, site_id) for batch in counted(batches, report))
+        ledger = SqliteLedger.restore(
+            path, site_id, clock, entropy, own, payloads_checked=True, sign=sign
+        )
     try:
         reports = []
         for file in files:
@@ -68,6 +79,7 @@ def restore(
                         reason="restore after a loss",
                         ticket=ticket,
                         restoring=True,
+                        sign=sign,
                     )
                 )
             except BundleStale:
@@ -77,20 +89,30 @@ def restore(
     return Restored(source=chosen, own_seq=own_seq, imported=reports)
 
 
+def _own(batch: Batch, site_id: str) -> Batch:
+    """What of ``batch`` is ``site_id``'s own: its events, or its base rows (else none)."""
+    if isinstance(batch, Base):
+        return batch if batch.statement.origin == site_id else []
+    return [e for e in batch if e.origin == site_id]
+
+
 def _best(site_id: str, files: Sequence[Path], anchor: bytes) -> tuple[int, Path]:
-    """The file signed with ``anchor`` holding the most of ``site_id``'s chain from seq 1."""
+    """The file signed with ``anchor`` holding the most of ``site_id``'s chain, from seq 1 or
+    from its own checkpoint."""
     best: tuple[int, Path] | None = None
     for file in files:
         with archive_reader.open_bundle(file) as source:
             head = read_head(source)
         r = next((r for r in head.manifest.ranges if r.origin == site_id), None)
-        if r is None or r.from_seq != 1 or not bundle_trust.signed_by(head, anchor, keys.verify):
+        whole = r is not None and (r.from_seq == 1 or bool(r.checkpoint))
+        if r is None or not whole or not bundle_trust.signed_by(head, anchor, keys.verify):
             continue
         if best is None or r.to_seq > best[0]:
             best = (r.to_seq, file)
     if best is None:
         raise BundleRefused(
-            detail=f"no bundle given holds {site_id}'s own events from seq 1 with a signature by "
-            "the key given (a bundle for any site, from this site's last export or a peer's)"
+            detail=f"no bundle given holds {site_id}'s own events from seq 1 (or from its own "
+            "checkpoint) with a signature by the key given (a bundle for any site, from this "
+            "site's last export or a peer's)"
         )
     return best

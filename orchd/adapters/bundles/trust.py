@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,33 +39,45 @@ def read_signed(source: BinaryIO) -> tuple[bytes, bytes]:
     return manifest_bytes, archive_reader.read_small(source, second, cap)
 
 
-def read_statements(source: BinaryIO, manifest: bundle.Manifest) -> dict[str, bytes]:
-    """Format 2: each range's head statement member (origin -> its bytes), read as they come
+@dataclass(frozen=True, slots=True)
+class RangeStatements:
+    """A format 2 range's statement members, as read (``checkpoint`` b"" when it has none)."""
+
+    head: bytes
+    checkpoint: bytes = b""
+
+
+def read_statements(source: BinaryIO, manifest: bundle.Manifest) -> dict[str, RangeStatements]:
+    """Format 2: each range's statement members (origin -> their bytes), read as they come
     right after the signature, each within its limit and with the manifest's sha256, before
-    anything is decompressed. A range naming rotations or a checkpoint is refused here: this
-    orchd cannot apply them yet."""
+    anything is decompressed. A range naming rotations is refused here: this orchd cannot
+    follow an origin's rotations yet."""
     found = {}
     for r in manifest.ranges:
-        if r.rotations or r.checkpoint:
+        if r.rotations:
             raise StateConflict(
-                detail=f"the range of {r.origin} starts from a checkpoint or carries key "
-                "rotations (format 2): this orchd cannot apply a checkpoint or follow an "
-                "origin's rotations yet; upgrade this site"
+                detail=f"the range of {r.origin} carries its key rotations (format 2): this "
+                "orchd cannot follow an origin's rotations yet; upgrade this site"
             )
-        member = manifest.member(r.head)
-        entry = archive_reader.next_entry(source)
-        if entry is None or entry.name != r.head:
-            found_name = "the end" if entry is None else repr(entry.name)
-            raise BundleMalformed(detail=f"expected member {r.head!r}, found {found_name}")
-        if entry.size != member.size:
-            raise BundleMalformed(
-                detail=f"member {r.head!r} has {entry.size} bytes, the manifest says {member.size}"
-            )
-        data = archive_reader.read_small(source, entry, bundle.MAX_STATEMENT)
-        if hashlib.sha256(data).hexdigest() != member.sha256:
-            raise MemberMismatch(member=r.head, detail="its sha256 differs from the manifest's")
-        found[r.origin] = data
+        checkpoint = _statement(source, manifest, r.checkpoint) if r.checkpoint else b""
+        found[r.origin] = RangeStatements(_statement(source, manifest, r.head), checkpoint)
     return found
+
+
+def _statement(source: BinaryIO, manifest: bundle.Manifest, name: str) -> bytes:
+    member = manifest.member(name)
+    entry = archive_reader.next_entry(source)
+    if entry is None or entry.name != name:
+        found_name = "the end" if entry is None else repr(entry.name)
+        raise BundleMalformed(detail=f"expected member {name!r}, found {found_name}")
+    if entry.size != member.size:
+        raise BundleMalformed(
+            detail=f"member {name!r} has {entry.size} bytes, the manifest says {member.size}"
+        )
+    data = archive_reader.read_small(source, entry, bundle.MAX_STATEMENT)
+    if hashlib.sha256(data).hexdigest() != member.sha256:
+        raise MemberMismatch(member=name, detail="its sha256 differs from the manifest's")
+    return data
 
 
 def read_head(source: BinaryIO) -> Head:

@@ -1,28 +1,34 @@
 """Retention (adapters layer): pruning the oldest events of each origin into the projections'
 base, keeping each origin's last pruned (seq, hash) as its checkpoint and a statement of both
-signed by this site; the base copied in and out for rebuilding and verifying.
+signed by this site; when the site prunes its own chain, its origin checkpoint (bundle format 2)
+with its base rows, in its statement store; the base copied in and out for rebuilding and
+verifying, and an origin's base rows loaded into it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import zstandard
 from sqlite_utils import Database
 
-from orchd.core import canonical, events
+from orchd.core import canonical, checkpoints, dsse, events
 from orchd.core.events import Draft
-from orchd.errors import ChainBroken
+from orchd.core.ports import Sign
+from orchd.errors import ChainBroken, MemberMismatch
 
 from . import placement, projector, schema
-from .base import LedgerBase, translated
+from .base import translated
+from .statements import StatementStore
 
 Checkpoints = dict[str, tuple[int, str]]
 
 
-class Retention(LedgerBase):
+class Retention(StatementStore):
     """The ``Retention`` port: which events may go, and pruning them."""
 
     def first_newer(self, origin: str, at: str) -> int | None:
@@ -34,14 +40,15 @@ class Retention(LedgerBase):
     def prune(
         self,
         upto: Mapping[str, int],
-        sign: Callable[[bytes], bytes],
+        sign: Sign,
         at: str,
         then: Callable[[int, Checkpoints], Sequence[Draft]],
     ) -> int:
         """In one transaction: fold each origin's events up to ``upto[origin]`` into the
         projections' base, delete them, keep the last one's (seq, hash) as the origin's
-        checkpoint, sign the checkpoints and the base's digest (``sign``: payload -> DSSE
-        envelope), and record ``then(removed, checkpoints)``. The number of events removed."""
+        checkpoint, sign the checkpoints and the base's digest (``sign``), and record
+        ``then(removed, checkpoints)``; when this site's own chain is pruned, also make and keep
+        its origin checkpoint with its base rows. The number of events removed."""
         removed = 0
         with self._transaction():
             kept = {o: (s, h) for o, s, h in self._db.execute("SELECT * FROM checkpoints")}
@@ -49,6 +56,8 @@ class Retention(LedgerBase):
             if not moved:
                 return 0
             base_digest = self._fold_into_base(moved)
+            if self._site_id in moved:
+                self._own_checkpoint(moved[self._site_id], sign)
             self._db.execute("DROP TRIGGER events_no_delete")
             for origin, (_floor, seq, digest) in moved.items():
                 removed += self._db.execute(
@@ -56,18 +65,75 @@ class Retention(LedgerBase):
                 ).rowcount
                 kept[origin] = (seq, digest)
             self._db.execute(schema.NO_DELETE_TRIGGER)
-            self._db.conn.executemany(
-                "INSERT OR REPLACE INTO checkpoints (origin, seq, hash) VALUES (?, ?, ?)",
-                [(o, s, h) for o, (s, h) in sorted(kept.items())],
-            )
-            statement = checkpoint_payload(self._site_id, at, kept, base_digest)
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)",
-                [sign(statement).decode()],
-            )
+            self._sign_checkpoints(kept, sign, at, base_digest)
             self._record_own(then(removed, dict(kept)))
         self._note_heads()  # at once: the head file must not name what was just pruned
         return removed
+
+    def _sign_checkpoints(self, kept: Checkpoints, sign: Sign, at: str, base_digest: str) -> None:
+        """Write the checkpoints and this site's signed statement of them and of the base's
+        digest (in the caller's transaction)."""
+        self._db.conn.executemany(
+            "INSERT OR REPLACE INTO checkpoints (origin, seq, hash) VALUES (?, ?, ?)",
+            [(o, s, h) for o, (s, h) in sorted(kept.items())],
+        )
+        statement = checkpoint_payload(self._site_id, at, kept, base_digest)
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)",
+            [sign(dsse.CHECKPOINT_TYPE, statement).decode()],
+        )
+
+    def _own_checkpoint(self, moved: tuple[int, int, str], sign: Sign) -> None:
+        """This site's origin checkpoint at the last seq pruned, with its base rows: its
+        previous base rows (none at the first prune) and its own events after them, folded
+        alone with this site as the local one (FORMAT.md 3.4). A site that pruned its chain
+        before it kept base rows makes none (a joiner is then refused at export)."""
+        floor, seq, digest = moved
+        prior = self.base_member(self._site_id)
+        if floor and (prior is None or prior.statement.seq != floor):
+            return
+        with scratch_projection(self.path) as scratch:
+            if prior is not None:
+                reader = checkpoints.BaseReader(member="", checkpoint=prior.statement)
+                for line in decompressed_lines(prior.data):
+                    reader.read(line)
+                reader.finish()
+                load_rows(scratch, reader.rows, whole=True)
+            cursor = self._db.conn.execute(
+                "SELECT body, hash FROM events WHERE origin = ? AND seq > ? AND seq <= ? "
+                "ORDER BY seq",
+                [self._site_id, floor, seq],
+            )
+            while batch := cursor.fetchmany(5000):
+                parsed = [events.parse(body, digest_) for body, digest_ in batch]
+                projector.project(scratch, parsed, self._site_id)
+            lines = list(checkpoints.lines(base_tables(scratch)))
+        rows_digest = hashlib.sha256(b"".join(line + b"\n" for line in lines)).hexdigest()
+        body = checkpoints.payload(self._site_id, seq, digest, rows_digest)
+        statement = checkpoints.parse(sign(checkpoints.CHECKPOINT_TYPE, body))
+        self._keep_checkpoint(statement, lines)
+
+    def _take_base(self, base: checkpoints.Base, restoring: bool) -> None:
+        """An origin's checkpoint read from a bundle (in the import's transaction): kept in the
+        statement store; when the site joins the origin from it, its rows loaded into the
+        projections and their base (trust and bundle records too when a site is restored from
+        its own), and the origin's checkpoint set."""
+        statement = base.statement
+        if base.join:
+            whole = restoring and statement.origin == self._site_id
+            load_rows(self._db, base.rows, whole=whole)
+            load_rows(self._db, base.rows, whole=whole, prefix="base_")
+            self._db.execute(
+                "INSERT OR REPLACE INTO checkpoints (origin, seq, hash) VALUES (?, ?, ?)",
+                [statement.origin, statement.seq, statement.hash],
+            )
+        self._keep_checkpoint(statement, base.lines)
+
+    def _resign(self, sign: Sign, at: str) -> None:
+        """Sign the checkpoints and the base again after an origin was joined from its
+        checkpoint (in the caller's transaction)."""
+        kept = {o: (s, h) for o, s, h in self._db.execute("SELECT * FROM checkpoints")}
+        self._sign_checkpoints(kept, sign, at, projector.digest(self._db, prefix="base_"))
 
     def _ranges(
         self, upto: Mapping[str, int], kept: Checkpoints
@@ -117,6 +183,55 @@ def checkpoint_payload(
             },
         }
     )
+
+
+def base_tables(db: Database) -> Iterator[tuple[str, Iterator[tuple[object, ...]]]]:
+    """Each table base rows carry (FORMAT.md 3.4), its rows in key order (streamed)."""
+    for name, spec in checkpoints.TABLES.items():
+        columns, key = ", ".join(spec.columns), ", ".join(spec.key)
+        yield name, db.execute(f"SELECT {columns} FROM {name} ORDER BY {key}")
+
+
+def load_rows(
+    db: Database, rows: Sequence[tuple[str, dict[str, object]]], *, whole: bool, prefix: str = ""
+) -> None:
+    """Insert an origin's base rows into the projection tables (``prefix``: their base copies),
+    quota overrides as the fold takes them (the higher (hlc, origin) wins); a table a site keeps
+    for itself (trust, bundle records) only when ``whole``. A row that collides with one held
+    here refuses the whole import."""
+    for table, row in rows:
+        spec = checkpoints.TABLES[table]
+        if spec.local and not whole:
+            continue
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        sql = f"INSERT INTO {prefix}{table} ({names}) VALUES ({marks})"
+        if table == "quota_overrides":
+            columns = ", ".join(spec.columns)
+            sql = (
+                f"INSERT INTO {prefix}{table} ({columns}) VALUES "
+                f"({', '.join('?' for _ in spec.columns)}) ON CONFLICT (kind, name, site) DO "
+                "UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in spec.columns if c not in spec.key)
+                + f" WHERE (excluded.hlc, excluded.origin) > ({prefix}{table}.hlc, "
+                f"{prefix}{table}.origin)"
+            )
+            values = [row.get(c) for c in spec.columns]
+        else:
+            values = list(row.values())
+        try:
+            db.execute(sql, values)
+        except sqlite3.IntegrityError:
+            raise MemberMismatch(
+                member=f"base/{row.get('origin', '?')}.ndjson.zst",
+                detail=f"a row of {table} collides with one this site holds",
+            ) from None
+
+
+def decompressed_lines(data: bytes) -> Iterator[bytes]:
+    """The lines of a zstd frame this site made itself (its statement store's base rows)."""
+    raw = zstandard.ZstdDecompressor().decompress(data)
+    yield from raw.split(b"\n")[:-1]
 
 
 def load_base(db: Database, target: Database) -> None:

@@ -265,6 +265,20 @@ CREATE TABLE statements (
 ) WITHOUT ROWID;
 """
 
+# the statement store's checkpoints (bundle format 2): an origin's base rows at its checkpoint
+# (the checkpoint statement itself is a row of ``statements``), kept as one zstd frame of their
+# lines, passed on byte for byte as a bundle's base member
+_V14 = """
+CREATE TABLE checkpoint_rows (
+    origin TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    raw_size INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -279,6 +293,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events by type, for metrics", _script(_V11)),
     ("retention checkpoints", _script(_V12)),
     ("the statement store", _script(_V13)),
+    ("origins' base rows", _script(_V14)),
 )
 
 

@@ -1,26 +1,52 @@
-"""The statement store (adapters layer): the head statements this site made of its own chain or
-accepted of other origins, each envelope byte for byte, kept beside the event log.
+"""The statement store (adapters layer): the head and checkpoint statements this site made of its
+own chain or accepted of other origins, each envelope byte for byte, kept beside the event log,
+with each checkpoint's base rows.
 
-Statements are never events (``bundles/FORMAT.md`` section 6): they live in their own table,
-which is neither a projection (``ledger rebuild`` keeps it) nor chained, and are written in the
-transaction of the record they go with (an export's ``bundle.exported``, an import). Per origin
-the newest head statement is kept.
+Statements are never events (``bundles/FORMAT.md`` section 6): they live in their own tables,
+which are neither projections (``ledger rebuild`` keeps them) nor chained, and are written in the
+transaction of the record they go with (an export's ``bundle.exported``, an import, a prune). Per
+origin the newest head statement and the newest checkpoint (with its base rows, as one zstd frame
+of their lines: a bundle's base member, passed on as it is) are kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from orchd.core import statements
+import zstandard
+
+from orchd.core import checkpoints, statements
+from orchd.core.checkpoints import CheckpointStatement
 from orchd.core.statements import HeadStatement
 
 from .base import LedgerBase, translated
 
 HEAD = "head"
+CHECKPOINT = "checkpoint"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BaseMember:
+    """An origin's checkpoint and its base rows, ready to go into a bundle as they are."""
+
+    statement: CheckpointStatement
+    data: bytes  # one zstd frame of the rows' lines
+    sha256: str  # of ``data``
+    raw_size: int  # of the lines, each with its newline
+    records: int  # lines
+
+
+def compress(lines: Sequence[bytes]) -> tuple[bytes, int]:
+    """The base rows' lines as one zstd frame, and their size uncompressed."""
+    raw = b"".join(line + b"\n" for line in lines)
+    frame = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(raw)
+    return frame, len(raw)
 
 
 class StatementStore(LedgerBase):
-    """The ``StatementStore`` port, and the write its callers' transactions make."""
+    """The ``StatementStore`` port, and the writes its callers' transactions make."""
 
     def head_statements(self) -> dict[str, HeadStatement]:
         """origin -> the newest head statement held of it."""
@@ -30,20 +56,63 @@ class StatementStore(LedgerBase):
         found = (statements.parse_head(bytes(envelope)) for (envelope,) in rows)
         return {s.origin: s for s in found}
 
+    def checkpoint_statements(self) -> dict[str, CheckpointStatement]:
+        """origin -> the newest checkpoint statement held of it."""
+        sql = "SELECT envelope FROM statements WHERE kind = ? ORDER BY origin"
+        with translated(self.path):
+            rows = self._db.execute(sql, [CHECKPOINT]).fetchall()
+        found = (checkpoints.parse(bytes(envelope)) for (envelope,) in rows)
+        return {s.origin: s for s in found}
+
+    def base_member(self, origin: str) -> BaseMember | None:
+        """The newest checkpoint held of ``origin`` with its base rows, if any."""
+        with translated(self.path):
+            row = self._db.execute(
+                "SELECT s.envelope, r.data, r.sha256, r.raw_size, r.records FROM statements s "
+                "JOIN checkpoint_rows r ON r.origin = s.origin AND r.seq = s.seq "
+                "WHERE s.kind = ? AND s.origin = ?",
+                [CHECKPOINT, origin],
+            ).fetchone()
+        if row is None:
+            return None
+        envelope, data, digest, raw_size, records = row
+        return BaseMember(
+            statement=checkpoints.parse(bytes(envelope)),
+            data=bytes(data),
+            sha256=digest,
+            raw_size=raw_size,
+            records=records,
+        )
+
     def _keep_heads(self, made: Iterable[HeadStatement]) -> None:
         """Keep each statement that is newer than the one held of its origin (in the caller's
         transaction)."""
         for statement in made:
-            row = self._db.execute(
-                "SELECT seq FROM statements WHERE kind = ? AND origin = ?",
-                [HEAD, statement.origin],
-            ).fetchone()
-            if row is not None and row[0] >= statement.seq:
-                continue
-            self._db.execute(
-                "DELETE FROM statements WHERE kind = ? AND origin = ?", [HEAD, statement.origin]
-            )
-            self._db.execute(
-                "INSERT INTO statements (kind, origin, seq, hash, envelope) VALUES (?, ?, ?, ?, ?)",
-                [HEAD, statement.origin, statement.seq, statement.hash, statement.envelope],
-            )
+            self._keep(HEAD, statement.origin, statement.seq, statement.hash, statement.envelope)
+
+    def _keep_checkpoint(self, statement: CheckpointStatement, lines: Sequence[bytes]) -> None:
+        """Keep a checkpoint with its base rows' lines, when it is newer than the one held of
+        its origin (in the caller's transaction)."""
+        o, seq = statement.origin, statement.seq
+        if not self._keep(CHECKPOINT, o, seq, statement.hash, statement.envelope):
+            return
+        data, raw_size = compress(lines)
+        self._db.execute("DELETE FROM checkpoint_rows WHERE origin = ?", [o])
+        self._db.execute(
+            "INSERT INTO checkpoint_rows (origin, seq, sha256, raw_size, records, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [o, seq, hashlib.sha256(data).hexdigest(), raw_size, len(lines), data],
+        )
+
+    def _keep(self, kind: str, origin: str, seq: int, digest: str, envelope: bytes) -> bool:
+        row = self._db.execute(
+            "SELECT seq FROM statements WHERE kind = ? AND origin = ?", [kind, origin]
+        ).fetchone()
+        if row is not None and row[0] >= seq:
+            return False
+        self._db.execute("DELETE FROM statements WHERE kind = ? AND origin = ?", [kind, origin])
+        self._db.execute(
+            "INSERT INTO statements (kind, origin, seq, hash, envelope) VALUES (?, ?, ?, ?, ?)",
+            [kind, origin, seq, digest, envelope],
+        )
+        return True

@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from orchd.core import chain, events
+from orchd.core import chain, events, timefmt
+from orchd.core.checkpoints import Base
 from orchd.core.events import Draft, Event
-from orchd.core.ports import Clock, Entropy
+from orchd.core.ports import Clock, Entropy, Sign
 from orchd.core.statements import HeadStatement
-from orchd.errors import ChainBroken
+from orchd.errors import ChainBroken, InternalError
 
 from . import placement, projector, schema
 from .base import EVENT_COLUMNS as _EVENT_COLUMNS
@@ -122,21 +123,25 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
         site_id: str,
         clock: Clock,
         entropy: Entropy,
-        own: Iterable[Sequence[Event]],
+        own: Iterable[Sequence[Event] | Base],
         *,
         payloads_checked: bool = False,
+        sign: Sign | None = None,
     ) -> SqliteLedger:
         """Create a ledger at ``path`` (which must not exist) from this site's own events, as a
         lost site's last export (or a peer's copy) holds them: chained from ``site.initialized``,
-        built under a temporary name and linked into place like ``create``. ``payloads_checked``
-        as for ``import_events``."""
+        or from the site's own checkpoint with its base rows (signed again with ``sign``), built
+        under a temporary name and linked into place like ``create``. ``payloads_checked`` as for
+        ``import_events``."""
 
         def fill(ledger: SqliteLedger) -> None:
             done = ledger.import_events(
-                own, lambda: [], restoring=True, payloads_checked=payloads_checked
+                own, lambda: [], restoring=True, payloads_checked=payloads_checked, sign=sign
             )
             if not done:
                 raise ChainBroken(origin=site_id, seq=1, detail="no events to restore")
+            if site_id in ledger.checkpoints():
+                return  # its chain goes on from its checkpoint
             first = ledger._db.execute(
                 "SELECT type FROM events WHERE origin = ? AND seq = 1", [site_id]
             ).fetchone()
@@ -236,17 +241,22 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
 
     def import_events(
         self,
-        batches: Iterable[Sequence[Event]],
+        batches: Iterable[Sequence[Event] | Base],
         then: Callable[[], Sequence[Draft]],
         *,
         dry_run: bool = False,
         restoring: bool = False,
         payloads_checked: bool = False,
         statements: Sequence[HeadStatement] = (),
+        sign: Sign | None = None,
     ) -> int:
         """Record other origins' sealed events and then the drafts ``then()`` gives (once the
         batches are consumed), and keep ``statements``, all in one transaction. ``dry_run``
         does all of it, every check and the projection included, and rolls back.
+
+        An origin's base rows among the batches (``Base``, before its events) are kept in the
+        statement store and, when the site joins the origin from them, loaded; the site's
+        checkpoints are then signed again with ``sign`` (required for a join, but in a dry run).
 
         ``batches`` may raise while it is consumed: then nothing at all is recorded. Each
         origin's first event must continue its head here (the chain is checked again).
@@ -258,7 +268,15 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
             heads = {
                 o: (s, h) for o, s, h in self._db.execute("SELECT origin, seq, hash FROM heads")
             }
+            joined = False
             for batch in batches:
+                if isinstance(batch, Base):
+                    self._take_base(batch, restoring)
+                    if batch.join:
+                        joined = True
+                        statement = batch.statement
+                        heads[statement.origin] = (statement.seq, statement.hash)
+                    continue
                 for event in batch:
                     seq, digest = heads.get(event.origin, (0, chain.START.hash))
                     own = event.origin == self._site_id and not restoring
@@ -277,6 +295,10 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
             self._keep_heads(statements)
             if dry_run:
                 raise _DryRun
+            if joined:
+                if sign is None:
+                    raise InternalError(detail="a join from a checkpoint needs the site's key")
+                self._resign(sign, timefmt.format_ms(self._clock.now_ms()))
         if not dry_run:
             self._note_heads(time.monotonic())
         return count

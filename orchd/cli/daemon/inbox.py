@@ -15,7 +15,7 @@ from orchd.adapters.system import actor_for_uid
 from orchd.core import drafts
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
-from orchd.core.ports import Clock, Entropy, JobLog
+from orchd.core.ports import Clock, Entropy, JobLog, Sign
 from orchd.errors import OrchdError, StorageError
 from orchd.ops import bundles as bundle_ops
 from orchd.ops import requests
@@ -37,9 +37,10 @@ class Inbox:
         audit: Audit,
         log: Log,
         progress: Callable[[], None],
+        sign: Sign,
     ) -> None:
         self.folder, self.ledger, self.clock, self.settings = folder, ledger, clock, settings
-        self.audit, self.log, self.progress = audit, log, progress
+        self.audit, self.log, self.progress, self.sign = audit, log, progress, sign
 
     def tick(self, now_ms: int) -> bool:
         imported = False
@@ -72,6 +73,7 @@ class Inbox:
             skew_ms=self.settings.clock_skew_s * 1000,
             max_bytes=self.settings.bundle_max_bytes,
             progress=self.progress,
+            sign=self.sign,
         )
         crash.point("inbox.imported")
         spool.file_away(self.folder, name, "imported")

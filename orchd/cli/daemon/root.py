@@ -26,6 +26,7 @@ from orchd.core.policy import Policy
 from orchd.errors import OrchdError, StorageError
 from orchd.ops import engine, jobs
 
+from ..actions import checkpoint_signer
 from ..context import Site
 from . import calls, env, serving
 from .common import Audit, Health, JsonLog
@@ -97,7 +98,16 @@ class Daemon:
             reload=self.engine.load,
         )
         self.intake = SpoolIntake(self.spool, ledger, clock, entropy, actor, policy, log)
-        self.bundles = Inbox(self.inbox, ledger, clock, settings, self.audit, log, self.feed)
+        self.bundles = Inbox(
+            self.inbox,
+            ledger,
+            clock,
+            settings,
+            self.audit,
+            log,
+            self.feed,
+            checkpoint_signer(site),
+        )
         self.requests = Requests(ledger, clock, entropy, actor, policy, health, log)
         self.schedules = Schedules(
             ledger,
