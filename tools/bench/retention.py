@@ -60,9 +60,9 @@ def hwm():
 
 ledger = SqliteLedger.open(Path(sys.argv[1]), Later(), OsEntropy())
 key = keys.read_private(Path(sys.argv[2]))
-def sign(payload):
-    sig = dsse.Signature(key_id=key.key_id, sig=key.sign(dsse.pae(dsse.CHECKPOINT_TYPE, payload)))
-    return dsse.Envelope(payload_type=dsse.CHECKPOINT_TYPE, payload=payload,
+def sign(kind, payload):
+    sig = dsse.Signature(key_id=key.key_id, sig=key.sign(dsse.pae(kind, payload)))
+    return dsse.Envelope(payload_type=kind, payload=payload,
                          signatures=(sig,)).encode()
 before = hwm()
 started = time.perf_counter()
