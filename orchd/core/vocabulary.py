@@ -73,3 +73,29 @@ def check_known(event: Event) -> None:
         raise WrittenByNewer(
             what=f"payload key {key} of {event.type}", origin=event.origin, seq=event.seq
         )
+
+
+# what format 2 added to the vocabulary: a type (None: all of it) or payload keys of a type that
+# a reader of format 1 only does not know (FORMAT.md 6: ``--format 1`` refuses a range with one)
+FORMAT_2_ONLY: Mapping[str, frozenset[str] | None] = {
+    "bundle.forked": None,
+    "bundle.imported": frozenset({"relay_only"}),
+    "key.revoked": frozenset({"successors"}),
+    "key.trusted": frozenset({"vouched_by"}),
+}
+FORMAT_2_MARKS = tuple(
+    f'"{name}"'.encode()
+    for kind, keys in FORMAT_2_ONLY.items()
+    for name in ([kind] if keys is None else sorted(keys))
+)  # an event body holding none of these bytes holds nothing format 1 lacks
+
+
+def format_2_only(event: Event) -> str | None:
+    """What of ``event`` only a reader of format 2 knows (its type, or a payload key), or None."""
+    if event.type not in FORMAT_2_ONLY:
+        return None
+    keys = FORMAT_2_ONLY[event.type]
+    if keys is None:
+        return f"event type {event.type}"
+    found = sorted(keys & event.payload.keys())
+    return f"payload key {found[0]} of {event.type}" if found else None

@@ -344,3 +344,33 @@ def test_a_relayed_origin_this_site_trusts_no_key_of_is_taken_only_on_the_operat
     assert "relay_only" not in c.json("jobs", "show", job["job_id"])
     assert "vouched by the relay only" not in c.ok("status").stdout
     assert c.json("ledger", "verify")["ok"] is True
+
+
+def test_format_1_refuses_a_range_holding_what_only_format_2_reads(tmp_path: Path) -> None:
+    """A key trusted by following a rotation records ``vouched_by`` (format 2's): a peer that
+    reads format 1 only could not read that event, so --format 1 refuses, naming it."""
+    hq = Site(tmp_path / "hq")
+    hq.ok("init", "--site-id", "hq")
+    one = tmp_path / "one.orchkit"
+    hq.ok("bundle", "export", "--format", "1", "--out", one)  # nothing of format 2's yet
+    key = keys.SiteKey(SigningKey(bytes(32)))
+    trusted = drafts.key_trusted(
+        ACTOR,
+        site="branch",
+        key_id=key.key_id,
+        public_key=key.public_key.hex(),
+        change="rotation",
+        vouched_by="ab" * 32,
+        reason="followed a rotation",
+    )
+    ledger = hq.ledger()
+    try:
+        (event,) = ledger.append([trusted])
+    finally:
+        ledger.close()
+    again = tmp_path / "again.orchkit"
+    refused = hq("bundle", "export", "--format", "1", "--out", again)
+    assert refused.exit_code == 30, refused.stderr
+    assert f"hq/{event.seq} holds payload key vouched_by of key.trusted" in refused.stderr
+    assert not again.exists()
+    hq.ok("bundle", "export", "--out", again)  # format 2 carries it

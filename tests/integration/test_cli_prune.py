@@ -395,3 +395,26 @@ def test_a_checkpoint_or_base_that_is_not_the_origins_is_refused_and_nothing_cha
         assert third.files() == before
         bad.unlink()
     third.ok("bundle", "import", str(full))  # the true one still goes in
+
+
+def test_verify_finds_base_rows_or_a_checkpoint_changed_in_the_statement_store(
+    pair: tuple[Site, Site],
+) -> None:
+    hq, enclave = pair
+    acknowledged_and_old(hq, enclave)
+    hq.ok("ledger", "prune")
+    hq.ok("ledger", "verify")
+    with closing(sqlite3.connect(hq.ledger_path)) as conn:
+        (data,) = conn.execute("SELECT data FROM checkpoint_rows WHERE origin = 'hq'").fetchone()
+        raw = zstandard.ZstdDecompressor().decompress(data)
+        forged = zstd(raw.replace(b'"state":"succeeded"', b'"state":"dead"', 1))
+        conn.execute("UPDATE checkpoint_rows SET data = ? WHERE origin = 'hq'", [forged])
+        conn.commit()
+    changed = hq.fails(51, "ledger", "verify")
+    assert "differ from what it signed" in changed.stderr
+    with closing(sqlite3.connect(hq.ledger_path)) as conn:
+        conn.execute("UPDATE checkpoint_rows SET data = ? WHERE origin = 'hq'", [data])
+        conn.execute("UPDATE statements SET hash = 'x' WHERE kind = 'checkpoint'")
+        conn.execute("UPDATE checkpoints SET hash = ? WHERE origin = 'hq'", ["ab" * 32])
+        conn.commit()
+    assert hq("ledger", "verify").exit_code in (51, 52)

@@ -86,3 +86,16 @@ def test_a_fold_of_its_own_still_refuses_a_key_its_shape_lacks() -> None:
     # a local fold of a pause does not pass through the reader's vocabulary check
     with pytest.raises(MalformedEvent, match="payload has unknown until"):
         site_views.apply_pause(seal("source.paused", {"source": "nvd", "until": "x"}), None)
+
+
+def test_what_format_2_added_is_named_for_a_format_1_export_to_refuse() -> None:
+    forked = seal("bundle.forked", {"bundle_id": "b", "origin": "o", "seq": 1})
+    vouched = seal("key.trusted", {"key_id": "k", "vouched_by": "old"})
+    plain = seal("key.trusted", {"key_id": "k"})
+    assert vocabulary.format_2_only(forked) == "event type bundle.forked"
+    assert vocabulary.format_2_only(vouched) == "payload key vouched_by of key.trusted"
+    assert vocabulary.format_2_only(plain) is None
+    assert vocabulary.format_2_only(seal("job.submitted", SUBMITTED)) is None
+    marks = vocabulary.FORMAT_2_MARKS
+    assert all(any(m in e.body for m in marks) for e in (forked, vouched))
+    assert not any(m in seal("job.submitted", SUBMITTED).body for m in marks)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchd import crash
-from orchd.core import bundle, dsse, events, statements, sync
+from orchd.core import bundle, dsse, events, statements, sync, vocabulary
 from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
 from orchd.core.manifest import DEFAULT_EXPIRY_MS
@@ -200,9 +200,11 @@ def _compress(
     """Each range's events compressed into a staging file: name -> the member and its file."""
     found: dict[str, tuple[bundle.Member, bytes | Path]] = {}
     for index, r in enumerate(ranges):
+        bodies = ledger.bodies(r.origin, r.from_seq, r.to_seq)
+        if not r.head:  # format 1
+            bodies = _format_1_only(bodies)
         made = archive_writer.compress_lines(
-            staging / f"{index}.zst",
-            _counting(ledger.bodies(r.origin, r.from_seq, r.to_seq), r.origin, progress),
+            staging / f"{index}.zst", _counting(bodies, r.origin, progress)
         )
         if made.records != r.to_seq - r.from_seq + 1:
             raise StorageError(
@@ -257,6 +259,21 @@ def _counting(
     for count, body in enumerate(bodies, start=1):
         if count % 10_000 == 0:
             progress(origin, count)
+        yield body
+
+
+def _format_1_only(bodies: Iterator[bytes]) -> Iterator[bytes]:
+    """``bodies``, refused at the first event a reader of format 1 cannot read (a type or key
+    format 2 added; FORMAT.md 6), before the bundle is published."""
+    for body in bodies:
+        if any(mark in body for mark in vocabulary.FORMAT_2_MARKS):
+            event = events.parse(body)
+            if (what := vocabulary.format_2_only(event)) is not None:
+                raise StateConflict(
+                    detail=f"{event.origin}/{event.seq} holds {what}, which a reader of format 1 "
+                    "cannot read: upgrade that site to read format 2, and export without "
+                    "--format 1"
+                )
         yield body
 
 

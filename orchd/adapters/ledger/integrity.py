@@ -10,22 +10,31 @@ import json
 import sqlite3
 from collections.abc import Iterator
 
+import zstandard
 from sqlite_utils import Database
 
-from orchd.core import chain, dsse, events
+from orchd.core import chain, checkpoints, dsse, events
 from orchd.core.chain import Head, Stored
 from orchd.core.ports import VerifyReport
-from orchd.errors import LedgerBehind, LedgerCorrupt, ProjectionMismatch, SignatureInvalid
+from orchd.core.trust import KeyView
+from orchd.errors import (
+    LedgerBehind,
+    LedgerCorrupt,
+    OrchdError,
+    ProjectionMismatch,
+    SignatureInvalid,
+)
 
 from .. import keys
 from . import placement, projector, schema
-from .base import LedgerBase, translated
-from .retention import checkpoint_payload, load_base
+from .base import translated
+from .retention import checkpoint_payload, decompressed_lines, load_base
+from .statements import StatementStore
 
 TAIL_CHECK = 64  # newest events per origin re-verified at every open
 
 
-class Integrity(LedgerBase):
+class Integrity(StatementStore):
     """The ``Integrity`` port, and the checks ``open`` runs."""
 
     def verify(self) -> VerifyReport:
@@ -44,6 +53,7 @@ class Integrity(LedgerBase):
                     self._check_head(origin, head)
                     verified[origin] = head.seq
                 self._check_checkpoint()
+                self._check_origin_checkpoints(kept)
                 with contextlib.closing(_memory_projection()) as rebuilt:
                     load_base(self._db, rebuilt)
                     self._compare(self._rebuild_into(rebuilt))
@@ -131,6 +141,41 @@ class Integrity(LedgerBase):
                 path=self.path,
                 detail="the checkpoints or the projections' base differ from the signed statement",
             )
+
+    def _check_origin_checkpoints(self, kept: dict[str, tuple[int, str]]) -> None:
+        """Each origin checkpoint in the statement store must hold the base rows it signed
+        (their sha256, every line as FORMAT.md 3.4 reads it), and agree with the chain's
+        checkpoint where both are at one seq; this site's own must be signed by its key."""
+        for origin, statement in self.checkpoint_statements().items():
+            stored = self.base_member(origin)
+            if stored is None:
+                raise LedgerCorrupt(path=self.path, detail=f"{origin}'s checkpoint has no rows")
+            reader = checkpoints.BaseReader(member=f"base/{origin}", checkpoint=statement)
+            try:
+                for line in decompressed_lines(stored.data):
+                    reader.read(line)
+                reader.finish()
+            except (OrchdError, zstandard.ZstdError) as exc:
+                raise LedgerCorrupt(
+                    path=self.path,
+                    detail=f"the base rows kept with {origin}'s checkpoint differ from what it "
+                    f"signed ({exc})",
+                ) from None
+            at = kept.get(origin)
+            if at is not None and at[0] == statement.seq and at[1] != statement.hash:
+                raise LedgerCorrupt(
+                    path=self.path,
+                    detail=f"{origin}'s checkpoint at seq {statement.seq} has another hash than "
+                    "the chain's",
+                )
+            if origin == self._site_id and not checkpoints.verifies(
+                statement, self._own_keys(), keys.verify, "9999-12-31T23:59:59.999Z"
+            ):
+                raise SignatureInvalid(detail="this site's checkpoint is not signed by its key")
+
+    def _own_keys(self) -> dict[str, KeyView]:
+        rows = self._db.execute("SELECT * FROM trust_keys WHERE site = ?", [self._site_id])
+        return {row[0]: KeyView._make(row)._replace(revoked_at=None) for row in rows}
 
     # --- the checks at every open ---------------------------------------------------------
 
