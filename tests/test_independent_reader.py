@@ -62,8 +62,22 @@ RULES: dict[str, tuple[str, int | None]] = {
     "v2-bad-range-without-head.orchkit": ("2: range", 55),
     # section 1: the member the order requires (the head statement) is missing, 55
     "v2-bad-stripped-statements.orchkit": ("1: member order", 55),
+    # 3.4 and 4.2: the base rows' sha256 is not the checkpoint's rows_digest, 56
+    "v2-bad-checkpoint-rows-digest.orchkit": ("3.4: rows_digest", 56),
+    # 3.4: the checkpoint's seq and hash are not the range's from_seq - 1 and prev_hash, 54
+    "v2-bad-checkpoint-not-prev.orchkit": ("3.4: checkpoint", 54),
+    # 3.4: the checkpoint's origin is not the range's, 54
+    "v2-bad-checkpoint-of-another-origin.orchkit": ("3.4: checkpoint", 54),
+    # 3.4 (as 3.3 step 2): signed by no key trusted for the origin, 72
+    "v2-bad-checkpoint-signed-by-another-key.orchkit": ("3.4: checkpoint signature", 72),
 }
-GOOD = ("good.orchkit", "v2-good.orchkit")
+# good vector -> the range of hq it carries: (from_seq, to_seq)
+GOOD = {
+    "good.orchkit": (1, 7),
+    "v2-good.orchkit": (1, 7),
+    # hq pruned up to 4: its range starts from its checkpoint at 4 (3.4)
+    "v2-good-checkpoint.orchkit": (5, 7),
+}
 
 
 @cache
@@ -93,14 +107,15 @@ def test_every_vector_is_mapped_to_a_rule() -> None:
     assert files == set(EXPECTED) == {*RULES, *GOOD}
 
 
-@pytest.mark.parametrize("name", GOOD)
+@pytest.mark.parametrize("name", sorted(GOOD))
 def test_the_good_vectors_are_accepted(name: str) -> None:
     code, result = read(name)
     assert code == 0, result
     assert result["ok"] is True
     assert result["exporter"] == "hq"
     assert result["events"] == EXPECTED[name]["events"]
-    assert result["ranges"] == [{"origin": "hq", "from_seq": 1, "to_seq": 7}]
+    from_seq, to_seq = GOOD[name]
+    assert result["ranges"] == [{"origin": "hq", "from_seq": from_seq, "to_seq": to_seq}]
 
 
 @pytest.mark.parametrize("name", sorted(RULES))

@@ -18,22 +18,26 @@ import io
 import json
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import zstandard
 from nacl.signing import SigningKey
 
 from orchd.adapters import archive_writer, keys
 from orchd.adapters.bundles import export
 from orchd.adapters.ledger import SqliteLedger
-from orchd.core import bundle, canonical, drafts, dsse, events, statements, timefmt
+from orchd.core import bundle, canonical, checkpoints, drafts, dsse, events, statements, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.ops import site as site_ops
+from orchd.ops.keys import checkpoint_signer
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "bundles" / "vectors"
 NOW_MS = timefmt.parse_canonical("2026-01-01T00:00:00.000Z")
 EXPIRES_MS = timefmt.parse_canonical("2099-01-01T00:00:00.000Z") - NOW_MS
 ACTOR = Actor(uid=1000, user="vectors", scopes=("orch:admin",))
+PRUNED = 4  # v2-*checkpoint*: hq's chain pruned up to this seq
 
 
 class FixedClock:
@@ -145,12 +149,17 @@ def with_type(header_block: bytes, flag: bytes) -> bytes:
     return bytes(block)
 
 
-def good_bundle(path: Path, version: int) -> tuple[bytes, list[events.Event]]:
+def good_bundle(path: Path, version: int, pruned: int = 0) -> tuple[bytes, list[events.Event]]:
     """hq's fixed ledger exported for any site into ``path`` in format ``version``: the bundle's
-    bytes, and hq's chain."""
+    bytes, and hq's chain. With ``pruned``, hq first prunes its chain up to that seq (signing its
+    checkpoint with its key, at a fixed time), so its range starts from that checkpoint."""
     with tempfile.TemporaryDirectory() as tmp:
         ledger = hq_ledger(Path(tmp))
         chain = [events.parse(body) for body in ledger.bodies("hq", 1, 7)]
+        if pruned:
+            sign = checkpoint_signer(test_key("hq"))
+            at = timefmt.format_ms(NOW_MS)
+            assert ledger.prune({"hq": pruned}, sign, at, lambda removed, kept: []) == pruned
         path.unlink(missing_ok=True)  # export never replaces a file
         export(
             ledger,
@@ -234,19 +243,8 @@ def build(out: Path) -> dict[str, dict[str, object]]:
     tar[start : start + 512] = with_type(bytes(tar[start : start + 512]), b"2")
     save("bad-symlink-member.orchkit", bytes(tar), 55, "the events member is a symlink entry")
     member = manifest.members[0]
-    lying = bundle.Manifest(
-        **{
-            **_fields(manifest),
-            "members": (
-                bundle.Member(
-                    name=member.name,
-                    sha256=member.sha256,
-                    size=member.size,
-                    raw_size=member.raw_size // 2,
-                    records=member.records,
-                ),
-            ),
-        }
+    lying = dataclasses.replace(
+        manifest, members=(dataclasses.replace(member, raw_size=member.raw_size // 2),)
     )
     data, sig = sign(lying, test_key("hq"))
     save(
@@ -255,12 +253,10 @@ def build(out: Path) -> dict[str, dict[str, object]]:
         56,
         "signed, but the member expands beyond its declared raw_size",
     )
-    elsewhere = bundle.Manifest(
-        **{
-            **_fields(manifest),
-            "recipient": "elsewhere",
-            "bundle_id": bundle.bundle_id("hq", "elsewhere", manifest.created_at, manifest.ranges),
-        }
+    elsewhere = dataclasses.replace(
+        manifest,
+        recipient="elsewhere",
+        bundle_id=bundle.bundle_id("hq", "elsewhere", manifest.created_at, manifest.ranges),
     )
     data, sig = sign(elsewhere, test_key("hq"))
     save(
@@ -301,18 +297,7 @@ def build_v2(out: Path) -> dict[str, dict[str, object]]:
 
     def with_head(statement: bytes) -> bytes:
         """The good bundle with another head statement, its manifest signed again by hq."""
-        r, head = manifest.ranges[0], manifest.members[0]
-        member = dataclasses.replace(
-            head,
-            sha256=hashlib.sha256(statement).hexdigest(),
-            size=len(statement),
-            raw_size=len(statement),
-        )
-        changed = dataclasses.replace(manifest, members=(member, *manifest.members[1:]))
-        data, sig = sign(changed, test_key("hq"))
-        return archive(
-            [("manifest.json", data), ("manifest.sig", sig), (r.head, statement), members[3]]
-        )
+        return resigned(members, {manifest.ranges[0].head: statement})
 
     def head(origin: str, seq: int, digest: str, stamp: str, key: str = "hq") -> bytes:
         signer = test_key(key)
@@ -389,11 +374,113 @@ def build_v2(out: Path) -> dict[str, dict[str, object]]:
         54,
         "the head statement names hq's key, but its signature does not verify",
     )
+    return expected | build_v2_checkpoint(out, chain)
+
+
+def build_v2_checkpoint(out: Path, chain: list[events.Event]) -> dict[str, dict[str, object]]:
+    """Format 2, a range from its origin's checkpoint (FORMAT.md 3.4, 4.2, 6 "Pruned origins"):
+    hq pruned up to seq PRUNED, exported for any site, and one bad bundle per refusal of a
+    checkpoint statement or its base rows, each validly signed by hq (its manifest signed again
+    after its members changed, in the archive order of section 1)."""
+    expected: dict[str, dict[str, object]] = {}
+    name = "v2-good-checkpoint.orchkit"
+    good, _chain = good_bundle(out / name, bundle.FORMAT_2, pruned=PRUNED)
+    expected[name] = {
+        "exit": 0,
+        "events": len(chain) - PRUNED,
+        "why": f"a valid full bundle of hq, format 2, after hq pruned its chain up to seq "
+        f"{PRUNED}: hq's range starts at {PRUNED + 1} from hq's signed checkpoint at {PRUNED}, "
+        f"with its base rows",
+    }
+    members = split(good)
+    manifest = bundle.parse(members[0][1])
+    r = manifest.ranges[0]
+    assert (r.from_seq, r.checkpoint, r.base) == (
+        PRUNED + 1,
+        "checkpoints/hq.dsse",
+        "base/hq.ndjson.zst",
+    )
+    stored = dict(members)
+    point = checkpoints.parse(stored[r.checkpoint])
+
+    def save(name: str, data: bytes, code: int, why: str) -> None:
+        (out / name).write_bytes(data)
+        expected[name] = {"exit": code, "why": why}
+
+    def checkpoint(origin: str, seq: int, key: str = "hq") -> bytes:
+        """A checkpoint statement of ``origin`` at ``seq`` of hq's chain, with the good
+        bundle's base rows' digest, signed by ``key``."""
+        signer = test_key(key)
+        return checkpoints.make(
+            origin,
+            seq,
+            chain[seq - 1].hash,
+            point.rows_digest,
+            key_id=signer.key_id,
+            sign=signer.sign,
+        ).envelope
+
+    rows = zstandard.ZstdDecompressor().decompress(stored[r.base])
+    jobs = [line for line in rows.splitlines() if b'"table":"jobs"' in line]
+    altered = rows.replace(jobs[0], jobs[0].replace(b'"state":"queued"', b'"state":"failed"'))
+    assert altered != rows and len(altered.splitlines()) == len(rows.splitlines())
+    frame = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(altered)
+    save(
+        "v2-bad-checkpoint-rows-digest.orchkit",
+        resigned(members, {r.base: frame}),
+        56,
+        "the base rows are not the ones hq's checkpoint signed (a job's state altered from "
+        "queued to failed, recompressed, the manifest's member entry updated and signed again "
+        "by hq): their sha256 is not the checkpoint's rows_digest",
+    )
+    save(
+        "v2-bad-checkpoint-not-prev.orchkit",
+        resigned(members, {r.checkpoint: checkpoint("hq", PRUNED - 1)}),
+        54,
+        f"hq's own checkpoint statement, signed by hq, but at seq {PRUNED - 1}: not the "
+        f"range's from_seq - 1 ({PRUNED}) and prev_hash",
+    )
+    save(
+        "v2-bad-checkpoint-signed-by-another-key.orchkit",
+        resigned(members, {r.checkpoint: checkpoint("hq", PRUNED, key="mallory")}),
+        72,
+        "the checkpoint statement says what hq's does, but is signed by a key nobody trusts for "
+        "hq (a forged start of hq's chain: the exporter's signature alone does not vouch for it)",
+    )
+    save(
+        "v2-bad-checkpoint-of-another-origin.orchkit",
+        resigned(members, {r.checkpoint: checkpoint("branch", PRUNED)}),
+        54,
+        "the checkpoint statement, signed by hq, is for origin branch, in the range of hq",
+    )
     return expected
 
 
-def _fields(manifest: bundle.Manifest) -> dict[str, object]:
-    return {name: getattr(manifest, name) for name in bundle.Manifest.__dataclass_fields__}
+def resigned(members: list[tuple[str, bytes]], changed: Mapping[str, bytes]) -> bytes:
+    """A format 2 bundle (``members``, as ``split`` gives them) with the members named in
+    ``changed`` replaced by those bytes, in the same archive order, the manifest's entries of
+    them updated (FORMAT.md 2.1: raw_size the bytes after decompression, records 1 for a
+    ``.dsse`` statement, else the lines), and the manifest signed again by hq."""
+    manifest = bundle.parse(members[0][1])
+
+    def entry(m: bundle.Member) -> bundle.Member:
+        if m.name not in changed:
+            return m
+        data = changed[m.name]
+        zst = m.name.endswith(".zst")
+        raw = zstandard.ZstdDecompressor().decompress(data) if zst else data
+        return dataclasses.replace(
+            m,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            raw_size=len(raw),
+            records=1 if m.name.endswith(".dsse") else raw.count(b"\n"),
+        )
+
+    entries = tuple(entry(m) for m in manifest.members)
+    data, sig = sign(dataclasses.replace(manifest, members=entries), test_key("hq"))
+    rest = [(name, changed.get(name, body)) for name, body in members[2:]]
+    return archive([("manifest.json", data), ("manifest.sig", sig), *rest])
 
 
 def generate(out: Path) -> None:

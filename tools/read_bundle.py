@@ -13,7 +13,7 @@ prints one JSON line: {"ok": true, "format", "exporter", "bundle_id", "ranges", 
 "skipped"} (exit 0), or {"ok": false, "step", "reason", "exit"} (exit 1; 2 for the operator's
 mistake of section 1), where "step" names the rule broken ("<section>: <words>"; section 5's steps
 as "5 step N: <words>") and "exit" is the exit code FORMAT.md states for that rule, or null.
-Format 1 is read fully; format 2 (no vectors yet) as far as FORMAT.md specifies it.
+Formats 1 and 2 are read fully (format 2 with its statements, checkpoints and base rows).
 """
 
 from __future__ import annotations
@@ -620,13 +620,14 @@ def read_bundle(f: BinaryIO, site: Site) -> dict[str, Any]:
                      "5 step 7: events held already (no ledger)",
                      "4.1: payload values (FORMAT.md names the keys only)"]  # fmt: skip
     events = 0
-    for rng in man.ranges:  # step 7 (format 2: base rows of each range, then events)
-        if "checkpoint" in rng.names:
+    for rng in man.ranges:  # step 7: the data members in archive order (section 1, 2.1), range
+        if "checkpoint" in rng.names:  # by range: its base rows (4.2), then its events (4.1)
             rows = BaseRows(point := heads[rng.origin][1])
             lines = stream(archive, man.members[rng.names["base"]], rows)
-            if lines.digest.hexdigest() != point["rows_digest"] or rows.heads != 1:
+            if rows.heads != 1:
+                raise Refused("3.4: base row", f"{rng.origin}: no heads row", 56)
+            if lines.digest.hexdigest() != point["rows_digest"]:
                 raise Refused("3.4: rows_digest", f"{rng.origin}: not the checkpoint's rows", 56)
-    for rng in man.ranges:
         chain = Events(rng, site.now_ms)
         events += stream(archive, man.members[rng.names["events"]], chain).count
         if chain.hash != rng.last_hash:
@@ -705,8 +706,9 @@ def check_statements(
     if "checkpoint" in rng.names:  # 3.4
         rule = "3.4: checkpoint"
         env, point = statement(read("checkpoint"), "origin-checkpoint", CHECKPOINT, rule)
-        if [point["origin"], point["seq"], point["hash"]] != [origin, rng.from_seq - 1,
-                                                               rng.prev_hash]:  # fmt: skip
+        if point["origin"] != origin:
+            raise Refused(rule, f"{origin}: the checkpoint of another origin", 54)
+        if (point["seq"], point["hash"]) != (rng.from_seq - 1, rng.prev_hash):
             raise Refused(rule, f"{origin}: not the checkpoint the range starts from", 54)
         signed(env, rule)
     env, head = statement(read("head"), "head", HEAD, "3.3: head")  # 3.3, steps 1, 2 and 4

@@ -111,8 +111,7 @@ def _compress_lines(path: Path, lines: Iterable[bytes], level: int) -> Compresse
         raw += len(data)
         emit(stream.compress(data))
         emit(stream.flush())
-        out.flush()
-        os.fsync(out.fileno())
+        out.flush()  # not fsynced: it is read back into the archive, which is (publish)
     return Compressed(path, hasher.hexdigest(), size, raw, records)
 
 

@@ -155,24 +155,7 @@ def batches_beside(
 ) -> Iterator[Batch]:
     """``batches``, read by a child process from ``source``'s current offset on (``source``
     itself is not read meanwhile). The child is stopped if the caller stops early."""
-    spec = {
-        "fd": source.fileno(),
-        "offset": source.tell(),
-        "manifest": base64.b64encode(manifest.encode()).decode(),
-        "steps": [
-            [
-                s.range.member,
-                s.action,
-                s.after_seq,
-                s.head_hlc,
-                base64.b64encode(s.checkpoint).decode(),
-                int(s.join),
-            ]
-            for s in steps
-        ],
-        "heads": dict(heads),
-        "max_wall_ms": max_wall_ms,
-    }
+    spec = _spec(source, manifest, steps, heads, max_wall_ms)
     package_root = str(Path(orchd.__file__).resolve().parent.parent)
     path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     try:
@@ -216,6 +199,34 @@ def batches_beside(
             child.kill()
         child.stdout.close()
         child.wait()
+
+
+def _spec(
+    source: BinaryIO,
+    manifest: Manifest,
+    steps: Sequence[Step],
+    heads: Mapping[str, str],
+    max_wall_ms: int,
+) -> dict[str, Any]:
+    """What the child is told: where to read, the signed manifest, the steps, heads and cap."""
+    return {
+        "fd": source.fileno(),
+        "offset": source.tell(),
+        "manifest": base64.b64encode(manifest.encode()).decode(),
+        "steps": [
+            [
+                s.range.member,
+                s.action,
+                s.after_seq,
+                s.head_hlc,
+                base64.b64encode(s.checkpoint).decode(),
+                int(s.join),
+            ]
+            for s in steps
+        ],
+        "heads": dict(heads),
+        "max_wall_ms": max_wall_ms,
+    }
 
 
 def _read_frame(stream: IO[bytes]) -> tuple[bytes, bytes]:

@@ -107,11 +107,13 @@ def export_ranges(
     starts: Mapping[str, tuple[int, str]],
     version: int = bundle.FORMAT_VERSION,
     joins: Collection[str] = (),
+    rotated: Collection[str] = (),
 ) -> tuple[Range, ...]:
     """One range per origin of ``starts``, sorted, up to ``heads`` (this site's head of it; in
     format 2 its newest head statement of another origin), naming the head statement in format
     2, and the checkpoint and base rows of each origin of ``joins`` (which starts from its
-    checkpoint for a recipient that may hold nothing of it)."""
+    checkpoint for a recipient that may hold nothing of it), and the rotations of each origin of
+    ``rotated`` (whose key changed since the one it started with)."""
     ranges = []
     for origin, (first, before) in sorted(starts.items()):
         two = version == bundle.FORMAT_2
@@ -127,6 +129,7 @@ def export_ranges(
                 head=bundle.head_name(origin) if two else "",
                 checkpoint=f"checkpoints/{origin}.dsse" if joined else "",
                 base=f"base/{origin}.ndjson.zst" if joined else "",
+                rotations=f"rotations/{origin}.ndjson" if two and origin in rotated else "",
             )
         )
     return tuple(ranges)
@@ -187,9 +190,11 @@ def import_records(
     reason: str | None = None,
     ticket: str | None = None,
     relay_only: Collection[str] = (),
+    also_trusted: Sequence[Mapping[str, str]] = (),
 ) -> list[Draft]:
     """The records an import of ``events`` events commits with them: ``key.trusted`` for a key
-    followed through a rotation, then the receipt (``bundle.imported``), whose watermarks are
+    followed through a rotation (the exporter's, then ``also_trusted``: origins' keys reached
+    through their rotations), then the receipt (``bundle.imported``), whose watermarks are
     what this site holds afterwards, so the exporter's next bundle starts after it; for each
     origin of ``relay_only`` (taken on the relay's word alone) whose range it applies, the
     range's last seq (its ``relay_only``)."""
@@ -199,7 +204,9 @@ def import_records(
     held = dict(heads) | {
         s.range.origin: (s.range.to_seq, s.range.last_hash) for s in steps if s.action == "apply"
     }
-    records = [] if followed_rotation is None else [trusted_record(followed_rotation, actor)]
+    followed = [] if followed_rotation is None else [followed_rotation]
+    newly = {r["new_key_id"]: r for r in [*followed, *also_trusted]}  # each key trusted once
+    records = [trusted_record(rotation, actor) for rotation in newly.values()]
     receipt = drafts.bundle_imported(
         actor,
         bundle_id=manifest.bundle_id,

@@ -227,9 +227,11 @@ def test_format_1_goes_both_ways(three: Three, c: Site, tmp_path: Path) -> None:
     assert "--format 1 carries them): a, b\n" in result.stderr
     summary = canonical.decode(members((tmp_path / "two.orchkit").read_bytes())[0].data)
     assert [r["origin"] for r in summary["ranges"]] == ["c"]
-    c.ok("bundle", "export", "--format", "1", "--out", tmp_path / "again.orchkit")
-    again = canonical.decode(members((tmp_path / "again.orchkit").read_bytes())[0].data)
-    assert [r["origin"] for r in again["ranges"]] == ["a", "b", "c"]
+    # c's receipt records relay_only, which a reader of format 1 only cannot read: from now on
+    # --format 1 refuses c's range (FORMAT.md 6, 9)
+    again = c("bundle", "export", "--format", "1", "--out", tmp_path / "again.orchkit")
+    assert again.exit_code == 30, again.stderr
+    assert "payload key relay_only of bundle.imported" in again.stderr
 
 
 @pytest.mark.slow
@@ -374,3 +376,49 @@ def test_format_1_refuses_a_range_holding_what_only_format_2_reads(tmp_path: Pat
     assert f"hq/{event.seq} holds payload key vouched_by of key.trusted" in refused.stderr
     assert not again.exists()
     hq.ok("bundle", "export", "--out", again)  # format 2 carries it
+
+
+def test_a_relayed_range_carries_its_origins_rotations_back_to_a_key_the_importer_trusts(
+    three: Three, tmp_path: Path
+) -> None:
+    """a rotates its key twice; b follows (its bundles' rotation statements); c still trusts
+    only a's first key. b's relay of a's range carries a's chain of rotations, which c follows
+    to the key that signed a's head: accepted, and the keys reached recorded as trusted, each
+    vouched for by the key before it. Stripped of that chain, the range is refused (72)."""
+    root = tmp_path
+    a, b = three.a.copy(root / "a"), three.b.copy(root / "b")
+    c = three.c.copy(root / "c")
+    for n in (1, 2):
+        a.ok("keys", "rotate", "--reason", f"yearly rotation {n}")
+        a.ok("jobs", "submit", "vex-ingest", "--source", "osv", "--key", f"after-{n}")
+        a.ok("bundle", "export", "--out", root / f"a-{n}.orchkit")
+        b.ok("bundle", "import", root / f"a-{n}.orchkit")
+    relayed = root / "relayed.orchkit"
+    b.ok("bundle", "export", "--out", relayed)
+    names = [m.name for m in members(relayed.read_bytes())]
+    assert "rotations/a.ndjson" in names
+    (chain,) = [m.data for m in members(relayed.read_bytes()) if m.name == "rotations/a.ndjson"]
+    assert chain.count(b"\n") == 2
+
+    report = c.json("bundle", "import", relayed)
+
+    assert "a" in report["by_origin"] and not report.get("relay_only")
+    trusted = {k["key_id"]: k for k in c.json("keys", "list")["trusted"] if k["site"] == "a"}
+    assert a.key_id() in trusted  # reached through the chain, recorded
+    events = {e.payload["key_id"]: e for e in c.events_of_type("key.trusted")}
+    assert events[a.key_id()].payload["vouched_by"] in trusted
+    c.ok("ledger", "verify")
+
+    c2 = three.c.copy(root / "c2")
+    stripped = write(root, resign(relayed.read_bytes(), b.key(), drop_rotations, stored=no_chain))
+    refused(c2, stripped, 72, "no signature on the head statement of a")
+
+
+def drop_rotations(value: dict[str, Any]) -> None:
+    for r in value["ranges"]:
+        r.pop("rotations", None)
+    value["members"] = [m for m in value["members"] if not m["name"].startswith("rotations/")]
+
+
+def no_chain(parts: list[Member]) -> list[Member]:
+    return [p for p in parts if not p.name.startswith("rotations/")]

@@ -7,17 +7,19 @@ beside the output, signs the manifest and publishes the archive (``bundles/FORMA
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchd import crash
-from orchd.core import bundle, dsse, events, statements, sync, vocabulary
+from orchd.core import bundle, dsse, events, rotations, statements, sync, vocabulary
 from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
 from orchd.core.manifest import DEFAULT_EXPIRY_MS
 from orchd.core.manifest_members import member_order
+from orchd.core.rotations import Rotation
 from orchd.core.statements import HeadStatement
 from orchd.errors import StateConflict, StorageError, UntrustedKey
 
@@ -56,33 +58,17 @@ def export(
     passed on byte for byte (the range ends there; an origin with none is left out)."""
     _check_own(ledger, key)
     held = _heads(ledger, version)
-    plan = _plan(ledger, key, recipient, now_ms, expires_in_ms, since, held, version)
+    plan_chains = _chains(ledger, key, held) if version == bundle.FORMAT_2 else {}
+    plan = _plan(ledger, key, recipient, now_ms, expires_in_ms, since, held, version, plan_chains)
     if version == bundle.FORMAT_1:  # refused before anything is written
         bundle.check_signable(plan.manifest(bundle.largest_members(plan.ranges)))
     bases = {r.origin: _base(ledger, r) for r in plan.ranges if r.checkpoint}
     heads = _statements(ledger, key, plan.ranges, version)
+    chains = {r.origin: chain for r in plan.ranges if (chain := plan_chains.get(r.origin))}
     with archive_writer.staging_beside(out) as staging:
         compressed = _compress(ledger, plan.ranges, staging, progress)
         events_count = sum(m.records for m, _ in compressed.values())
-        found: dict[str, tuple[bundle.Member, bytes | Path]] = dict(compressed)
-        for s, r in heads:
-            found[r.head] = (_small_member(r.head, s.envelope), s.envelope)
-        for origin, base in bases.items():
-            r = next(r for r in plan.ranges if r.origin == origin)
-            found[r.checkpoint] = (
-                _small_member(r.checkpoint, base.statement.envelope),
-                base.statement.envelope,
-            )
-            found[r.base] = (
-                bundle.Member(
-                    name=r.base,
-                    sha256=base.sha256,
-                    size=len(base.data),
-                    raw_size=base.raw_size,
-                    records=base.records,
-                ),
-                base.data,
-            )
+        found = compressed | _statement_members(heads, chains, bases)
         order = member_order(version, plan.ranges)
         members = [found[name][0] for name in order]
         files = [(name, found[name][1]) for name in order]
@@ -124,6 +110,68 @@ def _statements(
             r.origin, r.to_seq, r.last_hash, stamp, key_id=key.key_id, sign=key.sign
         )
         found.append((own, r))
+    return found
+
+
+def _chains(
+    ledger: SqliteLedger, key: keys.SiteKey, held: Mapping[str, tuple[int, str]]
+) -> dict[str, list[Rotation]]:
+    """Format 2: origin -> its rotation statements, oldest first, the longest unbroken chain
+    ending at the key that signed its head statement (this site's own key for its own range):
+    from the origin's ``key.rotated`` events held here and the statement store (FORMAT.md 6)."""
+    known: dict[str, list[Rotation]] = {}
+    for event in ledger.events_of_type("key.rotated"):
+        text = event.payload.get("statement")
+        if event.origin in held and isinstance(text, str):
+            line = rotations.parse(dsse.decode_base64(text, "a key.rotated statement"))
+            known.setdefault(event.origin, []).append(line)
+    signers = {o: s.envelope for o, s in ledger.head_statements().items()}
+    chains = {}
+    for origin in held:
+        lines = known.get(origin, []) + ledger.rotation_statements(origin)
+        if not lines:
+            continue
+        if origin == ledger.site_id:
+            signer = key.key_id
+        elif origin in signers:
+            signer = (
+                dsse.decode(signers[origin], payload_type=statements.HEAD_TYPE).signatures[0].key_id
+            )
+        else:
+            continue
+        if chain := rotations.chain_to(lines, signer):
+            chains[origin] = chain
+    return chains
+
+
+Found = dict[str, tuple[bundle.Member, bytes | Path]]  # member name -> the member, its bytes
+
+
+def _statement_members(
+    heads: list[tuple[HeadStatement, bundle.Range]],
+    chains: Mapping[str, list[Rotation]],
+    bases: Mapping[str, BaseMember],
+) -> Found:
+    """Format 2: each range's head, rotations, checkpoint and base rows, as members."""
+    found: Found = {}
+    for s, r in heads:
+        found[r.head] = (_small_member(r.head, s.envelope), s.envelope)
+        if r.rotations:
+            lines = chains[r.origin]
+            data = b"".join(line.envelope + b"\n" for line in lines)
+            member = dataclasses.replace(_small_member(r.rotations, data), records=len(lines))
+            found[r.rotations] = (member, data)
+        if base := bases.get(r.origin):
+            statement = base.statement.envelope
+            found[r.checkpoint] = (_small_member(r.checkpoint, statement), statement)
+            member = bundle.Member(
+                name=r.base,
+                sha256=base.sha256,
+                size=len(base.data),
+                raw_size=base.raw_size,
+                records=base.records,
+            )
+            found[r.base] = (member, base.data)
     return found
 
 
@@ -169,6 +217,7 @@ def _plan(
     since: Mapping[str, tuple[int, str]] | None,
     heads: Mapping[str, tuple[int, str]],
     version: int,
+    chains: Mapping[str, list[Rotation]],
 ) -> sync.Export:
     kept = ledger.checkpoints()  # pruned: each such origin's events start after its checkpoint
     ours = {} if since is None else ledger.hashes(sync.acknowledged(heads, since))
@@ -184,7 +233,9 @@ def _plan(
         now_ms=now_ms,
         expires_in_ms=expires_in_ms,
         full=since is None,
-        ranges=sync.export_ranges(heads, starts, version, sync.joins(starts, since, kept)),
+        ranges=sync.export_ranges(
+            heads, starts, version, sync.joins(starts, since, kept), rotated=set(chains)
+        ),
         previous=previous[-1] if previous else "",
         rotation=_rotation_statement(ledger, key),
         format=version,
@@ -196,9 +247,9 @@ def _compress(
     ranges: tuple[bundle.Range, ...],
     staging: Path,
     progress: Callable[[str, int], None],
-) -> dict[str, tuple[bundle.Member, bytes | Path]]:
+) -> Found:
     """Each range's events compressed into a staging file: name -> the member and its file."""
-    found: dict[str, tuple[bundle.Member, bytes | Path]] = {}
+    found: Found = {}
     for index, r in enumerate(ranges):
         bodies = ledger.bodies(r.origin, r.from_seq, r.to_seq)
         if not r.head:  # format 1

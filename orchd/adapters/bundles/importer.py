@@ -10,24 +10,31 @@ which commits only if everything held, together with the receipt (``orchd.core.s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from orchd import crash
-from orchd.core import bundle, bundle_trust, checkpoints, drafts, statements, sync, timefmt
+from orchd.core import (
+    bundle,
+    bundle_trust,
+    checkpoints,
+    sync,
+)
 from orchd.core.bundle import Manifest, Step
-from orchd.core.events import Actor
+from orchd.core.events import Actor, Draft
 from orchd.core.ports import Sign
-from orchd.errors import BundleMalformed, BundleRefused, BundleStale, ChainFork, MalformedEvent
+from orchd.errors import BundleMalformed, BundleRefused, BundleStale, MalformedEvent
 
 from .. import archive_reader, bundle_reader, keys
 from ..bundle_reader import Batch
 from ..ledger import SqliteLedger
-from .trust import read_signed, read_statements, trusted_keys
+from .trust import read_signed, trusted_keys
+from .vouching import Relay, Vouched, checked_statements, newly_trusted
 
 Reader = Callable[
     [BinaryIO, Manifest, Sequence[Step], Mapping[str, str], int, Callable[[], None]],
@@ -81,15 +88,9 @@ def import_bundle(
         _check_size(source, path, max_bytes)
         accepted = _accept(ledger, source, now_ms, skew_ms, allow_expired, restoring)
         manifest = accepted.head.manifest
-        relay = _Relay(actor, dry_run, frozenset(vouched_by_relay), restoring)
-        vouched, heads = _checked_heads(ledger, source, accepted, now_ms, relay), ledger.heads()
-        steps = _plan(ledger, manifest, heads, vouched)
-        if not dry_run and sign is None and any(s.join for s in steps):
-            raise BundleRefused(
-                detail="it starts an origin from its checkpoint, which this site must sign "
-                "again: import it with the site's key at hand (through the daemon or orchd "
-                "bundle import)"
-            )
+        relay = Relay(actor, dry_run, frozenset(vouched_by_relay), restoring)
+        vouched, heads = checked_statements(ledger, source, accepted, now_ms, relay), ledger.heads()
+        steps = _plan(ledger, manifest, heads, vouched, signed=dry_run or sign is not None)
         report = Report(manifest=manifest, signer=accepted.signer.key_id, steps=steps)
         report.relay_only = _relay_only(manifest, steps, vouched, relay, ledger.site_id)
         read = _reader(manifest, steps, parallel_from)
@@ -98,28 +99,43 @@ def import_bundle(
         if all(step.action == "skip" for step in steps):
             return _already(ledger, batches, report)
         crash.point("import.verified")
-        try:
-            ledger.import_events(
-                batches,
-                lambda: sync.import_records(
-                    manifest,
-                    steps,
-                    heads,
-                    actor,
-                    events=report.applied,
-                    followed_rotation=accepted.signer.followed_rotation,
-                    reason=reason if audited else None,
-                    ticket=ticket if audited else None,
-                    relay_only=report.relay_only,
-                ),
-                dry_run=dry_run,
-                payloads_checked=True,  # by the reader: bundle_reader.batches
-                statements=[v.head.statement for v in vouched.values()],
-                sign=sign,
-            )
-        except MalformedEvent as exc:  # the fold refused an event the bundle carries
-            raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None
+        records = functools.partial(
+            sync.import_records,
+            manifest,
+            steps,
+            heads,
+            actor,
+            followed_rotation=accepted.signer.followed_rotation,
+            also_trusted=newly_trusted(ledger, vouched),
+            reason=reason if audited else None,
+            ticket=ticket if audited else None,
+            relay_only=report.relay_only,
+        )
+        _apply(ledger, batches, lambda: records(events=report.applied), vouched, dry_run, sign)
     return report
+
+
+def _apply(
+    ledger: SqliteLedger,
+    batches: Iterator[Batch],
+    records: Callable[[], Sequence[Draft]],
+    vouched: Mapping[str, Vouched],
+    dry_run: bool,
+    sign: Sign | None,
+) -> None:
+    """The events, base rows, statements and ``records`` in one transaction (or none)."""
+    try:
+        ledger.import_events(
+            batches,
+            records,
+            dry_run=dry_run,
+            payloads_checked=True,  # by the reader: bundle_reader.batches
+            statements=[v.head.statement for v in vouched.values()],
+            sign=sign,
+            rotations=[line for v in vouched.values() for line in v.followed],
+        )
+    except MalformedEvent as exc:  # the fold refused an event the bundle carries
+        raise BundleMalformed(detail=f"an event it carries is invalid: {exc.message}") from None
 
 
 def _audited(
@@ -140,8 +156,8 @@ def _audited(
 def _relay_only(
     manifest: Manifest,
     steps: Sequence[Step],
-    vouched: Mapping[str, _Vouched],
-    relay: _Relay,
+    vouched: Mapping[str, Vouched],
+    relay: Relay,
     local: str,
 ) -> dict[str, int]:
     """origin -> the last seq of each range that adds events on the relay's word alone: in
@@ -166,16 +182,6 @@ def _relay_only(
         elif origin in vouched and vouched[origin].head.signer is None:
             found[origin] = s.range.to_seq
     return found
-
-
-@dataclass(frozen=True, slots=True)
-class _Relay:
-    """Who imports, whether for real, and the origins taken on the relay's word alone."""
-
-    actor: Actor
-    dry_run: bool
-    origins: frozenset[str]
-    restoring: bool
 
 
 def _accept(
@@ -208,99 +214,17 @@ def _check_size(source: BinaryIO, path: Path, max_bytes: int | None) -> None:
         )
 
 
-def _checked_heads(
-    ledger: SqliteLedger,
-    source: BinaryIO,
-    accepted: bundle_trust.Accepted,
-    now_ms: int,
-    relay: _Relay,
-) -> dict[str, _Vouched]:
-    """``_vouched_heads``; a fork that an origin's own statement proves is recorded as a
-    ``bundle.forked`` event in a transaction of its own after the refusal, which says so (an
-    alarm, counted by ``orchd_bundle_forks_total``; not by a dry run or a verify: FORMAT.md 5,
-    "Forks")."""
-    forks: list[statements.Fork] = []
-    try:
-        return _vouched_heads(ledger, source, accepted, now_ms, relay.origins, forks.append)
-    except ChainFork as exc:
-        if not forks or relay.dry_run:
-            raise
-        bundle_id = accepted.head.manifest.bundle_id
-        ledger.append(
-            [drafts.bundle_forked(relay.actor, bundle_id=bundle_id, **asdict(f)) for f in forks]
-        )
-        raise ChainFork(
-            origin=exc.fields["origin"],
-            detail=f"{exc.fields['detail']}; recorded as a fork (bundle.forked): the origin "
-            "signed two histories",
-        ) from None
-
-
-def _vouched_heads(
-    ledger: SqliteLedger,
-    source: BinaryIO,
-    accepted: bundle_trust.Accepted,
-    now_ms: int,
-    vouched: Collection[str],
-    forked: Callable[[statements.Fork], None],
-) -> dict[str, _Vouched]:
-    """Format 2: every range's head statement, read before anything is decompressed and
-    checked (``core.statements.check_heads``) against the trust store (with the exporter's new
-    key when its manifest's rotation was followed) and what this site holds of each (origin,
-    seq): an event's hash, or a head statement's in its statement store."""
-    manifest = accepted.head.manifest
-    if manifest.format == bundle.FORMAT_1:
-        return {}
-    found = read_statements(source, manifest)
-    parsed = {origin: statements.parse_head(s.head) for origin, s in found.items()}
-    wanted = [(o, s.seq) for o, s in parsed.items()]
-    wanted += [(r.origin, r.from_seq - 1) for r in manifest.ranges if r.checkpoint]
-    held = ledger.hashes(wanted)
-    for origin, kept in ledger.head_statements().items():
-        held.setdefault((origin, kept.seq), kept.hash)
-    for origin, point in ledger.checkpoint_statements().items():
-        held.setdefault((origin, point.seq), point.hash)
-    trusted = trusted_keys(ledger) | bundle_trust.reached(accepted.signer, manifest)
-    now = timefmt.format_ms(now_ms)
-    for r in manifest.ranges:
-        if r.checkpoint:  # FORMAT.md 3.4, before the head (3.3): its member comes first
-            checkpoints.check(
-                r,
-                found[r.origin].checkpoint,
-                trusted=trusted,
-                verify=keys.verify,
-                now=now,
-                held=held,
-                vouched=vouched,
-                forked=forked,
-            )
-    heads = statements.check_heads(
-        manifest.ranges,
-        {origin: s.head for origin, s in found.items()},
-        trusted=trusted,
-        verify=keys.verify,
-        now=now,
-        held=held,
-        vouched=vouched,
-        forked=forked,
-    )
-    return {o: _Vouched(c, found[o].checkpoint) for o, c in heads.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class _Vouched:
-    """A format 2 range's statements, checked: its head, and its checkpoint's bytes (b"")."""
-
-    head: statements.Checked
-    checkpoint: bytes
-
-
 def _plan(
     ledger: SqliteLedger,
     manifest: Manifest,
     heads: Mapping[str, tuple[int, str]],
-    vouched: Mapping[str, _Vouched],
+    vouched: Mapping[str, Vouched],
+    *,
+    signed: bool,
 ) -> list[Step]:
+    """Each range against this site's copy (``core.bundle.plan``), with its statements; a join
+    from an origin's checkpoint needs this site's key to sign its checkpoints again
+    (``signed``: one is at hand, or nothing is written)."""
     steps = bundle.plan(
         manifest,
         local=ledger.site_id,
@@ -310,6 +234,11 @@ def _plan(
     )
     if manifest.format == bundle.FORMAT_1:
         return steps  # a relayed range rests on the exporter's signature (FORMAT.md 5, step 5)
+    if not signed and any(s.join for s in steps):
+        raise BundleRefused(
+            detail="it starts an origin from its checkpoint, which this site must sign again: "
+            "import it with the site's key at hand (through the daemon or orchd bundle import)"
+        )
     return [
         replace(
             s,

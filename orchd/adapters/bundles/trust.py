@@ -16,8 +16,9 @@ from typing import BinaryIO
 
 from orchd.core import bundle, bundle_trust, bundle_views, dsse, statements, timefmt
 from orchd.core.bundle_trust import Head, Signer
+from orchd.core.manifest_members import MAX_ROTATION_LINES
 from orchd.core.trust import KeyView
-from orchd.errors import BundleMalformed, MemberMismatch, SignatureInvalid, StateConflict
+from orchd.errors import BundleMalformed, MemberMismatch, SignatureInvalid
 
 from .. import archive_reader, keys
 from ..ledger import SqliteLedger
@@ -45,26 +46,28 @@ class RangeStatements:
 
     head: bytes
     checkpoint: bytes = b""
+    rotations: bytes = b""
+
+
+_ROTATIONS_CAP = MAX_ROTATION_LINES * (bundle.MAX_STATEMENT + 1)
 
 
 def read_statements(source: BinaryIO, manifest: bundle.Manifest) -> dict[str, RangeStatements]:
     """Format 2: each range's statement members (origin -> their bytes), read as they come
-    right after the signature, each within its limit and with the manifest's sha256, before
-    anything is decompressed. A range naming rotations is refused here: this orchd cannot
-    follow an origin's rotations yet."""
+    right after the signature (rotations, checkpoint, head), each within its limit and with the
+    manifest's sha256, before anything is decompressed."""
     found = {}
     for r in manifest.ranges:
-        if r.rotations:
-            raise StateConflict(
-                detail=f"the range of {r.origin} carries its key rotations (format 2): this "
-                "orchd cannot follow an origin's rotations yet; upgrade this site"
-            )
+        chain = _statement(source, manifest, r.rotations, _ROTATIONS_CAP) if r.rotations else b""
         checkpoint = _statement(source, manifest, r.checkpoint) if r.checkpoint else b""
-        found[r.origin] = RangeStatements(_statement(source, manifest, r.head), checkpoint)
+        head = _statement(source, manifest, r.head)
+        found[r.origin] = RangeStatements(head, checkpoint, chain)
     return found
 
 
-def _statement(source: BinaryIO, manifest: bundle.Manifest, name: str) -> bytes:
+def _statement(
+    source: BinaryIO, manifest: bundle.Manifest, name: str, cap: int = bundle.MAX_STATEMENT
+) -> bytes:
     member = manifest.member(name)
     entry = archive_reader.next_entry(source)
     if entry is None or entry.name != name:
@@ -74,7 +77,7 @@ def _statement(source: BinaryIO, manifest: bundle.Manifest, name: str) -> bytes:
         raise BundleMalformed(
             detail=f"member {name!r} has {entry.size} bytes, the manifest says {member.size}"
         )
-    data = archive_reader.read_small(source, entry, bundle.MAX_STATEMENT)
+    data = archive_reader.read_small(source, entry, cap)
     if hashlib.sha256(data).hexdigest() != member.sha256:
         raise MemberMismatch(member=name, detail="its sha256 differs from the manifest's")
     return data

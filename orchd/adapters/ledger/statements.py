@@ -17,14 +17,16 @@ from dataclasses import dataclass
 
 import zstandard
 
-from orchd.core import checkpoints, statements
+from orchd.core import checkpoints, rotations, statements
 from orchd.core.checkpoints import CheckpointStatement
+from orchd.core.rotations import Rotation
 from orchd.core.statements import HeadStatement
 
 from .base import LedgerBase, translated
 
 HEAD = "head"
 CHECKPOINT = "checkpoint"
+ROTATION = "rotation"  # keyed by the new key: ``seq`` its first 12 hex digits, ``hash`` its id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +85,23 @@ class StatementStore(LedgerBase):
             raw_size=raw_size,
             records=records,
         )
+
+    def rotation_statements(self, origin: str) -> list[Rotation]:
+        """The rotation statements of ``origin`` held here (accepted with its ranges)."""
+        sql = "SELECT envelope FROM statements WHERE kind = ? AND origin = ? ORDER BY seq"
+        with translated(self.path):
+            rows = self._db.execute(sql, [ROTATION, origin]).fetchall()
+        return [rotations.parse(bytes(envelope)) for (envelope,) in rows]
+
+    def _keep_rotations(self, lines: Iterable[Rotation]) -> None:
+        """Keep each rotation statement not held yet (in the caller's transaction)."""
+        for line in lines:
+            seq, digest = int(line.new_key_id[:12], 16), line.new_key_id
+            self._db.execute(
+                "INSERT OR IGNORE INTO statements (kind, origin, seq, hash, envelope) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [ROTATION, line.site, seq, digest, line.envelope],
+            )
 
     def _keep_heads(self, made: Iterable[HeadStatement]) -> None:
         """Keep each statement that is newer than the one held of its origin (in the caller's

@@ -22,6 +22,7 @@ from orchd.core import chain, events, timefmt
 from orchd.core.checkpoints import Base
 from orchd.core.events import Draft, Event
 from orchd.core.ports import Clock, Entropy, Sign
+from orchd.core.rotations import Rotation
 from orchd.core.statements import HeadStatement
 from orchd.errors import ChainBroken, InternalError
 
@@ -249,6 +250,7 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
         payloads_checked: bool = False,
         statements: Sequence[HeadStatement] = (),
         sign: Sign | None = None,
+        rotations: Sequence[Rotation] = (),
     ) -> int:
         """Record other origins' sealed events and then the drafts ``then()`` gives (once the
         batches are consumed), and keep ``statements``, all in one transaction. ``dry_run``
@@ -257,6 +259,7 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
         An origin's base rows among the batches (``Base``, before its events) are kept in the
         statement store and, when the site joins the origin from them, loaded; the site's
         checkpoints are then signed again with ``sign`` (required for a join, but in a dry run).
+        ``rotations``: origins' rotation statements the import followed, kept too.
 
         ``batches`` may raise while it is consumed: then nothing at all is recorded. Each
         origin's first event must continue its head here (the chain is checked again).
@@ -277,22 +280,14 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
                         statement = batch.statement
                         heads[statement.origin] = (statement.seq, statement.hash)
                     continue
-                for event in batch:
-                    seq, digest = heads.get(event.origin, (0, chain.START.hash))
-                    own = event.origin == self._site_id and not restoring
-                    if own or (event.seq, event.prev_hash) != (
-                        seq + 1,
-                        digest,
-                    ):
-                        detail = "an imported event does not continue this site's copy"
-                        raise ChainBroken(origin=event.origin, seq=event.seq, detail=detail)
-                    heads[event.origin] = (event.seq, event.hash)
+                self._check_continues(batch, heads, restoring)
                 self._db.conn.executemany(_INSERT_EVENT, [event_row(e) for e in batch])
                 projector.project(self._db, batch, self._site_id, checked=payloads_checked)
                 count += len(batch)
             if drafts := then():
                 self._record_own(drafts)
             self._keep_heads(statements)
+            self._keep_rotations(rotations)
             if dry_run:
                 raise _DryRun
             if joined:
@@ -302,6 +297,19 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
         if not dry_run:
             self._note_heads(time.monotonic())
         return count
+
+    def _check_continues(
+        self, batch: Sequence[Event], heads: dict[str, tuple[int, str]], restoring: bool
+    ) -> None:
+        """Each event must continue its origin's copy here (``heads``, moved on as it goes);
+        none may be this site's own, but when it is restored."""
+        for event in batch:
+            seq, digest = heads.get(event.origin, (0, chain.START.hash))
+            own = event.origin == self._site_id and not restoring
+            if own or (event.seq, event.prev_hash) != (seq + 1, digest):
+                detail = "an imported event does not continue this site's copy"
+                raise ChainBroken(origin=event.origin, seq=event.seq, detail=detail)
+            heads[event.origin] = (event.seq, event.hash)
 
     # --- reading the event log ------------------------------------------------------------
 
