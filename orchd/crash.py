@@ -21,6 +21,8 @@ POINTS = {
     "export.written": "the bundle is written aside, not yet fsynced and linked into place",
     "export.published": "the bundle is in place, its bundle.exported not yet recorded",
     "import.verified": "a bundle passed every check, nothing of it applied yet",
+    "import.applied": "an import's events and base rows are written, not yet committed",
+    "prune.folded": "a prune folded its events and made its checkpoint, nothing deleted yet",
     "inbox.imported": "a bundle from the inbox is imported, its file not yet moved",
     **{f"migration.{n}": f"migration {n} applied, not yet committed" for n in range(1, 15)},
 }

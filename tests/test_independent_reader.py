@@ -70,6 +70,12 @@ RULES: dict[str, tuple[str, int | None]] = {
     "v2-bad-checkpoint-of-another-origin.orchkit": ("3.4: checkpoint", 54),
     # 3.4 (as 3.3 step 2): signed by no key trusted for the origin, 72
     "v2-bad-checkpoint-signed-by-another-key.orchkit": ("3.4: checkpoint signature", 72),
+    # 3.2, an origin's chain of rotations: a line whose old key is trusted is not signed by it, 54
+    "v2-bad-rotation-not-signed-by-old-key.orchkit": ("3.2: rotation signature", 54),
+    # 3.2: a line's site is not the range's origin; a line's old key is not the new key of the
+    # line before (not one chain), 54
+    "v2-bad-rotation-of-another-origin.orchkit": ("3.2: rotations", 54),
+    "v2-bad-rotations-not-one-chain.orchkit": ("3.2: rotations", 54),
 }
 # good vector -> the range of hq it carries: (from_seq, to_seq)
 GOOD = {
@@ -77,6 +83,8 @@ GOOD = {
     "v2-good.orchkit": (1, 7),
     # hq pruned up to 4: its range starts from its checkpoint at 4 (3.4)
     "v2-good-checkpoint.orchkit": (5, 7),
+    # hq rotated its key (event 8): the new key, reached from hq's trusted one, signs (3.2)
+    "v2-good-rotated.orchkit": (1, 8),
 }
 
 

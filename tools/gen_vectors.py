@@ -25,10 +25,12 @@ import zstandard
 from nacl.signing import SigningKey
 
 from orchd.adapters import archive_writer, keys
-from orchd.adapters.bundles import export
+from orchd.adapters.bundles import export, rotation_statement
 from orchd.adapters.ledger import SqliteLedger
 from orchd.core import bundle, canonical, checkpoints, drafts, dsse, events, statements, timefmt
 from orchd.core.events import Actor, Draft
+from orchd.core.policy import Policy
+from orchd.ops import keys as key_ops
 from orchd.ops import site as site_ops
 from orchd.ops.keys import checkpoint_signer
 
@@ -38,6 +40,7 @@ NOW_MS = timefmt.parse_canonical("2026-01-01T00:00:00.000Z")
 EXPIRES_MS = timefmt.parse_canonical("2099-01-01T00:00:00.000Z") - NOW_MS
 ACTOR = Actor(uid=1000, user="vectors", scopes=("orch:admin",))
 PRUNED = 4  # v2-*checkpoint*: hq's chain pruned up to this seq
+ROTATED = "hq-2"  # v2-*rotation*: the test key hq rotated its signing key to
 
 
 class FixedClock:
@@ -105,6 +108,42 @@ def hq_ledger(folder: Path) -> SqliteLedger:
     return ledger
 
 
+class KeyFilesInMemory:
+    """``ops.keys.KeyFiles`` without files, for ``key_ops.rotate``: the current key, and the
+    key a rotation generates (a fixed test key, so the vectors stay deterministic)."""
+
+    path = Path("site.key")
+
+    def __init__(self, current: keys.SiteKey, new: keys.SiteKey) -> None:
+        self.key, self.new = current, new
+        self.staged: keys.SiteKey | None = None
+
+    def exists(self) -> bool:
+        return True
+
+    def current(self) -> keys.SiteKey:
+        return self.key
+
+    def write(self, key: keys.SiteKey) -> None:
+        self.key = key
+
+    def remove(self) -> None:
+        pass
+
+    def generate(self) -> keys.SiteKey:
+        return self.new
+
+    def pending(self) -> keys.SiteKey | None:
+        return self.staged
+
+    def stage(self, key: keys.SiteKey) -> None:
+        self.staged = key
+
+    def promote(self) -> None:
+        assert self.staged is not None
+        self.key, self.staged = self.staged, None
+
+
 def sign(manifest: bundle.Manifest, key: keys.SiteKey) -> tuple[bytes, bytes]:
     data = manifest.encode()
     sig = key.sign(dsse.pae(dsse.MANIFEST_TYPE, data))
@@ -149,13 +188,25 @@ def with_type(header_block: bytes, flag: bytes) -> bytes:
     return bytes(block)
 
 
-def good_bundle(path: Path, version: int, pruned: int = 0) -> tuple[bytes, list[events.Event]]:
+def good_bundle(
+    path: Path, version: int, pruned: int = 0, rotated: str = ""
+) -> tuple[bytes, list[events.Event]]:
     """hq's fixed ledger exported for any site into ``path`` in format ``version``: the bundle's
     bytes, and hq's chain. With ``pruned``, hq first prunes its chain up to that seq (signing its
-    checkpoint with its key, at a fixed time), so its range starts from that checkpoint."""
+    checkpoint with its key, at a fixed time), so its range starts from that checkpoint. With
+    ``rotated``, hq first rotates its signing key to that test key (orchd's own rotation,
+    ``ops.keys.rotate``: the old key signs the rotation statement, recorded in a ``key.rotated``
+    event) and exports with it."""
+    key = test_key("hq")
     with tempfile.TemporaryDirectory() as tmp:
         ledger = hq_ledger(Path(tmp))
-        chain = [events.parse(body) for body in ledger.bodies("hq", 1, 7)]
+        if rotated:
+            files = KeyFilesInMemory(key, test_key(rotated))
+            old, key = key_ops.rotate(
+                ledger, files, rotation_statement, ACTOR, policy=Policy(), reason="vectors"
+            )
+            assert (old, key) == (test_key("hq"), test_key(rotated))
+        chain = [events.parse(body) for body in ledger.bodies("hq", 1, ledger.heads()["hq"][0])]
         if pruned:
             sign = checkpoint_signer(test_key("hq"))
             at = timefmt.format_ms(NOW_MS)
@@ -163,7 +214,7 @@ def good_bundle(path: Path, version: int, pruned: int = 0) -> tuple[bytes, list[
         path.unlink(missing_ok=True)  # export never replaces a file
         export(
             ledger,
-            test_key("hq"),
+            key,
             ACTOR,
             path,
             recipient="*",
@@ -374,7 +425,7 @@ def build_v2(out: Path) -> dict[str, dict[str, object]]:
         54,
         "the head statement names hq's key, but its signature does not verify",
     )
-    return expected | build_v2_checkpoint(out, chain)
+    return expected | build_v2_checkpoint(out, chain) | build_v2_rotation(out)
 
 
 def build_v2_checkpoint(out: Path, chain: list[events.Event]) -> dict[str, dict[str, object]]:
@@ -456,11 +507,103 @@ def build_v2_checkpoint(out: Path, chain: list[events.Event]) -> dict[str, dict[
     return expected
 
 
-def resigned(members: list[tuple[str, bytes]], changed: Mapping[str, bytes]) -> bytes:
+def build_v2_rotation(out: Path) -> dict[str, dict[str, object]]:
+    """Format 2, an origin's chain of key rotations (FORMAT.md 3.2 "An origin's chain of
+    rotations", 4.3, 5 step 5, 6 "Rotations"): hq rotated its key once, to ROTATED, and exported
+    for any site with the new key, and one bad bundle per refusal of the chain, each with the
+    good one's manifest ``rotation`` and its manifest validly signed again by the new key.
+
+    The manifest's ``rotation`` alone reaches the new key for hq (3.1, 3.2), so each bad bundle's
+    head verifies with or without the chain: what refuses it is the chain's own rule, which
+    3.2 sets for every line (each line names the origin, the lines are one chain, and a line
+    whose old key is trusted or reached is signed by it), not only for lines a statement
+    needs. A reader that follows the chain only when the head needs it accepts them all."""
+    expected: dict[str, dict[str, object]] = {}
+    name = "v2-good-rotated.orchkit"
+    good, chain = good_bundle(out / name, bundle.FORMAT_2, rotated=ROTATED)
+    old, new = test_key("hq"), test_key(ROTATED)
+    members = split(good)
+    manifest = bundle.parse(members[0][1])
+    r = manifest.ranges[0]
+    stored = dict(members)
+    line = base64.b64decode(manifest.rotation or "")
+    signed_by = {
+        s.key_id for s in dsse.decode(stored[r.head], payload_type=statements.HEAD_TYPE).signatures
+    }
+    assert r.rotations == "rotations/hq.ndjson" and stored[r.rotations] == line + b"\n"
+    assert signed_by == {new.key_id} and chain[-1].type == "key.rotated"
+    expected[name] = {
+        "exit": 0,
+        "events": len(chain),
+        "why": f"a valid full bundle of hq, format 2, after hq rotated its key to {ROTATED} "
+        f"(event {chain[-1].seq}, key.rotated): the manifest and hq's head are signed by the "
+        f"new key only; hq's rotation statement, signed by its old key (the one the importer "
+        f"trusts), is carried as the manifest's rotation (step 3 reaches the new key for the "
+        f"manifest's signature, 3.1) and as the one line of rotations/hq.ndjson (step 5 follows "
+        f"it from the trusted key to the new key, which verifies the head, 3.2)",
+    }
+
+    def save(name: str, lines: list[bytes], code: int, why: str) -> None:
+        data = b"".join(line + b"\n" for line in lines)
+        (out / name).write_bytes(resigned(members, {r.rotations: data}, key=ROTATED))
+        expected[name] = {"exit": code, "why": why}
+
+    def rotation(site: str, signer: keys.SiteKey, to: keys.SiteKey) -> bytes:
+        return base64.b64decode(rotation_statement(site, signer, to.public_key))
+
+    payload = dsse.decode(line, payload_type=dsse.ROTATION_TYPE).payload
+    mallory = test_key("mallory")
+    forged = dsse.Envelope(
+        payload_type=dsse.ROTATION_TYPE,
+        payload=payload,
+        signatures=(
+            dsse.Signature(
+                key_id=mallory.key_id, sig=mallory.sign(dsse.pae(dsse.ROTATION_TYPE, payload))
+            ),
+        ),
+    )
+    manifest_too = (
+        f". The manifest, signed by {ROTATED}, carries the good bundle's rotation, which alone "
+        f"reaches {ROTATED} for hq (3.1, 3.2): the head verifies without the chain (the good "
+        f"bundle without rotations/hq.ndjson is accepted), so only the chain's own rule, "
+        f"which 3.2 sets for every line, refuses this bundle"
+    )
+    save(
+        "v2-bad-rotation-not-signed-by-old-key.orchkit",
+        [forged.encode()],
+        54,
+        f"the one line of rotations/hq.ndjson says what hq's rotation to {ROTATED} says, but "
+        f"is signed by mallory, not by its old key, which this site trusts for hq (3.2 step 2: "
+        f"a line whose old key is trusted or reached MUST be signed by it)" + manifest_too,
+    )
+    save(
+        "v2-bad-rotations-not-one-chain.orchkit",
+        [line, rotation("hq", mallory, test_key("hq-3"))],
+        54,
+        f"rotations/hq.ndjson holds hq's rotation to {ROTATED} (valid), then a rotation of hq "
+        f"from mallory's key to hq-3, signed by mallory: its old_key_id is not the new_key_id "
+        f"of the line before (3.2: one chain). Its old key is neither trusted nor reached, so "
+        f"step 2 alone would pass it over as proving nothing" + manifest_too,
+    )
+    save(
+        "v2-bad-rotation-of-another-origin.orchkit",
+        [rotation("branch", old, new)],
+        54,
+        f"the one line of rotations/hq.ndjson is a rotation to {ROTATED} signed by hq's old "
+        f"key, but its site is branch, in the rotations of hq (3.2: each line's site MUST be "
+        f"the range's origin)" + manifest_too,
+    )
+    return expected
+
+
+def resigned(
+    members: list[tuple[str, bytes]], changed: Mapping[str, bytes], key: str = "hq"
+) -> bytes:
     """A format 2 bundle (``members``, as ``split`` gives them) with the members named in
     ``changed`` replaced by those bytes, in the same archive order, the manifest's entries of
     them updated (FORMAT.md 2.1: raw_size the bytes after decompression, records 1 for a
-    ``.dsse`` statement, else the lines), and the manifest signed again by hq."""
+    ``.dsse`` statement, else the lines), and the manifest (its ``rotation`` kept) signed again
+    by hq's test key ``key``."""
     manifest = bundle.parse(members[0][1])
 
     def entry(m: bundle.Member) -> bundle.Member:
@@ -478,7 +621,7 @@ def resigned(members: list[tuple[str, bytes]], changed: Mapping[str, bytes]) -> 
         )
 
     entries = tuple(entry(m) for m in manifest.members)
-    data, sig = sign(dataclasses.replace(manifest, members=entries), test_key("hq"))
+    data, sig = sign(dataclasses.replace(manifest, members=entries), test_key(key))
     rest = [(name, changed.get(name, body)) for name, body in members[2:]]
     return archive([("manifest.json", data), ("manifest.sig", sig), *rest])
 

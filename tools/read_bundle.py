@@ -13,7 +13,8 @@ prints one JSON line: {"ok": true, "format", "exporter", "bundle_id", "ranges", 
 "skipped"} (exit 0), or {"ok": false, "step", "reason", "exit"} (exit 1; 2 for the operator's
 mistake of section 1), where "step" names the rule broken ("<section>: <words>"; section 5's steps
 as "5 step N: <words>") and "exit" is the exit code FORMAT.md states for that rule, or null.
-Formats 1 and 2 are read fully (format 2 with its statements, checkpoints and base rows).
+Formats 1 and 2 are read fully (format 2 with its statements, origins' key rotations,
+checkpoints and base rows).
 """
 
 from __future__ import annotations
@@ -589,9 +590,11 @@ class Site:
                  vouched: set[str]) -> None:  # fmt: skip
         self.trust, self.recipient, self.now_ms, self.vouched = trust, recipient, now_ms, vouched
         self.skipped: list[str] = []
+        self.reached: dict[str, dict[str, bytes]] = {}  # site -> keys reached for it (3.2)
 
     def keys(self, site: str) -> dict[str, bytes]:
-        return dict(self.trust.get(site, {}))
+        """The keys trusted or reached for ``site`` (section 3)."""
+        return self.trust.get(site, {}) | self.reached.get(site, {})
 
 
 def read_bundle(f: BinaryIO, site: Site) -> dict[str, Any]:
@@ -641,18 +644,20 @@ def read_bundle(f: BinaryIO, site: Site) -> dict[str, Any]:
 
 
 def check_signed(man: Manifest, sig: Envelope, site: Site) -> None:
-    """Step 3: 3.1, and 3.2 for a manifest's rotation naming the exporter's signing key."""
-    keys = site.keys(man.exporter)
+    """Step 3: 3.1, and 3.2 for a manifest's rotation naming the exporter's signing key: the
+    key it names is then reached for the exporter (section 3), for its statements too (step 5)."""
+    keys, reached = site.keys(man.exporter), {}
     if "rotation" in man.obj:
         env, p = statement(b64(man.obj["rotation"]), "key-rotation", ROTATION, "3.2: rotation")
         signers = {keyid for keyid, _ in sig.signatures}
         if p["site"] == man.exporter and p["new_key_id"] in signers and env.verify(keys)[0]:
-            keys[p["new_key_id"]] = bytes.fromhex(p["public_key"])
-    ok, named = sig.verify(keys)
+            reached[p["new_key_id"]] = bytes.fromhex(p["public_key"])
+    ok, named = sig.verify(keys | reached)
     if not ok and named:
         raise Refused("3.1: signature", "no signature by the exporter's key verifies", 54)
     if not ok:
         raise Refused("3.1: untrusted signer", f"signed by no key trusted for {man.exporter}", 72)
+    site.reached.setdefault(man.exporter, {}).update(reached)
 
 
 def check_addressed(obj: dict[str, Any], site: Site) -> None:
@@ -687,22 +692,26 @@ def check_statements(
         if keys and not (verified := env.verify(keys))[0]:
             raise Refused(f"{rule} signature", f"not signed by {origin}", 54 if verified[1] else 72)
 
-    if "rotations" in rng.names:  # 3.2, 4.3
+    if "rotations" in rng.names:  # 3.2, 4.3: every line checked, whether a statement needs it
         raw, previous = read("rotations"), None
         lines, records = raw[:-1].split(b"\n"), man.members[rng.names["rotations"]].records
         if raw[-1:] != b"\n" or len(lines) != records:
             raise Refused("4.3: rotations", "not the manifest's records, or no final newline", 56)
-        for line in lines:
-            if len(line) > 8 * KiB:
-                raise Refused("4.3: rotations", "a line over 8 KiB", 56)
+        if any(len(line) > 8 * KiB for line in lines):
+            raise Refused("4.3: rotations", "a line over 8 KiB", 56)
+        for n, line in enumerate(lines, 1):
             env, p = statement(line, "key-rotation", ROTATION, "3.2: rotation")
-            if p["site"] != origin or (previous and p["old_key_id"] != previous["new_key_id"]):
-                raise Refused("3.2: rotation", f"{origin}: not one chain of its rotations", 54)
-            if p["old_key_id"] in keys:  # trusted or reached (nothing is revoked here)
+            if p["site"] != origin:
+                raise Refused("3.2: rotations", f"line {n} is {p['site']}'s, not {origin}'s", 54)
+            if previous and p["old_key_id"] != previous["new_key_id"]:
+                raise Refused("3.2: rotations", f"{origin}: line {n} does not follow the line "
+                              "before (not one chain)", 54)  # fmt: skip
+            if p["old_key_id"] in keys:  # step 2: trusted or reached (nothing is revoked here)
                 if not env.verify({p["old_key_id"]: keys[p["old_key_id"]]})[0]:
-                    raise Refused("3.2: rotation", "not signed by its old key", 54)
+                    raise Refused("3.2: rotation signature", f"{origin}: line {n} is not "
+                                  "signed by its old key", 54)  # fmt: skip
                 keys[p["new_key_id"]] = bytes.fromhex(p["public_key"])
-            previous = p
+            previous = p  # any other line proves nothing here and is passed over
     if "checkpoint" in rng.names:  # 3.4
         rule = "3.4: checkpoint"
         env, point = statement(read("checkpoint"), "origin-checkpoint", CHECKPOINT, rule)

@@ -195,3 +195,59 @@ def test_every_crash_point_is_exercised_here() -> None:
     exercised = {name for name in crash.POINTS if f'"{name}"' in source}
     exercised |= {f"migration.{n}" for n in range(1, schema.latest() + 1)}
     assert exercised == set(crash.POINTS)
+
+
+HOOKS = {"ORCHD_TEST_HOOKS": "1"}
+
+
+def two_days_on(site: Site) -> None:
+    (site.state / "test-clock-offset").write_text(str(2 * 86_400_000))
+
+
+def hooked(site: Site, *args: str | Path, crash_at: str | None = None) -> str:
+    """``orchd ARGS`` with the test clock hook on (and a crash point, when given): its output,
+    or, crashing, checked to have died there."""
+    done = daemon_harness.run_cli(site.state, site.policy, *args, env=HOOKS | crashing(crash_at))
+    expected = 0 if crash_at is None else crash.EXIT
+    assert done.returncode == expected, (args, done.returncode, done.stderr)
+    return done.stdout
+
+
+def test_a_prune_dying_before_it_deletes_and_a_join_dying_before_its_commit_change_nothing(
+    tmp_path: Path,
+) -> None:
+    """hq prunes its own chain behind its checkpoint, dying once after it folded and signed;
+    a new site joins hq from that checkpoint, dying once with everything written but the
+    commit. Each crash leaves the ledger as it was, and the command done again does it all."""
+    hq, enclave, third = (Site(tmp_path, n) for n in ("hq", "enclave", "third"))
+    for site in (hq, enclave, third):
+        site.ok("init", "--site-id", site.name)
+        (site.policy / "retention.yaml").write_text("version: 1\nretention: {days: 1}\n")
+        site.ok("keys", "export-public", tmp_path / f"{site.name}.pub")
+    for site, peer in ((hq, "enclave"), (enclave, "hq"), (third, "hq"), (third, "enclave")):
+        site.ok("keys", "trust", peer, tmp_path / f"{peer}.pub", "--reason", "key ceremony")
+    hq.ok("jobs", "submit", "echo")
+    hq.ok("work", "--until-idle")
+    for source, target, name in ((hq, enclave, "to-enclave"), (enclave, hq, "to-hq")):
+        out = tmp_path / f"{name}.orchkit"
+        source.ok("bundle", "export", "--out", out, "--peer", target.name)
+        target.ok("bundle", "import", out)
+    for site in (hq, third):
+        two_days_on(site)
+    before = hooked(hq, "ledger", "verify", "--json")
+
+    hooked(hq, "ledger", "prune", crash_at="prune.folded")
+
+    assert hooked(hq, "ledger", "verify", "--json") == before
+    assert json.loads(hooked(hq, "ledger", "prune", "--json"))["removed"] > 0
+    full = tmp_path / "full.orchkit"
+    hooked(hq, "bundle", "export", "--out", full)
+    empty = hooked(third, "ledger", "verify", "--json")
+
+    hooked(third, "bundle", "import", full, crash_at="import.applied")
+
+    assert hooked(third, "ledger", "verify", "--json") == empty
+    hooked(third, "bundle", "import", full)
+    joined = json.loads(hooked(third, "jobs", "list", "--origin", "hq", "--json"))
+    assert joined == json.loads(hooked(hq, "jobs", "list", "--json"))
+    hooked(third, "ledger", "verify")

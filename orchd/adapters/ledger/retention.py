@@ -16,6 +16,7 @@ from pathlib import Path
 import zstandard
 from sqlite_utils import Database
 
+from orchd import crash
 from orchd.core import canonical, checkpoints, dsse, events
 from orchd.core.events import Draft
 from orchd.core.ports import Sign
@@ -58,6 +59,7 @@ class Retention(StatementStore):
             base_digest = self._fold_into_base(moved)
             if self._site_id in moved:
                 self._own_checkpoint(moved[self._site_id], sign)
+            crash.point("prune.folded")
             self._db.execute("DROP TRIGGER events_no_delete")
             for origin, (_floor, seq, digest) in moved.items():
                 removed += self._db.execute(

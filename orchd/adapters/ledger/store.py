@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from orchd import crash
 from orchd.core import chain, events, timefmt
 from orchd.core.checkpoints import Base
 from orchd.core.events import Draft, Event
@@ -294,6 +295,7 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
                 if sign is None:
                     raise InternalError(detail="a join from a checkpoint needs the site's key")
                 self._resign(sign, timefmt.format_ms(self._clock.now_ms()))
+            crash.point("import.applied")
         if not dry_run:
             self._note_heads(time.monotonic())
         return count
