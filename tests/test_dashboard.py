@@ -48,7 +48,8 @@ REQUIRED_ALERTS = (
     "OrchdFeedStale",
 )
 SCRAPE_LABELS = frozenset({"instance", "job"})  # Prometheus adds them to every scraped series
-DAEMON_ONLY = frozenset({"orchd_storage_degraded"})  # exported only while the daemon runs
+# exported only while the daemon runs (the file check: once its first check is done)
+DAEMON_ONLY = frozenset({"orchd_storage_degraded", "orchd_ledger_file_ok"})
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not on PATH")
 
@@ -352,6 +353,7 @@ ALERT_CASES: list[dict[str, Any]] = [
             _series("orchd_dead_letter_jobs", "0x30 1x60"),
             _series("orchd_leases_stalled", "0 0 1x20"),
             _series("orchd_storage_degraded", "0 0 1x10"),
+            _series("orchd_ledger_file_ok", "1 1 0x10"),
             _series("orchd_jobs_throttled", "2x40", cause="rate"),
             _series("orchd_jobs_throttled", "1x40", cause="paused"),
             _series("orchd_runs_total", "0+1x60", job_type="feed-refresh", outcome="succeeded"),
@@ -368,6 +370,7 @@ ALERT_CASES: list[dict[str, Any]] = [
             _fires("4m", "OrchdLeaseStalled"),
             _fires("8m", "OrchdLeaseStalled", CRITICAL),
             _fires("4m", "OrchdStorageDegraded", CRITICAL),
+            _fires("3m", "OrchdLedgerFileDamaged", CRITICAL),
             _fires("20m", "OrchdThrottledSustained"),
             _fires("35m", "OrchdThrottledSustained", WARNING),
             # half the feed refreshes time out; rescan never fails; mirror-sync ran no run at all
@@ -383,6 +386,7 @@ ALERT_CASES: list[dict[str, Any]] = [
             _series("orchd_dead_letter_jobs", "3x90"),
             _series("orchd_leases_stalled", "0x20"),
             _series("orchd_storage_degraded", "0x20"),
+            _series("orchd_ledger_file_ok", "1x20"),
             _series("orchd_runs_total", "0+1x60", job_type="feed-refresh", outcome="succeeded"),
         ],
         "alert_rule_test": [
@@ -390,6 +394,7 @@ ALERT_CASES: list[dict[str, Any]] = [
             _fires("80m", "OrchdDeadLetterGrowing"),  # dead jobs, but no new ones
             _fires("15m", "OrchdLeaseStalled"),
             _fires("15m", "OrchdStorageDegraded"),
+            _fires("15m", "OrchdLedgerFileDamaged"),
             _fires("50m", "OrchdFailureRateBurning"),
         ],
     },
@@ -496,7 +501,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     by_cli = Exported().read(hq.ok("metrics").stdout)
     ledger = SqliteLedger.open(hq.ledger_path, SystemClock(), OsEntropy())
     try:  # what the daemon serves: the same families, and its storage state
-        by_daemon = Exported().read(metrics_ops.collect(ledger, SystemClock(), degraded=False))
+        text = metrics_ops.collect(ledger, SystemClock(), degraded=False, file_ok=True)
+        by_daemon = Exported().read(text)
     finally:
         ledger.close()
     assert by_daemon.declared == by_cli.declared | DAEMON_ONLY

@@ -49,6 +49,7 @@ class Request:
     upload: Path | None = None  # a file the caller handed over (bundle import), never a body path
     download: Path | None = None  # where to write a file for the caller (bundle export)
     degraded: bool | None = None  # the daemon's storage state; None: no daemon (in-process)
+    file_ok: bool | None = None  # the daemon's last whole-file check; None: none (or no daemon)
     progress: Callable[[], None] = lambda: None  # a long action calls it now and then (watchdog)
 
 

@@ -23,4 +23,7 @@ def metrics(config: Config) -> None:
 
 @action("metrics", metrics_ops.SCOPE, writes=False)
 def _metrics(call: Request) -> dict[str, Any]:
-    return {"text": metrics_ops.collect(call.site.ledger, call.site.clock, degraded=call.degraded)}
+    text = metrics_ops.collect(
+        call.site.ledger, call.site.clock, degraded=call.degraded, file_ok=call.file_ok
+    )
+    return {"text": text}

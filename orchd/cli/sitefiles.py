@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orchd.adapters import bundles, identity, keys
 from orchd.adapters.keys import SiteKey
-from orchd.adapters.ledger import SqliteLedger, heads_file, put_in_place
+from orchd.adapters.ledger import SqliteLedger, check_whole_file, heads_file, put_in_place
 from orchd.adapters.ledger import backup as ledger_backup
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
@@ -235,3 +235,8 @@ class SiteLedgerFiles:
 
     def place_staging(self) -> None:
         put_in_place(self.staging, self.config.ledger_path)
+
+
+def check_ledger_file(config: Config) -> None:
+    """The whole-file check of ``config``'s ledger (every page read; LedgerCorrupt if wrong)."""
+    check_whole_file(config.ledger_path)

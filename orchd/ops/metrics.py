@@ -23,8 +23,15 @@ _EVENT_COUNTERS = {
 }
 
 
-def collect(ledger: SiteQueries, clock: Clock, *, degraded: bool | None = None) -> str:
-    """The exposition text; ``degraded`` is the daemon's storage state (None: no daemon)."""
+def collect(
+    ledger: SiteQueries,
+    clock: Clock,
+    *,
+    degraded: bool | None = None,
+    file_ok: bool | None = None,
+) -> str:
+    """The exposition text; ``degraded`` is the daemon's storage state (None: no daemon),
+    ``file_ok`` its last whole-file check of the ledger (None: none done yet, or no daemon)."""
     now_ms = clock.now_ms()
     found = metrics.Families()
     found.add("orchd_info", 1, site=ledger.site_id, version=__version__)
@@ -36,6 +43,8 @@ def collect(ledger: SiteQueries, clock: Clock, *, degraded: bool | None = None) 
         found.add("orchd_ledger_head_seq", seq, origin=origin)
     if degraded is not None:
         found.add("orchd_storage_degraded", int(degraded))
+    if file_ok is not None:
+        found.add("orchd_ledger_file_ok", int(file_ok))
     return metrics.render(found)
 
 

@@ -17,6 +17,7 @@ import pytest
 from click.testing import Result
 
 SEED = int(os.environ.get("ORCHD_TEST_SEED", "20251127"))
+POLICIES = Path(__file__).resolve().parents[1] / "policies"
 JOBS = 300  # enough events for the tables to span many pages
 Damage = Callable[[Path, Callable[..., Path], random.Random], str]
 
@@ -91,7 +92,11 @@ KINDS = {
     "header-only": header_only,
     "garbage-page-1": garbage_schema_page,
 }
-OPENED = [pytest.param(d, id=k) for k, d in KINDS.items()]
+# damage the opening checks meet whatever the command (the header, the schema, the newest pages);
+# a damaged page in the middle is met by a command only if it reads that page: opening does not
+# read the whole file (issue 22), ``ledger verify``, ``doctor`` and the daemon's check do
+IN_THE_MIDDLE = {"garbage-middle-page", "truncated"}
+OPENED = [pytest.param(d, id=k) for k, d in KINDS.items() if k not in IN_THE_MIDDLE]
 
 
 @pytest.fixture
@@ -135,6 +140,38 @@ def test_a_damaged_ledger_is_refused_with_a_restore_hint_and_left_as_it_was(
     assert "hint: orchd will not repair or re-create it" in result.stderr
     assert "restore your last backup (orchd ledger restore FILE --ticket T)" in result.stderr
     assert snapshot(state_dir) == before
+
+
+@pytest.mark.parametrize("kind", sorted(IN_THE_MIDDLE))
+@pytest.mark.parametrize(
+    "command",
+    [("jobs", "list"), ("--policy-dir", str(POLICIES), "jobs", "submit", "feed-refresh")],
+    ids=lambda command: " ".join(command[-3:]),
+)
+def test_a_damaged_page_is_refused_where_it_is_met_and_always_by_the_whole_file_checks(
+    tmp_path: Path,
+    new_ledger: Callable[..., Path],
+    orchd_cli: Callable[..., Result],
+    rng: random.Random,
+    kind: str,
+    command: tuple[str, ...],
+) -> None:
+    state_dir = tmp_path / "site"
+    state_dir.mkdir()
+    ledger = state_dir / "ledger.db"
+    KINDS[kind](ledger, new_ledger, rng)
+    before = snapshot(state_dir)
+
+    result = orchd_cli(state_dir, *command)
+
+    assert result.exit_code in (0, 51), result.stderr  # 51 when it read the damaged page
+    if result.exit_code == 51:
+        assert "hint: orchd will not repair or re-create it" in result.stderr
+        assert snapshot(state_dir) == before
+    for whole in (("ledger", "verify"), ("doctor",)):
+        checked = orchd_cli(state_dir, *whole)
+        assert checked.exit_code != 0, (whole, checked.stdout)
+        assert f"the ledger at {ledger} is unusable" in checked.stderr + checked.stdout
 
 
 @pytest.mark.parametrize("damage", KINDS.values(), ids=KINDS.keys())

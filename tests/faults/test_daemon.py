@@ -717,6 +717,7 @@ def test_metrics_come_from_the_socket_the_cli_and_an_optional_loopback_listener(
         for s in family.samples
     }
     assert samples[("orchd_storage_degraded", ())] == 0
+    assert samples[("orchd_ledger_file_ok", ())] == 1  # its whole-file check ran beside the loop
     assert samples[("orchd_runs_total", (("job_type", "echo"), ("outcome", "succeeded")))] == 1
     assert by_cli.returncode == 0 and "orchd_storage_degraded 0" in by_cli.stdout
     assert over_tcp[0] == "200 text/plain; version=0.0.4; charset=utf-8"
@@ -724,6 +725,7 @@ def test_metrics_come_from_the_socket_the_cli_and_an_optional_loopback_listener(
     assert elsewhere == ["404"]  # the listener serves metrics and nothing else
     assert code == 0, log
     assert api_calls(log).count("metrics") == 3  # all three answered by the daemon's loop
+    assert "ledger file checked: every page ok" in log
 
 
 # --- backup and restore ---------------------------------------------------------------------------

@@ -21,7 +21,13 @@ from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.notify import Notifier
 from orchd.cli.daemon.calls import Calls, progress
 from orchd.cli.daemon.common import Audit, Health
-from orchd.cli.daemon.housekeeping import STATUS_EVERY_MS, ClockWatch, Report
+from orchd.cli.daemon.housekeeping import (
+    FILE_CHECK_EVERY_MS,
+    STATUS_EVERY_MS,
+    ClockWatch,
+    FileCheck,
+    Report,
+)
 from orchd.cli.daemon.inbox import Inbox, Requests
 from orchd.cli.daemon.intake import SpoolIntake
 from orchd.cli.daemon.schedules import Schedules
@@ -29,7 +35,7 @@ from orchd.cli.daemon.wake import WakeUp
 from orchd.core import timefmt
 from orchd.core.events import Actor
 from orchd.core.policy import JobType, Policy, Schedule
-from orchd.errors import Interrupted
+from orchd.errors import Interrupted, LedgerCorrupt
 from orchd.ops import site as site_ops
 from tests.fakes import CountingEntropy, FakeClock
 
@@ -384,3 +390,38 @@ def test_the_wake_up_adapter_wakes_for_a_file_and_for_the_armed_time(tmp_path: P
         assert not timed.wait(0.2)
     finally:
         wake.stop()
+
+
+def test_the_file_check_part_runs_beside_the_loop_at_start_then_daily_and_alarms(
+    log: Logged,
+) -> None:
+    """The whole-file check runs in a thread of its own (the loop's tick never waits for it),
+    first at once, then a day later; a damaged page is logged at error level, kept as the last
+    error and as file_ok False (orchd_ledger_file_ok 0), and a later clean check clears file_ok."""
+    release, results = threading.Event(), [LedgerCorrupt(path=Path("l.db"), detail="page 7"), None]
+
+    def check() -> None:
+        release.wait(5)
+        found = results.pop(0)
+        if found is not None:
+            raise found
+
+    health = Health()
+    part = FileCheck(check, health, log, first_ms=0)
+    started = time.monotonic()
+    part.tick(0)
+    part.tick(10)  # still running: the tick returns at once
+    assert time.monotonic() - started < 1 and health.file_ok is None
+    release.set()
+    assert part.running is not None
+    part.running.join(5)
+    part.tick(20)
+    assert health.file_ok is False and "page 7" in health.last_error
+    assert any(level == "error" and msg == "ledger file damaged" for level, msg, _ in log.lines)
+    part.tick(30)  # not due again before a day
+    assert part.running is None
+    part.tick(FILE_CHECK_EVERY_MS)
+    assert part.running is not None
+    part.running.join(5)
+    part.tick(FILE_CHECK_EVERY_MS + 1)
+    assert health.file_ok is True

@@ -6,7 +6,8 @@ transaction, chain positions), ``queries``, ``trust_queries``, ``integrity``, ``
 """
 
 from .backups import backup
+from .base import check_whole_file
 from .placement import heads_file, put_in_place
 from .store import SqliteLedger
 
-__all__ = ["SqliteLedger", "backup", "heads_file", "put_in_place"]
+__all__ = ["SqliteLedger", "backup", "check_whole_file", "heads_file", "put_in_place"]

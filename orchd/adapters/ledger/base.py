@@ -74,9 +74,21 @@ def check_database(db: Database, path: Path) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > schema.latest():
         raise SchemaTooNew(path=path, found=version, known=schema.latest())
-    result = db.execute("PRAGMA quick_check").fetchone()[0]
-    if result != "ok":
-        raise LedgerCorrupt(path=path, detail=f"quick_check: {result}")
+
+
+def check_whole_file(path: Path) -> None:
+    """``PRAGMA quick_check`` of the whole file, on a read-only connection of its own (so a
+    thread beside the daemon's loop may run it): LedgerCorrupt when SQLite finds any page
+    wrong. It reads every page, so it runs in ``ledger verify``, ``doctor`` and in the daemon's
+    background, never when a command opens the ledger (docs/ARCHITECTURE.md, "Opening")."""
+    with translated(path):
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None)
+        try:
+            rows = [row[0] for row in conn.execute("PRAGMA quick_check(8)")]
+        finally:
+            conn.close()
+    if rows != ["ok"]:
+        raise LedgerCorrupt(path=path, detail=f"quick_check: {'; '.join(rows)}")
 
 
 def event_row(event: Event) -> tuple[object, ...]:

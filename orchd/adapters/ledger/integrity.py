@@ -27,7 +27,7 @@ from orchd.errors import (
 
 from .. import keys
 from . import placement, projector, schema
-from .base import translated
+from .base import check_whole_file, translated
 from .retention import checkpoint_payload, decompressed_lines, load_base
 from .statements import StatementStore
 
@@ -38,6 +38,7 @@ class Integrity(StatementStore):
     """The ``Integrity`` port, and the checks ``open`` runs."""
 
     def verify(self) -> VerifyReport:
+        check_whole_file(self.path)
         with translated(self.path):
             self._db.execute("BEGIN")  # one read snapshot for the whole check
             try:

@@ -1,8 +1,9 @@
 """The SQLite ledger: the event log of one site and its projections (adapters layer).
 
 WAL journal, ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` transaction per append. Opening checks
-the file before SQLite writes to it, runs ``PRAGMA quick_check`` and re-verifies the newest events
-of every chain; anything wrong is refused, never repaired.
+the file before SQLite writes to it and re-verifies the newest events of every chain, in time that
+does not grow with the ledger (the whole-file ``PRAGMA quick_check`` is ``check_whole_file``, run
+by verify, doctor and the daemon's background); anything wrong is refused, never repaired.
 
 ``SqliteLedger`` is composed here from its parts, each a module of this package: the base
 (connection, transaction, chain positions), ``queries`` (jobs and runs), ``trust_queries``,

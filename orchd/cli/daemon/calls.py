@@ -113,6 +113,7 @@ class Calls:
             upload=call.upload,
             download=call.download,
             degraded=self.health.degraded,
+            file_ok=self.health.file_ok,
             progress=lambda: progress(call, self.feed),
         )
         result = actions.plain(chosen.run(request))

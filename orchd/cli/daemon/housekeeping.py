@@ -5,6 +5,7 @@ watchdog."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 from orchd.adapters import config
@@ -21,6 +22,7 @@ from ..context import Site
 from .common import Audit, Health, Log
 
 PRUNE_EVERY_MS = 86_400_000
+FILE_CHECK_EVERY_MS = 86_400_000
 CLOCK_JUMP_MS = 60_000
 STATUS_EVERY_MS = 10_000
 
@@ -62,6 +64,49 @@ class Prune:
             return
         if done["removed"]:
             self.log("info", "pruned", events=done["removed"], cutoff=done["cutoff"])
+
+
+class FileCheck:
+    """``tick`` runs the whole-file check of the ledger (``PRAGMA quick_check``, every page
+    read) in a thread of its own, on its own read-only connection, at the daemon's start and
+    then once a day: READY is never waited for it, and the loop goes on meanwhile. A damaged page
+    is logged at error level and kept as the daemon's last error and ``file_ok`` (the status
+    line, ``orchd_ledger_file_ok`` 0), until a later check passes."""
+
+    def __init__(self, check: Callable[[], None], health: Health, log: Log, *, first_ms: int):
+        self.check, self.health, self.log = check, health, log
+        self.due_at = first_ms
+        self.running: threading.Thread | None = None
+        self.found: OrchdError | None = None
+        self.started_ms = 0
+
+    def tick(self, now_ms: int) -> None:
+        if self.running is not None:
+            if self.running.is_alive():
+                return
+            self.running = None
+            self._report(now_ms)
+        if now_ms >= self.due_at:
+            self.due_at = now_ms + FILE_CHECK_EVERY_MS
+            self.found, self.started_ms = None, now_ms
+            self.running = threading.Thread(target=self._run, name="ledger-check", daemon=True)
+            self.running.start()
+
+    def _run(self) -> None:
+        try:
+            self.check()
+        except OrchdError as exc:
+            self.found = exc
+
+    def _report(self, now_ms: int) -> None:
+        took = now_ms - self.started_ms
+        if self.found is None:
+            self.health.file_ok = True
+            self.log("info", "ledger file checked: every page ok", ms=took)
+            return
+        self.health.file_ok = False
+        self.health.last_error = self.found.message
+        self.log("error", "ledger file damaged", error=self.found.message, hint=self.found.hint)
 
 
 class ClockWatch:

@@ -28,9 +28,10 @@ from orchd.ops import engine, jobs
 
 from ..actions import checkpoint_signer
 from ..context import Site
+from ..sitefiles import check_ledger_file
 from . import calls, env, serving
 from .common import Audit, Health, JsonLog
-from .housekeeping import ClockWatch, Prune, Report
+from .housekeeping import ClockWatch, FileCheck, Prune, Report
 from .inbox import Inbox, Requests
 from .intake import SpoolIntake
 from .schedules import Schedules
@@ -122,6 +123,9 @@ class Daemon:
         )
         first_ms = 1000 if os.environ.get("ORCHD_TEST_HOOKS") == "1" else 60_000  # tests wait less
         self.prune = Prune(site, settings, policy, log, first_ms=mono + first_ms)
+        self.file_check = FileCheck(
+            lambda: check_ledger_file(site.config), health, log, first_ms=mono
+        )
         self.wake = WakeUp(
             self.executor.wake, [self.spool / "new", self.inbox / "new"], self.schedules.timer_fired
         )
@@ -147,6 +151,7 @@ class Daemon:
             added |= self.requests.tick(now_ms)
             added |= self.schedules.tick(now_ms)
             self.prune.tick(now_ms)
+        self.file_check.tick(now_ms)
         self.report.tick(now_ms)
         return added
 
