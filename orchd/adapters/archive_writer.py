@@ -13,13 +13,14 @@ Rules (``bundles/FORMAT.md`` is normative):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import io
 import os
 import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,25 +62,39 @@ def _padding(size: int) -> bytes:
     return b"\x00" * (-size % BLOCK)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Compressed:
     path: Path
     sha256: str
     size: int
     raw_size: int
     records: int
+    data: bytes | None = None  # the frame itself, when it was made in memory (no file)
+
+    @property
+    def content(self) -> bytes | Path:
+        """What the archive takes: the frame, or the file holding it."""
+        return self.path if self.data is None else self.data
 
 
-def compress_lines(path: Path, lines: Iterable[bytes], level: int = 3) -> Compressed:
-    """Write ``lines`` (each followed by a newline) as one zstd frame, hashing as it goes; a
-    failing disk (full, I/O error) is a StorageError."""
+def compress_lines(
+    path: Path, lines: Iterable[bytes], level: int = 3, *, in_memory: bool = False
+) -> Compressed:
+    """Write ``lines`` (each followed by a newline) as one zstd frame into ``path`` (or, for a
+    small member, ``in_memory``: no file at all), hashing as it goes; a failing disk (full, I/O
+    error) is a StorageError."""
     try:
-        return _compress_lines(path, lines, level)
+        if in_memory:
+            buffer = io.BytesIO()
+            made = _compress_lines(buffer, lines, level, path)
+            return dataclasses.replace(made, data=buffer.getvalue())
+        with path.open("wb") as out:
+            return _compress_lines(out, lines, level, path)
     except OSError as exc:
         raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
 
 
-def _compress_lines(path: Path, lines: Iterable[bytes], level: int) -> Compressed:
+def _compress_lines(out: BinaryIO, lines: Iterable[bytes], level: int, path: Path) -> Compressed:
     compressor = zstandard.ZstdCompressor(
         level=level, write_checksum=True, write_content_size=False
     )
@@ -88,30 +103,29 @@ def _compress_lines(path: Path, lines: Iterable[bytes], level: int) -> Compresse
     size = raw = records = 0
     buffered: list[bytes] = []
     pending = 0
-    with path.open("wb") as out:
 
-        def emit(chunk: bytes) -> None:
-            nonlocal size
-            if chunk:
-                hasher.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
+    def emit(chunk: bytes) -> None:
+        nonlocal size
+        if chunk:
+            hasher.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
 
-        for line in lines:
-            buffered.append(line)
-            buffered.append(b"\n")
-            pending += len(line) + 1
-            records += 1
-            if pending >= _CHUNK:
-                data = b"".join(buffered)
-                raw += len(data)
-                emit(stream.compress(data))
-                buffered, pending = [], 0
-        data = b"".join(buffered)
-        raw += len(data)
-        emit(stream.compress(data))
-        emit(stream.flush())
-        out.flush()  # not fsynced: it is read back into the archive, which is (publish)
+    for line in lines:
+        buffered.append(line)
+        buffered.append(b"\n")
+        pending += len(line) + 1
+        records += 1
+        if pending >= _CHUNK:
+            data = b"".join(buffered)
+            raw += len(data)
+            emit(stream.compress(data))
+            buffered, pending = [], 0
+    data = b"".join(buffered)
+    raw += len(data)
+    emit(stream.compress(data))
+    emit(stream.flush())
+    out.flush()  # not fsynced: it is read back into the archive, which is (publish)
     return Compressed(path, hasher.hexdigest(), size, raw, records)
 
 

@@ -57,13 +57,14 @@ def export(
     and kept in its statement store with the export's record; another origin's, the newest held,
     passed on byte for byte (the range ends there; an origin with none is left out)."""
     _check_own(ledger, key)
-    held = _heads(ledger, version)
-    plan_chains = _chains(ledger, key, held) if version == bundle.FORMAT_2 else {}
+    kept = ledger.head_statements() if version == bundle.FORMAT_2 else {}
+    held = _heads(ledger, version, kept)
+    plan_chains = _chains(ledger, key, held, kept) if version == bundle.FORMAT_2 else {}
     plan = _plan(ledger, key, recipient, now_ms, expires_in_ms, since, held, version, plan_chains)
     if version == bundle.FORMAT_1:  # refused before anything is written
         bundle.check_signable(plan.manifest(bundle.largest_members(plan.ranges)))
     bases = {r.origin: _base(ledger, r) for r in plan.ranges if r.checkpoint}
-    heads = _statements(ledger, key, plan.ranges, version)
+    heads = _statements(ledger, key, plan.ranges, kept)
     chains = {r.origin: chain for r in plan.ranges if (chain := plan_chains.get(r.origin))}
     with archive_writer.staging_beside(out) as staging:
         compressed = _compress(ledger, plan.ranges, staging, progress)
@@ -81,28 +82,33 @@ def export(
     return Exported(path=out, manifest=manifest, size=size, events=events_count, left_out=left_out)
 
 
-def _heads(ledger: SqliteLedger, version: int) -> dict[str, tuple[int, str]]:
+def _heads(
+    ledger: SqliteLedger, version: int, kept: Mapping[str, HeadStatement]
+) -> dict[str, tuple[int, str]]:
     """How far each origin may be exported: this site's head of it in format 1; in format 2,
     of another origin, its newest head statement held here (an origin without one is left
     out: its events came in format 1 bundles, and only ``--format 1`` carries them)."""
     heads = ledger.heads()
     if version == bundle.FORMAT_1:
         return heads
-    held = {o: (s.seq, s.hash) for o, s in ledger.head_statements().items() if o in heads}
+    held = {o: (s.seq, s.hash) for o, s in kept.items() if o in heads}
     return held | {ledger.site_id: heads[ledger.site_id]}
 
 
 def _statements(
-    ledger: SqliteLedger, key: keys.SiteKey, ranges: tuple[bundle.Range, ...], version: int
+    ledger: SqliteLedger,
+    key: keys.SiteKey,
+    ranges: tuple[bundle.Range, ...],
+    kept: Mapping[str, HeadStatement],
 ) -> list[tuple[HeadStatement, bundle.Range]]:
-    """Format 2: each range's head statement, this site's own made now, and its range."""
-    if version == bundle.FORMAT_1:
-        return []
-    held = ledger.head_statements()
+    """Format 2: each range's head statement, this site's own made now (``kept``: the statement
+    store's), and its range."""
     found = []
     for r in ranges:
+        if not r.head:
+            continue  # format 1
         if r.origin != ledger.site_id:
-            found.append((held[r.origin], r))
+            found.append((kept[r.origin], r))
             continue
         (body,) = ledger.bodies(r.origin, r.to_seq, r.to_seq)
         stamp = events.parse(body).hlc
@@ -114,7 +120,10 @@ def _statements(
 
 
 def _chains(
-    ledger: SqliteLedger, key: keys.SiteKey, held: Mapping[str, tuple[int, str]]
+    ledger: SqliteLedger,
+    key: keys.SiteKey,
+    held: Mapping[str, tuple[int, str]],
+    kept: Mapping[str, HeadStatement],
 ) -> dict[str, list[Rotation]]:
     """Format 2: origin -> its rotation statements, oldest first, the longest unbroken chain
     ending at the key that signed its head statement (this site's own key for its own range):
@@ -125,10 +134,11 @@ def _chains(
         if event.origin in held and isinstance(text, str):
             line = rotations.parse(dsse.decode_base64(text, "a key.rotated statement"))
             known.setdefault(event.origin, []).append(line)
-    signers = {o: s.envelope for o, s in ledger.head_statements().items()}
+    signers = {o: s.envelope for o, s in kept.items()}
+    stored = ledger.rotation_statements()
     chains = {}
     for origin in held:
-        lines = known.get(origin, []) + ledger.rotation_statements(origin)
+        lines = known.get(origin, []) + stored.get(origin, [])
         if not lines:
             continue
         if origin == ledger.site_id:
@@ -145,6 +155,7 @@ def _chains(
 
 
 Found = dict[str, tuple[bundle.Member, bytes | Path]]  # member name -> the member, its bytes
+IN_MEMORY_UP_TO = 1000  # a range of fewer events is compressed in memory: no staging file
 
 
 def _statement_members(
@@ -255,7 +266,9 @@ def _compress(
         if not r.head:  # format 1
             bodies = _format_1_only(bodies)
         made = archive_writer.compress_lines(
-            staging / f"{index}.zst", _counting(bodies, r.origin, progress)
+            staging / f"{index}.zst",
+            _counting(bodies, r.origin, progress),
+            in_memory=r.to_seq - r.from_seq < IN_MEMORY_UP_TO,
         )
         if made.records != r.to_seq - r.from_seq + 1:
             raise StorageError(
@@ -270,7 +283,7 @@ def _compress(
             raw_size=made.raw_size,
             records=made.records,
         )
-        found[r.member] = (member, made.path)
+        found[r.member] = (member, made.content)
     return found
 
 

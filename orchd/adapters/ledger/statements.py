@@ -86,12 +86,15 @@ class StatementStore(LedgerBase):
             records=records,
         )
 
-    def rotation_statements(self, origin: str) -> list[Rotation]:
-        """The rotation statements of ``origin`` held here (accepted with its ranges)."""
-        sql = "SELECT envelope FROM statements WHERE kind = ? AND origin = ? ORDER BY seq"
+    def rotation_statements(self) -> dict[str, list[Rotation]]:
+        """origin -> the rotation statements of it held here (accepted with its ranges)."""
+        sql = "SELECT origin, envelope FROM statements WHERE kind = ? ORDER BY origin, seq"
         with translated(self.path):
-            rows = self._db.execute(sql, [ROTATION, origin]).fetchall()
-        return [rotations.parse(bytes(envelope)) for (envelope,) in rows]
+            rows = self._db.execute(sql, [ROTATION]).fetchall()
+        found: dict[str, list[Rotation]] = {}
+        for origin, envelope in rows:
+            found.setdefault(origin, []).append(rotations.parse(bytes(envelope)))
+        return found
 
     def _keep_rotations(self, lines: Iterable[Rotation]) -> None:
         """Keep each rotation statement not held yet (in the caller's transaction)."""
