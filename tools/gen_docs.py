@@ -147,8 +147,10 @@ def _walk(command: click.Command, parent: click.Context | None = None):  # type:
     ctx = click.Context(command, parent=parent, info_name=name, **settings)
     yield ctx
     if isinstance(command, click.Group):
-        for sub in sorted(command.commands):
-            yield from _walk(command.commands[sub], ctx)
+        for sub in command.list_commands(ctx):  # sorted; the root imports each command's module
+            found = command.get_command(ctx, sub)
+            if found is not None:
+                yield from _walk(found, ctx)
 
 
 POLICY_PREAMBLE = """# Policies

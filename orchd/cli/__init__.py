@@ -1,7 +1,16 @@
-"""The ``orchd`` command line (entry layer): one module per command group."""
+"""The ``orchd`` command line (entry layer): one module per command group.
+
+The commands' modules are imported when a command is run (``RootGroup``), so ``orchd
+--version`` and ``orchd --help`` import none of the heavy libraries (SQLite, zstd, Ed25519,
+YAML, APScheduler, watchdog): ``COMMANDS`` names each top-level command's module and the first
+paragraph of its help, which ``orchd --help`` lists (``tests/unit/test_cli_start.py`` checks both
+against the commands themselves). The daemon and the tools that walk every command call
+``load_all``.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -13,7 +22,80 @@ import click
 from orchd import __version__
 from orchd.errors import InternalError, Interrupted, OrchdError
 
-from .context import Config
+COMMANDS: dict[str, tuple[str, str]] = {  # command -> (its module, its help's first paragraph)
+    "audit": (
+        "audit",
+        ("Read and check the audit trail: who changed what, why, under which ticket."),
+    ),
+    "backfill": (
+        "backfill",
+        ("Create the jobs of every slot of SCHEDULE between --from and --to the ledger lacks."),
+    ),
+    "bundle": (
+        "bundle",
+        ("Offline Kit state bundles: signed, compressed files carried across the air gap."),
+    ),
+    "completion": (
+        "completion",
+        (
+            "Print the completion script for SHELL. Install it with, for bash, "
+            "``orchd completion bash > /etc/bash_completion.d/orchd``; for zsh, "
+            "into a file named _orchd on $fpath; for fish, ``> "
+            "~/.config/fish/completions/orchd.fish``."
+        ),
+    ),
+    "doctor": (
+        "doctor",
+        (
+            "Check the state dir and key permissions, the ledger, the trust store, "
+            "the policy (with authz.yaml), the job programs, free disk, the clock "
+            "and the daemon's socket; print each finding with its fix. Exits non-"
+            "zero when anything fails."
+        ),
+    ),
+    "init": (
+        "site",
+        (
+            "Create the state dir, the ledger and the signing key of a new site "
+            "(never overwrites); with --restore, rebuild a lost one from bundles "
+            '(docs/ARCHITECTURE.md, "Resume").'
+        ),
+    ),
+    "jobs": ("jobs", "Submit and inspect jobs."),
+    "keys": ("keys", "The site's Ed25519 signing key and the keys it trusts for its peers."),
+    "ledger": ("ledger", "Check and maintain the event log and its projections."),
+    "metrics": (
+        "metrics",
+        (
+            "Print the metrics a Prometheus server scrapes (the daemon serves the "
+            "same text at GET /metrics on its socket, and on metrics_listen when "
+            "configured)."
+        ),
+    ),
+    "policy": ("policy", "Work with the policy files (job types, schedules, quotas)."),
+    "quota": ("quota", "Quotas: the policy's defaults and operators' overrides."),
+    "replay": (
+        "replay",
+        ("Replay JOB_IDS, or every --type job in --state since --since, as new jobs."),
+    ),
+    "run": (
+        "run",
+        (
+            "Run the daemon in the foreground: schedules, spool intake and the "
+            "engine (systemd Type=notify; READY=1 once it serves). Settings: "
+            "docs/CONFIG.md; flags win."
+        ),
+    ),
+    "sources": ("sources", "Pause and resume sources (paused sources start no runs here)."),
+    "status": (
+        "status",
+        ("Queues by state, running and throttled jobs, recent failures, freshness per source."),
+    ),
+    "work": (
+        "work",
+        ("Run the site's jobs in this process (holding the site lock), as the daemon would."),
+    ),
+}
 
 
 def report(error: OrchdError) -> None:
@@ -49,7 +131,36 @@ class OrchdGroup(click.Group):
             ctx.exit(bug.exit_code)
 
 
-@click.group(cls=OrchdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class RootGroup(OrchdGroup):
+    """``orchd`` itself: a command's module is imported when the command is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            importlib.import_module(f"{__name__}.{COMMANDS[cmd_name][0]}")
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their help's first paragraph, from ``COMMANDS``: nothing imported."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [  # as click shortens a command's help: a stand-in command of that help
+            (name, click.Command(name, help=text).get_short_help_str(limit))
+            for name, (_, text) in COMMANDS.items()
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+def load_all() -> None:
+    """Import every command's module: its commands and the actions they register (the daemon
+    serves every action; the docs generator walks every command)."""
+    for module, _ in COMMANDS.values():
+        importlib.import_module(f"{__name__}.{module}")
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="orchd")
 @click.option(
     "--state-dir",
@@ -95,6 +206,8 @@ def cli(
     socket_path: Path | None,
 ) -> None:
     """orchd: an offline-first job orchestrator for air-gapped sites."""
+    from .context import Config  # here, not at the top: --help and --version need none of it
+
     source = ctx.get_parameter_source("config_path")
     ctx.obj = Config(
         state_dir=state_dir.absolute(),
@@ -109,44 +222,4 @@ def main() -> None:
     cli(prog_name="orchd")
 
 
-from . import (  # noqa: E402
-    audit,
-    backfill,
-    bundle,
-    completion,
-    doctor,
-    jobs,
-    keys,
-    ledger,
-    metrics,
-    policy,
-    quota,
-    replay,
-    run,
-    site,
-    sources,
-    status,
-    work,
-)
-
-__all__ = [
-    "audit",
-    "backfill",
-    "bundle",
-    "cli",
-    "completion",
-    "doctor",
-    "jobs",
-    "keys",
-    "ledger",
-    "main",
-    "metrics",
-    "policy",
-    "quota",
-    "replay",
-    "run",
-    "site",
-    "sources",
-    "status",
-    "work",
-]
+__all__ = ["COMMANDS", "cli", "load_all", "main"]

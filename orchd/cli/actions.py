@@ -18,6 +18,7 @@ through the functions at the end, which bind them to the request's site, actor a
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,8 @@ def perform(
     answer = config.daemon("POST", ACTIONS_PATH + name, body, upload=upload, download=download)
     if answer is not None:
         return answer
+    if name not in ACTIONS:  # registered by another command's module, not imported yet
+        importlib.import_module("orchd.cli").load_all()
     chosen = ACTIONS[name]
     with (
         interruptible(f"{name}: {chosen.interrupted}"),

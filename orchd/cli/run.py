@@ -17,7 +17,7 @@ import click
 from orchd.adapters import config, policy_files
 from orchd.adapters.runner import SubprocessExecutor
 
-from . import cli
+from . import cli, load_all
 from .context import Site, with_site
 from .daemon.common import LEVELS, JsonLog
 from .daemon.env import (
@@ -64,6 +64,7 @@ __all__ = [
 def run_(site: Site, grace: int | None, rescan: int | None, log_level: str | None) -> None:
     """Run the daemon in the foreground: schedules, spool intake and the engine (systemd
     Type=notify; READY=1 once it serves). Settings: docs/CONFIG.md; flags win."""
+    load_all()  # the daemon serves every command's actions
     settings = config.override(
         site.config.settings(), drain_grace_s=grace, rescan_s=rescan, log_level=log_level
     )

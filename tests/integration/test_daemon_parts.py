@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import pytest
 
-import orchd.cli  # noqa: F401  (registers the actions the calls part routes to)
+import orchd.cli
 from orchd.adapters import config, control, spool
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.notify import Notifier
@@ -39,6 +39,7 @@ from orchd.errors import Interrupted, LedgerCorrupt
 from orchd.ops import site as site_ops
 from tests.fakes import CountingEntropy, FakeClock
 
+orchd.cli.load_all()  # every command's actions, which the calls part routes to
 DAEMON = Actor(uid=0, user="orchd", scopes=("orch:operate", "orch:run"))
 T0 = timefmt.parse_canonical("2026-03-01T12:00:30.000Z")
 MINUTE = 60_000

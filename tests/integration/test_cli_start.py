@@ -1,0 +1,82 @@
+"""The CLI starts fast (issue 22, point 6): ``orchd --version`` and ``orchd --help`` import none of
+the heavy libraries, and the lazy root lists every command as the commands themselves say."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+
+import click
+from click.testing import CliRunner
+
+import orchd.cli
+from orchd.cli import COMMANDS, cli
+
+HEAVY = (
+    "sqlite3",
+    "sqlite_utils",
+    "zstandard",
+    "cryptography",
+    "nacl",
+    "yaml",
+    "apscheduler",
+    "watchdog",
+    "orchd.adapters",
+    "orchd.ops",
+)
+PROBE = """
+import json, sys
+import orchd.cli
+from click.testing import CliRunner
+for args in (["--version"], ["--help"]):
+    assert CliRunner().invoke(orchd.cli.cli, args, terminal_width=100).exit_code == 0
+print(json.dumps({"quiet": sorted(sys.modules)}))
+"""
+
+
+def fresh(code: str) -> dict[str, list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    found = json.loads(done.stdout)
+    assert isinstance(found, dict)
+    return found
+
+
+def test_version_and_help_import_none_of_the_heavy_libraries() -> None:
+    loaded = fresh(PROBE)["quiet"]
+    heavy = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    assert heavy == []
+
+
+def test_the_root_lists_every_command_as_the_command_itself_says() -> None:
+    lazy = subprocess.run(
+        [sys.executable, "-c", "import orchd.cli as c; from click.testing import CliRunner; "
+         "print(CliRunner().invoke(c.cli, ['--help'], terminal_width=100).output)"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    orchd.cli.load_all()
+    loaded = CliRunner().invoke(cli, ["--help"], terminal_width=100).output
+    assert lazy.rstrip() == loaded.rstrip()
+    ctx = click.Context(cli)
+    registered = set(cli.commands)
+    assert registered == set(COMMANDS), "COMMANDS names every top-level command, no other"
+    for name, (module, first) in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.callback is not None
+        assert command.callback.__module__ == f"orchd.cli.{module}"
+        assert command.help is not None
+        assert inspect.cleandoc(command.help).split("\n\n")[0].replace("\n", " ") == first
+
+
+def test_a_command_is_found_and_runs_from_a_fresh_start() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "orchd", "completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "_ORCHD_COMPLETE" in done.stdout
