@@ -228,15 +228,19 @@ class MemoryLedger:
         job_type: str | None = None,
         updated_since: str | None = None,
         origin: str | None = None,
+        after: str | None = None,
+        limit: int = -1,
     ) -> Iterator[JobView]:
         wanted = {"origin": origin, "state": state, "source": source, "job_type": job_type}
         used = {name: value for name, value in wanted.items() if value is not None}
-        yield from self._select(
+        found = self._select(
             lambda j: (
                 all(getattr(j, name) == value for name, value in used.items())
                 and (updated_since is None or j.updated_at >= updated_since)
+                and (after is None or j.job_id > after)
             )
         )
+        yield from (found if limit < 0 else found[:limit])
 
     def replays_of(self, job_id: str) -> list[JobView]:
         return self._select(lambda j: j.replay_of == job_id)

@@ -142,8 +142,11 @@ class JobQueries(OfSite, Protocol):
         job_type: str | None = None,
         updated_since: str | None = None,
         origin: str | None = None,
+        after: str | None = None,
+        limit: int = -1,
     ) -> Iterator[JobView]:
-        """Jobs that match every filter given, by id; ``origin`` None: of every origin."""
+        """Jobs that match every filter given, by id; ``origin`` None: of every origin; a page:
+        only ids above ``after``, at most ``limit`` (-1: every one)."""
         ...
 
     def replays_of(self, job_id: str) -> list[JobView]: ...

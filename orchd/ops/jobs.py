@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from orchd.core import drafts, ids, outcomes
+from orchd.core import drafts, ids, outcomes, timefmt
 from orchd.core.events import Actor, Event
 from orchd.core.machines import JOB
 from orchd.core.names import check_name
@@ -184,14 +184,29 @@ def list_jobs(
     source: str | None,
     origin: str | None = None,
     all_origins: bool = False,
+    job_type: str | None = None,
+    since: str | None = None,
+    after: str | None = None,
+    limit: int = -1,
 ) -> Iterator[JobView]:
-    """Jobs by id, of this site unless ``origin`` or ``all_origins`` says otherwise."""
+    """Jobs by id, of this site unless ``origin`` or ``all_origins`` says otherwise; a page of
+    them by keyset: ids above ``after``, submitted at or after ``since`` (an operator's time:
+    ids are time-ordered, so it is an id bound on the primary key), at most ``limit``."""
     if state is not None and state not in JOB.states:
         raise InvalidName(what="state", value=state, expected=", ".join(sorted(JOB.states)))
     if source is not None:
         check_name("source", source)
+    if job_type is not None:
+        check_name("job type", job_type)
+    if after is not None and not ids.is_id(after):
+        raise BadInput(detail=f"--after {after!r} is not a job id (26 characters)")
+    if since is not None:  # its time part alone: below every id of that millisecond and later
+        floor = ids.new_id(timefmt.parse_operator(since), bytes(ids.ENTROPY_BYTES))[:10]
+        after = floor if after is None else max(after, floor)
     chosen = whose(ledger, origin=origin, all_origins=all_origins)
-    return ledger.jobs(state=state, source=source, origin=chosen)
+    return ledger.jobs(
+        state=state, source=source, origin=chosen, job_type=job_type, after=after, limit=limit
+    )
 
 
 def find(ledger: JobQueries, ident: str) -> JobView:

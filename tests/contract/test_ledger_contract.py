@@ -158,6 +158,9 @@ def test_jobs_match_every_filter_given(ledger: ContractLedger, clock: FakeClock)
     assert ids(updated_since=since) == [JOB_B, JOB_C]
     assert ids(job_type="other") == []
     assert ids(origin="elsewhere") == [] and ids(origin=SITE) == [JOB_A, JOB_B, JOB_C]
+    # a page by keyset: the ids after the last one shown, at most ``limit``
+    assert ids(limit=2) == [JOB_A, JOB_B] and ids(after=JOB_B, limit=2) == [JOB_C]
+    assert ids(source="nvd", after=JOB_A) == [JOB_C] and ids(after=JOB_C) == []
 
 
 def test_replays_name_their_original(ledger: ContractLedger) -> None:

@@ -341,6 +341,28 @@ def test_list_filters_by_state_and_source(
     assert [line.split()[0] for line in text[1:]] == expected
 
 
+def test_list_pages_by_keyset_with_the_same_filters(seeded: Orchd) -> None:
+    """--limit and --after page by job id (no OFFSET); --type and --since narrow it; a full page
+    on a terminal names where the next one starts."""
+    assert ids_of(seeded.jobs("--limit", "2")) == [JOB_A, JOB_B]
+    assert ids_of(seeded.jobs("--limit", "2", "--after", JOB_B)) == [JOB_C]
+    assert ids_of(seeded.jobs("--after", JOB_C)) == []
+    assert ids_of(seeded.jobs("--source", "nvd", "--after", JOB_A)) == [JOB_B]
+    assert ids_of(seeded.jobs("--type", "feed-refresh")) == [JOB_A, JOB_B, JOB_C]
+    assert ids_of(seeded.jobs("--type", "rescan")) == []
+    assert ids_of(seeded.jobs("--since", "2000-01-01T00:00Z")) == [JOB_A, JOB_B, JOB_C]
+    assert ids_of(seeded.jobs("--since", "2099-01-01T00:00Z")) == []
+    page = seeded.ok("jobs", "list", "--limit", "2")
+    assert len(page.stdout.splitlines()) == 3
+    assert f"the next: --after {JOB_B}" in page.stderr
+    whole = seeded.ok("jobs", "list", "--limit", "3")
+    assert "the next" not in whole.stderr
+    refused = seeded("jobs", "list", "--after", "nope")
+    assert refused.exit_code != 0 and "is not a job id" in refused.stderr
+    bad_time = seeded("jobs", "list", "--since", "yesterday-ish")
+    assert bad_time.exit_code != 0 and "yesterday-ish" in bad_time.stderr
+
+
 def test_list_text_shows_one_aligned_row_per_job(seeded: Orchd) -> None:
     header, *rows = seeded.ok("jobs", "list").stdout.splitlines()
     assert [row.split()[:7] for row in rows] == [

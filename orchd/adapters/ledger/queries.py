@@ -46,8 +46,11 @@ class JobQueries(LedgerBase):
         job_type: str | None = None,
         updated_since: str | None = None,
         origin: str | None = None,
+        after: str | None = None,
+        limit: int = -1,
     ) -> Iterator[JobView]:
         filters = {
+            "job_id > ?": after,  # keyset: a page starts where the last one ended (no OFFSET)
             "origin = ?": origin,
             "state = ?": state,
             "source = ?": source,
@@ -56,7 +59,7 @@ class JobQueries(LedgerBase):
         }
         used = {sql: value for sql, value in filters.items() if value is not None}
         where = " AND ".join(["1 = 1", *used])
-        yield from self._select_jobs(where, list(used.values()), limit=-1)
+        yield from self._select_jobs(where, list(used.values()), limit=limit)
 
     def replays_of(self, job_id: str) -> list[JobView]:
         return self._select_jobs("replay_of = ?", [job_id], limit=-1)
