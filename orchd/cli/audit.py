@@ -8,10 +8,11 @@ from typing import Any
 
 import click
 
+from orchd.core import timefmt
 from orchd.errors import BadInput
 
 from . import cli
-from .actions import Request, action, number, perform
+from .actions import Request, action, number, perform, text
 from .context import Config, Site, open_site
 from .ledger import verify as ledger_verify
 from .output import event_json
@@ -49,20 +50,36 @@ def _line(event: dict[str, Any]) -> str:
     show_default=True,
     help="How many of the newest events to show first.",
 )
+@click.option("--type", "event_type", help="Only events of this type, e.g. quota.set.")
+@click.option("--origin", metavar="SITE", help="Only events of this origin.")
+@click.option("--since", help="Only events that occurred at or after this instant, with its zone.")
 @click.option("--follow", is_flag=True, help="Keep printing events as they are recorded.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON envelope (with its hash) per line.")
 @click.pass_obj
-def tail(config: Config, count: int, follow: bool, as_json: bool) -> None:
+def tail(
+    config: Config,
+    count: int,
+    event_type: str | None,
+    origin: str | None,
+    since: str | None,
+    follow: bool,
+    as_json: bool,
+) -> None:
     """Print the newest events, in the order this site recorded them (its own and imported);
     --follow keeps going (from the daemon's NDJSON stream while it runs, else reading the ledger;
-    Ctrl-C ends it)."""
+    Ctrl-C ends it). --type, --origin and --since choose which."""
+    chosen = {"type": event_type, "origin": origin, "since": since}
+    chosen = {key: value for key, value in chosen.items() if value is not None}
+    cutoff = _since(since)
 
     def emit(found: list[dict[str, Any]]) -> None:
         for item in found:
             event = item["event"]
+            if not _matches(event, event_type, origin, cutoff):
+                continue  # a followed stream carries every event
             click.echo(json.dumps(event, sort_keys=True) if as_json else _line(event))
 
-    first = perform(config, "audit.tail", {"limit": count})
+    first = perform(config, "audit.tail", {"limit": count, **chosen})
     emit(first)
     position = first[-1]["position"] if first else 0
     try:
@@ -93,4 +110,26 @@ def _tail(site: Site, body: dict[str, Any]) -> list[dict[str, Any]]:
     after, limit = number(body, "after"), number(body, "limit") or 1000
     if not 1 <= limit <= MAX_LINES:
         raise BadInput(detail=f"'limit' must be 1 to {MAX_LINES}")
-    return [{"position": p, "event": event_json(e)} for p, e in site.ledger.tail(after, limit)]
+    found = site.ledger.tail(
+        after,
+        limit,
+        event_type=text(body, "type"),
+        origin=text(body, "origin"),
+        since=_since(text(body, "since")),
+    )
+    return [{"position": p, "event": event_json(e)} for p, e in found]
+
+
+def _since(text_: str | None) -> str | None:
+    """An operator's instant, as the ledger writes times (or None)."""
+    return None if text_ is None else timefmt.format_ms(timefmt.parse_operator(text_))
+
+
+def _matches(
+    event: dict[str, Any], kind: str | None, origin: str | None, cutoff: str | None
+) -> bool:
+    return (
+        (kind is None or event["type"] == kind)
+        and (origin is None or event["origin"] == origin)
+        and (cutoff is None or event["occurred_at"] >= cutoff)
+    )

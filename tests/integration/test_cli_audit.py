@@ -61,3 +61,21 @@ def test_follow_prints_events_as_they_are_recorded(site: Orchd) -> None:
 
 def test_audit_verify_checks_the_chains(site: Orchd) -> None:
     assert "events verified" in site.ok("audit", "verify").stdout
+
+
+def test_tail_chooses_by_type_origin_and_time(site: Orchd) -> None:
+    site.ok("quota", "set", "job_type:feed-refresh", "--rate", "10/min", "--reason", "load",
+            "--ticket", "CHG-1")  # fmt: skip
+    site.submit("feed-refresh")
+
+    def types(*args: str) -> list[str]:
+        out = site.ok("audit", "tail", "--json", *args).stdout
+        return [json.loads(line)["type"] for line in out.splitlines()]
+
+    assert types("--type", "quota.set") == ["quota.set"]
+    assert types("--type", "quota.set", "--origin", "elsewhere") == []
+    assert types("--origin", "hq", "-n", "2") == ["quota.set", "job.submitted"]
+    assert types("--since", "2099-01-01T00:00Z") == []
+    assert "job.submitted" in types("--since", "2000-01-01T00:00Z")
+    refused = site("audit", "tail", "--since", "soon")
+    assert refused.exit_code != 0 and "soon" in refused.stderr

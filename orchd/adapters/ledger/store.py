@@ -330,15 +330,27 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
                 for (body,) in rows:
                     yield bytes(body)
 
-    def tail(self, after: int | None, limit: int) -> list[tuple[int, Event]]:
+    def tail(
+        self,
+        after: int | None,
+        limit: int,
+        *,
+        event_type: str | None = None,
+        origin: str | None = None,
+        since: str | None = None,
+    ) -> list[tuple[int, Event]]:
         """(position, event) in the order this site recorded them (its own and imported ones):
-        the last ``limit`` when ``after`` is None, else those after position ``after``."""
-        if after is None:
-            sql = "SELECT rowid, body, hash FROM events ORDER BY rowid DESC LIMIT ?"
-            params: list[int] = [limit]
-        else:
-            sql = "SELECT rowid, body, hash FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?"
-            params = [after, limit]
+        the last ``limit`` when ``after`` is None, else those after position ``after`` (a
+        keyset on the position, never OFFSET); only of ``event_type``, ``origin``, occurred at
+        or after ``since`` when given."""
+        filters = {"type = ?": event_type, "origin = ?": origin, "occurred_at >= ?": since}
+        if after is not None:
+            filters["rowid > ?"] = str(after)
+        used = {sql: value for sql, value in filters.items() if value is not None}
+        where = " AND ".join(["1 = 1", *used])
+        order = "DESC" if after is None else ""
+        sql = f"SELECT rowid, body, hash FROM events WHERE {where} ORDER BY rowid {order} LIMIT ?"
+        params: list[object] = [*used.values(), limit]
         with translated(self.path):
             rows = self._db.execute(sql, params).fetchall()
         found = [(row[0], events.parse(row[1], row[2])) for row in rows]
