@@ -16,6 +16,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from orchd.adapters import keys
+from orchd.adapters.bundles import exporter
 from orchd.adapters.system import SystemClock
 from orchd.core import canonical, drafts, events, hlc, ids, statements
 from orchd.core.events import Actor
@@ -422,3 +423,20 @@ def drop_rotations(value: dict[str, Any]) -> None:
 
 def no_chain(parts: list[Member]) -> list[Member]:
     return [p for p in parts if not p.name.startswith("rotations/")]
+
+
+def test_small_ranges_in_memory_and_in_staging_files_make_the_same_bundle(
+    three: Three, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small range is compressed in memory while the frames held stay within a bound, and in
+    a staging file beyond it: every member is the same bytes either way (the manifests differ
+    only in their times)."""
+    made = {}
+    for name, budget in (("memory", 1 << 30), ("files", 0)):
+        monkeypatch.setattr(exporter, "IN_MEMORY_BYTES", budget)
+        b = three.b.copy(tmp_path / name)
+        b.ok("bundle", "export", "--out", tmp_path / f"{name}.orchkit")
+        made[name] = [
+            (m.name, m.data) for m in members((tmp_path / f"{name}.orchkit").read_bytes())
+        ]
+    assert made["memory"][2:] == made["files"][2:] and len(made["memory"]) == 6

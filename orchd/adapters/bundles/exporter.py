@@ -155,7 +155,10 @@ def _chains(
 
 
 Found = dict[str, tuple[bundle.Member, bytes | Path]]  # member name -> the member, its bytes
-IN_MEMORY_UP_TO = 1000  # a range of fewer events is compressed in memory: no staging file
+# a range of fewer events is compressed in memory (no staging file to create and read back),
+# while the frames held so stay within a bound: memory does not grow with the ledger
+IN_MEMORY_UP_TO = 1000
+IN_MEMORY_BYTES = 4 << 20
 
 
 def _statement_members(
@@ -259,8 +262,10 @@ def _compress(
     staging: Path,
     progress: Callable[[str, int], None],
 ) -> Found:
-    """Each range's events compressed into a staging file: name -> the member and its file."""
+    """Each range's events compressed into a staging file (a small one in memory): name -> the
+    member and its file or bytes."""
     found: Found = {}
+    held = 0
     for index, r in enumerate(ranges):
         bodies = ledger.bodies(r.origin, r.from_seq, r.to_seq)
         if not r.head:  # format 1
@@ -268,8 +273,9 @@ def _compress(
         made = archive_writer.compress_lines(
             staging / f"{index}.zst",
             _counting(bodies, r.origin, progress),
-            in_memory=r.to_seq - r.from_seq < IN_MEMORY_UP_TO,
+            in_memory=r.to_seq - r.from_seq < IN_MEMORY_UP_TO and held < IN_MEMORY_BYTES,
         )
+        held += len(made.data or b"")
         if made.records != r.to_seq - r.from_seq + 1:
             raise StorageError(
                 path=ledger.path,
