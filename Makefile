@@ -82,10 +82,12 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python tools/bench/subprocess_jobs.py --jobs 2000 --concurrency 2 --repeat 5 \
 		--write $(BENCH_DOC)
 	(command -v sqlite3 && command -v zstd) >/dev/null || (apt-get update && apt-get install -y sqlite3 zstd); \
-		$(BIN)/python tools/bench/bundles.py --events 100000,300000 --repeat 3 --write $(BENCH_DOC)
+		$(BIN)/python tools/bench/bundles.py --events 100000,300000 --origins 1,100,1000 --repeat 3 \
+		--batch 10000 --write $(BENCH_DOC)
 	$(BIN)/python tools/bench/daemon.py --files 1000 --burst 1000 --repeat 3 \
 		--schedule-minutes 2 --idle-seconds 60 --diagnose --write $(BENCH_DOC)
 	$(BIN)/python tools/bench/retention.py --events 100000,400000 --repeat 3 --write $(BENCH_DOC)
+	$(BIN)/python tools/bench/cli_start.py --runs 21 --write $(BENCH_DOC)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis

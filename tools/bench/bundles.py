@@ -1,21 +1,28 @@
 """Bundle export and import of N events beside command-line and raw SQLite baselines, in one run.
 
-    python tools/bench/bundles.py [--events N[,N...]] [--repeat R] [--batch B] [--profile]
-                                  [--write docs/BENCHMARKS.md]
+    python tools/bench/bundles.py [--events N[,N...]] [--origins K[,K...]] [--repeat R]
+                                  [--batch B] [--profile] [--write docs/BENCHMARKS.md]
 
 Set-up (not timed): a site ``hq`` with a signing key and N job-lifecycle events (job.submitted,
-run.leased, run.started, run.ended), appended by ``SqliteLedger.append`` in batches of B. Each
-round and size starts from a copy of that ledger, then runs, back to back, each in a fresh
-child process (so each peak RSS is its own):
+run.leased, run.started, run.ended), appended by ``SqliteLedger.append`` in batches of B. With
+K origins (``--origins``; every N is run at every K) the same N events are spread over them:
+hq appends its own share (N/K, and what is left over) and holds K-1 other origins' chains,
+``site.initialized`` then N/K lifecycle events each, sealed by ``events.seal_batch`` under the
+origin's key (derived from its name) and recorded by ``SqliteLedger.import_events`` with the
+origin's signed head statement (format 2 exports another origin only up to a head statement
+held). The importing site ``enclave`` trusts hq's key and every origin's key. Each round and
+case (N, K) starts from a copy of that ledger, then runs, back to back, each in a fresh child
+process (so each peak RSS is its own):
 
 - pipeline: ``sqlite3 -json ledger.db "SELECT origin, seq, body FROM events ORDER BY origin,
   seq" | zstd -3 -T2 | tee out.zst | openssl dgst -sha256`` under ``bash -o pipefail``;
 - export: ``orchd.adapters.bundles.export`` of every event of the copy, to a bundle for
   ``enclave`` (the ledger is opened before the clock starts);
 - import: ``orchd.adapters.bundles.import_bundle`` of that bundle into a fresh site ``enclave``
-  that trusts hq's key (ledger opened before the clock starts);
+  that trusts hq's key and every relayed origin's (ledger opened before the clock starts);
 - raw: into another fresh ``enclave`` ledger, plain ``sqlite3`` ``executemany`` of hq's event
-  rows (every column, as the store writes them) and of its ``jobs``, ``runs`` and ``heads`` rows,
+  rows of every origin (every column, as the store writes them) and of its ``jobs``, ``runs``,
+  ``heads`` and ``statements`` rows (the head statements an import keeps; none with one origin),
   read from hq's ledger as they go, in one transaction, with the ledger's pragmas.
 
 Peak RSS: each Python child reports its own ``VmHWM`` (the whole process: interpreter, opening
@@ -23,7 +30,8 @@ the ledger and the operation; and, reset just before it, the operation's own pea
 runs under GNU ``time``, whose ``%M`` is the largest peak of bash, sqlite3, zstd, tee and openssl
 (not their sum; "not measured" without GNU time). ``ru_maxrss`` is not used: Linux carries the
 forking parent's RSS into it. ``--profile`` (or any goal missed) runs orchd's export and import
-once more under cProfile at the largest size, the profiler on for the operation only.
+once more under cProfile, the profiler on for the operation only: at the largest case (most
+events, then most origins) among those that missed a speed goal, else at the largest case.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import hashlib
 import json
 import os
 import pstats
@@ -43,22 +52,24 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import report
 from append import lifecycle
+from nacl.signing import SigningKey
 
 import orchd
 from orchd.adapters import bundles, keys
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import _EVENT_COLUMNS, _INSERT_EVENT
 from orchd.adapters.system import OsEntropy, SystemClock, local_actor
-from orchd.core import drafts, ids
-from orchd.core.events import Actor
+from orchd.core import drafts, dsse, events, hlc, ids, statements
+from orchd.core.events import Actor, Draft, Event
 from orchd.core.policy import Policy
+from orchd.core.statements import HeadStatement
 from orchd.core.timefmt import format_ms
 from orchd.ops import keys as key_ops
 from orchd.ops import site
@@ -71,7 +82,7 @@ PIPELINE = (
     'sqlite3 -json {db} "SELECT origin, seq, body FROM events ORDER BY origin, seq" '
     "| zstd -3 -T2 | tee {out} | openssl dgst -sha256"
 )
-PROJECTIONS = ("jobs", "runs", "heads")
+RAW_TABLES = ("jobs", "runs", "heads", "statements")  # beside the events
 RAW_BATCH = 10_000
 EXPORT_GOAL, IMPORT_GOAL, RSS_GROWTH, RSS_CAP_MIB = 1.0, 0.5, 0.10, 200
 VARIANTS = ("pipeline", "export", "raw", "import")
@@ -108,16 +119,44 @@ def run_on_snapshot() -> None:
 # --- set-up (not timed) -----------------------------------------------------------------------
 
 
+Case = tuple[int, int]  # (N lifecycle events, K origins)
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
-    events: int  # every event in the ledger, the set-up's two included
+    events: int  # every event in the ledger, of every origin, the set-ups' included
+    origins: int  # hq and the origins it relays
     ledger: Path
     key: Path
     public_key: bytes
+    relayed: tuple[tuple[str, bytes], ...]  # each other origin and its public key
 
 
-def build_source(folder: Path, count: int, batch: int) -> Source:
-    """hq's ledger: ``site.initialized``, ``key.created`` and ``count`` lifecycle events."""
+def origin_name(n: int) -> str:
+    return f"origin-{n:04d}"
+
+
+def origin_key(origin: str) -> keys.SiteKey:
+    """The signing key of a relayed origin, derived from its name (set-up only)."""
+    return keys.SiteKey(SigningKey(hashlib.sha256(origin.encode()).digest()))
+
+
+def lifecycles(count: int, now: int, entropy: OsEntropy) -> Iterator[list[Draft]]:
+    """``count`` job-lifecycle drafts (four a job, the last job cut short), a job at a time."""
+    expires = format_ms(now + 60_000)
+    made = 0
+    while made < count:
+        job = ids.new_id(now, entropy.token(ids.ENTROPY_BYTES))
+        run = ids.new_id(now, entropy.token(ids.ENTROPY_BYTES))
+        chunk = lifecycle(job, run, expires)[: count - made]
+        made += len(chunk)
+        yield chunk
+
+
+def build_source(folder: Path, count: int, origins: int, batch: int) -> Source:
+    """hq's ledger: ``site.initialized``, ``key.created`` and its share of ``count`` lifecycle
+    events, then (``origins`` > 1) the chains of the other origins, each with its head
+    statement. The shares are ``count // origins``; hq's takes what is left over."""
     folder.mkdir(parents=True)
     clock, entropy = SystemClock(), OsEntropy()
     key = keys.generate()
@@ -127,26 +166,80 @@ def build_source(folder: Path, count: int, batch: int) -> Source:
     also = [drafts.key_created(admin(), public_key=key.public_key)]
     ledger = SqliteLedger.create(path, "hq", clock, entropy, first, also=also)
     now = clock.now_ms()
-    expires = format_ms(now + 60_000)
-    made = 0
-    while made < count:
-        chunk = []
-        while len(chunk) < min(batch, count - made):
-            job = ids.new_id(now, entropy.token(ids.ENTROPY_BYTES))
-            run = ids.new_id(now, entropy.token(ids.ENTROPY_BYTES))
-            chunk += lifecycle(job, run, expires)
-        chunk = chunk[: count - made]
+    share = count // origins
+    chunk: list[Draft] = []
+    for job in lifecycles(count - share * (origins - 1), now, entropy):
+        chunk += job
+        if len(chunk) >= batch:
+            ledger.append(chunk)
+            chunk = []
+    if chunk:
         ledger.append(chunk)
-        made += len(chunk)
+    names = [origin_name(n) for n in range(1, origins)]
+    relay(ledger, names, share, batch, now, entropy)
     ledger.close()
     with sqlite3.connect(path) as conn:
         total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     conn.close()
-    return Source(events=total, ledger=path, key=folder / "hq.key", public_key=key.public_key)
+    return Source(
+        events=total,
+        origins=origins,
+        ledger=path,
+        key=folder / "hq.key",
+        public_key=key.public_key,
+        relayed=tuple((name, origin_key(name).public_key) for name in names),
+    )
 
 
-def fresh_enclave(folder: Path, hq_key: bytes | None) -> Path:
-    """A new site ``enclave`` with its own key, trusting ``hq_key`` for hq (if given)."""
+def relay(
+    ledger: SqliteLedger, names: list[str], share: int, batch: int, now: int, entropy: OsEntropy
+) -> None:
+    """Each origin's chain (``site.initialized`` and ``share`` lifecycle events) sealed under its
+    key and recorded in ``ledger`` as a relay would, with the origin's head statement, about
+    ``batch`` events to a transaction."""
+    pending: list[Event] = []
+    heads: list[HeadStatement] = []
+
+    def flush() -> None:
+        ledger.import_events([list(pending)], lambda: [], statements=list(heads))
+        pending.clear()
+        heads.clear()
+
+    for origin in names:
+        after, stamp = (0, events.ZERO_HASH), hlc.ZERO
+        chain: list[Draft] = [site.initialized(origin, admin(), "bench")]
+        for job in lifecycles(share, now, entropy):
+            chain += job
+        for start in range(0, len(chain), batch):
+            part = chain[start : start + batch]
+            sealed = events.seal_batch(
+                part,
+                origin=origin,
+                after=after,
+                clock=stamp,
+                now_ms=now,
+                entropy=entropy.token(ids.ENTROPY_BYTES * len(part)),
+            )
+            last = sealed[-1]
+            after, stamp = (last.seq, last.hash), hlc.parse(last.hlc)
+            pending += sealed
+            if len(pending) >= batch and start + batch < len(chain):
+                flush()  # mid-chain: the head statement comes with the chain's last part
+        own = origin_key(origin)
+        heads.append(
+            statements.make_head(
+                origin, last.seq, last.hash, last.hlc, key_id=own.key_id, sign=own.sign
+            )
+        )
+        if len(pending) >= batch:
+            flush()
+    if pending or heads:
+        flush()
+
+
+def fresh_enclave(folder: Path, source: Source | None) -> Path:
+    """A new site ``enclave`` with its own key, trusting (if ``source`` is given) hq's key for
+    hq and each relayed origin's key for that origin."""
     clock, entropy = SystemClock(), OsEntropy()
     folder.mkdir(parents=True)
     own = keys.generate()
@@ -154,18 +247,31 @@ def fresh_enclave(folder: Path, hq_key: bytes | None) -> Path:
     path = folder / "ledger.db"
     also = [drafts.key_created(admin(), public_key=own.public_key)]
     ledger = SqliteLedger.create(path, "enclave", clock, entropy, first, also=also)
-    if hq_key is not None:
+    if source is not None:
         key_ops.trust(
             ledger,
             clock,
             entropy,
             admin(),
             site="hq",
-            public_key=hq_key,
+            public_key=source.public_key,
             expires=None,
             policy=Policy(),
             reason="the benchmark's peer",
         )
+        trusted = [
+            drafts.key_trusted(
+                admin(),
+                site=origin,
+                key_id=dsse.key_id(public_key),
+                public_key=public_key.hex(),
+                change=ids.new_id(clock.now_ms(), entropy.token(ids.ENTROPY_BYTES)),
+                reason="an origin the benchmark's peer relays",
+            )
+            for origin, public_key in source.relayed
+        ]
+        for start in range(0, len(trusted), 1000):
+            ledger.append(trusted[start : start + 1000])
     ledger.close()
     return path
 
@@ -313,7 +419,7 @@ def child_raw(spec: dict[str, Any]) -> dict[str, Any]:
         while rows := cursor.fetchmany(RAW_BATCH):
             target.executemany(_INSERT_EVENT, rows)
             count += len(rows)
-        for table in PROJECTIONS:
+        for table in RAW_TABLES:
             columns = [row[1] for row in source.execute(f"PRAGMA table_info({table})")]
             names, marks = ", ".join(columns), ", ".join("?" for _ in columns)
             cursor = source.execute(f"SELECT {names} FROM {table}")
@@ -354,8 +460,9 @@ def child_main(kind: str, spec_text: str, profile: str | None) -> int:
     if profile is not None:
         PROFILER.append(cProfile.Profile())
     result = CHILDREN[kind](spec)
-    for profiler in PROFILER:
-        profiler.dump_stats(profile)
+    if profile is not None:
+        for profiler in PROFILER:
+            profiler.dump_stats(profile)
     print(json.dumps(result))
     return 0
 
@@ -363,7 +470,7 @@ def child_main(kind: str, spec_text: str, profile: str | None) -> int:
 # --- rounds -------------------------------------------------------------------------------------
 
 
-Results = dict[int, dict[str, list[dict[str, Any]]]]
+Results = dict[Case, dict[str, list[dict[str, Any]]]]
 
 
 def one_round(source: Source, work: Path) -> dict[str, dict[str, Any]]:
@@ -379,9 +486,12 @@ def one_round(source: Source, work: Path) -> dict[str, dict[str, Any]]:
     out["export"] = in_child("export", spec)
     raw = fresh_enclave(work / "raw", None)
     out["raw"] = in_child("raw", {"source": str(source.ledger), "ledger": str(raw)})
-    enclave = fresh_enclave(work / "enclave", source.public_key)
+    enclave = fresh_enclave(work / "enclave", source)
     out["import"] = in_child("import", {"ledger": str(enclave), "bundle": str(bundle)})
     shutil.rmtree(work)
+    moved = {variant: out[variant]["events"] for variant in ("export", "raw", "import")}
+    if set(moved.values()) != {source.events}:  # an origin left out would skew the comparison
+        raise SystemExit(f"hq holds {source.events} events, but the rows moved {moved}")
     return out
 
 
@@ -391,7 +501,7 @@ def profile_round(source: Source, work: Path, stats: Path) -> None:
     bundle = work / "hq.orchkit"
     spec = {"ledger": str(ledger), "key": str(source.key), "out": str(bundle)}
     in_child("export", spec, profile=stats / "export")
-    enclave = fresh_enclave(work / "enclave", source.public_key)
+    enclave = fresh_enclave(work / "enclave", source)
     in_child("import", {"ledger": str(enclave), "bundle": str(bundle)}, profile=stats / "import")
     shutil.rmtree(work)
 
@@ -403,24 +513,36 @@ def copy_source(source: Source, work: Path) -> Path:
     return ledger
 
 
-def measure(args: argparse.Namespace, folder: Path) -> tuple[Results, dict[int, Source]]:
-    sources: dict[int, Source] = {}
-    for count in args.events:
+def cases(args: argparse.Namespace) -> list[Case]:
+    """Every size at every origin count, by origins, then events."""
+    return [(count, origins) for origins in args.origins for count in args.events]
+
+
+def measure(args: argparse.Namespace, folder: Path) -> tuple[Results, dict[Case, Source]]:
+    sources: dict[Case, Source] = {}
+    for count, origins in cases(args):
         started = time.perf_counter()
-        sources[count] = build_source(folder / f"hq-{count}", count, args.batch)
+        made = build_source(folder / f"hq-{count}-{origins}", count, origins, args.batch)
+        sources[count, origins] = made
         seconds = time.perf_counter() - started
-        print(f"set-up: hq with {sources[count].events} events in {seconds:.0f} s", file=sys.stderr)
-    results: Results = {n: {v: [] for v in VARIANTS} for n in args.events}
+        print(
+            f"set-up: hq with {made.events} events of {origins} origins in {seconds:.0f} s",
+            file=sys.stderr,
+        )
+    results: Results = {case: {v: [] for v in VARIANTS} for case in cases(args)}
     for round_ in range(args.repeat):
-        for count in args.events:
-            done = one_round(sources[count], folder / "work")
+        for case in cases(args):
+            done = one_round(sources[case], folder / "work")
             for variant in VARIANTS:
-                results[count][variant].append(done[variant])
+                results[case][variant].append(done[variant])
             shown = ", ".join(
                 f"{v} {done[v]['seconds']:.2f} s {(done[v]['rss_kib'] or 0) / 1024:.0f} MiB"
                 for v in VARIANTS
             )
-            print(f"round {round_ + 1}, {count} events: {shown}", file=sys.stderr)
+            print(
+                f"round {round_ + 1}, {case[0]} events, {case[1]} origins: {shown}",
+                file=sys.stderr,
+            )
     return results, sources
 
 
@@ -473,13 +595,20 @@ def mib(runs: list[dict[str, Any]], field: str = "rss_kib") -> float:
     return statistics.median(values) / 1024 if values else float("nan")
 
 
-def judge(results: Results, sizes: list[int]) -> dict[str, tuple[bool, str]]:
+def plural(origins: int) -> str:
+    return f"{origins:,} origin{'' if origins == 1 else 's'}"
+
+
+def judge(results: Results, args: argparse.Namespace) -> dict[str, tuple[bool, str]]:
     """Each goal: met or not, and why. Speed is judged on the ratio of the medians; the ratios
-    within each round (the two ran back to back) are shown beside it."""
-    small, large = min(sizes), max(sizes)
+    within each round (the two ran back to back) are shown beside it. Flat RSS is judged at each
+    origin count from the smallest size to the largest, and at each size from the fewest origins
+    to each larger count."""
+    sizes, counts = args.events, args.origins
+    small, large, fewest = min(sizes), max(sizes), min(counts)
     verdicts: dict[str, tuple[bool, str]] = {}
-    for count in sizes:
-        runs = results[count]
+    for count, origins in cases(args):
+        runs = results[count, origins]
         for variant, baseline, goal, name in (
             ("export", "pipeline", EXPORT_GOAL, "the pipeline"),
             ("import", "raw", IMPORT_GOAL, "the raw baseline"),
@@ -487,53 +616,88 @@ def judge(results: Results, sizes: list[int]) -> dict[str, tuple[bool, str]]:
             ours, theirs = rates(runs[variant]), rates(runs[baseline])
             ratio = statistics.median(ours) / statistics.median(theirs)
             paired = ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs, strict=True))
-            verdicts[f"{variant}/{count}"] = (
+            verdicts[f"{variant}/{count}/{origins}"] = (
                 ratio >= goal,
                 f"{ratio:.2f}x {name} (medians; round by round {paired})",
             )
     for variant in ("export", "import"):
-        low, high = mib(results[small][variant]), mib(results[large][variant])
-        growth = high / low - 1
-        met = growth <= RSS_GROWTH and high < RSS_CAP_MIB
-        verdicts[f"rss/{variant}"] = (
-            met,
-            f"{high:.0f} MiB at {large:,} events, {low:.0f} MiB at {small:,} ({growth:+.0%})",
-        )
+        for origins in counts:
+            low = mib(results[small, origins][variant])
+            high = mib(results[large, origins][variant])
+            growth = high / low - 1
+            verdicts[f"rss/{variant}/{origins}"] = (
+                growth <= RSS_GROWTH and high < RSS_CAP_MIB,
+                f"{high:.0f} MiB at {large:,} events, {low:.0f} MiB at {small:,} ({growth:+.0%})",
+            )
+        for origins in counts:
+            if origins == fewest:
+                continue
+            for count in sizes:
+                low = mib(results[count, fewest][variant])
+                high = mib(results[count, origins][variant])
+                growth = high / low - 1
+                verdicts[f"rss-origins/{variant}/{count}/{origins}"] = (
+                    growth <= RSS_GROWTH and high < RSS_CAP_MIB,
+                    f"{high:.0f} MiB with {plural(origins)}, {low:.0f} MiB with "
+                    f"{plural(fewest)} ({growth:+.0%})",
+                )
     return verdicts
+
+
+def profiled_case(args: argparse.Namespace, verdicts: dict[str, tuple[bool, str]]) -> Case:
+    """The largest case (events, then origins) that missed a speed goal, else the largest."""
+    missed = [
+        case
+        for case in cases(args)
+        for variant in ("export", "import")
+        if not verdicts[f"{variant}/{case[0]}/{case[1]}"][0]
+    ]
+    return max(missed or cases(args))
 
 
 def render(
     results: Results,
-    sources: dict[int, Source],
+    sources: dict[Case, Source],
     args: argparse.Namespace,
     profiles: dict[str, tuple[float, list[str]]],
+    profiled: Case,
 ) -> str:
-    sizes = args.events
-    small, large = min(sizes), max(sizes)
+    sizes, counts = args.events, args.origins
+    small, large, fewest = min(sizes), max(sizes), min(counts)
+    origins_arg = f" --origins {','.join(map(str, counts))}" if counts != [1] else ""
     lines = [
         "## Bundle export and import (orchd vs command-line and raw SQLite baselines)",
         "",
         f"- machine: {report.machine()}",
         f"- code: {os.environ.get(CODE) or report.code()} (a copy of orchd/ taken at the start "
         "is what every process imports)",
-        f"- command: `python tools/bench/bundles.py --events {','.join(map(str, sizes))} "
-        f"--repeat {args.repeat} --batch {args.batch}`",
+        f"- command: `python tools/bench/bundles.py --events {','.join(map(str, sizes))}"
+        f"{origins_arg} --repeat {args.repeat} --batch {args.batch}`",
         f"- site `hq`: `site.initialized`, `key.created`, then N job-lifecycle events "
         "(`job.submitted`, `run.leased`, `run.started`, `run.ended`, small payloads) appended "
         f"in batches of {args.batch} (not timed); {args.repeat} rounds, each starting from a "
-        "copy of that ledger (page cache warm) and running the four rows of a size back to "
+        "copy of that ledger (page cache warm) and running the four rows of a case back to "
         "back, each in a fresh child process",
+        "- K origins (every N at every K): the same N events spread over them, N/K to each; hq "
+        "appends its own share (and what is left over) and holds the other K-1 origins' chains "
+        "(`site.initialized`, then N/K lifecycle events, sealed by `events.seal_batch` under the "
+        "origin's key and recorded with `SqliteLedger.import_events` as a relay would), each "
+        "with the origin's signed head statement in hq's statement store, so format 2 exports "
+        "every origin's whole chain; the events column counts every event of every origin",
         f"- pipeline: `bash -o pipefail -c '{PIPELINE.format(db='ledger.db', out='out.zst')}'`"
         " (no fsync)",
-        "- export: `bundles.export` of every event to a bundle for `enclave` (zstd level 3 "
-        "through the staging file, tar, fsyncs, `bundle.exported` recorded); opening the ledger "
-        "(quick_check, tail verification) is before the clock starts",
-        "- import: `bundles.import_bundle` into a fresh site `enclave` that trusts hq's key "
-        "(signature, streamed zstd, every event parsed and chain-checked, inserted and folded "
-        "into the projections, one transaction); opening the ledger is before the clock starts",
-        "- raw: into another fresh `enclave` ledger, `executemany` of hq's event rows (all "
-        "columns, as the store writes them) and its `jobs`, `runs`, `heads` rows, read from hq's "
-        f"ledger in chunks of {RAW_BATCH:,}, one transaction, the ledger's pragmas "
+        "- export: `bundles.export` (format 2) of every event to a bundle for `enclave` (zstd "
+        "level 3 through the staging file, tar, fsyncs, hq's head statement signed, every "
+        "origin's passed on, `bundle.exported` recorded); opening the ledger (quick_check, tail "
+        "verification) is before the clock starts",
+        "- import: `bundles.import_bundle` into a fresh site `enclave` that trusts hq's key and "
+        "every relayed origin's key (signature and head statements checked, streamed zstd, "
+        "every event parsed and chain-checked, inserted and folded into the projections, "
+        "statements kept, one transaction); opening the ledger is before the clock starts",
+        "- raw: into another fresh `enclave` ledger, `executemany` of hq's event rows of every "
+        "origin (all columns, as the store writes them) and its `jobs`, `runs`, `heads` and "
+        "`statements` rows (the head statements an import keeps; none with one origin), read "
+        f"from hq's ledger in chunks of {RAW_BATCH:,}, one transaction, the ledger's pragmas "
         "(WAL, synchronous=FULL, 64 MiB cache)",
         "- peak RSS: the median over rounds of each child's peak `VmHWM` (the whole process: "
         "interpreter, opening the ledger, the operation; in brackets the peak during the "
@@ -542,65 +706,77 @@ def render(
         "the sum of the importing process's peak and its reader child's (polled from /proc "
         "every 20 ms; the reader's own median peak follows the table)",
         "",
-        "| events | what | median s | median events/s | min | max | peak RSS MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| events | origins | what | median s | median events/s | min | max | peak RSS MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for count in sizes:
+    for case in cases(args):
         for variant in VARIANTS:
-            runs = results[count][variant]
+            runs = results[case][variant]
             seconds = statistics.median(run["seconds"] for run in runs)
             rss = f"{mib(runs):.0f}" if runs[0]["rss_kib"] is not None else "not measured"
             if runs[0].get("op_peak_kib") is not None:
                 rss += f" ({mib(runs, 'op_peak_kib'):.0f})"
             lines.append(
-                f"| {sources[count].events:,} | {LABELS[variant]} | {seconds:.2f} "
+                f"| {sources[case].events:,} | {case[1]:,} | {LABELS[variant]} | {seconds:.2f} "
                 f"| {report.cells(rates(runs))} | {rss} |"
             )
     lines.append("")
-    for count in sizes:
+    for case in cases(args):
         made = {
-            v: statistics.median(r["size"] for r in results[count][v]) / 2**20
+            v: statistics.median(r["size"] for r in results[case][v]) / 2**20
             for v in ("export", "pipeline")
         }
         lines.append(
-            f"- {sources[count].events:,} events: the bundle is {made['export']:.1f} MiB, the "
-            f"pipeline's `out.zst` {made['pipeline']:.1f} MiB"
+            f"- {sources[case].events:,} events, {plural(case[1])}: the bundle is "
+            f"{made['export']:.1f} MiB, the pipeline's `out.zst` {made['pipeline']:.1f} MiB"
         )
-    for count in sizes:
-        reader = mib(results[count]["import"], "reader_kib")
+    for case in cases(args):
+        reader = mib(results[case]["import"], "reader_kib")
         lines.append(
-            f"- {sources[count].events:,} events: the import's reader child peaked at "
-            f"{reader:.0f} MiB (counted in the import's peak RSS above)"
+            f"- {sources[case].events:,} events, {plural(case[1])}: the import's reader child "
+            f"peaked at {reader:.0f} MiB (counted in the import's peak RSS above)"
         )
-    verdicts = judge(results, sizes)
-    lines += ["", "Goals (issue 5):", ""]
+    verdicts = judge(results, args)
+    lines += ["", "Goals (issue 5; with 100 and 1,000 origins, issue 21):", ""]
     for variant, goal, baseline in (
         ("export", EXPORT_GOAL, "the pipeline"),
         ("import", IMPORT_GOAL, "the raw baseline"),
     ):
-        for count in sizes:
-            met, text = verdicts[f"{variant}/{count}"]
+        for count, origins in cases(args):
+            met, text = verdicts[f"{variant}/{count}/{origins}"]
             lines.append(
-                f"- {variant} >= {goal:g}x {baseline}, {count:,} events: {text}: "
-                f"{report.verdict(met)}"
+                f"- {variant} >= {goal:g}x {baseline}, {count:,} events, {plural(origins)}: "
+                f"{text}: {report.verdict(met)}"
             )
     scale = ""
     if (small, large) != (100_000, 1_000_000):
         scale = f" (judged at {large:,} against {small:,}; the goal names 1M against 100k)"
     for variant in ("export", "import"):
-        met, text = verdicts[f"rss/{variant}"]
-        lines.append(
-            f"- {variant} peak RSS at the largest size within {RSS_GROWTH:.0%} of the smallest "
-            f"and below {RSS_CAP_MIB} MiB{scale}: {text}: {report.verdict(met)}"
-        )
+        for origins in counts:
+            met, text = verdicts[f"rss/{variant}/{origins}"]
+            lines.append(
+                f"- {variant} peak RSS at the largest size within {RSS_GROWTH:.0%} of the "
+                f"smallest and below {RSS_CAP_MIB} MiB, {plural(origins)}{scale}: {text}: "
+                f"{report.verdict(met)}"
+            )
+        for origins in counts:
+            if origins == fewest:
+                continue
+            for count in sizes:
+                met, text = verdicts[f"rss-origins/{variant}/{count}/{origins}"]
+                lines.append(
+                    f"- {variant} peak RSS with {plural(origins)} within {RSS_GROWTH:.0%} of "
+                    f"{plural(fewest)}'s and below {RSS_CAP_MIB} MiB, {count:,} events: "
+                    f"{text}: {report.verdict(met)}"
+                )
     for what, (total, rows) in profiles.items():
         only = "; the importing process only: its reader child is not profiled"
         lines += [
             "",
-            f"Profile of orchd's {what} (cProfile, one run of {large:,} events, "
-            f"{total:.1f} s under the profiler; shares of that time; the cumulative times of "
-            "nested generators overlap, so a cumulative share can pass 100 %"
-            f"{only if what == 'import' else ''}):",
+            f"Profile of orchd's {what} (cProfile, one run of {profiled[0]:,} events, "
+            f"{plural(profiled[1])}, {total:.1f} s under the profiler; shares of that time; the "
+            "cumulative times of nested generators overlap, so a cumulative share can pass "
+            f"100 %{only if what == 'import' else ''}):",
             "",
             "| kind | share | seconds | function |",
             "| --- | --- | --- | --- |",
@@ -630,6 +806,13 @@ def main() -> int:
         default=[100_000, 1_000_000],
         help="sizes of hq's ledger, comma-separated (default 100000,1000000)",
     )
+    parser.add_argument(
+        "--origins",
+        type=lambda text: sorted(int(n) for n in text.split(",")),
+        default=[1],
+        help="origins the events are spread over, comma-separated; every size is run at each "
+        "(default 1: hq alone)",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=10_000, help="set-up append batch size")
     parser.add_argument(
@@ -639,6 +822,8 @@ def main() -> int:
     )
     parser.add_argument("--write", type=Path, help="write the results into this Markdown file")
     args = parser.parse_args()
+    if min(args.origins) < 1 or min(args.events) < max(args.origins):
+        parser.error("--origins must be at least 1 and at most the smallest of --events")
     check_tools(parser)
     run_on_snapshot()
     try:
@@ -653,16 +838,17 @@ def run(args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         folder = Path(tmp)
         results, sources = measure(args, folder)
-        verdicts = judge(results, args.events)
+        verdicts = judge(results, args)
         profiles: dict[str, tuple[float, list[str]]] = {}
+        profiled = profiled_case(args, verdicts)
         if args.profile or not all(met for met, _ in verdicts.values()):
             stats = folder / "profiles"
             stats.mkdir()
-            print("profiling orchd's export and import", file=sys.stderr)
-            profile_round(sources[max(args.events)], folder / "work", stats)
+            print(f"profiling orchd's export and import at {profiled}", file=sys.stderr)
+            profile_round(sources[profiled], folder / "work", stats)
             for what in ("export", "import"):
                 profiles[what] = top(stats / what, 12)
-    return render(results, sources, args, profiles)
+    return render(results, sources, args, profiles, profiled)
 
 
 if __name__ == "__main__":
