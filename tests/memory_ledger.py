@@ -242,6 +242,10 @@ class MemoryLedger:
         )
         yield from (found if limit < 0 else found[:limit])
 
+    def newest_dead(self, limit: int, origin: str | None = None) -> list[JobView]:
+        found = self._select(lambda j: j.state == "dead" and origin in (None, j.origin))
+        return sorted(found, key=lambda j: (j.updated_at, j.job_id), reverse=True)[:limit]
+
     def replays_of(self, job_id: str) -> list[JobView]:
         return self._select(lambda j: j.replay_of == job_id)
 
@@ -373,8 +377,7 @@ class MemoryLedger:
         found = [
             r for r in self._rows.runs.values() if r.state in states and origin in (None, r.origin)
         ]
-        found.sort(key=lambda r: r.run_id)
-        found.sort(key=lambda r: _nulls_first(r.ended_at), reverse=True)
+        found.sort(key=lambda r: (_nulls_first(r.ended_at), r.run_id), reverse=True)
         return found[:limit]
 
     # --- trust queries --------------------------------------------------------------------

@@ -62,7 +62,6 @@ def status(
     now_ms = clock.now_ms()
     chosen = whose(ledger, origin=origin, all_origins=all_origins)
     counts = ledger.state_counts(chosen)
-    dead = sorted(ledger.jobs(state="dead", source=None, origin=chosen), key=lambda j: j.updated_at)
     return Status(
         site_id=ledger.site_id,
         now=timefmt.format_ms(now_ms),
@@ -73,7 +72,7 @@ def status(
             ledger.jobs(state="throttled", source=None, origin=chosen),
             key=lambda j: (j.eligible_at or "", j.job_id),
         ),
-        dead=dead[::-1][:RECENT],
+        dead=ledger.newest_dead(RECENT, chosen),
         failures=ledger.recent_runs(("failed", "timed_out"), RECENT, chosen),
         freshness=[_freshness(row, now_ms) for row in ledger.last_successes(chosen)],
         paused=ledger.pauses(),

@@ -277,6 +277,12 @@ def test_counts_for_status_and_metrics(ledger: ContractLedger, clock: FakeClock)
     recent = ledger.recent_runs(("failed", "succeeded"), 5)
     assert [r.run_id for r in recent] == [RUN_B, RUN_A]
     assert [r.run_id for r in ledger.recent_runs(("succeeded",), 5, SITE)] == [RUN_A]
+    assert [j.job_id for j in ledger.newest_dead(5)] == [JOB_B]
+    assert ledger.newest_dead(5, "elsewhere") == [] and ledger.newest_dead(0) == []
+    # the counters follow every later change of a job they count
+    ledger.append([moved(JOB_C, "throttled", "cancelled")])
+    assert ledger.state_counts() == {"succeeded": 1, "dead": 1, "cancelled": 1}
+    assert ("fetch", None, "cancelled", None, 1) in ledger.job_tallies()
 
 
 def test_event_tallies_count_this_sites_records_by_error(ledger: ContractLedger) -> None:

@@ -127,6 +127,26 @@ def test_an_edited_projection_is_found_and_rebuild_repairs_it(ledger: Orchd, edi
     assert ledger.jobs() == before
 
 
+def test_an_edited_job_counter_is_found_and_rebuild_repairs_it(ledger: Orchd) -> None:
+    """The counters status and metrics read must agree with the jobs they count."""
+
+    def states() -> object:
+        return json.loads(ledger.ok("status", "--json").stdout)["states"]
+
+    before = states()
+    key = "origin || '/' || job_type || '/' || source || '/' || state || '/' || cause"
+    first = f"(SELECT min({key}) FROM job_counts WHERE n >= ?)"
+    ledger.tamper((f"UPDATE job_counts SET n = n + 5 WHERE {key} = {first}", [1]))
+    assert states() != before
+
+    result = ledger.fails(53, "ledger", "verify")
+    assert "projection 'job_counts' differs" in result.stderr
+
+    ledger.ok("ledger", "rebuild")
+    ledger.ok("ledger", "verify")
+    assert states() == before
+
+
 def test_an_edited_heads_row_is_found_and_rebuild_repairs_it(site: Orchd) -> None:
     site.submit("feed-refresh")
     count = site.event_count()

@@ -26,7 +26,7 @@ from orchd.errors import (
 )
 
 from .. import keys
-from . import placement, projector, schema
+from . import counters, placement, projector, schema
 from .base import check_whole_file, translated
 from .retention import checkpoint_payload, decompressed_lines, load_base
 from .statements import StatementStore
@@ -58,6 +58,7 @@ class Integrity(StatementStore):
                 with contextlib.closing(_memory_projection()) as rebuilt:
                     load_base(self._db, rebuilt)
                     self._compare(self._rebuild_into(rebuilt))
+                self._check_counters()
                 digest = projector.digest(self._db)
                 count = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
             finally:
@@ -70,7 +71,22 @@ class Integrity(StatementStore):
                 self._db.execute(f"DELETE FROM {table}")
             load_base(self._db, self._db)
             self._rebuild_into(self._db)
+            counters.recount(self._db)
             return projector.digest(self._db)
+
+    def _check_counters(self) -> None:
+        """The job counters must hold what counting the jobs from scratch gives."""
+        for table, sql in (
+            ("job_counts", counters.RECOUNT_SQL),
+            ("job_successes", counters.RESUCCESS_SQL),
+        ):
+            select = sql[sql.index("SELECT") :]
+            kept = sorted(self._db.execute(f"SELECT * FROM {table}").fetchall())
+            counted = sorted(tuple(row) for row in self._db.execute(select))
+            if kept != counted:
+                raise ProjectionMismatch(
+                    table=table, detail="the counters differ from a count of the jobs held"
+                )
 
     def _compare(self, rebuilt: Database) -> None:
         difference = projector.first_difference(self._db, rebuilt)

@@ -28,6 +28,7 @@ from orchd.core.projection import (
 )
 from orchd.core.site_views import OverrideView, PauseView
 
+from .counters import count
 from .schema import PROJECTION_TABLES
 
 
@@ -131,6 +132,7 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
             runs[new_run.run_id] = changed_runs[new_run.run_id] = new_run
     _write(db, _JOBS, [changed_jobs[k] for k in sorted(changed_jobs)], jobs_before)
     _write(db, _RUNS, [changed_runs[k] for k in sorted(changed_runs)], runs_before)
+    count(db, changed_jobs.values(), jobs_before)
     db.conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
 
 

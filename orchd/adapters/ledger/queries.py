@@ -10,9 +10,11 @@ from collections.abc import Collection, Iterator, Sequence
 
 from orchd.core import events
 from orchd.core.events import Event
+from orchd.core.machines import RUN
 from orchd.core.metrics import RunTally
 from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, RunView
 from orchd.core.site_views import AnswerView, OverrideView, PauseView, RequestView
+from orchd.errors import InternalError
 
 from . import projector
 from .base import LedgerBase, of_origin, translated
@@ -61,11 +63,20 @@ class JobQueries(LedgerBase):
         where = " AND ".join(["1 = 1", *used])
         yield from self._select_jobs(where, list(used.values()), limit=limit)
 
+    def newest_dead(self, limit: int, origin: str | None = None) -> list[JobView]:
+        """The jobs that went dead most recently, newest first (index ``jobs_dead``)."""
+        where, params = of_origin("AND", origin)
+        return self._select_jobs(
+            f"state = 'dead' {where}", params, limit, order="updated_at DESC, job_id DESC"
+        )
+
     def replays_of(self, job_id: str) -> list[JobView]:
         return self._select_jobs("replay_of = ?", [job_id], limit=-1)
 
-    def _select_jobs(self, where: str, params: Sequence[str | None], limit: int) -> list[JobView]:
-        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY job_id LIMIT ?"
+    def _select_jobs(
+        self, where: str, params: Sequence[str | None], limit: int, order: str = "job_id"
+    ) -> list[JobView]:
+        sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE {where} ORDER BY {order} LIMIT ?"
         with translated(self.path):
             rows = self._db.execute(sql, [*params, limit]).fetchall()
         return [JobView._make(row) for row in rows]
@@ -135,15 +146,15 @@ class JobQueries(LedgerBase):
 
     def state_counts(self, origin: str | None = None) -> dict[str, int]:
         where, params = of_origin("WHERE", origin)
-        sql = f"SELECT state, count(*) FROM jobs {where} GROUP BY state"
+        sql = f"SELECT state, sum(n) FROM job_counts {where} GROUP BY state"  # a row per group
         with translated(self.path):
             return dict(self._db.execute(sql, params).fetchall())
 
     def last_successes(self, origin: str | None = None) -> list[tuple[str | None, str, str]]:
         """(source, job type, when its newest job succeeded), for every pair that succeeded."""
-        where, params = of_origin("AND", origin)
+        where, params = of_origin("WHERE", origin)
         sql = (
-            f"SELECT source, job_type, max(updated_at) FROM jobs WHERE state = 'succeeded' {where} "
+            f"SELECT nullif(source, ''), job_type, max(at) FROM job_successes {where} "
             "GROUP BY source, job_type ORDER BY source, job_type"
         )
         with translated(self.path):
@@ -151,8 +162,10 @@ class JobQueries(LedgerBase):
 
     def job_tallies(self) -> list[tuple[str, str | None, str, str | None, int]]:
         sql = (
-            "SELECT job_type, source, state, CASE WHEN state = 'throttled' THEN cause END, "
-            "count(*) FROM jobs WHERE origin = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+            "SELECT job_type, nullif(source, ''), state, "
+            "CASE WHEN state = 'throttled' THEN nullif(cause, '') END, n FROM job_counts "
+            "WHERE origin = ? "
+            "ORDER BY 1, 2, 3, 4"
         )
         with translated(self.path):
             return [tuple(row) for row in self._db.execute(sql, [self._site_id])]
@@ -204,14 +217,17 @@ class JobQueries(LedgerBase):
     def recent_runs(
         self, states: Sequence[str], limit: int, origin: str | None = None
     ) -> list[RunView]:
-        marks = ", ".join("?" for _ in states)
+        if not set(states) <= RUN.states:
+            raise InternalError(detail=f"no such run states: {sorted(states)}")
+        # the states as literals, so that SQLite sees the partial index runs_failed applies
+        listed = ", ".join(f"'{state}'" for state in sorted(states))
         where, params = of_origin("AND", origin)
         sql = (
-            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE state IN ({marks}) {where} "
-            "ORDER BY ended_at DESC, run_id LIMIT ?"
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE state IN ({listed}) {where} "
+            "ORDER BY ended_at DESC, run_id DESC LIMIT ?"
         )
         with translated(self.path):
-            rows = self._db.execute(sql, [*states, *params, limit])
+            rows = self._db.execute(sql, [*params, limit])
             return [RunView._make(row) for row in rows]
 
     def usage(self, since: str) -> list[tuple[str, str, str | None, int, int]]:

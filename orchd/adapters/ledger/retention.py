@@ -22,7 +22,7 @@ from orchd.core.events import Draft
 from orchd.core.ports import Sign
 from orchd.errors import ChainBroken, MemberMismatch
 
-from . import placement, projector, schema
+from . import counters, placement, projector, schema
 from .base import translated
 from .statements import StatementStore
 
@@ -125,6 +125,7 @@ class Retention(StatementStore):
             whole = restoring and statement.origin == self._site_id
             load_rows(self._db, base.rows, whole=whole)
             load_rows(self._db, base.rows, whole=whole, prefix="base_")
+            counters.recount(self._db)
             self._db.execute(
                 "INSERT OR REPLACE INTO checkpoints (origin, seq, hash) VALUES (?, ?, ?)",
                 [statement.origin, statement.seq, statement.hash],

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 from orchd import crash
 
+from . import counters
+
 APPLICATION_ID = 0x4F524348  # "ORCH"
 
 # The projection tables as migration 1 created them; later migrations alter them, so a rebuild
@@ -294,6 +296,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("retention checkpoints", _script(_V12)),
     ("the statement store", _script(_V13)),
     ("origins' base rows", _script(_V14)),
+    ("job counters for interactive reads", _script(counters.MIGRATION)),
 )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from orchd import crash
@@ -35,6 +35,7 @@ from .base import check_database, connect, event_row, translated
 from .integrity import TAIL_CHECK, Integrity
 from .placement import check_file, heads_file, put_in_place
 from .queries import JobQueries
+from .reads import EventReads
 from .retention import Retention
 from .statements import StatementStore
 from .trust_queries import TrustQueries
@@ -59,7 +60,7 @@ class _KeyRecorded(Exception):
     """An idempotency key of the batch is already in the ledger (internal signal)."""
 
 
-class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStore):
+class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStore, EventReads):
     """The ``Ledger`` port over one SQLite file."""
 
     # --- opening and creating -------------------------------------------------------------
@@ -320,43 +321,3 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
         """This site's event recorded under ``idempotency_key``, if any."""
         with translated(self.path):
             return self._recorded({idempotency_key}).get(idempotency_key)
-
-    def bodies(self, origin: str, from_seq: int, to_seq: int) -> Iterator[bytes]:
-        """The canonical bytes of ``origin``'s events from_seq..to_seq, streamed in seq order."""
-        sql = "SELECT body FROM events WHERE origin = ? AND seq BETWEEN ? AND ? ORDER BY seq"
-        with translated(self.path):
-            cursor = self._db.conn.execute(sql, [origin, from_seq, to_seq])
-            while rows := cursor.fetchmany(1000):
-                for (body,) in rows:
-                    yield bytes(body)
-
-    def tail(
-        self,
-        after: int | None,
-        limit: int,
-        *,
-        event_type: str | None = None,
-        origin: str | None = None,
-        since: str | None = None,
-    ) -> list[tuple[int, Event]]:
-        """(position, event) in the order this site recorded them (its own and imported ones):
-        the last ``limit`` when ``after`` is None, else those after position ``after`` (a
-        keyset on the position, never OFFSET); only of ``event_type``, ``origin``, occurred at
-        or after ``since`` when given."""
-        filters = {"type = ?": event_type, "origin = ?": origin, "occurred_at >= ?": since}
-        if after is not None:
-            filters["rowid > ?"] = str(after)
-        used = {sql: value for sql, value in filters.items() if value is not None}
-        where = " AND ".join(["1 = 1", *used])
-        order = "DESC" if after is None else ""
-        sql = f"SELECT rowid, body, hash FROM events WHERE {where} ORDER BY rowid {order} LIMIT ?"
-        params: list[object] = [*used.values(), limit]
-        with translated(self.path):
-            rows = self._db.execute(sql, params).fetchall()
-        found = [(row[0], events.parse(row[1], row[2])) for row in rows]
-        return sorted(found, key=lambda pair: pair[0])
-
-    def events_of_type(self, event_type: str) -> list[Event]:
-        sql = "SELECT body, hash FROM events WHERE type = ? ORDER BY hlc, origin, seq"
-        with translated(self.path):
-            return [events.parse(b, h) for b, h in self._db.execute(sql, [event_type])]

@@ -1,0 +1,58 @@
+"""Reading the event log itself (adapters layer): an origin's bodies for a bundle, the audit
+trail's tail by position, the events of one type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from orchd.core import events
+from orchd.core.events import Event
+
+from .base import LedgerBase, translated
+
+
+class EventReads(LedgerBase):
+    """What ``SqliteLedger`` reads of its events, beside the projections."""
+
+    def bodies(self, origin: str, from_seq: int, to_seq: int) -> Iterator[bytes]:
+        """The canonical bytes of ``origin``'s events from_seq..to_seq, streamed in seq order."""
+        sql = "SELECT body FROM events WHERE origin = ? AND seq BETWEEN ? AND ? ORDER BY seq"
+        with translated(self.path):
+            cursor = self._db.conn.execute(sql, [origin, from_seq, to_seq])
+            while rows := cursor.fetchmany(1000):
+                for (body,) in rows:
+                    yield bytes(body)
+
+    def tail(
+        self,
+        after: int | None,
+        limit: int,
+        *,
+        event_type: str | None = None,
+        origin: str | None = None,
+        since: str | None = None,
+    ) -> list[tuple[int, Event]]:
+        """(position, event) in the order this site recorded them (its own and imported ones):
+        the last ``limit`` when ``after`` is None, else those after position ``after`` (a
+        keyset on the position, never OFFSET); only of ``event_type``, ``origin``, occurred at
+        or after ``since`` when given."""
+        filters: dict[str, object] = {
+            "type = ?": event_type,
+            "origin = ?": origin,
+            "occurred_at >= ?": since,
+            "rowid > ?": after,
+        }
+        used = {sql: value for sql, value in filters.items() if value is not None}
+        where = " AND ".join(["1 = 1", *used])
+        order = "DESC" if after is None else ""
+        sql = f"SELECT rowid, body, hash FROM events WHERE {where} ORDER BY rowid {order} LIMIT ?"
+        params: list[object] = [*used.values(), limit]
+        with translated(self.path):
+            rows = self._db.execute(sql, params).fetchall()
+        found = [(row[0], events.parse(row[1], row[2])) for row in rows]
+        return sorted(found, key=lambda pair: pair[0])
+
+    def events_of_type(self, event_type: str) -> list[Event]:
+        sql = "SELECT body, hash FROM events WHERE type = ? ORDER BY hlc, origin, seq"
+        with translated(self.path):
+            return [events.parse(b, h) for b, h in self._db.execute(sql, [event_type])]
