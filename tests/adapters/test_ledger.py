@@ -233,3 +233,32 @@ def test_finding_pending_jobs_does_not_grow_with_finished_ones(ledger: SqliteLed
     many = _steps_of_pending_jobs(ledger)
 
     assert many < 2 * few  # 100 times as many finished jobs: not 100 times the work
+
+
+def test_the_wal_is_bounded_and_settled_after_a_long_read(tmp_path: Path) -> None:
+    """A ledger connection keeps at most JOURNAL_LIMIT bytes of WAL after a checkpoint; a long
+    read that held old pages (verify) checkpoints what gathered meanwhile without waiting, and
+    the next write restarts the WAL small."""
+    path = tmp_path / "ledger.db"
+    made = SqliteLedger.create(
+        path, "hq", FakeClock(), CountingEntropy(), site.initialized("hq", ACTOR, "test")
+    )
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM events").fetchone()  # a snapshot the writes outgrow
+    for n in range(40):
+        made.append([submitted(f"01KB{n:022d}", params={"pad": "x" * 800})])
+    busy_while_read = made.settle()
+    reader.execute("ROLLBACK")
+    reader.close()
+    wal = Path(f"{path}-wal")
+    assert wal.stat().st_size > 0
+    report = made.verify()
+    busy, frames, done = made.settle()
+    assert (busy, frames) == (0, done) and report.events == 41
+    assert busy_while_read[2] < busy_while_read[1]  # the reader held the newest frames back
+    limit = made._db.execute("PRAGMA journal_size_limit").fetchone()[0]
+    assert limit == 64 << 20
+    made.append([submitted("01KC0000000000000000000000")])
+    assert wal.stat().st_size <= limit
+    made.close()

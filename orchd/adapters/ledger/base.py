@@ -53,6 +53,9 @@ def translated(path: Path) -> Iterator[None]:
         raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
 
 
+JOURNAL_LIMIT = 64 << 20  # bytes of ``-wal`` kept after a checkpoint
+
+
 def connect(path: Path, mode: str) -> Database:
     conn = sqlite3.connect(
         f"file:{quote(str(path))}?mode={mode}", uri=True, isolation_level=None, timeout=30
@@ -61,6 +64,9 @@ def connect(path: Path, mode: str) -> Database:
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache (KiB when negative)
+        # the WAL grows while a long reader (verify, backup) keeps old pages alive; once it has
+        # been checkpointed, SQLite truncates it back to this at the next write
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_LIMIT}")
     except BaseException:
         conn.close()
         raise
@@ -138,7 +144,19 @@ class LedgerBase:
         if self._heads_stale:
             with contextlib.suppress(OrchdError):
                 self._note_heads(now=None)
+        with contextlib.suppress(sqlite3.Error):  # statistics for the planner, bounded; best effort
+            self._db.execute("PRAGMA busy_timeout = 0")  # never wait for a writer to do it
+            self._db.execute("PRAGMA analysis_limit = 400")
+            self._db.execute("PRAGMA optimize")
         self._db.close()
+
+    def settle(self) -> tuple[int, int, int]:
+        """After a long read: checkpoint what the WAL holds without waiting for anyone
+        (``PASSIVE``), so that the next write can restart it small (``journal_size_limit``);
+        SQLite's (busy, WAL frames, frames checkpointed)."""
+        with translated(self.path):
+            row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     # --- writing --------------------------------------------------------------------------
 

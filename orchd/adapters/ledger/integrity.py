@@ -63,6 +63,7 @@ class Integrity(StatementStore):
                 count = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
             finally:
                 self._db.execute("ROLLBACK")
+        self.settle()  # the read is over: what the WAL gathered meanwhile can go
         return VerifyReport(origins=verified, events=count, projection_digest=digest)
 
     def rebuild(self) -> str:
