@@ -20,7 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -83,26 +83,44 @@ def compress_lines(
     """Write ``lines`` (each followed by a newline) as one zstd frame into ``path`` (or, for a
     small member, ``in_memory``: no file at all), hashing as it goes; a failing disk (full, I/O
     error) is a StorageError."""
+    return compress_batches(path, _batched(lines, 1000), level, in_memory=in_memory)
+
+
+def compress_batches(
+    path: Path, batches: Iterable[Sequence[bytes]], level: int = 3, *, in_memory: bool = False
+) -> Compressed:
+    """``compress_lines`` of lines given a batch at a time (joined a batch at a time)."""
     try:
         if in_memory:
             buffer = io.BytesIO()
-            made = _compress_lines(buffer, lines, level, path)
+            made = _compress_batches(buffer, batches, level, path)
             return dataclasses.replace(made, data=buffer.getvalue())
         with path.open("wb") as out:
-            return _compress_lines(out, lines, level, path)
+            return _compress_batches(out, batches, level, path)
     except OSError as exc:
         raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
 
 
-def _compress_lines(out: BinaryIO, lines: Iterable[bytes], level: int, path: Path) -> Compressed:
+def _batched(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _compress_batches(
+    out: BinaryIO, batches: Iterable[Sequence[bytes]], level: int, path: Path
+) -> Compressed:
     compressor = zstandard.ZstdCompressor(
         level=level, write_checksum=True, write_content_size=False
     )
     stream = compressor.compressobj()
     hasher = hashlib.sha256()
     size = raw = records = 0
-    buffered: list[bytes] = []
-    pending = 0
 
     def emit(chunk: bytes) -> None:
         nonlocal size
@@ -111,19 +129,13 @@ def _compress_lines(out: BinaryIO, lines: Iterable[bytes], level: int, path: Pat
             out.write(chunk)
             size += len(chunk)
 
-    for line in lines:
-        buffered.append(line)
-        buffered.append(b"\n")
-        pending += len(line) + 1
-        records += 1
-        if pending >= _CHUNK:
-            data = b"".join(buffered)
-            raw += len(data)
-            emit(stream.compress(data))
-            buffered, pending = [], 0
-    data = b"".join(buffered)
-    raw += len(data)
-    emit(stream.compress(data))
+    for batch in batches:
+        if not batch:
+            continue
+        data = b"\n".join(batch) + b"\n"
+        raw += len(data)
+        records += len(batch)
+        emit(stream.compress(data))
     emit(stream.flush())
     out.flush()  # not fsynced: it is read back into the archive, which is (publish)
     return Compressed(path, hasher.hexdigest(), size, raw, records)

@@ -262,3 +262,17 @@ def test_the_wal_is_bounded_and_settled_after_a_long_read(tmp_path: Path) -> Non
     made.append([submitted("01KC0000000000000000000000")])
     assert wal.stat().st_size <= limit
     made.close()
+
+
+def test_optimize_gathers_statistics_and_never_waits_for_a_writer(ledger: SqliteLedger) -> None:
+    for n in range(30):
+        ledger.append([submitted(f"01KD{n:022d}")])
+    ledger.optimize()
+    blocker = sqlite3.connect(ledger.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: optimize gives up at once
+    try:
+        ledger.optimize()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert ledger._db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000

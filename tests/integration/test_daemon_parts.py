@@ -407,12 +407,13 @@ def test_the_file_check_part_runs_beside_the_loop_at_start_then_daily_and_alarms
         if found is not None:
             raise found
 
-    health = Health()
-    part = FileCheck(check, health, log, first_ms=0)
+    health, optimized = Health(), []
+    part = FileCheck(check, health, log, first_ms=0, optimize=lambda: optimized.append(1))
     started = time.monotonic()
     part.tick(0)
     part.tick(10)  # still running: the tick returns at once
     assert time.monotonic() - started < 1 and health.file_ok is None
+    assert optimized == [1]  # the planner's statistics, on the loop, as each check starts
     release.set()
     assert part.running is not None
     part.running.join(5)
@@ -422,7 +423,7 @@ def test_the_file_check_part_runs_beside_the_loop_at_start_then_daily_and_alarms
     part.tick(30)  # not due again before a day
     assert part.running is None
     part.tick(FILE_CHECK_EVERY_MS)
-    assert part.running is not None
+    assert part.running is not None and optimized == [1, 1]
     part.running.join(5)
     part.tick(FILE_CHECK_EVERY_MS + 1)
     assert health.file_ok is True

@@ -267,12 +267,12 @@ def _compress(
     found: Found = {}
     held = 0
     for index, r in enumerate(ranges):
-        bodies = ledger.bodies(r.origin, r.from_seq, r.to_seq)
+        batches = ledger.body_batches(r.origin, r.from_seq, r.to_seq)
         if not r.head:  # format 1
-            bodies = _format_1_only(bodies)
-        made = archive_writer.compress_lines(
+            batches = (list(_format_1_only(iter(batch))) for batch in batches)
+        made = archive_writer.compress_batches(
             staging / f"{index}.zst",
-            _counting(bodies, r.origin, progress),
+            _counting(batches, r.origin, progress),
             in_memory=r.to_seq - r.from_seq < IN_MEMORY_UP_TO and held < IN_MEMORY_BYTES,
         )
         held += len(made.data or b"")
@@ -324,12 +324,15 @@ def _write(
 
 
 def _counting(
-    bodies: Iterator[bytes], origin: str, progress: Callable[[str, int], None]
-) -> Iterator[bytes]:
-    for count, body in enumerate(bodies, start=1):
-        if count % 10_000 == 0:
-            progress(origin, count)
-        yield body
+    batches: Iterator[list[bytes]], origin: str, progress: Callable[[str, int], None]
+) -> Iterator[list[bytes]]:
+    """``batches`` as they come, ``progress`` told at every 10,000 events passed."""
+    count = 0
+    for batch in batches:
+        before, count = count, count + len(batch)
+        if count // 10_000 > before // 10_000:
+            progress(origin, count - count % 10_000)
+        yield batch
 
 
 def _format_1_only(bodies: Iterator[bytes]) -> Iterator[bytes]:

@@ -144,11 +144,20 @@ class LedgerBase:
         if self._heads_stale:
             with contextlib.suppress(OrchdError):
                 self._note_heads(now=None)
-        with contextlib.suppress(sqlite3.Error):  # statistics for the planner, bounded; best effort
-            self._db.execute("PRAGMA busy_timeout = 0")  # never wait for a writer to do it
-            self._db.execute("PRAGMA analysis_limit = 400")
-            self._db.execute("PRAGMA optimize")
         self._db.close()
+
+    def optimize(self) -> None:
+        """Statistics for the query planner as the ledger grows (``PRAGMA optimize``, bounded by
+        ``analysis_limit``; never waiting for another writer; best effort). The daemon runs it
+        once a day: it writes ``sqlite_stat1``, so no command that must leave the file as it was
+        (a refused bundle) runs it."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA busy_timeout = 0")
+            try:
+                self._db.execute("PRAGMA analysis_limit = 400")
+                self._db.execute("PRAGMA optimize")
+            finally:
+                self._db.execute("PRAGMA busy_timeout = 30000")
 
     def settle(self) -> tuple[int, int, int]:
         """After a long read: checkpoint what the WAL holds without waiting for anyone

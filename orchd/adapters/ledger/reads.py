@@ -16,12 +16,16 @@ class EventReads(LedgerBase):
 
     def bodies(self, origin: str, from_seq: int, to_seq: int) -> Iterator[bytes]:
         """The canonical bytes of ``origin``'s events from_seq..to_seq, streamed in seq order."""
+        for batch in self.body_batches(origin, from_seq, to_seq):
+            yield from batch
+
+    def body_batches(self, origin: str, from_seq: int, to_seq: int) -> Iterator[list[bytes]]:
+        """``bodies`` a thousand at a time (an export compresses them so, not one by one)."""
         sql = "SELECT body FROM events WHERE origin = ? AND seq BETWEEN ? AND ? ORDER BY seq"
         with translated(self.path):
             cursor = self._db.conn.execute(sql, [origin, from_seq, to_seq])
             while rows := cursor.fetchmany(1000):
-                for (body,) in rows:
-                    yield bytes(body)
+                yield [bytes(body) for (body,) in rows]
 
     def tail(
         self,

@@ -71,10 +71,19 @@ class FileCheck:
     read) in a thread of its own, on its own read-only connection, at the daemon's start and
     then once a day: READY is never waited for it, and the loop goes on meanwhile. A damaged page
     is logged at error level and kept as the daemon's last error and ``file_ok`` (the status
-    line, ``orchd_ledger_file_ok`` 0), until a later check passes."""
+    line, ``orchd_ledger_file_ok`` 0), until a later check passes. ``optimize`` (the loop's
+    ledger: statistics for the planner) runs on the loop as each check starts."""
 
-    def __init__(self, check: Callable[[], None], health: Health, log: Log, *, first_ms: int):
-        self.check, self.health, self.log = check, health, log
+    def __init__(
+        self,
+        check: Callable[[], None],
+        health: Health,
+        log: Log,
+        *,
+        first_ms: int,
+        optimize: Callable[[], None] = lambda: None,
+    ):
+        self.check, self.health, self.log, self.optimize = check, health, log, optimize
         self.due_at = first_ms
         self.running: threading.Thread | None = None
         self.found: OrchdError | None = None
@@ -88,6 +97,7 @@ class FileCheck:
             self._report(now_ms)
         if now_ms >= self.due_at:
             self.due_at = now_ms + FILE_CHECK_EVERY_MS
+            self.optimize()
             self.found, self.started_ms = None, now_ms
             self.running = threading.Thread(target=self._run, name="ledger-check", daemon=True)
             self.running.start()

@@ -124,7 +124,11 @@ class Daemon:
         first_ms = 1000 if os.environ.get("ORCHD_TEST_HOOKS") == "1" else 60_000  # tests wait less
         self.prune = Prune(site, settings, policy, log, first_ms=mono + first_ms)
         self.file_check = FileCheck(
-            lambda: check_ledger_file(site.config), health, log, first_ms=mono
+            lambda: check_ledger_file(site.config),
+            health,
+            log,
+            first_ms=mono,
+            optimize=ledger.optimize,
         )
         self.wake = WakeUp(
             self.executor.wake, [self.spool / "new", self.inbox / "new"], self.schedules.timer_fired
