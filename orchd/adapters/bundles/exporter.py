@@ -129,7 +129,7 @@ def _chains(
     ending at the key that signed its head statement (this site's own key for its own range):
     from the origin's ``key.rotated`` events held here and the statement store (FORMAT.md 6)."""
     known: dict[str, list[Rotation]] = {}
-    for event in ledger.events_of_type("key.rotated"):
+    for event in ledger.records_of_type("key.rotated"):
         text = event.payload.get("statement")
         if event.origin in held and isinstance(text, str):
             line = rotations.parse(dsse.decode_base64(text, "a key.rotated statement"))

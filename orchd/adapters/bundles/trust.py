@@ -103,7 +103,7 @@ def relay_only(ledger: SqliteLedger, now_ms: int) -> dict[str, tuple[int, str]]:
     """origin -> (seq, bundle): the events this site holds of an origin on a relay's word alone,
     up to seq (``--vouched-by-relay``), until a head statement held of the origin covering the
     seq verifies with a key this site trusts for it (``core.statements.relay_only``)."""
-    imported = ledger.events_of_type("bundle.imported")
+    imported = ledger.records_of_type("bundle.imported")
     marks = bundle_views.relay_only_marks(imported, ledger.site_id)
     if not marks:
         return {}

@@ -60,3 +60,15 @@ class EventReads(LedgerBase):
         sql = "SELECT body, hash FROM events WHERE type = ? ORDER BY hlc, origin, seq"
         with translated(self.path):
             return [events.parse(b, h) for b, h in self._db.execute(sql, [event_type])]
+
+    def records_of_type(self, event_type: str) -> list[Event]:
+        """``events_of_type`` for a type that belongs to no job (trust and bundle records, the
+        daemon's own), read through the partial index that holds only those
+        (``events_by_type``): an export asks for ``key.rotated`` and must not read every job's
+        events to find them."""
+        sql = (
+            "SELECT body, hash FROM events WHERE job_id IS NULL AND type = ? "
+            "ORDER BY hlc, origin, seq"
+        )
+        with translated(self.path):
+            return [events.parse(b, h) for b, h in self._db.execute(sql, [event_type])]
