@@ -232,9 +232,7 @@ def inspect(file: Path, as_json: bool) -> None:
         )
 
 
-@bundle_.command()
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option(
+VOUCHED_BY_RELAY = click.option(  # bundle verify and bundle import alike
     "--vouched-by-relay",
     "vouched",
     multiple=True,
@@ -243,6 +241,11 @@ def inspect(file: Path, as_json: bool) -> None:
     "ORIGIN (repeatable; audited: --reason, --ticket per policy). They are shown as vouched by "
     "the relay only until ORIGIN's own signed head covers them.",
 )
+
+
+@bundle_.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@VOUCHED_BY_RELAY
 @click.option("--json", "as_json", is_flag=True, help="Print what an import would do as JSON.")
 @click.pass_obj
 def verify(config: Config, file: Path, vouched: tuple[str, ...], as_json: bool) -> None:
@@ -271,15 +274,7 @@ def _verify(call: Request) -> dict[str, Any]:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Check everything and say what would change.")
 @click.option("--allow-expired", is_flag=True, help="Import a bundle past its expiry (audited).")
-@click.option(
-    "--vouched-by-relay",
-    "vouched",
-    multiple=True,
-    metavar="ORIGIN",
-    help="Take ORIGIN's events on the exporter's word alone, where this site trusts no key of "
-    "ORIGIN (repeatable; audited: --reason, --ticket per policy). They are shown as vouched by "
-    "the relay only until ORIGIN's own signed head covers them.",
-)
+@VOUCHED_BY_RELAY
 @click.option(
     "--reason", help="Why (with --allow-expired or --vouched-by-relay; kept in the audit log)."
 )

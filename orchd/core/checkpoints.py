@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchd.core import canonical, dsse
-from orchd.core.manifest_members import MAX_STATEMENT, Range
+from orchd.core.manifest_members import Range
 from orchd.core.names import check_name
-from orchd.core.statements import Fork, Verify, signer_of, vouching_key
+from orchd.core.statements import Fork, Verify, read_payload, signer_of, vouching_key
 from orchd.core.trust import KeyView
 from orchd.errors import ChainFork, MemberMismatch, OrchdError, SignatureInvalid, WrittenByNewer
 
@@ -74,15 +74,7 @@ def _bad(detail: str) -> SignatureInvalid:
 def parse(data: bytes) -> CheckpointStatement:
     """A checkpoint statement read strictly (form only, no trust): at most MAX_STATEMENT bytes,
     a canonical envelope of CHECKPOINT_TYPE, a payload of exactly the four keys."""
-    if len(data) > MAX_STATEMENT:
-        raise _bad(f"larger than {MAX_STATEMENT} bytes")
-    body = dsse.decode(data, payload_type=CHECKPOINT_TYPE).payload
-    try:
-        value = canonical.decode(body)
-    except OrchdError as exc:
-        raise _bad(f"its payload is not canonical JSON ({exc.message})") from None
-    if not isinstance(value, dict) or set(value) != CHECKPOINT_KEYS:
-        raise _bad("its payload must hold exactly " + ", ".join(sorted(CHECKPOINT_KEYS)))
+    value = read_payload(data, CHECKPOINT_TYPE, CHECKPOINT_KEYS, _bad)
     seq, origin = value["seq"], value["origin"]
     if type(seq) is not int or not 1 <= seq <= canonical.MAX_INT:
         raise _bad(f"seq must be an integer from 1 to {canonical.MAX_INT}")

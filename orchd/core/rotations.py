@@ -15,11 +15,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from orchd.core import canonical, dsse
+from orchd.core import dsse
 from orchd.core.manifest_members import MAX_ROTATION_LINES, MAX_STATEMENT
-from orchd.core.statements import Verify, usable_keys
+from orchd.core.statements import Verify, read_payload, usable_keys
 from orchd.core.trust import KeyView
-from orchd.errors import MemberMismatch, OrchdError, SignatureInvalid
+from orchd.errors import MemberMismatch, SignatureInvalid
 
 KEYS = frozenset({"new_key_id", "old_key_id", "public_key", "site"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -53,15 +53,7 @@ def parse(data: bytes) -> Rotation:
     """One rotation statement read strictly (form only): at most MAX_STATEMENT bytes, a
     canonical envelope of the rotation type, exactly its four keys, ``new_key_id`` the sha256 of
     ``public_key``."""
-    if len(data) > MAX_STATEMENT:
-        raise _bad(f"larger than {MAX_STATEMENT} bytes")
-    body = dsse.decode(data, payload_type=dsse.ROTATION_TYPE).payload
-    try:
-        value = canonical.decode(body)
-    except OrchdError as exc:
-        raise _bad(f"its payload is not canonical JSON ({exc.message})") from None
-    if not isinstance(value, dict) or set(value) != KEYS:
-        raise _bad("its payload must hold exactly " + ", ".join(sorted(KEYS)))
+    value = read_payload(data, dsse.ROTATION_TYPE, KEYS, _bad)
     if not all(isinstance(value[k], str) and _HEX64.fullmatch(value[k]) for k in KEYS - {"site"}):
         raise _bad("its keys must be 64 lower-case hex digits")
     if dsse.key_id(bytes.fromhex(value["public_key"])) != value["new_key_id"]:

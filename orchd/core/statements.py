@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from orchd.core import canonical, dsse, hlc
 from orchd.core.manifest_members import MAX_STATEMENT, Range
@@ -92,18 +93,31 @@ def _bad(detail: str) -> SignatureInvalid:
     return SignatureInvalid(detail=f"head statement: {detail}")
 
 
-def parse_head(data: bytes) -> HeadStatement:
-    """A head statement's envelope read strictly (form only, no trust): at most MAX_STATEMENT
-    bytes, a canonical envelope of HEAD_TYPE, a payload of exactly the four keys."""
+def read_payload(
+    data: bytes,
+    payload_type: str,
+    keys: frozenset[str],
+    bad: Callable[[str], SignatureInvalid],
+) -> dict[str, Any]:
+    """A statement's payload read strictly (form only, no trust), for every kind of statement:
+    at most MAX_STATEMENT bytes, a canonical envelope of ``payload_type``, a canonical JSON
+    object of exactly ``keys``; ``bad`` makes each refusal."""
     if len(data) > MAX_STATEMENT:
-        raise _bad(f"larger than {MAX_STATEMENT} bytes")
-    payload = dsse.decode(data, payload_type=HEAD_TYPE).payload
+        raise bad(f"larger than {MAX_STATEMENT} bytes")
+    payload = dsse.decode(data, payload_type=payload_type).payload
     try:
         value = canonical.decode(payload)
     except OrchdError as exc:
-        raise _bad(f"its payload is not canonical JSON ({exc.message})") from None
-    if not isinstance(value, dict) or set(value) != HEAD_KEYS:
-        raise _bad("its payload must hold exactly " + ", ".join(sorted(HEAD_KEYS)))
+        raise bad(f"its payload is not canonical JSON ({exc.message})") from None
+    if not isinstance(value, dict) or set(value) != keys:
+        raise bad("its payload must hold exactly " + ", ".join(sorted(keys)))
+    return value
+
+
+def parse_head(data: bytes) -> HeadStatement:
+    """A head statement's envelope read strictly (form only, no trust): at most MAX_STATEMENT
+    bytes, a canonical envelope of HEAD_TYPE, a payload of exactly the four keys."""
+    value = read_payload(data, HEAD_TYPE, HEAD_KEYS, _bad)
     seq, digest, stamp, origin = value["seq"], value["hash"], value["hlc"], value["origin"]
     if type(seq) is not int or not 1 <= seq <= canonical.MAX_INT:
         raise _bad(f"seq must be an integer from 1 to {canonical.MAX_INT}")
