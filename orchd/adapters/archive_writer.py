@@ -20,6 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +34,7 @@ from . import files
 BLOCK = 512
 MAGIC = b"ustar\x00"
 _CHUNK = 65536
+_COMPRESSORS = threading.local()  # one per thread and level: a context is costly to make
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -115,10 +117,7 @@ def _batched(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 def _compress_batches(
     out: BinaryIO, batches: Iterable[Sequence[bytes]], level: int, path: Path
 ) -> Compressed:
-    compressor = zstandard.ZstdCompressor(
-        level=level, write_checksum=True, write_content_size=False
-    )
-    stream = compressor.compressobj()
+    stream = _compressor(level).compressobj()
     hasher = hashlib.sha256()
     size = raw = records = 0
 
@@ -139,6 +138,20 @@ def _compress_batches(
     emit(stream.flush())
     out.flush()  # not fsynced: it is read back into the archive, which is (publish)
     return Compressed(path, hasher.hexdigest(), size, raw, records)
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """This thread's compressor at ``level``, made once: each member's frame is a new
+    ``compressobj`` of it, so a bundle of 1,000 small ranges does not make 1,000 contexts."""
+    made: dict[int, zstandard.ZstdCompressor] | None = getattr(_COMPRESSORS, "by_level", None)
+    if made is None:
+        made = _COMPRESSORS.by_level = {}
+    compressor = made.get(level)
+    if compressor is None:
+        compressor = made[level] = zstandard.ZstdCompressor(
+            level=level, write_checksum=True, write_content_size=False
+        )
+    return compressor
 
 
 def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Path]]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchd.core import canonical, timefmt
@@ -110,6 +110,10 @@ class Manifest:
     previous: str  # the previous bundle to this recipient, or ""
     members: tuple[Member, ...]
     rotation: str | None = None  # a DSSE key-rotation statement, base64, when the key is new
+    _by_name: dict[str, Member] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {m.name: m for m in self.members})
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -141,9 +145,9 @@ class Manifest:
         return canonical.dump(self.to_json())
 
     def member(self, name: str) -> Member:
-        for member in self.members:
-            if member.name == name:
-                return member
+        member = self._by_name.get(name)
+        if member is not None:
+            return member
         raise BundleMalformed(detail=f"the manifest lists no member {name!r}")
 
 

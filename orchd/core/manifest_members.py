@@ -145,8 +145,9 @@ def check_members(
     ranges = _ranges(version, ranges_value)
     if [m.name for m in members] != member_order(version, ranges):
         raise _bad("members must be exactly the ranges' members, in archive order")
+    by_name = {m.name: m for m in members}
     for r in ranges:
-        _check_records(r, {m.name: m for m in members})
+        _check_records(r, by_name)
     return ranges, members
 
 

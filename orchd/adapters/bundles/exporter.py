@@ -158,7 +158,7 @@ Found = dict[str, tuple[bundle.Member, bytes | Path]]  # member name -> the memb
 # a range of fewer events is compressed in memory (no staging file to create and read back),
 # while the frames held so stay within a bound: memory does not grow with the ledger
 IN_MEMORY_UP_TO = 1000
-IN_MEMORY_BYTES = 4 << 20
+IN_MEMORY_BYTES = 16 << 20
 
 
 def _statement_members(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from orchd import crash
@@ -275,7 +275,7 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
                 o: (s, h) for o, s, h in self._db.execute("SELECT origin, seq, hash FROM heads")
             }
             joined = False
-            for batch in batches:
+            for batch in _coalesced(batches, _IMPORT_BATCH):
                 if isinstance(batch, Base):
                     self._take_base(batch, restoring)
                     if batch.join:
@@ -321,3 +321,28 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
         """This site's event recorded under ``idempotency_key``, if any."""
         with translated(self.path):
             return self._recorded({idempotency_key}).get(idempotency_key)
+
+
+_IMPORT_BATCH = 2000  # events written and folded at a time by an import, whatever its ranges
+
+
+def _coalesced(
+    batches: Iterable[Sequence[Event] | Base], size: int
+) -> Iterator[Sequence[Event] | Base]:
+    """``batches`` in order, consecutive event batches joined up to ``size`` events: a bundle
+    of 1,000 small ranges is written and folded in a few large statements, not in 1,000 of
+    each (a ``Base`` passes alone, after the events before it)."""
+    pending: list[Event] = []
+    for batch in batches:
+        if isinstance(batch, Base):
+            if pending:
+                yield pending
+                pending = []
+            yield batch
+            continue
+        pending.extend(batch)
+        if len(pending) >= size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
