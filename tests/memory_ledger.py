@@ -20,7 +20,7 @@ from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.chain import Stored
 from orchd.core.checkpoints import CheckpointStatement
 from orchd.core.events import Draft, Event
-from orchd.core.metrics import RunTally
+from orchd.core.metrics import DURATION_BOUNDS, RunTally
 from orchd.core.ports import Clock, Entropy, VerifyReport
 from orchd.core.projection import JobView, RunView
 from orchd.core.site_views import OverrideView, PauseView, RequestView
@@ -344,13 +344,13 @@ class MemoryLedger:
             key=lambda r: tuple(_nulls_first(v) for v in r[:4]),
         )
 
-    def run_tallies(self, bounds: Sequence[int]) -> list[RunTally]:
+    def run_tallies(self) -> list[RunTally]:
         groups: dict[tuple[str, str], list[RunView]] = {}
         for run in self._rows.runs.values():
             if run.origin == self._site_id and run.ended_at is not None:
                 key = (self._rows.jobs[run.job_id].job_type, run.state)
                 groups.setdefault(key, []).append(run)
-        return [_tally(key, runs, bounds) for key, runs in sorted(groups.items())]
+        return [_tally(key, runs, DURATION_BOUNDS) for key, runs in sorted(groups.items())]
 
     def event_tallies(self, types: Sequence[str]) -> dict[tuple[str, str], int]:
         counts = Counter(

@@ -127,12 +127,14 @@ def cli_reference() -> str:
         "`application/octet-stream` with the body in an `Orchd-Args` header, `bundle export`",
         "receives it); the caller needs the scope in `authz.yaml`. Reading actions also stream:",
         "`GET /v1/stream/audit.tail?after=N` (NDJSON). Without a daemon the same actions run",
-        'in-process (writes under the site lock). See ARCHITECTURE.md, "The daemon".',
+        'in-process (writes under the site lock). See ARCHITECTURE.md, "The daemon". "Runs"',
+        "is where the daemon runs it: on its loop, or on a lane beside it (`read`, `long`).",
         "",
-        "| action | scope | writes |",
-        "| --- | --- | --- |",
+        "| action | scope | writes | runs |",
+        "| --- | --- | --- | --- |",
         *(
-            f"| `{a.name}` | `{a.scope}` | {'yes' if a.writes else 'no'} |"
+            f"| `{a.name}` | `{a.scope}` | {'yes' if a.writes else 'no'} | "
+            f"{f'lane `{a.lane}`' if a.lane else 'loop'} |"
             for a in sorted(ACTIONS.values(), key=lambda a: a.name)
         ),
         "",

@@ -51,6 +51,7 @@ class Request:
     download: Path | None = None  # where to write a file for the caller (bundle export)
     degraded: bool | None = None  # the daemon's storage state; None: no daemon (in-process)
     file_ok: bool | None = None  # the daemon's last whole-file check; None: none (or no daemon)
+    longest_tick_ms: int | None = None  # the daemon loop's longest tick; None: no daemon
     progress: Callable[[], None] = lambda: None  # a long action calls it now and then (watchdog)
 
 
@@ -65,20 +66,25 @@ class Action:
     writes: bool  # takes the site lock in-process; the daemon reloads its limits afterwards
     run: Callable[[Request], Any]
     interrupted: str  # what Ctrl-C in the middle leaves done and not done (the line it prints)
+    lane: str  # where the daemon runs it: "" its loop, else a lane beside it (daemon/lanes.py)
 
 
 ACTIONS: dict[str, Action] = {}
 
 
 def action(
-    name: str, scope: str, *, writes: bool, interrupted: str = ""
+    name: str, scope: str, *, writes: bool, interrupted: str = "", lane: str | None = None
 ) -> Callable[[Callable[[Request], Any]], Any]:
     """Register an action under ``name``, needing ``scope``; ``interrupted`` says what Ctrl-C
-    leaves done (by default: a write is one transaction, rolled back; a read changes nothing)."""
+    leaves done (by default: a write is one transaction, rolled back; a read changes nothing);
+    ``lane``: where the daemon runs it (by default a read beside the loop, a write on it)."""
 
     def register(run: Callable[[Request], Any]) -> Callable[[Request], Any]:
         said = interrupted or (WROTE_NOTHING if writes else READ_ONLY)
-        ACTIONS[name] = Action(name=name, scope=scope, writes=writes, run=run, interrupted=said)
+        where = ("" if writes else "read") if lane is None else lane
+        ACTIONS[name] = Action(
+            name=name, scope=scope, writes=writes, run=run, interrupted=said, lane=where
+        )
         return run
 
     return register

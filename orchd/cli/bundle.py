@@ -149,6 +149,7 @@ def export(
     bundle_ops.SCOPE,
     writes=True,
     interrupted="no bundle was written and nothing was recorded",
+    lane="long",
 )
 def _export(call: Request) -> dict[str, Any]:
     if call.download is None:
@@ -263,6 +264,7 @@ def verify(config: Config, file: Path, vouched: tuple[str, ...], as_json: bool) 
     "orch:read",
     writes=False,
     interrupted="the bundle was not checked to its end; nothing was changed",
+    lane="long",
 )
 def _verify(call: Request) -> dict[str, Any]:
     if call.upload is None:

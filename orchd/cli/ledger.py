@@ -45,6 +45,7 @@ def verify(config: Config, as_json: bool) -> None:
     ledger_ops.VERIFY_SCOPE,
     writes=False,
     interrupted="the ledger was not checked to its end; nothing was changed",
+    lane="long",
 )
 def _verify(call: Request) -> dict[str, Any]:
     report = ledger_ops.verify(call.site.ledger)

@@ -24,6 +24,10 @@ def metrics(config: Config) -> None:
 @action("metrics", metrics_ops.SCOPE, writes=False)
 def _metrics(call: Request) -> dict[str, Any]:
     text = metrics_ops.collect(
-        call.site.ledger, call.site.clock, degraded=call.degraded, file_ok=call.file_ok
+        call.site.ledger,
+        call.site.clock,
+        degraded=call.degraded,
+        file_ok=call.file_ok,
+        longest_tick_ms=call.longest_tick_ms,
     )
     return {"text": text}

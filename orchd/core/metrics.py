@@ -59,6 +59,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "gauge",
         "1 while the daemon cannot write its ledger (full disk, I/O errors), else 0.",
     ),
+    "orchd_loop_longest_tick_seconds": (
+        "gauge",
+        "The daemon loop's longest stretch of work between two waits since it started.",
+    ),
     "orchd_ledger_file_ok": (
         "gauge",
         "0 when the daemon's last whole-file check (quick_check) found a damaged page, else 1.",

@@ -29,9 +29,11 @@ def collect(
     *,
     degraded: bool | None = None,
     file_ok: bool | None = None,
+    longest_tick_ms: int | None = None,
 ) -> str:
     """The exposition text; ``degraded`` is the daemon's storage state (None: no daemon),
-    ``file_ok`` its last whole-file check of the ledger (None: none done yet, or no daemon)."""
+    ``file_ok`` its last whole-file check of the ledger (None: none done yet, or no daemon),
+    ``longest_tick_ms`` its loop's longest tick (None: no daemon)."""
     now_ms = clock.now_ms()
     found = metrics.Families()
     found.add("orchd_info", 1, site=ledger.site_id, version=__version__)
@@ -45,6 +47,8 @@ def collect(
         found.add("orchd_storage_degraded", int(degraded))
     if file_ok is not None:
         found.add("orchd_ledger_file_ok", int(file_ok))
+    if longest_tick_ms is not None:
+        found.add("orchd_loop_longest_tick_seconds", longest_tick_ms / 1000)
     return metrics.render(found)
 
 
@@ -72,7 +76,7 @@ def _runs(ledger: JobQueries, found: metrics.Families, now: str) -> None:
         found.declare(name)
     retries: dict[str, int] = {}
     timed: dict[str, tuple[int, float, list[int]]] = {}
-    for tally in ledger.run_tallies(metrics.DURATION_BOUNDS):
+    for tally in ledger.run_tallies():
         found.add("orchd_runs_total", tally.runs, job_type=tally.job_type, outcome=tally.outcome)
         retries[tally.job_type] = retries.get(tally.job_type, 0) + tally.retries
         count, seconds, buckets = timed.get(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from orchd.adapters.ledger import SqliteLedger, projector, schema
+from orchd.adapters.ledger import SqliteLedger, placement, projector, schema
 from orchd.core.events import Draft
 from orchd.errors import InvalidTransition, MalformedEvent, StorageError
 from orchd.ops import site
@@ -276,3 +278,41 @@ def test_optimize_gathers_statistics_and_never_waits_for_a_writer(ledger: Sqlite
         blocker.execute("ROLLBACK")
         blocker.close()
     assert ledger._db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+
+
+_COUNT_ELSEWHERE = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+    "print(c.execute('SELECT count(*) FROM events').fetchone()[0]); c.close()"
+)
+
+
+def _count_elsewhere(path: Path) -> int:
+    """The events another process sees, through a connection it opens and closes (its last)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COUNT_ELSEWHERE, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+@pytest.mark.parametrize("file_reopened", [False, True])
+def test_another_connection_keeps_the_locks_that_keep_the_wal(
+    ledger: SqliteLedger, file_reopened: bool
+) -> None:
+    """``another`` (the daemon's lanes) opens a second connection without reopening the file:
+    closing any descriptor of it drops every POSIX lock this process holds on it, SQLite's
+    included, and then another process's last connection checkpoints and deletes the WAL that
+    this one still writes to: its commits go where nobody reads (the control case shows it)."""
+    other = ledger.another()
+    try:
+        assert other.site_id == "hq" and other.heads() == ledger.heads()
+        if file_reopened:
+            placement.check_file(ledger.path)  # what opening it as a command does, first
+        assert _count_elsewhere(ledger.path) == 1
+        ledger.append([submitted(JOB_A)])
+        assert other.job(JOB_A) is not None  # the second connection sees the first's commit
+        assert _count_elsewhere(ledger.path) == (1 if file_reopened else 2)
+    finally:
+        other.close()

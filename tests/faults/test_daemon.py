@@ -255,6 +255,36 @@ def test_watchdog_pings_come_from_the_loop_and_stop_when_it_is_stuck(daemon: Dae
     assert daemon.stop()[0] == 0
 
 
+def test_reads_and_verify_are_answered_while_the_loop_is_stuck(daemon: Daemon) -> None:
+    """Reads, a scrape and ``ledger verify`` run on lanes beside the loop (their own
+    connections): they answer while the loop hangs; a write waits for the loop."""
+    daemon.start(ORCHD_TEST_HOOKS="1")
+    assert daemon.cli("jobs", "submit", "echo", "--key", "before").returncode == 0
+    stall = daemon.state / "test-stall"
+    stall.touch()
+    time.sleep(1.5)  # the loop reaches the stall within its longest sleep (1 s)
+    writer = subprocess.Popen(
+        daemon.argv("jobs", "submit", "echo", "--key", "during"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for args in (["status", "--json"], ["metrics"], ["jobs", "list"], ["ledger", "verify"]):
+            done = daemon.cli(*args)
+            assert done.returncode == 0, (args, done.stderr)
+        assert [j["key"] for j in daemon.jobs()] == ["before"]
+        assert writer.poll() is None  # the write waits for the loop
+    finally:
+        stall.unlink()
+    assert writer.wait(timeout=30) == 0
+    assert [j["key"] for j in daemon.jobs()].count("during") == 1
+    # the stall was one long tick of the loop, and the daemon says so
+    scraped = daemon.cli("metrics").stdout.splitlines()
+    [longest] = [line for line in scraped if line.startswith("orchd_loop_longest_tick_seconds ")]
+    assert float(longest.split()[1]) >= 1.5
+    assert daemon.stop()[0] == 0
+
+
 # --- the control socket -------------------------------------------------------------------------
 
 NOBODY = 65534
@@ -547,7 +577,8 @@ def test_sigterm_lets_a_run_go_on_for_the_grace_then_interrupts_it(daemon: Daemo
 def test_cancelling_a_running_job_stops_its_process_group(daemon: Daemon) -> None:
     daemon.start()
     assert daemon.cli("jobs", "submit", "slow", "--key", "long").returncode == 0
-    wait_until(lambda: [j["state"] for j in daemon.jobs()] == ["running"])
+    # a read answers beside the loop: the job may be leased ("running") before it started
+    wait_until(lambda: bool(daemon.events("run.started")))
     [job] = daemon.jobs()
     [started] = daemon.events("run.started")
     pgid = int(str(started["pid"]))  # each run leads a process group of its own

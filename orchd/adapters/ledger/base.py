@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Self
 from urllib.parse import quote
 
 from sqlite_utils import Database
@@ -139,6 +140,18 @@ class LedgerBase:
         with translated(self.path):
             self._db.execute(f"PRAGMA cache_size = -{int(mib) * 1024}")
             self._db.execute("PRAGMA shrink_memory")
+
+    def another(self) -> Self:
+        """Another connection to this ledger, for a thread beside this one (the daemon's lanes).
+
+        It skips the opening checks, which this connection passed, and above all ``check_file``:
+        closing any descriptor of the file in a process drops every POSIX lock the process
+        holds on it, SQLite's included, after which another process's last connection may
+        checkpoint and delete the WAL this one still writes to (its commits then go nowhere
+        anyone reads). Call it on the thread that will use the connection."""
+        db = connect(self.path, "rw")
+        db.execute("PRAGMA synchronous = FULL")
+        return type(self)(db, self.path, self._clock, self._entropy, keep_heads=True)
 
     def close(self) -> None:
         if self._heads_stale:

@@ -76,17 +76,14 @@ class Integrity(StatementStore):
             return projector.digest(self._db)
 
     def _check_counters(self) -> None:
-        """The job counters must hold what counting the jobs from scratch gives."""
-        for table, sql in (
-            ("job_counts", counters.RECOUNT_SQL),
-            ("job_successes", counters.RESUCCESS_SQL),
-        ):
+        """The counters must hold what counting the jobs and runs from scratch gives."""
+        for table, sql in counters.COUNTED:
             select = sql[sql.index("SELECT") :]
             kept = sorted(self._db.execute(f"SELECT * FROM {table}").fetchall())
             counted = sorted(tuple(row) for row in self._db.execute(select))
             if kept != counted:
                 raise ProjectionMismatch(
-                    table=table, detail="the counters differ from a count of the jobs held"
+                    table=table, detail="the counters differ from a count of the rows held"
                 )
 
     def _compare(self, rebuilt: Database) -> None:

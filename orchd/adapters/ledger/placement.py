@@ -25,7 +25,11 @@ _FOLD_INFIX = ".fold-"
 
 
 def check_file(path: Path) -> None:
-    """Refuse a path that is not an existing, non-empty SQLite file, before SQLite opens it."""
+    """Refuse a path that is not an existing, non-empty SQLite file, before SQLite opens it.
+
+    Only before: closing the descriptor read here drops every POSIX lock this process holds
+    on the file, SQLite's included (``LedgerBase.another`` opens more connections without it).
+    """
     try:
         with path.open("rb") as handle:
             header = handle.read(len(SQLITE_MAGIC))

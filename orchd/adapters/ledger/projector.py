@@ -28,7 +28,7 @@ from orchd.core.projection import (
 )
 from orchd.core.site_views import OverrideView, PauseView
 
-from .counters import count
+from .counters import count, count_runs
 from .schema import PROJECTION_TABLES
 
 
@@ -133,7 +133,20 @@ def project(db: Database, batch: Sequence[Event], local: str, *, checked: bool =
     _write(db, _JOBS, [changed_jobs[k] for k in sorted(changed_jobs)], jobs_before)
     _write(db, _RUNS, [changed_runs[k] for k in sorted(changed_runs)], runs_before)
     count(db, changed_jobs.values(), jobs_before)
+    if changed_runs:
+        types = {j: view.job_type for j, view in jobs.items() if view is not None}
+        count_runs(db, changed_runs.values(), runs_before, _with_types(db, changed_runs, types))
     db.conn.executemany(_HEAD_UPSERT, [(o, *head) for o, head in heads.items()])
+
+
+def _with_types(db: Database, runs: Mapping[str, RunView], types: dict[str, str]) -> dict[str, str]:
+    """``types`` (job id -> its type) with those of any job of ``runs`` the batch did not touch
+    (a run's events name its job, so this is rare: read one by one)."""
+    for run in runs.values():
+        if run.job_id not in types:
+            row = db.execute("SELECT job_type FROM jobs WHERE job_id = ?", [run.job_id]).fetchone()
+            types[run.job_id] = row[0] if row else ""
+    return types
 
 
 def _write(

@@ -6,12 +6,13 @@ Every query here is also in ``tests/fakes.MemoryLedger`` and ``tests/contract/``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterator, Sequence
 
 from orchd.core import events
 from orchd.core.events import Event
 from orchd.core.machines import RUN
-from orchd.core.metrics import RunTally
+from orchd.core.metrics import DURATION_BOUNDS, RunTally
 from orchd.core.projection import JOB_COLUMNS, RUN_COLUMNS, JobView, RunView
 from orchd.core.site_views import AnswerView, OverrideView, PauseView, RequestView
 from orchd.errors import InternalError
@@ -170,29 +171,35 @@ class JobQueries(LedgerBase):
         with translated(self.path):
             return [tuple(row) for row in self._db.execute(sql, [self._site_id])]
 
-    def run_tallies(self, bounds: Sequence[int]) -> list[RunTally]:
-        within = "".join(f", sum(seconds <= {int(b):d})" for b in bounds)
+    def run_tallies(self) -> list[RunTally]:
+        """This site's ended runs per job type and outcome, from the run counters (a row per
+        duration bucket; ``counters.RERUN_SQL``), the buckets summed up to each bound."""
         sql = (
-            "SELECT jobs.job_type, r.state, count(*), sum(r.attempt > 1), count(seconds), "
-            f"total(seconds){within} FROM (SELECT job_id, state, attempt, "
-            "(julianday(ended_at) - julianday(started_at)) * 86400.0 AS seconds FROM runs "
-            "WHERE origin = ? AND ended_at IS NOT NULL) AS r JOIN jobs USING (job_id) "
-            "GROUP BY 1, 2 ORDER BY 1, 2"
+            "SELECT job_type, state, bucket, n, retries, ms FROM run_counts WHERE origin = ? "
+            "ORDER BY job_type, state, bucket"
         )
         with translated(self.path):
             rows = self._db.execute(sql, [self._site_id]).fetchall()
-        return [
-            RunTally(
-                job_type,
-                outcome,
-                runs,
-                retries,
-                timed,
-                seconds,
-                tuple(int(n or 0) for n in buckets),
+        tallies = []
+        for (job_type, outcome), group in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
+            found = list(group)
+            within = [0] * len(DURATION_BOUNDS)
+            timed = [r for r in found if r[2] >= 0]  # bucket -1: never started
+            for _type, _state, bucket, n, _retries, _ms in timed:
+                for i in range(bucket, len(within)):  # past the last bound: in none
+                    within[i] += n
+            tallies.append(
+                RunTally(
+                    job_type,
+                    outcome,
+                    sum(r[3] for r in found),
+                    sum(r[4] for r in found),
+                    sum(r[3] for r in timed),
+                    sum(r[5] for r in timed) / 1000,
+                    tuple(within),
+                )
             )
-            for job_type, outcome, runs, retries, timed, seconds, *buckets in rows
-        ]
+        return tallies
 
     def event_tallies(self, types: Sequence[str]) -> dict[tuple[str, str], int]:
         marks = ", ".join("?" for _ in types)
@@ -233,9 +240,14 @@ class JobQueries(LedgerBase):
     def usage(self, since: str) -> list[tuple[str, str, str | None, int, int]]:
         """Per executing site, job type and source: (site, job type, source, runs leased at or
         after ``since``, runs going on). Each run is one row, however many bundles carried it."""
+        # only the runs leased since (index runs_by_leased_at) or going on (runs_open), never
+        # every run: a quota's window is short, and a year of history is long
         sql = (
-            "SELECT r.origin, j.job_type, j.source, sum(r.leased_at >= ?), "
-            "sum(r.state IN ('leased', 'running')) FROM runs r JOIN jobs j USING (job_id) "
+            "SELECT r.origin, j.job_type, j.source, sum(r.leased_at >= ?1), "
+            "sum(r.state IN ('leased', 'running')) FROM ("
+            "SELECT run_id, origin, job_id, leased_at, state FROM runs WHERE leased_at >= ?1 "
+            "UNION SELECT run_id, origin, job_id, leased_at, state FROM runs "
+            "WHERE state IN ('leased', 'running')) AS r JOIN jobs j USING (job_id) "
             "GROUP BY r.origin, j.job_type, j.source ORDER BY r.origin, j.job_type, j.source"
         )
         with translated(self.path):

@@ -297,6 +297,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("the statement store", _script(_V13)),
     ("origins' base rows", _script(_V14)),
     ("job counters for interactive reads", _script(counters.MIGRATION)),
+    ("run counters for the metrics", _script(counters.RUN_MIGRATION)),
 )
 
 

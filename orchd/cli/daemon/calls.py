@@ -1,9 +1,11 @@
 """The control API's part (entry layer): the calls the socket's server threads hand over, each
-routed to its action (``cli/actions.py``) on the loop's thread, the caller's scope checked
-first (a denial is audited)."""
+routed to its action (``cli/actions.py``), the caller's scope checked first (a denial is
+audited, on the loop). A write runs on the loop's thread; a read, and an export, on a lane
+beside it (``lanes.py``) with a ledger connection of its own, so it never holds the loop."""
 
 from __future__ import annotations
 
+import functools
 import queue
 from collections.abc import Callable
 from typing import Any
@@ -17,15 +19,20 @@ from orchd.errors import Interrupted, OrchdError
 from .. import actions
 from ..context import Site
 from .common import Audit, Health, Log
+from .lanes import Lanes
 
 
 def progress(call: control.Call | None, feed: Callable[[], None]) -> None:
-    """A long step on the loop (a bundle import) is making progress: keep systemd's watchdog
-    fed meanwhile (``feed``), as the loop would. The step of a ``call`` whose client hung up
-    (Ctrl-C) stops here: it raises ``Interrupted`` inside its transaction, which rolls back."""
+    """A long step (a bundle import on the loop) is making progress: keep systemd's watchdog
+    fed meanwhile (``feed``), as the loop would (a lane's step feeds nothing: the loop goes on).
+    The step of a ``call`` whose client hung up (Ctrl-C) stops here: it raises ``Interrupted``
+    inside its transaction, which rolls back."""
     if call is not None and call.cancelled.is_set():
         raise Interrupted(detail="its client went away before it finished: nothing was changed")
     feed()
+
+
+STOPPING = {"error": "the daemon is stopping: try again once it is back", "code": 90}
 
 
 class Calls:
@@ -45,15 +52,30 @@ class Calls:
         wake: Callable[[], None],
         feed: Callable[[], None],
         reload: Callable[[], None],
+        lanes: Lanes | None = None,
     ) -> None:
         self.site, self.settings, self.policy, self.health = site, settings, policy, health
         self.audit, self.log, self.wake, self.feed, self.reload = audit, log, wake, feed, reload
+        self.lanes = lanes
         self.waiting: queue.Queue[control.Call] = queue.Queue()
         self.reload_due = False
 
     def enqueue(self, call: control.Call) -> None:  # on a server thread
+        chosen, lanes = _chosen(call), self.lanes
+        # a denial is recorded, and so goes to the loop
+        if lanes is not None and chosen is not None and chosen.lane and chosen.scope in call.scopes:
+            if not lanes.submit(chosen.lane, lambda: self._beside(call, chosen, lanes)):
+                call.answer.set_result((503, STOPPING))
+            return
         self.waiting.put(call)
         self.wake()
+
+    def _beside(self, call: control.Call, chosen: actions.Action, lanes: Lanes) -> None:
+        """``chosen`` answered for ``call`` on a lane's thread."""
+        status, payload, _ = self._answer(
+            call, lambda: (200, self._run(call, chosen, lanes.site(), feed=False), False)
+        )
+        call.answer.set_result((status, payload))
 
     def tick(self, now_ms: int) -> bool:
         """True if a call recorded new jobs (none does today: the engine reloads instead)."""
@@ -66,13 +88,15 @@ class Calls:
                     self.reload()  # the calls may have changed jobs, quotas or pauses
                 return added
             self.feed()
-            status, payload, new = self._answer(call)
+            status, payload, new = self._answer(call, functools.partial(self.route, call))
             call.answer.set_result((status, payload))
             added |= new
 
-    def _answer(self, call: control.Call) -> tuple[int, Any, bool]:
+    def _answer(
+        self, call: control.Call, answer: Callable[[], tuple[int, Any, bool]]
+    ) -> tuple[int, Any, bool]:
         try:
-            return self.route(call)
+            return answer()
         except Interrupted as exc:
             self.log(
                 "info",
@@ -97,15 +121,20 @@ class Calls:
             return 500, {"error": f"internal error: {exc!r}", "code": 99}, False
 
     def route(self, call: control.Call) -> tuple[int, Any, bool]:
-        """The status, payload and "new jobs" of one call."""
-        name = call.path.removeprefix(control.ACTIONS_PATH)
-        chosen = actions.ACTIONS.get(name) if call.path.startswith(control.ACTIONS_PATH) else None
-        if chosen is None or call.method != "POST":
+        """The status, payload and "new jobs" of one call (on the loop)."""
+        chosen = _chosen(call)
+        if chosen is None:
             return 404, {"error": f"no {call.method} {call.path}", "code": 10}, False
         if chosen.scope not in call.scopes:
             return self._denied(call, chosen.scope)
+        result = self._run(call, chosen, self.site, feed=True)
+        self.reload_due |= chosen.writes
+        return 200, result, False
+
+    def _run(self, call: control.Call, chosen: actions.Action, site: Site, *, feed: bool) -> Any:
+        """``chosen`` run for ``call`` on ``site``, its result as the caller sees it."""
         request = actions.Request(
-            site=self.site,
+            site=site,
             actor=actor_for_uid(call.peer.uid, chosen.scope),
             policy=self.policy,
             settings=self.settings,
@@ -114,12 +143,13 @@ class Calls:
             download=call.download,
             degraded=self.health.degraded,
             file_ok=self.health.file_ok,
-            progress=lambda: progress(call, self.feed),
+            longest_tick_ms=self.health.longest_tick_ms,
+            progress=lambda: progress(call, self.feed if feed else lambda: None),
         )
         result = actions.plain(chosen.run(request))
-        self.log("info" if chosen.writes else "debug", "api call", action=name, uid=call.peer.uid)
-        self.reload_due |= chosen.writes
-        return 200, result, False
+        level = "info" if chosen.writes else "debug"
+        self.log(level, "api call", action=chosen.name, uid=call.peer.uid)
+        return result
 
     def _denied(self, call: control.Call, scope: str) -> tuple[int, Any, bool]:
         peer = call.peer
@@ -140,3 +170,10 @@ class Calls:
             "hint": "ask an administrator for a grant in authz.yaml",
         }
         return 403, refusal, False
+
+
+def _chosen(call: control.Call) -> actions.Action | None:
+    """The action ``call`` names (POST /v1/actions/NAME), or None."""
+    if call.method != "POST" or not call.path.startswith(control.ACTIONS_PATH):
+        return None
+    return actions.ACTIONS.get(call.path.removeprefix(control.ACTIONS_PATH))

@@ -1,13 +1,15 @@
 """The daemon's loop (entry layer): it composes the parts, owns the clock and their order, and
 handles signals, policy reloads, storage reports and the start and end of serving.
 
-One thread runs everything that touches the ledger: the engine's loop, and before each step
+One thread runs everything that writes the ledger: the engine's loop, and before each step
 ``tick``, which calls each part's ``tick(now_ms)`` with the monotonic time: signals, the clock
 watch, the control API's calls, then (unless draining) the spool, the inbox, the requests
 imports brought, due schedule slots and pruning, and last systemd's status and watchdog. The
-other threads only wake that loop or hand it work: the wake-ups (``wake.py``) and the control
-socket's server threads. The truth is always re-read: the spool is rescanned every ``--rescan``
-seconds (and at start), and due slots are computed from the ledger.
+other threads wake that loop or hand it work (the wake-ups, ``wake.py``, and the control
+socket's server threads), or read beside it on connections of their own: the API's reads and
+exports (``lanes.py``) and the daily whole-file check. The truth is always re-read: the spool
+is rescanned every ``--rescan`` seconds (and at start), and due slots are computed from the
+ledger.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ from .common import Audit, Health, JsonLog
 from .housekeeping import ClockWatch, FileCheck, Prune, Report
 from .inbox import Inbox, Requests
 from .intake import SpoolIntake
+from .lanes import Lanes
 from .schedules import Schedules
 from .wake import WakeUp
+
+LANE_CACHE_MIB = 8  # each lane thread's page cache (the loop's is run.DAEMON_CACHE_MIB)
 
 
 class Daemon:
@@ -83,6 +88,7 @@ class Daemon:
         ledger, clock, entropy = site.ledger, site.clock, site.entropy
         actor, health = self.actor, self.health
         mono = clock.monotonic_ms()
+        self.lanes = Lanes(site, LANE_CACHE_MIB)
         self.report = Report(
             self.notifier, health, lambda: (self.engine.queued, self.engine.running)
         )
@@ -97,6 +103,7 @@ class Daemon:
             wake=self.executor.wake,
             feed=self.feed,
             reload=self.engine.load,
+            lanes=self.lanes,
         )
         self.intake = SpoolIntake(self.spool, ledger, clock, entropy, actor, policy, log)
         self.bundles = Inbox(
@@ -157,6 +164,7 @@ class Daemon:
             self.prune.tick(now_ms)
         self.file_check.tick(now_ms)
         self.report.tick(now_ms)
+        self.health.longest_tick_ms = self.engine.tally.longest_tick_ms
         return added
 
     def feed(self) -> None:

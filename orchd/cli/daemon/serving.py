@@ -56,6 +56,7 @@ def serving(daemon: Daemon) -> Iterator[None]:
         if listener is not None:
             listener.close()
         server.close()
+        daemon.lanes.close()  # the calls under way beside the loop end first
         _unnamed(daemon, named)
         daemon.wake.stop()
         for sig, handler in handlers.items():

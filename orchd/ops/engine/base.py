@@ -58,6 +58,7 @@ class Tally:
     ended: dict[str, int] = field(default_factory=dict)  # job state after the run -> count
     interrupted: int = 0  # runs of a dead worker recovered at start
     survivors_killed: int = 0
+    longest_tick_ms: int = 0  # the loop's longest stretch of work between two waits
 
 
 def candidate(job: JobView, arrival: int) -> limits.Candidate:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from orchd import crash
 from orchd.core.policy import Policy
+from orchd.core.ports import Exit
 from orchd.errors import StorageError
 
 from .base import DEGRADED_RETRY_MS, MAX_SLEEP_MS, Tally
@@ -46,6 +47,7 @@ class Engine(Loading, Dependencies):
         self.recover()
         self.load()
         degraded = False
+        began = self._clock.monotonic_ms()
         while True:
             try:
                 if should_stop() and not self._stopping:
@@ -68,16 +70,20 @@ class Engine(Loading, Dependencies):
                 if wake_in is None and tick is None:
                     self.load()  # a long-running worker looks for new work now and then
             sleep_ms = max_sleep_ms if wake_in is None else min(max_sleep_ms, wake_in)
-            if self._wait_for_exits(sleep_ms, on_storage):
+            tick_ms = self._clock.monotonic_ms() - began
+            self.tally.longest_tick_ms = max(self.tally.longest_tick_ms, tick_ms)
+            exits = self._executor.wait(sleep_ms)
+            began = self._clock.monotonic_ms()  # the next tick: noting these exits, then a step
+            if self._note_exits(exits, on_storage):
                 degraded = True
 
-    def _wait_for_exits(
-        self, sleep_ms: int, on_storage: Callable[[StorageError | None], None] | None
+    def _note_exits(
+        self, exits: list[Exit], on_storage: Callable[[StorageError | None], None] | None
     ) -> bool:
-        """Wait up to ``sleep_ms`` for runs to end and note each end; True when noting one failed
-        on a failing disk (its end is unrecorded: recovery retries the job)."""
+        """Note the end of each run of ``exits``; True when noting one failed on a failing disk
+        (its end is unrecorded: recovery retries the job)."""
         failed = False
-        for ended in self._executor.wait(sleep_ms):
+        for ended in exits:
             try:
                 self._ended(ended)
             except StorageError as exc:

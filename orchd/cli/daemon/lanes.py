@@ -1,0 +1,89 @@
+"""The calls answered beside the loop (entry layer): reads, and the long reads, each on a
+thread of its own with a ledger connection of its own, so that a scrape, a listing or an export
+never holds the loop (which owns the engine, the spool and every other write).
+
+Two lanes: ``read`` (two threads: status, metrics, listings, shows) and ``long`` (one thread,
+so they queue behind each other: ``ledger verify``, ``bundle verify``, ``bundle export``). An
+action names its lane (``actions.Action.lane``); one without a lane runs on the loop. Each
+thread opens another connection to the loop's ledger once, on its first call (SQLite in WAL
+mode: a reader sees the last commit and never waits for the writer; ``LedgerBase.another``:
+without reopening the file, which would drop SQLite's locks), and closes it when the daemon
+stops. An export records
+its ``bundle.exported`` event on its own connection, a short write after the long read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Callable
+
+from ..context import Site
+
+LANES = {"read": 2, "long": 1}  # lane -> threads
+_CLOSE = None  # put once per thread: it closes its site and ends
+
+
+class Lanes:
+    """``submit(lane, work)`` runs ``work()`` on one of the lane's threads, where ``site()`` is
+    that thread's own open site; ``close`` (at the daemon's end) lets the calls queued and under
+    way finish, then each thread closes its site (SQLite: on the thread that opened it) and
+    ends; ``submit`` then returns False."""
+
+    def __init__(self, site: Site, cache_mib: int) -> None:
+        self.loop_site, self.cache_mib = site, cache_mib
+        self._queues: dict[str, queue.Queue[Callable[[], None] | None]] = {}
+        self._threads: list[threading.Thread] = []
+        self._local = threading.local()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def submit(self, lane: str, work: Callable[[], None]) -> bool:
+        """True once ``work`` is queued on ``lane``; False when the lanes are closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            if not self._queues:
+                self._start()
+            self._queues[lane].put(work)
+        return True
+
+    def _start(self) -> None:
+        """The threads, at the first call (a daemon that answers none starts none)."""
+        for lane, count in LANES.items():
+            work: queue.Queue[Callable[[], None] | None] = queue.Queue()
+            self._queues[lane] = work
+            for n in range(count):
+                thread = threading.Thread(
+                    target=self._serve, args=(work,), name=f"orchd-{lane}-{n}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+
+    def site(self) -> Site:
+        """This thread's site, opened on its first call (on a lane's thread only)."""
+        site: Site | None = getattr(self._local, "site", None)
+        if site is None:
+            ledger = self.loop_site.ledger.another()
+            ledger.limit_cache(self.cache_mib)
+            site = self._local.site = dataclasses.replace(self.loop_site, ledger=ledger)
+        return site
+
+    def _serve(self, work: queue.Queue[Callable[[], None] | None]) -> None:
+        try:
+            while (call := work.get()) is not _CLOSE:
+                call()  # answers its caller, an error included (``Calls._beside``)
+        finally:
+            site: Site | None = getattr(self._local, "site", None)
+            if site is not None:
+                site.ledger.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for lane, work in self._queues.items():
+                for _ in range(LANES[lane]):
+                    work.put(_CLOSE)
+        for thread in self._threads:
+            thread.join()
