@@ -23,19 +23,21 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from orchd.adapters import archive_writer, bundles, config, policy_files
+from orchd.adapters import bundles
 from orchd.adapters.control import ACTIONS_PATH
-from orchd.adapters.keys import SiteKey
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.core.ports import Sign
 from orchd.errors import BadInput
-from orchd.ops import keys as key_ops
 
 from .context import Config, Site, interruptible, open_site
-from .sitefiles import key_files
+
+if TYPE_CHECKING:
+    from orchd.adapters import config
+    from orchd.adapters.keys import SiteKey
+    from orchd.core.bundle_trust import Head
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,7 +115,7 @@ def perform(
         interruptible(f"{name}: {chosen.interrupted}"),
         open_site(config, write=chosen.writes) as site,
     ):
-        policy = functools.cache(lambda: policy_files.load(config.policy_dir))
+        policy = functools.cache(config.policy)
         request = Request(
             site=site,
             actor=site.actor(chosen.scope),
@@ -134,6 +136,8 @@ def plain(result: Any) -> Any:
 def perform_into(config: Config, name: str, body: dict[str, Any], out: Path) -> Any:
     """``perform`` with the action's file put at ``out`` (which must not exist) only once it is
     whole: written into a staging directory beside it, then published."""
+    from orchd.adapters import archive_writer  # only a download needs it
+
     with archive_writer.staging_beside(out) as staging:
         written = staging / "bundle"
         result = perform(config, name, body, download=written)
@@ -185,8 +189,12 @@ def params(body: dict[str, Any]) -> dict[str, str]:
 
 # --- the bundle files behind the bundle actions ---------------------------------------------------
 
-BundleReport = bundles.Report  # what an import did (or a dry run or a verify would do)
-inspect_bundle = bundles.inspect  # a bundle file's signed head: form checked, trust not
+BundleReport: TypeAlias = "bundles.Report"  # what an import did (or a dry run or verify would)
+
+
+def inspect_bundle(path: Path) -> Head:
+    """A bundle file's signed head: form checked, trust not."""
+    return bundles.inspect(path)
 
 
 def export_bundle(
@@ -271,6 +279,10 @@ def checkpoint_signer(site: Site) -> Sign:
     needed: an import that joins no origin from a checkpoint never reads the key file."""
 
     def sign(payload_type: str, payload: bytes) -> bytes:
+        from orchd.ops import keys as key_ops  # the crypto, only when a checkpoint is signed
+
+        from .sitefiles import key_files
+
         key = key_ops.site_key(site.ledger, key_files(site.config))
         return key_ops.checkpoint_signer(key)(payload_type, payload)
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,7 +11,10 @@ from orchd.core.names import check_name
 from orchd.errors import InvalidName
 from orchd.ops import requests as request_ops
 
-from .actions import BundleReport, Request
+from .actions import Request
+
+if TYPE_CHECKING:
+    from .actions import BundleReport
 
 
 def report_json(report: BundleReport) -> dict[str, Any]:

@@ -11,15 +11,13 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from orchd.adapters import config, control, identity, policy_files, policy_programs, slots
-from orchd.adapters.archive_reader import open_bundle
-from orchd.adapters.keys import KEY_DIR, SITE_KEY
+from orchd.adapters import config, control, identity
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
@@ -103,7 +101,7 @@ class Config:
         found, expect = target
         try:
             with contextlib.ExitStack() as stack:
-                source = None if upload is None else stack.enter_context(open_bundle(upload))
+                source = None if upload is None else stack.enter_context(_open_bundle(upload))
                 status, payload = control.request(
                     found, method, url, body, upload=source, download=download, expect=expect
                 )
@@ -139,6 +137,8 @@ class Config:
 
     def policy(self) -> Policy:
         """The policy dir's *.yaml (but authz.yaml), checked and merged."""
+        from orchd.adapters import policy_files  # YAML and cron: only where a policy is read
+
         return policy_files.load(self.policy_dir)
 
     def authz(self) -> control.Authz:
@@ -160,6 +160,8 @@ class Config:
 
     @property
     def key_path(self) -> Path:
+        from orchd.adapters.keys import KEY_DIR, SITE_KEY  # the crypto: only where a key is
+
         return self.state_dir / KEY_DIR / SITE_KEY
 
 
@@ -179,7 +181,7 @@ class Site:
     ledger: SqliteLedger
     clock: SystemClock
     entropy: OsEntropy
-    list_slots: SlotLister = slots.slots  # a schedule's slots in a window (for backfill)
+    list_slots: SlotLister = field(default_factory=lambda: _slots)  # a schedule's slots (backfill)
 
     def actor(self, *scopes: str) -> Actor:
         return local_actor(*scopes)
@@ -257,4 +259,20 @@ def interruptible(done: str) -> Iterator[None]:
 
 def program_problems(policy: Policy) -> list[str]:
     """The job types whose program is missing or not executable here, one line each."""
+    from orchd.adapters import policy_programs
+
     return [str(p) for p in policy_programs.program_problems(policy, os.environ)]
+
+
+def _slots(*args: Any, **kwargs: Any) -> Any:
+    """``slots.slots``, its module (APScheduler's cron) imported at the first call."""
+    from orchd.adapters import slots
+
+    return slots.slots(*args, **kwargs)
+
+
+def _open_bundle(path: Path) -> Any:
+    """``archive_reader.open_bundle``, imported where a bundle is sent."""
+    from orchd.adapters.archive_reader import open_bundle
+
+    return open_bundle(path)

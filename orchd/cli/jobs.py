@@ -17,7 +17,6 @@ from .actions import Request, action, flag, number, params, perform, relay_only,
 from .changes import audited, unchanged
 from .context import Config, config_of
 from .output import emit_json, event_json, job_json, run_json, table
-from .run import drop_request
 
 
 @cli.group()
@@ -115,6 +114,8 @@ def _spool(config: Config, submit: job_ops.SubmitRequest) -> None:
     request: dict[str, object] = {"job_type": submit.job_type, "params": submit.params}
     optional = {"source": submit.source, "key": submit.key, "priority": submit.priority}
     request |= {name: value for name, value in optional.items() if value is not None}
+    from .run import drop_request  # the daemon's modules: only for a spooled request
+
     dropped = drop_request(config.state_dir, request, None)
     click.echo(str(dropped))
     click.echo(f"spooled {submit.job_type} request as {dropped.name}", err=True)

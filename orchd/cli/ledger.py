@@ -8,8 +8,6 @@ from typing import Any
 import click
 
 from orchd.errors import NotInPolicy
-from orchd.ops import backup as backup_ops
-from orchd.ops import keys as key_ops
 from orchd.ops import ledger as ledger_ops
 from orchd.ops import retention
 
@@ -17,7 +15,6 @@ from . import cli
 from .actions import Request, action, flag, perform
 from .context import Config, Site, local_actor, with_site
 from .output import emit_json
-from .sitefiles import SiteLedgerFiles, key_files
 
 
 @cli.group()
@@ -74,6 +71,10 @@ def backup(config: Config, out: Path, as_json: bool) -> None:
     """Copy the ledger to OUT (a new file) while the daemon and jobs go on, and verify the
     copy end to end. Restore it with orchd ledger restore. The signing key (keys/site.key) is
     not in it: keep a copy of that with the backups, somewhere only its owners can read."""
+    from orchd.ops import backup as backup_ops
+
+    from .sitefiles import SiteLedgerFiles
+
     report = backup_ops.backup(SiteLedgerFiles(config), out)
     summary = {
         "file": str(out),
@@ -108,6 +109,10 @@ def restore(config: Config, backup_file: Path, ticket: str, reason: str) -> None
 
     Events recorded after the backup are not in it. If this site exported bundles since, restore
     from bundles instead (orchd init --restore), or its peers will see a second history."""
+    from orchd.ops import backup as backup_ops
+
+    from .sitefiles import SiteLedgerFiles, key_files
+
     own, aside = backup_ops.restore(
         SiteLedgerFiles(config),
         key_files(config),
@@ -171,6 +176,10 @@ def _prune(call: Request) -> dict[str, Any]:
     chosen = retention.plan(call.site.ledger, days, now_ms)
     removed = 0
     if not dry_run and chosen.events:
+        from orchd.ops import keys as key_ops  # the crypto: only when something is pruned
+
+        from .sitefiles import key_files
+
         sign = key_ops.checkpoint_signer(key_files(call.site.config).current())
         removed = retention.prune(call.site.ledger, chosen, call.actor, sign, now_ms)
     return {

@@ -7,6 +7,7 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -80,3 +81,40 @@ def test_a_command_is_found_and_runs_from_a_fresh_start() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "_ORCHD_COMPLETE" in done.stdout
+
+
+READS = """
+import json, sys
+import orchd.cli
+from click.testing import CliRunner
+where = ["--state-dir", sys.argv[1], "--policy-dir", sys.argv[2]]
+for args in (["status"], ["jobs", "list"], ["audit", "tail"], ["metrics"]):
+    done = CliRunner().invoke(orchd.cli.cli, [*where, *args])
+    assert done.exit_code == 0, (args, done.output)
+print(json.dumps({"reads": sorted(sys.modules)}))
+"""
+NOT_FOR_READS = ("cryptography", "nacl", "apscheduler", "watchdog")
+
+
+def test_the_everyday_reads_load_no_crypto_or_scheduler(tmp_path: Path) -> None:
+    """A read in-process opens the ledger (SQLite) and nothing it does not use: the crypto, the
+    cron parser and the file watcher stay unloaded (issue 22: each command
+    within 300 ms, start-up included)."""
+    state, policy = tmp_path / "site", tmp_path / "policy"
+    where = ["--state-dir", str(state), "--policy-dir", str(policy)]
+    init = subprocess.run(
+        [sys.executable, "-m", "orchd", *where, "init", "--site-id", "hq"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert init.returncode == 0, init.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", READS, str(state), str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)["reads"]
+    assert [m for m in loaded if any(m == h or m.startswith(h + ".") for h in NOT_FOR_READS)] == []

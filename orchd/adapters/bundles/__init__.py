@@ -11,12 +11,46 @@ interface: callers import them from here.
 
 from __future__ import annotations
 
-from orchd.core.bundle_trust import Head, Signer
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .exporter import Exported, export
-from .importer import Report, import_bundle, verify
-from .recovery import Restored, restore
-from .trust import check_signature, inspect, read_head, relay_only, rotation_statement
+if TYPE_CHECKING:
+    from orchd.core.bundle_trust import Head, Signer
+
+    from .exporter import Exported, export
+    from .importer import Report, import_bundle, verify
+    from .recovery import Restored, restore
+    from .trust import check_signature, inspect, read_head, relay_only, rotation_statement
+
+# each name, from the module that holds it: imported when first asked for, so that a command
+# that names the package but uses none of it (most do not) does not load the exporter, the
+# importer and the crypto behind them (issue 22: the CLI starts fast)
+_WHERE = {
+    "Exported": ".exporter",
+    "export": ".exporter",
+    "Report": ".importer",
+    "import_bundle": ".importer",
+    "verify": ".importer",
+    "Restored": ".recovery",
+    "restore": ".recovery",
+    "check_signature": ".trust",
+    "inspect": ".trust",
+    "read_head": ".trust",
+    "relay_only": ".trust",
+    "rotation_statement": ".trust",
+    "Head": "orchd.core.bundle_trust",
+    "Signer": "orchd.core.bundle_trust",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Exported",

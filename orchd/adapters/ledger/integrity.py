@@ -25,7 +25,6 @@ from orchd.errors import (
     SignatureInvalid,
 )
 
-from .. import keys
 from . import counters, placement, projector, schema
 from .base import check_whole_file, translated
 from .retention import checkpoint_payload, decompressed_lines, load_base
@@ -142,7 +141,7 @@ class Integrity(StatementStore):
         }
         pae = dsse.pae(dsse.CHECKPOINT_TYPE, envelope.payload)
         if not any(
-            s.key_id in keys_ and keys.verify(keys_[s.key_id], pae, s.sig)
+            s.key_id in keys_ and _verify(keys_[s.key_id], pae, s.sig)
             for s in envelope.signatures
         ):
             raise SignatureInvalid(detail="the checkpoint statement is not signed by this site")
@@ -184,7 +183,7 @@ class Integrity(StatementStore):
                     "the chain's",
                 )
             if origin == self._site_id and not checkpoints.verifies(
-                statement, self._own_keys(), keys.verify, "9999-12-31T23:59:59.999Z"
+                statement, self._own_keys(), _verify, "9999-12-31T23:59:59.999Z"
             ):
                 raise SignatureInvalid(detail="this site's checkpoint is not signed by its key")
 
@@ -261,3 +260,11 @@ def _memory_projection() -> Database:
     db = Database(sqlite3.connect(":memory:", isolation_level=None))
     schema.migrate(db.conn, schema.MIGRATIONS)  # the same tables as the ledger's
     return db
+
+
+def _verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """``keys.verify``, the crypto imported when a checkpoint is checked (not by every
+    command that opens the ledger)."""
+    from .. import keys
+
+    return keys.verify(public_key, message, signature)

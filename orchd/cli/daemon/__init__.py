@@ -4,7 +4,8 @@ its due work for the monotonic time ``now_ms`` (huey's ``Worker.loop``/``Schedul
 - ``intake``: the spool's requests into jobs (the decisions: ``orchd.ops.intake``);
 - ``inbox``: bundles from the inbox, and the requests for this site they brought;
 - ``schedules``: due schedule slots, the timer armed at the next one;
-- ``calls``: the control API's calls, routed to actions on the loop's thread;
+- ``calls``: the control API's calls, routed to actions: writes on the loop's thread, reads and
+  exports on ``lanes`` beside it (threads with connections of their own);
 - ``housekeeping``: pruning, the wall clock watch, systemd's status and watchdog;
 - ``wake``: watchdog's observer and APScheduler's timer, behind one wake-up adapter;
 - ``root``: the loop, which owns the clock and the order, signals and policy reloads;
