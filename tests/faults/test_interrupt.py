@@ -34,6 +34,15 @@ def started(*argv: str | Path) -> subprocess.Popen[str]:
     )
 
 
+def holds(pid: int, name: str) -> bool:
+    """Whether process ``pid`` has a file called ``name`` open."""
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False
+    return any(Path(link).name == name for link in links)
+
+
 def wait_for(check, what: str, timeout_s: float = 60) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -83,7 +92,8 @@ def test_ctrl_c_during_a_ledger_verify_exits_130_and_says_nothing_changed(tmp_pa
     enclave, _bundle, _bundle_id, _total = hq_bundle_for_enclave(tmp_path, 2500)
     enclave.ok("bundle", "import", tmp_path / "hq.orchkit")
     verifying = started("--state-dir", enclave.state_dir, "ledger", "verify")
-    time.sleep(0.8)  # python started, the ledger opened, the chains being read
+    # the ledger open (inside the action's interruptible part), the chains being read
+    wait_for(lambda: holds(verifying.pid, "ledger.db") or verifying.poll() is not None, "open")
 
     _out, err = ctrl_c(verifying)
 

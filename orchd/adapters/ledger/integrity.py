@@ -141,8 +141,7 @@ class Integrity(StatementStore):
         }
         pae = dsse.pae(dsse.CHECKPOINT_TYPE, envelope.payload)
         if not any(
-            s.key_id in keys_ and _verify(keys_[s.key_id], pae, s.sig)
-            for s in envelope.signatures
+            s.key_id in keys_ and _verify(keys_[s.key_id], pae, s.sig) for s in envelope.signatures
         ):
             raise SignatureInvalid(detail="the checkpoint statement is not signed by this site")
         digest = projector.digest(self._db, prefix="base_")
