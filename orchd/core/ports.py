@@ -286,6 +286,10 @@ class Integrity(Protocol):
         """Re-derive every projection from the event log; return the projection digest."""
         ...
 
+    def compact(self) -> tuple[int, int]:
+        """Give the file's free pages back to the disk; its bytes before and after."""
+        ...
+
 
 class JobLog(EventLog, JobQueries, Protocol):
     """What the engine and the job use cases write and read (``tests/fakes.MemoryLedger``)."""

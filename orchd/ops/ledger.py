@@ -1,4 +1,4 @@
-"""Verifying and rebuilding the ledger (ops layer)."""
+"""Verifying, rebuilding and compacting the ledger (ops layer)."""
 
 from __future__ import annotations
 
@@ -16,3 +16,9 @@ def verify(ledger: Ledger) -> VerifyReport:
 def rebuild(ledger: Ledger) -> str:
     """Re-derive the projections from the event log; the events themselves are not touched."""
     return ledger.rebuild()
+
+
+def compact(ledger: Ledger) -> tuple[int, int]:
+    """Rewrite the ledger's file without its free pages (what pruning freed, on a ledger made
+    before ``auto_vacuum``); the events and projections are not touched. Bytes before, after."""
+    return ledger.compact()

@@ -18,7 +18,11 @@ import zstandard
 from conftest import POLICIES, Orchd
 
 from orchd.adapters import keys
+from orchd.adapters.ledger import SqliteLedger
+from orchd.adapters.sitelock import SiteLock
+from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core import checkpoints
+from tests.builders import submitted
 from tests.bundlekit import Member, members, resign, zstd
 
 DAY_MS = 86_400_000
@@ -418,3 +422,63 @@ def test_verify_finds_base_rows_or_a_checkpoint_changed_in_the_statement_store(
         conn.execute("UPDATE checkpoints SET hash = ? WHERE origin = 'hq'", ["ab" * 32])
         conn.commit()
     assert hq("ledger", "verify").exit_code in (51, 52)
+
+
+def filled(site: Site, jobs: int) -> None:
+    """``jobs`` queued jobs recorded at once, with a long parameter each (pages to free)."""
+    ledger = SqliteLedger.open(site.state_dir / "ledger.db", SystemClock(), OsEntropy())
+    try:
+        ledger.append([submitted(f"01KC{n:022d}", params={"note": "x" * 400}) for n in range(jobs)])
+    finally:
+        ledger.close()
+
+
+def pragma(site: Site, name: str) -> int:
+    with closing(sqlite3.connect(site.state_dir / "ledger.db")) as conn:
+        return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+def pruned_alone(tmp_path: Path, policy: Path, *, made_before_auto_vacuum: bool) -> Site:
+    alone = Site(tmp_path / "alone", policy)
+    alone.ok("init", "--site-id", "alone")
+    if made_before_auto_vacuum:  # a ledger as orchd made them before issue 22
+        with closing(sqlite3.connect(alone.state_dir / "ledger.db")) as conn:
+            conn.execute("PRAGMA auto_vacuum = NONE")
+            conn.execute("VACUUM")
+    filled(alone, 1500)
+    alone.ok("bundle", "export", "--out", str(tmp_path / "archive.orchkit"))
+    alone.days_later(2)
+    report = json.loads(alone.ok("ledger", "prune", "--json").stdout)
+    assert report["removed"] > 1500
+    return alone
+
+
+def test_a_prune_gives_its_pages_back_to_the_disk(
+    tmp_path: Path, policy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHD_TEST_HOOKS", "1")
+    alone = pruned_alone(tmp_path, policy, made_before_auto_vacuum=False)
+
+    assert pragma(alone, "auto_vacuum") == 2  # INCREMENTAL, from its creation
+    assert pragma(alone, "freelist_count") == 0  # every page the prune freed went back
+    alone.ok("ledger", "verify")
+
+
+def test_compact_gives_back_what_an_older_ledger_kept_and_changes_nothing_else(
+    tmp_path: Path, policy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHD_TEST_HOOKS", "1")
+    alone = pruned_alone(tmp_path, policy, made_before_auto_vacuum=True)
+    assert pragma(alone, "auto_vacuum") == 0 and pragma(alone, "freelist_count") > 100
+    before = json.loads(alone.ok("ledger", "verify", "--json").stdout)
+    jobs = alone.jobs()
+    with SiteLock(alone.state_dir / "orchd.lock"):  # a daemon, or another writer
+        alone.fails(33, "ledger", "compact")
+    assert pragma(alone, "freelist_count") > 100  # refused: nothing done
+
+    sizes = json.loads(alone.ok("ledger", "compact", "--json").stdout)
+
+    assert sizes["bytes_after"] < sizes["bytes_before"] - 100 * 4096
+    assert pragma(alone, "auto_vacuum") == 2 and pragma(alone, "freelist_count") == 0
+    assert json.loads(alone.ok("ledger", "verify", "--json").stdout) == before
+    assert alone.jobs() == jobs

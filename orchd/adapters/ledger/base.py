@@ -55,6 +55,7 @@ def translated(path: Path) -> Iterator[None]:
 
 
 JOURNAL_LIMIT = 64 << 20  # bytes of ``-wal`` kept after a checkpoint
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 
 def connect(path: Path, mode: str) -> Database:
@@ -171,6 +172,31 @@ class LedgerBase:
                 self._db.execute("PRAGMA optimize")
             finally:
                 self._db.execute("PRAGMA busy_timeout = 30000")
+
+    def give_back(self) -> int:
+        """The free pages handed back to the file system (``PRAGMA incremental_vacuum``, its
+        own short write, after a prune committed): bytes. A ledger made before ``auto_vacuum``
+        (``INCREMENTAL`` since issue 22) keeps its free pages until ``compact``."""
+        with translated(self.path):
+            before = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+                return 0
+            self._db.conn.executescript("PRAGMA incremental_vacuum;")  # stepped to its end
+            after = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            page = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return int(before - after) * int(page)
+
+    def compact(self) -> tuple[int, int]:
+        """Rewrite the file without its free pages (``VACUUM``; a ledger made before issue 22
+        becomes ``auto_vacuum = INCREMENTAL`` on the way) and empty the WAL: the file's bytes
+        before and after. It needs the site to itself (the caller holds the site lock, no
+        daemon) and free disk for a copy of the ledger; a failure leaves it as it was."""
+        with translated(self.path):
+            before = self.path.stat().st_size
+            self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return before, self.path.stat().st_size
 
     def settle(self) -> tuple[int, int, int]:
         """After a long read: checkpoint what the WAL holds without waiting for anyone

@@ -70,6 +70,7 @@ class Retention(StatementStore):
             self._sign_checkpoints(kept, sign, at, base_digest)
             self._record_own(then(removed, dict(kept)))
         self._note_heads()  # at once: the head file must not name what was just pruned
+        self.give_back()
         return removed
 
     def _sign_checkpoints(self, kept: Checkpoints, sign: Sign, at: str, base_digest: str) -> None:

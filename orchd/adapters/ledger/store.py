@@ -170,8 +170,9 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
             placement.remove_staging(staging)
             db = connect(staging, "rwc")
             try:
-                db.execute(f"PRAGMA application_id = {schema.APPLICATION_ID:d}")
-                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # first, before the header is
+                db.execute(f"PRAGMA application_id = {schema.APPLICATION_ID:d}")  # written: a
+                db.execute("PRAGMA journal_mode = WAL")  # prune's pages go back to the disk
                 db.execute("PRAGMA synchronous = FULL")
                 schema.migrate(db.conn, schema.MIGRATIONS)
                 db.execute("INSERT INTO meta (key, value) VALUES ('site_id', ?)", [site_id])
