@@ -13,19 +13,21 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
 from orchd.adapters import config, control, identity
-from orchd.adapters.ledger import SqliteLedger
-from orchd.adapters.ledger.store import check_file
 from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, site_clock
 from orchd.adapters.system import local_actor as local_actor  # re-exported: the operator
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.core.ports import SlotLister
+
+if TYPE_CHECKING:
+    from orchd.adapters.ledger import SqliteLedger
+
 from orchd.errors import Interrupted, RemoteRefused, StateConflict, StorageError
 
 P = ParamSpec("P")
@@ -193,6 +195,9 @@ def open_site(config: Config, *, write: bool, repair: bool = False) -> Iterator[
 
     ``repair`` (for ``ledger rebuild``) opens a ledger whose projections are damaged.
     """
+    from orchd.adapters.ledger import SqliteLedger  # SQLite: not for a client of the daemon
+    from orchd.adapters.ledger.store import check_file
+
     check_file(config.ledger_path)  # no site: say so before creating a lock file anywhere
     with ExitStack() as stack:
         if write:
