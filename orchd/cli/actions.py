@@ -57,6 +57,7 @@ class Request:
     progress: Callable[[], None] = lambda: None  # a long action calls it now and then (watchdog)
 
 
+LONG_LANE = "long"  # the lane of actions that take as long as the ledger is big (no time limit)
 WROTE_NOTHING = "nothing was changed (a change is recorded in one transaction, rolled back)"
 READ_ONLY = "it only reads: nothing was changed"
 
@@ -105,7 +106,11 @@ def perform(
     ``upload``: a file the action reads (sent to the daemon); ``download``: where the action's
     file is written (which must not exist).
     """
-    answer = config.daemon("POST", ACTIONS_PATH + name, body, upload=upload, download=download)
+    chosen = ACTIONS.get(name)  # registered by the command's module, which is running
+    patient = chosen is not None and chosen.lane == LONG_LANE
+    answer = config.daemon(
+        "POST", ACTIONS_PATH + name, body, upload=upload, download=download, patient=patient
+    )
     if answer is not None:
         return answer
     if name not in ACTIONS:  # registered by another command's module, not imported yet

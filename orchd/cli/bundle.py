@@ -19,6 +19,7 @@ from orchd.ops import peers
 
 from . import cli
 from .actions import (
+    LONG_LANE,
     Request,
     action,
     export_bundle,
@@ -149,7 +150,7 @@ def export(
     bundle_ops.SCOPE,
     writes=True,
     interrupted="no bundle was written and nothing was recorded",
-    lane="long",
+    lane=LONG_LANE,
 )
 def _export(call: Request) -> dict[str, Any]:
     if call.download is None:
@@ -264,7 +265,7 @@ def verify(config: Config, file: Path, vouched: tuple[str, ...], as_json: bool) 
     "orch:read",
     writes=False,
     interrupted="the bundle was not checked to its end; nothing was changed",
-    lane="long",
+    lane=LONG_LANE,
 )
 def _verify(call: Request) -> dict[str, Any]:
     if call.upload is None:

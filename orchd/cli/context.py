@@ -93,10 +93,12 @@ class Config:
         *,
         upload: Path | None = None,
         download: Path | None = None,
+        patient: bool = False,
     ) -> Any | None:
         """Ask the running daemon (the reply's JSON), or None when no daemon answers, so the
         command runs in-process under the site lock instead. ``upload``: a bundle file sent
-        as the body (opened as an import would); ``download``: where a file reply goes."""
+        as the body (opened as an import would); ``download``: where a file reply goes;
+        ``patient``: no time limit (a long action)."""
         target = self.find_daemon()
         if target is None:
             return None
@@ -105,7 +107,14 @@ class Config:
             with contextlib.ExitStack() as stack:
                 source = None if upload is None else stack.enter_context(_open_bundle(upload))
                 status, payload = control.request(
-                    found, method, url, body, upload=source, download=download, expect=expect
+                    found,
+                    method,
+                    url,
+                    body,
+                    upload=source,
+                    download=download,
+                    expect=expect,
+                    patient=patient,
                 )
         except (ConnectionRefusedError, FileNotFoundError):
             return None  # a socket left by a daemon that is gone

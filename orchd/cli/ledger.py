@@ -12,7 +12,7 @@ from orchd.ops import ledger as ledger_ops
 from orchd.ops import retention
 
 from . import cli
-from .actions import Request, action, flag, perform
+from .actions import LONG_LANE, Request, action, flag, perform
 from .context import Config, Site, local_actor, with_site
 from .output import emit_json
 
@@ -42,7 +42,7 @@ def verify(config: Config, as_json: bool) -> None:
     ledger_ops.VERIFY_SCOPE,
     writes=False,
     interrupted="the ledger was not checked to its end; nothing was changed",
-    lane="long",
+    lane=LONG_LANE,
 )
 def _verify(call: Request) -> dict[str, Any]:
     report = ledger_ops.verify(call.site.ledger)

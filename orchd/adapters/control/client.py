@@ -134,14 +134,16 @@ def request(
     upload: BinaryIO | None = None,
     download: Path | None = None,
     expect: Identity | None = None,
+    patient: bool = False,
 ) -> tuple[int, Any]:
     """One HTTP request over the socket; (status, JSON payload). ``upload``: send that file as
     the body (``body`` goes in a header); ``download``: a file reply is written there (which
     must not exist) and the payload is the action's result; ``expect``: the site meant, which
-    the daemon and then this client check (``WrongSite``). Raises OSError if unreachable."""
+    the daemon and then this client check (``WrongSite``); ``patient``: a long action (a
+    ledger verify) that takes as long as the ledger is big. Raises OSError if unreachable."""
     conn = _UnixConnection(path)
-    if upload is not None or download is not None:
-        conn.sock.settimeout(None)  # a bundle takes as long as it takes
+    if patient or upload is not None or download is not None:
+        conn.sock.settimeout(None)  # a bundle, or a verify, takes as long as it takes
     try:
         head, data = _request_head(method, url, body, upload, download, expect)
         what = url.rsplit("/", 1)[-1]

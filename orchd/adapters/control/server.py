@@ -43,7 +43,7 @@ class ControlServer:
         self,
         path: Path,
         authz: Authz,
-        submit: Callable[[Call], None],
+        submit: Callable[[Call], bool],
         *,
         identity: Identity,
         transfers: Path,
@@ -82,10 +82,10 @@ class ControlServer:
         """Hand ``call`` to the loop and wait for its answer; meanwhile a ``client`` that hangs
         up (Ctrl-C: it closes its side) marks the call cancelled, which a long action sees at its
         next progress report and rolls back (see ``cli/daemon/calls.progress``)."""
-        self._submit(call)
+        patient = self._submit(call)  # True: a long action (a verify), no time limit
         transfer = call.upload is not None or call.download is not None
-        # a transfer (a bundle) takes as long as it takes; the watchdog guards the loop
-        deadline = None if transfer else time.monotonic() + TIMEOUT_S
+        # a transfer (a bundle) or a long action takes as long as it takes
+        deadline = None if transfer or patient else time.monotonic() + TIMEOUT_S
         while True:
             try:
                 return call.answer.result(timeout=CANCEL_POLL_S)

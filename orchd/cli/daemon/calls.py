@@ -60,15 +60,18 @@ class Calls:
         self.waiting: queue.Queue[control.Call] = queue.Queue()
         self.reload_due = False
 
-    def enqueue(self, call: control.Call) -> None:  # on a server thread
+    def enqueue(self, call: control.Call) -> bool:  # on a server thread
+        """Hand ``call`` to its lane or to the loop; True when it may take as long as the
+        ledger is big (the long lane: its caller waits without a time limit)."""
         chosen, lanes = _chosen(call), self.lanes
         # a denial is recorded, and so goes to the loop
         if lanes is not None and chosen is not None and chosen.lane and chosen.scope in call.scopes:
             if not lanes.submit(chosen.lane, lambda: self._beside(call, chosen, lanes)):
                 call.answer.set_result((503, STOPPING))
-            return
+            return chosen.lane == actions.LONG_LANE
         self.waiting.put(call)
         self.wake()
+        return False
 
     def _beside(self, call: control.Call, chosen: actions.Action, lanes: Lanes) -> None:
         """``chosen`` answered for ``call`` on a lane's thread."""

@@ -19,9 +19,10 @@ import queue
 import threading
 from collections.abc import Callable
 
+from ..actions import LONG_LANE
 from ..context import Site
 
-LANES = {"read": 2, "long": 1}  # lane -> threads
+LANES = {"read": 2, LONG_LANE: 1}  # lane -> threads
 _CLOSE = None  # put once per thread: it closes its site and ends
 
 
