@@ -8,8 +8,8 @@ action names its lane (``actions.Action.lane``); one without a lane runs on the 
 thread opens another connection to the loop's ledger once, on its first call (SQLite in WAL
 mode: a reader sees the last commit and never waits for the writer; ``LedgerBase.another``:
 without reopening the file, which would drop SQLite's locks), and closes it when the daemon
-stops. An export records
-its ``bundle.exported`` event on its own connection, a short write after the long read.
+stops. An export records its ``bundle.exported`` event on its own connection, a short write
+after the long read. A call on the long lane is waited for without a time limit.
 """
 
 from __future__ import annotations
