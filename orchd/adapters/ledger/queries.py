@@ -54,7 +54,9 @@ class JobQueries(LedgerBase):
     ) -> Iterator[JobView]:
         filters = {
             "job_id > ?": after,  # keyset: a page starts where the last one ended (no OFFSET)
-            "origin = ?": origin,
+            # not through an index (unary +): most jobs are the site's own, and SQLite would
+            # read every one through (origin, key) and sort them all to give a page by id
+            "+origin = ?": origin,
             "state = ?": state,
             "source = ?": source,
             "job_type = ?": job_type,
