@@ -54,7 +54,7 @@ class Integrity(StatementStore):
                     verified[origin] = head.seq
                 self._check_checkpoint()
                 self._check_origin_checkpoints(kept)
-                with contextlib.closing(_memory_projection()) as rebuilt:
+                with contextlib.closing(_scratch_projection()) as rebuilt:
                     load_base(self._db, rebuilt)
                     self._compare(self._rebuild_into(rebuilt))
                 self._check_counters()
@@ -255,8 +255,12 @@ class Integrity(StatementStore):
                 )
 
 
-def _memory_projection() -> Database:
-    db = Database(sqlite3.connect(":memory:", isolation_level=None))
+def _scratch_projection() -> Database:
+    """Empty projection tables in SQLite's own temporary database (a file in TMPDIR, removed
+    when closed): a verify rebuilds the whole history into it in flat memory (its page cache),
+    where an in-memory database grew with the ledger."""
+    db = Database(sqlite3.connect("", isolation_level=None))
+    db.execute("PRAGMA cache_size = -16384")
     schema.migrate(db.conn, schema.MIGRATIONS)  # the same tables as the ledger's
     return db
 

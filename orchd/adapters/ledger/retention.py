@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import zstandard
@@ -24,7 +24,7 @@ from orchd.errors import ChainBroken, MemberMismatch
 
 from . import counters, placement, projector, schema
 from .base import translated
-from .statements import StatementStore
+from .statements import StatementStore, compress_stream
 
 Checkpoints = dict[str, tuple[int, str]]
 
@@ -110,11 +110,13 @@ class Retention(StatementStore):
             while batch := cursor.fetchmany(5000):
                 parsed = [events.parse(body, digest_) for body, digest_ in batch]
                 projector.project(scratch, parsed, self._site_id)
-            lines = list(checkpoints.lines(base_tables(scratch)))
-        rows_digest = hashlib.sha256(b"".join(line + b"\n" for line in lines)).hexdigest()
+            # twice through the rows, never all of them in memory: their digest and size, then
+            # the frame (with its size, as compressing them whole would write)
+            rows_digest, records, raw_size = _measured(checkpoints.lines(base_tables(scratch)))
+            frame = compress_stream(checkpoints.lines(base_tables(scratch)), raw_size)
         body = checkpoints.payload(self._site_id, seq, digest, rows_digest)
         statement = checkpoints.parse(sign(checkpoints.CHECKPOINT_TYPE, body))
-        self._keep_checkpoint(statement, lines)
+        self._keep_frame(statement, frame, raw_size, records)
 
     def _take_base(self, base: checkpoints.Base, restoring: bool) -> None:
         """An origin's checkpoint read from a bundle (in the import's transaction): kept in the
@@ -276,3 +278,14 @@ def scratch_projection(near: Path) -> Iterator[Database]:
     finally:
         db.close()
         placement.remove_staging(path)
+
+
+def _measured(lines: Iterable[bytes]) -> tuple[str, int, int]:
+    """The base rows' digest (sha256 of the lines, each followed by a newline), their number and
+    their size, read once."""
+    hasher, records, size = hashlib.sha256(), 0, 0
+    for line in lines:
+        hasher.update(line)
+        hasher.update(b"\n")
+        records, size = records + 1, size + len(line) + 1
+    return hasher.hexdigest(), records, size

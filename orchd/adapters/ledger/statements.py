@@ -47,6 +47,16 @@ def compress(lines: Sequence[bytes]) -> tuple[bytes, int]:
     return frame, len(raw)
 
 
+def compress_stream(lines: Iterable[bytes], raw_size: int) -> bytes:
+    """``compress`` of lines read as they come, ``raw_size`` their size known beforehand (the
+    frame says it, as a whole compression's does; the bytes may differ from it on large rows,
+    the rows they hold do not)."""
+    out = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj(size=raw_size)
+    parts = [out.compress(line + b"\n") for line in lines]
+    parts.append(out.flush())
+    return b"".join(parts)
+
+
 class StatementStore(LedgerBase):
     """The ``StatementStore`` port, and the writes its callers' transactions make."""
 
@@ -115,15 +125,21 @@ class StatementStore(LedgerBase):
     def _keep_checkpoint(self, statement: CheckpointStatement, lines: Sequence[bytes]) -> None:
         """Keep a checkpoint with its base rows' lines, when it is newer than the one held of
         its origin (in the caller's transaction)."""
+        data, raw_size = compress(lines)
+        self._keep_frame(statement, data, raw_size, len(lines))
+
+    def _keep_frame(
+        self, statement: CheckpointStatement, data: bytes, raw_size: int, records: int
+    ) -> None:
+        """``_keep_checkpoint`` of base rows compressed already (one zstd frame, ``data``)."""
         o, seq = statement.origin, statement.seq
         if not self._keep(CHECKPOINT, o, seq, statement.hash, statement.envelope):
             return
-        data, raw_size = compress(lines)
         self._db.execute("DELETE FROM checkpoint_rows WHERE origin = ?", [o])
         self._db.execute(
             "INSERT INTO checkpoint_rows (origin, seq, sha256, raw_size, records, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [o, seq, hashlib.sha256(data).hexdigest(), raw_size, len(lines), data],
+            [o, seq, hashlib.sha256(data).hexdigest(), raw_size, records, data],
         )
 
     def _keep(self, kind: str, origin: str, seq: int, digest: str, envelope: bytes) -> bool:
