@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from orchd.adapters import config
@@ -87,7 +88,7 @@ class FileCheck:
         self.due_at = first_ms
         self.running: threading.Thread | None = None
         self.found: OrchdError | None = None
-        self.started_ms = 0
+        self.took_ms = 0  # the last check's own time (not the wait for the loop's next tick)
 
     def tick(self, now_ms: int) -> None:
         if self.running is not None:
@@ -98,21 +99,23 @@ class FileCheck:
         if now_ms >= self.due_at:
             self.due_at = now_ms + FILE_CHECK_EVERY_MS
             self.optimize()
-            self.found, self.started_ms = None, now_ms
+            self.found = None
             self.running = threading.Thread(target=self._run, name="ledger-check", daemon=True)
             self.running.start()
 
     def _run(self) -> None:
+        started = time.monotonic()
         try:
             self.check()
         except OrchdError as exc:
             self.found = exc
+        finally:
+            self.took_ms = int((time.monotonic() - started) * 1000)
 
     def _report(self, now_ms: int) -> None:
-        took = now_ms - self.started_ms
         if self.found is None:
             self.health.file_ok = True
-            self.log("info", "ledger file checked: every page ok", ms=took)
+            self.log("info", "ledger file checked: every page ok", ms=self.took_ms)
             return
         self.health.file_ok = False
         self.health.last_error = self.found.message
