@@ -279,7 +279,7 @@ class MemoryLedger:
         ]
         return sorted(found, key=lambda r: (r.requested_at, r.request_id))
 
-    def pending_jobs(self) -> list[tuple[JobView, int]]:
+    def pending_jobs(self, after: int = 0) -> list[tuple[JobView, int]]:
         arrival = {
             e.payload["job_id"]: e.seq
             for e in self._events
@@ -288,7 +288,7 @@ class MemoryLedger:
         found = [
             (job, arrival[job.job_id])
             for job in self._rows.jobs.values()
-            if job.origin == self._site_id and job.state in _PENDING
+            if job.origin == self._site_id and job.state in _PENDING and arrival[job.job_id] > after
         ]
         return sorted(found, key=lambda pair: pair[1])
 

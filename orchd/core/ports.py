@@ -169,8 +169,10 @@ class JobQueries(OfSite, Protocol):
         """Requests addressed to this site that it has not answered, oldest first."""
         ...
 
-    def pending_jobs(self) -> list[tuple[JobView, int]]:
-        """This site's queued, waiting, throttled and retry_wait jobs, with their arrival seq."""
+    def pending_jobs(self, after: int = 0) -> list[tuple[JobView, int]]:
+        """This site's queued, waiting, throttled and retry_wait jobs, with their arrival seq
+        (of their ``job.submitted``), in arrival order; with ``after``, only those that arrived
+        after that seq (read from the events since it, not from every pending job)."""
         ...
 
     def open_runs(self) -> list[RunView]: ...

@@ -205,8 +205,8 @@ def test_creating_where_the_directory_is_missing_is_a_storage_error(tmp_path: Pa
         )
 
 
-def _steps_of_pending_jobs(ledger: SqliteLedger) -> int:
-    """SQLite virtual-machine steps that ``pending_jobs`` takes."""
+def _steps_of_pending_jobs(ledger: SqliteLedger, after: int = 0, job: str = JOB_A) -> int:
+    """SQLite virtual-machine steps that ``pending_jobs`` takes (finding only ``job``)."""
     steps = 0
 
     def count() -> int:
@@ -216,10 +216,10 @@ def _steps_of_pending_jobs(ledger: SqliteLedger) -> int:
 
     ledger._db.conn.set_progress_handler(count, 1)
     try:
-        found = ledger.pending_jobs()
+        found = ledger.pending_jobs(after)
     finally:
         ledger._db.conn.set_progress_handler(None, 1)
-    assert [job.job_id for job, _ in found] == [JOB_A]
+    assert [pending.job_id for pending, _ in found] == [job]
     return steps
 
 
@@ -235,6 +235,22 @@ def test_finding_pending_jobs_does_not_grow_with_finished_ones(ledger: SqliteLed
     many = _steps_of_pending_jobs(ledger)
 
     assert many < 2 * few  # 100 times as many finished jobs: not 100 times the work
+
+
+def test_the_new_pending_jobs_are_found_without_reading_every_pending_one(
+    ledger: SqliteLedger,
+) -> None:
+    waiting = [f"01KB{n:022d}" for n in range(100, 2100)]
+    ledger.append([submitted(job_id) for job_id in waiting[:20]])
+    head = ledger.heads()["hq"][0]
+    ledger.append([submitted(JOB_A)])
+    few = _steps_of_pending_jobs(ledger, head)
+    ledger.append([submitted(job_id) for job_id in waiting[20:]])  # 2,000 queued now
+    head = ledger.heads()["hq"][0]
+    ledger.append([submitted(JOB_B)])
+    many = _steps_of_pending_jobs(ledger, head, JOB_B)
+
+    assert many < 2 * few  # 100 times as many pending jobs: not 100 times the work
 
 
 def test_the_wal_is_bounded_and_settled_after_a_long_read(tmp_path: Path) -> None:

@@ -196,6 +196,9 @@ def test_pending_jobs_come_in_arrival_order(ledger: ContractLedger, clock: FakeC
     pending = [(job.job_id, arrival) for job, arrival in ledger.pending_jobs()]
 
     assert pending == [(JOB_C, 2), (JOB_B, 4)]
+    # only those that arrived after a seq (a daemon's tick takes its new jobs so)
+    assert [(job.job_id, arrival) for job, arrival in ledger.pending_jobs(after=2)] == [(JOB_B, 4)]
+    assert ledger.pending_jobs(after=4) == []
 
 
 def test_open_runs_leases_and_stalled_leases(ledger: ContractLedger, clock: FakeClock) -> None:

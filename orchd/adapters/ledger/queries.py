@@ -257,19 +257,30 @@ class JobQueries(LedgerBase):
 
     # --- what the engine reads and the unchained lease rows ---------------------------------
 
-    def pending_jobs(self) -> list[tuple[JobView, int]]:
+    def pending_jobs(self, after: int = 0) -> list[tuple[JobView, int]]:
         """This site's jobs that have not run yet or wait to run again, with the seq of their
-        ``job.submitted`` event (their arrival order)."""
+        ``job.submitted`` event (their arrival order); with ``after``, those that arrived after
+        that seq only, found from the events since it (what a daemon's tick just recorded)."""
         columns = ", ".join(f"j.{name}" for name in JOB_COLUMNS)
-        # from the pending jobs (by state) to their events: left to itself the planner walks
-        # every event of the site, which grows with the ledger and runs on every daemon tick
-        sql = (
-            f"SELECT {columns}, e.seq FROM jobs j INDEXED BY jobs_by_state CROSS JOIN events e "
-            "ON e.job_id = j.job_id AND e.origin = j.origin AND e.type = 'job.submitted' "
-            f"WHERE j.origin = ? AND j.state IN {_PENDING} ORDER BY e.seq"
-        )
+        if after:
+            sql = (
+                f"SELECT {columns}, e.seq FROM events e CROSS JOIN jobs j "
+                "ON j.job_id = e.job_id AND j.origin = e.origin "
+                "WHERE e.origin = ? AND e.seq > ? AND e.type = 'job.submitted' "
+                f"AND j.state IN {_PENDING} ORDER BY e.seq"
+            )
+            params: list[object] = [self._site_id, after]
+        else:
+            # from the pending jobs (by state) to their events: left to itself the planner walks
+            # every event of the site, which grows with the ledger
+            sql = (
+                f"SELECT {columns}, e.seq FROM jobs j INDEXED BY jobs_by_state CROSS JOIN events e "
+                "ON e.job_id = j.job_id AND e.origin = j.origin AND e.type = 'job.submitted' "
+                f"WHERE j.origin = ? AND j.state IN {_PENDING} ORDER BY e.seq"
+            )
+            params = [self._site_id]
         with translated(self.path):
-            rows = self._db.execute(sql, [self._site_id]).fetchall()
+            rows = self._db.execute(sql, params).fetchall()
         return [(JobView._make(row[:-1]), row[-1]) for row in rows]
 
     def open_runs(self) -> list[RunView]:

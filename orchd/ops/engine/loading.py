@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orchd.core import limits, timefmt
+from orchd.core.projection import JobView
 from orchd.ops import quota
 
 from .admission import Admission
@@ -57,14 +58,26 @@ class Loading(Recording, Runs, Admission):
         job leased in memory must not be read back as still queued and leased twice.
         """
         self._flush()
-        self._pending = {job.job_id: (job, arrival) for job, arrival in self._ledger.pending_jobs()}
-        self._arrivals.update({job_id: arrival for job_id, (_, arrival) in self._pending.items()})
-        self._waiting = {i for i, (job, _) in self._pending.items() if job.state == "waiting"}
-        self._not_before = {
-            job.job_id: timefmt.parse_canonical(job.eligible_at)
-            for job, _ in self._pending.values()
-            if job.eligible_at is not None
-        }
+        self._pending, self._waiting, self._not_before = {}, set(), {}
+        self._take(self._ledger.pending_jobs())
+
+    def take_new(self) -> None:
+        """``refresh`` for what a tick just recorded (the spool's, the schedules' and the
+        requests' new jobs): only the jobs that arrived after the newest one held are read,
+        not every pending job again (what the others changed, a call or an import, reloads)."""
+        self._flush()
+        newest = max((arrival for _, arrival in self._pending.values()), default=0)
+        self._take(self._ledger.pending_jobs(after=newest))
+
+    def _take(self, found: list[tuple[JobView, int]]) -> None:
+        """Hold the pending jobs ``found`` (each with its arrival) beside those held."""
+        for job, arrival in found:
+            self._pending[job.job_id] = (job, arrival)
+            self._arrivals[job.job_id] = arrival
+            if job.state == "waiting":
+                self._waiting.add(job.job_id)
+            if job.eligible_at is not None:
+                self._not_before[job.job_id] = timefmt.parse_canonical(job.eligible_at)
         self._reorder()
         self._deps_dirty = True
         self._stop_cancelled()

@@ -53,7 +53,7 @@ class Engine(Loading, Dependencies):
                 if should_stop() and not self._stopping:
                     self.stop()
                 if tick is not None and tick():
-                    self.refresh()
+                    self.take_new()
                 wake_in = self.step()
                 if degraded and on_storage is not None:
                     degraded = False
