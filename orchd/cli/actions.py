@@ -113,9 +113,9 @@ def perform(
     )
     if answer is not None:
         return answer
-    if name not in ACTIONS:  # registered by another command's module, not imported yet
+    if chosen is None:  # registered by another command's module, not imported yet
         importlib.import_module("orchd.cli").load_all()
-    chosen = ACTIONS[name]
+        chosen = ACTIONS[name]
     with (
         interruptible(f"{name}: {chosen.interrupted}"),
         open_site(config, write=chosen.writes) as site,

@@ -50,7 +50,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -359,32 +358,16 @@ def child_export(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class ChildPeak:
-    """The largest ``VmHWM`` seen among this process's children, polled from /proc every 20 ms
-    while it runs (the reader child of a large import; its memory grows steadily, so polling
-    misses little)."""
-
-    def __init__(self) -> None:
-        self.kib = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> ChildPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
-        me = os.getpid()
-        while not self._done.wait(0.02):
-            with contextlib.suppress(OSError):
-                for pid in Path(f"/proc/{me}/task/{me}/children").read_text().split():
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            self.kib = max(self.kib, int(line.split()[1]))
+def children_hwm() -> dict[str, int]:
+    """The largest ``VmHWM`` (KiB) among this process's children (the reader child of a large
+    import; its memory grows steadily, so polling it every 20 ms misses little)."""
+    me, kib = os.getpid(), 0
+    with contextlib.suppress(OSError):
+        for pid in Path(f"/proc/{me}/task/{me}/children").read_text().split():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    kib = max(kib, int(line.split()[1]))
+    return {"kib": kib}
 
 
 def child_import(spec: dict[str, Any]) -> dict[str, Any]:
@@ -392,15 +375,15 @@ def child_import(spec: dict[str, Any]) -> dict[str, Any]:
     ledger = SqliteLedger.open(Path(spec["ledger"]), clock, OsEntropy())
     before = reset_peak()
     bundle, now = Path(spec["bundle"]), clock.now_ms()
-    with ChildPeak() as reader:
+    with report.Peaks(children_hwm) as child:
         done, elapsed = timed(lambda: bundles.import_bundle(ledger, bundle, operator(), now_ms=now))
     ledger.close()
-    own = peaks(before)
+    own, reader = peaks(before), child.seen.get("kib", 0)
     return {  # the two processes' peaks added: they run side by side
         "seconds": elapsed,
         "events": done.applied,
-        "reader_kib": reader.kib,
-        **{k: None if v is None else v + reader.kib for k, v in own.items()},
+        "reader_kib": reader,
+        **{k: None if v is None else v + reader for k, v in own.items()},
     }
 
 

@@ -13,7 +13,8 @@ import platform
 import sqlite3
 import statistics
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orchd
@@ -94,3 +95,38 @@ def write_section(path: Path, name: str, body: str) -> None:
     staging = path.with_name(path.name + ".tmp")
     staging.write_text(new)
     staging.replace(path)
+
+
+class Background:
+    """A thread that runs ``run`` while the ``with`` block does; ``run`` loops until ``done``
+    is set (``done.wait(s)`` as its pause)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self) -> Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self._thread.join()
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+
+class Peaks(Background):
+    """The largest value of each key ``sample()`` returns, polled every 20 ms."""
+
+    def __init__(self, sample: Callable[[], dict[str, int]]) -> None:
+        super().__init__()
+        self.sample, self.seen = sample, dict[str, int]()
+
+    def run(self) -> None:
+        while True:
+            for key, value in self.sample().items():
+                self.seen[key] = max(value, self.seen.get(key, 0))
+            if self.done.wait(0.02):
+                return

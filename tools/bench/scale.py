@@ -75,9 +75,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -549,30 +548,6 @@ def commands(sites: dict[int, Site], repeat: int, served: bool) -> Times:
     return times
 
 
-class Peaks:
-    """The largest value of each key ``sample()`` returns, polled every 20 ms in a thread."""
-
-    def __init__(self, sample: Callable[[], dict[str, int]]) -> None:
-        self.sample, self.seen = sample, dict[str, int]()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> Peaks:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
-        while True:
-            for key, value in self.sample().items():
-                self.seen[key] = max(value, self.seen.get(key, 0))
-            if self._done.wait(0.02):
-                return
-
-
 def descendants_hwm(pid: int) -> dict[str, int]:
     """``VmHWM`` (KiB) of every process below ``pid`` (children of any of its threads)."""
     found: dict[str, int] = {}
@@ -612,7 +587,7 @@ def measured(site: Site, folder: Path, *args: str, policy: Path | None = None) -
         proc = subprocess.Popen(
             argv, env=child_env(), cwd=child_cwd(), stdout=stdout, stderr=stderr
         )
-        with Peaks(lambda: descendants_hwm(proc.pid)) as children:
+        with report.Peaks(lambda: descendants_hwm(proc.pid)) as children:
             code = proc.wait()
         elapsed = time.perf_counter() - started
         stderr.seek(0)
@@ -690,7 +665,7 @@ def wal_under_reader(site: Site) -> dict[str, Any]:
         if failed and not found["failed"]:
             found["failed"] = f"a submit: {failed}"
 
-    with Peaks(lambda: {"wal": wal_bytes(site)}) as largest:
+    with report.Peaks(lambda: {"wal": wal_bytes(site)}) as largest:
         started = time.perf_counter()
         verify = subprocess.Popen(
             site.argv("ledger", "verify"),
@@ -714,29 +689,20 @@ def wal_under_reader(site: Site) -> dict[str, Any]:
 # --- the loop's longest tick ------------------------------------------------------------------
 
 
-class Trickle:
+class Trickle(report.Background):
     """A spool request renamed into ``spool/new`` every ``TRICKLE_MS`` in a thread, as a producer
     does (``tmp/NAME`` first; no fsync); the wall ms right after each rename, by name. After the
     first ``TRICKLE_FAST``, one every ``TRICKLE_SLOW_MS``: the engine re-reads every pending job
     after each new one, so a long operation's own trickle would otherwise swell what it reads."""
 
     def __init__(self, site: Site, prefix: str) -> None:
+        super().__init__()
         self.spool, self.prefix = site.state / "spool", prefix
         self.renamed: dict[str, float] = {}
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._drop, daemon=True)
 
-    def __enter__(self) -> Trickle:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _drop(self) -> None:
+    def run(self) -> None:
         due = time.monotonic()
-        while not self._done.is_set():
+        while not self.done.is_set():
             n = len(self.renamed)
             name = f"{self.prefix}{n:05d}"
             request = {"job_type": TRICKLE_TYPE, "source": SOURCES[n % len(SOURCES)]}
@@ -745,7 +711,7 @@ class Trickle:
             tmp.rename(self.spool / "new" / name)
             self.renamed[name] = time.time_ns() / 1e6
             due += (TRICKLE_MS if n < TRICKLE_FAST else TRICKLE_SLOW_MS) / 1000
-            self._done.wait(max(0.0, due - time.monotonic()))
+            self.done.wait(max(0.0, due - time.monotonic()))
 
 
 def submitted(site: Site, prefix: str) -> dict[str, tuple[int, str, str]]:

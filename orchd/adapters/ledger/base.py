@@ -55,7 +55,6 @@ def translated(path: Path) -> Iterator[None]:
 
 
 JOURNAL_LIMIT = 64 << 20  # bytes of ``-wal`` kept after a checkpoint
-_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 
 def connect(path: Path, mode: str) -> Database:
@@ -173,18 +172,12 @@ class LedgerBase:
             finally:
                 self._db.execute("PRAGMA busy_timeout = 30000")
 
-    def give_back(self) -> int:
-        """The free pages handed back to the file system (``PRAGMA incremental_vacuum``, its
-        own short write, after a prune committed): bytes. A ledger made before ``auto_vacuum``
-        (``INCREMENTAL`` since issue 22) keeps its free pages until ``compact``."""
+    def give_back(self) -> None:
+        """Hand the free pages back to the file system (``PRAGMA incremental_vacuum``, its own
+        short write, after a prune committed). On a ledger made before ``auto_vacuum``
+        (``INCREMENTAL`` since issue 22) the pragma does nothing: ``compact`` does it once."""
         with translated(self.path):
-            before = self._db.execute("PRAGMA freelist_count").fetchone()[0]
-            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
-                return 0
             self._db.conn.executescript("PRAGMA incremental_vacuum;")  # stepped to its end
-            after = self._db.execute("PRAGMA freelist_count").fetchone()[0]
-            page = self._db.execute("PRAGMA page_size").fetchone()[0]
-        return int(before - after) * int(page)
 
     def compact(self) -> tuple[int, int]:
         """Rewrite the file without its free pages (``VACUUM``; a ledger made before issue 22
