@@ -22,6 +22,7 @@ from orchd.core.checkpoints import CheckpointStatement
 from orchd.core.events import Draft, Event
 from orchd.core.metrics import DURATION_BOUNDS, RunTally
 from orchd.core.ports import Clock, Entropy, VerifyReport
+from orchd.core.progress import Meter, OnProgress, quiet
 from orchd.core.projection import JobView, RunView
 from orchd.core.site_views import OverrideView, PauseView, RequestView
 from orchd.core.statements import HeadStatement
@@ -410,9 +411,10 @@ class MemoryLedger:
 
     # --- integrity ------------------------------------------------------------------------
 
-    def verify(self) -> VerifyReport:
+    def verify(self, progress: OnProgress = quiet) -> VerifyReport:
         """Every chain, and the projections equal to a fold of every event from scratch."""
         verified = {}
+        meter = Meter("ledger verify", "chains", len(self._events), progress)
         for origin in sorted({e.origin for e in self._events}):
             rows = sorted((e for e in self._events if e.origin == origin), key=lambda e: e.seq)
             stored = (
@@ -426,9 +428,14 @@ class MemoryLedger:
                 for e in rows
             )
             verified[origin] = chain.verify(origin, stored).seq
+            meter.add(len(rows))
+        meter.end()
+        meter = meter.then("projections", len(self._events))
         rebuilt = _Rows()
         for event in sorted(self._events, key=lambda e: (e.origin, e.seq)):
             _fold(rebuilt, event, self._site_id)
+            meter.add(1)
+        meter.end()
         if rebuilt.comparable() != self._rows.comparable():
             raise ProjectionMismatch(table="*", detail="the memory rows differ from a rebuild")
         return VerifyReport(origins=verified, events=len(self._events), projection_digest="")

@@ -30,6 +30,7 @@ from orchd.adapters.control import ACTIONS_PATH
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.core.ports import Sign
+from orchd.core.progress import OnProgress, quiet
 from orchd.errors import BadInput
 
 from .context import Config, Site, interruptible, open_site
@@ -54,7 +55,9 @@ class Request:
     degraded: bool | None = None  # the daemon's storage state; None: no daemon (in-process)
     file_ok: bool | None = None  # the daemon's last whole-file check; None: none (or no daemon)
     longest_tick_ms: int | None = None  # the daemon loop's longest tick; None: no daemon
-    progress: Callable[[], None] = lambda: None  # a long action calls it now and then (watchdog)
+    progress: OnProgress = quiet  # how far a long action is (core/progress.py); it may stop it
+    # the daemon's progress items after a position (daemon/operations.py); None: no daemon
+    operations_after: Callable[[int], list[dict[str, Any]]] | None = None
 
 
 LONG_LANE = "long"  # the lane of actions that take as long as the ledger is big (no time limit)
@@ -223,7 +226,7 @@ def export_bundle(
         now_ms=site.clock.now_ms(),
         expires_in_ms=expires_in_ms,
         since=since,
-        progress=lambda origin, count: call.progress(),
+        progress=call.progress,
         version=version,
     )
 

@@ -45,7 +45,7 @@ def verify(config: Config, as_json: bool) -> None:
     lane=LONG_LANE,
 )
 def _verify(call: Request) -> dict[str, Any]:
-    report = ledger_ops.verify(call.site.ledger)
+    report = ledger_ops.verify(call.site.ledger, call.progress)
     return {
         "ok": True,
         "events": report.events,
@@ -203,7 +203,9 @@ def _prune(call: Request) -> dict[str, Any]:
         from .sitefiles import key_files
 
         sign = key_ops.checkpoint_signer(key_files(call.site.config).current())
-        removed = retention.prune(call.site.ledger, chosen, call.actor, sign, now_ms)
+        removed = retention.prune(
+            call.site.ledger, chosen, call.actor, sign, now_ms, progress=call.progress
+        )
     return {
         "dry_run": dry_run,
         "days": days,

@@ -11,7 +11,7 @@ import click
 from orchd.ops import status as status_ops
 
 from . import cli
-from .actions import Request, action, flag, perform, relay_only, text
+from .actions import Request, action, flag, number, perform, relay_only, text
 from .context import Config
 from .output import emit_json, job_json, run_json, table
 
@@ -35,6 +35,15 @@ def status(config: Config, origin: str | None, all_origins: bool, as_json: bool)
         emit_json(now)
         return
     _show(now)
+
+
+@action("progress", status_ops.SCOPE, writes=False)
+def _progress(call: Request) -> list[dict[str, Any]]:
+    """The daemon's progress items after position ``after`` (``cli/daemon/operations.py``):
+    streamed as ``GET /v1/stream/progress?after=N``. Without a daemon there is none: a big
+    operation run in-process reports to its own command."""
+    after = number(call.body, "after") or 0
+    return [] if call.operations_after is None else call.operations_after(after)
 
 
 @action("status", status_ops.SCOPE, writes=False)

@@ -13,6 +13,7 @@ from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.checkpoints import CheckpointStatement
 from orchd.core.events import Draft, Event
 from orchd.core.metrics import RunTally
+from orchd.core.progress import OnProgress, quiet
 from orchd.core.projection import JobView, RunView
 from orchd.core.site_views import OverrideView, PauseView, RequestView
 from orchd.core.statements import HeadStatement
@@ -276,15 +277,16 @@ class Retention(TrustQueries, Protocol):
         sign: Sign,
         at: str,
         then: Callable[[int, dict[str, tuple[int, str]]], Sequence[Draft]],
+        progress: OnProgress = quiet,
     ) -> int: ...
 
 
 class Integrity(Protocol):
-    def verify(self) -> VerifyReport:
+    def verify(self, progress: OnProgress = quiet) -> VerifyReport:
         """Check every chain and that the projections equal a rebuild; raise on the first fault."""
         ...
 
-    def rebuild(self) -> str:
+    def rebuild(self, progress: OnProgress = quiet) -> str:
         """Re-derive every projection from the event log; return the projection digest."""
         ...
 

@@ -28,6 +28,7 @@ from orchd.core import canonical, drafts, limits, timefmt
 from orchd.core.bundle_views import BundleView, ReceiptView
 from orchd.core.events import Actor, Draft
 from orchd.core.ports import Retention, Sign
+from orchd.core.progress import OnProgress, quiet
 
 SCOPE = "orch:admin"
 
@@ -98,6 +99,7 @@ def prune(
     actor: Actor,
     sign: Sign,
     now_ms: int,
+    progress: OnProgress = quiet,
 ) -> int:
     """Prune what ``chosen`` allows; the number of events removed (0: nothing was due).
 
@@ -117,7 +119,7 @@ def prune(
             )
         ]
 
-    return ledger.prune(upto, sign, timefmt.format_ms(now_ms), recorded)
+    return ledger.prune(upto, sign, timefmt.format_ms(now_ms), recorded, progress)
 
 
 def _acknowledged(receipt: ReceiptView | None, origin: str) -> int:

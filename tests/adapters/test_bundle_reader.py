@@ -29,6 +29,7 @@ from orchd.core import drafts
 from orchd.core.bundle import MAX_LINE
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy
+from orchd.core.progress import Progress
 from orchd.errors import BundleMalformed, MemberMismatch, SystemFailure, WrittenByNewer
 from orchd.ops import keys as key_ops
 from orchd.ops import site
@@ -136,13 +137,18 @@ def test_the_child_imports_exactly_what_this_process_imports(
 
 
 @pytest.mark.parametrize("reader", [HERE, CHILD], ids=["here", "child"])
-def test_an_import_calls_progress_every_batch_of_events_read(
+def test_an_import_reports_progress_every_batch_of_events_read(
     exported: tuple[Path, bytes], enclave: SqliteLedger, reader: int
 ) -> None:
-    """The daemon turns progress into watchdog pings: the loop is busy, not stuck."""
-    calls: list[None] = []
-    report = import_(enclave, exported[0], reader, progress=lambda: calls.append(None))
-    assert len(calls) == report.applied // bundle_reader.BATCH == 2
+    """The daemon turns progress into watchdog pings: the loop is busy, not stuck; from the
+    child too (its reports cross the pipe)."""
+    told: list[Progress] = []
+    report = import_(enclave, exported[0], reader, progress=told.append)
+    total = report.applied  # every record of the bundle is new here
+    assert [(p.operation, p.step, p.total) for p in told] == [
+        ("bundle import", "events", total)
+    ] * 4
+    assert [p.done for p in told] == [0, bundle_reader.BATCH, 2 * bundle_reader.BATCH, total]
 
 
 def test_a_dry_run_through_the_child_changes_nothing(
@@ -243,8 +249,9 @@ def test_an_import_that_stops_early_stops_and_reaps_its_child(
 ) -> None:
     before = everything(enclave)
 
-    def stop() -> None:
-        raise RuntimeError("stopped by the caller")
+    def stop(progress: Progress) -> None:
+        if progress.done:  # the first batch was read: the child runs
+            raise RuntimeError("stopped by the caller")
 
     with pytest.raises(RuntimeError, match="stopped by the caller"):
         import_(enclave, exported[0], CHILD, progress=stop)

@@ -12,6 +12,7 @@ import pytest
 from orchd.adapters.ledger import SqliteLedger
 from orchd.core.events import Actor, Draft, Event
 from orchd.core.ports import JobLog, StatementStore, TrustQueries, VerifyReport
+from orchd.core.progress import OnProgress
 from orchd.core.statements import HeadStatement
 from orchd.ops import site
 from tests.fakes import CountingEntropy, FakeClock
@@ -43,7 +44,7 @@ class ContractLedger(JobLog, TrustQueries, StatementStore, Protocol):
 
     def events_of_type(self, event_type: str) -> list[Event]: ...
 
-    def verify(self) -> VerifyReport: ...
+    def verify(self, progress: OnProgress = ...) -> VerifyReport: ...
 
     def close(self) -> None: ...
 

@@ -439,6 +439,40 @@ def test_audit_tail_follow_streams_events_from_the_daemon(daemon: Daemon) -> Non
     assert daemon.stop()[0] == 0
 
 
+def test_a_verify_through_the_daemon_streams_its_progress_and_logs_its_end(
+    daemon: Daemon,
+) -> None:
+    """One progress mechanism: a verify on the daemon's long lane reports through the board;
+    the progress stream replays its items (each step from 0 to the events held, then ``done``),
+    the caller's pid named; the log has the operation's end."""
+    from orchd.adapters import control
+
+    daemon.start()
+    asked = daemon.cli("ledger", "verify", "--json")
+    assert asked.returncode == 0, asked.stderr
+    held = json.loads(asked.stdout)["events"]
+    status, items = control.stream(daemon.state / "orchd.sock", "/v1/stream/progress?after=0")
+    assert status == 200, list(items)
+    seen: list[dict[str, Any]] = []
+    for item in items:
+        seen.append(item)
+        if item["state"] != "running":
+            break
+    assert {(i["operation"], i["uid"]) for i in seen} == {("ledger verify", os.getuid())}
+    assert [(i["step"], i["done"], i["state"]) for i in seen] == [
+        ("chains", 0, "running"),
+        ("chains", held, "running"),
+        ("projections", 0, "running"),
+        ("projections", held, "running"),
+        ("projections", held, "done"),
+    ]
+    assert all(i["total"] == held and i["pid"] != os.getpid() for i in seen)  # the CLI's pid
+    assert [i["position"] for i in seen] == sorted(i["position"] for i in seen)
+    assert daemon.stop()[0] == 0
+    [ended] = [line for line in daemon.process.log_lines() if line.get("msg") == "operation ended"]
+    assert (ended["operation"], ended["state"], ended["done"]) == ("ledger verify", "done", held)
+
+
 def test_a_caller_without_the_scope_gets_403_and_is_audited(daemon: Daemon) -> None:
     daemon.start()
     path = reachable_by_nobody(daemon)

@@ -4,6 +4,7 @@ daemon process (docs/STYLE: "A daemon made of parts with tick(now)")."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -19,7 +20,7 @@ import orchd.cli
 from orchd.adapters import config, control, spool
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.notify import Notifier
-from orchd.cli.daemon.calls import Calls, progress
+from orchd.cli.daemon.calls import Calls
 from orchd.cli.daemon.common import Audit, Health
 from orchd.cli.daemon.housekeeping import (
     FILE_CHECK_EVERY_MS,
@@ -30,11 +31,13 @@ from orchd.cli.daemon.housekeeping import (
 )
 from orchd.cli.daemon.inbox import Inbox, Requests
 from orchd.cli.daemon.intake import SpoolIntake
+from orchd.cli.daemon.operations import KEPT, Operations
 from orchd.cli.daemon.schedules import Schedules
 from orchd.cli.daemon.wake import WakeUp
 from orchd.core import timefmt
 from orchd.core.events import Actor
 from orchd.core.policy import JobType, Policy, Schedule
+from orchd.core.progress import Meter, Progress, quiet
 from orchd.errors import Interrupted, LedgerCorrupt
 from orchd.ops import site as site_ops
 from tests.fakes import CountingEntropy, FakeClock
@@ -148,7 +151,6 @@ def test_the_inbox_part_quarantines_what_is_not_a_bundle(
     folder = tmp_path / "inbox"
     spool.ensure(folder, spool.INBOX_SUBDIRS)
     (folder / "new" / "junk.orchkit").write_bytes(b"not a bundle")
-    fed: list[int] = []
     inbox = Inbox(
         folder,
         ledger,
@@ -156,7 +158,7 @@ def test_the_inbox_part_quarantines_what_is_not_a_bundle(
         config.Settings(),
         Audit(ledger, clock, DAEMON, log),
         log,
-        lambda: fed.append(1),
+        lambda: contextlib.nullcontext(quiet),
         lambda kind, payload: b"",  # joins no origin: never called
     )
 
@@ -307,15 +309,57 @@ def test_the_calls_part_denies_a_caller_without_the_scope_and_audits_it(
     assert done["reload"] == 0  # nothing was written
 
 
-def test_a_long_step_of_a_call_whose_client_went_away_stops_and_others_feed_the_watchdog() -> None:
-    fed: list[int] = []
-    gone = call(control.ACTIONS_PATH + "bundle.import", {}, ("orch:bundle",))
-    progress(gone, lambda: fed.append(1))
-    gone.cancelled.set()
-    with pytest.raises(Interrupted):
-        progress(gone, lambda: fed.append(1))
-    progress(None, lambda: fed.append(1))  # an inbox import: no client
-    assert fed == [1, 1]
+def test_the_board_keeps_each_report_for_the_stream_and_the_status_line(log: Logged) -> None:
+    board, fed = Operations(), []
+    with board.tracked(pid=7, uid=1000, log=log, feed=lambda: fed.append(1)) as progress:
+        meter = Meter("ledger verify", "chains", 3, progress, every=2)
+        meter.add(2)
+        assert [p.line() for p in board.running()] == ["ledger verify: chains 2/3 events"]
+        meter.end(3)
+    assert board.running() == [] and len(fed) == 3  # the watchdog, at every report
+    items = board.after(0)
+    assert [(i["done"], i["state"]) for i in items] == [
+        (0, "running"),
+        (2, "running"),
+        (3, "running"),
+        (3, "done"),
+    ]
+    assert {(i["id"], i["pid"], i["uid"]) for i in items} == {(1, 7, 1000)}
+    assert board.after(items[1]["position"]) == items[2:]
+    [(level, message, ended)] = log.lines
+    assert (level, message, ended["state"], ended["done"]) == ("info", "operation ended", "done", 3)
+
+
+def test_a_caller_gone_stops_its_operation_at_the_next_report_and_the_end_says_so(
+    log: Logged,
+) -> None:
+    board, gone = Operations(), threading.Event()
+    with (
+        pytest.raises(Interrupted, match="went away"),
+        board.tracked(
+            pid=7, uid=0, log=log, cancelled=lambda: "it went away" if gone.is_set() else None
+        ) as progress,
+    ):
+        meter = Meter("bundle import", "events", 10, progress, every=1)
+        gone.set()
+        meter.add(1)
+    assert [i["state"] for i in board.after(0)] == ["running", "interrupted"]
+    assert log.lines[-1][2]["state"] == "interrupted"
+
+
+def test_an_action_that_never_reports_leaves_no_trace_and_a_failure_is_kept(log: Logged) -> None:
+    board = Operations()
+    with board.tracked(pid=1, uid=0, log=log):
+        pass  # a status call: no big operation
+    with pytest.raises(RuntimeError), board.tracked(pid=1, uid=0, log=log) as progress:
+        progress(Progress(operation="ledger prune", step="fold", done=0, total=9))
+        raise RuntimeError("the disk")
+    assert [(i["id"], i["state"]) for i in board.after(0)] == [(1, "running"), (1, "failed")]
+    assert [line[0] for line in log.lines] == ["warning"]
+    for n in range(KEPT):
+        board.start(pid=1, uid=0)
+        board.report(n + 2, Progress(operation="x", step="y", done=n, total=None))
+    assert len(board.after(0)) == KEPT  # the newest only
 
 
 # --- housekeeping -------------------------------------------------------------------------------
@@ -350,6 +394,24 @@ class Notes:
 
     def watchdog(self) -> None:
         self.sent.append("WATCHDOG")
+
+
+def test_the_status_line_names_the_operations_under_way_every_second() -> None:
+    notes, under_way = Notes(watchdog_ms=None), []
+    report = Report(cast(Notifier, notes), Health(), lambda: (0, 0), lambda: under_way)
+    report.tick(0)
+    under_way.append(Progress(operation="ledger verify", step="chains", done=5, total=9))
+    report.tick(10)  # at once: an operation started
+    report.tick(500)
+    report.tick(1010)  # a second later
+    under_way.clear()
+    report.tick(1020)  # at once: it ended
+    assert notes.sent == [
+        "queue 0, running 0",
+        "queue 0, running 0; ledger verify: chains 5/9 events",
+        "queue 0, running 0; ledger verify: chains 5/9 events",
+        "queue 0, running 0",
+    ]
 
 
 def test_the_report_part_paces_status_and_watchdog() -> None:

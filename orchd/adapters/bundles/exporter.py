@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
 from orchd.core.manifest import DEFAULT_EXPIRY_MS
 from orchd.core.manifest_members import member_order
+from orchd.core.progress import Meter, OnProgress, quiet
 from orchd.core.rotations import Rotation
 from orchd.core.statements import HeadStatement
 from orchd.errors import StateConflict, StorageError, UntrustedKey
@@ -47,7 +48,7 @@ def export(
     now_ms: int,
     expires_in_ms: int = DEFAULT_EXPIRY_MS,
     since: Mapping[str, tuple[int, str]] | None = None,
-    progress: Callable[[str, int], None] = lambda origin, count: None,
+    progress: OnProgress = quiet,
     version: int = bundle.FORMAT_VERSION,
 ) -> Exported:
     """Write a bundle to ``out`` (which must not exist): every event held here, or with
@@ -67,7 +68,10 @@ def export(
     heads = _statements(ledger, key, plan.ranges, kept)
     chains = {r.origin: chain for r in plan.ranges if (chain := plan_chains.get(r.origin))}
     with archive_writer.staging_beside(out) as staging:
-        compressed = _compress(ledger, plan.ranges, staging, progress)
+        total = sum(r.to_seq - r.from_seq + 1 for r in plan.ranges)
+        meter = Meter("bundle export", "events", total, progress)
+        compressed = _compress(ledger, plan.ranges, staging, meter)
+        meter.end()
         events_count = sum(m.records for m, _ in compressed.values())
         found = compressed | _statement_members(heads, chains, bases)
         order = member_order(version, plan.ranges)
@@ -260,7 +264,7 @@ def _compress(
     ledger: SqliteLedger,
     ranges: tuple[bundle.Range, ...],
     staging: Path,
-    progress: Callable[[str, int], None],
+    meter: Meter,
 ) -> Found:
     """Each range's events compressed into a staging file (a small one in memory): name -> the
     member and its file or bytes."""
@@ -272,7 +276,7 @@ def _compress(
             batches = (list(_format_1_only(iter(batch))) for batch in batches)
         made = archive_writer.compress_batches(
             staging / f"{index}.zst",
-            _counting(batches, r.origin, progress),
+            _counting(batches, meter),
             in_memory=r.to_seq - r.from_seq < IN_MEMORY_UP_TO and held < IN_MEMORY_BYTES,
         )
         held += len(made.data or b"")
@@ -323,15 +327,10 @@ def _write(
     return size
 
 
-def _counting(
-    batches: Iterator[list[bytes]], origin: str, progress: Callable[[str, int], None]
-) -> Iterator[list[bytes]]:
-    """``batches`` as they come, ``progress`` told at every 10,000 events passed."""
-    count = 0
+def _counting(batches: Iterator[list[bytes]], meter: Meter) -> Iterator[list[bytes]]:
+    """``batches`` as they come, each counted by ``meter``."""
     for batch in batches:
-        before, count = count, count + len(batch)
-        if count // 10_000 > before // 10_000:
-            progress(origin, count - count % 10_000)
+        meter.add(len(batch))
         yield batch
 
 

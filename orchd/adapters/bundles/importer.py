@@ -28,6 +28,7 @@ from orchd.core import (
 from orchd.core.bundle import Manifest, Step
 from orchd.core.events import Actor, Draft
 from orchd.core.ports import Sign
+from orchd.core.progress import Meter, OnProgress, quiet
 from orchd.errors import BundleMalformed, BundleRefused, BundleStale, MalformedEvent
 
 from .. import archive_reader, bundle_reader, keys
@@ -70,7 +71,7 @@ def import_bundle(
     ticket: str | None = None,
     max_bytes: int | None = None,
     restoring: bool = False,
-    progress: Callable[[], None] = lambda: None,
+    progress: OnProgress = quiet,
     parallel_from: int | None = None,
     vouched_by_relay: Collection[str] = (),
     sign: Sign | None = None,
@@ -78,11 +79,11 @@ def import_bundle(
     """Import ``path``, all or nothing (``dry_run``: check everything, write nothing); a file
     over ``max_bytes`` is refused before it is read. ``restoring`` (``init --restore``) also
     takes a bundle this site exported itself, for the other origins it holds. ``progress`` is
-    called every few thousand events (the daemon feeds its watchdog from it). A bundle with
-    ``parallel_from`` records or more is read and checked in a child process while this one
-    applies (None: ``bundle_reader.PARALLEL_FROM``). ``vouched_by_relay``: see ``_relay_only``.
-    ``sign``: this site's checkpoint signer, which a join from an origin's checkpoint needs (the
-    site signs its checkpoints and base again)."""
+    told the events read and checked (``BATCH`` at a time; the daemon feeds its watchdog). A
+    bundle with ``parallel_from`` records or more is read and checked in a child process while
+    this one applies (None: ``bundle_reader.PARALLEL_FROM``). ``vouched_by_relay``: see
+    ``_relay_only``. ``sign``: this site's checkpoint signer, which a join from an origin's
+    checkpoint needs (the site signs its checkpoints and base again)."""
     audited = _audited(allow_expired, vouched_by_relay, reason, ticket, dry_run)
     with archive_reader.open_bundle(path) as source:
         _check_size(source, path, max_bytes)
@@ -95,9 +96,11 @@ def import_bundle(
         report.relay_only = _relay_only(manifest, steps, vouched, relay, ledger.site_id)
         read = _reader(manifest, steps, parallel_from)
         hashes = {origin: digest for origin, (_, digest) in heads.items()}
-        batches = counted(read(source, manifest, steps, hashes, now_ms + skew_ms, progress), report)
+        meter = _meter(manifest, steps, dry_run, progress)
+        tick = functools.partial(meter.add, bundle_reader.BATCH)
+        batches = counted(read(source, manifest, steps, hashes, now_ms + skew_ms, tick), report)
         if all(step.action == "skip" for step in steps):
-            return _already(ledger, batches, report)
+            return _already(ledger, batches, report, meter)
         crash.point("import.verified")
         records = functools.partial(
             sync.import_records,
@@ -112,7 +115,15 @@ def import_bundle(
             relay_only=report.relay_only,
         )
         _apply(ledger, batches, lambda: records(events=report.applied), vouched, dry_run, sign)
+    meter.end(meter.total)  # every record was read (the reader reports whole batches)
     return report
+
+
+def _meter(manifest: Manifest, steps: Sequence[Step], dry_run: bool, progress: OnProgress) -> Meter:
+    """What counts the records read (every member's, as the signed manifest counts them)."""
+    operation = "bundle verify" if dry_run else "bundle import"
+    total = bundle_reader.records(manifest, steps)
+    return Meter(operation, "events", total, progress, every=bundle_reader.BATCH)
 
 
 def _apply(
@@ -259,10 +270,13 @@ def _reader(manifest: Manifest, steps: list[Step], parallel_from: int | None) ->
     return bundle_reader.batches
 
 
-def _already(ledger: SqliteLedger, batches: Iterator[Batch], report: Report) -> Report:
+def _already(
+    ledger: SqliteLedger, batches: Iterator[Batch], report: Report, meter: Meter
+) -> Report:
     """A bundle every origin of which is held here: a no-op if it was imported before."""
     for _nothing in batches:
         pass  # every member is still checked: a damaged copy is never "already applied"
+    meter.end(meter.total)
     imported = {b.bundle_id for b in ledger.bundle_records() if b.direction == "import"}
     if report.manifest.bundle_id in imported:
         report.already = True
@@ -277,7 +291,7 @@ def verify(
     now_ms: int,
     skew_ms: int = bundle.DEFAULT_SKEW_MS,
     max_bytes: int | None = None,
-    progress: Callable[[], None] = lambda: None,
+    progress: OnProgress = quiet,
     vouched_by_relay: Collection[str] = (),
 ) -> Report:
     """Every check of an import short of applying; raises unless it would be accepted."""

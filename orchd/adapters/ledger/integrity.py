@@ -16,6 +16,7 @@ from sqlite_utils import Database
 from orchd.core import chain, checkpoints, dsse, events
 from orchd.core.chain import Head, Stored
 from orchd.core.ports import VerifyReport
+from orchd.core.progress import Meter, OnProgress, quiet
 from orchd.core.trust import KeyView
 from orchd.errors import (
     LedgerBehind,
@@ -36,27 +37,32 @@ TAIL_CHECK = 64  # newest events per origin re-verified at every open
 class Integrity(StatementStore):
     """The ``Integrity`` port, and the checks ``open`` runs."""
 
-    def verify(self) -> VerifyReport:
+    def verify(self, progress: OnProgress = quiet) -> VerifyReport:
         check_whole_file(self.path)
         with translated(self.path):
             self._db.execute("BEGIN")  # one read snapshot for the whole check
             try:
                 verified = {}
                 kept = self.checkpoints()
+                held = self._held()
+                meter = Meter("ledger verify", "chains", held, progress)
                 for origin in self._origins():
                     start = (
                         Head(seq=kept[origin][0], hash=kept[origin][1])
                         if origin in kept
                         else chain.START
                     )
-                    head = chain.verify(origin, self._stored(origin, start.seq), start)
+                    head = chain.verify(origin, self._stored(origin, start.seq, meter), start)
                     self._check_head(origin, head)
                     verified[origin] = head.seq
+                meter.end()
                 self._check_checkpoint()
                 self._check_origin_checkpoints(kept)
+                meter = meter.then("projections", held)
                 with contextlib.closing(_scratch_projection()) as rebuilt:
                     load_base(self._db, rebuilt)
-                    self._compare(self._rebuild_into(rebuilt))
+                    self._compare(self._rebuild_into(rebuilt, meter))
+                meter.end()
                 self._check_counters()
                 digest = projector.digest(self._db)
                 count = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -65,14 +71,24 @@ class Integrity(StatementStore):
         self.settle()  # the read is over: what the WAL gathered meanwhile can go
         return VerifyReport(origins=verified, events=count, projection_digest=digest)
 
-    def rebuild(self) -> str:
+    def rebuild(self, progress: OnProgress = quiet) -> str:
         with self._transaction():
+            meter = Meter("ledger rebuild", "projections", self._held(), progress)
             for table in schema.PROJECTION_TABLES:
                 self._db.execute(f"DELETE FROM {table}")
             load_base(self._db, self._db)
-            self._rebuild_into(self._db)
+            self._rebuild_into(self._db, meter)
             counters.recount(self._db)
+            meter.end()
             return projector.digest(self._db)
+
+    def _held(self) -> int:
+        """How many events the ledger holds, from each origin's head and checkpoint (no scan)."""
+        sql = (
+            "SELECT coalesce(sum(h.seq - coalesce(c.seq, 0)), 0) FROM heads h "
+            "LEFT JOIN checkpoints c ON c.origin = h.origin"
+        )
+        return int(self._db.execute(sql).fetchone()[0])
 
     def _check_counters(self) -> None:
         """The counters must hold what counting the jobs and runs from scratch gives."""
@@ -90,20 +106,28 @@ class Integrity(StatementStore):
         if difference is not None:
             raise ProjectionMismatch(table=difference[0], detail=difference[1])
 
-    def _rebuild_into(self, target: Database, chunk: int = 5000) -> Database:
+    def _rebuild_into(self, target: Database, meter: Meter, chunk: int = 5000) -> Database:
         cursor = self._db.conn.execute("SELECT body, hash FROM events ORDER BY origin, seq")
         while batch := cursor.fetchmany(chunk):
             batch_events = [events.parse(body, digest) for body, digest in batch]
             projector.project(target, batch_events, self._site_id)
+            meter.add(len(batch))
         return target
 
-    def _stored(self, origin: str, after_seq: int = 0) -> Iterator[Stored]:
+    def _stored(
+        self, origin: str, after_seq: int = 0, meter: Meter | None = None
+    ) -> Iterator[Stored]:
         cursor = self._db.conn.execute(
             f"SELECT origin, seq, hash, body, {', '.join(chain.INDEX_COLUMNS)} FROM events "
             "WHERE origin = ? AND seq > ? ORDER BY seq",
             [origin, after_seq],
         )
+        passed = 0
         for origin_, seq, digest, body, *rest in cursor:
+            passed += 1
+            if passed == 1000 and meter is not None:
+                meter.add(passed)
+                passed = 0
             yield Stored(
                 origin=origin_,
                 seq=seq,
@@ -111,6 +135,8 @@ class Integrity(StatementStore):
                 hash=digest,
                 columns=dict(zip(chain.INDEX_COLUMNS, rest, strict=True)),
             )
+        if meter is not None:
+            meter.add(passed)
 
     def _origins(self) -> list[str]:
         sql = "SELECT DISTINCT origin FROM events UNION SELECT origin FROM checkpoints ORDER BY 1"

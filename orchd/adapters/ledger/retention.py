@@ -20,6 +20,7 @@ from orchd import crash
 from orchd.core import canonical, checkpoints, dsse, events
 from orchd.core.events import Draft
 from orchd.core.ports import Sign
+from orchd.core.progress import EVERY, Meter, OnProgress, quiet
 from orchd.errors import ChainBroken, MemberMismatch
 
 from . import counters, placement, projector, schema
@@ -44,33 +45,50 @@ class Retention(StatementStore):
         sign: Sign,
         at: str,
         then: Callable[[int, Checkpoints], Sequence[Draft]],
+        progress: OnProgress = quiet,
     ) -> int:
         """In one transaction: fold each origin's events up to ``upto[origin]`` into the
         projections' base, delete them, keep the last one's (seq, hash) as the origin's
         checkpoint, sign the checkpoints and the base's digest (``sign``), and record
         ``then(removed, checkpoints)``; when this site's own chain is pruned, also make and keep
-        its origin checkpoint with its base rows. The number of events removed."""
+        its origin checkpoint with its base rows. The number of events removed. ``progress``: the
+        events folded, then those deleted (in steps of ``progress.EVERY``)."""
         removed = 0
         with self._transaction():
             kept = {o: (s, h) for o, s, h in self._db.execute("SELECT * FROM checkpoints")}
             moved = self._ranges(upto, kept)
             if not moved:
                 return 0
-            base_digest = self._fold_into_base(moved)
+            total = sum(seq - floor for floor, seq, _ in moved.values())
+            meter = Meter("ledger prune", "fold", total, progress)
+            base_digest = self._fold_into_base(moved, meter)
             if self._site_id in moved:
                 self._own_checkpoint(moved[self._site_id], sign)
+            meter.end()
             crash.point("prune.folded")
+            meter = meter.then("delete", total)
             self._db.execute("DROP TRIGGER events_no_delete")
-            for origin, (_floor, seq, digest) in moved.items():
-                removed += self._db.execute(
-                    "DELETE FROM events WHERE origin = ? AND seq <= ?", [origin, seq]
-                ).rowcount
+            for origin, (floor, seq, digest) in moved.items():
+                removed += self._delete(origin, floor, seq, meter)
                 kept[origin] = (seq, digest)
             self._db.execute(schema.NO_DELETE_TRIGGER)
+            meter.end()
             self._sign_checkpoints(kept, sign, at, base_digest)
             self._record_own(then(removed, dict(kept)))
         self._note_heads()  # at once: the head file must not name what was just pruned
         self.give_back()
+        return removed
+
+    def _delete(self, origin: str, floor: int, seq: int, meter: Meter) -> int:
+        """Delete ``origin``'s events after ``floor`` up to ``seq``, ``EVERY`` at a time (each
+        step a point where ``meter``'s callback may stop the prune); how many went."""
+        removed = 0
+        for low in range(floor, seq, EVERY):
+            high = min(low + EVERY, seq)
+            removed += self._db.execute(
+                "DELETE FROM events WHERE origin = ? AND seq > ? AND seq <= ?", [origin, low, high]
+            ).rowcount
+            meter.add(high - low)
         return removed
 
     def _sign_checkpoints(self, kept: Checkpoints, sign: Sign, at: str, base_digest: str) -> None:
@@ -158,7 +176,7 @@ class Retention(StatementStore):
                 moved[origin] = (floor, seq, row[0])
         return moved
 
-    def _fold_into_base(self, moved: Mapping[str, tuple[int, int, str]]) -> str:
+    def _fold_into_base(self, moved: Mapping[str, tuple[int, int, str]], meter: Meter) -> str:
         """Fold the events in ``moved``'s ranges into the projections' base; its new digest."""
         with scratch_projection(self.path) as base:
             load_base(self._db, base)
@@ -171,6 +189,7 @@ class Retention(StatementStore):
                 while batch := cursor.fetchmany(5000):
                     parsed = [events.parse(body, digest) for body, digest in batch]
                     projector.project(base, parsed, self._site_id)
+                    meter.add(len(batch))
             store_base(self._db, base)
             return projector.digest(base)
 

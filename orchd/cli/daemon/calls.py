@@ -14,23 +14,14 @@ from orchd.adapters import config, control
 from orchd.adapters.system import actor_for_uid
 from orchd.core import drafts
 from orchd.core.policy import Policy
+from orchd.core.progress import OnProgress
 from orchd.errors import Interrupted, OrchdError
 
 from .. import actions
 from ..context import Site
 from .common import Audit, Health, Log
 from .lanes import Lanes
-
-
-def progress(call: control.Call | None, feed: Callable[[], None]) -> None:
-    """A long step (a bundle import on the loop) is making progress: keep systemd's watchdog
-    fed meanwhile (``feed``), as the loop would (a lane's step feeds nothing: the loop goes on).
-    The step of a ``call`` whose client hung up (Ctrl-C) stops here: it raises ``Interrupted``
-    inside its transaction, which rolls back."""
-    if call is not None and call.cancelled.is_set():
-        raise Interrupted(detail="its client went away before it finished: nothing was changed")
-    feed()
-
+from .operations import Operations
 
 STOPPING = {"error": "the daemon is stopping: try again once it is back", "code": 90}
 
@@ -53,10 +44,12 @@ class Calls:
         feed: Callable[[], None],
         reload: Callable[[], None],
         lanes: Lanes | None = None,
+        operations: Operations | None = None,
     ) -> None:
         self.site, self.settings, self.policy, self.health = site, settings, policy, health
         self.audit, self.log, self.wake, self.feed, self.reload = audit, log, wake, feed, reload
         self.lanes = lanes
+        self.operations = Operations() if operations is None else operations
         self.waiting: queue.Queue[control.Call] = queue.Queue()
         self.reload_due = False
 
@@ -135,7 +128,22 @@ class Calls:
         return 200, result, False
 
     def _run(self, call: control.Call, chosen: actions.Action, site: Site, *, feed: bool) -> Any:
-        """``chosen`` run for ``call`` on ``site``, its result as the caller sees it."""
+        """``chosen`` run for ``call`` on ``site``, its result as the caller sees it; its
+        progress (a big operation's) on the board, the watchdog fed from it on the loop
+        (``feed``: a lane's feeds nothing, the loop goes on), and a call whose client hung up
+        (Ctrl-C) stopped at its next report, rolling back."""
+        with self.operations.tracked(
+            pid=call.peer.pid,
+            uid=call.peer.uid,
+            log=self.log,
+            feed=self.feed if feed else lambda: None,
+            cancelled=lambda: _hung_up(call),
+        ) as progress:
+            return self._with_progress(call, chosen, site, progress)
+
+    def _with_progress(
+        self, call: control.Call, chosen: actions.Action, site: Site, progress: OnProgress
+    ) -> Any:
         request = actions.Request(
             site=site,
             actor=actor_for_uid(call.peer.uid, chosen.scope),
@@ -147,7 +155,8 @@ class Calls:
             degraded=self.health.degraded,
             file_ok=self.health.file_ok,
             longest_tick_ms=self.health.longest_tick_ms,
-            progress=lambda: progress(call, self.feed if feed else lambda: None),
+            progress=progress,
+            operations_after=self.operations.after,
         )
         result = actions.plain(chosen.run(request))
         level = "info" if chosen.writes else "debug"
@@ -173,6 +182,13 @@ class Calls:
             "hint": "ask an administrator for a grant in authz.yaml",
         }
         return 403, refusal, False
+
+
+def _hung_up(call: control.Call) -> str | None:
+    """Why ``call`` is to stop, if its client went away."""
+    if call.cancelled.is_set():
+        return "its client went away before it finished: nothing was changed"
+    return None
 
 
 def _chosen(call: control.Call) -> actions.Action | None:

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from orchd.adapters import config
 from orchd.adapters.notify import Notifier
@@ -15,7 +16,8 @@ from orchd.adapters.system import actor_for_uid
 from orchd.core import drafts, timefmt
 from orchd.core.policy import Policy
 from orchd.core.ports import Clock
-from orchd.errors import OrchdError, StorageError
+from orchd.core.progress import OnProgress, Progress, quiet
+from orchd.errors import Interrupted, OrchdError, StorageError
 from orchd.ops import retention
 
 from .. import actions
@@ -26,11 +28,14 @@ PRUNE_EVERY_MS = 86_400_000
 FILE_CHECK_EVERY_MS = 86_400_000
 CLOCK_JUMP_MS = 60_000
 STATUS_EVERY_MS = 10_000
+STATUS_BUSY_MS = 1_000  # while a big operation runs: its progress on the status line
 
 
 class Prune:
     """``tick`` prunes what the policy's retention allows, once a day from ``first_ms`` (the
-    monotonic time of the first run); a failing disk makes it try again at the next tick."""
+    monotonic time of the first run); a failing disk makes it try again at the next tick.
+    ``track()`` gives the prune its progress callback (the daemon's board, which feeds the
+    watchdog and stops the prune, rolled back, once the daemon is told to stop)."""
 
     def __init__(
         self,
@@ -40,31 +45,39 @@ class Prune:
         log: Log,
         *,
         first_ms: int,
+        track: Callable[[], AbstractContextManager[OnProgress]] = lambda: nullcontext(quiet),
     ) -> None:
         self.site, self.settings, self.policy, self.log = site, settings, policy, log
-        self.due_at = first_ms
+        self.due_at, self.track = first_ms, track
 
     def tick(self, now_ms: int) -> None:
         if self.policy().retention_days is None or now_ms < self.due_at:
             return
         self.due_at = now_ms + PRUNE_EVERY_MS
-        request = actions.Request(
-            site=self.site,
-            actor=actor_for_uid(os.getuid(), retention.SCOPE),
-            policy=self.policy,
-            settings=self.settings,
-            body={"dry_run": False},
-        )
         try:
-            done = actions.ACTIONS["ledger.prune"].run(request)
+            with self.track() as progress:
+                done = actions.ACTIONS["ledger.prune"].run(self._request(progress))
         except StorageError:
             self.due_at = 0  # the disk: again once it is back
             raise
+        except Interrupted as exc:
+            self.log("info", "pruning stopped; again after the start", error=exc.message)
+            return
         except OrchdError as exc:
             self.log("error", "pruning failed; trying again tomorrow", error=exc.message)
             return
         if done["removed"]:
             self.log("info", "pruned", events=done["removed"], cutoff=done["cutoff"])
+
+    def _request(self, progress: OnProgress) -> actions.Request:
+        return actions.Request(
+            site=self.site,
+            actor=actor_for_uid(os.getuid(), retention.SCOPE),
+            policy=self.policy,
+            settings=self.settings,
+            body={"dry_run": False},
+            progress=progress,
+        )
 
 
 class FileCheck:
@@ -150,22 +163,32 @@ class ClockWatch:
 
 
 class Report:
-    """``tick`` tells systemd the status line every 10 s (queue, running, the last error) and
-    feeds its watchdog at half its interval; ``counts`` gives (queued, running)."""
+    """``tick`` tells systemd the status line every 10 s (queue, running, the last error), every
+    second while big operations run (the newest report of each, from ``operations``), and feeds
+    its watchdog at half its interval; ``counts`` gives (queued, running)."""
 
     def __init__(
-        self, notifier: Notifier, health: Health, counts: Callable[[], tuple[int, int]]
+        self,
+        notifier: Notifier,
+        health: Health,
+        counts: Callable[[], tuple[int, int]],
+        operations: Callable[[], list[Progress]] = lambda: [],
     ) -> None:
         self.notifier, self.health, self.counts = notifier, health, counts
+        self.operations = operations
         self.next_status = self.next_watchdog = 0
+        self.busy = False  # the last status line named an operation under way
 
     def tick(self, now_ms: int) -> None:
-        if now_ms >= self.next_status:
-            self.next_status = now_ms + STATUS_EVERY_MS
+        under_way = self.operations()
+        if now_ms >= self.next_status or self.busy != bool(under_way):
+            self.busy = bool(under_way)
+            self.next_status = now_ms + (STATUS_BUSY_MS if under_way else STATUS_EVERY_MS)
             queued, running = self.counts()
             status = f"queue {queued}, running {running}"
             if self.health.last_error:
                 status += f", last error: {self.health.last_error[:200]}"
+            status += "".join(f"; {p.line()}" for p in under_way)
             self.notifier.status(status)
         watchdog = self.notifier.watchdog_ms
         if watchdog is not None and now_ms >= self.next_watchdog:

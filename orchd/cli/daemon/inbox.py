@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from orchd import crash
@@ -16,6 +17,7 @@ from orchd.core import drafts
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
 from orchd.core.ports import Clock, Entropy, JobLog, Sign
+from orchd.core.progress import OnProgress
 from orchd.errors import OrchdError, StorageError
 from orchd.ops import bundles as bundle_ops
 from orchd.ops import requests
@@ -25,8 +27,9 @@ from .common import Audit, Health, Log
 
 class Inbox:
     """``tick`` imports each bundle into ``imported/`` or, refused, into ``quarantine/`` with the
-    reason and a ``bundle.quarantined`` event; True when it imported one. ``progress`` is called
-    while a long import goes on (to keep systemd's watchdog fed)."""
+    reason and a ``bundle.quarantined`` event; True when it imported one. ``track()`` gives each
+    import its progress callback (the daemon's board, which feeds systemd's watchdog meanwhile).
+    """
 
     def __init__(
         self,
@@ -36,11 +39,11 @@ class Inbox:
         settings: config.Settings,
         audit: Audit,
         log: Log,
-        progress: Callable[[], None],
+        track: Callable[[], AbstractContextManager[OnProgress]],
         sign: Sign,
     ) -> None:
         self.folder, self.ledger, self.clock, self.settings = folder, ledger, clock, settings
-        self.audit, self.log, self.progress, self.sign = audit, log, progress, sign
+        self.audit, self.log, self.track, self.sign = audit, log, track, sign
 
     def tick(self, now_ms: int) -> bool:
         imported = False
@@ -65,16 +68,17 @@ class Inbox:
         return imported
 
     def _import(self, name: str, actor: Actor) -> None:
-        report = bundles.import_bundle(
-            self.ledger,
-            self.folder / "cur" / name,
-            actor,
-            now_ms=self.clock.now_ms(),
-            skew_ms=self.settings.clock_skew_s * 1000,
-            max_bytes=self.settings.bundle_max_bytes,
-            progress=self.progress,
-            sign=self.sign,
-        )
+        with self.track() as progress:
+            report = bundles.import_bundle(
+                self.ledger,
+                self.folder / "cur" / name,
+                actor,
+                now_ms=self.clock.now_ms(),
+                skew_ms=self.settings.clock_skew_s * 1000,
+                max_bytes=self.settings.bundle_max_bytes,
+                progress=progress,
+                sign=self.sign,
+            )
         crash.point("inbox.imported")
         spool.file_away(self.folder, name, "imported")
         self.log(

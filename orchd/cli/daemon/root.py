@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import time
+from contextlib import AbstractContextManager
 from types import FrameType
 
 from orchd.adapters import config, policy_files, spool
@@ -25,6 +26,7 @@ from orchd.adapters.notify import Notifier
 from orchd.adapters.runner import SubprocessExecutor
 from orchd.core import drafts
 from orchd.core.policy import Policy
+from orchd.core.progress import OnProgress
 from orchd.errors import OrchdError, StorageError
 from orchd.ops import engine, jobs
 
@@ -37,6 +39,7 @@ from .housekeeping import ClockWatch, FileCheck, Prune, Report
 from .inbox import Inbox, Requests
 from .intake import SpoolIntake
 from .lanes import Lanes
+from .operations import Operations
 from .schedules import Schedules
 from .wake import WakeUp
 
@@ -89,10 +92,7 @@ class Daemon:
         actor, health = self.actor, self.health
         mono = clock.monotonic_ms()
         self.lanes = Lanes(site, LANE_CACHE_MIB)
-        self.report = Report(
-            self.notifier, health, lambda: (self.engine.queued, self.engine.running)
-        )
-        self.clock_watch = ClockWatch(clock, self.audit, log, self._look_at_schedules, mono)
+        self.operations = operations = Operations()
         self.calls = calls.Calls(
             site,
             settings,
@@ -104,6 +104,7 @@ class Daemon:
             feed=self.feed,
             reload=self.engine.load,
             lanes=self.lanes,
+            operations=operations,
         )
         self.intake = SpoolIntake(self.spool, ledger, clock, entropy, actor, policy, log)
         self.bundles = Inbox(
@@ -113,7 +114,7 @@ class Daemon:
             settings,
             self.audit,
             log,
-            self.feed,
+            self._track,
             checkpoint_signer(site),
         )
         self.requests = Requests(ledger, clock, entropy, actor, policy, health, log)
@@ -128,18 +129,53 @@ class Daemon:
             health=health,
             log=log,
         )
+        self.wake = WakeUp(
+            self.executor.wake, [self.spool / "new", self.inbox / "new"], self.schedules.timer_fired
+        )
+        self._housekeeping(mono)
+
+    def _housekeeping(self, mono: int) -> None:
+        """The parts that keep the site: its status line, the clock, pruning, the file check."""
+        site, log, health = self.site, self.log, self.health
+        self.report = Report(
+            self.notifier,
+            health,
+            lambda: (self.engine.queued, self.engine.running),
+            self.operations.running,
+        )
+        self.clock_watch = ClockWatch(site.clock, self.audit, log, self._look_at_schedules, mono)
         first_ms = 1000 if os.environ.get("ORCHD_TEST_HOOKS") == "1" else 60_000  # tests wait less
-        self.prune = Prune(site, settings, policy, log, first_ms=mono + first_ms)
+        self.prune = Prune(
+            site,
+            self.settings,
+            self.current_policy,
+            log,
+            first_ms=mono + first_ms,
+            track=lambda: self._track(stoppable=True),
+        )
         self.file_check = FileCheck(
             lambda: check_ledger_file(site.config),
             health,
             log,
             first_ms=mono,
-            optimize=ledger.optimize,
+            optimize=site.ledger.optimize,
         )
-        self.wake = WakeUp(
-            self.executor.wake, [self.spool / "new", self.inbox / "new"], self.schedules.timer_fired
+
+    def _track(self, *, stoppable: bool = False) -> AbstractContextManager[OnProgress]:
+        """The progress callback of a big operation of the daemon's own, on the loop: on the
+        board, the watchdog fed; ``stoppable``: interrupted (rolled back) once told to stop."""
+        return self.operations.tracked(
+            pid=os.getpid(),
+            uid=os.getuid(),
+            log=self.log,
+            feed=self.feed,
+            cancelled=self._stopping if stoppable else lambda: None,
         )
+
+    def _stopping(self) -> str | None:
+        if self.drain_started is not None or any(s != signal.SIGHUP for s in self.signals):
+            return "the daemon was told to stop"
+        return None
 
     def current_policy(self) -> Policy:
         return self.policy
