@@ -55,12 +55,14 @@ class Request:
     degraded: bool | None = None  # the daemon's storage state; None: no daemon (in-process)
     file_ok: bool | None = None  # the daemon's last whole-file check; None: none (or no daemon)
     longest_tick_ms: int | None = None  # the daemon loop's longest tick; None: no daemon
+    longest_record_delay_ms: int | None = None  # the engine's longest wait for the writer
     progress: OnProgress = quiet  # how far a long action is (core/progress.py); it may stop it
     # the daemon's progress items after a position (daemon/operations.py); None: no daemon
     operations_after: Callable[[int], list[dict[str, Any]]] | None = None
 
 
 LONG_LANE = "long"  # the lane of actions that take as long as the ledger is big (no time limit)
+WRITE_LANE = "write"  # the lane of a long write (an import), holding the ledger's writer
 WROTE_NOTHING = "nothing was changed (a change is recorded in one transaction, rolled back)"
 READ_ONLY = "it only reads: nothing was changed"
 

@@ -20,6 +20,7 @@ from orchd.ops import peers
 from . import cli
 from .actions import (
     LONG_LANE,
+    WRITE_LANE,
     Request,
     action,
     export_bundle,
@@ -320,6 +321,7 @@ def import_(
     bundle_ops.SCOPE,
     writes=True,
     interrupted="nothing was imported: an import applies all or nothing",
+    lane=WRITE_LANE,
 )
 def _import(call: Request) -> dict[str, Any]:
     if call.upload is None:

@@ -29,5 +29,6 @@ def _metrics(call: Request) -> dict[str, Any]:
         degraded=call.degraded,
         file_ok=call.file_ok,
         longest_tick_ms=call.longest_tick_ms,
+        longest_record_delay_ms=call.longest_record_delay_ms,
     )
     return {"text": text}

@@ -63,6 +63,11 @@ CATALOG: dict[str, tuple[str, str]] = {
         "gauge",
         "The daemon loop's longest stretch of work between two waits since it started.",
     ),
+    "orchd_engine_longest_record_delay_seconds": (
+        "gauge",
+        "The longest an engine record (a run's end, start or lease) waited to be committed since "
+        "the daemon started, as while an import held the ledger's writer.",
+    ),
     "orchd_ledger_file_ok": (
         "gauge",
         "0 when the daemon's last whole-file check (quick_check) found a damaged page, else 1.",

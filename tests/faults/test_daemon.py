@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -552,6 +553,98 @@ def test_bundles_go_through_the_daemons_sockets(daemon: Daemon, tmp_path: Path) 
         for site in (daemon, enclave):
             assert list((site.state / "transfers").iterdir()) == []
     finally:
+        enclave.close()
+
+
+HELD_POLICY = """
+version: 1
+job_types:
+  short:
+    argv: [/bin/sleep, "3"]
+  stuck:
+    argv: [/bin/sh, -c, "echo $$ > {pidfile}; exec sleep 60"]
+    params: {pidfile: ""}
+    timeout_s: 4
+    max_attempts: 1
+"""
+
+
+def drain(daemon: Daemon, done: threading.Event) -> None:
+    while not done.is_set():
+        pings(daemon, 0.2)
+
+
+def test_an_import_holds_the_writer_while_the_loop_goes_on_and_commits_after(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """An import runs on the write lane, one transaction holding the ledger's writer (held here
+    midway, its events written and not committed). Meanwhile the loop waits for nothing and
+    writes nothing: the watchdog is fed, reads answer, a run that times out is killed, a run
+    that ends keeps its end in memory; once the import commits, the loop records both, and the
+    engine's longest record delay says how long they waited."""
+    (tmp_path / "enclave").mkdir()
+    enclave = Daemon(tmp_path / "enclave", site_id="enclave")
+    (enclave.policy / "site.yaml").write_text(HELD_POLICY)
+    hold, pidfile = tmp_path / "hold", tmp_path / "stuck.pid"
+    try:
+        assert daemon.cli("jobs", "submit", "echo", "--key", "carried").returncode == 0
+        trust(enclave, "hq", daemon, tmp_path / "hq.pem")
+        bundle = tmp_path / "hq.bundle"
+        exported = daemon.cli(
+            "bundle", "export", "--out", str(bundle), "--peer", "enclave", "--new-peer"
+        )
+        assert exported.returncode == 0, exported.stderr
+        enclave.start(WATCHDOG_USEC="400000", ORCHD_HOLDPOINT=f"import.applied:{hold}")
+        for job_type, extra in (("stuck", ["--param", f"pidfile={pidfile}"]), ("short", [])):
+            assert enclave.cli("jobs", "submit", job_type, *extra).returncode == 0
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 30)
+        stuck_pid = int(pidfile.read_text())
+        hold.touch()
+        importing = subprocess.Popen(
+            enclave.argv("bundle", "import", str(bundle)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=child_env(),
+        )
+        wait_until(lambda: Path(f"{hold}.reached").exists(), 30)
+        assert os.path.exists(f"/proc/{stuck_pid}")  # its timeout comes while the writer is held
+        pings(enclave, 0.3)  # what was sent before
+        assert pings(enclave, 1.5) >= 3  # the loop goes on, writing nothing
+        drained = threading.Event()  # systemd reads every ping: a full socket blocks the sender
+        draining = threading.Thread(target=drain, args=(enclave, drained), daemon=True)
+        draining.start()
+        wait_until(lambda: not os.path.exists(f"/proc/{stuck_pid}"), 10)  # killed and reaped
+        reaped_at = time.monotonic()
+        time.sleep(0.5)  # the short run has ended by now (it began before the stuck one)
+        states = {j["job_type"]: j["state"] for j in enclave.jobs()}  # a read lane's answer
+        assert states == {"stuck": "running", "short": "running"}  # their ends not committed
+        assert importing.poll() is None
+        hold.unlink()
+        waited_s = time.monotonic() - reaped_at  # at least as long as its end waited
+        _, said = importing.communicate(timeout=60)
+        assert importing.returncode == 0, said
+        wait_until(
+            lambda: (
+                {j["state"] for j in enclave.jobs("--origin", "enclave")} == {"dead", "succeeded"}
+            ),
+            30,
+        )
+        assert [j["key"] for j in enclave.jobs("--origin", "hq")] == ["carried"]
+        scraped = enclave.cli("metrics").stdout.splitlines()
+        [delay] = [
+            line
+            for line in scraped
+            if line.startswith("orchd_engine_longest_record_delay_seconds ")
+        ]
+        assert float(delay.split()[1]) >= waited_s - 0.3  # less a step after the reaping
+        drained.set()
+        draining.join()
+        code, log = enclave.stop()
+        assert code == 0 and "storage failing" not in log
+    finally:
+        hold.unlink(missing_ok=True)
         enclave.close()
 
 

@@ -956,3 +956,61 @@ def test_a_refresh_while_a_lease_is_unrecorded_does_not_lease_the_job_twice(worl
 
     assert world.runs(job_id) == [("succeeded", 0)]
     assert len(world.executor.specs) == 1
+
+
+# --- the ledger's writer held by another connection ------------------------------------------
+
+
+class HeldWriter:
+    """The ``Writer`` port: held by another connection for the takes listed in ``held_for``
+    (counted from 1), free otherwise; it counts the loop's takes and gives back."""
+
+    def __init__(self, held_for: range) -> None:
+        self.held_for, self.takes, self.holding = held_for, 0, False
+
+    def take(self) -> bool:
+        assert not self.holding, "taken twice without a give_back"
+        self.takes += 1
+        self.holding = self.takes not in self.held_for
+        return self.holding
+
+    def give_back(self) -> None:
+        assert self.holding, "given back without a take"
+        self.holding = False
+
+
+def test_while_the_writer_is_held_a_run_that_times_out_is_signalled_and_its_end_kept_for_after(
+    world: World,
+) -> None:
+    rules = policy(kind(timeout_s=5, max_attempts=1))
+    job_id = world.submit(rules)
+    world.executor.exits[job_id] = [HANG]
+    writer = HeldWriter(range(3, 40))  # held from the third take: the run is started by then
+    engine = world.engine(rules)
+    appended: list[int] = []
+    real_append = world.ledger.append
+
+    def append(found: Sequence[Draft]) -> Any:
+        assert writer.holding, "a write without the writer"
+        appended.append(writer.takes)
+        return real_append(found)
+
+    world.ledger.append = append  # type: ignore[method-assign]
+    signalled_held: list[bool] = []
+    real_signal = world.executor.signal
+
+    def signal(run_id: str, *, kill: bool) -> None:
+        signalled_held.append(not writer.holding)
+        real_signal(run_id, kill=kill)
+
+    world.executor.signal = signal  # type: ignore[method-assign]
+
+    tally = engine.run(until_idle=True, writer=writer)
+
+    [(_run_id, kill, _at)] = world.executor.signals
+    assert not kill and signalled_held == [True]  # the timeout, while the writer was held
+    assert writer.takes >= 40
+    assert (world.job(job_id).state, world.runs(job_id)) == ("dead", [("timed_out", -15)])
+    assert min(a for a in appended if a > 2) == 40  # its end waited for the writer
+    assert tally.longest_record_delay_ms >= 30_000  # some 37 waits of a second (the fake clock)
+    assert not writer.holding

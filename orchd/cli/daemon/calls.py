@@ -155,6 +155,7 @@ class Calls:
             degraded=self.health.degraded,
             file_ok=self.health.file_ok,
             longest_tick_ms=self.health.longest_tick_ms,
+            longest_record_delay_ms=self.health.longest_record_delay_ms,
             progress=progress,
             operations_after=self.operations.after,
         )

@@ -43,6 +43,7 @@ class Health:
     degraded: bool = False  # storage failing: writes fail and wait, reads and the API go on
     file_ok: bool | None = None  # the last whole-file check of the ledger (None: none done yet)
     longest_tick_ms: int = 0  # the loop's longest tick since the start (the engine's tally)
+    longest_record_delay_ms: int = 0  # the longest an engine record waited (the engine's tally)
 
 
 class Audit:

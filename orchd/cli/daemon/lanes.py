@@ -1,10 +1,16 @@
-"""The calls answered beside the loop (entry layer): reads, and the long reads, each on a
-thread of its own with a ledger connection of its own, so that a scrape, a listing or an export
-never holds the loop (which owns the engine, the spool and every other write).
+"""The calls answered beside the loop (entry layer): reads, the long reads and the long write,
+each on a thread of its own with a ledger connection of its own, so that a scrape, a listing,
+an export or an import never holds the loop (which owns the engine, the spool and every other
+write).
 
-Two lanes: ``read`` (two threads: status, metrics, listings, shows) and ``long`` (one thread,
-so they queue behind each other: ``ledger verify``, ``bundle verify``, ``bundle export``). An
-action names its lane (``actions.Action.lane``); one without a lane runs on the loop. Each
+Three lanes: ``read`` (two threads: status, metrics, listings, shows), ``long`` (one thread,
+so they queue behind each other: ``ledger verify``, ``bundle verify``, ``bundle export``) and
+``write`` (one thread: ``bundle import``, one transaction). An action names its lane
+(``actions.Action.lane``); one without a lane runs on the loop. A call on the write lane holds
+the ledger's writer (``Writer``) for its whole length: it waits for the loop's tick to end,
+and meanwhile the loop, which takes the writer without waiting, goes on without writing
+(``engine.Engine.run``); when it ends, ``written`` tells the loop (which reloads what an import
+may have changed, and commits what it held back). Each
 thread opens another connection to the loop's ledger once, on its first call (SQLite in WAL
 mode: a reader sees the last commit and never waits for the writer; ``LedgerBase.another``:
 without reopening the file, which would drop SQLite's locks), and closes it when the daemon
@@ -19,21 +25,48 @@ import queue
 import threading
 from collections.abc import Callable
 
-from ..actions import LONG_LANE
+from ..actions import LONG_LANE, WRITE_LANE
 from ..context import Site
 
-LANES = {"read": 2, LONG_LANE: 1}  # lane -> threads
+LANES = {"read": 2, LONG_LANE: 1, WRITE_LANE: 1}  # lane -> threads
 _CLOSE = None  # put once per thread: it closes its site and ends
+
+
+class Writer:
+    """The ledger's writer, shared by the loop and the write lane (``engine.Writer``): the loop
+    ``take``s it without waiting, the lane waits for it (``held``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        return self._lock.acquire(blocking=False)
+
+    def give_back(self) -> None:
+        self._lock.release()
+
+    def held(self) -> threading.Lock:
+        """``with writer.held():`` the write lane's hold, waiting for the loop's tick to end."""
+        return self._lock
 
 
 class Lanes:
     """``submit(lane, work)`` runs ``work()`` on one of the lane's threads, where ``site()`` is
-    that thread's own open site; ``close`` (at the daemon's end) lets the calls queued and under
-    way finish, then each thread closes its site (SQLite: on the thread that opened it) and
-    ends; ``submit`` then returns False."""
+    that thread's own open site (on the write lane holding ``writer``, then telling
+    ``written``); ``close`` (at the daemon's end) lets the calls queued and under way finish,
+    then each thread closes its site (SQLite: on the thread that opened it) and ends;
+    ``submit`` then returns False."""
 
-    def __init__(self, site: Site, cache_mib: int) -> None:
+    def __init__(
+        self,
+        site: Site,
+        cache_mib: int,
+        writer: Writer | None = None,
+        written: Callable[[], None] = lambda: None,
+    ) -> None:
         self.loop_site, self.cache_mib = site, cache_mib
+        self.writer = Writer() if writer is None else writer
+        self.written = written
         self._queues: dict[str, queue.Queue[Callable[[], None] | None]] = {}
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
@@ -47,8 +80,18 @@ class Lanes:
                 return False
             if not self._queues:
                 self._start()
-            self._queues[lane].put(work)
+            self._queues[lane].put(self._writing(work) if lane == WRITE_LANE else work)
         return True
+
+    def _writing(self, work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                with self.writer.held():
+                    work()
+            finally:
+                self.written()
+
+        return run
 
     def _start(self) -> None:
         """The threads, at the first call (a daemon that answers none starts none)."""

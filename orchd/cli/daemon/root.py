@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from contextlib import AbstractContextManager
 from types import FrameType
@@ -38,7 +39,7 @@ from .common import Audit, Health, JsonLog
 from .housekeeping import ClockWatch, FileCheck, Prune, Report
 from .inbox import Inbox, Requests
 from .intake import SpoolIntake
-from .lanes import Lanes
+from .lanes import Lanes, Writer
 from .operations import Operations
 from .schedules import Schedules
 from .wake import WakeUp
@@ -91,7 +92,8 @@ class Daemon:
         ledger, clock, entropy = site.ledger, site.clock, site.entropy
         actor, health = self.actor, self.health
         mono = clock.monotonic_ms()
-        self.lanes = Lanes(site, LANE_CACHE_MIB)
+        self.writer, self.wrote = Writer(), threading.Event()
+        self.lanes = Lanes(site, LANE_CACHE_MIB, self.writer, self._written)
         self.operations = operations = Operations()
         self.calls = calls.Calls(
             site,
@@ -183,10 +185,23 @@ class Daemon:
     # --- the loop's tick --------------------------------------------------------------------
 
     def tick(self) -> bool:
-        """Everything the daemon does before an engine step; True if it recorded new jobs."""
+        """Everything the daemon does before an engine step; True if it recorded new jobs.
+        While an import on the write lane holds the ledger's writer, only what writes nothing
+        (signals but SIGHUP's reload, systemd's status and watchdog); the calls, files and
+        slots wait for the tick after it."""
         self._test_stall()
         now_ms = self.site.clock.monotonic_ms()
         self._signals(now_ms)
+        tally = self.engine.tally  # as of the ticks before this one, for the metrics
+        self.health.longest_tick_ms = tally.longest_tick_ms
+        self.health.longest_record_delay_ms = tally.longest_record_delay_ms
+        if not self.engine.writable:
+            self.report.tick(now_ms)
+            return False
+        if self.wrote.is_set():  # an import on the write lane ended
+            self.wrote.clear()
+            self.requests.due = True
+            self.engine.load()  # what it brought (quota overrides, pauses) takes effect now
         self.clock_watch.tick(now_ms)
         added = self.calls.tick(now_ms)
         if self.drain_started is None:
@@ -200,8 +215,11 @@ class Daemon:
             self.prune.tick(now_ms)
         self.file_check.tick(now_ms)
         self.report.tick(now_ms)
-        self.health.longest_tick_ms = self.engine.tally.longest_tick_ms
         return added
+
+    def _written(self) -> None:  # on the write lane's thread
+        self.wrote.set()
+        self.executor.wake()
 
     def feed(self) -> None:
         """Systemd's status and watchdog, now (a long step between ticks calls it)."""
@@ -223,15 +241,19 @@ class Daemon:
             time.sleep(0.05)
 
     def _signals(self, now_ms: int) -> None:
+        held: list[int] = []
         while self.signals:
             signum = self.signals.pop(0)
-            if signum == signal.SIGHUP:
+            if signum == signal.SIGHUP and not self.engine.writable:
+                held.append(signum)  # its reload is audited: once the loop holds the writer
+            elif signum == signal.SIGHUP:
                 self._reload()
             elif self.drain_started is None:
                 self.drain_started = now_ms
                 self.log("info", "draining", grace_s=self.grace_ms // 1000)
                 self.notifier.stopping()
                 self.engine.drain()
+        self.signals[:0] = held
         if self.drain_started is not None and now_ms - self.drain_started >= self.grace_ms:
             self.engine.stop()
 
@@ -277,6 +299,7 @@ class Daemon:
                 tick=self.tick,
                 max_sleep_ms=max(1, sleep_ms),
                 on_storage=self._storage,
+                writer=self.writer,
             )
 
     def _storage(self, exc: StorageError | None) -> None:

@@ -47,6 +47,7 @@ from .base import (
     MAX_SLEEP_MS,
     SCOPE,
     Tally,
+    Writer,
 )
 from .loop import Engine
 
@@ -58,4 +59,5 @@ __all__ = [
     "SCOPE",
     "Engine",
     "Tally",
+    "Writer",
 ]

@@ -8,6 +8,7 @@ state, so a call costs what one class's did.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from orchd.core import limits
 from orchd.core.events import Actor, Draft
@@ -59,6 +60,21 @@ class Tally:
     interrupted: int = 0  # runs of a dead worker recovered at start
     survivors_killed: int = 0
     longest_tick_ms: int = 0  # the loop's longest stretch of work between two waits
+    # the longest a record of the engine's (a run's end, start or lease) waited to be committed,
+    # from the step that first held it: the writer held by another connection (an import)
+    longest_record_delay_ms: int = 0
+
+
+class Writer(Protocol):
+    """Who writes the ledger now: the loop, or another connection of the same process (an
+    import on a lane of the daemon's). The loop takes it without waiting, or goes on without
+    writing; the other connection waits for it."""
+
+    def take(self) -> bool:
+        """True: the loop holds the writer until ``give_back``; False: another one does."""
+        ...
+
+    def give_back(self) -> None: ...
 
 
 def candidate(job: JobView, arrival: int) -> limits.Candidate:
@@ -112,6 +128,8 @@ class EngineBase:
         self._limits = limits.Limits()
         self._state = limits.State()
         self._order: list[tuple[int, int, str]] = []
+        self._held_since: int | None = None  # monotonic: since records wait to be committed
+        self.writable = True  # this tick and step hold the ledger's writer (``run``'s writer)
 
     def _end(
         self,

@@ -12,7 +12,7 @@ from orchd.core.policy import Policy
 from orchd.core.ports import Exit
 from orchd.errors import StorageError
 
-from .base import DEGRADED_RETRY_MS, MAX_SLEEP_MS, Tally
+from .base import DEGRADED_RETRY_MS, MAX_SLEEP_MS, Tally, Writer
 from .dependencies import Dependencies
 from .loading import Loading
 
@@ -30,6 +30,7 @@ class Engine(Loading, Dependencies):
         tick: Callable[[], bool] | None = None,
         max_sleep_ms: int = MAX_SLEEP_MS,
         on_storage: Callable[[StorageError | None], None] | None = None,
+        writer: Writer | None = None,
     ) -> Tally:
         """Recover, then step until idle (``until_idle``) or until stopped and drained.
 
@@ -43,28 +44,26 @@ class Engine(Loading, Dependencies):
         state rather than the end: it is told each failure, the loop tries again a second later
         (what was not recorded is kept and recorded then), and it is told ``None`` once a step
         succeeds again. Without it the error ends the run.
+
+        ``writer`` (the daemon's): each tick and step takes the ledger's writer if it is free.
+        While another connection holds it (an import), ``writable`` is False: the tick writes
+        nothing (the daemon's parts look at it) and the step only enforces timeouts and keeps
+        what ended in memory; the first step with the writer commits it. The engine never
+        returns with a record held back.
         """
         self.recover()
         self.load()
         degraded = False
         began = self._clock.monotonic_ms()
         while True:
+            self.writable = writer is None or writer.take()
             try:
-                if should_stop() and not self._stopping:
-                    self.stop()
-                if tick is not None and tick():
-                    self.take_new()
-                wake_in = self.step()
-                if degraded and on_storage is not None:
-                    degraded = False
-                    on_storage(None)
-            except StorageError as exc:
-                if on_storage is None:
-                    raise
-                degraded = True
-                on_storage(exc)
-                wake_in = DEGRADED_RETRY_MS
-            if not self._active and (wake_in is None or wake_in > max_wait_ms):
+                wake_in, degraded = self._turn(tick, should_stop, on_storage, degraded)
+            finally:
+                if self.writable and writer is not None:
+                    writer.give_back()
+            idle = not self._active and (wake_in is None or wake_in > max_wait_ms)
+            if idle and self.writable:
                 if until_idle or self._stopping:
                     return self.tally
                 if wake_in is None and tick is None:
@@ -76,6 +75,30 @@ class Engine(Loading, Dependencies):
             began = self._clock.monotonic_ms()  # the next tick: noting these exits, then a step
             if self._note_exits(exits, on_storage):
                 degraded = True
+
+    def _turn(
+        self,
+        tick: Callable[[], bool] | None,
+        should_stop: Callable[[], bool],
+        on_storage: Callable[[StorageError | None], None] | None,
+        degraded: bool,
+    ) -> tuple[int | None, bool]:
+        """One tick and one step: (milliseconds until the next is due, degraded)."""
+        try:
+            if should_stop() and not self._stopping:
+                self.stop()
+            if tick is not None and tick():
+                self.take_new()
+            wake_in = self.step(writable=self.writable)
+            if degraded and on_storage is not None and self.writable:
+                degraded = False
+                on_storage(None)
+        except StorageError as exc:
+            if on_storage is None:
+                raise
+            on_storage(exc)
+            return DEGRADED_RETRY_MS, True
+        return wake_in, degraded
 
     def _note_exits(
         self, exits: list[Exit], on_storage: Callable[[StorageError | None], None] | None
@@ -119,12 +142,17 @@ class Engine(Loading, Dependencies):
             if active.ending is None:
                 self._signal(active, "interrupted", now)
 
-    def step(self) -> int | None:
-        """Do what is due; return milliseconds until something else is, None if nothing is."""
+    def step(self, *, writable: bool = True) -> int | None:
+        """Do what is due; return milliseconds until something else is, None if nothing is.
+        Not ``writable`` (another connection holds the writer): only what writes nothing."""
         mono = self._clock.monotonic_ms()
         self._enforce_timeouts(mono)
-        self._settle_endings()
         now_ms = self._clock.now_ms()
+        if self._held_since is None and (self._drafts or self._endings):
+            self._held_since = mono  # records to commit, from now
+        if not writable:
+            return self._wake_in(now_ms, mono, held=True)
+        self._settle_endings()
         if self._deps_dirty and self._waiting:
             self._flush()  # dependencies are read from the ledger: record what ended first
             self._settle_dependencies()
@@ -135,12 +163,18 @@ class Engine(Loading, Dependencies):
         leased, self._leased = self._leased, []
         if leased:
             crash.point("engine.leased")
+        if self._held_since is not None:
+            delay_ms = self._clock.monotonic_ms() - self._held_since
+            self.tally.longest_record_delay_ms = max(self.tally.longest_record_delay_ms, delay_ms)
+            self._held_since = None
         for job, run_id, attempt in leased:
             self._start(job, run_id, attempt, mono)
         self._heartbeat(mono)
         return self._wake_in(now_ms, mono)
 
-    def _wake_in(self, now_ms: int, mono: int) -> int | None:
+    def _wake_in(self, now_ms: int, mono: int, *, held: bool = False) -> int | None:
+        """Milliseconds until something is due; ``held`` (no writer): only a timeout's signal,
+        since nothing else can be done until the writer is free (whose end wakes the loop)."""
         waits = []
         for active in self._active.values():
             if active.kill_at_ms is not None:
@@ -148,6 +182,8 @@ class Engine(Loading, Dependencies):
             elif active.ending is None:
                 waits.append(active.deadline_ms - mono)
             # else: SIGKILL was sent; its exit wakes the executor
+        if held:
+            return max(0, min(waits)) if waits else None
         if self._next_heartbeat_ms is not None:
             waits.append(self._next_heartbeat_ms - mono)
         if self._drafts or self._endings:
