@@ -12,7 +12,7 @@ from orchd.ops import ledger as ledger_ops
 from orchd.ops import retention
 
 from . import cli
-from .actions import LONG_LANE, Request, action, flag, perform
+from .actions import LONG_LANE, WRITE_LANE, Request, action, flag, perform
 from .context import Config, Site, local_actor, with_site
 from .output import emit_json
 
@@ -186,6 +186,7 @@ def prune(config: Config, dry_run: bool, as_json: bool) -> None:
     retention.SCOPE,
     writes=True,
     interrupted="nothing was pruned: pruning is one transaction, rolled back",
+    lane=WRITE_LANE,
 )
 def _prune(call: Request) -> dict[str, Any]:
     dry_run = flag(call.body, "dry_run")

@@ -33,9 +33,10 @@ STATUS_BUSY_MS = 1_000  # while a big operation runs: its progress on the status
 
 class Prune:
     """``tick`` prunes what the policy's retention allows, once a day from ``first_ms`` (the
-    monotonic time of the first run); a failing disk makes it try again at the next tick.
-    ``track()`` gives the prune its progress callback (the daemon's board, which feeds the
-    watchdog and stops the prune, rolled back, once the daemon is told to stop)."""
+    monotonic time of the first run): ``submit`` hands the prune to where it runs, with the
+    site to prune (the daemon's write lane; by default here, on ``site``); a failing disk makes
+    it try again at the next tick. ``track()`` gives the prune its progress callback (the
+    daemon's board, which stops the prune, rolled back, once the daemon is told to stop)."""
 
     def __init__(
         self,
@@ -46,17 +47,22 @@ class Prune:
         *,
         first_ms: int,
         track: Callable[[], AbstractContextManager[OnProgress]] = lambda: nullcontext(quiet),
+        submit: Callable[[Callable[[Site], None]], None] | None = None,
     ) -> None:
         self.site, self.settings, self.policy, self.log = site, settings, policy, log
         self.due_at, self.track = first_ms, track
+        self.submit = submit or (lambda work: work(self.site))
 
     def tick(self, now_ms: int) -> None:
         if self.policy().retention_days is None or now_ms < self.due_at:
             return
         self.due_at = now_ms + PRUNE_EVERY_MS
+        self.submit(self._prune)
+
+    def _prune(self, site: Site) -> None:
         try:
             with self.track() as progress:
-                done = actions.ACTIONS["ledger.prune"].run(self._request(progress))
+                done = actions.ACTIONS["ledger.prune"].run(self._request(site, progress))
         except StorageError:
             self.due_at = 0  # the disk: again once it is back
             raise
@@ -69,9 +75,9 @@ class Prune:
         if done["removed"]:
             self.log("info", "pruned", events=done["removed"], cutoff=done["cutoff"])
 
-    def _request(self, progress: OnProgress) -> actions.Request:
+    def _request(self, site: Site, progress: OnProgress) -> actions.Request:
         return actions.Request(
-            site=self.site,
+            site=site,
             actor=actor_for_uid(os.getuid(), retention.SCOPE),
             policy=self.policy,
             settings=self.settings,

@@ -1,10 +1,12 @@
 """The daemon's loop (entry layer): it composes the parts, owns the clock and their order, and
 handles signals, policy reloads, storage reports and the start and end of serving.
 
-One thread runs everything that writes the ledger: the engine's loop, and before each step
-``tick``, which calls each part's ``tick(now_ms)`` with the monotonic time: signals, the clock
-watch, the control API's calls, then (unless draining) the spool, the inbox, the requests
-imports brought, due schedule slots and pruning, and last systemd's status and watchdog. The
+One thread, the loop, runs the engine, and before each step ``tick``, which calls each part's
+``tick(now_ms)`` with the monotonic time: signals, the clock watch, the control API's calls,
+then (unless draining) the spool, the inbox, the requests imports brought, due schedule slots
+and pruning, and last systemd's status and watchdog. It writes the ledger but for the long
+writes (an import, from the API or the inbox; a prune), which run on the write lane holding the
+ledger's writer, while the loop goes on without writing (``lanes.py``; ``Engine.run``). The
 other threads wake that loop or hand it work (the wake-ups, ``wake.py``, and the control
 socket's server threads), or read beside it on connections of their own: the API's reads and
 exports (``lanes.py``) and the daily whole-file check. The truth is always re-read: the spool
@@ -19,6 +21,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import FrameType
 
@@ -31,7 +34,7 @@ from orchd.core.progress import OnProgress
 from orchd.errors import OrchdError, StorageError
 from orchd.ops import engine, jobs
 
-from ..actions import checkpoint_signer
+from ..actions import WRITE_LANE, checkpoint_signer
 from ..context import Site
 from ..sitefiles import check_ledger_file
 from . import calls, env, serving
@@ -109,16 +112,8 @@ class Daemon:
             operations=operations,
         )
         self.intake = SpoolIntake(self.spool, ledger, clock, entropy, actor, policy, log)
-        self.bundles = Inbox(
-            self.inbox,
-            ledger,
-            clock,
-            settings,
-            self.audit,
-            log,
-            self._track,
-            checkpoint_signer(site),
-        )
+        self.beside: set[str] = set()  # the daemon's own work under way on the write lane
+        self.lane_inbox: Inbox | None = None  # the inbox part on the write lane's connection
         self.requests = Requests(ledger, clock, entropy, actor, policy, health, log)
         self.schedules = Schedules(
             ledger,
@@ -154,6 +149,7 @@ class Daemon:
             log,
             first_ms=mono + first_ms,
             track=lambda: self._track(stoppable=True),
+            submit=lambda work: self._on_writer("prune", work),
         )
         self.file_check = FileCheck(
             lambda: check_ledger_file(site.config),
@@ -164,13 +160,13 @@ class Daemon:
         )
 
     def _track(self, *, stoppable: bool = False) -> AbstractContextManager[OnProgress]:
-        """The progress callback of a big operation of the daemon's own, on the loop: on the
-        board, the watchdog fed; ``stoppable``: interrupted (rolled back) once told to stop."""
+        """The progress callback of a big operation of the daemon's own, on the write lane (the
+        loop feeds the watchdog meanwhile): on the board; ``stoppable``: interrupted (rolled
+        back) once the daemon is told to stop."""
         return self.operations.tracked(
             pid=os.getpid(),
             uid=os.getuid(),
             log=self.log,
-            feed=self.feed,
             cancelled=self._stopping if stoppable else lambda: None,
         )
 
@@ -206,16 +202,52 @@ class Daemon:
         added = self.calls.tick(now_ms)
         if self.drain_started is None:
             added |= self.intake.tick(now_ms)
-            if self.bundles.tick(now_ms):
-                added = True
-                self.requests.due = True
-                self.engine.load()  # imported quota overrides and pauses take effect now
+            if spool.pending(self.inbox):
+                self._on_writer("inbox", lambda site: self._inbox(site).tick(now_ms))
             added |= self.requests.tick(now_ms)
             added |= self.schedules.tick(now_ms)
             self.prune.tick(now_ms)
         self.file_check.tick(now_ms)
         self.report.tick(now_ms)
         return added
+
+    def _on_writer(self, name: str, work: Callable[[Site], object]) -> None:
+        """``work(site)`` on the write lane with the lane's own site, unless the work ``name``
+        is under way there: the daemon's own long writes (the inbox's imports, the daily
+        prune), during which the loop goes on without writing. A failure is logged; a failing
+        disk leaves the work for a later tick (an inbox file stays in ``cur/``)."""
+        if name in self.beside:
+            return
+        self.beside.add(name)
+
+        def run() -> None:
+            try:
+                work(self.lanes.site())
+            except OrchdError as exc:
+                self.health.last_error = exc.message
+                self.log("error", f"{name} failed; trying again", error=exc.message)
+            except Exception as exc:  # a bug must not end the lane's thread
+                self.log("error", f"{name} failed", error=repr(exc))
+            finally:
+                self.beside.discard(name)
+
+        if not self.lanes.submit(WRITE_LANE, run):
+            self.beside.discard(name)
+
+    def _inbox(self, site: Site) -> Inbox:
+        """The inbox part on the write lane's site (made at its first use, on that thread)."""
+        if self.lane_inbox is None:
+            self.lane_inbox = Inbox(
+                self.inbox,
+                site.ledger,
+                site.clock,
+                self.settings,
+                Audit(site.ledger, site.clock, self.actor, self.log),
+                self.log,
+                lambda: self._track(),
+                checkpoint_signer(site),
+            )
+        return self.lane_inbox
 
     def _written(self) -> None:  # on the write lane's thread
         self.wrote.set()
