@@ -88,6 +88,7 @@ bench: $(BENCH_STAMP)
 		--schedule-minutes 2 --idle-seconds 60 --diagnose --write $(BENCH_DOC)
 	$(BIN)/python tools/bench/retention.py --events 100000,400000 --repeat 3 --write $(BENCH_DOC)
 	$(BIN)/python tools/bench/cli_start.py --runs 21 --write $(BENCH_DOC)
+	$(BIN)/python tools/bench/open_origins.py --origins 1,100,1000 --runs 11 --write $(BENCH_DOC)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis

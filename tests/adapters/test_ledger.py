@@ -13,7 +13,7 @@ import pytest
 
 from orchd.adapters.ledger import SqliteLedger, placement, projector, schema
 from orchd.core.events import Draft
-from orchd.errors import InvalidTransition, MalformedEvent, StorageError
+from orchd.errors import ChainBroken, InvalidTransition, MalformedEvent, StorageError
 from orchd.ops import site
 from tests.builders import ACTOR, ended, leased, moved, started, submitted
 from tests.fakes import CountingEntropy, FakeClock
@@ -332,3 +332,62 @@ def test_another_connection_keeps_the_locks_that_keep_the_wal(
         assert _count_elsewhere(ledger.path) == (1 if file_reopened else 2)
     finally:
         other.close()
+
+
+# --- the newest events checked at every open, bounded however many origins -------------------
+
+
+def relayed(ledger: SqliteLedger, origins: int, length: int) -> None:
+    """``origins`` other chains of ``length`` events each, recorded as a relay would."""
+    from orchd.core import events, hlc, ids
+
+    clock = FakeClock()
+    found = []
+    for n in range(origins):
+        drafts = [site.initialized(f"o{n:03d}", ACTOR, "test")]
+        drafts += [submitted(f"01KC{n:03d}{k:019d}") for k in range(length - 1)]
+        found += events.seal_batch(
+            drafts,
+            origin=f"o{n:03d}",
+            after=(0, events.ZERO_HASH),
+            clock=hlc.ZERO,
+            now_ms=clock.now_ms(),
+            entropy=bytes(ids.ENTROPY_BYTES * len(drafts)),
+        )
+    ledger.import_events([found], lambda: [])
+
+
+def damage(path: Path, origin: str, seq: int) -> None:
+    """Change one stored event's body as an editor of the file would (the triggers dropped)."""
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP TRIGGER events_no_update")
+        conn.execute(
+            "UPDATE events SET body = replace(body, 'test', 'TEST') WHERE origin = ? AND seq = ?",
+            [origin, seq],
+        )
+        conn.commit()
+
+
+@pytest.mark.parametrize(("seq", "refused"), [(40, True), (40 - 1024 // 39 - 1, False)])
+def test_every_open_checks_a_bounded_share_of_each_other_chains_newest_events(
+    tmp_path: Path, seq: int, refused: bool
+) -> None:
+    """40 chains of 40 events besides this site's: each gets 1024 // 39 = 26 of the newest
+    checked at open (not 64 each: opening stays cheap with 1,000 origins); an edit within them
+    refuses the open, one just before them is found by verify only."""
+    first = site.initialized("hq", ACTOR, "test")
+    path = tmp_path / "ledger.db"
+    made = SqliteLedger.create(path, "hq", FakeClock(), CountingEntropy(), first)
+    relayed(made, 40, 40)
+    made.close()
+    damage(path, "o007", seq)
+    if refused:
+        with pytest.raises(ChainBroken):
+            SqliteLedger.open(path, FakeClock(), CountingEntropy())
+        return
+    opened = SqliteLedger.open(path, FakeClock(), CountingEntropy())
+    try:
+        with pytest.raises(ChainBroken):
+            opened.verify()
+    finally:
+        opened.close()

@@ -287,7 +287,7 @@ def scratch_projection(near: Path) -> Iterator[Database]:
     folds a site's whole history of jobs through it, in flat memory (the page cache only)."""
     placement.remove_stale_scratches(near)  # left by a prune that died
     path = placement.scratch_beside(near)
-    db = Database(sqlite3.connect(path, isolation_level=None))
+    db = Database(sqlite3.connect(path, isolation_level=None), execute_plugins=False)
     try:
         db.execute("PRAGMA journal_mode = OFF")  # a scratch: nothing in it must survive
         db.execute("PRAGMA synchronous = OFF")
