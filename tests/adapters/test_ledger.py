@@ -391,3 +391,31 @@ def test_every_open_checks_a_bounded_share_of_each_other_chains_newest_events(
             opened.verify()
     finally:
         opened.close()
+
+
+def test_a_page_of_jobs_by_state_or_type_is_read_in_id_order_never_sorted_whole(
+    ledger: SqliteLedger,
+) -> None:
+    """A listing page (``jobs list --state|--type --limit``) walks an index in id order from
+    where the last page ended: its cost does not grow with the jobs of that state or type."""
+    ledger.append([submitted(f"01KB{n:022d}") for n in range(3)])
+    seen: list[tuple[str, list[object]]] = []
+    real = ledger._db.execute
+
+    def execute(sql: str, params: list[object] | None = None) -> sqlite3.Cursor:
+        seen.append((sql, list(params or [])))
+        return real(sql, params or [])
+
+    ledger._db.execute = execute  # type: ignore[method-assign]
+    for state, job_type in (("queued", None), (None, "feed-refresh"), ("dead", "x")):
+        first = list(ledger.jobs(state=state, source=None, job_type=job_type, limit=2))
+        after = first[-1].job_id if first else "0"
+        list(ledger.jobs(state=state, source=None, job_type=job_type, after=after, limit=2))
+    ledger._db.execute = real  # type: ignore[method-assign]
+    plans = [
+        " / ".join(row[3] for row in ledger._db.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        for sql, params in seen
+        if "FROM jobs" in sql
+    ]
+    assert len(plans) == 6
+    assert not [plan for plan in plans if "TEMP B-TREE" in plan or "SCAN" in plan], plans

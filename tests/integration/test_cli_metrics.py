@@ -90,7 +90,12 @@ def test_metrics_of_a_new_site_declare_every_family_but_the_daemons(site: Orchd)
     families = {f.name for f in text_string_to_metric_families(text)}
 
     exported = {name.removesuffix("_total") for name in metrics.CATALOG}
-    daemons = {"orchd_storage_degraded", "orchd_ledger_file_ok", "orchd_loop_longest_tick_seconds"}
+    daemons = {
+        "orchd_storage_degraded",
+        "orchd_ledger_file_ok",
+        "orchd_loop_longest_tick_seconds",
+        "orchd_engine_longest_record_delay_seconds",
+    }
     assert families == exported - daemons
 
 

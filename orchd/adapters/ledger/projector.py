@@ -158,7 +158,7 @@ def _write(
     """Write the fold's final ``rows`` of a table whose rows (by key) were ``before`` it.
 
     A row that existed has only the columns a fold may change rewritten, so SQLite touches
-    only the indexes on those (of ``jobs``' six B-trees, the primary key and ``jobs_by_state``);
+    only the indexes on those (of ``jobs``' seven B-trees, the primary key and ``jobs_by_state``);
     the full upsert rewrote every index of the row."""
     inserts, updates, upserts = [], [], []
     for row in rows:

@@ -281,6 +281,16 @@ CREATE TABLE checkpoint_rows (
 );
 """
 
+# listing pages of jobs by state or by type in id order (keyset: ``job_id > ?``) without reading
+# and sorting every job of that state or type: the state index ends with the id (the engine's
+# pending jobs are found through it as before, and ordered by their arrival), and a type index
+# by id beside the one the schedules use (a job's type never changes: one write per job)
+_V17 = """
+DROP INDEX jobs_by_state;
+CREATE INDEX jobs_by_state ON jobs (state, job_id);
+CREATE INDEX jobs_by_type_id ON jobs (job_type, job_id);
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -298,6 +308,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("origins' base rows", _script(_V14)),
     ("job counters for interactive reads", _script(counters.MIGRATION)),
     ("run counters for the metrics", _script(counters.RUN_MIGRATION)),
+    ("jobs listed by state and by type in id order", _script(_V17)),
 )
 
 
