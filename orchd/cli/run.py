@@ -12,6 +12,8 @@ audited, and the old one stays.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from orchd.adapters import config, policy_files
@@ -32,6 +34,7 @@ from .daemon.root import Daemon
 from .work import LOG_DIR
 
 DAEMON_CACHE_MIB = 16  # the ledger's page cache in a daemon that stays up (RSS goal 80 MiB)
+GIL_SWITCH_S = 0.001  # how long a thread may hold the interpreter while another waits
 
 __all__ = [
     "DAEMON_CACHE_MIB",
@@ -70,6 +73,11 @@ def run_(site: Site, grace: int | None, rescan: int | None, log_level: str | Non
     )
     policy = with_daemon_env(policy_files.load(site.config.policy_dir), site, settings)
     site.ledger.limit_cache(DAEMON_CACHE_MIB)
+    # the loop shares the interpreter with the lanes: a verify's Python holds the GIL up to
+    # the switch interval each time the loop, back from a SQLite call, waits for it (5 ms by
+    # default: a tick of 20 statements could wait 100 ms); 1 ms keeps the loop's ticks short
+    # and costs the lane nothing measurable (tools/bench/gil_switch.py)
+    sys.setswitchinterval(GIL_SWITCH_S)
     executor = SubprocessExecutor(site.config.state_dir / LOG_DIR)
     daemon = Daemon(site, policy, executor, JsonLog(settings.log_level), settings=settings)
     try:
