@@ -26,7 +26,6 @@ from orchd.errors import Interrupted
 from .common import Log
 
 KEPT = 256  # items the stream can replay to a client that connects late
-ENDS = ("done", "failed", "interrupted")
 
 
 class Operations:
@@ -91,7 +90,7 @@ class Operations:
             self._add(who, progress, "running")
 
     def end(self, number: int, state: str) -> dict[str, Any]:
-        """The operation is over (``state`` one of ``ENDS``): its last item."""
+        """The operation is over (``state``: done, failed or interrupted): its last item."""
         with self._lock:
             who, progress = self._running.pop(number)
             return self._add(who, progress, state)
