@@ -30,7 +30,7 @@ from orchd.cli.daemon.housekeeping import (
     Report,
 )
 from orchd.cli.daemon.inbox import Inbox, Requests
-from orchd.cli.daemon.intake import SpoolIntake
+from orchd.cli.daemon.intake import PER_TICK, SpoolIntake
 from orchd.cli.daemon.operations import KEPT, Operations
 from orchd.cli.daemon.schedules import Schedules
 from orchd.cli.daemon.wake import WakeUp
@@ -96,6 +96,30 @@ def intake(tmp_path: Path, ledger: SqliteLedger, clock: FakeClock, log: Logged) 
     folder = tmp_path / "spool"
     spool.ensure(folder)
     return SpoolIntake(folder, ledger, clock, CountingEntropy(), DAEMON, lambda: POLICY, log)
+
+
+def test_the_spool_part_takes_a_backlog_a_few_at_a_tick_and_wakes_the_loop_for_the_rest(
+    tmp_path: Path, ledger: SqliteLedger, clock: FakeClock, log: Logged
+) -> None:
+    folder, woken = tmp_path / "spool", []
+    spool.ensure(folder)
+    part = SpoolIntake(
+        folder,
+        ledger,
+        clock,
+        CountingEntropy(),
+        DAEMON,
+        lambda: POLICY,
+        log,
+        more=lambda: woken.append(1),
+    )
+    for n in range(PER_TICK + 5):
+        spool.drop(folder, f"r{n:03d}.json", {"job_type": "echo"})
+
+    assert part.tick(T0) is True
+    assert len(list(ledger.jobs(state=None, source=None))) == PER_TICK and woken == [1]
+    assert part.tick(T0 + 1) is True  # the rest, and no more waking
+    assert len(list(ledger.jobs(state=None, source=None))) == PER_TICK + 5 and woken == [1]
 
 
 def test_the_spool_part_records_a_request_once_and_removes_its_file(

@@ -18,10 +18,14 @@ from orchd.ops import intake, jobs
 
 from .common import Log
 
+PER_TICK = 20  # requests taken per tick (each its own commit): a backlog never makes a long tick
+
 
 class SpoolIntake:
     """``tick`` returns True when it recorded a job. A request's actor is the file's owner (with
-    the submit scope), else the daemon's own ``actor``."""
+    the submit scope), else the daemon's own ``actor``. A tick takes ``PER_TICK`` requests at
+    most (a backlog, as one an import's hold leaves, goes over the next ticks: ``more`` wakes
+    the loop for them at once)."""
 
     def __init__(
         self,
@@ -32,13 +36,18 @@ class SpoolIntake:
         actor: Actor,
         policy: Callable[[], Policy],
         log: Log,
+        more: Callable[[], None] = lambda: None,
     ) -> None:
         self.folder, self.ledger, self.clock, self.entropy = folder, ledger, clock, entropy
-        self.actor, self.policy, self.log = actor, policy, log
+        self.actor, self.policy, self.log, self.more = actor, policy, log, more
 
     def tick(self, now_ms: int) -> bool:
         added = False
-        for name in spool.pending(self.folder):
+        pending = spool.pending(self.folder)
+        if len(pending) > PER_TICK:
+            pending = pending[:PER_TICK]
+            self.more()
+        for name in pending:
             claimed = spool.claim(self.folder, name)
             if claimed is None:
                 continue

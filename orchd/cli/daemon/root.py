@@ -111,7 +111,9 @@ class Daemon:
             lanes=self.lanes,
             operations=operations,
         )
-        self.intake = SpoolIntake(self.spool, ledger, clock, entropy, actor, policy, log)
+        self.intake = SpoolIntake(
+            self.spool, ledger, clock, entropy, actor, policy, log, more=self.executor.wake
+        )
         self.beside: set[str] = set()  # the daemon's own work under way on the write lane
         self.lane_inbox: Inbox | None = None  # the inbox part on the write lane's connection
         self.requests = Requests(ledger, clock, entropy, actor, policy, health, log)
