@@ -152,9 +152,12 @@ READER_EVENTS = 20_000  # bundle_reader.PARALLEL_FROM: the import reads in a chi
 
 
 def children_of(pid: int) -> list[int]:
-    with contextlib.suppress(OSError):
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
+    """The children of every thread of ``pid`` (a daemon's import runs on a lane's thread)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def gone(pid: int) -> bool:

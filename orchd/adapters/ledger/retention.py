@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -113,7 +114,10 @@ class Retention(StatementStore):
         prior = self.base_member(self._site_id)
         if floor and (prior is None or prior.statement.seq != floor):
             return
-        with scratch_projection(self.path) as scratch:
+        with (
+            scratch_projection(self.path) as scratch,
+            tempfile.TemporaryFile(dir=self.path.parent) as frame,
+        ):
             if prior is not None:
                 reader = checkpoints.BaseReader(member="", checkpoint=prior.statement)
                 for line in decompressed_lines(prior.data):
@@ -131,10 +135,10 @@ class Retention(StatementStore):
             # twice through the rows, never all of them in memory: their digest and size, then
             # the frame (with its size, as compressing them whole would write)
             rows_digest, records, raw_size = _measured(checkpoints.lines(base_tables(scratch)))
-            frame = compress_stream(checkpoints.lines(base_tables(scratch)), raw_size)
-        body = checkpoints.payload(self._site_id, seq, digest, rows_digest)
-        statement = checkpoints.parse(sign(checkpoints.CHECKPOINT_TYPE, body))
-        self._keep_frame(statement, frame, raw_size, records)
+            compress_stream(checkpoints.lines(base_tables(scratch)), raw_size, frame)
+            body = checkpoints.payload(self._site_id, seq, digest, rows_digest)
+            statement = checkpoints.parse(sign(checkpoints.CHECKPOINT_TYPE, body))
+            self._keep_frame_file(statement, frame, raw_size, records)
 
     def _take_base(self, base: checkpoints.Base, restoring: bool) -> None:
         """An origin's checkpoint read from a bundle (in the import's transaction): kept in the

@@ -12,8 +12,10 @@ of their lines: a bundle's base member, passed on as it is) are kept.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import zstandard
 
@@ -26,6 +28,7 @@ from .base import LedgerBase, translated
 
 HEAD = "head"
 CHECKPOINT = "checkpoint"
+BLOB_CHUNK = 1 << 20  # a base frame goes into its row a MiB at a time
 ROTATION = "rotation"  # keyed by the new key: ``seq`` its first 12 hex digits, ``hash`` its id
 
 
@@ -47,14 +50,14 @@ def compress(lines: Sequence[bytes]) -> tuple[bytes, int]:
     return frame, len(raw)
 
 
-def compress_stream(lines: Iterable[bytes], raw_size: int) -> bytes:
-    """``compress`` of lines read as they come, ``raw_size`` their size known beforehand (the
-    frame says it, as a whole compression's does; the bytes may differ from it on large rows,
-    the rows they hold do not)."""
+def compress_stream(lines: Iterable[bytes], raw_size: int, into: BinaryIO) -> None:
+    """``compress`` of lines read as they come, written to ``into`` (never all in memory):
+    ``raw_size`` their size known beforehand (the frame says it, as a whole compression's does;
+    the bytes may differ from it on large rows, the rows they hold do not)."""
     out = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj(size=raw_size)
-    parts = [out.compress(line + b"\n") for line in lines]
-    parts.append(out.flush())
-    return b"".join(parts)
+    for line in lines:
+        into.write(out.compress(line + b"\n"))
+    into.write(out.flush())
 
 
 class StatementStore(LedgerBase):
@@ -132,15 +135,31 @@ class StatementStore(LedgerBase):
         self, statement: CheckpointStatement, data: bytes, raw_size: int, records: int
     ) -> None:
         """``_keep_checkpoint`` of base rows compressed already (one zstd frame, ``data``)."""
+        self._keep_frame_file(statement, io.BytesIO(data), raw_size, records)
+
+    def _keep_frame_file(
+        self, statement: CheckpointStatement, frame: BinaryIO, raw_size: int, records: int
+    ) -> None:
+        """``_keep_frame`` of a frame read from ``frame`` (a file: at the prune of a big
+        ledger, tens of MiB), copied into the row a MiB at a time through SQLite's blob I/O."""
         o, seq = statement.origin, statement.seq
         if not self._keep(CHECKPOINT, o, seq, statement.hash, statement.envelope):
             return
+        size = frame.seek(0, io.SEEK_END)
+        frame.seek(0)
+        hasher = hashlib.sha256()
+        while chunk := frame.read(BLOB_CHUNK):
+            hasher.update(chunk)
         self._db.execute("DELETE FROM checkpoint_rows WHERE origin = ?", [o])
-        self._db.execute(
+        inserted = self._db.execute(
             "INSERT INTO checkpoint_rows (origin, seq, sha256, raw_size, records, data) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [o, seq, hashlib.sha256(data).hexdigest(), raw_size, records, data],
+            "VALUES (?, ?, ?, ?, ?, zeroblob(?))",
+            [o, seq, hasher.hexdigest(), raw_size, records, size],
         )
+        frame.seek(0)
+        with self._db.conn.blobopen("checkpoint_rows", "data", inserted.lastrowid or 0) as blob:
+            while chunk := frame.read(BLOB_CHUNK):
+                blob.write(chunk)
 
     def _keep(self, kind: str, origin: str, seq: int, digest: str, envelope: bytes) -> bool:
         row = self._db.execute(
