@@ -9,10 +9,12 @@ re-exported here, so callers say ``control.request``, ``control.ControlServer``,
 ``control.ACTIONS_PATH``.
 """
 
-from .authz import AUTHZ_KEYS, GRANT_KEYS, SCOPES, Authz, Peer, load_authz
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .client import DEFAULT_SOCKET, DEFAULT_STATE_DIR, _head, find_socket, probe, request, stream
-from .handler import Call, Handler, scrape
-from .metrics import MetricsListener
 from .protocol import (
     ACTIONS_PATH,
     CANCEL_POLL_S,
@@ -32,7 +34,34 @@ from .protocol import (
     TIMEOUT_S,
     error_payload,
 )
-from .server import ControlServer
+
+if TYPE_CHECKING:
+    from .authz import AUTHZ_KEYS, GRANT_KEYS, SCOPES, Authz, Peer, load_authz
+    from .handler import Call, Handler, scrape
+    from .metrics import MetricsListener
+    from .server import ControlServer
+
+# the daemon's side, imported when first asked for: a client (every command) needs only the
+# client and the protocol, not the HTTP server nor the YAML behind authz.yaml (issue 22: the
+# CLI starts fast)
+_WHERE = {
+    **dict.fromkeys(
+        ("AUTHZ_KEYS", "GRANT_KEYS", "SCOPES", "Authz", "Peer", "load_authz"), ".authz"
+    ),
+    **dict.fromkeys(("Call", "Handler", "scrape"), ".handler"),
+    "MetricsListener": ".metrics",
+    "ControlServer": ".server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ACTIONS_PATH",
