@@ -105,8 +105,8 @@ NOT_FOR_READS = (
 
 def test_the_everyday_reads_load_no_crypto_or_scheduler(tmp_path: Path) -> None:
     """A read in-process opens the ledger (SQLite) and nothing it does not use: the crypto, the
-    cron parser, the file watcher and the control socket's server stay unloaded (issue 22: each command
-    within 300 ms, start-up included)."""
+    cron parser, the file watcher and the control socket's server stay unloaded (issue 22:
+    each command within 300 ms, start-up included)."""
     state, policy = tmp_path / "site", tmp_path / "policy"
     where = ["--state-dir", str(state), "--policy-dir", str(policy)]
     init = subprocess.run(
