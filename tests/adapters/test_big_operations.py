@@ -137,27 +137,17 @@ def test_an_export_stopped_midway_publishes_nothing(
 ) -> None:
     out = tmp_path / "out" / "hq.orchkit"
     out.parent.mkdir()
-    report = stop_at("events")
-    with pytest.raises(Stop):
-        bundles.export(
-            ledger,
-            made[1],
-            ACTOR,
-            out,
-            recipient="enclave",
-            now_ms=SystemClock().now_ms(),
-            progress=report,
+
+    def export(progress: OnProgress) -> bundles.Exported:
+        now_ms = SystemClock().now_ms()
+        return bundles.export(
+            ledger, made[1], ACTOR, out, recipient="enclave", now_ms=now_ms, progress=progress
         )
+
+    with pytest.raises(Stop):
+        export(stop_at("events"))
     assert list(out.parent.iterdir()) == []  # no file, no staging left
     assert ledger.bundle_records() == []
     done: list[Progress] = []
-    exported = bundles.export(
-        ledger,
-        made[1],
-        ACTOR,
-        out,
-        recipient="enclave",
-        now_ms=SystemClock().now_ms(),
-        progress=done.append,
-    )
+    exported = export(done.append)
     assert steps(done)[-1] == ("events", exported.events) and done[0].total == exported.events

@@ -11,8 +11,9 @@ interface: callers import them from here.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from orchd.adapters import lazy
 
 if TYPE_CHECKING:
     from orchd.core.bundle_trust import Head, Signer
@@ -43,13 +44,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.module_getattr(__name__, _WHERE, globals())
 
 
 __all__ = [

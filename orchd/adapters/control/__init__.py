@@ -11,8 +11,9 @@ re-exported here, so callers say ``control.request``, ``control.ControlServer``,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from orchd.adapters import lazy
 
 from .client import DEFAULT_SOCKET, DEFAULT_STATE_DIR, _head, find_socket, probe, request, stream
 from .protocol import (
@@ -54,13 +55,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.module_getattr(__name__, _WHERE, globals())
 
 
 __all__ = [
