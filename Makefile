@@ -81,6 +81,8 @@ bench: $(BENCH_STAMP)
 		--write $(BENCH_DOC)
 	$(BIN)/python tools/bench/subprocess_jobs.py --jobs 2000 --concurrency 2 --repeat 5 \
 		--write $(BENCH_DOC)
+	$(BIN)/python tools/bench/levers.py --jobs 2000 --concurrency 2,32 --repeat 5 \
+		--write $(BENCH_DOC)
 	(command -v sqlite3 && command -v zstd) >/dev/null || (apt-get update && apt-get install -y sqlite3 zstd); \
 		$(BIN)/python tools/bench/bundles.py --events 100000,300000 --origins 1,100,1000 --repeat 3 \
 		--batch 10000 --write $(BENCH_DOC)

@@ -203,6 +203,21 @@ def render(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
         for c, ratio in ratios.items()
     )
     lines += ["", f"Goal (issue 3): orchd >= {GOAL:g}x Huey (stretch {STRETCH:g}x). {judged}."]
+    fsync = statistics.median(rates["huey/fsync"])
+    goals = []
+    if 32 in ratios:
+        goals.append(
+            f"concurrency 32 >= 1.0x Huey's defaults: {ratios[32]:.2f}x, "
+            + report.verdict(ratios[32] >= 1.0)
+        )
+    if 2 in ratios:
+        to_fsync = statistics.median(rates["orchd/2"]) / fsync
+        goals.append(
+            f"concurrency 2 >= 2x Huey with fsync: {to_fsync:.2f}x, "
+            + report.verdict(to_fsync >= 2.0)
+        )
+    if goals:
+        lines.append(f"Goals (issue 22): {'; '.join(goals)}.")
     return "\n".join(lines)
 
 
