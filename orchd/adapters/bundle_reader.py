@@ -125,16 +125,16 @@ def _base(source: BinaryIO, manifest: Manifest, step: Step) -> Base:
     """The range's base rows, read and checked against its checkpoint (FORMAT.md 3.4)."""
     name = step.range.base
     reader = checkpoints.BaseReader(member=name, checkpoint=checkpoints.parse(step.checkpoint))
-    lines = []
+    lines, rows = [], []
     found = _member_lines(source, manifest, name)
     try:
         for line in found:
-            reader.read(line)
+            rows.append(reader.read(line))
             lines.append(line)
     except WrittenByNewer as exc:
         raise _after_digest(found, exc) from None
     reader.finish()
-    return Base(statement=reader.checkpoint, rows=reader.rows, lines=lines, join=step.join)
+    return Base(statement=reader.checkpoint, rows=rows, lines=lines, join=step.join)
 
 
 def records(manifest: Manifest, steps: Sequence[Step]) -> int:

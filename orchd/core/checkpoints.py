@@ -242,18 +242,18 @@ def lines(tables: Iterable[tuple[str, Iterable[tuple[Any, ...]]]]) -> Iterable[b
 
 @dataclass(slots=True)
 class BaseReader:
-    """Reads an origin's base rows line by line, refusing what FORMAT.md 3.4 refuses; ``rows``
-    are the (table, row) read, ``digest`` their sha256 once ``finish`` passed."""
+    """Reads an origin's base rows line by line, refusing what FORMAT.md 3.4 refuses; each
+    ``read`` gives the (table, row) it read (the reader keeps none: a base may be larger than
+    memory), ``finish`` their sha256 once the last passed."""
 
     member: str
     checkpoint: CheckpointStatement
-    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _hasher: Any = field(default_factory=hashlib.sha256)
     _last: tuple[str, tuple[bytes, ...]] | None = None
     _heads: int = 0
 
-    def read(self, data: bytes) -> None:
-        """One line (its ``\\n`` cut off, as a member's lines come)."""
+    def read(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """One line (its ``\\n`` cut off, as a member's lines come): its (table, row)."""
         self._hasher.update(data + b"\n")
         try:
             value = canonical.decode(data)
@@ -272,7 +272,7 @@ class BaseReader:
         if self._last is not None and order <= self._last:
             raise self._bad(f"a row of {name} is out of order")
         self._last = order
-        self.rows.append((name, row))
+        return name, row
 
     def finish(self) -> str:
         """The rows' digest, once the last line was read: it must be the checkpoint's."""

@@ -93,7 +93,7 @@ from orchd.core.events import Draft
 from orchd.core.timefmt import format_ms
 
 SECTION = "scale"
-SNAPSHOT, CODE = "ORCHD_BENCH_SNAPSHOT", "ORCHD_BENCH_CODE"
+SNAPSHOT, CODE, BUILT_BY = "ORCHD_BENCH_SNAPSHOT", "ORCHD_BENCH_CODE", "ORCHD_BENCH_COMMIT"
 CACHE_NAME, DEFAULT_JOBS = "orchd-scale-cache", [10_000, 100_000, 1_000_000]
 REPO = Path(__file__).resolve().parents[2]
 ENTRY = Path(sys.executable).with_name("orchd")
@@ -359,6 +359,10 @@ def build(folder: Path, jobs: int, site_id: str) -> Site:
 
 
 def commit() -> str:
+    """The commit the sites are built by: the snapshot's (taken at the start, so that a commit
+    made during a run does not name the sites it builds)."""
+    if BUILT_BY in os.environ:
+        return os.environ[BUILT_BY]
     done = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     )
@@ -1205,7 +1209,13 @@ def run_on_snapshot() -> None:
     package = Path(orchd.__file__).parent
     shutil.copytree(package, root / "orchd", ignore=shutil.ignore_patterns("__pycache__"))
     paths = [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, SNAPSHOT: str(root), CODE: code, "PYTHONPATH": os.pathsep.join(paths)}
+    env = {
+        **os.environ,
+        SNAPSHOT: str(root),
+        CODE: code,
+        BUILT_BY: commit(),
+        "PYTHONPATH": os.pathsep.join(paths),
+    }
     os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
 
 

@@ -28,11 +28,15 @@ from orchd.errors import (
 
 from . import counters, placement, projector, schema
 from .base import check_whole_file, translated
-from .retention import checkpoint_payload, decompressed_lines, load_base
+from .retention import checkpoint_payload, load_base
 from .statements import StatementStore
 
 TAIL_CHECK = 64  # newest events of this site's own chain re-verified at every open
 TAIL_BUDGET = 1024  # newest events of the other chains together: each its share, one at least
+# KiB of page cache a verify holds, for the ledger and for its scratch projection alike; it
+# reads every page once, so more cache buys little, and SQLite sizes a sort's memory (the
+# counters' GROUP BY) by it too, which would otherwise grow with the ledger up to the cache
+VERIFY_CACHE_KIB = 16384
 
 
 class Integrity(StatementStore):
@@ -40,7 +44,7 @@ class Integrity(StatementStore):
 
     def verify(self, progress: OnProgress = quiet) -> VerifyReport:
         check_whole_file(self.path)
-        with translated(self.path):
+        with translated(self.path), self._cache_limited(VERIFY_CACHE_KIB):
             self._db.execute("BEGIN")  # one read snapshot for the whole check
             try:
                 verified = {}
@@ -71,6 +75,15 @@ class Integrity(StatementStore):
                 self._db.execute("ROLLBACK")
         self.settle()  # the read is over: what the WAL gathered meanwhile can go
         return VerifyReport(origins=verified, events=count, projection_digest=digest)
+
+    @contextlib.contextmanager
+    def _cache_limited(self, kib: int) -> Iterator[None]:
+        (before,) = self._db.execute("PRAGMA cache_size").fetchone()
+        self._db.execute(f"PRAGMA cache_size = -{kib}")
+        try:
+            yield
+        finally:
+            self._db.execute(f"PRAGMA cache_size = {int(before)}")
 
     def rebuild(self, progress: OnProgress = quiet) -> str:
         with self._transaction():
@@ -195,12 +208,12 @@ class Integrity(StatementStore):
         (their sha256, every line as FORMAT.md 3.4 reads it), and agree with the chain's
         checkpoint where both are at one seq; this site's own must be signed by its key."""
         for origin, statement in self.checkpoint_statements().items():
-            stored = self.base_member(origin)
+            stored = self.base_lines(origin)
             if stored is None:
                 raise LedgerCorrupt(path=self.path, detail=f"{origin}'s checkpoint has no rows")
             reader = checkpoints.BaseReader(member=f"base/{origin}", checkpoint=statement)
             try:
-                for line in decompressed_lines(stored.data):
+                for line in stored[1]:
                     reader.read(line)
                 reader.finish()
             except (OrchdError, zstandard.ZstdError) as exc:
@@ -301,7 +314,7 @@ def _scratch_projection() -> Database:
     when closed): a verify rebuilds the whole history into it in flat memory (its page cache),
     where an in-memory database grew with the ledger."""
     db = Database(sqlite3.connect("", isolation_level=None), execute_plugins=False)
-    db.execute("PRAGMA cache_size = -16384")
+    db.execute(f"PRAGMA cache_size = -{VERIFY_CACHE_KIB}")
     schema.migrate(db.conn, schema.MIGRATIONS)  # the same tables as the ledger's
     return db
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-import zstandard
 from sqlite_utils import Database
 
 from orchd import crash
@@ -111,19 +111,19 @@ class Retention(StatementStore):
         alone with this site as the local one (FORMAT.md 3.4). A site that pruned its chain
         before it kept base rows makes none (a joiner is then refused at export)."""
         floor, seq, digest = moved
-        prior = self.base_member(self._site_id)
-        if floor and (prior is None or prior.statement.seq != floor):
+        prior = self.base_lines(self._site_id)
+        if floor and (prior is None or prior[0].seq != floor):
             return
         with (
             scratch_projection(self.path) as scratch,
             tempfile.TemporaryFile(dir=self.path.parent) as frame,
         ):
             if prior is not None:
-                reader = checkpoints.BaseReader(member="", checkpoint=prior.statement)
-                for line in decompressed_lines(prior.data):
-                    reader.read(line)
+                reader = checkpoints.BaseReader(member="", checkpoint=prior[0])
+                rows = (reader.read(line) for line in prior[1])
+                while chunk := list(itertools.islice(rows, 5000)):
+                    load_rows(scratch, chunk, whole=True)
                 reader.finish()
-                load_rows(scratch, reader.rows, whole=True)
             cursor = self._db.conn.execute(
                 "SELECT body, hash FROM events WHERE origin = ? AND seq > ? AND seq <= ? "
                 "ORDER BY seq",
@@ -255,12 +255,6 @@ def load_rows(
                 member=f"base/{row.get('origin', '?')}.ndjson.zst",
                 detail=f"a row of {table} collides with one this site holds",
             ) from None
-
-
-def decompressed_lines(data: bytes) -> Iterator[bytes]:
-    """The lines of a zstd frame this site made itself (its statement store's base rows)."""
-    raw = zstandard.ZstdDecompressor().decompress(data)
-    yield from raw.split(b"\n")[:-1]
 
 
 def load_base(db: Database, target: Database) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -29,6 +30,7 @@ from .base import LedgerBase, translated
 HEAD = "head"
 CHECKPOINT = "checkpoint"
 BLOB_CHUNK = 1 << 20  # a base frame goes into its row a MiB at a time
+FRAME_PIECE = 1 << 16  # and is read back 64 KiB at a time (each a few MiB once decompressed)
 ROTATION = "rotation"  # keyed by the new key: ``seq`` its first 12 hex digits, ``hash`` its id
 
 
@@ -41,6 +43,19 @@ class BaseMember:
     sha256: str  # of ``data``
     raw_size: int  # of the lines, each with its newline
     records: int  # lines
+
+
+def frame_lines(source: sqlite3.Blob | BinaryIO) -> Iterator[bytes]:
+    """The lines (each without its newline) of the zstd frame ``source`` holds, read and
+    decompressed a piece at a time; what follows the last newline is not a line."""
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    rest = b""
+    while chunk := source.read(FRAME_PIECE):
+        lines = (rest + decompressor.decompress(chunk)).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if not decompressor.eof:
+        raise zstandard.ZstdError("the frame ends early")
 
 
 def compress(lines: Sequence[bytes]) -> tuple[bytes, int]:
@@ -98,6 +113,27 @@ class StatementStore(LedgerBase):
             raw_size=raw_size,
             records=records,
         )
+
+    def base_lines(self, origin: str) -> tuple[CheckpointStatement, Iterator[bytes]] | None:
+        """The newest checkpoint held of ``origin`` and its base rows' lines, read from the
+        stored frame a MiB at a time (a pruned site's base may not fit in memory)."""
+        with translated(self.path):
+            row = self._db.execute(
+                "SELECT s.envelope, r.rowid FROM statements s "
+                "JOIN checkpoint_rows r ON r.origin = s.origin AND r.seq = s.seq "
+                "WHERE s.kind = ? AND s.origin = ?",
+                [CHECKPOINT, origin],
+            ).fetchone()
+        if row is None:
+            return None
+        return checkpoints.parse(bytes(row[0])), self._frame_lines(row[1])
+
+    def _frame_lines(self, rowid: int) -> Iterator[bytes]:
+        with (
+            translated(self.path),
+            self._db.conn.blobopen("checkpoint_rows", "data", rowid, readonly=True) as blob,
+        ):
+            yield from frame_lines(blob)
 
     def rotation_statements(self) -> dict[str, list[Rotation]]:
         """origin -> the rotation statements of it held here (accepted with its ranges)."""
