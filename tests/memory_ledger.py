@@ -406,6 +406,10 @@ class MemoryLedger:
     def bundle_records(self) -> list[BundleView]:
         return sorted(self._rows.bundles.values(), key=lambda b: (b.at, b.bundle_id))
 
+    def newest_bundles(self) -> list[BundleView]:
+        newest = {(b.direction, b.site): b for b in self.bundle_records()}
+        return sorted(newest.values(), key=lambda b: (b.at, b.bundle_id))
+
     def receipts(self) -> dict[str, ReceiptView]:
         return dict(self._rows.receipts)
 

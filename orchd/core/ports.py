@@ -242,6 +242,11 @@ class TrustQueries(OfSite, Protocol):
         """The bundles this site exported and imported, oldest first."""
         ...
 
+    def newest_bundles(self) -> list[BundleView]:
+        """Per direction and peer (``site``), the newest bundle, oldest first: what
+        ``bundle_records`` ends with for each, read through an index."""
+        ...
+
     def receipts(self) -> dict[str, ReceiptView]:
         """peer -> the newest receipt it recorded for a bundle of this site's."""
         ...

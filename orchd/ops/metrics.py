@@ -114,7 +114,7 @@ def _peers_and_feeds(ledger: SiteQueries, found: metrics.Families, now_ms: int) 
         "orchd_feed_last_success_timestamp_seconds",
     ):
         found.declare(name)
-    for peer in status_ops.peers(ledger.bundle_records(), ledger.receipts(), now_ms):
+    for peer in status_ops.peers(ledger.newest_bundles(), ledger.receipts(), now_ms):
         for name, age in (
             ("orchd_peer_last_import_timestamp_seconds", peer.received_age_s),
             ("orchd_peer_last_export_timestamp_seconds", peer.sent_age_s),

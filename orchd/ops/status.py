@@ -76,7 +76,7 @@ def status(
         failures=ledger.recent_runs(("failed", "timed_out"), RECENT, chosen),
         freshness=[_freshness(row, now_ms) for row in ledger.last_successes(chosen)],
         paused=ledger.pauses(),
-        peers=peers(ledger.bundle_records(), ledger.receipts(), now_ms),
+        peers=peers(ledger.newest_bundles(), ledger.receipts(), now_ms),
     )
 
 

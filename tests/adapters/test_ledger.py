@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchd.adapters.ledger import SqliteLedger, placement, projector, schema
+from orchd.adapters.ledger.trust_queries import NEWEST_BUNDLES
 from orchd.core.events import Draft
 from orchd.errors import ChainBroken, InvalidTransition, MalformedEvent, StorageError
 from orchd.ops import site
@@ -419,3 +420,12 @@ def test_a_page_of_jobs_by_state_or_type_is_read_in_id_order_never_sorted_whole(
     ]
     assert len(plans) == 6
     assert not [plan for plan in plans if "TEMP B-TREE" in plan or "SCAN" in plan], plans
+
+
+def test_each_peers_newest_bundle_is_found_by_seeks_not_a_read_of_every_bundle(
+    ledger: SqliteLedger,
+) -> None:
+    plan = [row[3] for row in ledger._db.conn.execute(f"EXPLAIN QUERY PLAN {NEWEST_BUNDLES}")]
+    searches = [step for step in plan if "bundles" in step or step.startswith("SEARCH b ")]
+    assert searches and all(step.startswith("SEARCH") for step in searches), plan
+    assert "bundles_by_peer" in " ".join(plan)

@@ -430,6 +430,60 @@ def test_bundles_and_the_receipts_peers_recorded(ledger: ContractLedger, clock: 
     assert ledger.receipts()["branch"].seq == 2
 
 
+def test_each_peers_newest_bundle_either_way(ledger: ContractLedger, clock: FakeClock) -> None:
+    """``newest_bundles`` is what ``bundle_records`` ends with per direction and peer."""
+    (init,) = ledger.events_of_type("site.initialized")
+    ranges = {SITE: [1, 1]}
+
+    def exported(number: int, recipient: str) -> Draft:
+        bundle_id = f"01KB00000000000000000002{number:02d}"
+        return drafts.bundle_exported(
+            ACTOR,
+            bundle_id=bundle_id,
+            recipient=recipient,
+            kind="full",
+            ranges=ranges,
+            sha256="0" * 64,
+            size=10,
+        )
+
+    def imported(number: int, exporter: str) -> Draft:
+        return drafts.bundle_imported(
+            ACTOR,
+            bundle_id=f"01KB00000000000000000003{number:02d}",
+            exporter=exporter,
+            ranges={exporter: [1, 1]},
+            events=1,
+            watermarks={SITE: [1, init.hash]},
+            reason=None,
+            ticket=None,
+        )
+
+    made = [
+        exported(1, "branch"),
+        exported(2, "enclave"),
+        imported(1, "branch"),
+        exported(3, "branch"),
+        exported(4, "*"),
+        imported(2, "enclave"),
+        imported(3, "branch"),
+    ]
+    for draft in made:
+        ledger.append([draft])
+        clock.advance(1_000)
+    records = ledger.bundle_records()
+    newest = {(r.direction, r.site): r for r in records}
+    assert len(records) == 7
+    assert ledger.newest_bundles() == sorted(newest.values(), key=lambda r: (r.at, r.bundle_id))
+    assert [(r.direction, r.site) for r in ledger.newest_bundles()] == [
+        ("export", "enclave"),
+        ("export", "branch"),
+        ("export", "*"),
+        ("import", "enclave"),
+        ("import", "branch"),
+    ]
+
+
 # --- trust queries --------------------------------------------------------------------------
 
 
@@ -438,6 +492,7 @@ def test_nothing_is_pruned_trusted_or_exchanged_at_first(ledger: ContractLedger)
     assert ledger.checkpoints() == {}
     assert ledger.trust_keys() == [] and ledger.trust_key("nope") is None
     assert ledger.bundle_records() == [] and ledger.receipts() == {}
+    assert ledger.newest_bundles() == []
     assert ledger.key_events_of_others() == [] and ledger.own_key_events() == []
     assert list(ledger.heads()) == [SITE]
 

@@ -291,6 +291,12 @@ CREATE INDEX jobs_by_state ON jobs (state, job_id);
 CREATE INDEX jobs_by_type_id ON jobs (job_type, job_id);
 """
 
+# each peer's newest bundle either way (``status``, ``metrics``) by one seek per peer, not a
+# read of every bundle the site ever exchanged
+_V18 = """
+CREATE INDEX bundles_by_peer ON bundles (direction, site, at, bundle_id);
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -309,6 +315,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("job counters for interactive reads", _script(counters.MIGRATION)),
     ("run counters for the metrics", _script(counters.RUN_MIGRATION)),
     ("jobs listed by state and by type in id order", _script(_V17)),
+    ("each peer's newest bundle", _script(_V18)),
 )
 
 

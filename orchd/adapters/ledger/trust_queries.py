@@ -14,6 +14,19 @@ from orchd.core.trust import KeyView
 
 from .base import LedgerBase, translated
 
+# per direction, a skip-scan of ``bundles_by_peer`` for each peer, then its newest bundle
+NEWEST_BUNDLES = (
+    "WITH RECURSIVE p(direction, site) AS ("
+    "SELECT d.direction, (SELECT min(site) FROM bundles WHERE direction = d.direction) "
+    "FROM (SELECT 'export' AS direction UNION ALL SELECT 'import') AS d "
+    "UNION ALL SELECT p.direction, (SELECT min(site) FROM bundles WHERE direction = p.direction "
+    "AND site > p.site) FROM p WHERE p.site IS NOT NULL) "
+    "SELECT b.bundle_id, b.direction, b.site, b.at, b.ranges FROM p JOIN bundles b "
+    "ON b.direction = p.direction AND b.bundle_id = (SELECT bundle_id FROM bundles "
+    "WHERE direction = p.direction AND site = p.site ORDER BY at DESC, bundle_id DESC LIMIT 1) "
+    "ORDER BY b.at, b.bundle_id"
+)
+
 
 class TrustQueries(LedgerBase):
     """The ``TrustQueries`` port over the projections."""
@@ -52,6 +65,11 @@ class TrustQueries(LedgerBase):
         with translated(self.path):
             rows = self._db.execute(f"SELECT {', '.join(ReceiptView._fields)} FROM receipts")
             return {row[0]: ReceiptView._make(row) for row in rows}
+
+    def newest_bundles(self) -> list[BundleView]:
+        with translated(self.path):
+            rows = self._db.execute(NEWEST_BUNDLES)
+            return [BundleView._make(row) for row in rows]
 
     def bundle_records(self) -> list[BundleView]:
         with translated(self.path):
