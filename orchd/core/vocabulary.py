@@ -60,6 +60,13 @@ VOCABULARY: Mapping[str, Keys] = {
 _KNOWN = {kind: keys.required | keys.optional for kind, keys in VOCABULARY.items()}
 
 
+def names_no_job(event_type: str) -> bool:
+    """Whether no event of ``event_type`` carries a ``job_id`` (such events are indexed by type:
+    the audit trail's own); False for a type this orchd does not know."""
+    known = _KNOWN.get(event_type)
+    return known is not None and "job_id" not in known
+
+
 def check_known(event: Event) -> None:
     """Refuse an event whose type, or one of whose payload keys, this orchd does not know.
 

@@ -13,6 +13,7 @@ import pytest
 
 from orchd.adapters.ledger import SqliteLedger, placement, projector, schema
 from orchd.adapters.ledger.trust_queries import NEWEST_BUNDLES
+from orchd.core import drafts
 from orchd.core.events import Draft
 from orchd.errors import ChainBroken, InvalidTransition, MalformedEvent, StorageError
 from orchd.ops import site
@@ -429,3 +430,27 @@ def test_each_peers_newest_bundle_is_found_by_seeks_not_a_read_of_every_bundle(
     searches = [step for step in plan if "bundles" in step or step.startswith("SEARCH b ")]
     assert searches and all(step.startswith("SEARCH") for step in searches), plan
     assert "bundles_by_peer" in " ".join(plan)
+
+
+def test_the_audit_trails_own_types_are_tailed_through_their_index(ledger: SqliteLedger) -> None:
+    """``tail --type quota.set`` seeks the partial index of events without a job (one seek per
+    origin) and finds what a read by position finds, newest last; a job's type still reads by
+    position."""
+    made = []
+    for n in range(30):
+        override = {"kind": "source", "name": f"s{n}", "site": "*", "concurrency": 2}
+        quota = drafts.quota_set(ACTOR, override=override, change=str(n), reason="r", ticket="T-1")
+        made.append(quota)
+        ledger.append([quota, submitted(f"01KB0000000000000000000{n:03d}")])
+    seen: list[str] = []
+    ledger._db.conn.set_trace_callback(seen.append)
+    newest = ledger.tail(None, 5, event_type="quota.set")
+    later = ledger.tail(newest[1][0], 100, event_type="quota.set", origin="hq")
+    ledger._db.conn.set_trace_callback(None)
+    assert [e.payload["name"] for _, e in newest] == [f"s{n}" for n in range(25, 30)]
+    assert [e.payload["name"] for _, e in later] == ["s27", "s28", "s29"]
+    assert [p for p, _ in newest] == sorted(p for p, _ in newest)
+    queries = [sql for sql in seen if "FROM events" in sql]
+    assert queries and all("INDEXED BY events_by_type" in sql for sql in queries), seen
+    jobs = ledger.tail(None, 3, event_type="job.submitted")
+    assert [e.type for _, e in jobs] == ["job.submitted"] * 3

@@ -99,3 +99,10 @@ def test_what_format_2_added_is_named_for_a_format_1_export_to_refuse() -> None:
     marks = vocabulary.FORMAT_2_MARKS
     assert all(any(m in e.body for m in marks) for e in (forked, vouched))
     assert not any(m in seal("job.submitted", SUBMITTED).body for m in marks)
+
+
+def test_the_types_that_never_name_a_job_are_known_ones_without_a_job_id() -> None:
+    assert vocabulary.names_no_job("quota.set") and vocabulary.names_no_job("key.trusted")
+    assert not vocabulary.names_no_job("run.ended")  # every run event names its job
+    assert not vocabulary.names_no_job("job.request_answered")  # may name the job it made
+    assert not vocabulary.names_no_job("thing.newer")  # unknown: it may

@@ -4,8 +4,9 @@ trail's tail by position, the events of one type."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from orchd.core import events
+from orchd.core import events, vocabulary
 from orchd.core.events import Event
 
 from .base import LedgerBase, translated
@@ -47,14 +48,38 @@ class EventReads(LedgerBase):
             "rowid > ?": after,
         }
         used = {sql: value for sql, value in filters.items() if value is not None}
-        where = " AND ".join(["1 = 1", *used])
-        order = "DESC" if after is None else ""
-        sql = f"SELECT rowid, body, hash FROM events WHERE {where} ORDER BY rowid {order} LIMIT ?"
-        params: list[object] = [*used.values(), limit]
         with translated(self.path):
-            rows = self._db.execute(sql, params).fetchall()
-        found = [(row[0], events.parse(row[1], row[2])) for row in rows]
-        return sorted(found, key=lambda pair: pair[0])
+            if event_type is not None and vocabulary.names_no_job(event_type):
+                # the audit trail's own types: their partial index, a seek per origin held
+                used.pop("origin = ?", None)
+                found = [
+                    row
+                    for one in ([origin] if origin is not None else self._held_origins())
+                    for row in self._tail_rows({"origin = ?": one, **used}, after, limit, True)
+                ]
+            else:
+                found = self._tail_rows(used, after, limit, False)
+        found.sort(key=lambda row: int(row[0]), reverse=after is None)
+        return sorted(
+            ((int(row[0]), events.parse(row[1], row[2])) for row in found[:limit]),
+            key=lambda pair: pair[0],
+        )
+
+    def _tail_rows(
+        self, used: dict[str, object], after: int | None, limit: int, by_type: bool
+    ) -> list[tuple[Any, ...]]:
+        """One query of ``tail``: by ``events_by_type`` (which holds only events of no job)
+        when ``by_type``, else by position."""
+        index, where = ("INDEXED BY events_by_type", ["job_id IS NULL"]) if by_type else ("", [])
+        order = "DESC" if after is None else ""
+        sql = (
+            f"SELECT rowid, body, hash FROM events {index} "
+            f"WHERE {' AND '.join(['1 = 1', *where, *used])} ORDER BY rowid {order} LIMIT ?"
+        )
+        return [tuple(row) for row in self._db.execute(sql, [*used.values(), limit])]
+
+    def _held_origins(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT origin FROM heads ORDER BY origin")]
 
     def events_of_type(self, event_type: str) -> list[Event]:
         sql = "SELECT body, hash FROM events WHERE type = ? ORDER BY hlc, origin, seq"
