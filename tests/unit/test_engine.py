@@ -23,7 +23,7 @@ from orchd.core.ports import Exit, RunSpec
 from orchd.core.projection import JobView
 from orchd.errors import SpawnFailed, StorageError
 from orchd.ops import jobs, site, sources
-from orchd.ops.engine import Engine
+from orchd.ops.engine import Engine, Settled
 from orchd.ops.jobs import SubmitRequest
 from tests.fakes import CountingEntropy, FakeClock
 from tests.memory_ledger import MemoryLedger
@@ -340,6 +340,38 @@ def test_a_job_failing_every_attempt_is_dead_with_attempts_exhausted(world: Worl
     assert (last["job_state"], last["cause"]) == ("dead", "attempts_exhausted")
     assert "eligible_at" not in last
     assert tally.ended == {"retry_wait": 2, "dead": 1}
+
+
+def test_each_runs_end_is_told_once_recorded_with_its_jobs_fate(world: World) -> None:
+    rules = policy(kind(max_attempts=2, backoff=Backoff(base_s=2, cap_s=60, jitter_pct=0)))
+    job_id = world.submit(rules)
+    world.executor.exits[job_id] = [4, 4]
+    start = world.clock.now_ms()
+    told: list[tuple[Settled, int]] = []
+
+    def on_settled(settled: Settled) -> None:  # what the ledger holds when told
+        told.append((settled, len(world.payloads(job_id, "run.ended"))))
+
+    Engine(
+        world.ledger,
+        rules,
+        world.clock,
+        world.entropy,
+        world.executor,
+        WORKER,
+        holder="test:1",
+        on_settled=on_settled,
+    ).run(until_idle=True)
+
+    said = [
+        (s.attempt, s.outcome, s.exit_code, s.cause, s.job_state, s.eligible_at) for s, _ in told
+    ]
+    assert said == [
+        (1, "failed", 4, "failed", "retry_wait", at(start + 2000)),
+        (2, "failed", 4, "attempts_exhausted", "dead", None),
+    ]
+    assert [recorded for _, recorded in told] == [1, 2]  # each told after its commit
+    assert {s.job.job_id for s, _ in told} == {job_id}
 
 
 def test_an_exit_code_retry_on_does_not_list_is_dead_not_retryable(world: World) -> None:

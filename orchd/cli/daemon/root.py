@@ -79,6 +79,7 @@ class Daemon:
             kill_grace_ms=settings.kill_grace_s * 1000,
             heartbeat_ms=settings.heartbeat_s * 1000,
             lease_ms=settings.lease_s * 1000,
+            on_settled=self._settled,
         )
         self.spool = site.config.state_dir / env.SPOOL_DIR
         self.inbox = env.inbox_dir(site, settings)
@@ -88,6 +89,30 @@ class Daemon:
         self.audit = Audit(site.ledger, site.clock, self.actor, log)
         self.socket_path = env.settings_socket(site, settings)
         self._parts()
+
+    def _settled(self, told: engine.Settled) -> None:
+        """A line for every run that did not succeed, once its end is recorded: failed or timed
+        out, then retried (when) or dead, so that ``journalctl -u orchd`` explains a stale
+        feed; a run stopped for a cancel or a stop is said at info."""
+        if told.outcome == "succeeded":
+            return
+        job = told.job
+        fields = {
+            "job_id": job.job_id,
+            "job_type": job.job_type,
+            "source": job.source,
+            "run_id": told.run_id,
+            "attempt": told.attempt,
+            "exit_code": told.exit_code,
+            "cause": told.cause,
+        }
+        if told.job_state == "retry_wait":
+            retry = told.eligible_at
+            self.log("warning", f"run {told.outcome}; retry at {retry}", retry_at=retry, **fields)
+        elif told.job_state == "dead":
+            self.log("error", f"run {told.outcome}; job dead", **fields)
+        else:
+            self.log("info", f"run {told.outcome}", job_state=told.job_state, **fields)
 
     def _parts(self) -> None:
         """Each part, given only what it uses (the policy as a getter: SIGHUP replaces it)."""

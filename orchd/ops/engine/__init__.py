@@ -46,6 +46,7 @@ from .base import (
     KILL_GRACE_MS,
     MAX_SLEEP_MS,
     SCOPE,
+    Settled,
     Tally,
     Writer,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "MAX_SLEEP_MS",
     "SCOPE",
     "Engine",
+    "Settled",
     "Tally",
     "Writer",
 ]

@@ -7,6 +7,7 @@ state, so a call costs what one class's did.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,6 +52,21 @@ class Ending:
     cause: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A run's end as a step recorded it, and what it meant for its job (``job_state`` None:
+    the job had moved on, e.g. cancelled while it ran): given to ``on_settled`` once committed."""
+
+    job: JobView
+    run_id: str
+    attempt: int
+    outcome: str
+    exit_code: int | None
+    cause: str | None
+    job_state: str | None
+    eligible_at: str | None  # of a retry
+
+
 @dataclass(slots=True)
 class Tally:
     """What a stretch of work did, for the operator."""
@@ -87,6 +103,10 @@ def candidate(job: JobView, arrival: int) -> limits.Candidate:
     )
 
 
+def _untold(settled: Settled) -> None:
+    pass
+
+
 class EngineBase:
     """One site's engine: its ports, its settings and what it holds between steps."""
 
@@ -105,7 +125,10 @@ class EngineBase:
         kill_grace_ms: int = KILL_GRACE_MS,
         heartbeat_ms: int = HEARTBEAT_MS,
         lease_ms: int | None = None,
+        on_settled: Callable[[Settled], None] | None = None,
     ) -> None:
+        """``on_settled``: told of every run's end once the step that recorded it committed
+        (the daemon logs failures, retries and dead jobs)."""
         self._ledger, self._policy, self._clock = ledger, policy, clock
         self._entropy, self._executor, self._actor = entropy, executor, actor
         self._holder = holder
@@ -118,6 +141,8 @@ class EngineBase:
         self._active: dict[str, Active] = {}  # run id -> run
         self._drafts: list[Draft] = []
         self._endings: list[Ending] = []
+        self._settled: list[Settled] = []  # recorded by the drafts held, told once committed
+        self._on_settled = on_settled or _untold
         # leased, to start once the lease is recorded: a failed record (a full disk) keeps them
         # here until a later step records it, so no leased job is left without its process
         self._leased: list[tuple[JobView, str, int]] = []

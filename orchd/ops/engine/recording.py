@@ -11,7 +11,7 @@ from orchd.core import drafts, outcomes, timefmt
 from orchd.core.projection import JobView
 from orchd.errors import OrchdError
 
-from .base import CANDIDATE_STATES, Ending, EngineBase
+from .base import CANDIDATE_STATES, Ending, EngineBase, Settled
 
 
 class Recording(EngineBase):
@@ -54,6 +54,11 @@ class Recording(EngineBase):
             eligible_at=eligible_at,
         )
         self._drafts.append(draft)
+        self._settled.append(
+            Settled(
+                e.job, e.run_id, e.attempt, e.outcome, e.exit_code, cause, job_state, eligible_at
+            )
+        )
 
     def _fate(
         self,
@@ -111,3 +116,6 @@ class Recording(EngineBase):
                 del self._pending[job_id]
             else:
                 self._pending[job_id] = (fresh, self._pending[job_id][1])
+        settled, self._settled = self._settled, []
+        for one in settled:
+            self._on_settled(one)
