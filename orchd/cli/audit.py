@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from orchd.core import timefmt
+from orchd.core import audit_views, timefmt
 from orchd.errors import BadInput
 
 from . import cli
@@ -19,6 +19,7 @@ from .output import event_json
 
 POLL_S = 0.5
 MAX_LINES = 100_000
+MAX_CELL = 60  # a column is as wide as its widest cell up to this; longer cells overflow
 
 
 @cli.group()
@@ -29,15 +30,34 @@ def audit() -> None:
 audit.add_command(ledger_verify, name="verify")
 
 
-def _line(event: dict[str, Any]) -> str:
+def _columns(item: dict[str, Any]) -> list[str]:
+    """An event's cells: time, place, type, subject, outcome, who, and why (reason and ticket)."""
+    event = item["event"]
     actor = event["actor"]
-    who = f"{actor['user']}({actor['uid']})"
-    why = f" reason={event['reason']!r}" if event.get("reason") else ""
-    ticket = f" ticket={event['ticket']}" if event.get("ticket") else ""
-    return (
-        f"{event['occurred_at']}  {event['origin']}/{event['seq']}  {event['type']}"
-        f"  by {who}{why}{ticket}"
-    )
+    why = f"reason={event['reason']!r}" if event.get("reason") else ""
+    ticket = f"ticket={event['ticket']}" if event.get("ticket") else ""
+    return [
+        event["occurred_at"],
+        f"{event['origin']}/{event['seq']}",
+        event["type"],
+        item.get("subject") or "-",
+        item.get("outcome") or "-",
+        f"by {actor['user']}({actor['uid']})",
+        " ".join(filter(None, (why, ticket))),
+    ]
+
+
+def _lines(items: list[dict[str, Any]], widths: list[int]) -> list[str]:
+    """Each item as a line of aligned columns, ``widths`` widened to fit them (a followed
+    stream keeps the widths of what it printed before)."""
+    rows = [_columns(item) for item in items]
+    for row in rows:
+        for i, cell in enumerate(row[:-1]):
+            widths[i] = max(widths[i], min(len(cell), MAX_CELL))
+    return [
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
+        for row in rows
+    ]
 
 
 @audit.command()
@@ -53,6 +73,8 @@ def _line(event: dict[str, Any]) -> str:
 @click.option("--type", "event_type", help="Only events of this type, e.g. quota.set.")
 @click.option("--origin", metavar="SITE", help="Only events of this origin.")
 @click.option("--since", help="Only events that occurred at or after this instant, with its zone.")
+@click.option("--actor", metavar="USER", help="Only events recorded by this user.")
+@click.option("--ticket", help="Only events recorded under this ticket.")
 @click.option("--follow", is_flag=True, help="Keep printing events as they are recorded.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON envelope (with its hash) per line.")
 @click.pass_obj
@@ -62,22 +84,30 @@ def tail(
     event_type: str | None,
     origin: str | None,
     since: str | None,
+    actor: str | None,
+    ticket: str | None,
     follow: bool,
     as_json: bool,
 ) -> None:
     """Print the newest events, in the order this site recorded them (its own and imported);
     --follow keeps going (from the daemon's NDJSON stream while it runs, else reading the ledger;
-    Ctrl-C ends it). --type, --origin and --since choose which."""
-    chosen = {"type": event_type, "origin": origin, "since": since}
-    chosen = {key: value for key, value in chosen.items() if value is not None}
+    Ctrl-C ends it). Each line: time, origin/seq, type, what it is about (the job and its type,
+    the quota target, the peer, the key), how it came out, who, why. --type, --origin, --since,
+    --actor and --ticket choose which."""
+    given = {"type": event_type, "origin": origin, "since": since, "actor": actor, "ticket": ticket}
+    chosen = {key: value for key, value in given.items() if value is not None}
     cutoff = _since(since)
+    widths = [0] * 6  # every column but the last (why), which is not padded
 
     def emit(found: list[dict[str, Any]]) -> None:
-        for item in found:
-            event = item["event"]
-            if not _matches(event, event_type, origin, cutoff):
-                continue  # a followed stream carries every event
-            click.echo(json.dumps(event, sort_keys=True) if as_json else _line(event))
+        # a followed stream carries every event
+        kept = [i for i in found if _matches(i["event"], chosen, cutoff)]
+        if as_json:
+            for item in kept:
+                click.echo(json.dumps(item["event"], sort_keys=True))
+        else:
+            for line in _lines(kept, widths):
+                click.echo(line)
 
     first = perform(config, "audit.tail", {"limit": count, **chosen})
     emit(first)
@@ -116,8 +146,17 @@ def _tail(site: Site, body: dict[str, Any]) -> list[dict[str, Any]]:
         event_type=text(body, "type"),
         origin=text(body, "origin"),
         since=_since(text(body, "since")),
+        actor=text(body, "actor"),
+        ticket=text(body, "ticket"),
     )
-    return [{"position": p, "event": event_json(e)} for p, e in found]
+    named = {e.payload["job_id"] for _, e in found if isinstance(e.payload.get("job_id"), str)}
+    job_types = {j: view.job_type for j, view in site.ledger.jobs_by_id(named).items()}
+    items = []
+    for position, event in found:
+        subject, outcome = audit_views.said(event.type, event.payload, job_types)
+        item = {"position": position, "event": event_json(event)}
+        items.append({**item, "subject": subject, "outcome": outcome})
+    return items
 
 
 def _since(text_: str | None) -> str | None:
@@ -125,11 +164,11 @@ def _since(text_: str | None) -> str | None:
     return None if text_ is None else timefmt.format_ms(timefmt.parse_operator(text_))
 
 
-def _matches(
-    event: dict[str, Any], kind: str | None, origin: str | None, cutoff: str | None
-) -> bool:
+def _matches(event: dict[str, Any], chosen: dict[str, str], cutoff: str | None) -> bool:
     return (
-        (kind is None or event["type"] == kind)
-        and (origin is None or event["origin"] == origin)
+        chosen.get("type", event["type"]) == event["type"]
+        and chosen.get("origin", event["origin"]) == event["origin"]
         and (cutoff is None or event["occurred_at"] >= cutoff)
+        and chosen.get("actor", event["actor"]["user"]) == event["actor"]["user"]
+        and ("ticket" not in chosen or event.get("ticket") == chosen["ticket"])
     )

@@ -21,6 +21,39 @@ def test_tail_shows_the_newest_events_in_order_with_who_and_why(site: Orchd) -> 
 
     assert [line.split()[2] for line in lines] == ["job.submitted", "source.paused"]
     assert "reason='mirror re-sync'" in lines[1]
+    [job] = site.jobs()
+    assert f"job {job['job_id']} feed-refresh  queued" in lines[0]  # subject, then outcome
+    assert "source nvd" in lines[1] and " paused " in lines[1]
+    # aligned: each column starts where it starts on the other line
+    assert lines[0].index("by ") == lines[1].index("by ")
+    assert lines[0].index("job.submitted") == lines[1].index("source.paused")
+
+
+def test_tail_names_a_runs_job_type_and_its_outcome(site: Orchd) -> None:
+    site.submit("feed-refresh", "--source", "nvd")
+    site.ok("work", "--until-idle")
+    lines = site.ok("audit", "tail", "-n", "3").stdout.splitlines()
+    [job] = site.jobs()
+    assert [line.split()[2] for line in lines] == ["run.leased", "run.started", "run.ended"]
+    assert all(f"job {job['job_id']} feed-refresh" in line for line in lines)
+    assert "succeeded (exit 0), job succeeded" in lines[2]
+
+
+def test_tail_chooses_by_actor_and_ticket(site: Orchd) -> None:
+    site.ok("quota", "set", "job_type:feed-refresh", "--rate", "10/min", "--reason", "load",
+            "--ticket", "CHG-1")  # fmt: skip
+    site.submit("feed-refresh")
+    me = json.loads(site.ok("audit", "tail", "--json", "-n", "1").stdout)["actor"]["user"]
+
+    def types(*args: str) -> list[str]:
+        out = site.ok("audit", "tail", "--json", *args).stdout
+        return [json.loads(line)["type"] for line in out.splitlines()]
+
+    assert types("--ticket", "CHG-1") == ["quota.set"]
+    assert types("--ticket", "CHG-2") == []
+    assert types("--actor", me, "-n", "2") == ["quota.set", "job.submitted"]
+    assert types("--actor", "somebody-else") == []
+    assert "rate=" in site.ok("audit", "tail", "--ticket", "CHG-1").stdout
 
 
 def test_tail_json_lines_are_envelopes_with_their_hash(site: Orchd) -> None:

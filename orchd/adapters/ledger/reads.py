@@ -36,15 +36,20 @@ class EventReads(LedgerBase):
         event_type: str | None = None,
         origin: str | None = None,
         since: str | None = None,
+        actor: str | None = None,
+        ticket: str | None = None,
     ) -> list[tuple[int, Event]]:
         """(position, event) in the order this site recorded them (its own and imported ones):
         the last ``limit`` when ``after`` is None, else those after position ``after`` (a
         keyset on the position, never OFFSET); only of ``event_type``, ``origin``, occurred at
-        or after ``since`` when given."""
+        or after ``since``, recorded by the user ``actor`` and under ``ticket`` when given
+        (those three are read from each event, newest first, until the page is full)."""
         filters: dict[str, object] = {
             "type = ?": event_type,
             "origin = ?": origin,
             "occurred_at >= ?": since,
+            "json_extract(CAST(body AS TEXT), '$.actor.user') = ?": actor,
+            "json_extract(CAST(body AS TEXT), '$.ticket') = ?": ticket,
             "rowid > ?": after,
         }
         used = {sql: value for sql, value in filters.items() if value is not None}

@@ -1,0 +1,89 @@
+"""The operator's questions (issue 23), answered alike with and without a daemon: the daemon's log
+explains a stale feed (a line for every run that fails, times out, is retried, with the next
+attempt's time, or leaves its job dead), and ``audit tail`` names each event's subject and
+outcome."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from pathlib import Path
+from typing import Any
+
+from test_daemon import Daemon, wait_until
+
+ME = pwd.getpwuid(os.getuid()).pw_name  # whom the daemon's events name (it runs as the test)
+POLICY = """
+version: 1
+sources:
+  nvd: {description: NVD}
+job_types:
+  flaky:
+    argv: [/bin/sh, -c, "exit 3"]
+    max_attempts: 2
+    backoff: {base_s: 1, jitter_pct: 0}
+  hangs:
+    argv: [/bin/sleep, "60"]
+    timeout_s: 1
+    max_attempts: 1
+  fine:
+    argv: [/bin/true]
+"""
+
+
+def runs_logged(daemon: Daemon) -> list[dict[str, Any]]:
+    return [line for line in daemon.process.log_lines() if "run_id" in line]
+
+
+def test_each_failure_retry_timeout_and_dead_job_has_its_line_and_its_audit_line(
+    tmp_path: Path,
+) -> None:
+    daemon = Daemon(tmp_path)
+    try:
+        (daemon.policy / "site.yaml").write_text(POLICY)
+        daemon.start()
+        for job_type in ("flaky", "hangs", "fine"):
+            submitted = daemon.cli("jobs", "submit", job_type, "--source", "nvd")
+            assert submitted.returncode == 0, submitted.stderr
+        wait_until(
+            lambda: sorted(j["state"] for j in daemon.jobs()) == ["dead", "dead", "succeeded"]
+        )
+        ids = {j["job_type"]: j["job_id"] for j in daemon.jobs()}
+        chosen = ("audit", "tail", "-n", "30", "--actor", ME, "--type", "run.ended")
+        asked = (chosen, ("audit", "tail", "--type", "job.submitted"), ("audit", "tail", "-n", "0"))
+        served = [daemon.cli(*args) for args in asked]
+        assert daemon.stop()[0] == 0
+        lines = runs_logged(daemon)
+        alone = [daemon.cli(*args) for args in asked]  # (no daemon.stopped among them)
+    finally:
+        daemon.close()
+
+    said = sorted((line["job_type"], line["attempt"], line["level"], line["msg"]) for line in lines)
+    retry_at = next(line["retry_at"] for line in lines if "retry_at" in line)
+    assert said == [
+        ("flaky", 1, "warning", f"run failed; retry at {retry_at}"),
+        ("flaky", 2, "error", "run failed; job dead"),
+        ("hangs", 1, "error", "run timed_out; job dead"),
+    ]  # nothing of the run that succeeded
+    for line in lines:
+        assert line["job_id"] == ids[line["job_type"]] and line["source"] == "nvd"
+    failed = [line for line in lines if line["job_type"] == "flaky"]
+    assert [(line["exit_code"], line["cause"]) for line in failed] == [
+        (3, "failed"),
+        (3, "attempts_exhausted"),
+    ]
+    [timed_out] = [line for line in lines if line["job_type"] == "hangs"]
+    assert timed_out["cause"] in ("timed_out", "attempts_exhausted")
+
+    # the audit trail says the same through the daemon and without it
+    for through, without in zip(served, alone, strict=True):
+        assert (through.returncode, through.stdout, through.stderr) == (
+            without.returncode,
+            without.stdout,
+            without.stderr,
+        )
+    assert served[2].returncode == 2 and "-n" in served[2].stderr  # refused alike
+    ended = served[0].stdout.splitlines()
+    assert len(ended) == 4 and all("run.ended" in line for line in ended)
+    assert any(f"job {ids['hangs']} hangs" in line and "timed_out" in line for line in ended)
+    assert any("failed (exit 3), job dead: attempts_exhausted" in line for line in ended)
