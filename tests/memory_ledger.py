@@ -202,6 +202,14 @@ class MemoryLedger:
     def own_event(self, idempotency_key: str) -> Event | None:
         return self._own_keys.get(idempotency_key)
 
+    def skipped_slots(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for event in self.events_of_type("schedule.skipped"):
+            if event.origin == self.site_id:
+                name = event.payload["schedule"]
+                found[name] = found.get(name, 0) + event.payload["count"]
+        return found
+
     def events_of_type(self, event_type: str) -> list[Event]:
         return _by_hlc(e for e in self._events if e.type == event_type)
 

@@ -86,6 +86,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command -> (its module, its help's f
             "docs/CONFIG.md; flags win."
         ),
     ),
+    "schedules": ("schedules", "What runs next: each schedule's next and last slot."),
     "sources": ("sources", "Pause and resume sources (paused sources start no runs here)."),
     "status": (
         "status",

@@ -166,6 +166,10 @@ class JobQueries(OfSite, Protocol):
 
     def schedule_state(self) -> dict[str, str]: ...
 
+    def skipped_slots(self) -> dict[str, int]:
+        """schedule -> how many of its slots this site skipped (its ``schedule.skipped``)."""
+        ...
+
     def pending_requests(self) -> list[RequestView]:
         """Requests addressed to this site that it has not answered, oldest first."""
         ...

@@ -331,6 +331,24 @@ def other_site(clock: FakeClock, *drafts: Draft) -> list[Event]:
     )
 
 
+def test_the_slots_this_site_skipped_are_summed_per_schedule(
+    ledger: ContractLedger, clock: FakeClock
+) -> None:
+    assert ledger.skipped_slots() == {}
+
+    def skipped(name: str, count: int) -> Draft:
+        first, last = at(clock), at(clock, 60_000 * count)
+        return drafts.schedule_skipped(
+            ACTOR, schedule=name, first_slot=first, last_slot=last, count=count
+        )
+
+    ledger.append([skipped("nvd-hourly", 3), skipped("vex-daily", 1)])
+    clock.advance(3_600_000)
+    ledger.append([skipped("nvd-hourly", 2)])
+    ledger.import_events([other_site(clock, skipped("nvd-hourly", 50))], lambda: [])
+    assert ledger.skipped_slots() == {"nvd-hourly": 5, "vex-daily": 1}  # its own only
+
+
 def test_another_sites_events_are_imported_after_its_head(
     ledger: ContractLedger, clock: FakeClock
 ) -> None:

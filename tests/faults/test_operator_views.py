@@ -5,6 +5,7 @@ outcome."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 from pathlib import Path
@@ -28,6 +29,12 @@ job_types:
     max_attempts: 1
   fine:
     argv: [/bin/true]
+schedules:
+  yearly:
+    job_type: fine
+    cron: "0 0 1 1 *"
+    source: nvd
+    timezone: Europe/Berlin
 """
 
 
@@ -52,9 +59,11 @@ def test_each_failure_retry_timeout_and_dead_job_has_its_line_and_its_audit_line
         chosen = ("audit", "tail", "-n", "30", "--actor", ME, "--type", "run.ended")
         asked = (chosen, ("audit", "tail", "--type", "job.submitted"), ("audit", "tail", "-n", "0"))
         served = [daemon.cli(*args) for args in asked]
+        planned = daemon.cli("schedules", "list", "--json")
         assert daemon.stop()[0] == 0
         lines = runs_logged(daemon)
         alone = [daemon.cli(*args) for args in asked]  # (no daemon.stopped among them)
+        planned_alone = daemon.cli("schedules", "list", "--json")
     finally:
         daemon.close()
 
@@ -82,6 +91,13 @@ def test_each_failure_retry_timeout_and_dead_job_has_its_line_and_its_audit_line
             without.stdout,
             without.stderr,
         )
+    # what runs next, alike: the daemon armed the schedule at its start
+    [through] = json.loads(planned.stdout)
+    [without] = json.loads(planned_alone.stdout)
+    assert through.pop("left_s") >= without.pop("left_s")  # the time left is now's
+    assert through == without
+    assert through["last_slot"] and through["next_slot"].endswith("-12-31T23:00:00.000Z")
+    assert (through["due"], through["skipped"], through["paused"]) == (0, 0, False)
     assert served[2].returncode == 2 and "-n" in served[2].stderr  # refused alike
     ended = served[0].stdout.splitlines()
     assert len(ended) == 4 and all("run.ended" in line for line in ended)

@@ -91,6 +91,18 @@ class EventReads(LedgerBase):
         with translated(self.path):
             return [events.parse(b, h) for b, h in self._db.execute(sql, [event_type])]
 
+    def skipped_slots(self) -> dict[str, int]:
+        """Summed from this site's ``schedule.skipped`` records, read through ``events_by_type``
+        (a skip is recorded once per misfire, not per slot)."""
+        sql = (
+            "SELECT json_extract(CAST(body AS TEXT), '$.payload.schedule'), "
+            "sum(json_extract(CAST(body AS TEXT), '$.payload.count')) FROM events "
+            "INDEXED BY events_by_type WHERE job_id IS NULL AND origin = ? AND type = ? GROUP BY 1"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [self._site_id, "schedule.skipped"])
+            return {str(name): int(total) for name, total in rows}
+
     def records_of_type(self, event_type: str) -> list[Event]:
         """``events_of_type`` for a type that belongs to no job (trust and bundle records, the
         daemon's own), read through the partial index that holds only those
