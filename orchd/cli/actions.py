@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,18 +106,27 @@ def perform(
     *,
     upload: Path | None = None,
     download: Path | None = None,
+    progress: OnProgress = quiet,
 ) -> Any:
     """Run action ``name`` through the daemon if one answers, else here; its JSON result.
 
     ``upload``: a file the action reads (sent to the daemon); ``download``: where the action's
-    file is written (which must not exist).
+    file is written (which must not exist); ``progress``: told how far a long action is (from
+    the daemon's progress stream while it runs the action).
     """
     chosen = ACTIONS.get(name)  # registered by the command's module, which is running
     patient = chosen is not None and chosen.lane == LONG_LANE
+    settle = None
+    if progress is not quiet:
+        from .progress_view import follow
+
+        settle = follow(config.stream("progress", 0), os.getpid(), progress)
     answer = config.daemon(
         "POST", ACTIONS_PATH + name, body, upload=upload, download=download, patient=patient
     )
     if answer is not None:
+        if settle is not None:
+            settle()
         return answer
     if chosen is None:  # registered by another command's module, not imported yet
         importlib.import_module("orchd.cli").load_all()
@@ -134,6 +144,7 @@ def perform(
             body=body,
             upload=upload,
             download=download,
+            progress=progress,
         )
         return plain(chosen.run(request))
 
@@ -143,14 +154,16 @@ def plain(result: Any) -> Any:
     return json.loads(json.dumps(result))
 
 
-def perform_into(config: Config, name: str, body: dict[str, Any], out: Path) -> Any:
+def perform_into(
+    config: Config, name: str, body: dict[str, Any], out: Path, progress: OnProgress = quiet
+) -> Any:
     """``perform`` with the action's file put at ``out`` (which must not exist) only once it is
     whole: written into a staging directory beside it, then published."""
     from orchd.adapters import archive_writer  # only a download needs it
 
     with archive_writer.staging_beside(out) as staging:
         written = staging / "bundle"
-        result = perform(config, name, body, download=written)
+        result = perform(config, name, body, download=written, progress=progress)
         archive_writer.publish(written, out)
     return result
 

@@ -37,6 +37,7 @@ from .bundle_report import answer_requests, report_json, say, vouched_origins
 from .context import Config
 from .keys import site_key
 from .output import emit_json
+from .progress_view import shown
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -110,7 +111,8 @@ def export(
     """Write a signed bundle of the events this site holds, for another site to import.
 
     A --peer this site neither trusts nor has heard from (no key, no event, no receipt) is
-    refused as a likely typo, unless --new-peer says it is a first contact."""
+    refused as a likely typo, unless --new-peer says it is a first contact. On a terminal its
+    progress is drawn on stderr; with --json it goes there as JSON lines."""
     if (out is None) == (not to_outbox):
         raise click.UsageError("give --out FILE or --outbox, one of them")
     if new_peer and peer is None:
@@ -124,7 +126,8 @@ def export(
         "new_peer": new_peer,
         "format": int(version),
     }
-    summary = perform_into(config, "bundle.export", body, out)
+    with shown(as_json) as progress:
+        summary = perform_into(config, "bundle.export", body, out, progress)
     summary["path"] = str(out)
     if as_json:
         emit_json(summary)
@@ -253,8 +256,11 @@ VOUCHED_BY_RELAY = click.option(  # bundle verify and bundle import alike
 @click.pass_obj
 def verify(config: Config, file: Path, vouched: tuple[str, ...], as_json: bool) -> None:
     """Check FILE as an import would (signature, trust, chains); exit 0 only if it would be
-    accepted here. Writes nothing."""
-    report = perform(config, "bundle.verify", {"vouched_by_relay": list(vouched)}, upload=file)
+    accepted here. Writes nothing. On a terminal its progress is drawn on stderr; with --json it
+    goes there as JSON lines."""
+    body = {"vouched_by_relay": list(vouched)}
+    with shown(as_json) as progress:
+        report = perform(config, "bundle.verify", body, upload=file, progress=progress)
     if as_json:
         emit_json(report)
     else:
@@ -297,7 +303,8 @@ def import_(
     ticket: str | None,
     as_json: bool,
 ) -> None:
-    """Import FILE: every event or none, after every check."""
+    """Import FILE: every event or none, after every check. On a terminal its progress is
+    drawn on stderr; with --json it goes there as JSON lines."""
     if allow_expired and (reason is None or ticket is None):
         raise click.UsageError("--allow-expired needs --reason and --ticket")
     if vouched and reason is None and not dry_run:
@@ -309,7 +316,8 @@ def import_(
         "ticket": ticket,
         "vouched_by_relay": list(vouched),
     }
-    report = perform(config, "bundle.import", body, upload=file)
+    with shown(as_json) as progress:
+        report = perform(config, "bundle.import", body, upload=file, progress=progress)
     if as_json:
         emit_json(report)
     else:

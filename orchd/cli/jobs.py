@@ -209,6 +209,15 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
             for e in detail["events"]
         ),
     )
+    log = detail.get("log")
+    if log is not None:
+        click.echo(
+            f"\nlog of run {log['attempt']}: {log['path']} (orchd jobs logs {log['job_id']})"
+        )
+        if log["so_far"] is not None:
+            click.echo("output so far (its tail):")
+            click.echo(log["so_far"], nl=not log["so_far"].endswith("\n"))
+            return
     outputs = [e["payload"]["output"] for e in detail["events"] if "output" in e["payload"]]
     if outputs:
         click.echo("\noutput of the last run (its tail; the whole is in the run's log file):")
@@ -227,6 +236,8 @@ def _show(call: Request) -> dict[str, Any]:
         "runs": [run_json(r) for r in detail.runs],
         "events": [event_json(e) for e in detail.history],
     }
+    if detail.runs:
+        shown["log"] = job_logs.log_of(call, max(detail.runs, key=lambda r: r.attempt))
     vouched = _relay_only(call, detail.job.origin, [e.seq for e in detail.history])
     return shown if vouched is None else {**shown, "relay_only": vouched}
 
@@ -307,4 +318,4 @@ def _cancel(call: Request) -> dict[str, Any]:
     return {"job": job_json(done.job), "changed": done.changed}
 
 
-from . import jobs_list  # noqa: E402, F401  (its module registers ``jobs list``)
+from . import job_logs, jobs_list  # noqa: E402, F401  (their modules register ``jobs list``, ``jobs logs``)

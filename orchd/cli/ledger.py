@@ -15,6 +15,7 @@ from . import cli
 from .actions import LONG_LANE, WRITE_LANE, Request, action, flag, perform
 from .context import Config, Site, local_actor, with_site
 from .output import emit_json
+from .progress_view import shown
 
 
 @cli.group()
@@ -26,8 +27,10 @@ def ledger() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def verify(config: Config, as_json: bool) -> None:
-    """Check every chain end to end and that the projections equal a rebuild."""
-    report = perform(config, "ledger.verify", {})
+    """Check every chain end to end and that the projections equal a rebuild. On a terminal
+    its progress is drawn on stderr; with --json it goes there as JSON lines."""
+    with shown(as_json) as progress:
+        report = perform(config, "ledger.verify", {}, progress=progress)
     if as_json:
         emit_json(report)
         return
@@ -158,8 +161,10 @@ def prune(config: Config, dry_run: bool, as_json: bool) -> None:
     """Remove events older than the policy's retention.days, but only those every peer has
     acknowledged (its receipts) and, of this site's own, those that were exported. What they
     made of jobs, runs, trust and quotas stays; each origin's chain goes on from a checkpoint
-    signed with the site's key. The daemon does this once a day by itself."""
-    report = perform(config, "ledger.prune", {"dry_run": dry_run})
+    signed with the site's key. The daemon does this once a day by itself. On a terminal its
+    progress is drawn on stderr; with --json it goes there as JSON lines."""
+    with shown(as_json) as progress:
+        report = perform(config, "ledger.prune", {"dry_run": dry_run}, progress=progress)
     if as_json:
         emit_json(report)
         return

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import pwd
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conftest import REPO, child_env
 from test_daemon import Daemon, wait_until
 
 ME = pwd.getpwuid(os.getuid()).pw_name  # whom the daemon's events name (it runs as the test)
@@ -103,3 +107,117 @@ def test_each_failure_retry_timeout_and_dead_job_has_its_line_and_its_audit_line
     assert len(ended) == 4 and all("run.ended" in line for line in ended)
     assert any(f"job {ids['hangs']} hangs" in line and "timed_out" in line for line in ended)
     assert any("failed (exit 3), job dead: attempts_exhausted" in line for line in ended)
+
+
+def on_a_terminal(daemon: Daemon, *args: str) -> tuple[int, str, str]:
+    """``orchd ARGS`` with its stderr on a pseudo-terminal: (exit code, stdout, what the
+    terminal got)."""
+    main, side = pty.openpty()
+    try:
+        child = subprocess.Popen(
+            daemon.argv(*args),
+            stdout=subprocess.PIPE,
+            stderr=side,
+            cwd=REPO,
+            env=child_env(),
+        )
+        os.close(side)
+        side = -1
+        got = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            got += chunk
+        out, _ = child.communicate(timeout=120)
+    finally:
+        os.close(main)
+        if side >= 0:
+            os.close(side)
+    return child.returncode, out.decode(), got.decode()
+
+
+def test_progress_is_a_line_on_a_terminal_json_lines_with_json_and_nothing_in_a_pipe(
+    tmp_path: Path,
+) -> None:
+    daemon = Daemon(tmp_path)
+    try:
+        for _ in range(3):
+            assert daemon.cli("jobs", "submit", "fine").returncode == 0
+        seen = {"alone": _progress_three_ways(daemon)}
+        daemon.start()
+        seen["served"] = _progress_three_ways(daemon)
+        assert daemon.stop()[0] == 0
+    finally:
+        daemon.close()
+    for where, (terminal, piped, as_json) in seen.items():
+        code, out, drawn = terminal
+        assert code == 0 and out.startswith("chain hq: seq 1.."), where
+        assert "\rledger verify: chains" in drawn and "projections" in drawn, (where, drawn)
+        assert drawn.endswith("\n") or drawn.endswith("\r\n"), (where, drawn)
+        assert (piped.returncode, piped.stderr) == (0, ""), where
+        assert piped.stdout.startswith("chain hq: seq 1.."), where
+        report = json.loads(as_json.stdout)
+        statuses = [json.loads(line) for line in as_json.stderr.splitlines()]
+        assert {s["message_type"] for s in statuses} == {"status"}, where
+        assert statuses[-1]["done"] == statuses[-1]["total"] == report["events"], where
+
+
+def _progress_three_ways(daemon: Daemon) -> tuple[Any, Any, Any]:
+    return (
+        on_a_terminal(daemon, "ledger", "verify"),
+        daemon.cli("ledger", "verify"),
+        daemon.cli("ledger", "verify", "--json"),
+    )
+
+
+CHATTY = """
+version: 1
+job_types:
+  chatty:
+    argv: [/bin/sh, -c, "echo one; sleep 2; echo two"]
+"""
+
+
+def test_a_running_jobs_log_is_followed_to_its_end_with_and_without_a_daemon(
+    tmp_path: Path,
+) -> None:
+    daemon = Daemon(tmp_path)
+    try:
+        (daemon.policy / "site.yaml").write_text(CHATTY)
+        daemon.start()
+        followed = _follow_one(daemon, lambda: None)
+        assert daemon.stop()[0] == 0
+        workers: list[subprocess.Popen[bytes]] = []
+
+        def work() -> None:  # no daemon: a worker runs the job, the command reads the ledger
+            workers.append(
+                subprocess.Popen(daemon.argv("work", "--until-idle"), cwd=REPO, env=child_env())
+            )
+
+        try:
+            alone = _follow_one(daemon, work)
+        finally:
+            for worker in workers:
+                worker.wait(timeout=60)
+    finally:
+        daemon.close()
+    for job_id, (code, out, shown) in (followed, alone):
+        assert (code, out) == (0, "one\ntwo\n"), (job_id, out)
+        assert "output so far (its tail):\none\n" in shown, shown  # jobs show while it ran
+
+
+def _follow_one(daemon: Daemon, then: Callable[[], None]) -> tuple[str, tuple[int, str, str]]:
+    """Submit a chatty job, ``then`` (start a worker), wait until its run has said "one", show
+    the job, then follow its log."""
+    submitted = daemon.cli("jobs", "submit", "chatty")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    then()
+    wait_until(lambda: daemon.cli("jobs", "logs", job_id).stdout == "one\n", timeout_s=30)
+    shown = daemon.cli("jobs", "show", job_id).stdout
+    follow = daemon.cli("jobs", "logs", job_id, "--follow")
+    return job_id, (follow.returncode, follow.stdout, shown)

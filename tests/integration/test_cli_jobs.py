@@ -451,3 +451,29 @@ def test_an_unknown_job_is_refused(seeded: Orchd, ident: str) -> None:
     result = seeded.fails(34, "jobs", "show", ident, "--json")
     assert f"orchd: error: no job {ident!r} in this ledger" in result.stderr
     assert "hint: list jobs with 'orchd jobs list'" in result.stderr
+
+
+def test_jobs_logs_prints_a_runs_whole_output_byte_for_byte(site: Orchd, tmp_path: Path) -> None:
+    policy_dir = tmp_path / "policy"
+    policy_dir.mkdir()
+    (policy_dir / "site.yaml").write_text(
+        "version: 1\n"
+        "job_types:\n"
+        "  chatty:\n"
+        "    argv: [/bin/sh, -c, \"printf 'one\\\\n\\\\377two\\\\n'; exit 3\"]\n"
+        "    max_attempts: 2\n"
+        "    backoff: {base_s: 1, jitter_pct: 0}\n"
+    )
+    at = ("--policy-dir", str(policy_dir))
+    job_id = site.ok(*at, "jobs", "submit", "chatty").stdout.strip()
+    refused = site(*at, "jobs", "logs", job_id)
+    assert refused.exit_code == 10 and "has not run yet" in refused.stderr, refused.stderr
+    site.ok(*at, "work", "--until-idle")
+
+    last = site.ok(*at, "jobs", "logs", job_id)
+    assert last.stdout_bytes == b"one\n\xfftwo\n"  # not UTF-8: passed on as it is
+    assert site.ok(*at, "jobs", "logs", job_id, "--run", "1").stdout_bytes == b"one\n\xfftwo\n"
+    missing = site(*at, "jobs", "logs", job_id, "--run", "3")
+    assert missing.exit_code == 10 and "has no run 3 (its runs: 1, 2)" in missing.stderr
+    shown = site.ok(*at, "jobs", "show", job_id).stdout
+    assert f"log of run 2: {site.state_dir}/logs/runs/" in shown
