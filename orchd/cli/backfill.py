@@ -13,6 +13,7 @@ from .actions import Request, action, flag, perform, text
 from .changes import audited, unchanged
 from .context import Config
 from .output import emit_json, table
+from .progress_view import shown
 
 
 @cli.command()
@@ -44,7 +45,8 @@ def backfill(
         "ticket": ticket,
         "dry_run": dry_run,
     }
-    rows = perform(config, "backfill", body)
+    with shown(as_json) as progress:
+        rows = perform(config, "backfill", body, progress=progress)
     if as_json:
         emit_json(rows)
     else:
@@ -69,7 +71,9 @@ def _backfill(call: Request) -> list[dict[str, str | None]]:
     )
     dry_run = flag(body, "dry_run")
     if dry_run:
-        planned = backfill_ops.plan(site.ledger, call.policy(), site.list_slots, request)
+        planned = backfill_ops.plan(
+            site.ledger, call.policy(), site.list_slots, request, call.progress
+        )
         created: list[JobView] = []
     else:
         planned, created = backfill_ops.backfill(
@@ -80,6 +84,7 @@ def _backfill(call: Request) -> list[dict[str, str | None]]:
             call.policy(),
             site.list_slots,
             request,
+            call.progress,
         )
     made = {job.key: job.job_id for job in created}
     return [_row(slot, made, dry_run) for slot in planned]

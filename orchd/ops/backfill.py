@@ -13,11 +13,13 @@ from orchd.core import drafts, ids, timefmt
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy, Schedule, check_change, slot_key
 from orchd.core.ports import Clock, Entropy, JobLog, JobQueries, SlotLister
+from orchd.core.progress import Meter, OnProgress, quiet
 from orchd.core.projection import JobView
 from orchd.errors import BadInput, InvalidName
 
 SCOPE = "orch:backfill"
 MAX_SLOTS = 10_000
+EVERY_SLOTS = 500  # slots looked up between two progress reports
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,10 +39,15 @@ class Request:
 
 
 def plan(
-    ledger: JobQueries, policy: Policy, list_slots: SlotLister, request: Request
+    ledger: JobQueries,
+    policy: Policy,
+    list_slots: SlotLister,
+    request: Request,
+    progress: OnProgress = quiet,
 ) -> list[Slot]:
     """Every slot of the window (both ends included) and the job it already has, if any; a dry
-    run is refused what the backfill would be refused (a reason, the ticket the policy asks)."""
+    run is refused what the backfill would be refused (a reason, the ticket the policy asks).
+    ``progress`` hears of the slots looked up (``backfill``, step ``slots``)."""
     check_change(policy, "backfill", request.reason, request.ticket)
     schedule = _schedule(policy, request.schedule)
     if request.to_ms < request.from_ms:
@@ -48,7 +55,13 @@ def plan(
     found = list_slots(
         schedule.cron, schedule.timezone, request.from_ms - 1, request.to_ms, limit=MAX_SLOTS
     )
-    return [_slot(ledger, schedule.name, at_ms) for at_ms in found]
+    meter = Meter("backfill", "slots", len(found), progress, every=EVERY_SLOTS, unit="slots")
+    planned = []
+    for at_ms in found:
+        planned.append(_slot(ledger, schedule.name, at_ms))
+        meter.add(1)
+    meter.end()
+    return planned
 
 
 def _slot(ledger: JobQueries, schedule: str, at_ms: int) -> Slot:
@@ -64,10 +77,11 @@ def backfill(
     policy: Policy,
     list_slots: SlotLister,
     request: Request,
+    progress: OnProgress = quiet,
 ) -> tuple[list[Slot], list[JobView]]:
     """Create the missing jobs of the window in one transaction; return the plan and them (none
     when every slot has its job already: nothing is recorded then)."""
-    slots = plan(ledger, policy, list_slots, request)
+    slots = plan(ledger, policy, list_slots, request, progress)
     schedule = policy.schedules[request.schedule]
     drafts = [
         _draft(policy, schedule, slot, clock, entropy, actor, request)
