@@ -13,6 +13,7 @@ from orchd.ops import site as site_ops
 
 from . import cli, sitefiles
 from .context import Config, local_actor
+from .progress_view import shown
 
 
 @cli.command()
@@ -39,7 +40,8 @@ def init(
     ticket: str | None,
 ) -> None:
     """Create the state dir, the ledger and the signing key of a new site (never overwrites);
-    with --restore, rebuild a lost one from bundles (docs/ARCHITECTURE.md, "Resume")."""
+    with --restore, rebuild a lost one from bundles (docs/ARCHITECTURE.md, "Resume"), its
+    progress drawn on a terminal."""
     if restore_from:
         if trust_key is None or ticket is None:
             raise click.UsageError("--restore needs --trust-key and --ticket")
@@ -79,15 +81,17 @@ def _restore(
     _refuse_a_site(config)
     anchor = sitefiles.read_public_key(trust_key)
     actor = local_actor(site_ops.SCOPE, *sitefiles.RESTORE_SCOPES)
-    done, key = site_ops.restore(
-        sitefiles.StateDirFiles(config),
-        sitefiles.key_files(config),
-        site_id,
-        sources,
-        anchor,
-        actor,
-        ticket,
-    )
+    with shown(False) as progress:
+        done, key = site_ops.restore(
+            sitefiles.StateDirFiles(config),
+            sitefiles.key_files(config),
+            site_id,
+            sources,
+            anchor,
+            actor,
+            ticket,
+            progress,
+        )
     said = f"its own events up to seq {done.own_seq} from {done.source}"
     click.echo(f"restored site {site_id!r} in {config.state_dir}: {said}", err=True)
     click.echo(f"imported {len(done.imported)} bundle(s) for the other sites' events", err=True)

@@ -23,6 +23,7 @@ from orchd.adapters.sitelock import SiteLock
 from orchd.adapters.system import OsEntropy, SystemClock, site_clock
 from orchd.core.events import Actor, Draft
 from orchd.core.ports import Sign, VerifyReport
+from orchd.core.progress import OnProgress, quiet
 from orchd.errors import BadInput, StorageError
 from orchd.ops import bundles as bundle_ops
 
@@ -143,6 +144,7 @@ class StateDirFiles:
         actor: Actor,
         ticket: str,
         sign: Sign,
+        progress: OnProgress = quiet,
     ) -> bundles.Restored:
         return bundles.restore(
             self._aside,
@@ -154,6 +156,7 @@ class StateDirFiles:
             actor,
             ticket=ticket,
             sign=sign,
+            progress=progress,
         )
 
     @contextmanager

@@ -17,6 +17,7 @@ from orchd.core import drafts
 from orchd.core.events import Actor, Draft
 from orchd.core.names import check_name
 from orchd.core.ports import Sign, TrustLog, TrustQueries
+from orchd.core.progress import OnProgress, quiet
 from orchd.errors import SiteExists
 
 from . import keys as key_ops
@@ -77,10 +78,12 @@ class SiteFiles(Protocol):
         actor: Actor,
         ticket: str,
         sign: Sign,
+        progress: OnProgress = quiet,
     ) -> Rebuilt:
         """The lost site's own chain from the best bundle signed with ``anchor``, then every
         bundle imported, into the ledger aside; ``sign`` (the new key's) signs the checkpoints
-        of a chain restored from its checkpoint, or of an origin joined from one."""
+        of a chain restored from its checkpoint, or of an origin joined from one; ``progress``
+        hears how far the own chain and each import are."""
         ...
 
     def open_aside(self) -> AbstractContextManager[TrustLog]: ...
@@ -122,6 +125,7 @@ def restore(
     anchor: bytes,
     actor: Actor,
     ticket: str,
+    progress: OnProgress = quiet,
 ) -> tuple[Rebuilt, K]:
     """Rebuild the lost site ``site_id`` from ``sources`` (its own chain from the bundle signed
     with ``anchor``, a key the operator vouches for); what was rebuilt and the new signing key.
@@ -138,7 +142,7 @@ def restore(
         key = key_files.generate()
         key_files.write(key)
         sign = key_ops.checkpoint_signer(key)
-        done = files.rebuild_aside(site_id, sources, anchor, actor, ticket, sign)
+        done = files.rebuild_aside(site_id, sources, anchor, actor, ticket, sign, progress)
         with files.open_aside() as ledger:  # closing it folds the WAL into the file
             ledger.append(restored(ledger, actor, key.public_key, done, ticket))
         files.place_aside()

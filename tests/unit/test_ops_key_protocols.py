@@ -16,6 +16,7 @@ from orchd.core import drafts, dsse
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy
 from orchd.core.ports import VerifyReport
+from orchd.core.progress import OnProgress, Progress, quiet
 from orchd.errors import BadInput, InvalidName, SiteExists, StateConflict, StorageError
 from orchd.ops import backup as backup_ops
 from orchd.ops import keys as key_ops
@@ -184,6 +185,7 @@ class StateDir:
     ledger: MemoryLedger | None = None
     steps: list[str] = field(default_factory=list)
     state_dir: Path = Path("/state")
+    progress: OnProgress = quiet  # what rebuild_aside was given
 
     def make_dir(self) -> None:
         self.steps.append("make_dir")
@@ -214,8 +216,10 @@ class StateDir:
         actor: Actor,
         ticket: str,
         sign: Callable[[str, bytes], bytes],
+        progress: OnProgress = quiet,
     ) -> Rebuilt:
         self.steps.append("rebuild_aside")
+        self.progress = progress
         self.aside = a_site(Files(made=100))  # the lost site's chain, its lost key its own
         return Rebuilt(source=sources[0], own_seq=2, imported=["a", "b"])
 
@@ -258,7 +262,11 @@ def test_init_over_a_site_changes_nothing() -> None:
 def test_a_restore_replaces_the_lost_key_and_places_the_ledger_last() -> None:
     state, files = StateDir(), Files()
     files.write(Key(b"\x07" * 32))  # a key file of the lost site's
-    done, key = site_ops.restore(state, files, "hq", [Path("hq.orchkit")], b"", ACTOR, "INC-1")
+    told: list[Progress] = []
+    done, key = site_ops.restore(
+        state, files, "hq", [Path("hq.orchkit")], b"", ACTOR, "INC-1", told.append
+    )
+    assert state.progress == told.append  # how far the rebuild is goes to the caller
     assert state.steps == [
         "make_dir",
         "lock",

@@ -11,6 +11,7 @@ from orchd.core import bundle, bundle_trust, dsse
 from orchd.core.checkpoints import Base
 from orchd.core.events import Actor
 from orchd.core.ports import Clock, Entropy, Sign
+from orchd.core.progress import Meter, OnProgress, quiet
 from orchd.errors import BundleRefused, BundleStale
 
 from .. import archive_reader, bundle_reader, keys
@@ -39,13 +40,15 @@ def restore(
     ticket: str,
     sign: Sign,
     skew_ms: int = bundle.DEFAULT_SKEW_MS,
+    progress: OnProgress = quiet,
 ) -> Restored:
     """Rebuild the lost site ``site_id`` at ``path``: its own chain from the bundle among
     ``files`` signed with ``anchor`` (a public key the operator vouches for) that holds the most
     of it, from seq 1 or from the site's own checkpoint (its base rows loaded whole, and signed
     again with ``sign``, the new key's), then every file imported as usual for the other origins
     (the trust store is the site's own again by then). Expired bundles are taken: a loss may be
-    old."""
+    old. ``progress`` hears of the chosen bundle's events read (``site restore``, step
+    ``events``) and of each import."""
     own_seq, chosen = _best(site_id, files, anchor)
     now_ms = clock.now_ms()
     with archive_reader.open_bundle(chosen) as source:
@@ -60,10 +63,14 @@ def restore(
         ]
         report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
         batches = bundle_reader.batches(source, manifest, steps, {}, now_ms + skew_ms)
-        own = (_own(batch, site_id) for batch in counted(batches, report))
+        meter = Meter(
+            "site restore", "own events", bundle_reader.records(manifest, steps), progress
+        )
+        own = (_metered(_own(batch, site_id), meter) for batch in counted(batches, report))
         ledger = SqliteLedger.restore(
             path, site_id, clock, entropy, own, payloads_checked=True, sign=sign
         )
+        meter.end()
     try:
         reports = []
         for file in files:
@@ -80,6 +87,7 @@ def restore(
                         ticket=ticket,
                         restoring=True,
                         sign=sign,
+                        progress=progress,
                     )
                 )
             except BundleStale:
@@ -87,6 +95,12 @@ def restore(
     finally:
         ledger.close()
     return Restored(source=chosen, own_seq=own_seq, imported=reports)
+
+
+def _metered(batch: Batch, meter: Meter) -> Batch:
+    if not isinstance(batch, Base):
+        meter.add(len(batch))
+    return batch
 
 
 def _own(batch: Batch, site_id: str) -> Batch:
