@@ -23,7 +23,7 @@ from orchd.adapters.system import OsEntropy, SystemClock, site_clock
 from orchd.adapters.system import local_actor as local_actor  # re-exported: the operator
 from orchd.core.events import Actor
 from orchd.core.policy import Policy
-from orchd.core.ports import SlotLister
+from orchd.core.ports import SlotCounter, SlotLister
 
 if TYPE_CHECKING:
     from orchd.adapters.ledger import SqliteLedger
@@ -193,6 +193,8 @@ class Site:
     clock: SystemClock
     entropy: OsEntropy
     list_slots: SlotLister = field(default_factory=lambda: _slots)  # a schedule's slots (backfill)
+    first_slots: SlotLister = field(default_factory=lambda: _first_slots)  # the next (schedules)
+    count_slots: SlotCounter = field(default_factory=lambda: _count_slots)  # how many due
 
     def actor(self, *scopes: str) -> Actor:
         return local_actor(*scopes)
@@ -283,6 +285,20 @@ def _slots(*args: Any, **kwargs: Any) -> Any:
     from orchd.adapters import slots
 
     return slots.slots(*args, **kwargs)
+
+
+def _first_slots(*args: Any, **kwargs: Any) -> Any:
+    """``slots.first_slots``, imported as ``_slots`` is."""
+    from orchd.adapters import slots
+
+    return slots.first_slots(*args, **kwargs)
+
+
+def _count_slots(expression: str, timezone: str, after_ms: int, until_ms: int) -> int:
+    """``slots.count_slots``, imported as ``_slots`` is."""
+    from orchd.adapters import slots
+
+    return slots.count_slots(expression, timezone, after_ms, until_ms)
 
 
 def _open_bundle(path: Path) -> Any:

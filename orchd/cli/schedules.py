@@ -57,12 +57,10 @@ def list_(config: Config, as_json: bool) -> None:
 
 @action("schedules.list", "orch:read", writes=False)
 def _list(call: Request) -> list[dict[str, Any]]:
-    from orchd.adapters import slots  # APScheduler's cron: only where slots are read
-
     site = call.site
     now_ms = site.clock.now_ms()
     found = schedule_views.schedules(
-        site.ledger, call.policy(), site.clock, slots.first_slots, slots.count_slots
+        site.ledger, call.policy(), site.clock, site.first_slots, site.count_slots
     )
     return [
         {
