@@ -35,6 +35,7 @@ R = TypeVar("R")
 
 LEDGER_FILE = "ledger.db"
 LOCK_FILE = "orchd.lock"
+LOG_DIR = "logs/runs"  # each run's output, RUN_ID.log (and .log.1 once rotated)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,9 +23,8 @@ from orchd.errors import BadInput
 from orchd.ops import jobs as job_ops
 
 from .actions import Request, action, number, perform, text
-from .context import Config
+from .context import LOG_DIR, Config
 from .jobs import jobs
-from .work import LOG_DIR
 
 CHUNK = 1 << 20  # bytes of log a read returns at most
 SO_FAR = 4096  # bytes of a running run's output ``jobs show`` prints

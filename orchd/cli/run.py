@@ -20,7 +20,7 @@ from orchd.adapters import config, policy_files
 from orchd.adapters.runner import SubprocessExecutor
 
 from . import cli, load_all
-from .context import Site, with_site
+from .context import LOG_DIR, Site, with_site
 from .daemon.common import LEVELS, JsonLog
 from .daemon.env import (
     INBOX_DIR,
@@ -31,7 +31,6 @@ from .daemon.env import (
     with_daemon_env,
 )
 from .daemon.root import Daemon
-from .work import LOG_DIR
 
 DAEMON_CACHE_MIB = 16  # the ledger's page cache in a daemon that stays up (RSS goal 80 MiB)
 GIL_SWITCH_S = 0.001  # how long a thread may hold the interpreter while another waits

@@ -40,8 +40,9 @@ def init(
     ticket: str | None,
 ) -> None:
     """Create the state dir, the ledger and the signing key of a new site (never overwrites);
-    with --restore, rebuild a lost one from bundles (docs/ARCHITECTURE.md, "Resume"), its
-    progress drawn on a terminal."""
+    with --restore, rebuild a lost one from bundles (docs/ARCHITECTURE.md, "Resume").
+
+    A restore draws how far it is on a terminal."""
     if restore_from:
         if trust_key is None or ticket is None:
             raise click.UsageError("--restore needs --trust-key and --ticket")

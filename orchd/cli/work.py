@@ -17,10 +17,8 @@ from orchd.errors import Interrupted
 from orchd.ops import engine
 
 from . import cli
-from .context import Site, with_site
+from .context import LOG_DIR, Site, with_site
 from .output import emit_json
-
-LOG_DIR = "logs/runs"
 
 
 @cli.command()

@@ -145,6 +145,7 @@ def test_progress_is_a_line_on_a_terminal_json_lines_with_json_and_nothing_in_a_
 ) -> None:
     daemon = Daemon(tmp_path)
     try:
+        (daemon.policy / "site.yaml").write_text(POLICY)
         for _ in range(3):
             assert daemon.cli("jobs", "submit", "fine").returncode == 0
         seen = {"alone": _progress_three_ways(daemon)}

@@ -404,7 +404,7 @@ def test_show_finds_a_job_by_id_or_unique_prefix(seeded: Orchd, ident: str) -> N
 def test_show_json_holds_the_job_its_runs_and_its_events(seeded: Orchd) -> None:
     detail = json.loads(seeded.ok("jobs", "show", JOB_C, "--json").stdout)
 
-    assert sorted(detail) == ["events", "job", "runs"]
+    assert sorted(detail) == ["events", "job", "log", "runs"]
     assert detail["job"] == seeded.jobs("--state", "running")[0]
     assert [(r["run_id"], r["attempt"], r["state"]) for r in detail["runs"]] == [
         (RUN_C, 1, "leased")

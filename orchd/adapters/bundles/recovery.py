@@ -51,26 +51,7 @@ def restore(
     ``events``) and of each import."""
     own_seq, chosen = _best(site_id, files, anchor)
     now_ms = clock.now_ms()
-    with archive_reader.open_bundle(chosen) as source:
-        head = read_head(source)
-        manifest = head.manifest
-        found = {}
-        if manifest.format == bundle.FORMAT_2:  # the anchor's signature covers their digests
-            found = {o: s.checkpoint for o, s in read_statements(source, manifest).items()}
-        steps = [
-            replace(s, checkpoint=found.get(s.range.origin, b""))
-            for s in bundle.plan(manifest, local="", heads={}, hash_at={})
-        ]
-        report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
-        batches = bundle_reader.batches(source, manifest, steps, {}, now_ms + skew_ms)
-        meter = Meter(
-            "site restore", "own events", bundle_reader.records(manifest, steps), progress
-        )
-        own = (_metered(_own(batch, site_id), meter) for batch in counted(batches, report))
-        ledger = SqliteLedger.restore(
-            path, site_id, clock, entropy, own, payloads_checked=True, sign=sign
-        )
-        meter.end()
+    ledger = _own_chain(path, site_id, chosen, anchor, clock, entropy, sign, skew_ms, progress)
     try:
         reports = []
         for file in files:
@@ -95,6 +76,39 @@ def restore(
     finally:
         ledger.close()
     return Restored(source=chosen, own_seq=own_seq, imported=reports)
+
+
+def _own_chain(
+    path: Path,
+    site_id: str,
+    chosen: Path,
+    anchor: bytes,
+    clock: Clock,
+    entropy: Entropy,
+    sign: Sign,
+    skew_ms: int,
+    progress: OnProgress,
+) -> SqliteLedger:
+    """The new ledger at ``path``, holding ``site_id``'s own chain from the bundle ``chosen``."""
+    with archive_reader.open_bundle(chosen) as source:
+        manifest = read_head(source).manifest
+        found = {}
+        if manifest.format == bundle.FORMAT_2:  # the anchor's signature covers their digests
+            found = {o: s.checkpoint for o, s in read_statements(source, manifest).items()}
+        steps = [
+            replace(s, checkpoint=found.get(s.range.origin, b""))
+            for s in bundle.plan(manifest, local="", heads={}, hash_at={})
+        ]
+        report = Report(manifest=manifest, signer=dsse.key_id(anchor), steps=steps)
+        batches = bundle_reader.batches(source, manifest, steps, {}, clock.now_ms() + skew_ms)
+        total = bundle_reader.records(manifest, steps)
+        meter = Meter("site restore", "events", total, progress)  # read; the own ones kept
+        own = (_own(_metered(batch, meter), site_id) for batch in counted(batches, report))
+        ledger = SqliteLedger.restore(
+            path, site_id, clock, entropy, own, payloads_checked=True, sign=sign
+        )
+        meter.end()
+        return ledger
 
 
 def _metered(batch: Batch, meter: Meter) -> Batch:
