@@ -454,3 +454,25 @@ def test_the_audit_trails_own_types_are_tailed_through_their_index(ledger: Sqlit
     assert queries and all("INDEXED BY events_by_type" in sql for sql in queries), seen
     jobs = ledger.tail(None, 3, event_type="job.submitted")
     assert [e.type for _, e in jobs] == ["job.submitted"] * 3
+
+
+def test_truncating_the_wal_after_a_big_write_leaves_none_unless_a_reader_holds_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    made = SqliteLedger.create(
+        path, "hq", FakeClock(), CountingEntropy(), site.initialized("hq", ACTOR, "test")
+    )
+    wal = Path(f"{path}-wal")
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM events").fetchone()  # an older snapshot, held
+    for n in range(40):
+        made.append([submitted(f"01KB{n:022d}", params={"pad": "x" * 800})])
+    assert made.truncate_wal(50) is False and wal.stat().st_size > 0  # waited 50 ms, no more
+    reader.execute("ROLLBACK")
+    reader.close()
+    assert made.truncate_wal(50) is True and wal.stat().st_size == 0
+    made.append([submitted("01KC0000000000000000000000")])  # writes go on as before
+    assert made.verify().events == 42
+    made.close()

@@ -30,7 +30,7 @@ from orchd.cli.daemon.housekeeping import (
     Report,
 )
 from orchd.cli.daemon.inbox import Inbox, Requests
-from orchd.cli.daemon.intake import PER_TICK, SpoolIntake
+from orchd.cli.daemon.intake import BUDGET_MS, PER_TICK, SpoolIntake
 from orchd.cli.daemon.operations import KEPT, Operations
 from orchd.cli.daemon.schedules import Schedules
 from orchd.cli.daemon.wake import WakeUp
@@ -515,3 +515,37 @@ def test_the_file_check_part_runs_beside_the_loop_at_start_then_daily_and_alarms
     assert health.file_ok is True
     [(_, _, checked)] = [line for line in log.lines if line[1].startswith("ledger file checked")]
     assert checked["ms"] < 1000  # ...but the log gives the check's own time
+
+
+def test_the_spool_part_stops_taking_once_its_time_is_spent(
+    tmp_path: Path, ledger: SqliteLedger, clock: FakeClock, log: Logged
+) -> None:
+    """A slow disk (each commit here moves the clock 15 ms) ends a tick's intake after
+    BUDGET_MS, not after PER_TICK requests; the loop is woken for the rest."""
+    folder, woken = tmp_path / "spool", []
+    spool.ensure(folder)
+    slow = SlowLedger(ledger, clock)
+    wake = lambda: woken.append(1)  # noqa: E731
+    part = SpoolIntake(
+        folder, slow, clock, CountingEntropy(), DAEMON, lambda: POLICY, log, more=wake
+    )
+    for n in range(5):
+        spool.drop(folder, f"r{n:03d}.json", {"job_type": "echo"})
+
+    assert part.tick(T0) is True
+    taken = -(-BUDGET_MS // 15)  # the request that passed the budget is the last one taken
+    assert len(list(ledger.jobs(state=None, source=None))) == taken and woken == [1]
+
+
+class SlowLedger:
+    """The ledger, each append of which takes 15 ms of the clock."""
+
+    def __init__(self, ledger: SqliteLedger, clock: FakeClock) -> None:
+        self.ledger, self.clock = ledger, clock
+
+    def append(self, drafts: Any) -> Any:
+        self.clock.advance(15)
+        return self.ledger.append(drafts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)

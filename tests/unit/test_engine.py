@@ -622,6 +622,28 @@ def test_a_restarted_engine_does_not_grant_a_fresh_rate_allowance(world: World) 
     assert (job.state, job.cause) == ("throttled", "rate")
 
 
+def test_a_reload_after_another_writer_keeps_the_counts_and_takes_its_pauses(
+    world: World,
+) -> None:
+    """What an import brings (a pause here) takes effect at ``reload``; the rate this engine
+    spent stays spent, as it counted it (nothing else records this site's starts)."""
+    quota = Quota(target=("job_type", "fetch"), rate="1/hour", burst=1)
+    rules = policy(kind(), kind("other"), quotas=[quota])
+    engine = world.engine(rules)
+    ran = world.submit(rules)
+    engine.run(until_idle=True)
+    held = world.submit(rules)
+    paused = world.submit(rules, job_type="other", source="nvd")
+    sources.pause(world.ledger, world.clock, world.entropy, OPERATOR, rules, "nvd", "broken")
+
+    engine.reload()
+    engine.run(until_idle=True)
+
+    assert world.job(ran).state == "succeeded"
+    assert (world.job(held).state, world.job(held).cause) == ("throttled", "rate")
+    assert (world.job(paused).state, world.job(paused).cause) == ("throttled", "paused")
+
+
 def test_a_paused_sources_jobs_are_throttled_and_the_engine_goes_idle(world: World) -> None:
     rules = policy()
     sources.pause(world.ledger, world.clock, world.entropy, OPERATOR, rules, "nvd", "broken")

@@ -54,6 +54,7 @@ def translated(path: Path) -> Iterator[None]:
         raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
 
 
+BUSY_MS = 30_000  # how long a connection waits for another's lock
 JOURNAL_LIMIT = 64 << 20  # bytes of ``-wal`` kept after a checkpoint
 
 
@@ -62,7 +63,7 @@ def connect(path: Path, mode: str) -> Database:
         f"file:{quote(str(path))}?mode={mode}", uri=True, isolation_level=None, timeout=30
     )
     try:
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache (KiB when negative)
         # the WAL grows while a long reader (verify, backup) keeps old pages alive; once it has
@@ -135,6 +136,19 @@ class LedgerBase:
         if row is None:
             raise LedgerCorrupt(path=self.path, detail=f"meta {key!r} is missing")
         return str(row[0])
+
+    def truncate_wal(self, wait_ms: int) -> bool:
+        """Copy the WAL into the ledger and cut it to nothing, waiting at most ``wait_ms`` for
+        readers of older snapshots (best effort: False when one held on). After a big write,
+        so that the next commit neither copies it nor cuts a huge file down to
+        ``journal_size_limit`` (hundreds of MB after a big import)."""
+        with translated(self.path):
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+            try:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        return not busy
 
     def limit_cache(self, mib: int) -> None:
         """Hold at most ``mib`` MiB of pages from now on and free what is cached beyond that

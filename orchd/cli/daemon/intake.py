@@ -19,13 +19,14 @@ from orchd.ops import intake, jobs
 from .common import Log
 
 PER_TICK = 20  # requests taken per tick (each its own commit): a backlog never makes a long tick
+BUDGET_MS = 40  # nor one more taken once a tick spent this long on them (a slow disk's commits)
 
 
 class SpoolIntake:
     """``tick`` returns True when it recorded a job. A request's actor is the file's owner (with
     the submit scope), else the daemon's own ``actor``. A tick takes ``PER_TICK`` requests at
-    most (a backlog, as one an import's hold leaves, goes over the next ticks: ``more`` wakes
-    the loop for them at once)."""
+    most, and none more once it spent ``BUDGET_MS`` on them (a backlog, as one an import's hold
+    leaves, goes over the next ticks: ``more`` wakes the loop for them at once)."""
 
     def __init__(
         self,
@@ -47,7 +48,11 @@ class SpoolIntake:
         if len(pending) > PER_TICK:
             pending = pending[:PER_TICK]
             self.more()
-        for name in pending:
+        started = self.clock.monotonic_ms()
+        for taken, name in enumerate(pending):
+            if taken and self.clock.monotonic_ms() - started >= BUDGET_MS:
+                self.more()  # the rest at the next tick, at once
+                break
             claimed = spool.claim(self.folder, name)
             if claimed is None:
                 continue

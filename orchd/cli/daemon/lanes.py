@@ -20,14 +20,18 @@ after the long read. A call on the long lane is waited for without a time limit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
 from collections.abc import Callable
 
+from orchd.errors import OrchdError
+
 from ..actions import LONG_LANE, WRITE_LANE
 from ..context import Site
 
+TRUNCATE_WAIT_MS = 200  # the longest a write lane waits for readers to cut the WAL after it
 LANES = {"read": 2, LONG_LANE: 1, WRITE_LANE: 1}  # lane -> threads
 _CLOSE = None  # put once per thread: it closes its site and ends
 
@@ -88,10 +92,17 @@ class Lanes:
             try:
                 with self.writer.held():
                     work()
+                    self._truncate_wal()
             finally:
                 self.written()
 
         return run
+
+    def _truncate_wal(self) -> None:
+        """After a long write, while the lane still holds the writer: its WAL copied and cut
+        here, not by the loop's next commit (best effort; a reader may hold it on)."""
+        with contextlib.suppress(OrchdError):
+            self.site().ledger.truncate_wal(TRUNCATE_WAIT_MS)
 
     def _start(self) -> None:
         """The threads, at the first call (a daemon that answers none starts none)."""

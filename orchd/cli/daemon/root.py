@@ -132,7 +132,7 @@ class Daemon:
             log=log,
             wake=self.executor.wake,
             feed=self.feed,
-            reload=self.engine.load,
+            reload=self.engine.reload,
             lanes=self.lanes,
             operations=operations,
         )
@@ -224,7 +224,7 @@ class Daemon:
         if self.wrote.is_set():  # an import on the write lane ended
             self.wrote.clear()
             self.requests.due = True
-            self.engine.load()  # what it brought (quota overrides, pauses) takes effect now
+            self.engine.reload()  # what it brought (quota overrides, pauses) takes effect now
         self.clock_watch.tick(now_ms)
         added = self.calls.tick(now_ms)
         if self.drain_started is None:

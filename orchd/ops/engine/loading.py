@@ -51,6 +51,16 @@ class Loading(Recording, Runs, Admission):
         state = replace(state, running_total=self._state.running_total, running=self._state.running)
         self._state = state
 
+    def reload(self) -> None:
+        """``load`` after another connection wrote (an import, a prune): the pending jobs, the
+        quota overrides and the pauses again; the limits' counts of this site's own starts
+        stay as counted, since only this engine records them (replaying the last day's starts
+        is what makes ``load`` grow with the site's rate)."""
+        self.refresh()
+        self._limits = self._effective_limits()
+        paused = frozenset(p.source for p in self._ledger.pauses())
+        self._state = replace(self._state, paused=paused)
+
     def refresh(self) -> None:
         """Read the pending jobs again (new ones were recorded); the limits' counts stay.
 
