@@ -147,7 +147,6 @@ def test_kill_9_during_import_applies_the_bundle_completely_or_not_at_all(tmp_pa
     assert state(site, bundle_id) == everything  # the last round, verified end to end
 
 
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 READER_EVENTS = 20_000  # bundle_reader.PARALLEL_FROM: the import reads in a child process
 
 
@@ -203,8 +202,10 @@ def test_kill_9_of_an_import_reading_in_a_child_leaves_nothing_and_the_reader_en
         assert time.monotonic() < deadline, f"the reader {readers} outlived its importer"
         time.sleep(0.05)
     after = enclave.fingerprint()
-    files = after.pop("files")  # a crash leaves an empty -wal beside the ledger: nothing in it
-    assert files.get("ledger.db-wal") in (None, EMPTY_SHA256)
+    # the -wal may hold pages of the transaction the kill cut short (SQLite spills a big
+    # transaction's pages there before its commit): no commit frame, so no reader sees them;
+    # what the ledger reads is checked below
+    files = after.pop("files")
     assert files["ledger.db"] == before.pop("files")["ledger.db"]
     assert after == before
     assert state(enclave, bundle_id) == (0, own, 0)

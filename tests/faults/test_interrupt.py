@@ -112,13 +112,25 @@ def test_ctrl_c_of_a_client_cancels_the_daemons_import_which_rolls_back(tmp_path
     before = state(enclave, bundle_id)
     policy = REPO / "tests" / "policies"
     where = ("--state-dir", enclave.state_dir, "--policy-dir", policy)
-    daemon = daemon_harness.start(enclave.state_dir, policy, log_path=tmp_path / "daemon.log")
+    # the daemon's import waits, its checks passed, until the client is gone: a fast machine
+    # would otherwise finish it before the Ctrl-C arrives
+    hold = tmp_path / "hold"
+    hold.touch()
+    daemon = daemon_harness.start(
+        enclave.state_dir,
+        policy,
+        log_path=tmp_path / "daemon.log",
+        env={"ORCHD_HOLDPOINT": f"import.verified:{hold}"},
+    )
     try:
         client = started(*where, "bundle", "import", bundle)
-        wait_for(lambda: children_of(daemon.proc.pid) or client.poll() is not None, "the import")
-        assert client.poll() is None, "the import ended before the daemon's reader was seen"
+        reached = Path(f"{hold}.reached")
+        wait_for(lambda: reached.exists() or client.poll() is not None, "the import")
+        assert client.poll() is None, "the import ended before it was held"
+        os.killpg(client.pid, signal.SIGINT)  # it hangs up and waits for the daemon's word
         time.sleep(0.3)
-        out, err = ctrl_c(client)
+        hold.unlink()  # the import goes on and sees its client gone at its first report
+        out, err = client.communicate(timeout=60)
         status = started(*where, "status", "--json")
         shown, trouble = status.communicate(timeout=60)
         assert status.returncode == 0, trouble
