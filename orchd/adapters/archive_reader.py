@@ -133,6 +133,26 @@ def next_entry(source: BinaryIO) -> Entry | None:
     return Entry(name=name, size=_field_octal(block[124:136], "size"))
 
 
+def whole_members(source: BinaryIO) -> list[str]:
+    """The names of the members from here on whose data the file holds to its end, without
+    reading the data (a seek past each): where a truncated or partial file stops, or a header
+    is not one, the walk stops too."""
+    end = os.fstat(source.fileno()).st_size
+    found: list[str] = []
+    while True:
+        try:
+            entry = next_entry(source)
+        except BundleMalformed:
+            return found
+        if entry is None:
+            return found
+        after = source.tell() + entry.size + (-entry.size % BLOCK)
+        if after > end:
+            return found
+        source.seek(after)
+        found.append(entry.name)
+
+
 def read_small(source: BinaryIO, entry: Entry, cap: int) -> bytes:
     if entry.size > cap:
         raise BundleMalformed(detail=f"member {entry.name!r} is larger than {cap} bytes")

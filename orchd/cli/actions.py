@@ -215,8 +215,8 @@ def params(body: dict[str, Any]) -> dict[str, str]:
 BundleReport: TypeAlias = "bundles.Report"  # what an import did (or a dry run or verify would)
 
 
-def inspect_bundle(path: Path) -> Head:
-    """A bundle file's signed head: form checked, trust not."""
+def inspect_bundle(path: Path) -> tuple[Head, list[str]]:
+    """A bundle file's signed head (form checked, trust not), and the members it lacks."""
     return bundles.inspect(path)
 
 

@@ -216,10 +216,18 @@ def _manifest_json(head: Head) -> dict[str, Any]:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def inspect(file: Path, as_json: bool) -> None:
-    """Show a bundle's manifest and signers (form checked, trust not; writes nothing)."""
-    head = inspect_bundle(file)
+    """Show a bundle's manifest and signers (form checked, trust not; writes nothing), and the
+    members a truncated or partial file does not hold (then run bundle verify)."""
+    head, unread = inspect_bundle(file)
+    if unread:
+        click.echo(
+            f"warning: {file} does not hold {len(unread)} of its members whole: "
+            f"{', '.join(unread)} (not read); it is truncated or partial: "
+            f"orchd bundle verify {file} checks it",
+            err=True,
+        )
     if as_json:
-        emit_json(_manifest_json(head))
+        emit_json({**_manifest_json(head), "unread": unread})
         return
     m = head.manifest
     click.echo(f"bundle:     {m.bundle_id} ({m.kind}, format {m.format})")

@@ -1071,6 +1071,23 @@ def test_inspect_checks_the_form_without_trust(kit: Kit, enclave: Site, tmp_path
     assert "the signed payload is not the manifest" in result.stderr
 
 
+def test_inspect_of_a_truncated_file_names_the_members_it_lacks(
+    kit: Kit, enclave: Site, tmp_path: Path
+) -> None:
+    path = write(tmp_path, kit.base)
+    whole = enclave.ok("bundle", "inspect", path, "--json")
+    assert json.loads(whole.stdout)["unread"] == [] and whole.stderr == ""
+    members = [m["name"] for m in json.loads(whole.stdout)["members"]]
+    short = tmp_path / "short.orchkit"
+    short.write_bytes(path.read_bytes()[: path.stat().st_size - 3000])  # inside the last member
+    cut = enclave.ok("bundle", "inspect", short, "--json")
+    assert json.loads(cut.stdout)["unread"] == members[-1:]
+    assert f"{members[-1]} (not read)" in cut.stderr
+    assert f"orchd bundle verify {short} checks it" in cut.stderr
+    said = enclave.ok("bundle", "inspect", short)
+    assert said.stdout.startswith("bundle:") and "truncated or partial" in said.stderr
+
+
 def test_a_fifo_named_like_a_bundle_is_refused_at_once(enclave: Site, tmp_path: Path) -> None:
     fifo = tmp_path / "waiting.orchkit"
     os.mkfifo(fifo)

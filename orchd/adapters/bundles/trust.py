@@ -91,10 +91,14 @@ def read_head(source: BinaryIO) -> Head:
     return bundle_trust.parse_head(*read_signed(source))
 
 
-def inspect(path: Path) -> Head:
-    """The manifest and signatures, checked for form only (no trust, nothing written)."""
+def inspect(path: Path) -> tuple[Head, list[str]]:
+    """The manifest and signatures, checked for form only (no trust, nothing written), and the
+    members the manifest lists that the file does not hold whole (a truncated or partial file:
+    found by their headers and sizes, no data read)."""
     with archive_reader.open_bundle(path) as source:
-        return read_head(source)
+        head = read_head(source)
+        held = set(archive_reader.whole_members(source))
+    return head, [m.name for m in head.manifest.members if m.name not in held]
 
 
 def trusted_keys(ledger: SqliteLedger) -> dict[str, KeyView]:
