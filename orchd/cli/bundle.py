@@ -33,7 +33,7 @@ from .actions import (
     text,
     verify_bundle,
 )
-from .bundle_report import answer_requests, report_json, say, vouched_origins
+from .bundle_report import answer_requests, report_json, say, vouched_origins, would_answer
 from .context import Config
 from .keys import site_key
 from .output import emit_json
@@ -285,12 +285,20 @@ def verify(config: Config, file: Path, vouched: tuple[str, ...], as_json: bool) 
 def _verify(call: Request) -> dict[str, Any]:
     if call.upload is None:
         raise InternalError(detail="a verify reads the caller's upload: none was given")
-    return report_json(verify_bundle(call, call.upload, vouched_origins(call.body)))
+    shown = report_json(verify_bundle(call, call.upload, vouched_origins(call.body)))
+    shown["requests"] = [{**r, **would_answer(call, r)} for r in shown["requests"]]
+    return shown
 
 
 @bundle_.command(name="import")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Check everything and say what would change.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check everything and say what would change: besides counts, the requests it would "
+    "accept (a job queued here) or refuse and why, the quota overrides it brings, the keys it "
+    "would trust.",
+)
 @click.option("--allow-expired", is_flag=True, help="Import a bundle past its expiry (audited).")
 @VOUCHED_BY_RELAY
 @click.option(
@@ -361,4 +369,7 @@ def _import(call: Request) -> dict[str, Any]:
         vouched_by_relay=vouched,
     )
     answered = [] if dry_run else answer_requests(call)
-    return {**report_json(report), "dry_run": dry_run, "answered": answered}
+    shown = report_json(report)
+    if dry_run:  # what the answers would be, by this site's policy now
+        shown["requests"] = [{**r, **would_answer(call, r)} for r in shown["requests"]]
+    return {**shown, "dry_run": dry_run, "answered": answered}

@@ -9,6 +9,7 @@ import click
 
 from orchd.core.names import check_name
 from orchd.errors import InvalidName
+from orchd.ops import jobs as job_ops
 from orchd.ops import requests as request_ops
 
 from .actions import Request
@@ -36,7 +37,22 @@ def report_json(report: BundleReport) -> dict[str, Any]:
         },
         "warnings": report.warnings,
         "relay_only": report.relay_only,
+        **report.preview.to_json(),
     }
+
+
+def would_answer(call: Request, request: dict[str, Any]) -> dict[str, Any]:
+    """What this site would answer a request a dry run found: accept (a job queued here) or
+    refuse, and why."""
+    submit = job_ops.SubmitRequest(
+        job_type=request["job_type"],
+        source=request["source"],
+        params=request["params"],
+        key=None,
+        priority=request["priority"],
+    )
+    reason = request_ops.refusal(call.policy(), request["from"], submit)
+    return {"would": "accept" if reason is None else "refuse", "reason": reason}
 
 
 def say(report: dict[str, Any], verb: str) -> None:
@@ -54,6 +70,20 @@ def say(report: dict[str, Any], verb: str) -> None:
         click.echo(f"  {origin}: up to seq {seq} vouched by the relay only", err=True)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+    for r in report.get("requests", []):
+        if "would" not in r:  # an import: its answers follow
+            continue
+        said = "accepted: a job queued here" if r["would"] == "accept" else r["reason"]
+        click.echo(
+            f"  request {r['request_id']} from {r['from']} ({r['job_type']}): {said}", err=True
+        )
+    for o in report.get("overrides", []):
+        values = " ".join(f"{k}={v}" for k, v in sorted(o["values"].items()))
+        change = f"{o['change']} {values}".strip()
+        click.echo(f"  quota {o['target']} at {o['site']} from {o['from']}: {change}", err=True)
+    for t in report.get("trusts", []):
+        why = f" (a rotation from key {t['vouched_by']})" if t.get("vouched_by") else ""
+        click.echo(f"  trust key {t['key_id']} of {t['site']}{why}", err=True)
     for a in report.get("answered", []):
         said = f"job {a['job_id']}" if a["outcome"] == "accepted" else a["reason"]
         click.echo(

@@ -81,20 +81,31 @@ def answer_pending(
     return answers
 
 
+def refusal(policy: Policy, origin: str, submit: jobs.SubmitRequest) -> str | None:
+    """Why this site's policy refuses ``origin``'s request for ``submit``, or None: it accepts
+    it (what an answer decides, and a dry run of an import shows)."""
+    if submit.job_type not in policy.accept.get(origin, ()):
+        return f"this site's policy accepts no {submit.job_type} jobs from {origin}"
+    try:
+        jobs.check(submit, policy)
+    except OrchdError as exc:
+        return exc.message
+    return None
+
+
 def _answer(
     ledger: JobLog, clock: Clock, entropy: Entropy, actor: Actor, policy: Policy, r: RequestView
 ) -> Answer:
-    job_id = reason = None
-    if r.job_type not in policy.accept.get(r.origin, ()):
-        reason = f"this site's policy accepts no {r.job_type} jobs from {r.origin}"
-    else:
-        submit = jobs.SubmitRequest(
-            job_type=r.job_type,
-            source=r.source,
-            params=json.loads(r.params),
-            key=f"request:{r.origin}:{r.request_id}",
-            priority=r.priority,
-        )
+    job_id = None
+    submit = jobs.SubmitRequest(
+        job_type=r.job_type,
+        source=r.source,
+        params=json.loads(r.params),
+        key=f"request:{r.origin}:{r.request_id}",
+        priority=r.priority,
+    )
+    reason = refusal(policy, r.origin, submit)
+    if reason is None:
         try:
             job_id = jobs.submit(ledger, clock, entropy, actor, policy, submit).job.job_id
         except OrchdError as exc:

@@ -695,6 +695,8 @@ def test_a_rotated_key_is_followed_through_the_statement_the_old_key_signed(
     assert new != old and hq.key_id() == new
     hq.ok("bundle", "export", "--out", tmp_path / "rotated.orchkit")
     assert enclave.ok("bundle", "verify", tmp_path / "rotated.orchkit").exit_code == 0
+    dry = enclave.json("bundle", "import", tmp_path / "rotated.orchkit", "--dry-run")
+    assert dry["trusts"] == [{"site": "hq", "key_id": new, "vouched_by": old}]  # said first
     report = imported(enclave, tmp_path / "rotated.orchkit")
     assert report["signer"] == new
     trusted = {row["key_id"]: row for row in enclave.json("keys", "list")["trusted"]}

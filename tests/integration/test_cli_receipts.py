@@ -237,6 +237,39 @@ def test_a_request_runs_at_the_enclave_and_its_result_comes_back(pair: Pair) -> 
     assert "answer: accepted" in text and "succeeded" in text
 
 
+def test_a_dry_run_says_which_requests_it_would_accept_or_refuse_and_the_quotas_it_brings(
+    pair: Pair,
+) -> None:
+    policy = enclave_policy(pair)
+    accepted = pair.hq.ok("jobs", "submit", "rescan", "--site", "enclave").stdout.strip()
+    refused = pair.hq.ok("jobs", "submit", "mirror-sync", "--site", "enclave").stdout.strip()
+    pair.hq.ok("quota", "set", "source:nvd", "--burst", "7", "--all-sites",
+               "--reason", "calm the mirror", "--ticket", "CHG-7")  # fmt: skip
+    path = pair.root / "requests.orchkit"
+    pair.hq.ok("bundle", "export", "--out", path, "--peer", "enclave")
+    before = pair.enclave.fingerprint()
+
+    dry = pair.enclave.json("--policy-dir", policy, "bundle", "import", path, "--dry-run")
+    said = pair.enclave.ok("--policy-dir", policy, "bundle", "import", path, "--dry-run").stderr
+    verified = pair.enclave.json("--policy-dir", policy, "bundle", "verify", path)
+
+    assert pair.enclave.fingerprint() == before  # a dry run writes nothing
+    would = {r["request_id"]: r for r in dry["requests"]}
+    assert (would[accepted]["would"], would[accepted]["reason"]) == ("accept", None)
+    assert would[refused]["would"] == "refuse"
+    assert "accepts no mirror-sync jobs from hq" in would[refused]["reason"]
+    assert verified["requests"] == dry["requests"]
+    [override] = dry["overrides"]
+    assert (override["target"], override["site"], override["values"]) == (
+        "source:nvd",
+        "*",
+        {"burst": 7},
+    )
+    assert f"request {accepted} from hq (rescan): accepted: a job queued here" in said
+    assert "quota source:nvd at * from hq: set burst=7" in said
+    assert dry["trusts"] == []  # hq's key is trusted already; no rotation to follow
+
+
 def test_a_request_is_answered_once_however_often_its_bundle_arrives(pair: Pair) -> None:
     policy = enclave_policy(pair)
     request_id = pair.hq.ok("jobs", "submit", "rescan", "--site", "enclave").stdout.strip()

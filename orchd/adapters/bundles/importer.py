@@ -26,6 +26,7 @@ from orchd.core import (
     sync,
 )
 from orchd.core.bundle import Manifest, Step
+from orchd.core.bundle_preview import Preview
 from orchd.core.events import Actor, Draft
 from orchd.core.ports import Sign
 from orchd.core.progress import Meter, OnProgress, quiet
@@ -56,6 +57,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     already: bool = False  # the bundle was imported before: nothing to do
     relay_only: dict[str, int] = field(default_factory=dict)  # origin -> seq, on the relay's word
+    preview: Preview = field(default_factory=lambda: Preview(local=""))  # what concerns this site
 
 
 def import_bundle(
@@ -93,6 +95,7 @@ def import_bundle(
         vouched, heads = checked_statements(ledger, source, accepted, now_ms, relay), ledger.heads()
         steps = _plan(ledger, manifest, heads, vouched, signed=dry_run or sign is not None)
         report = Report(manifest=manifest, signer=accepted.signer.key_id, steps=steps)
+        report.preview = Preview(local=ledger.site_id)
         report.relay_only = _relay_only(manifest, steps, vouched, relay, ledger.site_id)
         read = _reader(manifest, steps, parallel_from)
         hashes = {origin: digest for origin, (_, digest) in heads.items()}
@@ -114,9 +117,16 @@ def import_bundle(
             ticket=ticket if audited else None,
             relay_only=report.relay_only,
         )
-        _apply(ledger, batches, lambda: records(events=report.applied), vouched, dry_run, sign)
+        own = functools.partial(_noted, report, lambda: records(events=report.applied))
+        _apply(ledger, batches, own, vouched, dry_run, sign)
     meter.end(meter.total)  # every record was read (the reader reports whole batches)
     return report
+
+
+def _noted(report: Report, records: Callable[[], Sequence[Draft]]) -> Sequence[Draft]:
+    made = records()
+    report.preview.note_records(made)
+    return made
 
 
 def _meter(manifest: Manifest, steps: Sequence[Step], dry_run: bool, progress: OnProgress) -> Meter:
@@ -319,6 +329,7 @@ def counted(batches: Iterator[Batch], report: Report) -> Iterator[Batch]:
             yield batch
             continue
         report.by_origin.update(event.origin for event in batch)
+        report.preview.add(batch)
         types = Counter(event.type for event in batch)
         report.by_type.update(types)
         if "key.revoked" in types:
