@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import REPO, child_env
-from test_daemon import Daemon, wait_until
+from test_daemon import Daemon, trust, wait_until
 
 ME = pwd.getpwuid(os.getuid()).pw_name  # whom the daemon's events name (it runs as the test)
 POLICY = """
@@ -222,3 +222,38 @@ def _follow_one(daemon: Daemon, then: Callable[[], None]) -> tuple[str, tuple[in
     shown = daemon.cli("jobs", "show", job_id).stdout
     follow = daemon.cli("jobs", "logs", job_id, "--follow")
     return job_id, (follow.returncode, follow.stdout, shown)
+
+
+def test_a_dry_run_says_the_same_through_the_daemon_and_without_it(tmp_path: Path) -> None:
+    for name in ("hq", "enclave"):
+        (tmp_path / name).mkdir()
+    hq, enclave = Daemon(tmp_path / "hq"), Daemon(tmp_path / "enclave", "enclave")
+    try:
+        (enclave.policy / "accept.yaml").write_text("version: 1\naccept:\n  hq: [echo]\n")
+        trust(enclave, "hq", hq, tmp_path / "hq.pem")
+        for job_type in ("echo", "slow"):  # the enclave accepts echo from hq, not slow
+            asked = hq.cli("jobs", "submit", job_type, "--site", "enclave", "--new-peer")
+            assert asked.returncode == 0, asked.stderr
+        bundle = tmp_path / "hq.orchkit"
+        exported = hq.cli(
+            "bundle", "export", "--out", str(bundle), "--peer", "enclave", "--new-peer"
+        )
+        assert exported.returncode == 0, exported.stderr
+        dry = ("bundle", "import", str(bundle), "--dry-run")
+        alone = [enclave.cli(*dry), enclave.cli(*dry, "--json")]
+        enclave.start()
+        served = [enclave.cli(*dry), enclave.cli(*dry, "--json")]
+        assert enclave.stop()[0] == 0
+    finally:
+        hq.close()
+        enclave.close()
+    for without, through in zip(alone, served, strict=True):
+        assert (through.returncode, through.stdout) == (without.returncode, without.stdout)
+        assert through.returncode == 0, through.stderr
+    said = served[0].stderr
+    assert "(echo): accepted: a job queued here" in said
+    assert "(slow): this site's policy accepts no slow jobs from hq" in said
+    assert sorted(r["would"] for r in json.loads(served[1].stdout)["requests"]) == [
+        "accept",
+        "refuse",
+    ]
