@@ -26,7 +26,9 @@ env -u ORCHD_SOCKET -u ORCHD_STATE_DIR -u ORCHD_CONFIG "$ORCHD" --state-dir "$WO
     --policy-dir "$REPO/tests/policies" --socket "$SOCKET" run --rescan 1 >"$WORK/daemon.log" 2>&1 &
 PID=$!  # env execs orchd: this is the daemon's own pid
 tries=0
-until decoy status >/dev/null 2>&1; do
+# serving, and its own start recorded (the count below must not race the daemon's first event)
+until decoy status >/dev/null 2>&1 &&
+    decoy audit tail --type daemon.started --json 2>/dev/null | grep -q daemon.started; do
     tries=$((tries + 1))
     if [ "$tries" -gt 100 ] || ! kill -0 "$PID" 2>/dev/null; then
         echo "decoy: the decoy daemon did not start:" >&2
