@@ -117,14 +117,15 @@ def import_bundle(
             ticket=ticket if audited else None,
             relay_only=report.relay_only,
         )
-        own = functools.partial(_noted, report, lambda: records(events=report.applied))
-        _apply(ledger, batches, own, vouched, dry_run, sign)
+        _apply(ledger, batches, functools.partial(_noted, report, records), vouched, dry_run, sign)
     meter.end(meter.total)  # every record was read (the reader reports whole batches)
     return report
 
 
-def _noted(report: Report, records: Callable[[], Sequence[Draft]]) -> Sequence[Draft]:
-    made = records()
+def _noted(report: Report, records: Callable[..., Sequence[Draft]]) -> Sequence[Draft]:
+    """The import's own records (``import_records`` of the events applied), noted in the
+    report's preview."""
+    made = records(events=report.applied)
     report.preview.note_records(made)
     return made
 
