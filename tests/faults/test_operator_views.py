@@ -5,12 +5,13 @@ outcome."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
 import pwd
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,17 @@ schedules:
 """
 
 
+@contextlib.contextmanager
+def site_with(tmp: Path, policy: str) -> Iterator[Daemon]:
+    """A site under ``policy`` in ``tmp``, its daemon (if started) stopped at the end."""
+    daemon = Daemon(tmp)
+    try:
+        (daemon.policy / "site.yaml").write_text(policy)
+        yield daemon
+    finally:
+        daemon.close()
+
+
 def runs_logged(daemon: Daemon) -> list[dict[str, Any]]:
     return [line for line in daemon.process.log_lines() if "run_id" in line]
 
@@ -49,9 +61,7 @@ def runs_logged(daemon: Daemon) -> list[dict[str, Any]]:
 def test_each_failure_retry_timeout_and_dead_job_has_its_line_and_its_audit_line(
     tmp_path: Path,
 ) -> None:
-    daemon = Daemon(tmp_path)
-    try:
-        (daemon.policy / "site.yaml").write_text(POLICY)
+    with site_with(tmp_path, POLICY) as daemon:
         daemon.start()
         for job_type in ("flaky", "hangs", "fine"):
             submitted = daemon.cli("jobs", "submit", job_type, "--source", "nvd")
@@ -68,8 +78,6 @@ def test_each_failure_retry_timeout_and_dead_job_has_its_line_and_its_audit_line
         lines = runs_logged(daemon)
         alone = [daemon.cli(*args) for args in asked]  # (no daemon.stopped among them)
         planned_alone = daemon.cli("schedules", "list", "--json")
-    finally:
-        daemon.close()
 
     said = sorted((line["job_type"], line["attempt"], line["level"], line["msg"]) for line in lines)
     retry_at = next(line["retry_at"] for line in lines if "retry_at" in line)
@@ -143,17 +151,13 @@ def on_a_terminal(daemon: Daemon, *args: str) -> tuple[int, str, str]:
 def test_progress_is_a_line_on_a_terminal_json_lines_with_json_and_nothing_in_a_pipe(
     tmp_path: Path,
 ) -> None:
-    daemon = Daemon(tmp_path)
-    try:
-        (daemon.policy / "site.yaml").write_text(POLICY)
+    with site_with(tmp_path, POLICY) as daemon:
         for _ in range(3):
             assert daemon.cli("jobs", "submit", "fine").returncode == 0
         seen = {"alone": _progress_three_ways(daemon)}
         daemon.start()
         seen["served"] = _progress_three_ways(daemon)
         assert daemon.stop()[0] == 0
-    finally:
-        daemon.close()
     for where, (terminal, piped, as_json) in seen.items():
         code, out, drawn = terminal
         assert code == 0 and out.startswith("chain hq: seq 1.."), where
@@ -186,9 +190,7 @@ job_types:
 def test_a_running_jobs_log_is_followed_to_its_end_with_and_without_a_daemon(
     tmp_path: Path,
 ) -> None:
-    daemon = Daemon(tmp_path)
-    try:
-        (daemon.policy / "site.yaml").write_text(CHATTY)
+    with site_with(tmp_path, CHATTY) as daemon:
         daemon.start()
         followed = _follow_one(daemon, lambda: None)
         assert daemon.stop()[0] == 0
@@ -204,8 +206,6 @@ def test_a_running_jobs_log_is_followed_to_its_end_with_and_without_a_daemon(
         finally:
             for worker in workers:
                 worker.wait(timeout=60)
-    finally:
-        daemon.close()
     for job_id, (code, out, shown) in (followed, alone):
         assert (code, out) == (0, "one\ntwo\n"), (job_id, out)
         assert "output so far (its tail):\none\n" in shown, shown  # jobs show while it ran

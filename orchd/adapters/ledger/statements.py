@@ -16,7 +16,7 @@ import io
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -96,13 +96,7 @@ class StatementStore(LedgerBase):
 
     def base_member(self, origin: str) -> BaseMember | None:
         """The newest checkpoint held of ``origin`` with its base rows, if any."""
-        with translated(self.path):
-            row = self._db.execute(
-                "SELECT s.envelope, r.data, r.sha256, r.raw_size, r.records FROM statements s "
-                "JOIN checkpoint_rows r ON r.origin = s.origin AND r.seq = s.seq "
-                "WHERE s.kind = ? AND s.origin = ?",
-                [CHECKPOINT, origin],
-            ).fetchone()
+        row = self._newest_base(origin, "r.data, r.sha256, r.raw_size, r.records")
         if row is None:
             return None
         envelope, data, digest, raw_size, records = row
@@ -117,16 +111,22 @@ class StatementStore(LedgerBase):
     def base_lines(self, origin: str) -> tuple[CheckpointStatement, Iterator[bytes]] | None:
         """The newest checkpoint held of ``origin`` and its base rows' lines, read from the
         stored frame a MiB at a time (a pruned site's base may not fit in memory)."""
+        row = self._newest_base(origin, "r.rowid")
+        if row is None:
+            return None
+        return checkpoints.parse(bytes(row[0])), self._frame_lines(row[1])
+
+    def _newest_base(self, origin: str, columns: str) -> tuple[Any, ...] | None:
+        """The envelope of the newest checkpoint held of ``origin`` and ``columns`` of its
+        base rows' row (``r``), if any."""
         with translated(self.path):
             row = self._db.execute(
-                "SELECT s.envelope, r.rowid FROM statements s "
+                f"SELECT s.envelope, {columns} FROM statements s "
                 "JOIN checkpoint_rows r ON r.origin = s.origin AND r.seq = s.seq "
                 "WHERE s.kind = ? AND s.origin = ?",
                 [CHECKPOINT, origin],
             ).fetchone()
-        if row is None:
-            return None
-        return checkpoints.parse(bytes(row[0])), self._frame_lines(row[1])
+        return None if row is None else tuple(row)
 
     def _frame_lines(self, rowid: int) -> Iterator[bytes]:
         with (
