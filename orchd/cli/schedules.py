@@ -58,19 +58,10 @@ def list_(config: Config, as_json: bool) -> None:
 @action("schedules.list", "orch:read", writes=False)
 def _list(call: Request) -> list[dict[str, Any]]:
     site = call.site
-    now_ms = site.clock.now_ms()
     found = schedule_views.schedules(
         site.ledger, call.policy(), site.clock, site.first_slots, site.count_slots
     )
-    return [
-        {
-            **dataclasses.asdict(row),
-            "left_s": None
-            if row.next_run is None
-            else max(0, (timefmt.parse_canonical(row.next_run) - now_ms) // 1000),
-        }
-        for row in found
-    ]
+    return [dataclasses.asdict(row) for row in found]
 
 
 def _left(seconds: int | None) -> str | None:

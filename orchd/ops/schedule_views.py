@@ -30,6 +30,7 @@ class ScheduleRow:
     timezone: str
     next_slot: str | None  # None: none within AHEAD_MS
     next_run: str | None  # the next slot with its jitter: when its job is created
+    left_s: int | None  # seconds from now to next_run
     last_slot: str | None  # None: never armed yet (the daemon arms it at its first wake)
     last_job: str | None  # the last slot's job, if it made one
     last_state: str | None  # that job's state now
@@ -50,6 +51,7 @@ def schedules(
     for name, sched in sorted(policy.schedules.items()):
         upcoming = slots(sched.cron, sched.timezone, now_ms, now_ms + AHEAD_MS, limit=1)
         next_ms = upcoming[0] if upcoming else None
+        run_ms = None if next_ms is None else next_ms + jitter_ms(sched, next_ms)
         last_at = last.get(name)
         job = None
         due = 0
@@ -65,9 +67,8 @@ def schedules(
                 cron=sched.cron,
                 timezone=sched.timezone,
                 next_slot=None if next_ms is None else timefmt.format_ms(next_ms),
-                next_run=None
-                if next_ms is None
-                else timefmt.format_ms(next_ms + jitter_ms(sched, next_ms)),
+                next_run=None if run_ms is None else timefmt.format_ms(run_ms),
+                left_s=None if run_ms is None else max(0, (run_ms - now_ms) // 1000),
                 last_slot=last_at,
                 last_job=None if job is None else job.job_id,
                 last_state=None if job is None else job.state,
