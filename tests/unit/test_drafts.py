@@ -142,7 +142,7 @@ CASES: dict[str, tuple[Callable[[], Draft], str, str]] = {
             scope="orch:admin",
         ),
         "api.denied",
-        "api.denied:2026-01-01T00:00:00.000Z:42",
+        "api.denied:2026-01-01T00:00:00.000Z:42:9:GET /",
     ),
     "daemon stopped": (
         lambda: drafts.daemon_stopped(A, at="2026-01-01T00:00:00.000Z", daemon_pid=42),
@@ -185,7 +185,7 @@ CASES: dict[str, tuple[Callable[[], Draft], str, str]] = {
             error="SignatureInvalid",
         ),
         "bundle.quarantined",
-        "bundle.quarantined:2026-01-01T00:00:00.000Z:42",
+        "bundle.quarantined:2026-01-01T00:00:00.000Z:42:x.bundle",
     ),
     "quota reset": (
         lambda: drafts.quota_reset(
@@ -351,6 +351,15 @@ def test_no_draft_is_built_outside_its_constructor() -> None:
                 built.append(f"{path.relative_to(package)}:{node.lineno}")
 
     assert built == [], "build each event with its constructor in orchd/core/drafts/"
+
+
+def test_two_files_quarantined_in_one_millisecond_are_two_events() -> None:
+    """A fast tick quarantines several inbox files within a millisecond: each keeps its event
+    (keyed alike, the second was taken for the first and its audit record lost)."""
+    same = {"at": "2026-01-01T00:00:00.000Z", "daemon_pid": 42, "problem": "p", "error": "E"}
+    first = drafts.bundle_quarantined(A, file="a.orchkit", **same)  # type: ignore[arg-type]
+    second = drafts.bundle_quarantined(A, file="b.orchkit", **same)  # type: ignore[arg-type]
+    assert first.idempotency_key != second.idempotency_key
 
 
 def test_long_error_texts_are_cut_to_4000_characters() -> None:

@@ -45,7 +45,7 @@ def bundle_quarantined(
 ) -> Draft:
     """An inbox bundle moved aside, and why."""
     payload = {"file": file, "reason": problem[:4000], "error": error}
-    return _daemon("bundle.quarantined", actor, at, daemon_pid, payload)
+    return _daemon("bundle.quarantined", actor, at, daemon_pid, payload, file)
 
 
 def api_denied(
@@ -61,8 +61,14 @@ def api_denied(
 ) -> Draft:
     """A control API call refused: the caller (``uid``, ``gid``, ``pid``) lacked ``scope``."""
     payload = {"uid": uid, "gid": gid, "pid": pid, "request": request, "scope": scope}
-    return _daemon("api.denied", actor, at, daemon_pid, payload)
+    return _daemon("api.denied", actor, at, daemon_pid, payload, pid, request)
 
 
-def _daemon(kind: str, actor: Actor, at: str, pid: int, payload: dict[str, Any]) -> Draft:
-    return Draft(type=kind, actor=actor, idempotency_key=keyed(kind, at, pid), payload=payload)
+def _daemon(
+    kind: str, actor: Actor, at: str, pid: int, payload: dict[str, Any], *distinct: object
+) -> Draft:
+    """An event of the daemon's own, keyed by its time and pid and, where one millisecond may
+    see several (a tick quarantining an inbox's files, denied calls), by what tells them apart:
+    a key recorded already returns the recorded event, so two of them keyed alike were one."""
+    key = keyed(kind, at, pid, *distinct)
+    return Draft(type=kind, actor=actor, idempotency_key=key, payload=payload)
