@@ -11,6 +11,7 @@ import pytest
 
 from orchd.core import drafts
 from orchd.core.events import Actor, Draft
+from orchd.core.names import check_name
 
 A = Actor(uid=0, user="root", scopes=("orch:admin",))
 JOB, RUN = "01KE0000000000000000000001", "01KE0000000000000000000002"
@@ -142,7 +143,7 @@ CASES: dict[str, tuple[Callable[[], Draft], str, str]] = {
             scope="orch:admin",
         ),
         "api.denied",
-        "api.denied:2026-01-01T00:00:00.000Z:42:9:GET /",
+        "api.denied:2026-01-01T00:00:00.000Z:42:49c6978591bfbc20",
     ),
     "daemon stopped": (
         lambda: drafts.daemon_stopped(A, at="2026-01-01T00:00:00.000Z", daemon_pid=42),
@@ -185,7 +186,7 @@ CASES: dict[str, tuple[Callable[[], Draft], str, str]] = {
             error="SignatureInvalid",
         ),
         "bundle.quarantined",
-        "bundle.quarantined:2026-01-01T00:00:00.000Z:42:x.bundle",
+        "bundle.quarantined:2026-01-01T00:00:00.000Z:42:307460fecc2f30da",
     ),
     "quota reset": (
         lambda: drafts.quota_reset(
@@ -358,8 +359,10 @@ def test_two_files_quarantined_in_one_millisecond_are_two_events() -> None:
     (keyed alike, the second was taken for the first and its audit record lost)."""
     same = {"at": "2026-01-01T00:00:00.000Z", "daemon_pid": 42, "problem": "p", "error": "E"}
     first = drafts.bundle_quarantined(A, file="a.orchkit", **same)  # type: ignore[arg-type]
-    second = drafts.bundle_quarantined(A, file="b.orchkit", **same)  # type: ignore[arg-type]
+    second = drafts.bundle_quarantined(A, file="b c!.orchkit", **same)  # type: ignore[arg-type]
     assert first.idempotency_key != second.idempotency_key
+    for made in (first, second):  # any file name still makes a key the ledger takes
+        check_name("idempotency key", made.idempotency_key)
 
 
 def test_long_error_texts_are_cut_to_4000_characters() -> None:

@@ -3,6 +3,7 @@ bundles, denied API calls (core layer)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from orchd.core.events import Actor, Draft
@@ -68,7 +69,9 @@ def _daemon(
     kind: str, actor: Actor, at: str, pid: int, payload: dict[str, Any], *distinct: object
 ) -> Draft:
     """An event of the daemon's own, keyed by its time and pid and, where one millisecond may
-    see several (a tick quarantining an inbox's files, denied calls), by what tells them apart:
-    a key recorded already returns the recorded event, so two of them keyed alike were one."""
-    key = keyed(kind, at, pid, *distinct)
+    see several (a tick quarantining an inbox's files, denied calls), by a digest of what tells
+    them apart (a file name may hold any character a key may not): a key recorded already
+    returns the recorded event, so two of them keyed alike were one."""
+    apart = [hashlib.sha256("\x00".join(map(str, distinct)).encode()).hexdigest()[:16]]
+    key = keyed(kind, at, pid, *(apart if distinct else []))
     return Draft(type=kind, actor=actor, idempotency_key=key, payload=payload)
