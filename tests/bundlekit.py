@@ -31,6 +31,7 @@ from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.cli import cli
 from orchd.core import bundle, canonical, dsse, events, hlc, ids, timefmt
 from orchd.core.events import Draft
+from tests.cli_errors import humane
 
 BLOCK = 512
 ZERO_HASH = "0" * 64
@@ -52,7 +53,9 @@ class Site:
 
     def __call__(self, *args: str | Path) -> Result:
         runner = CliRunner(env={"ORCHD_STATE_DIR": None, "ORCHD_POLICY_DIR": str(POLICIES)})
-        return runner.invoke(cli, ["--state-dir", str(self.state_dir), *map(str, args)])
+        return humane(
+            runner.invoke(cli, ["--state-dir", str(self.state_dir), *map(str, args)]), args
+        )
 
     def ok(self, *args: str | Path) -> Result:
         result = self(*args)

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.core import drafts
-from orchd.core.metrics import CATALOG
+from orchd.core.metrics import CATALOG, render
 from orchd.ops import metrics as metrics_ops
 from tests.builders import ACTOR
 from tests.integration.conftest import Orchd
@@ -501,7 +501,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     by_cli = Exported().read(hq.ok("metrics").stdout)
     ledger = SqliteLedger.open(hq.ledger_path, SystemClock(), OsEntropy())
     try:  # what the daemon serves: the same families, and its storage state
-        text = metrics_ops.collect(ledger, SystemClock(), degraded=False, file_ok=True)
+        text = render(metrics_ops.collect(ledger, SystemClock(), degraded=False, file_ok=True))
         by_daemon = Exported().read(text)
     finally:
         ledger.close()

@@ -11,6 +11,7 @@ against the commands themselves). The daemon and the tools that walk every comma
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import traceback
@@ -61,6 +62,13 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command -> (its module, its help's f
             '(docs/ARCHITECTURE.md, "Resume").'
         ),
     ),
+    "help": (
+        "help",
+        (
+            "Show the help of COMMAND (of orchd itself without one): orchd help jobs "
+            "submit is orchd jobs submit --help."
+        ),
+    ),
     "jobs": ("jobs", "Submit and inspect jobs."),
     "keys": ("keys", "The site's Ed25519 signing key and the keys it trusts for its peers."),
     "ledger": ("ledger", "Check and maintain the event log and its projections."),
@@ -99,28 +107,56 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command -> (its module, its help's f
 }
 
 
-def report(error: OrchdError) -> None:
-    """Print an error and its hint to stderr, the way every orchd command does."""
+JSON_KEY = "orchd.json"  # ctx.meta: the command line asked for --json (errors in JSON too)
+
+
+def report(error: OrchdError, as_json: bool = False) -> None:
+    """Print an error and its hint to stderr, the way every orchd command does; with ``--json``
+    one JSON object: ``error``, ``code`` (the exit code), ``hint`` and ``kind`` (its name)."""
+    if as_json:
+        said = {"error": error.message, "code": error.exit_code, "hint": error.hint_text}
+        click.echo(json.dumps(said | {"kind": error.kind}, ensure_ascii=False), err=True)
+        return
     click.echo(f"orchd: error: {error.message}", err=True)
     if error.hint_text:
         click.echo(f"hint: {error.hint_text}", err=True)
 
 
+def report_usage(error: click.ClickException) -> None:
+    """A usage error (exit 2) as one JSON object on stderr, as ``report`` writes orchd's."""
+    where = getattr(error, "ctx", None)
+    hint = f"see '{where.command_path} --help'" if where is not None else "see 'orchd --help'"
+    said = {"error": error.format_message(), "code": error.exit_code, "hint": hint}
+    click.echo(json.dumps(said | {"kind": type(error).__name__}, ensure_ascii=False), err=True)
+
+
+def wants_json(args: list[str]) -> bool:
+    """``--json`` among the words before ``--``: the caller reads errors as JSON too."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
 class OrchdGroup(click.Group):
-    """Turns orchd errors into a message, a hint and the error's exit code; Ctrl-C into exit 130
-    with one line (a long command says what was done through ``interruptible``)."""
+    """Turns orchd errors into a message, a hint and the error's exit code (with ``--json``, one
+    JSON object on stderr, usage errors too); Ctrl-C into exit 130 with one line (a long command
+    says what was done through ``interruptible``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get(JSON_KEY))
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+        except click.exceptions.ClickException as error:
+            if not as_json:
+                raise
+            report_usage(error)
+            ctx.exit(error.exit_code)
+        except (click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
             stopped = Interrupted(detail="stopped before it finished")
-            report(stopped)
+            report(stopped, as_json)
             ctx.exit(stopped.exit_code)
         except OrchdError as error:
-            report(error)
+            report(error, as_json)
             ctx.exit(error.exit_code)
         except BrokenPipeError:  # the reader went away (orchd jobs list | head): not a bug
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -128,12 +164,30 @@ class OrchdGroup(click.Group):
         except Exception as exc:  # the edge: anything unexpected is a bug, said plainly
             traceback.print_exc()
             bug = InternalError(detail=f"{type(exc).__name__}: {exc}")
-            report(bug)
+            report(bug, as_json)
             ctx.exit(bug.exit_code)
 
 
 class RootGroup(OrchdGroup):
     """``orchd`` itself: a command's module is imported when the command is looked up."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        as_json = wants_json(args)
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.ClickException as error:
+            if not as_json:
+                raise
+            report_usage(error)
+            raise click.exceptions.Exit(error.exit_code) from None
+        ctx.meta[JSON_KEY] = as_json
+        return ctx
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(COMMANDS) | set(self.commands))
@@ -141,7 +195,10 @@ class RootGroup(OrchdGroup):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS and cmd_name not in self.commands:
             importlib.import_module(f"{__name__}.{COMMANDS[cmd_name][0]}")
-        return super().get_command(ctx, cmd_name)
+        found = super().get_command(ctx, cmd_name)
+        if found is not None and found.epilog is None:  # not dressed yet
+            dress(found, cmd_name)
+        return found
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The commands and their help's first paragraph, from ``COMMANDS``: nothing imported."""
@@ -154,6 +211,31 @@ class RootGroup(OrchdGroup):
             formatter.write_dl(sorted(rows))
 
 
+def examples_text(path: str) -> str:
+    """A command's examples (``examples.EXAMPLES``), as the last part of its help: each line
+    kept as it is (click's ``\\b``), what it does as a comment above it."""
+    from .examples import EXAMPLES  # plain data
+
+    lines = ["\b", "Examples:"]
+    for line, what in EXAMPLES.get(path, ()):
+        lines += [f"  # {what}", f"  {line}"]
+    return "\n".join(lines)
+
+
+def dress(command: click.Command, path: str) -> None:
+    """Finish a command once its module is imported: its help's examples (its subcommands'
+    too) and the completers of its parameters (``completion.attach``)."""
+    from . import completion  # light: click and the core's ids
+
+    def walk(found: click.Command, where: str) -> None:
+        found.epilog = examples_text(where)
+        for name, sub in getattr(found, "commands", {}).items():
+            walk(sub, f"{where} {name}")
+
+    walk(command, path)
+    completion.attach(command)
+
+
 def load_all() -> None:
     """Import every command's module: its commands and the actions they register (the daemon
     serves every action; the docs generator walks every command)."""
@@ -161,7 +243,11 @@ def load_all() -> None:
         importlib.import_module(f"{__name__}.{module}")
 
 
-@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=RootGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=examples_text(""),
+)
 @click.version_option(__version__, prog_name="orchd")
 @click.option(
     "--state-dir",

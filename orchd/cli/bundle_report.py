@@ -56,45 +56,42 @@ def would_answer(call: Request, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def say(report: dict[str, Any], verb: str) -> None:
+    """The report on stdout (as ``bundle inspect``'s), a warning on stderr."""
     if report["already_applied"]:
-        click.echo(f"bundle {report['bundle_id']} was imported before: nothing to do", err=True)
+        click.echo(f"bundle {report['bundle_id']} was imported before: nothing to do")
         return
     for origin, step in report["ranges"].items():
         if step["action"] == "apply":
-            click.echo(f"  {origin}: seq {step['from_seq']}..{step['to_seq']}", err=True)
+            click.echo(f"  {origin}: seq {step['from_seq']}..{step['to_seq']}")
         else:
-            click.echo(f"  {origin}: held already", err=True)
+            click.echo(f"  {origin}: held already")
     for event_type, count in sorted(report["by_type"].items()):
-        click.echo(f"  {count:>8} {event_type}", err=True)
+        click.echo(f"  {count:>8} {event_type}")
     for origin, seq in report["relay_only"].items():
-        click.echo(f"  {origin}: up to seq {seq} vouched by the relay only", err=True)
+        click.echo(f"  {origin}: up to seq {seq} vouched by the relay only")
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     for r in report.get("requests", []):
         if "would" not in r:  # an import: its answers follow
             continue
         said = "accepted: a job queued here" if r["would"] == "accept" else r["reason"]
-        click.echo(
-            f"  request {r['request_id']} from {r['from']} ({r['job_type']}): {said}", err=True
-        )
+        click.echo(f"  request {r['request_id']} from {r['from']} ({r['job_type']}): {said}")
     for o in report.get("overrides", []):
         values = " ".join(f"{k}={v}" for k, v in sorted(o["values"].items()))
         change = f"{o['change']} {values}".strip()
-        click.echo(f"  quota {o['target']} at {o['site']} from {o['from']}: {change}", err=True)
+        click.echo(f"  quota {o['target']} at {o['site']} from {o['from']}: {change}")
     for t in report.get("trusts", []):
         why = f" (a rotation from key {t['vouched_by']})" if t.get("vouched_by") else ""
-        click.echo(f"  trust key {t['key_id']} of {t['site']}{why}", err=True)
+        click.echo(f"  trust key {t['key_id']} of {t['site']}{why}")
     for a in report.get("answered", []):
         said = f"job {a['job_id']}" if a["outcome"] == "accepted" else a["reason"]
         click.echo(
             f"  request {a['request_id']} from {a['from']} ({a['job_type']}): "
             f"{a['outcome']}, {said}",
-            err=True,
         )
     click.echo(
         f"{verb} {report['events']} events from {report['exporter']} "
         f"(bundle {report['bundle_id']})",
-        err=True,
     )
 
 

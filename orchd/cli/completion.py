@@ -1,13 +1,44 @@
-"""``orchd completion SHELL``: the shell completion script (entry layer)."""
+"""``orchd completion SHELL``: the shell completion script, and the completers ``attach`` sets on
+the commands' parameters (entry layer).
+
+The completers offer the policy's job types, sources and schedules, the sites this site knows,
+the trust store's key ids and the newest job ids. They run while click completes a command line:
+the ``orchd`` group's callback has not run then (click parses the words resiliently and calls no
+callback), so the state and policy dirs come from the root's parsed parameters. They read only
+(the ledger opened read-only, nothing created, no lock, no daemon asked), quickly (a few indexed
+queries, no whole-file check) and silently: whatever goes wrong completes nothing.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
 import click
-from click.shell_completion import get_completion_class
+from click.shell_completion import CompletionItem, get_completion_class
+
+from orchd.core import ids
 
 from . import cli
 
+if TYPE_CHECKING:  # imported when a completer runs: a command that completes nothing needs none
+    import sqlite3
+
+    from .context import Config
+
 SHELLS = ("bash", "zsh", "fish")
+RECENT_JOBS = 50  # the newest jobs offered (and as many more whose id starts as typed)
+SHORT_ID = 8  # a job id's short form: its last characters
+DEFAULT_STATE_DIR = "/var/lib/orchd"  # as the orchd group's --state-dir and --policy-dir
+DEFAULT_POLICY_DIR = "/etc/orchd/policies"
+
+Names = Iterable[tuple[str, str | None]]  # (value, help) of each candidate
+Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
 
 
 @cli.command()
@@ -20,3 +51,213 @@ def completion(shell: str) -> None:
     if found is None:  # click ships all three: a click without one
         raise click.BadParameter(f"this click has no {shell} completion", param_hint="SHELL")
     click.echo(found(cli, {}, "orchd", "_ORCHD_COMPLETE").source())
+
+
+# --- where to read ----------------------------------------------------------------------------
+
+
+def config_of(ctx: click.Context) -> Config:
+    """The ``Config`` of the command line being completed: the group's when its callback ran,
+    else made from the root's parsed ``--state-dir`` and ``--policy-dir`` (or their environment
+    variables and defaults)."""
+    from .context import Config
+
+    root = ctx.find_root()
+    if isinstance(root.obj, Config):
+        return root.obj
+    state = root.params.get("state_dir") or os.environ.get("ORCHD_STATE_DIR") or DEFAULT_STATE_DIR
+    policy = (
+        root.params.get("policy_dir") or os.environ.get("ORCHD_POLICY_DIR") or DEFAULT_POLICY_DIR
+    )
+    return Config(state_dir=Path(state).absolute(), policy_dir=Path(policy).absolute())
+
+
+def _uris(path: Path) -> list[str]:
+    """How to open the ledger read-only, in order. ``mode=ro`` creates the WAL's two files when
+    they are missing (and leaves them), so it is used only when both are there (a connection
+    has the ledger open: the newest events may be in the WAL); ``immutable`` reads the file
+    alone, all there is when no WAL is left, and what is left when the WAL cannot be read."""
+    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    uri = f"file:{quote(str(path))}?mode=ro"
+    return [uri, f"{uri}&immutable=1"] if wal.exists() and shm.exists() else [f"{uri}&immutable=1"]
+
+
+@contextlib.contextmanager
+def read_ledger(config: Config) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the site's ledger: no lock, no check, no file created; raises
+    when there is no ledger or none of its ways to be read works."""
+    import sqlite3
+
+    path = config.ledger_path
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    for uri in _uris(path):
+        conn = sqlite3.connect(uri, uri=True, timeout=1.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("SELECT value FROM meta WHERE key = 'site_id'").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            continue
+        try:
+            yield conn
+        finally:
+            conn.close()
+        return
+    raise FileNotFoundError(path)
+
+
+def _rows(config: Config, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[Any, ...]]:
+    """The rows of each query in turn; a query the ledger cannot answer (a table an older
+    schema lacks) adds none."""
+    import sqlite3
+
+    found: list[tuple[Any, ...]] = []
+    with read_ledger(config) as conn:
+        for sql, params in queries:
+            with contextlib.suppress(sqlite3.Error):
+                found.extend(tuple(row) for row in conn.execute(sql, params))
+    return found
+
+
+# --- the candidates ---------------------------------------------------------------------------
+
+
+def job_types(config: Config, incomplete: str) -> Names:
+    return [(name, t.description or None) for name, t in config.policy().job_types.items()]
+
+
+def sources(config: Config, incomplete: str) -> Names:
+    return [(name, s.description or None) for name, s in config.policy().sources.items()]
+
+
+def schedules(config: Config, incomplete: str) -> Names:
+    found = config.policy().schedules.items()
+    return [(name, f"{s.job_type} at {s.cron} {s.timezone}") for name, s in found]
+
+
+# every site the ledger names, with how it knows it (the first way listed wins)
+SITE_QUERIES = (
+    ("SELECT DISTINCT site, 'trusted' FROM trust_keys", ()),
+    ("SELECT DISTINCT site, 'bundles exchanged' FROM bundles", ()),
+    ("SELECT peer, 'receipts' FROM receipts", ()),
+    ("SELECT origin, 'events held' FROM heads", ()),
+)
+OWN_SITE = ("SELECT value, 'this site' FROM meta WHERE key = 'site_id'", ())
+
+
+def origins(config: Config, incomplete: str) -> Names:
+    """Every site this site knows, itself first."""
+    seen: dict[str, str | None] = {}
+    for site, how in _rows(config, (OWN_SITE, *SITE_QUERIES)):
+        seen.setdefault(str(site), str(how))
+    return seen.items()
+
+
+def peers(config: Config, incomplete: str) -> Names:
+    """The other sites this site knows: trusted, exchanged bundles with, or holds events of."""
+    return [(site, how) for site, how in origins(config, incomplete) if how != "this site"]
+
+
+def key_ids(config: Config, incomplete: str) -> Names:
+    sql = "SELECT key_id, site || ' ' || role FROM trust_keys ORDER BY site, added_at, key_id"
+    return [(str(key), str(what)) for key, what in _rows(config, [(sql, ())])]
+
+
+def job_ids(config: Config, incomplete: str, *, short: bool = True) -> Names:
+    """The newest jobs' ids (and, with ``short``, their short forms), then the ids that start
+    with what is typed; the job type is each one's help."""
+    recent = "SELECT job_id, job_type FROM jobs ORDER BY job_id DESC LIMIT ?"
+    queries: list[tuple[str, Sequence[Any]]] = [(recent, (RECENT_JOBS,))]
+    prefix = incomplete.upper()
+    if prefix and set(prefix) <= set(ids.ALPHABET):  # an index range, however old the job
+        ranged = (
+            "SELECT job_id, job_type FROM jobs WHERE job_id >= ? AND job_id < ? "
+            "ORDER BY job_id LIMIT ?"
+        )
+        queries.append((ranged, (prefix, prefix + "~", RECENT_JOBS)))
+    rows = [(str(job_id), str(job_type)) for job_id, job_type in _rows(config, queries)]
+    shorts = [(job_id[-SHORT_ID:], job_type) for job_id, job_type in rows[:RECENT_JOBS]]
+    return list(dict.fromkeys([*rows, *(shorts if short else [])]))
+
+
+def full_job_ids(config: Config, incomplete: str) -> Names:
+    return job_ids(config, incomplete, short=False)
+
+
+def completer(names: Callable[[Config, str], Names], *, fold_case: bool = False) -> Completer:
+    """A click completer of the ``names`` that start with what is typed (in either case with
+    ``fold_case``); any error completes nothing, and says nothing."""
+
+    def complete(
+        ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        typed = incomplete.upper() if fold_case else incomplete
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = list(names(config_of(ctx), incomplete))
+            return [
+                CompletionItem(value, help=help_)
+                for value, help_ in found
+                if (value.upper() if fold_case else value).startswith(typed)
+            ]
+        except Exception:  # completion is best effort: a broken policy or ledger offers nothing
+            return []
+
+    complete.__name__ = complete.__qualname__ = f"complete_{names.__name__}"
+    return complete
+
+
+complete_job_types = completer(job_types)
+complete_sources = completer(sources)
+complete_schedules = completer(schedules)
+complete_peers = completer(peers)
+complete_origins = completer(origins)
+complete_key_ids = completer(key_ids)
+complete_job_ids = completer(job_ids, fold_case=True)
+complete_full_job_ids = completer(full_job_ids, fold_case=True)
+
+
+# --- attaching them ---------------------------------------------------------------------------
+
+BY_NAME: dict[str, Completer] = {  # a parameter's name -> its completer, on every command
+    "job_type": complete_job_types,  # jobs submit JOB_TYPE, jobs list --type, replay --type
+    "source": complete_sources,  # jobs submit/list --source, sources pause/resume SOURCE
+    "schedule": complete_schedules,  # backfill SCHEDULE
+    "peer": complete_peers,  # bundle export --peer
+    "for_site": complete_peers,  # jobs submit --site, quota set/reset --site
+    "origin": complete_origins,  # jobs list, status, audit tail --origin
+    "key_id": complete_key_ids,  # keys revoke KEY_ID
+    "job_id": complete_job_ids,  # jobs show/cancel/logs JOB_ID
+    "job_ids": complete_job_ids,  # replay JOB_IDS
+    "after": complete_full_job_ids,  # jobs list --after (a full id only)
+}
+ARGUMENTS_BY_NAME: dict[str, Completer] = {  # only as an argument: init's --site-id is new
+    "site_id": complete_peers,  # keys trust SITE_ID
+}
+
+
+def completer_of(param: click.Parameter) -> Completer | None:
+    """The completer ``attach`` sets on ``param``, if any."""
+    found = BY_NAME.get(param.name or "")
+    if found is None and isinstance(param, click.Argument):
+        found = ARGUMENTS_BY_NAME.get(param.name or "")
+    return found
+
+
+def attach(command: click.Command) -> None:
+    """Set the completers on ``command``'s parameters by their names, and on those of a group's
+    subcommands, recursively (a group's ``get_command`` may import them: on the root, every
+    command's module). A parameter that completes itself already keeps its own; attaching
+    twice changes nothing."""
+    for param in command.params:
+        found = completer_of(param)
+        if found is not None and param._custom_shell_complete is None:
+            param._custom_shell_complete = found
+    if isinstance(command, click.Group):
+        ctx = click.Context(command, resilient_parsing=True)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None and sub is not command:
+                attach(sub)

@@ -184,6 +184,7 @@ def _check(status: int, payload: Any) -> None:
             error=str(error.get("error", f"HTTP {status}")),
             code=int(error.get("code", 70)),
             hint=str(error.get("hint", "")),
+            kind=str(error.get("kind", "")),
         )
 
 

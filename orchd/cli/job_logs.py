@@ -11,6 +11,7 @@ rotates out, as the runner keeps only one older file.)
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -38,17 +39,22 @@ OPEN_RUNS = ("leased", "running")
     "--run", "attempt", type=click.IntRange(1), help="This attempt's run (default: the last)."
 )
 @click.option("--follow", is_flag=True, help="Keep printing while the run goes on.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON lines, one per piece read: run_id, attempt, state, path, data (the bytes as "
+    "UTF-8, others replaced by U+FFFD) and offset.",
+)
 @click.pass_obj
-def logs(config: Config, job_id: str, attempt: int | None, follow: bool) -> None:
+def logs(config: Config, job_id: str, attempt: int | None, follow: bool, as_json: bool) -> None:
     """Print a run's output (the job's last run, or --run N), from its log file; --follow
     keeps printing it until the run ends (Ctrl-C stops following, not the run)."""
     body: dict[str, Any] = {"job_id": job_id, "attempt": attempt, "offset": 0}
-    out = sys.stdout.buffer
     try:
         while True:
             got = perform(config, "jobs.logs", body)
-            out.write(got["data"].encode("utf-8", "surrogateescape"))
-            out.flush()
+            _write(got, as_json)
             body = {**body, "attempt": got["attempt"], "offset": got["offset"]}
             if got["more"]:
                 continue  # a chunk at a time until what is written now is read
@@ -79,6 +85,17 @@ def _logs(call: Request) -> dict[str, Any]:
         "offset": offset + len(data),
         "more": more,
     }
+
+
+def _write(got: dict[str, Any], as_json: bool) -> None:
+    """A piece of a log: its bytes as they are, or (``--json``) one JSON line about it."""
+    data = got["data"].encode("utf-8", "surrogateescape")
+    if as_json:
+        said = {k: got[k] for k in ("run_id", "attempt", "state", "path", "offset")}
+        click.echo(json.dumps(said | {"data": data.decode("utf-8", "replace")}))
+        return
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def log_of(call: Request, run: RunView) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from . import cli
 from .actions import Request, action, flag, number, params, perform, relay_only, text
 from .changes import audited, unchanged
 from .context import Config, config_of
-from .output import emit_json, event_json, job_json, run_json, table
+from .output import emit_json, event_json, job_json, json_flag, run_json, table
 
 
 @cli.group()
@@ -48,6 +48,7 @@ def jobs() -> None:
     help="Drop the request into the daemon's spool instead (works while it is down), once it "
     "fits the policy.",
 )
+@json_flag("the job (or the request, or the spool file)")
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -59,6 +60,7 @@ def submit(
     for_site: str | None,
     new_peer: bool,
     to_spool: bool,
+    as_json: bool,
 ) -> None:
     """Submit a job of JOB_TYPE (one the policy defines); prints its id (with --spool: the
     spool file, which the daemon turns into a job)."""
@@ -75,22 +77,8 @@ def submit(
                 params=job_ops.parse_params(params),
                 priority=priority,
             ),
+            as_json,
         )
-        return
-    if for_site is not None:
-        body = {
-            "site": for_site,
-            "job_type": job_type,
-            "source": source,
-            "key": key,
-            "priority": priority,
-            "params": job_ops.parse_params(params),
-            "new_peer": new_peer or None,
-        }
-        asked = perform(config, "jobs.request", {k: v for k, v in body.items() if v is not None})
-        click.echo(asked["request_id"])
-        said = f"asked {for_site} to run a {job_type} job; the request travels in the next bundle"
-        click.echo(f"{said} for {for_site} (jobs show {asked['request_id'][:10]})", err=True)
         return
     body = {
         "job_type": job_type,
@@ -99,7 +87,13 @@ def submit(
         "priority": priority,
         "params": job_ops.parse_params(params),
     }
+    if for_site is not None:
+        _ask(config, body | {"site": for_site, "new_peer": new_peer or None}, as_json)
+        return
     done = perform(config, "jobs.submit", {k: v for k, v in body.items() if v is not None})
+    if as_json:
+        emit_json(done)
+        return
     click.echo(done["job"]["job_id"])
     if done["created"]:
         click.echo(f"submitted {job_type} job, {done['job']['state']}", err=True)
@@ -107,7 +101,20 @@ def submit(
         click.echo(f"already submitted with key {key!r}: nothing changed", err=True)
 
 
-def _spool(config: Config, submit: job_ops.SubmitRequest) -> None:
+def _ask(config: Config, body: dict[str, Any], as_json: bool) -> None:
+    """Ask another site (``body["site"]``) to run the job: a request for the next bundle."""
+    asked = perform(config, "jobs.request", {k: v for k, v in body.items() if v is not None})
+    if as_json:
+        emit_json(asked)
+        return
+    click.echo(asked["request_id"])
+    said = f"asked {body['site']} to run a {body['job_type']} job; the request travels in"
+    click.echo(
+        f"{said} the next bundle for {body['site']} (jobs show {asked['request_id']})", err=True
+    )
+
+
+def _spool(config: Config, submit: job_ops.SubmitRequest, as_json: bool) -> None:
     """Drop the request into the spool once it fits the policy here, as a submission must: a
     typo is refused now, with the error a submission gives, rather than by the daemon later."""
     job_ops.check(submit, config.policy())
@@ -117,6 +124,9 @@ def _spool(config: Config, submit: job_ops.SubmitRequest) -> None:
     from .run import drop_request  # the daemon's modules: only for a spooled request
 
     dropped = drop_request(config.state_dir, request, None)
+    if as_json:
+        emit_json({"spooled": str(dropped), "request": request})
+        return
     click.echo(str(dropped))
     click.echo(f"spooled {submit.job_type} request as {dropped.name}", err=True)
 
@@ -284,8 +294,9 @@ def _detail(payload: object) -> str:
 @jobs.command()
 @click.argument("job_id")
 @audited
+@json_flag("the job and whether it changed")
 @click.pass_context
-def cancel(ctx: click.Context, job_id: str, reason: str, ticket: str | None) -> None:
+def cancel(ctx: click.Context, job_id: str, reason: str, ticket: str | None, as_json: bool) -> None:
     """Cancel a job of this site that has not finished (by id or a unique prefix).
 
     A running job's process group gets SIGTERM, then SIGKILL after the kill grace; its run
@@ -295,6 +306,9 @@ def cancel(ctx: click.Context, job_id: str, reason: str, ticket: str | None) -> 
     if not job_id.isalnum():
         raise InvalidName(what="job id", value=job_id, expected="an id or a prefix of 6+ of it")
     done = perform(config, "jobs.cancel", {"job_id": job_id, "reason": reason, "ticket": ticket})
+    if as_json:
+        emit_json(done)
+        return
     job = done["job"]
     click.echo(job["job_id"])
     if done["changed"]:

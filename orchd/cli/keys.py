@@ -15,7 +15,7 @@ from . import cli
 from .actions import Request, action, flag, perform, text
 from .changes import audited, unchanged
 from .context import Config, Site
-from .output import emit_json, table
+from .output import emit_json, json_flag, table
 from .sitefiles import SiteKey, key_files, public_pem, read_public_key, vouch
 
 _HEX_KEY = re.compile("[0-9a-f]{64}")
@@ -56,8 +56,9 @@ def _show(call: Request) -> dict[str, Any]:
 
 @keys_.command(name="export-public")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_flag("the key written and where")
 @click.pass_obj
-def export_public(config: Config, file: Path) -> None:
+def export_public(config: Config, file: Path, as_json: bool) -> None:
     """Write this site's public key (PEM) to FILE, for peers to trust."""
     own = perform(config, "keys.show", {})
     try:
@@ -69,6 +70,9 @@ def export_public(config: Config, file: Path) -> None:
         raise NoSuchFile(kind="directory", path=file.parent) from None
     except OSError as exc:
         raise StorageError(path=file, detail=exc.strerror or str(exc)) from exc
+    if as_json:
+        emit_json({"site": own["site"], "key_id": own["key_id"], "file": str(file)})
+        return
     click.echo(f"wrote the public key {own['key_id']} of {own['site']} to {file}", err=True)
 
 
@@ -135,6 +139,7 @@ def _list(call: Request) -> dict[str, Any]:
 @click.argument("pubkey_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--expires", help="Trust until this time (e.g. 2027-06-30T00:00Z).")
 @audited
+@json_flag("the key and whether it changed")
 @click.pass_obj
 def trust(
     config: Config,
@@ -143,6 +148,7 @@ def trust(
     expires: str | None,
     reason: str,
     ticket: str | None,
+    as_json: bool,
 ) -> None:
     """Trust the Ed25519 public key in PUBKEY_FILE (PEM) for bundles from SITE.
 
@@ -155,6 +161,9 @@ def trust(
         "ticket": ticket,
     }
     row = perform(config, "keys.trust", body)
+    if as_json:
+        emit_json(row)
+        return
     click.echo(row["key_id"])
     until = f" until {row['expires_at']}" if row["expires_at"] else ""
     if row["changed"]:
@@ -193,9 +202,15 @@ def _trust(call: Request) -> dict[str, Any]:
     "(recorded with the revocation).",
 )
 @audited
+@json_flag("the key, the keys revoked with it and whether it changed")
 @click.pass_obj
 def revoke(
-    config: Config, key_id: str, keep_successors: bool, reason: str, ticket: str | None
+    config: Config,
+    key_id: str,
+    keep_successors: bool,
+    reason: str,
+    ticket: str | None,
+    as_json: bool,
 ) -> None:
     """Stop trusting KEY_ID (as `orchd keys list` shows it, in full), and every key trusted
     only through rotation statements it signed, and theirs in turn: those are listed first.
@@ -204,6 +219,9 @@ def revoke(
     so."""
     body = {"key_id": key_id, "keep_successors": keep_successors}
     row = perform(config, "keys.revoke", {**body, "reason": reason, "ticket": ticket})
+    if as_json:
+        emit_json(row)
+        return
     if not row["changed"]:
         unchanged(
             f"key {row['key_id']} of {row['site']} was revoked already at {row['revoked_at']}"
@@ -245,12 +263,16 @@ def _revoke(call: Request) -> dict[str, Any]:
 
 @keys_.command()
 @audited
+@json_flag("the old and the new key id")
 @click.pass_obj
-def rotate(config: Config, reason: str, ticket: str | None) -> None:
+def rotate(config: Config, reason: str, ticket: str | None, as_json: bool) -> None:
     """Replace this site's signing key; the old key signs a statement vouching for the new one,
     which exports carry, so peers that trust the old key can follow. Each rotation makes a new
     key: it is never a repeat."""
     done = perform(config, "keys.rotate", {"reason": reason, "ticket": ticket})
+    if as_json:
+        emit_json(done)
+        return
     click.echo(done["new"])
     click.echo(f"rotated the signing key: {done['old'][:16]} -> {done['new'][:16]}", err=True)
 

@@ -14,7 +14,7 @@ from orchd.ops import retention
 from . import cli
 from .actions import LONG_LANE, WRITE_LANE, Request, action, flag, perform
 from .context import Config, Site, local_actor, with_site
-from .output import emit_json
+from .output import emit_json, json_flag
 from .progress_view import shown
 
 
@@ -58,10 +58,14 @@ def _verify(call: Request) -> dict[str, Any]:
 
 
 @ledger.command()
+@json_flag("the projections' digest")
 @with_site(write=True, repair=True)
-def rebuild(site: Site) -> None:
+def rebuild(site: Site, as_json: bool) -> None:
     """Re-derive every projection from the event log (the events are not touched)."""
     digest = ledger_ops.rebuild(site.ledger)
+    if as_json:
+        emit_json({"projection_digest": digest})
+        return
     click.echo(digest)
     click.echo("projections rebuilt from the event log", err=True)
 
@@ -75,12 +79,7 @@ def compact(site: Site, as_json: bool) -> None:
     A ledger made by this orchd does it after every prune by itself (auto_vacuum); one made
     before keeps its free pages (the file does not shrink) until compacted. The ledger is
     rewritten in one transaction: it needs free disk for a copy of it, and a failure or a crash
-    leaves it as it was. Events and projections are not changed (ledger verify agrees).
-
-    \b
-    Example:
-      systemctl stop orchd && orchd ledger compact && systemctl start orchd
-    """
+    leaves it as it was. Events and projections are not changed (ledger verify agrees)."""
     before, after = ledger_ops.compact(site.ledger)
     if as_json:
         emit_json({"file": str(site.ledger.path), "bytes_before": before, "bytes_after": after})
@@ -126,8 +125,9 @@ def backup(config: Config, out: Path, as_json: bool) -> None:
     show_default=True,
     help="Why (1-256 printable characters); kept in the log.",
 )
+@json_flag("what was restored")
 @click.pass_obj
-def restore(config: Config, backup_file: Path, ticket: str, reason: str) -> None:
+def restore(config: Config, backup_file: Path, ticket: str, reason: str, as_json: bool) -> None:
     """Put BACKUP_FILE (made by orchd ledger backup) in place of this site's ledger; the daemon
     must be stopped. The backup is verified first and must be this site's (its own key is
     keys/site.key). The ledger it replaces is kept beside it as ledger.db.replaced-TIME.
@@ -146,6 +146,10 @@ def restore(config: Config, backup_file: Path, ticket: str, reason: str) -> None
         ticket=ticket,
         reason=reason,
     )
+    if as_json:
+        replaced = None if aside is None else str(aside)
+        emit_json({"ledger": str(config.ledger_path), "own_seq": own, "replaced": replaced})
+        return
     kept = f"; the replaced ledger is kept as {aside}" if aside is not None else ""
     click.echo(
         f"restored {config.ledger_path} from {backup_file}: its own events up to seq {own}{kept}",

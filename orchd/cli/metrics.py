@@ -6,24 +6,35 @@ from typing import Any
 
 import click
 
+from orchd.core import metrics as families
 from orchd.ops import metrics as metrics_ops
 
 from . import cli
-from .actions import Request, action, perform
+from .actions import Request, action, flag, perform
 from .context import Config
+from .output import emit_json
 
 
 @cli.command()
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON array of samples: name, type, labels, value.",
+)
 @click.pass_obj
-def metrics(config: Config) -> None:
+def metrics(config: Config, as_json: bool) -> None:
     """Print the metrics a Prometheus server scrapes (the daemon serves the same text at
     GET /metrics on its socket, and on metrics_listen when configured)."""
+    if as_json:
+        emit_json(perform(config, "metrics", {"json": True})["samples"])
+        return
     click.echo(perform(config, "metrics", {})["text"], nl=False)
 
 
 @action("metrics", metrics_ops.SCOPE, writes=False)
 def _metrics(call: Request) -> dict[str, Any]:
-    text = metrics_ops.collect(
+    found = metrics_ops.collect(
         call.site.ledger,
         call.site.clock,
         degraded=call.degraded,
@@ -31,4 +42,6 @@ def _metrics(call: Request) -> dict[str, Any]:
         longest_tick_ms=call.longest_tick_ms,
         longest_record_delay_ms=call.longest_record_delay_ms,
     )
-    return {"text": text}
+    if flag(call.body, "json"):
+        return {"samples": families.samples(found)}
+    return {"text": families.render(found)}

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 from orchd.core.events import Event
 from orchd.core.projection import JobView, RunView
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def json_flag(what: str) -> Callable[[F], F]:
+    """``--json``: print ``what`` as JSON (an error becomes one JSON object on stderr)."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
 
 
 def job_json(job: JobView) -> dict[str, Any]:

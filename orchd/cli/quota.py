@@ -17,7 +17,7 @@ from . import cli
 from .actions import Request, action, number, perform, text
 from .changes import audited, unchanged
 from .context import Config
-from .output import emit_json, table
+from .output import emit_json, json_flag, table
 
 
 @cli.group()
@@ -70,7 +70,7 @@ def _cell(effective: dict[str, Any], field: str) -> str:
 
 
 def _where(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = audited(command)
+    command = json_flag("the override and whether it changed")(audited(command))
     for option in reversed(
         (
             click.option("--site", "for_site", help="The site it applies to [default: this site]."),
@@ -117,8 +117,11 @@ def set_(
     """
     values = {"rate": rate, "burst": burst, "concurrency": concurrency, "daily": daily}
     site = _site(where.pop("for_site"), where.pop("all_sites"))
+    as_json = where.pop("as_json")
     done = perform(config, "quota.set", {"target": target, "site": site, "values": values, **where})
-    if done["changed"]:
+    if as_json:
+        emit_json(done)
+    elif done["changed"]:
         click.echo(f"quota override for {target} on {done['site']} recorded", err=True)
     else:
         unchanged(f"the quota override for {target} on {done['site']} is already that")
@@ -133,8 +136,11 @@ def reset(config: Config, /, target: str, **where: Any) -> None:
 
     Resetting where there is no override records nothing and says so."""
     site = _site(where.pop("for_site"), where.pop("all_sites"))
+    as_json = where.pop("as_json")
     done = perform(config, "quota.reset", {"target": target, "site": site, **where})
-    if done["changed"]:
+    if as_json:
+        emit_json(done)
+    elif done["changed"]:
         click.echo(f"quota override for {target} on {done['site']} reset", err=True)
     else:
         unchanged(f"{target} has no quota override on {done['site']}")

@@ -62,10 +62,19 @@ __all__ = [
     help="Seconds between spool rescans and schedule checks (config rescan_s).",
 )
 @click.option("--log-level", type=click.Choice(list(LEVELS)), help="Config log_level.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="A refusal to start as one JSON object on stderr too (the log is JSON lines always).",
+)
 @with_site(write=True)
-def run_(site: Site, grace: int | None, rescan: int | None, log_level: str | None) -> None:
+def run_(
+    site: Site, grace: int | None, rescan: int | None, log_level: str | None, as_json: bool
+) -> None:
     """Run the daemon in the foreground: schedules, spool intake and the engine (systemd
     Type=notify; READY=1 once it serves). Settings: docs/CONFIG.md; flags win."""
+    del as_json  # the root group reads it: a refusal to start is then one JSON object
     load_all()  # the daemon serves every command's actions
     settings = config.override(
         site.config.settings(), drain_grace_s=grace, rescan_s=rescan, log_level=log_level

@@ -13,6 +13,7 @@ from orchd.ops import site as site_ops
 
 from . import cli, sitefiles
 from .context import Config, local_actor
+from .output import emit_json, json_flag
 from .progress_view import shown
 
 
@@ -31,6 +32,7 @@ from .progress_view import shown
     help="With --restore: the public key (PEM) that signed the bundle holding the site's events.",
 )
 @click.option("--ticket", help="With --restore: the change ticket (it is audited).")
+@json_flag("the site made (or restored) and its key")
 @click.pass_obj
 def init(
     config: Config,
@@ -38,6 +40,7 @@ def init(
     restore_from: tuple[Path, ...],
     trust_key: Path | None,
     ticket: str | None,
+    as_json: bool,
 ) -> None:
     """Create the state dir, the ledger and the signing key of a new site (never overwrites);
     with --restore, rebuild a lost one from bundles (docs/ARCHITECTURE.md, "Resume").
@@ -46,7 +49,7 @@ def init(
     if restore_from:
         if trust_key is None or ticket is None:
             raise click.UsageError("--restore needs --trust-key and --ticket")
-        _restore(config, check_name("site id", site_id), restore_from, trust_key, ticket)
+        _restore(config, check_name("site id", site_id), restore_from, trust_key, ticket, as_json)
         return
     _refuse_a_site(config)
     key_files = sitefiles.key_files(config)
@@ -57,6 +60,10 @@ def init(
         local_actor(site_ops.SCOPE),
         __version__,
     )
+    if as_json:
+        made = {"site_id": site_id, "state_dir": str(config.state_dir)}
+        emit_json(made | {"key_id": key.key_id, "key_file": str(key_files.path)})
+        return
     click.echo(f"initialized site {site_id!r} in {config.state_dir}", err=True)
     click.echo(f"signing key {key.key_id} in {key_files.path}", err=True)
 
@@ -76,13 +83,18 @@ def _refuse_a_site(config: Config) -> None:
 
 
 def _restore(
-    config: Config, site_id: str, sources: tuple[Path, ...], trust_key: Path, ticket: str
+    config: Config,
+    site_id: str,
+    sources: tuple[Path, ...],
+    trust_key: Path,
+    ticket: str,
+    as_json: bool,
 ) -> None:
     check_name("ticket", ticket)
     _refuse_a_site(config)
     anchor = sitefiles.read_public_key(trust_key)
     actor = local_actor(site_ops.SCOPE, *sitefiles.RESTORE_SCOPES)
-    with shown(False) as progress:
+    with shown(as_json) as progress:
         done, key = site_ops.restore(
             sitefiles.StateDirFiles(config),
             sitefiles.key_files(config),
@@ -93,6 +105,18 @@ def _restore(
             ticket,
             progress,
         )
+    if as_json:
+        emit_json(
+            {
+                "site_id": site_id,
+                "state_dir": str(config.state_dir),
+                "own_seq": done.own_seq,
+                "source": str(done.source),
+                "bundles_imported": len(done.imported),
+                "key_id": key.key_id,
+            }
+        )
+        return
     said = f"its own events up to seq {done.own_seq} from {done.source}"
     click.echo(f"restored site {site_id!r} in {config.state_dir}: {said}", err=True)
     click.echo(f"imported {len(done.imported)} bundle(s) for the other sites' events", err=True)

@@ -10,6 +10,7 @@ from . import cli
 from .actions import Request, action, perform, text
 from .changes import audited, unchanged
 from .context import Config
+from .output import emit_json, json_flag
 
 
 @cli.group()
@@ -20,14 +21,17 @@ def sources() -> None:
 @sources.command()
 @click.argument("source")
 @audited
+@json_flag("the pause and whether it changed")
 @click.pass_obj
-def pause(config: Config, source: str, reason: str, ticket: str | None) -> None:
+def pause(config: Config, source: str, reason: str, ticket: str | None, as_json: bool) -> None:
     """Stop starting runs for SOURCE (one the policy declares) on this site until resumed.
 
     Pausing a paused source records nothing and says so."""
     body = {"source": source, "reason": reason, "ticket": ticket}
     paused = perform(config, "sources.pause", body)
-    if paused["changed"]:
+    if as_json:
+        emit_json(paused)
+    elif paused["changed"]:
         click.echo(f"paused {source} at {paused['paused_at']}", err=True)
     else:
         since = f"since {paused['paused_at']} ({paused['reason']})"
@@ -37,14 +41,17 @@ def pause(config: Config, source: str, reason: str, ticket: str | None) -> None:
 @sources.command()
 @click.argument("source")
 @audited
+@json_flag("the ended pause and whether it changed")
 @click.pass_obj
-def resume(config: Config, source: str, reason: str, ticket: str | None) -> None:
+def resume(config: Config, source: str, reason: str, ticket: str | None, as_json: bool) -> None:
     """Let SOURCE start runs again. Resuming a source that is not paused records nothing and
     says so."""
     ended = perform(
         config, "sources.resume", {"source": source, "reason": reason, "ticket": ticket}
     )
-    if ended["changed"]:
+    if as_json:
+        emit_json(ended)
+    elif ended["changed"]:
         click.echo(f"resumed {source} (paused since {ended['paused_at']})", err=True)
     else:
         unchanged(f"source {source} is not paused")

@@ -135,6 +135,20 @@ def render(families: Families) -> str:
     return "\n".join(lines) + "\n"
 
 
+def samples(families: Families) -> list[dict[str, object]]:
+    """Every sample as JSON: name (with a histogram's suffix), type, labels, value."""
+    return [
+        {
+            "name": name + sample.suffix,
+            "type": kind,
+            "labels": dict(sample.labels),
+            "value": sample.value,
+        }
+        for name, (kind, _text) in CATALOG.items()
+        for sample in families.samples.get(name, ())
+    ]
+
+
 def _labels(labels: Mapping[str, str | None]) -> Labels:
     return tuple((key, "" if value is None else value) for key, value in labels.items())
 

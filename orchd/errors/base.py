@@ -25,6 +25,11 @@ class OrchdError(Exception):
         return template.format(**self.fields)
 
     @property
+    def kind(self) -> str:
+        """The error's name, as docs/EXIT_CODES.md lists it (``--json`` errors carry it)."""
+        return type(self).__name__
+
+    @property
     def hint_text(self) -> str | None:
         return None if self.hint is None else self.hint.format(**self.fields)
 

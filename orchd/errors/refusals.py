@@ -54,10 +54,15 @@ class RemoteRefused(Refused):
 
     exit_code = 75  # the table's code; each instance exits with the code the daemon sent
 
-    def __init__(self, *, error: str, code: int, hint: str = "") -> None:
+    def __init__(self, *, error: str, code: int, hint: str = "", kind: str = "") -> None:
         super().__init__(error=error)
         self.exit_code = code  # type: ignore[misc]  # the daemon's error keeps its own exit code
         self._hint = hint or None
+        self._kind = kind or type(self).__name__
+
+    @property
+    def kind(self) -> str:
+        return self._kind
 
     @property
     def hint_text(self) -> str | None:

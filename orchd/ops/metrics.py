@@ -31,8 +31,9 @@ def collect(
     file_ok: bool | None = None,
     longest_tick_ms: int | None = None,
     longest_record_delay_ms: int | None = None,
-) -> str:
-    """The exposition text; ``degraded`` is the daemon's storage state (None: no daemon),
+) -> metrics.Families:
+    """The site's metric families (``metrics.render`` writes the exposition text);
+    ``degraded`` is the daemon's storage state (None: no daemon),
     ``file_ok`` its last whole-file check of the ledger (None: none done yet, or no daemon),
     ``longest_tick_ms`` its loop's longest tick and ``longest_record_delay_ms`` the longest an
     engine record waited for the writer (None: no daemon)."""
@@ -53,7 +54,7 @@ def collect(
         found.add("orchd_loop_longest_tick_seconds", longest_tick_ms / 1000)
     if longest_record_delay_ms is not None:
         found.add("orchd_engine_longest_record_delay_seconds", longest_record_delay_ms / 1000)
-    return metrics.render(found)
+    return found
 
 
 def _jobs(ledger: JobQueries, found: metrics.Families) -> None:

@@ -15,6 +15,7 @@ from orchd.adapters.ledger import SqliteLedger
 from orchd.adapters.system import OsEntropy, SystemClock
 from orchd.cli import cli
 from orchd.core.events import Draft
+from tests.cli_errors import humane
 
 POLICIES = Path(__file__).parents[1] / "policies"
 
@@ -30,7 +31,7 @@ class Orchd:
         # ORCHD_STATE_DIR unset so that only --state-dir can choose the site; the policy is the
         # tests' own unless a test passes --policy-dir.
         runner = CliRunner(env={"ORCHD_STATE_DIR": None, "ORCHD_POLICY_DIR": str(POLICIES)})
-        return runner.invoke(cli, ["--state-dir", str(self.state_dir), *args])
+        return humane(runner.invoke(cli, ["--state-dir", str(self.state_dir), *args]), args)
 
     def ok(self, *args: str) -> Result:
         result = self(*args)

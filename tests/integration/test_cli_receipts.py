@@ -250,7 +250,7 @@ def test_a_dry_run_says_which_requests_it_would_accept_or_refuse_and_the_quotas_
     before = pair.enclave.fingerprint()
 
     dry = pair.enclave.json("--policy-dir", policy, "bundle", "import", path, "--dry-run")
-    said = pair.enclave.ok("--policy-dir", policy, "bundle", "import", path, "--dry-run").stderr
+    said = pair.enclave.ok("--policy-dir", policy, "bundle", "import", path, "--dry-run").stdout
     verified = pair.enclave.json("--policy-dir", policy, "bundle", "verify", path)
 
     assert pair.enclave.fingerprint() == before  # a dry run writes nothing
