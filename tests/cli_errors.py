@@ -3,17 +3,20 @@
 With ``--json`` every line a command writes on stderr is a JSON object (progress lines, then
 the error), and the error's ``code`` is the exit code. ``humane`` checks that, then gives the
 result back with the error in the words the command prints without ``--json``
-(``orchd: error: ...`` and ``hint: ...``), so one text check holds for both forms.
+(``orchd: error: ...`` and ``hint: ...``), so one text check holds for both forms; the JSON
+object itself is kept (``json_error``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from click.testing import Result
 
 ERROR_KEYS = {"error", "code", "hint", "kind"}
+JSON_ERROR = "orchd_json_error"
 
 
 def humane(result: Result, args: Sequence[object]) -> Result:
@@ -30,4 +33,11 @@ def humane(result: Result, args: Sequence[object]) -> Result:
     if error["hint"]:
         said += f"hint: {error['hint']}\n"
     result.stderr_bytes = said.encode()
+    result.__dict__[JSON_ERROR] = error  # as the command wrote it
     return result
+
+
+def json_error(result: Result) -> dict[str, Any]:
+    """The error a ``--json`` command wrote, as ``humane`` parsed it."""
+    found: dict[str, Any] = result.__dict__[JSON_ERROR]
+    return found

@@ -225,9 +225,14 @@ class MemoryLedger:
         found = self._select(lambda j: j.origin == self._site_id and j.key == key)
         return found[0] if found else None
 
-    def jobs_with_prefix(self, prefix: str, limit: int) -> list[JobView]:
-        found = self._select(lambda j: prefix <= j.job_id < prefix + "\x7f")
-        return found if limit < 0 else found[:limit]
+    def ids_matching(self, table: str, typed: str, limit: int) -> list[str]:
+        held = {"jobs": self._rows.jobs, "runs": self._rows.runs, "requests": self._rows.requests}
+        short = len(typed) == ids.SHORT
+        found = [i for i in held[table] if i.startswith(typed) or (short and ids.short(i) == typed)]
+        return sorted(found)[:limit]
+
+    def run_by_id(self, run_id: str) -> RunView | None:
+        return self._rows.runs.get(run_id)
 
     def jobs(
         self,

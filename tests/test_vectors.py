@@ -80,8 +80,9 @@ def test_each_vector_is_imported_or_refused_as_expected(
         assert fingerprint(enclave) != before
     else:
         assert result.stdout == ""
-        said = [line for line in result.stderr.splitlines() if '"message_type"' not in line]
-        assert said[0].startswith("orchd: error: "), result.stderr  # after --json's progress
+        *progress, said = map(json.loads, result.stderr.splitlines())  # all JSON with --json
+        assert all(line["message_type"] == "status" for line in progress), result.stderr
+        assert said["code"] == expected["exit"] and said["error"], said
         assert fingerprint(enclave) == before
 
 
@@ -101,7 +102,7 @@ def test_a_damaged_copy_of_an_imported_bundle_is_refused_not_called_a_no_op(
     assert result.exit_code == 56, result.stderr
     assert fingerprint(enclave) == before
     again = orchd(enclave, "bundle", "import", str(good))
-    assert again.exit_code == 0 and "imported before" in again.stderr
+    assert again.exit_code == 0 and "imported before" in again.stdout
 
 
 @pytest.mark.parametrize("name", sorted(n for n in EXPECTED if EXPECTED[n]["exit"] != 0))

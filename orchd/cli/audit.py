@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from typing import Any
@@ -27,7 +28,8 @@ def audit() -> None:
     """Read and check the audit trail: who changed what, why, under which ticket."""
 
 
-audit.add_command(ledger_verify, name="verify")
+# a copy, so that each name's help ends with its own examples (``dress`` sets them)
+audit.add_command(copy.copy(ledger_verify), name="verify")
 
 
 def _columns(item: dict[str, Any]) -> list[str]:

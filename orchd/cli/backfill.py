@@ -12,7 +12,7 @@ from . import cli
 from .actions import Request, action, flag, perform, text
 from .changes import audited, unchanged
 from .context import Config
-from .output import emit_json, table
+from .output import emit_json, short, table
 from .progress_view import shown
 
 
@@ -50,7 +50,7 @@ def backfill(
     if as_json:
         emit_json(rows)
     else:
-        table(("SLOT", "KEY", "STATUS", "JOB"), [tuple(r.values()) for r in rows])
+        table(("SLOT", "KEY", "STATUS", "JOB"), [tuple(map(short, r.values())) for r in rows])
     new = sum(r["status"] in ("new", "created") for r in rows)
     if dry_run or new:
         verb = "would create" if dry_run else "created"

@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from orchd.core.projection import RunView
-from orchd.errors import BadInput
+from orchd.errors import BadInput, JobNotFound
 from orchd.ops import jobs as job_ops
 
 from .actions import Request, action, number, perform, text
@@ -68,9 +68,16 @@ def logs(config: Config, job_id: str, attempt: int | None, follow: bool, as_json
 @action("jobs.logs", job_ops.READ_SCOPE, writes=False)
 def _logs(call: Request) -> dict[str, Any]:
     ledger = call.site.ledger
-    job = job_ops.find(ledger, text(call.body, "job_id", required=True) or "")
-    runs = ledger.runs_of(job.job_id)
+    ident = text(call.body, "job_id", required=True) or ""
     attempt, offset = number(call.body, "attempt"), number(call.body, "offset") or 0
+    try:
+        job = job_ops.find(ledger, ident)
+    except JobNotFound:
+        run = job_ops.find_run(ledger, ident)  # a run's id: that run's log
+        if run is None:
+            raise
+        job, attempt = job_ops.find(ledger, run.job_id), attempt or run.attempt
+    runs = ledger.runs_of(job.job_id)
     if offset < 0:
         raise BadInput(detail="'offset' must not be negative")
     run = _chosen(runs, attempt, job.job_id)

@@ -10,13 +10,14 @@ import click
 
 from orchd.errors import InvalidName, JobNotFound
 from orchd.ops import jobs as job_ops
+from orchd.ops import lookup
 from orchd.ops import requests as request_ops
 
 from . import cli
 from .actions import Request, action, flag, number, params, perform, relay_only, text
 from .changes import audited, unchanged
 from .context import Config, config_of
-from .output import emit_json, event_json, job_json, json_flag, run_json, table
+from .output import emit_json, event_json, job_json, json_flag, run_json, short, table
 
 
 @cli.group()
@@ -174,20 +175,15 @@ def _submit(call: Request) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the job, its runs and events.")
 @click.pass_obj
 def show(config: Config, job_id: str, as_json: bool) -> None:
-    """Show one job (by id or a unique prefix of 6+ characters), its runs and history."""
+    """Show one job, its runs and history: JOB_ID is the job's id, its short form (as tables
+    show it), a unique prefix of 6 or more characters, or a run's id (its job is shown), or a
+    request's to another site (the request, its answer and the job it made there)."""
     detail = perform(config, "jobs.show", {"job_id": job_id})
     if as_json:
         emit_json(detail)
         return
     if "request" in detail:
-        request, answer = detail["request"], detail["answer"]
-        asked = f"{request['origin']} asked {request['site']} to run {request['job_type']}"
-        click.echo(f"request {request['request_id']}: {asked} at {request['requested_at']}")
-        if answer is None:
-            click.echo(f"answer: none yet ({request['site']} has not sent one back)")
-        else:
-            said = answer["job_id"] if answer["outcome"] == "accepted" else answer["reason"]
-            click.echo(f"answer: {answer['outcome']} at {answer['answered_at']}: {said}")
+        _say_request(detail["request"], detail["answer"])
         if "job" not in detail:
             return
         click.echo("")
@@ -204,13 +200,8 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
             "this site trusts"
         )
     click.echo("\nruns:")
-    table(
-        ("RUN", "ATTEMPT", "STATE", "STARTED", "ENDED", "EXIT"),
-        (
-            (r["run_id"], r["attempt"], r["state"], r["started_at"], r["ended_at"], r["exit_code"])
-            for r in detail["runs"]
-        ),
-    )
+    runs = [(short(r["run_id"]), *(r[k] for k in RUN_CELLS)) for r in detail["runs"]]
+    table(("RUN", "ATTEMPT", "STATE", "STARTED", "ENDED", "EXIT"), runs)
     click.echo("\nhistory:")
     table(
         ("SEQ", "AT", "TYPE", "BY", "DETAIL"),
@@ -234,13 +225,29 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
         click.echo(outputs[-1], nl=not outputs[-1].endswith("\n"))
 
 
+RUN_CELLS = ("attempt", "state", "started_at", "ended_at", "exit_code")  # after its short id
+
+
+def _say_request(request: dict[str, Any], answer: dict[str, Any] | None) -> None:
+    asked = f"{request['origin']} asked {request['site']} to run {request['job_type']}"
+    click.echo(f"request {request['request_id']}: {asked} at {request['requested_at']}")
+    if answer is None:
+        click.echo(f"answer: none yet ({request['site']} has not sent one back)")
+    else:
+        said = answer["job_id"] if answer["outcome"] == "accepted" else answer["reason"]
+        click.echo(f"answer: {answer['outcome']} at {answer['answered_at']}: {said}")
+
+
 @action("jobs.show", job_ops.READ_SCOPE, writes=False)
 def _show(call: Request) -> dict[str, Any]:
     ident = text(call.body, "job_id", required=True) or ""
     try:
         detail = job_ops.show(call.site.ledger, ident)
     except JobNotFound:
-        return _show_request(call, ident)
+        run = job_ops.find_run(call.site.ledger, ident)  # a run's id names its job
+        if run is None:
+            return _show_request(call, ident)
+        detail = job_ops.show(call.site.ledger, run.job_id)
     shown = {
         "job": job_json(detail.job),
         "runs": [run_json(r) for r in detail.runs],
@@ -262,11 +269,12 @@ def _relay_only(call: Request, origin: str, seqs: list[int]) -> dict[str, Any] |
 
 
 def _show_request(call: Request, ident: str) -> dict[str, Any]:
-    """A request to another site (by id or a prefix of 6+), its answer and, once it is held
+    """A request to another site (by id, short form or prefix), its answer and, once it is held
     here, the job the other site runs for it."""
     ledger = call.site.ledger
-    found = ledger.requests_with_prefix(ident, 2) if len(ident) >= 6 else []
-    if len(found) != 1:
+    request_id = lookup.resolve(ledger, "requests", ident)
+    found = [] if request_id is None else ledger.requests_with_prefix(request_id, 1)
+    if not found:
         raise JobNotFound(job_id=ident)
     request, answer = found[0]
     shown: dict[str, Any] = {
@@ -297,14 +305,16 @@ def _detail(payload: object) -> str:
 @json_flag("the job and whether it changed")
 @click.pass_context
 def cancel(ctx: click.Context, job_id: str, reason: str, ticket: str | None, as_json: bool) -> None:
-    """Cancel a job of this site that has not finished (by id or a unique prefix).
+    """Cancel a job of this site that has not finished (by id, short form or unique prefix).
 
     A running job's process group gets SIGTERM, then SIGKILL after the kill grace; its run
     ends interrupted, with cause cancelled. Cancelling a cancelled job records nothing and says
     so; a job that succeeded or is dead cannot be cancelled."""
     config = config_of(ctx)
     if not job_id.isalnum():
-        raise InvalidName(what="job id", value=job_id, expected="an id or a prefix of 6+ of it")
+        raise InvalidName(
+            what="job id", value=job_id, expected="an id, its short form or 6+ of its first"
+        )
     done = perform(config, "jobs.cancel", {"job_id": job_id, "reason": reason, "ticket": ticket})
     if as_json:
         emit_json(done)

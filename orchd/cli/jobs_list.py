@@ -14,7 +14,7 @@ from orchd.ops import jobs as job_ops
 from .actions import Request, action, flag, number, perform, text
 from .context import Config
 from .jobs import jobs
-from .output import emit_json, job_json, table
+from .output import emit_json, job_json, short, table
 
 TERMINAL_PAGE = 50  # jobs list on a terminal, unless --limit says otherwise
 MAX_PAGE = 100_000
@@ -77,7 +77,7 @@ def list_(
         ("ID", "ORIGIN", "TYPE", "SOURCE", "STATE", "PRIO", "TRIES", "SUBMITTED"),
         (
             (
-                j["job_id"],
+                short(j["job_id"]),
                 j["origin"],
                 j["job_type"],
                 j["source"],

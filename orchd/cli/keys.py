@@ -212,8 +212,9 @@ def revoke(
     ticket: str | None,
     as_json: bool,
 ) -> None:
-    """Stop trusting KEY_ID (as `orchd keys list` shows it, in full), and every key trusted
-    only through rotation statements it signed, and theirs in turn: those are listed first.
+    """Stop trusting KEY_ID (as `orchd keys list` shows it, 8 or more of its first characters,
+    or the whole id), and every key trusted only through rotation statements it signed, and
+    theirs in turn: those are listed first.
 
     A key also trusted by hand stays trusted. Revoking a revoked key records nothing and says
     so."""

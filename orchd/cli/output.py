@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from orchd.core import ids
 from orchd.core.events import Event
 from orchd.core.projection import JobView, RunView
 
@@ -37,6 +38,11 @@ def event_json(event: Event) -> dict[str, Any]:
     value = json.loads(event.body)
     value["hash"] = event.hash
     return dict(value)
+
+
+def short(value: object) -> object:
+    """An id as a table shows it: its short form (``ids.short``); anything else as it is."""
+    return ids.short(value) if ids.is_id(value) and isinstance(value, str) else value
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

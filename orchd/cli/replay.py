@@ -11,7 +11,7 @@ from . import cli
 from .actions import Request, action, perform, text, texts
 from .changes import audited, unchanged
 from .context import Config
-from .output import emit_json, table
+from .output import emit_json, short, table
 
 
 @cli.command()
@@ -55,7 +55,7 @@ def replay(
     if as_json:
         emit_json(rows)
     elif rows:
-        table(("JOB", "REPLAY", "SKIPPED"), [tuple(r.values()) for r in rows])
+        table(("JOB", "REPLAY", "SKIPPED"), [tuple(map(short, r.values())) for r in rows])
     made = sum(r["replay"] is not None for r in rows)
     if made:
         click.echo(f"{made} replayed, {len(rows) - made} skipped", err=True)

@@ -15,7 +15,7 @@ from orchd.ops import schedule_views
 from . import cli
 from .actions import Request, action, perform
 from .context import Config
-from .output import emit_json, table
+from .output import emit_json, short, table
 
 
 @cli.group()
@@ -44,7 +44,7 @@ def list_(config: Config, as_json: bool) -> None:
                 _left(row["left_s"]),
                 _local(row["next_slot"], row["timezone"]),
                 row["last_slot"],
-                row["last_job"],
+                short(row["last_job"]),
                 row["last_state"],
                 row["due"],
                 row["skipped"],

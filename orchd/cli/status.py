@@ -13,7 +13,7 @@ from orchd.ops import status as status_ops
 from . import cli
 from .actions import Request, action, flag, number, perform, relay_only, text
 from .context import Config
-from .output import emit_json, job_json, run_json, table
+from .output import emit_json, job_json, run_json, short, table
 
 
 @cli.command()
@@ -83,7 +83,7 @@ def _show(now: dict[str, Any]) -> None:
         "running",
         ("JOB", "TYPE", "SOURCE", "TRY", "SINCE"),
         [
-            (j["job_id"], j["job_type"], j["source"], j["attempts"], j["updated_at"])
+            (short(j["job_id"]), j["job_type"], j["source"], j["attempts"], j["updated_at"])
             for j in now["running"]
         ],
     )
@@ -91,7 +91,7 @@ def _show(now: dict[str, Any]) -> None:
         "throttled",
         ("JOB", "TYPE", "SOURCE", "CAUSE", "ELIGIBLE AT"),
         [
-            (j["job_id"], j["job_type"], j["source"], j["cause"], j["eligible_at"])
+            (short(j["job_id"]), j["job_type"], j["source"], j["cause"], j["eligible_at"])
             for j in now["throttled"]
         ],
     )
@@ -99,7 +99,7 @@ def _show(now: dict[str, Any]) -> None:
         "dead (newest first)",
         ("JOB", "TYPE", "SOURCE", "TRIES", "AT"),
         [
-            (j["job_id"], j["job_type"], j["source"], j["attempts"], j["updated_at"])
+            (short(j["job_id"]), j["job_type"], j["source"], j["attempts"], j["updated_at"])
             for j in now["dead"]
         ],
     )
@@ -107,7 +107,7 @@ def _show(now: dict[str, Any]) -> None:
         "recent failures",
         ("RUN", "JOB", "STATE", "EXIT", "ENDED"),
         [
-            (r["run_id"], r["job_id"], r["state"], r["exit_code"], r["ended_at"])
+            (short(r["run_id"]), short(r["job_id"]), r["state"], r["exit_code"], r["ended_at"])
             for r in now["failures"]
         ],
     )

@@ -4,7 +4,8 @@
 is about (the job and its type, the run, the quota target, the peer, the key) and how it came
 out (a run's outcome and the job's fate, a quota's values, a bundle's size). Both are read from
 the payload alone; a job's type, which only ``job.submitted`` carries, is given by the caller
-(``job_types``: job id -> type). A type this orchd does not know says nothing.
+(``job_types``: job id -> type). A type this orchd does not know says nothing. A job is
+named by its short form (``ids.short``), as every table names it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from orchd.core import ids
+
 Payload = Mapping[str, Any]
 
 
 def _job(p: Payload, job_types: Mapping[str, str]) -> str:
     job_id = p["job_id"]
     job_type = p.get("job_type") or job_types.get(job_id)
-    return f"job {job_id} {job_type}" if job_type else f"job {job_id}"
+    shown = ids.short(job_id)  # as every table shows a job
+    return f"job {shown} {job_type}" if job_type else f"job {shown}"
 
 
 def _values(p: Payload, names: tuple[str, ...]) -> str:
@@ -40,7 +44,7 @@ def _quota(p: Payload) -> str:
 
 
 def _answered(p: Payload) -> str:
-    made = f" as job {p['job_id']}" if p.get("job_id") else ""
+    made = f" as job {ids.short(p['job_id'])}" if p.get("job_id") else ""
     return f"{p['outcome']}{made}" + (f": {p['reason']}" if p.get("reason") else "")
 
 

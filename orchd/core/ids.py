@@ -2,6 +2,13 @@
 
 26 characters of Crockford base32: 48 bits of milliseconds since the epoch, then 80 bits of
 entropy. Ids sort by creation time as plain strings; equal milliseconds sort by entropy.
+
+An id's **short form** is its last ``SHORT`` characters: 40 bits of its entropy. Its first
+characters are its time, the same for every id made within minutes of it (a backfill makes
+hundreds in one millisecond), so a prefix short enough to type is rarely unique; 40 random bits
+are, in practice: among a million ids a given one shares its short form with another at odds
+of about one in a million, and then the candidates are listed. ``typed`` reads what an operator
+typed (Crockford's rules: any case, I and L for 1, O for 0).
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ from orchd.errors import InvalidName
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ENTROPY_BYTES = 10
+_CHARS = frozenset(ALPHABET)
 _ID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _MAX_MS = (1 << 48) - 1
+SHORT = 8  # the short form: the last characters
+MIN_PREFIX = 6  # the fewest first characters taken for an id
+_TYPED = str.maketrans("ILO", "110")
 _PAIRS = [first + second for first in ALPHABET for second in ALPHABET]  # by 10-bit value
 
 
@@ -71,3 +82,19 @@ def check_id(value: object, what: str = "id") -> str:
     if isinstance(value, str) and _ID.fullmatch(value):
         return value
     raise InvalidName(what=what, value=value, expected="26 characters of Crockford base32 (a ULID)")
+
+
+def short(value: str) -> str:
+    """The short form of an id (its last ``SHORT`` characters) that tables show."""
+    return value[-SHORT:]
+
+
+def typed(text: str) -> str:
+    """What an operator typed for an id, as ids are written: upper case, I and L read as 1 and
+    O as 0 (Crockford base32 has none of them)."""
+    return text.upper().translate(_TYPED)
+
+
+def could_be(text: str) -> bool:
+    """``text`` (as ``typed`` gives it) is made of id characters: it may start or end an id."""
+    return bool(text) and set(text) <= _CHARS

@@ -133,7 +133,13 @@ class JobQueries(OfSite, Protocol):
 
     def job_by_key(self, key: str) -> JobView | None: ...
 
-    def jobs_with_prefix(self, prefix: str, limit: int) -> list[JobView]: ...
+    def ids_matching(self, table: str, typed: str, limit: int) -> list[str]:
+        """The ids in ``table`` (``jobs``, ``runs`` or ``requests``) that start with ``typed``
+        or, when it is as long as a short form, end with it; in id order, at most ``limit``.
+        Through an index either way (``ids`` in the core: the short form)."""
+        ...
+
+    def run_by_id(self, run_id: str) -> RunView | None: ...
 
     def jobs(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from .bad_input import (
     BadInput,
     ConfigInvalid,
+    IdTooShort,
     InvalidName,
     InvalidParam,
     InvalidTime,
@@ -92,6 +93,7 @@ __all__ = [
     "ChainGap",
     "ConfigInvalid",
     "ForeignJob",
+    "IdTooShort",
     "IdempotencyConflict",
     "IntegrityFailure",
     "InternalError",

@@ -95,3 +95,10 @@ class IsADirectory(BadInput):
 
     exit_code = 28
     hint = "give the path of a file: the bundle to read, or a new file's name to write"
+
+
+class IdTooShort(BadInput):
+    """{value!r} is too short for a {what} id: give at least {minimum} characters of it"""
+
+    exit_code = 21
+    hint = "give {form}, {minimum} or more of its first characters, or the whole id"

@@ -52,10 +52,10 @@ class JobNotFound(StateConflict):
 
 
 class AmbiguousId(StateConflict):
-    """{prefix!r} matches {count} jobs"""
+    """{prefix!r} matches {count} {what}s"""
 
     exit_code = 35
-    hint = "give more characters of the job id"
+    hint = "give more characters of the id, or the whole id; the candidates:\n{candidates}"
 
 
 class IdempotencyConflict(StateConflict):

@@ -14,7 +14,6 @@ from orchd.core.policy import JobType, Policy, check_change
 from orchd.core.ports import Clock, Entropy, JobLog, JobQueries
 from orchd.core.projection import JobView, RunView
 from orchd.errors import (
-    AmbiguousId,
     BadInput,
     ForeignJob,
     IdempotencyConflict,
@@ -24,12 +23,13 @@ from orchd.errors import (
     NotInPolicy,
 )
 
+from . import lookup
+
 SUBMIT_SCOPE = "orch:operate"
 READ_SCOPE = "orch:read"
 MAX_PARAMS = 64
 MAX_PARAM_VALUE = 1024
 PRIORITY_RANGE = range(-1000, 1001)
-MIN_PREFIX = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,19 +210,19 @@ def list_jobs(
 
 
 def find(ledger: JobQueries, ident: str) -> JobView:
-    """A job by its full id or a unique prefix of at least six characters."""
-    job = ledger.job(ident) if ids.is_id(ident) else None
-    if job is not None:
-        return job
-    prefix = ident.upper()
-    if len(prefix) < MIN_PREFIX or not set(prefix) <= set(ids.ALPHABET):
+    """A job by its id, its short form or a unique prefix of ``ids.MIN_PREFIX`` or more
+    characters (``lookup.resolve``)."""
+    job_id = lookup.resolve(ledger, "jobs", ident)
+    job = None if job_id is None else ledger.job(job_id)
+    if job is None:
         raise JobNotFound(job_id=ident)
-    matches = ledger.jobs_with_prefix(prefix, limit=2)
-    if not matches:
-        raise JobNotFound(job_id=ident)
-    if len(matches) > 1:
-        raise AmbiguousId(prefix=ident, count="several")
-    return matches[0]
+    return job
+
+
+def find_run(ledger: JobQueries, ident: str) -> RunView | None:
+    """A run by its id, its short form or a unique prefix (``lookup.resolve``); None if none."""
+    run_id = lookup.resolve(ledger, "runs", ident)
+    return None if run_id is None else ledger.run_by_id(run_id)
 
 
 def show(ledger: JobQueries, ident: str) -> JobDetail:

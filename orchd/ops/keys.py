@@ -22,6 +22,8 @@ from orchd.core.ports import Clock, Entropy, TrustLog, TrustQueries
 from orchd.core.trust import KEPT, KeyView, Successor, grants, successors
 from orchd.errors import BadInput, StateConflict
 
+from . import lookup
+
 SCOPE = "orch:admin"
 
 
@@ -115,9 +117,11 @@ def revoke(
     ``keep_successors`` (recorded on the revocation as ``successors: kept``). A key revoked
     already stays as it is."""
     check_change(policy, "revoke", reason, ticket)
-    current = ledger.trust_key(key_id)
+    named = lookup.resolve_key([row.key_id for row in ledger.trust_keys()], key_id)
+    current = None if named is None else ledger.trust_key(named)
     if current is None:
         raise StateConflict(detail=f"key {key_id} is not in the trust store (orchd keys list)")
+    key_id = current.key_id  # in full, however it was typed
     if current.revoked_at is not None:
         return KeyChange(key=current, changed=False)
     if current.role == "own":

@@ -16,7 +16,7 @@ from orchd.core.statements import HeadStatement
 from orchd.errors import BadInput, ChainBroken, MalformedEvent, OrchdError, StateConflict
 from orchd.ops import site
 from tests import builders
-from tests.builders import ended, leased, moved, started
+from tests.builders import ended, leased, moved, one_run, started
 from tests.fakes import CountingEntropy, FakeClock
 from tests.memory_ledger import MemoryLedger
 
@@ -138,8 +138,28 @@ def test_jobs_are_found_by_id_key_and_prefix(ledger: ContractLedger) -> None:
     assert set(ledger.jobs_by_id({JOB_A, JOB_C, "01KB0000000000000000009999"})) == {JOB_A, JOB_C}
     assert ledger.job_by_key("b").job_id == JOB_B  # type: ignore[union-attr]
     assert ledger.job_by_key("c") is None
-    assert [j.job_id for j in ledger.jobs_with_prefix(JOB_A[:-2], 2)] == [JOB_A, JOB_B]
-    assert [j.job_id for j in ledger.jobs_with_prefix(JOB_C, 5)] == [JOB_C]
+    assert ledger.ids_matching("jobs", JOB_A[:-2], 2) == [JOB_A, JOB_B]
+    assert ledger.ids_matching("jobs", JOB_A[:-2], 5) == [JOB_A, JOB_B, JOB_C]
+    assert ledger.ids_matching("jobs", JOB_C, 5) == [JOB_C]
+    assert ledger.ids_matching("jobs", "01KC00", 5) == []
+
+
+def test_ids_are_found_by_their_short_form_and_their_first_characters(
+    ledger: ContractLedger,
+) -> None:
+    starts_as_a_ends = "00000001" + "7" * 18  # its first 8 are JOB_A's last 8
+    ledger.append([submitted(JOB_A), submitted(JOB_B), submitted(starts_as_a_ends)])
+    ledger.append(one_run(JOB_B, "succeeded"))
+    run_id = ledger.runs_of(JOB_B)[0].run_id
+
+    assert ledger.ids_matching("jobs", JOB_B[-8:], 5) == [JOB_B]
+    assert ledger.ids_matching("jobs", JOB_A[-8:], 5) == [starts_as_a_ends, JOB_A]
+    assert ledger.ids_matching("jobs", JOB_A[-8:], 1) == [starts_as_a_ends]
+    assert ledger.ids_matching("jobs", JOB_A[-7:], 5) == []  # a short form is all 8
+    assert ledger.ids_matching("runs", run_id[-8:], 5) == [run_id]
+    assert ledger.ids_matching("runs", JOB_B[-8:], 5) == []
+    assert ledger.run_by_id(run_id) == ledger.runs_of(JOB_B)[0]
+    assert ledger.run_by_id(JOB_B) is None
 
 
 def test_jobs_match_every_filter_given(ledger: ContractLedger, clock: FakeClock) -> None:

@@ -338,7 +338,7 @@ def test_list_filters_by_state_and_source(
         "TRIES",
         "SUBMITTED",
     ]
-    assert [line.split()[0] for line in text[1:]] == expected
+    assert [line.split()[0] for line in text[1:]] == [job_id[-8:] for job_id in expected]
 
 
 def test_list_pages_by_keyset_with_the_same_filters(seeded: Orchd) -> None:
@@ -366,9 +366,9 @@ def test_list_pages_by_keyset_with_the_same_filters(seeded: Orchd) -> None:
 def test_list_text_shows_one_aligned_row_per_job(seeded: Orchd) -> None:
     header, *rows = seeded.ok("jobs", "list").stdout.splitlines()
     assert [row.split()[:7] for row in rows] == [
-        [JOB_A, "hq", "feed-refresh", "nvd", "queued", "0", "0"],
-        [JOB_B, "hq", "feed-refresh", "nvd", "cancelled", "0", "0"],
-        [JOB_C, "hq", "feed-refresh", "-", "running", "0", "1"],
+        [JOB_A[-8:], "hq", "feed-refresh", "nvd", "queued", "0", "0"],
+        [JOB_B[-8:], "hq", "feed-refresh", "nvd", "cancelled", "0", "0"],
+        [JOB_C[-8:], "hq", "feed-refresh", "-", "running", "0", "1"],
     ]
     state_column = header.index("STATE")
     assert {row[state_column:].split()[0] for row in rows} == {"queued", "cancelled", "running"}
@@ -440,12 +440,14 @@ def test_show_text_lists_fields_runs_and_history(seeded: Orchd) -> None:
 
 def test_an_ambiguous_prefix_is_refused(seeded: Orchd) -> None:
     result = seeded.fails(35, "jobs", "show", "01KB00")
-    assert "orchd: error: '01KB00' matches several jobs" in result.stderr
-    assert "hint: give more characters of the job id" in result.stderr
+    assert "orchd: error: '01KB00' matches 2 jobs" in result.stderr
+    assert "hint: give more characters of the id, or the whole id; the candidates:" in result.stderr
+    assert f"  {JOB_A[-8:]}  {JOB_A}  feed-refresh queued\n" in result.stderr  # as git lists them
+    assert f"  {JOB_B[-8:]}  {JOB_B}  feed-refresh cancelled\n" in result.stderr
 
 
 @pytest.mark.parametrize(
-    "ident", ["01KD0000000000000000000009", "01KD00", "01KB0", "01KB00!", "nothing", ""]
+    "ident", ["01KD0000000000000000000009", "01KD00", "01KB00!", "nothing", ""]
 )
 def test_an_unknown_job_is_refused(seeded: Orchd, ident: str) -> None:
     result = seeded.fails(34, "jobs", "show", ident, "--json")

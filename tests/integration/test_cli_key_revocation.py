@@ -130,3 +130,20 @@ def test_a_key_also_trusted_by_hand_stays_trusted(lab: Lab) -> None:
     assert result.stderr.splitlines() == [f"revoked key {lab.k1} of lab"]
     assert revoked(lab.hq) == {lab.k1}  # K2 by hand, and so K3 through K2's statement
     assert lab.hq.ok("bundle", "verify", lab.root / "k3.orchkit").exit_code == 0
+
+
+def test_a_key_is_revoked_by_the_id_keys_list_shows_and_a_too_short_one_says_the_minimum(
+    lab: Lab,
+) -> None:
+    listed = lab.hq.ok("keys", "list").stdout
+    shown = lab.k2[:16]
+    assert shown in listed and lab.k2 not in listed  # the table shows the first 16
+    before = lab.hq.fingerprint()
+    result = lab.hq("keys", "revoke", lab.k2[:7], "--reason", "compromised", "--json")
+    assert result.exit_code == 21, result.stderr
+    assert "too short for a key id: give at least 8 characters" in result.stderr
+    assert lab.hq.fingerprint() == before
+    done = lab.hq.json("keys", "revoke", shown.upper(), "--reason", "compromised")
+    assert (done["key_id"], done["changed"]) == (lab.k2, True)  # in full, whatever was typed
+    assert [s["key_id"] for s in done["successors"]] == [lab.k3]
+    assert revoked(lab.hq) == {lab.k2, lab.k3}

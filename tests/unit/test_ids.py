@@ -116,3 +116,26 @@ def test_check_id_names_what_it_checked():
         ids.check_id("nope", "run id")
     assert caught.value.fields["what"] == "run id"
     assert ids.check_id(VALID) == VALID
+
+
+def test_the_short_form_is_the_last_eight_characters_its_entropy_alone() -> None:
+    made = [ids.new_id(1_800_000_000_000, bytes([n]) * 10) for n in range(3)]
+    assert [ids.short(i) for i in made] == [i[-8:] for i in made]
+    assert len({ids.short(i) for i in made}) == 3  # one millisecond, three short forms
+    assert len({i[: ids.MIN_PREFIX + 4] for i in made}) == 1  # and one time prefix
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [("01kbx7", "01KBX7"), ("za1b2c3d", "ZA1B2C3D"), ("I1LO0o", "111000"), ("", "")],
+)
+def test_what_an_operator_types_is_read_by_crockfords_rules(typed: str, read: str) -> None:
+    assert ids.typed(typed) == read
+
+
+@pytest.mark.parametrize(
+    ("text", "could"),
+    [("01KB", True), ("ZA1B", True), ("U1", False), ("", False), ("01-KB", False)],
+)
+def test_only_id_characters_could_be_part_of_an_id(text: str, could: bool) -> None:
+    assert ids.could_be(text) is could

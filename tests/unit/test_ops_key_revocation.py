@@ -11,8 +11,9 @@ import pytest
 from orchd.core import drafts, dsse, sync
 from orchd.core.events import Actor, Draft, Event
 from orchd.core.policy import Policy
-from orchd.errors import StateConflict
+from orchd.errors import AmbiguousId, IdTooShort, StateConflict
 from orchd.ops import keys as key_ops
+from orchd.ops import lookup
 from orchd.ops import site as site_ops
 from tests.fakes import CountingEntropy, FakeClock
 from tests.memory_ledger import MemoryLedger
@@ -158,3 +159,18 @@ def test_a_key_trusted_by_hand_for_another_site_is_still_refused(ledger: MemoryL
             policy=POLICY,
             reason="key ceremony",
         )
+
+
+def test_a_key_id_is_named_by_its_first_characters_and_an_ambiguous_one_lists_them() -> None:
+    held = ["ab12" + "0" * 60, "ab12" + "f" * 60, "cd34" + "0" * 60]
+    assert lookup.resolve_key(held, "CD340000") == held[2]
+    assert lookup.resolve_key(held, held[1]) == held[1]
+    assert lookup.resolve_key(held, "ef567890") is None
+    assert lookup.resolve_key(held, "not hex!") is None
+    assert lookup.resolve_key(held, "ab120000") == held[0]
+    with pytest.raises(AmbiguousId) as two:
+        lookup.resolve_key([*held, "ab120000" + "1" * 56], "AB120000")
+    assert two.value.message == "'AB120000' matches 2 keys"
+    assert f"  {held[0]}" in (two.value.hint_text or "")
+    with pytest.raises(IdTooShort, match="at least 8 characters"):
+        lookup.resolve_key(held, "ab12")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Collection, Iterator, Sequence
 
-from orchd.core import events
+from orchd.core import events, ids
 from orchd.core.events import Event
 from orchd.core.machines import RUN
 from orchd.core.metrics import DURATION_BOUNDS, RunTally
@@ -20,6 +20,8 @@ from orchd.errors import InternalError
 from . import projector
 from .base import LedgerBase, of_origin, translated
 
+ID_COLUMNS = {"jobs": "job_id", "runs": "run_id", "requests": "request_id"}
+SHORT_FROM = 27 - ids.SHORT  # where an id's short form starts (SQLite counts from 1): 19
 _PENDING = "('queued', 'waiting', 'throttled', 'retry_wait')"
 
 
@@ -38,8 +40,25 @@ class JobQueries(LedgerBase):
         found = self._select_jobs("origin = ? AND key = ?", [self._site_id, key], limit=1)
         return found[0] if found else None
 
-    def jobs_with_prefix(self, prefix: str, limit: int) -> list[JobView]:
-        return self._select_jobs("job_id >= ? AND job_id < ?", [prefix, prefix + "\x7f"], limit)
+    def ids_matching(self, table: str, typed: str, limit: int) -> list[str]:
+        column = ID_COLUMNS[table]
+        queries = [  # the primary key's range; the short form's index (migration 19)
+            (f"{column} >= ? AND {column} < ?", [typed, typed + "\x7f"]),
+        ]
+        if len(typed) == ids.SHORT:
+            queries.append((f"substr({column}, {SHORT_FROM}) = ?", [typed]))
+        found: set[str] = set()
+        with translated(self.path):
+            for where, args in queries:
+                sql = f"SELECT {column} FROM {table} WHERE {where} ORDER BY {column} LIMIT ?"
+                found.update(row[0] for row in self._db.execute(sql, [*args, limit]))
+        return sorted(found)[:limit]
+
+    def run_by_id(self, run_id: str) -> RunView | None:
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?"
+        with translated(self.path):
+            row = self._db.execute(sql, [run_id]).fetchone()
+        return None if row is None else RunView._make(row)
 
     def jobs(
         self,

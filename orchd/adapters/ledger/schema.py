@@ -281,20 +281,23 @@ CREATE TABLE checkpoint_rows (
 );
 """
 
-# listing pages of jobs by state or by type in id order (keyset: ``job_id > ?``) without reading
-# and sorting every job of that state or type: the state index ends with the id (the engine's
-# pending jobs are found through it as before, and ordered by their arrival), and a type index
-# by id beside the one the schedules use (a job's type never changes: one write per job)
+# pages of jobs by state or type in id order (keyset), no sort of every such job: the state index
+# ends with the id (the engine's pending jobs still found by it), a type index by id (one write)
 _V17 = """
 DROP INDEX jobs_by_state;
 CREATE INDEX jobs_by_state ON jobs (state, job_id);
 CREATE INDEX jobs_by_type_id ON jobs (job_type, job_id);
 """
 
-# each peer's newest bundle either way (``status``, ``metrics``) by one seek per peer, not a
-# read of every bundle the site ever exchanged
-_V18 = """
+_V18 = """  -- each peer's newest bundle either way (status, metrics): one seek per peer
 CREATE INDEX bundles_by_peer ON bundles (direction, site, at, bundle_id);
+"""
+
+# an id by its short form (core/ids.py), the expression ``ids_matching`` writes, in one seek
+_V19 = """
+CREATE INDEX jobs_by_short_id ON jobs (substr(job_id, 19));
+CREATE INDEX runs_by_short_id ON runs (substr(run_id, 19));
+CREATE INDEX requests_by_short_id ON requests (substr(request_id, 19));
 """
 
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
@@ -316,6 +319,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("run counters for the metrics", _script(counters.RUN_MIGRATION)),
     ("jobs listed by state and by type in id order", _script(_V17)),
     ("each peer's newest bundle", _script(_V18)),
+    ("ids by their short form", _script(_V19)),
 )
 
 
