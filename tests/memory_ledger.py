@@ -358,6 +358,10 @@ class MemoryLedger:
             key=lambda r: tuple(_nulls_first(v) for v in r[:4]),
         )
 
+    def held_names(self) -> tuple[set[str], set[str]]:
+        jobs = self._rows.jobs.values()
+        return {j.job_type for j in jobs}, {j.source for j in jobs if j.source is not None}
+
     def run_tallies(self) -> list[RunTally]:
         groups: dict[tuple[str, str], list[RunView]] = {}
         for run in self._rows.runs.values():

@@ -155,6 +155,14 @@ CONFIG_KEYS: dict[str, Key] = {
         "warning",
         "the least important log lines written (debug, info, warning, error)",
     ),
+    "display_time": key(
+        choice("utc", "local"),
+        "text",
+        "utc",
+        "local",
+        "how the CLI shows times in its tables and reads a date, today and yesterday: utc, or "
+        "local (the zone of TZ, else /etc/localtime), as orchd --local does; --json is UTC always",
+    ),
 }
 
 
@@ -173,6 +181,7 @@ class Settings:
     bundle_max_mb: int = 4096
     metrics_listen: str = ""
     log_level: str = "info"
+    display_time: str = "utc"
 
     @property
     def bundle_max_bytes(self) -> int:

@@ -155,12 +155,23 @@ SCHEDULE_KEYS = {
         '"15 * * * *"',
         "minute hour day month weekday, in the schedule's time zone; weekdays by "
         "name (mon-fri), since crontab and APScheduler number them differently; "
-        "day of month and weekday not both",
+        "day of month and weekday not both. Daylight saving: a wall time in the "
+        "spring gap never shows, so it has no slot that day (a daily 02:30 in "
+        "Europe/Berlin is skipped); a wall time in the repeated autumn hour shows "
+        "twice, so it has two slots an hour apart (02:30 fires at 00:30Z and 01:30Z). "
+        "A job that must run once every day avoids the changing hour or uses UTC",
         required=True,
     ),
     "source": key(name("source"), "source", "none", "nvd", "the source the jobs work for"),
     "timezone": key(
-        timezone, "IANA time zone", "UTC", "Europe/Berlin", "the zone the cron fields are read in"
+        timezone,
+        "IANA time zone",
+        "UTC",
+        "Europe/Berlin",
+        "the zone the cron fields are read in; slots are instants, kept and shown in UTC "
+        "(`orchd schedules list` shows the zone's wall time beside it). The wall time of "
+        "a daylight-saving change follows the cron row's rule: a gap time has no slot, a "
+        "repeated time has two",
     ),
     "jitter_s": key(
         integer(0, 86_400),

@@ -284,6 +284,12 @@ def load_all() -> None:
     "STATE_DIR/orchd.sock; /run/orchd/orchd.sock for the default state dir). Whoever answers "
     "there must serve the state dir's site [env ORCHD_SOCKET].",
 )
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Show times in tables in this host's zone (TZ, else /etc/localtime), and read a date, "
+    "today and yesterday there; without it UTC (config display_time). --json is UTC always.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -291,6 +297,7 @@ def cli(
     policy_dir: Path,
     config_path: Path,
     socket_path: Path | None,
+    local: bool,
 ) -> None:
     """orchd: an offline-first job orchestrator for air-gapped sites."""
     from .context import Config  # here, not at the top: --help and --version need none of it

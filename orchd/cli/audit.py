@@ -11,12 +11,14 @@ import click
 
 from orchd.core import audit_views, timefmt
 from orchd.errors import BadInput
+from orchd.ops import lookup
 
 from . import cli
 from .actions import Request, action, number, perform, text
 from .context import Config, Site, open_site
 from .ledger import verify as ledger_verify
 from .output import event_json
+from .times import Instant
 
 POLL_S = 0.5
 MAX_LINES = 100_000
@@ -65,6 +67,7 @@ def _lines(items: list[dict[str, Any]], widths: list[int]) -> list[str]:
 @audit.command()
 @click.option(
     "-n",
+    "--limit",
     "--lines",
     "count",
     type=click.IntRange(1, MAX_LINES),
@@ -74,7 +77,7 @@ def _lines(items: list[dict[str, Any]], widths: list[int]) -> list[str]:
 )
 @click.option("--type", "event_type", help="Only events of this type, e.g. quota.set.")
 @click.option("--origin", metavar="SITE", help="Only events of this origin.")
-@click.option("--since", help="Only events that occurred at or after this instant, with its zone.")
+@click.option("--since", type=Instant(), help="Only events that occurred at or after this time.")
 @click.option("--actor", metavar="USER", help="Only events recorded by this user.")
 @click.option("--ticket", help="Only events recorded under this ticket.")
 @click.option("--follow", is_flag=True, help="Keep printing events as they are recorded.")
@@ -142,6 +145,7 @@ def _tail(site: Site, body: dict[str, Any]) -> list[dict[str, Any]]:
     after, limit = number(body, "after"), number(body, "limit") or 1000
     if not 1 <= limit <= MAX_LINES:
         raise BadInput(detail=f"'limit' must be 1 to {MAX_LINES}")
+    lookup.check_event_type(text(body, "type"))
     found = site.ledger.tail(
         after,
         limit,
@@ -163,7 +167,7 @@ def _tail(site: Site, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _since(text_: str | None) -> str | None:
     """An operator's instant, as the ledger writes times (or None)."""
-    return None if text_ is None else timefmt.format_ms(timefmt.parse_operator(text_))
+    return None if text_ is None else timefmt.format_ms(timefmt.parse_given(text_))
 
 
 def _matches(event: dict[str, Any], chosen: dict[str, str], cutoff: str | None) -> bool:

@@ -14,12 +14,17 @@ from .changes import audited, unchanged
 from .context import Config
 from .output import emit_json, short, table
 from .progress_view import shown
+from .times import Instant
 
 
 @cli.command()
 @click.argument("schedule")
-@click.option("--from", "start", required=True, help="First instant, e.g. 2026-11-01T00:00Z.")
-@click.option("--to", "end", required=True, help="Last instant (included), with its zone.")
+@click.option(
+    "--from", "start", type=Instant(), required=True, help="First instant, e.g. 2026-11-01."
+)
+@click.option(
+    "--to", "end", type=Instant(upper=True), required=True, help="Last instant (included)."
+)
 @audited
 @click.option("--dry-run", is_flag=True, help="List the slots and what exists; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
@@ -64,8 +69,8 @@ def _backfill(call: Request) -> list[dict[str, str | None]]:
     body, site = call.body, call.site
     request = backfill_ops.Request(
         schedule=text(body, "schedule", required=True) or "",
-        from_ms=timefmt.parse_operator(text(body, "from", required=True) or ""),
-        to_ms=timefmt.parse_operator(text(body, "to", required=True) or ""),
+        from_ms=timefmt.parse_given(text(body, "from", required=True) or ""),
+        to_ms=timefmt.parse_given(text(body, "to", required=True) or "", upper=True),
         reason=text(body, "reason") or "",
         ticket=text(body, "ticket"),
     )

@@ -18,6 +18,7 @@ from .actions import Request, action, flag, number, params, perform, relay_only,
 from .changes import audited, unchanged
 from .context import Config, config_of
 from .output import emit_json, event_json, job_json, json_flag, run_json, short, table
+from .times import shown as in_zone
 
 
 @cli.group()
@@ -188,10 +189,10 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
             return
         click.echo("")
     for name, value in detail["job"].items():
-        shown = (
+        said = (
             json.dumps(value, separators=(",", ":"), sort_keys=True) if name == "params" else value
         )
-        click.echo(f"{name + ':':14} {shown if value is not None else '-'}")
+        click.echo(f"{name + ':':14} {in_zone(said) if value is not None else '-'}")
     vouch = detail.get("relay_only")
     if vouch:
         click.echo(

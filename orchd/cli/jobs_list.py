@@ -10,11 +10,13 @@ import click
 from orchd.core.machines import JOB
 from orchd.errors import BadInput
 from orchd.ops import jobs as job_ops
+from orchd.ops import lookup
 
 from .actions import Request, action, flag, number, perform, text
 from .context import Config
 from .jobs import jobs
 from .output import emit_json, job_json, short, table
+from .times import Instant
 
 TERMINAL_PAGE = 50  # jobs list on a terminal, unless --limit says otherwise
 MAX_PAGE = 100_000
@@ -26,9 +28,10 @@ MAX_PAGE = 100_000
 @click.option("--origin", metavar="SITE", help="The jobs of this origin instead of this site's.")
 @click.option("--all-origins", is_flag=True, help="The jobs of every origin held here.")
 @click.option("--type", "job_type", help="Only jobs of this type.")
-@click.option("--since", help="Only jobs submitted at or after this instant, with its zone.")
+@click.option("--since", type=Instant(), help="Only jobs submitted at or after this time.")
 @click.option("--after", metavar="JOB_ID", help="The page after this job (the last one shown).")
 @click.option(
+    "-n",
     "--limit",
     type=click.IntRange(1, MAX_PAGE),
     help=f"At most this many jobs (default: {TERMINAL_PAGE} on a terminal, every one when "
@@ -99,6 +102,9 @@ def _list(call: Request) -> list[dict[str, Any]]:
     limit = number(body, "limit")
     if limit is not None and not 1 <= limit <= MAX_PAGE + 1:
         raise BadInput(detail=f"'limit' must be 1 to {MAX_PAGE}")
+    lookup.check_filters(
+        call.site.ledger, call.policy, job_type=text(body, "job_type"), source=text(body, "source")
+    )
     found = job_ops.list_jobs(
         call.site.ledger,
         state=text(body, "state"),

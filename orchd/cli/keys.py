@@ -17,6 +17,7 @@ from .changes import audited, unchanged
 from .context import Config, Site
 from .output import emit_json, json_flag, table
 from .sitefiles import SiteKey, key_files, public_pem, read_public_key, vouch
+from .times import Instant
 
 _HEX_KEY = re.compile("[0-9a-f]{64}")
 
@@ -137,7 +138,9 @@ def _list(call: Request) -> dict[str, Any]:
 @keys_.command()
 @click.argument("site_id", metavar="SITE")
 @click.argument("pubkey_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--expires", help="Trust until this time (e.g. 2027-06-30T00:00Z).")
+@click.option(
+    "--expires", type=Instant(upper=True), help="Trust until this time (e.g. 2027-06-30)."
+)
 @audited
 @json_flag("the key and whether it changed")
 @click.pass_obj

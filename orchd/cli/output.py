@@ -12,6 +12,8 @@ from orchd.core import ids
 from orchd.core.events import Event
 from orchd.core.projection import JobView, RunView
 
+from .times import shown
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -46,8 +48,8 @@ def short(value: object) -> object:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Print rows as columns aligned to their widest cell."""
-    cells = [list(headers), *([("-" if c is None else str(c)) for c in row] for row in rows)]
+    """Print rows as columns aligned to their widest cell (an instant in the zone asked for)."""
+    cells = [list(headers), *([("-" if c is None else str(shown(c))) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         click.echo(

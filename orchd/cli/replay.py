@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from orchd.core.policy import check_change
+from orchd.ops import lookup
 from orchd.ops import replay as replay_ops
 
 from . import cli
@@ -12,13 +13,14 @@ from .actions import Request, action, perform, text, texts
 from .changes import audited, unchanged
 from .context import Config
 from .output import emit_json, short, table
+from .times import Instant
 
 
 @cli.command()
 @click.argument("job_ids", nargs=-1)
 @click.option("--type", "job_type", help="Replay the jobs of this type (with --since).")
 @click.option("--state", default="dead", show_default=True, help="With --type: their state.")
-@click.option("--since", help="With --type: changed at or after this instant, with its zone.")
+@click.option("--since", type=Instant(), help="With --type: changed at or after this time.")
 @audited
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_obj
@@ -72,6 +74,7 @@ def _replay(call: Request) -> list[dict[str, object]]:
     if job_type is not None:
         since = text(body, "since", required=True) or ""
         state = text(body, "state") or "dead"
+        lookup.check_filters(site.ledger, call.policy, job_type=job_type)
         chosen = replay_ops.select(site.ledger, job_type=job_type, state=state, since=since)
         job_ids = tuple(job.job_id for job in chosen)
         if not job_ids:  # refused what a replay would be refused, or nothing to do

@@ -208,6 +208,10 @@ class JobQueries(OfSite, Protocol):
         """(job type, source, state, cause, count) of this site's jobs."""
         ...
 
+    def held_names(self) -> tuple[set[str], set[str]]:
+        """The job types and the sources of every job held here, of any origin."""
+        ...
+
     def run_tallies(self) -> list[RunTally]: ...
 
     def event_tallies(self, types: Sequence[str]) -> dict[tuple[str, str], int]:

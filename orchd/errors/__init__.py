@@ -27,6 +27,8 @@ from .bad_input import (
     PolicyInvalid,
     PolicyMissing,
     TicketRequired,
+    UnknownName,
+    UnreadableTime,
 )
 from .base import (
     OrchdError,
@@ -135,7 +137,9 @@ __all__ = [
     "SystemFailure",
     "TicketRequired",
     "TooManyOrigins",
+    "UnknownName",
     "UnknownPeer",
+    "UnreadableTime",
     "UntrustedKey",
     "WrittenByNewer",
     "WrongSite",

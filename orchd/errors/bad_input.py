@@ -102,3 +102,21 @@ class IdTooShort(BadInput):
 
     exit_code = 21
     hint = "give {form}, {minimum} or more of its first characters, or the whole id"
+
+
+class UnreadableTime(BadInput):
+    """cannot read {value!r} as a time{why}"""
+
+    exit_code = 22
+    hint = (
+        "give RFC 3339 with its zone (2026-11-20T08:00:00Z or +01:00), a date (2026-11-20: "
+        "midnight UTC, local midnight with --local), now, today, yesterday, or a time ago "
+        "(-90s, -15m, -2h, -7d, -2w)"
+    )
+
+
+class UnknownName(BadInput):
+    """no {what} {value!r} here: {why}"""
+
+    exit_code = 23
+    hint = "the {what}s known here: {known}"

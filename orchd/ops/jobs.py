@@ -201,7 +201,7 @@ def list_jobs(
     if after is not None and not ids.is_id(after):
         raise BadInput(detail=f"--after {after!r} is not a job id (26 characters)")
     if since is not None:  # its time part alone: below every id of that millisecond and later
-        floor = ids.new_id(timefmt.parse_operator(since), bytes(ids.ENTROPY_BYTES))[:10]
+        floor = ids.new_id(timefmt.parse_given(since), bytes(ids.ENTROPY_BYTES))[:10]
         after = floor if after is None else max(after, floor)
     chosen = whose(ledger, origin=origin, all_origins=all_origins)
     return ledger.jobs(

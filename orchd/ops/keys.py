@@ -71,7 +71,7 @@ def trust(
     key_id = dsse.key_id(public_key)
     expires_at = None
     if expires is not None:
-        at = timefmt.parse_operator(expires)
+        at = timefmt.parse_given(expires, upper=True)
         if at <= clock.now_ms():
             raise BadInput(detail=f"--expires {expires} is not in the future")
         expires_at = timefmt.format_ms(at)

@@ -7,9 +7,13 @@ them (as git does), and fewer than ``ids.MIN_PREFIX`` characters one that says t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from orchd.core import ids
+from orchd.core.policy import Policy
 from orchd.core.ports import JobQueries
-from orchd.errors import AmbiguousId, IdTooShort
+from orchd.core.vocabulary import VOCABULARY
+from orchd.errors import AmbiguousId, IdTooShort, UnknownName
 
 CANDIDATES = 10  # the most an ambiguous id lists
 KEY_MIN_PREFIX, KEY_SHOWN = 8, 16  # a key id: the fewest first characters taken, as shown
@@ -46,6 +50,35 @@ def resolve_key(held: list[str], text: str) -> str | None:
         listed = "\n".join(f"  {key_id}" for key_id in found[:CANDIDATES])
         raise AmbiguousId(prefix=text, count=str(len(found)), what="key", candidates=listed)
     return found[0] if found else None
+
+
+def check_filters(
+    ledger: JobQueries,
+    policy: Callable[[], Policy],
+    *,
+    job_type: str | None = None,
+    source: str | None = None,
+) -> None:
+    """A list's job type or source filter names one the policy defines or a job held here has
+    (a typo lists the names, rather than an empty table); the policy is read only for a name
+    no job held has."""
+    types, sources = ledger.held_names()
+    for what, value, held in (("job type", job_type, types), ("source", source, sources)):
+        if value is None or value in held:
+            continue
+        defined = policy().job_types if what == "job type" else policy().sources
+        if value not in defined:
+            known = ", ".join(sorted(held | set(defined))) or "(none)"
+            why = f"the policy defines no such {what} and no job held here has one"
+            raise UnknownName(what=what, value=value, why=why, known=known)
+
+
+def check_event_type(event_type: str | None) -> None:
+    """An event type filter names a type of the vocabulary (FORMAT.md's event list)."""
+    if event_type is not None and event_type not in VOCABULARY:
+        known = ", ".join(sorted(VOCABULARY))
+        why = "orchd records no event of that type"
+        raise UnknownName(what="event type", value=event_type, why=why, known=known)
 
 
 def _described(ledger: JobQueries, table: str, found: list[str]) -> list[str]:

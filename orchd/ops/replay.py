@@ -44,7 +44,7 @@ def select(ledger: JobQueries, *, job_type: str, state: str, since: str) -> list
     if state not in JOB.terminal:
         expected = "a finished state: " + ", ".join(sorted(JOB.terminal))
         raise InvalidName(what="state", value=state, expected=expected)
-    since_text = timefmt.format_ms(timefmt.parse_operator(since))
+    since_text = timefmt.format_ms(timefmt.parse_given(since))
     chosen = ledger.jobs(
         state=state, source=None, job_type=job_type, updated_since=since_text, origin=ledger.site_id
     )

@@ -162,6 +162,14 @@ def test_ids_are_found_by_their_short_form_and_their_first_characters(
     assert ledger.run_by_id(JOB_B) is None
 
 
+def test_the_names_held_are_every_jobs_type_and_source_of_any_origin(
+    ledger: ContractLedger,
+) -> None:
+    assert ledger.held_names() == (set(), set())
+    ledger.append([submitted(JOB_A, source="nvd"), submitted(JOB_B)])
+    assert ledger.held_names() == ({"fetch"}, {"nvd"})
+
+
 def test_jobs_match_every_filter_given(ledger: ContractLedger, clock: FakeClock) -> None:
     ledger.append([submitted(JOB_A, source="nvd"), submitted(JOB_B)])
     clock.advance(5_000)

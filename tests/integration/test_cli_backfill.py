@@ -29,8 +29,8 @@ def test_dry_run_lists_the_slot_function_keys_and_changes_nothing(site: Orchd) -
     expected = slots.slots(
         "15 * * * *",
         "UTC",
-        timefmt.parse_operator("2026-11-20T00:00Z") - 1,
-        timefmt.parse_operator("2026-11-20T03:15Z"),
+        timefmt.parse_given("2026-11-20T00:00Z") - 1,
+        timefmt.parse_given("2026-11-20T03:15Z"),
         limit=100,
     )
     assert [r["key"] for r in rows] == [slot_key("nvd-hourly", at) for at in expected]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from sealed import PROPERTY
 
 from orchd.core import timefmt
-from orchd.errors import InvalidTime
+from orchd.errors import InvalidTime, UnreadableTime
 
 YEAR_1000_MS = -30_610_224_000_000  # 1000-01-01T00:00:00.000Z
 YEAR_10000_MS = 253_402_300_800_000  # 10000-01-01T00:00:00.000Z
@@ -96,6 +97,11 @@ def test_instants_before_year_1000_round_trip():
     assert timefmt.parse_canonical(timefmt.format_ms(ms)) == ms
 
 
+NOW = 1_769_860_800_123  # 2026-01-31T12:00:00.123Z, a Saturday
+BERLIN = ZoneInfo("Europe/Berlin")
+AUCKLAND = ZoneInfo("Pacific/Auckland")  # UTC+13 in January: already the next day at noon UTC
+
+
 @pytest.mark.parametrize(
     ("text", "ms"),
     [
@@ -104,23 +110,77 @@ def test_instants_before_year_1000_round_trip():
         ("2026-01-31T13:00:00+01:00", 1_769_860_800_000),
         ("1970-01-01T00:00:00Z", 0),
         ("9999-12-31T23:59:59.999Z", timefmt.MAX_MS),
+        (" 2026-01-31T12:00Z ", 1_769_860_800_000),
     ],
 )
 def test_an_operator_may_type_any_iso_instant_with_a_zone(text: str, ms: int) -> None:
-    assert timefmt.parse_operator(text) == ms
+    assert timefmt.parse_operator(text, NOW) == ms
+    assert timefmt.parse_given(text) == ms  # what a request body may carry
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "zone", "expected"),
     [
-        "2026-01-31T12:00:00",  # no zone: refused rather than guessed
-        "yesterday",
-        "",
-        None,
-        "1969-12-31T23:59:59.999Z",  # before the epoch
-        "9999-12-31T23:59:59.999-01:00",  # past the last instant the text form holds
+        ("now", UTC, "2026-01-31T12:00:00.123Z"),
+        ("NOW", BERLIN, "2026-01-31T12:00:00.123Z"),
+        ("-90s", UTC, "2026-01-31T11:58:30.123Z"),
+        ("-15m", UTC, "2026-01-31T11:45:00.123Z"),
+        ("-2h", UTC, "2026-01-31T10:00:00.123Z"),
+        ("-7d", UTC, "2026-01-24T12:00:00.123Z"),
+        ("-2w", UTC, "2026-01-17T12:00:00.123Z"),
+        ("-0h", UTC, "2026-01-31T12:00:00.123Z"),
+        ("today", UTC, "2026-01-31T00:00:00.000Z"),
+        ("Yesterday", UTC, "2026-01-30T00:00:00.000Z"),
+        ("today", BERLIN, "2026-01-30T23:00:00.000Z"),  # local midnight
+        ("today", AUCKLAND, "2026-01-31T11:00:00.000Z"),  # 1 February there
+        ("yesterday", AUCKLAND, "2026-01-30T11:00:00.000Z"),
+        ("2026-11-20", UTC, "2026-11-20T00:00:00.000Z"),  # a date: its midnight
+        ("2026-11-20", BERLIN, "2026-11-19T23:00:00.000Z"),
+        ("2026-07-20", BERLIN, "2026-07-19T22:00:00.000Z"),  # in summer time
+        ("2026-11-20T08:00:00+05:30", BERLIN, "2026-11-20T02:30:00.000Z"),  # its own zone wins
     ],
 )
-def test_an_operator_instant_without_a_zone_or_out_of_range_is_refused(text: object) -> None:
-    with pytest.raises(InvalidTime):
-        timefmt.parse_operator(text)  # type: ignore[arg-type]
+def test_an_operator_may_type_a_date_a_word_or_a_time_ago(
+    text: str, zone: tzinfo, expected: str
+) -> None:
+    assert timefmt.format_ms(timefmt.parse_operator(text, NOW, zone)) == expected
+
+
+def test_a_time_finer_than_a_millisecond_is_rounded_toward_the_inside_of_its_window() -> None:
+    text = "2026-01-31T12:00:00.0005Z"
+    assert timefmt.parse_operator(text, NOW) == 1_769_860_800_001  # a start: up
+    assert timefmt.parse_operator(text, NOW, upper=True) == 1_769_860_800_000  # an end: down
+    assert timefmt.parse_given(text) == 1_769_860_800_001
+    assert timefmt.parse_given(text, upper=True) == 1_769_860_800_000
+    whole = "2026-01-31T12:00:00.001Z"  # a whole millisecond is as it is either way
+    assert timefmt.parse_operator(whole, NOW) == timefmt.parse_operator(whole, NOW, upper=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("2026-01-31T12:00:00", "it has no zone"),  # refused rather than guessed
+        ("tomorrow", ""),
+        ("2h", ""),  # a time ago has its minus
+        ("-2y", ""),
+        ("-2.5h", ""),
+        ("", ""),
+        (None, ""),
+        ("1969-12-31T23:59:59.999Z", "before 1970 or after 9999"),
+        ("9999-12-31T23:59:59.999-01:00", "before 1970 or after 9999"),
+        ("-99999999d", "before 1970 or after 9999"),
+    ],
+)
+def test_an_unreadable_operator_time_is_refused_with_the_forms_it_may_take(
+    text: object, why: str
+) -> None:
+    with pytest.raises(UnreadableTime) as caught:
+        timefmt.parse_operator(text, NOW)  # type: ignore[arg-type]
+    assert why in caught.value.message
+    assert "RFC 3339" in (caught.value.hint_text or "") and "-2h" in (caught.value.hint_text or "")
+
+
+@pytest.mark.parametrize("text", ["now", "-2h", "2026-11-20", None])
+def test_a_request_carries_an_instant_with_its_zone_and_nothing_else(text: object) -> None:
+    with pytest.raises(UnreadableTime):
+        timefmt.parse_given(text)  # type: ignore[arg-type]

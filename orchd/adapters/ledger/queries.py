@@ -192,6 +192,12 @@ class JobQueries(LedgerBase):
         with translated(self.path):
             return [tuple(row) for row in self._db.execute(sql, [self._site_id])]
 
+    def held_names(self) -> tuple[set[str], set[str]]:
+        sql = "SELECT DISTINCT job_type, source FROM job_counts"  # a row per group, not per job
+        with translated(self.path):
+            rows = self._db.execute(sql).fetchall()
+        return {row[0] for row in rows}, {row[1] for row in rows if row[1]}
+
     def run_tallies(self) -> list[RunTally]:
         """This site's ended runs per job type and outcome, from the run counters (a row per
         duration bucket; ``counters.RERUN_SQL``), the buckets summed up to each bound."""
