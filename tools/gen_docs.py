@@ -87,7 +87,7 @@ def cli_reference() -> str:
         "  take a run's id too; `keys revoke` takes the 16 characters `keys list` shows, or 8+.",
         "- **JSON.** Every command takes `--json`: its result on stdout as JSON (writes too), and",
         "  on stderr only JSON: progress lines (`message_type: status`), then, on failure, one",
-        "  object `{\"error\", \"code\", \"hint\", \"kind\"}` (`code` is the exit code, `kind` the",
+        '  object `{"error", "code", "hint", "kind"}` (`code` is the exit code, `kind` the',
         "  error's name in EXIT_CODES.md; a usage error is `code` 2). Reports (`bundle verify`,",
         "  `bundle import`, `bundle inspect`) go to stdout; warnings to stderr.",
         "- **Times.** A time option takes RFC 3339 with its zone (`2026-11-20T08:00:00Z`,",
