@@ -5,19 +5,19 @@ The completers offer the policy's job types, sources and schedules, the sites th
 the trust store's key ids and the newest job ids. They run while click completes a command line:
 the ``orchd`` group's callback has not run then (click parses the words resiliently and calls no
 callback), so the state and policy dirs come from the root's parsed parameters. They read only
-(the ledger opened read-only, nothing created, no lock, no daemon asked), quickly (a few indexed
+(the ledger opened read-only by ``adapters/ledger/peek.py``: nothing created, no lock, no
+daemon asked), quickly (a few indexed
 queries, no whole-file check) and silently: whatever goes wrong completes nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import click
 from click.shell_completion import CompletionItem, get_completion_class
@@ -27,13 +27,10 @@ from orchd.core import ids
 from . import cli
 
 if TYPE_CHECKING:  # imported when a completer runs: a command that completes nothing needs none
-    import sqlite3
-
     from .context import Config
 
 SHELLS = ("bash", "zsh", "fish")
 RECENT_JOBS = 50  # the newest jobs offered (and as many more whose id starts as typed)
-SHORT_ID = 8  # a job id's short form: its last characters
 DEFAULT_STATE_DIR = "/var/lib/orchd"  # as the orchd group's --state-dir and --policy-dir
 DEFAULT_POLICY_DIR = "/etc/orchd/policies"
 
@@ -43,14 +40,19 @@ Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]
 
 @cli.command()
 @click.argument("shell", type=click.Choice(SHELLS))
-def completion(shell: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the shell and its script as JSON.")
+def completion(shell: str, as_json: bool) -> None:
     """Print the completion script for SHELL. Install it with, for bash,
     ``orchd completion bash > /etc/bash_completion.d/orchd``; for zsh, into a file named _orchd
     on $fpath; for fish, ``> ~/.config/fish/completions/orchd.fish``."""
     found = get_completion_class(shell)
     if found is None:  # click ships all three: a click without one
         raise click.BadParameter(f"this click has no {shell} completion", param_hint="SHELL")
-    click.echo(found(cli, {}, "orchd", "_ORCHD_COMPLETE").source())
+    script = found(cli, {}, "orchd", "_ORCHD_COMPLETE").source()
+    if as_json:
+        click.echo(json.dumps({"shell": shell, "script": script}, indent=2, sort_keys=True))
+        return
+    click.echo(script)
 
 
 # --- where to read ----------------------------------------------------------------------------
@@ -72,52 +74,11 @@ def config_of(ctx: click.Context) -> Config:
     return Config(state_dir=Path(state).absolute(), policy_dir=Path(policy).absolute())
 
 
-def _uris(path: Path) -> list[str]:
-    """How to open the ledger read-only, in order. ``mode=ro`` creates the WAL's two files when
-    they are missing (and leaves them), so it is used only when both are there (a connection
-    has the ledger open: the newest events may be in the WAL); ``immutable`` reads the file
-    alone, all there is when no WAL is left, and what is left when the WAL cannot be read."""
-    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
-    uri = f"file:{quote(str(path))}?mode=ro"
-    return [uri, f"{uri}&immutable=1"] if wal.exists() and shm.exists() else [f"{uri}&immutable=1"]
+def peek() -> Any:
+    """The ledger's read-only queries for completion (``adapters/ledger/peek.py``)."""
+    from .context import ledger_peek
 
-
-@contextlib.contextmanager
-def read_ledger(config: Config) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to the site's ledger: no lock, no check, no file created; raises
-    when there is no ledger or none of its ways to be read works."""
-    import sqlite3
-
-    path = config.ledger_path
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    for uri in _uris(path):
-        conn = sqlite3.connect(uri, uri=True, timeout=1.0, isolation_level=None)
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            conn.execute("SELECT value FROM meta WHERE key = 'site_id'").fetchone()
-        except sqlite3.Error:
-            conn.close()
-            continue
-        try:
-            yield conn
-        finally:
-            conn.close()
-        return
-    raise FileNotFoundError(path)
-
-
-def _rows(config: Config, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[Any, ...]]:
-    """The rows of each query in turn; a query the ledger cannot answer (a table an older
-    schema lacks) adds none."""
-    import sqlite3
-
-    found: list[tuple[Any, ...]] = []
-    with read_ledger(config) as conn:
-        for sql, params in queries:
-            with contextlib.suppress(sqlite3.Error):
-                found.extend(tuple(row) for row in conn.execute(sql, params))
-    return found
+    return ledger_peek()
 
 
 # --- the candidates ---------------------------------------------------------------------------
@@ -136,22 +97,10 @@ def schedules(config: Config, incomplete: str) -> Names:
     return [(name, f"{s.job_type} at {s.cron} {s.timezone}") for name, s in found]
 
 
-# every site the ledger names, with how it knows it (the first way listed wins)
-SITE_QUERIES = (
-    ("SELECT DISTINCT site, 'trusted' FROM trust_keys", ()),
-    ("SELECT DISTINCT site, 'bundles exchanged' FROM bundles", ()),
-    ("SELECT peer, 'receipts' FROM receipts", ()),
-    ("SELECT origin, 'events held' FROM heads", ()),
-)
-OWN_SITE = ("SELECT value, 'this site' FROM meta WHERE key = 'site_id'", ())
-
-
 def origins(config: Config, incomplete: str) -> Names:
     """Every site this site knows, itself first."""
-    seen: dict[str, str | None] = {}
-    for site, how in _rows(config, (OWN_SITE, *SITE_QUERIES)):
-        seen.setdefault(str(site), str(how))
-    return seen.items()
+    found: list[tuple[str, str]] = peek().sites(config.ledger_path)
+    return found
 
 
 def peers(config: Config, incomplete: str) -> Names:
@@ -160,24 +109,17 @@ def peers(config: Config, incomplete: str) -> Names:
 
 
 def key_ids(config: Config, incomplete: str) -> Names:
-    sql = "SELECT key_id, site || ' ' || role FROM trust_keys ORDER BY site, added_at, key_id"
-    return [(str(key), str(what)) for key, what in _rows(config, [(sql, ())])]
+    found: list[tuple[str, str]] = peek().key_ids(config.ledger_path)
+    return found
 
 
 def job_ids(config: Config, incomplete: str, *, short: bool = True) -> Names:
     """The newest jobs' ids (and, with ``short``, their short forms), then the ids that start
     with what is typed; the job type is each one's help."""
-    recent = "SELECT job_id, job_type FROM jobs ORDER BY job_id DESC LIMIT ?"
-    queries: list[tuple[str, Sequence[Any]]] = [(recent, (RECENT_JOBS,))]
-    prefix = incomplete.upper()
-    if prefix and set(prefix) <= set(ids.ALPHABET):  # an index range, however old the job
-        ranged = (
-            "SELECT job_id, job_type FROM jobs WHERE job_id >= ? AND job_id < ? "
-            "ORDER BY job_id LIMIT ?"
-        )
-        queries.append((ranged, (prefix, prefix + "~", RECENT_JOBS)))
-    rows = [(str(job_id), str(job_type)) for job_id, job_type in _rows(config, queries)]
-    shorts = [(job_id[-SHORT_ID:], job_type) for job_id, job_type in rows[:RECENT_JOBS]]
+    prefix = ids.typed(incomplete)
+    typed = prefix if ids.could_be(prefix) else ""
+    rows: list[tuple[str, str]] = peek().job_ids(config.ledger_path, RECENT_JOBS, typed)
+    shorts = [(ids.short(job_id), job_type) for job_id, job_type in rows[:RECENT_JOBS]]
     return list(dict.fromkeys([*rows, *(shorts if short else [])]))
 
 

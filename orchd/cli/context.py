@@ -303,6 +303,13 @@ def _count_slots(expression: str, timezone: str, after_ms: int, until_ms: int) -
     return slots.count_slots(expression, timezone, after_ms, until_ms)
 
 
+def ledger_peek() -> Any:
+    """The ledger's read-only queries for shell completion (no lock, no check, nothing made)."""
+    from orchd.adapters.ledger import peek
+
+    return peek
+
+
 def _open_bundle(path: Path) -> Any:
     """``archive_reader.open_bundle``, imported where a bundle is sent."""
     from orchd.adapters.archive_reader import open_bundle

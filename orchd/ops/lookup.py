@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orchd.core import ids
+from orchd.core.names import check_name
 from orchd.core.policy import Policy
 from orchd.core.ports import JobQueries
 from orchd.core.vocabulary import VOCABULARY
@@ -64,7 +65,7 @@ def check_filters(
     no job held has."""
     types, sources = ledger.held_names()
     for what, value, held in (("job type", job_type, types), ("source", source, sources)):
-        if value is None or value in held:
+        if value is None or check_name(what, value) in held:
             continue
         defined = policy().job_types if what == "job type" else policy().sources
         if value not in defined:

@@ -71,8 +71,8 @@ def test_backfill_creates_each_missing_slot_once_with_reason_and_ticket(site: Or
         ),
         (
             ("nvd-hourly", "--from", "2026-11-20T00:00", "--to", "2026-11-20T01:00Z", *WHY),
-            13,
-            "invalid time",
+            22,
+            "cannot read '2026-11-20T00:00' as a time for --from: it has no zone",
         ),
         (
             ("nvd-hourly", "--from", "2020-01-01T00:00Z", "--to", "2026-01-01T00:00Z", *WHY),

@@ -6,10 +6,12 @@ with no final period."""
 from __future__ import annotations
 
 import functools
+import json
 import shlex
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from orchd.cli import cli, load_all
 from orchd.cli.examples import EXAMPLES
@@ -129,3 +131,39 @@ def test_resolve_goes_through_the_root_options_and_stops_at_the_shell() -> None:
     assert ran == "status"
     assert ctx.params["all_origins"] is True
     assert ctx.parent is not None and str(ctx.parent.params["state_dir"]) == "/tmp/site"
+
+
+def help_of(path: str) -> str:
+    result = CliRunner().invoke(cli, [*path.split(), "--help"])
+    assert result.exit_code == 0, (path, result.output)
+    return result.output
+
+
+@pytest.mark.parametrize("path", sorted(command_paths()))
+def test_every_commands_help_ends_with_its_examples(path: str) -> None:
+    shown = help_of(path)
+    tail = shown[shown.rindex("Examples:") :].splitlines()[1:]
+    expected = [f"{text}" for line, what in EXAMPLES[path] for text in (f"# {what}", line)]
+    assert [line.strip() for line in tail] == expected
+    assert CliRunner().invoke(cli, ["help", *path.split()]).output == shown  # orchd help
+
+
+@pytest.mark.parametrize("path", sorted(p for p in command_paths() if p))
+def test_every_command_takes_json_and_says_a_usage_error_in_json(path: str) -> None:
+    load_all()
+    command: click.Command = cli
+    for word in path.split():
+        assert isinstance(command, click.Group)
+        found = command.get_command(click.Context(command), word)
+        assert found is not None
+        command = found
+    if not isinstance(command, click.Group):
+        assert any("--json" in getattr(p, "opts", ()) for p in command.params), path
+    result = CliRunner().invoke(
+        cli, [*path.split(), "--no-such-option", "--json"], prog_name="orchd"
+    )
+    error = json.loads(result.stderr)
+    assert (result.exit_code, error["code"], error["kind"]) == (2, 2, "NoSuchOption"), path
+    assert error["error"] == "No such option '--no-such-option'." and error["hint"].startswith(
+        f"see 'orchd {path}"
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Collection, Iterator, Sequence
 
-from orchd.core import events, ids
+from orchd.core import events
 from orchd.core.events import Event
 from orchd.core.machines import RUN
 from orchd.core.metrics import DURATION_BOUNDS, RunTally
@@ -18,14 +18,13 @@ from orchd.core.site_views import AnswerView, OverrideView, PauseView, RequestVi
 from orchd.errors import InternalError
 
 from . import projector
-from .base import LedgerBase, of_origin, translated
+from .base import of_origin, translated
+from .lookups import Lookups
 
-ID_COLUMNS = {"jobs": "job_id", "runs": "run_id", "requests": "request_id"}
-SHORT_FROM = 27 - ids.SHORT  # where an id's short form starts (SQLite counts from 1): 19
 _PENDING = "('queued', 'waiting', 'throttled', 'retry_wait')"
 
 
-class JobQueries(LedgerBase):
+class JobQueries(Lookups):
     """The ``JobQueries`` port over the projections."""
 
     def job(self, job_id: str) -> JobView | None:
@@ -39,26 +38,6 @@ class JobQueries(LedgerBase):
     def job_by_key(self, key: str) -> JobView | None:
         found = self._select_jobs("origin = ? AND key = ?", [self._site_id, key], limit=1)
         return found[0] if found else None
-
-    def ids_matching(self, table: str, typed: str, limit: int) -> list[str]:
-        column = ID_COLUMNS[table]
-        queries = [  # the primary key's range; the short form's index (migration 19)
-            (f"{column} >= ? AND {column} < ?", [typed, typed + "\x7f"]),
-        ]
-        if len(typed) == ids.SHORT:
-            queries.append((f"substr({column}, {SHORT_FROM}) = ?", [typed]))
-        found: set[str] = set()
-        with translated(self.path):
-            for where, args in queries:
-                sql = f"SELECT {column} FROM {table} WHERE {where} ORDER BY {column} LIMIT ?"
-                found.update(row[0] for row in self._db.execute(sql, [*args, limit]))
-        return sorted(found)[:limit]
-
-    def run_by_id(self, run_id: str) -> RunView | None:
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?"
-        with translated(self.path):
-            row = self._db.execute(sql, [run_id]).fetchone()
-        return None if row is None else RunView._make(row)
 
     def jobs(
         self,
@@ -191,12 +170,6 @@ class JobQueries(LedgerBase):
         )
         with translated(self.path):
             return [tuple(row) for row in self._db.execute(sql, [self._site_id])]
-
-    def held_names(self) -> tuple[set[str], set[str]]:
-        sql = "SELECT DISTINCT job_type, source FROM job_counts"  # a row per group, not per job
-        with translated(self.path):
-            rows = self._db.execute(sql).fetchall()
-        return {row[0] for row in rows}, {row[1] for row in rows if row[1]}
 
     def run_tallies(self) -> list[RunTally]:
         """This site's ended runs per job type and outcome, from the run counters (a row per
