@@ -54,8 +54,8 @@ def backfill(
         rows = perform(config, "backfill", body, progress=progress)
     if as_json:
         emit_json(rows)
-    else:
-        table(("SLOT", "KEY", "STATUS", "JOB"), [tuple(map(short, r.values())) for r in rows])
+        return
+    table(("SLOT", "KEY", "STATUS", "JOB"), [tuple(map(short, r.values())) for r in rows])
     new = sum(r["status"] in ("new", "created") for r in rows)
     if dry_run or new:
         verb = "would create" if dry_run else "created"

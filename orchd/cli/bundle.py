@@ -219,7 +219,7 @@ def inspect(file: Path, as_json: bool) -> None:
     """Show a bundle's manifest and signers (form checked, trust not; writes nothing), and the
     members a truncated or partial file does not hold (then run bundle verify)."""
     head, unread = inspect_bundle(file)
-    if unread:
+    if unread and not as_json:  # with --json: its "unread" list
         click.echo(
             f"warning: {file} does not hold {len(unread)} of its members whole: "
             f"{', '.join(unread)} (not read); it is truncated or partial: "

@@ -34,9 +34,9 @@ def check(config: Config, as_json: bool) -> None:
         "schedules": sorted(loaded.schedules),
         "quotas": sorted(f"{kind}:{name}" for kind, name in loaded.quotas),
     }
-    for warning in warnings:
+    for warning in [] if as_json else warnings:  # with --json: in the JSON
         click.echo(f"warning: {warning}", err=True)
-    if warnings:
+    if warnings and not as_json:
         click.echo(f"hint: {PROGRAM_FIX}", err=True)
     grants = len(authz.grants) if authz.from_file else None
     if as_json:

@@ -56,7 +56,8 @@ def replay(
     rows = perform(config, "replay", body)
     if as_json:
         emit_json(rows)
-    elif rows:
+        return
+    if rows:
         table(("JOB", "REPLAY", "SKIPPED"), [tuple(map(short, r.values())) for r in rows])
     made = sum(r["replay"] is not None for r in rows)
     if made:

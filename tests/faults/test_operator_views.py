@@ -250,7 +250,7 @@ def test_a_dry_run_says_the_same_through_the_daemon_and_without_it(tmp_path: Pat
     for without, through in zip(alone, served, strict=True):
         assert (through.returncode, through.stdout) == (without.returncode, without.stdout)
         assert through.returncode == 0, through.stderr
-    said = served[0].stderr
+    said = served[0].stdout  # the report, as bundle inspect's, on stdout
     assert "(echo): accepted: a job queued here" in said
     assert "(slow): this site's policy accepts no slow jobs from hq" in said
     assert sorted(r["would"] for r in json.loads(served[1].stdout)["requests"]) == [

@@ -7,8 +7,9 @@ checkout's ``policies/examples`` made absolute), no other ``ORCHD_*`` variable, 
 environment first on PATH, as the tour's ``orchd`` on PATH implies (so the example policy's
 ``orchd-example-job``, installed beside ``orchd``, is found).
 
-What the reader supplies is substituted: a job's or request's id for the placeholder the README
-shows (``01M8D3`` and the like), a tmp dir for ``/backup/``, today for ``$(date +%F)``; a
+What the reader supplies is substituted: the short form of a job's or request's id (its last 8
+characters, as the reader copies it from a table) for the placeholder the README
+shows (``NV7D3K2Q`` and the like), a tmp dir for ``/backup/``, today for ``$(date +%F)``; a
 redirection's target is not written. The peer's files (``enclave.pem``, ``enclave.orchkit``) are
 made by a second site, as its operators would, right before the command that needs them. Skipped:
 ``orchd run`` (the daemon, which would serve until stopped) and ``init --restore`` (it rebuilds a
@@ -37,9 +38,9 @@ SKIPPED = {
 }
 # placeholder in the README -> the command (a prefix) whose stdout is the id it stands for
 IDS = {
-    "01M8D3": ("jobs", "submit", "feed-refresh", "--source", "nvd"),
-    "01M8F7": ("jobs", "submit", "feed-refresh", "--source", "osv"),
-    "01M8E0": ("jobs", "submit", "rescan"),
+    "NV7D3K2Q": ("jobs", "submit", "feed-refresh", "--source", "nvd"),
+    "05V8F7KM": ("jobs", "submit", "feed-refresh", "--source", "osv"),
+    "RQ8E0T4Z": ("jobs", "submit", "rescan"),
 }
 
 
@@ -89,7 +90,7 @@ class Reader:
         words = shlex.split(line, comments=True)
         if ">" in words:  # the output is the reader's to keep; here it is only looked at
             words = words[: words.index(">")]
-        return [self.ids.get(w, w) for w in words]
+        return [self.ids[w][-8:] if w in self.ids else w for w in words]  # its short form
 
 
 @pytest.fixture
@@ -159,8 +160,8 @@ def test_the_readme_tour_runs_as_written_and_its_jobs_succeed(reader: Reader) ->
     ran = [" ".join(args) for args, _ in reader.outputs]
     assert len(ran) >= 25 and "work --until-idle" in ran
     assert set(IDS) == set(reader.ids), "every placeholder stands for an id the tour printed"
-    nvd, osv = reader.ids["01M8D3"], reader.ids["01M8F7"]
-    submits = [r.stdout.strip() for a, r in reader.outputs if starts(a, IDS["01M8D3"])]
+    nvd, osv = reader.ids["NV7D3K2Q"], reader.ids["05V8F7KM"]
+    submits = [r.stdout.strip() for a, r in reader.outputs if starts(a, IDS["NV7D3K2Q"])]
     assert submits == [nvd, nvd], "the same key twice: one job"
     jobs = {j["job_id"]: j for j in json.loads(reader.orchd(["jobs", "list", "--json"]).stdout)}
     assert {j["state"] for j in jobs.values()} == {"succeeded", "cancelled"}
@@ -168,6 +169,6 @@ def test_the_readme_tour_runs_as_written_and_its_jobs_succeed(reader: Reader) ->
     shown = reader.orchd(["jobs", "show", nvd]).stdout
     assert "feed-refresh: --source nvd --window 24h --idempotency-key nvd-2026-11-26" in shown
     assert "feed-refresh: done" in shown
-    request = json.loads(reader.orchd(["jobs", "show", reader.ids["01M8E0"], "--json"]).stdout)
+    request = json.loads(reader.orchd(["jobs", "show", reader.ids["RQ8E0T4Z"], "--json"]).stdout)
     assert request["request"]["site"] == "enclave"
     assert request["request"]["params"] == {"scope": "dmz"}
