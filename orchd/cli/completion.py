@@ -113,18 +113,14 @@ def key_ids(config: Config, incomplete: str) -> Names:
     return found
 
 
-def job_ids(config: Config, incomplete: str, *, short: bool = True) -> Names:
-    """The newest jobs' ids (and, with ``short``, their short forms), then the ids that start
-    with what is typed; the job type is each one's help."""
+def job_ids(config: Config, incomplete: str) -> Names:
+    """The newest jobs' ids and their short forms, then the ids that start with what is typed;
+    the job type is each one's help."""
     prefix = ids.typed(incomplete)
     typed = prefix if ids.could_be(prefix) else ""
     rows: list[tuple[str, str]] = peek().job_ids(config.ledger_path, RECENT_JOBS, typed)
     shorts = [(ids.short(job_id), job_type) for job_id, job_type in rows[:RECENT_JOBS]]
-    return list(dict.fromkeys([*rows, *(shorts if short else [])]))
-
-
-def full_job_ids(config: Config, incomplete: str) -> Names:
-    return job_ids(config, incomplete, short=False)
+    return list(dict.fromkeys([*rows, *shorts]))
 
 
 def completer(names: Callable[[Config, str], Names], *, fold_case: bool = False) -> Completer:
@@ -158,7 +154,6 @@ complete_peers = completer(peers)
 complete_origins = completer(origins)
 complete_key_ids = completer(key_ids)
 complete_job_ids = completer(job_ids, fold_case=True)
-complete_full_job_ids = completer(full_job_ids, fold_case=True)
 
 
 # --- attaching them ---------------------------------------------------------------------------
@@ -173,7 +168,7 @@ BY_NAME: dict[str, Completer] = {  # a parameter's name -> its completer, on eve
     "key_id": complete_key_ids,  # keys revoke KEY_ID
     "job_id": complete_job_ids,  # jobs show/cancel/logs JOB_ID
     "job_ids": complete_job_ids,  # replay JOB_IDS
-    "after": complete_full_job_ids,  # jobs list --after (a full id only)
+    "after": complete_job_ids,  # jobs list --after
 }
 ARGUMENTS_BY_NAME: dict[str, Completer] = {  # only as an argument: init's --site-id is new
     "site_id": complete_peers,  # keys trust SITE_ID

@@ -93,7 +93,7 @@ def list_(
         ),
     )
     if more:
-        click.echo(f"(a page of {limit}; the next: --after {found[-1]['job_id']})", err=True)
+        click.echo(f"(a page of {limit}; the next: --after {short(found[-1]['job_id'])})", err=True)
 
 
 @action("jobs.list", job_ops.READ_SCOPE, writes=False)

@@ -190,16 +190,17 @@ def list_jobs(
     limit: int = -1,
 ) -> Iterator[JobView]:
     """Jobs by id, of this site unless ``origin`` or ``all_origins`` says otherwise; a page of
-    them by keyset: ids above ``after``, submitted at or after ``since`` (an operator's time:
-    ids are time-ordered, so it is an id bound on the primary key), at most ``limit``."""
+    them by keyset: ids above ``after`` (any form ``find`` takes), submitted at or after
+    ``since`` (ids are time-ordered, so it is an id bound on the primary key), at most
+    ``limit``."""
     if state is not None and state not in JOB.states:
         raise InvalidName(what="state", value=state, expected=", ".join(sorted(JOB.states)))
     if source is not None:
         check_name("source", source)
     if job_type is not None:
         check_name("job type", job_type)
-    if after is not None and not ids.is_id(after):
-        raise BadInput(detail=f"--after {after!r} is not a job id (26 characters)")
+    if after is not None and not ids.is_id(after):  # a short form or a prefix: that job's id
+        after = find(ledger, after).job_id
     if since is not None:  # its time part alone: below every id of that millisecond and later
         floor = ids.new_id(timefmt.parse_given(since), bytes(ids.ENTROPY_BYTES))[:10]
         after = floor if after is None else max(after, floor)

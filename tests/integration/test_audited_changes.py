@@ -317,13 +317,17 @@ def test_repeats_say_what_is_in_effect(site: Site) -> None:
 
 
 def test_a_replay_or_backfill_that_changes_nothing_keeps_its_json(site: Site) -> None:
+    """The JSON result as ever, and stderr all JSON (the words are for a terminal)."""
     command = _backfill(site)
     site.ok(*command, *WHY, *TICKET)
 
     again = site.ok(*command, *WHY, *TICKET, "--json")
 
     assert [row["status"] for row in json.loads(again.stdout)] == ["exists", "exists"]
-    assert "every slot of nvd-hourly in the window has its job (2 slots)" in again.stderr
+    said = [json.loads(line) for line in again.stderr.splitlines()]  # with --json: JSON alone
+    assert {line["message_type"] for line in said} == {"status"}
+    plain = site.ok(*command, *WHY, *TICKET)
+    assert "every slot of nvd-hourly in the window has its job (2 slots)" in plain.stderr
 
 
 # --- through the action itself, as the daemon runs it for a socket client's body ----------------

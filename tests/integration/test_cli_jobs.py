@@ -346,6 +346,7 @@ def test_list_pages_by_keyset_with_the_same_filters(seeded: Orchd) -> None:
     on a terminal names where the next one starts."""
     assert ids_of(seeded.jobs("--limit", "2")) == [JOB_A, JOB_B]
     assert ids_of(seeded.jobs("--limit", "2", "--after", JOB_B)) == [JOB_C]
+    assert ids_of(seeded.jobs("--after", JOB_A[-8:])) == [JOB_B, JOB_C]  # any form of an id
     assert ids_of(seeded.jobs("--after", JOB_C)) == []
     assert ids_of(seeded.jobs("--source", "nvd", "--after", JOB_A)) == [JOB_B]
     assert ids_of(seeded.jobs("--type", "feed-refresh")) == [JOB_A, JOB_B, JOB_C]
@@ -354,11 +355,12 @@ def test_list_pages_by_keyset_with_the_same_filters(seeded: Orchd) -> None:
     assert ids_of(seeded.jobs("--since", "2099-01-01T00:00Z")) == []
     page = seeded.ok("jobs", "list", "--limit", "2")
     assert len(page.stdout.splitlines()) == 3
-    assert f"the next: --after {JOB_B}" in page.stderr
+    assert f"the next: --after {JOB_B[-8:]}" in page.stderr
     whole = seeded.ok("jobs", "list", "--limit", "3")
     assert "the next" not in whole.stderr
     refused = seeded("jobs", "list", "--after", "nope")
-    assert refused.exit_code != 0 and "is not a job id" in refused.stderr
+    assert refused.exit_code == 21 and "is too short for a job id" in refused.stderr
+    assert seeded.fails(34, "jobs", "list", "--after", "NOSUCHJB").stderr.startswith("orchd: error")
     bad_time = seeded("jobs", "list", "--since", "yesterday-ish")
     assert bad_time.exit_code != 0 and "yesterday-ish" in bad_time.stderr
 

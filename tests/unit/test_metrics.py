@@ -83,3 +83,34 @@ def test_a_histogram_needs_a_count_for_every_bound() -> None:
 def test_a_metric_outside_the_catalog_is_refused() -> None:
     with pytest.raises(KeyError, match="orchd_made_up is not in the metric catalog"):
         Families().add("orchd_made_up", 1)
+
+
+def test_samples_as_json_name_each_with_its_suffix_type_labels_and_value() -> None:
+    found = Families()
+    found.add("orchd_runs_active", 2)
+    found.histogram("orchd_run_duration_seconds", [0] * 8, 1.5, 1, job_type="rescan")
+    found.add("orchd_info", 1, site="hq", version="1.0")  # the catalog's order, not the adding's
+    samples = metrics.samples(found)
+    assert samples[0] == {
+        "name": "orchd_info",
+        "type": "gauge",
+        "labels": {"site": "hq", "version": "1.0"},
+        "value": 1,
+    }
+    assert samples[1] == {"name": "orchd_runs_active", "type": "gauge", "labels": {}, "value": 2}
+    buckets = [s for s in samples if s["name"] == "orchd_run_duration_seconds_bucket"]
+    assert len(buckets) == 9 and buckets[-1]["labels"] == {"job_type": "rescan", "le": "+Inf"}
+    assert samples[-2:] == [
+        {
+            "name": "orchd_run_duration_seconds_sum",
+            "type": "histogram",
+            "labels": {"job_type": "rescan"},
+            "value": 1.5,
+        },
+        {
+            "name": "orchd_run_duration_seconds_count",
+            "type": "histogram",
+            "labels": {"job_type": "rescan"},
+            "value": 1,
+        },
+    ]

@@ -184,3 +184,11 @@ def test_an_unreadable_operator_time_is_refused_with_the_forms_it_may_take(
 def test_a_request_carries_an_instant_with_its_zone_and_nothing_else(text: object) -> None:
     with pytest.raises(UnreadableTime):
         timefmt.parse_given(text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [("2026-01-31T12:00:00.123Z", True), ("2026-01-31T12:00:00Z", False), ("queued", False)],
+)
+def test_only_the_one_written_form_is_canonical(text: str, canonical: bool) -> None:
+    assert timefmt.is_canonical(text) is canonical

@@ -1,11 +1,11 @@
-"""How long the migrations of issue 22 take on a big ledger (the daemon's start runs them).
+"""How long the migrations since issue 22 take on a big ledger (the daemon's start runs them).
 
     python tools/bench/migrations.py LEDGER [--runs 3] [--write docs/BENCHMARKS.md]
 
 LEDGER: a site's ``ledger.db`` at the newest schema (``tools/bench/scale.py`` leaves its sites
 under ``--cache``, the 1M-job one among them). Each run works on a copy (the file and its WAL
-checkpointed first, page cache warm): the copy is taken back to before migration 15 (what 15,
-16 and 17 made dropped, ``jobs_by_state`` as migration 1 made it, ``user_version`` 14), then
+checkpointed first, page cache warm): the copy is taken back to before migration 15 (what 15
+to 19 made dropped, ``jobs_by_state`` as migration 1 made it, ``user_version`` 14), then
 ``SqliteLedger.open`` brings it up to date, each migration timed alone (``schema.migrate``'s
 steps wrapped), the whole open too. Goal (issue 22, point 5): the migrations together within
 the unit's ``TimeoutStartSec`` (5 min), with room.
@@ -30,7 +30,7 @@ from orchd.adapters.ledger import SqliteLedger, schema
 from orchd.adapters.system import OsEntropy, SystemClock
 
 TIMEOUT_START_S = 300
-FIRST = 15  # the first migration of issue 22
+FIRST = 15  # the first migration of issue 22 (18: its bundles index; 19: issue 24's short ids)
 BEFORE = """
 DROP TABLE job_counts;
 DROP TABLE job_successes;
@@ -40,6 +40,10 @@ DROP TABLE run_counts;
 DROP INDEX jobs_by_type_id;
 DROP INDEX jobs_by_state;
 CREATE INDEX jobs_by_state ON jobs (state, priority DESC, submitted_at);
+DROP INDEX IF EXISTS bundles_by_peer;
+DROP INDEX IF EXISTS jobs_by_short_id;
+DROP INDEX IF EXISTS runs_by_short_id;
+DROP INDEX IF EXISTS requests_by_short_id;
 """
 
 
@@ -130,7 +134,9 @@ def main() -> int:
     parser.add_argument("--write", type=Path, help="rewrite this file's migrations section")
     args = parser.parse_args()
     whole, each, jobs = measure(args.ledger, args.runs)
-    text = "## Migrations on a big ledger (issue 22)\n\n" + render(whole, each, jobs, args.runs)
+    text = "## Migrations on a big ledger (issues 22 and 24)\n\n" + render(
+        whole, each, jobs, args.runs
+    )
     return report.publish(text, args.write, "migrations")
 
 
