@@ -70,7 +70,8 @@ def export(
     with archive_writer.staging_beside(out) as staging:
         total = sum(r.to_seq - r.from_seq + 1 for r in plan.ranges)
         meter = Meter("bundle export", "events", total, progress)
-        compressed = _compress(ledger, plan.ranges, staging, meter)
+        with ledger.cache_limited(STREAM_CACHE_KIB):  # the events are read once, in order
+            compressed = _compress(ledger, plan.ranges, staging, meter)
         meter.end()
         events_count = sum(m.records for m, _ in compressed.values())
         found = compressed | _statement_members(heads, chains, bases)
@@ -163,6 +164,7 @@ Found = dict[str, tuple[bundle.Member, bytes | Path]]  # member name -> the memb
 # while the frames held so stay within a bound: memory does not grow with the ledger
 IN_MEMORY_UP_TO = 1000
 IN_MEMORY_BYTES = 16 << 20
+STREAM_CACHE_KIB = 16384  # the ledger's page cache while the events are read (as a verify's)
 
 
 def _statement_members(

@@ -150,6 +150,18 @@ class LedgerBase:
                 self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         return not busy
 
+    @contextlib.contextmanager
+    def cache_limited(self, kib: int) -> Iterator[None]:
+        """At most ``kib`` KiB of pages while a long read streams through the file (each page
+        is read once: a bigger cache would only grow the process with the ledger), then as
+        before."""
+        (before,) = self._db.execute("PRAGMA cache_size").fetchone()
+        self._db.execute(f"PRAGMA cache_size = -{kib}")
+        try:
+            yield
+        finally:
+            self._db.execute(f"PRAGMA cache_size = {int(before)}")
+
     def limit_cache(self, mib: int) -> None:
         """Hold at most ``mib`` MiB of pages from now on and free what is cached beyond that
         (a long-running daemon, after the open checks read the whole file)."""

@@ -44,7 +44,7 @@ class Integrity(StatementStore):
 
     def verify(self, progress: OnProgress = quiet) -> VerifyReport:
         check_whole_file(self.path)
-        with translated(self.path), self._cache_limited(VERIFY_CACHE_KIB):
+        with translated(self.path), self.cache_limited(VERIFY_CACHE_KIB):
             self._db.execute("BEGIN")  # one read snapshot for the whole check
             try:
                 verified = {}
@@ -75,15 +75,6 @@ class Integrity(StatementStore):
                 self._db.execute("ROLLBACK")
         self.settle()  # the read is over: what the WAL gathered meanwhile can go
         return VerifyReport(origins=verified, events=count, projection_digest=digest)
-
-    @contextlib.contextmanager
-    def _cache_limited(self, kib: int) -> Iterator[None]:
-        (before,) = self._db.execute("PRAGMA cache_size").fetchone()
-        self._db.execute(f"PRAGMA cache_size = -{kib}")
-        try:
-            yield
-        finally:
-            self._db.execute(f"PRAGMA cache_size = {int(before)}")
 
     def rebuild(self, progress: OnProgress = quiet) -> str:
         with self._transaction():
