@@ -34,6 +34,7 @@ from . import files
 BLOCK = 512
 MAGIC = b"ustar\x00"
 WRITEBACK_BYTES = 16 << 20  # a file being written is pushed to the disk every this many bytes
+COPY_BYTES = 1 << 20  # a staged member is copied into the archive this many bytes at a time
 _COMPRESSORS = threading.local()  # one per thread and level: a context is costly to make
 
 
@@ -175,9 +176,12 @@ def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Path]]) ->
         size = data.stat().st_size
         out.write(header(name, size))
         with data.open("rb") as source:
-            while chunk := source.read(WRITEBACK_BYTES):
+            copied = 0
+            while chunk := source.read(COPY_BYTES):  # a MiB at a time: memory stays flat
                 out.write(chunk)
-                write_back(out)
+                copied += len(chunk)
+                if copied % WRITEBACK_BYTES < len(chunk):  # another 16 MiB passed
+                    write_back(out)
         out.write(_padding(size))
     out.write(b"\x00" * (2 * BLOCK))
 
