@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import os
 import shutil
 import stat
@@ -66,40 +65,52 @@ def _padding(size: int) -> bytes:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Slice:
+    """``size`` bytes of the file at ``path`` from ``offset``: a staged member's frame."""
+
+    path: Path
+    offset: int
+    size: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Compressed:
     path: Path
     sha256: str
     size: int
     raw_size: int
     records: int
-    data: bytes | None = None  # the frame itself, when it was made in memory (no file)
+    offset: int = 0  # where the frame starts in ``path`` (a staging file several frames share)
 
     @property
-    def content(self) -> bytes | Path:
-        """What the archive takes: the frame, or the file holding it."""
-        return self.path if self.data is None else self.data
+    def content(self) -> Slice:
+        """What the archive takes: the frame, where it is staged."""
+        return Slice(self.path, self.offset, self.size)
 
 
-def compress_lines(
-    path: Path, lines: Iterable[bytes], level: int = 3, *, in_memory: bool = False
-) -> Compressed:
-    """Write ``lines`` (each followed by a newline) as one zstd frame into ``path`` (or, for a
-    small member, ``in_memory``: no file at all), hashing as it goes; a failing disk (full, I/O
-    error) is a StorageError."""
-    return compress_batches(path, _batched(lines, 1000), level, in_memory=in_memory)
+def compress_lines(path: Path, lines: Iterable[bytes], level: int = 3) -> Compressed:
+    """Write ``lines`` (each followed by a newline) as one zstd frame into ``path``, hashing as
+    it goes; a failing disk (full, I/O error) is a StorageError."""
+    return compress_batches(path, _batched(lines, 1000), level)
 
 
-def compress_batches(
-    path: Path, batches: Iterable[Sequence[bytes]], level: int = 3, *, in_memory: bool = False
-) -> Compressed:
+def compress_batches(path: Path, batches: Iterable[Sequence[bytes]], level: int = 3) -> Compressed:
     """``compress_lines`` of lines given a batch at a time (joined a batch at a time)."""
     try:
-        if in_memory:
-            buffer = io.BytesIO()
-            made = _compress_batches(buffer, batches, level, path)
-            return dataclasses.replace(made, data=buffer.getvalue())
         with path.open("wb") as out:
             return _compress_batches(out, batches, level, path)
+    except OSError as exc:
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+
+
+def compress_batches_into(
+    out: BinaryIO, path: Path, batches: Iterable[Sequence[bytes]], level: int = 3
+) -> Compressed:
+    """``compress_batches`` appended to ``out``, the open staging file at ``path`` that many
+    small members share (a file each would cost more to make than to fill)."""
+    try:
+        offset = out.tell()
+        return dataclasses.replace(_compress_batches(out, batches, level, path), offset=offset)
     except OSError as exc:
         raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
 
@@ -165,25 +176,34 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     return compressor
 
 
-def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Path]]) -> None:
-    """The tar: each member's header and data (bytes, or a file's content), then the end."""
+def write_archive(out: BinaryIO, members: Iterable[tuple[str, bytes | Slice]]) -> None:
+    """The tar: each member's header and data (bytes, or a staged frame), then the end."""
     for name, data in members:
         if isinstance(data, bytes):
             out.write(header(name, len(data)))
             out.write(data)
             out.write(_padding(len(data)))
             continue
-        size = data.stat().st_size
-        out.write(header(name, size))
-        with data.open("rb") as source:
-            copied = 0
-            while chunk := source.read(COPY_BYTES):  # a MiB at a time: memory stays flat
-                out.write(chunk)
-                copied += len(chunk)
-                if copied % WRITEBACK_BYTES < len(chunk):  # another 16 MiB passed
-                    write_back(out)
-        out.write(_padding(size))
+        out.write(header(name, data.size))
+        _copy(data, out)
+        out.write(_padding(data.size))
     out.write(b"\x00" * (2 * BLOCK))
+
+
+def _copy(staged: Slice, out: BinaryIO) -> None:
+    """A staged frame into the archive a MiB at a time (memory stays flat), written back every
+    16 MiB; a staging file shorter than the frame is a StorageError."""
+    with staged.path.open("rb") as source:
+        source.seek(staged.offset)
+        left = staged.size
+        while left:
+            chunk = source.read(min(COPY_BYTES, left))
+            if not chunk:
+                raise StorageError(path=staged.path, detail="the staged member is cut short")
+            out.write(chunk)
+            left -= len(chunk)
+            if (staged.size - left) % WRITEBACK_BYTES < len(chunk):  # another 16 MiB passed
+                write_back(out)
 
 
 def check_output(out: Path) -> None:

@@ -425,18 +425,18 @@ def no_chain(parts: list[Member]) -> list[Member]:
     return [p for p in parts if not p.name.startswith("rotations/")]
 
 
-def test_small_ranges_in_memory_and_in_staging_files_make_the_same_bundle(
+def test_small_ranges_in_one_shared_staging_file_or_each_in_its_own_make_the_same_bundle(
     three: Three, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A small range is compressed in memory while the frames held stay within a bound, and in
-    a staging file beyond it: every member is the same bytes either way (the manifests differ
-    only in their times)."""
+    """Small ranges are compressed one after another into a staging file they share, a bigger
+    one into its own: every member is the same bytes either way (the manifests differ only in
+    their times)."""
     made = {}
-    for name, budget in (("memory", 1 << 30), ("files", 0)):
-        monkeypatch.setattr(exporter, "IN_MEMORY_BYTES", budget)
+    for name, up_to in (("shared", 1 << 30), ("own", 0)):
+        monkeypatch.setattr(exporter, "SHARED_UP_TO", up_to)
         b = three.b.copy(tmp_path / name)
         b.ok("bundle", "export", "--out", tmp_path / f"{name}.orchkit")
         made[name] = [
             (m.name, m.data) for m in members((tmp_path / f"{name}.orchkit").read_bytes())
         ]
-    assert made["memory"][2:] == made["files"][2:] and len(made["memory"]) == 6
+    assert made["shared"][2:] == made["own"][2:] and len(made["shared"]) == 6

@@ -159,11 +159,11 @@ def _chains(
     return chains
 
 
-Found = dict[str, tuple[bundle.Member, bytes | Path]]  # member name -> the member, its bytes
-# a range of fewer events is compressed in memory (no staging file to create and read back),
-# while the frames held so stay within a bound: memory does not grow with the ledger
-IN_MEMORY_UP_TO = 1000
-IN_MEMORY_BYTES = 16 << 20
+Found = dict[str, tuple[bundle.Member, bytes | archive_writer.Slice]]  # name -> member, data
+# the ranges of fewer events share one staging file, their frames one after another (a file
+# each cost more to make than to fill at 1,000 origins; holding them in memory grew the process
+# with the bundle)
+SHARED_UP_TO = 1000
 STREAM_CACHE_KIB = 16384  # the ledger's page cache while the events are read (as a verify's)
 
 
@@ -268,41 +268,47 @@ def _compress(
     staging: Path,
     meter: Meter,
 ) -> Found:
-    """Each range's events compressed into a staging file (a small one in memory): name -> the
-    member and its file or bytes."""
+    """Each range's events compressed into a staging file of its own, or a small range's into
+    the one they share: name -> the member and where its frame is staged."""
     found: Found = {}
-    held = 0
-    for index, r in enumerate(ranges):
-        batches = ledger.body_batches(r.origin, r.from_seq, r.to_seq)
-        if not r.head:  # format 1
-            batches = (list(_format_1_only(iter(batch))) for batch in batches)
-        made = archive_writer.compress_batches(
-            staging / f"{index}.zst",
-            _counting(batches, meter),
-            in_memory=r.to_seq - r.from_seq < IN_MEMORY_UP_TO and held < IN_MEMORY_BYTES,
-        )
-        held += len(made.data or b"")
-        if made.records != r.to_seq - r.from_seq + 1:
-            raise StorageError(
-                path=ledger.path,
-                detail=f"{r.origin} holds {made.records} events from seq {r.from_seq}, its "
-                f"head says {r.to_seq}",
-            )
-        member = bundle.Member(
-            name=r.member,
-            sha256=made.sha256,
-            size=made.size,
-            raw_size=made.raw_size,
-            records=made.records,
-        )
-        found[r.member] = (member, made.content)
+    shared_path = staging / "small.zst"
+    with shared_path.open("wb") as shared:
+        for index, r in enumerate(ranges):
+            batches = ledger.body_batches(r.origin, r.from_seq, r.to_seq)
+            if not r.head:  # format 1
+                batches = (list(_format_1_only(iter(batch))) for batch in batches)
+            counted = _counting(batches, meter)
+            if r.to_seq - r.from_seq < SHARED_UP_TO:
+                made = archive_writer.compress_batches_into(shared, shared_path, counted)
+            else:
+                made = archive_writer.compress_batches(staging / f"{index}.zst", counted)
+            found[r.member] = (_checked(ledger, r, made), made.content)
     return found
+
+
+def _checked(
+    ledger: SqliteLedger, r: bundle.Range, made: archive_writer.Compressed
+) -> bundle.Member:
+    """The member ``made`` is, once it holds every event its range names."""
+    if made.records != r.to_seq - r.from_seq + 1:
+        raise StorageError(
+            path=ledger.path,
+            detail=f"{r.origin} holds {made.records} events from seq {r.from_seq}, its "
+            f"head says {r.to_seq}",
+        )
+    return bundle.Member(
+        name=r.member,
+        sha256=made.sha256,
+        size=made.size,
+        raw_size=made.raw_size,
+        records=made.records,
+    )
 
 
 def _write(
     manifest: Manifest,
     key: keys.SiteKey,
-    files: list[tuple[str, bytes | Path]],
+    files: list[tuple[str, bytes | archive_writer.Slice]],
     tmp: Path,
     out: Path,
 ) -> int:
