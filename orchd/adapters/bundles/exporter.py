@@ -272,17 +272,20 @@ def _compress(
     the one they share: name -> the member and where its frame is staged."""
     found: Found = {}
     shared_path = staging / "small.zst"
-    with shared_path.open("wb") as shared:
-        for index, r in enumerate(ranges):
-            batches = ledger.body_batches(r.origin, r.from_seq, r.to_seq)
-            if not r.head:  # format 1
-                batches = (list(_format_1_only(iter(batch))) for batch in batches)
-            counted = _counting(batches, meter)
-            if r.to_seq - r.from_seq < SHARED_UP_TO:
-                made = archive_writer.compress_batches_into(shared, shared_path, counted)
-            else:
-                made = archive_writer.compress_batches(staging / f"{index}.zst", counted)
-            found[r.member] = (_checked(ledger, r, made), made.content)
+    try:
+        with shared_path.open("wb") as shared:  # its close writes what is buffered: may fail
+            for index, r in enumerate(ranges):
+                batches = ledger.body_batches(r.origin, r.from_seq, r.to_seq)
+                if not r.head:  # format 1
+                    batches = (list(_format_1_only(iter(batch))) for batch in batches)
+                counted = _counting(batches, meter)
+                if r.to_seq - r.from_seq < SHARED_UP_TO:
+                    made = archive_writer.compress_batches_into(shared, shared_path, counted)
+                else:
+                    made = archive_writer.compress_batches(staging / f"{index}.zst", counted)
+                found[r.member] = (_checked(ledger, r, made), made.content)
+    except OSError as exc:  # a full disk, an I/O error: the operator's to fix
+        raise StorageError(path=shared_path, detail=exc.strerror or str(exc)) from exc
     return found
 
 
