@@ -114,8 +114,7 @@ def report(error: OrchdError, as_json: bool = False) -> None:
     """Print an error and its hint to stderr, the way every orchd command does; with ``--json``
     one JSON object: ``error``, ``code`` (the exit code), ``hint`` and ``kind`` (its name)."""
     if as_json:
-        said = {"error": error.message, "code": error.exit_code, "hint": error.hint_text}
-        click.echo(json.dumps(said | {"kind": error.kind}, ensure_ascii=False), err=True)
+        click.echo(json.dumps(error.to_json(), ensure_ascii=False), err=True)
         return
     click.echo(f"orchd: error: {error.message}", err=True)
     if error.hint_text:

@@ -13,7 +13,6 @@ queries, no whole-file check) and silently: whatever goes wrong completes nothin
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,8 +30,6 @@ if TYPE_CHECKING:  # imported when a completer runs: a command that completes no
 
 SHELLS = ("bash", "zsh", "fish")
 RECENT_JOBS = 50  # the newest jobs offered (and as many more whose id starts as typed)
-DEFAULT_STATE_DIR = "/var/lib/orchd"  # as the orchd group's --state-dir and --policy-dir
-DEFAULT_POLICY_DIR = "/etc/orchd/policies"
 
 Names = Iterable[tuple[str, str | None]]  # (value, help) of each candidate
 Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
@@ -60,18 +57,18 @@ def completion(shell: str, as_json: bool) -> None:
 
 def config_of(ctx: click.Context) -> Config:
     """The ``Config`` of the command line being completed: the group's when its callback ran,
-    else made from the root's parsed ``--state-dir`` and ``--policy-dir`` (or their environment
-    variables and defaults)."""
+    else made from the root's parsed ``--state-dir`` and ``--policy-dir`` (click resolves their
+    environment variables and defaults while completing, though it runs no callback)."""
     from .context import Config
 
     root = ctx.find_root()
     if isinstance(root.obj, Config):
         return root.obj
-    state = root.params.get("state_dir") or os.environ.get("ORCHD_STATE_DIR") or DEFAULT_STATE_DIR
-    policy = (
-        root.params.get("policy_dir") or os.environ.get("ORCHD_POLICY_DIR") or DEFAULT_POLICY_DIR
+    params = root.params
+    return Config(
+        state_dir=Path(params["state_dir"]).absolute(),
+        policy_dir=Path(params["policy_dir"]).absolute(),
     )
-    return Config(state_dir=Path(state).absolute(), policy_dir=Path(policy).absolute())
 
 
 def peek() -> Any:

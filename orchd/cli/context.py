@@ -183,7 +183,7 @@ def _check(status: int, payload: Any) -> None:
         raise RemoteRefused(
             error=str(error.get("error", f"HTTP {status}")),
             code=int(error.get("code", 70)),
-            hint=str(error.get("hint", "")),
+            hint=str(error.get("hint") or ""),
             kind=str(error.get("kind", "")),
         )
 

@@ -12,7 +12,7 @@ from orchd.core import ids
 from orchd.core.events import Event
 from orchd.core.projection import JobView, RunView
 
-from .times import shown
+from .times import in_zone, shown_zone
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,7 +49,11 @@ def short(value: object) -> object:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """Print rows as columns aligned to their widest cell (an instant in the zone asked for)."""
-    cells = [list(headers), *([("-" if c is None else str(shown(c))) for c in row] for row in rows)]
+    zone = shown_zone(click.get_current_context(silent=True))  # once a table, not once a cell
+    cells = [
+        list(headers),
+        *([("-" if c is None else str(in_zone(c, zone))) for c in row] for row in rows),
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         click.echo(

@@ -88,9 +88,12 @@ def local_text(value: str, zone: tzinfo) -> str:
 
 
 def shown(value: object) -> object:
-    """A table's cell as the operator reads it: a canonical instant in the local zone when
-    asked for (``shown_zone``), anything else as it is."""
-    if not (isinstance(value, str) and timefmt.is_canonical(value)):
+    """A value as the operator reads it: ``in_zone`` of the zone asked for."""
+    return in_zone(value, shown_zone(click.get_current_context(silent=True)))
+
+
+def in_zone(value: object, zone: tzinfo | None) -> object:
+    """A canonical instant in ``zone`` (None: as it is, UTC), anything else as it is."""
+    if zone is None or not (isinstance(value, str) and timefmt.is_canonical(value)):
         return value
-    zone = shown_zone(click.get_current_context(silent=True))
-    return value if zone is None else local_text(value, zone)
+    return local_text(value, zone)

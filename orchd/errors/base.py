@@ -29,6 +29,16 @@ class OrchdError(Exception):
         """The error's name, as docs/EXIT_CODES.md lists it (``--json`` errors carry it)."""
         return type(self).__name__
 
+    def to_json(self) -> dict[str, Any]:
+        """The error as a daemon replies it and ``--json`` prints it: its message, its exit
+        code, its hint (or None) and its kind."""
+        return {
+            "error": self.message,
+            "code": self.exit_code,
+            "hint": self.hint_text,
+            "kind": self.kind,
+        }
+
     @property
     def hint_text(self) -> str | None:
         return None if self.hint is None else self.hint.format(**self.fields)

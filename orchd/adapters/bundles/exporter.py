@@ -70,7 +70,7 @@ def export(
     with archive_writer.staging_beside(out) as staging:
         total = sum(r.to_seq - r.from_seq + 1 for r in plan.ranges)
         meter = Meter("bundle export", "events", total, progress)
-        with ledger.cache_limited(STREAM_CACHE_KIB):  # the events are read once, in order
+        with ledger.cache_limited():  # the events are read once, in order
             compressed = _compress(ledger, plan.ranges, staging, meter)
         meter.end()
         events_count = sum(m.records for m, _ in compressed.values())
@@ -164,7 +164,6 @@ Found = dict[str, tuple[bundle.Member, bytes | archive_writer.Slice]]  # name ->
 # each cost more to make than to fill at 1,000 origins; holding them in memory grew the process
 # with the bundle)
 SHARED_UP_TO = 1000
-STREAM_CACHE_KIB = 16384  # the ledger's page cache while the events are read (as a verify's)
 
 
 def _statement_members(

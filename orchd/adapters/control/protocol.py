@@ -28,9 +28,4 @@ STREAM_POLL_S = 0.5
 def error_payload(exc: OrchdError) -> dict[str, Any]:
     """An orchd error as a reply: its text, its exit code (the CLI exits with it), its hint and
     its kind (the error's name in docs/EXIT_CODES.md)."""
-    return {
-        "error": exc.message,
-        "code": exc.exit_code,
-        "hint": exc.hint_text or "",
-        "kind": exc.kind,
-    }
+    return exc.to_json()

@@ -56,6 +56,7 @@ def translated(path: Path) -> Iterator[None]:
 
 BUSY_MS = 30_000  # how long a connection waits for another's lock
 JOURNAL_LIMIT = 64 << 20  # bytes of ``-wal`` kept after a checkpoint
+STREAM_CACHE_KIB = 16384  # page cache while a long read streams through the file (cache_limited)
 
 
 def connect(path: Path, mode: str) -> Database:
@@ -151,12 +152,12 @@ class LedgerBase:
         return not busy
 
     @contextlib.contextmanager
-    def cache_limited(self, kib: int) -> Iterator[None]:
-        """At most ``kib`` KiB of pages while a long read streams through the file (each page
-        is read once: a bigger cache would only grow the process with the ledger), then as
-        before."""
+    def cache_limited(self) -> Iterator[None]:
+        """At most ``STREAM_CACHE_KIB`` of pages while a long read streams through the file
+        (each page is read once: a bigger cache would only grow the process with the ledger),
+        then as before."""
         (before,) = self._db.execute("PRAGMA cache_size").fetchone()
-        self._db.execute(f"PRAGMA cache_size = -{kib}")
+        self._db.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KIB}")
         try:
             yield
         finally:

@@ -27,16 +27,16 @@ from orchd.errors import (
 )
 
 from . import counters, placement, projector, schema
-from .base import check_whole_file, translated
+from .base import STREAM_CACHE_KIB, check_whole_file, translated
 from .retention import checkpoint_payload, load_base
 from .statements import StatementStore
 
 TAIL_CHECK = 64  # newest events of this site's own chain re-verified at every open
 TAIL_BUDGET = 1024  # newest events of the other chains together: each its share, one at least
-# KiB of page cache a verify holds, for the ledger and for its scratch projection alike; it
-# reads every page once, so more cache buys little, and SQLite sizes a sort's memory (the
-# counters' GROUP BY) by it too, which would otherwise grow with the ledger up to the cache
-VERIFY_CACHE_KIB = 16384
+# a verify holds the page cache of a long read (``STREAM_CACHE_KIB``) for the ledger and for its
+# scratch projection alike; it reads every page once, so more cache buys little, and SQLite
+# sizes a sort's memory (the counters' GROUP BY) by it too, which would otherwise grow with the
+# ledger up to the cache
 
 
 class Integrity(StatementStore):
@@ -44,7 +44,7 @@ class Integrity(StatementStore):
 
     def verify(self, progress: OnProgress = quiet) -> VerifyReport:
         check_whole_file(self.path)
-        with translated(self.path), self.cache_limited(VERIFY_CACHE_KIB):
+        with translated(self.path), self.cache_limited():
             self._db.execute("BEGIN")  # one read snapshot for the whole check
             try:
                 verified = {}
@@ -305,7 +305,7 @@ def _scratch_projection() -> Database:
     when closed): a verify rebuilds the whole history into it in flat memory (its page cache),
     where an in-memory database grew with the ledger."""
     db = Database(sqlite3.connect("", isolation_level=None), execute_plugins=False)
-    db.execute(f"PRAGMA cache_size = -{VERIFY_CACHE_KIB}")
+    db.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KIB}")
     schema.migrate(db.conn, schema.MIGRATIONS)  # the same tables as the ledger's
     return db
 

@@ -25,7 +25,7 @@ from orchd.core.progress import EVERY, Meter, OnProgress, quiet
 from orchd.errors import ChainBroken, MemberMismatch
 
 from . import counters, placement, projector, schema
-from .base import translated
+from .base import STREAM_CACHE_KIB, translated
 from .statements import StatementStore, compress_stream
 
 Checkpoints = dict[str, tuple[int, str]]
@@ -289,7 +289,7 @@ def scratch_projection(near: Path) -> Iterator[Database]:
     try:
         db.execute("PRAGMA journal_mode = OFF")  # a scratch: nothing in it must survive
         db.execute("PRAGMA synchronous = OFF")
-        db.execute("PRAGMA cache_size = -16384")
+        db.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KIB}")
         schema.migrate(db.conn, schema.MIGRATIONS)
         yield db
     finally:
