@@ -95,6 +95,9 @@ from orchd.core.timefmt import format_ms
 SECTION = "scale"
 SNAPSHOT, CODE, BUILT_BY = "ORCHD_BENCH_SNAPSHOT", "ORCHD_BENCH_CODE", "ORCHD_BENCH_COMMIT"
 CACHE_NAME, DEFAULT_JOBS = "orchd-scale-cache", [10_000, 100_000, 1_000_000]
+# the sizes, in events, at which the big operations' peak RSS is measured (the issue's), and how
+# near a command size's events must be for its site to serve as one
+RSS_EVENTS, REUSE_WITHIN = [100_000, 1_000_000, 4_000_000], 0.05
 REPO = Path(__file__).resolve().parents[2]
 ENTRY = Path(sys.executable).with_name("orchd")
 SITE_ID, PEER = "hq", "enclave"
@@ -579,6 +582,8 @@ class Heavy:
     children_kib: int  # the sum of the largest VmHWM of each process it started
     said: str  # its stdout
     failed: str = ""  # how it failed, if it did
+    anon_kib: int = 0  # the largest RssAnon of the orchd process seen (its heap and stacks)
+    mapped_kib: int = 0  # the largest RssFile + RssShmem seen (files it maps: SQLite's -shm)
 
     @property
     def mib(self) -> float:
@@ -594,16 +599,43 @@ def measured(site: Site, folder: Path, *args: str, policy: Path | None = None) -
         proc = subprocess.Popen(
             argv, env=child_env(), cwd=child_cwd(), stdout=stdout, stderr=stderr
         )
-        with report.Peaks(lambda: descendants_hwm(proc.pid)) as children:
+        with (
+            report.Peaks(lambda: descendants_hwm(proc.pid)) as children,
+            report.Peaks(lambda: resident(proc.pid)) as own,
+        ):
             code = proc.wait()
         elapsed = time.perf_counter() - started
         stderr.seek(0)
         failed = ended(code, stderr.read().decode()) if code != 0 else ""
     if failed:
         print(f"orchd {' '.join(args)} at {site.state}: {failed}", file=sys.stderr)
-    own = int(peak.read_text()) if peak.exists() else 0
+    own_kib = int(peak.read_text()) if peak.exists() else 0
     peak.unlink(missing_ok=True)
-    return Heavy(elapsed, own, sum(children.seen.values()), out.read_text(), failed)
+    return Heavy(
+        elapsed,
+        own_kib,
+        sum(children.seen.values()),
+        out.read_text(),
+        failed,
+        anon_kib=own.seen.get("anon", 0),
+        mapped_kib=own.seen.get("mapped", 0),
+    )
+
+
+def resident(pid: int) -> dict[str, int]:
+    """What ``pid`` holds resident now (KiB): anonymous memory, and the files it maps."""
+    found = {}
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("RssAnon", "RssFile", "RssShmem"):
+                found[name] = int(value.split()[0])
+    if not found:
+        return {}
+    return {
+        "anon": found.get("RssAnon", 0),
+        "mapped": found.get("RssFile", 0) + found.get("RssShmem", 0),
+    }
 
 
 def wal_bytes(site: Site) -> int:
@@ -915,20 +947,22 @@ def time_lines(times: Times, sites: dict[int, Site]) -> list[str]:
 
 def big_lines(results: Results) -> list[str]:
     lines = [
-        "| jobs | events | operation | wall s | peak RSS MiB | of which processes it started |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| jobs | events | operation | wall s | peak RSS MiB | of which processes it started "
+        "| its own anonymous MiB (largest seen) | its own mapped files MiB (largest seen) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for jobs, done in results.big.items():
-        built = results.sites[jobs].info["events"]
+        built = results.heavy[jobs].info["events"]
         for name in HEAVY:
             op: Heavy = done[name]
             events = done["events before prune"] if name == "ledger prune" else built
             if op.failed:
-                lines.append(f"| {jobs:,} | {events:,} | `orchd {name}` | {op.failed} | | |")
+                lines.append(f"| {jobs:,} | {events:,} | `orchd {name}` | {op.failed} | | | | |")
                 continue
             lines.append(
                 f"| {jobs:,} | {events:,} | `orchd {name}` | {op.seconds:,.1f} | {op.mib:,.0f} "
-                f"| {op.children_kib / 1024:,.0f} |"
+                f"| {op.children_kib / 1024:,.0f} | {op.anon_kib / 1024:,.0f} "
+                f"| {op.mapped_kib / 1024:,.0f} |"
             )
     lines.append("")
     for jobs, done in results.big.items():
@@ -988,11 +1022,12 @@ def wal_lines(results: Results) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for jobs, wal in results.wal.items():
-        alone = int(results.big[jobs]["wal after verify"])
+        alone = results.big.get(jobs, {}).get("wal after verify")
+        shown = "(no verify alone at this size)" if alone is None else f"{int(alone):,} B"
         cells = [f"{int(wal[key]):,} B" for key in ("before", "largest", "ended", "after write")]
         lines.append(
             f"| {jobs:,} | {' | '.join(cells)} | {wal['during']} | {wal['verify_s']:.1f} "
-            f"| {alone:,} B |"
+            f"| {shown} |"
         )
     failures = [(jobs, wal["failed"]) for jobs, wal in results.wal.items() if wal["failed"]]
     if failures:
@@ -1027,19 +1062,27 @@ def goal_lines(results: Results) -> list[str]:
 
 
 def rss_line(name: str, results: Results) -> str:
-    """The flat-memory goal of one operation across every size; the growth from 100,000 events
-    up beside it (a smaller ledger fits SQLite's 64 MiB page cache, so it costs less RSS)."""
+    """The flat-memory goal of one operation across the sizes of the big operations, with the
+    growth of its anonymous memory and of the files it maps beside it."""
     failed = [f"{jobs:,}" for jobs, done in results.big.items() if done[name].failed]
     if failed:
         return f"- `orchd {name}` failed at {', '.join(failed)} jobs: {report.verdict(False)}"
-    peaks = {jobs: done[name].mib for jobs, done in results.big.items()}
+    ops: dict[int, Heavy] = {jobs: done[name] for jobs, done in results.big.items()}
+    peaks = {jobs: op.mib for jobs, op in ops.items()}
     low, high = min(peaks.values()), max(peaks.values())
     met = high / low - 1 <= RSS_GROWTH and high < RSS_CAP_MIB
-    shown = ", ".join(f"{mib:.0f} MiB at {jobs:,}" for jobs, mib in peaks.items())
-    large = [mib for jobs, mib in peaks.items() if results.sites[jobs].info["events"] >= 100_000]
+    shown = ", ".join(
+        f"{mib:.0f} MiB at {results.heavy[jobs].info['events']:,} events"
+        for jobs, mib in peaks.items()
+    )
+    anon = [op.anon_kib for op in ops.values()]
+    mapped = [op.mapped_kib / 1024 for op in ops.values()]
     beside = ""
-    if len(large) > 1:
-        beside = f"; from 100,000 events up {max(large) / min(large) - 1:+.0%}"
+    if min(anon) > 0:
+        beside = (
+            f"; its anonymous memory {max(anon) / min(anon) - 1:+.0%}, the files it maps "
+            f"{min(mapped):.0f} to {max(mapped):.0f} MiB"
+        )
     return (
         f"- `orchd {name}` peak RSS: {shown} (the largest {high / low - 1:+.0%} over the "
         f"smallest{beside}): {report.verdict(met)}"
@@ -1126,13 +1169,18 @@ def big_section(results: Results) -> list[str]:
     return [
         "### Peak RSS of the big operations",
         "",
-        "Each once per size, with no daemon, on the copy the commands ran on: `ledger verify`, "
+        "Each once per size (sites of about 100,000, 1,000,000 and 4,000,000 events, the "
+        "issue's; a command size's site where its events are within 5 %, else a site built "
+        "like them), with no daemon: `ledger verify`, "
         f"`bundle export --peer {PEER} --new-peer`, `bundle import` of that bundle into a new "
-        f"site `{PEER}` that trusts hq's key, and after the tick cases below (so with the "
-        f"`{OTHER}` site's events imported, its key revoked again) `ledger prune` with "
-        f"`retention: {{days: {RETENTION_DAYS}}}`. Each in a fresh `python -c` child running "
-        "`orchd.cli.main`, which writes its own `VmHWM` at exit; the processes it starts (an "
-        "import's reader) are polled from /proc every 20 ms and their peaks added.",
+        f"site `{PEER}` that trusts hq's key, and `ledger prune` with "
+        f"`retention: {{days: {RETENTION_DAYS}}}` (on a command size's site after the tick cases "
+        f"below, so with the `{OTHER}` site's events imported, its key revoked again). Each in "
+        "a fresh `python -c` child running `orchd.cli.main`, which writes its own `VmHWM` at "
+        "exit; the processes it starts (an import's reader) are polled from /proc every 20 ms "
+        "and their peaks added. Its own `RssAnon` (heap and stacks) and `RssFile` + `RssShmem` "
+        "(the files it maps: SQLite's `-shm` WAL index, 8 bytes a WAL frame) are polled too, "
+        "the largest of each shown.",
         "",
         *big_lines(results),
         "",
@@ -1160,10 +1208,18 @@ class Results:
     wal: dict[int, dict[str, Any]]
     big: dict[int, dict[str, Any]]
     ticks: dict[int, dict[str, Any]]
+    heavy: dict[int, Site]  # the sites of the big operations, by jobs
 
 
-def measure(sites: dict[int, Site], peers: dict[int, Site], repeat: int, folder: Path) -> Results:
-    """Every measurement, on copies of the cached sites in ``folder``."""
+def measure(
+    sites: dict[int, Site],
+    heavy: dict[int, Site],
+    peers: dict[int, Site],
+    repeat: int,
+    folder: Path,
+) -> Results:
+    """Every measurement, on copies of the cached sites in ``folder``: the commands and the
+    ticks on ``sites``, the big operations on ``heavy`` (some of them ``sites``' own)."""
     copies = {}
     for jobs, site in sites.items():
         (folder / str(jobs)).mkdir()
@@ -1176,13 +1232,38 @@ def measure(sites: dict[int, Site], peers: dict[int, Site], repeat: int, folder:
         daemon.check_alive()
     big, ticks = {}, {}
     for jobs, site in copies.items():
-        print(f"verify, export, import at {jobs:,} jobs", file=sys.stderr)
-        big[jobs] = big_operations(site, folder / f"big-{jobs}")
+        if jobs in heavy:
+            print(f"verify, export, import at {jobs:,} jobs", file=sys.stderr)
+            big[jobs] = big_operations(site, folder / f"big-{jobs}")
         print(f"the loop's longest tick at {jobs:,} jobs", file=sys.stderr)
         ticks[jobs] = tick_cases(site, peers[jobs], folder / f"ticks-{jobs}")
-        print(f"prune at {jobs:,} jobs", file=sys.stderr)
-        prune_measured(site, folder / f"big-{jobs}", big[jobs])
-    return Results(copies, peers, plain, served, daemon, wal, big, ticks)
+        if jobs in heavy:
+            print(f"prune at {jobs:,} jobs", file=sys.stderr)
+            prune_measured(site, folder / f"big-{jobs}", big[jobs])
+    for jobs, site in heavy.items():  # the sizes no command ran at: their own copies
+        if jobs in copies:
+            continue
+        (folder / f"heavy-{jobs}").mkdir()
+        copy = site.copy(folder / f"heavy-{jobs}")
+        print(f"verify, export, import, prune at {jobs:,} jobs", file=sys.stderr)
+        big[jobs] = big_operations(copy, folder / f"big-{jobs}")
+        prune_measured(copy, folder / f"big-{jobs}", big[jobs])
+        shutil.rmtree(copy.state, ignore_errors=True)
+    big = dict(sorted(big.items()))
+    return Results(copies, peers, plain, served, daemon, wal, big, ticks, heavy)
+
+
+def heavy_sites(
+    sites: dict[int, Site], events: list[int], cache: Path, rebuild: bool
+) -> dict[int, Site]:
+    """A site for each size in ``events`` at which the big operations are measured: a command
+    size's own when its events are within ``REUSE_WITHIN`` of it, else one built for it."""
+    found = {}
+    for wanted in events:
+        near = [j for j, s in sites.items() if abs(s.info["events"] / wanted - 1) <= REUSE_WITHIN]
+        jobs = near[0] if near else jobs_for(wanted)
+        found[jobs] = sites[jobs] if near else cached(cache, jobs, rebuild)
+    return dict(sorted(found.items()))
 
 
 def peer_jobs(jobs: int) -> int:
@@ -1239,6 +1320,12 @@ def main() -> int:
     given.add_argument("--jobs", type=sizes, help="sizes in jobs (default 10000,100000,1000000)")
     given.add_argument("--events", type=sizes, help="sizes in events instead (about 4 a job)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds of the commands")
+    parser.add_argument(
+        "--rss-events",
+        type=sizes,
+        help="sizes in events of the big operations' peak RSS (default 100000,1000000,4000000 "
+        "with the default sizes, else the command sizes)",
+    )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / CACHE_NAME)
     parser.add_argument("--rebuild", action="store_true", help="build the sites again")
     parser.add_argument("--keep", action="store_true", help="keep the copies and daemon logs")
@@ -1246,6 +1333,8 @@ def main() -> int:
     args = parser.parse_args()
     if not ENTRY.exists():
         parser.error(f"no orchd entry point beside {sys.executable} (make install-dev)")
+    if args.jobs is None and args.events is None and args.rss_events is None:
+        args.rss_events = RSS_EVENTS
     if args.jobs is None:
         args.jobs = [jobs_for(n) for n in args.events] if args.events else DEFAULT_JOBS
     if min(args.jobs) < 100 or args.repeat < 1:
@@ -1255,9 +1344,11 @@ def main() -> int:
         check_imports()
         sites = {jobs: cached(args.cache, jobs, args.rebuild) for jobs in args.jobs}
         peers = {jobs: cached(args.cache, peer_jobs(jobs), args.rebuild, OTHER) for jobs in sites}
+        wanted = args.rss_events or [s.info["events"] for s in sites.values()]
+        heavy = heavy_sites(sites, wanted, args.cache, args.rebuild)
         folder = Path(tempfile.mkdtemp(prefix="orchd-scale-work-"))
         try:
-            results = measure(sites, peers, args.repeat, folder)
+            results = measure(sites, heavy, peers, args.repeat, folder)
         finally:
             if args.keep:
                 print(f"kept {folder}", file=sys.stderr)
