@@ -398,6 +398,19 @@ class MemoryLedger:
         found.sort(key=lambda r: (_nulls_first(r.ended_at), r.run_id), reverse=True)
         return found[:limit]
 
+    def runs_per_hour(self, since: str, origin: str | None = None) -> list[tuple[str, str, int]]:
+        counted: dict[tuple[str, str], int] = {}
+        for r in self._rows.runs.values():
+            ended = r.ended_at
+            if (
+                r.leased_at >= since
+                and ended is not None
+                and ended >= since
+                and origin in (None, r.origin)
+            ):
+                counted[ended[:13], r.state] = counted.get((ended[:13], r.state), 0) + 1
+        return [(hour, state, n) for (hour, state), n in sorted(counted.items())]
+
     # --- trust queries --------------------------------------------------------------------
 
     def heads(self) -> dict[str, tuple[int, str]]:

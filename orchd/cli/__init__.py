@@ -45,6 +45,13 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command -> (its module, its help's f
             "~/.config/fish/completions/orchd.fish``."
         ),
     ),
+    "console": (
+        "console",
+        (
+            "Open the web console: a link on a loopback port to the daemon's pages "
+            "(needs orch:read; Ctrl-C closes the port)."
+        ),
+    ),
     "doctor": (
         "doctor",
         (

@@ -114,6 +114,11 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("orchd completion zsh > ~/.zfunc/_orchd", "zsh completion, into a directory on $fpath"),
         ("orchd completion fish > ~/.config/fish/completions/orchd.fish", "fish completion"),
     ),
+    "console": (
+        ("orchd console", "a link to the console on a free loopback port"),
+        ("orchd console --listen 127.0.0.1:8765", "on a port of your choice"),
+        ("orchd console --link-only", "only the sign-in path, for ssh -L to the socket"),
+    ),
     "doctor": (
         ("orchd doctor", "check the whole site, each problem with its fix"),
         ("orchd doctor --full --json", "verify every chain from seq 1 too, the findings as JSON"),

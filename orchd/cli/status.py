@@ -74,6 +74,29 @@ def _status(call: Request) -> dict[str, Any]:
     }
 
 
+@action("runs.hourly", status_ops.SCOPE, writes=False)
+def _hourly(call: Request) -> dict[str, Any]:
+    body = call.body
+    found = status_ops.hourly(
+        call.site.ledger,
+        call.site.clock,
+        origin=text(body, "origin"),
+        all_origins=flag(body, "all_origins"),
+    )
+    return dataclasses.asdict(found)
+
+
+@action("daemon.health", status_ops.SCOPE, writes=False)
+def _health(call: Request) -> dict[str, Any]:
+    """What the daemon knows of itself (None without one): the console's banners."""
+    return {
+        "degraded": call.degraded,
+        "file_ok": call.file_ok,
+        "longest_tick_ms": call.longest_tick_ms,
+        "longest_record_delay_ms": call.longest_record_delay_ms,
+    }
+
+
 def _show(now: dict[str, Any]) -> None:
     click.echo(f"site {now['site_id']} at {now['now']}")
     click.echo(f"daemon: {now['daemon']['detail']}")

@@ -229,6 +229,11 @@ class JobQueries(OfSite, Protocol):
         """The newest ended runs in ``states`` of ``origin`` (None: of every origin)."""
         ...
 
+    def runs_per_hour(self, since: str, origin: str | None = None) -> list[tuple[str, str, int]]:
+        """(hour as ``YYYY-MM-DDTHH``, outcome, runs) of the runs of ``origin`` (None: of every
+        origin) leased and ended at or after ``since``, by the hour they ended, oldest first."""
+        ...
+
 
 class TrustQueries(OfSite, Protocol):
     """What this site holds of every chain and knows of other sites: heads and checkpoints,

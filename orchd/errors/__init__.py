@@ -79,6 +79,7 @@ from .refusals import (
 from .system import (
     InternalError,
     Interrupted,
+    NoDaemon,
     SpawnFailed,
     StorageError,
     SystemFailure,
@@ -111,6 +112,7 @@ __all__ = [
     "LedgerCorrupt",
     "MalformedEvent",
     "MemberMismatch",
+    "NoDaemon",
     "NoSuchFile",
     "NotCanonical",
     "NotInPolicy",

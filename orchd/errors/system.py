@@ -26,6 +26,13 @@ class SpawnFailed(SystemFailure):
     hint = "check the job type's argv and workdir in the policy, and that the program exists"
 
 
+class NoDaemon(SystemFailure):
+    """no daemon serves the site at {state_dir}: {detail}"""
+
+    exit_code = 93
+    hint = "start it (systemctl start orchd, or orchd run), then try again"
+
+
 class Interrupted(OrchdError):
     """interrupted: {detail}"""
 

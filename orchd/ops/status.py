@@ -15,6 +15,7 @@ from .jobs import whose
 
 SCOPE = "orch:read"
 RECENT = 10
+HOURS, HOUR_MS = 24, 3_600_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +79,39 @@ def status(
         paused=ledger.pauses(),
         peers=peers(ledger.newest_bundles(), ledger.receipts(), now_ms),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hourly:
+    """Runs per hour by outcome over the last ``len(hours)`` hours, every hour shown."""
+
+    since: str
+    outcomes: list[str]  # the outcomes seen, and succeeded and failed always
+    rows: list[dict[str, object]]  # {hour, counts: {outcome: runs}, total}, oldest first
+
+
+def hourly(
+    ledger: SiteQueries,
+    clock: Clock,
+    *,
+    hours: int = HOURS,
+    origin: str | None = None,
+    all_origins: bool = False,
+) -> Hourly:
+    """The runs that ended in each of the last ``hours`` hours (the current one included), by
+    outcome: the runs leased in that window, read through the leases' index."""
+    now_ms = clock.now_ms()
+    first = now_ms - now_ms % HOUR_MS - (hours - 1) * HOUR_MS
+    since = timefmt.format_ms(first)
+    chosen = whose(ledger, origin=origin, all_origins=all_origins)
+    counted = {(hour, outcome): n for hour, outcome, n in ledger.runs_per_hour(since, chosen)}
+    outcomes = sorted({"succeeded", "failed"} | {outcome for _, outcome in counted})
+    rows: list[dict[str, object]] = []
+    for n in range(hours):
+        hour = timefmt.format_ms(first + n * HOUR_MS)
+        counts = {o: counted.get((hour[:13], o), 0) for o in outcomes}
+        rows.append({"hour": hour, "counts": counts, "total": sum(counts.values())})
+    return Hourly(since=since, outcomes=outcomes, rows=rows)
 
 
 def peers(records: list[BundleView], receipts: dict[str, ReceiptView], now_ms: int) -> list[Peer]:

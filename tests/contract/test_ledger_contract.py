@@ -308,6 +308,11 @@ def test_counts_for_status_and_metrics(ledger: ContractLedger, clock: FakeClock)
     recent = ledger.recent_runs(("failed", "succeeded"), 5)
     assert [r.run_id for r in recent] == [RUN_B, RUN_A]
     assert [r.run_id for r in ledger.recent_runs(("succeeded",), 5, SITE)] == [RUN_A]
+    hour = ledger.job(JOB_A).updated_at[:13]  # type: ignore[union-attr]
+    day_ago = timefmt.format_ms(clock.now_ms() - 86_400_000)
+    assert ledger.runs_per_hour(day_ago) == [(hour, "failed", 1), (hour, "succeeded", 1)]
+    assert ledger.runs_per_hour(day_ago, "elsewhere") == []
+    assert ledger.runs_per_hour(timefmt.format_ms(clock.now_ms() + 1)) == []
     assert [j.job_id for j in ledger.newest_dead(5)] == [JOB_B]
     assert ledger.newest_dead(5, "elsewhere") == [] and ledger.newest_dead(0) == []
     # the counters follow every later change of a job they count

@@ -20,6 +20,7 @@ import shutil
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -32,6 +33,8 @@ from orchd.errors import BadInput, BundleRefused, OrchdError, WrongSite
 from .authz import Peer
 from .protocol import (
     ACTIONS_PATH,
+    CONSOLE_PATH,
+    CONSOLE_TOKEN_PATH,
     INSTANCE_HEADER,
     JSON_TYPE,
     MAX_BODY,
@@ -167,6 +170,11 @@ class Handler(BaseHTTPRequestHandler):
             self._stream(peer, url.path.removeprefix(STREAM_PATH), query)
         elif method == "GET" and url.path == METRICS_PATH:
             scrape(self, self.control, peer, self.control.authz.scopes(peer))
+        elif url.path.startswith(CONSOLE_PATH):
+            self._console(method, url.path, query, peer)
+        elif method == "POST" and url.path == CONSOLE_TOKEN_PATH:
+            scopes = self.control.authz.scopes(peer)
+            reply(self, *self.control.console.token(peer.uid, scopes, self._acting(peer, scopes)))
         else:
             self._act(method, url.path, query, peer)
 
@@ -206,6 +214,47 @@ class Handler(BaseHTTPRequestHandler):
             for transferred in (upload, download):
                 if transferred is not None:
                     transferred.unlink(missing_ok=True)
+
+    def _acting(
+        self, peer: Peer, scopes: tuple[str, ...]
+    ) -> Callable[[str, dict[str, Any]], tuple[int, Any]]:
+        """Run an action as ``peer`` (the console's reads and forms): the CLI's path."""
+
+        def act(name: str, body: dict[str, Any]) -> tuple[int, Any]:
+            call = Call("POST", ACTIONS_PATH + name, {}, body, peer, scopes)
+            return self.control.handle(call)
+
+        return act
+
+    def _console(self, method: str, path: str, query: dict[str, str], peer: Peer) -> None:
+        """A console request (``adapters/console``): its form read (a POST), then its reply."""
+        from orchd.adapters.console import web
+
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        form: dict[str, str] = {}
+        if method == "POST":
+            try:
+                length = self._length()
+            except OrchdError as exc:
+                self.close_connection = True
+                reply(self, 400, error_payload(exc))
+                return
+            if length > web.MAX_FORM:
+                self.close_connection = True  # the rest of it is not read
+                send(self, 413, b"a console form is at most 16 KiB\n", "text/plain")
+                return
+            raw = self.rfile.read(length)
+            form = web.parse_form(headers.get("content-type", ""), raw)
+        scopes = self.control.authz.scopes(peer)
+        request = web.Request(method, path, query, headers, peer.uid, scopes, form)
+        answer = self.control.console.serve(request, self._acting(peer, scopes))
+        self.send_response(answer.status)
+        for name, value in answer.headers():
+            self.send_header(name, value)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
 
     def _wrong_site(self) -> WrongSite | None:
         """The request names a site (or a ledger instance) other than the one served."""

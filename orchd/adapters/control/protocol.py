@@ -15,6 +15,8 @@ JSON_TYPE = "application/json"
 ACTIONS_PATH = "/v1/actions/"  # POST /v1/actions/NAME: one action, a JSON body, a JSON reply
 STREAM_PATH = "/v1/stream/"  # GET /v1/stream/NAME?after=N: NDJSON of the action's items, polled
 METRICS_PATH = "/metrics"  # GET: the metrics action's text, for Prometheus
+CONSOLE_PATH = "/ui/"  # GET and POST: the console's pages, their JSON twins, its forms
+CONSOLE_TOKEN_PATH = "/v1/console/token"  # noqa: S105 (a path) POST: a single-use token that opens the console
 SITE_PATH = "/v1/site"  # GET: the site served here (no scope: it is what a client checks)
 SITE_HEADER, INSTANCE_HEADER = "Orchd-Site", "Orchd-Instance"
 PROBE_TIMEOUT_S = 5

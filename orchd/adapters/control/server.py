@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orchd.adapters.console.web import Console
 from orchd.adapters.identity import Identity
 from orchd.errors import ConfigInvalid, SocketTaken
 
@@ -53,6 +54,7 @@ class ControlServer:
         self.path, self.authz, self._submit = path, authz, submit
         self.identity = identity
         self.transfers, self.max_upload = transfers, max_upload
+        self.console = Console(identity.site_id)
         transfers.mkdir(mode=0o700, exist_ok=True)
         for stale in transfers.iterdir():  # left by a daemon that died mid-transfer
             stale.unlink()

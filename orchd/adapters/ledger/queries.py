@@ -237,6 +237,18 @@ class JobQueries(Lookups):
             rows = self._db.execute(sql, [*params, limit])
             return [RunView._make(row) for row in rows]
 
+    def runs_per_hour(self, since: str, origin: str | None = None) -> list[tuple[str, str, int]]:
+        # the runs leased since (index runs_by_leased_at): a day of runs, never every run
+        where, params = of_origin("AND", origin)
+        sql = (
+            "SELECT substr(ended_at, 1, 13), state, count(*) FROM runs "
+            f"WHERE leased_at >= ?1 AND ended_at >= ?1 {where.replace('?', '?2')} "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        with translated(self.path):
+            rows = self._db.execute(sql, [since, *params])
+            return [(str(hour), str(state), int(n)) for hour, state, n in rows]
+
     def usage(self, since: str) -> list[tuple[str, str, str | None, int, int]]:
         """Per executing site, job type and source: (site, job type, source, runs leased at or
         after ``since``, runs going on). Each run is one row, however many bundles carried it."""
