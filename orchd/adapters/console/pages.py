@@ -123,12 +123,13 @@ class Pages:
     def page(
         self, template: str, request: Request, session: Session | None, context: dict[str, Any]
     ) -> Reply:
-        query = {k: v for k, v in request.query.items() if k != "page"}
+        query = "?" + urlencode(request.query) if request.query else ""
+        twin = request.path.rstrip("/") if request.path.rstrip("/") != "/ui" else "/ui/overview"
         html = self.env.get_template(template).render(
             request=request,
             csrf=session.csrf if session else "",
-            here=request.path + ("?" + urlencode(query) if query else ""),
-            twin=request.path.rstrip("/") + ".json" + ("?" + urlencode(query) if query else ""),
+            here=request.path + query,
+            twin=twin + ".json" + query,
             **context,
         )
         return Reply(context.get("status", 200), html.encode())
@@ -148,6 +149,8 @@ class Pages:
     def act(self, rest: str, request: Request, session: Session, act: Act) -> Reply:
         """A form: the action it names, with the reason and ticket given, as the caller."""
         form = request.form
+        with self._cache_lock:  # the next page shows what the form changed
+            self._cache.clear()
         back = form.get("next", "/ui/")
         back = back if back.startswith("/ui/") and "//" not in back else "/ui/"
         why = {"reason": form.get("reason") or None, "ticket": form.get("ticket") or None}
