@@ -155,6 +155,9 @@ orchd doctor
 say "back at hq's daemon: waiting for its every-minute schedule's next slot (within a minute)"
 for _ in $(seq 1 130); do [ "$(scheduled)" -ge 1 ] && break; sleep 0.5; done
 echo "scheduled slots run: $(scheduled)"
+say "the console: hq's daemon serves it on its socket; orchd console forwards a loopback port"
+echo "a sign-in path the daemon made for this user (it works once, for two minutes):"
+orchd console --link-only | sed 's/token=.*/token=.../'
 kill -TERM "$daemon" "$enclave_daemon"
 wait "$daemon"
 echo "hq's daemon stopped (exit $?); the last lines of its log, one JSON object per line:"
@@ -167,3 +170,4 @@ say "an online backup of hq's ledger, verified end to end (orchd ledger restore 
 orchd ledger backup "$DEMO/hq-backup.db"
 
 say "done: jobs run under limits, state carried both ways across the gap, the daemons served; all verified"
+echo "to watch a running site in a browser: orchd console   (docs/CONSOLE.md)"
