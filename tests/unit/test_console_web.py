@@ -64,6 +64,10 @@ class Actions:
                 "payload": {"run_id": run["run_id"], "outcome": "failed", "output": HOSTILE},
             }
             return 200, {"job": job, "runs": [run], "events": [ended]}
+        if name == "audit.tail" and body.get("type") == "bundle.quarantined":
+            refused = {"file": HOSTILE, "reason": "signature", "error": HOSTILE}
+            event = {"type": "bundle.quarantined", "occurred_at": "2026-12-07T00:00:00.000Z"}
+            return 200, [{"position": 3, "event": event | {"payload": refused}}]
         return 200, CANNED.get(name, {"done": name})
 
 
@@ -418,3 +422,17 @@ def test_a_form_body_of_another_type_is_no_form() -> None:
         "a": "2",
         "b": "",
     }
+
+
+def test_the_vendored_files_are_the_ones_recorded() -> None:
+    import hashlib
+    from pathlib import Path
+
+    static = Path(__file__).parents[2] / "orchd/adapters/console/static"
+    table = (static / "licenses/README.md").read_text()
+    rows = re.findall(r"^\| `([^`]+)` \|.*\| ([0-9a-f]{64}) \|$", table, re.M)
+    assert {name for name, _ in rows} == {"htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css"}
+    for name, digest in rows:
+        assert hashlib.sha256((static / name).read_bytes()).hexdigest() == digest, name
+    assert (static / "licenses/htmx-LICENSE.txt").exists()
+    assert (static / "licenses/uPlot-LICENSE.txt").exists()

@@ -252,7 +252,9 @@ def _listing(action: str, template: str, current: str) -> View:
 
 def _peers(pages: Pages, request: Request, act: Act, name: str) -> tuple[Any, dict[str, Any]]:
     status = pages.ask(act, request, "status", {})
+    refused = pages.ask(act, request, "audit.tail", {"type": "bundle.quarantined", "limit": 20})
     data = {"peers": status["peers"], "relay_only": status["relay_only"]}
+    data["quarantined"] = [item["event"] for item in reversed(refused)]
     return data, {"template": "peers.html", "current": "peers", **data}
 
 
