@@ -8,7 +8,7 @@ BENCH_DOC := docs/BENCHMARKS.md
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 WHEELHOUSE := dist/orchd-$(VERSION)-wheelhouse.tar.gz
 
-.PHONY: help venv test lint check demo bench fuzz reliability wheelhouse wheelhouse-check clean
+.PHONY: help venv test lint check demo bench fuzz reliability screenshots wheelhouse wheelhouse-check clean
 
 help:
 	@echo "make demo   - run orchd on a throw-away site and say what it did"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench  - benchmarks; results go to docs/BENCHMARKS.md"
 	@echo "make fuzz   - fuzz bundles, spool requests, policies, API requests, the 4-site sync (SECONDS=N each)"
 	@echo "make reliability - run the fault and fuzz tests; write docs/RELIABILITY.md"
+	@echo "make screenshots - the console's images the README shows (needs chromium)"
 	@echo "make wheelhouse - the offline installation archive ($(WHEELHOUSE))"
 	@echo "make wheelhouse-check - install that archive with no network and run a smoke job"
 
@@ -59,6 +60,9 @@ reliability: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh tools/demo.sh
+
+screenshots: $(STAMP)
+	$(BIN)/python tools/screenshots.py docs/images
 
 # Built from the package registry; installed and checked with none (see README, "Air-gapped hosts").
 wheelhouse: $(STAMP)

@@ -138,3 +138,10 @@ def test_every_command_in_the_readme_exists() -> None:
     assert len(commands) >= 20 and {"doctor", "metrics", "ledger verify", "init"} <= paths
     with pytest.raises(AssertionError, match="no such command"):
         resolve(["jobs", "sumbit", "x"])
+
+
+def test_every_image_and_doc_the_readme_links_exists() -> None:
+    text = (ROOT / "README.md").read_text()
+    linked = re.findall(r"\]\(((?:docs|bundles|policies)/[^)#\s]+)\)", text)
+    assert "docs/images/console-overview.png" in linked
+    assert [p for p in linked if not (ROOT / p).exists()] == []

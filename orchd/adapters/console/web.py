@@ -15,6 +15,7 @@ Rules (docs/CONSOLE.md):
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -22,10 +23,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from http.cookies import CookieError, SimpleCookie
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from .sessions import COOKIE, SESSION_TTL_S, Refused, Session, Sessions
+
+if TYPE_CHECKING:
+    from .pages import Pages
 
 READ_SCOPE = "orch:read"
 CSP = (
@@ -129,10 +133,10 @@ class Console:
         self.static = Static()
 
     @cached_property
-    def pages(self) -> Any:
-        from . import pages  # Jinja2 and the templates: only once a page is asked for
+    def pages(self) -> Pages:
+        from .pages import Pages  # Jinja2 and the templates: only once a page is asked for
 
-        return pages.Pages(self.site_id, self.static.url)
+        return Pages(self.site_id, self.static.url)
 
     def token(self, uid: int, scopes: tuple[str, ...], act: Act) -> tuple[int, Any]:
         """``POST /v1/console/token``: a single-use token for the caller's uid (a caller
@@ -177,7 +181,7 @@ class Console:
         origin = request.headers.get("origin")
         if origin != f"http://{request.headers.get('host', '')}":
             return _plain(403, f"a form from another origin ({(origin or 'none')[:80]}) is refused")
-        if request.form.get("csrf") != session.csrf:
+        if not hmac.compare_digest(request.form.get("csrf", ""), session.csrf):
             return _plain(403, "the form's CSRF token is missing or stale: reload the page")
         if rest == "logout":
             self.sessions.end(cookie_of(request.headers))

@@ -137,6 +137,15 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve("POST")
 
+    def _other(self) -> None:
+        """Any other method: the console answers its own paths (405, with its headers)."""
+        if urlsplit(self.path).path.startswith(CONSOLE_PATH):
+            self._serve(self.command)
+        else:
+            self.send_error(501, f"unsupported method {self.command!r}")
+
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other
+
     def end_headers(self) -> None:  # every reply names the site served here
         self.send_header(SITE_HEADER, self.control.identity.site_id)
         self.send_header(INSTANCE_HEADER, self.control.identity.instance)
@@ -245,6 +254,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             raw = self.rfile.read(length)
             form = web.parse_form(headers.get("content-type", ""), raw)
+        elif method != "GET":
+            self.close_connection = True  # its body, if any, is not read
         scopes = self.control.authz.scopes(peer)
         request = web.Request(method, path, query, headers, peer.uid, scopes, form)
         answer = self.control.console.serve(request, self._acting(peer, scopes))
