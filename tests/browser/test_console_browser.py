@@ -107,6 +107,7 @@ def test_the_console_in_chromium(served: tuple[Site, str], tmp_path: Path) -> No
     with pytest.raises(urllib.error.HTTPError) as other:
         urllib.request.urlopen(origin + "/metrics", timeout=10)
     assert other.value.code == 404
+    other.value.close()
     problems: list[str] = []
     shots = tmp_path / "screenshots"
     shots.mkdir()
