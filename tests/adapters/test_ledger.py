@@ -336,6 +336,22 @@ def test_another_connection_keeps_the_locks_that_keep_the_wal(
         other.close()
 
 
+def test_a_read_only_connection_reads_and_refuses_every_write(ledger: SqliteLedger) -> None:
+    """The daemon's read lane (status, listings, the console's pages) reads through such a one."""
+    ledger.append([submitted(JOB_A)])
+    reader = ledger.another()
+    try:
+        reader.read_only()
+        assert reader.job(JOB_A) is not None
+        with pytest.raises(StorageError, match="readonly|read-only|query_only"):
+            reader.append([submitted(JOB_B)])
+        assert reader.job(JOB_B) is None and ledger.job(JOB_B) is None
+        ledger.append([submitted(JOB_B)])  # the writer's connection writes on
+        assert reader.job(JOB_B) is not None
+    finally:
+        reader.close()
+
+
 # --- the newest events checked at every open, bounded however many origins -------------------
 
 

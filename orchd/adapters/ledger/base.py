@@ -170,6 +170,12 @@ class LedgerBase:
             self._db.execute(f"PRAGMA cache_size = -{int(mib) * 1024}")
             self._db.execute("PRAGMA shrink_memory")
 
+    def read_only(self) -> None:
+        """From now on this connection only reads (``PRAGMA query_only``): a write through it
+        fails, whatever called it (the daemon's read lane: status, listings, the console)."""
+        with translated(self.path):
+            self._db.execute("PRAGMA query_only = 1")
+
     def another(self) -> Self:
         """Another connection to this ledger, for a thread beside this one (the daemon's lanes).
 

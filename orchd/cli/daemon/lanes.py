@@ -32,7 +32,8 @@ from ..actions import LONG_LANE, WRITE_LANE
 from ..context import Site
 
 TRUNCATE_WAIT_MS = 200  # the longest a write lane waits for readers to cut the WAL after it
-LANES = {"read": 2, LONG_LANE: 1, WRITE_LANE: 1}  # lane -> threads
+READ_LANE = "read"
+LANES = {READ_LANE: 2, LONG_LANE: 1, WRITE_LANE: 1}  # lane -> threads
 _CLOSE = None  # put once per thread: it closes its site and ends
 
 
@@ -111,7 +112,7 @@ class Lanes:
             self._queues[lane] = work
             for n in range(count):
                 thread = threading.Thread(
-                    target=self._serve, args=(work,), name=f"orchd-{lane}-{n}", daemon=True
+                    target=self._serve, args=(lane, work), name=f"orchd-{lane}-{n}", daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
@@ -122,10 +123,13 @@ class Lanes:
         if site is None:
             ledger = self.loop_site.ledger.another()
             ledger.limit_cache(self.cache_mib)
+            if getattr(self._local, "lane", "") == READ_LANE:  # reads never write, by any path
+                ledger.read_only()
             site = self._local.site = dataclasses.replace(self.loop_site, ledger=ledger)
         return site
 
-    def _serve(self, work: queue.Queue[Callable[[], None] | None]) -> None:
+    def _serve(self, lane: str, work: queue.Queue[Callable[[], None] | None]) -> None:
+        self._local.lane = lane
         try:
             while (call := work.get()) is not _CLOSE:
                 call()  # answers its caller, an error included (``Calls._beside``)
