@@ -343,7 +343,7 @@ def test_a_read_only_connection_reads_and_refuses_every_write(ledger: SqliteLedg
     try:
         reader.read_only()
         assert reader.job(JOB_A) is not None
-        with pytest.raises(StorageError, match="readonly|read-only|query_only"):
+        with pytest.raises(StorageError, match=r"readonly|read-only|query_only"):
             reader.append([submitted(JOB_B)])
         assert reader.job(JOB_B) is None and ledger.job(JOB_B) is None
         ledger.append([submitted(JOB_B)])  # the writer's connection writes on

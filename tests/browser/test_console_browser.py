@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +29,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
 pytestmark = [
     pytest.mark.daemon,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no chromium here (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason="no chromium here (apt-get install chromium)"
+    ),
 ]
 
 POLICY = """
@@ -48,7 +49,15 @@ schedules:
   ghsa-hourly: {job_type: fetch, source: ghsa, cron: "25 * * * *"}
 """
 WHY = ("--reason", "upstream is down", "--ticket", "OPS-9")
-PAGES = ("/ui/", "/ui/jobs", "/ui/jobs?state=dead", "/ui/schedules", "/ui/quotas", "/ui/peers", "/ui/audit")
+PAGES = (
+    "/ui/",
+    "/ui/jobs",
+    "/ui/jobs?state=dead",
+    "/ui/schedules",
+    "/ui/quotas",
+    "/ui/peers",
+    "/ui/audit",
+)
 
 
 class Site:
@@ -73,7 +82,10 @@ def served(tmp_path: Path) -> Iterator[tuple[Site, str]]:
     daemon = daemon_harness.start(site.state, site.policy, log_path=tmp_path / "daemon.log")
     console = None
     try:
-        assert site.cli("jobs", "submit", "fetch", "--source", "nvd", "--param", "code=3").returncode == 0
+        assert (
+            site.cli("jobs", "submit", "fetch", "--source", "nvd", "--param", "code=3").returncode
+            == 0
+        )
         assert site.cli("jobs", "submit", "fetch", "--source", "ghsa").returncode == 0
         deadline = time.monotonic() + 60
         while sorted(j["state"] for j in site.jobs()) != ["dead", "succeeded"]:
@@ -114,7 +126,9 @@ def test_the_console_in_chromium(served: tuple[Site, str], tmp_path: Path) -> No
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on(
+            "console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None
+        )
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto(link)
         assert page.url == origin + "/ui/"  # the token left the address bar
@@ -127,19 +141,27 @@ def test_the_console_in_chromium(served: tuple[Site, str], tmp_path: Path) -> No
             page.set_viewport_size({"width": width, "height": 900})
             for path in PAGES:
                 page.goto(origin + path)
-                wide = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                wide = page.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
                 assert wide <= 0, (path, width, wide)
-                page.screenshot(path=str(shots / f"{width}{path.replace('/', '_')}.png"), full_page=True)
+                page.screenshot(
+                    path=str(shots / f"{width}{path.replace('/', '_')}.png"), full_page=True
+                )
         page.goto(origin + f"/ui/jobs/{dead['job_id']}")
         assert "<script>alert(1)</script>" in page.inner_text("pre.output")  # shown as text
         # no layout shift over three refreshes of the overview
         page.goto(origin + "/ui/")
         page.evaluate(
             "window.__shift = 0; new PerformanceObserver(l => l.getEntries().forEach(e => "
-            "{ if (!e.hadRecentInput) window.__shift += e.value; })).observe({type: 'layout-shift', buffered: false})"
+            "{ if (!e.hadRecentInput) window.__shift += e.value; }))"
+            ".observe({type: 'layout-shift', buffered: false})"
         )
         for _ in range(3):
-            with page.expect_response(lambda r: r.url.endswith("/ui/") and r.request.headers.get("hx-request") == "true", timeout=15_000):
+            with page.expect_response(
+                lambda r: r.url.endswith("/ui/") and r.request.headers.get("hx-request") == "true",
+                timeout=15_000,
+            ):
                 pass
         assert page.evaluate("window.__shift") < 0.01
         # one action end to end: resume the paused source, by keyboard
@@ -155,6 +177,8 @@ def test_the_console_in_chromium(served: tuple[Site, str], tmp_path: Path) -> No
         browser.close()
     resumed = site.cli("audit", "tail", "--type", "source.resumed", "--json")
     said = [json.loads(line) for line in resumed.stdout.splitlines()]
-    assert [(e["event"]["payload"]["source"], e["event"]["ticket"]) for e in said] == [("nvd", "OPS-10")]
+    assert [(e["event"]["payload"]["source"], e["event"]["ticket"]) for e in said] == [
+        ("nvd", "OPS-10")
+    ]
     assert problems == [], problems
     assert len(list(shots.iterdir())) >= 16

@@ -229,8 +229,8 @@ def test_every_reply_carries_the_security_headers(console: Console) -> None:
         )
         assert (headers["Referrer-Policy"], headers["Cache-Control"]) == ("no-referrer", "no-store")
     assert CSP == (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
 
 
