@@ -472,6 +472,40 @@ def test_the_audit_trails_own_types_are_tailed_through_their_index(ledger: Sqlit
     assert [e.type for _, e in jobs] == ["job.submitted"] * 3
 
 
+def test_tail_since_and_by_origin_seek_their_indexes_and_find_what_a_scan_finds(
+    tmp_path: Path,
+) -> None:
+    """``tail --since`` (few events that recent) through ``events_by_time``, ``--origin``
+    through the chain's key newest first: the same events a read of every event finds."""
+    clock = FakeClock()
+    first = site.initialized("hq", ACTOR, "test")
+    ledger = SqliteLedger.create(tmp_path / "ledger.db", "hq", clock, CountingEntropy(), first)
+    for n in range(40):
+        ledger.append(
+            [submitted(f"01KB0000000000000000000{n:03d}", source="nvd" if n % 3 else None)]
+        )
+        clock.advance(60_000)
+    cutoff = ledger.tail(None, 7)[0][1].occurred_at
+    seen: list[str] = []
+    ledger._db.conn.set_trace_callback(seen.append)
+    recent = ledger.tail(None, 50, since=cutoff)
+    mine = ledger.tail(None, 5, origin="hq")
+    nothing = ledger.tail(None, 5, origin="elsewhere")
+    ledger._db.conn.set_trace_callback(None)
+    every = ledger.tail(None, 1000)
+    assert recent == [(p, e) for p, e in every if e.occurred_at >= cutoff] and len(recent) == 7
+    assert mine == [(p, e) for p, e in every if e.origin == "hq"][-5:] and nothing == []
+    queries = [sql for sql in seen if "FROM events" in sql]
+    assert any("INDEXED BY events_by_time" in sql for sql in queries), queries
+    assert sum("INDEXED BY sqlite_autoindex_events_1" in sql for sql in queries) == 2, queries
+    plans = [
+        " / ".join(row[3] for row in ledger._db.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        for sql in queries
+    ]
+    assert not [plan for plan in plans if "SCAN events" in plan], plans
+    ledger.close()
+
+
 def test_truncating_the_wal_after_a_big_write_leaves_none_unless_a_reader_holds_it(
     tmp_path: Path,
 ) -> None:

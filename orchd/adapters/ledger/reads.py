@@ -11,6 +11,8 @@ from orchd.core.events import Event
 
 from .base import LedgerBase, translated
 
+SINCE_CAP = 5000  # the most recent events ``tail --since`` finds by the time index
+
 
 class EventReads(LedgerBase):
     """What ``SqliteLedger`` reads of its events, beside the projections."""
@@ -42,8 +44,13 @@ class EventReads(LedgerBase):
         """(position, event) in the order this site recorded them (its own and imported ones):
         the last ``limit`` when ``after`` is None, else those after position ``after`` (a
         keyset on the position, never OFFSET); only of ``event_type``, ``origin``, occurred at
-        or after ``since``, recorded by the user ``actor`` and under ``ticket`` when given
-        (those three are read from each event, newest first, until the page is full)."""
+        or after ``since``, recorded by the user ``actor`` and under ``ticket`` when given.
+
+        Each through an index: a type no job's event has by ``events_by_type`` (a seek per
+        origin); ``since`` by ``events_by_time`` when at most ``SINCE_CAP`` events are that
+        recent (else newest first, where they are); an origin by its chain's key, newest seq
+        first (an origin's events are recorded in seq order). ``actor`` and ``ticket`` are read
+        from the events those leave, newest first, until the page is full."""
         filters: dict[str, object] = {
             "type = ?": event_type,
             "origin = ?": origin,
@@ -62,6 +69,10 @@ class EventReads(LedgerBase):
                     for one in ([origin] if origin is not None else self._held_origins())
                     for row in self._tail_rows({"origin = ?": one, **used}, after, limit, True)
                 ]
+            elif after is None and since is not None and self._few_since(since):
+                found = self._tail_rows(used, None, limit, False, "since")
+            elif after is None and origin is not None:
+                found = self._tail_rows(used, None, limit, False, "origin")
             else:
                 found = self._tail_rows(used, after, limit, False)
         found.sort(key=lambda row: int(row[0]), reverse=after is None)
@@ -70,16 +81,31 @@ class EventReads(LedgerBase):
             key=lambda pair: pair[0],
         )
 
+    def _few_since(self, since: str) -> bool:
+        """At most ``SINCE_CAP`` events occurred at or after ``since`` (one bounded seek)."""
+        sql = "SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY events_by_time "
+        sql += "WHERE occurred_at >= ? LIMIT ?)"
+        return int(self._db.execute(sql, [since, SINCE_CAP + 1]).fetchone()[0]) <= SINCE_CAP
+
     def _tail_rows(
-        self, used: dict[str, object], after: int | None, limit: int, by_type: bool
+        self,
+        used: dict[str, object],
+        after: int | None,
+        limit: int,
+        by_type: bool,
+        by: str = "",
     ) -> list[tuple[Any, ...]]:
         """One query of ``tail``: by ``events_by_type`` (which holds only events of no job)
-        when ``by_type``, else by position."""
+        when ``by_type``, by ``events_by_time`` or an origin's chain (``by``), else by position."""
         index, where = ("INDEXED BY events_by_type", ["job_id IS NULL"]) if by_type else ("", [])
-        order = "DESC" if after is None else ""
+        if by == "since":
+            index = "INDEXED BY events_by_time"
+        order = "rowid DESC" if after is None else "rowid"
+        if by == "origin":  # the chain's key, newest first: the order of positions in one origin
+            index, order = "INDEXED BY sqlite_autoindex_events_1", "seq DESC"
         sql = (
             f"SELECT rowid, body, hash FROM events {index} "
-            f"WHERE {' AND '.join(['1 = 1', *where, *used])} ORDER BY rowid {order} LIMIT ?"
+            f"WHERE {' AND '.join(['1 = 1', *where, *used])} ORDER BY {order} LIMIT ?"
         )
         return [tuple(row) for row in self._db.execute(sql, [*used.values(), limit])]
 

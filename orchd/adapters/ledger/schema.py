@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from orchd import crash
 
-from . import counters
+from . import counters, indexes
 
 APPLICATION_ID = 0x4F524348  # "ORCH"
 
@@ -281,25 +281,6 @@ CREATE TABLE checkpoint_rows (
 );
 """
 
-# pages of jobs by state or type in id order (keyset), no sort of every such job: the state index
-# ends with the id (the engine's pending jobs still found by it), a type index by id (one write)
-_V17 = """
-DROP INDEX jobs_by_state;
-CREATE INDEX jobs_by_state ON jobs (state, job_id);
-CREATE INDEX jobs_by_type_id ON jobs (job_type, job_id);
-"""
-
-_V18 = """  -- each peer's newest bundle either way (status, metrics): one seek per peer
-CREATE INDEX bundles_by_peer ON bundles (direction, site, at, bundle_id);
-"""
-
-# an id by its short form (core/ids.py), the expression ``ids_matching`` writes, in one seek
-_V19 = """
-CREATE INDEX jobs_by_short_id ON jobs (substr(job_id, 19));
-CREATE INDEX runs_by_short_id ON runs (substr(run_id, 19));
-CREATE INDEX requests_by_short_id ON requests (substr(request_id, 19));
-"""
-
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -317,9 +298,10 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("origins' base rows", _script(_V14)),
     ("job counters for interactive reads", _script(counters.MIGRATION)),
     ("run counters for the metrics", _script(counters.RUN_MIGRATION)),
-    ("jobs listed by state and by type in id order", _script(_V17)),
-    ("each peer's newest bundle", _script(_V18)),
-    ("ids by their short form", _script(_V19)),
+    ("jobs listed by state and by type in id order", _script(indexes.V17)),
+    ("each peer's newest bundle", _script(indexes.V18)),
+    ("ids by their short form", _script(indexes.V19)),
+    ("events by the time they occurred", _script(indexes.V20)),
 )
 
 
