@@ -190,10 +190,13 @@ def post(
     origin: str | None = f"http://{HOST}",
     acts: Actions,
     scopes: tuple[str, ...] = ALL,
+    fetched_from: str = "",
 ) -> Reply:
     headers = {"host": HOST, "cookie": f"orchd_session={cookie}"} | (
         {"origin": origin} if origin else {}
     )
+    if fetched_from:
+        headers["sec-fetch-site"] = fetched_from
     return console.serve(Request("POST", path, {}, headers, UID, scopes, form), acts)
 
 
@@ -377,6 +380,29 @@ def test_forms_need_the_sessions_csrf_token_and_the_consoles_origin(console: Con
         acts = Actions()
         refused = post(console, "/ui/sources/pause", given, cookie=cookie, origin=origin, acts=acts)
         assert refused.status == 403 and acts.calls == [], origin
+    for fetched_from in ("cross-site", "same-site", ""):  # Origin: null from elsewhere
+        acts = Actions()
+        null = post(
+            console,
+            "/ui/sources/pause",
+            form,
+            cookie=cookie,
+            origin="null",
+            acts=acts,
+            fetched_from=fetched_from,
+        )
+        assert null.status == 403 and acts.calls == [], fetched_from
+    acts = Actions()  # what a browser sends under Referrer-Policy: no-referrer
+    same = post(
+        console,
+        "/ui/sources/pause",
+        form,
+        cookie=cookie,
+        origin="null",
+        acts=acts,
+        fetched_from="same-origin",
+    )
+    assert same.status == 303 and [name for name, _ in acts.calls] == ["sources.pause"]
     acts = Actions()
     done = post(console, "/ui/sources/pause", form, cookie=cookie, acts=acts)
     assert (done.status, dict(done.extra)["Location"]) == (303, "/ui/schedules")

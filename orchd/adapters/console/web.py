@@ -44,7 +44,7 @@ HEADERS = (
 )
 NO_STORE, IMMUTABLE = "no-store", "public, max-age=31536000, immutable"
 HTML, JSON = "text/html; charset=utf-8", "application/json"
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".txt": "text/plain; charset=utf-8"}
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 # a loopback name or address, then a port: what a browser sends for the forwarded port
 LOOPBACK_HOST = re.compile(r"^(localhost|127(\.\d{1,3}){3}|\[::1\]):\d{1,5}$")
 MAX_FORM = 16 * 1024
@@ -179,7 +179,12 @@ class Console:
 
     def _form(self, request: Request, session: Session, rest: str, act: Act) -> Reply:
         origin = request.headers.get("origin")
-        if origin != f"http://{request.headers.get('host', '')}":
+        # with Referrer-Policy no-referrer a browser sends "Origin: null" on a form's POST; it
+        # then says where the form came from in Sec-Fetch-Site, which no page may set
+        same = origin == f"http://{request.headers.get('host', '')}" or (
+            origin == "null" and request.headers.get("sec-fetch-site") == "same-origin"
+        )
+        if not same:
             return _plain(403, f"a form from another origin ({(origin or 'none')[:80]}) is refused")
         if not hmac.compare_digest(request.form.get("csrf", ""), session.csrf):
             return _plain(403, "the form's CSRF token is missing or stale: reload the page")
