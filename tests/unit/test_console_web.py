@@ -462,3 +462,15 @@ def test_the_vendored_files_are_the_ones_recorded() -> None:
         assert hashlib.sha256((static / name).read_bytes()).hexdigest() == digest, name
     assert (static / "licenses/htmx-LICENSE.txt").exists()
     assert (static / "licenses/uPlot-LICENSE.txt").exists()
+
+
+def test_a_page_and_everything_it_loads_weigh_under_150_kb_compressed(console: Console) -> None:
+    import gzip
+
+    cookie, _ = signed_in(console)
+    page = get(console, "/ui/", cookie=cookie).body
+    loaded = re.findall(rb'(?:src|href)="/ui/static/([^"]+)"', page)
+    assert len(loaded) == 6  # the icon, two stylesheets, three scripts
+    files = [console.static.files[name.decode()][0] for name in loaded]
+    total = sum(len(gzip.compress(data, 9)) for data in [page, *files])
+    assert total < 150 * 1024, total

@@ -28,7 +28,10 @@
     });
     box.textContent = "";
     var width = Math.max(320, Math.min(box.clientWidth || 900, 1400));
-    new uPlot({ width: width, height: 220, series: series, axes: [{}, { label: "runs" }] }, columns, box);
+    var utc = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); };
+    var options = { width: width, height: 220, tzDate: utc, series: series,
+                    axes: [{ label: "hour (UTC)" }, { label: "runs" }] };
+    new uPlot(options, columns, box);
     box.dataset.drawn = "true";
   }
 
