@@ -49,6 +49,13 @@ schedules:
   ghsa-hourly: {job_type: fetch, source: ghsa, cron: "25 * * * *"}
 """
 WHY = ("--reason", "upstream is down", "--ticket", "OPS-9")
+# every control a person can reach has a name: a label, or its own text
+UNNAMED_CONTROLS = """
+[...document.querySelectorAll('input:not([type=hidden]), select, button, a[href]')]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.textContent.trim())
+  .map(e => e.outerHTML.slice(0, 80))
+"""
 PAGES = (
     "/ui/",
     "/ui/jobs",
@@ -136,6 +143,7 @@ def test_the_console_in_chromium(served: tuple[Site, str], tmp_path: Path) -> No
         assert dead["job_id"][-8:] in page.inner_text("section[aria-labelledby=dead]")
         assert "upstream is down" in page.inner_text("section[aria-labelledby=paused]")
         page.wait_for_selector("#chart[data-drawn=true] canvas", timeout=10_000)
+        assert page.get_attribute("time", "title").startswith("local: ")  # UTC, local on hover
         page.screenshot(path=str(shots / "overview.png"), full_page=True)
         for width in (1024, 1280):
             page.set_viewport_size({"width": width, "height": 900})
@@ -145,6 +153,8 @@ def test_the_console_in_chromium(served: tuple[Site, str], tmp_path: Path) -> No
                     "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
                 assert wide <= 0, (path, width, wide)
+                unnamed = page.evaluate(UNNAMED_CONTROLS)
+                assert unnamed == [], (path, unnamed)
                 page.screenshot(
                     path=str(shots / f"{width}{path.replace('/', '_')}.png"), full_page=True
                 )

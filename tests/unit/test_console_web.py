@@ -474,3 +474,35 @@ def test_a_page_and_everything_it_loads_weigh_under_150_kb_compressed(console: C
     files = [console.static.files[name.decode()][0] for name in loaded]
     total = sum(len(gzip.compress(data, 9)) for data in [page, *files])
     assert total < 150 * 1024, total
+
+
+def _luminance(color: str) -> float:
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(fg: str, bg: str) -> float:
+    light, dark = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_every_text_colour_on_its_background_has_a_contrast_of_4_5_or_more() -> None:
+    from pathlib import Path
+
+    css = (Path(__file__).parents[2] / "orchd/adapters/console/static/console.css").read_text()
+    var = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", css))
+    pairs = [  # (text, background) as the stylesheet sets them
+        ("fg", "bg"),
+        ("muted", "bg"),
+        ("link", "bg"),
+        ("bad", "bg"),
+        ("fg", "head"),
+        ("bad", "bad-bg"),
+        ("warn", "warn-bg"),
+        ("muted", "head"),
+    ]
+    for fg, bg in pairs:
+        assert _contrast(var[fg], var[bg]) >= 4.5, (fg, bg, _contrast(var[fg], var[bg]))
+    assert _contrast("#ffffff", "#14202e") >= 4.5  # the header
+    assert _contrast("#1b1f24", "#f6f8fa") >= 4.5  # job output
