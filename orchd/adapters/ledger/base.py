@@ -57,7 +57,7 @@ def translated(path: Path) -> Iterator[None]:
 BUSY_MS = 30_000  # how long a connection waits for another's lock
 JOURNAL_LIMIT = 64 << 20  # bytes of ``-wal`` kept after a checkpoint
 # page cache while a long read streams through the file (cache_limited), and so the memory of
-# SQLite's sorter then: 2 MiB verified 1M events in 56 s at 72 MiB, 16 MiB in 69 s at 116 MiB
+# SQLite's sorter then: 2 MiB verified 1M events in 56 s at 70 MiB, 16 MiB in 69 s at 113 MiB
 STREAM_CACHE_KIB = 2048
 
 
