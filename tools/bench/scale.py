@@ -1112,8 +1112,8 @@ def render(results: Results, args: argparse.Namespace) -> str:
         "`orchd run` serving each site (ready once `site.json` names its socket and its "
         "whole-file check at start has ended; one queued job running `/bin/sleep`, the policy's "
         "`concurrency: 1` holding the others back)",
-        "- a console page: measured by `tools/bench/console.py` (its own section, \"The "
-        "console\"), on these same sites",
+        '- a console page: measured by `tools/bench/console.py` (its own section, "The '
+        'console"), on these same sites',
         "",
         *site_lines(results),
         "",
