@@ -185,6 +185,13 @@ def test_the_console_in_chromium(served: tuple[Site, str], tmp_path: Path) -> No
         assert page.url == origin + "/ui/schedules", page.inner_text("main")
         assert page.locator("form[action='/ui/sources/pause']").count() == 2
         page.screenshot(path=str(shots / "after-resume.png"), full_page=True)
+        # another page may not frame the console (CSP frame-ancestors, X-Frame-Options)
+        framing = browser.new_page()
+        framing.set_content(f'<iframe src="{origin}/ui/"></iframe>')
+        framing.wait_for_timeout(1000)
+        framed = framing.frames[1]
+        assert framed.url.startswith("chrome-error:") or framed.content().count("Site ") == 0
+        framing.close()
         browser.close()
     resumed = site.cli("audit", "tail", "--type", "source.resumed", "--json")
     said = [json.loads(line) for line in resumed.stdout.splitlines()]
