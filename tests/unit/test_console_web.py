@@ -506,3 +506,26 @@ def test_every_text_colour_on_its_background_has_a_contrast_of_4_5_or_more() -> 
         assert _contrast(var[fg], var[bg]) >= 4.5, (fg, bg, _contrast(var[fg], var[bg]))
     assert _contrast("#ffffff", "#14202e") >= 4.5  # the header
     assert _contrast("#1b1f24", "#f6f8fa") >= 4.5  # job output
+
+
+def test_the_overview_shows_a_banner_for_each_degraded_state(console: Console) -> None:
+    cookie, _ = signed_in(console)
+
+    def acts(name: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if name == "daemon.health":
+            return 200, {"degraded": False, "file_ok": False}
+        if name == "status":
+            relayed = {"origin": "far", "seq": 9, "bundle_id": "01KB"}
+            return 200, _status() | {"relay_only": [relayed]}
+        return Actions()(name, body)
+
+    shown = console.serve(
+        Request("GET", "/ui/", {}, {"host": HOST, "cookie": f"orchd_session={cookie}"}, UID, ALL),
+        acts,
+    ).body.decode()
+    assert "whole-file check failed" in shown and "Relay-only data" in shown and "far" in shown
+    assert "Storage degraded" not in shown
+    console.pages._cache.clear()  # answers are kept 3 s: ask the daemon anew
+    calm = get(console, "/ui/", cookie=cookie).body.decode()  # degraded storage, nothing else
+    assert "Storage degraded" in calm and "Relay-only" not in calm
+    assert "whole-file check failed" not in calm
