@@ -71,7 +71,7 @@ _JOBS = _Writes.of("jobs", JOB_COLUMNS, JOB_MUTABLE)
 _RUNS = _Writes.of("runs", RUN_COLUMNS, RUN_MUTABLE)
 _HEAD_UPSERT = _upsert_sql("heads", ("origin", "seq", "hash", "hlc"), "origin")
 _COLUMNS = {"jobs": JOB_COLUMNS, "runs": RUN_COLUMNS}
-_CHUNK = 500
+_CHUNK = 512
 V = TypeVar("V", JobView, RunView)
 
 
@@ -86,6 +86,9 @@ def _load(db: Database, table: str, view: type[V], keys: set[str]) -> dict[str, 
     listed = sorted(keys)
     for start in range(0, len(listed), _CHUNK):
         chunk = listed[start : start + _CHUNK]
+        # padded (with its last key again) to a power of two: ten statement texts in all, not
+        # one per length, which SQLite's statement cache kept by the hundred (12 MiB at 1M)
+        chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
         sql = (
             f"SELECT {', '.join(columns)} FROM {table} "
             f"WHERE {columns[0]} IN ({', '.join('?' for _ in chunk)})"
