@@ -55,7 +55,8 @@ class Retention(StatementStore):
         its origin checkpoint with its base rows. The number of events removed. ``progress``: the
         events folded, then those deleted (in steps of ``progress.EVERY``)."""
         removed = 0
-        with self._transaction():
+        # every event pruned is read and deleted once: a long read's cache, not the ledger's
+        with self._transaction(), self.cache_limited():
             kept = {o: (s, h) for o, s, h in self._db.execute("SELECT * FROM checkpoints")}
             moved = self._ranges(upto, kept)
             if not moved:
