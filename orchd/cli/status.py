@@ -48,13 +48,7 @@ def _progress(call: Request) -> list[dict[str, Any]]:
 
 @action("status", status_ops.SCOPE, writes=False)
 def _status(call: Request) -> dict[str, Any]:
-    body = call.body
-    now = status_ops.status(
-        call.site.ledger,
-        call.site.clock,
-        origin=text(body, "origin"),
-        all_origins=flag(body, "all_origins"),
-    )
+    now = status_ops.status(call.site.ledger, call.site.clock, **_whose(call.body))
     return {
         "site_id": now.site_id,
         "now": now.now,
@@ -76,14 +70,13 @@ def _status(call: Request) -> dict[str, Any]:
 
 @action("runs.hourly", status_ops.SCOPE, writes=False)
 def _hourly(call: Request) -> dict[str, Any]:
-    body = call.body
-    found = status_ops.hourly(
-        call.site.ledger,
-        call.site.clock,
-        origin=text(body, "origin"),
-        all_origins=flag(body, "all_origins"),
-    )
+    found = status_ops.hourly(call.site.ledger, call.site.clock, **_whose(call.body))
     return dataclasses.asdict(found)
+
+
+def _whose(body: dict[str, Any]) -> dict[str, Any]:
+    """Whose jobs a read counts: ``origin``, ``all_origins`` (``ops/jobs.whose``)."""
+    return {"origin": text(body, "origin"), "all_origins": flag(body, "all_origins")}
 
 
 @action("daemon.health", status_ops.SCOPE, writes=False)

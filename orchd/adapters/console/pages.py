@@ -23,23 +23,15 @@ from urllib.parse import urlencode
 import jinja2
 
 from orchd.core import timefmt
+from orchd.core.machines import JOB
 
 from .sessions import Session
-from .web import JSON, Act, Reply, Request, json_reply, redirect
+from .web import Act, Reply, Request, json_reply, redirect
 
 PAGE, AUDIT_PAGE = 50, 50
 RENDERS, RENDER_WAIT_S, CACHE_S = 2, 10.0, 3.0
 RANGES = {"1h": "-1h", "24h": "-24h", "7d": "-7d", "30d": "-30d"}  # the time range menu
-JOB_STATES = (
-    "queued",
-    "waiting",
-    "throttled",
-    "running",
-    "retry_wait",
-    "succeeded",
-    "dead",
-    "cancelled",
-)
+JOB_STATES = tuple(JOB.transitions)  # the state menu, in the machine's own order
 NAV = (
     ("overview", "Overview"),
     ("jobs", "Jobs"),
@@ -160,11 +152,9 @@ class Pages:
         if chosen is None:
             return self._error(request, session, 404, {"error": f"no form /ui/{rest}"})
         name, fields = chosen
-        body = {f: form.get(f, "") for f in fields} | why
-        status, payload = act(name, body)
-        if status != 200:
-            return self._error(request, session, status, payload)
-        return redirect(back)
+        return self._acted(
+            request, session, act(name, {f: form.get(f, "") for f in fields} | why), back
+        )
 
     def _replay(
         self, request: Request, session: Session, act: Act, why: dict[str, Any], back: str
@@ -177,7 +167,13 @@ class Pages:
         if request.form.get("confirm") != "yes" or not chosen:
             context = {"current": "jobs", "jobs": chosen, "form": request.form, "back": back}
             return self.page("replay_confirm.html", request, session, context)
-        status, payload = act("replay", {"job_ids": chosen} | why)
+        return self._acted(request, session, act("replay", {"job_ids": chosen} | why), back)
+
+    def _acted(
+        self, request: Request, session: Session, answer: tuple[int, Any], back: str
+    ) -> Reply:
+        """Back to the page the form came from, or the action's refusal."""
+        status, payload = answer
         if status != 200:
             return self._error(request, session, status, payload)
         return redirect(back)
@@ -297,6 +293,3 @@ def _when(text: str | None) -> str:
     if not text:
         return ""
     return text[:19].replace("T", " ") + "Z"
-
-
-__all__ = ["JSON", "Pages"]
