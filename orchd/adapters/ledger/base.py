@@ -213,7 +213,7 @@ class LedgerBase:
         """Hand the free pages back to the file system (``PRAGMA incremental_vacuum``, its own
         short write, after a prune committed). On a ledger made before ``auto_vacuum``
         (``INCREMENTAL`` since issue 22) the pragma does nothing: ``compact`` does it once."""
-        with translated(self.path):
+        with translated(self.path), self.cache_limited():  # it walks every free page once
             self._db.conn.executescript("PRAGMA incremental_vacuum;")  # stepped to its end
 
     def compact(self) -> tuple[int, int]:

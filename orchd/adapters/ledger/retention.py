@@ -35,8 +35,10 @@ class Retention(StatementStore):
     """The ``Retention`` port: which events may go, and pruning them."""
 
     def first_newer(self, origin: str, at: str) -> int | None:
+        """The first seq of ``origin`` that occurred at or after ``at``: a walk up its chain
+        (an origin's clock may step back, so no seek finds it) through a long read's cache."""
         sql = "SELECT min(seq) FROM events WHERE origin = ? AND occurred_at >= ?"
-        with translated(self.path):
+        with translated(self.path), self.cache_limited():
             row = self._db.execute(sql, [origin, at]).fetchone()
         return None if row[0] is None else int(row[0])
 
