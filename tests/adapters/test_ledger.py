@@ -14,7 +14,7 @@ import pytest
 from orchd.adapters.ledger import SqliteLedger, placement, projector, schema
 from orchd.adapters.ledger.trust_queries import NEWEST_BUNDLES
 from orchd.core import drafts
-from orchd.core.events import Draft
+from orchd.core.events import Actor, Draft
 from orchd.errors import ChainBroken, InvalidTransition, MalformedEvent, StorageError
 from orchd.ops import site
 from tests.builders import ACTOR, ended, leased, moved, started, submitted
@@ -450,8 +450,7 @@ def test_each_peers_newest_bundle_is_found_by_seeks_not_a_read_of_every_bundle(
 
 def test_the_audit_trails_own_types_are_tailed_through_their_index(ledger: SqliteLedger) -> None:
     """``tail --type quota.set`` seeks the partial index of events without a job (one seek per
-    origin) and finds what a read by position finds, newest last; a job's type still reads by
-    position."""
+    origin) and finds what a read by position finds, newest last; a job's type seeks its own."""
     made = []
     for n in range(30):
         override = {"kind": "source", "name": f"s{n}", "site": "*", "concurrency": 2}
@@ -503,6 +502,56 @@ def test_tail_since_and_by_origin_seek_their_indexes_and_find_what_a_scan_finds(
         for sql in queries
     ]
     assert not [plan for plan in plans if "SCAN events" in plan], plans
+    ledger.close()
+
+
+def test_tail_by_ticket_actor_and_a_jobs_type_seeks_an_index_and_finds_what_a_scan_finds(
+    tmp_path: Path,
+) -> None:
+    """``tail --ticket``, ``--actor`` and ``--type`` of a rare job event each seek their index
+    (no read of every event, however rare the match), alone, combined and paged forward."""
+    ledger = SqliteLedger.create(
+        tmp_path / "ledger.db",
+        "hq",
+        FakeClock(),
+        CountingEntropy(),
+        site.initialized("hq", ACTOR, "t"),
+    )
+    bob = Actor(uid=1001, user="bob", scopes=("orch:admin",))
+    for n in range(30):
+        who = bob if n % 10 == 3 else ACTOR
+        override = {"kind": "source", "name": f"s{n}", "site": "*", "concurrency": 2}
+        ticket = "CHG-7" if n % 4 == 0 else f"T-{n}"
+        quota = drafts.quota_set(who, override=override, change=str(n), reason="r", ticket=ticket)
+        ledger.append([quota, submitted(f"01KB0000000000000000000{n:03d}")])
+    every = ledger.tail(None, 1000)
+    seen: list[str] = []
+    ledger._db.conn.set_trace_callback(seen.append)
+    by_ticket = ledger.tail(None, 50, ticket="CHG-7")
+    by_actor = ledger.tail(None, 2, actor="bob")
+    later = ledger.tail(by_actor[0][0], 50, actor="bob")
+    both = ledger.tail(None, 50, actor="bob", ticket="CHG-7")
+    answers = ledger.tail(None, 4, event_type="job.request_answered")
+    ledger._db.conn.set_trace_callback(None)
+    submits = ledger.tail(None, 4, event_type="job.submitted")  # one in two: by position
+    assert by_ticket == [(p, e) for p, e in every if e.ticket == "CHG-7"] and len(by_ticket) == 8
+    mine = [(p, e) for p, e in every if e.actor.user == "bob"]
+    assert len(mine) == 3 and by_actor == mine[-2:], (
+        [p for p, _ in by_actor],
+        [p for p, _ in mine],
+    )
+    assert later == mine[2:]
+    assert both == [(p, e) for p, e in mine if e.ticket == "CHG-7"] == []
+    assert submits == [(p, e) for p, e in every if e.type == "job.submitted"][-4:]
+    queries = [sql for sql in seen if "FROM events" in sql]
+    plans = [
+        " / ".join(row[3] for row in ledger._db.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        for sql in queries
+    ]
+    assert len(plans) == 5 and not [plan for plan in plans if "SCAN" in plan], plans
+    assert answers == []
+    for index in ("events_by_ticket", "events_by_actor", "events_of_rare_type"):
+        assert any(index in plan for plan in plans), (index, plans)
     ledger.close()
 
 

@@ -27,3 +27,18 @@ CREATE INDEX requests_by_short_id ON requests (substr(request_id, 19));
 V20 = """
 CREATE INDEX events_by_time ON events (occurred_at);
 """
+
+# the audit trail by who and under which ticket (``audit tail --actor/--ticket``, the console's
+# filters) and by a type of a job's events other than the four every job has (a rare one, as
+# ``job.request_answered``; those four fill a page within a few hundred events by position): a
+# seek each, newest first by the position every index ends with. A ticket's and a type's hold
+# only the events they name; each index costs every append it covers (docs/BENCHMARKS.md)
+ACTOR = "json_extract(CAST(body AS TEXT), '$.actor.user')"
+TICKET = "json_extract(CAST(body AS TEXT), '$.ticket')"
+DENSE_TYPES = ("job.submitted", "run.leased", "run.started", "run.ended")
+RARE = f"type NOT IN ({', '.join(repr(kind) for kind in DENSE_TYPES)})"  # a query repeats it
+V21 = f"""
+CREATE INDEX events_by_actor ON events ({ACTOR});
+CREATE INDEX events_by_ticket ON events ({TICKET}) WHERE {TICKET} IS NOT NULL;
+CREATE INDEX events_of_rare_type ON events (type) WHERE {RARE};
+"""

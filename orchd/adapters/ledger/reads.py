@@ -9,9 +9,16 @@ from typing import Any
 from orchd.core import events, vocabulary
 from orchd.core.events import Event
 
+from . import indexes
 from .base import LedgerBase, translated
 
 SINCE_CAP = 5000  # the most recent events ``tail --since`` finds by the time index
+_BY = {  # tail's filters each index answers (indexes.py)
+    "since": "events_by_time",
+    "ticket": "events_by_ticket",
+    "actor": "events_by_actor",
+    "type": "events_of_rare_type",
+}
 
 
 class EventReads(LedgerBase):
@@ -47,16 +54,17 @@ class EventReads(LedgerBase):
         or after ``since``, recorded by the user ``actor`` and under ``ticket`` when given.
 
         Each through an index: a type no job's event has by ``events_by_type`` (a seek per
-        origin); ``since`` by ``events_by_time`` when at most ``SINCE_CAP`` events are that
-        recent (else newest first, where they are); an origin by its chain's key, newest seq
-        first (an origin's events are recorded in seq order). ``actor`` and ``ticket`` are read
-        from the events those leave, newest first, until the page is full."""
+        origin); a ticket, an actor, or a type of a job's events other than the four every job
+        has, by its own (a seek, in position order: every index ends with it); ``since`` by
+        ``events_by_time`` when at most ``SINCE_CAP`` events are that recent (else newest
+        first, where they are); an origin by its chain's key, newest seq first (an origin's
+        events are recorded in seq order)."""
         filters: dict[str, object] = {
             "type = ?": event_type,
             "origin = ?": origin,
             "occurred_at >= ?": since,
-            "json_extract(CAST(body AS TEXT), '$.actor.user') = ?": actor,
-            "json_extract(CAST(body AS TEXT), '$.ticket') = ?": ticket,
+            f"{indexes.ACTOR} = ?": actor,
+            f"{indexes.TICKET} = ?": ticket,
             "rowid > ?": after,
         }
         used = {sql: value for sql, value in filters.items() if value is not None}
@@ -69,6 +77,9 @@ class EventReads(LedgerBase):
                     for one in ([origin] if origin is not None else self._held_origins())
                     for row in self._tail_rows({"origin = ?": one, **used}, after, limit, True)
                 ]
+            elif ticket is not None or actor is not None or self._rare(event_type):
+                by = "ticket" if ticket is not None else "actor" if actor is not None else "type"
+                found = self._tail_rows(used, after, limit, False, by)
             elif after is None and since is not None and self._few_since(since):
                 found = self._tail_rows(used, None, limit, False, "since")
             elif after is None and origin is not None:
@@ -80,6 +91,10 @@ class EventReads(LedgerBase):
             ((int(row[0]), events.parse(row[1], row[2])) for row in found[:limit]),
             key=lambda pair: pair[0],
         )
+
+    @staticmethod
+    def _rare(event_type: str | None) -> bool:
+        return event_type is not None and event_type not in indexes.DENSE_TYPES
 
     def _few_since(self, since: str) -> bool:
         """At most ``SINCE_CAP`` events occurred at or after ``since`` (one bounded seek)."""
@@ -96,10 +111,12 @@ class EventReads(LedgerBase):
         by: str = "",
     ) -> list[tuple[Any, ...]]:
         """One query of ``tail``: by ``events_by_type`` (which holds only events of no job)
-        when ``by_type``, by ``events_by_time`` or an origin's chain (``by``), else by position."""
+        when ``by_type``, by the index ``_BY`` names or an origin's chain (``by``), else by
+        position."""
         index, where = ("INDEXED BY events_by_type", ["job_id IS NULL"]) if by_type else ("", [])
-        if by == "since":
-            index = "INDEXED BY events_by_time"
+        if by in _BY:
+            index = f"INDEXED BY {_BY[by]}"
+            where += [indexes.RARE] if by == "type" else []  # the partial index's own term
         order = "rowid DESC" if after is None else "rowid"
         if by == "origin":  # the chain's key, newest first: the order of positions in one origin
             index, order = "INDEXED BY sqlite_autoindex_events_1", "seq DESC"
