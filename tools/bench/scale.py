@@ -1100,7 +1100,8 @@ def render(results: Results, args: argparse.Namespace) -> str:
         f"- code: {os.environ.get(CODE) or report.code()} (a copy of orchd/ taken at the start "
         "is what every process imports)",
         f"- command: `python tools/bench/scale.py {given} --repeat {args.repeat}`",
-        "- sites (built once per size and commit, not timed): `orchd init` a year ago, then the "
+        f"- sites (built once per size and commit, not timed; these at commit {commit()}): "
+        "`orchd init` a year ago, then the "
         f"jobs over {DAYS} days by `SqliteLedger.append` under a clock passed in, a 6-hour slice "
         "at a time; 1 % dead after 3 failed attempts, about 1,000 queued, the rest succeeded "
         f"with a short output; {len(SOURCES)} sources, {len(TYPES)} job types, a source paused "
@@ -1329,6 +1330,7 @@ def main() -> int:
     )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / CACHE_NAME)
     parser.add_argument("--rebuild", action="store_true", help="build the sites again")
+
     parser.add_argument("--keep", action="store_true", help="keep the copies and daemon logs")
     parser.add_argument("--write", type=Path, help="write the results into this Markdown file")
     args = parser.parse_args()

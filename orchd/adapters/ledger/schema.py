@@ -302,7 +302,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("each peer's newest bundle", _script(indexes.V18)),
     ("ids by their short form", _script(indexes.V19)),
     ("events by the time they occurred", _script(indexes.V20)),
-    ("events by actor, by ticket, and a job's events by type", _script(indexes.V21)),
+    ("events by actor, by ticket and by a rare type", _script(indexes.V21)),
 )
 
 
