@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .bad_input import (
     BadInput,
+    BadMessage,
     ConfigInvalid,
     IdTooShort,
     InvalidName,
@@ -28,6 +29,7 @@ from .bad_input import (
     PolicyMissing,
     TicketRequired,
     UnknownName,
+    UnknownProtocol,
     UnreadableTime,
 )
 from .base import (
@@ -69,6 +71,7 @@ from .integrity import (
 )
 from .refusals import (
     BundleRefused,
+    ClaimRefused,
     KeyFileUnsafe,
     PermissionRefused,
     Refused,
@@ -88,12 +91,14 @@ from .system import (
 __all__ = [
     "AmbiguousId",
     "BadInput",
+    "BadMessage",
     "BundleMalformed",
     "BundleRefused",
     "BundleStale",
     "ChainBroken",
     "ChainFork",
     "ChainGap",
+    "ClaimRefused",
     "ConfigInvalid",
     "ForeignJob",
     "IdTooShort",
@@ -141,6 +146,7 @@ __all__ = [
     "TooManyOrigins",
     "UnknownName",
     "UnknownPeer",
+    "UnknownProtocol",
     "UnreadableTime",
     "UntrustedKey",
     "WrittenByNewer",

@@ -120,3 +120,17 @@ class UnknownName(BadInput):
 
     exit_code = 23
     hint = "the {what}s known here: {known}"
+
+
+class BadMessage(BadInput):
+    """bad message from {sender}: {detail}"""
+
+    exit_code = 24
+    hint = "the message was dropped and nothing else changed"
+
+
+class UnknownProtocol(BadInput):
+    """{sender} speaks worker protocol {version!r}; this orchd speaks {ours}"""
+
+    exit_code = 25
+    hint = "run the same orchd release on the daemon's host and the workers'"

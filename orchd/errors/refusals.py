@@ -67,3 +67,10 @@ class RemoteRefused(Refused):
     @property
     def hint_text(self) -> str | None:
         return self._hint
+
+
+class ClaimRefused(Refused):
+    """refused {worker}: {detail}"""
+
+    exit_code = 77
+    hint = "a run is worked by the one worker whose claim the daemon granted, with its token"
