@@ -1,0 +1,144 @@
+"""A remote run's supervisor (adapters/supervisor.py) fences its job whatever the worker does:
+renewed, the run goes on; unrenewed (the worker stopped, frozen or gone), the whole process group
+is ended at the lease's end, SIGKILL after the grace; a stop or the timeout end it too."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RUN = "01KB0000000000000000000001"
+
+
+class Supervised:
+    """``python -m orchd.adapters.supervisor`` given ``argv`` as a run, its answers read."""
+
+    def __init__(self, tmp: Path, argv: list[str], **limits: int) -> None:
+        run = {
+            "spec": {"run_id": RUN, "job_id": RUN, "argv": argv, "env": {"ORCHD_RUN_ID": RUN}},
+            "log_dir": str(tmp / "logs"),
+            "lease_ms": limits.get("lease_ms", 2000),
+            "timeout_ms": limits.get("timeout_ms", 60_000),
+            "grace_ms": limits.get("grace_ms", 300),
+        }
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchd.adapters.supervisor"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.started_at = time.monotonic()
+        self.tell(json.dumps(run))
+
+    def tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def hear(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        return dict(json.loads(self.proc.stdout.readline()))
+
+    def ended(self) -> dict[str, Any]:
+        said = self.hear()
+        self.close()
+        return dict(said["ended"])
+
+    def close(self) -> None:
+        """Wait for the supervisor's exit (0), closing both pipes."""
+        assert self.proc.wait(10) == 0
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+
+
+def alive_with_run_id() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            if state != b"Z" and f"ORCHD_RUN_ID={RUN}".encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def test_a_run_that_ends_in_its_lease_reports_its_exit_output_and_log(tmp_path: Path) -> None:
+    run = Supervised(tmp_path, ["/bin/sh", "-c", "echo hello; exit 3"])
+    assert run.hear()["started"] > 0
+    ended = run.ended()
+    assert ended["exit_code"] == 3 and ended["outcome"] == "failed" and ended["cause"] == ""
+    assert ended["output_tail"] == "hello\n"
+    assert Path(ended["log_path"]).read_text() == "hello\n"
+
+
+def test_renewals_keep_a_run_going_past_its_first_lease(tmp_path: Path) -> None:
+    run = Supervised(tmp_path, ["/bin/sleep", "0.9"], lease_ms=300)
+    run.hear()
+    for _ in range(9):
+        time.sleep(0.1)
+        run.tell("renew 300")
+    assert run.ended()["outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize("how", ["silent", "gone"])
+def test_an_unrenewed_lease_ends_the_whole_group_even_with_the_worker_gone(
+    tmp_path: Path, how: str
+) -> None:
+    """The worker stopped (SIGSTOP: it says nothing) or dead (its pipe closed): the job and
+    what it started in its group are ended at the lease's end, the TERM-ignoring ones by
+    SIGKILL after the grace."""
+    script = "trap '' TERM; sleep 30 & sleep 30; wait"
+    run = Supervised(tmp_path, ["/bin/sh", "-c", script], lease_ms=400, grace_ms=300)
+    run.hear()
+    if how == "gone":
+        assert run.proc.stdin is not None
+        run.proc.stdin.close()
+    ended = run.ended()
+    took = time.monotonic() - run.started_at
+    assert ended["outcome"] == "interrupted" and ended["cause"] == "lease_lost"
+    assert ended["exit_code"] == -9  # the shell ignored SIGTERM: SIGKILL after the grace
+    assert 0.65 <= took < 3, took
+    assert alive_with_run_id() == []
+
+
+def test_a_stop_ends_the_run_as_interrupted(tmp_path: Path) -> None:
+    run = Supervised(tmp_path, ["/bin/sleep", "30"])
+    run.hear()
+    run.tell("stop cancelled by alice")
+    ended = run.ended()
+    assert ended["outcome"] == "interrupted" and ended["cause"] == "stopped"
+    assert ended["exit_code"] == -15
+
+
+def test_the_timeout_ends_the_run_as_timed_out(tmp_path: Path) -> None:
+    run = Supervised(tmp_path, ["/bin/sleep", "30"], timeout_ms=300)
+    run.hear()
+    ended = run.ended()
+    assert ended["outcome"] == "timed_out" and ended["cause"] == "timed_out"
+
+
+def test_a_command_that_cannot_start_or_a_bad_first_line_is_said_so(tmp_path: Path) -> None:
+    run = Supervised(tmp_path, ["/nonexistent/program"])
+    assert "cannot start /nonexistent/program" in run.hear()["failed"]
+    run.close()
+    bad = subprocess.run(
+        [sys.executable, "-m", "orchd.adapters.supervisor"],
+        input="not json\n",
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert bad.returncode == 2 and json.loads(bad.stdout) == {
+        "failed": "the first line is not the run as JSON"
+    }
