@@ -103,8 +103,9 @@ def encode(kind: str, **fields: Any) -> bytes:
     return data
 
 
-def decode(data: bytes, kind: str, *, sender: str) -> Message:
-    """The message of ``kind`` in ``data`` from ``sender`` (named in every refusal)."""
+def decode(data: bytes, kind: str | tuple[str, ...], *, sender: str) -> Message:
+    """The message of ``kind`` (or of one of several kinds: a reply's) in ``data`` from
+    ``sender`` (named in every refusal)."""
     if len(data) > MAX_MESSAGE:
         raise BadMessage(sender=sender, detail=f"{len(data)} bytes, over {MAX_MESSAGE}")
     try:
@@ -115,8 +116,11 @@ def decode(data: bytes, kind: str, *, sender: str) -> Message:
         raise BadMessage(sender=sender, detail="not a JSON object")
     if value.get("v") != PROTOCOL:
         raise UnknownProtocol(sender=sender, version=value.get("v", "none"), ours=PROTOCOL)
-    if value.get("kind") != kind:
-        raise BadMessage(sender=sender, detail=f"a {value.get('kind')!r} where a {kind} was due")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if value.get("kind") not in kinds:
+        due = " or ".join(kinds)
+        raise BadMessage(sender=sender, detail=f"a {value.get('kind')!r} where a {due} was due")
+    kind = str(value["kind"])
     keys = _KEYS[kind]
     given = set(value) - {"v", "kind"}
     missing = sorted(set(keys) - given - _OPTIONAL.get(kind, set()))

@@ -58,6 +58,13 @@ def test_every_message_is_read_back_as_written(kind: str) -> None:
     assert message["run_id"] == RUN
 
 
+def test_a_reply_is_read_as_whichever_of_its_kinds_it_is() -> None:
+    kinds = ("renewed", "stop", "refused")
+    assert remote.decode(raw("stop"), kinds, sender="d").kind == "stop"
+    with pytest.raises(BadMessage, match="a 'granted' where a renewed or stop or refused was due"):
+        remote.decode(raw("granted"), kinds, sender="d")
+
+
 def test_optional_keys_may_be_left_out() -> None:
     offer = remote.decode(
         remote.encode("offer", **{**GOOD["offer"], "workdir": None}), "offer", sender="d"

@@ -1,0 +1,294 @@
+"""A worker's work (adapters layer; imports ``nats``, the ``orchd[workers]`` extra): runs of a
+site's job types pulled from their JetStream consumers, each claimed from the daemon, run under its
+own supervisor (adapters/supervisor.py), heartbeated, and its result published to the results
+stream before the work is acknowledged.
+
+Rules (docs/ARCHITECTURE.md, "Remote workers"):
+- An offer is read like any outside input (``core.remote.decode``); a malformed one, or one of
+  another site or of a type this worker may not run, is terminated (no worker should take it)
+  and logged; a program not on this worker's own allowlist is handed back (``nak``) for another.
+- Nothing runs without a granted claim. A refused claim (the run ended, or another holds it: a
+  second delivery) terminates the message; no answer (the daemon unreachable) hands it back.
+- The job runs under a supervisor process of its own session, which ends the job's group once the
+  lease runs out unrenewed: a worker killed, stopped or cut off still fences its runs.
+- Every third of the lease: JetStream's in-progress for the message, then a heartbeat to the
+  daemon; its answer renews the supervisor's lease by what is left of it counted from when the
+  heartbeat was sent (never later than the daemon's own end), or stops the run (a stop, or a
+  refusal: the claim is no longer this worker's). No answer renews nothing.
+- The result is published (``Nats-Msg-Id``: the run id) until the stream has it, then the work
+  message is acknowledged: a result is never lost to a NATS restart, and a duplicate is stored
+  once. ``stop`` (SIGTERM) takes no new work and lets the runs under way end (drain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+
+from orchd.core import remote
+from orchd.errors import BadMessage, UnknownProtocol
+
+from .permissions import consumer, inbox, work_stream
+
+Log = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSettings:
+    site: str
+    name: str
+    job_types: tuple[str, ...]
+    programs: frozenset[str]  # the absolute paths of the programs this worker runs
+    url: str
+    log_dir: Path
+    version: str
+    concurrency: int = 1
+    user: str | None = None
+    password: str | None = None
+    grace_ms: int = 5000  # SIGTERM to SIGKILL
+    claim_timeout_s: float = 2.0
+    fetch_timeout_s: float = 1.0
+
+
+def _mono_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, log: Log) -> None:
+        self.settings, self.log = settings, log
+        self._nc: Any = None
+        self._js: Any = None
+
+    def subject(self, what: str) -> str:
+        return remote.subject(self.settings.site, what, self.settings.name)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Work until ``stopping`` is set, then let the runs under way end."""
+        s = self.settings
+        self._nc = await nats.connect(
+            s.url,
+            user=s.user,
+            password=s.password,
+            inbox_prefix=inbox(s.site, s.name),
+            name=f"orchd-worker {s.name}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=2,
+        )
+        self._js = self._nc.jetstream()
+        slots = asyncio.Semaphore(s.concurrency)
+        running: set[asyncio.Task[None]] = set()
+        pullers = [
+            asyncio.create_task(self._pull(job_type, slots, running, stopping))
+            for job_type in s.job_types
+        ]
+        await asyncio.gather(*pullers)
+        if running:
+            await asyncio.gather(*running)  # drain: what was claimed runs to its end
+        await self._nc.flush()  # the last acks
+        await self._nc.close()
+
+    async def _pull(
+        self,
+        job_type: str,
+        slots: asyncio.Semaphore,
+        running: set[asyncio.Task[None]],
+        stopping: asyncio.Event,
+    ) -> None:
+        s = self.settings
+        sub = await self._js.pull_subscribe_bind(consumer(job_type), work_stream(s.site))
+        while not stopping.is_set():
+            await slots.acquire()
+            try:
+                if stopping.is_set():
+                    raise NatsTimeout
+                msg = (await sub.fetch(1, timeout=s.fetch_timeout_s))[0]
+            except (TimeoutError, NatsTimeout, NatsError):
+                slots.release()
+                continue
+            task = asyncio.create_task(self._work(msg))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            task.add_done_callback(lambda _: slots.release())
+
+    async def _work(self, msg: Any) -> None:
+        offer = await self._offer(msg)
+        if offer is None:
+            return
+        granted = await self._claim(msg, offer)
+        if granted is None:
+            return
+        ended = await self._supervised(msg, offer, granted)
+        result = remote.encode(
+            "result",
+            site=self.settings.site,
+            worker=self.settings.name,
+            run_id=offer["run_id"],
+            token=granted["token"],
+            outcome=ended["outcome"],
+            exit_code=ended.get("exit_code"),
+            output_tail=ended["output_tail"][-remote.MAX_TAIL :],
+            log_path=ended["log_path"],
+        )
+        await self._publish_result(offer["run_id"], result)
+        try:
+            await msg.ack()
+        except NatsError as exc:  # it comes back after ack_wait, and its claim is refused then
+            self.log({"message": "could not acknowledge a run's work", "error": str(exc)})
+        self.log({"message": "run ended", "run_id": offer["run_id"], "outcome": ended["outcome"]})
+
+    async def _offer(self, msg: Any) -> remote.Message | None:
+        """The offer ``msg`` carries, if this worker may take it (else it is dealt with)."""
+        s = self.settings
+        try:
+            offer = remote.decode(msg.data, "offer", sender="the work stream")
+        except (BadMessage, UnknownProtocol) as exc:
+            self.log({"message": "work refused", "error": exc.message})
+            await msg.term()
+            return None
+        if offer["site"] != s.site or offer["job_type"] not in s.job_types:
+            self.log({"message": "work refused", "run_id": offer["run_id"], "error": "not ours"})
+            await msg.term()
+            return None
+        if offer["argv"][0] not in s.programs:
+            self.log(
+                {
+                    "message": "work handed back: its program is not on this worker's allowlist",
+                    "run_id": offer["run_id"],
+                    "program": offer["argv"][0],
+                }
+            )
+            await msg.nak(delay=1)
+            return None
+        return offer
+
+    async def _claim(self, msg: Any, offer: remote.Message) -> remote.Message | None:
+        s = self.settings
+        claim = remote.encode(
+            "claim", site=s.site, worker=s.name, run_id=offer["run_id"], version=s.version
+        )
+        try:
+            reply = await self._nc.request(self.subject("claim"), claim, timeout=s.claim_timeout_s)
+            answer = remote.decode(reply.data, ("granted", "refused"), sender="the daemon")
+        except (NatsTimeout, NatsError) as exc:
+            self.log(
+                {"message": "no answer to a claim", "run_id": offer["run_id"], "error": str(exc)}
+            )
+            await msg.nak(delay=1)
+            return None
+        except (BadMessage, UnknownProtocol) as exc:
+            self.log({"message": "bad answer to a claim", "error": exc.message})
+            await msg.nak(delay=1)
+            return None
+        if answer.kind == "refused":
+            self.log(
+                {"message": "claim refused", "run_id": offer["run_id"], "why": answer["reason"]}
+            )
+            await msg.term()
+            return None
+        return answer
+
+    async def _supervised(
+        self, msg: Any, offer: remote.Message, granted: remote.Message
+    ) -> dict[str, Any]:
+        """Run the offer under its supervisor, heartbeating, to its end (the supervisor's)."""
+        s = self.settings
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "orchd.adapters.supervisor",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,  # a signal to the worker's group is not the job's
+            limit=1 << 20,  # its last line carries the output tail (64 KiB, JSON-escaped)
+        )
+        if proc.stdin is None or proc.stdout is None:  # asked for pipes: they are there
+            raise RuntimeError("the supervisor has no pipes")
+        run = {
+            "spec": {
+                "run_id": offer["run_id"],
+                "job_id": offer["job_id"],
+                "argv": offer["argv"],
+                "env": offer["env"],
+                "workdir": offer.fields.get("workdir"),
+            },
+            "log_dir": str(s.log_dir),
+            "lease_ms": granted["lease_ms"],
+            "timeout_ms": offer["timeout_ms"],
+            "grace_ms": s.grace_ms,
+        }
+        proc.stdin.write(json.dumps(run).encode() + b"\n")
+        await proc.stdin.drain()
+        first = json.loads(await proc.stdout.readline())
+        if "failed" in first:
+            await proc.wait()
+            return {
+                "outcome": "failed",
+                "output_tail": f"orchd worker: {first['failed']}\n",
+                "log_path": "",
+            }
+        beats = asyncio.create_task(self._heartbeat(msg, offer, granted, proc.stdin))
+        try:
+            ended = json.loads(await proc.stdout.readline())["ended"]
+        finally:
+            beats.cancel()
+            await proc.wait()
+        return dict(ended)
+
+    async def _heartbeat(
+        self,
+        msg: Any,
+        offer: remote.Message,
+        granted: remote.Message,
+        supervisor: asyncio.StreamWriter,
+    ) -> None:
+        s, lease_ms = self.settings, int(granted["lease_ms"])
+        beat = remote.encode(
+            "beat", site=s.site, worker=s.name, run_id=offer["run_id"], token=granted["token"]
+        )
+        while True:
+            await asyncio.sleep(lease_ms / 3000)
+            sent = _mono_ms()
+            try:
+                await msg.in_progress()
+                reply = await self._nc.request(self.subject("hb"), beat, timeout=lease_ms / 3000)
+                answer = remote.decode(
+                    reply.data, ("renewed", "stop", "refused"), sender="the daemon"
+                )
+            except (NatsTimeout, NatsError, BadMessage, UnknownProtocol) as exc:
+                self.log(
+                    {
+                        "message": "heartbeat unanswered",
+                        "run_id": offer["run_id"],
+                        "error": str(exc),
+                    }
+                )
+                continue  # the lease is not renewed: the supervisor fences the run
+            if answer.kind == "renewed":
+                left = int(answer["lease_ms"]) - (_mono_ms() - sent)
+                supervisor.write(f"renew {max(0, left)}\n".encode())
+            else:
+                supervisor.write(f"stop {answer['reason']}\n".encode())
+            await supervisor.drain()
+
+    async def _publish_result(self, run_id: str, result: bytes) -> None:
+        while True:
+            try:
+                await self._js.publish(
+                    self.subject("results"), result, headers={"Nats-Msg-Id": run_id}, timeout=2
+                )
+                return
+            except (NatsTimeout, NatsError) as exc:
+                self.log({"message": "result not yet stored, trying again", "error": str(exc)})
+                await asyncio.sleep(0.5)

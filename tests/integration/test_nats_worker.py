@@ -1,0 +1,190 @@
+"""A worker against a real nats-server (issue 26), the daemon's side played here by the protocol's
+own lease rule (core/remote.py ``Leases``): what it runs, and what it refuses to run.
+
+Each test starts its server (loopback, a free port, JetStream on disk with every write synced),
+makes the site's streams as the daemon does (adapters/nats/streams.py), and runs the worker
+in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchd.adapters.nats import permissions
+from orchd.core import remote
+from tests.natsserver import NatsServer
+
+nats = pytest.importorskip("nats")
+streams = pytest.importorskip("orchd.adapters.nats.streams")
+worker_module = pytest.importorskip("orchd.adapters.nats.worker")
+
+pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
+
+SITE, NAME, TOKEN = "hq", "w-1", "ab" * 16
+LEASE_MS = 900
+
+
+def run_id(n: int) -> str:
+    return f"01KB{n:022d}"
+
+
+class FakeDaemon:
+    """The daemon's side of the protocol: offers published, claims granted by ``Leases`` (or
+    refused when ``refuse`` holds the run), heartbeats answered, results read."""
+
+    def __init__(self, nc: Any) -> None:
+        self.nc, self.js = nc, nc.jetstream()
+        self.leases = remote.Leases(lease_ms=LEASE_MS)
+        self.refuse: set[str] = set()
+        self.claims: list[str] = []
+        self.beats = 0
+
+    async def start(self) -> None:
+        await streams.ensure(self.js, SITE, {"rescan": 2}, lease_ms=LEASE_MS, max_deliver=3)
+        await self.nc.subscribe(f"orchd.{SITE}.claim.*", cb=self._claim)
+        await self.nc.subscribe(f"orchd.{SITE}.hb.*", cb=self._beat)
+
+    async def offer(self, n: int, argv: list[str], **more: Any) -> None:
+        data = remote.encode(
+            "offer",
+            site=SITE,
+            run_id=run_id(n),
+            job_id=run_id(n + 500),
+            job_type="rescan",
+            attempt=1,
+            argv=argv,
+            env={"ORCHD_RUN_ID": run_id(n)},
+            timeout_ms=more.get("timeout_ms", 30_000),
+        )
+        await self.js.publish(
+            remote.subject(SITE, "work", "rescan"), data, headers={"Nats-Msg-Id": run_id(n)}
+        )
+
+    async def _claim(self, msg: Any) -> None:
+        claim = remote.decode(msg.data, "claim", sender=msg.subject.rsplit(".", 1)[1])
+        self.claims.append(claim["run_id"])
+        if claim["run_id"] in self.refuse:
+            await msg.respond(remote.encode("refused", run_id=claim["run_id"], reason="it ended"))
+            return
+        self.leases.grant(claim["run_id"], claim["worker"], TOKEN, now_ms=0)
+        await msg.respond(
+            remote.encode("granted", run_id=claim["run_id"], token=TOKEN, lease_ms=LEASE_MS)
+        )
+
+    async def _beat(self, msg: Any) -> None:
+        beat = remote.decode(msg.data, "beat", sender=msg.subject.rsplit(".", 1)[1])
+        self.beats += 1
+        await msg.respond(self.leases.beat(beat["run_id"], beat["worker"], beat["token"], 0))
+
+    async def results(self, count: int, timeout: float = 10) -> list[remote.Message]:
+        sub = await self.js.pull_subscribe_bind(
+            streams.RESULTS_CONSUMER, streams.results_stream(SITE)
+        )
+        found: list[remote.Message] = []
+        while len(found) < count:
+            for msg in await sub.fetch(1, timeout=timeout):
+                found.append(remote.decode(msg.data, "result", sender=msg.subject))
+                await msg.ack()
+        return found
+
+    async def work_left(self) -> int:
+        info = await self.js.stream_info(permissions.work_stream(SITE))
+        return int(info.state.messages)
+
+
+async def with_worker(
+    tmp: Path,
+    server: NatsServer,
+    body: Callable[[FakeDaemon, list[dict[str, Any]]], Awaitable[None]],
+) -> list[dict[str, Any]]:
+    logged: list[dict[str, Any]] = []
+    nc = await nats.connect(server.url, inbox_prefix=permissions.inbox(SITE, "daemon"))
+    daemon = FakeDaemon(nc)
+    await daemon.start()
+    settings = worker_module.WorkerSettings(
+        site=SITE,
+        name=NAME,
+        job_types=("rescan",),
+        programs=frozenset({"/bin/sh", "/bin/sleep"}),
+        url=server.url,
+        log_dir=tmp / "worker-logs",
+        version="test",
+        concurrency=2,
+        grace_ms=300,
+        fetch_timeout_s=0.3,
+    )
+    stopping = asyncio.Event()
+    working = asyncio.create_task(worker_module.Worker(settings, logged.append).run(stopping))
+    try:
+        await body(daemon, logged)
+    finally:
+        stopping.set()
+        await asyncio.wait_for(working, 10)
+        await nc.close()
+    return logged
+
+
+def test_a_claimed_run_runs_heartbeats_and_its_result_is_stored_before_its_work_is_acked(
+    tmp_path: Path,
+) -> None:
+    async def body(daemon: FakeDaemon, logged: list[dict[str, Any]]) -> None:
+        await daemon.offer(1, ["/bin/sh", "-c", "sleep 1; echo done"])
+        await daemon.offer(1, ["/bin/sh", "-c", "sleep 1; echo done"])  # the same run again
+        (result,) = await daemon.results(1)
+        assert result["outcome"] == "succeeded" and result["exit_code"] == 0
+        assert result["output_tail"] == "done\n" and result["token"] == TOKEN
+        assert Path(result["log_path"]).read_text() == "done\n"
+        assert daemon.claims == [run_id(1)] and daemon.beats >= 2  # stored once: claimed once
+        await asyncio.sleep(0.2)
+        assert await daemon.work_left() == 0
+
+    with NatsServer(tmp_path / "nats") as server:
+        asyncio.run(with_worker(tmp_path, server, body))
+
+
+def test_a_refused_claim_runs_nothing_and_the_work_is_dropped(tmp_path: Path) -> None:
+    async def body(daemon: FakeDaemon, logged: list[dict[str, Any]]) -> None:
+        daemon.refuse.add(run_id(2))
+        await daemon.offer(2, ["/bin/sh", "-c", "echo ran > ran"])
+        for _ in range(50):
+            if daemon.claims:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert daemon.claims == [run_id(2)] and await daemon.work_left() == 0
+
+    with NatsServer(tmp_path / "nats") as server:
+        logged = asyncio.run(with_worker(tmp_path, server, body))
+    assert not (tmp_path / "worker-logs").exists()
+    assert [e["why"] for e in logged if e["message"] == "claim refused"] == ["it ended"]
+
+
+def test_bad_offers_and_programs_off_the_allowlist_are_never_claimed(tmp_path: Path) -> None:
+    async def body(daemon: FakeDaemon, logged: list[dict[str, Any]]) -> None:
+        await daemon.js.publish(remote.subject(SITE, "work", "rescan"), b'{"kind":"offer","v":9}')
+        await daemon.offer(3, ["/usr/bin/python3", "-c", "print(1)"])
+        await asyncio.sleep(1.5)
+        assert daemon.claims == []
+
+    with NatsServer(tmp_path / "nats") as server:
+        logged = asyncio.run(with_worker(tmp_path, server, body))
+    said = json.dumps(logged)
+    assert "speaks worker protocol 9" in said and "not on this worker's allowlist" in said
+
+
+def test_a_stop_in_a_heartbeats_answer_ends_the_run_as_interrupted(tmp_path: Path) -> None:
+    async def body(daemon: FakeDaemon, logged: list[dict[str, Any]]) -> None:
+        await daemon.offer(4, ["/bin/sleep", "30"])
+        while run_id(4) not in daemon.leases.held:
+            await asyncio.sleep(0.05)
+        daemon.leases.stop(run_id(4), "cancelled by alice")
+        (result,) = await daemon.results(1)
+        assert result["outcome"] == "interrupted" and result["exit_code"] == -15
+
+    with NatsServer(tmp_path / "nats") as server:
+        asyncio.run(with_worker(tmp_path, server, body))
