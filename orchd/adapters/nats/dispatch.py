@@ -1,0 +1,222 @@
+"""The daemon's side of NATS (adapters layer; imports ``nats``, the ``orchd[workers]`` extra): a
+thread beside the loop with its own event loop and connection, which only moves messages. It
+never writes the ledger and never decides: the loop does both.
+
+- ``offer``: a run the loop leased (its ``run.leased`` committed) is published on the work
+  stream with its run id as ``Nats-Msg-Id``, again and again until the stream stored it, and
+  again after every reconnection until the loop says it was claimed or ended (``settled``): a
+  run NATS lost is offered again, a duplicate is stored once.
+- Claims and heartbeats (``orchd.SITE.{claim,hb}.*``) and results (the results stream, through
+  the daemon's durable consumer) queue up as ``Incoming`` for the loop, which is woken (``wake``)
+  and takes them (``take``); it answers a claim or heartbeat with ``answer`` and acknowledges a
+  result with ``done`` once its ``run.ended`` is committed (a result it never acknowledged is
+  delivered again after a restart, and recorded once: ``run.ended`` is idempotent on the run).
+- The worker a message speaks for is the last token of its subject, which the server's
+  permissions let only that worker publish on (``permissions.py``).
+- ``available``: connected, with the streams and consumers made; the loop holds remote jobs
+  back (throttled, ``dispatch_unavailable``) while it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+
+from orchd.core import remote
+
+from . import streams
+from .permissions import inbox
+
+Log = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    site: str
+    url: str
+    concurrency: Mapping[str, int]  # remote job type -> its most runs at once
+    lease_ms: int
+    max_deliver: int = 5
+    user: str | None = None
+    password: str | None = None
+
+
+@dataclass(slots=True)
+class Incoming:
+    """A claim, heartbeat or result for the loop: its kind, the worker whose subject it came on,
+    its bytes (unread: the loop decodes them), and the message to answer or acknowledge."""
+
+    kind: str  # claim, hb, results
+    worker: str
+    data: bytes
+    msg: Any = field(repr=False)
+
+
+class Dispatcher:
+    def __init__(self, settings: DispatchSettings, wake: Callable[[], None], log: Log) -> None:
+        self.settings, self._wake, self._log = settings, wake, log
+        self._lock = threading.Lock()
+        self._incoming: list[Incoming] = []
+        self._unsettled: dict[str, tuple[str, bytes]] = {}  # run id -> (subject, offer)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="nats", daemon=True)
+        self._nc: Any = None
+        self._js: Any = None
+        self._ready = threading.Event()
+        self._stopping = False
+
+    # --- called from the loop's thread -----------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._connect(), self._loop)
+
+    @property
+    def available(self) -> bool:
+        return self._ready.is_set() and self._nc is not None and self._nc.is_connected
+
+    def offer(self, run_id: str, job_type: str, data: bytes) -> None:
+        subject = remote.subject(self.settings.site, "work", job_type)
+        with self._lock:
+            self._unsettled[run_id] = (subject, data)
+        asyncio.run_coroutine_threadsafe(self._publish(run_id, subject, data), self._loop)
+
+    def settled(self, run_id: str) -> None:
+        """The run was claimed or ended: never offer it again."""
+        with self._lock:
+            self._unsettled.pop(run_id, None)
+
+    def take(self) -> list[Incoming]:
+        with self._lock:
+            taken, self._incoming = self._incoming, []
+        return taken
+
+    def answer(self, incoming: Incoming, data: bytes) -> None:
+        asyncio.run_coroutine_threadsafe(self._respond(incoming.msg, data), self._loop)
+
+    def done(self, incoming: Incoming) -> None:
+        """A result's ``run.ended`` is committed (or it was refused): it leaves the stream."""
+        asyncio.run_coroutine_threadsafe(self._ack(incoming.msg), self._loop)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._stopping = True
+        future = asyncio.run_coroutine_threadsafe(self._close(), self._loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout_s)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    # --- on the NATS thread ----------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        s = self.settings
+        while not self._stopping:
+            try:
+                self._nc = await nats.connect(
+                    s.url,
+                    user=s.user,
+                    password=s.password,
+                    inbox_prefix=inbox(s.site, "daemon"),
+                    name=f"orchd daemon {s.site}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    reconnected_cb=self._reconnected,
+                    disconnected_cb=self._disconnected,
+                )
+                self._js = self._nc.jetstream()
+                await self._prepare()
+                return
+            except (TimeoutError, NatsError, OSError) as exc:
+                self._log({"message": "NATS unreachable, trying again", "error": str(exc)})
+                await asyncio.sleep(1)
+
+    async def _prepare(self) -> None:
+        s = self.settings
+        await streams.ensure(
+            self._js, s.site, s.concurrency, lease_ms=s.lease_ms, max_deliver=s.max_deliver
+        )
+        await self._nc.subscribe(f"orchd.{s.site}.claim.*", cb=self._heard)
+        await self._nc.subscribe(f"orchd.{s.site}.hb.*", cb=self._heard)
+        results = await self._js.pull_subscribe_bind(
+            streams.RESULTS_CONSUMER, streams.results_stream(s.site)
+        )
+        self._loop.create_task(self._pull_results(results))
+        self._ready.set()
+        self._wake()
+        await self._republish()
+
+    async def _reconnected(self) -> None:
+        self._ready.set()
+        self._wake()
+        await self._republish()
+
+    async def _disconnected(self) -> None:
+        self._ready.clear()
+        self._wake()
+
+    async def _republish(self) -> None:
+        with self._lock:
+            unsettled = list(self._unsettled.items())
+        for run_id, (subject, data) in unsettled:
+            await self._publish(run_id, subject, data)
+
+    async def _publish(self, run_id: str, subject: str, data: bytes) -> None:
+        while not self._stopping:
+            with self._lock:
+                if run_id not in self._unsettled:
+                    return
+            if not self._ready.is_set():  # published once connected (``_republish``)
+                return
+            try:
+                await self._js.publish(subject, data, headers={"Nats-Msg-Id": run_id}, timeout=2)
+                return
+            except (NatsError, NatsTimeout) as exc:
+                self._log({"message": "offer not yet stored", "run_id": run_id, "error": str(exc)})
+                await asyncio.sleep(0.5)
+
+    async def _heard(self, msg: Any) -> None:
+        _orchd, _site, kind, worker = msg.subject.split(".", 3)
+        self._queue(Incoming(kind, worker, msg.data, msg))
+
+    async def _pull_results(self, sub: Any) -> None:
+        while not self._stopping:
+            try:
+                for msg in await sub.fetch(16, timeout=1):
+                    worker = msg.subject.rsplit(".", 1)[1]
+                    self._queue(Incoming("results", worker, msg.data, msg))
+            except (TimeoutError, NatsTimeout, NatsError):
+                continue
+
+    def _queue(self, incoming: Incoming) -> None:
+        with self._lock:
+            self._incoming.append(incoming)
+        self._wake()
+
+    async def _respond(self, msg: Any, data: bytes) -> None:
+        try:
+            await msg.respond(data)
+        except NatsError as exc:  # the asker waits in vain, and asks again or fences its run
+            self._log({"message": "could not answer a worker", "error": str(exc)})
+
+    async def _ack(self, msg: Any) -> None:
+        try:
+            await msg.ack()
+        except NatsError as exc:  # delivered again later, and recorded once
+            self._log({"message": "could not acknowledge a result", "error": str(exc)})
+
+    async def _close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(NatsError):
+                await self._nc.flush()
+            await self._nc.close()

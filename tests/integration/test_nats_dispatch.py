@@ -1,0 +1,163 @@
+"""The daemon's NATS side (adapters/nats/dispatch.py) with a real worker (adapters/nats/worker.py)
+over a real nats-server (issue 26): the loop's part is played here as the engine will play it,
+by the protocol's lease rule (``core.remote.Leases``): claims granted once, heartbeats renewed,
+results acknowledged once recorded. NATS killed and started again with a run offered and
+unclaimed: the run is offered again (the same message id) and runs once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchd.core import remote
+from tests.natsserver import NatsServer
+
+pytest.importorskip("nats")
+dispatch = pytest.importorskip("orchd.adapters.nats.dispatch")
+worker_module = pytest.importorskip("orchd.adapters.nats.worker")
+
+pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
+
+SITE, LEASE_MS, TOKEN = "hq", 1200, "cd" * 16
+
+
+def run_id(n: int) -> str:
+    return f"01KB{n:022d}"
+
+
+def offer(n: int, argv: list[str]) -> bytes:
+    return remote.encode(
+        "offer",
+        site=SITE,
+        run_id=run_id(n),
+        job_id=run_id(n + 500),
+        job_type="rescan",
+        attempt=1,
+        argv=argv,
+        env={"ORCHD_RUN_ID": run_id(n)},
+        timeout_ms=30_000,
+    )
+
+
+class Loop:
+    """The loop's side: what it is woken for, taken and answered as the engine will."""
+
+    def __init__(self, url: str) -> None:
+        self.woken = threading.Event()
+        self.logged: list[dict[str, Any]] = []
+        settings = dispatch.DispatchSettings(
+            site=SITE, url=url, concurrency={"rescan": 2}, lease_ms=LEASE_MS
+        )
+        self.dispatcher = dispatch.Dispatcher(settings, self.woken.set, self.logged.append)
+        self.leases = remote.Leases(lease_ms=LEASE_MS)
+        self.claims: list[tuple[str, str]] = []
+        self.results: dict[str, remote.Message] = {}
+
+    def until(self, done: Any, timeout_s: float = 15) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert time.monotonic() < deadline, (self.claims, self.results, self.logged)
+            self.woken.wait(0.1)
+            self.woken.clear()
+            self.turn()
+
+    def turn(self) -> None:
+        now = time.monotonic_ns() // 1_000_000
+        for came in self.dispatcher.take():
+            if came.kind == "claim":
+                claim = remote.decode(came.data, "claim", sender=came.worker)
+                self.claims.append((claim["run_id"], came.worker))
+                self.leases.grant(claim["run_id"], came.worker, TOKEN, now)
+                self.dispatcher.settled(claim["run_id"])
+                granted = remote.encode(
+                    "granted", run_id=claim["run_id"], token=TOKEN, lease_ms=LEASE_MS
+                )
+                self.dispatcher.answer(came, granted)
+            elif came.kind == "hb":
+                beat = remote.decode(came.data, "beat", sender=came.worker)
+                self.dispatcher.answer(
+                    came, self.leases.beat(beat["run_id"], came.worker, beat["token"], now)
+                )
+            else:
+                result = remote.decode(came.data, "result", sender=came.worker)
+                self.leases.holder(result["run_id"], came.worker, result["token"])
+                self.results.setdefault(result["run_id"], result)
+                self.leases.end(result["run_id"])
+                self.dispatcher.done(came)
+
+
+def start_worker(url: str, tmp: Path) -> tuple[threading.Thread, Any]:
+    settings = worker_module.WorkerSettings(
+        site=SITE,
+        name="w-1",
+        job_types=("rescan",),
+        programs=frozenset({"/bin/sh"}),
+        url=url,
+        log_dir=tmp / "worker-logs",
+        version="test",
+        concurrency=2,
+        grace_ms=300,
+        fetch_timeout_s=0.3,
+    )
+    loop = asyncio.new_event_loop()
+    stopping = asyncio.Event()
+
+    def work() -> None:
+        loop.run_until_complete(worker_module.Worker(settings, lambda _: None).run(stopping))
+        loop.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread, lambda: loop.call_soon_threadsafe(stopping.set)
+
+
+def test_offers_reach_a_worker_and_results_come_back_once(tmp_path: Path) -> None:
+    with NatsServer(tmp_path / "nats") as server:
+        loop = Loop(server.url)
+        loop.dispatcher.start()
+        loop.until(lambda: loop.dispatcher.available)
+        thread, stop = start_worker(server.url, tmp_path)
+        try:
+            for n in range(1, 4):
+                loop.dispatcher.offer(run_id(n), "rescan", offer(n, ["/bin/sh", "-c", f"echo {n}"]))
+            loop.until(lambda: len(loop.results) == 3)
+        finally:
+            stop()
+            thread.join(10)
+            loop.dispatcher.close()
+    assert sorted(r for r, _ in loop.claims) == [run_id(n) for n in range(1, 4)]
+    assert {r: m["output_tail"] for r, m in loop.results.items()} == {
+        run_id(n): f"{n}\n" for n in range(1, 4)
+    }
+
+
+def test_nats_restarted_before_a_claim_the_run_is_offered_again_and_runs_once(
+    tmp_path: Path,
+) -> None:
+    server = NatsServer(tmp_path / "nats").start()
+    loop = Loop(server.url)
+    loop.dispatcher.start()
+    loop.until(lambda: loop.dispatcher.available)
+    loop.dispatcher.offer(run_id(7), "rescan", offer(7, ["/bin/sh", "-c", "echo once >> ran"]))
+    time.sleep(0.3)
+    server.stop(kill=True)
+    loop.until(lambda: not loop.dispatcher.available)
+    server.start()  # the same port and store: the offer stored before the kill is still there
+    loop.until(lambda: loop.dispatcher.available)
+    thread, stop = start_worker(server.url, tmp_path)
+    try:
+        loop.until(lambda: run_id(7) in loop.results)
+        time.sleep(LEASE_MS / 1000)  # a second delivery, had there been one, would be claimed now
+        loop.turn()
+    finally:
+        stop()
+        thread.join(10)
+        loop.dispatcher.close()
+        server.stop()
+    assert loop.claims == [(run_id(7), "w-1")]
+    assert loop.results[run_id(7)]["outcome"] == "succeeded"
