@@ -839,7 +839,10 @@ def operate(site: Site, case: str, folder: Path, bundle: Path) -> str:
 
 def tick_case(site: Site, case: str, folder: Path, bundle: Path) -> Tick:
     """A fresh daemon on ``site``; the gauge once ready, then the case's operation while the
-    spool trickles, then the gauge again once the loop has ticked; the intake delays."""
+    spool trickles, then the gauge again once the loop has ticked; the intake delays. What the
+    cases before wrote is on disk first (``sync``): a commit's fsync must not wait behind the
+    writeback of a copy or an import that is not this case's operation."""
+    os.sync()
     daemon = Daemon(site, folder / f"daemon-{case}.log")
     try:
         daemon.wait_ready()
@@ -1148,9 +1151,10 @@ def tick_section() -> list[str]:
     return [
         "### The daemon loop's longest tick",
         "",
-        "Per size, after the peak RSS runs, each case with a fresh `orchd run` on the same copy "
-        f"(the gauge `{GAUGE}` of `orchd metrics` is the longest stretch of work between two "
-        "waits since the daemon started): idle for "
+        "Per size, after the peak RSS runs, each case with a fresh `orchd run` on the same copy, "
+        "started once what was written before is on disk (`sync`: a commit must not wait "
+        f"behind another operation's writeback) (the gauge `{GAUGE}` of `orchd metrics` is "
+        "the longest stretch of work between two waits since the daemon started): idle for "
         f"{IDLE_S:.0f} s; a scrape (`orchd metrics` again and again for {IDLE_S:.0f} s); "
         "`ledger verify`, `bundle export` and `bundle import` through the daemon (the import: "
         f"a bundle for hq exported by a second site `{OTHER}`, built like hq with a tenth of its "
