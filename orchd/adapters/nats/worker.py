@@ -109,10 +109,11 @@ class Worker:
         s = self.settings
         sub = await self._js.pull_subscribe_bind(consumer(job_type), work_stream(s.site))
         while not stopping.is_set():
-            await slots.acquire()
+            await slots.acquire()  # a run is fetched only when it can start
+            if stopping.is_set():
+                slots.release()
+                break
             try:
-                if stopping.is_set():
-                    raise NatsTimeout
                 msg = (await sub.fetch(1, timeout=s.fetch_timeout_s))[0]
             except (TimeoutError, NatsTimeout, NatsError):
                 slots.release()
