@@ -123,8 +123,10 @@ class Lanes:
         if site is None:
             ledger = self.loop_site.ledger.another()
             ledger.limit_cache(self.cache_mib)
-            if getattr(self._local, "lane", "") == READ_LANE:  # reads never write, by any path
+            lane = getattr(self._local, "lane", "")
+            if lane == READ_LANE:  # reads never write, by any path
                 ledger.read_only()
+            ledger.verify_in_child = lane == LONG_LANE  # its Python work off this process
             site = self._local.site = dataclasses.replace(self.loop_site, ledger=ledger)
         return site
 
