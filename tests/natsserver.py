@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from orchd.core import remote
+
 BINARY = Path(sys.executable).parent / "nats-server"
 
 
@@ -70,3 +72,22 @@ class NatsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def run_id(n: int) -> str:
+    return f"01KB{n:022d}"
+
+
+def offer(site: str, n: int, argv: list[str], *, timeout_ms: int = 30_000) -> bytes:
+    """The offer of run ``n`` (of job ``n + 500``) of job type ``rescan`` running ``argv``."""
+    return remote.encode(
+        "offer",
+        site=site,
+        run_id=run_id(n),
+        job_id=run_id(n + 500),
+        job_type="rescan",
+        attempt=1,
+        argv=argv,
+        env={"ORCHD_RUN_ID": run_id(n)},
+        timeout_ms=timeout_ms,
+    )

@@ -189,7 +189,8 @@ def batches_beside(
             elif kind == b"P":
                 progress()
             elif kind == b"E":
-                raise _error(*marshal.loads(data))  # noqa: S302
+                name, fields = marshal.loads(data)  # noqa: S302
+                raise errors.rebuilt(name, fields, "bundle reader")
             elif kind == b"D" and child.wait() == 0:
                 return
             else:
@@ -243,17 +244,6 @@ def _ended_early(child: subprocess.Popen[bytes]) -> OrchdError:
     code = child.wait()
     how = f"signal {-code}" if code < 0 else f"status {code}"
     return SystemFailure(detail=f"the bundle reader process ended early ({how}); nothing applied")
-
-
-def _error(name: str, fields: dict[str, Any]) -> OrchdError:
-    """The child's error as raised there (one of orchd's own classes, or an internal error)."""
-    kind = getattr(errors, name, None)
-    if isinstance(kind, type) and issubclass(kind, OrchdError):
-        try:
-            return kind(**fields)
-        except (KeyError, TypeError, ValueError, IndexError):
-            pass
-    return InternalError(detail=f"the bundle reader failed: {name} {fields!r}")
 
 
 def _plain(value: Any) -> Any:

@@ -12,6 +12,8 @@ The branches are imported in the tree's order, which is the order ``all_error_cl
 
 from __future__ import annotations
 
+from typing import Any
+
 from .bad_input import (
     BadInput,
     BadMessage,
@@ -152,4 +154,18 @@ __all__ = [
     "WrittenByNewer",
     "WrongSite",
     "all_error_classes",
+    "rebuilt",
 ]
+
+
+def rebuilt(name: str, fields: dict[str, Any], process: str) -> OrchdError:
+    """An error a child process of orchd's raised and sent back as its class name and fields
+    (the bundle reader, the daemon's verify): that class again, or an internal error naming
+    ``process`` when it is none of orchd's or its fields do not fit it."""
+    kind = globals().get(name)
+    if isinstance(kind, type) and issubclass(kind, OrchdError):
+        try:
+            return kind(**fields)
+        except (KeyError, TypeError, ValueError, IndexError):
+            pass
+    return InternalError(detail=f"the {process} failed: {name} {fields!r}")

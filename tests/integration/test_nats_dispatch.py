@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from orchd.core import remote
-from tests.natsserver import NatsServer
+from tests.natsserver import NatsServer, run_id
+from tests.natsserver import offer as made_offer
 
 pytest.importorskip("nats")
 dispatch = pytest.importorskip("orchd.adapters.nats.dispatch")
@@ -24,24 +25,6 @@ worker_module = pytest.importorskip("orchd.adapters.nats.worker")
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
 SITE, LEASE_MS, TOKEN = "hq", 1200, "cd" * 16
-
-
-def run_id(n: int) -> str:
-    return f"01KB{n:022d}"
-
-
-def offer(n: int, argv: list[str]) -> bytes:
-    return remote.encode(
-        "offer",
-        site=SITE,
-        run_id=run_id(n),
-        job_id=run_id(n + 500),
-        job_type="rescan",
-        attempt=1,
-        argv=argv,
-        env={"ORCHD_RUN_ID": run_id(n)},
-        timeout_ms=30_000,
-    )
 
 
 class Loop:
@@ -124,7 +107,9 @@ def test_offers_reach_a_worker_and_results_come_back_once(tmp_path: Path) -> Non
         thread, stop = start_worker(server.url, tmp_path)
         try:
             for n in range(1, 4):
-                loop.dispatcher.offer(run_id(n), "rescan", offer(n, ["/bin/sh", "-c", f"echo {n}"]))
+                loop.dispatcher.offer(
+                    run_id(n), "rescan", made_offer(SITE, n, ["/bin/sh", "-c", f"echo {n}"])
+                )
             loop.until(lambda: len(loop.results) == 3)
         finally:
             stop()
@@ -143,7 +128,9 @@ def test_nats_restarted_before_a_claim_the_run_is_offered_again_and_runs_once(
     loop = Loop(server.url)
     loop.dispatcher.start()
     loop.until(lambda: loop.dispatcher.available)
-    loop.dispatcher.offer(run_id(7), "rescan", offer(7, ["/bin/sh", "-c", "echo once >> ran"]))
+    loop.dispatcher.offer(
+        run_id(7), "rescan", made_offer(SITE, 7, ["/bin/sh", "-c", "echo once >> ran"])
+    )
     time.sleep(0.3)
     server.stop(kill=True)
     loop.until(lambda: not loop.dispatcher.available)

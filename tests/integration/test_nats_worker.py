@@ -17,7 +17,8 @@ import pytest
 
 from orchd.adapters.nats import permissions
 from orchd.core import remote
-from tests.natsserver import NatsServer
+from tests.natsserver import NatsServer, run_id
+from tests.natsserver import offer as made_offer
 
 nats = pytest.importorskip("nats")
 streams = pytest.importorskip("orchd.adapters.nats.streams")
@@ -27,10 +28,6 @@ pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
 SITE, NAME, TOKEN = "hq", "w-1", "ab" * 16
 LEASE_MS = 900
-
-
-def run_id(n: int) -> str:
-    return f"01KB{n:022d}"
 
 
 class FakeDaemon:
@@ -49,18 +46,8 @@ class FakeDaemon:
         await self.nc.subscribe(f"orchd.{SITE}.claim.*", cb=self._claim)
         await self.nc.subscribe(f"orchd.{SITE}.hb.*", cb=self._beat)
 
-    async def offer(self, n: int, argv: list[str], **more: Any) -> None:
-        data = remote.encode(
-            "offer",
-            site=SITE,
-            run_id=run_id(n),
-            job_id=run_id(n + 500),
-            job_type="rescan",
-            attempt=1,
-            argv=argv,
-            env={"ORCHD_RUN_ID": run_id(n)},
-            timeout_ms=more.get("timeout_ms", 30_000),
-        )
+    async def offer(self, n: int, argv: list[str]) -> None:
+        data = made_offer(SITE, n, argv)
         await self.js.publish(
             remote.subject(SITE, "work", "rescan"), data, headers={"Nats-Msg-Id": run_id(n)}
         )

@@ -24,7 +24,7 @@ from typing import IO, Any
 from orchd import errors
 from orchd.core.ports import VerifyReport
 from orchd.core.progress import OnProgress, Progress
-from orchd.errors import InternalError, OrchdError, SystemFailure
+from orchd.errors import OrchdError, SystemFailure
 
 
 def verify(path: Path, progress: OnProgress) -> VerifyReport:
@@ -59,21 +59,11 @@ def _read(child: subprocess.Popen[str], path: Path, progress: OnProgress) -> Ver
         elif "report" in said:
             return VerifyReport(**said["report"])
         else:
-            raise _error(*said["error"])
+            name, fields = said["error"]
+            raise errors.rebuilt(name, fields, "verify process")
     code = child.wait()
     how = f"signal {-code}" if code < 0 else f"status {code}"
     raise SystemFailure(detail=f"the verify process ended early ({how}); nothing was changed")
-
-
-def _error(name: str, fields: dict[str, Any]) -> OrchdError:
-    """The child's error as raised there (one of orchd's own classes, or an internal error)."""
-    kind = getattr(errors, name, None)
-    if isinstance(kind, type) and issubclass(kind, OrchdError):
-        try:
-            return kind(**fields)
-        except (KeyError, TypeError, ValueError, IndexError):
-            pass
-    return InternalError(detail=f"the verify process failed: {name} {fields!r}")
 
 
 def serve(words: IO[str], out: IO[str]) -> int:
