@@ -129,7 +129,7 @@ def test_nats_restarted_before_a_claim_the_run_is_offered_again_and_runs_once(
     loop.dispatcher.start()
     loop.until(lambda: loop.dispatcher.available)
     loop.dispatcher.offer(
-        run_id(7), "rescan", made_offer(SITE, 7, ["/bin/sh", "-c", "echo once >> ran"])
+        run_id(7), "rescan", made_offer(SITE, 7, ["/bin/sh", "-c", f"echo once >> {tmp_path}/ran"])
     )
     time.sleep(0.3)
     server.stop(kill=True)
@@ -147,4 +147,5 @@ def test_nats_restarted_before_a_claim_the_run_is_offered_again_and_runs_once(
         loop.dispatcher.close()
         server.stop()
     assert loop.claims == [(run_id(7), "w-1")]
+    assert (tmp_path / "ran").read_text() == "once\n"
     assert loop.results[run_id(7)]["outcome"] == "succeeded"

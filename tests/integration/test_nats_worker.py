@@ -137,7 +137,7 @@ def test_a_claimed_run_runs_heartbeats_and_its_result_is_stored_before_its_work_
 def test_a_refused_claim_runs_nothing_and_the_work_is_dropped(tmp_path: Path) -> None:
     async def body(daemon: FakeDaemon, logged: list[dict[str, Any]]) -> None:
         daemon.refuse.add(run_id(2))
-        await daemon.offer(2, ["/bin/sh", "-c", "echo ran > ran"])
+        await daemon.offer(2, ["/bin/sh", "-c", f"echo ran > {tmp_path}/ran"])
         for _ in range(50):
             if daemon.claims:
                 break
@@ -147,7 +147,7 @@ def test_a_refused_claim_runs_nothing_and_the_work_is_dropped(tmp_path: Path) ->
 
     with NatsServer(tmp_path / "nats") as server:
         logged = asyncio.run(with_worker(tmp_path, server, body))
-    assert not (tmp_path / "worker-logs").exists()
+    assert not (tmp_path / "worker-logs").exists() and not (tmp_path / "ran").exists()
     assert [e["why"] for e in logged if e["message"] == "claim refused"] == ["it ended"]
 
 
