@@ -32,7 +32,6 @@ from . import files
 
 BLOCK = 512
 MAGIC = b"ustar\x00"
-WRITEBACK_BYTES = 16 << 20  # a file being written is pushed to the disk every this many bytes
 COPY_BYTES = 1 << 20  # a staged member is copied into the archive this many bytes at a time
 _COMPRESSORS = threading.local()  # one per thread and level: a context is costly to make
 
@@ -138,8 +137,7 @@ def _compress_batches(
         if chunk:
             hasher.update(chunk)
             out.write(chunk)
-            if (size + len(chunk)) // WRITEBACK_BYTES != size // WRITEBACK_BYTES:
-                write_back(out)
+            files.grew(out, size, size + len(chunk))
             size += len(chunk)
 
     for batch in batches:
@@ -152,14 +150,6 @@ def _compress_batches(
     emit(stream.flush())
     out.flush()  # not fsynced: it is read back into the archive, which is (publish)
     return Compressed(path, hasher.hexdigest(), size, raw, records)
-
-
-def write_back(out: BinaryIO) -> None:
-    """Start writing what ``out`` holds to the disk, without waiting for it. A bundle is
-    hundreds of MB: left to the kernel, its dirty pages are flushed by whoever fsyncs next (on
-    ext4 a commit of the daemon's ledger waited 150 ms for an export's pages)."""
-    out.flush()
-    os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
@@ -201,9 +191,8 @@ def _copy(staged: Slice, out: BinaryIO) -> None:
             if not chunk:
                 raise StorageError(path=staged.path, detail="the staged member is cut short")
             out.write(chunk)
+            files.grew(out, staged.size - left, staged.size - left + len(chunk))
             left -= len(chunk)
-            if (staged.size - left) % WRITEBACK_BYTES < len(chunk):  # another 16 MiB passed
-                write_back(out)
 
 
 def check_output(out: Path) -> None:

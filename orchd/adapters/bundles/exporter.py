@@ -7,17 +7,20 @@ beside the output, signs the manifest and publishes the archive (``bundles/FORMA
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import functools
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchd import crash
 from orchd.core import bundle, dsse, events, rotations, statements, sync, vocabulary
 from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
-from orchd.core.manifest import DEFAULT_EXPIRY_MS
+from orchd.core.manifest import DEFAULT_EXPIRY_MS, parse
 from orchd.core.manifest_members import member_order
 from orchd.core.progress import Meter, OnProgress, quiet
 from orchd.core.rotations import Rotation
@@ -36,6 +39,43 @@ class Exported:
     size: int
     events: int
     left_out: tuple[str, ...] = ()  # format 2: origins of which this site holds no head statement
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Written:
+    """A bundle written and published, its ``bundle.exported`` not yet recorded: what ``write``
+    did, as a child process hands it back (``adapters/beside.py``) for ``record``."""
+
+    path: Path
+    manifest: Manifest
+    size: int
+    sha256: str
+    events: int
+    own: tuple[HeadStatement, ...]  # format 2: this site's head statement, made for the bundle
+    left_out: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "manifest": self.manifest.encode().decode(),
+            "size": self.size,
+            "sha256": self.sha256,
+            "events": self.events,
+            "own": [base64.b64encode(s.envelope).decode("ascii") for s in self.own],
+            "left_out": list(self.left_out),
+        }
+
+    @classmethod
+    def from_json(cls, said: dict[str, Any]) -> Written:
+        return cls(
+            path=Path(said["path"]),
+            manifest=parse(said["manifest"].encode()),
+            size=said["size"],
+            sha256=said["sha256"],
+            events=said["events"],
+            own=tuple(statements.parse_head(base64.b64decode(s)) for s in said["own"]),
+            left_out=tuple(said["left_out"]),
+        )
 
 
 def export(
@@ -57,6 +97,50 @@ def export(
     2 (``version``) each range carries its origin's head statement: this site's own, signed now
     and kept in its statement store with the export's record; another origin's, the newest held,
     passed on byte for byte (the range ends there; an origin with none is left out)."""
+    make: Callable[..., Written] = functools.partial(write, ledger)
+    if ledger.work_in_child:  # the daemon's long lane: the reading and compressing elsewhere
+        from .. import beside
+
+        make = functools.partial(beside.export, ledger.path)
+    written = make(
+        key,
+        out,
+        recipient=recipient,
+        now_ms=now_ms,
+        expires_in_ms=expires_in_ms,
+        since=since,
+        progress=progress,
+        version=version,
+    )
+    return record(ledger, actor, written)
+
+
+def record(ledger: SqliteLedger, actor: Actor, written: Written) -> Exported:
+    """Record the export ``written`` (``bundle.exported``, with this site's head statement)."""
+    record = sync.exported_record(actor, written.manifest, sha256=written.sha256, size=written.size)
+    ledger.append([record], statements=written.own)
+    return Exported(
+        path=written.path,
+        manifest=written.manifest,
+        size=written.size,
+        events=written.events,
+        left_out=written.left_out,
+    )
+
+
+def write(
+    ledger: SqliteLedger,
+    key: keys.SiteKey,
+    out: Path,
+    *,
+    recipient: str,
+    now_ms: int,
+    expires_in_ms: int,
+    since: Mapping[str, tuple[int, str]] | None,
+    progress: OnProgress,
+    version: int,
+) -> Written:
+    """The bundle ``export`` records, written and published at ``out``; nothing recorded."""
     _check_own(ledger, key)
     kept = ledger.head_statements() if version == bundle.FORMAT_2 else {}
     held = _heads(ledger, version, kept)
@@ -80,11 +164,15 @@ def export(
         files = [(name, found[name][1]) for name in order]
         manifest = plan.manifest(tuple(members))
         size = _write(manifest, key, files, staging / "bundle.orchkit", out)
-    own = [s for s, _ in heads if s.origin == ledger.site_id]
-    record = sync.exported_record(actor, manifest, sha256=_file_digest(out), size=size)
-    ledger.append([record], statements=own)
-    left_out = tuple(sorted(set(ledger.heads()) - set(held) - {recipient}))
-    return Exported(path=out, manifest=manifest, size=size, events=events_count, left_out=left_out)
+    return Written(
+        path=out,
+        manifest=manifest,
+        size=size,
+        sha256=_file_digest(out),
+        events=events_count,
+        own=tuple(s for s, _ in heads if s.origin == ledger.site_id),
+        left_out=tuple(sorted(set(ledger.heads()) - set(held) - {recipient})),
+    )
 
 
 def _heads(

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from orchd.adapters import files
 from orchd.adapters.identity import Identity
 from orchd.errors import Interrupted, WrongSite
 
@@ -250,6 +251,7 @@ def _receive_file(reader: BinaryIO, out: Path, length: int) -> None:
         try:
             while chunk := reader.read(1 << 16):
                 handle.write(chunk)
+                files.grew(handle, copied, copied + len(chunk))  # the publish's fsync: short
                 copied += len(chunk)
         except BaseException:
             out.unlink()  # never half a file

@@ -42,13 +42,14 @@ TAIL_BUDGET = 1024  # newest events of the other chains together: each its share
 class Integrity(StatementStore):
     """The ``Integrity`` port, and the checks ``open`` runs."""
 
-    # the daemon's long lane sets it: its verify runs in a child process (``beside.py``), so the
-    # check's Python work never holds the interpreter lock the daemon's loop needs
-    verify_in_child = False
+    # the daemon's long lane sets it: its verify and its exports' reading run in a child process
+    # (``adapters/beside.py``), so that Python work never holds the interpreter lock the
+    # daemon's loop needs
+    work_in_child = False
 
     def verify(self, progress: OnProgress = quiet) -> VerifyReport:
-        if self.verify_in_child:
-            from . import beside  # only the daemon's lane needs it
+        if self.work_in_child:
+            from .. import beside  # only the daemon's lane needs it
 
             return beside.verify(self.path, progress)
         check_whole_file(self.path)

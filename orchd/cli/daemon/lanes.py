@@ -14,8 +14,10 @@ may have changed, and commits what it held back). Each
 thread opens another connection to the loop's ledger once, on its first call (SQLite in WAL
 mode: a reader sees the last commit and never waits for the writer; ``LedgerBase.another``:
 without reopening the file, which would drop SQLite's locks), and closes it when the daemon
-stops. An export records its ``bundle.exported`` event on its own connection, a short write
-after the long read. A call on the long lane is waited for without a time limit.
+stops. The long lane's verify and an export's reading and compressing run in a child process
+(``adapters/beside.py``: their Python work never holds the interpreter lock the loop needs); an
+export then records its ``bundle.exported`` event on the lane's connection, a short write after
+the long read. A call on the long lane is waited for without a time limit.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class Lanes:
             lane = getattr(self._local, "lane", "")
             if lane == READ_LANE:  # reads never write, by any path
                 ledger.read_only()
-            ledger.verify_in_child = lane == LONG_LANE  # its Python work off this process
+            ledger.work_in_child = lane == LONG_LANE  # its long Python work off this process
             site = self._local.site = dataclasses.replace(self.loop_site, ledger=ledger)
         return site
 
