@@ -8,7 +8,6 @@ beside the output, signs the manifest and publishes the archive (``bundles/FORMA
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchd import crash
-from orchd.core import bundle, dsse, events, rotations, statements, sync, vocabulary
+from orchd.core import bundle, dsse, events, statements, sync, vocabulary
 from orchd.core.bundle import Manifest
 from orchd.core.events import Actor
 from orchd.core.manifest import DEFAULT_EXPIRY_MS, parse
@@ -29,7 +28,7 @@ from orchd.errors import StateConflict, StorageError, UntrustedKey
 
 from .. import archive_writer, keys
 from ..ledger import SqliteLedger
-from ..ledger.statements import BaseMember
+from . import heads_of
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,12 +143,12 @@ def write(
     _check_own(ledger, key)
     kept = ledger.head_statements() if version == bundle.FORMAT_2 else {}
     held = _heads(ledger, version, kept)
-    plan_chains = _chains(ledger, key, held, kept) if version == bundle.FORMAT_2 else {}
+    plan_chains = heads_of.chains(ledger, key, held, kept) if version == bundle.FORMAT_2 else {}
     plan = _plan(ledger, key, recipient, now_ms, expires_in_ms, since, held, version, plan_chains)
     if version == bundle.FORMAT_1:  # refused before anything is written
         bundle.check_signable(plan.manifest(bundle.largest_members(plan.ranges)))
-    bases = {r.origin: _base(ledger, r) for r in plan.ranges if r.checkpoint}
-    heads = _statements(ledger, key, plan.ranges, kept)
+    bases = {r.origin: heads_of.base(ledger, r) for r in plan.ranges if r.checkpoint}
+    heads = heads_of.made(ledger, key, plan.ranges, kept)
     chains = {r.origin: chain for r in plan.ranges if (chain := plan_chains.get(r.origin))}
     with archive_writer.staging_beside(out) as staging:
         total = sum(r.to_seq - r.from_seq + 1 for r in plan.ranges)
@@ -158,7 +157,7 @@ def write(
             compressed = _compress(ledger, plan.ranges, staging, meter)
         meter.end()
         events_count = sum(m.records for m, _ in compressed.values())
-        found = compressed | _statement_members(heads, chains, bases)
+        found = compressed | heads_of.members(heads, chains, bases)
         order = member_order(version, plan.ranges)
         members = [found[name][0] for name in order]
         files = [(name, found[name][1]) for name in order]
@@ -188,121 +187,11 @@ def _heads(
     return held | {ledger.site_id: heads[ledger.site_id]}
 
 
-def _statements(
-    ledger: SqliteLedger,
-    key: keys.SiteKey,
-    ranges: tuple[bundle.Range, ...],
-    kept: Mapping[str, HeadStatement],
-) -> list[tuple[HeadStatement, bundle.Range]]:
-    """Format 2: each range's head statement, this site's own made now (``kept``: the statement
-    store's), and its range."""
-    found = []
-    for r in ranges:
-        if not r.head:
-            continue  # format 1
-        if r.origin != ledger.site_id:
-            found.append((kept[r.origin], r))
-            continue
-        (body,) = ledger.bodies(r.origin, r.to_seq, r.to_seq)
-        stamp = events.parse(body).hlc
-        own = statements.make_head(
-            r.origin, r.to_seq, r.last_hash, stamp, key_id=key.key_id, sign=key.sign
-        )
-        found.append((own, r))
-    return found
-
-
-def _chains(
-    ledger: SqliteLedger,
-    key: keys.SiteKey,
-    held: Mapping[str, tuple[int, str]],
-    kept: Mapping[str, HeadStatement],
-) -> dict[str, list[Rotation]]:
-    """Format 2: origin -> its rotation statements, oldest first, the longest unbroken chain
-    ending at the key that signed its head statement (this site's own key for its own range):
-    from the origin's ``key.rotated`` events held here and the statement store (FORMAT.md 6)."""
-    known: dict[str, list[Rotation]] = {}
-    for event in ledger.records_of_type("key.rotated"):
-        text = event.payload.get("statement")
-        if event.origin in held and isinstance(text, str):
-            line = rotations.parse(dsse.decode_base64(text, "a key.rotated statement"))
-            known.setdefault(event.origin, []).append(line)
-    signers = {o: s.envelope for o, s in kept.items()}
-    stored = ledger.rotation_statements()
-    chains = {}
-    for origin in held:
-        lines = known.get(origin, []) + stored.get(origin, [])
-        if not lines:
-            continue
-        if origin == ledger.site_id:
-            signer = key.key_id
-        elif origin in signers:
-            signer = (
-                dsse.decode(signers[origin], payload_type=statements.HEAD_TYPE).signatures[0].key_id
-            )
-        else:
-            continue
-        if chain := rotations.chain_to(lines, signer):
-            chains[origin] = chain
-    return chains
-
-
 Found = dict[str, tuple[bundle.Member, bytes | archive_writer.Slice]]  # name -> member, data
 # the ranges of fewer events share one staging file, their frames one after another (a file
 # each cost more to make than to fill at 1,000 origins; holding them in memory grew the process
 # with the bundle)
 SHARED_UP_TO = 1000
-
-
-def _statement_members(
-    heads: list[tuple[HeadStatement, bundle.Range]],
-    chains: Mapping[str, list[Rotation]],
-    bases: Mapping[str, BaseMember],
-) -> Found:
-    """Format 2: each range's head, rotations, checkpoint and base rows, as members."""
-    found: Found = {}
-    for s, r in heads:
-        found[r.head] = (_small_member(r.head, s.envelope), s.envelope)
-        if r.rotations:
-            lines = chains[r.origin]
-            data = b"".join(line.envelope + b"\n" for line in lines)
-            member = dataclasses.replace(_small_member(r.rotations, data), records=len(lines))
-            found[r.rotations] = (member, data)
-        if base := bases.get(r.origin):
-            statement = base.statement.envelope
-            found[r.checkpoint] = (_small_member(r.checkpoint, statement), statement)
-            member = bundle.Member(
-                name=r.base,
-                sha256=base.sha256,
-                size=len(base.data),
-                raw_size=base.raw_size,
-                records=base.records,
-            )
-            found[r.base] = (member, base.data)
-    return found
-
-
-def _base(ledger: SqliteLedger, r: bundle.Range) -> BaseMember:
-    """The checkpoint and base rows a range that starts from its origin's checkpoint carries,
-    from the statement store (refused, before anything is written, when it holds none there)."""
-    base = ledger.base_member(r.origin)
-    if base is None or (base.statement.seq, base.statement.hash) != (r.from_seq - 1, r.prev_hash):
-        raise StateConflict(
-            detail=f"this site pruned {r.origin} up to seq {r.from_seq - 1} but holds no "
-            f"checkpoint of {r.origin}'s there (it pruned before it kept base rows): a site that "
-            f"holds nothing of {r.origin} can join it only from a bundle of {r.origin}'s own"
-        )
-    return base
-
-
-def _small_member(name: str, data: bytes) -> bundle.Member:
-    return bundle.Member(
-        name=name,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        raw_size=len(data),
-        records=1,
-    )
 
 
 def _check_own(ledger: SqliteLedger, key: keys.SiteKey) -> None:
