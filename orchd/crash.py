@@ -31,7 +31,7 @@ POINTS = {
     "import.applied": "an import's events and base rows are written, not yet committed",
     "prune.folded": "a prune folded its events and made its checkpoint, nothing deleted yet",
     "inbox.imported": "a bundle from the inbox is imported, its file not yet moved",
-    **{f"migration.{n}": f"migration {n} applied, not yet committed" for n in range(1, 22)},
+    **{f"migration.{n}": f"migration {n} applied, not yet committed" for n in range(1, 23)},
 }
 
 

@@ -26,6 +26,7 @@ from orchd.adapters.yamlkeys import (
     REQUIRED,
     Key,
     absolute_path,
+    boolean,
     choice,
     integer,
     key,
@@ -136,6 +137,14 @@ JOB_TYPE_KEYS = {
         "[]",
         "[feed-refresh]",
         "job types whose job for the same source and slot must succeed first",
+    ),
+    "remote": key(
+        boolean,
+        "true or false",
+        "false",
+        "true",
+        "runs go to remote workers over NATS (docs/ARCHITECTURE.md, Remote workers): argv is "
+        "checked by each worker against its own allowlist, not here",
     ),
 }
 

@@ -1,5 +1,6 @@
 """The job programs on this host: which job types name a program that is missing or cannot run,
-for ``policy check`` and ``doctor`` (adapters layer)."""
+for ``policy check`` and ``doctor`` (adapters layer); a remote job type's runs on its workers,
+so its program is not looked for here."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ class ProgramProblem:
 def program_problems(policy: model.Policy, environ: Mapping[str, str]) -> list[ProgramProblem]:
     """The job types whose program is missing or not executable on this host: argv[0], and for
     ``/usr/bin/env ... PROGRAM`` the program env runs, looked up on the PATH the runner gives the
-    job (the job's ``env`` over ``environ``). The built-in ``bundle-export`` is orchd itself."""
+    job (the job's ``env`` over ``environ``). The built-in ``bundle-export`` is orchd itself; a
+    remote type's program is each worker's to check, on its host, against its allowlist."""
     found = []
     for _name, job_type in sorted(policy.job_types.items()):
-        if job_type.argv == BUNDLE_EXPORT.argv:
+        if job_type.argv == BUNDLE_EXPORT.argv or job_type.remote:
             continue
         search = {**base_environment(environ), **job_type.env}["PATH"]
         for program in (job_type.argv[0], _run_by_env(job_type.argv)):

@@ -25,6 +25,7 @@ REQUIRED = "(required)"
 INT_TAG = "tag:yaml.org,2002:int"
 STR_TAG = "tag:yaml.org,2002:str"
 NULL_TAG = "tag:yaml.org,2002:null"
+BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,14 @@ def integer(low: int, high: int) -> Parse:
         return value
 
     return parse
+
+
+def boolean(node: yaml.Node, at: At) -> bool:
+    """``true`` or ``false``, written so (YAML 1.1's yes, no, on and off are refused: a value
+    that reads as one thing and means another)."""
+    if not isinstance(node, yaml.ScalarNode) or node.value not in ("true", "false"):
+        raise at.error(f"expected true or false, got {describe(node)}")
+    return bool(node.value == "true")
 
 
 def choice(*options: str) -> Parse:

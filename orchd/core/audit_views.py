@@ -48,12 +48,17 @@ def _answered(p: Payload) -> str:
     return f"{p['outcome']}{made}" + (f": {p['reason']}" if p.get("reason") else "")
 
 
+def _started(p: Payload) -> str:
+    where = f"on worker {p['worker']}" if "worker" in p else f"pid {p.get('pid', '?')}"
+    return f"run {p['run_id']} started, {where}"
+
+
 # event type -> (subject, outcome); no subject: the payload's job and its type
 _SAID: dict[str, tuple[Callable[[Payload], str] | None, Callable[[Payload], str]]] = {
     "job.submitted": (None, lambda p: p["state"]),
     "job.transitioned": (None, _moved),
     "run.leased": (None, lambda p: f"run {p['run_id']} leased, attempt {p['attempt']}"),
-    "run.started": (None, lambda p: f"run {p['run_id']} started, pid {p.get('pid', '?')}"),
+    "run.started": (None, _started),
     "run.ended": (None, _run_ended),
     "job.requested": (
         lambda p: f"request {p['request_id']} of {p['site']}",
@@ -68,6 +73,14 @@ _SAID: dict[str, tuple[Callable[[Payload], str] | None, Callable[[Payload], str]
         lambda p: _values(p, ("concurrency", "rate", "burst", "daily")) or "set",
     ),
     "quota.reset": (_quota, lambda p: "reset"),
+    "remote.refused": (
+        lambda p: f"worker {p['worker']}",
+        lambda p: (
+            f"{p['what']} refused"
+            + (f" (run {p['run_id']})" if p.get("run_id") else "")
+            + f": {p['reason']}"
+        ),
+    ),
     "source.paused": (lambda p: f"source {p['source']}", lambda p: "paused"),
     "source.resumed": (lambda p: f"source {p['source']}", lambda p: "resumed"),
     "bundle.exported": (

@@ -35,7 +35,9 @@ from typing import Any, Literal, TypeAlias, get_args
 from orchd.errors import BadInput, InvalidName
 
 Target: TypeAlias = tuple[str, str]  # ("source", name) or ("job_type", name)
-Cause: TypeAlias = Literal["paused", "global_concurrency", "concurrency", "rate", "daily_cap"]
+Cause: TypeAlias = Literal[
+    "paused", "global_concurrency", "concurrency", "rate", "daily_cap", "dispatch_unavailable"
+]
 Verdict: TypeAlias = Literal["run", "throttled"]
 
 CAUSES: tuple[Cause, ...] = get_args(Cause)  # also the order that breaks ties
@@ -311,6 +313,16 @@ def count_past(candidate: Candidate, state: State, limits: Limits, at_ms: int) -
             if taken is not None:
                 buckets[target] = taken
     return replace(counted, buckets=MappingProxyType(buckets))
+
+
+def occupy(candidate: Candidate, state: State) -> State:
+    """The state with a run of ``candidate`` counted as running again: a remote run a daemon
+    started anew adopts (its start counted for its day when it was leased)."""
+    return replace(
+        state,
+        running_total=state.running_total + 1,
+        running=_add(state.running, targets(candidate), 1),
+    )
 
 
 def release(candidate: Candidate, state: State) -> State:

@@ -68,6 +68,7 @@ class JobType:
     retry_on: frozenset[int] | None = None  # None: every failure and timeout is retryable
     priority: int = 0
     after: tuple[str, ...] = ()
+    remote: bool = False  # its runs go to remote workers (``core.remote``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

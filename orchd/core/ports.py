@@ -91,6 +91,51 @@ class Executor(Protocol):
         ...
 
 
+class Said(Protocol):
+    """A worker's message as the dispatcher hands it to the loop: its kind (``claim``, ``hb`` or
+    ``results``), the worker whose subject it came on (the server's permissions let only that
+    worker publish there), and its bytes, unread."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def worker(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+class Dispatch(Protocol):
+    """Runs of remote job types offered to workers, and what workers say back (over NATS
+    JetStream: ``adapters/nats/dispatch.py``). It only moves messages: the engine decides."""
+
+    @property
+    def available(self) -> bool:
+        """Whether offers can be made now (connected, the streams in place)."""
+        ...
+
+    def offer(self, run_id: str, job_type: str, data: bytes) -> None:
+        """Offer a leased run (its ``run.leased`` committed), again until ``settled``."""
+        ...
+
+    def settled(self, run_id: str) -> None:
+        """The run was claimed or ended: offer it no more."""
+        ...
+
+    def take(self) -> Sequence[Said]:
+        """The claims, heartbeats and results heard since the last call."""
+        ...
+
+    def answer(self, said: Said, data: bytes) -> None:
+        """Reply to a claim or heartbeat."""
+        ...
+
+    def done(self, said: Said) -> None:
+        """A result was recorded (committed) or refused: it leaves its stream."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyReport:
     origins: dict[str, int]  # origin -> verified head seq

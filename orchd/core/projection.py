@@ -56,6 +56,8 @@ class RunView(NamedTuple):
     ended_at: str | None
     exit_code: int | None
     pid: int | None
+    worker: str | None = None  # a remote run: the worker that claimed it
+    worker_log: str | None = None  # and its log's path on that worker's host
 
 
 _Row = TypeVar("_Row", JobView, RunView)
@@ -76,7 +78,7 @@ JOB_COLUMNS = JobView._fields
 RUN_COLUMNS = RunView._fields
 # the columns a fold may change in a row that exists; the others are fixed when it is created
 JOB_MUTABLE = ("state", "attempts", "updated_at", "eligible_at", "cause", "last_run_id")
-RUN_MUTABLE = ("state", "started_at", "ended_at", "exit_code", "pid")
+RUN_MUTABLE = ("state", "started_at", "ended_at", "exit_code", "pid", "worker", "worker_log")
 Rows = tuple[JobView | None, RunView | None]
 
 
@@ -256,7 +258,7 @@ def _owned_run(event: Event, run: RunView | None) -> RunView:
     return run
 
 
-_RUN_STARTED = shape({"run_id": ID, "job_id": ID}, {"pid": int})
+_RUN_STARTED = shape({"run_id": ID, "job_id": ID}, {"pid": int, "worker": str, "log": str})
 
 
 def _check_run_started(event: Event) -> None:
@@ -266,7 +268,15 @@ def _check_run_started(event: Event) -> None:
 def _run_started(event: Event, job: JobView | None, run: RunView | None) -> Rows:
     run = _owned_run(event, run)
     state = RUN.advance(run.run_id, run.state, "running")
-    return None, _with(run, state=state, started_at=event.occurred_at, pid=event.payload.get("pid"))
+    p = event.payload
+    return None, _with(
+        run,
+        state=state,
+        started_at=event.occurred_at,
+        pid=p.get("pid"),
+        worker=p.get("worker"),
+        worker_log=p.get("log"),
+    )
 
 
 _RUN_ENDED = shape(
@@ -316,6 +326,7 @@ AUDIT_TYPES = frozenset(
         "bundle.forked",
         "site.restored",
         "ledger.pruned",
+        "remote.refused",
     }
 )
 

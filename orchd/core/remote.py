@@ -19,6 +19,8 @@ of another host is compared with anything here.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,7 +60,7 @@ _KEYS: Mapping[str, Mapping[str, str]] = {
         "workdir": _TEXT,
         "timeout_ms": _COUNT,
     },
-    "claim": {"site": _NAME, "worker": _NAME, "run_id": _ID, "version": _TEXT},
+    "claim": {"site": _NAME, "worker": _NAME, "run_id": _ID, "version": _TEXT, "log": _TEXT},
     "granted": {"run_id": _ID, "token": _TOKEN_KEY, "lease_ms": _COUNT},
     "refused": {"run_id": _ID, "reason": _TEXT},
     "beat": {"site": _NAME, "worker": _NAME, "run_id": _ID, "token": _TOKEN_KEY},
@@ -76,6 +78,13 @@ _KEYS: Mapping[str, Mapping[str, str]] = {
     },
 }
 _OPTIONAL = {"offer": {"workdir"}, "result": {"exit_code"}}
+
+
+def claim_token(secret: bytes, run_id: str, worker: str) -> str:
+    """The token of ``worker``'s claim of ``run_id``: derived from the daemon's secret, so that a
+    daemon started again knows the claims it granted before (a surviving worker's heartbeats
+    and result still count) and no one without the secret can make one."""
+    return hmac.new(secret, f"{run_id}/{worker}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def subject(site: str, what: str, name: str) -> str:
@@ -172,8 +181,11 @@ class Leases:
 
     def grant(self, run_id: str, worker: str, token: str, now_ms: int) -> Held:
         """Give the run to ``worker`` (the caller checked the ledger: leased, unended, not
-        expired); refused if a claim holds it already (a second delivery of its offer)."""
-        if run_id in self.held:
+        expired), its lease counted from now; refused if another worker's claim holds it (a
+        second delivery of its offer). The same worker asking again (its first answer was late
+        or lost) is granted the same claim again."""
+        held = self.held.get(run_id)
+        if held is not None and (held.worker, held.token) != (worker, token):
             raise ClaimRefused(worker=worker, detail=f"run {run_id} is claimed already")
         held = self.held[run_id] = Held(worker, token, now_ms + self.lease_ms)
         return held

@@ -46,9 +46,10 @@ VOCABULARY: Mapping[str, Keys] = {
     "policy.reloaded": _keys("job_types schedules"),
     "quota.reset": _keys("kind name site"),
     "quota.set": _keys("kind name site", "burst concurrency daily rate"),
+    "remote.refused": _keys("reason what worker", "run_id"),
     "run.ended": _keys("job_id outcome run_id", "cause eligible_at exit_code job_state output"),
     "run.leased": _keys("attempt job_id lease_expires_at run_id"),
-    "run.started": _keys("job_id run_id", "pid"),
+    "run.started": _keys("job_id run_id", "log pid worker"),
     "schedule.armed": _keys("schedule slot_at"),
     "schedule.skipped": _keys("count first_slot last_slot schedule"),
     "site.initialized": _keys("orchd_version site_id"),
@@ -89,6 +90,8 @@ FORMAT_2_ONLY: Mapping[str, frozenset[str] | None] = {
     "bundle.imported": frozenset({"relay_only"}),
     "key.revoked": frozenset({"successors"}),
     "key.trusted": frozenset({"vouched_by"}),
+    "remote.refused": None,
+    "run.started": frozenset({"log", "worker"}),
 }
 FORMAT_2_MARKS = tuple(
     f'"{name}"'.encode()

@@ -37,6 +37,12 @@ def test_a_jobs_events_name_the_job_and_the_type_the_caller_looked_up() -> None:
     assert said("run.started", {"job_id": JOB, "run_id": RUN}, types)[1] == (
         f"run {RUN} started, pid ?"
     )
+    on_worker = {"job_id": JOB, "run_id": RUN, "worker": "w-1", "log": "/l"}
+    assert said("run.started", on_worker, types)[1] == f"run {RUN} started, on worker w-1"
+    refused = {"worker": "w-1", "what": "hb", "reason": "no claim", "run_id": RUN}
+    told = said("remote.refused", refused, {})
+    assert told == ("worker w-1", f"hb refused (run {RUN}): no claim")
+    assert said("remote.refused", {**refused, "run_id": None}, {})[1] == "hb refused: no claim"
     moved = {"job_id": JOB, "from": "queued", "to": "throttled"}
     assert said("job.transitioned", moved, {})[1] == "queued -> throttled"
 

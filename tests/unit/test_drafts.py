@@ -253,6 +253,18 @@ CASES: dict[str, tuple[Callable[[], Draft], str, str]] = {
         "run.started",
         f"run.started:{RUN}",
     ),
+    "run started on a worker": (
+        lambda: drafts.run_started(A, run_id=RUN, job_id=JOB, pid=None, worker="w-1", log="/l"),
+        "run.started",
+        f"run.started:{RUN}",
+    ),
+    "remote refused": (
+        lambda: drafts.remote_refused(
+            A, decision=RUN, worker="w-1", what="claim", reason="no", run_id=JOB
+        ),
+        "remote.refused",
+        f"remote.refused:{RUN}",
+    ),
     "source resumed": (
         lambda: drafts.source_resumed(A, source="nvd", change=RUN, reason="r", ticket=None),
         "source.resumed",

@@ -25,7 +25,13 @@ GOOD: dict[str, dict[str, Any]] = {
         "workdir": "/srv",
         "timeout_ms": 60_000,
     },
-    "claim": {"site": "hq", "worker": "w-1", "run_id": RUN, "version": "0.1.0"},
+    "claim": {
+        "site": "hq",
+        "worker": "w-1",
+        "run_id": RUN,
+        "version": "0.1.0",
+        "log": "/var/log/orchd-worker/run.log",
+    },
     "granted": {"run_id": RUN, "token": TOKEN, "lease_ms": 2000},
     "refused": {"run_id": RUN, "reason": "the run ended"},
     "beat": {"site": "hq", "worker": "w-1", "run_id": RUN, "token": TOKEN},
@@ -132,6 +138,8 @@ def test_a_claim_is_granted_once_and_renewed_only_by_its_worker_with_its_token()
     assert held == remote.Held("w-1", TOKEN, 3000)
     with pytest.raises(ClaimRefused, match="claimed already"):
         leases.grant(RUN, "w-2", OTHER_TOKEN, now_ms=1100)
+    again = leases.grant(RUN, "w-1", TOKEN, now_ms=1000)  # its first answer was lost
+    assert again == held
     for worker, token in (("w-2", TOKEN), ("w-1", OTHER_TOKEN)):
         with pytest.raises(ClaimRefused, match=f"refused {worker}: it holds no claim"):
             leases.beat(RUN, worker, token, now_ms=1500)
@@ -161,3 +169,15 @@ def test_a_stop_is_told_at_the_next_heartbeat_and_forgotten_with_the_run() -> No
     assert leases.held[RUN].until_ms == 2000  # a stop renews nothing
     leases.end(RUN)
     assert leases.held == {} and leases.stopping == {}
+
+
+def test_a_claims_token_is_the_daemons_secrets_alone_and_the_same_after_a_restart() -> None:
+    token = remote.claim_token(b"s" * 32, RUN, "w-1")
+    assert token == remote.claim_token(b"s" * 32, RUN, "w-1")  # derived again after a restart
+    assert remote.encode("granted", run_id=RUN, token=token, lease_ms=2000)  # a valid token
+    others = {
+        remote.claim_token(b"t" * 32, RUN, "w-1"),
+        remote.claim_token(b"s" * 32, RUN, "w-2"),
+        remote.claim_token(b"s" * 32, JOB, "w-1"),
+    }
+    assert token not in others and len(others) == 3

@@ -281,6 +281,11 @@ CREATE TABLE checkpoint_rows (
 );
 """
 
+_V22 = """  -- a remote run's worker and its log's path there (run.started, format 2)
+ALTER TABLE runs ADD COLUMN worker TEXT;
+ALTER TABLE runs ADD COLUMN worker_log TEXT;
+"""
+
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("events, projections and leases", _script(_V1)),
     ("jobs remember their schedule slot", _script(_V2)),
@@ -303,6 +308,7 @@ MIGRATIONS: Sequence[tuple[str, Migration]] = (
     ("ids by their short form", _script(indexes.V19)),
     ("events by the time they occurred", _script(indexes.V20)),
     ("events by actor, by ticket and by a rare type", _script(indexes.V21)),
+    ("runs name the worker that ran them", _script(_V22)),
 )
 
 

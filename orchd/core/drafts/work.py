@@ -98,8 +98,18 @@ def run_leased(
     )
 
 
-def run_started(actor: Actor, *, run_id: str, job_id: str, pid: int | None) -> Draft:
-    payload = present(run_id=run_id, job_id=job_id, pid=pid)
+def run_started(
+    actor: Actor,
+    *,
+    run_id: str,
+    job_id: str,
+    pid: int | None,
+    worker: str | None = None,
+    log: str | None = None,
+) -> Draft:
+    """A run's process started: here (``pid``), or on the remote ``worker`` that claimed it
+    (``log``: the run's log on that worker's host)."""
+    payload = present(run_id=run_id, job_id=job_id, pid=pid, worker=worker, log=log)
     return Draft(
         type="run.started",
         actor=actor,
@@ -230,4 +240,18 @@ def schedule_skipped(
             "last_slot": last_slot,
             "count": count,
         },
+    )
+
+
+def remote_refused(
+    actor: Actor, *, decision: str, worker: str, what: str, reason: str, run_id: str | None
+) -> Draft:
+    """A worker's message refused (``what``: claim, hb or results), audited; ``decision`` (a
+    new id) keys each refusal apart."""
+    payload = present(worker=worker, what=what, reason=reason[:4096], run_id=run_id)
+    return Draft(
+        type="remote.refused",
+        actor=actor,
+        idempotency_key=keyed("remote.refused", decision),
+        payload=payload,
     )

@@ -37,6 +37,10 @@ class Admission(EngineBase):
                 kept.append(entry)
                 continue
             decision = limits.admit(candidate(job, arrival), self._state, self._limits, now_ms)
+            if decision.verdict == "run" and self._undispatchable(job):
+                decision = limits.Decision(
+                    verdict="throttled", state=self._state, cause="dispatch_unavailable"
+                )
             if decision.verdict == "run":
                 self._state = decision.state
                 admitted.append(self._lease(job, now_ms))

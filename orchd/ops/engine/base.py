@@ -7,19 +7,20 @@ state, so a call costs what one class's did.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from orchd.core import limits
+from orchd.core import limits, remote
 from orchd.core.events import Actor, Draft
 from orchd.core.policy import Policy
-from orchd.core.ports import Clock, Entropy, Executor, JobLog
+from orchd.core.ports import Clock, Dispatch, Entropy, Executor, JobLog, Said
 from orchd.core.projection import JobView
 
 SCOPE = "orch:run"
 HEARTBEAT_MS = 10_000
 KILL_GRACE_MS = 5_000
+REMOTE_LEASE_MS = 30_000
 DEGRADED_RETRY_MS = 1000  # a failing disk: try again this often
 MAX_SLEEP_MS = 1_000  # a stop request is noticed within this
 CANDIDATE_STATES = frozenset({"queued", "throttled", "retry_wait"})
@@ -36,6 +37,8 @@ class Active:
     ending: str | None = None  # "timed_out" or "interrupted" once orchd signalled the group
     cause: str | None = None  # why it was interrupted, when not because orchd stops
     kill_at_ms: int | None = None  # monotonic: when SIGKILL follows the SIGTERM
+    remote: bool = False  # offered to workers (``remote.py``): no process here
+    worker: str | None = None  # a remote run's, once claimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +129,16 @@ class EngineBase:
         heartbeat_ms: int = HEARTBEAT_MS,
         lease_ms: int | None = None,
         on_settled: Callable[[Settled], None] | None = None,
+        dispatch: Dispatch | None = None,
+        workers: Mapping[str, frozenset[str]] | None = None,
+        claim_secret: bytes = b"",
+        remote_lease_ms: int = REMOTE_LEASE_MS,
     ) -> None:
         """``on_settled``: told of every run's end once the step that recorded it committed
-        (the daemon logs failures, retries and dead jobs)."""
+        (the daemon logs failures, retries and dead jobs). ``dispatch``: where runs of remote
+        job types are offered (None: they wait, throttled); ``workers``: each worker's name and
+        the job types it may claim; ``claim_secret``: what claim tokens are derived from (kept
+        across restarts); ``remote_lease_ms``: a remote run's lease, renewed by heartbeats."""
         self._ledger, self._policy, self._clock = ledger, policy, clock
         self._entropy, self._executor, self._actor = entropy, executor, actor
         self._holder = holder
@@ -155,6 +165,11 @@ class EngineBase:
         self._order: list[tuple[int, int, str]] = []
         self._held_since: int | None = None  # monotonic: since records wait to be committed
         self.writable = True  # this tick and step hold the ledger's writer (``run``'s writer)
+        self._dispatch, self._claim_secret = dispatch, claim_secret
+        self._workers: Mapping[str, frozenset[str]] = workers or {}
+        self._leases = remote.Leases(lease_ms=remote_lease_ms)
+        self._replies: list[tuple[Said, bytes]] = []  # answered once the step committed
+        self._acks: list[Said] = []  # results acknowledged once their run.ended is committed
 
     def _end(
         self,
@@ -172,3 +187,21 @@ class EngineBase:
         self._endings.append(
             Ending(job, run_id, attempt, outcome, exit_code, output, now_ms, cause)
         )
+
+    def _undispatchable(self, job: JobView) -> bool:
+        """A job of a remote type that cannot be offered now (no NATS configured, or NATS not
+        reachable): it waits, throttled (``dispatch_unavailable``)."""
+        job_type = self._policy.job_types.get(job.job_type)
+        remote_type = job_type is not None and job_type.remote
+        return remote_type and (self._dispatch is None or not self._dispatch.available)
+
+    def _answer_committed(self) -> None:
+        """What waited for the step's commit: grants answered, results acknowledged."""
+        replies, self._replies = self._replies, []
+        acks, self._acks = self._acks, []
+        if self._dispatch is None:
+            return
+        for said, data in replies:
+            self._dispatch.answer(said, data)
+        for said in acks:
+            self._dispatch.done(said)

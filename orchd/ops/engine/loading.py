@@ -13,20 +13,27 @@ from orchd.ops import quota
 
 from .admission import Admission
 from .recording import Recording
-from .runs import Runs
+from .remote import Remote
 
 
-class Loading(Recording, Runs, Admission):
+class Loading(Recording, Remote, Admission):
     """What the engine reads from the ledger: at start, after new jobs, after a reload."""
 
     def recover(self) -> None:
-        """End the runs a dead worker left open, after killing whatever of them survives."""
+        """End the runs a dead worker left open, after killing whatever of them survives; hold
+        the remote ones again (``Remote._adopt``: their workers may still run them)."""
         stale = self._ledger.open_runs()
+        if not stale:
+            return
+        held = self._ledger.jobs_by_id({run.job_id for run in stale})
+        mono = self._clock.monotonic_ms()
+        for run in [r for r in stale if self._adoptable(held.get(r.job_id))]:
+            self._adopt(held[run.job_id], run, mono)
+        stale = [run for run in stale if run.run_id not in self._active]
         if not stale:
             return
         self.tally.survivors_killed += self._executor.sweep([run.run_id for run in stale])
         now_ms = self._clock.now_ms()
-        held = self._ledger.jobs_by_id({run.job_id for run in stale})
         for run in stale:
             job = held.get(run.job_id)
             if job is None:  # the projection holds the run, so it holds its job
@@ -36,6 +43,11 @@ class Loading(Recording, Runs, Admission):
             )
         self.tally.interrupted += len(stale)
         self._flush()
+
+    def _adoptable(self, job: JobView | None) -> bool:
+        """A run of a remote type, with NATS configured: its worker, not this host, runs it."""
+        job_type = None if job is None else self._policy.job_types.get(job.job_type)
+        return job_type is not None and job_type.remote and self._dispatch is not None
 
     def load(self) -> None:
         """Read the pending jobs, the limits (policy and overrides) and today's starts."""

@@ -131,12 +131,15 @@ class Engine(Loading, Dependencies):
         self._deps_dirty = True
 
     def drain(self) -> None:
-        """Admit nothing more; let the runs going on finish (``stop`` interrupts them)."""
+        """Admit nothing more; let the runs going on here finish (``stop`` interrupts them);
+        the remote ones go on on their workers, for the daemon started next (``_detach``)."""
         self._stopping = True
+        self._detach()
 
     def stop(self) -> None:
         """Admit nothing more; ask every running group to stop (SIGKILL after the grace)."""
         self._stopping = True
+        self._detach()
         now = self._clock.monotonic_ms()
         for active in self._active.values():
             if active.ending is None:
@@ -148,6 +151,7 @@ class Engine(Loading, Dependencies):
         mono = self._clock.monotonic_ms()
         self._enforce_timeouts(mono)
         now_ms = self._clock.now_ms()
+        self._hear(mono, now_ms)
         if self._held_since is None and (self._drafts or self._endings):
             self._held_since = mono  # records to commit, from now
         if not writable:
@@ -182,6 +186,7 @@ class Engine(Loading, Dependencies):
             elif active.ending is None:
                 waits.append(active.deadline_ms - mono)
             # else: SIGKILL was sent; its exit wakes the executor
+        waits.extend(held_ms.until_ms - mono for held_ms in self._leases.held.values())
         if held:
             return max(0, min(waits)) if waits else None
         if self._next_heartbeat_ms is not None:

@@ -101,6 +101,7 @@ class Recording(EngineBase):
         """Record what this step decided, in one transaction."""
         self._settle_endings()
         if not self._drafts:
+            self._answer_committed()  # results of runs ended already: nothing to commit first
             return
         batch, self._drafts = self._drafts, []
         try:
@@ -108,7 +109,7 @@ class Recording(EngineBase):
         except OrchdError:
             self._drafts = batch + self._drafts  # kept for the next try; nothing was recorded
             raise
-        touched = {d.payload["job_id"] for d in batch if d.payload["job_id"] in self._pending}
+        touched: set[str] = {d.payload.get("job_id", "") for d in batch} & self._pending.keys()
         found = self._ledger.jobs_by_id(touched)
         for job_id in touched:
             fresh = found.get(job_id)
@@ -119,3 +120,4 @@ class Recording(EngineBase):
         settled, self._settled = self._settled, []
         for one in settled:
             self._on_settled(one)
+        self._answer_committed()
