@@ -209,8 +209,8 @@ TABLES: dict[str, Table] = {  # in code point order: the order of the lines
     "runs": _table(
         "run_id",
         "run_id job_id origin attempt state leased_at lease_expires_at started_at ended_at "
-        "exit_code pid",
-        "started_at ended_at exit_code pid",
+        "exit_code pid worker worker_log",
+        "started_at ended_at exit_code pid worker worker_log",
         "attempt exit_code pid",
     ),
     "schedule_state": _table("origin schedule", "origin schedule last_slot"),

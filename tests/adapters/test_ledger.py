@@ -575,3 +575,62 @@ def test_truncating_the_wal_after_a_big_write_leaves_none_unless_a_reader_holds_
     made.append([submitted("01KC0000000000000000000000")])  # writes go on as before
     assert made.verify().events == 42
     made.close()
+
+
+def pruned_site(path: Path, *, worker: str | None) -> tuple[SqliteLedger, str]:
+    """A site whose two runs (the second on ``worker``, if one) ended and were pruned."""
+    from orchd.adapters import keys
+    from orchd.adapters.system import OsEntropy, SystemClock
+    from orchd.ops.keys import checkpoint_signer
+
+    key, run_a, run_b = keys.generate(), "01KB0000000000000000000011", "01KB0000000000000000000012"
+    ledger = SqliteLedger.create(
+        path,
+        "hq",
+        SystemClock(),
+        OsEntropy(),
+        site.initialized("hq", ACTOR, "test"),
+        also=[drafts.key_created(ACTOR, public_key=key.public_key)],
+    )
+    until = "2099-01-01T00:00:00.000Z"
+    log = "/l" if worker else None
+    second = drafts.run_started(ACTOR, run_id=run_b, job_id=JOB_B, pid=8, worker=worker, log=log)
+    ledger.append([submitted(JOB_A), leased(run_a, JOB_A, until), started(run_a, JOB_A, pid=7)])
+    ledger.append([ended(run_a, JOB_A), submitted(JOB_B), leased(run_b, JOB_B, until), second])
+    ledger.append([ended(run_b, JOB_B), submitted("01KB0000000000000000000003")])
+    seq = ledger.heads()["hq"][0]
+    ledger.prune({"hq": seq - 1}, checkpoint_signer(key), until, lambda *_: [], lambda _: None)
+    return ledger, run_b
+
+
+def test_a_remote_runs_worker_is_kept_in_the_base_rows_a_prune_makes(tmp_path: Path) -> None:
+    ledger, run_b = pruned_site(tmp_path / "ledger.db", worker="w-1")
+    try:
+        run = ledger.run_by_id(run_b)
+        assert run is not None and (run.worker, run.worker_log) == ("w-1", "/l")
+        assert ledger.verify().events > 0
+    finally:
+        ledger.close()
+
+
+def test_a_site_pruned_before_runs_named_their_worker_verifies_after_migration_22(
+    tmp_path: Path,
+) -> None:
+    """Migration 22 adds ``worker`` and ``worker_log`` to ``runs`` and its base copy; the digest
+    a prune signed over base rows without them is the digest of those rows with them NULL."""
+    from orchd.adapters.system import OsEntropy, SystemClock
+
+    pruned_site(tmp_path / "ledger.db", worker=None)[0].close()
+    with closing(sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)) as conn:
+        for table in ("runs", "base_runs"):  # as a site before migration 22 held them
+            for column in ("worker", "worker_log"):
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute(f"PRAGMA user_version = {schema.latest() - 1}")
+
+    again = SqliteLedger.open(tmp_path / "ledger.db", SystemClock(), OsEntropy())
+    try:
+        assert again.verify().events > 0  # the signed base digest still holds
+        run = again.run_by_id("01KB0000000000000000000012")
+        assert run is not None and (run.pid, run.worker) == (8, None)
+    finally:
+        again.close()

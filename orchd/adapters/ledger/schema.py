@@ -284,6 +284,8 @@ CREATE TABLE checkpoint_rows (
 _V22 = """  -- a remote run's worker and its log's path there (run.started, format 2)
 ALTER TABLE runs ADD COLUMN worker TEXT;
 ALTER TABLE runs ADD COLUMN worker_log TEXT;
+ALTER TABLE base_runs ADD COLUMN worker TEXT;
+ALTER TABLE base_runs ADD COLUMN worker_log TEXT;
 """
 
 MIGRATIONS: Sequence[tuple[str, Migration]] = (
