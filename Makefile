@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python tools/gen_docs.py --check
 	sh tools/check_systemd.sh $(BIN)/orchd
+	sh tools/check_systemd.sh $(BIN)/orchd systemd/orchd-worker.service
 
 check: lint test
 

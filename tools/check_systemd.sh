@@ -1,5 +1,5 @@
 #!/bin/sh
-# Check systemd/orchd.service offline, one line per check: `systemd-analyze verify` finds nothing
+# Check a unit (systemd/orchd.service by default) offline, one line per check: `systemd-analyze verify` finds nothing
 # wrong with it, and `systemd-analyze security --offline=yes` rates its exposure at most
 # MAX_EXPOSURE. Both run on a copy whose ExecStart= names the orchd given (verify wants an
 # executable there). Needs systemd-analyze >= 250; as root, installs Debian's systemd if missing.
@@ -39,7 +39,8 @@ echo "check_systemd: ok: systemd-analyze $version"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
-copy=$work/orchd.service
+name=$(basename "$unit")
+copy=$work/$name
 [ "$(grep -c '^ExecStart=' "$unit")" -eq 1 ] || fail "$unit must have one ExecStart= line"
 # ExecStart=[prefixes]PATH ARGS -> ExecStart=[prefixes]$orchd ARGS
 replacement=$(printf '%s' "$orchd" | sed 's/[&|\\]/\\&/g')
@@ -50,8 +51,8 @@ sed "s|^\(ExecStart=[-@:+!]*\)[^ ]*|\1$replacement|" "$unit" >"$copy"
 status=0
 SYSTEMD_COLORS=0 systemd-analyze verify --man=no --recursive-errors=no "$copy" \
     >"$work/verify.out" 2>&1 || status=$?
-problems=$(grep -F -e "$copy" -e "orchd.service" "$work/verify.out" || true)
-grep -v -F -e "$copy" -e "orchd.service" "$work/verify.out" |
+problems=$(grep -F -e "$copy" -e "$name" "$work/verify.out" || true)
+grep -v -F -e "$copy" -e "$name" "$work/verify.out" |
     sed "s|^|check_systemd: note: |" >&2 || true
 if [ "$status" -ne 0 ] || [ -n "$problems" ]; then
     printf '%s\n' "$problems" | sed "s|$copy|$(printf '%s' "$unit" | sed 's/[&|\\]/\\&/g')|g" >&2

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from orchd.errors import ConfigInvalid, PolicyInvalid
+from orchd.core.names import check_name
+from orchd.errors import ConfigInvalid, InvalidName, PolicyInvalid
 
 from .yamlkeys import REQUIRED, At, Key, absolute_path, choice, integer, key, read_document
 
@@ -42,6 +43,27 @@ def _loopback(node: yaml.Node, at: At) -> str:
             "are never served beyond this host)"
         )
     return value
+
+
+def _nats_url(node: yaml.Node, at: At) -> str:
+    value = node.value if isinstance(node, yaml.ScalarNode) else None
+    found = re.fullmatch(
+        r"(nats|tls)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})", str(value)
+    )
+    if not isinstance(value, str) or not found or not 0 < int(found[3]) < 65536:
+        raise at.error(
+            "expected a NATS server's URL such as nats://127.0.0.1:4222 or tls://nats.site:4222 "
+            "(no user or password in it: see nats_password_file)"
+        )
+    return value
+
+
+def _user(node: yaml.Node, at: At) -> str:
+    value = node.value if isinstance(node, yaml.ScalarNode) else None
+    try:
+        return check_name("worker", value)
+    except InvalidName as exc:
+        raise at.error(f"expected a NATS user's name: {exc.message}") from None
 
 
 def listen_address(text: str) -> tuple[str, int]:
@@ -155,6 +177,47 @@ CONFIG_KEYS: dict[str, Key] = {
         "warning",
         "the least important log lines written (debug, info, warning, error)",
     ),
+    "nats_url": key(
+        _nats_url,
+        "text",
+        "(empty)",
+        "tls://nats.site:4222",
+        "the NATS JetStream server remote job types are dispatched through (docs/ARCHITECTURE.md, "
+        "Remote workers); empty: none, and remote jobs wait, throttled (dispatch_unavailable)",
+    ),
+    "nats_user": key(
+        _user,
+        "text",
+        "orchd",
+        "orchd-hq",
+        "the daemon's NATS user (orchd workers authorization prints its permissions and the "
+        "workers' for the NATS server's configuration)",
+    ),
+    "nats_password_file": key(
+        absolute_path,
+        "path",
+        "(empty)",
+        "/etc/orchd/nats.password",
+        "the file holding that user's password, owned by the daemon's user and readable by it "
+        "only (refused otherwise: a symlink, another owner, group or other access); never in "
+        "argv, the environment or a log",
+    ),
+    "nats_ca_file": key(
+        absolute_path,
+        "path",
+        "(empty)",
+        "/etc/orchd/nats-ca.pem",
+        "the CA that signed the NATS server's certificate: the connection is TLS and the server "
+        "is verified against it; empty: the URL's scheme decides (tls:// with the system's CAs)",
+    ),
+    "remote_lease_s": key(
+        integer(1, 600),
+        "int",
+        "30",
+        "10",
+        "a remote run's lease: its worker must be heard from (a heartbeat every third of it) "
+        "within this, else the run ends interrupted (lease_lost) and its supervisor kills it",
+    ),
     "display_time": key(
         choice("utc", "local"),
         "text",
@@ -182,6 +245,11 @@ class Settings:
     metrics_listen: str = ""
     log_level: str = "info"
     display_time: str = "utc"
+    nats_url: str = ""
+    nats_user: str = "orchd"
+    nats_password_file: str = ""
+    nats_ca_file: str = ""
+    remote_lease_s: int = 30
 
     @property
     def bundle_max_bytes(self) -> int:

@@ -31,6 +31,7 @@ from . import files
 
 KEY_DIR = "keys"
 SITE_KEY = "site.key"
+CLAIM_SECRET = "claims.secret"  # noqa: S105 (a file name) in the state dir: claim tokens come from it
 MAX_KEY_FILE = 16 * 1024
 
 
@@ -80,11 +81,42 @@ def write_private(path: Path, key: SiteKey) -> None:
         raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
 
 
-def _read_capped(path: Path, *, private: bool) -> bytes:
+def read_secret(path: Path, what: str) -> str:
+    """A secret's text (a NATS password), from a file refused when unsafe as a key file is: a
+    symlink, not a regular file, another owner, or readable or writable by group or others."""
+    text = _read_capped(path, private=True, what=what).decode("utf-8", errors="replace").strip()
+    if not text or not text.isprintable():
+        raise BadInput(detail=f"{path} holds no {what}: one printable line is expected")
+    return text
+
+
+def claim_secret(state_dir: Path) -> bytes:
+    """The daemon's secret its claim tokens are derived from (``core.remote.claim_token``):
+    made once (32 random bytes, mode 0600) and kept, so a daemon started again knows the
+    claims it granted."""
+    path = state_dir / CLAIM_SECRET
+    try:
+        return bytes.fromhex(_read_capped(path, private=True, what="claim secret").decode())
+    except BadInput:
+        pass  # none yet: made now
+    except ValueError:
+        raise KeyFileUnsafe(path=path, detail="it holds no hex secret") from None
+    secret = os.urandom(32)
+    try:
+        files.write_new(path, secret.hex().encode(), 0o600)
+        files.fsync_dir(path.parent)
+    except FileExistsError:  # made beside this call: that one is the secret
+        return claim_secret(state_dir)
+    except OSError as exc:
+        raise StorageError(path=path, detail=exc.strerror or str(exc)) from exc
+    return secret
+
+
+def _read_capped(path: Path, *, private: bool, what: str = "key file") -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise BadInput(detail=f"no key file at {path}") from None
+        raise BadInput(detail=f"no {what} at {path}") from None
     except OSError as exc:
         if exc.errno == 40:  # ELOOP: the last component is a symlink
             raise KeyFileUnsafe(path=path, detail="it is a symbolic link") from None
@@ -99,7 +131,7 @@ def _read_capped(path: Path, *, private: bool) -> bytes:
             mode = oct(stat.S_IMODE(info.st_mode))
             raise KeyFileUnsafe(path=path, detail=f"its mode {mode} lets others read or write it")
         if info.st_size > MAX_KEY_FILE:
-            raise BadInput(detail=f"{path} is larger than {MAX_KEY_FILE} bytes: not a key file")
+            raise BadInput(detail=f"{path} is larger than {MAX_KEY_FILE} bytes: not a {what}")
         return os.read(fd, MAX_KEY_FILE + 1)
     finally:
         os.close(fd)

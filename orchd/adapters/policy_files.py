@@ -15,7 +15,7 @@ from typing import Any
 
 from orchd.adapters.policy_keys import TOP_KEYS
 from orchd.adapters.slots import check_cron
-from orchd.adapters.yamlkeys import checked, read_document
+from orchd.adapters.yamlkeys import At, checked, read_document
 from orchd.core import policy as model
 from orchd.errors import PolicyMissing
 
@@ -44,6 +44,7 @@ def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
         "schedules": {},
         "quotas": [],
         "accept": {},
+        "workers": {},
     }
     for document in documents:
         for single in ("concurrency", "retention", "tickets"):
@@ -60,17 +61,23 @@ def _merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
                     raise entry["@"].error(f"already defined at {first.file}:{first.line}")
                 merged[section][entry_name] = entry
         merged["quotas"].extend(document.get("quotas", ()))
-        for origin, refs in document.get("accept", {}).items():
-            if origin in merged["accept"]:
-                first = merged["accept"][origin][0][1] if merged["accept"][origin] else None
-                where = refs[0][1] if refs else document["@accept"]
-                raise where.error(
-                    f"requests from {origin} are already accepted at {first.file}:{first.line}"
-                    if first
-                    else f"{origin} is already listed"
-                )
-            merged["accept"][origin] = refs
+        for section, what in (("accept", "requests from {} are"), ("workers", "worker {} is")):
+            _merge_refs(merged[section], document, section, what)
     return merged
+
+
+def _merge_refs(merged: dict[str, Any], document: dict[str, Any], section: str, what: str) -> None:
+    """A map of name -> job types (``accept``, ``workers``): each name in one file only."""
+    for entry_name, refs in document.get(section, {}).items():
+        if entry_name in merged:
+            first = merged[entry_name][0][1] if merged[entry_name] else None
+            where = refs[0][1] if refs else document[f"@{section}"]
+            raise where.error(
+                f"{what.format(entry_name)} already listed at {first.file}:{first.line}"
+                if first
+                else f"{entry_name} is already listed"
+            )
+        merged[entry_name] = refs
 
 
 BUNDLE_EXPORT = model.JobType(
@@ -104,6 +111,7 @@ def _build(merged: dict[str, Any]) -> model.Policy:
         accept[origin] = tuple(job_type for job_type, _ in refs)
     return model.Policy(
         accept=MappingProxyType(accept),
+        workers=MappingProxyType(_workers(merged["workers"], job_types)),
         concurrency=merged.get("concurrency", 4),
         retention_days=merged["retention"]["days"] if "retention" in merged else None,
         tickets_required_for=(
@@ -114,6 +122,23 @@ def _build(merged: dict[str, Any]) -> model.Policy:
         schedules=MappingProxyType(schedules),
         quotas=MappingProxyType(quotas),
     )
+
+
+def _workers(
+    entries: dict[str, list[tuple[str, At]]], job_types: dict[str, model.JobType]
+) -> dict[str, frozenset[str]]:
+    """Each worker's job types: defined, and remote (a local type runs on this host only)."""
+    workers = {}
+    for worker, refs in entries.items():
+        for job_type, where in refs:
+            if worker == "daemon":
+                raise where.error("daemon is the daemon's own NATS name: name the worker otherwise")
+            if job_type not in job_types:
+                raise where.error(f"no job type {job_type} is defined for worker {worker}")
+            if not job_types[job_type].remote:
+                raise where.error(f"job type {job_type} is not remote: add remote: true to it")
+        workers[worker] = frozenset(job_type for job_type, _ in refs)
+    return workers
 
 
 def _fields(entry: dict[str, Any]) -> dict[str, Any]:

@@ -312,6 +312,14 @@ TOP_KEYS = {
         "(jobs submit --site); every other request is refused, and the refusal "
         "travels back",
     ),
+    "workers": key(
+        map_of(name("worker"), list_of(job_type_ref)),
+        "map of worker: job types",
+        "{}",
+        "{scanner-1: [rescan], scanner-2: [rescan, export]}",
+        "the remote workers (by their NATS user's name) and the remote job types each may "
+        "claim; a claim of any other is refused and audited",
+    ),
     "tickets": key(
         record(TICKET_KEYS),
         "tickets",

@@ -111,6 +111,14 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command -> (its module, its help's f
         "work",
         ("Run the site's jobs in this process (holding the site lock), as the daemon would."),
     ),
+    "worker": ("worker", "Run remote jobs of SITE on this host, pulled over NATS JetStream."),
+    "workers": (
+        "workers",
+        (
+            "The remote workers: the job types each may claim, and as the daemon last heard "
+            "from them."
+        ),
+    ),
 }
 
 

@@ -57,6 +57,7 @@ class Request:
     file_ok: bool | None = None  # the daemon's last whole-file check; None: none (or no daemon)
     longest_tick_ms: int | None = None  # the daemon loop's longest tick; None: no daemon
     longest_record_delay_ms: int | None = None  # the engine's longest wait for the writer
+    workers: list[dict[str, Any]] | None = None  # remote workers the daemon heard; None: none
     progress: OnProgress = quiet  # how far a long action is (core/progress.py); it may stop it
     # the daemon's progress items after a position (daemon/operations.py); None: no daemon
     operations_after: Callable[[int], list[dict[str, Any]]] | None = None

@@ -1,6 +1,9 @@
 """``orchd jobs logs`` (entry layer): a run's whole output from its log file, followed while the
 run goes on, read by the daemon when it runs (so its socket's ``orch:read`` is enough), else here.
 
+A remote run's log is on its worker's host: the answer names the worker and the path there
+(``run.started``'s ``worker`` and ``log``), and the command says so.
+
 The runner writes each run's output to ``STATE_DIR/logs/runs/RUN_ID.log`` and, once that passes
 its cap, moves it to ``RUN_ID.log.1`` and starts again: the log is the older file, then the
 newer. A read names an offset into that whole and gets at most ``CHUNK`` bytes from it, carried
@@ -81,6 +84,16 @@ def _logs(call: Request) -> dict[str, Any]:
     if offset < 0:
         raise BadInput(detail="'offset' must not be negative")
     run = _chosen(runs, attempt, job.job_id)
+    if run.worker is not None:  # its log is on the worker's host
+        remote = {"worker": run.worker, "path": run.worker_log or "", "data": ""}
+        return (
+            {"run_id": run.run_id, "attempt": run.attempt, "state": run.state}
+            | remote
+            | {
+                "offset": offset,
+                "more": False,
+            }
+        )
     path = call.site.config.state_dir / LOG_DIR / f"{run.run_id}.log"
     data, more = _read(path, offset)
     return {
@@ -98,15 +111,30 @@ def _write(got: dict[str, Any], as_json: bool) -> None:
     """A piece of a log: its bytes as they are, or (``--json``) one JSON line about it."""
     data = got["data"].encode("utf-8", "surrogateescape")
     if as_json:
-        said = {k: got[k] for k in ("run_id", "attempt", "state", "path", "offset")}
+        said = {
+            k: got[k]
+            for k in ("run_id", "attempt", "state", "path", "offset", "worker")
+            if k in got
+        }
         click.echo(json.dumps(said | {"data": data.decode("utf-8", "replace")}))
+        return
+    if "worker" in got:
+        click.echo(
+            f"run {got['run_id']} ran on worker {got['worker']}: its log is {got['path']} on "
+            "that host (its output's tail is in orchd jobs show)",
+            err=True,
+        )
         return
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
 
 def log_of(call: Request, run: RunView) -> dict[str, Any]:
-    """Where ``run``'s log is and, while it runs, its last ``SO_FAR`` bytes (``jobs show``)."""
+    """Where ``run``'s log is and, while it runs, its last ``SO_FAR`` bytes (``jobs show``); a
+    remote run's: the worker and the path on its host."""
+    if run.worker is not None:
+        where = {"path": run.worker_log or "", "worker": run.worker, "so_far": None}
+        return {"job_id": run.job_id, "attempt": run.attempt} | where
     path = call.site.config.state_dir / LOG_DIR / f"{run.run_id}.log"
     so_far = None
     if run.state in OPEN_RUNS:

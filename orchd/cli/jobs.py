@@ -202,7 +202,13 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
         )
     click.echo("\nruns:")
     runs = [(short(r["run_id"]), *(r[k] for k in RUN_CELLS)) for r in detail["runs"]]
-    table(("RUN", "ATTEMPT", "STATE", "STARTED", "ENDED", "EXIT"), runs)
+    headers: tuple[str, ...] = ("RUN", "ATTEMPT", "STATE", "STARTED", "ENDED", "EXIT")
+    if any(r.get("worker") for r in detail["runs"]):  # some ran on remote workers
+        runs = [
+            (*row, r.get("worker") or "here") for row, r in zip(runs, detail["runs"], strict=True)
+        ]
+        headers += ("WORKER",)
+    table(headers, runs)
     click.echo("\nhistory:")
     table(
         ("SEQ", "AT", "TYPE", "BY", "DETAIL"),
@@ -213,8 +219,9 @@ def show(config: Config, job_id: str, as_json: bool) -> None:
     )
     log = detail.get("log")
     if log is not None:
+        where = f" on worker {log['worker']}" if log.get("worker") else ""
         click.echo(
-            f"\nlog of run {log['attempt']}: {log['path']} (orchd jobs logs {log['job_id']})"
+            f"\nlog of run {log['attempt']}: {log['path']}{where} (orchd jobs logs {log['job_id']})"
         )
         if log["so_far"] is not None:
             click.echo("output so far (its tail):")

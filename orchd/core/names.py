@@ -12,6 +12,10 @@ _NAMES: dict[str, tuple[re.Pattern[str], str]] = {
         re.compile(r"[a-z][a-z0-9-]{0,62}"),
         "1-63 characters: a lower-case letter, then a-z, 0-9 or -",
     ),
+    "worker": (  # a NATS user's name, the last token of its subjects (no dot, no wildcard)
+        re.compile(r"[a-z][a-z0-9-]{0,62}"),
+        "1-63 characters: a lower-case letter, then a-z, 0-9 or -",
+    ),
     "job type": (
         re.compile(r"[a-z][a-z0-9_-]{0,62}"),
         "1-63 characters: a lower-case letter, then a-z, 0-9, _ or -",

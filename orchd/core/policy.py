@@ -103,6 +103,7 @@ class Policy:
     schedules: Mapping[str, Schedule] = field(default_factory=_empty)
     quotas: Mapping[tuple[str, str], Quota] = field(default_factory=lambda: MappingProxyType({}))
     accept: Mapping[str, tuple[str, ...]] = field(default_factory=_empty)  # origin -> job types
+    workers: Mapping[str, frozenset[str]] = field(default_factory=_empty)  # name -> remote types
     retention_days: int | None = None  # None: nothing is pruned
     tickets_required_for: frozenset[str] = TICKETS_BY_DEFAULT  # names from CHANGES
 

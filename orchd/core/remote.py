@@ -39,6 +39,7 @@ OUTCOMES = ("succeeded", "failed", "timed_out", "interrupted")
 # kind -> {key: its check}; every key is required unless listed in _OPTIONAL
 _TEXT, _INT, _COUNT, _ID = "text", "integer", "positive integer", "id"
 _TOKEN_KEY, _NAME, _LIST, _MAP = "token", "name", "list of strings", "map of strings"
+_WORKER = "worker"
 _CHECKS: Mapping[str, Callable[[Any], bool]] = {
     _TEXT: lambda v: isinstance(v, str) and len(v) <= MAX_TAIL,
     _INT: lambda v: isinstance(v, int),
@@ -60,15 +61,22 @@ _KEYS: Mapping[str, Mapping[str, str]] = {
         "workdir": _TEXT,
         "timeout_ms": _COUNT,
     },
-    "claim": {"site": _NAME, "worker": _NAME, "run_id": _ID, "version": _TEXT, "log": _TEXT},
+    "claim": {
+        "site": _NAME,
+        "worker": _WORKER,
+        "run_id": _ID,
+        "version": _TEXT,
+        "concurrency": _COUNT,
+        "log": _TEXT,
+    },
     "granted": {"run_id": _ID, "token": _TOKEN_KEY, "lease_ms": _COUNT},
     "refused": {"run_id": _ID, "reason": _TEXT},
-    "beat": {"site": _NAME, "worker": _NAME, "run_id": _ID, "token": _TOKEN_KEY},
+    "beat": {"site": _NAME, "worker": _WORKER, "run_id": _ID, "token": _TOKEN_KEY},
     "renewed": {"run_id": _ID, "lease_ms": _COUNT},
     "stop": {"run_id": _ID, "reason": _TEXT},
     "result": {
         "site": _NAME,
-        "worker": _NAME,
+        "worker": _WORKER,
         "run_id": _ID,
         "token": _TOKEN_KEY,
         "outcome": _TEXT,
@@ -153,7 +161,7 @@ def _check(value: Any, how: str, where: str, sender: str) -> None:
             raise BadMessage(sender=sender, detail=f"{where}: not a valid {how}")
         return
     try:
-        check_name("site id" if how == _NAME else how, value)  # a worker's name: a site id's
+        check_name("site id" if how == _NAME else how, value)
     except OrchdError as exc:
         raise BadMessage(sender=sender, detail=f"{where}: {exc.message}") from None
 

@@ -33,10 +33,10 @@ class BundleRefused(Refused):
 
 
 class KeyFileUnsafe(Refused):
-    """key file {path} is unsafe: {detail}"""
+    """key or secret file {path} is unsafe: {detail}"""
 
     exit_code = 74
-    hint = "the key must be a regular file readable by its owner only: chmod 600 it"
+    hint = "a key or secret must be a regular file its owner alone may read: chmod 600 it"
 
 
 class StateDirUnreadable(Refused):

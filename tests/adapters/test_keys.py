@@ -79,3 +79,38 @@ def test_a_public_key_round_trips_and_signatures_verify(tmp_path: Path) -> None:
 def test_a_private_key_given_as_a_public_key_is_refused(key_file: Path) -> None:
     with pytest.raises(BadInput, match="no PEM public key"):
         keys.read_public(key_file)
+
+
+def test_a_password_file_is_read_only_when_its_owner_alone_may_read_it(tmp_path: Path) -> None:
+    path = tmp_path / "nats.password"
+    with pytest.raises(BadInput, match="no NATS password at"):
+        keys.read_secret(path, "NATS password")
+    path.write_text("s3cret-pass\n")
+    path.chmod(0o600)
+    assert keys.read_secret(path, "NATS password") == "s3cret-pass"
+    path.chmod(0o640)
+    with pytest.raises(KeyFileUnsafe, match="lets others read or write it"):
+        keys.read_secret(path, "NATS password")
+    link = tmp_path / "link"
+    link.symlink_to(path)
+    with pytest.raises(KeyFileUnsafe, match="symbolic link"):
+        keys.read_secret(link, "NATS password")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    empty.chmod(0o600)
+    with pytest.raises(BadInput, match="holds no NATS password"):
+        keys.read_secret(empty, "NATS password")
+
+
+def test_the_claim_secret_is_made_once_and_kept(tmp_path: Path) -> None:
+    made = keys.claim_secret(tmp_path)
+    assert len(made) == 32 and keys.claim_secret(tmp_path) == made
+    path = tmp_path / keys.CLAIM_SECRET
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)
+    with pytest.raises(KeyFileUnsafe):
+        keys.claim_secret(tmp_path)
+    path.chmod(0o600)
+    path.write_text("not hex")
+    with pytest.raises(KeyFileUnsafe, match="holds no hex secret"):
+        keys.claim_secret(tmp_path)

@@ -116,6 +116,15 @@ MISTAKES = {
     "env var of orchd": (
         GOOD.replace(PARAMS, PARAMS + "\n    env: {ORCHD_X: y}"),
         8, "job_types.feed-refresh.env.ORCHD_X", "ORCHD_"),
+    "remote as yes": (GOOD.replace(PARAMS, PARAMS + "\n    remote: yes"), 8,
+                      "job_types.feed-refresh.remote", "expected true or false"),
+    "a worker of a local type": (GOOD + "workers: {w-1: [feed-refresh]}\n", 12, "workers.w-1[0]",
+                                 "not remote: add remote: true"),
+    "a worker of an unknown type": (GOOD + "workers: {w-1: [scan]}\n", 12, "workers.w-1[0]",
+                                    "no job type scan"),
+    "a worker named daemon": (
+        GOOD.replace(PARAMS, PARAMS + "\n    remote: true") + "workers: {daemon: [feed-refresh]}\n",
+        13, "workers.daemon[0]", "the daemon's own NATS name"),
     "not valid YAML": ("version: 1\nsources: [unclosed\n", 3, "", "not valid YAML"),
     "an alias": ("version: 1\nsources:\n  a: &x {}\n  b: *x\n", 4, "sources.b", "aliases"),
 }  # fmt: skip
@@ -136,6 +145,18 @@ def test_a_mistake_names_file_line_and_key(
     ), error.message
     assert words in error.fields["problem"], error.message
     assert error.message.startswith(f"policy {path}:{line}: {key}: ")
+
+
+def test_remote_job_types_and_the_workers_that_may_claim_them(tmp_path: Path) -> None:
+    write(tmp_path, GOOD.replace(PARAMS, PARAMS + "\n    remote: true"))
+    write(tmp_path, "version: 1\nworkers: {w-1: [feed-refresh], w-2: []}\n", "workers.yaml")
+    policy = policy_files.load(tmp_path)
+    assert policy.job_types["feed-refresh"].remote
+    assert not policy.job_types["bundle-export"].remote
+    assert policy.workers == {"w-1": frozenset({"feed-refresh"}), "w-2": frozenset()}
+    write(tmp_path, "version: 1\nworkers: {w-1: [feed-refresh]}\n", "x.yaml")
+    with pytest.raises(PolicyInvalid, match="worker w-1 is already listed at"):
+        policy_files.load(tmp_path)
 
 
 def test_a_dependency_cycle_is_refused(tmp_path: Path) -> None:

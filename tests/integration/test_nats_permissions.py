@@ -56,7 +56,9 @@ async def exchange(server: NatsServer) -> dict[str, Any]:
 
     await daemon.subscribe(f"orchd.{SITE}.claim.*", cb=on_claim)
     await daemon.flush()
-    forged = remote.encode("claim", site=SITE, worker="w-2", run_id="0" * 26, version="1")
+    forged = remote.encode(
+        "claim", site=SITE, worker="w-2", run_id="0" * 26, version="1", concurrency=1, log="/l"
+    )
     await one.publish(remote.subject(SITE, "claim", "w-2"), forged)  # w-1 speaking as w-2
     await one.flush()
     reply = await two.request(remote.subject(SITE, "claim", "w-2"), forged, timeout=2)

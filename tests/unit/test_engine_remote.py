@@ -6,6 +6,7 @@ answered, audited, and changes nothing else. Every test ends with ``ledger.verif
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from orchd.core import remote
-from orchd.core.policy import Policy
+from orchd.core.policy import JobType, Policy
 from orchd.ops import jobs, site
 from orchd.ops.engine import Engine
 from tests.fakes import CountingEntropy, FakeClock
@@ -85,8 +86,9 @@ def world() -> Iterator[World]:
     ledger.close()
 
 
-def remote_policy() -> Policy:
-    return policy(kind("scan", remote=True, timeout_s=60), kind("other", remote=True))
+def remote_policy(*types: JobType) -> Policy:
+    made = policy(*types or (kind("scan", remote=True, timeout_s=60), kind("other", remote=True)))
+    return dataclasses.replace(made, workers=WORKERS)
 
 
 def engine(world: World, dispatch: FakeDispatch | None, pol: Policy | None = None) -> Engine:
@@ -99,7 +101,6 @@ def engine(world: World, dispatch: FakeDispatch | None, pol: Policy | None = Non
         OPERATOR,
         holder="test:1",
         dispatch=dispatch,
-        workers=WORKERS,
         claim_secret=SECRET,
         remote_lease_ms=LEASE_MS,
     )
@@ -110,7 +111,7 @@ def engine(world: World, dispatch: FakeDispatch | None, pol: Policy | None = Non
 
 def claim(dispatch: FakeDispatch, run_id: str, worker: str = "w-1") -> Heard:
     log = f"/logs/{run_id}.log"
-    return dispatch.say("claim", worker, run_id=run_id, version="0.1.0", log=log)
+    return dispatch.say("claim", worker, run_id=run_id, version="0.1.0", concurrency=2, log=log)
 
 
 def token(run_id: str, worker: str = "w-1") -> str:
@@ -171,6 +172,8 @@ def test_a_remote_run_is_offered_claimed_heartbeated_and_ended_by_its_result(
     (run,) = world.ledger.runs_of(job_id)
     assert (run.state, run.worker, run.worker_log) == ("running", "w-1", f"/logs/{run_id}.log")
     assert dispatch.settled_runs == [run_id]  # offered no more
+    assert (made.seen["w-1"].version, made.seen["w-1"].concurrency) == ("0.1.0", 2)
+    assert made.running_on() == {"w-1": 1}
 
     world.clock.advance(1500)
     beat = dispatch.say("hb", "w-1", run_id=run_id, token=token(run_id))
@@ -187,7 +190,7 @@ def test_a_remote_run_is_offered_claimed_heartbeated_and_ended_by_its_result(
 
 def test_remote_jobs_wait_throttled_while_nats_is_unreachable_then_go(world: World) -> None:
     dispatch = FakeDispatch(available=False)
-    mixed = policy(kind("scan", remote=True), kind())
+    mixed = remote_policy(kind("scan", remote=True), kind())
     job_id = world.submit(mixed, "scan")
     local = world.submit(mixed, "fetch")
     made = engine(world, dispatch, mixed)
@@ -228,6 +231,7 @@ def test_a_bad_claim_is_refused_and_audited_and_nothing_else_changes(
     dispatch = FakeDispatch()
     made, job_id, run_id = offered(world, dispatch)
     fields = {"site": "hq", "worker": "w-1", "run_id": run_id, "version": "0.1", "log": "/l"}
+    fields["concurrency"] = 1
     worker = "w-1"
     if case == "unknown protocol":
         data = remote.encode("claim", **fields).replace(b'"v":1', b'"v":9')
@@ -365,7 +369,7 @@ def test_a_daemon_started_anew_adopts_its_remote_runs_and_ends_only_the_local_on
     world: World,
 ) -> None:
     dispatch = FakeDispatch()
-    both = policy(kind("scan", remote=True, timeout_s=60), kind())
+    both = remote_policy(kind("scan", remote=True, timeout_s=60), kind())
     claimed = world.submit(both, "scan")
     unclaimed = world.submit(both, "scan")
     local = world.submit(both, "fetch")

@@ -24,16 +24,17 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import nats
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 
 from orchd.core import remote
+from orchd.core.ports import Said
 
 from . import streams
-from .permissions import inbox
+from .permissions import inbox, tls_context
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -47,6 +48,7 @@ class DispatchSettings:
     max_deliver: int = 5
     user: str | None = None
     password: str | None = None
+    ca_file: str | None = None  # TLS, the server verified against this CA
 
 
 @dataclass(slots=True)
@@ -99,12 +101,13 @@ class Dispatcher:
             taken, self._incoming = self._incoming, []
         return taken
 
-    def answer(self, incoming: Incoming, data: bytes) -> None:
-        asyncio.run_coroutine_threadsafe(self._respond(incoming.msg, data), self._loop)
+    def answer(self, incoming: Said, data: bytes) -> None:
+        msg = cast(Incoming, incoming).msg
+        asyncio.run_coroutine_threadsafe(self._respond(msg, data), self._loop)
 
-    def done(self, incoming: Incoming) -> None:
+    def done(self, incoming: Said) -> None:
         """A result's ``run.ended`` is committed (or it was refused): it leaves the stream."""
-        asyncio.run_coroutine_threadsafe(self._ack(incoming.msg), self._loop)
+        asyncio.run_coroutine_threadsafe(self._ack(cast(Incoming, incoming).msg), self._loop)
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._stopping = True
@@ -131,6 +134,7 @@ class Dispatcher:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=2,
+                    tls=tls_context(s.ca_file),
                     reconnected_cb=self._reconnected,
                     disconnected_cb=self._disconnected,
                 )

@@ -12,6 +12,7 @@ inbox, and answer a request on the asker's inbox (``allow_responses``: no other 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,6 +35,13 @@ def consumer(job_type: str) -> str:
 def inbox(site: str, who: str) -> str:
     """The inbox prefix a client of the site connects with (a worker's name, or ``daemon``)."""
     return f"_INBOX_{site}_{who}"
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
+    """TLS that verifies the server against ``ca_file`` (its host name too), or None."""
+    if ca_file is None:
+        return None
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def worker(site: str, name: str, job_types: Iterable[str]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from orchd.core import remote
 from orchd.errors import BadMessage, UnknownProtocol
 
-from .permissions import consumer, inbox, work_stream
+from .permissions import consumer, inbox, tls_context, work_stream
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -55,6 +55,7 @@ class WorkerSettings:
     concurrency: int = 1
     user: str | None = None
     password: str | None = None
+    ca_file: str | None = None  # TLS, the server verified against this CA
     grace_ms: int = 5000  # SIGTERM to SIGKILL
     claim_timeout_s: float = 2.0
     fetch_timeout_s: float = 1.0
@@ -85,6 +86,7 @@ class Worker:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=2,
+            tls=tls_context(s.ca_file),
         )
         self._js = self._nc.jetstream()
         slots = asyncio.Semaphore(s.concurrency)
@@ -177,7 +179,13 @@ class Worker:
     async def _claim(self, msg: Any, offer: remote.Message) -> remote.Message | None:
         s = self.settings
         claim = remote.encode(
-            "claim", site=s.site, worker=s.name, run_id=offer["run_id"], version=s.version
+            "claim",
+            site=s.site,
+            worker=s.name,
+            run_id=offer["run_id"],
+            version=s.version,
+            concurrency=s.concurrency,
+            log=str(s.log_dir / f"{offer['run_id']}.log"),
         )
         try:
             reply = await self._nc.request(self.subject("claim"), claim, timeout=s.claim_timeout_s)

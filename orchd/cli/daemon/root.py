@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import FrameType
+from typing import Any
 
-from orchd.adapters import config, policy_files, spool
+from orchd.adapters import config, keys, policy_files, spool
 from orchd.adapters.notify import Notifier
 from orchd.adapters.runner import SubprocessExecutor
-from orchd.core import drafts
+from orchd.core import drafts, timefmt
 from orchd.core.policy import Policy
 from orchd.core.progress import OnProgress
 from orchd.errors import OrchdError, StorageError
@@ -37,7 +38,7 @@ from orchd.ops import engine, jobs
 from ..actions import WRITE_LANE, checkpoint_signer
 from ..context import Site
 from ..sitefiles import check_ledger_file
-from . import calls, env, serving
+from . import calls, dispatching, env, serving
 from .common import Audit, Health, JsonLog
 from .housekeeping import ClockWatch, FileCheck, Prune, Report
 from .inbox import Inbox, Requests
@@ -68,6 +69,9 @@ class Daemon:
         self.grace_ms = settings.drain_grace_s * 1000
         self.notifier = Notifier(os.environ)
         self.actor = site.actor(engine.SCOPE, jobs.SUBMIT_SCOPE)
+        self.dispatch = dispatching.dispatcher(
+            site.ledger.site_id, settings, policy, executor.wake, log
+        )
         self.engine = engine.Engine(
             site.ledger,
             policy,
@@ -80,6 +84,9 @@ class Daemon:
             heartbeat_ms=settings.heartbeat_s * 1000,
             lease_ms=settings.lease_s * 1000,
             on_settled=self._settled,
+            dispatch=self.dispatch,
+            claim_secret=keys.claim_secret(site.config.state_dir) if self.dispatch else b"",
+            remote_lease_ms=settings.remote_lease_s * 1000,
         )
         self.spool = site.config.state_dir / env.SPOOL_DIR
         self.inbox = env.inbox_dir(site, settings)
@@ -218,6 +225,8 @@ class Daemon:
         tally = self.engine.tally  # as of the ticks before this one, for the metrics
         self.health.longest_tick_ms = tally.longest_tick_ms
         self.health.longest_record_delay_ms = tally.longest_record_delay_ms
+        if self.dispatch is not None:
+            self.health.workers = self._workers()
         if not self.engine.writable:
             self.report.tick(now_ms)
             return False
@@ -237,6 +246,20 @@ class Daemon:
         self.file_check.tick(now_ms)
         self.report.tick(now_ms)
         return added
+
+    def _workers(self) -> list[dict[str, Any]]:
+        """The remote workers as the engine last heard from them, for ``orchd workers``."""
+        running = self.engine.running_on()
+        return [
+            {
+                "worker": name,
+                "version": seen.version or None,
+                "concurrency": seen.concurrency or None,
+                "last_heard_at": timefmt.format_ms(seen.heard_ms),
+                "running": running.get(name, 0),
+            }
+            for name, seen in sorted(self.engine.seen.items())
+        ]
 
     def _on_writer(self, name: str, work: Callable[[Site], object]) -> None:
         """``work(site)`` on the write lane with the lane's own site, unless the work ``name``

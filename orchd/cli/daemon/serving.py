@@ -56,6 +56,8 @@ def serving(daemon: Daemon) -> Iterator[None]:
         if listener is not None:
             listener.close()
         server.close()
+        if daemon.dispatch is not None:
+            daemon.dispatch.close()  # offers and answers under way are flushed
         daemon.lanes.close()  # the calls under way beside the loop end first
         _unnamed(daemon, named)
         daemon.wake.stop()

@@ -7,7 +7,7 @@ state, so a call costs what one class's did.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,6 +39,15 @@ class Active:
     kill_at_ms: int | None = None  # monotonic: when SIGKILL follows the SIGTERM
     remote: bool = False  # offered to workers (``remote.py``): no process here
     worker: str | None = None  # a remote run's, once claimed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Seen:
+    """A worker as this daemon last heard from it (a claim or a heartbeat)."""
+
+    version: str
+    concurrency: int
+    heard_ms: int  # wall clock, for the operator (leases use the monotonic clock only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +139,13 @@ class EngineBase:
         lease_ms: int | None = None,
         on_settled: Callable[[Settled], None] | None = None,
         dispatch: Dispatch | None = None,
-        workers: Mapping[str, frozenset[str]] | None = None,
         claim_secret: bytes = b"",
         remote_lease_ms: int = REMOTE_LEASE_MS,
     ) -> None:
         """``on_settled``: told of every run's end once the step that recorded it committed
         (the daemon logs failures, retries and dead jobs). ``dispatch``: where runs of remote
-        job types are offered (None: they wait, throttled); ``workers``: each worker's name and
-        the job types it may claim; ``claim_secret``: what claim tokens are derived from (kept
+        job types are offered (None: they wait, throttled; the policy's ``workers`` may claim
+        them); ``claim_secret``: what claim tokens are derived from (kept
         across restarts); ``remote_lease_ms``: a remote run's lease, renewed by heartbeats."""
         self._ledger, self._policy, self._clock = ledger, policy, clock
         self._entropy, self._executor, self._actor = entropy, executor, actor
@@ -166,10 +174,10 @@ class EngineBase:
         self._held_since: int | None = None  # monotonic: since records wait to be committed
         self.writable = True  # this tick and step hold the ledger's writer (``run``'s writer)
         self._dispatch, self._claim_secret = dispatch, claim_secret
-        self._workers: Mapping[str, frozenset[str]] = workers or {}
         self._leases = remote.Leases(lease_ms=remote_lease_ms)
         self._replies: list[tuple[Said, bytes]] = []  # answered once the step committed
         self._acks: list[Said] = []  # results acknowledged once their run.ended is committed
+        self.seen: dict[str, Seen] = {}  # worker -> as last heard from (``orchd workers``)
 
     def _end(
         self,

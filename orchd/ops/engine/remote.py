@@ -14,6 +14,7 @@ nothing: ``run.ended`` is recorded once per run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from orchd.core import drafts, ids, limits, remote
@@ -22,7 +23,7 @@ from orchd.core.ports import Said
 from orchd.core.projection import JobView, RunView
 from orchd.errors import BadInput, BadMessage, ClaimRefused, NotInPolicy, UnknownProtocol
 
-from .base import Active, candidate
+from .base import Active, Seen, candidate
 from .runs import Runs
 
 NEVER = 2**62  # the deadline of a run offered and not yet claimed: its timeout starts at the claim
@@ -115,9 +116,9 @@ class Remote(Runs):
             for said in self._dispatch.take():
                 try:
                     if said.kind == "claim":
-                        self._claim(said, mono)
+                        self._claim(said, mono, now_ms)
                     elif said.kind == "hb":
-                        self._beat(said, mono)
+                        self._beat(said, mono, now_ms)
                     else:
                         self._result(said, now_ms)
                 except _REFUSED as exc:
@@ -140,13 +141,16 @@ class Remote(Runs):
             )
         return message
 
-    def _claim(self, said: Said, mono: int) -> None:
+    def _claim(self, said: Said, mono: int, now_ms: int) -> None:
         claim = self._read(said, "claim")
+        self.seen[said.worker] = Seen(
+            version=claim["version"], concurrency=claim["concurrency"], heard_ms=now_ms
+        )
         run_id = claim["run_id"]
         active = self._active.get(run_id)
         if active is None or not active.remote or active.ending is not None:
             raise ClaimRefused(worker=said.worker, detail=f"run {run_id} is not leased here")
-        allowed = self._workers.get(said.worker, frozenset())
+        allowed = self._policy.workers.get(said.worker, frozenset())
         if active.job.job_type not in allowed:
             raise ClaimRefused(
                 worker=said.worker, detail=f"it may not run job type {active.job.job_type}"
@@ -175,8 +179,10 @@ class Remote(Runs):
         )
         self._replies.append((said, granted))  # once ``run.started`` is committed
 
-    def _beat(self, said: Said, mono: int) -> None:
+    def _beat(self, said: Said, mono: int, now_ms: int) -> None:
         beat = self._read(said, "beat")
+        seen = self.seen.get(said.worker, Seen(version="", concurrency=0, heard_ms=now_ms))
+        self.seen[said.worker] = dataclasses.replace(seen, heard_ms=now_ms)  # "": not yet told
         reply = self._leases.beat(beat["run_id"], said.worker, beat["token"], mono)
         if self._dispatch is not None:
             self._dispatch.answer(said, reply)
@@ -266,6 +272,14 @@ class Remote(Runs):
             del self._active[active.run_id]
             self._release(active.job)
             self._leases.end(active.run_id)
+
+    def running_on(self) -> dict[str, int]:
+        """Each worker's runs held now (claimed, unended)."""
+        found: dict[str, int] = {}
+        for active in self._active.values():
+            if active.worker is not None:
+                found[active.worker] = found.get(active.worker, 0) + 1
+        return found
 
     def _dispatch_settled(self, run_id: str) -> None:
         if self._dispatch is not None:

@@ -1,0 +1,75 @@
+"""The daemon's dispatcher (entry layer): with ``nats_url`` configured, the NATS client beside
+the loop (``adapters/nats/dispatch.py``, the ``orchd[workers]`` extra) through which the engine
+offers the runs of remote job types; without it, none, and those jobs wait, throttled
+(``dispatch_unavailable``). Its password is read from ``nats_password_file`` (refused when
+unsafe), never from argv or the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchd.adapters import config, keys
+from orchd.core.policy import Policy
+from orchd.errors import ConfigInvalid
+
+from .common import JsonLog
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchd.adapters.nats.dispatch import Dispatcher
+
+
+def type_concurrency(policy: Policy) -> dict[str, int]:
+    """Each remote job type's most runs at once: its quota's concurrency, else the site's."""
+    found = {}
+    for name, job_type in policy.job_types.items():
+        if job_type.remote:
+            quota = policy.quotas.get(("job_type", name))
+            cap = quota.concurrency if quota is not None else None
+            found[name] = cap or policy.concurrency
+    return found
+
+
+def dispatcher(
+    site_id: str,
+    settings: config.Settings,
+    policy: Policy,
+    wake: Callable[[], None],
+    log: JsonLog,
+) -> Dispatcher | None:
+    """The started dispatcher of ``site_id``, or None when no NATS server is configured."""
+    if not settings.nats_url:
+        return None
+    try:
+        from orchd.adapters.nats.dispatch import Dispatcher, DispatchSettings
+    except ImportError:
+        raise ConfigInvalid(
+            where="nats_url",
+            key=settings.nats_url,
+            problem="the NATS client is not installed here: install orchd[workers]",
+        ) from None
+    password = None
+    if settings.nats_password_file:
+        password = keys.read_secret(Path(settings.nats_password_file), "NATS password")
+
+    def told(fields: dict[str, Any]) -> None:
+        said = dict(fields)
+        log("warning", str(said.pop("message", "NATS")), **said)
+
+    made = Dispatcher(
+        DispatchSettings(
+            site=site_id,
+            url=settings.nats_url,
+            concurrency=type_concurrency(policy),
+            lease_ms=settings.remote_lease_s * 1000,
+            user=settings.nats_user,
+            password=password,
+            ca_file=settings.nats_ca_file or None,
+        ),
+        wake,
+        told,
+    )
+    made.start()
+    return made

@@ -1,0 +1,117 @@
+"""``orchd workers`` (entry layer): the site's remote workers as the policy names them and as the
+daemon last heard from them, and the NATS server's ``authorization`` block that makes each
+worker's name its identity (docs/ARCHITECTURE.md, "Remote workers")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchd.errors import NotInitialized
+from orchd.ops import jobs as job_ops
+
+from . import cli
+from .actions import Request, action, perform
+from .context import Config
+from .output import emit_json, table
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def workers(ctx: click.Context, as_json: bool) -> None:
+    """The remote workers: the job types each may claim (the policy's ``workers``), and as the
+    daemon last heard from them: version, concurrency, last heartbeat, runs held now."""
+    if ctx.invoked_subcommand is not None:
+        return
+    config: Config = ctx.obj
+    found = perform(config, "workers.list", {})
+    if as_json:
+        emit_json(found)
+        return
+    if not found["workers"]:
+        click.echo("no remote workers: the policy names none (workers:)")
+        return
+    rows = [
+        (
+            w["worker"],
+            ",".join(w["job_types"]) or "-",
+            w["version"],
+            w["concurrency"],
+            w["last_heard_at"],
+            w["running"],
+        )
+        for w in found["workers"]
+    ]
+    table(("WORKER", "TYPES", "VERSION", "CONCURRENCY", "LAST HEARD", "RUNNING"), rows)
+    if not found["heard"]:
+        click.echo(f"\n{found['why']}", err=True)
+
+
+@action("workers.list", job_ops.READ_SCOPE, writes=False)
+def _list(call: Request) -> dict[str, Any]:
+    policy = call.policy()
+    heard = {w["worker"]: w for w in call.workers or []}
+    names = sorted(set(policy.workers) | set(heard))
+    listed = []
+    for name in names:
+        said = heard.get(name, {})
+        listed.append(
+            {
+                "worker": name,
+                "job_types": sorted(policy.workers.get(name, ())),  # none: not in the policy
+                "version": said.get("version"),
+                "concurrency": said.get("concurrency"),
+                "last_heard_at": said.get("last_heard_at"),
+                "running": said.get("running", 0),
+            }
+        )
+    why = ""
+    if call.workers is None:
+        why = (
+            "the daemon is not running or has no nats_url: what workers said is known to the "
+            "daemon alone"
+            if not call.settings.nats_url or call.degraded is None
+            else ""
+        )
+    return {"workers": listed, "heard": call.workers is not None, "why": why}
+
+
+@workers.command()
+@click.option(
+    "--passwords",
+    "folder",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The folder of the passwords: NAME.password for the daemon's user (nats_user) and for "
+    "each worker, each readable by its owner alone.",
+)
+@click.pass_obj
+def authorization(config: Config, folder: Path) -> None:
+    """Print the NATS server's ``authorization`` block for this site (JSON, which nats-server's
+    configuration reads): the daemon's user and each worker of the policy, with the subjects
+    each may use. The server's configuration holds the passwords: keep it readable by the
+    server alone."""
+    from orchd.adapters import keys, policy_files
+    from orchd.adapters.nats.permissions import authorization as block
+
+    named = config.expected_site()
+    if named is None:
+        raise NotInitialized(path=config.state_dir)
+    settings, policy = config.settings(), policy_files.load(config.policy_dir)
+
+    def password(user: str) -> str:
+        return keys.read_secret(folder / f"{user}.password", f"NATS password of {user}")
+
+    made = block(
+        named.site_id,
+        {"user": settings.nats_user, "password": password(settings.nats_user)},
+        {
+            name: {"password": password(name), "job_types": sorted(types)}
+            for name, types in sorted(policy.workers.items())
+        },
+    )
+    click.echo(json.dumps({"authorization": made}, indent=1))
