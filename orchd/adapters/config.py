@@ -21,7 +21,17 @@ import yaml
 from orchd.core.names import check_name
 from orchd.errors import ConfigInvalid, InvalidName, PolicyInvalid
 
-from .yamlkeys import REQUIRED, At, Key, absolute_path, choice, integer, key, read_document
+from .yamlkeys import (
+    REQUIRED,
+    At,
+    Key,
+    absolute_path,
+    boolean,
+    choice,
+    integer,
+    key,
+    read_document,
+)
 
 DEFAULT_PATH = Path("/etc/orchd/orchd.yaml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -190,7 +200,7 @@ CONFIG_KEYS: dict[str, Key] = {
         "text",
         "orchd",
         "orchd-hq",
-        "the daemon's NATS user (orchd workers authorization prints its permissions and the "
+        "the daemon's NATS user (orchd workers --authorization prints its permissions and the "
         "workers' for the NATS server's configuration)",
     ),
     "nats_password_file": key(
@@ -217,6 +227,15 @@ CONFIG_KEYS: dict[str, Key] = {
         "10",
         "a remote run's lease: its worker must be heard from (a heartbeat every third of it) "
         "within this, else the run ends interrupted (lease_lost) and its supervisor kills it",
+    ),
+    "nats_events": key(
+        boolean,
+        "true or false",
+        "false",
+        "true",
+        "also publish every event this site commits to the NATS stream ORCHD_SITE_EVENTS "
+        "(orchd.SITE.events.TYPE), in commit order, at least once, for orchd events follow "
+        "--nats or a SIEM (docs/ARCHITECTURE.md, The event stream); needs nats_url",
     ),
     "display_time": key(
         choice("utc", "local"),
@@ -250,6 +269,7 @@ class Settings:
     nats_password_file: str = ""
     nats_ca_file: str = ""
     remote_lease_s: int = 30
+    nats_events: bool = False
 
     @property
     def bundle_max_bytes(self) -> int:

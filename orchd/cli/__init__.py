@@ -69,6 +69,10 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command -> (its module, its help's f
             '(docs/ARCHITECTURE.md, "Resume").'
         ),
     ),
+    "events": (
+        "events",
+        "The site's committed events, as a stream.",
+    ),
     "help": (
         "help",
         (
@@ -116,7 +120,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command -> (its module, its help's f
         "workers",
         (
             "The remote workers: the job types each may claim, and as the daemon last heard "
-            "from them."
+            "from them (version, concurrency, last heartbeat, runs held now)."
         ),
     ),
 }

@@ -379,6 +379,19 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("orchd status --all-origins", "the same, counting every origin's jobs"),
         ("orchd status --json", "the status as JSON"),
     ),
+    "worker": (
+        (
+            "orchd worker --site hq --name w-1 --url nats://nats.site:4222 --job-type rescan "
+            "--allow /usr/bin/rescan --password-file /etc/orchd-worker/nats.password",
+            "run hq's rescans here, as the NATS user w-1",
+        ),
+    ),
+    "workers": (
+        ("orchd workers", "the workers the policy names, and when the daemon last heard each"),
+        ("orchd workers --authorization /etc/orchd/nats", "the NATS server's users, as JSON"),
+    ),
+    "events": (("orchd events follow --nats", "the site's events from NATS, one JSON line each"),),
+    "events follow": (("orchd events follow --nats --type run.ended --new", "new ends of runs"),),
     "work": (
         ("orchd work --until-idle", "run the queue here, without the daemon, until it is done"),
         ("orchd work --until-idle --max-wait 0 --json", "run what is ready now, as JSON"),

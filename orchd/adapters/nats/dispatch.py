@@ -13,14 +13,20 @@ never writes the ledger and never decides: the loop does both.
   delivered again after a restart, and recorded once: ``run.ended`` is idempotent on the run).
 - The worker a message speaks for is the last token of its subject, which the server's
   permissions let only that worker publish on (``permissions.py``).
+- An offer JetStream stopped delivering (its type's consumer reached ``max_deliver``: every
+  worker handed it back) is read from JetStream's advisory and handed to the loop as
+  ``undeliverable``, then deleted from the stream.
 - ``available``: connected, with the streams and consumers made; the loop holds remote jobs
   back (throttled, ``dispatch_unavailable``) while it is not.
+- With a ``feed`` (config ``nats_events``), every committed event is published too
+  (``events.py``), on this thread with a read-only connection of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,8 +39,9 @@ from nats.errors import TimeoutError as NatsTimeout
 from orchd.core import remote
 from orchd.core.ports import Said
 
-from . import streams
-from .permissions import inbox, tls_context
+from . import events, streams
+from .events import EventFeed
+from .permissions import inbox, tls_context, undeliverable_subject, work_stream
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -63,8 +70,16 @@ class Incoming:
 
 
 class Dispatcher:
-    def __init__(self, settings: DispatchSettings, wake: Callable[[], None], log: Log) -> None:
-        self.settings, self._wake, self._log = settings, wake, log
+    def __init__(
+        self,
+        settings: DispatchSettings,
+        wake: Callable[[], None],
+        log: Log,
+        feed: EventFeed | None = None,
+    ) -> None:
+        """``feed``: publish every committed event too (``events.py``), from this thread."""
+        self.settings, self._wake, self._log, self._feed = settings, wake, log, feed
+        self._feeding: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._incoming: list[Incoming] = []
         self._unsettled: dict[str, tuple[str, bytes]] = {}  # run id -> (subject, offer)
@@ -137,6 +152,7 @@ class Dispatcher:
                     tls=tls_context(s.ca_file),
                     reconnected_cb=self._reconnected,
                     disconnected_cb=self._disconnected,
+                    error_cb=self._failed,
                 )
                 self._js = self._nc.jetstream()
                 await self._prepare()
@@ -152,13 +168,20 @@ class Dispatcher:
         )
         await self._nc.subscribe(f"orchd.{s.site}.claim.*", cb=self._heard)
         await self._nc.subscribe(f"orchd.{s.site}.hb.*", cb=self._heard)
+        await self._nc.subscribe(undeliverable_subject(s.site), cb=self._undeliverable)
         results = await self._js.pull_subscribe_bind(
             streams.RESULTS_CONSUMER, streams.results_stream(s.site)
         )
         self._loop.create_task(self._pull_results(results))
+        if self._feed is not None and self._feeding is None:
+            await events.ensure(self._js, s.site)
+            self._feeding = self._loop.create_task(self._feed.run(self._js))
         self._ready.set()
         self._wake()
         await self._republish()
+
+    async def _failed(self, exc: Exception) -> None:
+        self._log({"message": "NATS error", "error": str(exc) or type(exc).__name__})
 
     async def _reconnected(self) -> None:
         self._ready.set()
@@ -193,6 +216,20 @@ class Dispatcher:
         _orchd, _site, kind, worker = msg.subject.split(".", 3)
         self._queue(Incoming(kind, worker, msg.data, msg))
 
+    async def _undeliverable(self, msg: Any) -> None:
+        """JetStream gave up on an offer (its consumer's ``max_deliver`` reached: every worker
+        that got it handed it back): the offer goes to the loop, which ends its run, and leaves
+        the stream."""
+        stream = work_stream(self.settings.site)
+        try:
+            seq = int(json.loads(msg.data)["stream_seq"])
+            stored = await self._js.get_msg(stream, seq)
+            await self._js.delete_msg(stream, seq)
+        except (NatsError, NatsTimeout, ValueError, KeyError, TypeError) as exc:
+            self._log({"message": "an undeliverable offer could not be read", "error": str(exc)})
+            return
+        self._queue(Incoming("undeliverable", "", stored.data, None))
+
     async def _pull_results(self, sub: Any) -> None:
         while not self._stopping:
             try:
@@ -220,6 +257,10 @@ class Dispatcher:
             self._log({"message": "could not acknowledge a result", "error": str(exc)})
 
     async def _close(self) -> None:
+        if self._feeding is not None:
+            self._feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeding  # its connection to the ledger closed on this thread
         if self._nc is not None:
             with contextlib.suppress(NatsError):
                 await self._nc.flush()

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from orchd.adapters.nats.dispatch import Dispatcher
+    from orchd.adapters.nats.events import EventFeed
+
+    from ..context import Site
 
 
 def type_concurrency(policy: Policy) -> dict[str, int]:
@@ -33,14 +36,18 @@ def type_concurrency(policy: Policy) -> dict[str, int]:
 
 
 def dispatcher(
-    site_id: str,
+    site: Site,
     settings: config.Settings,
     policy: Policy,
     wake: Callable[[], None],
     log: JsonLog,
 ) -> Dispatcher | None:
-    """The started dispatcher of ``site_id``, or None when no NATS server is configured."""
+    """The started dispatcher of ``site``, or None when no NATS server is configured."""
     if not settings.nats_url:
+        if settings.nats_events:
+            raise ConfigInvalid(
+                where="nats_events", key="true", problem="the event stream needs nats_url"
+            )
         return None
     try:
         from orchd.adapters.nats.dispatch import Dispatcher, DispatchSettings
@@ -58,6 +65,7 @@ def dispatcher(
         said = dict(fields)
         log("warning", str(said.pop("message", "NATS")), **said)
 
+    site_id = site.ledger.site_id
     made = Dispatcher(
         DispatchSettings(
             site=site_id,
@@ -70,6 +78,24 @@ def dispatcher(
         ),
         wake,
         told,
+        _feed(site, told) if settings.nats_events else None,
     )
     made.start()
     return made
+
+
+def _feed(site: Site, log: Callable[[dict[str, Any]], None]) -> EventFeed:
+    """The event feed, reading through a connection of its own, opened on the NATS thread."""
+    from orchd.adapters.nats.events import POSITION_FILE, EventFeed, Position
+
+    named = site.config.expected_site()
+    instance = named.instance if named is not None else ""
+
+    def reader() -> Any:
+        ledger = site.ledger.another()
+        ledger.read_only()
+        return ledger
+
+    return EventFeed(
+        site.ledger.site_id, reader, Position(site.config.state_dir / POSITION_FILE, instance), log
+    )
