@@ -8,10 +8,11 @@ BENCH_DOC := docs/BENCHMARKS.md
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 WHEELHOUSE := dist/orchd-$(VERSION)-wheelhouse.tar.gz
 
-.PHONY: help venv test lint check demo bench fuzz reliability screenshots wheelhouse wheelhouse-check clean
+.PHONY: help venv test lint check demo demo-workers bench fuzz reliability screenshots wheelhouse wheelhouse-check clean
 
 help:
 	@echo "make demo   - run orchd on a throw-away site and say what it did"
+	@echo "make demo-workers - a daemon, NATS and two remote workers; one killed mid-run"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - ruff, mypy (strict), import-linter, generated docs, the systemd unit"
 	@echo "make check  - lint + test (what CI runs)"
@@ -61,6 +62,9 @@ reliability: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh tools/demo.sh
+
+demo-workers: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" sh tools/demo_workers.sh
 
 screenshots: $(STAMP)
 	$(BIN)/python tools/screenshots.py docs/images

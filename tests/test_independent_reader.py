@@ -85,6 +85,8 @@ GOOD = {
     "v2-good-checkpoint.orchkit": (5, 7),
     # hq rotated its key (event 8): the new key, reached from hq's trusted one, signs (3.2)
     "v2-good-rotated.orchkit": (1, 8),
+    # hq's first job ran on the remote worker scanner-1: run.started names it (section 7)
+    "v2-good-remote-run.orchkit": (1, 10),
 }
 
 

@@ -74,7 +74,7 @@ def test_key(name: str) -> keys.SiteKey:
     )
 
 
-def hq_ledger(folder: Path) -> SqliteLedger:
+def hq_ledger(folder: Path, remote: bool = False) -> SqliteLedger:
     key = test_key("hq")
     first = site_ops.initialized("hq", ACTOR, "vectors")
     ledger = SqliteLedger.create(
@@ -105,7 +105,37 @@ def hq_ledger(folder: Path) -> SqliteLedger:
             )
         )
     ledger.append(batch)
+    if remote:  # the first job ran on a remote worker (format 2: run.started names it)
+        ledger.append(remote_run())
     return ledger
+
+
+def remote_run() -> list[Draft]:
+    """The first job's run on the remote worker scanner-1: leased, started there, succeeded."""
+    run_id, job_id = "01KE9000000000000000000001", "01KE0000000000000000000001"
+    until = "2026-12-01T00:00:00.000Z"
+    return [
+        drafts.run_leased(ACTOR, run_id=run_id, job_id=job_id, attempt=1, lease_expires_at=until),
+        drafts.run_started(
+            ACTOR,
+            run_id=run_id,
+            job_id=job_id,
+            pid=None,
+            worker="scanner-1",
+            log=f"/var/log/orchd-worker/{run_id}.log",
+        ),
+        drafts.run_ended(
+            ACTOR,
+            run_id=run_id,
+            job_id=job_id,
+            outcome="succeeded",
+            exit_code=0,
+            output="refreshed\n",
+            job_state="succeeded",
+            cause=None,
+            eligible_at=None,
+        ),
+    ]
 
 
 class KeyFilesInMemory:
@@ -189,17 +219,17 @@ def with_type(header_block: bytes, flag: bytes) -> bytes:
 
 
 def good_bundle(
-    path: Path, version: int, pruned: int = 0, rotated: str = ""
+    path: Path, version: int, pruned: int = 0, rotated: str = "", remote: bool = False
 ) -> tuple[bytes, list[events.Event]]:
     """hq's fixed ledger exported for any site into ``path`` in format ``version``: the bundle's
     bytes, and hq's chain. With ``pruned``, hq first prunes its chain up to that seq (signing its
     checkpoint with its key, at a fixed time), so its range starts from that checkpoint. With
     ``rotated``, hq first rotates its signing key to that test key (orchd's own rotation,
     ``ops.keys.rotate``: the old key signs the rotation statement, recorded in a ``key.rotated``
-    event) and exports with it."""
+    event) and exports with it. With ``remote``, hq's first job ran on a remote worker."""
     key = test_key("hq")
     with tempfile.TemporaryDirectory() as tmp:
-        ledger = hq_ledger(Path(tmp))
+        ledger = hq_ledger(Path(tmp), remote)
         if rotated:
             files = KeyFilesInMemory(key, test_key(rotated))
             old, key = key_ops.rotate(
@@ -338,6 +368,13 @@ def build_v2(out: Path) -> dict[str, dict[str, object]]:
         "exit": 0,
         "events": 7,
         "why": "a valid full bundle of hq, format 2, with hq's head",
+    }
+    good_bundle(out / "v2-good-remote-run.orchkit", bundle.FORMAT_2, remote=True)
+    expected["v2-good-remote-run.orchkit"] = {
+        "exit": 0,
+        "events": 10,
+        "why": "a valid full bundle of hq, format 2, whose first job ran on the remote worker "
+        "scanner-1 (run.started names it and its log there)",
     }
     members = split(good)
     manifest = bundle.parse(members[0][1])

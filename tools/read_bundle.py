@@ -90,7 +90,8 @@ quota.reset | kind name site |
 quota.set | kind name site | burst concurrency daily rate
 run.ended | job_id outcome run_id | cause eligible_at exit_code job_state output
 run.leased | attempt job_id lease_expires_at run_id |
-run.started | job_id run_id | pid
+remote.refused | reason what worker | run_id
+run.started | job_id run_id | pid worker log
 schedule.armed | schedule slot_at |
 schedule.skipped | count first_slot last_slot schedule |
 site.initialized | orchd_version site_id |
@@ -110,7 +111,7 @@ daily? changed_at reason ticket
 request_answers | request_id origin | request_id origin outcome job_id? reason? answered_at
 requests | request_id | request_id origin site job_type source? params key? priority? requested_at
 runs | run_id | run_id job_id origin attempt state leased_at lease_expires_at started_at? \
-ended_at? exit_code? pid?
+ended_at? exit_code? pid? worker? worker_log?
 schedule_state | origin schedule | origin schedule last_slot
 source_pauses | origin source | origin source paused_at reason
 trust_keys | key_id | key_id site public_key role added_at expires_at? revoked_at? reason?

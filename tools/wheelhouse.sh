@@ -15,9 +15,12 @@ trap 'rm -rf "$work"' EXIT
 build() {
     root="$work/$name"
     mkdir -p "$root/wheels" "$root/systemd"
-    "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$root/wheels" .
+    # with the workers extra: nats-py (pure Python), for orchd worker and a daemon's nats_url
+    "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$root/wheels" '.[workers]'
+
     cp tools/wheelhouse/install.sh "$root/install.sh"
-    cp systemd/orchd.service systemd/orchd.sysusers systemd/orchd.tmpfiles "$root/systemd/"
+    cp systemd/orchd.service systemd/orchd.sysusers systemd/orchd.tmpfiles \
+        systemd/orchd-worker.service systemd/orchd-worker.sysusers "$root/systemd/"
     (cd "$root/wheels" && sha256sum -- *.whl > ../SHA256SUMS)
     mkdir -p "$(dirname "$out")"
     tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner -czf "$out.part" "$name"
@@ -37,6 +40,7 @@ check() {
     env -i PATH=/usr/bin:/bin HOME="$work" $offline sh "$root/install.sh" "$work/venv"
     orchd="$work/venv/bin/orchd"
     "$orchd" --version
+    "$work/venv/bin/python" -c 'import nats, orchd.adapters.nats.worker'  # the workers extra
     mkdir -p "$work/policy"
     printf 'version: 1\njob_types:\n  smoke:\n    argv: [/bin/true]\n' > "$work/policy/site.yaml"
     site="--state-dir $work/site --policy-dir $work/policy"

@@ -65,6 +65,7 @@ def _status(call: Request) -> dict[str, Any]:
             {"origin": origin, "seq": seq, "bundle_id": bundle_id}
             for origin, (seq, bundle_id) in sorted(relay_only(call).items())
         ],
+        "workers": call.workers,  # as the daemon last heard them; None: no daemon or no NATS
     }
 
 
@@ -147,6 +148,14 @@ def _show(now: dict[str, Any]) -> None:
     vouched = [(v["origin"], v["seq"], v["bundle_id"]) for v in now.get("relay_only", [])]
     if vouched:
         _section("vouched by the relay only", ("ORIGIN", "UP TO SEQ", "BUNDLE"), vouched)
+    _workers(now.get("workers"))
+
+
+def _workers(heard: list[dict[str, Any]] | None) -> None:
+    """The remote workers the daemon heard (none without NATS: no section)."""
+    if heard is not None:
+        rows = [(w["worker"], w["version"], w["last_heard_at"], w["running"]) for w in heard]
+        _section("remote workers heard", ("WORKER", "VERSION", "LAST HEARD", "RUNNING"), rows)
 
 
 def _section(title: str, headers: tuple[str, ...], rows: Sequence[Sequence[object]]) -> None:

@@ -85,11 +85,14 @@ def _absolute(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 )
 @click.option(
     "--ca-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="The CA the NATS server's certificate is verified against (TLS).",
 )
 @click.option("--kill-grace", type=click.IntRange(0, 3600), default=5, show_default=True,
               help="Seconds between SIGTERM and SIGKILL for a run that must stop.")  # fmt: skip
+@click.option(
+    "--json", "as_json", is_flag=True, help="An error as JSON (its log lines are JSON always)."
+)
 def worker(
     site: str,
     name: str,
@@ -101,6 +104,7 @@ def worker(
     password_file: Path | None,
     ca_file: Path | None,
     kill_grace: int,
+    as_json: bool,
 ) -> None:
     """Run remote jobs of SITE on this host, pulled over NATS JetStream.
 
@@ -119,6 +123,8 @@ def worker(
         ) from None
     if log_dir is None:
         raise BadInput(detail="--log-dir is required (systemd's LogsDirectory= sets it)")
+    if ca_file is not None and not ca_file.is_file():
+        raise BadInput(detail=f"no CA file at {ca_file}")
     password = keys.read_secret(password_file, "NATS password") if password_file else None
     settings = WorkerSettings(
         site=site,

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from orchd.errors import NotInitialized
+from orchd.errors import BadInput, NotInitialized
 from orchd.ops import jobs as job_ops
 
 from . import cli
@@ -19,15 +19,25 @@ from .context import Config
 from .output import emit_json, table
 
 
-@cli.group(invoke_without_command=True)
+@cli.command()
+@click.option(
+    "--authorization",
+    "passwords",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="PASSWORDS_DIR",
+    help="Instead, print the NATS server's authorization block for this site (JSON, which "
+    "nats-server's configuration reads): the daemon's user (nats_user) and each worker of the "
+    "policy, with the subjects each may use; their passwords from PASSWORDS_DIR/NAME.password, "
+    "each readable by its owner alone.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def workers(ctx: click.Context, as_json: bool) -> None:
-    """The remote workers: the job types each may claim (the policy's ``workers``), and as the
-    daemon last heard from them: version, concurrency, last heartbeat, runs held now."""
-    if ctx.invoked_subcommand is not None:
+@click.pass_obj
+def workers(config: Config, passwords: Path | None, as_json: bool) -> None:
+    """The remote workers: the job types each may claim, and as the daemon last heard from
+    them (version, concurrency, last heartbeat, runs held now)."""
+    if passwords is not None:
+        _authorization(config, passwords)
         return
-    config: Config = ctx.obj
     found = perform(config, "workers.list", {})
     if as_json:
         emit_json(found)
@@ -80,21 +90,10 @@ def _list(call: Request) -> dict[str, Any]:
     return {"workers": listed, "heard": call.workers is not None, "why": why}
 
 
-@workers.command()
-@click.option(
-    "--passwords",
-    "folder",
-    required=True,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="The folder of the passwords: NAME.password for the daemon's user (nats_user) and for "
-    "each worker, each readable by its owner alone.",
-)
-@click.pass_obj
-def authorization(config: Config, folder: Path) -> None:
-    """Print the NATS server's ``authorization`` block for this site (JSON, which nats-server's
-    configuration reads): the daemon's user and each worker of the policy, with the subjects
-    each may use. The server's configuration holds the passwords: keep it readable by the
-    server alone."""
+def _authorization(config: Config, folder: Path) -> None:
+    """The server's configuration holds the passwords: keep it readable by the server alone."""
+    if not folder.is_dir():
+        raise BadInput(detail=f"no folder of passwords at {folder}")
     from orchd.adapters import keys, policy_files
     from orchd.adapters.nats.permissions import authorization as block
 

@@ -85,7 +85,8 @@ _KEYS: Mapping[str, Mapping[str, str]] = {
         "log_path": _TEXT,
     },
 }
-_OPTIONAL = {"offer": {"workdir"}, "result": {"exit_code"}}
+# a refusal of a message too malformed to name its run names none
+_OPTIONAL = {"offer": {"workdir"}, "result": {"exit_code"}, "refused": {"run_id"}}
 
 
 def claim_token(secret: bytes, run_id: str, worker: str) -> str:

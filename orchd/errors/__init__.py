@@ -84,6 +84,7 @@ from .refusals import (
 from .system import (
     InternalError,
     Interrupted,
+    NatsUnreachable,
     NoDaemon,
     SpawnFailed,
     StorageError,
@@ -119,6 +120,7 @@ __all__ = [
     "LedgerCorrupt",
     "MalformedEvent",
     "MemberMismatch",
+    "NatsUnreachable",
     "NoDaemon",
     "NoSuchFile",
     "NotCanonical",

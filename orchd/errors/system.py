@@ -33,6 +33,16 @@ class NoDaemon(SystemFailure):
     hint = "start it (systemctl start orchd, or orchd run), then try again"
 
 
+class NatsUnreachable(SystemFailure):
+    """cannot reach the NATS server at {url}: {detail}"""
+
+    exit_code = 94
+    hint = (
+        "check the URL and that the server runs, the user's password file, and the CA the "
+        "server's certificate must be signed by (--ca-file, nats_ca_file)"
+    )
+
+
 class Interrupted(OrchdError):
     """interrupted: {detail}"""
 

@@ -39,9 +39,14 @@ job_types:
     remote: true
     max_attempts: 3
     backoff: {{base_s: 1, cap_s: 1, jitter_pct: 0}}
+  scan-once:
+    argv: [/bin/sh, "{script}", "{{secs}}"]
+    params: {{secs: "0"}}
+    remote: true
+    max_attempts: 1
 workers:
-  w-1: [scan]
-  w-2: [scan]
+  w-1: [scan, scan-once]
+  w-2: [scan, scan-once]
 """
 SCRIPT = """\
 echo "$ORCHD_RUN_ID" >> "{ran}/$ORCHD_JOB_ID"
@@ -60,7 +65,7 @@ def secret(path: Path, text: str) -> Path:
 class RemoteSite:
     """A site whose job type ``scan`` runs remotely; its NATS server, daemon and workers."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, tls: tuple[Path, Path] | None = None) -> None:
         self.tmp = tmp
         self.state, self.policy, self.ran = tmp / "site", tmp / "policy", tmp / "ran"
         self.policy.mkdir()
@@ -75,9 +80,10 @@ class RemoteSite:
         block = permissions.authorization(
             "hq",
             {"user": "orchd", "password": users["orchd"]},
-            {w: {"password": users[w], "job_types": ["scan"]} for w in WORKERS},
+            {w: {"password": users[w], "job_types": ["scan", "scan-once"]} for w in WORKERS},
         )
-        self.nats = NatsServer(tmp / "nats", block)
+        self.nats = NatsServer(tmp / "nats", block, tls)
+        self.ca_file: Path | None = None
         self.daemon: daemon_harness.DaemonProcess | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         assert self.cli("init", "--site-id", "hq").returncode == 0
@@ -85,29 +91,42 @@ class RemoteSite:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return daemon_harness.run_cli(self.state, self.policy, *args)
 
-    def start_daemon(self) -> None:
+    def start_daemon(self, lease_s: int = LEASE_S) -> None:
         env = {
             "ORCHD_NATS_URL": self.nats.url,
             "ORCHD_NATS_PASSWORD_FILE": str(self.passwords["orchd"]),
-            "ORCHD_REMOTE_LEASE_S": str(LEASE_S),
+            "ORCHD_REMOTE_LEASE_S": str(lease_s),
         }
+        if self.ca_file is not None:
+            env["ORCHD_NATS_CA_FILE"] = str(self.ca_file)
+        if self.daemon is not None:
+            self.daemon.close()  # its notify socket is bound anew
         self.daemon = daemon_harness.start(
-            self.state, self.policy, env=env, log_path=self.tmp / "daemon.log"
+            self.state,
+            self.policy,
+            env=env,
+            log_path=self.tmp / "daemon.log",
+            notify=self.tmp / "notify.sock",
         )
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(
+        self, name: str, *, url: str = "", allow: str = "/bin/sh", ca_file: Path | None = None
+    ) -> None:
         argv = daemon_harness.orchd_argv(self.state, self.policy, "worker")
-        argv += ["--site", "hq", "--name", name, "--url", self.nats.url, "--job-type", "scan"]
-        argv += ["--allow", "/bin/sh", "--concurrency", "2", "--kill-grace", "1"]
+        argv += ["--site", "hq", "--name", name, "--url", url or self.nats.url]
+        argv += ["--job-type", "scan", "--job-type", "scan-once"]
+        argv += ["--allow", allow, "--concurrency", "2", "--kill-grace", "1"]
         argv += ["--log-dir", str(self.tmp / f"{name}-logs")]
         argv += ["--password-file", str(self.passwords[name])]
+        if ca_file or self.ca_file:
+            argv += ["--ca-file", str(ca_file or self.ca_file)]
         with (self.tmp / f"{name}.log").open("ab") as log:
             self.workers[name] = subprocess.Popen(
                 argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=log
             )
 
-    def submit(self, secs: int = 0) -> str:
-        done = self.cli("jobs", "submit", "scan", "--param", f"secs={secs}", "--json")
+    def submit(self, secs: int = 0, job_type: str = "scan") -> str:
+        done = self.cli("jobs", "submit", job_type, "--param", f"secs={secs}", "--json")
         assert done.returncode == 0, done.stderr
         return str(json.loads(done.stdout)["job"]["job_id"])
 
@@ -175,7 +194,10 @@ def test_remote_jobs_run_on_the_workers_once_each_and_the_ledger_names_them(
     heard = {w["worker"]: w for w in listed["workers"] if w["last_heard_at"]}
     ran_on = {site.job(j)["runs"][0]["worker"] for j in jobs}
     assert ran_on <= set(heard) and listed["heard"]
-    assert all((heard[w]["concurrency"], heard[w]["job_types"]) == (2, ["scan"]) for w in ran_on)
+    assert all(heard[w]["concurrency"] == 2 for w in ran_on)
+    assert all(heard[w]["job_types"] == ["scan", "scan-once"] for w in ran_on)
+    status = site.cli("status")
+    assert "remote workers heard:" in status.stdout and sorted(ran_on)[0] in status.stdout
     verified(site)
 
 
@@ -201,3 +223,253 @@ def test_a_worker_killed_mid_run_is_fenced_and_the_job_finishes_on_the_other(
     time.sleep(1)
     assert site.ran_lines(job_id) == [first, second, second]  # the first never ran to its end
     verified(site)
+
+
+def runs_of(site: RemoteSite, job_id: str) -> list[tuple[str, str | None, str | None]]:
+    """(state, worker, cause of its end) of each run of the job."""
+    shown = site.job(job_id)
+    ended = [e["payload"] for e in shown["events"] if e["type"] == "run.ended"]
+    causes = {p["run_id"]: p.get("cause") for p in ended}
+    return [(r["state"], r.get("worker"), causes.get(r["run_id"])) for r in shown["runs"]]
+
+
+def test_a_worker_stopped_past_its_lease_is_fenced_and_its_late_word_changes_nothing(
+    remote_site: RemoteSite,
+) -> None:
+    site = remote_site
+    site.start_daemon()
+    site.start_worker("w-1")
+    job_id = site.submit(secs=4)
+    wait_until(lambda: len(site.ran_lines(job_id)) == 1, timeout_s=30)
+    first = site.ran_lines(job_id)[0]
+    os.kill(site.workers["w-1"].pid, signal.SIGSTOP)  # frozen: no heartbeat, no result
+    site.start_worker("w-2")
+    wait_until(lambda: state_of(site, job_id)() == "succeeded", timeout_s=40)
+    os.kill(site.workers["w-1"].pid, signal.SIGCONT)  # back: its word comes too late
+    time.sleep(2 * LEASE_S)
+    runs = runs_of(site, job_id)
+    assert runs == [("interrupted", "w-1", "lease_lost"), ("succeeded", "w-2", None)]
+    second = site.job(job_id)["runs"][1]["run_id"]
+    assert site.ran_lines(job_id) == [first, second, second]  # the first was killed, unended
+    verified(site)
+
+
+def test_a_worker_cut_off_from_nats_is_fenced_and_the_job_finishes_on_the_other(
+    remote_site: RemoteSite,
+) -> None:
+    from tests.natsserver import Proxy
+
+    site = remote_site
+    proxy = Proxy(site.nats.port)
+    site.start_daemon()
+    site.start_worker("w-1", url=proxy.url)
+    job_id = site.submit(secs=4)
+    wait_until(lambda: len(site.ran_lines(job_id)) == 1, timeout_s=30)
+    proxy.cut()
+    site.start_worker("w-2")
+    wait_until(lambda: state_of(site, job_id)() == "succeeded", timeout_s=40)
+    proxy.restore()  # w-1 back: its result (lease lost) is acknowledged and changes nothing
+    time.sleep(2 * LEASE_S)
+    assert runs_of(site, job_id) == [
+        ("interrupted", "w-1", "lease_lost"),
+        ("succeeded", "w-2", None),
+    ]
+    assert len(site.ran_lines(job_id)) == 3
+    verified(site)
+
+
+def test_nats_killed_and_started_again_mid_run_loses_and_repeats_nothing(
+    remote_site: RemoteSite,
+) -> None:
+    site = remote_site
+    site.start_daemon()
+    site.start_worker("w-1")
+    running = site.submit(secs=3)
+    wait_until(lambda: len(site.ran_lines(running)) == 1, timeout_s=30)
+    site.nats.stop(kill=True)  # its store is on disk, every write synced
+    waiting = site.submit()  # NATS away: throttled, dispatch_unavailable
+    wait_until(lambda: site.job(waiting)["job"]["cause"] == "dispatch_unavailable", timeout_s=20)
+    site.nats.start()
+    for job_id in (running, waiting):
+        wait_until(lambda j=job_id: state_of(site, j)() == "succeeded", timeout_s=40)  # type: ignore[misc]
+        (run,) = site.job(job_id)["runs"]  # one run each: nothing lost, nothing repeated
+        assert site.ran_lines(job_id) == [run["run_id"], run["run_id"]]
+    verified(site)
+
+
+def test_the_daemon_killed_mid_run_adopts_its_remote_run_when_started_again(
+    remote_site: RemoteSite,
+) -> None:
+    site = remote_site
+    site.start_daemon(lease_s=6)
+    site.start_worker("w-1")
+    job_id = site.submit(secs=3)
+    wait_until(lambda: len(site.ran_lines(job_id)) == 1, timeout_s=30)
+    assert site.daemon is not None
+    site.daemon.kill()
+    site.start_daemon(lease_s=6)  # recovery leaves the remote run to its worker
+    wait_until(lambda: state_of(site, job_id)() == "succeeded", timeout_s=40)
+    (run,) = site.job(job_id)["runs"]
+    assert (run["state"], run["worker"]) == ("succeeded", "w-1")  # adopted, not interrupted
+    assert site.ran_lines(job_id) == [run["run_id"], run["run_id"]]
+    verified(site)
+
+
+def test_an_offer_every_worker_hands_back_ends_undeliverable_and_nothing_runs(
+    remote_site: RemoteSite,
+) -> None:
+    site = remote_site
+    site.start_daemon()
+    site.start_worker("w-1", allow="/bin/true")  # /bin/sh is not on its allowlist
+    job_id = site.submit(job_type="scan-once")
+    wait_until(lambda: state_of(site, job_id)() == "dead", timeout_s=40)
+    assert runs_of(site, job_id) == [("interrupted", None, "attempts_exhausted")]  # its only one
+    (ended,) = [e for e in site.job(job_id)["events"] if e["type"] == "run.ended"]
+    assert "every one that was offered it handed it back" in ended["payload"]["output"]
+    assert site.ran_lines(job_id) == []
+    verified(site)
+
+
+def test_a_stale_ack_from_an_earlier_delivery_changes_nothing_in_the_ledger(
+    remote_site: RemoteSite,
+) -> None:
+    import asyncio
+
+    import nats
+
+    from orchd.adapters.nats import permissions
+
+    site = remote_site
+    site.start_daemon()
+    job_id = site.submit(secs=1)
+
+    async def hold_then_ack_late() -> None:
+        nc = await nats.connect(
+            site.nats.url,
+            user="w-1",
+            password="w-1-pass",
+            inbox_prefix=permissions.inbox("hq", "w-1"),
+        )
+        js = nc.jetstream()
+        sub = await js.pull_subscribe_bind(
+            permissions.consumer("scan"), permissions.work_stream("hq")
+        )
+        (held,) = await sub.fetch(1, timeout=20)  # delivery 1, never claimed
+        site.start_worker("w-2")  # gets delivery 2 once the ack wait (the lease) has passed
+        await asyncio.sleep(0)
+        deadline = time.monotonic() + 30
+        while state_of(site, job_id)() != "succeeded" and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+        await held.ack()  # delivery 1's ack, long stale
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(hold_then_ack_late())
+    time.sleep(1)
+    (run,) = site.job(job_id)["runs"]
+    assert (run["state"], run["worker"]) == ("succeeded", "w-2")
+    assert site.ran_lines(job_id) == [run["run_id"], run["run_id"]]
+    verified(site)
+
+
+def test_a_worker_told_to_stop_ends_its_run_first_and_takes_no_more(
+    remote_site: RemoteSite,
+) -> None:
+    site = remote_site
+    site.start_daemon()
+    site.start_worker("w-1")
+    job_id = site.submit(secs=2)
+    wait_until(lambda: len(site.ran_lines(job_id)) == 1, timeout_s=30)
+    worker = site.workers["w-1"]
+    worker.send_signal(signal.SIGTERM)  # drain
+    assert worker.wait(30) == 0
+    assert state_of(site, job_id)() == "succeeded"  # its result was in before it exited
+    later = site.submit()
+    time.sleep(2 * LEASE_S)
+    runs = site.job(later)["runs"]
+    assert [(r["state"], r["worker"]) for r in runs] == [("leased", None)]  # offered, untaken
+    assert site.ran_lines(later) == []
+    verified(site)
+
+
+def test_what_a_worker_may_not_say_is_refused_and_audited_and_changes_nothing_else(
+    remote_site: RemoteSite,
+) -> None:
+    import asyncio
+
+    import nats
+
+    from orchd.adapters.nats import permissions
+    from orchd.core import remote
+
+    site = remote_site
+    site.start_daemon()
+    job_id = site.submit(secs=1)
+    wait_until(lambda: bool(site.job(job_id)["runs"]), timeout_s=30)
+    run_id = site.job(job_id)["runs"][0]["run_id"]
+    before = [e["type"] for e in site.job(job_id)["events"]]
+    base = {"site": "hq", "worker": "w-1", "run_id": run_id}
+
+    async def say_what_it_may_not() -> list[str]:
+        nc = await nats.connect(
+            site.nats.url,
+            user="w-1",
+            password="w-1-pass",
+            inbox_prefix=permissions.inbox("hq", "w-1"),
+        )
+        answers = []
+        claim = remote.encode("claim", **base, version="x", concurrency=1, log="/l")
+        said = [
+            ("claim", claim.replace(b'"v":1', b'"v":7')),  # an unknown protocol version
+            ("claim", b'{"kind":"claim","v":1}'),  # malformed
+            ("hb", remote.encode("beat", **base, token="0" * 32)),  # no claim, no token
+        ]
+        for what, data in said:
+            reply = await nc.request(remote.subject("hq", what, "w-1"), data, timeout=5)
+            answers.append(remote.decode(reply.data, "refused", sender="daemon")["reason"])
+        js = nc.jetstream()
+        result = remote.encode(
+            "result", **base, token="0" * 32, outcome="succeeded", exit_code=0,
+            output_tail="", log_path="/l",
+        )  # fmt: skip
+        await js.publish(
+            remote.subject("hq", "results", "w-1"), result, headers={"Nats-Msg-Id": "x"}
+        )
+        await nc.close()
+        return answers
+
+    answers = asyncio.run(say_what_it_may_not())
+    assert "speaks worker protocol 7" in answers[0] and "claim: missing" in answers[1]
+    assert "holds no claim" in answers[2]
+    wait_until(lambda: len(_refusals(site)) == 4, timeout_s=20)
+    assert [r["what"] for r in _refusals(site)] == ["claim", "claim", "hb", "results"]
+    assert all(r["worker"] == "w-1" for r in _refusals(site))
+    assert [e["type"] for e in site.job(job_id)["events"]] == before  # nothing else changed
+    verified(site)
+
+
+def _refusals(site: RemoteSite) -> list[dict[str, Any]]:
+    done = site.cli("audit", "tail", "--type", "remote.refused", "--json", "-n", "50")
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line)["payload"] for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_tls_verifies_the_server_against_the_configured_ca(tmp_path: Path) -> None:
+    from tests.natsserver import certificates
+
+    ca, cert, key = certificates(tmp_path / "certs", "site")
+    other_ca = certificates(tmp_path / "certs", "other")[0]
+    site = RemoteSite(tmp_path, tls=(cert, key))
+    site.ca_file = ca
+    site.nats.start()
+    try:
+        site.start_daemon()
+        site.start_worker("w-1")
+        job_id = site.submit()
+        wait_until(lambda: state_of(site, job_id)() == "succeeded", timeout_s=30)
+        site.start_worker("w-2", ca_file=other_ca)  # a server its CA did not sign: refused
+        wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "w-2.log").read_text())
+        assert site.workers["w-2"].poll() is None  # it goes on trying, and never connects
+        verified(site)
+    finally:
+        site.close()

@@ -55,9 +55,7 @@ def test_authorization_prints_the_servers_block_from_password_files(tmp_path: Pa
         (folder / f"{user}.password").write_text(f"{user}-secret\n")
         (folder / f"{user}.password").chmod(0o600)
 
-    made = orchd.ok(
-        "--policy-dir", str(policy), "workers", "authorization", "--passwords", str(folder)
-    )
+    made = orchd.ok("--policy-dir", str(policy), "workers", "--authorization", str(folder))
 
     expected = permissions.authorization(
         "hq",
@@ -67,6 +65,6 @@ def test_authorization_prints_the_servers_block_from_password_files(tmp_path: Pa
     assert json.loads(made.stdout) == {"authorization": expected}
     (folder / "scanner-1.password").chmod(0o644)
     refused = orchd.fails(
-        74, "--policy-dir", str(policy), "workers", "authorization", "--passwords", str(folder)
+        74, "--policy-dir", str(policy), "workers", "--authorization", str(folder)
     )
     assert "scanner-1.password is unsafe" in refused.stderr

@@ -405,3 +405,20 @@ def test_a_stopping_daemon_leaves_its_remote_runs_to_their_workers(world: World)
     made.step()
     assert made.running == 0
     assert world.types(job_id)[-1] == "run.started"  # nothing ended: adopted when started again
+
+
+def test_an_offer_nats_stopped_delivering_ends_its_run_and_the_job_is_retried(
+    world: World,
+) -> None:
+    dispatch = FakeDispatch()
+    made, job_id, run_id = offered(world, dispatch)
+    offer = remote.encode("offer", **dispatch.offers[run_id])
+    dispatch.heard.append(Heard("undeliverable", "", offer))
+    made.step()
+    (ended,) = world.payloads(job_id, "run.ended")
+    assert (ended["outcome"], ended["cause"]) == ("interrupted", "undeliverable")
+    assert "every one that was offered it handed it back" in ended["output"]
+    assert len(dispatch.offers) == 2  # retried at once: a new run, a new message
+    dispatch.heard.append(Heard("undeliverable", "", offer))  # told twice: nothing more
+    made.step()
+    assert len(world.payloads(job_id, "run.ended")) == 1

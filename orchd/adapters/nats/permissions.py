@@ -32,6 +32,11 @@ def consumer(job_type: str) -> str:
     return f"type_{job_type}"
 
 
+def undeliverable_subject(site: str) -> str:
+    """JetStream's advisory of an offer it stopped delivering (``max_deliver`` reached)."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{work_stream(site)}.*"
+
+
 def inbox(site: str, who: str) -> str:
     """The inbox prefix a client of the site connects with (a worker's name, or ``daemon``)."""
     return f"_INBOX_{site}_{who}"
@@ -67,7 +72,9 @@ def daemon(site: str) -> dict[str, Any]:
     """The permissions of the site's daemon."""
     return {
         "publish": {"allow": [f"orchd.{site}.>", "$JS.API.>", "$JS.ACK.>"]},
-        "subscribe": {"allow": [f"orchd.{site}.>", f"{inbox(site, 'daemon')}.>"]},
+        "subscribe": {
+            "allow": [f"orchd.{site}.>", f"{inbox(site, 'daemon')}.>", undeliverable_subject(site)]
+        },
         "allow_responses": True,  # its answers to claims and heartbeats, on the asker's inbox
     }
 

@@ -74,9 +74,14 @@ class Worker:
     def subject(self, what: str) -> str:
         return remote.subject(self.settings.site, what, self.settings.name)
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Work until ``stopping`` is set, then let the runs under way end."""
+    async def connect(self) -> None:
+        """Connect to NATS, trying again until it answers (a worker started before its server
+        waits for it); each failed try is logged, a certificate the CA did not sign too."""
         s = self.settings
+
+        async def failed(exc: Exception) -> None:
+            self.log({"message": "NATS unreachable, trying again", "error": str(exc)})
+
         self._nc = await nats.connect(
             s.url,
             user=s.user,
@@ -87,8 +92,15 @@ class Worker:
             reconnect_time_wait=0.5,
             connect_timeout=2,
             tls=tls_context(s.ca_file),
+            error_cb=failed,
         )
         self._js = self._nc.jetstream()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Work until ``stopping`` is set, then let the runs under way end."""
+        s = self.settings
+        if self._nc is None:
+            await self.connect()
         slots = asyncio.Semaphore(s.concurrency)
         running: set[asyncio.Task[None]] = set()
         pullers = [

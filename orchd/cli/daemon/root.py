@@ -69,9 +69,7 @@ class Daemon:
         self.grace_ms = settings.drain_grace_s * 1000
         self.notifier = Notifier(os.environ)
         self.actor = site.actor(engine.SCOPE, jobs.SUBMIT_SCOPE)
-        self.dispatch = dispatching.dispatcher(
-            site.ledger.site_id, settings, policy, executor.wake, log
-        )
+        self.dispatch = dispatching.dispatcher(site, settings, policy, executor.wake, log)
         self.engine = engine.Engine(
             site.ledger,
             policy,

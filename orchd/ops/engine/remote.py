@@ -119,6 +119,8 @@ class Remote(Runs):
                         self._claim(said, mono, now_ms)
                     elif said.kind == "hb":
                         self._beat(said, mono, now_ms)
+                    elif said.kind == "undeliverable":
+                        self._undeliverable(said, now_ms)
                     else:
                         self._result(said, now_ms)
                 except _REFUSED as exc:
@@ -211,6 +213,16 @@ class Remote(Runs):
         )
         self._acks.append(said)  # once ``run.ended`` is committed
 
+    def _undeliverable(self, said: Said, now_ms: int) -> None:
+        """NATS gave up delivering a run's offer (every worker handed it back): unclaimed, the
+        run ends ``interrupted`` (cause ``undeliverable``), and its job is retried by policy."""
+        offer = remote.decode(said.data, "offer", sender="the work stream")
+        active = self._active.get(offer["run_id"])
+        if active is None or not active.remote or active.worker is not None:
+            return  # ended already, or claimed: its lease decides
+        active.ending, active.cause = "interrupted", "undeliverable"
+        self._lapse(active, now_ms)
+
     def _lapse(self, active: Active, now_ms: int) -> None:
         """End a remote run no worker holds any more: its lease ran out unrenewed, or it was
         stopped before a worker claimed it."""
@@ -219,7 +231,9 @@ class Remote(Runs):
         del self._active[active.run_id]
         self._release(active.job)
         outcome, cause = active.ending or "interrupted", active.cause
-        if active.worker is None:
+        if active.worker is None and active.cause == "undeliverable":
+            note = "orchd: no worker took it: every one that was offered it handed it back\n"
+        elif active.worker is None:
             note = "orchd: stopped before a worker claimed it\n"
         elif active.ending is None:
             cause = "lease_lost"
@@ -238,8 +252,8 @@ class Remote(Runs):
         )
 
     def _refuse(self, said: Said, reason: str) -> None:
-        """Refuse ``said``: answered (a claim or heartbeat that names a run) or acknowledged
-        (a result: never delivered again), and audited."""
+        """Refuse ``said``: answered (a claim or heartbeat; naming its run if it names one) or
+        acknowledged (a result: never delivered again), and audited."""
         run_id = _run_named(said.data)
         self._drafts.append(
             drafts.remote_refused(
@@ -255,7 +269,7 @@ class Remote(Runs):
             return
         if said.kind == "results":
             self._acks.append(said)
-        elif run_id is not None:
+        elif said.kind in ("claim", "hb"):
             self._dispatch.answer(said, remote.encode("refused", run_id=run_id, reason=reason))
 
     def _stop_remote(self, active: Active, ending: str) -> None:
