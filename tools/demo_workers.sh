@@ -75,7 +75,7 @@ for name in w-1 w-2; do
     PIDS="$PIDS $!"
 done
 tries=0
-until orchd status >/dev/null 2>&1; do
+until grep -q '"msg": "ready"' "$DEMO/daemon.log"; do
     tries=$((tries + 1)); [ "$tries" -lt 100 ] || { cat "$DEMO/daemon.log"; exit 1; }
     sleep 0.2
 done

@@ -210,6 +210,9 @@ def test_a_worker_killed_mid_run_is_fenced_and_the_job_finishes_on_the_other(
     job_id = site.submit(secs=4)
     wait_until(lambda: len(site.ran_lines(job_id)) == 1, timeout_s=30)
     first = site.ran_lines(job_id)[0]
+    listed = json.loads(site.cli("workers", "--json").stdout)["workers"]
+    (w1,) = [w for w in listed if w["worker"] == "w-1"]
+    assert (w1["running"], w1["concurrency"]) == (1, 2) and w1["version"]  # heard as it runs
     os.kill(site.workers["w-1"].pid, signal.SIGKILL)  # its supervisor fences the run
     site.start_worker("w-2")
 

@@ -156,7 +156,7 @@ class Calls:
             file_ok=self.health.file_ok,
             longest_tick_ms=self.health.longest_tick_ms,
             longest_record_delay_ms=self.health.longest_record_delay_ms,
-            workers=self.health.workers,
+            workers=self.health.workers() if self.health.workers else None,
             progress=progress,
             operations_after=self.operations.after,
         )

@@ -44,8 +44,8 @@ class Health:
     file_ok: bool | None = None  # the last whole-file check of the ledger (None: none done yet)
     longest_tick_ms: int = 0  # the loop's longest tick since the start (the engine's tally)
     longest_record_delay_ms: int = 0  # the longest an engine record waited (the engine's tally)
-    # remote workers as the engine last heard from them (None: no NATS configured), each tick
-    workers: list[dict[str, Any]] | None = None
+    # the remote workers as the engine last heard from them (None: no NATS configured)
+    workers: Callable[[], list[dict[str, Any]]] | None = None
 
 
 class Audit:

@@ -128,6 +128,8 @@ class Daemon:
         self.writer, self.wrote = Writer(), threading.Event()
         self.lanes = Lanes(site, LANE_CACHE_MIB, self.writer, self._written)
         self.operations = operations = Operations()
+        if self.dispatch is not None:
+            health.workers = self._workers
         self.calls = calls.Calls(
             site,
             settings,
@@ -223,8 +225,6 @@ class Daemon:
         tally = self.engine.tally  # as of the ticks before this one, for the metrics
         self.health.longest_tick_ms = tally.longest_tick_ms
         self.health.longest_record_delay_ms = tally.longest_record_delay_ms
-        if self.dispatch is not None:
-            self.health.workers = self._workers()
         if not self.engine.writable:
             self.report.tick(now_ms)
             return False
@@ -246,17 +246,17 @@ class Daemon:
         return added
 
     def _workers(self) -> list[dict[str, Any]]:
-        """The remote workers as the engine last heard from them, for ``orchd workers``."""
-        running = self.engine.running_on()
+        """The remote workers as the engine's last step heard from them (``orchd workers``;
+        on any thread: it reads the step's tuple, made whole before it is published)."""
         return [
             {
                 "worker": name,
                 "version": seen.version or None,
                 "concurrency": seen.concurrency or None,
                 "last_heard_at": timefmt.format_ms(seen.heard_ms),
-                "running": running.get(name, 0),
+                "running": running,
             }
-            for name, seen in sorted(self.engine.seen.items())
+            for name, seen, running in self.engine.heard
         ]
 
     def _on_writer(self, name: str, work: Callable[[Site], object]) -> None:

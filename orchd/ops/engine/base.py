@@ -178,6 +178,7 @@ class EngineBase:
         self._replies: list[tuple[Said, bytes]] = []  # answered once the step committed
         self._acks: list[Said] = []  # results acknowledged once their run.ended is committed
         self.seen: dict[str, Seen] = {}  # worker -> as last heard from (``orchd workers``)
+        self.heard: tuple[tuple[str, Seen, int], ...] = ()  # (worker, seen, runs held), a step's
 
     def _end(
         self,

@@ -130,6 +130,11 @@ class Remote(Runs):
         for active in [a for a in self._active.values() if a.remote and a.worker is None]:
             if active.ending is not None:  # stopped before any worker claimed it
                 self._lapse(active, now_ms)
+        if self._dispatch is not None:
+            running = self.running_on()
+            self.heard = tuple(
+                (name, seen, running.get(name, 0)) for name, seen in sorted(self.seen.items())
+            )  # a new tuple each step: other threads read it whole (``orchd workers``)
 
     def _read(self, said: Said, kind: str) -> remote.Message:
         """The message ``said`` carries, from the worker its subject names, for this site."""
