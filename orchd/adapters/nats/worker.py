@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -70,6 +72,8 @@ class Worker:
         self.settings, self.log = settings, log
         self._nc: Any = None
         self._js: Any = None
+        self._spawner: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
 
     def subject(self, what: str) -> str:
         return remote.subject(self.settings.site, what, self.settings.name)
@@ -112,6 +116,10 @@ class Worker:
             await asyncio.gather(*running)  # drain: what was claimed runs to its end
         await self._nc.flush()  # the last acks
         await self._nc.close()
+        if self._control is not None:
+            self._control.close()  # the spawner ends
+        if self._spawner is not None:
+            self._spawner.wait()
 
     async def _pull(
         self,
@@ -225,17 +233,7 @@ class Worker:
     ) -> dict[str, Any]:
         """Run the offer under its supervisor, heartbeating, to its end (the supervisor's)."""
         s = self.settings
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "orchd.adapters.supervisor",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,  # a signal to the worker's group is not the job's
-            limit=1 << 20,  # its last line carries the output tail (64 KiB, JSON-escaped)
-        )
-        if proc.stdin is None or proc.stdout is None:  # asked for pipes: they are there
-            raise RuntimeError("the supervisor has no pipes")
+        reader, writer = await self._supervisor()
         run = {
             "spec": {
                 "run_id": offer["run_id"],
@@ -249,23 +247,58 @@ class Worker:
             "timeout_ms": offer["timeout_ms"],
             "grace_ms": s.grace_ms,
         }
-        proc.stdin.write(json.dumps(run).encode() + b"\n")
-        await proc.stdin.drain()
-        first = json.loads(await proc.stdout.readline())
+        try:
+            writer.write(json.dumps(run).encode() + b"\n")
+            await writer.drain()
+            return await self._to_its_end(reader, writer, msg, offer, granted)
+        finally:
+            writer.close()
+
+    async def _to_its_end(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        msg: Any,
+        offer: remote.Message,
+        granted: remote.Message,
+    ) -> dict[str, Any]:
+        first = json.loads(await reader.readline())
         if "failed" in first:
-            await proc.wait()
             return {
                 "outcome": "failed",
                 "output_tail": f"orchd worker: {first['failed']}\n",
                 "log_path": "",
             }
-        beats = asyncio.create_task(self._heartbeat(msg, offer, granted, proc.stdin))
+        beats = asyncio.create_task(self._heartbeat(msg, offer, granted, writer))
         try:
-            ended = json.loads(await proc.stdout.readline())["ended"]
+            ended = json.loads(await reader.readline())["ended"]
         finally:
             beats.cancel()
-            await proc.wait()
         return dict(ended)
+
+    async def _supervisor(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new supervisor process for a run, forked by this worker's spawner (started at
+        the first run): the worker's end of its stdin and stdout."""
+        if self._spawner is None or self._spawner.poll() is not None:
+            ours, theirs = socket.socketpair()
+            self._spawner = subprocess.Popen(
+                [sys.executable, "-m", "orchd.adapters.spawner", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a signal to the worker's group is not the runs'
+            )
+            theirs.close()
+            self._control = ours
+        control = self._control
+        if control is None:  # made with the spawner, above
+            raise RuntimeError("the spawner has no control socket")
+        ours, theirs = socket.socketpair()
+        try:
+            socket.send_fds(control, [b"r"], [theirs.fileno()])
+        finally:
+            theirs.close()
+        # its last line carries the output tail (64 KiB, JSON-escaped)
+        return await asyncio.open_connection(sock=ours, limit=1 << 20)
 
     async def _heartbeat(
         self,
