@@ -212,6 +212,14 @@ CONFIG_KEYS: dict[str, Key] = {
         "only (refused otherwise: a symlink, another owner, group or other access); never in "
         "argv, the environment or a log",
     ),
+    "nats_nkey_file": key(
+        absolute_path,
+        "path",
+        "(empty)",
+        "/etc/orchd/nats.nk",
+        "the file holding the daemon's NATS nkey seed (SU...), instead of a user and password; "
+        "refused when unsafe as nats_password_file is",
+    ),
     "nats_ca_file": key(
         absolute_path,
         "path",
@@ -267,6 +275,7 @@ class Settings:
     nats_url: str = ""
     nats_user: str = "orchd"
     nats_password_file: str = ""
+    nats_nkey_file: str = ""
     nats_ca_file: str = ""
     remote_lease_s: int = 30
     nats_events: bool = False

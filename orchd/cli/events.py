@@ -38,6 +38,11 @@ def events() -> None:
     help="Its password's file [default: config nats_password_file].",
 )
 @click.option(
+    "--nkey-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Its nkey seed's file, instead of a password [default: config nats_nkey_file].",
+)
+@click.option(
     "--ca-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The CA the server is verified against [default: config nats_ca_file].",
@@ -53,6 +58,7 @@ def follow(
     url: str | None,
     user: str | None,
     password_file: Path | None,
+    nkey_file: Path | None,
     ca_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -72,6 +78,8 @@ def follow(
         Path(settings.nats_password_file) if settings.nats_password_file else None
     )
     password = keys.read_secret(secret_file, "NATS password") if secret_file else None
+    seed_file = nkey_file or (Path(settings.nats_nkey_file) if settings.nats_nkey_file else None)
+    seed = keys.read_secret(seed_file, "NATS nkey seed") if seed_file else None
     ca = str(ca_file) if ca_file else settings.nats_ca_file or None
     if ca is not None and not Path(ca).is_file():
         raise BadInput(detail=f"no CA file at {ca}")
@@ -79,6 +87,7 @@ def follow(
         "url": url,
         "user": user or settings.nats_user,
         "password": password,
+        "nkey_seed": seed,
         "ca_file": ca,
     }
     try:
@@ -100,7 +109,7 @@ async def _follow(
         from nats.js import api
 
         from orchd.adapters.nats import events as stream
-        from orchd.adapters.nats.permissions import tls_context
+        from orchd.adapters.nats.permissions import credentials, tls_context
     except ImportError:
         raise ConfigInvalid(
             where="orchd events follow",
@@ -110,8 +119,7 @@ async def _follow(
     try:
         nc = await nats.connect(
             connect["url"],
-            user=connect["user"],
-            password=connect["password"],
+            **credentials(connect["user"], connect["password"], connect["nkey_seed"]),
             tls=tls_context(connect["ca_file"]),
             name=f"orchd events follow {site}",
             connect_timeout=5,

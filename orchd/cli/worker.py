@@ -84,6 +84,12 @@ def _absolute(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
     help="The file holding its NATS user's password (refused unless only its owner may read it).",
 )
 @click.option(
+    "--nkey-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Instead of a password: the file holding its NATS user's nkey seed (refused unless only "
+    "its owner may read it).",
+)
+@click.option(
     "--ca-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The CA the NATS server's certificate is verified against (TLS).",
@@ -102,6 +108,7 @@ def worker(
     concurrency: int,
     log_dir: Path | None,
     password_file: Path | None,
+    nkey_file: Path | None,
     ca_file: Path | None,
     kill_grace: int,
     as_json: bool,
@@ -126,6 +133,7 @@ def worker(
     if ca_file is not None and not ca_file.is_file():
         raise BadInput(detail=f"no CA file at {ca_file}")
     password = keys.read_secret(password_file, "NATS password") if password_file else None
+    seed = keys.read_secret(nkey_file, "NATS nkey seed") if nkey_file else None
     settings = WorkerSettings(
         site=site,
         name=name,
@@ -138,6 +146,7 @@ def worker(
         user=name,
         password=password,
         ca_file=str(ca_file) if ca_file else None,
+        nkey_seed=seed,
         grace_ms=kill_grace * 1000,
     )
     asyncio.run(_work(Worker(settings, _log)))

@@ -27,8 +27,9 @@ from .output import emit_json, table
     metavar="PASSWORDS_DIR",
     help="Instead, print the NATS server's authorization block for this site (JSON, which "
     "nats-server's configuration reads): the daemon's user (nats_user) and each worker of the "
-    "policy, with the subjects each may use; their passwords from PASSWORDS_DIR/NAME.password, "
-    "each readable by its owner alone.",
+    "policy, with the subjects each may use; each one's nkey seed from PASSWORDS_DIR/NAME.nk "
+    "(its public key goes in) or password from PASSWORDS_DIR/NAME.password, each readable by "
+    "its owner alone.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -96,20 +97,28 @@ def _authorization(config: Config, folder: Path) -> None:
         raise BadInput(detail=f"no folder of passwords at {folder}")
     from orchd.adapters import keys, policy_files
     from orchd.adapters.nats.permissions import authorization as block
+    from orchd.adapters.nats.permissions import nkey_public
 
     named = config.expected_site()
     if named is None:
         raise NotInitialized(path=config.state_dir)
     settings, policy = config.settings(), policy_files.load(config.policy_dir)
 
-    def password(user: str) -> str:
-        return keys.read_secret(folder / f"{user}.password", f"NATS password of {user}")
+    def secret(user: str) -> dict[str, str]:
+        """NAME.nk (an nkey seed: its public key goes in), else NAME.password."""
+        seed = folder / f"{user}.nk"
+        if seed.exists():
+            return {"nkey": nkey_public(keys.read_secret(seed, f"NATS nkey seed of {user}"))}
+        return {
+            "password": keys.read_secret(folder / f"{user}.password", f"NATS password of {user}")
+        }
 
+    daemon = secret(settings.nats_user)
     made = block(
         named.site_id,
-        {"user": settings.nats_user, "password": password(settings.nats_user)},
+        daemon if "nkey" in daemon else {"user": settings.nats_user, **daemon},
         {
-            name: {"password": password(name), "job_types": sorted(types)}
+            name: {**secret(name), "job_types": sorted(types)}
             for name, types in sorted(policy.workers.items())
         },
     )

@@ -56,6 +56,12 @@ echo scanned
 """
 
 
+def new_seed() -> str:
+    import nkeys
+
+    return str(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode())
+
+
 def secret(path: Path, text: str) -> Path:
     path.write_text(text + "\n")
     path.chmod(0o600)
@@ -65,7 +71,9 @@ def secret(path: Path, text: str) -> Path:
 class RemoteSite:
     """A site whose job type ``scan`` runs remotely; its NATS server, daemon and workers."""
 
-    def __init__(self, tmp: Path, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, tls: tuple[Path, Path] | None = None, nkeyed: tuple[str, ...] = ()
+    ) -> None:
         self.tmp = tmp
         self.state, self.policy, self.ran = tmp / "site", tmp / "policy", tmp / "ran"
         self.policy.mkdir()
@@ -77,10 +85,21 @@ class RemoteSite:
         self.passwords = {u: secret(tmp / f"{u}.password", p) for u, p in users.items()}
         from orchd.adapters.nats import permissions
 
+        self.seeds = {w: secret(tmp / f"{w}.nk", new_seed()) for w in nkeyed}
         block = permissions.authorization(
             "hq",
             {"user": "orchd", "password": users["orchd"]},
-            {w: {"password": users[w], "job_types": ["scan", "scan-once"]} for w in WORKERS},
+            {
+                w: {
+                    **(
+                        {"nkey": permissions.nkey_public(self.seeds[w].read_text().strip())}
+                        if w in self.seeds
+                        else {"password": users[w]}
+                    ),
+                    "job_types": ["scan", "scan-once"],
+                }
+                for w in WORKERS
+            },
         )
         self.nats = NatsServer(tmp / "nats", block, tls)
         self.ca_file: Path | None = None
@@ -117,7 +136,10 @@ class RemoteSite:
         argv += ["--job-type", "scan", "--job-type", "scan-once"]
         argv += ["--allow", allow, "--concurrency", "2", "--kill-grace", "1"]
         argv += ["--log-dir", str(self.tmp / f"{name}-logs")]
-        argv += ["--password-file", str(self.passwords[name])]
+        if name in self.seeds:
+            argv += ["--nkey-file", str(self.seeds[name])]
+        else:
+            argv += ["--password-file", str(self.passwords[name])]
         if ca_file or self.ca_file:
             argv += ["--ca-file", str(ca_file or self.ca_file)]
         with (self.tmp / f"{name}.log").open("ab") as log:
@@ -473,6 +495,20 @@ def test_tls_verifies_the_server_against_the_configured_ca(tmp_path: Path) -> No
         site.start_worker("w-2", ca_file=other_ca)  # a server its CA did not sign: refused
         wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in (tmp_path / "w-2.log").read_text())
         assert site.workers["w-2"].poll() is None  # it goes on trying, and never connects
+        verified(site)
+    finally:
+        site.close()
+
+
+def test_a_worker_may_speak_with_an_nkey_seed_instead_of_a_password(tmp_path: Path) -> None:
+    site = RemoteSite(tmp_path, nkeyed=("w-1",))
+    site.nats.start()
+    try:
+        site.start_daemon()
+        site.start_worker("w-1")
+        job_id = site.submit()
+        wait_until(lambda: state_of(site, job_id)() == "succeeded", timeout_s=30)
+        assert site.job(job_id)["runs"][0]["worker"] == "w-1"
         verified(site)
     finally:
         site.close()

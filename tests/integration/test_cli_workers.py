@@ -68,3 +68,22 @@ def test_authorization_prints_the_servers_block_from_password_files(tmp_path: Pa
         74, "--policy-dir", str(policy), "workers", "--authorization", str(folder)
     )
     assert "scanner-1.password is unsafe" in refused.stderr
+
+
+def test_authorization_takes_a_workers_nkey_seed_and_puts_its_public_key(tmp_path: Path) -> None:
+    import nkeys
+
+    orchd, policy = site(tmp_path)
+    folder = tmp_path / "passwords"
+    folder.mkdir()
+    seed = nkeys.encode_seed(bytes(range(32)), nkeys.PREFIX_BYTE_USER).decode()
+    public = nkeys.from_seed(seed.encode()).public_key.decode()
+    for name, text in (("orchd.password", "orchd-secret"), ("scanner-1.nk", seed)):
+        (folder / name).write_text(text + "\n")
+        (folder / name).chmod(0o600)
+
+    made = orchd.ok("--policy-dir", str(policy), "workers", "--authorization", str(folder))
+
+    users = json.loads(made.stdout)["authorization"]["users"]
+    assert [u.get("nkey") or u["user"] for u in users] == ["orchd", public]
+    assert "password" not in users[1] and seed not in made.stdout  # the seed stays in its file

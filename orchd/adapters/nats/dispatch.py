@@ -41,7 +41,7 @@ from orchd.core.ports import Said
 
 from . import events, streams
 from .events import EventFeed
-from .permissions import inbox, tls_context, undeliverable_subject, work_stream
+from .permissions import credentials, inbox, tls_context, undeliverable_subject, work_stream
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -56,6 +56,7 @@ class DispatchSettings:
     user: str | None = None
     password: str | None = None
     ca_file: str | None = None  # TLS, the server verified against this CA
+    nkey_seed: str | None = None  # instead of user and password
 
 
 @dataclass(slots=True)
@@ -142,8 +143,7 @@ class Dispatcher:
             try:
                 self._nc = await nats.connect(
                     s.url,
-                    user=s.user,
-                    password=s.password,
+                    **credentials(s.user, s.password, s.nkey_seed),
                     inbox_prefix=inbox(s.site, "daemon"),
                     name=f"orchd daemon {s.site}",
                     max_reconnect_attempts=-1,

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from orchd.core import remote
-from orchd.errors import InvalidName
+from orchd.errors import BadInput, InvalidName
 
 WORKER_SUBJECTS = ("claim", "hb", "results")
 
@@ -40,6 +40,23 @@ def undeliverable_subject(site: str) -> str:
 def inbox(site: str, who: str) -> str:
     """The inbox prefix a client of the site connects with (a worker's name, or ``daemon``)."""
     return f"_INBOX_{site}_{who}"
+
+
+def credentials(user: str | None, password: str | None, nkey_seed: str | None) -> dict[str, Any]:
+    """``nats.connect``'s credentials: an nkey seed, else a user and password (or none)."""
+    if nkey_seed is not None:
+        return {"nkeys_seed_str": nkey_seed}
+    return {"user": user, "password": password}
+
+
+def nkey_public(seed: str) -> str:
+    """The public nkey (U...) of a user's seed (SU...), for the server's authorization block."""
+    import nkeys
+
+    try:
+        return str(nkeys.from_seed(seed.encode()).public_key.decode())
+    except Exception as exc:  # nkeys raises its own errors and binascii's
+        raise BadInput(detail=f"not an nkey seed ({type(exc).__name__})") from None
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
@@ -82,15 +99,13 @@ def daemon(site: str) -> dict[str, Any]:
 def authorization(
     site: str, daemon_user: Mapping[str, str], workers: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """A server's ``authorization`` block: the daemon's user (``{"user", "password"}``) and each
-    worker's (name -> ``{"password", "job_types"}``), each with its permissions."""
+    """A server's ``authorization`` block: the daemon's user (``{"user", "password"}`` or
+    ``{"nkey"}``) and each worker's (name -> ``{"password" or "nkey", "job_types"}``), each with
+    its permissions. A worker with an nkey is known by it; its name is still its subjects'."""
     users = [{**daemon_user, "permissions": daemon(site)}]
     for name, entry in sorted(workers.items()):
-        users.append(
-            {
-                "user": name,
-                "password": entry["password"],
-                "permissions": worker(site, name, entry["job_types"]),
-            }
-        )
+        who = {"nkey": entry["nkey"]} if "nkey" in entry else {"user": name}
+        if "password" in entry:
+            who["password"] = entry["password"]
+        users.append({**who, "permissions": worker(site, name, entry["job_types"])})
     return {"users": users}

@@ -40,7 +40,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from orchd.core import remote
 from orchd.errors import BadMessage, UnknownProtocol
 
-from .permissions import consumer, inbox, tls_context, work_stream
+from .permissions import consumer, credentials, inbox, tls_context, work_stream
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -58,6 +58,7 @@ class WorkerSettings:
     user: str | None = None
     password: str | None = None
     ca_file: str | None = None  # TLS, the server verified against this CA
+    nkey_seed: str | None = None  # instead of user and password
     grace_ms: int = 5000  # SIGTERM to SIGKILL
     claim_timeout_s: float = 2.0
     fetch_timeout_s: float = 1.0
@@ -88,8 +89,7 @@ class Worker:
 
         self._nc = await nats.connect(
             s.url,
-            user=s.user,
-            password=s.password,
+            **credentials(s.user, s.password, s.nkey_seed),
             inbox_prefix=inbox(s.site, s.name),
             name=f"orchd-worker {s.name}",
             max_reconnect_attempts=-1,

@@ -2,7 +2,7 @@
 the loop (``adapters/nats/dispatch.py``, the ``orchd[workers]`` extra) through which the engine
 offers the runs of remote job types; without it, none, and those jobs wait, throttled
 (``dispatch_unavailable``). Its password is read from ``nats_password_file`` (refused when
-unsafe), never from argv or the environment."""
+unsafe), or its nkey seed from ``nats_nkey_file``, never from argv or the environment."""
 
 from __future__ import annotations
 
@@ -57,9 +57,11 @@ def dispatcher(
             key=settings.nats_url,
             problem="the NATS client is not installed here: install orchd[workers]",
         ) from None
-    password = None
+    password = nkey_seed = None
     if settings.nats_password_file:
         password = keys.read_secret(Path(settings.nats_password_file), "NATS password")
+    if settings.nats_nkey_file:
+        nkey_seed = keys.read_secret(Path(settings.nats_nkey_file), "NATS nkey seed")
 
     def told(fields: dict[str, Any]) -> None:
         said = dict(fields)
@@ -75,6 +77,7 @@ def dispatcher(
             user=settings.nats_user,
             password=password,
             ca_file=settings.nats_ca_file or None,
+            nkey_seed=nkey_seed,
         ),
         wake,
         told,
