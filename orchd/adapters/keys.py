@@ -90,6 +90,16 @@ def read_secret(path: Path, what: str) -> str:
     return text
 
 
+def nats_secrets(
+    password_file: Path | str | None, nkey_file: Path | str | None
+) -> tuple[str | None, str | None]:
+    """A NATS user's (password, nkey seed), each read from its file if one is named (``""``
+    names none), each file refused when unsafe (``read_secret``)."""
+    password = read_secret(Path(password_file), "NATS password") if password_file else None
+    seed = read_secret(Path(nkey_file), "NATS nkey seed") if nkey_file else None
+    return password, seed
+
+
 def claim_secret(state_dir: Path) -> bytes:
     """The daemon's secret its claim tokens are derived from (``core.remote.claim_token``):
     made once (32 random bytes, mode 0600) and kept, so a daemon started again knows the

@@ -74,12 +74,9 @@ def follow(
     url = url or settings.nats_url
     if not url:
         raise BadInput(detail="no NATS server: give --url, or set nats_url")
-    secret_file = password_file or (
-        Path(settings.nats_password_file) if settings.nats_password_file else None
+    password, seed = keys.nats_secrets(
+        password_file or settings.nats_password_file, nkey_file or settings.nats_nkey_file
     )
-    password = keys.read_secret(secret_file, "NATS password") if secret_file else None
-    seed_file = nkey_file or (Path(settings.nats_nkey_file) if settings.nats_nkey_file else None)
-    seed = keys.read_secret(seed_file, "NATS nkey seed") if seed_file else None
     ca = str(ca_file) if ca_file else settings.nats_ca_file or None
     if ca is not None and not Path(ca).is_file():
         raise BadInput(detail=f"no CA file at {ca}")

@@ -132,8 +132,7 @@ def worker(
         raise BadInput(detail="--log-dir is required (systemd's LogsDirectory= sets it)")
     if ca_file is not None and not ca_file.is_file():
         raise BadInput(detail=f"no CA file at {ca_file}")
-    password = keys.read_secret(password_file, "NATS password") if password_file else None
-    seed = keys.read_secret(nkey_file, "NATS nkey seed") if nkey_file else None
+    password, seed = keys.nats_secrets(password_file, nkey_file)
     settings = WorkerSettings(
         site=site,
         name=name,

@@ -6,7 +6,6 @@ unsafe), or its nkey seed from ``nats_nkey_file``, never from argv or the enviro
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchd.adapters import config, keys
@@ -57,11 +56,7 @@ def dispatcher(
             key=settings.nats_url,
             problem="the NATS client is not installed here: install orchd[workers]",
         ) from None
-    password = nkey_seed = None
-    if settings.nats_password_file:
-        password = keys.read_secret(Path(settings.nats_password_file), "NATS password")
-    if settings.nats_nkey_file:
-        nkey_seed = keys.read_secret(Path(settings.nats_nkey_file), "NATS nkey seed")
+    password, nkey_seed = keys.nats_secrets(settings.nats_password_file, settings.nats_nkey_file)
 
     def told(fields: dict[str, Any]) -> None:
         said = dict(fields)
