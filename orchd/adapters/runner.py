@@ -13,7 +13,9 @@ Rules:
   reaped (the unreaped leader keeps the group id from being reused), so nothing the command
   started outlives it unless it left the group on purpose (``setsid``).
 - ``wait`` sleeps in ``select`` on the pipes, on a pidfd per run and on a wake pipe, so an exit
-  (or ``wake()`` from another thread: the spool watcher, the timer, a signal) ends it at once.
+  (or ``wake()`` from another thread: the spool watcher, the timer, a signal) ends it at once;
+  and on any file ``watch`` was given (a remote run's supervisor: its worker's words), which its
+  owner reads.
 - ``sweep`` finds the processes of runs a dead worker started by the ``ORCHD_RUN_ID`` in their
   environment (``/proc/PID/environ``) and kills their process groups, waiting until they are gone.
 """
@@ -36,6 +38,7 @@ from orchd.errors import SpawnFailed, StorageError
 TAIL_CAP = 64 * 1024
 LOG_CAP = 16 * 1024 * 1024
 _READ = 65536
+_WATCHED = "watched"
 _BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -113,6 +116,8 @@ class SubprocessExecutor:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_read, 4096)
                 continue
+            if key.data == _WATCHED:  # its owner reads it
+                continue
             run, what = key.data
             if what == "pipe":
                 self._pump(run)
@@ -124,6 +129,13 @@ class SubprocessExecutor:
         """End a ``wait`` early (from any thread or a signal handler)."""
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_write, b"w")
+
+    def watch(self, fd: int, *, on: bool = True) -> None:
+        """End a ``wait`` too when ``fd`` is readable (``on=False``: no longer)."""
+        if on:
+            self._selector.register(fd, selectors.EVENT_READ, _WATCHED)
+        else:
+            self._selector.unregister(fd)
 
     def signal(self, run_id: str, *, kill: bool) -> None:
         run = self._runs.get(run_id)

@@ -14,6 +14,7 @@ the worker closes the control socket (or dies).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -37,7 +38,6 @@ def serve(control: socket.socket) -> int:
             os.dup2(fds[0], 0)
             os.dup2(fds[0], 1)
             os.close(fds[0])
-            sys.stdin = os.fdopen(0, "r", encoding="utf-8", closefd=False)
             sys.stdout = os.fdopen(1, "w", encoding="utf-8", closefd=False)
             code = 1
             try:
@@ -61,6 +61,7 @@ def _reap() -> None:
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker drains; its runs go on
+    gc.freeze()  # a collection in a supervisor never walks (and so copies) the spawner's objects
     control = socket.socket(fileno=int(sys.argv[1]))
     try:
         return serve(control)

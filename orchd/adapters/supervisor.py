@@ -23,14 +23,13 @@ The lease's end unrenewed, the run's timeout, or a stop sends SIGTERM to the gro
 from __future__ import annotations
 
 import json
-import queue
+import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from orchd.adapters.runner import SubprocessExecutor
 from orchd.core.ports import Exit, RunSpec
@@ -78,7 +77,40 @@ def outcome_of(exit_code: int, cause: str | None) -> str:
     return "succeeded" if exit_code == 0 else "failed"
 
 
-def supervise(run: dict[str, Any], words: IO[str], say: Callable[[dict[str, Any]], None]) -> None:
+class Words:
+    """The worker's lines on ``fd`` (the supervisor's stdin), read as they come: the first
+    waited for, then only what is there when the executor's ``wait`` says it is readable. A
+    thread-free reader: every thread started in a process forked per run costs it time."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.gone = fd, False
+        self._buffer = b""
+
+    def first(self) -> bytes:
+        """The first line (blocking), or what came before the end of input."""
+        while b"\n" not in self._buffer:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                break
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        os.set_blocking(self.fd, False)
+        return line
+
+    def take(self) -> list[str]:
+        """The whole lines come since the last take; ``gone`` once the input has ended."""
+        while not self.gone:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            self._buffer += chunk
+            self.gone = not chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return [line.decode("utf-8", errors="replace").strip() for line in lines]
+
+
+def supervise(run: dict[str, Any], words: Words, say: Callable[[dict[str, Any]], None]) -> None:
     """Run ``run`` to its end, reading the worker's ``words`` and telling it through ``say``."""
     spec = RunSpec(
         run_id=run["spec"]["run_id"],
@@ -97,13 +129,12 @@ def supervise(run: dict[str, Any], words: IO[str], say: Callable[[dict[str, Any]
         executor.close()
         return
     say({"started": pid})
-    heard: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_listen, args=(words, heard, executor.wake), daemon=True).start()
+    executor.watch(words.fd)
     ended: list[Exit] = []
     while not ended:
         ended = executor.wait(fence.next_ms(_now_ms()))
-        while not heard.empty():
-            _heed(heard.get(), fence, spec.run_id, executor)
+        if not words.gone and _heed_all(words, fence, spec.run_id, executor):
+            executor.watch(words.fd, on=False)  # the worker is gone: the lease stands as set
         if ended:
             break
         now = _now_ms()
@@ -128,9 +159,16 @@ def supervise(run: dict[str, Any], words: IO[str], say: Callable[[dict[str, Any]
     executor.close()
 
 
-def _heed(word: str | None, fence: Fence, run_id: str, executor: SubprocessExecutor) -> None:
-    """One line from the worker (None: it is gone, and the lease stands as last set)."""
-    if word is None or fence.cause is not None:
+def _heed_all(words: Words, fence: Fence, run_id: str, executor: SubprocessExecutor) -> bool:
+    """Heed each line come from the worker; True once it is gone."""
+    for word in words.take():
+        _heed(word, fence, run_id, executor)
+    return words.gone
+
+
+def _heed(word: str, fence: Fence, run_id: str, executor: SubprocessExecutor) -> None:
+    """One line from the worker."""
+    if fence.cause is not None:
         return
     verb, _, rest = word.partition(" ")
     if verb == "renew" and rest.isdigit():
@@ -140,18 +178,10 @@ def _heed(word: str | None, fence: Fence, run_id: str, executor: SubprocessExecu
         executor.signal(run_id, kill=False)
 
 
-def _listen(words: IO[str], heard: queue.Queue[str | None], wake: Callable[[], None]) -> None:
-    for line in words:
-        heard.put(line.strip())
-        wake()
-    heard.put(None)
-    wake()
-
-
 def main() -> int:
-    first = sys.stdin.readline()
+    words = Words(sys.stdin.fileno())
     try:
-        run = json.loads(first)
+        run = json.loads(words.first())
     except ValueError:
         print(json.dumps({"failed": "the first line is not the run as JSON"}), flush=True)
         return 2
@@ -159,7 +189,7 @@ def main() -> int:
     def say(what: dict[str, Any]) -> None:
         print(json.dumps(what), flush=True)
 
-    supervise(run, sys.stdin, say)
+    supervise(run, words, say)
     return 0
 
 

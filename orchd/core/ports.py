@@ -7,17 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from orchd.core.bundle_views import BundleView, ReceiptView
-from orchd.core.checkpoints import CheckpointStatement
-from orchd.core.events import Draft, Event
-from orchd.core.metrics import RunTally
 from orchd.core.progress import OnProgress, quiet
-from orchd.core.projection import JobView, RunView
-from orchd.core.site_views import OverrideView, PauseView, RequestView
-from orchd.core.statements import HeadStatement
-from orchd.core.trust import KeyView
+
+if TYPE_CHECKING:  # names for annotations only: a runner's supervisor imports this module lean
+    from orchd.core.bundle_views import BundleView, ReceiptView
+    from orchd.core.checkpoints import CheckpointStatement
+    from orchd.core.events import Draft, Event
+    from orchd.core.metrics import RunTally
+    from orchd.core.projection import JobView, RunView
+    from orchd.core.site_views import OverrideView, PauseView, RequestView
+    from orchd.core.statements import HeadStatement
+    from orchd.core.trust import KeyView
 
 
 class Clock(Protocol):

@@ -152,3 +152,24 @@ def test_sweep_kills_what_a_dead_worker_left_and_only_that(
         for proc in (orphan, bystander):
             proc.kill()
             proc.wait()
+
+
+def test_a_watched_file_ends_a_wait_and_is_left_for_its_owner_to_read(
+    executor: SubprocessExecutor,
+) -> None:
+    read, write = os.pipe()
+    try:
+        executor.watch(read)
+        began = time.monotonic()
+        os.write(write, b"renew 5\n")
+        assert executor.wait(5000) == []  # woken, and no run ended
+        assert time.monotonic() - began < 2
+        assert os.read(read, 100) == b"renew 5\n"  # untouched by the executor
+        executor.watch(read, on=False)
+        os.write(write, b"more")
+        began = time.monotonic()
+        assert executor.wait(200) == []
+        assert time.monotonic() - began >= 0.15  # no longer watched: the wait ran its time
+    finally:
+        os.close(read)
+        os.close(write)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from orchd.adapters.supervisor import Words
+
 RUN = "01KB0000000000000000000001"
 
 
@@ -142,3 +144,23 @@ def test_a_command_that_cannot_start_or_a_bad_first_line_is_said_so(tmp_path: Pa
     assert bad.returncode == 2 and json.loads(bad.stdout) == {
         "failed": "the first line is not the run as JSON"
     }
+
+
+def test_the_workers_words_are_read_as_whole_lines_as_they_come() -> None:
+    read, write = os.pipe()
+    try:
+        words = Words(read)
+        os.write(write, b'{"run": 1}\nren')
+        assert words.first() == b'{"run": 1}'
+        assert words.take() == []  # half a line waits for its end
+        os.write(write, b"ew 5\nstop jobs cancel\n")
+        assert words.take() == ["renew 5", "stop jobs cancel"]
+        assert not words.gone
+        os.close(write)
+        write = -1
+        assert words.take() == []
+        assert words.gone
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
