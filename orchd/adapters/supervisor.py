@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 import time
 from collections.abc import Callable
@@ -79,35 +80,40 @@ def outcome_of(exit_code: int, cause: str | None) -> str:
 
 class Words:
     """The worker's lines on ``fd`` (the supervisor's stdin), read as they come: the first
-    waited for, then only what is there when the executor's ``wait`` says it is readable. A
-    thread-free reader: every thread started in a process forked per run costs it time."""
+    waited for, then only what is there (``take``, when the executor's ``wait`` said it is
+    readable). A thread-free reader: every thread started in a process forked per run costs it
+    time. The file stays blocking: under the spawner, stdin and stdout are one socket, and a
+    long last line must wait for a slow worker rather than fail."""
 
     def __init__(self, fd: int) -> None:
         self.fd, self.gone = fd, False
         self._buffer = b""
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
 
     def first(self) -> bytes:
         """The first line (blocking), or what came before the end of input."""
-        while b"\n" not in self._buffer:
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                break
-            self._buffer += chunk
+        while b"\n" not in self._buffer and self._read():
+            pass
         line, _, self._buffer = self._buffer.partition(b"\n")
-        os.set_blocking(self.fd, False)
         return line
 
     def take(self) -> list[str]:
         """The whole lines come since the last take; ``gone`` once the input has ended."""
-        while not self.gone:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except BlockingIOError:
-                break
-            self._buffer += chunk
-            self.gone = not chunk
+        while not self.gone and self._poll.poll(0) and self._read():
+            pass
         *lines, self._buffer = self._buffer.split(b"\n")
         return [line.decode("utf-8", errors="replace").strip() for line in lines]
+
+    def _read(self) -> bool:
+        """Read what is there (at least a byte, or the end: then ``gone``, and False)."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except OSError:  # the worker's end failed: as gone
+            chunk = b""
+        self._buffer += chunk
+        self.gone = not chunk
+        return not self.gone
 
 
 def supervise(run: dict[str, Any], words: Words, say: Callable[[dict[str, Any]], None]) -> None:
@@ -129,7 +135,8 @@ def supervise(run: dict[str, Any], words: Words, say: Callable[[dict[str, Any]],
         executor.close()
         return
     say({"started": pid})
-    executor.watch(words.fd)
+    if not words.gone:
+        executor.watch(words.fd)
     ended: list[Exit] = []
     while not ended:
         ended = executor.wait(fence.next_ms(_now_ms()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -164,3 +165,35 @@ def test_the_workers_words_are_read_as_whole_lines_as_they_come() -> None:
         os.close(read)
         if write >= 0:
             os.close(write)
+
+
+def test_a_long_last_line_waits_for_a_slow_worker_on_one_socket(tmp_path: Path) -> None:
+    """As under the spawner: stdin and stdout one socket. The tail of 64 KiB of control bytes
+    is a line of 384 KiB, more than the socket holds: it is written whole once read."""
+    ours, theirs = socket.socketpair()
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchd.adapters.supervisor"], stdin=theirs, stdout=theirs, env=env
+    )
+    theirs.close()
+    noisy = "head -c 70000 /dev/zero | tr '\\0' '\\1'"
+    run = {
+        "spec": {"run_id": RUN, "job_id": RUN, "argv": ["/bin/sh", "-c", noisy], "env": {}},
+        "log_dir": str(tmp_path / "logs"),
+        "lease_ms": 10_000,
+        "timeout_ms": 60_000,
+        "grace_ms": 300,
+    }
+    try:
+        ours.sendall(json.dumps(run).encode() + b"\n")
+        time.sleep(1)  # the run ends while nothing reads its answers
+        with ours.makefile("rb") as answers:
+            assert "started" in json.loads(answers.readline())
+            ended = json.loads(answers.readline())["ended"]
+        assert ended["outcome"] == "succeeded"
+        assert ended["output_tail"] == "\x01" * 65536
+        assert proc.wait(10) == 0
+    finally:
+        ours.close()
+        if proc.poll() is None:
+            proc.kill()
