@@ -133,25 +133,24 @@ def decode(data: bytes, kind: str | tuple[str, ...], *, sender: str) -> Message:
     if not isinstance(value, dict):
         raise BadMessage(sender=sender, detail="not a JSON object")
     if value.get("v") != PROTOCOL:
-        raise UnknownProtocol(sender=sender, version=value.get("v", "none"), ours=PROTOCOL)
+        raise UnknownProtocol(sender=sender, version=_shown(value.get("v", "none")), ours=PROTOCOL)
     kinds = (kind,) if isinstance(kind, str) else kind
     if value.get("kind") not in kinds:
-        due = " or ".join(kinds)
-        raise BadMessage(sender=sender, detail=f"a {value.get('kind')!r} where a {due} was due")
+        due, given_kind = " or ".join(kinds), _shown(value.get("kind"))
+        raise BadMessage(sender=sender, detail=f"a {given_kind} where a {due} was due")
     kind = str(value["kind"])
     keys = _KEYS[kind]
     given = set(value) - {"v", "kind"}
     missing = sorted(set(keys) - given - _OPTIONAL.get(kind, set()))
     if missing or not given <= set(keys):
-        detail = (
-            f"missing {missing[0]}" if missing else f"unknown key {sorted(given - set(keys))[0]}"
-        )
+        unknown = sorted(given - set(keys))
+        detail = f"missing {missing[0]}" if missing else f"unknown key {_clipped(unknown[0])}"
         raise BadMessage(sender=sender, detail=f"{kind}: {detail}")
     for key in sorted(given):
         _check(value[key], keys[key], f"{kind}.{key}", sender)
     fields = {key: value[key] for key in sorted(given)}
     if kind == "result" and fields["outcome"] not in OUTCOMES:
-        raise BadMessage(sender=sender, detail=f"result.outcome {fields['outcome']!r}")
+        raise BadMessage(sender=sender, detail=f"result.outcome {_shown(fields['outcome'])}")
     return Message(kind, fields)
 
 
@@ -164,7 +163,16 @@ def _check(value: Any, how: str, where: str, sender: str) -> None:
     try:
         check_name("site id" if how == _NAME else how, value)
     except OrchdError as exc:
-        raise BadMessage(sender=sender, detail=f"{where}: {exc.message}") from None
+        raise BadMessage(sender=sender, detail=f"{where}: {exc.message[:200]}") from None
+
+
+def _shown(value: Any) -> str:
+    """A value a message gave, as a refusal names it: at most 40 characters of its repr."""
+    return _clipped(repr(value))
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # --- the lease rule ------------------------------------------------------------------------------

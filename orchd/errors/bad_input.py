@@ -130,7 +130,7 @@ class BadMessage(BadInput):
 
 
 class UnknownProtocol(BadInput):
-    """{sender} speaks worker protocol {version!r}; this orchd speaks {ours}"""
+    """{sender} speaks worker protocol {version}; this orchd speaks {ours}"""
 
     exit_code = 25
     hint = "run the same orchd release on the daemon's host and the workers'"

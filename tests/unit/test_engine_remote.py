@@ -257,6 +257,31 @@ def test_a_bad_claim_is_refused_and_audited_and_nothing_else_changes(
     assert answer.kind == "refused" and reason in answer["reason"]
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"[" * 100_000, b'{"kind":"claim","v":"' + b"9" * 100_000 + b'"}'],
+    ids=["nested past Python's depth", "a reason of 100,000 characters"],
+)
+@pytest.mark.parametrize("what", ["claim", "hb", "results"])
+def test_a_hostile_message_is_refused_and_audited_and_the_engine_goes_on(
+    world: World, what: str, data: bytes
+) -> None:
+    dispatch = FakeDispatch()
+    made, job_id, run_id = offered(world, dispatch)
+    asked = Heard(what, "w-1", data)
+    dispatch.heard.append(asked)
+    made.step()
+    (refused,) = refusals(world.ledger)
+    assert refused["what"] == what and len(refused["reason"]) <= 1000
+    if what == "results":
+        assert dispatch.acked == [asked]  # never delivered again
+    else:
+        assert dispatch.answer_to(asked).kind == "refused"
+    claim(dispatch, run_id)
+    made.step()  # and the next message is heard as ever
+    assert world.types(job_id)[-1] == "run.started"
+
+
 def test_a_second_workers_claim_is_refused_and_the_same_workers_again_is_the_same_grant(
     world: World,
 ) -> None:

@@ -120,6 +120,18 @@ def test_an_unknown_protocol_version_is_refused_naming_both(version: object) -> 
     assert caught.value.message == f"w-1 speaks worker protocol {shown}; this orchd speaks 1"
 
 
+def test_what_a_refusal_shows_of_a_given_value_is_clipped() -> None:
+    huge = "9" * 100_000
+    for data, error in (
+        (raw("claim", v=huge), UnknownProtocol),
+        (raw("claim", kind=huge), BadMessage),
+        (raw("claim", **{"k" * 5000: 1}), BadMessage),
+    ):
+        with pytest.raises(error) as caught:
+            remote.decode(data, "claim", sender="w-1")
+        assert len(caught.value.message) < 300 and "..." in caught.value.message
+
+
 def test_what_this_side_writes_is_checked_before_it_leaves() -> None:
     with pytest.raises(BadMessage, match="this orchd"):
         remote.encode("granted", run_id=RUN, token="short", lease_ms=2000)

@@ -28,6 +28,7 @@ from .runs import Runs
 
 NEVER = 2**62  # the deadline of a run offered and not yet claimed: its timeout starts at the claim
 _REFUSED = (BadMessage, UnknownProtocol, ClaimRefused)
+MAX_REASON = 1000  # characters of a refusal's reason, answered and audited
 
 
 class Remote(Runs):
@@ -260,6 +261,7 @@ class Remote(Runs):
         """Refuse ``said``: answered (a claim or heartbeat; naming its run if it names one) or
         acknowledged (a result: never delivered again), and audited."""
         run_id = _run_named(said.data)
+        reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
         self._drafts.append(
             drafts.remote_refused(
                 self._actor,
@@ -309,7 +311,7 @@ def _run_named(data: bytes) -> str | None:
     """The run id a refused message names, if it names one that is an id (best effort)."""
     try:
         value = json.loads(data[: remote.MAX_MESSAGE])
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's depth
         return None
     run_id = value.get("run_id") if isinstance(value, dict) else None
     return run_id if isinstance(run_id, str) and ids.is_id(run_id) else None
