@@ -421,15 +421,31 @@ def test_a_daemon_started_anew_adopts_its_remote_runs_and_ends_only_the_local_on
     assert len(world.payloads(claimed, "run.started")) == 1
 
 
-def test_a_stopping_daemon_leaves_its_remote_runs_to_their_workers(world: World) -> None:
+def test_a_stopping_daemon_serves_its_remote_runs_then_leaves_them_to_their_workers(
+    world: World,
+) -> None:
     dispatch = FakeDispatch()
-    made, job_id, run_id = offered(world, dispatch)
-    claim(dispatch, run_id)
+    first = world.submit(remote_policy(), "scan")
+    second = world.submit(remote_policy(), "scan")
+    made = engine(world, dispatch)
     made.step()
-    made.stop()
+    by_job = {offer["job_id"]: run for run, offer in dispatch.offers.items()}
+    for run_id in by_job.values():
+        claim(dispatch, run_id)
     made.step()
-    assert made.running == 0
-    assert world.types(job_id)[-1] == "run.started"  # nothing ended: adopted when started again
+
+    made.stop()  # while the loop goes on (local runs draining), the workers are served as ever
+    world.clock.advance(LEASE_MS // 2)
+    beat = dispatch.say("hb", "w-1", run_id=by_job[first], token=token(by_job[first]))
+    result(dispatch, by_job[second])
+    made.step()
+    assert dispatch.answer_to(beat).kind == "renewed"  # not told to stop
+    assert world.job(second).state == "succeeded"  # its result recorded
+
+    again = engine(world, dispatch)  # a daemon told to stop with only remote runs left
+    assert again.run(until_idle=False, should_stop=lambda: True).started == 0
+    assert again.running == 0
+    assert world.types(first)[-1] == "run.started"  # nothing ended: adopted when started again
 
 
 def test_an_offer_nats_stopped_delivering_ends_its_run_and_the_job_is_retried(

@@ -62,9 +62,12 @@ class Engine(Loading, Dependencies):
             finally:
                 if self.writable and writer is not None:
                     writer.give_back()
+            if self.writable and self._stopped():
+                self._detach()
+                return self.tally
             idle = not self._active and (wake_in is None or wake_in > max_wait_ms)
             if idle and self.writable:
-                if until_idle or self._stopping:
+                if until_idle:
                     return self.tally
                 if wake_in is None and tick is None:
                     self.load()  # a long-running worker looks for new work now and then
@@ -131,19 +134,24 @@ class Engine(Loading, Dependencies):
         self._deps_dirty = True
 
     def drain(self) -> None:
-        """Admit nothing more; let the runs going on here finish (``stop`` interrupts them);
-        the remote ones go on on their workers, for the daemon started next (``_detach``)."""
+        """Admit nothing more; let the runs going on here finish (``stop`` interrupts them).
+        The remote ones are served as ever (heartbeats, results) while the loop goes on, and
+        left to their workers when it ends, for the daemon started next (``_detach``)."""
         self._stopping = True
-        self._detach()
 
     def stop(self) -> None:
-        """Admit nothing more; ask every running group to stop (SIGKILL after the grace)."""
+        """Admit nothing more; ask every group running here to stop (SIGKILL after the grace);
+        the remote runs are not stopped: they go on on their workers."""
         self._stopping = True
-        self._detach()
         now = self._clock.monotonic_ms()
         for active in self._active.values():
-            if active.ending is None:
+            if active.ending is None and not active.remote:
                 self._signal(active, "interrupted", now)
+
+    def _stopped(self) -> bool:
+        """Stopping, with nothing left running here and nothing left to record."""
+        local = any(not active.remote for active in self._active.values())
+        return self._stopping and not local and not self._drafts and not self._endings
 
     def step(self, *, writable: bool = True) -> int | None:
         """Do what is due; return milliseconds until something else is, None if nothing is.
