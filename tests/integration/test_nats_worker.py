@@ -175,3 +175,29 @@ def test_a_stop_in_a_heartbeats_answer_ends_the_run_as_interrupted(tmp_path: Pat
 
     with NatsServer(tmp_path / "nats") as server:
         asyncio.run(with_worker(tmp_path, server, body))
+
+
+def test_a_result_keeps_the_end_of_a_tail_too_long_for_a_message() -> None:
+    settings = worker_module.WorkerSettings(
+        site=SITE,
+        name=NAME,
+        job_types=("rescan",),
+        programs=frozenset({"/bin/true"}),
+        url="nats://127.0.0.1:1",
+        log_dir=Path("/logs"),
+        version="0.1.0",
+    )
+    offer = remote.decode(made_offer(SITE, 1, ["/bin/true"]), "offer", sender="the test")
+    granted = remote.Message("granted", {"run_id": run_id(1), "token": TOKEN, "lease_ms": 900})
+    ended = {
+        "outcome": "failed",
+        "exit_code": 3,
+        "output_tail": "first\n" + "\x00" * remote.MAX_TAIL,  # 6 bytes each in JSON
+        "log_path": "/logs/run.log",
+    }
+    data = worker_module.result_message(settings, offer, granted, ended)
+    assert len(data) <= remote.MAX_MESSAGE
+    result = remote.decode(data, "result", sender="the test")
+    assert (result["outcome"], result["exit_code"]) == ("failed", 3)
+    assert 0 < len(result["output_tail"]) < remote.MAX_TAIL
+    assert set(result["output_tail"]) == {"\x00"}  # its end, not its start

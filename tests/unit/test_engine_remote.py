@@ -348,6 +348,20 @@ def test_a_lease_not_renewed_lapses_on_the_daemons_clock_and_the_job_is_retried(
     assert len(dispatch.offers) == 2  # the retry: a new run, a new offer
 
 
+def test_a_grant_held_back_past_its_lease_is_answered_as_refused(world: World) -> None:
+    dispatch = FakeDispatch()
+    made, job_id, run_id = offered(world, dispatch)
+    asked = claim(dispatch, run_id)
+    made.step(writable=False)  # an import holds the writer: run.started waits to be committed
+    world.clock.advance(LEASE_MS)
+    made.step(writable=False)  # the lease ran out meanwhile
+    assert dispatch.answers == []  # nothing answered before its commit
+    made.step()
+    assert dispatch.answer_to(asked).kind == "refused"  # not granted late
+    first = world.ledger.runs_of(job_id)[0]
+    assert (first.state, first.worker) == ("interrupted", "w-1")
+
+
 def test_a_cancel_reaches_a_claimed_run_at_its_next_heartbeat_and_an_unclaimed_one_at_once(
     world: World,
 ) -> None:

@@ -68,6 +68,32 @@ def _mono_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
 
+def result_message(
+    s: WorkerSettings, offer: remote.Message, granted: remote.Message, ended: dict[str, Any]
+) -> bytes:
+    """A run's result, its output tail cut to what a message holds: the last ``MAX_TAIL``
+    characters, then the last half of them again while the message would be too long (a
+    control character takes six bytes in JSON)."""
+    tail = ended["output_tail"][-remote.MAX_TAIL :]
+    while True:
+        try:
+            return remote.encode(
+                "result",
+                site=s.site,
+                worker=s.name,
+                run_id=offer["run_id"],
+                token=granted["token"],
+                outcome=ended["outcome"],
+                exit_code=ended.get("exit_code"),
+                output_tail=tail,
+                log_path=ended["log_path"],
+            )
+        except BadMessage:
+            if not tail:
+                raise
+            tail = tail[len(tail) // 2 + 1 :]
+
+
 class Worker:
     def __init__(self, settings: WorkerSettings, log: Log) -> None:
         self.settings, self.log = settings, log
@@ -149,21 +175,12 @@ class Worker:
         offer = await self._offer(msg)
         if offer is None:
             return
-        granted = await self._claim(msg, offer)
-        if granted is None:
+        claimed = await self._claim(msg, offer)
+        if claimed is None:
             return
-        ended = await self._supervised(msg, offer, granted)
-        result = remote.encode(
-            "result",
-            site=self.settings.site,
-            worker=self.settings.name,
-            run_id=offer["run_id"],
-            token=granted["token"],
-            outcome=ended["outcome"],
-            exit_code=ended.get("exit_code"),
-            output_tail=ended["output_tail"][-remote.MAX_TAIL :],
-            log_path=ended["log_path"],
-        )
+        granted, asked_ms = claimed
+        ended = await self._supervised(msg, offer, granted, asked_ms)
+        result = result_message(self.settings, offer, granted, ended)
         await self._publish_result(offer["run_id"], result)
         try:
             await msg.ack()
@@ -196,7 +213,9 @@ class Worker:
             return None
         return offer
 
-    async def _claim(self, msg: Any, offer: remote.Message) -> remote.Message | None:
+    async def _claim(self, msg: Any, offer: remote.Message) -> tuple[remote.Message, int] | None:
+        """The grant of ``offer``'s run and when it was asked for (this host's monotonic ms),
+        or None (refused, unanswered: the message dealt with)."""
         s = self.settings
         claim = remote.encode(
             "claim",
@@ -207,6 +226,7 @@ class Worker:
             concurrency=s.concurrency,
             log=str(s.log_dir / f"{offer['run_id']}.log"),
         )
+        asked_ms = _mono_ms()
         try:
             reply = await self._nc.request(self.subject("claim"), claim, timeout=s.claim_timeout_s)
             answer = remote.decode(reply.data, ("granted", "refused"), sender="the daemon")
@@ -226,14 +246,17 @@ class Worker:
             )
             await msg.term()
             return None
-        return answer
+        return answer, asked_ms
 
     async def _supervised(
-        self, msg: Any, offer: remote.Message, granted: remote.Message
+        self, msg: Any, offer: remote.Message, granted: remote.Message, asked_ms: int
     ) -> dict[str, Any]:
-        """Run the offer under its supervisor, heartbeating, to its end (the supervisor's)."""
+        """Run the offer under its supervisor, heartbeating, to its end (the supervisor's).
+        Its lease is counted from when the claim was asked for, as a heartbeat's renewal is
+        from when the beat was sent: it never ends later than the daemon's."""
         s = self.settings
         reader, writer = await self._supervisor()
+        lease_ms = max(0, int(granted["lease_ms"]) - (_mono_ms() - asked_ms))
         run = {
             "spec": {
                 "run_id": offer["run_id"],
@@ -243,7 +266,7 @@ class Worker:
                 "workdir": offer.fields.get("workdir"),
             },
             "log_dir": str(s.log_dir),
-            "lease_ms": granted["lease_ms"],
+            "lease_ms": lease_ms,
             "timeout_ms": offer["timeout_ms"],
             "grace_ms": s.grace_ms,
         }

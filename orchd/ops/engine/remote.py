@@ -231,8 +231,19 @@ class Remote(Runs):
 
     def _lapse(self, active: Active, now_ms: int) -> None:
         """End a remote run no worker holds any more: its lease ran out unrenewed, or it was
-        stopped before a worker claimed it."""
+        stopped before a worker claimed it. A grant not yet answered (its step's commit held
+        back: the writer busy, a full disk) is answered as refused: nothing starts late."""
         self._leases.end(active.run_id)
+        late = remote.encode(
+            "refused",
+            run_id=active.run_id,
+            reason="its lease ran out before the grant could be answered",
+        )
+        ours = active.run_id
+        self._replies = [
+            (said, late if said.kind == "claim" and _run_named(said.data) == ours else data)
+            for said, data in self._replies
+        ]
         self._dispatch_settled(active.run_id)
         del self._active[active.run_id]
         self._release(active.job)
