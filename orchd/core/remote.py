@@ -13,8 +13,9 @@ permissions enforce, so the subject a message came on names its sender.
 The lease rule (``Leases``): a claim is granted only for a run the ledger holds leased, unended
 and not yet expired; the grant's token, drawn by the caller, is then the run's, and a heartbeat
 or a result counts only with it, from the worker that claimed. Every time is the daemon's
-monotonic clock: a lease lapses ``lease_ms`` after the last grant or heartbeat, and no wall clock
-of another host is compared with anything here.
+monotonic clock: a lease lapses ``lease_ms`` after the last grant or heartbeat (or after the
+daemon could last not hear, NATS unreachable: ``deaf``), and no wall clock of another host is
+compared with anything here.
 """
 
 from __future__ import annotations
@@ -232,6 +233,14 @@ class Leases:
         """The run's result was recorded, or its lease lapsed: its claim is gone."""
         self.held.pop(run_id, None)
         self.stopping.pop(run_id, None)
+
+    def deaf(self, now_ms: int) -> None:
+        """The daemon cannot hear its workers now (NATS unreachable): no lease runs out while
+        it cannot, each lasting a whole lease from now at least. Later than a worker's own copy
+        is the safe side: its supervisor, renewed by nothing meanwhile, fences the run."""
+        for run_id, held in self.held.items():
+            if held.until_ms < now_ms + self.lease_ms:
+                self.held[run_id] = Held(held.worker, held.token, now_ms + self.lease_ms)
 
     def lapsed(self, now_ms: int) -> list[str]:
         """The runs whose lease ran out unrenewed (still held: the caller ends each)."""

@@ -348,6 +348,25 @@ def test_a_lease_not_renewed_lapses_on_the_daemons_clock_and_the_job_is_retried(
     assert len(dispatch.offers) == 2  # the retry: a new run, a new offer
 
 
+def test_no_lease_runs_out_while_nats_is_unreachable_but_one_lease_after_it_is_back(
+    world: World,
+) -> None:
+    dispatch = FakeDispatch()
+    made, job_id, run_id = offered(world, dispatch)
+    claim(dispatch, run_id)
+    made.step()
+    dispatch.available = False  # the daemon cannot hear its worker: its result may be waiting
+    world.clock.advance(3 * LEASE_MS)
+    made.step()
+    dispatch.available = True
+    world.clock.advance(LEASE_MS - 1)
+    made.step()
+    assert world.job(job_id).state == "running"  # one whole lease from when it could hear
+    world.clock.advance(1)
+    made.step()
+    assert world.runs(job_id)[0][0] == "interrupted"  # then a silent worker's run lapses
+
+
 def test_a_grant_held_back_past_its_lease_is_answered_as_refused(world: World) -> None:
     dispatch = FakeDispatch()
     made, job_id, run_id = offered(world, dispatch)

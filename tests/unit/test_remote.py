@@ -194,3 +194,13 @@ def test_a_claims_token_is_the_daemons_secrets_alone_and_the_same_after_a_restar
         remote.claim_token(b"s" * 32, JOB, "w-1"),
     }
     assert token not in others and len(others) == 3
+
+
+def test_while_the_daemon_cannot_hear_no_lease_runs_out() -> None:
+    leases = remote.Leases(lease_ms=1000)
+    leases.grant("r1", "w-1", "a" * 32, 0)
+    leases.grant("r2", "w-1", "b" * 32, 5000)  # granted later: it lasts longer already
+    leases.deaf(4500)  # NATS unreachable since before r1's lease ran out
+    assert leases.lapsed(5400) == []
+    assert leases.held["r2"].until_ms == 6000  # untouched: longer than a lease from then
+    assert leases.lapsed(5500) == ["r1"]  # a whole lease after the daemon could last not hear

@@ -126,6 +126,8 @@ class Remote(Runs):
                         self._result(said, now_ms)
                 except _REFUSED as exc:
                     self._refuse(said, exc.message)
+        if self._dispatch is not None and not self._dispatch.available:
+            self._leases.deaf(mono)  # nothing can be heard: nothing lapses for not being heard
         for run_id in self._leases.lapsed(mono):
             self._lapse(self._active[run_id], now_ms)
         for active in [a for a in self._active.values() if a.remote and a.worker is None]:
