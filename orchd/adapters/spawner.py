@@ -38,13 +38,11 @@ def serve(control: socket.socket) -> int:
             os.dup2(fds[0], 0)
             os.dup2(fds[0], 1)
             os.close(fds[0])
-            sys.stdout = os.fdopen(1, "w", encoding="utf-8", closefd=False)
             code = 1
             try:
                 code = supervisor.main()
             finally:
-                sys.stdout.flush()
-                os._exit(code)
+                os._exit(code)  # the supervisor writes its answers straight to the socket
         os.close(fds[0])
 
 

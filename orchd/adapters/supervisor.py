@@ -134,7 +134,20 @@ def supervise(run: dict[str, Any], words: Words, say: Callable[[dict[str, Any]],
         say({"failed": exc.message})
         executor.close()
         return
-    say({"started": pid})
+    try:
+        say({"started": pid})
+        _to_its_end(spec, words, fence, executor, say)
+    finally:
+        executor.close()  # its group killed, if anything ended this supervisor before the run
+
+
+def _to_its_end(
+    spec: RunSpec,
+    words: Words,
+    fence: Fence,
+    executor: SubprocessExecutor,
+    say: Callable[[dict[str, Any]], None],
+) -> None:
     if not words.gone:
         executor.watch(words.fd)
     ended: list[Exit] = []
@@ -163,7 +176,6 @@ def supervise(run: dict[str, Any], words: Words, say: Callable[[dict[str, Any]],
             }
         }
     )
-    executor.close()
 
 
 def _heed_all(words: Words, fence: Fence, run_id: str, executor: SubprocessExecutor) -> bool:
@@ -185,17 +197,24 @@ def _heed(word: str, fence: Fence, run_id: str, executor: SubprocessExecutor) ->
         executor.signal(run_id, kill=False)
 
 
+def say(what: dict[str, Any]) -> None:
+    """Tell the worker ``what``, as one JSON line, written whole (the file is blocking); a
+    worker gone (a broken pipe) is told nothing: the lease as last set decides."""
+    data = (json.dumps(what) + "\n").encode()
+    try:
+        while data:
+            data = data[os.write(sys.stdout.fileno(), data) :]
+    except OSError:
+        pass
+
+
 def main() -> int:
     words = Words(sys.stdin.fileno())
     try:
         run = json.loads(words.first())
     except ValueError:
-        print(json.dumps({"failed": "the first line is not the run as JSON"}), flush=True)
+        say({"failed": "the first line is not the run as JSON"})
         return 2
-
-    def say(what: dict[str, Any]) -> None:
-        print(json.dumps(what), flush=True)
-
     supervise(run, words, say)
     return 0
 

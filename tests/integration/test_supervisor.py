@@ -197,3 +197,34 @@ def test_a_long_last_line_waits_for_a_slow_worker_on_one_socket(tmp_path: Path) 
         ours.close()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_worker_gone_before_it_heard_the_start_leaves_no_job_unfenced(tmp_path: Path) -> None:
+    """The worker dies between sending the run and reading its answer: the supervisor cannot
+    say "started", and still ends the job at the lease's end (then exits, telling no one)."""
+    ours, theirs = socket.socketpair()
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchd.adapters.supervisor"], stdin=theirs, stdout=theirs, env=env
+    )
+    theirs.close()
+    run = {
+        "spec": {
+            "run_id": RUN,
+            "job_id": RUN,
+            "argv": ["/bin/sh", "-c", "sleep 30 & sleep 30; wait"],
+            "env": {"ORCHD_RUN_ID": RUN},
+        },
+        "log_dir": str(tmp_path / "logs"),
+        "lease_ms": 400,
+        "timeout_ms": 60_000,
+        "grace_ms": 300,
+    }
+    began = time.monotonic()
+    try:
+        ours.sendall(json.dumps(run).encode() + b"\n")
+    finally:
+        ours.close()  # gone before any answer
+    assert proc.wait(10) == 0
+    assert time.monotonic() - began < 3
+    assert alive_with_run_id() == []
