@@ -7,15 +7,17 @@ unclaimed: the run is offered again (the same message id) and runs once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchd.core import remote
-from tests.natsserver import NatsServer, run_id
+from tests.natsserver import NatsServer, free_port, run_id
 from tests.natsserver import offer as made_offer
 
 pytest.importorskip("nats")
@@ -149,3 +151,28 @@ def test_nats_restarted_before_a_claim_the_run_is_offered_again_and_runs_once(
     assert loop.claims == [(run_id(7), "w-1")]
     assert (tmp_path / "ran").read_text() == "once\n"
     assert loop.results[run_id(7)]["outcome"] == "succeeded"
+
+
+def test_a_server_without_jetstream_is_tried_again_on_one_connection_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """Setting up fails (no JetStream): the dispatcher stays unavailable and tries again each
+    second, closing each connection whose setting up failed before it opens the next."""
+    server = NatsServer(tmp_path / "nats")
+    monitor = free_port()
+    config = json.loads(server.config.read_text())
+    del config["jetstream"]
+    server.config.write_text(json.dumps({**config, "http": f"127.0.0.1:{monitor}"}))
+    with server:
+        loop = Loop(server.url)
+        loop.dispatcher.start()
+        try:
+            deadline = time.monotonic() + 10
+            while sum("trying again" in str(said) for said in loop.logged) < 3:
+                assert time.monotonic() < deadline, loop.logged
+                time.sleep(0.05)
+            assert not loop.dispatcher.available
+            with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/connz") as answer:
+                assert json.load(answer)["num_connections"] <= 1
+        finally:
+            loop.dispatcher.close()

@@ -138,10 +138,14 @@ class Dispatcher:
     # --- on the NATS thread ----------------------------------------------------------------
 
     async def _connect(self) -> None:
+        """Connect and make the streams, consumers and subscriptions, trying again each second
+        until both are done; a connection whose setting up failed (JetStream off, a stream
+        refused) is closed first, with what it had started."""
         s = self.settings
         while not self._stopping:
+            nc = None
             try:
-                self._nc = await nats.connect(
+                nc = self._nc = await nats.connect(
                     s.url,
                     **credentials(s.user, s.password, s.nkey_seed),
                     inbox_prefix=inbox(s.site, "daemon"),
@@ -154,11 +158,14 @@ class Dispatcher:
                     disconnected_cb=self._disconnected,
                     error_cb=self._failed,
                 )
-                self._js = self._nc.jetstream()
+                self._js = nc.jetstream()
                 await self._prepare()
                 return
             except (TimeoutError, NatsError, OSError) as exc:
                 self._log({"message": "NATS unreachable, trying again", "error": str(exc)})
+                if nc is not None:
+                    with contextlib.suppress(TimeoutError, NatsError, OSError):
+                        await nc.close()
                 await asyncio.sleep(1)
 
     async def _prepare(self) -> None:
@@ -172,7 +179,7 @@ class Dispatcher:
         results = await self._js.pull_subscribe_bind(
             streams.RESULTS_CONSUMER, streams.results_stream(s.site)
         )
-        self._loop.create_task(self._pull_results(results))
+        self._loop.create_task(self._pull_results(results, self._nc))
         if self._feed is not None and self._feeding is None:
             await events.ensure(self._js, s.site)
             self._feeding = self._loop.create_task(self._feed.run(self._js))
@@ -230,8 +237,8 @@ class Dispatcher:
             return
         self._queue(Incoming("undeliverable", "", stored.data, None))
 
-    async def _pull_results(self, sub: Any) -> None:
-        while not self._stopping:
+    async def _pull_results(self, sub: Any, nc: Any) -> None:
+        while not self._stopping and not nc.is_closed:  # closed: a setting up that failed
             try:
                 for msg in await sub.fetch(16, timeout=1):
                     worker = msg.subject.rsplit(".", 1)[1]
