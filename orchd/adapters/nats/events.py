@@ -31,6 +31,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from orchd.core.events import Event
+from orchd.errors import OrchdError
 
 from .. import files
 
@@ -106,16 +107,17 @@ class EventFeed:
         self.site, self.open_reader, self.position, self.log = site, open_reader, position, log
 
     async def run(self, js: Any) -> None:
-        """Publish until cancelled; a failure is logged and the feed goes on from the last
-        position the stream acknowledged."""
+        """Publish until cancelled; a failure (NATS, reading the ledger, saving the position)
+        is logged and the feed goes on from the last position the stream acknowledged."""
         reader = self.open_reader()
         try:
             while True:
                 try:
                     await self._publish_all(js, reader)
-                except (NatsError, NatsTimeout, TimeoutError) as exc:
-                    self.log({"message": "event stream behind, trying again", "error": str(exc)})
-                    await asyncio.sleep(1)
+                except (NatsError, NatsTimeout, TimeoutError, OrchdError, OSError) as exc:
+                    error = exc.message if isinstance(exc, OrchdError) else str(exc)
+                    self.log({"message": "event stream behind, trying again", "error": error})
+                    await asyncio.sleep(1)  # NATS, the ledger's disk or the position's
         finally:
             reader.close()
 
