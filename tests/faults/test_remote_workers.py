@@ -158,6 +158,13 @@ class RemoteSite:
         found: dict[str, Any] = json.loads(shown.stdout)
         return found
 
+    def told_ended(self, worker: str, job_id: str) -> bool:
+        """The worker logged the end of the job's first run (its result stored, its work
+        acknowledged): a late word, sent."""
+        first = self.job(job_id)["runs"][0]["run_id"]
+        said = (self.tmp / f"{worker}.log").read_text(errors="replace").splitlines()
+        return any('"run ended"' in line and first in line for line in said)
+
     def ran_lines(self, job_id: str) -> list[str]:
         path = self.ran / job_id
         return path.read_text().split() if path.exists() else []
@@ -271,7 +278,8 @@ def test_a_worker_stopped_past_its_lease_is_fenced_and_its_late_word_changes_not
     site.start_worker("w-2")
     wait_until(lambda: state_of(site, job_id)() == "succeeded", timeout_s=40)
     os.kill(site.workers["w-1"].pid, signal.SIGCONT)  # back: its word comes too late
-    time.sleep(LEASE_S + 0.5)
+    wait_until(lambda: site.told_ended("w-1", job_id), timeout_s=20)
+    time.sleep(0.5)  # heard by the daemon, and acknowledged: nothing changes
     runs = runs_of(site, job_id)
     assert runs == [("interrupted", "w-1", "lease_lost"), ("succeeded", "w-2", None)]
     second = site.job(job_id)["runs"][1]["run_id"]
@@ -294,7 +302,8 @@ def test_a_worker_cut_off_from_nats_is_fenced_and_the_job_finishes_on_the_other(
     site.start_worker("w-2")
     wait_until(lambda: state_of(site, job_id)() == "succeeded", timeout_s=40)
     proxy.restore()  # w-1 back: its result (lease lost) is acknowledged and changes nothing
-    time.sleep(LEASE_S + 0.5)
+    wait_until(lambda: site.told_ended("w-1", job_id), timeout_s=20)
+    time.sleep(0.5)
     assert runs_of(site, job_id) == [
         ("interrupted", "w-1", "lease_lost"),
         ("succeeded", "w-2", None),
