@@ -47,7 +47,8 @@ class NatsServer:
         if authorization is not None:
             config["authorization"] = authorization
         if tls is not None:
-            config["tls"] = {"cert_file": str(tls[0]), "key_file": str(tls[1])}
+            tls_block = {"cert_file": str(tls[0]), "key_file": str(tls[1]), "handshake_first": True}
+            config["tls"] = tls_block
         self.scheme = "tls" if tls is not None else "nats"
         self.config = folder / "nats.conf"
         self.config.write_text(json.dumps(config, indent=1))

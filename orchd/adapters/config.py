@@ -55,17 +55,26 @@ def _loopback(node: yaml.Node, at: At) -> str:
     return value
 
 
-def _nats_url(node: yaml.Node, at: At) -> str:
-    value = node.value if isinstance(node, yaml.ScalarNode) else None
+NATS_URL_EXPECTED = (
+    "expected a NATS server's URL such as nats://127.0.0.1:4222 or tls://nats.site:4222 "
+    "(no user or password in it: see nats_password_file)"
+)
+
+
+def nats_url_ok(value: object) -> bool:
+    """A NATS server's URL as orchd takes one: nats:// or tls://, a host and a port, nothing
+    else (a user or password in it would be shown wherever the URL is)."""
     found = re.fullmatch(
         r"(nats|tls)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})", str(value)
     )
-    if not isinstance(value, str) or not found or not 0 < int(found[3]) < 65536:
-        raise at.error(
-            "expected a NATS server's URL such as nats://127.0.0.1:4222 or tls://nats.site:4222 "
-            "(no user or password in it: see nats_password_file)"
-        )
-    return value
+    return isinstance(value, str) and found is not None and 0 < int(found[3]) < 65536
+
+
+def _nats_url(node: yaml.Node, at: At) -> str:
+    value = node.value if isinstance(node, yaml.ScalarNode) else None
+    if not nats_url_ok(value):
+        raise at.error(NATS_URL_EXPECTED)
+    return str(value)
 
 
 def _user(node: yaml.Node, at: At) -> str:
@@ -225,8 +234,9 @@ CONFIG_KEYS: dict[str, Key] = {
         "path",
         "(empty)",
         "/etc/orchd/nats-ca.pem",
-        "the CA that signed the NATS server's certificate: the connection is TLS and the server "
-        "is verified against it; empty: the URL's scheme decides (tls:// with the system's CAs)",
+        "the CA that signed the NATS server's certificate: the connection is TLS from its first "
+        "byte (the server's tls block needs handshake_first: true) and the server is verified "
+        "against it; empty: the URL's scheme decides (tls:// with the system's CAs)",
     ),
     "remote_lease_s": key(
         integer(1, 600),

@@ -6,6 +6,7 @@ stream"). It connects with the daemon's NATS settings unless told otherwise."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from orchd.errors import BadInput, ConfigInvalid, NatsUnreachable, NotInitialize
 
 from . import cli
 from .context import Config
+from .worker import nats_url
 
 
 @cli.group()
@@ -30,7 +32,7 @@ def events() -> None:
     "--new", "only_new", is_flag=True, help="Only events published from now on (not the kept)."
 )
 @click.option("--limit", type=click.IntRange(1), help="Stop after this many events.")
-@click.option("--url", help="The NATS server [default: config nats_url].")
+@click.option("--url", callback=nats_url, help="The NATS server [default: config nats_url].")
 @click.option("--user", help="The NATS user [default: config nats_user].")
 @click.option(
     "--password-file",
@@ -74,9 +76,10 @@ def follow(
     url = url or settings.nats_url
     if not url:
         raise BadInput(detail="no NATS server: give --url, or set nats_url")
-    password, seed = keys.nats_secrets(
-        password_file or settings.nats_password_file, nkey_file or settings.nats_nkey_file
-    )
+    if password_file is None and nkey_file is None:  # the config's, unless either is given
+        password_file = Path(settings.nats_password_file) if settings.nats_password_file else None
+        nkey_file = Path(settings.nats_nkey_file) if settings.nats_nkey_file else None
+    password, seed = keys.nats_secrets(password_file, nkey_file)
     ca = str(ca_file) if ca_file else settings.nats_ca_file or None
     if ca is not None and not Path(ca).is_file():
         raise BadInput(detail=f"no CA file at {ca}")
@@ -104,26 +107,36 @@ async def _follow(
         import nats
         import nats.errors
         from nats.js import api
+        from nats.js.errors import NotFoundError
 
         from orchd.adapters.nats import events as stream
-        from orchd.adapters.nats.permissions import credentials, tls_context
+        from orchd.adapters.nats.permissions import credentials, inbox, tls_options
     except ImportError:
         raise ConfigInvalid(
             where="orchd events follow",
             key="nats",
             problem="the NATS client is not installed here: install orchd[workers]",
         ) from None
+
+    async def quiet(exc: Exception) -> None:  # what fails is raised, and said once
+        pass
+
+    url = connect["url"]
     try:
         nc = await nats.connect(
-            connect["url"],
+            url,
             **credentials(connect["user"], connect["password"], connect["nkey_seed"]),
-            tls=tls_context(connect["ca_file"]),
+            **tls_options(connect["ca_file"]),
+            inbox_prefix=inbox(site, "daemon"),  # the inbox its user may read
             name=f"orchd events follow {site}",
             connect_timeout=5,
             allow_reconnect=False,  # a follower that lost its server says so and ends
+            max_reconnect_attempts=1,
+            reconnect_time_wait=1,
+            error_cb=quiet,
         )
     except (OSError, nats.errors.Error, TimeoutError) as exc:
-        raise NatsUnreachable(url=connect["url"], detail=str(exc) or type(exc).__name__) from None
+        raise NatsUnreachable(url=url, detail=str(exc) or type(exc).__name__) from None
     try:
         js = nc.jetstream()
         deliver = api.DeliverPolicy.NEW if only_new else api.DeliverPolicy.ALL
@@ -139,5 +152,13 @@ async def _follow(
             sys.stdout.buffer.write(msg.data + b"\n")
             sys.stdout.buffer.flush()
             told += 1
+    except NotFoundError:
+        raise BadInput(
+            detail=f"the NATS server holds no event stream of site {site} "
+            f"({stream.events_stream(site)}): its daemon publishes one with nats_events: true"
+        ) from None
+    except (OSError, nats.errors.Error, TimeoutError) as exc:
+        raise NatsUnreachable(url=url, detail=str(exc) or type(exc).__name__) from None
     finally:
-        await nc.close()
+        with contextlib.suppress(OSError, nats.errors.Error, TimeoutError):
+            await nc.close()

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from orchd import __version__
-from orchd.adapters import keys
+from orchd.adapters import config, keys
 from orchd.core.names import check_name
 from orchd.errors import BadInput, ConfigInvalid, InvalidName
 
@@ -33,6 +33,13 @@ def _name(kind: str) -> Any:
         return value
 
     return parse
+
+
+def nats_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ``--url`` as the config's ``nats_url`` is checked."""
+    if value is not None and not config.nats_url_ok(value):
+        raise click.BadParameter(config.NATS_URL_EXPECTED)
+    return value
 
 
 def _absolute(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> frozenset[str]:
@@ -53,7 +60,9 @@ def _absolute(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
     help="This worker's name: its NATS user, which the server lets publish only its own "
     "claims, heartbeats and results.",
 )
-@click.option("--url", required=True, help="The NATS server, e.g. tls://nats.site:4222.")
+@click.option(
+    "--url", required=True, callback=nats_url, help="The NATS server, e.g. tls://nats.site:4222."
+)
 @click.option(
     "--job-type",
     "job_types",
@@ -121,6 +130,7 @@ def worker(
     acknowledged. SIGTERM or SIGINT: no new work; the runs under way end first (drain).
     """
     try:
+        from orchd.adapters.nats.permissions import nkey_public
         from orchd.adapters.nats.worker import Worker, WorkerSettings
     except ImportError:
         raise ConfigInvalid(
@@ -133,6 +143,8 @@ def worker(
     if ca_file is not None and not ca_file.is_file():
         raise BadInput(detail=f"no CA file at {ca_file}")
     password, seed = keys.nats_secrets(password_file, nkey_file)
+    if seed is not None:
+        nkey_public(seed)  # refused now, not at the first connection
     settings = WorkerSettings(
         site=site,
         name=name,

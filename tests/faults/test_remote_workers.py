@@ -521,3 +521,59 @@ def test_a_worker_may_speak_with_an_nkey_seed_instead_of_a_password(tmp_path: Pa
         verified(site)
     finally:
         site.close()
+
+
+def test_a_worker_told_to_stop_while_its_server_is_unreachable_stops_at_once(
+    remote_site: RemoteSite,
+) -> None:
+    from tests.natsserver import free_port
+
+    site = remote_site
+    site.start_worker("w-1", url=f"nats://127.0.0.1:{free_port()}")  # nothing listens there
+    log = site.tmp / "w-1.log"
+    wait_until(lambda: "NATS unreachable" in log.read_text(errors="replace"), timeout_s=20)
+    site.workers["w-1"].send_signal(signal.SIGTERM)
+    assert site.workers["w-1"].wait(10) == 0  # as systemctl stop would have it
+
+
+def test_with_a_ca_a_worker_speaks_tls_from_its_first_byte(tmp_path: Path) -> None:
+    """A server (true or false) that does not ask for TLS is never sent the password in clear:
+    with a CA configured, the worker's first bytes are a TLS handshake."""
+    import socket
+
+    from tests.natsserver import certificates
+
+    ca = certificates(tmp_path / "certs", "site")[0]
+    site = RemoteSite(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as fake:
+        fake.settimeout(20)
+        port = fake.getsockname()[1]
+        site.ca_file = ca
+        site.start_worker("w-1", url=f"tls://127.0.0.1:{port}")
+        try:
+            heard, _ = fake.accept()
+            with heard:
+                info = {"server_id": "fake", "version": "2.15.1", "max_payload": 1048576}
+                heard.sendall(b"INFO " + json.dumps(info).encode() + b"\r\n")
+                heard.settimeout(10)
+                first = heard.recv(4096)
+        finally:
+            site.close()
+    assert first[:1] == b"\x16"  # a TLS handshake record
+    assert b"CONNECT" not in first and b"pw-" not in first
+
+
+def test_a_daemon_given_a_ca_file_that_is_no_ca_refuses_to_start(remote_site: RemoteSite) -> None:
+    site = remote_site
+    garbage = site.tmp / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    env = {
+        "ORCHD_NATS_URL": site.nats.url,
+        "ORCHD_NATS_PASSWORD_FILE": str(site.passwords["orchd"]),
+        "ORCHD_NATS_CA_FILE": str(garbage),
+    }
+    argv = daemon_harness.orchd_argv(site.state, site.policy, "run")
+    env = {**child_env(), **env}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 19, done.stderr  # ConfigInvalid
+    assert "nats_ca_file" in done.stderr and "cannot be used" in done.stderr

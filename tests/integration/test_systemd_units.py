@@ -163,6 +163,7 @@ def test_no_restart_for_the_errors_a_restart_cannot_mend() -> None:
         errors.LedgerCorrupt.exit_code,
         errors.ChainBroken.exit_code,
         errors.LedgerBehind.exit_code,
+        errors.KeyFileUnsafe.exit_code,
     }
 
 

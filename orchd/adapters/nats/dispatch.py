@@ -41,7 +41,7 @@ from orchd.core.ports import Said
 
 from . import events, streams
 from .events import EventFeed
-from .permissions import credentials, inbox, tls_context, undeliverable_subject, work_stream
+from .permissions import credentials, inbox, tls_options, undeliverable_subject, work_stream
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -78,8 +78,10 @@ class Dispatcher:
         log: Log,
         feed: EventFeed | None = None,
     ) -> None:
-        """``feed``: publish every committed event too (``events.py``), from this thread."""
+        """``feed``: publish every committed event too (``events.py``), from this thread.
+        Refused at once (``BadInput``) when the CA file cannot be used."""
         self.settings, self._wake, self._log, self._feed = settings, wake, log, feed
+        self._tls = tls_options(settings.ca_file)
         self._feeding: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._incoming: list[Incoming] = []
@@ -153,7 +155,7 @@ class Dispatcher:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=2,
-                    tls=tls_context(s.ca_file),
+                    **self._tls,
                     reconnected_cb=self._reconnected,
                     disconnected_cb=self._disconnected,
                     error_cb=self._failed,

@@ -59,11 +59,19 @@ def nkey_public(seed: str) -> str:
         raise BadInput(detail=f"not an nkey seed ({type(exc).__name__})") from None
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
-    """TLS that verifies the server against ``ca_file`` (its host name too), or None."""
+def tls_options(ca_file: str | None) -> dict[str, Any]:
+    """``nats.connect``'s TLS: with ``ca_file``, TLS from the first byte (before the server
+    says anything, so no server, true or false, is ever sent the credentials in clear; the
+    server's ``tls`` block needs ``handshake_first: true``), the server verified against the
+    CA, its host name too. Refused at once when the file is not a CA's PEM certificate."""
     if ca_file is None:
-        return None
-    return ssl.create_default_context(cafile=ca_file)
+        return {}
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise BadInput(detail=f"the CA file {ca_file} cannot be used: {detail}") from None
+    return {"tls": context, "tls_handshake_first": True}
 
 
 def worker(site: str, name: str, job_types: Iterable[str]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ Rules (docs/ARCHITECTURE.md, "Remote workers"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -40,7 +41,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from orchd.core import remote
 from orchd.errors import BadMessage, UnknownProtocol
 
-from .permissions import consumer, credentials, inbox, tls_context, work_stream
+from .permissions import consumer, credentials, inbox, tls_options, work_stream
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -96,7 +97,9 @@ def result_message(
 
 class Worker:
     def __init__(self, settings: WorkerSettings, log: Log) -> None:
+        """Refused at once (``BadInput``) when the CA file cannot be used."""
         self.settings, self.log = settings, log
+        self._tls = tls_options(settings.ca_file)
         self._nc: Any = None
         self._js: Any = None
         self._spawner: subprocess.Popen[bytes] | None = None
@@ -121,16 +124,31 @@ class Worker:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=2,
-            tls=tls_context(s.ca_file),
+            **self._tls,
             error_cb=failed,
         )
         self._js = self._nc.jetstream()
 
+    async def _connected(self, stopping: asyncio.Event) -> bool:
+        """Connected, or stopped first (False): a worker told to stop while its server does
+        not answer stops at once."""
+        connecting = asyncio.create_task(self.connect())
+        stopped = asyncio.create_task(stopping.wait())
+        await asyncio.wait({connecting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, NatsError, OSError):
+                await connecting
+            return False
+        connecting.result()
+        return True
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Work until ``stopping`` is set, then let the runs under way end."""
         s = self.settings
-        if self._nc is None:
-            await self.connect()
+        if self._nc is None and not await self._connected(stopping):
+            return
         slots = asyncio.Semaphore(s.concurrency)
         running: set[asyncio.Task[None]] = set()
         pullers = [

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchd.adapters import config, keys
 from orchd.core.policy import Policy
-from orchd.errors import ConfigInvalid
+from orchd.errors import BadInput, ConfigInvalid
 
 from .common import JsonLog
 
@@ -57,6 +57,7 @@ def dispatcher(
             problem="the NATS client is not installed here: install orchd[workers]",
         ) from None
     password, nkey_seed = keys.nats_secrets(settings.nats_password_file, settings.nats_nkey_file)
+    _checked(settings, nkey_seed)
 
     def told(fields: dict[str, Any]) -> None:
         said = dict(fields)
@@ -80,6 +81,26 @@ def dispatcher(
     )
     made.start()
     return made
+
+
+def _checked(settings: config.Settings, nkey_seed: str | None) -> None:
+    """The CA file and the nkey seed refused now, with the key to fix, not found unusable by
+    the NATS thread at its first connection."""
+    from orchd.adapters.nats.permissions import nkey_public, tls_options
+
+    try:
+        tls_options(settings.nats_ca_file or None)
+    except BadInput as exc:
+        raise ConfigInvalid(
+            where="nats_ca_file", key=settings.nats_ca_file, problem=exc.message
+        ) from None
+    if nkey_seed is not None:
+        try:
+            nkey_public(nkey_seed)
+        except BadInput as exc:
+            raise ConfigInvalid(
+                where="nats_nkey_file", key=settings.nats_nkey_file, problem=exc.message
+            ) from None
 
 
 def _feed(site: Site, log: Callable[[dict[str, Any]], None]) -> EventFeed:
