@@ -110,11 +110,12 @@ class RemoteSite:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return daemon_harness.run_cli(self.state, self.policy, *args)
 
-    def start_daemon(self, lease_s: int = LEASE_S) -> None:
+    def start_daemon(self, lease_s: int = LEASE_S, *, events: bool = False) -> None:
         env = {
             "ORCHD_NATS_URL": self.nats.url,
             "ORCHD_NATS_PASSWORD_FILE": str(self.passwords["orchd"]),
             "ORCHD_REMOTE_LEASE_S": str(lease_s),
+            "ORCHD_NATS_EVENTS": "true" if events else "false",
         }
         if self.ca_file is not None:
             env["ORCHD_NATS_CA_FILE"] = str(self.ca_file)
@@ -202,7 +203,7 @@ def test_remote_jobs_run_on_the_workers_once_each_and_the_ledger_names_them(
     remote_site: RemoteSite,
 ) -> None:
     site = remote_site
-    site.start_daemon()
+    site.start_daemon(events=True)
     for name in WORKERS:
         site.start_worker(name)
     jobs = [site.submit() for _ in range(6)]
@@ -223,6 +224,12 @@ def test_remote_jobs_run_on_the_workers_once_each_and_the_ledger_names_them(
     heard = {w["worker"]: w for w in listed["workers"] if w["last_heard_at"]}
     ran_on = {site.job(j)["runs"][0]["worker"] for j in jobs}
     assert ran_on <= set(heard) and listed["heard"]
+    follow = ["events", "follow", "--nats", "--type", "run.started", "--limit", "6"]
+    follow += ["--url", site.nats.url, "--password-file", str(site.passwords["orchd"])]
+    followed = site.cli(*follow)  # as the daemon's NATS user, under the server's permissions
+    assert followed.returncode == 0, followed.stderr
+    started = [json.loads(line)["payload"]["job_id"] for line in followed.stdout.splitlines()]
+    assert sorted(started) == sorted(jobs)
     assert all(heard[w]["concurrency"] == 2 for w in ran_on)
     assert all(heard[w]["job_types"] == ["scan", "scan-once"] for w in ran_on)
     status = site.cli("status")
