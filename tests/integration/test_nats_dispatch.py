@@ -176,3 +176,42 @@ def test_a_server_without_jetstream_is_tried_again_on_one_connection_at_a_time(
                 assert json.load(answer)["num_connections"] <= 1
         finally:
             loop.dispatcher.close()
+
+
+def test_a_claim_not_asked_on_its_workers_inbox_is_dropped_unanswered(tmp_path: Path) -> None:
+    """What JetStream delivers onto a claim subject (a worker asked for work with it as the
+    reply) carries a reply that is no inbox of that worker's: never answered (an answer there
+    could acknowledge a delivery), never taken by the loop."""
+    import nats
+
+    from orchd.adapters.nats.permissions import inbox
+
+    claim = remote.encode(
+        "claim", site=SITE, worker="w-1", run_id=run_id(1), version="0.1", concurrency=1, log="/l"
+    )
+
+    async def say(url: str) -> None:
+        nc = await nats.connect(url, inbox_prefix=inbox(SITE, "w-1"))
+        try:
+            subject = remote.subject(SITE, "claim", "w-1")
+            await nc.publish(subject, claim, reply=f"orchd.{SITE}.results.w-9")
+            await nc.publish(subject, claim, reply=f"{inbox(SITE, 'w-1')}.asked")
+            await nc.flush()
+        finally:
+            await nc.close()
+
+    with NatsServer(tmp_path / "nats") as server:
+        loop = Loop(server.url)
+        loop.dispatcher.start()
+        try:
+            loop.until(lambda: loop.dispatcher.available)
+            asyncio.run(say(server.url))
+            deadline = time.monotonic() + 10
+            taken: list[Any] = []
+            while not taken and time.monotonic() < deadline:
+                loop.woken.wait(0.1)
+                taken += loop.dispatcher.take()
+        finally:
+            loop.dispatcher.close()
+    assert [came.msg.reply for came in taken] == [f"{inbox(SITE, 'w-1')}.asked"]
+    assert any("not asked by its worker" in str(said) for said in loop.logged)

@@ -222,7 +222,15 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
 
     async def _heard(self, msg: Any) -> None:
+        """A claim or heartbeat, to be answered on its worker's own inbox. One whose reply is
+        elsewhere was not sent by the worker as a request: an offer JetStream delivered onto
+        the subject because a worker asked for work with it as the reply (NATS permissions
+        cannot restrict a reply subject). It is dropped and logged, never answered: an answer
+        there could acknowledge another's delivery."""
         _orchd, _site, kind, worker = msg.subject.split(".", 3)
+        if not (msg.reply or "").startswith(inbox(self.settings.site, worker) + "."):
+            self._log({"message": "a message not asked by its worker, dropped", "on": msg.subject})
+            return
         self._queue(Incoming(kind, worker, msg.data, msg))
 
     async def _undeliverable(self, msg: Any) -> None:

@@ -15,9 +15,10 @@ Rules (docs/ARCHITECTURE.md, "Remote workers"):
   daemon; its answer renews the supervisor's lease by what is left of it counted from when the
   heartbeat was sent (never later than the daemon's own end), or stops the run (a stop, or a
   refusal: the claim is no longer this worker's). No answer renews nothing.
-- The result is published (``Nats-Msg-Id``: the run id) until the stream has it, then the work
-  message is acknowledged: a result is never lost to a NATS restart, and a duplicate is stored
-  once. ``stop`` (SIGTERM) takes no new work and lets the runs under way end (drain).
+- The result is published (``Nats-Msg-Id``: RUN.result, never an offer's id) until the stream
+  has it, then the work message is acknowledged: a result is never lost to a NATS restart, and a
+  duplicate is stored once. ``stop`` (SIGTERM) takes no new work and lets the runs under way
+  end (drain).
 """
 
 from __future__ import annotations
@@ -381,7 +382,10 @@ class Worker:
         while True:
             try:
                 await self._js.publish(
-                    self.subject("results"), result, headers={"Nats-Msg-Id": run_id}, timeout=2
+                    self.subject("results"),
+                    result,
+                    headers={"Nats-Msg-Id": f"{run_id}.result"},
+                    timeout=2,
                 )
                 return
             except (NatsTimeout, NatsError) as exc:
