@@ -215,3 +215,38 @@ def test_a_claim_not_asked_on_its_workers_inbox_is_dropped_unanswered(tmp_path: 
             loop.dispatcher.close()
     assert [came.msg.reply for came in taken] == [f"{inbox(SITE, 'w-1')}.asked"]
     assert any("not asked by its worker" in str(said) for said in loop.logged)
+
+
+def test_a_reloaded_policys_new_remote_type_gets_its_consumer(tmp_path: Path) -> None:
+    import nats
+
+    from orchd.adapters.nats.permissions import consumer, work_stream
+
+    async def pending_limits(url: str) -> dict[str, int]:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            found = {}
+            for job_type in ("rescan", "export"):
+                try:
+                    info = await js.consumer_info(work_stream(SITE), consumer(job_type))
+                except nats.js.errors.NotFoundError:
+                    continue
+                found[job_type] = info.config.max_ack_pending
+            return found
+        finally:
+            await nc.close()
+
+    with NatsServer(tmp_path / "nats") as server:
+        loop = Loop(server.url)
+        loop.dispatcher.start()
+        try:
+            loop.until(lambda: loop.dispatcher.available)
+            assert asyncio.run(pending_limits(server.url)) == {"rescan": 2}
+            loop.dispatcher.reconfigure({"rescan": 3, "export": 1})  # SIGHUP's new policy
+            deadline = time.monotonic() + 10
+            while asyncio.run(pending_limits(server.url)) != {"rescan": 3, "export": 1}:
+                assert time.monotonic() < deadline, asyncio.run(pending_limits(server.url))
+                time.sleep(0.1)
+        finally:
+            loop.dispatcher.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -109,6 +110,12 @@ class Dispatcher:
             self._unsettled[run_id] = (subject, data)
         asyncio.run_coroutine_threadsafe(self._publish(run_id, subject, data), self._loop)
 
+    def reconfigure(self, concurrency: Mapping[str, int]) -> None:
+        """The policy was reloaded: each remote type's consumer made (a new type's) or brought
+        up to date (its pending limit), now if connected, else at the connection."""
+        self.settings = dataclasses.replace(self.settings, concurrency=dict(concurrency))
+        asyncio.run_coroutine_threadsafe(self._ensure(), self._loop)
+
     def settled(self, run_id: str) -> None:
         """The run was claimed or ended: never offer it again."""
         with self._lock:
@@ -188,6 +195,19 @@ class Dispatcher:
         self._ready.set()
         self._wake()
         await self._republish()
+
+    async def _ensure(self) -> None:
+        if not self._ready.is_set():
+            return  # ``_prepare`` makes them when it connects
+        s = self.settings
+        try:
+            await streams.ensure(
+                self._js, s.site, s.concurrency, lease_ms=s.lease_ms, max_deliver=s.max_deliver
+            )
+        except (NatsError, NatsTimeout) as exc:
+            self._log(
+                {"message": "the job types' consumers not brought up to date", "error": str(exc)}
+            )
 
     async def _failed(self, exc: Exception) -> None:
         self._log({"message": "NATS error", "error": str(exc) or type(exc).__name__})

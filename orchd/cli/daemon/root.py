@@ -354,6 +354,8 @@ class Daemon:
             return
         self.policy = policy
         self.engine.set_policy(policy)
+        if self.dispatch is not None:  # a new remote type's consumer, a changed pending limit
+            self.dispatch.reconfigure(dispatching.type_concurrency(policy))
         self.schedules.due = True
         event = self.audit(
             drafts.policy_reloaded,
