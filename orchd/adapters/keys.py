@@ -100,18 +100,28 @@ def nats_secrets(
     return password, seed
 
 
+CLAIM_SECRET_BYTES = 32
+
+
 def claim_secret(state_dir: Path) -> bytes:
     """The daemon's secret its claim tokens are derived from (``core.remote.claim_token``):
     made once (32 random bytes, mode 0600) and kept, so a daemon started again knows the
     claims it granted."""
     path = state_dir / CLAIM_SECRET
-    try:
-        return bytes.fromhex(_read_capped(path, private=True, what="claim secret").decode())
-    except BadInput:
-        pass  # none yet: made now
-    except ValueError:
-        raise KeyFileUnsafe(path=path, detail="it holds no hex secret") from None
-    secret = os.urandom(32)
+    if os.path.lexists(path):
+        data = _read_capped(path, private=True, what="claim secret")
+        try:
+            secret = bytes.fromhex(data.decode())
+        except ValueError:
+            secret = b""
+        if len(secret) != CLAIM_SECRET_BYTES:
+            raise KeyFileUnsafe(
+                path=path,
+                detail=f"it holds no {CLAIM_SECRET_BYTES}-byte hex secret (remove it and a new "
+                "one is made; runs claimed under the old one then lapse and are retried)",
+            )
+        return secret
+    secret = os.urandom(CLAIM_SECRET_BYTES)
     try:
         files.write_new(path, secret.hex().encode(), 0o600)
         files.fsync_dir(path.parent)

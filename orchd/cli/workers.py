@@ -113,6 +113,11 @@ def _authorization(config: Config, folder: Path) -> None:
             "password": keys.read_secret(folder / f"{user}.password", f"NATS password of {user}")
         }
 
+    if settings.nats_user in policy.workers:
+        raise BadInput(
+            detail=f"worker {settings.nats_user} has the daemon's NATS user name (nats_user): "
+            "a server refuses two users of one name; rename the worker or set nats_user"
+        )
     daemon = secret(settings.nats_user)
     made = block(
         named.site_id,

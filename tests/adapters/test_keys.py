@@ -111,6 +111,7 @@ def test_the_claim_secret_is_made_once_and_kept(tmp_path: Path) -> None:
     with pytest.raises(KeyFileUnsafe):
         keys.claim_secret(tmp_path)
     path.chmod(0o600)
-    path.write_text("not hex")
-    with pytest.raises(KeyFileUnsafe, match="holds no hex secret"):
-        keys.claim_secret(tmp_path)
+    for bad in ("not hex", "", "ab" * 16, "a" * 20_000):  # none, empty, short, over the cap
+        path.write_text(bad)
+        with pytest.raises((KeyFileUnsafe, BadInput), match=r"32-byte hex secret|larger than"):
+            keys.claim_secret(tmp_path)

@@ -70,6 +70,9 @@ def test_authorization_prints_the_servers_block_from_password_files(tmp_path: Pa
         74, "--policy-dir", str(policy), "workers", "--authorization", str(folder)
     )
     assert "scanner-1.password is unsafe" in refused.stderr
+    (policy / "site.yaml").write_text(POLICY.replace("scanner-1: [scan]", "orchd: [scan]"))
+    same = orchd.fails(10, "--policy-dir", str(policy), "workers", "--authorization", str(folder))
+    assert "worker orchd has the daemon's NATS user name" in same.stderr
 
 
 def test_authorization_takes_a_workers_nkey_seed_and_puts_its_public_key(tmp_path: Path) -> None:
