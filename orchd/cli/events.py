@@ -104,39 +104,19 @@ async def _follow(
     limit: int | None,
 ) -> None:
     try:
-        import nats
         import nats.errors
         from nats.js import api
         from nats.js.errors import NotFoundError
 
         from orchd.adapters.nats import events as stream
-        from orchd.adapters.nats.permissions import credentials, inbox, tls_options
     except ImportError:
         raise ConfigInvalid(
             where="orchd events follow",
             key="nats",
             problem="the NATS client is not installed here: install orchd[workers]",
         ) from None
-
-    async def quiet(exc: Exception) -> None:  # what fails is raised, and said once
-        pass
-
-    url = connect["url"]
-    try:
-        nc = await nats.connect(
-            url,
-            **credentials(connect["user"], connect["password"], connect["nkey_seed"]),
-            **tls_options(connect["ca_file"]),
-            inbox_prefix=inbox(site, "daemon"),  # the inbox its user may read
-            name=f"orchd events follow {site}",
-            connect_timeout=5,
-            allow_reconnect=False,  # a follower that lost its server says so and ends
-            max_reconnect_attempts=1,
-            reconnect_time_wait=1,
-            error_cb=quiet,
-        )
-    except (OSError, nats.errors.Error, TimeoutError) as exc:
-        raise NatsUnreachable(url=url, detail=str(exc) or type(exc).__name__) from None
+    failed = (OSError, nats.errors.Error, TimeoutError)
+    nc = await _connected(site, connect)
     try:
         js = nc.jetstream()
         deliver = api.DeliverPolicy.NEW if only_new else api.DeliverPolicy.ALL
@@ -157,8 +137,36 @@ async def _follow(
             detail=f"the NATS server holds no event stream of site {site} "
             f"({stream.events_stream(site)}): its daemon publishes one with nats_events: true"
         ) from None
-    except (OSError, nats.errors.Error, TimeoutError) as exc:
-        raise NatsUnreachable(url=url, detail=str(exc) or type(exc).__name__) from None
+    except failed as exc:
+        raise NatsUnreachable(url=connect["url"], detail=str(exc) or type(exc).__name__) from None
     finally:
-        with contextlib.suppress(OSError, nats.errors.Error, TimeoutError):
+        with contextlib.suppress(*failed):
             await nc.close()
+
+
+async def _connected(site: str, connect: dict[str, Any]) -> Any:
+    """A connection to the server, tried at most twice, as the daemon's user (its inbox)."""
+    import nats
+    import nats.errors
+
+    from orchd.adapters.nats.permissions import credentials, inbox, tls_options
+
+    async def quiet(exc: Exception) -> None:  # what fails is raised, and said once
+        pass
+
+    try:
+        return await nats.connect(
+            connect["url"],
+            **credentials(connect["user"], connect["password"], connect["nkey_seed"]),
+            **tls_options(connect["ca_file"]),
+            inbox_prefix=inbox(site, "daemon"),  # the inbox its user may read
+            name=f"orchd events follow {site}",
+            connect_timeout=5,
+            allow_reconnect=False,  # a follower that lost its server says so and ends
+            max_reconnect_attempts=1,
+            reconnect_time_wait=1,
+            error_cb=quiet,
+        )
+    except (OSError, nats.errors.Error, TimeoutError) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise NatsUnreachable(url=connect["url"], detail=detail) from None
