@@ -53,6 +53,7 @@ def test_a_read_or_a_save_that_fails_is_logged_and_the_feed_goes_on(tmp_path: Pa
     folder = tmp_path / "state"
     position = events.Position(folder / "events.position", "instance-1")
     feed = events.EventFeed("hq", lambda: FlakyReader(fail=1), position, logged.append)
+    feed.retry_s = 0.05
     js = FakeJetStream()
 
     async def run_a_while() -> None:

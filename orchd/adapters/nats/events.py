@@ -103,6 +103,8 @@ async def ensure(js: Any, site: str) -> None:
 
 
 class EventFeed:
+    retry_s = 1.0  # after a failure, before the feed goes on
+
     def __init__(self, site: str, open_reader: Callable[[], Reader], position: Position, log: Log):
         self.site, self.open_reader, self.position, self.log = site, open_reader, position, log
 
@@ -117,7 +119,7 @@ class EventFeed:
                 except (NatsError, NatsTimeout, TimeoutError, OrchdError, OSError) as exc:
                     error = exc.message if isinstance(exc, OrchdError) else str(exc)
                     self.log({"message": "event stream behind, trying again", "error": error})
-                    await asyncio.sleep(1)  # NATS, the ledger's disk or the position's
+                    await asyncio.sleep(self.retry_s)  # NATS, the ledger's disk or the position's
         finally:
             reader.close()
 
