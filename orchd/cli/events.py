@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from orchd.errors import BadInput, ConfigInvalid, NatsUnreachable, NotInitialized
+from orchd.adapters.nats import client_missing
+from orchd.errors import BadInput, NatsUnreachable, NotInitialized
 
 from . import cli
 from .context import Config
@@ -110,11 +111,7 @@ async def _follow(
 
         from orchd.adapters.nats import events as stream
     except ImportError:
-        raise ConfigInvalid(
-            where="orchd events follow",
-            key="nats",
-            problem="the NATS client is not installed here: install orchd[workers]",
-        ) from None
+        raise client_missing("orchd events follow", "nats") from None
     failed = (OSError, nats.errors.Error, TimeoutError)
     nc = await _connected(site, connect)
     try:

@@ -16,8 +16,9 @@ import click
 
 from orchd import __version__
 from orchd.adapters import config, keys
+from orchd.adapters.nats import client_missing
 from orchd.core.names import check_name
-from orchd.errors import BadInput, ConfigInvalid, InvalidName
+from orchd.errors import BadInput, InvalidName
 
 from . import cli
 
@@ -133,11 +134,7 @@ def worker(
         from orchd.adapters.nats.permissions import nkey_public
         from orchd.adapters.nats.worker import Worker, WorkerSettings
     except ImportError:
-        raise ConfigInvalid(
-            where="orchd worker",
-            key="nats",
-            problem="the NATS client is not installed here: install orchd[workers]",
-        ) from None
+        raise client_missing("orchd worker", "nats") from None
     if log_dir is None:
         raise BadInput(detail="--log-dir is required (systemd's LogsDirectory= sets it)")
     if ca_file is not None and not ca_file.is_file():

@@ -179,9 +179,7 @@ class Dispatcher:
 
     async def _prepare(self) -> None:
         s = self.settings
-        await streams.ensure(
-            self._js, s.site, s.concurrency, lease_ms=s.lease_ms, max_deliver=s.max_deliver
-        )
+        await self._streams()
         await self._nc.subscribe(f"orchd.{s.site}.claim.*", cb=self._heard)
         await self._nc.subscribe(f"orchd.{s.site}.hb.*", cb=self._heard)
         await self._nc.subscribe(undeliverable_subject(s.site), cb=self._undeliverable)
@@ -196,14 +194,18 @@ class Dispatcher:
         self._wake()
         await self._republish()
 
+    async def _streams(self) -> None:
+        """The site's streams and its job types' consumers, as the settings have them now."""
+        s = self.settings
+        await streams.ensure(
+            self._js, s.site, s.concurrency, lease_ms=s.lease_ms, max_deliver=s.max_deliver
+        )
+
     async def _ensure(self) -> None:
         if not self._ready.is_set():
             return  # ``_prepare`` makes them when it connects
-        s = self.settings
         try:
-            await streams.ensure(
-                self._js, s.site, s.concurrency, lease_ms=s.lease_ms, max_deliver=s.max_deliver
-            )
+            await self._streams()
         except (NatsError, NatsTimeout) as exc:
             self._log(
                 {"message": "the job types' consumers not brought up to date", "error": str(exc)}

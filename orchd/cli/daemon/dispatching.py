@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from orchd.adapters import config, keys
+from orchd.adapters.nats import client_missing
 from orchd.core.policy import Policy
 from orchd.errors import BadInput, ConfigInvalid
 
@@ -51,11 +52,7 @@ def dispatcher(
     try:
         from orchd.adapters.nats.dispatch import Dispatcher, DispatchSettings
     except ImportError:
-        raise ConfigInvalid(
-            where="nats_url",
-            key=settings.nats_url,
-            problem="the NATS client is not installed here: install orchd[workers]",
-        ) from None
+        raise client_missing("nats_url", settings.nats_url) from None
     password, nkey_seed = keys.nats_secrets(settings.nats_password_file, settings.nats_nkey_file)
     _checked(settings, nkey_seed)
 
