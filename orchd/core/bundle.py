@@ -247,10 +247,14 @@ def read_events(
     hash of the one before, the first continuing ``prev_hash`` and the last ending on
     ``last_hash``; one this site holds already must have the same hash here. No event may carry a
     clock reading beyond ``max_wall_ms``.
+
+    An event's hash is its own bytes', so only the next event's ``prev_hash`` (or the range's
+    ``last_hash``) proves it is the one signed: its clock and its hash against ours are judged
+    only then, so that a damaged record is refused as damage, never as a clock or a fork.
     """
     r = step.range
     name = r.member
-    expected_seq, prev, stamp = r.from_seq, r.prev_hash, ""
+    expected_seq, prev, held = r.from_seq, r.prev_hash, None
     for line in lines:
         if expected_seq > r.to_seq:
             raise MemberMismatch(member=name, detail="more records than its range")
@@ -267,20 +271,29 @@ def read_events(
             )
         if event.prev_hash != prev:
             raise MemberMismatch(member=name, detail=f"seq {event.seq} does not follow the chain")
-        if int(event.hlc[:13]) > max_wall_ms:
-            raise BundleRefused(
-                detail=f"{r.origin}/{event.seq} carries clock {event.hlc}, beyond the allowed skew"
-            )
-        if event.seq == step.after_seq and event.hash != head_hash:
-            raise ChainFork(origin=r.origin, detail=f"seq {event.seq} has another hash here")
-        prev, stamp = event.hash, event.hlc
+        if held is not None:
+            yield from _proven(step, held, head_hash=head_hash, max_wall_ms=max_wall_ms)
+        prev, held = event.hash, event
         expected_seq += 1
-        if event.seq > step.after_seq:
-            yield event
-    if expected_seq != r.to_seq + 1 or prev != r.last_hash:
+    if expected_seq != r.to_seq + 1 or prev != r.last_hash or held is None:
         raise MemberMismatch(member=name, detail="it ends before its range or off its last hash")
-    if step.head_hlc and stamp != step.head_hlc:
+    yield from _proven(step, held, head_hash=head_hash, max_wall_ms=max_wall_ms)
+    if step.head_hlc and held.hlc != step.head_hlc:
         raise SignatureInvalid(
-            detail=f"head statement: {r.origin}/{r.to_seq} carries hlc {stamp}, the statement "
+            detail=f"head statement: {r.origin}/{r.to_seq} carries hlc {held.hlc}, the statement "
             f"{step.head_hlc}"
         )
+
+
+def _proven(step: Step, event: Event, *, head_hash: str, max_wall_ms: int) -> Iterator[Event]:
+    """``event`` once the chain has proven it signed: refused if beyond the clock's skew or held
+    here with another hash, yielded if past what this site holds."""
+    if int(event.hlc[:13]) > max_wall_ms:
+        raise BundleRefused(
+            detail=f"{step.range.origin}/{event.seq} carries clock {event.hlc}, beyond the allowed "
+            "skew"
+        )
+    if event.seq == step.after_seq and event.hash != head_hash:
+        raise ChainFork(origin=step.range.origin, detail=f"seq {event.seq} has another hash here")
+    if event.seq > step.after_seq:
+        yield event

@@ -408,6 +408,14 @@ def repeated(k: Kit) -> list[bytes]:
     return [k.hq[0][0], *(b for b, _ in k.hq)]
 
 
+def clock_damaged(k: Kit) -> list[bytes]:
+    """hq/1's clock made a year later in its bytes: an event still, not the one signed."""
+    body = k.hq[0][0]
+    stamp = json.loads(body)["hlc"]
+    later = f"{int(stamp[:13]) + 365 * 24 * HOUR_MS:013d}{stamp[13:]}"
+    return [body.replace(stamp.encode(), later.encode()), *(b for b, _ in k.hq[1:])]
+
+
 def not_canonical(k: Kit) -> list[bytes]:
     return [k.hq[0][0].replace(b'"seq":1', b'"seq":1 '), *(b for b, _ in k.hq[1:])]
 
@@ -587,6 +595,7 @@ CASES = [
          hq_lines(lambda k: [b"not json", *(b for b, _ in k.hq[1:])])),
     case("record-not-canonical", 56, "record 1: malformed event", hq_lines(not_canonical)),
     case("event-clock-in-the-future", 73, "beyond the allowed skew", future_event),
+    case("event-clock-damaged", 56, "seq 2 does not follow the chain", hq_lines(clock_damaged)),
     # -- the end of the archive
     case("padding-not-zero", 55, "a member's padding is not zero", nonzero_padding),
     case("byte-after-end", 55, "data follows the end of the archive", lambda k: k.base + b"x"),

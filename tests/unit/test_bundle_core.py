@@ -370,8 +370,28 @@ def test_a_record_with_a_clock_beyond_the_allowed_skew_is_refused() -> None:
 def test_a_record_held_here_with_another_hash_is_a_fork() -> None:
     chained = member_chain()
     step = Step(range=span(ORIGIN, 1, 3), action="apply", after_seq=1)
+    lines = [e.body for e in chained]
     with pytest.raises(ChainFork, match="seq 1 has another hash here"):
-        list(bundle.read_events(step, [chained[0].body], head_hash=H[1], max_wall_ms=BASE_MS * 2))
+        list(bundle.read_events(step, lines, head_hash=H[1], max_wall_ms=BASE_MS * 2))
+
+
+def damaged(event: Event) -> bytes:
+    """``event``'s bytes with its clock's first digit made 9: still an event, far in the future,
+    its hash its own but no longer the one the chain signed."""
+    return event.body.replace(event.hlc.encode(), b"9" + event.hlc[1:].encode())
+
+
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_a_damaged_record_is_refused_as_damage_never_as_a_clock_or_a_fork(at: int) -> None:
+    """A flipped byte in a clock is found by the chain, before the clock or our hash is judged
+    (found by the bit-flip test: such a bundle was refused as "beyond the allowed skew")."""
+    chained = member_chain()
+    lines = [e.body for e in chained]
+    lines[at] = damaged(chained[at])
+    detail = "off its last hash" if at == 2 else f"seq {at + 2} does not follow the chain"
+    for after_seq in (0, at + 1):
+        with pytest.raises(MemberMismatch, match=detail):
+            read(chained, lines, after_seq=after_seq)
 
 
 def test_a_member_that_ends_off_its_last_hash_is_refused() -> None:
