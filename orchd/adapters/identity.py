@@ -70,7 +70,7 @@ def read(state_dir: Path) -> Identity | None:
 def parse(raw: bytes, path: Path) -> Identity:
     try:
         value: Any = json.loads(raw) if len(raw) <= MAX_BYTES else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # ValueError: also bad UTF-8, 4,300 digits
         value = None
     fields = {"version", "site_id", "instance", "socket"}
     if not isinstance(value, dict) or not set(value) <= fields or value.get("version") != VERSION:

@@ -206,6 +206,8 @@ def parse(data: bytes) -> dict[str, Any]:
         raise BadInput(
             detail=f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except (ValueError, RecursionError) as exc:  # an integer of 4,300 digits; nested too deep
+        raise BadInput(detail=f"not JSON ({exc})") from None
     if not isinstance(value, dict):
         raise BadInput(detail="a request is a JSON object")
     if unknown := sorted(set(value) - set(_FIELDS)):

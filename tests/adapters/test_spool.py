@@ -53,6 +53,8 @@ def test_a_claim_left_by_a_crash_is_taken_first_and_never_overwritten(root: Path
         (b'{"job_type": "a", "priority": 1.5}', "not a JSON value"),
         (b'{"job_type": "a", "params": {"n": 1}}', "params must map names to strings"),
         (b"\xff\xfe", "not UTF-8"),
+        (b'{"job_type": "a", "priority": ' + b"1" * 5000 + b"}", "not JSON (Exceeds the limit"),
+        (b"[" * 50_000, "not JSON (maximum recursion depth"),
     ],
 )
 def test_bad_requests_are_named(root: Path, body: bytes, problem: str) -> None:

@@ -303,6 +303,10 @@ def test_control_api_requests(server: tuple[Path, list[BaseException]]) -> None:
         assert escaped == [], raw
 
     budgeted(check)
+    for body in (b'{"n":' + b"1" * 5000 + b"}", b"[" * 50_000):  # past what Python parses
+        head = f"POST /v1/actions/status HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n"
+        assert _send(path, head.encode() + body).startswith(b"HTTP/1.1 400"), body[:20]
+        assert escaped == [], body[:20]
     good = _send(path, b"POST /v1/actions/status HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
     assert good.startswith(b"HTTP/1.1 200"), good  # still serving
     assert threading.active_count() < 50  # no handler thread left hanging

@@ -179,6 +179,12 @@ def test_decode_names_what_is_wrong(data, named):
     assert named in caught.value.message
 
 
+def test_an_integer_past_pythons_digit_limit_is_refused_never_a_crash(codec):
+    """Python's parser refuses an integer of over 4,300 digits with a plain ValueError."""
+    with pytest.raises(NotCanonical, match="not JSON"):
+        canonical.decode(b'{"n":' + b"1" * 5000 + b"}")
+
+
 @pytest.mark.parametrize("depth", [10, 300, 600, 2000, 100_000])
 def test_deep_nesting_is_parsed_or_refused_never_a_crash(depth):
     data = b"[" * depth + b"]" * depth

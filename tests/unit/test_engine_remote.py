@@ -259,8 +259,16 @@ def test_a_bad_claim_is_refused_and_audited_and_nothing_else_changes(
 
 @pytest.mark.parametrize(
     "data",
-    [b"[" * 100_000, b'{"kind":"claim","v":"' + b"9" * 100_000 + b'"}'],
-    ids=["nested past Python's depth", "a reason of 100,000 characters"],
+    [
+        b"[" * 100_000,
+        b'{"kind":"claim","v":"' + b"9" * 100_000 + b'"}',
+        b'{"kind":"claim","concurrency":' + b"1" * 5000 + b"}",
+    ],
+    ids=[
+        "nested past Python's depth",
+        "a reason of 100,000 characters",
+        "an integer past Python's 4,300 digits",
+    ],
 )
 @pytest.mark.parametrize("what", ["claim", "hb", "results"])
 def test_a_hostile_message_is_refused_and_audited_and_the_engine_goes_on(
