@@ -36,10 +36,12 @@ MAX_MESSAGE = 256 * 1024  # an offer's argv and env, a result's output tail (64 
 MAX_TAIL = 64 * 1024  # characters of a run's output a result carries
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 OUTCOMES = ("succeeded", "failed", "timed_out", "interrupted")
+HAND_BACK = "hand back"  # a refused claim's ``then``: another worker may claim the run
 
 # kind -> {key: its check}; every key is required unless listed in _OPTIONAL
 _TEXT, _INT, _COUNT, _ID = "text", "integer", "positive integer", "id"
 _TOKEN_KEY, _NAME, _LIST, _MAP = "token", "name", "list of strings", "map of strings"
+_THEN = "then"
 _WORKER = "worker"
 _CHECKS: Mapping[str, Callable[[Any], bool]] = {
     _TEXT: lambda v: isinstance(v, str) and len(v) <= MAX_TAIL,
@@ -49,6 +51,7 @@ _CHECKS: Mapping[str, Callable[[Any], bool]] = {
     _TOKEN_KEY: lambda v: isinstance(v, str) and _TOKEN.fullmatch(v) is not None,
     _LIST: lambda v: isinstance(v, list) and bool(v) and all(isinstance(i, str) for i in v),
     _MAP: lambda v: isinstance(v, dict) and all(isinstance(i, str) for i in v.values()),
+    _THEN: lambda v: v == HAND_BACK,
 }
 _KEYS: Mapping[str, Mapping[str, str]] = {
     "offer": {
@@ -71,7 +74,7 @@ _KEYS: Mapping[str, Mapping[str, str]] = {
         "log": _TEXT,
     },
     "granted": {"run_id": _ID, "token": _TOKEN_KEY, "lease_ms": _COUNT},
-    "refused": {"run_id": _ID, "reason": _TEXT},
+    "refused": {"run_id": _ID, "reason": _TEXT, "then": _THEN},
     "beat": {"site": _NAME, "worker": _WORKER, "run_id": _ID, "token": _TOKEN_KEY},
     "renewed": {"run_id": _ID, "lease_ms": _COUNT},
     "stop": {"run_id": _ID, "reason": _TEXT},
@@ -86,8 +89,9 @@ _KEYS: Mapping[str, Mapping[str, str]] = {
         "log_path": _TEXT,
     },
 }
-# a refusal of a message too malformed to name its run names none
-_OPTIONAL = {"offer": {"workdir"}, "result": {"exit_code"}, "refused": {"run_id"}}
+# a refusal of a message too malformed to name its run names none; a refusal of a claim that
+# another worker may make says ``then: HAND_BACK`` (the worker hands the offer back, not ends it)
+_OPTIONAL = {"offer": {"workdir"}, "result": {"exit_code"}, "refused": {"run_id", "then"}}
 
 
 def claim_token(secret: bytes, run_id: str, worker: str) -> str:

@@ -356,13 +356,28 @@ def test_the_daemon_killed_mid_run_adopts_its_remote_run_when_started_again(
     verified(site)
 
 
-def test_an_offer_every_worker_hands_back_ends_undeliverable_and_nothing_runs(
+def handed_back(site: RemoteSite, worker: str) -> int:
+    said = (site.tmp / f"{worker}.log").read_text(errors="replace")
+    return said.count("work handed back")
+
+
+def test_an_offer_every_worker_hands_back_ends_undeliverable_even_while_the_daemon_is_down(
     remote_site: RemoteSite,
 ) -> None:
+    """JetStream gives up on the offer (its fifth hand-back) while no daemon hears it: its
+    advisory waits in its stream, and the daemon started again ends the run (before: the run
+    stayed unclaimed for ever, offered again under the same id, which NATS took as a
+    duplicate)."""
     site = remote_site
     site.start_daemon()
     site.start_worker("w-1", allow="/bin/true")  # /bin/sh is not on its allowlist
     job_id = site.submit(job_type="scan-once")
+    wait_until(lambda: handed_back(site, "w-1") >= 1, timeout_s=20)
+    assert site.daemon is not None
+    site.daemon.kill()
+    wait_until(lambda: handed_back(site, "w-1") >= 5, timeout_s=30)
+    time.sleep(0.5)  # JetStream's advisory follows the fifth hand-back's delay
+    site.start_daemon()
     wait_until(lambda: state_of(site, job_id)() == "dead", timeout_s=40)
     assert runs_of(site, job_id) == [("interrupted", None, "attempts_exhausted")]  # its only one
     (ended,) = [e for e in site.job(job_id)["events"] if e["type"] == "run.ended"]

@@ -38,6 +38,7 @@ class FakeDaemon:
         self.nc, self.js = nc, nc.jetstream()
         self.leases = remote.Leases(lease_ms=LEASE_MS)
         self.refuse: set[str] = set()
+        self.hand_back: set[str] = set()  # refused, another worker may claim it
         self.claims: list[str] = []
         self.beats = 0
 
@@ -46,10 +47,13 @@ class FakeDaemon:
         await self.nc.subscribe(f"orchd.{SITE}.claim.*", cb=self._claim)
         await self.nc.subscribe(f"orchd.{SITE}.hb.*", cb=self._beat)
 
-    async def offer(self, n: int, argv: list[str]) -> None:
+    async def offer(self, n: int, argv: list[str], copy: str = "") -> None:
+        """Run ``n``'s offer (``copy``: a second message of it, as after the duplicate window)."""
         data = made_offer(SITE, n, argv)
         await self.js.publish(
-            remote.subject(SITE, "work", "rescan"), data, headers={"Nats-Msg-Id": run_id(n)}
+            remote.subject(SITE, "work", "rescan"),
+            data,
+            headers={"Nats-Msg-Id": run_id(n) + copy},
         )
 
     async def _claim(self, msg: Any) -> None:
@@ -57,6 +61,12 @@ class FakeDaemon:
         self.claims.append(claim["run_id"])
         if claim["run_id"] in self.refuse:
             await msg.respond(remote.encode("refused", run_id=claim["run_id"], reason="it ended"))
+            return
+        if claim["run_id"] in self.hand_back:
+            refused = remote.encode(
+                "refused", run_id=claim["run_id"], reason="not yours", then=remote.HAND_BACK
+            )
+            await msg.respond(refused)
             return
         self.leases.grant(claim["run_id"], claim["worker"], TOKEN, now_ms=0)
         await msg.respond(
@@ -149,6 +159,74 @@ def test_a_refused_claim_runs_nothing_and_the_work_is_dropped(tmp_path: Path) ->
         logged = asyncio.run(with_worker(tmp_path, server, body))
     assert not (tmp_path / "worker-logs").exists() and not (tmp_path / "ran").exists()
     assert [e["why"] for e in logged if e["message"] == "claim refused"] == ["it ended"]
+
+
+def test_a_claim_refused_for_another_worker_hands_the_work_back(tmp_path: Path) -> None:
+    """Refused with ``then: hand back`` (this worker may not run the type): the offer comes
+    back until its ``max_deliver`` (3 here), for a worker that may; nothing runs."""
+
+    async def body(daemon: FakeDaemon, logged: list[dict[str, Any]]) -> None:
+        daemon.hand_back.add(run_id(5))
+        await daemon.offer(5, ["/bin/sh", "-c", f"echo ran > {tmp_path}/ran"])
+        for _ in range(100):
+            if len(daemon.claims) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert daemon.claims == [run_id(5)] * 3
+
+    with NatsServer(tmp_path / "nats") as server:
+        logged = asyncio.run(with_worker(tmp_path, server, body))
+    assert not (tmp_path / "ran").exists()
+    assert [e["then"] for e in logged if e["message"] == "claim refused"] == ["handed back"] * 3
+
+
+def test_a_second_copy_of_a_run_under_way_is_dropped_unclaimed(tmp_path: Path) -> None:
+    """Two messages of one run (offered again past the duplicate window) to a worker of two
+    slots: the run is claimed and run once, the copy dropped."""
+
+    async def body(daemon: FakeDaemon, logged: list[dict[str, Any]]) -> None:
+        argv = ["/bin/sh", "-c", f"echo ran >> {tmp_path}/ran; sleep 1"]
+        await daemon.offer(6, argv)
+        while run_id(6) not in daemon.leases.held:
+            await asyncio.sleep(0.05)
+        await daemon.offer(6, argv, copy=".again")
+        (result,) = await daemon.results(1)
+        assert result["outcome"] == "succeeded"
+        await asyncio.sleep(0.3)
+        assert daemon.claims == [run_id(6)] and await daemon.work_left() == 0
+
+    with NatsServer(tmp_path / "nats") as server:
+        logged = asyncio.run(with_worker(tmp_path, server, body))
+    assert (tmp_path / "ran").read_text() == "ran\n"
+    assert any(e["message"].startswith("a second delivery") for e in logged)
+
+
+def test_a_worker_before_its_consumer_exists_waits_between_fetches(tmp_path: Path) -> None:
+    """No stream or consumer made yet (a worker started before its daemon): each fetch fails at
+    once, and the worker waits a second before the next, not in a spin."""
+
+    async def run() -> list[dict[str, Any]]:
+        logged: list[dict[str, Any]] = []
+        settings = worker_module.WorkerSettings(
+            site=SITE,
+            name=NAME,
+            job_types=("rescan",),
+            programs=frozenset({"/bin/sh"}),
+            url=server.url,
+            log_dir=tmp_path / "worker-logs",
+            version="test",
+        )
+        stopping = asyncio.Event()
+        working = asyncio.create_task(worker_module.Worker(settings, logged.append).run(stopping))
+        await asyncio.sleep(2.5)
+        stopping.set()
+        await asyncio.wait_for(working, 10)
+        return logged
+
+    with NatsServer(tmp_path / "nats") as server:
+        logged = asyncio.run(run())
+    failed = [e for e in logged if e["message"] == "work not fetched"]
+    assert 1 <= len(failed) <= 4, failed
 
 
 def test_bad_offers_and_programs_off_the_allowlist_are_never_claimed(tmp_path: Path) -> None:

@@ -255,6 +255,9 @@ def test_a_bad_claim_is_refused_and_audited_and_nothing_else_changes(
     assert world.types(job_id) == before  # no run.started: nothing runs
     answer = dispatch.answer_to(asked)
     assert answer.kind == "refused" and reason in answer["reason"]
+    # handed back for another worker only where another may claim it
+    handed_back = answer.fields.get("then") == remote.HAND_BACK
+    assert handed_back is (case == "a type it may not run")
 
 
 @pytest.mark.parametrize(
@@ -495,12 +498,16 @@ def test_an_offer_nats_stopped_delivering_ends_its_run_and_the_job_is_retried(
     dispatch = FakeDispatch()
     made, job_id, run_id = offered(world, dispatch)
     offer = remote.encode("offer", **dispatch.offers[run_id])
-    dispatch.heard.append(Heard("undeliverable", "", offer))
+    news = Heard("undeliverable", "", offer)
+    dispatch.heard.append(news)
     made.step()
+    assert dispatch.acked == [news]  # done with once the run's end is committed
     (ended,) = world.payloads(job_id, "run.ended")
     assert (ended["outcome"], ended["cause"]) == ("interrupted", "undeliverable")
     assert "every one that was offered it handed it back" in ended["output"]
     assert len(dispatch.offers) == 2  # retried at once: a new run, a new message
-    dispatch.heard.append(Heard("undeliverable", "", offer))  # told twice: nothing more
+    again = Heard("undeliverable", "", offer)
+    dispatch.heard.append(again)  # told twice (after a restart): nothing more, done with
     made.step()
     assert len(world.payloads(job_id, "run.ended")) == 1
+    assert dispatch.acked == [news, again]

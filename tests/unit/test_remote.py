@@ -79,6 +79,8 @@ def test_optional_keys_may_be_left_out() -> None:
     assert "workdir" not in offer.fields
     result = remote.decode(raw("result", exit_code=None), "result", sender="w-1")
     assert "exit_code" not in result.fields
+    handed = remote.decode(raw("refused", then=remote.HAND_BACK), "refused", sender="d")
+    assert handed["then"] == "hand back"
 
 
 @pytest.mark.parametrize(
@@ -101,6 +103,7 @@ def test_optional_keys_may_be_left_out() -> None:
         ("result", raw("result", output_tail="x" * (remote.MAX_TAIL + 1)), "result.output_tail"),
         ("result", raw("result", exit_code="0"), "result.exit_code: not a valid integer"),
         ("result", raw("result", outcome="exploded"), "result.outcome 'exploded'"),
+        ("refused", raw("refused", then="end"), "refused.then: not a valid then"),
     ],
 )
 def test_a_bad_message_is_refused_naming_its_sender_and_what_is_wrong(

@@ -14,8 +14,11 @@ never writes the ledger and never decides: the loop does both.
 - The worker a message speaks for is the last token of its subject, which the server's
   permissions let only that worker publish on (``permissions.py``).
 - An offer JetStream stopped delivering (its type's consumer reached ``max_deliver``: every
-  worker handed it back) is read from JetStream's advisory and handed to the loop as
-  ``undeliverable``, then deleted from the stream.
+  worker handed it back) is read from JetStream's advisory, kept in its stream while the daemon
+  cannot hear (``streams.py``), and handed to the loop as ``undeliverable``; once the loop has
+  committed the run's end (``done``), the offer is deleted from the work stream and the
+  advisory acknowledged, in that order (a crash between: the advisory comes again, the run has
+  ended, and the offer is gone or deleted then).
 - ``available``: connected, with the streams and consumers made; the loop holds remote jobs
   back (throttled, ``dispatch_unavailable``) while it is not.
 - With a ``feed`` (config ``nats_events``), every committed event is published too
@@ -29,20 +32,21 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import nats
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NotFoundError
 
 from orchd.core import remote
 from orchd.core.ports import Said
 
 from . import events, streams
 from .events import EventFeed
-from .permissions import credentials, inbox, tls_options, undeliverable_subject, work_stream
+from .permissions import credentials, inbox, tls_options, work_stream
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -65,10 +69,11 @@ class Incoming:
     """A claim, heartbeat or result for the loop: its kind, the worker whose subject it came on,
     its bytes (unread: the loop decodes them), and the message to answer or acknowledge."""
 
-    kind: str  # claim, hb, results
+    kind: str  # claim, hb, results, undeliverable
     worker: str
     data: bytes
     msg: Any = field(repr=False)
+    seq: int = 0  # undeliverable: the offer's sequence in the work stream
 
 
 class Dispatcher:
@@ -131,8 +136,9 @@ class Dispatcher:
         asyncio.run_coroutine_threadsafe(self._respond(msg, data), self._loop)
 
     def done(self, incoming: Said) -> None:
-        """A result's ``run.ended`` is committed (or it was refused): it leaves the stream."""
-        asyncio.run_coroutine_threadsafe(self._ack(cast(Incoming, incoming).msg), self._loop)
+        """A result's ``run.ended`` is committed (or it was refused): it leaves the stream. The
+        same for an undeliverable offer's news, its offer deleted first."""
+        asyncio.run_coroutine_threadsafe(self._ack(cast(Incoming, incoming)), self._loop)
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._stopping = True
@@ -182,11 +188,12 @@ class Dispatcher:
         await self._streams()
         await self._nc.subscribe(f"orchd.{s.site}.claim.*", cb=self._heard)
         await self._nc.subscribe(f"orchd.{s.site}.hb.*", cb=self._heard)
-        await self._nc.subscribe(undeliverable_subject(s.site), cb=self._undeliverable)
-        results = await self._js.pull_subscribe_bind(
-            streams.RESULTS_CONSUMER, streams.results_stream(s.site)
-        )
-        self._loop.create_task(self._pull_results(results, self._nc))
+        for stream, heard in (
+            (streams.results_stream(s.site), self._result),
+            (streams.undeliverable_stream(s.site), self._undeliverable),
+        ):
+            sub = await self._js.pull_subscribe_bind(streams.RESULTS_CONSUMER, stream)
+            self._loop.create_task(self._pull(sub, self._nc, heard))
         if self._feed is not None and self._feeding is None:
             await events.ensure(self._js, s.site)
             self._feeding = self._loop.create_task(self._feed.run(self._js))
@@ -257,26 +264,32 @@ class Dispatcher:
 
     async def _undeliverable(self, msg: Any) -> None:
         """JetStream gave up on an offer (its consumer's ``max_deliver`` reached: every worker
-        that got it handed it back): the offer goes to the loop, which ends its run, and leaves
-        the stream."""
-        stream = work_stream(self.settings.site)
+        that got it handed it back): the offer goes to the loop, which ends its run. An offer
+        no longer stored was dealt with before (a daemon that died before acknowledging)."""
         try:
             seq = int(json.loads(msg.data)["stream_seq"])
-            stored = await self._js.get_msg(stream, seq)
-            await self._js.delete_msg(stream, seq)
+            stored = await self._js.get_msg(work_stream(self.settings.site), seq)
+        except NotFoundError:
+            await self._ack(Incoming("undeliverable", "", b"", msg))
+            return
         except (NatsError, NatsTimeout, ValueError, KeyError, TypeError) as exc:
             self._log({"message": "an undeliverable offer could not be read", "error": str(exc)})
-            return
-        self._queue(Incoming("undeliverable", "", stored.data, None))
+            return  # its advisory comes again after its ack wait
+        self._queue(Incoming("undeliverable", "", stored.data, msg, seq))
 
-    async def _pull_results(self, sub: Any, nc: Any) -> None:
+    async def _result(self, msg: Any) -> None:
+        self._queue(Incoming("results", msg.subject.rsplit(".", 1)[1], msg.data, msg))
+
+    async def _pull(self, sub: Any, nc: Any, heard: Callable[[Any], Awaitable[None]]) -> None:
         while not self._stopping and not nc.is_closed:  # closed: a setting up that failed
             try:
                 for msg in await sub.fetch(16, timeout=1):
-                    worker = msg.subject.rsplit(".", 1)[1]
-                    self._queue(Incoming("results", worker, msg.data, msg))
-            except (TimeoutError, NatsTimeout, NatsError):
+                    await heard(msg)
+            except (TimeoutError, NatsTimeout):
                 continue
+            except NatsError as exc:  # JetStream unavailable for a while: not in a spin
+                self._log({"message": "a stream not read", "error": str(exc)})
+                await asyncio.sleep(1)
 
     def _queue(self, incoming: Incoming) -> None:
         with self._lock:
@@ -289,11 +302,14 @@ class Dispatcher:
         except NatsError as exc:  # the asker waits in vain, and asks again or fences its run
             self._log({"message": "could not answer a worker", "error": str(exc)})
 
-    async def _ack(self, msg: Any) -> None:
+    async def _ack(self, incoming: Incoming) -> None:
         try:
-            await msg.ack()
-        except NatsError as exc:  # delivered again later, and recorded once
-            self._log({"message": "could not acknowledge a result", "error": str(exc)})
+            if incoming.seq:
+                with contextlib.suppress(NotFoundError):
+                    await self._js.delete_msg(work_stream(self.settings.site), incoming.seq)
+            await incoming.msg.ack()
+        except (NatsError, NatsTimeout) as exc:  # delivered again later, and recorded once
+            self._log({"message": f"could not acknowledge {incoming.kind}", "error": str(exc)})
 
     async def _close(self) -> None:
         if self._feeding is not None:

@@ -97,9 +97,7 @@ def daemon(site: str) -> dict[str, Any]:
     """The permissions of the site's daemon."""
     return {
         "publish": {"allow": [f"orchd.{site}.>", "$JS.API.>", "$JS.ACK.>"]},
-        "subscribe": {
-            "allow": [f"orchd.{site}.>", f"{inbox(site, 'daemon')}.>", undeliverable_subject(site)]
-        },
+        "subscribe": {"allow": [f"orchd.{site}.>", f"{inbox(site, 'daemon')}.>"]},
         "allow_responses": True,  # its answers to claims and heartbeats, on the asker's inbox
     }
 

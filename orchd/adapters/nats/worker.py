@@ -4,11 +4,15 @@ own supervisor (adapters/supervisor.py), heartbeated, and its result published t
 stream before the work is acknowledged.
 
 Rules (docs/ARCHITECTURE.md, "Remote workers"):
-- An offer is read like any outside input (``core.remote.decode``); a malformed one, or one of
-  another site or of a type this worker may not run, is terminated (no worker should take it)
-  and logged; a program not on this worker's own allowlist is handed back (``nak``) for another.
-- Nothing runs without a granted claim. A refused claim (the run ended, or another holds it: a
-  second delivery) terminates the message; no answer (the daemon unreachable) hands it back.
+- An offer is read like any outside input (``core.remote.decode``); one it cannot read, of
+  another site or type, or whose program is not on this worker's own allowlist is handed back
+  (``nak``) for another, and logged. No worker ends an offer it did not run: one that every
+  worker hands back reaches its consumer's ``max_deliver``, and the daemon ends its run
+  ``undeliverable`` (dispatch.py).
+- Nothing runs without a granted claim. A refused claim drops the message (acknowledged: the run
+  ended, or another worker holds it), or hands it back when the daemon says another worker may
+  claim it (``then: hand back``: this worker may not run the type); no answer (the daemon
+  unreachable) hands it back. A second delivery of a run this worker holds is dropped.
 - The job runs under a supervisor process of its own session, which ends the job's group once the
   lease runs out unrenewed: a worker killed, stopped or cut off still fences its runs.
 - Every third of the lease: JetStream's in-progress for the message, then a heartbeat to the
@@ -45,6 +49,7 @@ from orchd.errors import BadMessage, UnknownProtocol
 from .permissions import consumer, credentials, inbox, tls_options, work_stream
 
 Log = Callable[[dict[str, Any]], None]
+FETCH_RETRY_S = 1.0  # after a fetch failed other than by its timeout (no consumer yet)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +110,7 @@ class Worker:
         self._js: Any = None
         self._spawner: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
+        self._holding: set[str] = set()  # the runs this worker claimed and has not ended
 
     def subject(self, what: str) -> str:
         return remote.subject(self.settings.site, what, self.settings.name)
@@ -182,8 +188,13 @@ class Worker:
                 break
             try:
                 msg = (await sub.fetch(1, timeout=s.fetch_timeout_s))[0]
-            except (TimeoutError, NatsTimeout, NatsError):
+            except (TimeoutError, NatsTimeout):
                 slots.release()
+                continue
+            except NatsError as exc:  # no consumer yet, JetStream unavailable: not in a spin
+                slots.release()
+                self.log({"message": "work not fetched", "type": job_type, "error": str(exc)})
+                await asyncio.sleep(FETCH_RETRY_S)
                 continue
             task = asyncio.create_task(self._work(msg))
             running.add(task)
@@ -194,6 +205,19 @@ class Worker:
         offer = await self._offer(msg)
         if offer is None:
             return
+        run_id = offer["run_id"]
+        if run_id in self._holding:  # a second copy of an offer (offered again after a restart)
+            self.log({"message": "a second delivery of a run under way, dropped", "run_id": run_id})
+            with contextlib.suppress(NatsError):  # else it comes back, and is dropped again
+                await msg.ack()
+            return
+        self._holding.add(run_id)
+        try:
+            await self._claimed_run(msg, offer)
+        finally:
+            self._holding.discard(run_id)
+
+    async def _claimed_run(self, msg: Any, offer: remote.Message) -> None:
         claimed = await self._claim(msg, offer)
         if claimed is None:
             return
@@ -212,13 +236,15 @@ class Worker:
         s = self.settings
         try:
             offer = remote.decode(msg.data, "offer", sender="the work stream")
-        except (BadMessage, UnknownProtocol) as exc:
-            self.log({"message": "work refused", "error": exc.message})
-            await msg.term()
+        except (BadMessage, UnknownProtocol) as exc:  # another worker may read it
+            self.log({"message": "work handed back: unreadable here", "error": exc.message})
+            await msg.nak(delay=1)
             return None
         if offer["site"] != s.site or offer["job_type"] not in s.job_types:
-            self.log({"message": "work refused", "run_id": offer["run_id"], "error": "not ours"})
-            await msg.term()
+            self.log(
+                {"message": "work handed back", "run_id": offer["run_id"], "error": "not ours"}
+            )
+            await msg.nak(delay=1)
             return None
         if offer["argv"][0] not in s.programs:
             self.log(
@@ -260,10 +286,16 @@ class Worker:
             await msg.nak(delay=1)
             return None
         if answer.kind == "refused":
+            hand_back = answer.fields.get("then") == remote.HAND_BACK
             self.log(
-                {"message": "claim refused", "run_id": offer["run_id"], "why": answer["reason"]}
+                {
+                    "message": "claim refused",
+                    "run_id": offer["run_id"],
+                    "why": answer["reason"],
+                    "then": "handed back" if hand_back else "dropped",
+                }
             )
-            await msg.term()
+            await (msg.nak(delay=1) if hand_back else msg.ack())  # the run ended, or is another's
             return None
         return answer, asked_ms
 

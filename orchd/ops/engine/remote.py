@@ -161,10 +161,11 @@ class Remote(Runs):
         if active is None or not active.remote or active.ending is not None:
             raise ClaimRefused(worker=said.worker, detail=f"run {run_id} is not leased here")
         allowed = self._policy.workers.get(said.worker, frozenset())
-        if active.job.job_type not in allowed:
-            raise ClaimRefused(
-                worker=said.worker, detail=f"it may not run job type {active.job.job_type}"
-            )
+        if active.job.job_type not in allowed:  # another worker may: the offer is handed back
+            detail = f"it may not run job type {active.job.job_type}"
+            refused = ClaimRefused(worker=said.worker, detail=detail)
+            self._refuse(said, refused.message, then=remote.HAND_BACK)
+            return
         token = remote.claim_token(self._claim_secret, run_id, said.worker)
         self._leases.grant(run_id, said.worker, token, mono)  # refused: another worker's
         if active.worker is None:
@@ -222,8 +223,11 @@ class Remote(Runs):
         self._acks.append(said)  # once ``run.ended`` is committed
 
     def _undeliverable(self, said: Said, now_ms: int) -> None:
-        """NATS gave up delivering a run's offer (every worker handed it back): unclaimed, the
-        run ends ``interrupted`` (cause ``undeliverable``), and its job is retried by policy."""
+        """NATS gave up delivering a run's offer (every worker handed it back; heard even if it
+        gave up while this daemon was down): unclaimed, the run ends ``interrupted`` (cause
+        ``undeliverable``), and its job is retried by policy. The news is done with (the offer
+        and the news leave their streams) once that is committed."""
+        self._acks.append(said)
         offer = remote.decode(said.data, "offer", sender="the work stream")
         active = self._active.get(offer["run_id"])
         if active is None or not active.remote or active.worker is not None:
@@ -270,9 +274,10 @@ class Remote(Runs):
             cause=cause,
         )
 
-    def _refuse(self, said: Said, reason: str) -> None:
-        """Refuse ``said``: answered (a claim or heartbeat; naming its run if it names one) or
-        acknowledged (a result: never delivered again), and audited."""
+    def _refuse(self, said: Said, reason: str, then: str | None = None) -> None:
+        """Refuse ``said``: answered (a claim or heartbeat; naming its run if it names one;
+        ``then``: ``remote.HAND_BACK`` when another worker may claim it) or done with (a
+        result, or the news of an undeliverable offer: never delivered again), and audited."""
         run_id = _run_named(said.data)
         reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
         self._drafts.append(
@@ -290,7 +295,8 @@ class Remote(Runs):
         if said.kind == "results":
             self._acks.append(said)
         elif said.kind in ("claim", "hb"):
-            self._dispatch.answer(said, remote.encode("refused", run_id=run_id, reason=reason))
+            refused = remote.encode("refused", run_id=run_id, reason=reason, then=then)
+            self._dispatch.answer(said, refused)
 
     def _stop_remote(self, active: Active, ending: str) -> None:
         """Stop a remote run: told at its worker's next heartbeat (or ended at the next step,
