@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -208,7 +209,13 @@ def say(what: dict[str, Any]) -> None:
         pass
 
 
+def _ended_by(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # through ``supervise``'s finally: the job's group killed
+
+
 def main() -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # an admin's kill, systemctl kill of the unit
+        signal.signal(signum, _ended_by)
     words = Words(sys.stdin.fileno())
     try:
         run = json.loads(words.first())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -228,3 +229,60 @@ def test_a_worker_gone_before_it_heard_the_start_leaves_no_job_unfenced(tmp_path
     assert proc.wait(10) == 0
     assert time.monotonic() - began < 3
     assert alive_with_run_id() == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_supervisor_signalled_to_end_ends_its_job_first(tmp_path: Path, signum: int) -> None:
+    """An admin's kill (or ``systemctl kill`` of the worker's unit) of the supervisor: the
+    TERM-ignoring job and what it started end with it, not left running unfenced."""
+    script = "trap '' TERM HUP; sleep 30 & sleep 30; wait"
+    run = Supervised(tmp_path, ["/bin/sh", "-c", script], lease_ms=60_000)
+    assert "started" in run.hear()
+    run.proc.send_signal(signum)
+    assert run.proc.wait(10) == 128 + signum
+    for pipe in (run.proc.stdin, run.proc.stdout):
+        if pipe is not None:
+            pipe.close()
+    deadline = time.monotonic() + 3
+    while alive_with_run_id() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive_with_run_id() == []
+
+
+def test_a_run_forked_by_the_spawner_has_sigint_as_by_default(tmp_path: Path) -> None:
+    """The spawner ignores SIGINT (the worker drains on it); its supervisors, and so their jobs,
+    do not inherit that (an ignored signal stays ignored across exec)."""
+    ours, spawners = socket.socketpair()
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)}
+    spawner = subprocess.Popen(
+        [sys.executable, "-m", "orchd.adapters.spawner", str(spawners.fileno())],
+        pass_fds=(spawners.fileno(),),
+        env=env,
+    )
+    spawners.close()
+    mine, its = socket.socketpair()
+    socket.send_fds(ours, [b"r"], [its.fileno()])
+    its.close()
+    run = {
+        "spec": {
+            "run_id": RUN,
+            "job_id": RUN,
+            "argv": ["/bin/sh", "-c", "grep SigIgn /proc/self/status"],
+            "env": {"ORCHD_RUN_ID": RUN},
+        },
+        "log_dir": str(tmp_path / "logs"),
+        "lease_ms": 5000,
+        "timeout_ms": 60_000,
+        "grace_ms": 300,
+    }
+    try:
+        mine.sendall(json.dumps(run).encode() + b"\n")
+        said = mine.makefile("r")
+        assert "started" in json.loads(said.readline())
+        ended = json.loads(said.readline())["ended"]
+    finally:
+        mine.close()
+        ours.close()
+        spawner.wait(10)
+    ignored = int(ended["output_tail"].split()[-1], 16)
+    assert ended["exit_code"] == 0 and not ignored & (1 << (signal.SIGINT - 1)), ended
