@@ -217,7 +217,9 @@ def test_a_claim_not_asked_on_its_workers_inbox_is_dropped_unanswered(tmp_path: 
     assert any("not asked by its worker" in str(said) for said in loop.logged)
 
 
-def test_a_reloaded_policys_new_remote_type_gets_its_consumer(tmp_path: Path) -> None:
+def test_a_reloaded_policys_new_remote_type_gets_its_consumer_even_while_cut_off(
+    tmp_path: Path,
+) -> None:
     import nats
 
     from orchd.adapters.nats.permissions import consumer, work_stream
@@ -237,6 +239,12 @@ def test_a_reloaded_policys_new_remote_type_gets_its_consumer(tmp_path: Path) ->
         finally:
             await nc.close()
 
+    def until_limits(wanted: dict[str, int]) -> None:
+        deadline = time.monotonic() + 10
+        while asyncio.run(pending_limits(server.url)) != wanted:
+            assert time.monotonic() < deadline, asyncio.run(pending_limits(server.url))
+            time.sleep(0.1)
+
     with NatsServer(tmp_path / "nats") as server:
         loop = Loop(server.url)
         loop.dispatcher.start()
@@ -244,9 +252,12 @@ def test_a_reloaded_policys_new_remote_type_gets_its_consumer(tmp_path: Path) ->
             loop.until(lambda: loop.dispatcher.available)
             assert asyncio.run(pending_limits(server.url)) == {"rescan": 2}
             loop.dispatcher.reconfigure({"rescan": 3, "export": 1})  # SIGHUP's new policy
-            deadline = time.monotonic() + 10
-            while asyncio.run(pending_limits(server.url)) != {"rescan": 3, "export": 1}:
-                assert time.monotonic() < deadline, asyncio.run(pending_limits(server.url))
-                time.sleep(0.1)
+            until_limits({"rescan": 3, "export": 1})
+            server.stop(kill=True)
+            loop.until(lambda: not loop.dispatcher.available)
+            loop.dispatcher.reconfigure({"rescan": 4, "export": 1})  # reloaded while cut off
+            server.start()
+            loop.until(lambda: loop.dispatcher.available)
+            until_limits({"rescan": 4, "export": 1})
         finally:
             loop.dispatcher.close()

@@ -209,8 +209,12 @@ class Dispatcher:
         )
 
     async def _ensure(self) -> None:
-        if not self._ready.is_set():
-            return  # ``_prepare`` makes them when it connects
+        """The streams and consumers as the settings have them now; not connected, at the
+        connection (``_prepare``, ``_reconnected``); failed, logged and tried at the next."""
+        if self._ready.is_set():
+            await self._remade()
+
+    async def _remade(self) -> None:
         try:
             await self._streams()
         except (NatsError, NatsTimeout) as exc:
@@ -222,6 +226,10 @@ class Dispatcher:
         self._log({"message": "NATS error", "error": str(exc) or type(exc).__name__})
 
     async def _reconnected(self) -> None:
+        """Connected again: the streams and consumers made again first (a policy reloaded while
+        cut off, or a server that lost its store), then offers go out again."""
+        if self._js is not None:  # ``_prepare`` made them once
+            await self._remade()
         self._ready.set()
         self._wake()
         await self._republish()
