@@ -32,7 +32,12 @@ def serve(control: socket.socket) -> int:
         if not fds:  # the worker closed its end
             return 0
         _reap()
-        if os.fork() == 0:  # the run's supervisor
+        try:
+            pid = os.fork()
+        except OSError:  # EAGAIN (the unit's TasksMax): the worker reads the end of its socket
+            os.close(fds[0])
+            continue
+        if pid == 0:  # the run's supervisor
             control.close()
             os.setsid()  # a signal to the worker's or the spawner's group is not the run's
             os.dup2(fds[0], 0)

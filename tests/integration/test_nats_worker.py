@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -279,3 +281,42 @@ def test_a_result_keeps_the_end_of_a_tail_too_long_for_a_message() -> None:
     assert (result["outcome"], result["exit_code"]) == ("failed", 3)
     assert 0 < len(result["output_tail"]) < remote.MAX_TAIL
     assert set(result["output_tail"]) == {"\x00"}  # its end, not its start
+
+
+def test_a_supervisor_gone_without_a_word_is_said_and_its_job_killed(tmp_path: Path) -> None:
+    """A supervisor that ends before saying "started" (a fork refused): the run failed, nothing
+    ran. One killed after "started", before "ended": the worker kills the job's group itself
+    and the run ended interrupted (before: the worker's task died on ``json.loads(b"")``, and
+    the run waited for its lease to lapse, its job unfenced)."""
+    job = subprocess.Popen(["sleep", "30"], process_group=0)
+    offer = remote.Message("offer", {"run_id": run_id(7)})
+    granted = remote.Message("granted", {"run_id": run_id(7), "token": TOKEN, "lease_ms": 3000})
+    logged: list[dict[str, Any]] = []
+
+    async def after(*lines: bytes) -> dict[str, Any]:
+        settings = worker_module.WorkerSettings(
+            site=SITE,
+            name=NAME,
+            job_types=("rescan",),
+            programs=frozenset({"/bin/sh"}),
+            url="nats://127.0.0.1:1",
+            log_dir=tmp_path,
+            version="test",
+        )
+        reader = asyncio.StreamReader()
+        for line in lines:
+            reader.feed_data(line)
+        reader.feed_eof()
+        worker = worker_module.Worker(settings, logged.append)
+        ended: dict[str, Any] = await worker._to_its_end(reader, None, None, offer, granted)
+        return ended
+
+    try:
+        never = asyncio.run(after())
+        assert never["outcome"] == "failed" and "before the run began" in never["output_tail"]
+        cut = asyncio.run(after(f'{{"started": {job.pid}}}\n'.encode(), b'{"end'))
+        assert cut["outcome"] == "interrupted" and "its processes killed" in cut["output_tail"]
+        assert job.wait(5) == -signal.SIGKILL
+    finally:
+        job.kill()
+        job.wait()

@@ -286,3 +286,27 @@ def test_a_run_forked_by_the_spawner_has_sigint_as_by_default(tmp_path: Path) ->
         spawner.wait(10)
     ignored = int(ended["output_tail"].split()[-1], 16)
     assert ended["exit_code"] == 0 and not ignored & (1 << (signal.SIGINT - 1)), ended
+
+
+def test_a_fork_the_system_refuses_ends_that_runs_socket_and_the_spawner_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fork`` refused (EAGAIN: the worker unit's TasksMax): the run's socket is closed (its
+    worker reads its end, and says the run failed) and the spawner serves the next request."""
+    from orchd.adapters import spawner
+
+    def refused() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(spawner.os, "fork", refused)
+    ours, its_control = socket.socketpair()
+    runs = [socket.socketpair() for _ in range(2)]
+    for _mine, theirs in runs:
+        socket.send_fds(ours, [b"r"], [theirs.fileno()])
+        theirs.close()
+    ours.close()  # the worker gone: the spawner ends after the requests already sent
+    assert spawner.serve(its_control) == 0
+    for mine, _theirs in runs:
+        assert mine.recv(1) == b""  # the end: no supervisor holds the other side
+        mine.close()
+    its_control.close()

@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -73,6 +75,20 @@ class WorkerSettings:
 
 def _mono_ms() -> int:
     return time.monotonic_ns() // 1_000_000
+
+
+def _failed(why: str) -> dict[str, Any]:
+    """The end of a run that never began (its supervisor could not start it)."""
+    return {"outcome": "failed", "output_tail": f"orchd worker: {why}\n", "log_path": ""}
+
+
+def _said(line: bytes) -> dict[str, Any]:
+    """A supervisor's line, or ``{}`` when it ended without one (or a whole one)."""
+    try:
+        said = json.loads(line)
+    except ValueError:
+        return {}
+    return said if isinstance(said, dict) else {}
 
 
 def result_message(
@@ -306,7 +322,10 @@ class Worker:
         Its lease is counted from when the claim was asked for, as a heartbeat's renewal is
         from when the beat was sent: it never ends later than the daemon's."""
         s = self.settings
-        reader, writer = await self._supervisor()
+        try:
+            reader, writer = await self._supervisor()
+        except OSError as exc:  # the spawner gone between its check and the request
+            return _failed(f"no supervisor could be started for the run ({exc})")
         lease_ms = max(0, int(granted["lease_ms"]) - (_mono_ms() - asked_ms))
         run = {
             "spec": {
@@ -324,6 +343,10 @@ class Worker:
         try:
             writer.write(json.dumps(run).encode() + b"\n")
             await writer.drain()
+        except OSError as exc:  # the supervisor gone before it read the run: nothing started
+            writer.close()
+            return _failed(f"the run's supervisor ended before it read the run ({exc})")
+        try:
             return await self._to_its_end(reader, writer, msg, offer, granted)
         finally:
             writer.close()
@@ -336,24 +359,28 @@ class Worker:
         offer: remote.Message,
         granted: remote.Message,
     ) -> dict[str, Any]:
-        first = json.loads(await reader.readline())
-        if "failed" in first:
-            return {
-                "outcome": "failed",
-                "output_tail": f"orchd worker: {first['failed']}\n",
-                "log_path": "",
-            }
+        first = _said(await reader.readline())
+        if "started" not in first:  # it could not start the job, or ended (a fork refused)
+            return _failed(first.get("failed", "the run's supervisor ended before the run began"))
         beats = asyncio.create_task(self._heartbeat(msg, offer, granted, writer))
         try:
-            ended = json.loads(await reader.readline())["ended"]
+            last = _said(await reader.readline())
         finally:
             beats.cancel()
-        return dict(ended)
+        if "ended" in last:
+            return dict(last["ended"])
+        with contextlib.suppress(OSError):  # killed (SIGKILL): its job is fenced here instead
+            os.killpg(int(first["started"]), signal.SIGKILL)
+        self.log({"message": "a run's supervisor ended before its run", "run_id": offer["run_id"]})
+        note = "orchd worker: the run's supervisor ended before the run; its processes killed\n"
+        return {"outcome": "interrupted", "output_tail": note, "log_path": ""}
 
     async def _supervisor(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A new supervisor process for a run, forked by this worker's spawner (started at
         the first run): the worker's end of its stdin and stdout."""
         if self._spawner is None or self._spawner.poll() is not None:
+            if self._control is not None:  # the spawner before, gone
+                self._control.close()
             ours, theirs = socket.socketpair()
             self._spawner = subprocess.Popen(
                 [sys.executable, "-m", "orchd.adapters.spawner", str(theirs.fileno())],
