@@ -1,5 +1,5 @@
-"""The event feed (adapters/nats/events.py) over a fake JetStream: a failure to read the ledger
-or to save the position is logged and the feed goes on, from the last position saved."""
+"""The event feed (adapters/nats/events.py) over a fake JetStream: a failure to open or read the
+ledger or to save the position is logged and the feed goes on, from the last position saved."""
 
 from __future__ import annotations
 
@@ -52,7 +52,15 @@ def test_a_read_or_a_save_that_fails_is_logged_and_the_feed_goes_on(tmp_path: Pa
     logged: list[dict[str, Any]] = []
     folder = tmp_path / "state"
     position = events.Position(folder / "events.position", "instance-1")
-    feed = events.EventFeed("hq", lambda: FlakyReader(fail=1), position, logged.append)
+    opened: list[FlakyReader] = []
+
+    def open_reader() -> FlakyReader:  # the first opening fails, as a ledger out of reach does
+        if not logged:
+            raise StorageError(path=Path("ledger.db"), detail="cannot open")
+        opened.append(FlakyReader(fail=1))
+        return opened[-1]
+
+    feed = events.EventFeed("hq", open_reader, position, logged.append)
     feed.retry_s = 0.05
     js = FakeJetStream()
 
@@ -60,11 +68,13 @@ def test_a_read_or_a_save_that_fails_is_logged_and_the_feed_goes_on(tmp_path: Pa
         task = asyncio.create_task(feed.run(js))
         while position.load() != 3:
             await asyncio.sleep(0.05)
-            if len(logged) == 2:
+            if len(logged) == 3:
                 folder.mkdir(exist_ok=True)  # the position's folder is there from now on
         task.cancel()
 
     asyncio.run(asyncio.wait_for(run_a_while(), 20))
-    assert "Input/output error" in logged[0]["error"]  # the ledger could not be read
-    assert "events.position" in logged[1]["error"]  # the position could not be saved
+    assert "cannot open" in logged[0]["error"]  # the ledger could not be opened
+    assert "Input/output error" in logged[1]["error"]  # then not read
+    assert "events.position" in logged[2]["error"]  # the position could not be saved
+    assert len(opened) == 1  # opened once it could be, and kept
     assert js.published[-3:] == ["e1", "e2", "e3"]  # then from the last position saved

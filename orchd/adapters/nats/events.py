@@ -111,17 +111,19 @@ class EventFeed:
     async def run(self, js: Any) -> None:
         """Publish until cancelled; a failure (NATS, reading the ledger, saving the position)
         is logged and the feed goes on from the last position the stream acknowledged."""
-        reader = self.open_reader()
+        reader: Reader | None = None
         try:
             while True:
                 try:
+                    reader = reader or self.open_reader()
                     await self._publish_all(js, reader)
                 except (NatsError, NatsTimeout, TimeoutError, OrchdError, OSError) as exc:
                     error = exc.message if isinstance(exc, OrchdError) else str(exc)
                     self.log({"message": "event stream behind, trying again", "error": error})
                     await asyncio.sleep(self.retry_s)  # NATS, the ledger's disk or the position's
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
 
     async def _publish_all(self, js: Any, reader: Reader) -> None:
         position = self.position.load()
