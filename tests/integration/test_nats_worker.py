@@ -25,6 +25,7 @@ from tests.natsserver import offer as made_offer
 nats = pytest.importorskip("nats")
 streams = pytest.importorskip("orchd.adapters.nats.streams")
 worker_module = pytest.importorskip("orchd.adapters.nats.worker")
+supervised = pytest.importorskip("orchd.adapters.nats.supervised")
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
@@ -289,27 +290,18 @@ def test_a_supervisor_gone_without_a_word_is_said_and_its_job_killed(tmp_path: P
     and the run ended interrupted (before: the worker's task died on ``json.loads(b"")``, and
     the run waited for its lease to lapse, its job unfenced)."""
     job = subprocess.Popen(["sleep", "30"], process_group=0)
-    offer = remote.Message("offer", {"run_id": run_id(7)})
-    granted = remote.Message("granted", {"run_id": run_id(7), "token": TOKEN, "lease_ms": 3000})
     logged: list[dict[str, Any]] = []
 
     async def after(*lines: bytes) -> dict[str, Any]:
-        settings = worker_module.WorkerSettings(
-            site=SITE,
-            name=NAME,
-            job_types=("rescan",),
-            programs=frozenset({"/bin/sh"}),
-            url="nats://127.0.0.1:1",
-            log_dir=tmp_path,
-            version="test",
-        )
         reader = asyncio.StreamReader()
         for line in lines:
             reader.feed_data(line)
         reader.feed_eof()
-        worker = worker_module.Worker(settings, logged.append)
-        ended: dict[str, Any] = await worker._to_its_end(reader, None, None, offer, granted)
-        return ended
+
+        async def beats() -> None:
+            await asyncio.sleep(60)
+
+        return await supervised.to_its_end(reader, beats, run_id(7), logged.append)
 
     try:
         never = asyncio.run(after())

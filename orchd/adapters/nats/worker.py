@@ -30,14 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +43,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from orchd.core import remote
 from orchd.errors import BadMessage, UnknownProtocol
 
+from . import supervised
 from .permissions import consumer, credentials, inbox, tls_options, work_stream
 
 Log = Callable[[dict[str, Any]], None]
@@ -71,24 +67,6 @@ class WorkerSettings:
     grace_ms: int = 5000  # SIGTERM to SIGKILL
     claim_timeout_s: float = 2.0
     fetch_timeout_s: float = 1.0
-
-
-def _mono_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
-
-
-def _failed(why: str) -> dict[str, Any]:
-    """The end of a run that never began (its supervisor could not start it)."""
-    return {"outcome": "failed", "output_tail": f"orchd worker: {why}\n", "log_path": ""}
-
-
-def _said(line: bytes) -> dict[str, Any]:
-    """A supervisor's line, or ``{}`` when it ended without one (or a whole one)."""
-    try:
-        said = json.loads(line)
-    except ValueError:
-        return {}
-    return said if isinstance(said, dict) else {}
 
 
 def result_message(
@@ -124,8 +102,7 @@ class Worker:
         self._tls = tls_options(settings.ca_file)
         self._nc: Any = None
         self._js: Any = None
-        self._spawner: subprocess.Popen[bytes] | None = None
-        self._control: socket.socket | None = None
+        self._spawner = supervised.Spawner()
         self._holding: set[str] = set()  # the runs this worker claimed and has not ended
 
     def subject(self, what: str) -> str:
@@ -183,10 +160,7 @@ class Worker:
             await asyncio.gather(*running)  # drain: what was claimed runs to its end
         await self._nc.flush()  # the last acks
         await self._nc.close()
-        if self._control is not None:
-            self._control.close()  # the spawner ends
-        if self._spawner is not None:
-            self._spawner.wait()
+        self._spawner.close()
 
     async def _pull(
         self,
@@ -287,7 +261,7 @@ class Worker:
             concurrency=s.concurrency,
             log=str(s.log_dir / f"{offer['run_id']}.log"),
         )
-        asked_ms = _mono_ms()
+        asked_ms = supervised.mono_ms()
         try:
             reply = await self._nc.request(self.subject("claim"), claim, timeout=s.claim_timeout_s)
             answer = remote.decode(reply.data, ("granted", "refused"), sender="the daemon")
@@ -323,10 +297,10 @@ class Worker:
         from when the beat was sent: it never ends later than the daemon's."""
         s = self.settings
         try:
-            reader, writer = await self._supervisor()
+            reader, writer = await self._spawner.supervisor()
         except OSError as exc:  # the spawner gone between its check and the request
-            return _failed(f"no supervisor could be started for the run ({exc})")
-        lease_ms = max(0, int(granted["lease_ms"]) - (_mono_ms() - asked_ms))
+            return supervised.failed(f"no supervisor could be started for the run ({exc})")
+        lease_ms = max(0, int(granted["lease_ms"]) - (supervised.mono_ms() - asked_ms))
         run = {
             "spec": {
                 "run_id": offer["run_id"],
@@ -345,61 +319,12 @@ class Worker:
             await writer.drain()
         except OSError as exc:  # the supervisor gone before it read the run: nothing started
             writer.close()
-            return _failed(f"the run's supervisor ended before it read the run ({exc})")
+            return supervised.failed(f"the run's supervisor ended before it read the run ({exc})")
         try:
-            return await self._to_its_end(reader, writer, msg, offer, granted)
+            beats = partial(self._heartbeat, msg, offer, granted, writer)
+            return await supervised.to_its_end(reader, beats, offer["run_id"], self.log)
         finally:
             writer.close()
-
-    async def _to_its_end(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        msg: Any,
-        offer: remote.Message,
-        granted: remote.Message,
-    ) -> dict[str, Any]:
-        first = _said(await reader.readline())
-        if "started" not in first:  # it could not start the job, or ended (a fork refused)
-            return _failed(first.get("failed", "the run's supervisor ended before the run began"))
-        beats = asyncio.create_task(self._heartbeat(msg, offer, granted, writer))
-        try:
-            last = _said(await reader.readline())
-        finally:
-            beats.cancel()
-        if "ended" in last:
-            return dict(last["ended"])
-        with contextlib.suppress(OSError):  # killed (SIGKILL): its job is fenced here instead
-            os.killpg(int(first["started"]), signal.SIGKILL)
-        self.log({"message": "a run's supervisor ended before its run", "run_id": offer["run_id"]})
-        note = "orchd worker: the run's supervisor ended before the run; its processes killed\n"
-        return {"outcome": "interrupted", "output_tail": note, "log_path": ""}
-
-    async def _supervisor(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A new supervisor process for a run, forked by this worker's spawner (started at
-        the first run): the worker's end of its stdin and stdout."""
-        if self._spawner is None or self._spawner.poll() is not None:
-            if self._control is not None:  # the spawner before, gone
-                self._control.close()
-            ours, theirs = socket.socketpair()
-            self._spawner = subprocess.Popen(
-                [sys.executable, "-m", "orchd.adapters.spawner", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a signal to the worker's group is not the runs'
-            )
-            theirs.close()
-            self._control = ours
-        control = self._control
-        if control is None:  # made with the spawner, above
-            raise RuntimeError("the spawner has no control socket")
-        ours, theirs = socket.socketpair()
-        try:
-            socket.send_fds(control, [b"r"], [theirs.fileno()])
-        finally:
-            theirs.close()
-        # its last line carries the output tail (64 KiB, JSON-escaped)
-        return await asyncio.open_connection(sock=ours, limit=1 << 20)
 
     async def _heartbeat(
         self,
@@ -414,7 +339,7 @@ class Worker:
         )
         while True:
             await asyncio.sleep(lease_ms / 3000)
-            sent = _mono_ms()
+            sent = supervised.mono_ms()
             try:
                 await msg.in_progress()
                 reply = await self._nc.request(self.subject("hb"), beat, timeout=lease_ms / 3000)
@@ -431,7 +356,7 @@ class Worker:
                 )
                 continue  # the lease is not renewed: the supervisor fences the run
             if answer.kind == "renewed":
-                left = int(answer["lease_ms"]) - (_mono_ms() - sent)
+                left = int(answer["lease_ms"]) - (supervised.mono_ms() - sent)
                 supervisor.write(f"renew {max(0, left)}\n".encode())
             else:
                 supervisor.write(f"stop {answer['reason']}\n".encode())
