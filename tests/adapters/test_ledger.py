@@ -634,3 +634,24 @@ def test_a_site_pruned_before_runs_named_their_worker_verifies_after_migration_2
         assert run is not None and (run.pid, run.worker) == (8, None)
     finally:
         again.close()
+
+
+def test_opening_while_a_writer_commits_is_never_refused_as_behind(
+    ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit (and its head file) landing while another process opens the ledger: the head
+    file is read before the opener's snapshot begins, so a head it names is in the snapshot
+    (read inside it, such a ledger was refused as "lacks events it once held": a CI flake)."""
+    writer = SqliteLedger.open(ledger.path, FakeClock(), CountingEntropy())  # keeps the file
+    real = placement.read_heads
+
+    def a_commit_lands_first(path: Path) -> dict[tuple[str, int], str]:
+        writer.append([submitted(JOB_A)])  # the daemon's commit, then its head file
+        return real(path)
+
+    monkeypatch.setattr(placement, "read_heads", a_commit_lands_first)
+    try:
+        SqliteLedger.open(ledger.path, FakeClock(), CountingEntropy()).close()
+        assert real(placement.heads_file(ledger.path))[("hq", 2)]  # the commit did land
+    finally:
+        writer.close()

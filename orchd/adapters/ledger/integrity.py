@@ -280,12 +280,17 @@ class Integrity(StatementStore):
         ).fetchone()
         return chain.START if kept is None else Head(seq=kept[0], hash=kept[1])
 
-    def _check_head_file(self) -> None:
-        """Every head the head file names must be held here, with the same hash: a ledger that
-        lost committed events (its ``-wal`` deleted after a crash) is refused."""
-        if self._heads_file is None:
-            return
-        recorded = placement.read_heads(self._heads_file)
+    def _recorded_heads(self) -> dict[tuple[str, int], str]:
+        """The heads the head file names, read before the snapshot ``_check_head_file`` reads
+        in: the file is written after each commit, so every head it names then is in any
+        snapshot begun after (read inside one, a writer's next commit could be named in the
+        file and not yet in the snapshot: a ledger refused as behind that is not)."""
+        return {} if self._heads_file is None else placement.read_heads(self._heads_file)
+
+    def _check_head_file(self, recorded: dict[tuple[str, int], str]) -> None:
+        """Every head in ``recorded`` (``_recorded_heads``) must be held here, with the same
+        hash: a ledger that lost committed events (its ``-wal`` deleted after a crash) is
+        refused."""
         held = self.hashes(list(recorded))
         pruned = self.checkpoints()
         for (origin, seq), digest in sorted(recorded.items()):

@@ -88,11 +88,12 @@ class SqliteLedger(JobQueries, TrustQueries, Integrity, Retention, StatementStor
                 db.execute("PRAGMA synchronous = FULL")
                 schema.migrate(db.conn, schema.MIGRATIONS)
                 ledger = cls(db, path, clock, entropy, keep_heads=True)
+                recorded = ledger._recorded_heads()  # before the snapshot begins
                 db.execute("BEGIN")  # one read snapshot: a writer may be appending meanwhile
                 try:
                     ledger._check_own_chain()
                     ledger._verify_tails(check_heads)
-                    ledger._check_head_file()
+                    ledger._check_head_file(recorded)
                 finally:
                     db.execute("ROLLBACK")
             except BaseException:
