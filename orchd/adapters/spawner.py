@@ -43,10 +43,9 @@ def serve(control: socket.socket) -> int:
             os.dup2(fds[0], 0)
             os.dup2(fds[0], 1)
             os.close(fds[0])
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # else ignored by every job it starts
             code = 1
             try:
-                code = supervisor.main()
+                code = supervisor.main()  # SIGINT handled there: its jobs do not inherit SIG_IGN
             finally:
                 os._exit(code)  # the supervisor writes its answers straight to the socket
         os.close(fds[0])

@@ -136,6 +136,7 @@ def supervise(run: dict[str, Any], words: Words, say: Callable[[dict[str, Any]],
         executor.close()
         return
     try:
+        _ending.arm()  # a signal come while the job was starting ends it now
         say({"started": pid})
         _to_its_end(spec, words, fence, executor, say)
     finally:
@@ -209,13 +210,38 @@ def say(what: dict[str, Any]) -> None:
         pass
 
 
-def _ended_by(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # through ``supervise``'s finally: the job's group killed
+_ENDING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)  # an admin's kill, systemctl kill
+
+
+class _Ending:
+    """A signal to end the supervisor ends it through ``supervise``'s finally (the job's group
+    killed): raised at once once the job has started (``arm``), else kept until then, so that
+    none comes inside the job's starting and leaves it unfenced. The first one makes the others
+    ignored, so that none cuts the group's killing short. A handler, unlike an ignored signal,
+    is the default again in the job across its exec."""
+
+    def __init__(self) -> None:
+        self.armed, self.came = False, 0
+
+    def handler(self, signum: int, _frame: object) -> None:
+        for each in _ENDING:
+            signal.signal(each, signal.SIG_IGN)
+        self.came = self.came or signum
+        if self.armed:
+            raise SystemExit(128 + signum)
+
+    def arm(self) -> None:
+        self.armed = True
+        if self.came:
+            raise SystemExit(128 + self.came)
+
+
+_ending = _Ending()
 
 
 def main() -> int:
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # an admin's kill, systemctl kill of the unit
-        signal.signal(signum, _ended_by)
+    for signum in _ENDING:
+        signal.signal(signum, _ending.handler)
     words = Words(sys.stdin.fileno())
     try:
         run = json.loads(words.first())

@@ -36,7 +36,8 @@ MAX_MESSAGE = 256 * 1024  # an offer's argv and env, a result's output tail (64 
 MAX_TAIL = 64 * 1024  # characters of a run's output a result carries
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 OUTCOMES = ("succeeded", "failed", "timed_out", "interrupted")
-HAND_BACK = "hand back"  # a refused claim's ``then``: another worker may claim the run
+# a refused claim's ``then``: another worker may claim the run (the default), or no worker may
+HAND_BACK, DROP = "hand back", "drop"
 
 # kind -> {key: its check}; every key is required unless listed in _OPTIONAL
 _TEXT, _INT, _COUNT, _ID = "text", "integer", "positive integer", "id"
@@ -51,7 +52,7 @@ _CHECKS: Mapping[str, Callable[[Any], bool]] = {
     _TOKEN_KEY: lambda v: isinstance(v, str) and _TOKEN.fullmatch(v) is not None,
     _LIST: lambda v: isinstance(v, list) and bool(v) and all(isinstance(i, str) for i in v),
     _MAP: lambda v: isinstance(v, dict) and all(isinstance(i, str) for i in v.values()),
-    _THEN: lambda v: v == HAND_BACK,
+    _THEN: lambda v: v in (HAND_BACK, DROP),
 }
 _KEYS: Mapping[str, Mapping[str, str]] = {
     "offer": {
@@ -89,8 +90,8 @@ _KEYS: Mapping[str, Mapping[str, str]] = {
         "log_path": _TEXT,
     },
 }
-# a refusal of a message too malformed to name its run names none; a refusal of a claim that
-# another worker may make says ``then: HAND_BACK`` (the worker hands the offer back, not ends it)
+# a refusal of a message too malformed to name its run names none; a refusal of a claim says
+# ``then``: DROP when no worker may claim the run (ended, or another's), else HAND_BACK
 _OPTIONAL = {"offer": {"workdir"}, "result": {"exit_code"}, "refused": {"run_id", "then"}}
 
 

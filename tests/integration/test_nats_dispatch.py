@@ -261,3 +261,40 @@ def test_a_reloaded_policys_new_remote_type_gets_its_consumer_even_while_cut_off
             until_limits({"rescan": 4, "export": 1})
         finally:
             loop.dispatcher.close()
+
+
+def test_streams_not_made_at_a_reconnection_are_tried_again_until_they_are() -> None:
+    """JetStream not ready yet when a connection comes back (503 after a server's restart):
+    the streams and consumers are tried again each ``retry_s`` until made, not given up."""
+    from nats.errors import Error as NatsError
+
+    from orchd.adapters.nats.dispatch import Dispatcher, DispatchSettings
+
+    class NotReadyTwice:
+        def __init__(self) -> None:
+            self.tries, self.consumers = 0, 0
+
+        async def stream_info(self, name: str) -> None:
+            self.tries += 1
+            if self.tries <= 2:
+                raise NatsError("503: JetStream not ready")
+
+        async def update_stream(self, config: Any) -> None:
+            pass
+
+        async def add_consumer(self, stream: str, config: Any) -> None:
+            self.consumers += 1
+
+    logged: list[dict[str, Any]] = []
+    settings = DispatchSettings(
+        site=SITE, url="nats://127.0.0.1:1", concurrency={"rescan": 1}, lease_ms=2000
+    )
+    made = Dispatcher(settings, lambda: None, logged.append)
+    made.retry_s = 0.01
+    made._js = NotReadyTwice()
+    try:
+        asyncio.run(made._remade())
+    finally:
+        made._loop.close()
+    assert [e["message"] for e in logged] == ["the job types' consumers not yet up to date"] * 2
+    assert made._js.consumers == 3  # the type's, the results', the undeliverable news'

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ class FakeDaemon:
         self.nc, self.js = nc, nc.jetstream()
         self.leases = remote.Leases(lease_ms=LEASE_MS)
         self.refuse: set[str] = set()
-        self.hand_back: set[str] = set()  # refused, another worker may claim it
+        self.hand_back: set[str] = set()  # refused, but another worker may claim it
         self.claims: list[str] = []
         self.beats = 0
 
@@ -63,13 +64,13 @@ class FakeDaemon:
         claim = remote.decode(msg.data, "claim", sender=msg.subject.rsplit(".", 1)[1])
         self.claims.append(claim["run_id"])
         if claim["run_id"] in self.refuse:
-            await msg.respond(remote.encode("refused", run_id=claim["run_id"], reason="it ended"))
-            return
-        if claim["run_id"] in self.hand_back:
             refused = remote.encode(
-                "refused", run_id=claim["run_id"], reason="not yours", then=remote.HAND_BACK
+                "refused", run_id=claim["run_id"], reason="it ended", then=remote.DROP
             )
             await msg.respond(refused)
+            return
+        if claim["run_id"] in self.hand_back:
+            await msg.respond(remote.encode("refused", run_id=claim["run_id"], reason="not yours"))
             return
         self.leases.grant(claim["run_id"], claim["worker"], TOKEN, now_ms=0)
         await msg.respond(
@@ -165,8 +166,9 @@ def test_a_refused_claim_runs_nothing_and_the_work_is_dropped(tmp_path: Path) ->
 
 
 def test_a_claim_refused_for_another_worker_hands_the_work_back(tmp_path: Path) -> None:
-    """Refused with ``then: hand back`` (this worker may not run the type): the offer comes
-    back until its ``max_deliver`` (3 here), for a worker that may; nothing runs."""
+    """Refused with no ``then: drop`` (this worker may not run the type, or its claim was bad):
+    the offer comes back until its ``max_deliver`` (3 here), for a worker that may; nothing
+    runs."""
 
     async def body(daemon: FakeDaemon, logged: list[dict[str, Any]]) -> None:
         daemon.hand_back.add(run_id(5))
@@ -312,3 +314,28 @@ def test_a_supervisor_gone_without_a_word_is_said_and_its_job_killed(tmp_path: P
     finally:
         job.kill()
         job.wait()
+
+
+def test_a_supervisor_gone_with_the_workers_words_unread_is_an_end_not_a_crash() -> None:
+    """The spawner (a fork refused) or a killed supervisor closes its socket with the run's
+    line unread: the worker's read is a reset, not an end of file, and is taken as the end."""
+
+    async def run() -> dict[str, Any]:
+        ours, theirs = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        writer.write(b'{"spec": "the run"}\n')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        theirs.close()  # unread: the kernel resets the connection
+
+        async def beats() -> None:
+            await asyncio.sleep(60)
+
+        try:
+            ended: dict[str, Any] = await supervised.to_its_end(reader, beats, run_id(8), print)
+        finally:
+            writer.close()
+        return ended
+
+    ended = asyncio.run(run())
+    assert ended["outcome"] == "failed" and "before the run began" in ended["output_tail"]

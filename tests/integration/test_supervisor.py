@@ -231,11 +231,11 @@ def test_a_worker_gone_before_it_heard_the_start_leaves_no_job_unfenced(tmp_path
     assert alive_with_run_id() == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_supervisor_signalled_to_end_ends_its_job_first(tmp_path: Path, signum: int) -> None:
     """An admin's kill (or ``systemctl kill`` of the worker's unit) of the supervisor: the
     TERM-ignoring job and what it started end with it, not left running unfenced."""
-    script = "trap '' TERM HUP; sleep 30 & sleep 30; wait"
+    script = "trap '' TERM HUP INT; sleep 30 & sleep 30; wait"
     run = Supervised(tmp_path, ["/bin/sh", "-c", script], lease_ms=60_000)
     assert "started" in run.hear()
     run.proc.send_signal(signum)

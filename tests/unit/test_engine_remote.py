@@ -255,9 +255,9 @@ def test_a_bad_claim_is_refused_and_audited_and_nothing_else_changes(
     assert world.types(job_id) == before  # no run.started: nothing runs
     answer = dispatch.answer_to(asked)
     assert answer.kind == "refused" and reason in answer["reason"]
-    # handed back for another worker only where another may claim it
-    handed_back = answer.fields.get("then") == remote.HAND_BACK
-    assert handed_back is (case == "a type it may not run")
+    # dropped only where no worker may claim the run; else handed back for another
+    dropped = case == "a run not leased here"
+    assert answer["then"] == (remote.DROP if dropped else remote.HAND_BACK)
 
 
 @pytest.mark.parametrize(

@@ -77,6 +77,8 @@ class Incoming:
 
 
 class Dispatcher:
+    retry_s = 1.0  # between two tries to make the streams and consumers
+
     def __init__(
         self,
         settings: DispatchSettings,
@@ -89,6 +91,7 @@ class Dispatcher:
         self.settings, self._wake, self._log, self._feed = settings, wake, log, feed
         self._tls = tls_options(settings.ca_file)
         self._feeding: asyncio.Task[None] | None = None
+        self._remaking: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._incoming: list[Incoming] = []
         self._unsettled: dict[str, tuple[str, bytes]] = {}  # run id -> (subject, offer)
@@ -215,23 +218,28 @@ class Dispatcher:
             await self._remade()
 
     async def _remade(self) -> None:
-        try:
-            await self._streams()
-        except (NatsError, NatsTimeout) as exc:
-            self._log(
-                {"message": "the job types' consumers not brought up to date", "error": str(exc)}
-            )
+        """``_streams``, tried again each second until it is done (JetStream not ready yet
+        after a server's restart): a type without its consumer would never be delivered."""
+        while not self._stopping:
+            try:
+                await self._streams()
+                return
+            except (NatsError, NatsTimeout) as exc:
+                self._log(
+                    {"message": "the job types' consumers not yet up to date", "error": str(exc)}
+                )
+                await asyncio.sleep(self.retry_s)
 
     async def _failed(self, exc: Exception) -> None:
         self._log({"message": "NATS error", "error": str(exc) or type(exc).__name__})
 
     async def _reconnected(self) -> None:
-        """Connected again: the streams and consumers made again first (a policy reloaded while
-        cut off, or a server that lost its store), then offers go out again."""
-        if self._js is not None:  # ``_prepare`` made them once
-            await self._remade()
+        """Connected again: the streams and consumers made again (a policy reloaded while cut
+        off, or a server that lost its store), tried until done, while offers go out again."""
         self._ready.set()
         self._wake()
+        if self._js is not None:  # ``_prepare`` made them once; offers wait for a consumer
+            self._remaking = self._loop.create_task(self._remade())
         await self._republish()
 
     async def _disconnected(self) -> None:

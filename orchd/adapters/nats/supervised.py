@@ -33,11 +33,12 @@ def failed(why: str) -> dict[str, Any]:
     return {"outcome": "failed", "output_tail": f"orchd worker: {why}\n", "log_path": ""}
 
 
-def _said(line: bytes) -> dict[str, Any]:
-    """A supervisor's line, or ``{}`` when it ended without one (or a whole one)."""
+async def _said(reader: asyncio.StreamReader) -> dict[str, Any]:
+    """A supervisor's next line, or ``{}`` when it ended without one (or a whole one). A
+    supervisor gone with bytes of ours unread resets the socket: an end as any other."""
     try:
-        said = json.loads(line)
-    except ValueError:
+        said = json.loads(await reader.readline())
+    except (OSError, ValueError):  # ValueError: not JSON, or a line over the reader's limit
         return {}
     return said if isinstance(said, dict) else {}
 
@@ -89,12 +90,12 @@ async def to_its_end(
     log: Log,
 ) -> dict[str, Any]:
     """The run's end as its supervisor says it, ``heartbeats`` running once it started."""
-    first = _said(await reader.readline())
+    first = await _said(reader)
     if "started" not in first:  # it could not start the job, or ended (a fork refused)
         return failed(first.get("failed", "the run's supervisor ended before the run began"))
     beats = asyncio.create_task(heartbeats())
     try:
-        last = _said(await reader.readline())
+        last = await _said(reader)
     finally:
         beats.cancel()
     if "ended" in last:

@@ -9,10 +9,10 @@ Rules (docs/ARCHITECTURE.md, "Remote workers"):
   (``nak``) for another, and logged. No worker ends an offer it did not run: one that every
   worker hands back reaches its consumer's ``max_deliver``, and the daemon ends its run
   ``undeliverable`` (dispatch.py).
-- Nothing runs without a granted claim. A refused claim drops the message (acknowledged: the run
-  ended, or another worker holds it), or hands it back when the daemon says another worker may
-  claim it (``then: hand back``: this worker may not run the type); no answer (the daemon
-  unreachable) hands it back. A second delivery of a run this worker holds is dropped.
+- Nothing runs without a granted claim. A refused claim hands the message back for another
+  worker, or drops it (acknowledged) when the daemon says no worker may claim the run
+  (``then: drop``: it ended, or another worker holds it); no answer (the daemon unreachable)
+  hands it back. A second delivery of a run this worker holds is dropped.
 - The job runs under a supervisor process of its own session, which ends the job's group once the
   lease runs out unrenewed: a worker killed, stopped or cut off still fences its runs.
 - Every third of the lease: JetStream's in-progress for the message, then a heartbeat to the
@@ -276,16 +276,16 @@ class Worker:
             await msg.nak(delay=1)
             return None
         if answer.kind == "refused":
-            hand_back = answer.fields.get("then") == remote.HAND_BACK
+            dropped = answer.fields.get("then") == remote.DROP  # the run ended, or is another's
             self.log(
                 {
                     "message": "claim refused",
                     "run_id": offer["run_id"],
                     "why": answer["reason"],
-                    "then": "handed back" if hand_back else "dropped",
+                    "then": "dropped" if dropped else "handed back",
                 }
             )
-            await (msg.nak(delay=1) if hand_back else msg.ack())  # the run ended, or is another's
+            await (msg.ack() if dropped else msg.nak(delay=1))
             return None
         return answer, asked_ms
 
@@ -357,10 +357,14 @@ class Worker:
                 continue  # the lease is not renewed: the supervisor fences the run
             if answer.kind == "renewed":
                 left = int(answer["lease_ms"]) - (supervised.mono_ms() - sent)
-                supervisor.write(f"renew {max(0, left)}\n".encode())
+                word = f"renew {max(0, left)}\n"
             else:
-                supervisor.write(f"stop {answer['reason']}\n".encode())
-            await supervisor.drain()
+                word = f"stop {answer['reason']}\n"
+            try:
+                supervisor.write(word.encode())
+                await supervisor.drain()
+            except OSError:  # the supervisor gone: its end is read (``to_its_end``)
+                return
 
     async def _publish_result(self, run_id: str, result: bytes) -> None:
         while True:

@@ -124,8 +124,9 @@ class Remote(Runs):
                         self._undeliverable(said, now_ms)
                     else:
                         self._result(said, now_ms)
-                except _REFUSED as exc:
-                    self._refuse(said, exc.message)
+                except _REFUSED as exc:  # the run no worker's, or the message this one's fault
+                    then = remote.DROP if isinstance(exc, ClaimRefused) else remote.HAND_BACK
+                    self._refuse(said, exc.message, then)
         if self._dispatch is not None and not self._dispatch.available:
             self._leases.deaf(mono)  # nothing can be heard: nothing lapses for not being heard
         for run_id in self._leases.lapsed(mono):
@@ -164,7 +165,7 @@ class Remote(Runs):
         if active.job.job_type not in allowed:  # another worker may: the offer is handed back
             detail = f"it may not run job type {active.job.job_type}"
             refused = ClaimRefused(worker=said.worker, detail=detail)
-            self._refuse(said, refused.message, then=remote.HAND_BACK)
+            self._refuse(said, refused.message)
             return
         token = remote.claim_token(self._claim_secret, run_id, said.worker)
         self._leases.grant(run_id, said.worker, token, mono)  # refused: another worker's
@@ -274,10 +275,11 @@ class Remote(Runs):
             cause=cause,
         )
 
-    def _refuse(self, said: Said, reason: str, then: str | None = None) -> None:
-        """Refuse ``said``: answered (a claim or heartbeat; naming its run if it names one;
-        ``then``: ``remote.HAND_BACK`` when another worker may claim it) or done with (a
-        result, or the news of an undeliverable offer: never delivered again), and audited."""
+    def _refuse(self, said: Said, reason: str, then: str = remote.HAND_BACK) -> None:
+        """Refuse ``said``: answered (a claim or heartbeat; naming its run if it names one; a
+        claim's ``then``: ``remote.DROP`` when no worker may claim the run, else another may)
+        or done with (a result, or the news of an undeliverable offer: never delivered again),
+        and audited."""
         run_id = _run_named(said.data)
         reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
         self._drafts.append(
@@ -295,7 +297,8 @@ class Remote(Runs):
         if said.kind == "results":
             self._acks.append(said)
         elif said.kind in ("claim", "hb"):
-            refused = remote.encode("refused", run_id=run_id, reason=reason, then=then)
+            then_ = then if said.kind == "claim" else None
+            refused = remote.encode("refused", run_id=run_id, reason=reason, then=then_)
             self._dispatch.answer(said, refused)
 
     def _stop_remote(self, active: Active, ending: str) -> None:
