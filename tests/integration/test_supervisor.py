@@ -21,17 +21,22 @@ from orchd.adapters.supervisor import Words
 RUN = "01KB0000000000000000000001"
 
 
+def run_of(tmp: Path, argv: list[str], **limits: int) -> dict[str, Any]:
+    """The run a worker hands its supervisor: ``argv`` as job ``RUN``, with ``limits``."""
+    return {
+        "spec": {"run_id": RUN, "job_id": RUN, "argv": argv, "env": {"ORCHD_RUN_ID": RUN}},
+        "log_dir": str(tmp / "logs"),
+        "lease_ms": limits.get("lease_ms", 2000),
+        "timeout_ms": limits.get("timeout_ms", 60_000),
+        "grace_ms": limits.get("grace_ms", 300),
+    }
+
+
 class Supervised:
     """``python -m orchd.adapters.supervisor`` given ``argv`` as a run, its answers read."""
 
     def __init__(self, tmp: Path, argv: list[str], **limits: int) -> None:
-        run = {
-            "spec": {"run_id": RUN, "job_id": RUN, "argv": argv, "env": {"ORCHD_RUN_ID": RUN}},
-            "log_dir": str(tmp / "logs"),
-            "lease_ms": limits.get("lease_ms", 2000),
-            "timeout_ms": limits.get("timeout_ms", 60_000),
-            "grace_ms": limits.get("grace_ms", 300),
-        }
+        run = run_of(tmp, argv, **limits)
         env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchd.adapters.supervisor"],
@@ -209,18 +214,7 @@ def test_a_worker_gone_before_it_heard_the_start_leaves_no_job_unfenced(tmp_path
         [sys.executable, "-m", "orchd.adapters.supervisor"], stdin=theirs, stdout=theirs, env=env
     )
     theirs.close()
-    run = {
-        "spec": {
-            "run_id": RUN,
-            "job_id": RUN,
-            "argv": ["/bin/sh", "-c", "sleep 30 & sleep 30; wait"],
-            "env": {"ORCHD_RUN_ID": RUN},
-        },
-        "log_dir": str(tmp_path / "logs"),
-        "lease_ms": 400,
-        "timeout_ms": 60_000,
-        "grace_ms": 300,
-    }
+    run = run_of(tmp_path, ["/bin/sh", "-c", "sleep 30 & sleep 30; wait"], lease_ms=400)
     began = time.monotonic()
     try:
         ours.sendall(json.dumps(run).encode() + b"\n")
@@ -263,18 +257,7 @@ def test_a_run_forked_by_the_spawner_has_sigint_as_by_default(tmp_path: Path) ->
     mine, its = socket.socketpair()
     socket.send_fds(ours, [b"r"], [its.fileno()])
     its.close()
-    run = {
-        "spec": {
-            "run_id": RUN,
-            "job_id": RUN,
-            "argv": ["/bin/sh", "-c", "grep SigIgn /proc/self/status"],
-            "env": {"ORCHD_RUN_ID": RUN},
-        },
-        "log_dir": str(tmp_path / "logs"),
-        "lease_ms": 5000,
-        "timeout_ms": 60_000,
-        "grace_ms": 300,
-    }
+    run = run_of(tmp_path, ["/bin/sh", "-c", "grep SigIgn /proc/self/status"], lease_ms=5000)
     try:
         mine.sendall(json.dumps(run).encode() + b"\n")
         said = mine.makefile("r")

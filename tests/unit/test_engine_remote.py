@@ -143,6 +143,14 @@ def offered(world: World, dispatch: FakeDispatch) -> tuple[Engine, str, str]:
     return made, job_id, run_id
 
 
+def claimed(world: World, dispatch: FakeDispatch) -> tuple[Engine, str, str]:
+    """``offered``, its run claimed by w-1 and granted (the step taken)."""
+    made, job_id, run_id = offered(world, dispatch)
+    claim(dispatch, run_id)
+    made.step()
+    return made, job_id, run_id
+
+
 def test_a_remote_run_is_offered_claimed_heartbeated_and_ended_by_its_result(
     world: World,
 ) -> None:
@@ -313,9 +321,7 @@ def test_heartbeats_and_results_count_only_with_the_claims_token_from_its_worker
     world: World,
 ) -> None:
     dispatch = FakeDispatch()
-    made, job_id, run_id = offered(world, dispatch)
-    claim(dispatch, run_id)
-    made.step()
+    made, job_id, run_id = claimed(world, dispatch)
     wrong_token = dispatch.say("hb", "w-1", run_id=run_id, token=token(run_id, "w-2"))
     other = result(dispatch, run_id, "w-2")  # w-2's token, from w-2: not the holder
     made.step()
@@ -339,9 +345,7 @@ def test_a_lease_not_renewed_lapses_on_the_daemons_clock_and_the_job_is_retried(
     world: World,
 ) -> None:
     dispatch = FakeDispatch()
-    made, job_id, run_id = offered(world, dispatch)
-    claim(dispatch, run_id)
-    made.step()
+    made, job_id, run_id = claimed(world, dispatch)
     world.clock.advance(LEASE_MS - 1)
     made.step()
     assert world.job(job_id).state == "running"
@@ -363,9 +367,7 @@ def test_no_lease_runs_out_while_nats_is_unreachable_but_one_lease_after_it_is_b
     world: World,
 ) -> None:
     dispatch = FakeDispatch()
-    made, job_id, run_id = offered(world, dispatch)
-    claim(dispatch, run_id)
-    made.step()
+    made, job_id, _run_id = claimed(world, dispatch)
     dispatch.available = False  # the daemon cannot hear its worker: its result may be waiting
     world.clock.advance(3 * LEASE_MS)
     made.step()
@@ -421,9 +423,7 @@ def test_a_cancel_reaches_a_claimed_run_at_its_next_heartbeat_and_an_unclaimed_o
 
 def test_a_run_past_its_timeout_is_stopped_at_its_next_heartbeat(world: World) -> None:
     dispatch = FakeDispatch()
-    made, job_id, run_id = offered(world, dispatch)
-    claim(dispatch, run_id)
-    made.step()
+    made, job_id, run_id = claimed(world, dispatch)
     for _ in range(40):  # heartbeats keep it alive past its 60 s timeout
         world.clock.advance(1600)
         dispatch.say("hb", "w-1", run_id=run_id, token=token(run_id))
