@@ -77,7 +77,7 @@ class Incoming:
 
 
 class Dispatcher:
-    retry_s = 1.0  # between two tries to make the streams and consumers
+    retry_s = 1.0  # between two tries to make the streams, or to read one
 
     def __init__(
         self,
@@ -212,8 +212,8 @@ class Dispatcher:
         )
 
     async def _ensure(self) -> None:
-        """The streams and consumers as the settings have them now; not connected, at the
-        connection (``_prepare``, ``_reconnected``); failed, logged and tried at the next."""
+        """The streams and consumers as the settings have them now (``_remade``); not
+        connected, at the connection (``_prepare``, ``_reconnected``)."""
         if self._ready.is_set():
             await self._remade()
 
@@ -305,7 +305,7 @@ class Dispatcher:
                 continue
             except NatsError as exc:  # JetStream unavailable for a while: not in a spin
                 self._log({"message": "a stream not read", "error": str(exc)})
-                await asyncio.sleep(1)
+                await asyncio.sleep(self.retry_s)
 
     def _queue(self, incoming: Incoming) -> None:
         with self._lock:
